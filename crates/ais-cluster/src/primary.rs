@@ -1,0 +1,271 @@
+//! The primary proxy's authority over cluster metadata. Every change goes
+//! through one async lock: bump version → persist locally → push to every
+//! other node and wait for their answers (so a reply to the client means the
+//! whole cluster knows, e.g. a new bucket accepts PUTs on every target).
+
+use crate::{ClusterError, MetaStore};
+use ais_core::meta::{
+    Bmd, EtlMd, JoinReq, Keepalive, KeepaliveResp, MetaSync, NodeType, Smap, Snode,
+};
+use ais_core::AisError;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct PrimaryConfig {
+    /// A node silent for this long is removed from the cluster map.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for PrimaryConfig {
+    fn default() -> Self {
+        Self {
+            keepalive_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+pub struct Primary {
+    meta: MetaStore,
+    me: Snode,
+    cfg: PrimaryConfig,
+    last_seen: Mutex<HashMap<String, Instant>>,
+    change: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+}
+
+fn refused(e: ClusterError) -> AisError {
+    AisError::internal(format!("cluster metadata: {e}"))
+}
+
+impl Primary {
+    /// Creates the cluster map on first start, or takes over the persisted one
+    /// (with this node as primary at its current address).
+    pub fn new(meta: MetaStore, me: Snode, cfg: PrimaryConfig) -> Result<Arc<Self>, ClusterError> {
+        let mut smap = meta.smap().unwrap_or_else(|| Smap {
+            version: 0,
+            uuid: ais_core::gen_id(12),
+            creation_time: format!("{}", ais_core::now_ns()),
+            tmap: BTreeMap::new(),
+            pmap: BTreeMap::new(),
+            proxy_si: me.clone(),
+        });
+        smap.pmap.insert(me.daemon_id.clone(), me.clone());
+        smap.proxy_si = me.clone();
+        smap.version += 1;
+        let mut bmd = meta.bmd();
+        let mut etlmd = meta.etlmd();
+        let mut sync = MetaSync {
+            smap: Some(smap.clone()),
+            ..Default::default()
+        };
+        if bmd.uuid.is_empty() {
+            bmd.uuid = smap.uuid.clone();
+            bmd.version += 1;
+            sync.bmd = Some(bmd);
+        }
+        if etlmd.uuid.is_empty() {
+            etlmd.uuid = smap.uuid.clone();
+            etlmd.version += 1;
+            sync.etlmd = Some(etlmd);
+        }
+        meta.apply(&sync)?;
+        // Nodes already in the map get a full timeout to check in after a restart.
+        let now = Instant::now();
+        let last_seen = smap
+            .tmap
+            .keys()
+            .chain(smap.pmap.keys())
+            .map(|k| (k.clone(), now))
+            .collect();
+        Ok(Arc::new(Self {
+            meta,
+            me,
+            cfg,
+            last_seen: Mutex::new(last_seen),
+            change: tokio::sync::Mutex::new(()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }))
+    }
+
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    fn touch(&self, id: &str) {
+        if let Ok(mut m) = self.last_seen.lock() {
+            m.insert(id.to_string(), Instant::now());
+        }
+    }
+
+    /// Adds (or updates) a node and returns all metadata for it.
+    pub async fn join(&self, req: JoinReq) -> Result<MetaSync, AisError> {
+        let _g = self.change.lock().await;
+        let uuid = self.meta.cluster_uuid();
+        if !req.cluster_uuid.is_empty() && req.cluster_uuid != uuid {
+            return Err(AisError::new(
+                409,
+                format!(
+                    "node {} belongs to cluster {}, this is cluster {uuid}: refusing to join (its data would be at risk)",
+                    req.node.name(),
+                    req.cluster_uuid
+                ),
+            ));
+        }
+        let mut node = req.node;
+        node.id_digest = ais_core::hrw::digest(&node.daemon_id);
+        self.touch(&node.daemon_id);
+        let mut smap = self.meta.smap().ok_or_else(|| AisError::internal("no cluster map"))?;
+        let map = match node.daemon_type {
+            NodeType::Target => &mut smap.tmap,
+            NodeType::Proxy => &mut smap.pmap,
+        };
+        if map.get(&node.daemon_id) != Some(&node) {
+            tracing::info!(node = %node.name(), url = %node.url(), "node joined");
+            map.insert(node.daemon_id.clone(), node);
+            smap.version += 1;
+            self.commit(MetaSync {
+                smap: Some(smap),
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok(self.meta.full())
+    }
+
+    pub async fn keepalive(&self, ka: Keepalive) -> KeepaliveResp {
+        let known = self
+            .meta
+            .with_smap(|s| s.and_then(|s| s.get_node(&ka.daemon_id)).is_some());
+        if !known {
+            return KeepaliveResp::default();
+        }
+        self.touch(&ka.daemon_id);
+        KeepaliveResp {
+            known: true,
+            sync: self
+                .meta
+                .newer_than(ka.smap_version, ka.bmd_version, ka.etlmd_version),
+        }
+    }
+
+    pub async fn update_bmd<F>(&self, f: F) -> Result<Bmd, AisError>
+    where
+        F: FnOnce(&mut Bmd) -> Result<(), AisError>,
+    {
+        let _g = self.change.lock().await;
+        let mut bmd = self.meta.bmd();
+        f(&mut bmd)?;
+        bmd.version += 1;
+        self.commit(MetaSync {
+            bmd: Some(bmd.clone()),
+            ..Default::default()
+        })
+        .await?;
+        Ok(bmd)
+    }
+
+    pub async fn update_etlmd<F>(&self, f: F) -> Result<EtlMd, AisError>
+    where
+        F: FnOnce(&mut EtlMd) -> Result<(), AisError>,
+    {
+        let _g = self.change.lock().await;
+        let mut md = self.meta.etlmd();
+        f(&mut md)?;
+        md.version += 1;
+        self.commit(MetaSync {
+            etlmd: Some(md.clone()),
+            ..Default::default()
+        })
+        .await?;
+        Ok(md)
+    }
+
+    async fn commit(&self, sync: MetaSync) -> Result<(), AisError> {
+        self.meta.apply(&sync).map_err(refused)?;
+        for (node, res) in self.push(&sync).await {
+            if let Err(e) = res {
+                tracing::warn!(%node, error = %e, "metadata push failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `sync` to every node but this one, in parallel.
+    pub async fn push(&self, sync: &MetaSync) -> Vec<(String, Result<(), String>)> {
+        let nodes: Vec<Snode> = self.meta.with_smap(|s| {
+            s.map(|s| {
+                s.tmap
+                    .values()
+                    .chain(s.pmap.values())
+                    .filter(|n| n.daemon_id != self.me.daemon_id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+        });
+        let futs = nodes.into_iter().map(|n| {
+            let url = format!("{}/v1/metasync", n.url());
+            let req = self.http.put(url).json(sync);
+            async move {
+                let res = match req.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
+                    Err(e) => Err(e.to_string()),
+                };
+                (n.name(), res)
+            }
+        });
+        futures::future::join_all(futs).await
+    }
+
+    /// Removes nodes that stopped sending keepalives. Runs forever.
+    pub async fn run_failure_detector(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let dead: Vec<String> = {
+                let Ok(seen) = self.last_seen.lock() else { continue };
+                self.meta.with_smap(|s| {
+                    s.map(|s| {
+                        s.tmap
+                            .keys()
+                            .chain(s.pmap.keys())
+                            .filter(|id| **id != self.me.daemon_id)
+                            .filter(|id| {
+                                seen.get(*id)
+                                    .is_none_or(|t| t.elapsed() > self.cfg.keepalive_timeout)
+                            })
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default()
+                })
+            };
+            if dead.is_empty() {
+                continue;
+            }
+            let _g = self.change.lock().await;
+            let Some(mut smap) = self.meta.smap() else { continue };
+            for id in &dead {
+                tracing::warn!(node = %id, "no keepalive: removing from cluster map");
+                smap.tmap.remove(id);
+                smap.pmap.remove(id);
+            }
+            smap.version += 1;
+            if let Err(e) = self
+                .commit(MetaSync {
+                    smap: Some(smap),
+                    ..Default::default()
+                })
+                .await
+            {
+                tracing::error!(error = %e, "failed to commit cluster map");
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Wire types of AIStore's REST API: the action envelope, list-objects request
+//! and response (JSON and msgpack spellings), and the internal page format
+//! targets return to the proxy.
+
+use crate::meta::strnum;
+use crate::AisError;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// `{"action": ..., "name": ..., "value": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ActMsg {
+    pub action: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: serde_json::Value,
+}
+
+impl ActMsg {
+    pub fn new(action: &str) -> Self {
+        Self {
+            action: action.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn parse(body: &[u8]) -> Result<Self, AisError> {
+        serde_json::from_slice(body).map_err(|e| {
+            AisError::bad_request(format!(
+                "malformed JSON in request body (expected {{\"action\": ..., \"name\": ..., \"value\": ...}}): {e}"
+            ))
+        })
+    }
+}
+
+pub mod act {
+    pub const CREATE_BCK: &str = "create-bck";
+    pub const DESTROY_BCK: &str = "destroy-bck";
+    pub const LIST: &str = "list";
+    pub const SET_BPROPS: &str = "set-bprops";
+    pub const RESET_BPROPS: &str = "reset-bprops";
+    pub const SUMMARY_BCK: &str = "summary-bck";
+}
+
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    strnum::deserialize(d)
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// List-objects request (`LsoMsg`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LsoMsg {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub prefix: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub pagesize: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uuid: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub continuation_token: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub props: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub flags: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub target: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub start_after: String,
+}
+
+/// Largest page we return (AIStore's limit too).
+pub const MAX_PAGE_SIZE: u64 = 10_000;
+
+/// Properties a listing or HEAD may ask for.
+pub const KNOWN_PROPS: &[&str] = &[
+    "name",
+    "size",
+    "version",
+    "checksum",
+    "atime",
+    "cached",
+    "status",
+    "copies",
+    "ec",
+    "custom",
+    "location",
+    "chunked",
+    "last-modified",
+    "etag",
+    "target_url",
+];
+
+/// Parsed `props=` selection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PropSet {
+    pub size: bool,
+    pub version: bool,
+    pub checksum: bool,
+    pub atime: bool,
+    pub cached: bool,
+    pub custom: bool,
+    pub location: bool,
+    pub copies: bool,
+}
+
+impl PropSet {
+    pub fn parse(props: &str) -> Result<Self, AisError> {
+        let props = props.trim();
+        if props.is_empty() {
+            return Ok(Self {
+                size: true,
+                cached: true,
+                ..Default::default()
+            });
+        }
+        let mut p = Self::default();
+        for name in props.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "size" => p.size = true,
+                "version" => p.version = true,
+                "checksum" => p.checksum = true,
+                "atime" => p.atime = true,
+                "cached" | "status" => p.cached = true,
+                "custom" => p.custom = true,
+                "location" => p.location = true,
+                "copies" => p.copies = true,
+                n if KNOWN_PROPS.contains(&n) => {}
+                other => {
+                    return Err(AisError::bad_request(format!(
+                        "invalid property \"{other}\" (valid: {})",
+                        KNOWN_PROPS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    pub fn needs_attrs(&self) -> bool {
+        self.version || self.checksum || self.custom
+    }
+
+    pub fn to_query(self) -> String {
+        let mut v = vec!["name"];
+        for (on, n) in [
+            (self.size, "size"),
+            (self.version, "version"),
+            (self.checksum, "checksum"),
+            (self.atime, "atime"),
+            (self.cached, "cached"),
+            (self.custom, "custom"),
+            (self.location, "location"),
+            (self.copies, "copies"),
+        ] {
+            if on {
+                v.push(n);
+            }
+        }
+        v.join(",")
+    }
+}
+
+pub const ENTRY_FLAG_CACHED: u16 = 1 << 6;
+
+/// One listed object, as targets send it to the proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct LsoEntry {
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub checksum: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub atime: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub custom: String,
+    #[serde(default)]
+    pub copies: u16,
+    #[serde(default)]
+    pub flags: u16,
+}
+
+/// A page of entries from one target (internal API).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TargetPage {
+    pub entries: Vec<LsoEntry>,
+    /// True when the target has no more names after the last entry.
+    pub done: bool,
+}
+
+/// JSON spelling of a list-objects page.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LsoResJson {
+    pub uuid: String,
+    pub continuation_token: String,
+    pub entries: Vec<LsoEntryJson>,
+    #[serde(default)]
+    pub flags: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LsoEntryJson {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub checksum: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub atime: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    #[serde(rename = "custom-md", default, skip_serializing_if = "String::is_empty")]
+    pub custom: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_strnum")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "is_zero16")]
+    pub copies: u16,
+    #[serde(default, skip_serializing_if = "is_zero16")]
+    pub flags: u16,
+}
+
+mod opt_strnum {
+    use serde::{Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&v.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        super::strnum::deserialize(d).map(Some)
+    }
+}
+
+fn is_zero16(v: &u16) -> bool {
+    *v == 0
+}
+
+/// msgpack spelling (`Accept: application/msgpack`), as the official SDK decodes it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LsoResMsgpack {
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+    #[serde(rename = "ContinuationToken")]
+    pub continuation_token: String,
+    #[serde(rename = "Entries")]
+    pub entries: Vec<LsoEntryMsgpack>,
+    #[serde(rename = "Flags")]
+    pub flags: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LsoEntryMsgpack {
+    pub n: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub cs: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub a: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub v: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub t: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub m: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub s: Option<u64>,
+    #[serde(skip_serializing_if = "is_zero16", default)]
+    pub c: u16,
+    #[serde(skip_serializing_if = "is_zero16", default)]
+    pub f: u16,
+}
+
+impl LsoEntry {
+    pub fn to_json(&self, props: &PropSet) -> LsoEntryJson {
+        LsoEntryJson {
+            name: self.name.clone(),
+            checksum: self.checksum.clone(),
+            atime: self.atime.clone(),
+            version: self.version.clone(),
+            location: self.location.clone(),
+            custom: self.custom.clone(),
+            size: props.size.then_some(self.size),
+            copies: self.copies,
+            flags: self.flags,
+        }
+    }
+    pub fn to_msgpack(&self, props: &PropSet) -> LsoEntryMsgpack {
+        LsoEntryMsgpack {
+            n: self.name.clone(),
+            cs: self.checksum.clone(),
+            a: self.atime.clone(),
+            v: self.version.clone(),
+            t: self.location.clone(),
+            m: self.custom.clone(),
+            s: props.size.then_some(self.size),
+            c: self.copies,
+            f: self.flags,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lso_msg_is_lenient() {
+        let m: LsoMsg = serde_json::from_str(
+            r#"{"prefix":"train/","props":"name,size","pagesize":0,"uuid":"","continuation_token":"","flags":"0","target":""}"#,
+        )
+        .unwrap();
+        assert_eq!(m.prefix, "train/");
+        let m: LsoMsg = serde_json::from_str(r#"{"pagesize":"7","flags":8,"prefix":null}"#).unwrap();
+        assert_eq!((m.pagesize, m.flags, m.prefix.as_str()), (7, 8, ""));
+    }
+
+    #[test]
+    fn props() {
+        assert!(PropSet::parse("name,size").unwrap().size);
+        assert!(PropSet::parse("").unwrap().cached);
+        assert_eq!(PropSet::parse("name,bogus").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn msgpack_keys() {
+        let page = LsoResMsgpack {
+            uuid: "u".into(),
+            continuation_token: String::new(),
+            entries: vec![LsoEntryMsgpack {
+                n: "a".into(),
+                s: Some(5),
+                ..Default::default()
+            }],
+            flags: 0,
+        };
+        let bytes = rmp_serde_like(&page);
+        assert!(bytes.contains("UUID") && bytes.contains("ContinuationToken"));
+    }
+
+    fn rmp_serde_like(p: &LsoResMsgpack) -> String {
+        serde_json::to_string(p).unwrap()
+    }
+}

@@ -1,0 +1,354 @@
+//! Cluster metadata: the cluster map (Smap) of proxies and targets, the bucket
+//! metadata (BMD), bucket properties and per-object attributes. The primary
+//! proxy owns Smap/BMD and versions them; every node keeps the newest copy.
+
+use crate::{hrw, AisError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// (De)serialises integers as JSON strings (Go's `,string`), accepting both forms.
+pub mod strnum {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum N {
+            S(String),
+            U(u64),
+            I(i64),
+        }
+        match N::deserialize(d)? {
+            N::S(s) if s.is_empty() => Ok(0),
+            N::S(s) => s.parse().map_err(de::Error::custom),
+            N::U(u) => Ok(u),
+            N::I(i) => u64::try_from(i).map_err(de::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetInfo {
+    pub node_ip_addr: String,
+    pub daemon_port: String,
+    pub direct_url: String,
+}
+
+impl NetInfo {
+    pub fn new(host: &str, port: u16) -> Self {
+        Self {
+            node_ip_addr: host.to_string(),
+            daemon_port: port.to_string(),
+            direct_url: format!("http://{host}:{port}"),
+        }
+    }
+}
+
+pub const NODE_FLAG_MAINTENANCE: u64 = 1 << 2;
+pub const NODE_FLAG_DECOMMISSION: u64 = 1 << 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    Proxy,
+    Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snode {
+    pub daemon_id: String,
+    pub daemon_type: NodeType,
+    pub public_net: NetInfo,
+    pub intra_control_net: NetInfo,
+    pub intra_data_net: NetInfo,
+    #[serde(default)]
+    pub flags: u64,
+    #[serde(default)]
+    pub id_digest: u64,
+}
+
+impl Snode {
+    pub fn new(id: &str, kind: NodeType, host: &str, port: u16) -> Self {
+        let net = NetInfo::new(host, port);
+        Self {
+            daemon_id: id.to_string(),
+            daemon_type: kind,
+            public_net: net.clone(),
+            intra_control_net: net.clone(),
+            intra_data_net: net,
+            flags: 0,
+            id_digest: hrw::digest(id),
+        }
+    }
+    pub fn url(&self) -> &str {
+        &self.public_net.direct_url
+    }
+    /// `t[id]` / `p[id]`, as in AIStore's messages.
+    pub fn name(&self) -> String {
+        node_name(self.daemon_type, &self.daemon_id)
+    }
+}
+
+pub fn node_name(kind: NodeType, id: &str) -> String {
+    match kind {
+        NodeType::Proxy => format!("p[{id}]"),
+        NodeType::Target => format!("t[{id}]"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Smap {
+    #[serde(with = "strnum")]
+    pub version: u64,
+    pub uuid: String,
+    #[serde(default)]
+    pub creation_time: String,
+    pub tmap: BTreeMap<String, Snode>,
+    pub pmap: BTreeMap<String, Snode>,
+    pub proxy_si: Snode,
+}
+
+impl Smap {
+    /// The target that owns `uname`; `None` when there are no targets.
+    pub fn owner(&self, uname: &str) -> Option<&Snode> {
+        let active: Vec<&Snode> = self.active_targets().collect();
+        hrw::select(uname, active.iter().map(|t| t.id_digest)).map(|i| active[i])
+    }
+
+    pub fn active_targets(&self) -> impl Iterator<Item = &Snode> {
+        self.tmap
+            .values()
+            .filter(|t| t.flags & (NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION) == 0)
+    }
+
+    pub fn get_node(&self, id: &str) -> Option<&Snode> {
+        self.tmap.get(id).or_else(|| self.pmap.get(id))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecksumConf {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub validate_cold_get: bool,
+    #[serde(default)]
+    pub validate_warm_get: bool,
+    #[serde(default)]
+    pub validate_obj_move: bool,
+    #[serde(default)]
+    pub enable_read_range: bool,
+}
+
+impl Default for ChecksumConf {
+    fn default() -> Self {
+        Self {
+            kind: CKSUM_XXHASH.into(),
+            validate_cold_get: false,
+            validate_warm_get: false,
+            validate_obj_move: false,
+            enable_read_range: false,
+        }
+    }
+}
+
+/// Checksum type we compute: xxhash64 (seed 0), named as AIStore names it.
+pub const CKSUM_XXHASH: &str = "xxhash";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VersioningConf {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketProps {
+    pub provider: String,
+    #[serde(default)]
+    pub checksum: ChecksumConf,
+    #[serde(default)]
+    pub versioning: VersioningConf,
+    #[serde(default)]
+    pub access: String,
+    #[serde(default)]
+    pub features: String,
+    #[serde(default)]
+    pub bid: String,
+    #[serde(default)]
+    pub created: String,
+}
+
+impl Default for BucketProps {
+    fn default() -> Self {
+        Self {
+            provider: "ais".into(),
+            checksum: ChecksumConf::default(),
+            versioning: VersioningConf { enabled: true },
+            access: "0".into(),
+            features: "0".into(),
+            bid: String::new(),
+            created: String::new(),
+        }
+    }
+}
+
+impl BucketProps {
+    /// Applies a JSON patch of props (as in `set-bprops` or `create-bck`'s value).
+    pub fn apply_patch(&mut self, patch: &serde_json::Value) -> Result<(), AisError> {
+        if patch.is_null() {
+            return Ok(());
+        }
+        let mut cur = serde_json::to_value(&*self).map_err(|e| AisError::internal(e.to_string()))?;
+        merge_json(&mut cur, patch);
+        let next: BucketProps = serde_json::from_value(cur)
+            .map_err(|e| AisError::bad_request(format!("invalid bucket properties: {e}")))?;
+        if next.checksum.kind != CKSUM_XXHASH && next.checksum.kind != "none" {
+            return Err(AisError::bad_request(format!(
+                "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",
+                next.checksum.kind
+            )));
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+fn merge_json(dst: &mut serde_json::Value, src: &serde_json::Value) {
+    match (dst, src) {
+        (serde_json::Value::Object(d), serde_json::Value::Object(s)) => {
+            for (k, v) in s {
+                merge_json(d.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (d, s) => *d = s.clone(),
+    }
+}
+
+/// Bucket metadata: every `ais://` bucket and its props.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Bmd {
+    pub version: u64,
+    pub uuid: String,
+    pub buckets: BTreeMap<String, BucketProps>,
+}
+
+/// Attributes stored with every object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObjAttrs {
+    pub size: u64,
+    #[serde(default)]
+    pub cksum_type: String,
+    #[serde(default)]
+    pub cksum_value: String,
+    #[serde(default)]
+    pub version: u64,
+    /// Unix nanoseconds of the last write (AIStore reports access time; we
+    /// keep write time here and read access time from the filesystem).
+    #[serde(default)]
+    pub mtime_ns: i64,
+    #[serde(default)]
+    pub custom: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smap_version_is_string_on_wire() {
+        let p = Snode::new("p1", NodeType::Proxy, "127.0.0.1", 8080);
+        let smap = Smap {
+            version: 3,
+            uuid: "u".into(),
+            creation_time: String::new(),
+            tmap: BTreeMap::new(),
+            pmap: BTreeMap::from([("p1".into(), p.clone())]),
+            proxy_si: p,
+        };
+        let v = serde_json::to_value(&smap).unwrap();
+        assert_eq!(v["version"], "3");
+        let back: Smap = serde_json::from_value(v).unwrap();
+        assert_eq!(back, smap);
+    }
+
+    #[test]
+    fn props_patch() {
+        let mut p = BucketProps::default();
+        p.apply_patch(&serde_json::json!({"checksum": {"validate_warm_get": true}}))
+            .unwrap();
+        assert!(p.checksum.validate_warm_get);
+        assert_eq!(p.checksum.kind, CKSUM_XXHASH);
+        assert!(p
+            .apply_patch(&serde_json::json!({"checksum": {"type": "md5"}}))
+            .is_err());
+    }
+}
+
+/// One ETL as the cluster knows it: the init message it was created with and
+/// whether it is stopped. Targets start/stop their local runtimes from this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EtlMdEntry {
+    pub name: String,
+    pub init_msg: serde_json::Value,
+    #[serde(default)]
+    pub stopped: bool,
+    #[serde(default)]
+    pub xaction_id: String,
+    /// Bumped on every (re)start so targets can tell a restart from a no-op.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// ETL metadata: every initialised ETL, replicated like the BMD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct EtlMd {
+    pub version: u64,
+    pub uuid: String,
+    pub etls: BTreeMap<String, EtlMdEntry>,
+}
+
+/// What the primary pushes to every node (each part optional).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct MetaSync {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smap: Option<Smap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmd: Option<Bmd>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etlmd: Option<EtlMd>,
+}
+
+/// A node asking the primary to (re)join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReq {
+    pub node: Snode,
+    /// Cluster UUID the node belonged to before ("" for a brand-new node).
+    #[serde(default)]
+    pub cluster_uuid: String,
+}
+
+/// Periodic heartbeat from a node to the primary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Keepalive {
+    pub daemon_id: String,
+    pub smap_version: u64,
+    pub bmd_version: u64,
+    pub etlmd_version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct KeepaliveResp {
+    /// False when the primary does not have the node in its map: it must rejoin.
+    pub known: bool,
+    /// Newer metadata the node is missing, if any.
+    #[serde(default)]
+    pub sync: MetaSync,
+}

@@ -1,0 +1,230 @@
+//! Bucket and object naming: validation rules, canonical names (`ais://b`) and
+//! the "uname" that placement hashes (`ais/@#/bucket/object`).
+
+use crate::AisError;
+use serde::{Deserialize, Serialize};
+
+/// Longest single path component most Linux filesystems accept.
+pub const MAX_COMPONENT_LEN: usize = 255;
+/// Upper bound on a whole object name; keeps `<mountpath>/<bucket>/<name>` under PATH_MAX.
+pub const MAX_OBJ_NAME_LEN: usize = 3072;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Namespace {
+    #[serde(default)]
+    pub uuid: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A bucket: name plus provider. Only the `ais` provider stores data here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bck {
+    pub name: String,
+    pub provider: String,
+    #[serde(default)]
+    pub namespace: Namespace,
+}
+
+impl Bck {
+    pub fn ais(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            provider: "ais".into(),
+            namespace: Namespace::default(),
+        }
+    }
+
+    /// Canonical name used in messages: `ais://name`.
+    pub fn cname(&self) -> String {
+        format!("{}://{}", self.provider, self.name)
+    }
+
+    /// `provider/@uuid#ns/name/` — the prefix of an object's uname.
+    pub fn uname_prefix(&self) -> String {
+        format!(
+            "{}/@{}#{}/{}/",
+            self.provider, self.namespace.uuid, self.namespace.name, self.name
+        )
+    }
+
+    pub fn obj_uname(&self, obj: &str) -> String {
+        let mut s = self.uname_prefix();
+        s.push_str(obj);
+        s
+    }
+
+    /// Validates the name and normalises the provider (`""` → `ais`).
+    pub fn validated(name: &str, provider: Option<&str>) -> Result<Self, AisError> {
+        let provider = normalize_provider(provider.unwrap_or(""))?;
+        validate_bucket_name(name)?;
+        Ok(Self {
+            name: name.to_string(),
+            provider,
+            namespace: Namespace::default(),
+        })
+    }
+
+    /// Parses `ais://bucket` (or a bare `bucket`).
+    pub fn parse_uri(s: &str) -> Result<(Self, String), AisError> {
+        let (provider, rest) = match s.split_once("://") {
+            Some((p, r)) => (p, r),
+            None => ("ais", s),
+        };
+        let (bucket, obj) = match rest.split_once('/') {
+            Some((b, o)) => (b, o.to_string()),
+            None => (rest, String::new()),
+        };
+        Ok((Self::validated(bucket, Some(provider))?, obj))
+    }
+
+    /// Parses a bucket uname `provider/@uuid#ns/bucket/[object]` (as in `bck_to`).
+    pub fn parse_uname(s: &str) -> Result<(Self, String), AisError> {
+        let mut parts = s.splitn(4, '/');
+        let provider = parts.next().unwrap_or("");
+        let ns = parts.next().unwrap_or("");
+        let bucket = parts.next().unwrap_or("");
+        let obj = parts.next().unwrap_or("").to_string();
+        let mut bck = Self::validated(bucket, Some(provider))?;
+        if let Some(ns) = ns.strip_prefix('@') {
+            let (uuid, name) = ns.split_once('#').unwrap_or((ns, ""));
+            bck.namespace = Namespace {
+                uuid: uuid.into(),
+                name: name.into(),
+            };
+        }
+        Ok((bck, obj))
+    }
+}
+
+pub fn normalize_provider(p: &str) -> Result<String, AisError> {
+    match p {
+        "" | "ais" => Ok("ais".into()),
+        "aws" | "s3" | "gcp" | "gs" | "azure" | "az" | "oci" | "ht" => Err(AisError::new(
+            501,
+            format!("provider \"{p}\" is not supported: aistore-rs stores ais:// buckets only"),
+        )),
+        other => Err(AisError::bad_request(format!(
+            "invalid provider \"{other}\" (expected \"ais\")"
+        ))),
+    }
+}
+
+pub fn validate_bucket_name(name: &str) -> Result<(), AisError> {
+    let bad = |why: &str| {
+        Err(AisError::bad_request(format!(
+            "bucket name \"{name}\" is invalid: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 64 {
+        return bad("must be at most 64 characters");
+    }
+    if name.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if name.contains("..") {
+        return bad("must not contain \"..\"");
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
+    {
+        return bad("may contain only letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// Object names map to relative file paths, so every rule here is also a
+/// guard against escaping the mountpath.
+pub fn validate_object_name(name: &str) -> Result<(), AisError> {
+    let bad = |why: &str| {
+        Err(AisError::bad_request(format!(
+            "object name \"{}\" is invalid: {why}",
+            name.escape_debug()
+        )))
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > MAX_OBJ_NAME_LEN {
+        return bad(&format!("longer than {MAX_OBJ_NAME_LEN} bytes"));
+    }
+    if name.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    if name.starts_with('/') {
+        return bad("must not start with '/'");
+    }
+    if name.ends_with('/') {
+        return bad("must not end with '/'");
+    }
+    if name.starts_with("~/") {
+        return bad("must not start with \"~/\"");
+    }
+    for comp in name.split('/') {
+        match comp {
+            "" => return bad("contains an empty path component (\"//\")"),
+            "." | ".." => return bad("contains a \".\" or \"..\" path component"),
+            c if c.len() > MAX_COMPONENT_LEN => {
+                return bad(&format!(
+                    "a path component is longer than {MAX_COMPONENT_LEN} bytes"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names() {
+        assert!(validate_bucket_name("imagenet").is_ok());
+        assert!(validate_bucket_name("a-b_c.d").is_ok());
+        for bad in ["", ".x", "a..b", "a/b", "a b", &"x".repeat(65), "ü"] {
+            let e = validate_bucket_name(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.contains("bucket name"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn object_names() {
+        assert!(validate_object_name("train/0001.jpg").is_ok());
+        assert!(validate_object_name(".hidden/x").is_ok());
+        for bad in [
+            "",
+            "a/../b",
+            "..",
+            "./a",
+            "a//b",
+            "/abs",
+            "dir/",
+            "a\0b",
+            "~/x",
+            &"x".repeat(256),
+        ] {
+            assert_eq!(validate_object_name(bad).unwrap_err().status, 400, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unames() {
+        let b = Bck::ais("dst");
+        assert_eq!(b.uname_prefix(), "ais/@#/dst/");
+        assert_eq!(b.obj_uname("a/b"), "ais/@#/dst/a/b");
+        let (b2, o) = Bck::parse_uname("ais/@#/dst/x/y").unwrap();
+        assert_eq!((b2.name.as_str(), o.as_str()), ("dst", "x/y"));
+        let (b3, o3) = Bck::parse_uname("ais//dst/").unwrap();
+        assert_eq!((b3.name.as_str(), o3.as_str()), ("dst", ""));
+        let (b4, o4) = Bck::parse_uri("ais://imagenet/train/a.jpg").unwrap();
+        assert_eq!((b4.name.as_str(), o4.as_str()), ("imagenet", "train/a.jpg"));
+        assert_eq!(Bck::parse_uri("s3://x").unwrap_err().status, 501);
+    }
+}

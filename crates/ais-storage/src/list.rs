@@ -1,0 +1,170 @@
+//! Ordered, resumable listing of a bucket on one target.
+//!
+//! Object names are listed in byte order of their full names. Directories are
+//! walked with the key `name + "/"`, which makes a depth-first walk produce
+//! exactly that order ("a.c" < "a/b" because '.' < '/'). Each directory read
+//! keeps only the `limit` smallest candidate keys in a bounded heap, so memory
+//! per page is O(limit) whatever the bucket size; the cost of a page is one
+//! pass over the directories on the path to the next names.
+
+use crate::{io_err, timefmt, ObjInfo, Result, Store};
+use ais_core::api::{LsoEntry, PropSet, TargetPage, ENTRY_FLAG_CACHED};
+use ais_core::Bck;
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+
+/// Lists up to `limit` names of `bck` that start with `prefix` and sort after `after`.
+pub fn list_objects(
+    store: &Store,
+    bck: &Bck,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+    props: &PropSet,
+    node_name: &str,
+) -> Result<TargetPage> {
+    let limit = limit.max(1);
+    let mut all: Vec<(String, PathBuf, String)> = Vec::new();
+    for (dir, mp) in store.bucket_dirs_for(bck) {
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut out = Vec::new();
+        walk(&dir, "", prefix, after, limit, &mut out)?;
+        let loc = format!("{node_name}:mp[{}]", mp.path.display());
+        all.extend(out.into_iter().map(|(n, p)| (n, p, loc.clone())));
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let done = all.len() <= limit;
+    all.truncate(limit);
+    let mut entries = Vec::with_capacity(all.len());
+    for (name, path, loc) in all {
+        let md = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(_) => continue, // deleted while listing
+        };
+        let mut e = LsoEntry {
+            name,
+            size: md.len(),
+            flags: ENTRY_FLAG_CACHED,
+            ..Default::default()
+        };
+        if props.needs_attrs() || props.atime {
+            let info = ObjInfo::read(&path, &md)?;
+            if props.checksum {
+                e.checksum = info.attrs.cksum_value.clone();
+            }
+            if props.version {
+                e.version = info.attrs.version.to_string();
+            }
+            if props.atime {
+                e.atime = timefmt::go_rfc822(info.atime_ns);
+            }
+            if props.custom && !info.attrs.custom.is_empty() {
+                e.custom = info
+                    .attrs
+                    .custom
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+        }
+        if props.location {
+            e.location = loc;
+        }
+        if props.copies {
+            e.copies = 1;
+        }
+        entries.push(e);
+    }
+    Ok(TargetPage { entries, done })
+}
+
+/// Is a walk key (file name or `dir/`) worth visiting for this prefix/after?
+fn wanted(key: &str, is_dir: bool, prefix: &str, after: &str) -> bool {
+    let prefix_ok = key.starts_with(prefix) || (is_dir && prefix.starts_with(key));
+    if !prefix_ok {
+        return false;
+    }
+    if after.is_empty() {
+        return true;
+    }
+    if is_dir {
+        key > after || after.starts_with(key)
+    } else {
+        key > after
+    }
+}
+
+fn walk(
+    dir: &Path,
+    rel: &str,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<()> {
+    // Keys strictly greater than `bound` are still to be visited in this dir.
+    let mut bound: Option<String> = None;
+    loop {
+        let need = limit - out.len();
+        if need == 0 {
+            return Ok(());
+        }
+        let mut heap: BinaryHeap<(String, bool)> = BinaryHeap::new();
+        let mut truncated = false;
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(format!("read dir {}", dir.display()))(e)),
+        };
+        for ent in rd {
+            let ent = ent.map_err(io_err(format!("read dir {}", dir.display())))?;
+            let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let mut key = String::with_capacity(rel.len() + name.len() + 1);
+            key.push_str(rel);
+            key.push_str(&name);
+            if is_dir {
+                key.push('/');
+            }
+            if !wanted(&key, is_dir, prefix, after) {
+                continue;
+            }
+            if bound.as_ref().is_some_and(|b| key.as_str() <= b.as_str()) {
+                continue;
+            }
+            if heap.len() == need {
+                if let Some(top) = heap.peek() {
+                    if key >= top.0 {
+                        truncated = true;
+                        continue;
+                    }
+                }
+                heap.pop();
+                truncated = true;
+            }
+            heap.push((key, is_dir));
+        }
+        let cands = heap.into_sorted_vec();
+        let last = cands.last().map(|c| c.0.clone());
+        for (key, is_dir) in cands {
+            if out.len() >= limit {
+                return Ok(());
+            }
+            let name = &key[rel.len()..];
+            if is_dir {
+                walk(&dir.join(name.trim_end_matches('/')), &key, prefix, after, limit, out)?;
+            } else {
+                out.push((key.clone(), dir.join(name)));
+            }
+        }
+        if !truncated || out.len() >= limit {
+            return Ok(());
+        }
+        bound = last;
+    }
+}

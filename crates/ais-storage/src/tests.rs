@@ -1,0 +1,127 @@
+use super::*;
+use ais_core::api::PropSet;
+use std::collections::BTreeMap;
+
+async fn put(store: &Store, bck: &Bck, name: &str, data: &[u8]) -> Result<ObjAttrs> {
+    let mut w = store.begin_put(bck, name).await?;
+    w.write(data).await?;
+    w.commit(BTreeMap::new()).await
+}
+
+fn names(store: &Store, bck: &Bck, prefix: &str, after: &str, limit: usize) -> (Vec<String>, bool) {
+    let p = list_objects(store, bck, prefix, after, limit, &PropSet::default(), "t[x]").unwrap();
+    (p.entries.into_iter().map(|e| e.name).collect(), p.done)
+}
+
+#[tokio::test]
+async fn put_get_version_delete() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1"), d.path().join("m2")]).unwrap();
+    let bck = Bck::ais("b");
+    let a1 = put(&store, &bck, "x/y.bin", b"hello").await.unwrap();
+    assert_eq!((a1.size, a1.version), (5, 1));
+    let a2 = put(&store, &bck, "x/y.bin", b"hello!").await.unwrap();
+    assert_eq!(a2.version, 2);
+    let info = store.head(&bck, "x/y.bin").await.unwrap();
+    assert_eq!(info.attrs.cksum_value, a2.cksum_value);
+    store.verify(&bck, "x/y.bin", &info.attrs).await.unwrap();
+    store.delete(&bck, "x/y.bin").await.unwrap();
+    assert!(matches!(store.head(&bck, "x/y.bin").await, Err(StorageError::NotFound)));
+    assert!(matches!(store.delete(&bck, "x/y.bin").await, Err(StorageError::NotFound)));
+}
+
+#[tokio::test]
+async fn aborted_put_leaves_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    let mut w = store.begin_put(&bck, "o").await.unwrap();
+    w.write(b"partial").await.unwrap();
+    drop(w);
+    assert!(matches!(store.head(&bck, "o").await, Err(StorageError::NotFound)));
+    assert_eq!(std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn corrupt_is_detected() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    put(&store, &bck, "o", b"good data").await.unwrap();
+    let path = store.obj_path(&bck, "o");
+    // Flip bytes in place, keeping the xattr.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"BAD", 0).unwrap();
+    let info = store.head(&bck, "o").await.unwrap();
+    assert!(matches!(store.verify(&bck, "o", &info.attrs).await, Err(StorageError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn file_dir_conflicts() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    put(&store, &bck, "a", b"1").await.unwrap();
+    assert!(matches!(put(&store, &bck, "a/b", b"2").await, Err(StorageError::Conflict(_))));
+    put(&store, &bck, "c/d", b"1").await.unwrap();
+    assert!(matches!(put(&store, &bck, "c", b"2").await, Err(StorageError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn listing_order_paging_prefix() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1"), d.path().join("m2")]).unwrap();
+    let bck = Bck::ais("b");
+    let mut all = vec![
+        "a.c", "a/b", "a/c/d", "a0", "b", "train/0001.jpg", "train/0001.cls", "train/0002.jpg",
+        "val/9.jpg", "z/z/z/z",
+    ];
+    for n in &all {
+        put(&store, &bck, n, n.as_bytes()).await.unwrap();
+    }
+    all.sort();
+    let (got, done) = names(&store, &bck, "", "", 100);
+    assert_eq!(got, all);
+    assert!(done);
+    // Page through in steps of 3.
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (page, done) = names(&store, &bck, "", &after, 3);
+        assert!(page.len() <= 3);
+        paged.extend(page.iter().cloned());
+        if done {
+            break;
+        }
+        after = page.last().unwrap().clone();
+    }
+    assert_eq!(paged, all);
+    let (t, _) = names(&store, &bck, "train/", "", 100);
+    assert_eq!(t, vec!["train/0001.cls", "train/0001.jpg", "train/0002.jpg"]);
+    let (t, _) = names(&store, &bck, "train/0001", "train/0001.cls", 100);
+    assert_eq!(t, vec!["train/0001.jpg"]);
+    let (t, _) = names(&store, &bck, "a", "", 100);
+    assert_eq!(t, vec!["a.c", "a/b", "a/c/d", "a0"]);
+}
+
+#[tokio::test]
+async fn listing_skips_empty_dirs_beyond_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    for i in 0..20 {
+        std::fs::create_dir_all(store.obj_path(&bck, &format!("e{i:02}/x"))).unwrap();
+    }
+    put(&store, &bck, "zz", b"1").await.unwrap();
+    let (got, _) = names(&store, &bck, "", "", 2);
+    assert_eq!(got, vec!["zz"]);
+}
+
+#[test]
+fn orphaned_temp_files_are_removed_at_open() {
+    let d = tempfile::tempdir().unwrap();
+    Store::open(&[d.path().to_path_buf()]).unwrap();
+    std::fs::write(d.path().join(WORK_DIR).join("put-orphan"), b"x").unwrap();
+    Store::open(&[d.path().to_path_buf()]).unwrap();
+    assert_eq!(std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(), 0);
+}

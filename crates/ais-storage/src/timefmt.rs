@@ -1,0 +1,43 @@
+//! Formats unix times the way Go's `time.RFC822` does (`02 Jan 06 15:04 UTC`),
+//! which is what AIStore puts in list entries' `atime`.
+
+pub fn go_rfc822(unix_ns: i64) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{:02} {} {:02} {:02}:{:02} UTC",
+        d,
+        MON[(m - 1) as usize],
+        y.rem_euclid(100),
+        sod / 3600,
+        (sod % 3600) / 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats() {
+        assert_eq!(super::go_rfc822(0), "01 Jan 70 00:00 UTC");
+        assert_eq!(super::go_rfc822(1_764_140_100 * 1_000_000_000), "26 Nov 25 06:55 UTC");
+    }
+}

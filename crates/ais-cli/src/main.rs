@@ -1,1 +1,150 @@
-fn main() {}
+//! `ais`: the command-line tool, with AIStore's verbs and output style.
+//! Talks to the cluster at `AIS_ENDPOINT` (default http://localhost:8080).
+
+mod etl;
+mod fmt;
+mod objects;
+
+use ais_client::Client;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ais", version, about = "aistore-rs command-line tool (AIStore-compatible verbs)")]
+struct Cli {
+    /// Cluster endpoint (the proxy URL).
+    #[arg(long, global = true, env = "AIS_ENDPOINT", default_value = "http://localhost:8080")]
+    endpoint: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show cluster, buckets, ETLs or jobs.
+    Show {
+        #[command(subcommand)]
+        what: ShowCmd,
+    },
+    /// Create, list and remove buckets.
+    Bucket {
+        #[command(subcommand)]
+        cmd: BucketCmd,
+    },
+    /// List buckets, or objects in a bucket: `ais ls ais://B --prefix P`.
+    Ls(objects::LsArgs),
+    /// Upload a file, a directory (-r) or stdin (-) into a bucket.
+    Put(objects::PutArgs),
+    /// Download an object to a file (default: its base name) or stdout (-).
+    Get(objects::GetArgs),
+    /// Object commands (cat, ...).
+    Object {
+        #[command(subcommand)]
+        cmd: ObjectCmd,
+    },
+    /// Remove objects: `ais rm ais://B/O ...`.
+    Rm {
+        #[arg(required = true)]
+        objects: Vec<String>,
+    },
+    /// Initialise, list, run and manage ETL transforms.
+    Etl {
+        #[command(subcommand)]
+        cmd: etl::EtlCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowCmd {
+    /// Proxies and targets in the cluster map.
+    Cluster {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BucketCmd {
+    /// Create one or more buckets.
+    Create {
+        #[arg(required = true)]
+        buckets: Vec<String>,
+    },
+    /// List buckets.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Destroy buckets and every object in them.
+    Rm {
+        #[arg(required = true)]
+        buckets: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ObjectCmd {
+    /// Print an object's content to stdout.
+    Cat { object: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.endpoint);
+    match cli.cmd {
+        Cmd::Show { what } => match what {
+            ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
+        },
+        Cmd::Bucket { cmd } => match cmd {
+            BucketCmd::Create { buckets } => {
+                for b in buckets {
+                    let bck = objects::parse_bucket(&b)?;
+                    client.create_bucket(&bck.name).await?;
+                    println!("\"{}\" created", bck.cname());
+                }
+                Ok(())
+            }
+            BucketCmd::Ls { json } => objects::list_buckets(&client, json).await,
+            BucketCmd::Rm { buckets } => {
+                for b in buckets {
+                    let bck = objects::parse_bucket(&b)?;
+                    client.destroy_bucket(&bck.name).await?;
+                    println!("\"{}\" destroyed", bck.cname());
+                }
+                Ok(())
+            }
+        },
+        Cmd::Ls(a) => objects::ls(&client, a).await,
+        Cmd::Put(a) => objects::put(&client, a).await,
+        Cmd::Get(a) => objects::get(&client, a).await,
+        Cmd::Object { cmd } => match cmd {
+            ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
+        },
+        Cmd::Rm { objects: objs } => {
+            for o in objs {
+                let (bck, name) = objects::parse_object(&o)?;
+                client.delete_object(&bck.name, &name).await?;
+                println!("deleted \"{name}\" from {}", bck.cname());
+            }
+            Ok(())
+        }
+        Cmd::Etl { cmd } => etl::run(&client, cmd).await,
+    }
+}

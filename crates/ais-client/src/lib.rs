@@ -1,1 +1,381 @@
-//! stub
+//! Rust client for the AIStore REST API as served by aistore-rs (and, for the
+//! calls it uses, by AIStore itself). Used by the `ais` CLI, the integration
+//! tests and the benchmarks.
+//!
+//! Redirects are followed by hand: GETs go through the proxy (301 → target);
+//! PUTs go straight to the owner target computed from the cluster map (the
+//! SDK's `direct` mode), so a body is sent once, and a 307 from a target with
+//! a newer map is followed with a freshly opened body.
+
+use ais_core::api::{ActMsg, LsoEntryJson, LsoMsg, LsoResJson};
+use ais_core::error::ErrBody;
+use ais_core::meta::{BucketProps, Smap};
+use ais_core::Bck;
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use reqwest::Method;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status.
+    #[error("{message}")]
+    Http {
+        status: u16,
+        message: String,
+        tcode: String,
+    },
+    #[error("cannot reach {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Attributes returned by HEAD/PUT.
+#[derive(Debug, Clone, Default)]
+pub struct ObjProps {
+    pub size: u64,
+    pub cksum_type: String,
+    pub cksum_value: String,
+    pub version: String,
+    pub atime: String,
+    pub custom: Vec<(String, String)>,
+}
+
+impl ObjProps {
+    fn from_headers(h: &reqwest::header::HeaderMap) -> Self {
+        let s = |k: &str| {
+            h.get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        Self {
+            size: s("content-length").parse().unwrap_or(0),
+            cksum_type: s("ais-checksum-type"),
+            cksum_value: s("ais-checksum-value"),
+            version: s("ais-version"),
+            atime: s("ais-atime"),
+            custom: h
+                .get_all("ais-custom-md")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .filter_map(|v| v.split_once('='))
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    smap: Arc<RwLock<Option<Smap>>>,
+}
+
+pub fn enc(obj: &str) -> String {
+    percent_encoding::utf8_percent_encode(obj, PATH_ENC).to_string()
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() || status.is_redirection() {
+        return Ok(resp);
+    }
+    let hdr_err = resp
+        .headers()
+        .get("hdr-error")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = match hdr_err {
+        Some(h) => h,
+        None => resp.text().await.unwrap_or_default(),
+    };
+    let (message, tcode) = match serde_json::from_str::<ErrBody>(&text) {
+        Ok(b) => (b.message, b.tcode),
+        Err(_) if text.is_empty() => (format!("{status}"), String::new()),
+        Err(_) => (text, String::new()),
+    };
+    Err(ClientError::Http {
+        status: status.as_u16(),
+        message,
+        tcode,
+    })
+}
+
+impl Client {
+    pub fn new(endpoint: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: endpoint.trim_end_matches('/').to_string(),
+            http,
+            smap: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+        let resp = rb.send().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            source: e,
+        })?;
+        check(resp).await
+    }
+
+    /// Sends a bodiless or small-bodied request, following redirects.
+    async fn request(&self, method: Method, url: String, body: Option<Bytes>, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+        let mut url = url;
+        for _ in 0..5 {
+            let mut rb = self.http.request(method.clone(), &url);
+            for (k, v) in headers {
+                rb = rb.header(*k, v);
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let resp = self.send(rb, &url).await?;
+            if resp.status().is_redirection() {
+                url = location(&resp)?;
+                continue;
+            }
+            return Ok(resp);
+        }
+        Err(ClientError::Decode(format!("too many redirects for {url}")))
+    }
+
+    async fn action(&self, method: Method, path: &str, msg: &ActMsg) -> Result<reqwest::Response> {
+        let body = serde_json::to_vec(msg).map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.request(method, self.url(path), Some(body.into()), &[("content-type", "application/json".into())])
+            .await
+    }
+
+    pub async fn smap(&self) -> Result<Smap> {
+        let resp = self.request(Method::GET, self.url("/v1/daemon?what=smap"), None, &[]).await?;
+        let smap: Smap = resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        if let Ok(mut g) = self.smap.write() {
+            *g = Some(smap.clone());
+        }
+        Ok(smap)
+    }
+
+    pub async fn health(&self) -> Result<()> {
+        self.request(Method::GET, self.url("/v1/health"), None, &[]).await.map(|_| ())
+    }
+
+    pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        self.action(Method::POST, &format!("/v1/buckets/{name}"), &ActMsg::new("create-bck"))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn destroy_bucket(&self, name: &str) -> Result<()> {
+        self.action(Method::DELETE, &format!("/v1/buckets/{name}"), &ActMsg::new("destroy-bck"))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn set_bucket_props(&self, name: &str, props: serde_json::Value) -> Result<()> {
+        let msg = ActMsg {
+            action: "set-bprops".into(),
+            name: String::new(),
+            value: props,
+        };
+        self.action(Method::PATCH, &format!("/v1/buckets/{name}"), &msg).await.map(|_| ())
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<Bck>> {
+        let resp = self.action(Method::GET, "/v1/buckets?provider=ais", &ActMsg::new("list")).await?;
+        resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn head_bucket(&self, name: &str) -> Result<BucketProps> {
+        let resp = self.request(Method::HEAD, self.url(&format!("/v1/buckets/{name}")), None, &[]).await?;
+        let raw = resp
+            .headers()
+            .get("ais-bucket-props")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("{}")
+            .to_string();
+        serde_json::from_str(&raw).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// One page of a listing.
+    pub async fn list_page(&self, bucket: &str, msg: &LsoMsg) -> Result<LsoResJson> {
+        let act = ActMsg {
+            action: "list".into(),
+            name: String::new(),
+            value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
+        };
+        let resp = self.action(Method::GET, &format!("/v1/buckets/{bucket}"), &act).await?;
+        resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Every object under `prefix`, page by page.
+    pub async fn list_all(&self, bucket: &str, prefix: &str, props: &str) -> Result<Vec<LsoEntryJson>> {
+        let mut msg = LsoMsg {
+            prefix: prefix.into(),
+            props: props.into(),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_page(bucket, &msg).await?;
+            out.extend(page.entries);
+            if page.continuation_token.is_empty() {
+                return Ok(out);
+            }
+            msg.uuid = page.uuid;
+            msg.continuation_token = page.continuation_token;
+        }
+    }
+
+    fn obj_path(bucket: &str, obj: &str) -> String {
+        format!("/v1/objects/{bucket}/{}", enc(obj))
+    }
+
+    /// URL of the owner target per the cached cluster map (proxy URL if unknown).
+    async fn put_url(&self, bucket: &str, obj: &str) -> String {
+        let cached = self.smap.read().ok().and_then(|g| g.clone());
+        let smap = match cached {
+            Some(s) => Some(s),
+            None => self.smap().await.ok(),
+        };
+        let base = smap
+            .and_then(|s| s.owner(&Bck::ais(bucket).obj_uname(obj)).map(|t| t.url().to_string()))
+            .unwrap_or_else(|| self.base.clone());
+        format!("{base}{}", Self::obj_path(bucket, obj))
+    }
+
+    pub async fn put_bytes(&self, bucket: &str, obj: &str, data: impl Into<Bytes>) -> Result<ObjProps> {
+        let data: Bytes = data.into();
+        let url = self.put_url(bucket, obj).await;
+        let resp = self.request(Method::PUT, url, Some(data.clone()), &[]).await;
+        let resp = match resp {
+            // The cached owner may be gone: refresh the map and retry once.
+            Err(ClientError::Transport { .. }) => {
+                self.smap().await?;
+                let url = self.put_url(bucket, obj).await;
+                self.request(Method::PUT, url, Some(data), &[]).await?
+            }
+            r => r?,
+        };
+        Ok(ObjProps::from_headers(resp.headers()))
+    }
+
+    /// Streams a file (never loaded into memory).
+    pub async fn put_file(&self, bucket: &str, obj: &str, path: &Path) -> Result<ObjProps> {
+        let mut url = self.put_url(bucket, obj).await;
+        for _ in 0..5 {
+            let file = tokio::fs::File::open(path).await?;
+            let len = file.metadata().await?.len();
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+            let rb = self
+                .http
+                .put(&url)
+                .header("content-length", len)
+                .body(reqwest::Body::wrap_stream(stream));
+            let resp = self.send(rb, &url).await?;
+            if resp.status().is_redirection() {
+                url = location(&resp)?;
+                continue;
+            }
+            return Ok(ObjProps::from_headers(resp.headers()));
+        }
+        Err(ClientError::Decode(format!("too many redirects for {url}")))
+    }
+
+    /// GET through the proxy; returns the response to stream from.
+    pub async fn get_stream(&self, bucket: &str, obj: &str, query: &[(&str, &str)], range: Option<&str>) -> Result<reqwest::Response> {
+        let mut url = self.url(&Self::obj_path(bucket, obj));
+        if !query.is_empty() {
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, NON_ALPHANUMERIC)))
+                .collect();
+            url.push('?');
+            url.push_str(&q.join("&"));
+        }
+        let headers: Vec<(&str, String)> = range.map(|r| vec![("range", r.to_string())]).unwrap_or_default();
+        self.request(Method::GET, url, None, &headers).await
+    }
+
+    pub async fn get(&self, bucket: &str, obj: &str) -> Result<Bytes> {
+        let resp = self.get_stream(bucket, obj, &[], None).await?;
+        resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: obj.to_string(),
+            source: e,
+        })
+    }
+
+    pub async fn head_object(&self, bucket: &str, obj: &str) -> Result<ObjProps> {
+        let url = self.url(&format!("{}?props=size,checksum,atime,version,custom", Self::obj_path(bucket, obj)));
+        let resp = self.request(Method::HEAD, url, None, &[]).await?;
+        Ok(ObjProps::from_headers(resp.headers()))
+    }
+
+    pub async fn delete_object(&self, bucket: &str, obj: &str) -> Result<()> {
+        self.request(Method::DELETE, self.url(&Self::obj_path(bucket, obj)), None, &[])
+            .await
+            .map(|_| ())
+    }
+
+    /// Raw access for calls without a typed wrapper (ETL, jobs).
+    pub async fn raw(&self, method: Method, path_and_query: &str, body: Option<Bytes>) -> Result<reqwest::Response> {
+        let headers = if body.is_some() {
+            vec![("content-type", "application/json".to_string())]
+        } else {
+            vec![]
+        };
+        self.request(method, self.url(path_and_query), body, &headers).await
+    }
+}
+
+fn location(resp: &reqwest::Response) -> Result<String> {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| ClientError::Decode("redirect without Location".into()))
+}
+
+pub use reqwest::Method as HttpMethod;
+pub use reqwest::Response;

@@ -145,23 +145,44 @@ impl Store {
         })
     }
 
-    /// Attributes and open file of an object.
-    pub async fn open_obj(&self, bck: &Bck, obj: &str) -> Result<(tokio::fs::File, ObjInfo)> {
+    /// Opens an object for reading. Objects up to [`SMALL_OBJECT`] bytes are
+    /// read whole in the same blocking call (one thread hop per GET); larger
+    /// ones are returned as an open file to stream from.
+    pub async fn open_obj(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         let path = self.obj_path(bck, obj);
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_err(format!("open {}", path.display()))(e)),
-        };
-        let md = file
-            .metadata()
-            .await
-            .map_err(io_err(format!("stat {}", path.display())))?;
-        if md.is_dir() {
-            return Err(StorageError::NotFound);
-        }
-        let info = ObjInfo::read(&path, &md)?;
-        Ok((file, info))
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+                Err(e) => return Err(io_err(format!("open {}", path.display()))(e)),
+            };
+            let md = file.metadata().map_err(io_err(format!("stat {}", path.display())))?;
+            if md.is_dir() {
+                return Err(StorageError::NotFound);
+            }
+            let info = ObjInfo::read(&path, &md)?;
+            let body = if md.len() <= SMALL_OBJECT {
+                let mut buf = Vec::with_capacity(md.len() as usize);
+                file.read_to_end(&mut buf)
+                    .map_err(io_err(format!("read {}", path.display())))?;
+                if buf.len() as u64 != md.len() {
+                    return Err(StorageError::Io {
+                        context: format!("read {}", path.display()),
+                        source: io::Error::other("object changed size while being read"),
+                    });
+                }
+                ObjBody::Small(buf)
+            } else {
+                ObjBody::File(file)
+            };
+            Ok(ObjReader { info, body, path })
+        })
+        .await
+        .map_err(|e| StorageError::Io {
+            context: "open".into(),
+            source: io::Error::other(e),
+        })?
     }
 
     pub async fn head(&self, bck: &Bck, obj: &str) -> Result<ObjInfo> {
@@ -291,6 +312,22 @@ fn prune_empty_dirs(mut dir: Option<&Path>, stop: &Path) {
         }
         dir = d.parent();
     }
+}
+
+/// Objects up to this size are read into memory in one go on GET.
+pub const SMALL_OBJECT: u64 = 128 * 1024;
+
+pub enum ObjBody {
+    Small(Vec<u8>),
+    File(std::fs::File),
+}
+
+/// An object opened for reading.
+pub struct ObjReader {
+    pub info: ObjInfo,
+    pub body: ObjBody,
+    /// The object's file (ETL workers may read it directly).
+    pub path: PathBuf,
 }
 
 /// Object attributes plus what the filesystem knows (access time).

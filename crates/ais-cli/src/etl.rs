@@ -1,0 +1,267 @@
+//! `ais etl ...`: initialise ETLs from code or a runtime spec, list/show them,
+//! read logs, stop/start/remove, and transform single objects.
+
+use crate::fmt::{size_iec, table};
+use crate::objects::{parse_object, save};
+use ais_client::{Client, HttpMethod};
+use anyhow::{bail, Context};
+use base64::Engine;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand, Debug)]
+pub enum EtlCmd {
+    /// Initialise an ETL from Python code or a runtime spec.
+    Init {
+        #[command(subcommand)]
+        what: InitCmd,
+    },
+    /// List ETLs (same as `ais etl show` without a name).
+    #[command(alias = "ls")]
+    List,
+    /// Show all ETLs, or one ETL's code, runtime and per-target counters.
+    Show { name: Option<String> },
+    /// Print an ETL's logs (all targets, or one).
+    Logs { name: String, target: Option<String> },
+    /// Stop an ETL on every target (it can be started again).
+    Stop { name: String },
+    /// Start a stopped ETL.
+    Start { name: String },
+    /// Stop and remove an ETL.
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// Transform one object: `ais etl object NAME ais://B/O OUT|-`.
+    Object(ObjectArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InitCmd {
+    /// From a Python file (+ optional requirements file).
+    Code(InitCodeArgs),
+    /// From an AIStore runtime-spec YAML file.
+    Spec {
+        /// The spec file.
+        file: String,
+        /// Override the spec's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InitCodeArgs {
+    /// ETL name (6-32 chars: lowercase letters, digits, '-').
+    #[arg(long)]
+    name: String,
+    /// Python source: a module with transform(data[, path, etl_args]) or an io:// script.
+    #[arg(long = "from-file", alias = "code")]
+    from_file: String,
+    /// requirements.txt-style dependencies, installed once per host in an isolated env.
+    #[arg(long = "deps-file", alias = "deps")]
+    deps_file: Option<String>,
+    /// python3 (the host's interpreter) or python3.N.
+    #[arg(long, default_value = "python3")]
+    runtime: String,
+    /// io:// (stdin→stdout script), hpush:// or hpull://.
+    #[arg(long = "comm-type", default_value = "hpush://")]
+    comm_type: String,
+    /// How long to wait for every target to be ready.
+    #[arg(long = "timeout", alias = "init-timeout", default_value = "5m")]
+    timeout: String,
+    /// Per-object timeout.
+    #[arg(long = "obj-timeout", default_value = "45s")]
+    obj_timeout: String,
+    /// Name of the transform function.
+    #[arg(long = "transform", default_value = "transform")]
+    transform: String,
+    /// Python workers per target (0 = automatic).
+    #[arg(long = "pool-size", default_value_t = 0)]
+    pool_size: u32,
+    /// io:// only: run each object in a fresh process (for scripts that cannot be re-run).
+    #[arg(long = "fresh-process")]
+    fresh_process: bool,
+    /// Pass the object's local path instead of its bytes (transform reads the file).
+    #[arg(long = "arg-type", default_value = "")]
+    arg_type: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ObjectArgs {
+    /// ETL name.
+    name: String,
+    /// Source object ais://BUCKET/OBJECT.
+    object: String,
+    /// Output file or - for stdout.
+    out: String,
+    /// Arguments passed to the transform as etl_args.
+    #[arg(long = "args")]
+    args: Option<String>,
+}
+
+fn b64(raw: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
+    match cmd {
+        EtlCmd::Init { what } => match what {
+            InitCmd::Code(a) => init_code(client, a).await,
+            InitCmd::Spec { file, name } => {
+                let raw = std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?;
+                let mut body = serde_json::json!({ "spec_yaml": raw });
+                if let Some(n) = name {
+                    body["name"] = n.into();
+                }
+                let resp = client
+                    .raw(HttpMethod::PUT, "/v1/etl", Some(serde_json::to_vec(&body)?.into()))
+                    .await?;
+                println!("{}", resp.text().await?);
+                Ok(())
+            }
+        },
+        EtlCmd::List => list(client).await,
+        EtlCmd::Show { name: None } => list(client).await,
+        EtlCmd::Show { name: Some(n) } => show(client, &n).await,
+        EtlCmd::Logs { name, target } => {
+            let path = match target {
+                Some(t) => format!("/v1/etl/{name}/logs/{t}"),
+                None => format!("/v1/etl/{name}/logs"),
+            };
+            let v: serde_json::Value = client.raw(HttpMethod::GET, &path, None).await?.json().await?;
+            for t in v.as_array().cloned().unwrap_or_default() {
+                let logs = t["logs"].as_str().unwrap_or("");
+                let text = base64::engine::general_purpose::STANDARD
+                    .decode(logs)
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+                    .unwrap_or_default();
+                println!("=== t[{}] ===", t["target_id"].as_str().unwrap_or("?"));
+                print!("{text}");
+                if !text.ends_with('\n') && !text.is_empty() {
+                    println!();
+                }
+            }
+            Ok(())
+        }
+        EtlCmd::Stop { name } => {
+            client.raw(HttpMethod::POST, &format!("/v1/etl/{name}/stop"), None).await?;
+            println!("ETL \"{name}\" stopped");
+            Ok(())
+        }
+        EtlCmd::Start { name } => {
+            client.raw(HttpMethod::POST, &format!("/v1/etl/{name}/start"), None).await?;
+            println!("ETL \"{name}\" started");
+            Ok(())
+        }
+        EtlCmd::Rm { name } => {
+            client.raw(HttpMethod::DELETE, &format!("/v1/etl/{name}"), None).await?;
+            println!("ETL \"{name}\" removed");
+            Ok(())
+        }
+        EtlCmd::Object(a) => {
+            let (bck, obj) = parse_object(&a.object)?;
+            let mut q: Vec<(&str, &str)> = vec![("etl_name", a.name.as_str())];
+            if let Some(args) = &a.args {
+                q.push(("etl_args", args.as_str()));
+            }
+            let resp = client.get_stream(&bck.name, &obj, &q, None).await?;
+            let n = save(resp, &a.out).await?;
+            if a.out != "-" {
+                eprintln!("{} transformed by \"{}\" => \"{}\" ({})", a.object, a.name, a.out, size_iec(n));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
+    let code = std::fs::read(&a.from_file).with_context(|| format!("cannot read --from-file {}", a.from_file))?;
+    let deps = match &a.deps_file {
+        Some(f) => std::fs::read(f).with_context(|| format!("cannot read --deps-file {f}"))?,
+        None => Vec::new(),
+    };
+    if !a.comm_type.contains("://") && !["io", "hpush", "hpull"].contains(&a.comm_type.as_str()) {
+        bail!("invalid --comm-type \"{}\" (expected io://, hpush:// or hpull://)", a.comm_type);
+    }
+    let body = serde_json::json!({
+        "name": a.name,
+        "runtime": a.runtime,
+        "communication": a.comm_type,
+        "init_timeout": a.timeout,
+        "obj_timeout": a.obj_timeout,
+        "funcs": {"transform": a.transform},
+        "code": b64(&code),
+        "dependencies": b64(&deps),
+        "argument": a.arg_type,
+        "pool_size": a.pool_size,
+        "fresh_process": a.fresh_process,
+    });
+    let resp = client
+        .raw(HttpMethod::PUT, "/v1/etl", Some(serde_json::to_vec(&body)?.into()))
+        .await?;
+    let id = resp.text().await?;
+    println!("ETL \"{}\" initialized (job {id})", a.name);
+    Ok(())
+}
+
+async fn list(client: &Client) -> anyhow::Result<()> {
+    let v: serde_json::Value = client.raw(HttpMethod::GET, "/v1/etl", None).await?.json().await?;
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                e["id"].as_str().unwrap_or("").to_string(),
+                e["stage"].as_str().unwrap_or("").to_string(),
+                e["communication"].as_str().unwrap_or("").to_string(),
+                e["obj_count"].to_string(),
+                e["err_count"].to_string(),
+            ]
+        })
+        .collect();
+    table(&["NAME", "STAGE", "COMM TYPE", "OBJECTS", "ERRORS"], &rows);
+    Ok(())
+}
+
+async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
+    let v: serde_json::Value = client
+        .raw(HttpMethod::GET, &format!("/v1/etl/{name}"), None)
+        .await?
+        .json()
+        .await?;
+    let init = &v["init_msg"];
+    println!("NAME:          {name}");
+    println!("RUNTIME:       {}", init["runtime"].as_str().unwrap_or(""));
+    println!("COMM TYPE:     {}", init["communication"].as_str().unwrap_or(""));
+    println!("OBJ TIMEOUT:   {}", init["obj_timeout"].as_str().unwrap_or(""));
+    let deps = init["dependencies"].as_str().unwrap_or("");
+    let deps = base64::engine::general_purpose::STANDARD
+        .decode(deps)
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default();
+    println!("DEPENDENCIES:  {}", deps.split_whitespace().collect::<Vec<_>>().join(" "));
+    println!();
+    let rows: Vec<Vec<String>> = v["targets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            vec![
+                format!("t[{}]", t["target_id"].as_str().unwrap_or("")),
+                t["stage"].as_str().unwrap_or("").to_string(),
+                t["obj_count"].to_string(),
+                size_iec(t["in_bytes"].as_u64().unwrap_or(0)),
+                size_iec(t["out_bytes"].as_u64().unwrap_or(0)),
+                t["err_count"].to_string(),
+                format!("{:.2}ms", t["mean_latency_ms"].as_f64().unwrap_or(0.0)),
+            ]
+        })
+        .collect();
+    table(&["TARGET", "STAGE", "OBJECTS", "IN", "OUT", "ERRORS", "MEAN LATENCY"], &rows);
+    let code = init["code"].as_str().unwrap_or("");
+    if let Ok(c) = base64::engine::general_purpose::STANDARD.decode(code) {
+        println!("\nCODE:\n{}", String::from_utf8_lossy(&c));
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Output formatting shared by the commands: aligned tables and IEC sizes in
+//! AIStore's style (`17.88KiB`).
+
+use ais_client::Client;
+
+/// `1B`, `17.88KiB`, `1.00MiB` — as AIStore's `cos.ToSizeIEC(n, 2)`.
+pub fn size_iec(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.2}{}", UNITS[i])
+}
+
+/// Prints rows as a table with left-aligned columns separated by spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < w.len() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut s = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            s.push_str(c);
+            if i + 1 < n {
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 2));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
+    let smap = client.smap().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&smap)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = smap
+        .pmap
+        .values()
+        .map(|p| {
+            let mark = if p.daemon_id == smap.proxy_si.daemon_id { "[P]" } else { "" };
+            vec![format!("p[{}]{mark}", p.daemon_id), p.url().to_string(), "online".into()]
+        })
+        .collect();
+    table(&["PROXY", "URL", "STATUS"], &rows);
+    println!();
+    let rows: Vec<Vec<String>> = smap
+        .tmap
+        .values()
+        .map(|t| vec![format!("t[{}]", t.daemon_id), t.url().to_string(), "online".into()])
+        .collect();
+    table(&["TARGET", "URL", "STATUS"], &rows);
+    println!();
+    println!("Summary:");
+    println!("  Proxies:       {}", smap.pmap.len());
+    println!("  Targets:       {}", smap.tmap.len());
+    println!("  Cluster Map:   version {}, uuid {}", smap.version, smap.uuid);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::size_iec(1), "1B");
+        assert_eq!(super::size_iec(18309), "17.88KiB");
+        assert_eq!(super::size_iec(1 << 20), "1.00MiB");
+    }
+}

@@ -1,0 +1,299 @@
+//! Bucket and object commands: ls, put (file, stdin, or a directory in
+//! parallel with a progress bar), get, cat, rm.
+
+use crate::fmt::{size_iec, table};
+use ais_client::Client;
+use ais_core::api::LsoMsg;
+use ais_core::Bck;
+use anyhow::{bail, Context};
+use clap::Args;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+pub fn parse_bucket(s: &str) -> anyhow::Result<Bck> {
+    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if !obj.is_empty() {
+        bail!("expected a bucket (ais://BUCKET), got an object name in \"{s}\"");
+    }
+    Ok(bck)
+}
+
+pub fn parse_object(s: &str) -> anyhow::Result<(Bck, String)> {
+    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if obj.is_empty() {
+        bail!("expected an object (ais://BUCKET/OBJECT), got \"{s}\"");
+    }
+    Ok((bck, obj))
+}
+
+pub async fn list_buckets(client: &Client, json: bool) -> anyhow::Result<()> {
+    let list = client.list_buckets().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list.iter().map(|b| vec![b.cname()]).collect();
+    table(&["NAME"], &rows);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Bucket (ais://BUCKET); omit to list buckets.
+    bucket: Option<String>,
+    /// Only objects whose names start with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Comma-separated properties: name,size,checksum,version,atime,location,custom.
+    #[arg(long, default_value = "name,size")]
+    props: String,
+    /// Page size for each request (0 = server maximum).
+    #[arg(long, default_value_t = 0)]
+    page_size: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
+    let Some(b) = a.bucket else {
+        return list_buckets(client, a.json).await;
+    };
+    let (bck, obj_prefix) = Bck::parse_uri(&b).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let prefix = if a.prefix.is_empty() { obj_prefix } else { a.prefix.clone() };
+    let props: Vec<String> = a.props.split(',').map(|s| s.trim().to_string()).collect();
+    let mut msg = LsoMsg {
+        prefix,
+        props: a.props.clone(),
+        pagesize: a.page_size,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    let mut all = Vec::new();
+    loop {
+        let page = client.list_page(&bck.name, &msg).await?;
+        for e in page.entries {
+            if a.json {
+                all.push(e);
+                continue;
+            }
+            let mut row = vec![e.name.clone()];
+            for p in props.iter().filter(|p| p.as_str() != "name") {
+                row.push(match p.as_str() {
+                    "size" => size_iec(e.size.unwrap_or(0)),
+                    "checksum" => e.checksum.clone(),
+                    "version" => e.version.clone(),
+                    "atime" => e.atime.clone(),
+                    "location" => e.location.clone(),
+                    "custom" => e.custom.clone(),
+                    _ => String::new(),
+                });
+            }
+            rows.push(row);
+        }
+        if page.continuation_token.is_empty() {
+            break;
+        }
+        msg.uuid = page.uuid;
+        msg.continuation_token = page.continuation_token;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    let header: Vec<String> = props.iter().map(|p| p.to_uppercase()).collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    table(&header, &rows);
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// File, directory (with -r) or - for stdin.
+    src: String,
+    /// Destination: ais://BUCKET[/NAME or /PREFIX/].
+    dst: String,
+    /// Upload a directory recursively.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Parallel uploads for -r.
+    #[arg(long, default_value_t = 16)]
+    conc: usize,
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            collect_files(&e.path(), out)?;
+        } else if ft.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
+    let (bck, name) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    if a.src == "-" {
+        if name.is_empty() {
+            bail!("reading from stdin needs an object name: ais put - ais://BUCKET/NAME");
+        }
+        let mut buf = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut buf).await?;
+        let n = buf.len() as u64;
+        client.put_bytes(&bck.name, &name, buf).await?;
+        println!("PUT \"{name}\" => {} ({})", bck.cname(), size_iec(n));
+        return Ok(());
+    }
+    let src = PathBuf::from(&a.src);
+    let md = std::fs::metadata(&src).with_context(|| format!("cannot read \"{}\"", a.src))?;
+    if md.is_dir() {
+        if !a.recursive {
+            bail!("\"{}\" is a directory: use -r to upload it recursively", a.src);
+        }
+        return put_dir(client, &bck, &name, &src, a.conc.max(1)).await;
+    }
+    let obj = if name.is_empty() || name.ends_with('/') {
+        let base = src
+            .file_name()
+            .and_then(|f| f.to_str())
+            .context("source file has no usable name")?;
+        format!("{name}{base}")
+    } else {
+        name
+    };
+    client.put_file(&bck.name, &obj, &src).await?;
+    println!("PUT \"{}\" => {}/{obj} ({})", a.src, bck.cname(), size_iec(md.len()));
+    Ok(())
+}
+
+async fn put_dir(client: &Client, bck: &Bck, prefix: &str, dir: &Path, conc: usize) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    };
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let count = files.len();
+    let started = Instant::now();
+    let mut done = 0usize;
+    let mut errors = Vec::new();
+    let mut stream = futures::stream::iter(files.into_iter().map(|f| {
+        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().to_string();
+        let name = format!("{prefix}{rel}");
+        let client = client.clone();
+        let bucket = bck.name.clone();
+        async move {
+            let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            (name.clone(), size, client.put_file(&bucket, &name, &f).await)
+        }
+    }))
+    .buffer_unordered(conc);
+    while let Some((name, size, res)) = stream.next().await {
+        done += 1;
+        pb.inc(size);
+        pb.set_message(format!("{done}/{count} objects"));
+        if let Err(e) = res {
+            errors.push(format!("{name}: {e}"));
+        }
+    }
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    println!(
+        "PUT {} objects ({}) => {} in {:.1}s ({}/s)",
+        count - errors.len(),
+        size_iec(total),
+        bck.cname(),
+        secs,
+        size_iec((total as f64 / secs) as u64)
+    );
+    if !errors.is_empty() {
+        for e in errors.iter().take(10) {
+            eprintln!("  failed: {e}");
+        }
+        bail!("{} of {count} uploads failed", errors.len());
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Object: ais://BUCKET/OBJECT.
+    object: String,
+    /// Output file, or - for stdout (default: the object's base name).
+    out: Option<String>,
+}
+
+/// Streams a GET response into a file or stdout; returns bytes written.
+pub async fn save(resp: ais_client::Response, out: &str) -> anyhow::Result<u64> {
+    let mut stream = resp.bytes_stream();
+    let mut n = 0u64;
+    if out == "-" {
+        let mut stdout = tokio::io::stdout();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            stdout.write_all(&chunk).await?;
+        }
+        stdout.flush().await?;
+        return Ok(n);
+    }
+    // Write beside the destination and rename, so a failed download leaves no partial file.
+    let tmp = format!("{out}.part");
+    let mut f = tokio::fs::File::create(&tmp)
+        .await
+        .with_context(|| format!("create {tmp}"))?;
+    let res: anyhow::Result<()> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            f.write_all(&chunk).await?;
+        }
+        f.flush().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&tmp, out).await?;
+    Ok(n)
+}
+
+pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<()> {
+    let (bck, name) = parse_object(&a.object)?;
+    let out = a.out.unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
+    let resp = client.get_stream(&bck.name, &name, &[], None).await?;
+    let n = save(resp, &out).await?;
+    if out != "-" {
+        println!("GET \"{name}\" from {} as \"{out}\" ({})", bck.cname(), size_iec(n));
+    }
+    Ok(())
+}
+
+pub async fn cat(client: &Client, object: &str, query: &[(&str, &str)]) -> anyhow::Result<()> {
+    let (bck, name) = parse_object(object)?;
+    let resp = client.get_stream(&bck.name, &name, query, None).await?;
+    save(resp, "-").await?;
+    Ok(())
+}

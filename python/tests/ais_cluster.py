@@ -1,0 +1,312 @@
+"""Launch a real local aistore-rs cluster (1 proxy + N targets) for tests.
+
+Each node is a separate ``aisnode`` process. A node prints
+``AISNODE_READY <role> <id> <url>`` on stdout once it listens; we read its
+stdout until that line appears (to learn the URL) and keep draining stdout in a
+background thread afterwards. Each node's stderr (its log) goes to
+``<node dir>/node.log``.
+
+Usage::
+
+    cluster = Cluster(base_dir="/tmp/x", num_targets=3)
+    cluster.start()
+    try:
+        ...  # talk to cluster.url
+    finally:
+        cluster.stop()
+
+The binary directory defaults to ``$AIS_BIN_DIR`` or ``<repo>/target/debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, List, Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_MARKER = "AISNODE_READY"
+READY_TIMEOUT_S = 20.0
+CLUSTER_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+
+
+def default_bin_dir() -> Path:
+    """Directory holding the ``aisnode`` binary."""
+    env = os.environ.get("AIS_BIN_DIR")
+    return Path(env) if env else REPO_ROOT / "target" / "debug"
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started (the message carries log tails)."""
+
+
+@dataclass
+class Node:
+    """One running ``aisnode`` process."""
+
+    role: str
+    data_dir: Path
+    proc: subprocess.Popen
+    log_path: Path
+    mpaths: List[Path] = field(default_factory=list)
+    node_id: str = ""
+    url: str = ""
+    stdout_lines: List[str] = field(default_factory=list)
+    _drain: Optional[threading.Thread] = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 40) -> str:
+        """Last ``n`` lines of this node's stderr log."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "<no log>"
+        return "\n".join(lines[-n:])
+
+
+def _drain_stdout(stream: IO[str], node: Node, ready: "queue.Queue[str]") -> None:
+    """Read a node's stdout until EOF; hand the READY line to ``ready``."""
+    seen_ready = False
+    for line in stream:
+        line = line.rstrip("\n")
+        node.stdout_lines.append(line)
+        if not seen_ready and line.startswith(READY_MARKER):
+            seen_ready = True
+            ready.put(line)
+    if not seen_ready:
+        ready.put("")  # EOF before READY: wake the waiter
+
+
+class Cluster:
+    """A local cluster of one primary proxy and ``num_targets`` targets.
+
+    Args:
+        base_dir: directory for all node data; a temporary one (removed on
+            ``stop()``) is created when omitted.
+        num_targets: number of storage targets.
+        bin_dir: directory with the ``aisnode`` binary.
+        keepalive_timeout: seconds without keepalive before the primary drops
+            a node from the cluster map.
+    """
+
+    def __init__(
+        self,
+        base_dir: Optional[os.PathLike] = None,
+        num_targets: int = 3,
+        bin_dir: Optional[os.PathLike] = None,
+        keepalive_timeout: float = 2.0,
+    ) -> None:
+        self._own_dir = base_dir is None
+        self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="ais-cluster-"))
+        self.num_targets = num_targets
+        self.bin_dir = Path(bin_dir) if bin_dir else default_bin_dir()
+        self.keepalive_timeout = keepalive_timeout
+        self.proxy: Optional[Node] = None
+        self.targets: List[Node] = []
+
+    # ------------------------------------------------------------------ api
+
+    @property
+    def url(self) -> str:
+        """Primary proxy URL, e.g. ``http://127.0.0.1:40123``."""
+        if self.proxy is None or not self.proxy.url:
+            raise ClusterError("cluster is not started")
+        return self.proxy.url
+
+    @property
+    def nodes(self) -> List[Node]:
+        """All started nodes, proxy first."""
+        return ([self.proxy] if self.proxy else []) + list(self.targets)
+
+    def target_by_id(self, node_id: str) -> Node:
+        """The target node with daemon id ``node_id``."""
+        for t in self.targets:
+            if t.node_id == node_id:
+                return t
+        raise KeyError(node_id)
+
+    def start(self) -> "Cluster":
+        """Start the proxy, then the targets; wait until all targets joined."""
+        exe = self.bin_dir / "aisnode"
+        if not exe.is_file():
+            raise ClusterError(f"aisnode binary not found at {exe} (set AIS_BIN_DIR)")
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.proxy = self._spawn(
+                "proxy",
+                self.base_dir / "proxy",
+                ["--keepalive-timeout", str(self.keepalive_timeout)],
+            )
+            for i in range(1, self.num_targets + 1):
+                tdir = self.base_dir / f"target{i}"
+                mpath = tdir / "mp1"
+                node = self._spawn(
+                    "target",
+                    tdir,
+                    ["--join", self.proxy.url, "--mpath", str(mpath)],
+                    mpaths=[mpath],
+                )
+                self.targets.append(node)
+            self._wait_for_targets()
+        except BaseException:
+            self.stop(remove_data=False)
+            raise
+        return self
+
+    def smap(self) -> dict:
+        """The primary's cluster map (raw JSON)."""
+        with urllib.request.urlopen(f"{self.url}/v1/daemon?what=smap", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self, remove_data: Optional[bool] = None) -> None:
+        """SIGTERM every node, wait up to 5 s, then SIGKILL what is left.
+
+        Raises:
+            ClusterError: if a node is still running afterwards.
+        """
+        nodes = self.nodes
+        for n in nodes:
+            if n.running:
+                try:
+                    n.proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for n in nodes:
+            try:
+                n.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                n.proc.kill()
+                try:
+                    n.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        for n in nodes:
+            if n._drain is not None:
+                n._drain.join(timeout=2)
+            if n.proc.stdout is not None:
+                n.proc.stdout.close()
+        left = [f"{n.role} pid {n.proc.pid}" for n in nodes if n.running]
+        if remove_data is None:
+            remove_data = self._own_dir
+        if remove_data and not left:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        if left:
+            raise ClusterError(f"nodes still running after SIGKILL: {', '.join(left)}")
+
+    def __enter__(self) -> "Cluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ internals
+
+    def _spawn(
+        self,
+        role: str,
+        data_dir: Path,
+        extra: List[str],
+        mpaths: Optional[List[Path]] = None,
+    ) -> Node:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = data_dir / "node.log"
+        cmd = [
+            str(self.bin_dir / "aisnode"),
+            "--role",
+            role,
+            "--port",
+            "0",
+            "--data",
+            str(data_dir),
+            *extra,
+        ]
+        env = dict(os.environ, AIS_DIE_WITH_PARENT="1")
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                text=True,
+                bufsize=1,
+            )
+        node = Node(
+            role=role,
+            data_dir=data_dir,
+            proc=proc,
+            log_path=log_path,
+            mpaths=list(mpaths or []),
+        )
+        ready: "queue.Queue[str]" = queue.Queue()
+        assert proc.stdout is not None
+        node._drain = threading.Thread(
+            target=_drain_stdout,
+            args=(proc.stdout, node, ready),
+            name=f"aisnode-{role}-{proc.pid}-stdout",
+            daemon=True,
+        )
+        node._drain.start()
+        if role == "proxy":
+            self.proxy = node
+        try:
+            line = ready.get(timeout=READY_TIMEOUT_S)
+        except queue.Empty:
+            line = None
+        if not line:
+            if role != "proxy":
+                self.targets.append(node)  # so stop() reaps it
+            why = "timed out" if line is None else f"exited ({proc.poll()})"
+            raise ClusterError(
+                f"{role} in {data_dir} did not print {READY_MARKER} ({why}); "
+                f"log tail:\n{node.log_tail()}"
+            )
+        parts = line.split()
+        if len(parts) != 4 or parts[1] != role:
+            raise ClusterError(f"unexpected ready line from {role}: {line!r}")
+        node.node_id, node.url = parts[2], parts[3]
+        return node
+
+    def _wait_for_targets(self) -> None:
+        deadline = time.monotonic() + CLUSTER_TIMEOUT_S
+        last: object = None
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                if not n.running:
+                    raise ClusterError(
+                        f"{n.role} {n.node_id} exited ({n.proc.poll()}); "
+                        f"log tail:\n{n.log_tail()}"
+                    )
+            try:
+                smap = self.smap()
+                tmap = smap.get("tmap") or {}
+                last = sorted(tmap)
+                if len(tmap) == self.num_targets:
+                    want = {t.node_id for t in self.targets}
+                    if set(tmap) != want:
+                        raise ClusterError(f"smap tmap {sorted(tmap)} != started {sorted(want)}")
+                    return
+            except (OSError, ValueError) as e:
+                last = e
+            time.sleep(0.1)
+        logs = "\n".join(f"--- {n.role} {n.node_id}:\n{n.log_tail(15)}" for n in self.nodes)
+        raise ClusterError(
+            f"only {last} of {self.num_targets} targets joined within "
+            f"{CLUSTER_TIMEOUT_S:.0f} s\n{logs}"
+        )

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, List, Optional
@@ -39,6 +40,12 @@ READY_MARKER = "AISNODE_READY"
 READY_TIMEOUT_S = 20.0
 CLUSTER_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+NUM_TARGETS = 3
+
+
+def unique_bucket_name(prefix: str = "test") -> str:
+    """A bucket name no other test uses (valid for AIStore: [A-Za-z0-9._-])."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def default_bin_dir() -> Path:
@@ -107,7 +114,7 @@ class Cluster:
     def __init__(
         self,
         base_dir: Optional[os.PathLike] = None,
-        num_targets: int = 3,
+        num_targets: int = NUM_TARGETS,
         bin_dir: Optional[os.PathLike] = None,
         keepalive_timeout: float = 2.0,
     ) -> None:
@@ -300,12 +307,16 @@ class Cluster:
                 if len(tmap) == self.num_targets:
                     want = {t.node_id for t in self.targets}
                     if set(tmap) != want:
-                        raise ClusterError(f"smap tmap {sorted(tmap)} != started {sorted(want)}")
+                        raise ClusterError(
+                            f"smap tmap {sorted(tmap)} != started {sorted(want)}"
+                        )
                     return
             except (OSError, ValueError) as e:
                 last = e
             time.sleep(0.1)
-        logs = "\n".join(f"--- {n.role} {n.node_id}:\n{n.log_tail(15)}" for n in self.nodes)
+        logs = "\n".join(
+            f"--- {n.role} {n.node_id}:\n{n.log_tail(15)}" for n in self.nodes
+        )
         raise ClusterError(
             f"only {last} of {self.num_targets} targets joined within "
             f"{CLUSTER_TIMEOUT_S:.0f} s\n{logs}"

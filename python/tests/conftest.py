@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from typing import Iterator
 
 import pytest
@@ -22,14 +21,8 @@ from aistore.sdk.bucket import Bucket
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ais_cluster import Cluster  # noqa: E402  pylint: disable=wrong-import-position
-
-NUM_TARGETS = 3
-
-
-def unique_name(prefix: str = "test") -> str:
-    """A bucket name that no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+# pylint: disable=wrong-import-position
+from ais_cluster import NUM_TARGETS, Cluster, unique_bucket_name  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +55,7 @@ def client(endpoint: str) -> Client:
 @pytest.fixture
 def bucket(client: Client) -> Iterator[Bucket]:
     """A new, uniquely named ais:// bucket, destroyed after the test."""
-    bck = client.bucket(unique_name()).create()
+    bck = client.bucket(unique_bucket_name()).create()
     try:
         yield bck
     finally:

@@ -28,8 +28,8 @@ from aistore.sdk.errors import (
 from aistore.sdk.types import BucketEntry, BucketList, Smap
 from aistore.sdk.utils import get_digest
 
-from ais_cluster import Cluster
-from conftest import NUM_TARGETS, unique_name
+from ais_cluster import NUM_TARGETS, Cluster
+from ais_cluster import unique_bucket_name as unique_name
 
 MiB = 1 << 20
 
@@ -342,12 +342,16 @@ def test_put_to_missing_bucket(client: Client) -> None:
 # ---------------------------------------------------------- direct (HRW) reads
 
 
-def test_direct_read_matches_hrw(cluster: Cluster, client: Client, bucket: Bucket) -> None:
+def test_direct_read_matches_hrw(
+    cluster: Cluster, client: Client, bucket: Bucket
+) -> None:
     """The SDK's client-side HRW choice must be the server's placement."""
     smap = client.cluster().get_info()
     rng = random.Random(7)
     objects: Dict[str, bytes] = {
-        f"direct/{i:03d}-{rng.randrange(1 << 30):x}": rng.randbytes(rng.randrange(1, 4096))
+        f"direct/{i:03d}-{rng.randrange(1 << 30):x}": rng.randbytes(
+            rng.randrange(1, 4096)
+        )
         for i in range(60)
     }
     used_targets = set()
@@ -362,15 +366,16 @@ def test_direct_read_matches_hrw(cluster: Cluster, client: Client, bucket: Bucke
         assert obj.get_reader(direct=True).read_all() == data, name
 
         # 2. The owner serves it itself: no hop redirect to another target.
-        url = f"{owner.public_net.direct_url}/v1/objects/{bucket.name}/{requests.utils.quote(name)}"
+        assert owner.public_net.direct_url == cluster.target_by_id(owner.daemon_id).url
+        quoted = requests.utils.quote(name)
+        url = f"{owner.public_net.direct_url}/v1/objects/{bucket.name}/{quoted}"
         r = requests.get(url, allow_redirects=False, timeout=10)
         assert r.status_code == 200, (name, r.status_code, r.headers.get("Location"))
         assert r.content == data
 
         # 3. The proxy redirects to the same target.
         r = requests.get(
-            f"{client.cluster().get_primary_url()}/v1/objects/{bucket.name}/"
-            f"{requests.utils.quote(name)}",
+            f"{client.cluster().get_primary_url()}/v1/objects/{bucket.name}/{quoted}",
             allow_redirects=False,
             timeout=10,
         )
@@ -390,7 +395,11 @@ def test_direct_read_matches_hrw(cluster: Cluster, client: Client, bucket: Bucke
 def test_direct_read_ranged(client: Client, bucket: Bucket) -> None:
     data = os.urandom(200_000)
     put(bucket, "direct-range", data)
-    got = bucket.object("direct-range").get_reader(direct=True, byte_range="bytes=100-199").read_all()
+    got = (
+        bucket.object("direct-range")
+        .get_reader(direct=True, byte_range="bytes=100-199")
+        .read_all()
+    )
     assert got == data[100:200]
 
 
@@ -417,7 +426,7 @@ def listing_bucket(client: Client) -> Iterator[Bucket]:
         for i in range(NUM_LISTED):
             put(bck, listed_name(i), bytes([i % 256]) * listed_size(i))
         # Decoys that share leading characters with the prefix, but not the prefix.
-        for name in ["lst", "lsx/a", "ls/b", "lst-not/c", "zzz/last", "aaa/first"]:
+        for name in ["lst.txt", "lsx/a", "ls/b", "lst-not/c", "zzz/last", "aaa/first"]:
             put(bck, name, b"decoy")
         yield bck
     finally:
@@ -425,7 +434,9 @@ def listing_bucket(client: Client) -> Iterator[Bucket]:
 
 
 def expected_names(prefix: str = LIST_PREFIX) -> List[str]:
-    return sorted(n for n in (listed_name(i) for i in range(NUM_LISTED)) if n.startswith(prefix))
+    return sorted(
+        n for n in (listed_name(i) for i in range(NUM_LISTED)) if n.startswith(prefix)
+    )
 
 
 def assert_clean(names: List[str], expected: List[str]) -> None:
@@ -489,7 +500,8 @@ def test_list_all_objects(listing_bucket: Bucket) -> None:
 
     everything = [e.name for e in listing_bucket.list_all_objects(page_size=PAGE)]
     assert everything == sorted(
-        expected_names() + ["lst", "lsx/a", "ls/b", "lst-not/c", "zzz/last", "aaa/first"]
+        expected_names()
+        + ["lst.txt", "lsx/a", "ls/b", "lst-not/c", "zzz/last", "aaa/first"]
     )
 
     assert listing_bucket.list_all_objects(prefix="no-such-prefix/") == []
@@ -514,7 +526,9 @@ def test_list_objects_props_name_size(listing_bucket: Bucket) -> None:
 
 
 def test_list_objects_checksum_prop(listing_bucket: Bucket) -> None:
-    entries = listing_bucket.list_all_objects(prefix=f"{LIST_PREFIX}dir1/", props="name,checksum")
+    entries = listing_bucket.list_all_objects(
+        prefix=f"{LIST_PREFIX}dir1/", props="name,checksum"
+    )
     assert entries
     for e in entries:
         i = int(e.name.rsplit("-", 1)[1])

@@ -1,0 +1,196 @@
+//! The `ais` CLI and `aisnode playground` as a user runs them.
+
+use ais_testkit::{bin, raw_http, Cluster};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ais(endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin("ais"))
+        .args(args)
+        .env("AIS_ENDPOINT", endpoint)
+        .output()
+        .expect("run ais");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn ok(endpoint: &str, args: &[&str]) -> String {
+    let (ok, out, err) = ais(endpoint, args);
+    assert!(ok, "ais {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+#[test]
+fn cli_seed_workflow() {
+    let c = Cluster::start(3).unwrap();
+    let e = c.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(e, &["show", "cluster"]);
+    assert!(out.contains("PROXY") && out.contains("TARGET"), "{out}");
+    assert_eq!(out.matches("t[").count(), 3, "{out}");
+    assert!(out.contains("Targets:       3"), "{out}");
+
+    ok(e, &["bucket", "create", "ais://imagenet"]);
+    let (okk, _, err) = ais(e, &["bucket", "create", "ais://imagenet"]);
+    assert!(!okk && err.contains("already exists"), "{err}");
+    assert!(ok(e, &["bucket", "ls"]).contains("ais://imagenet"));
+
+    // A small ImageNet-like tree, uploaded recursively.
+    let src = tmp.path().join("imagenet");
+    for (dir, n) in [("train", 30), ("val", 5)] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+        for i in 0..n {
+            std::fs::write(src.join(dir).join(format!("{i:07}.jpg")), vec![b'j'; 18309]).unwrap();
+            std::fs::write(src.join(dir).join(format!("{i:07}.cls")), format!("{}", i % 10)).unwrap();
+        }
+    }
+    let out = ok(e, &["put", src.to_str().unwrap(), "ais://imagenet", "-r"]);
+    assert!(out.contains("PUT 70 objects"), "{out}");
+    let ls = ok(e, &["ls", "ais://imagenet"]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("SIZE"), "{ls}");
+    assert_eq!(lines.len(), 71, "{ls}");
+    assert!(ls.contains("train/0000003.cls") && ls.contains("17.88KiB") && ls.contains("1B"), "{ls}");
+    // Aligned columns: SIZE starts at the same offset on every line.
+    let col = lines[0].find("SIZE").unwrap();
+    assert!(lines[1..].iter().all(|l| l.len() > col && l.as_bytes()[col - 1] == b' '), "{ls}");
+    let val = ok(e, &["ls", "ais://imagenet", "--prefix", "val/"]);
+    assert_eq!(val.lines().count(), 11);
+    let json = ok(e, &["ls", "ais://imagenet", "--prefix", "val/", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 10);
+
+    // get to a named file, to the default name in cwd, and to stdout; object cat.
+    let dst = tmp.path().join("out.jpg");
+    ok(e, &["get", "ais://imagenet/train/0000007.jpg", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&dst).unwrap().len(), 18309);
+    let st = Command::new(bin("ais"))
+        .args(["get", "ais://imagenet/train/0000008.jpg"])
+        .env("AIS_ENDPOINT", e)
+        .current_dir(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(tmp.path().join("0000008.jpg").exists());
+    assert_eq!(ok(e, &["object", "cat", "ais://imagenet/train/0000007.cls"]), "7");
+    assert_eq!(ok(e, &["get", "ais://imagenet/val/0000003.cls", "-"]), "3");
+
+    // put a single file with and without a name; rm.
+    let f = tmp.path().join("one.txt");
+    std::fs::write(&f, "hello").unwrap();
+    ok(e, &["put", f.to_str().unwrap(), "ais://imagenet"]);
+    ok(e, &["put", f.to_str().unwrap(), "ais://imagenet/renamed.txt"]);
+    assert_eq!(ok(e, &["object", "cat", "ais://imagenet/renamed.txt"]), "hello");
+    assert_eq!(ok(e, &["object", "cat", "ais://imagenet/one.txt"]), "hello");
+    ok(e, &["rm", "ais://imagenet/one.txt"]);
+
+    // Errors go to stderr with a non-zero exit code.
+    for (args, needle) in [
+        (vec!["get", "ais://imagenet/nope.jpg", "-"], "does not exist"),
+        (vec!["ls", "ais://missing"], "ais://missing"),
+        (vec!["put", "/definitely/not/here", "ais://imagenet"], "cannot read"),
+        (vec!["put", src.to_str().unwrap(), "ais://imagenet"], "-r"),
+        (vec!["bucket", "create", "ais://bad name"], "invalid"),
+    ] {
+        let (okk, out, err) = ais(e, &args);
+        assert!(!okk, "{args:?} should fail: {out}");
+        assert!(err.starts_with("Error:") && err.contains(needle), "{args:?}: {err}");
+    }
+    let (okk, _, err) = ais("http://127.0.0.1:1", &["bucket", "ls"]);
+    assert!(!okk && err.contains("cannot reach"), "{err}");
+    // A failed download leaves no partial file behind.
+    assert!(!tmp.path().join("nope.jpg").exists() && !tmp.path().join("nope.jpg.part").exists());
+
+    ok(e, &["bucket", "rm", "ais://imagenet"]);
+    assert!(!ok(e, &["bucket", "ls"]).contains("imagenet"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn pids_of(data: &std::path::Path) -> Vec<u32> {
+    let needle = data.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn playground_runs_stops_cleanly_and_keeps_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for round in 0..2 {
+        let mut child = Command::new(bin("aisnode"))
+            .args(["playground", "--targets", "3", "--port", &port.to_string(), "--data", data.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = raw_http(&endpoint, "GET", "/v1/daemon?what=smap", &[], b"")
+                .ok()
+                .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["tmap"].as_object().map(|m| m.len()))
+                .unwrap_or(0);
+            if n == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "playground did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(pids_of(&data).len(), 5, "playground + proxy + 3 targets");
+        if round == 0 {
+            ok(&endpoint, &["bucket", "create", "ais://keep"]);
+            let f = tmp.path().join("x");
+            std::fs::write(&f, "persisted").unwrap();
+            ok(&endpoint, &["put", f.to_str().unwrap(), "ais://keep/x"]);
+        } else {
+            assert!(ok(&endpoint, &["bucket", "ls"]).contains("ais://keep"));
+            // Targets may take a moment to settle into the map after a restart.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (okk, out, _) = ais(&endpoint, &["object", "cat", "ais://keep/x"]);
+                if okk {
+                    assert_eq!(out, "persisted");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "object not readable after restart");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        // Ctrl-C.
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc_kill(child.id() as i32, 2);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                assert!(st.success(), "playground exit: {st}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "playground did not stop on Ctrl-C");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(pids_of(&data).is_empty(), "no node outlives the playground");
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

@@ -1,1 +1,378 @@
-//! stub
+//! Near-data ETL on a target. [`EtlManager`] owns every ETL running on this
+//! target: for each, an [`EtlRuntime`] with a pool of persistent Python
+//! workers in a shared per-host environment, per-target counters, recent
+//! per-object errors and a log. The HTTP layer calls [`EtlRuntime::transform`]
+//! with the object's local path; the worker reads the file itself.
+
+mod env;
+mod logs;
+mod pool;
+pub mod spec;
+mod worker;
+
+pub use env::{EnvManager, Python};
+pub use logs::LogSink;
+pub use spec::{Comm, EtlSpec, Kind};
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const WORKER_PY: &str = include_str!("python/worker.py");
+const MAX_OBJ_ERRORS: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Init(String),
+    #[error("etl job {0} does not exist")]
+    NotFound(String),
+    #[error("ETL is stopped")]
+    Stopped,
+    #[error("{etype}: {emsg}\n{trace}")]
+    Transform { etype: String, emsg: String, trace: String },
+    #[error("transform timed out after {0:?} (the worker was replaced)")]
+    Timeout(Duration),
+    #[error("{0} (the worker was replaced)")]
+    WorkerDied(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// One per-object failure, as `GET /v1/etl/NAME` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjError {
+    pub obj_name: String,
+    pub msg: String,
+    pub ecode: u16,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub objs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub latency_ns: AtomicU64,
+}
+
+/// Per-target status of one ETL.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
+pub struct TargetEtlStats {
+    pub target_id: String,
+    pub stage: String,
+    pub obj_count: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub err_count: u64,
+    pub mean_latency_ms: f64,
+    pub workers: usize,
+    pub worker_pids: Vec<u32>,
+    pub python: String,
+}
+
+pub struct EtlRuntime {
+    pub spec: EtlSpec,
+    pub generation: u64,
+    pool: Arc<pool::Pool>,
+    pub log: LogSink,
+    pub stats: Counters,
+    errors: Mutex<VecDeque<ObjError>>,
+    python: String,
+}
+
+impl EtlRuntime {
+    /// Runs the transform on an object stored at `path` (of `size` bytes).
+    pub async fn transform(&self, obj_name: &str, path: &str, size: u64, args: &str) -> Result<Bytes, EtlError> {
+        let t0 = Instant::now();
+        let res = self.pool.call(path, None, args, self.spec.obj_timeout).await;
+        self.account(obj_name, size, t0, &res);
+        res
+    }
+
+    /// Runs the transform on bytes (objects not on local disk).
+    pub async fn transform_bytes(&self, obj_name: &str, data: &[u8], args: &str) -> Result<Bytes, EtlError> {
+        let t0 = Instant::now();
+        let res = self.pool.call("", Some(data), args, self.spec.obj_timeout).await;
+        self.account(obj_name, data.len() as u64, t0, &res);
+        res
+    }
+
+    fn account(&self, obj_name: &str, size: u64, t0: Instant, res: &Result<Bytes, EtlError>) {
+        let s = &self.stats;
+        s.latency_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.in_bytes.fetch_add(size, Ordering::Relaxed);
+        match res {
+            Ok(out) => {
+                s.objs.fetch_add(1, Ordering::Relaxed);
+                s.out_bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                self.log.line(&format!("{obj_name}: {e}"));
+                self.record_error(obj_name, &e.to_string(), status_of(e));
+            }
+        }
+    }
+
+    pub fn record_error(&self, obj_name: &str, msg: &str, ecode: u16) {
+        if let Ok(mut q) = self.errors.lock() {
+            q.push_back(ObjError {
+                obj_name: obj_name.to_string(),
+                msg: msg.to_string(),
+                ecode,
+            });
+            if q.len() > MAX_OBJ_ERRORS {
+                q.pop_front();
+            }
+        }
+    }
+
+    pub fn obj_errors(&self) -> Vec<ObjError> {
+        self.errors.lock().map(|q| q.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn stats(&self, target_id: &str) -> TargetEtlStats {
+        let s = &self.stats;
+        let objs = s.objs.load(Ordering::Relaxed);
+        let errs = s.errors.load(Ordering::Relaxed);
+        let total = (objs + errs).max(1);
+        TargetEtlStats {
+            target_id: target_id.to_string(),
+            stage: "Running".into(),
+            obj_count: objs,
+            in_bytes: s.in_bytes.load(Ordering::Relaxed),
+            out_bytes: s.out_bytes.load(Ordering::Relaxed),
+            err_count: errs,
+            mean_latency_ms: s.latency_ns.load(Ordering::Relaxed) as f64 / total as f64 / 1e6,
+            workers: self.pool.size,
+            worker_pids: self.pool.pids(),
+            python: self.python.clone(),
+        }
+    }
+
+    pub fn stop(&self) {
+        self.pool.stop();
+    }
+}
+
+/// HTTP status for an ETL failure. User-code failures are 4xx on purpose:
+/// the official SDK retries 5xx for ~90 s, which would only repeat the error.
+pub fn status_of(e: &EtlError) -> u16 {
+    match e {
+        EtlError::Invalid(_) | EtlError::Init(_) => 400,
+        EtlError::NotFound(_) => 404,
+        EtlError::Stopped => 400,
+        EtlError::Transform { .. } | EtlError::Timeout(_) | EtlError::WorkerDied(_) => 422,
+        EtlError::Internal(_) => 500,
+    }
+}
+
+pub struct EtlManager {
+    envs: EnvManager,
+    dir: PathBuf,
+    worker_script: PathBuf,
+    runtimes: RwLock<HashMap<String, Arc<EtlRuntime>>>,
+    /// Serialises starts of the same ETL (init from the proxy vs. metadata sync).
+    starting: tokio::sync::Mutex<()>,
+    pub logs_of_failed: Mutex<HashMap<String, LogSink>>,
+}
+
+impl EtlManager {
+    /// `dir`: this target's ETL work area; `env_cache`: the host-wide environment cache.
+    pub fn new(dir: PathBuf, env_cache: PathBuf, python: Option<String>) -> Result<Self, EtlError> {
+        std::fs::create_dir_all(&dir).map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
+        kill_stale_workers(&dir);
+        let worker_script = dir.join("ais_etl_worker.py");
+        std::fs::write(&worker_script, WORKER_PY).map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
+        Ok(Self {
+            envs: EnvManager::new(env_cache, python),
+            dir,
+            worker_script,
+            runtimes: RwLock::new(HashMap::new()),
+            starting: tokio::sync::Mutex::new(()),
+            logs_of_failed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<EtlRuntime>> {
+        self.runtimes.read().ok()?.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.runtimes.read().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Starts an ETL (no-op if this generation already runs). `default_pool`
+    /// is the worker count when the spec leaves it to us.
+    pub async fn start(&self, spec: EtlSpec, generation: u64, default_pool: usize) -> Result<(), EtlError> {
+        let _g = self.starting.lock().await;
+        if let Some(rt) = self.get(&spec.name) {
+            if rt.generation == generation && rt.spec == spec {
+                return Ok(());
+            }
+            self.stop(&spec.name);
+        }
+        let log = LogSink::default();
+        let res = self.start_inner(&spec, generation, default_pool.max(1), log.clone()).await;
+        match res {
+            Ok(rt) => {
+                if let Ok(mut m) = self.runtimes.write() {
+                    m.insert(spec.name.clone(), Arc::new(rt));
+                }
+                if let Ok(mut f) = self.logs_of_failed.lock() {
+                    f.remove(&spec.name);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log.line(&format!("init failed: {e}"));
+                if let Ok(mut f) = self.logs_of_failed.lock() {
+                    f.insert(spec.name.clone(), log);
+                }
+                let _ = std::fs::remove_dir_all(self.dir.join(&spec.name));
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_inner(&self, spec: &EtlSpec, generation: u64, default_pool: usize, log: LogSink) -> Result<EtlRuntime, EtlError> {
+        let t0 = Instant::now();
+        let py = self.envs.resolve(&spec.runtime).await?;
+        if let Kind::Class { python_minor } = &spec.kind {
+            if python_minor != &py.minor {
+                return Err(EtlError::Init(format!(
+                    "init_class payload was serialised by Python {python_minor} but this cluster's runtime is Python {}; \
+                     use a Python {} client",
+                    py.minor, py.minor
+                )));
+            }
+        }
+        let mut deps = spec.deps.clone();
+        if matches!(spec.kind, Kind::Class { .. }) {
+            // Unpickling needs the SDK (for the ETLServer base class) and cloudpickle.
+            deps.push_str("\ncloudpickle\naistore\n");
+        }
+        let python = self.envs.ensure(&py, &deps, &log).await?;
+        let workdir = self.dir.join(&spec.name);
+        std::fs::create_dir_all(&workdir).map_err(|e| EtlError::Internal(e.to_string()))?;
+        let (mode, code_path, func, arg_type) = match &spec.kind {
+            Kind::Code { code, func, arg_type, fresh_process } => {
+                let p = workdir.join("code.py");
+                std::fs::write(&p, code).map_err(|e| EtlError::Internal(e.to_string()))?;
+                let mode = match (spec.comm, fresh_process) {
+                    (Comm::Io, true) => "fresh",
+                    (Comm::Io, false) => "io",
+                    _ => "func",
+                };
+                (mode, p.display().to_string(), func.clone(), arg_type.clone())
+            }
+            Kind::Class { .. } => ("class", String::new(), String::new(), String::new()),
+            Kind::Command { .. } => {
+                return Err(EtlError::Invalid(
+                    "runtime.command transformer servers are not supported yet; use Python code or init_class".into(),
+                ))
+            }
+        };
+        let config = serde_json::json!({
+            "mode": mode,
+            "code_path": code_path,
+            "func": func,
+            "arg_type": arg_type,
+            "workdir": workdir.display().to_string(),
+            "obj_timeout": spec.obj_timeout.as_secs_f64(),
+        });
+        let cfg = worker::WorkerCfg {
+            python,
+            script: self.worker_script.display().to_string(),
+            config: config.to_string(),
+            env: spec.env.clone(),
+            workdir: workdir.display().to_string(),
+            ready_timeout: spec.init_timeout,
+        };
+        let size = if spec.pool_size > 0 { spec.pool_size } else { default_pool };
+        let pool = pool::Pool::start(cfg, size, log.clone()).await?;
+        if let Ok(pids) = serde_json::to_vec(&pool.pids()) {
+            let _ = std::fs::write(workdir.join("pids.json"), pids);
+        }
+        log.line(&format!(
+            "ETL {} ready: {size} worker(s), Python {}, {} in {:?}",
+            spec.name,
+            py.version,
+            spec.comm.as_str(),
+            t0.elapsed()
+        ));
+        Ok(EtlRuntime {
+            spec: spec.clone(),
+            generation,
+            pool,
+            log,
+            stats: Counters::default(),
+            errors: Mutex::new(VecDeque::new()),
+            python: py.version,
+        })
+    }
+
+    /// Stops and forgets an ETL's runtime on this target; its workers die now.
+    pub fn stop(&self, name: &str) -> bool {
+        let rt = self.runtimes.write().ok().and_then(|mut m| m.remove(name));
+        match rt {
+            Some(rt) => {
+                rt.stop();
+                rt.log.line("stopped");
+                if let Ok(mut f) = self.logs_of_failed.lock() {
+                    f.insert(name.to_string(), rt.log.clone());
+                }
+                let _ = std::fs::remove_file(self.dir.join(name).join("pids.json"));
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn stop_all(&self) {
+        for n in self.names() {
+            self.stop(&n);
+        }
+    }
+
+    pub fn log_text(&self, name: &str) -> Option<String> {
+        if let Some(rt) = self.get(name) {
+            return Some(rt.log.text());
+        }
+        self.logs_of_failed.lock().ok()?.get(name).map(LogSink::text)
+    }
+}
+
+impl Drop for EtlManager {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Kills workers a previous run of this target left behind (e.g. after SIGKILL).
+fn kill_stale_workers(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let pids_file = e.path().join("pids.json");
+        let Ok(raw) = std::fs::read(&pids_file) else { continue };
+        let pids: Vec<u32> = serde_json::from_slice(&raw).unwrap_or_default();
+        for pid in pids {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("ais_etl_worker.py") {
+                // SAFETY: killing a leftover worker process group of ours.
+                unsafe {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+        }
+        let _ = std::fs::remove_file(pids_file);
+    }
+}

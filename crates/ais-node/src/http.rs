@@ -43,9 +43,6 @@ impl Query {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
-    pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true" | "1" | "yes"))
-    }
 }
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -122,7 +119,13 @@ async fn route(node: &Arc<Node>, ctx: &Ctx, body: Body) -> Res {
         ("buckets", NodeType::Proxy) => proxy::buckets(node, ctx, rest, body).await,
         ("objects", NodeType::Proxy) => proxy::objects(node, ctx, rest).await,
         ("objects", NodeType::Target) => target::objects(node, ctx, rest, body).await,
-        ("internal", NodeType::Target) => target::internal(node, ctx, rest, body).await,
+        ("internal", NodeType::Target) => match rest.strip_prefix("etl") {
+            Some(r) if r.is_empty() || r.starts_with('/') => {
+                crate::etl::target_internal(node, ctx, r.trim_start_matches('/'), body).await
+            }
+            _ => target::internal(node, ctx, rest, body).await,
+        },
+        ("etl", NodeType::Proxy) => crate::etl::proxy(node, ctx, rest, body).await,
         _ => Err(unknown_path(ctx)),
     }
 }

@@ -2,6 +2,7 @@
 //! runs a node; `aisnode playground` runs a whole local cluster (1 proxy + N
 //! targets as child processes) in the foreground.
 
+mod etl;
 mod http;
 mod node;
 mod playground;

@@ -26,7 +26,8 @@ pub struct Node {
     /// Pooled client for intra-cluster requests.
     pub http: reqwest::Client,
     pub joined: AtomicBool,
-    pub data_dir: PathBuf,
+    /// ETL runtimes (targets only).
+    pub etl: Option<Arc<ais_etl::EtlManager>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +107,21 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let etl = if kind == NodeType::Target {
+        let cache = std::env::var_os("AIS_ETL_ENV_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                    .join(".cache/aistore-rs/etl-envs")
+            });
+        Some(Arc::new(ais_etl::EtlManager::new(
+            data.join("etl"),
+            cache,
+            args.python.clone(),
+        )?))
+    } else {
+        None
+    };
     let node = Arc::new(Node {
         name: snode.name(),
         id,
@@ -121,7 +137,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             .redirect(reqwest::redirect::Policy::none())
             .build()?,
         joined: AtomicBool::new(primary.is_some()),
-        data_dir: data,
+        etl,
     });
     if let Some(p) = primary {
         tokio::spawn(p.run_failure_detector());
@@ -138,6 +154,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    if let Some(etl) = &node.etl {
+        etl.stop_all();
+    }
     tracing::info!(node = %node.name, "stopped");
     Ok(())
 }
@@ -161,10 +180,6 @@ async fn shutdown_signal() {
 }
 
 impl Node {
-    pub fn is_primary(&self) -> bool {
-        self.primary.is_some()
-    }
-
     pub fn store(&self) -> Result<&Store, AisError> {
         self.store
             .as_ref()
@@ -172,11 +187,14 @@ impl Node {
     }
 
     /// Applies pushed metadata and reacts to what changed.
-    pub fn apply_sync(&self, sync: &MetaSync) -> Result<(), AisError> {
+    pub fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> Result<(), AisError> {
         let applied = self
             .meta
             .apply(sync)
             .map_err(|e| AisError::new(409, format!("{}: {e}", self.name)))?;
+        if applied.etlmd.is_some() {
+            crate::etl::reconcile(self, self.meta.etlmd());
+        }
         if let (Some(old), Some(store)) = (applied.bmd, &self.store) {
             let new = self.meta.bmd();
             for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {
@@ -189,7 +207,7 @@ impl Node {
         Ok(())
     }
 
-    async fn join(&self, url: &str) -> Result<(), String> {
+    async fn join(self: &Arc<Self>, url: &str) -> Result<(), String> {
         let req = JoinReq {
             node: self.snode.clone(),
             cluster_uuid: self.meta.cluster_uuid(),
@@ -206,10 +224,13 @@ impl Node {
             return Err(format!("{st}: {}", resp.text().await.unwrap_or_default()));
         }
         let sync: MetaSync = resp.json().await.map_err(|e| e.to_string())?;
-        self.apply_sync(&sync).map_err(|e| e.message)
+        self.apply_sync(&sync).map_err(|e| e.message)?;
+        // (Re)start the ETLs this node should run, e.g. after a restart.
+        crate::etl::reconcile(self, self.meta.etlmd());
+        Ok(())
     }
 
-    async fn keepalive(&self, url: &str) -> Result<bool, String> {
+    async fn keepalive(self: &Arc<Self>, url: &str) -> Result<bool, String> {
         let (s, b, e) = self.meta.versions();
         let ka = Keepalive {
             daemon_id: self.id.clone(),

@@ -291,6 +291,11 @@ pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
     expect_method(ctx, &[Method::GET, Method::PUT, Method::HEAD, Method::DELETE, Method::PATCH, Method::POST])?;
     let (bck, obj) = bck_obj(ctx, rest)?;
     bucket_exists(node, &bck)?;
+    if ctx.method == Method::GET {
+        if let Some(etl) = crate::etl::etl_param(node, ctx) {
+            crate::etl::check_etl_usable(node, &etl)?;
+        }
+    }
     let owner = node
         .meta
         .with_smap(|s| s.and_then(|s| s.owner(&bck.obj_uname(&obj)).map(|t| t.url().to_string())))

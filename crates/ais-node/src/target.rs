@@ -129,6 +129,27 @@ fn hop_redirect(node: &Node, ctx: &Ctx, url: &str) -> Response {
 async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
     let store = node.store()?;
     let foreign = foreign_owner(node, ctx, bck, obj);
+    if let Some(etl) = crate::etl::etl_param(node, ctx) {
+        // Transform where the object lives: find it first, as for a plain GET.
+        match store.head(bck, obj).await {
+            Ok(_) => {
+                let args = ctx.query.get("etl_args").unwrap_or("");
+                return crate::etl::transform_local(node, &etl, bck, obj, args).await;
+            }
+            Err(StorageError::NotFound) => {
+                if let Some(owner) = foreign {
+                    return Ok(hop_redirect(node, ctx, &owner));
+                }
+                if ctx.query.get("ais_hop").is_none() {
+                    if let Some(t) = find_on_neighbors(node, bck, obj).await {
+                        return Ok(hop_redirect(node, ctx, t.url()));
+                    }
+                }
+                return Err(AisError::object_not_found(&node.name, bck, obj));
+            }
+            Err(e) => return Err(storage_err(node, bck, obj, e)),
+        }
+    }
     let reader = match store.open_obj(bck, obj).await {
         Ok(r) => r,
         Err(StorageError::NotFound) => {

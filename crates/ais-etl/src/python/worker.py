@@ -1,0 +1,271 @@
+"""aistore-rs ETL worker: one persistent Python process of a target's pool.
+
+Imports the user's code once, then serves transform requests framed over
+file descriptor 3 (a Unix socket to the target):
+
+    request:  u32 header length (big-endian) + JSON header + payload bytes
+    response: u32 header length (big-endian) + JSON header + payload bytes
+
+Request header: {"id", "path", "len", "args", "name"} — the object is read
+from "path" (the object's file on the target) unless "len" > 0, in which case
+the bytes follow. Response header: {"id", "ok", "len"} or
+{"id", "ok": false, "etype", "emsg", "trace"}.
+
+Code forms:
+  func    a module with transform(data) or transform(data, path, etl_args)
+  io      a stdin->stdout script (AIStore's io://): top-level code (imports,
+          pipeline construction) runs once; each object runs the script's
+          `if __name__ == "__main__":` block with sys.stdin/sys.stdout bound
+          to the object and the result. A script without such a block is
+          re-executed whole per object (imports stay cached).
+  fresh   io scripts that must run in a fresh process per object.
+  class   an SDK init_class() payload (cloudpickled ETLServer subclass).
+"""
+
+import ast
+import base64
+import inspect
+import io
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import traceback
+import types
+
+PROTO_FD = 3
+
+
+def _watch_parent(ppid: int) -> None:
+    """Exit as soon as the target that started us is gone (no orphans)."""
+    import time
+
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:
+            os._exit(70)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise EOFError
+        got += k
+    return bytes(buf)
+
+
+def _send(sock: socket.socket, header: dict, payload: bytes = b"") -> None:
+    raw = json.dumps(header).encode()
+    sock.sendall(struct.pack(">I", len(raw)) + raw)
+    if payload:
+        sock.sendall(payload)
+
+
+def _trace_tail(limit: int = 12) -> str:
+    lines = traceback.format_exc().rstrip().splitlines()
+    return "\n".join(lines[-limit:])
+
+
+class _Exit(Exception):
+    pass
+
+
+class IoScript:
+    """Runs an io:// script's main block per object inside this process."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            src = f.read()
+        tree = ast.parse(src, filename=path)
+        body, main = [], []
+        for node in tree.body:
+            if _is_main_guard(node):
+                main.extend(node.body)
+            else:
+                body.append(node)
+        self.module = types.ModuleType("ais_etl_script")
+        self.module.__file__ = path
+        sys.modules["ais_etl_script"] = self.module
+        self.globals = self.module.__dict__
+        if main:
+            # Import-time work happens once, here.
+            setup = ast.Module(body=body, type_ignores=[])
+            exec(compile(setup, path, "exec"), self.globals)
+            self.per_object = compile(ast.Module(body=main, type_ignores=[]), path, "exec")
+            self.fresh_globals = False
+        else:
+            self.per_object = compile(tree, path, "exec")
+            self.fresh_globals = True
+        self.globals["__name__"] = "__main__"
+
+    def run(self, data: bytes) -> bytes:
+        out = io.BytesIO()
+        stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape")
+        stdout = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape", write_through=True)
+        saved = sys.stdin, sys.stdout
+        sys.stdin, sys.stdout = stdin, stdout
+        g = dict(self.globals) if self.fresh_globals else self.globals
+        try:
+            try:
+                exec(self.per_object, g)
+            except SystemExit as e:
+                if e.code not in (None, 0):
+                    raise RuntimeError(f"script exited with status {e.code}") from None
+            stdout.flush()
+        finally:
+            sys.stdin, sys.stdout = saved
+        return out.getvalue()
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    t = node.test
+    if not isinstance(t, ast.Compare) or len(t.ops) != 1 or not isinstance(t.ops[0], ast.Eq):
+        return False
+    sides = [t.left, t.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    consts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(consts) == 1
+
+
+class FreshProcess:
+    """AIStore's model: `python code.py` per object, stdin -> stdout."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def run(self, data: bytes) -> bytes:
+        p = subprocess.run(
+            [sys.executable, self.path],
+            input=data,
+            capture_output=True,
+            timeout=self.timeout or None,
+        )
+        if p.stderr:
+            sys.stderr.write(p.stderr.decode(errors="replace"))
+        if p.returncode != 0:
+            tail = p.stderr.decode(errors="replace").strip().splitlines()[-12:]
+            raise RuntimeError(f"script exited with status {p.returncode}:\n" + "\n".join(tail))
+        return p.stdout
+
+
+def _load_func(path: str, func: str):
+    with open(path, "rb") as f:
+        src = f.read()
+    mod = types.ModuleType("code")
+    mod.__file__ = path
+    sys.modules["code_etl"] = mod
+    exec(compile(src, path, "exec"), mod.__dict__)
+    fn = getattr(mod, func, None)
+    if fn is None or not callable(fn):
+        raise AttributeError(
+            f"the code defines no function {func!r} (define `def {func}(data): ...` "
+            "returning bytes, or use --comm-type io:// for a stdin->stdout script)"
+        )
+    return fn
+
+
+def _arity(fn) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return 3
+    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+
+
+def _load_class(payload: str):
+    try:
+        import cloudpickle
+    except ImportError as e:
+        raise ImportError(
+            "init_class ETLs need 'cloudpickle' (and the 'aistore' SDK) in the runtime environment: " + str(e)
+        ) from None
+    cls = cloudpickle.loads(base64.b64decode(payload))
+    inst = cls.__new__(cls)
+    try:
+        inst.__init__()
+    except Exception:  # ETLServer.__init__ may expect server settings; transform does not need them
+        pass
+    return inst
+
+
+def main() -> None:
+    cfg = json.loads(os.environ["AIS_ETL_WORKER_CONFIG"])
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    sock = socket.socket(fileno=PROTO_FD)
+    mode = cfg["mode"]
+    arg_fqn = cfg.get("arg_type") == "fqn"
+    os.chdir(cfg.get("workdir") or os.getcwd())
+    sys.path.insert(0, cfg.get("workdir") or os.getcwd())
+    call = None
+    try:
+        if mode == "io":
+            runner = IoScript(cfg["code_path"])
+            call = lambda data, path, args: runner.run(data)  # noqa: E731
+        elif mode == "fresh":
+            runner = FreshProcess(cfg["code_path"], cfg.get("obj_timeout", 0))
+            call = lambda data, path, args: runner.run(data)  # noqa: E731
+        elif mode == "class":
+            inst = _load_class(os.environ.get("ETL_CLASS_PAYLOAD", ""))
+            call = lambda data, path, args: inst.transform(data, path, args)  # noqa: E731
+        else:
+            fn = _load_func(cfg["code_path"], cfg.get("func") or "transform")
+            n = _arity(fn)
+            if n >= 3:
+                call = lambda data, path, args: fn(data, path, args)  # noqa: E731
+            elif n == 2:
+                call = lambda data, path, args: fn(data, path)  # noqa: E731
+            else:
+                call = lambda data, path, args: fn(data)  # noqa: E731
+    except BaseException as e:  # noqa: BLE001 - report any import-time failure to the target
+        _send(sock, {"id": 0, "ok": False, "etype": type(e).__name__, "emsg": str(e), "trace": _trace_tail(20)})
+        return
+    _send(sock, {"id": 0, "ok": True, "ready": True, "pid": os.getpid(), "python": sys.version.split()[0]})
+    while True:
+        try:
+            (hlen,) = struct.unpack(">I", _recv_exact(sock, 4))
+            req = json.loads(_recv_exact(sock, hlen))
+            data = _recv_exact(sock, req["len"]) if req.get("len") else None
+        except EOFError:
+            return
+        path = req.get("path") or ""
+        try:
+            if data is None:
+                if arg_fqn and mode == "func":
+                    data = path
+                else:
+                    with open(path, "rb") as f:
+                        data = f.read()
+            out = call(data, path, req.get("args") or "")
+            if out is None:
+                out = b""
+            elif isinstance(out, str):
+                out = out.encode()
+            elif not isinstance(out, (bytes, bytearray, memoryview)):
+                raise TypeError(f"transform returned {type(out).__name__}, expected bytes")
+            _send(sock, {"id": req["id"], "ok": True, "len": len(out)}, bytes(out))
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything; keep serving
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            _send(
+                sock,
+                {"id": req["id"], "ok": False, "etype": type(e).__name__, "emsg": str(e), "trace": _trace_tail()},
+            )
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+//! What an ETL is: parsed and validated from any of the init messages
+//! AIStore clients send (2021 `init_code`, 2022-25 `PUT /v1/etl` code
+//! messages, SDK 2.0.0 `ETLSpecMsg` incl. `init_class`, runtime-spec YAML
+//! converted to JSON by the CLI).
+
+use crate::EtlError;
+use base64::Engine;
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comm {
+    Io,
+    Hpush,
+    Hpull,
+}
+
+impl Comm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comm::Io => "io://",
+            Comm::Hpush => "hpush://",
+            Comm::Hpull => "hpull://",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// User Python code: a transform function (hpush/hpull) or an io:// script.
+    Code {
+        code: Vec<u8>,
+        func: String,
+        arg_type: String,
+        fresh_process: bool,
+    },
+    /// SDK `init_class`: a cloudpickled class in `ETL_CLASS_PAYLOAD`.
+    Class { python_minor: String },
+    /// `runtime.command`: a local transformer HTTP server per target.
+    Command { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtlSpec {
+    pub name: String,
+    pub comm: Comm,
+    /// `python3` (default interpreter) or `python3.N`.
+    pub runtime: String,
+    pub kind: Kind,
+    /// requirements.txt content.
+    pub deps: String,
+    pub env: Vec<(String, String)>,
+    pub init_timeout: Duration,
+    pub obj_timeout: Duration,
+    /// Workers per target (0 = automatic).
+    pub pool_size: usize,
+}
+
+pub fn validate_name(name: &str) -> Result<(), EtlError> {
+    let bad = |why: &str| Err(EtlError::Invalid(format!("invalid ETL name \"{name}\": {why}")));
+    if name.len() < 6 || name.len() > 32 {
+        return bad("must be 6 to 32 characters long");
+    }
+    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+        return bad("may contain only lowercase letters, digits and '-'");
+    }
+    let (f, l) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
+    if !f.is_ascii_alphanumeric() || !l.is_ascii_alphanumeric() {
+        return bad("must start and end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Go-style duration: "45s", "5m", "1h30m", "500ms", "2m0s"; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, EtlError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(EtlError::Invalid("empty duration".into()));
+    }
+    if let Ok(n) = s.parse::<f64>() {
+        return Ok(Duration::from_secs_f64(n.max(0.0)));
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() || n == 'µ' {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num
+            .parse()
+            .map_err(|_| EtlError::Invalid(format!("invalid duration \"{s}\"")))?;
+        num.clear();
+        total += v * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(EtlError::Invalid(format!("invalid duration \"{s}\" (unit \"{unit}\")"))),
+        };
+    }
+    if !num.is_empty() {
+        return Err(EtlError::Invalid(format!("invalid duration \"{s}\" (missing unit)")));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if d.subsec_millis() != 0 || s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if sec > 0 {
+        out.push_str(&format!("{sec}s"));
+    }
+    out
+}
+
+fn s<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    let obj = v.as_object()?;
+    for k in keys {
+        // Go decodes JSON keys case-insensitively; so do we.
+        if let Some((_, val)) = obj.iter().find(|(kk, _)| kk.eq_ignore_ascii_case(k)) {
+            if let Some(s) = val.as_str() {
+                return Some(s);
+            }
+        }
+    }
+    None
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+fn b64(field: &str, raw: &str) -> Result<Vec<u8>, EtlError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|e| EtlError::Invalid(format!("\"{field}\" must be base64-encoded: {e}")))
+}
+
+pub fn parse_comm(raw: &str) -> Result<Comm, EtlError> {
+    let c = raw.trim().trim_end_matches("://");
+    match c {
+        "" | "hpush" => Ok(Comm::Hpush),
+        "hpull" => Ok(Comm::Hpull),
+        "io" => Ok(Comm::Io),
+        "ws" | "hrev" => Err(EtlError::Invalid(format!(
+            "communication type \"{raw}\" is not supported (supported: io://, hpush://, hpull://)"
+        ))),
+        _ => Err(EtlError::Invalid(format!(
+            "invalid communication type \"{raw}\" (expected io://, hpush:// or hpull://)"
+        ))),
+    }
+}
+
+/// Python minor from `aistorage/runtime_python:3.11` (None for other images).
+fn runtime_python_minor(image: &str) -> Option<String> {
+    let (repo, tag) = image.rsplit_once(':')?;
+    if !repo.ends_with("runtime_python") {
+        return None;
+    }
+    let minor: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    (minor.matches('.').count() == 1).then_some(minor)
+}
+
+impl EtlSpec {
+    /// Parses any supported init message; `fallback_name` is used when the
+    /// message carries none (legacy `id: ""` ⇒ a generated name).
+    pub fn from_json(v: &Value) -> Result<Self, EtlError> {
+        if !v.is_object() {
+            return Err(EtlError::Invalid("ETL init message must be a JSON object".into()));
+        }
+        let mut name = s(v, &["name", "id"]).unwrap_or("").to_string();
+        if name.is_empty() {
+            name = format!("etl-{}", ais_core::gen_id(8).to_lowercase());
+        }
+        validate_name(&name)?;
+        let comm = parse_comm(s(v, &["communication", "communication_type", "comm_type"]).unwrap_or(""))?;
+        let timeout = |keys: &[&str], default: u64| -> Result<Duration, EtlError> {
+            match s(v, keys) {
+                Some(t) if !t.is_empty() => parse_duration(t),
+                _ => match keys.iter().find_map(|k| get(v, k).and_then(Value::as_f64)) {
+                    Some(n) => Ok(Duration::from_secs_f64(n / 1e9)), // Go marshals Duration as ns
+                    None => Ok(Duration::from_secs(default)),
+                },
+            }
+        };
+        let init_timeout = timeout(&["init_timeout", "wait_timeout", "timeout"], 300)?;
+        let obj_timeout = timeout(&["obj_timeout"], 45)?;
+        let pool_size = get(v, "pool_size").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let deps_raw = s(v, &["dependencies"]).unwrap_or("");
+        let mut deps = String::from_utf8(b64("dependencies", deps_raw)?)
+            .map_err(|_| EtlError::Invalid("dependencies are not UTF-8 text".into()))?;
+        let mut env = Vec::new();
+        let mut runtime = s(v, &["runtime"]).unwrap_or("python3").to_string();
+        let kind = if let Some(rt) = get(v, "runtime").filter(|r| r.is_object()) {
+            // ETLSpecMsg (SDK 2.0.0 init / init_class, runtime spec).
+            if let Some(list) = get(rt, "env").and_then(Value::as_array) {
+                for e in list {
+                    if let (Some(n), Some(val)) = (s(e, &["name"]), s(e, &["value"])) {
+                        env.push((n.to_string(), val.to_string()));
+                    }
+                }
+            }
+            let command: Vec<String> = get(rt, "command")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let image = s(rt, &["image"]).unwrap_or("");
+            let envget = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if !command.is_empty() {
+                runtime = "python3".into();
+                Kind::Command { command }
+            } else if let (Some(minor), Some(_)) = (runtime_python_minor(image), envget("ETL_CLASS_PAYLOAD")) {
+                runtime = format!("python{minor}");
+                if let Some(p) = envget("PACKAGES") {
+                    deps = p.split(',').map(str::trim).filter(|x| !x.is_empty()).collect::<Vec<_>>().join("\n");
+                }
+                Kind::Class { python_minor: minor }
+            } else {
+                return Err(EtlError::Invalid(format!(
+                    "cannot run image \"{image}\": aistore-rs runs ETLs next to the data without containers. \
+                     Use `init_class` (runtime image aistorage/runtime_python:3.x), Python code (`ais etl init code`), \
+                     or give runtime.command to run a local transformer server"
+                )));
+            }
+        } else {
+            let code = b64("code", s(v, &["code"]).unwrap_or(""))?;
+            if code.is_empty() {
+                return Err(EtlError::Invalid(
+                    "ETL init message has no code (expected base64 \"code\", or a \"runtime\" spec)".into(),
+                ));
+            }
+            let func = get(v, "funcs")
+                .and_then(|f| s(f, &["transform"]))
+                .unwrap_or("transform")
+                .to_string();
+            let arg_type = s(v, &["argument", "arg_type"]).unwrap_or("").to_string();
+            if !["", "fqn", "bytes"].contains(&arg_type.as_str()) {
+                return Err(EtlError::Invalid(format!(
+                    "invalid argument type \"{arg_type}\" (expected \"\" or \"fqn\")"
+                )));
+            }
+            let fresh_process = get(v, "fresh_process").and_then(Value::as_bool).unwrap_or(false);
+            Kind::Code {
+                code,
+                func,
+                arg_type,
+                fresh_process,
+            }
+        };
+        Ok(Self {
+            name,
+            comm,
+            runtime: normalize_runtime(&runtime)?,
+            kind,
+            deps,
+            env,
+            init_timeout,
+            obj_timeout,
+            pool_size,
+        })
+    }
+}
+
+/// `python3`, `python3.11`, `python3.11v2` (AIStore's later names) → `python3[.N]`.
+pub fn normalize_runtime(rt: &str) -> Result<String, EtlError> {
+    let r = rt.trim().trim_end_matches("v2");
+    if r.is_empty() || r == "python3" || r == "python" {
+        return Ok("python3".into());
+    }
+    if let Some(minor) = r.strip_prefix("python3.") {
+        if !minor.is_empty() && minor.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(format!("python3.{minor}"));
+        }
+    }
+    Err(EtlError::Invalid(format!(
+        "unknown runtime \"{rt}\" (supported: python3, python3.N for an installed interpreter)"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn b(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn legacy_init_code() {
+        let v = json!({"id":"my-first-etl","code":b("print(1)"),"dependencies":b("torch\n"),"runtime":"python3","communication_type":"io://","wait_timeout":"2m"});
+        let s = EtlSpec::from_json(&v).unwrap();
+        assert_eq!((s.name.as_str(), s.comm, s.deps.as_str()), ("my-first-etl", Comm::Io, "torch\n"));
+        assert_eq!(s.init_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn current_code_and_class_and_errors() {
+        let v = json!({"name":"md5-etl","runtime":"python3.11v2","communication":"hpush://","init_timeout":"5m","obj_timeout":"45s","funcs":{"transform":"tr"},"code":b("def tr(b): return b"),"dependencies":"","argument":""});
+        let s = EtlSpec::from_json(&v).unwrap();
+        assert_eq!(s.runtime, "python3.11");
+        assert!(matches!(s.kind, Kind::Code { ref func, .. } if func == "tr"));
+        let v = json!({"name":"cls-etl","communication":"hpush://","init_timeout":"5m","obj_timeout":"45s","support_direct_put":true,
+            "runtime":{"image":"aistorage/runtime_python:3.11","env":[{"name":"ETL_CLASS_PAYLOAD","value":"abc"},{"name":"PACKAGES","value":"numpy,pillow"}]}});
+        let s = EtlSpec::from_json(&v).unwrap();
+        assert_eq!(s.runtime, "python3.11");
+        assert_eq!(s.deps, "numpy\npillow");
+        assert!(matches!(s.kind, Kind::Class { .. }));
+        let bad = json!({"name":"img-etl","runtime":{"image":"nginx:latest"}});
+        assert!(EtlSpec::from_json(&bad).unwrap_err().to_string().contains("cannot run image"));
+        assert!(EtlSpec::from_json(&json!({"name":"Bad_Name","code":b("x")})).is_err());
+        assert!(EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"communication":"ws://"})).is_err());
+        assert!(EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"runtime":"python2"})).is_err());
+        assert!(EtlSpec::from_json(&json!({"name":"good-name","code":"%%%"})).is_err());
+        assert!(EtlSpec::from_json(&json!({"name":"good-name"})).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m0s").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(fmt_duration(Duration::from_secs(45)), "45s");
+    }
+}

@@ -1,0 +1,252 @@
+//! One persistent Python worker process and the framed protocol to it (a Unix
+//! socket on the worker's fd 3; stdout/stderr go to the ETL log). Each worker
+//! runs in its own process group with a parent-death signal, and also exits by
+//! itself when its parent changes, so no worker outlives its target.
+
+use crate::logs::LogSink;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::os::unix::io::{AsRawFd, IntoRawFd};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// How a worker is started.
+#[derive(Debug, Clone)]
+pub struct WorkerCfg {
+    pub python: String,
+    pub script: String,
+    /// JSON for the worker's `AIS_ETL_WORKER_CONFIG`.
+    pub config: String,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    pub ready_timeout: Duration,
+}
+
+#[derive(Serialize)]
+struct Req<'a> {
+    id: u64,
+    path: &'a str,
+    len: usize,
+    args: &'a str,
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct Resp {
+    #[serde(default)]
+    id: u64,
+    ok: bool,
+    #[serde(default)]
+    len: usize,
+    #[serde(default)]
+    etype: String,
+    #[serde(default)]
+    emsg: String,
+    #[serde(default)]
+    trace: String,
+    #[serde(default)]
+    pid: u32,
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// The transform raised; the worker is fine.
+    User { etype: String, emsg: String, trace: String },
+    Timeout,
+    /// The worker died or the protocol broke; it must be replaced.
+    Died(String),
+}
+
+pub struct Worker {
+    child: tokio::process::Child,
+    sock: UnixStream,
+    pub pid: u32,
+    next_id: u64,
+}
+
+async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
+    let hlen = sock.read_u32().await? as usize;
+    if hlen > 16 << 20 {
+        return Err(std::io::Error::other("oversized frame header"));
+    }
+    let mut h = vec![0u8; hlen];
+    sock.read_exact(&mut h).await?;
+    let resp: Resp = serde_json::from_slice(&h).map_err(std::io::Error::other)?;
+    let mut payload = vec![0u8; resp.len];
+    if resp.len > 0 {
+        sock.read_exact(&mut payload).await?;
+    }
+    Ok((resp, Bytes::from(payload)))
+}
+
+fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, log: LogSink, prefix: String) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(r).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            log.line(&format!("{prefix}{l}"));
+        }
+    });
+}
+
+impl Worker {
+    /// Starts a worker and waits for it to import the user code.
+    pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, String> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let theirs_fd = theirs.into_raw_fd();
+        let mut cmd = tokio::process::Command::new(&cfg.python);
+        cmd.arg("-u")
+            .arg(&cfg.script)
+            .current_dir(&cfg.workdir)
+            .env("AIS_ETL_WORKER_CONFIG", &cfg.config)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::dup2(theirs_fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let spawned = cmd.spawn();
+        // SAFETY: closing our copy of the child's end (the child has its own after fork).
+        unsafe {
+            libc::close(theirs_fd);
+        }
+        let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", cfg.python))?;
+        let pid = child.id().unwrap_or(0);
+        if let Some(o) = child.stdout.take() {
+            pipe_to_log(o, log.clone(), String::new());
+        }
+        if let Some(e) = child.stderr.take() {
+            pipe_to_log(e, log.clone(), String::new());
+        }
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ours.as_raw_fd();
+        let mut sock = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+        let ready = tokio::time::timeout(cfg.ready_timeout, read_frame(&mut sock)).await;
+        let kill = |child: &mut tokio::process::Child| {
+            // SAFETY: signalling the process group we created with setsid.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+            let _ = child.start_kill();
+        };
+        match ready {
+            Ok(Ok((r, _))) if r.ok => Ok(Worker {
+                child,
+                sock,
+                pid: if r.pid != 0 { r.pid } else { pid },
+                next_id: 1,
+            }),
+            Ok(Ok((r, _))) => {
+                kill(&mut child);
+                Err(format!("{}: {}\n{}", r.etype, r.emsg, r.trace))
+            }
+            Ok(Err(_)) => {
+                // Give stderr a moment to reach the log, then report what the worker printed.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let status = child.try_wait().ok().flatten();
+                kill(&mut child);
+                let tail: Vec<String> = log.text().lines().rev().take(8).map(str::to_string).collect();
+                let tail: Vec<String> = tail.into_iter().rev().collect();
+                Err(format!(
+                    "worker exited during start-up ({}):\n{}",
+                    status.map(|s| s.to_string()).unwrap_or_else(|| "running".into()),
+                    tail.join("\n")
+                ))
+            }
+            Err(_) => {
+                kill(&mut child);
+                Err(format!(
+                    "worker did not become ready within {:?} (importing the code took too long?)",
+                    cfg.ready_timeout
+                ))
+            }
+        }
+    }
+
+    /// Transforms one object (by path, or by bytes when `data` is given).
+    pub async fn call(&mut self, path: &str, data: Option<&[u8]>, args: &str, timeout: Duration) -> Result<Bytes, CallError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let hdr = serde_json::to_vec(&Req {
+            id,
+            path,
+            len: data.map(<[u8]>::len).unwrap_or(0),
+            args,
+        })
+        .map_err(|e| CallError::Died(e.to_string()))?;
+        let io = async {
+            let mut frame = Vec::with_capacity(4 + hdr.len());
+            frame.extend_from_slice(&(hdr.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&hdr);
+            self.sock.write_all(&frame).await?;
+            if let Some(d) = data {
+                self.sock.write_all(d).await?;
+            }
+            read_frame(&mut self.sock).await
+        };
+        match tokio::time::timeout(timeout, io).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Err(e)) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let st = self.child.try_wait().ok().flatten();
+                Err(CallError::Died(match st {
+                    Some(s) => describe_exit(s),
+                    None => format!("connection to worker lost: {e}"),
+                }))
+            }
+            Ok(Ok((r, _))) if r.id != id => Err(CallError::Died(format!("protocol error: response {} for request {id}", r.id))),
+            Ok(Ok((r, payload))) if r.ok => Ok(payload),
+            Ok(Ok((r, _))) => Err(CallError::User {
+                etype: r.etype,
+                emsg: r.emsg,
+                trace: r.trace,
+            }),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        // SAFETY: signalling the worker's own process group.
+        unsafe {
+            libc::kill(-(self.pid as i32), libc::SIGKILL);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (_, Some(sig)) => {
+            let name = match sig {
+                libc::SIGSEGV => "SIGSEGV (segmentation fault)",
+                libc::SIGKILL => "SIGKILL (killed, possibly out of memory)",
+                libc::SIGABRT => "SIGABRT (aborted)",
+                libc::SIGBUS => "SIGBUS",
+                _ => "a signal",
+            };
+            format!("worker process died from {name} [{sig}]")
+        }
+        (Some(c), _) => format!("worker process exited with status {c}"),
+        _ => "worker process died".into(),
+    }
+}

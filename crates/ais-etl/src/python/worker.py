@@ -69,7 +69,11 @@ def _send(sock: socket.socket, header: dict, payload: bytes = b"") -> None:
 
 
 def _trace_tail(limit: int = 12) -> str:
-    lines = traceback.format_exc().rstrip().splitlines()
+    """The traceback of the current exception without this worker's own frames."""
+    et, ev, tb = sys.exc_info()
+    te = traceback.TracebackException(et, ev, tb)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename != __file__])
+    lines = "".join(te.format()).rstrip().splitlines()
     return "\n".join(lines[-limit:])
 
 

@@ -26,6 +26,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -33,7 +34,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import IO, Dict, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_MARKER = "AISNODE_READY"
@@ -109,6 +110,10 @@ class Cluster:
         bin_dir: directory with the ``aisnode`` binary.
         keepalive_timeout: seconds without keepalive before the primary drops
             a node from the cluster map.
+        env: extra environment variables for every node (on top of this
+            process's environment, which is passed through, e.g.
+            ``AIS_PYTHON`` -- the interpreter ETL workers run with; it
+            defaults to the interpreter running this harness).
     """
 
     def __init__(
@@ -117,12 +122,14 @@ class Cluster:
         num_targets: int = NUM_TARGETS,
         bin_dir: Optional[os.PathLike] = None,
         keepalive_timeout: float = 2.0,
+        env: Optional[Dict[str, str]] = None,
     ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="ais-cluster-"))
         self.num_targets = num_targets
         self.bin_dir = Path(bin_dir) if bin_dir else default_bin_dir()
         self.keepalive_timeout = keepalive_timeout
+        self.env = dict(env or {})
         self.proxy: Optional[Node] = None
         self.targets: List[Node] = []
 
@@ -243,7 +250,10 @@ class Cluster:
             str(data_dir),
             *extra,
         ]
-        env = dict(os.environ, AIS_DIE_WITH_PARENT="1")
+        env = dict(os.environ)
+        env.update(self.env)
+        env["AIS_DIE_WITH_PARENT"] = "1"
+        env.setdefault("AIS_PYTHON", sys.executable)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 cmd,

@@ -29,7 +29,10 @@ from ais_cluster import NUM_TARGETS, Cluster, unique_bucket_name  # noqa: E402
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A running 1-proxy/3-target cluster for the whole session."""
     base = tmp_path_factory.mktemp("ais-cluster")
-    c = Cluster(base_dir=base, num_targets=NUM_TARGETS, keepalive_timeout=2.0)
+    # ETL dependency environments: built per test session, not taken from a
+    # previous run's cache in $HOME (so dependency installs are exercised).
+    env = {"AIS_ETL_ENV_CACHE": str(tmp_path_factory.mktemp("etl-envs"))}
+    c = Cluster(base_dir=base, num_targets=NUM_TARGETS, keepalive_timeout=2.0, env=env)
     c.start()
     try:
         yield c

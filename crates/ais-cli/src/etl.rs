@@ -21,7 +21,10 @@ pub enum EtlCmd {
     /// Show all ETLs, or one ETL's code, runtime and per-target counters.
     Show { name: Option<String> },
     /// Print an ETL's logs (all targets, or one).
-    Logs { name: String, target: Option<String> },
+    Logs {
+        name: String,
+        target: Option<String>,
+    },
     /// Stop an ETL on every target (it can be started again).
     Stop { name: String },
     /// Start a stopped ETL.
@@ -112,7 +115,11 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
                     body["name"] = n.into();
                 }
                 let resp = client
-                    .raw(HttpMethod::PUT, "/v1/etl", Some(serde_json::to_vec(&body)?.into()))
+                    .raw(
+                        HttpMethod::PUT,
+                        "/v1/etl",
+                        Some(serde_json::to_vec(&body)?.into()),
+                    )
                     .await?;
                 println!("{}", resp.text().await?);
                 Ok(())
@@ -126,7 +133,11 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
                 Some(t) => format!("/v1/etl/{name}/logs/{t}"),
                 None => format!("/v1/etl/{name}/logs"),
             };
-            let v: serde_json::Value = client.raw(HttpMethod::GET, &path, None).await?.json().await?;
+            let v: serde_json::Value = client
+                .raw(HttpMethod::GET, &path, None)
+                .await?
+                .json()
+                .await?;
             for t in v.as_array().cloned().unwrap_or_default() {
                 let logs = t["logs"].as_str().unwrap_or("");
                 let text = base64::engine::general_purpose::STANDARD
@@ -142,17 +153,23 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             Ok(())
         }
         EtlCmd::Stop { name } => {
-            client.raw(HttpMethod::POST, &format!("/v1/etl/{name}/stop"), None).await?;
+            client
+                .raw(HttpMethod::POST, &format!("/v1/etl/{name}/stop"), None)
+                .await?;
             println!("ETL \"{name}\" stopped");
             Ok(())
         }
         EtlCmd::Start { name } => {
-            client.raw(HttpMethod::POST, &format!("/v1/etl/{name}/start"), None).await?;
+            client
+                .raw(HttpMethod::POST, &format!("/v1/etl/{name}/start"), None)
+                .await?;
             println!("ETL \"{name}\" started");
             Ok(())
         }
         EtlCmd::Rm { name } => {
-            client.raw(HttpMethod::DELETE, &format!("/v1/etl/{name}"), None).await?;
+            client
+                .raw(HttpMethod::DELETE, &format!("/v1/etl/{name}"), None)
+                .await?;
             println!("ETL \"{name}\" removed");
             Ok(())
         }
@@ -165,7 +182,13 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             let resp = client.get_stream(&bck.name, &obj, &q, None).await?;
             let n = save(resp, &a.out).await?;
             if a.out != "-" {
-                eprintln!("{} transformed by \"{}\" => \"{}\" ({})", a.object, a.name, a.out, size_iec(n));
+                eprintln!(
+                    "{} transformed by \"{}\" => \"{}\" ({})",
+                    a.object,
+                    a.name,
+                    a.out,
+                    size_iec(n)
+                );
             }
             Ok(())
         }
@@ -173,13 +196,17 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
 }
 
 async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
-    let code = std::fs::read(&a.from_file).with_context(|| format!("cannot read --from-file {}", a.from_file))?;
+    let code = std::fs::read(&a.from_file)
+        .with_context(|| format!("cannot read --from-file {}", a.from_file))?;
     let deps = match &a.deps_file {
         Some(f) => std::fs::read(f).with_context(|| format!("cannot read --deps-file {f}"))?,
         None => Vec::new(),
     };
     if !a.comm_type.contains("://") && !["io", "hpush", "hpull"].contains(&a.comm_type.as_str()) {
-        bail!("invalid --comm-type \"{}\" (expected io://, hpush:// or hpull://)", a.comm_type);
+        bail!(
+            "invalid --comm-type \"{}\" (expected io://, hpush:// or hpull://)",
+            a.comm_type
+        );
     }
     let body = serde_json::json!({
         "name": a.name,
@@ -195,7 +222,11 @@ async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
         "fresh_process": a.fresh_process,
     });
     let resp = client
-        .raw(HttpMethod::PUT, "/v1/etl", Some(serde_json::to_vec(&body)?.into()))
+        .raw(
+            HttpMethod::PUT,
+            "/v1/etl",
+            Some(serde_json::to_vec(&body)?.into()),
+        )
         .await?;
     let id = resp.text().await?;
     println!("ETL \"{}\" initialized (job {id})", a.name);
@@ -203,7 +234,11 @@ async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
 }
 
 async fn list(client: &Client) -> anyhow::Result<()> {
-    let v: serde_json::Value = client.raw(HttpMethod::GET, "/v1/etl", None).await?.json().await?;
+    let v: serde_json::Value = client
+        .raw(HttpMethod::GET, "/v1/etl", None)
+        .await?
+        .json()
+        .await?;
     let rows: Vec<Vec<String>> = v
         .as_array()
         .cloned()
@@ -232,14 +267,23 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
     let init = &v["init_msg"];
     println!("NAME:          {name}");
     println!("RUNTIME:       {}", init["runtime"].as_str().unwrap_or(""));
-    println!("COMM TYPE:     {}", init["communication"].as_str().unwrap_or(""));
-    println!("OBJ TIMEOUT:   {}", init["obj_timeout"].as_str().unwrap_or(""));
+    println!(
+        "COMM TYPE:     {}",
+        init["communication"].as_str().unwrap_or("")
+    );
+    println!(
+        "OBJ TIMEOUT:   {}",
+        init["obj_timeout"].as_str().unwrap_or("")
+    );
     let deps = init["dependencies"].as_str().unwrap_or("");
     let deps = base64::engine::general_purpose::STANDARD
         .decode(deps)
         .map(|b| String::from_utf8_lossy(&b).to_string())
         .unwrap_or_default();
-    println!("DEPENDENCIES:  {}", deps.split_whitespace().collect::<Vec<_>>().join(" "));
+    println!(
+        "DEPENDENCIES:  {}",
+        deps.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
     println!();
     let rows: Vec<Vec<String>> = v["targets"]
         .as_array()
@@ -258,7 +302,18 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    table(&["TARGET", "STAGE", "OBJECTS", "IN", "OUT", "ERRORS", "MEAN LATENCY"], &rows);
+    table(
+        &[
+            "TARGET",
+            "STAGE",
+            "OBJECTS",
+            "IN",
+            "OUT",
+            "ERRORS",
+            "MEAN LATENCY",
+        ],
+        &rows,
+    );
     let code = init["code"].as_str().unwrap_or("");
     if let Ok(c) = base64::engine::general_purpose::STANDARD.decode(code) {
         println!("\nCODE:\n{}", String::from_utf8_lossy(&c));

@@ -55,8 +55,16 @@ pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
         .pmap
         .values()
         .map(|p| {
-            let mark = if p.daemon_id == smap.proxy_si.daemon_id { "[P]" } else { "" };
-            vec![format!("p[{}]{mark}", p.daemon_id), p.url().to_string(), "online".into()]
+            let mark = if p.daemon_id == smap.proxy_si.daemon_id {
+                "[P]"
+            } else {
+                ""
+            };
+            vec![
+                format!("p[{}]{mark}", p.daemon_id),
+                p.url().to_string(),
+                "online".into(),
+            ]
         })
         .collect();
     table(&["PROXY", "URL", "STATUS"], &rows);
@@ -64,14 +72,23 @@ pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = smap
         .tmap
         .values()
-        .map(|t| vec![format!("t[{}]", t.daemon_id), t.url().to_string(), "online".into()])
+        .map(|t| {
+            vec![
+                format!("t[{}]", t.daemon_id),
+                t.url().to_string(),
+                "online".into(),
+            ]
+        })
         .collect();
     table(&["TARGET", "URL", "STATUS"], &rows);
     println!();
     println!("Summary:");
     println!("  Proxies:       {}", smap.pmap.len());
     println!("  Targets:       {}", smap.tmap.len());
-    println!("  Cluster Map:   version {}, uuid {}", smap.version, smap.uuid);
+    println!(
+        "  Cluster Map:   version {}, uuid {}",
+        smap.version, smap.uuid
+    );
     Ok(())
 }
 

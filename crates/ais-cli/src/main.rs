@@ -9,10 +9,19 @@ use ais_client::Client;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "ais", version, about = "aistore-rs command-line tool (AIStore-compatible verbs)")]
+#[command(
+    name = "ais",
+    version,
+    about = "aistore-rs command-line tool (AIStore-compatible verbs)"
+)]
 struct Cli {
     /// Cluster endpoint (the proxy URL).
-    #[arg(long, global = true, env = "AIS_ENDPOINT", default_value = "http://localhost:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "AIS_ENDPOINT",
+        default_value = "http://localhost:8080"
+    )]
     endpoint: String,
     #[command(subcommand)]
     cmd: Cmd,

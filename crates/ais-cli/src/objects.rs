@@ -63,7 +63,11 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
         return list_buckets(client, a.json).await;
     };
     let (bck, obj_prefix) = Bck::parse_uri(&b).map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let prefix = if a.prefix.is_empty() { obj_prefix } else { a.prefix.clone() };
+    let prefix = if a.prefix.is_empty() {
+        obj_prefix
+    } else {
+        a.prefix.clone()
+    };
     let props: Vec<String> = a.props.split(',').map(|s| s.trim().to_string()).collect();
     let mut msg = LsoMsg {
         prefix,
@@ -157,7 +161,10 @@ pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
     let md = std::fs::metadata(&src).with_context(|| format!("cannot read \"{}\"", a.src))?;
     if md.is_dir() {
         if !a.recursive {
-            bail!("\"{}\" is a directory: use -r to upload it recursively", a.src);
+            bail!(
+                "\"{}\" is a directory: use -r to upload it recursively",
+                a.src
+            );
         }
         return put_dir(client, &bck, &name, &src, a.conc.max(1)).await;
     }
@@ -171,11 +178,22 @@ pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
         name
     };
     client.put_file(&bck.name, &obj, &src).await?;
-    println!("PUT \"{}\" => {}/{obj} ({})", a.src, bck.cname(), size_iec(md.len()));
+    println!(
+        "PUT \"{}\" => {}/{obj} ({})",
+        a.src,
+        bck.cname(),
+        size_iec(md.len())
+    );
     Ok(())
 }
 
-async fn put_dir(client: &Client, bck: &Bck, prefix: &str, dir: &Path, conc: usize) -> anyhow::Result<()> {
+async fn put_dir(
+    client: &Client,
+    bck: &Bck,
+    prefix: &str,
+    dir: &Path,
+    conc: usize,
+) -> anyhow::Result<()> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)?;
     let total: u64 = files
@@ -189,22 +207,32 @@ async fn put_dir(client: &Client, bck: &Bck, prefix: &str, dir: &Path, conc: usi
     };
     let pb = ProgressBar::new(total);
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let count = files.len();
     let started = Instant::now();
     let mut done = 0usize;
     let mut errors = Vec::new();
     let mut stream = futures::stream::iter(files.into_iter().map(|f| {
-        let rel = f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().to_string();
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .to_string();
         let name = format!("{prefix}{rel}");
         let client = client.clone();
         let bucket = bck.name.clone();
         async move {
             let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-            (name.clone(), size, client.put_file(&bucket, &name, &f).await)
+            (
+                name.clone(),
+                size,
+                client.put_file(&bucket, &name, &f).await,
+            )
         }
     }))
     .buffer_unordered(conc);
@@ -282,11 +310,17 @@ pub async fn save(resp: ais_client::Response, out: &str) -> anyhow::Result<u64> 
 
 pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<()> {
     let (bck, name) = parse_object(&a.object)?;
-    let out = a.out.unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
+    let out = a
+        .out
+        .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
     let resp = client.get_stream(&bck.name, &name, &[], None).await?;
     let n = save(resp, &out).await?;
     if out != "-" {
-        println!("GET \"{name}\" from {} as \"{out}\" ({})", bck.cname(), size_iec(n));
+        println!(
+            "GET \"{name}\" from {} as \"{out}\" ({})",
+            bck.cname(),
+            size_iec(n)
+        );
     }
     Ok(())
 }

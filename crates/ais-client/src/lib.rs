@@ -162,7 +162,13 @@ impl Client {
     }
 
     /// Sends a bodiless or small-bodied request, following redirects.
-    async fn request(&self, method: Method, url: String, body: Option<Bytes>, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+    async fn request(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<Bytes>,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
         let mut url = url;
         for _ in 0..5 {
             let mut rb = self.http.request(method.clone(), &url);
@@ -184,13 +190,23 @@ impl Client {
 
     async fn action(&self, method: Method, path: &str, msg: &ActMsg) -> Result<reqwest::Response> {
         let body = serde_json::to_vec(msg).map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.request(method, self.url(path), Some(body.into()), &[("content-type", "application/json".into())])
-            .await
+        self.request(
+            method,
+            self.url(path),
+            Some(body.into()),
+            &[("content-type", "application/json".into())],
+        )
+        .await
     }
 
     pub async fn smap(&self) -> Result<Smap> {
-        let resp = self.request(Method::GET, self.url("/v1/daemon?what=smap"), None, &[]).await?;
-        let smap: Smap = resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .request(Method::GET, self.url("/v1/daemon?what=smap"), None, &[])
+            .await?;
+        let smap: Smap = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         if let Ok(mut g) = self.smap.write() {
             *g = Some(smap.clone());
         }
@@ -198,19 +214,29 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<()> {
-        self.request(Method::GET, self.url("/v1/health"), None, &[]).await.map(|_| ())
+        self.request(Method::GET, self.url("/v1/health"), None, &[])
+            .await
+            .map(|_| ())
     }
 
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
-        self.action(Method::POST, &format!("/v1/buckets/{name}"), &ActMsg::new("create-bck"))
-            .await
-            .map(|_| ())
+        self.action(
+            Method::POST,
+            &format!("/v1/buckets/{name}"),
+            &ActMsg::new("create-bck"),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn destroy_bucket(&self, name: &str) -> Result<()> {
-        self.action(Method::DELETE, &format!("/v1/buckets/{name}"), &ActMsg::new("destroy-bck"))
-            .await
-            .map(|_| ())
+        self.action(
+            Method::DELETE,
+            &format!("/v1/buckets/{name}"),
+            &ActMsg::new("destroy-bck"),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn set_bucket_props(&self, name: &str, props: serde_json::Value) -> Result<()> {
@@ -219,16 +245,33 @@ impl Client {
             name: String::new(),
             value: props,
         };
-        self.action(Method::PATCH, &format!("/v1/buckets/{name}"), &msg).await.map(|_| ())
+        self.action(Method::PATCH, &format!("/v1/buckets/{name}"), &msg)
+            .await
+            .map(|_| ())
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<Bck>> {
-        let resp = self.action(Method::GET, "/v1/buckets?provider=ais", &ActMsg::new("list")).await?;
-        resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+        let resp = self
+            .action(
+                Method::GET,
+                "/v1/buckets?provider=ais",
+                &ActMsg::new("list"),
+            )
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     pub async fn head_bucket(&self, name: &str) -> Result<BucketProps> {
-        let resp = self.request(Method::HEAD, self.url(&format!("/v1/buckets/{name}")), None, &[]).await?;
+        let resp = self
+            .request(
+                Method::HEAD,
+                self.url(&format!("/v1/buckets/{name}")),
+                None,
+                &[],
+            )
+            .await?;
         let raw = resp
             .headers()
             .get("ais-bucket-props")
@@ -245,12 +288,21 @@ impl Client {
             name: String::new(),
             value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
         };
-        let resp = self.action(Method::GET, &format!("/v1/buckets/{bucket}"), &act).await?;
-        resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))
+        let resp = self
+            .action(Method::GET, &format!("/v1/buckets/{bucket}"), &act)
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// Every object under `prefix`, page by page.
-    pub async fn list_all(&self, bucket: &str, prefix: &str, props: &str) -> Result<Vec<LsoEntryJson>> {
+    pub async fn list_all(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        props: &str,
+    ) -> Result<Vec<LsoEntryJson>> {
         let mut msg = LsoMsg {
             prefix: prefix.into(),
             props: props.into(),
@@ -280,15 +332,25 @@ impl Client {
             None => self.smap().await.ok(),
         };
         let base = smap
-            .and_then(|s| s.owner(&Bck::ais(bucket).obj_uname(obj)).map(|t| t.url().to_string()))
+            .and_then(|s| {
+                s.owner(&Bck::ais(bucket).obj_uname(obj))
+                    .map(|t| t.url().to_string())
+            })
             .unwrap_or_else(|| self.base.clone());
         format!("{base}{}", Self::obj_path(bucket, obj))
     }
 
-    pub async fn put_bytes(&self, bucket: &str, obj: &str, data: impl Into<Bytes>) -> Result<ObjProps> {
+    pub async fn put_bytes(
+        &self,
+        bucket: &str,
+        obj: &str,
+        data: impl Into<Bytes>,
+    ) -> Result<ObjProps> {
         let data: Bytes = data.into();
         let url = self.put_url(bucket, obj).await;
-        let resp = self.request(Method::PUT, url, Some(data.clone()), &[]).await;
+        let resp = self
+            .request(Method::PUT, url, Some(data.clone()), &[])
+            .await;
         let resp = match resp {
             // The cached owner may be gone: refresh the map and retry once.
             Err(ClientError::Transport { .. }) => {
@@ -324,17 +386,30 @@ impl Client {
     }
 
     /// GET through the proxy; returns the response to stream from.
-    pub async fn get_stream(&self, bucket: &str, obj: &str, query: &[(&str, &str)], range: Option<&str>) -> Result<reqwest::Response> {
+    pub async fn get_stream(
+        &self,
+        bucket: &str,
+        obj: &str,
+        query: &[(&str, &str)],
+        range: Option<&str>,
+    ) -> Result<reqwest::Response> {
         let mut url = self.url(&Self::obj_path(bucket, obj));
         if !query.is_empty() {
             let q: Vec<String> = query
                 .iter()
-                .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, NON_ALPHANUMERIC)))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        percent_encoding::utf8_percent_encode(v, NON_ALPHANUMERIC)
+                    )
+                })
                 .collect();
             url.push('?');
             url.push_str(&q.join("&"));
         }
-        let headers: Vec<(&str, String)> = range.map(|r| vec![("range", r.to_string())]).unwrap_or_default();
+        let headers: Vec<(&str, String)> = range
+            .map(|r| vec![("range", r.to_string())])
+            .unwrap_or_default();
         self.request(Method::GET, url, None, &headers).await
     }
 
@@ -347,25 +422,39 @@ impl Client {
     }
 
     pub async fn head_object(&self, bucket: &str, obj: &str) -> Result<ObjProps> {
-        let url = self.url(&format!("{}?props=size,checksum,atime,version,custom", Self::obj_path(bucket, obj)));
+        let url = self.url(&format!(
+            "{}?props=size,checksum,atime,version,custom",
+            Self::obj_path(bucket, obj)
+        ));
         let resp = self.request(Method::HEAD, url, None, &[]).await?;
         Ok(ObjProps::from_headers(resp.headers()))
     }
 
     pub async fn delete_object(&self, bucket: &str, obj: &str) -> Result<()> {
-        self.request(Method::DELETE, self.url(&Self::obj_path(bucket, obj)), None, &[])
-            .await
-            .map(|_| ())
+        self.request(
+            Method::DELETE,
+            self.url(&Self::obj_path(bucket, obj)),
+            None,
+            &[],
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Raw access for calls without a typed wrapper (ETL, jobs).
-    pub async fn raw(&self, method: Method, path_and_query: &str, body: Option<Bytes>) -> Result<reqwest::Response> {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response> {
         let headers = if body.is_some() {
             vec![("content-type", "application/json".to_string())]
         } else {
             vec![]
         };
-        self.request(method, self.url(path_and_query), body, &headers).await
+        self.request(method, self.url(path_and_query), body, &headers)
+            .await
     }
 }
 

@@ -119,7 +119,10 @@ impl Primary {
         let mut node = req.node;
         node.id_digest = ais_core::hrw::digest(&node.daemon_id);
         self.touch(&node.daemon_id);
-        let mut smap = self.meta.smap().ok_or_else(|| AisError::internal("no cluster map"))?;
+        let mut smap = self
+            .meta
+            .smap()
+            .ok_or_else(|| AisError::internal("no cluster map"))?;
         let map = match node.daemon_type {
             NodeType::Target => &mut smap.tmap,
             NodeType::Proxy => &mut smap.pmap,
@@ -214,7 +217,11 @@ impl Primary {
             async move {
                 let res = match req.send().await {
                     Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
+                    Ok(r) => Err(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
                     Err(e) => Err(e.to_string()),
                 };
                 (n.name(), res)
@@ -229,7 +236,9 @@ impl Primary {
         loop {
             tick.tick().await;
             let dead: Vec<String> = {
-                let Ok(seen) = self.last_seen.lock() else { continue };
+                let Ok(seen) = self.last_seen.lock() else {
+                    continue;
+                };
                 self.meta.with_smap(|s| {
                     s.map(|s| {
                         s.tmap
@@ -250,7 +259,9 @@ impl Primary {
                 continue;
             }
             let _g = self.change.lock().await;
-            let Some(mut smap) = self.meta.smap() else { continue };
+            let Some(mut smap) = self.meta.smap() else {
+                continue;
+            };
             for id in &dead {
                 tracing::warn!(node = %id, "no keepalive: removing from cluster map");
                 smap.tmap.remove(id);

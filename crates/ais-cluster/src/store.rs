@@ -55,8 +55,10 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClusterErro
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-        f.write_all(&raw).map_err(io(format!("write {}", tmp.display())))?;
-        f.sync_all().map_err(io(format!("fsync {}", tmp.display())))?;
+        f.write_all(&raw)
+            .map_err(io(format!("write {}", tmp.display())))?;
+        f.sync_all()
+            .map_err(io(format!("fsync {}", tmp.display())))?;
     }
     std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))?;
     Ok(())
@@ -86,7 +88,10 @@ impl MetaStore {
         self.inner.read().map(|i| i.bmd.clone()).unwrap_or_default()
     }
     pub fn etlmd(&self) -> EtlMd {
-        self.inner.read().map(|i| i.etlmd.clone()).unwrap_or_default()
+        self.inner
+            .read()
+            .map(|i| i.etlmd.clone())
+            .unwrap_or_default()
     }
     /// Reads without cloning the whole map.
     pub fn with_smap<R>(&self, f: impl FnOnce(Option<&Smap>) -> R) -> R {
@@ -124,7 +129,11 @@ impl MetaStore {
             .inner
             .write()
             .map_err(|_| ClusterError::Refused("metadata lock poisoned".into()))?;
-        let uuid = inner.smap.as_ref().map(|s| s.uuid.clone()).unwrap_or_default();
+        let uuid = inner
+            .smap
+            .as_ref()
+            .map(|s| s.uuid.clone())
+            .unwrap_or_default();
         let check = |other: &str, what: &str| {
             if !uuid.is_empty() && !other.is_empty() && other != uuid {
                 Err(ClusterError::Refused(format!(
@@ -205,12 +214,21 @@ mod tests {
     fn refuses_older_and_foreign_and_persists() {
         let d = tempfile::tempdir().unwrap();
         let m = MetaStore::open(d.path()).unwrap();
-        let s5 = MetaSync { smap: Some(smap(5, "u1")), ..Default::default() };
+        let s5 = MetaSync {
+            smap: Some(smap(5, "u1")),
+            ..Default::default()
+        };
         assert!(m.apply(&s5).unwrap().smap.is_some());
-        let s4 = MetaSync { smap: Some(smap(4, "u1")), ..Default::default() };
+        let s4 = MetaSync {
+            smap: Some(smap(4, "u1")),
+            ..Default::default()
+        };
         assert!(m.apply(&s4).unwrap().smap.is_none());
         assert_eq!(m.versions().0, 5);
-        let foreign = MetaSync { smap: Some(smap(9, "u2")), ..Default::default() };
+        let foreign = MetaSync {
+            smap: Some(smap(9, "u2")),
+            ..Default::default()
+        };
         assert!(matches!(m.apply(&foreign), Err(ClusterError::Refused(_))));
         let reopened = MetaStore::open(d.path()).unwrap();
         assert_eq!(reopened.versions().0, 5);

@@ -220,7 +220,11 @@ pub struct LsoEntryJson {
     pub version: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub location: String,
-    #[serde(rename = "custom-md", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "custom-md",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub custom: String,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_strnum")]
     pub size: Option<u64>,
@@ -321,7 +325,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.prefix, "train/");
-        let m: LsoMsg = serde_json::from_str(r#"{"pagesize":"7","flags":8,"prefix":null}"#).unwrap();
+        let m: LsoMsg =
+            serde_json::from_str(r#"{"pagesize":"7","flags":8,"prefix":null}"#).unwrap();
         assert_eq!((m.pagesize, m.flags, m.prefix.as_str()), (7, 8, ""));
     }
 

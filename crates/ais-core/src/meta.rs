@@ -206,7 +206,8 @@ impl BucketProps {
         if patch.is_null() {
             return Ok(());
         }
-        let mut cur = serde_json::to_value(&*self).map_err(|e| AisError::internal(e.to_string()))?;
+        let mut cur =
+            serde_json::to_value(&*self).map_err(|e| AisError::internal(e.to_string()))?;
         merge_json(&mut cur, patch);
         let next: BucketProps = serde_json::from_value(cur)
             .map_err(|e| AisError::bad_request(format!("invalid bucket properties: {e}")))?;

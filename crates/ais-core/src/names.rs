@@ -210,7 +210,11 @@ mod tests {
             "~/x",
             &"x".repeat(256),
         ] {
-            assert_eq!(validate_object_name(bad).unwrap_err().status, 400, "{bad:?}");
+            assert_eq!(
+                validate_object_name(bad).unwrap_err().status,
+                400,
+                "{bad:?}"
+            );
         }
     }
 

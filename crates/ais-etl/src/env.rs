@@ -97,7 +97,11 @@ impl EnvManager {
         }
         Err(EtlError::Init(format!(
             "runtime \"{runtime}\" is not installed on this host; available: {}",
-            if avail.is_empty() { "none".into() } else { avail.join(", ") }
+            if avail.is_empty() {
+                "none".into()
+            } else {
+                avail.join(", ")
+            }
         )))
     }
 
@@ -114,7 +118,10 @@ impl EnvManager {
         }
         let key = format!(
             "{:016x}",
-            xxhash_rust::xxh64::xxh64(format!("{}\n{}\n{}", py.exe, py.version, reqs.join("\n")).as_bytes(), 0)
+            xxhash_rust::xxh64::xxh64(
+                format!("{}\n{}\n{}", py.exe, py.version, reqs.join("\n")).as_bytes(),
+                0
+            )
         );
         let dir = self.cache.join(format!("py{}-{key}", py.minor));
         let env_py = dir.join("bin").join("python");
@@ -123,7 +130,8 @@ impl EnvManager {
             log.line(&format!("using cached environment {}", dir.display()));
             return Ok(env_py.display().to_string());
         }
-        std::fs::create_dir_all(&self.cache).map_err(|e| EtlError::Init(format!("create {}: {e}", self.cache.display())))?;
+        std::fs::create_dir_all(&self.cache)
+            .map_err(|e| EtlError::Init(format!("create {}: {e}", self.cache.display())))?;
         let lock_path = self.cache.join(format!("py{}-{key}.lock", py.minor));
         let lock = tokio::task::spawn_blocking(move || FileLock::acquire(&lock_path))
             .await
@@ -131,11 +139,18 @@ impl EnvManager {
             .map_err(|e| EtlError::Init(format!("lock environment cache: {e}")))?;
         if ready.exists() {
             drop(lock);
-            log.line(&format!("using environment {} (built by another target)", dir.display()));
+            log.line(&format!(
+                "using environment {} (built by another target)",
+                dir.display()
+            ));
             return Ok(env_py.display().to_string());
         }
         let _ = std::fs::remove_dir_all(&dir);
-        log.line(&format!("building environment {} for: {}", dir.display(), reqs.join(" ")));
+        log.line(&format!(
+            "building environment {} for: {}",
+            dir.display(),
+            reqs.join(" ")
+        ));
         let res = self.build(py, &dir, &reqs, log).await;
         if let Err(e) = res {
             let _ = std::fs::remove_dir_all(&dir);
@@ -147,27 +162,59 @@ impl EnvManager {
         Ok(env_py.display().to_string())
     }
 
-    async fn build(&self, py: &Python, dir: &Path, reqs: &[&str], log: &LogSink) -> Result<(), EtlError> {
-        run_logged(&py.exe, &["-m", "venv", "--without-pip", &dir.display().to_string()], log, "create venv").await?;
+    async fn build(
+        &self,
+        py: &Python,
+        dir: &Path,
+        reqs: &[&str],
+        log: &LogSink,
+    ) -> Result<(), EtlError> {
+        run_logged(
+            &py.exe,
+            &["-m", "venv", "--without-pip", &dir.display().to_string()],
+            log,
+            "create venv",
+        )
+        .await?;
         // Let the environment see the base interpreter's packages (after its own).
         let base = tokio::process::Command::new(&py.exe)
             .args(["-c", "import site,sysconfig; ps=list(dict.fromkeys([sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']] + site.getsitepackages())); print('\\n'.join(ps))"])
             .output()
             .await
             .map_err(|e| EtlError::Init(format!("inspect {}: {e}", py.exe)))?;
-        let site = dir.join("lib").join(format!("python{}", py.minor)).join("site-packages");
+        let site = dir
+            .join("lib")
+            .join(format!("python{}", py.minor))
+            .join("site-packages");
         std::fs::create_dir_all(&site).map_err(|e| EtlError::Init(e.to_string()))?;
-        std::fs::write(site.join("_aistore_rs_base.pth"), &base.stdout).map_err(|e| EtlError::Init(e.to_string()))?;
+        std::fs::write(site.join("_aistore_rs_base.pth"), &base.stdout)
+            .map_err(|e| EtlError::Init(e.to_string()))?;
         let req_file = dir.join("requirements.txt");
         std::fs::write(&req_file, reqs.join("\n")).map_err(|e| EtlError::Init(e.to_string()))?;
         let env_py = dir.join("bin").join("python").display().to_string();
         let req = req_file.display().to_string();
         if which("uv").is_some() {
-            run_logged("uv", &["pip", "install", "--python", &env_py, "-r", &req], log, "uv pip install").await
+            run_logged(
+                "uv",
+                &["pip", "install", "--python", &env_py, "-r", &req],
+                log,
+                "uv pip install",
+            )
+            .await
         } else {
             run_logged(
                 &py.exe,
-                &["-m", "pip", "--python", &env_py, "install", "--disable-pip-version-check", "--no-input", "-r", &req],
+                &[
+                    "-m",
+                    "pip",
+                    "--python",
+                    &env_py,
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "-r",
+                    &req,
+                ],
                 log,
                 "pip install",
             )
@@ -193,13 +240,18 @@ async fn run_logged(exe: &str, args: &[&str], log: &LogSink, what: &str) -> Resu
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| EtlError::Init(format!("{what}: cannot run {exe}: {e}")))?;
-    let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<String>::new()));
+    let tail = std::sync::Arc::new(std::sync::Mutex::new(
+        std::collections::VecDeque::<String>::new(),
+    ));
     let mut tasks = Vec::new();
     let out = child.stdout.take();
     let err = child.stderr.take();
-    for stream in [out.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), err.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)]
-        .into_iter()
-        .flatten()
+    for stream in [
+        out.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        err.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+    ]
+    .into_iter()
+    .flatten()
     {
         let log = log.clone();
         let tail = tail.clone();
@@ -226,7 +278,10 @@ async fn run_logged(exe: &str, args: &[&str], log: &LogSink, what: &str) -> Resu
     if status.success() {
         return Ok(());
     }
-    let tail = tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
+    let tail = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
     Err(EtlError::Init(format!("{what} failed ({status}):\n{tail}")))
 }
 
@@ -235,7 +290,11 @@ struct FileLock(std::fs::File);
 impl FileLock {
     fn acquire(path: &Path) -> std::io::Result<Self> {
         use std::os::unix::io::AsRawFd;
-        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());

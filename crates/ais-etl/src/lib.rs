@@ -36,7 +36,11 @@ pub enum EtlError {
     #[error("ETL is stopped")]
     Stopped,
     #[error("{etype}: {emsg}\n{trace}")]
-    Transform { etype: String, emsg: String, trace: String },
+    Transform {
+        etype: String,
+        emsg: String,
+        trace: String,
+    },
     #[error("transform timed out after {0:?} (the worker was replaced)")]
     Timeout(Duration),
     #[error("{0} (the worker was replaced)")]
@@ -89,24 +93,42 @@ pub struct EtlRuntime {
 
 impl EtlRuntime {
     /// Runs the transform on an object stored at `path` (of `size` bytes).
-    pub async fn transform(&self, obj_name: &str, path: &str, size: u64, args: &str) -> Result<Bytes, EtlError> {
+    pub async fn transform(
+        &self,
+        obj_name: &str,
+        path: &str,
+        size: u64,
+        args: &str,
+    ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
-        let res = self.pool.call(path, None, args, self.spec.obj_timeout).await;
+        let res = self
+            .pool
+            .call(path, None, args, self.spec.obj_timeout)
+            .await;
         self.account(obj_name, size, t0, &res);
         res
     }
 
     /// Runs the transform on bytes (objects not on local disk).
-    pub async fn transform_bytes(&self, obj_name: &str, data: &[u8], args: &str) -> Result<Bytes, EtlError> {
+    pub async fn transform_bytes(
+        &self,
+        obj_name: &str,
+        data: &[u8],
+        args: &str,
+    ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
-        let res = self.pool.call("", Some(data), args, self.spec.obj_timeout).await;
+        let res = self
+            .pool
+            .call("", Some(data), args, self.spec.obj_timeout)
+            .await;
         self.account(obj_name, data.len() as u64, t0, &res);
         res
     }
 
     fn account(&self, obj_name: &str, size: u64, t0: Instant, res: &Result<Bytes, EtlError>) {
         let s = &self.stats;
-        s.latency_ns.fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.latency_ns
+            .fetch_add(t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
         s.in_bytes.fetch_add(size, Ordering::Relaxed);
         match res {
             Ok(out) => {
@@ -135,7 +157,10 @@ impl EtlRuntime {
     }
 
     pub fn obj_errors(&self) -> Vec<ObjError> {
-        self.errors.lock().map(|q| q.iter().cloned().collect()).unwrap_or_default()
+        self.errors
+            .lock()
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn stats(&self, target_id: &str) -> TargetEtlStats {
@@ -187,10 +212,12 @@ pub struct EtlManager {
 impl EtlManager {
     /// `dir`: this target's ETL work area; `env_cache`: the host-wide environment cache.
     pub fn new(dir: PathBuf, env_cache: PathBuf, python: Option<String>) -> Result<Self, EtlError> {
-        std::fs::create_dir_all(&dir).map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
         kill_stale_workers(&dir);
         let worker_script = dir.join("ais_etl_worker.py");
-        std::fs::write(&worker_script, WORKER_PY).map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
+        std::fs::write(&worker_script, WORKER_PY)
+            .map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
         Ok(Self {
             envs: EnvManager::new(env_cache, python),
             dir,
@@ -206,12 +233,20 @@ impl EtlManager {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.runtimes.read().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.runtimes
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Starts an ETL (no-op if this generation already runs). `default_pool`
     /// is the worker count when the spec leaves it to us.
-    pub async fn start(&self, spec: EtlSpec, generation: u64, default_pool: usize) -> Result<(), EtlError> {
+    pub async fn start(
+        &self,
+        spec: EtlSpec,
+        generation: u64,
+        default_pool: usize,
+    ) -> Result<(), EtlError> {
         let _g = self.starting.lock().await;
         if let Some(rt) = self.get(&spec.name) {
             if rt.generation == generation && rt.spec == spec {
@@ -220,7 +255,9 @@ impl EtlManager {
             self.stop(&spec.name);
         }
         let log = LogSink::default();
-        let res = self.start_inner(&spec, generation, default_pool.max(1), log.clone()).await;
+        let res = self
+            .start_inner(&spec, generation, default_pool.max(1), log.clone())
+            .await;
         match res {
             Ok(rt) => {
                 if let Ok(mut m) = self.runtimes.write() {
@@ -242,7 +279,13 @@ impl EtlManager {
         }
     }
 
-    async fn start_inner(&self, spec: &EtlSpec, generation: u64, default_pool: usize, log: LogSink) -> Result<EtlRuntime, EtlError> {
+    async fn start_inner(
+        &self,
+        spec: &EtlSpec,
+        generation: u64,
+        default_pool: usize,
+        log: LogSink,
+    ) -> Result<EtlRuntime, EtlError> {
         let t0 = Instant::now();
         let py = self.envs.resolve(&spec.runtime).await?;
         if let Kind::Class { python_minor } = &spec.kind {
@@ -296,7 +339,11 @@ impl EtlManager {
             workdir: workdir.display().to_string(),
             ready_timeout: spec.init_timeout,
         };
-        let size = if spec.pool_size > 0 { spec.pool_size } else { default_pool };
+        let size = if spec.pool_size > 0 {
+            spec.pool_size
+        } else {
+            default_pool
+        };
         let pool = pool::Pool::start(cfg, size, log.clone()).await?;
         if let Ok(pids) = serde_json::to_vec(&pool.pids()) {
             let _ = std::fs::write(workdir.join("pids.json"), pids);
@@ -346,7 +393,11 @@ impl EtlManager {
         if let Some(rt) = self.get(name) {
             return Some(rt.log.text());
         }
-        self.logs_of_failed.lock().ok()?.get(name).map(LogSink::text)
+        self.logs_of_failed
+            .lock()
+            .ok()?
+            .get(name)
+            .map(LogSink::text)
     }
 }
 
@@ -358,10 +409,14 @@ impl Drop for EtlManager {
 
 /// Kills workers a previous run of this target left behind (e.g. after SIGKILL).
 fn kill_stale_workers(dir: &std::path::Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let pids_file = e.path().join("pids.json");
-        let Ok(raw) = std::fs::read(&pids_file) else { continue };
+        let Ok(raw) = std::fs::read(&pids_file) else {
+            continue;
+        };
         let pids: Vec<u32> = serde_json::from_slice(&raw).unwrap_or_default();
         for pid in pids {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

@@ -24,7 +24,9 @@ impl LogSink {
     }
 
     pub fn text(&self) -> String {
-        let Ok(g) = self.0.lock() else { return String::new() };
+        let Ok(g) = self.0.lock() else {
+            return String::new();
+        };
         let mut s = String::with_capacity(g.1);
         for l in &g.0 {
             s.push_str(l);

@@ -54,11 +54,19 @@ impl Pool {
         }))
     }
 
-    pub async fn call(self: &Arc<Self>, path: &str, data: Option<&[u8]>, args: &str, timeout: Duration) -> Result<Bytes, EtlError> {
+    pub async fn call(
+        self: &Arc<Self>,
+        path: &str,
+        data: Option<&[u8]>,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, EtlError> {
         let permit = self.sem.acquire().await.map_err(|_| EtlError::Stopped)?;
         let worker = self.idle.lock().ok().and_then(|mut v| v.pop());
         let Some(mut w) = worker else {
-            return Err(EtlError::Internal("no idle worker despite a free slot".into()));
+            return Err(EtlError::Internal(
+                "no idle worker despite a free slot".into(),
+            ));
         };
         match w.call(path, data, args, timeout).await {
             Ok(out) => {
@@ -70,6 +78,12 @@ impl Pool {
                 self.give_back(w);
                 drop(permit);
                 Err(EtlError::Transform { etype, emsg, trace })
+            }
+            Err(_) if self.stopped.load(Ordering::Relaxed) => {
+                // Killed by stop() mid-call: not a crash, and nothing to replace.
+                drop(w);
+                drop(permit);
+                Err(EtlError::Stopped)
             }
             Err(e) => {
                 // The slot stays taken until a replacement is ready.
@@ -124,7 +138,8 @@ impl Pool {
                         return;
                     }
                     Err(e) => {
-                        pool.log.line(&format!("failed to start a replacement worker: {e}"));
+                        pool.log
+                            .line(&format!("failed to start a replacement worker: {e}"));
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -151,7 +166,10 @@ impl Pool {
     }
 
     pub fn pids(&self) -> Vec<u32> {
-        self.pids.lock().map(|p| p.iter().copied().collect()).unwrap_or_default()
+        self.pids
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -160,4 +178,3 @@ impl Drop for Pool {
         self.stop();
     }
 }
-

@@ -57,11 +57,18 @@ pub struct EtlSpec {
 }
 
 pub fn validate_name(name: &str) -> Result<(), EtlError> {
-    let bad = |why: &str| Err(EtlError::Invalid(format!("invalid ETL name \"{name}\": {why}")));
+    let bad = |why: &str| {
+        Err(EtlError::Invalid(format!(
+            "invalid ETL name \"{name}\": {why}"
+        )))
+    };
     if name.len() < 6 || name.len() > 32 {
         return bad("must be 6 to 32 characters long");
     }
-    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
         return bad("may contain only lowercase letters, digits and '-'");
     }
     let (f, l) = (name.as_bytes()[0], name.as_bytes()[name.len() - 1]);
@@ -108,11 +115,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, EtlError> {
             "ms" => 1e-3,
             "us" | "µs" => 1e-6,
             "ns" => 1e-9,
-            _ => return Err(EtlError::Invalid(format!("invalid duration \"{s}\" (unit \"{unit}\")"))),
+            _ => {
+                return Err(EtlError::Invalid(format!(
+                    "invalid duration \"{s}\" (unit \"{unit}\")"
+                )))
+            }
         };
     }
     if !num.is_empty() {
-        return Err(EtlError::Invalid(format!("invalid duration \"{s}\" (missing unit)")));
+        return Err(EtlError::Invalid(format!(
+            "invalid duration \"{s}\" (missing unit)"
+        )));
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -183,7 +196,10 @@ fn runtime_python_minor(image: &str) -> Option<String> {
     if !repo.ends_with("runtime_python") {
         return None;
     }
-    let minor: String = tag.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let minor: String = tag
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     (minor.matches('.').count() == 1).then_some(minor)
 }
 
@@ -192,14 +208,17 @@ impl EtlSpec {
     /// message carries none (legacy `id: ""` ⇒ a generated name).
     pub fn from_json(v: &Value) -> Result<Self, EtlError> {
         if !v.is_object() {
-            return Err(EtlError::Invalid("ETL init message must be a JSON object".into()));
+            return Err(EtlError::Invalid(
+                "ETL init message must be a JSON object".into(),
+            ));
         }
         let mut name = s(v, &["name", "id"]).unwrap_or("").to_string();
         if name.is_empty() {
             name = format!("etl-{}", ais_core::gen_id(8).to_lowercase());
         }
         validate_name(&name)?;
-        let comm = parse_comm(s(v, &["communication", "communication_type", "comm_type"]).unwrap_or(""))?;
+        let comm =
+            parse_comm(s(v, &["communication", "communication_type", "comm_type"]).unwrap_or(""))?;
         let timeout = |keys: &[&str], default: u64| -> Result<Duration, EtlError> {
             match s(v, keys) {
                 Some(t) if !t.is_empty() => parse_duration(t),
@@ -228,19 +247,32 @@ impl EtlSpec {
             }
             let command: Vec<String> = get(rt, "command")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default();
             let image = s(rt, &["image"]).unwrap_or("");
             let envget = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             if !command.is_empty() {
                 runtime = "python3".into();
                 Kind::Command { command }
-            } else if let (Some(minor), Some(_)) = (runtime_python_minor(image), envget("ETL_CLASS_PAYLOAD")) {
+            } else if let (Some(minor), Some(_)) =
+                (runtime_python_minor(image), envget("ETL_CLASS_PAYLOAD"))
+            {
                 runtime = format!("python{minor}");
                 if let Some(p) = envget("PACKAGES") {
-                    deps = p.split(',').map(str::trim).filter(|x| !x.is_empty()).collect::<Vec<_>>().join("\n");
+                    deps = p
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("\n");
                 }
-                Kind::Class { python_minor: minor }
+                Kind::Class {
+                    python_minor: minor,
+                }
             } else {
                 return Err(EtlError::Invalid(format!(
                     "cannot run image \"{image}\": aistore-rs runs ETLs next to the data without containers. \
@@ -265,7 +297,9 @@ impl EtlSpec {
                     "invalid argument type \"{arg_type}\" (expected \"\" or \"fqn\")"
                 )));
             }
-            let fresh_process = get(v, "fresh_process").and_then(Value::as_bool).unwrap_or(false);
+            let fresh_process = get(v, "fresh_process")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             Kind::Code {
                 code,
                 func,
@@ -316,7 +350,10 @@ mod tests {
     fn legacy_init_code() {
         let v = json!({"id":"my-first-etl","code":b("print(1)"),"dependencies":b("torch\n"),"runtime":"python3","communication_type":"io://","wait_timeout":"2m"});
         let s = EtlSpec::from_json(&v).unwrap();
-        assert_eq!((s.name.as_str(), s.comm, s.deps.as_str()), ("my-first-etl", Comm::Io, "torch\n"));
+        assert_eq!(
+            (s.name.as_str(), s.comm, s.deps.as_str()),
+            ("my-first-etl", Comm::Io, "torch\n")
+        );
         assert_eq!(s.init_timeout, Duration::from_secs(120));
     }
 
@@ -333,10 +370,19 @@ mod tests {
         assert_eq!(s.deps, "numpy\npillow");
         assert!(matches!(s.kind, Kind::Class { .. }));
         let bad = json!({"name":"img-etl","runtime":{"image":"nginx:latest"}});
-        assert!(EtlSpec::from_json(&bad).unwrap_err().to_string().contains("cannot run image"));
+        assert!(EtlSpec::from_json(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot run image"));
         assert!(EtlSpec::from_json(&json!({"name":"Bad_Name","code":b("x")})).is_err());
-        assert!(EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"communication":"ws://"})).is_err());
-        assert!(EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"runtime":"python2"})).is_err());
+        assert!(EtlSpec::from_json(
+            &json!({"name":"good-name","code":b("x"),"communication":"ws://"})
+        )
+        .is_err());
+        assert!(
+            EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"runtime":"python2"}))
+                .is_err()
+        );
         assert!(EtlSpec::from_json(&json!({"name":"good-name","code":"%%%"})).is_err());
         assert!(EtlSpec::from_json(&json!({"name":"good-name"})).is_err());
     }

@@ -53,7 +53,11 @@ struct Resp {
 #[derive(Debug)]
 pub enum CallError {
     /// The transform raised; the worker is fine.
-    User { etype: String, emsg: String, trace: String },
+    User {
+        etype: String,
+        emsg: String,
+        trace: String,
+    },
     Timeout,
     /// The worker died or the protocol broke; it must be replaced.
     Died(String),
@@ -81,7 +85,11 @@ async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
     Ok((resp, Bytes::from(payload)))
 }
 
-fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, log: LogSink, prefix: String) {
+fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    r: R,
+    log: LogSink,
+    prefix: String,
+) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(l)) = lines.next_line().await {
@@ -93,7 +101,8 @@ fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, log: LogS
 impl Worker {
     /// Starts a worker and waits for it to import the user code.
     pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, String> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
         let theirs_fd = theirs.into_raw_fd();
         let mut cmd = tokio::process::Command::new(&cfg.python);
         cmd.arg("-u")
@@ -159,11 +168,19 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let status = child.try_wait().ok().flatten();
                 kill(&mut child);
-                let tail: Vec<String> = log.text().lines().rev().take(8).map(str::to_string).collect();
+                let tail: Vec<String> = log
+                    .text()
+                    .lines()
+                    .rev()
+                    .take(8)
+                    .map(str::to_string)
+                    .collect();
                 let tail: Vec<String> = tail.into_iter().rev().collect();
                 Err(format!(
                     "worker exited during start-up ({}):\n{}",
-                    status.map(|s| s.to_string()).unwrap_or_else(|| "running".into()),
+                    status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "running".into()),
                     tail.join("\n")
                 ))
             }
@@ -178,7 +195,13 @@ impl Worker {
     }
 
     /// Transforms one object (by path, or by bytes when `data` is given).
-    pub async fn call(&mut self, path: &str, data: Option<&[u8]>, args: &str, timeout: Duration) -> Result<Bytes, CallError> {
+    pub async fn call(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
         let id = self.next_id;
         self.next_id += 1;
         let hdr = serde_json::to_vec(&Req {
@@ -208,7 +231,10 @@ impl Worker {
                     None => format!("connection to worker lost: {e}"),
                 }))
             }
-            Ok(Ok((r, _))) if r.id != id => Err(CallError::Died(format!("protocol error: response {} for request {id}", r.id))),
+            Ok(Ok((r, _))) if r.id != id => Err(CallError::Died(format!(
+                "protocol error: response {} for request {id}",
+                r.id
+            ))),
             Ok(Ok((r, payload))) if r.ok => Ok(payload),
             Ok(Ok((r, _))) => Err(CallError::User {
                 etype: r.etype,

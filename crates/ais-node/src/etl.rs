@@ -21,7 +21,15 @@ use std::time::Duration;
 pub fn etl_err(node: &Node, name: &str, e: EtlError) -> AisError {
     match e {
         EtlError::NotFound(_) => AisError::etl_not_found(&node.name, name),
-        EtlError::Stopped => AisError::new(400, format!("{}: etl job {name} is stopped (start it with `ais etl start {name}`)", node.name)),
+        EtlError::Stopped => AisError::new(
+            400,
+            format!(
+                "{}: etl job {name} is stopped (start it with `ais etl start {name}`)",
+                node.name
+            ),
+        ),
+        // Parse-time errors (invalid name, runtime, comm type...) have no ETL name yet.
+        e if name.is_empty() => AisError::new(status_of(&e), format!("{}: {e}", node.name)),
         e => AisError::new(status_of(&e), format!("{}: etl job {name}: {e}", node.name)),
     }
 }
@@ -38,7 +46,11 @@ pub fn etl_param(node: &Node, ctx: &Ctx) -> Option<String> {
         return Some(n.to_string());
     }
     let u = ctx.query.get("uuid").filter(|n| !n.is_empty())?;
-    node.meta.etlmd().etls.contains_key(u).then(|| u.to_string())
+    node.meta
+        .etlmd()
+        .etls
+        .contains_key(u)
+        .then(|| u.to_string())
 }
 
 /// Proxy-side check before redirecting an ETL GET.
@@ -53,10 +65,15 @@ pub fn check_etl_usable(node: &Node, name: &str) -> Result<(), AisError> {
 /// Worker count per ETL on a target when the spec leaves it open: the host's
 /// cores shared among the targets on this host.
 pub fn default_pool(node: &Node) -> usize {
-    if let Some(n) = std::env::var("AIS_ETL_POOL_SIZE").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("AIS_ETL_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return n;
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let local = node.meta.with_smap(|s| {
         s.map(|s| {
             s.tmap
@@ -86,7 +103,9 @@ pub fn reconcile(node: &Arc<Node>, md: EtlMd) {
         }
     }
     for e in md.etls.into_values().filter(|e| !e.stopped) {
-        let running = mgr.get(&e.name).is_some_and(|rt| rt.generation == e.generation);
+        let running = mgr
+            .get(&e.name)
+            .is_some_and(|rt| rt.generation == e.generation);
         if running {
             continue;
         }
@@ -109,7 +128,10 @@ pub fn reconcile(node: &Arc<Node>, md: EtlMd) {
 }
 
 pub async fn target_internal(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res {
-    let mgr = node.etl.clone().ok_or_else(|| AisError::internal("ETL is not available on this node"))?;
+    let mgr = node
+        .etl
+        .clone()
+        .ok_or_else(|| AisError::internal("ETL is not available on this node"))?;
     let (name, what) = split_first(rest);
     match (ctx.method.clone(), name, what) {
         (Method::POST, "init", "") => {
@@ -128,7 +150,10 @@ pub async fn target_internal(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body
                 .into_iter()
                 .filter_map(|n| mgr.get(&n).map(|rt| (n, rt.stats(&node.id))))
                 .collect();
-            json_ok(&all.into_iter().collect::<std::collections::BTreeMap<_, _>>())
+            json_ok(
+                &all.into_iter()
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
         }
         (Method::DELETE, n, "") => {
             mgr.stop(n);
@@ -143,7 +168,9 @@ pub async fn target_internal(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body
             None => json_ok(&Vec::<ais_etl::ObjError>::new()),
         },
         (Method::GET, n, "logs") => {
-            let text = mgr.log_text(n).ok_or_else(|| AisError::etl_not_found(&node.name, n))?;
+            let text = mgr
+                .log_text(n)
+                .ok_or_else(|| AisError::etl_not_found(&node.name, n))?;
             Ok(text_ok(&text))
         }
         _ => Err(unknown_path(ctx)),
@@ -151,8 +178,17 @@ pub async fn target_internal(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body
 }
 
 /// Inline transform of an object stored on this target.
-pub async fn transform_local(node: &Arc<Node>, name: &str, bck: &ais_core::Bck, obj: &str, args: &str) -> Res {
-    let mgr = node.etl.clone().ok_or_else(|| AisError::internal("ETL is not available on this node"))?;
+pub async fn transform_local(
+    node: &Arc<Node>,
+    name: &str,
+    bck: &ais_core::Bck,
+    obj: &str,
+    args: &str,
+) -> Res {
+    let mgr = node
+        .etl
+        .clone()
+        .ok_or_else(|| AisError::internal("ETL is not available on this node"))?;
     let rt = match mgr.get(name) {
         Some(rt) => rt,
         None => {
@@ -161,7 +197,10 @@ pub async fn transform_local(node: &Arc<Node>, name: &str, bck: &ais_core::Bck, 
                 Some(e) if e.stopped => etl_err(node, name, EtlError::Stopped),
                 Some(_) => AisError::new(
                     503,
-                    format!("{}: etl job {name} is still starting on this target; retry shortly", node.name),
+                    format!(
+                        "{}: etl job {name} is still starting on this target; retry shortly",
+                        node.name
+                    ),
                 ),
             })
         }
@@ -179,9 +218,15 @@ pub async fn transform_local(node: &Arc<Node>, name: &str, bck: &ais_core::Bck, 
         .map_err(|e| {
             let msg = match &e {
                 EtlError::Transform { etype, emsg, trace } => {
-                    format!("{}: etl job {name} failed to transform {cname}: {etype}: {emsg}\n{trace}", node.name)
+                    format!(
+                        "{}: etl job {name} failed to transform {cname}: {etype}: {emsg}\n{trace}",
+                        node.name
+                    )
                 }
-                other => format!("{}: etl job {name} failed to transform {cname}: {other}", node.name),
+                other => format!(
+                    "{}: etl job {name} failed to transform {cname}: {other}",
+                    node.name
+                ),
             };
             AisError::new(status_of(&e), msg).with_tcode("ErrETL")
         })?;
@@ -201,8 +246,10 @@ fn primary(node: &Node) -> Result<&Arc<ais_cluster::Primary>, AisError> {
 }
 
 fn targets(node: &Node) -> Vec<ais_core::meta::Snode> {
-    node.meta
-        .with_smap(|s| s.map(|s| s.active_targets().cloned().collect()).unwrap_or_default())
+    node.meta.with_smap(|s| {
+        s.map(|s| s.active_targets().cloned().collect())
+            .unwrap_or_default()
+    })
 }
 
 /// Proxy `/v1/etl[/...]`.
@@ -211,11 +258,17 @@ pub async fn proxy(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res {
     let (b, tail2) = split_first(tail);
     match (ctx.method.clone(), a, b) {
         (Method::PUT, "", "") => init(node, body, false).await,
-        (Method::POST, "init_code" | "init_spec" | "build" | "init", "") => init(node, body, true).await,
+        (Method::POST, "init_code" | "init_spec" | "build" | "init", "") => {
+            init(node, body, true).await
+        }
         (Method::GET, "" | "list", "") => list(node).await,
         (Method::DELETE, "stop", n) if !n.is_empty() => delete(node, n).await,
         (Method::GET, "logs", n) if !n.is_empty() => logs(node, n, tail2).await,
-        (Method::GET, "health", n) if !n.is_empty() && !["logs", "health", "metrics", "details", "stats"].contains(&n) => health(node, n).await,
+        (Method::GET, "health", n)
+            if !n.is_empty() && !["logs", "health", "metrics", "details", "stats"].contains(&n) =>
+        {
+            health(node, n).await
+        }
         (Method::GET, n, "") => details(node, n, ctx.query.get("uuid").unwrap_or("")).await,
         (Method::GET, n, "logs") => logs(node, n, tail2).await,
         (Method::GET, n, "health") => health(node, n).await,
@@ -237,10 +290,19 @@ fn entry(node: &Node, name: &str) -> Result<EtlMdEntry, AisError> {
 }
 
 /// Starts the ETL on every target and waits for all; on any failure stops it everywhere.
-async fn start_everywhere(node: &Arc<Node>, name: &str, init_msg: &Value, generation: u64, timeout: Duration) -> Result<(), AisError> {
+async fn start_everywhere(
+    node: &Arc<Node>,
+    name: &str,
+    init_msg: &Value,
+    generation: u64,
+    timeout: Duration,
+) -> Result<(), AisError> {
     let ts = targets(node);
     if ts.is_empty() {
-        return Err(AisError::new(503, "the cluster has no targets to run the ETL on"));
+        return Err(AisError::new(
+            503,
+            "the cluster has no targets to run the ETL on",
+        ));
     }
     let req = InitReq {
         init_msg: init_msg.clone(),
@@ -258,7 +320,9 @@ async fn start_everywhere(node: &Arc<Node>, name: &str, init_msg: &Value, genera
                 Ok(resp) => {
                     let st = resp.status().as_u16();
                     let txt = resp.text().await.unwrap_or_default();
-                    let msg = serde_json::from_str::<ais_core::error::ErrBody>(&txt).map(|b| b.message).unwrap_or(txt);
+                    let msg = serde_json::from_str::<ais_core::error::ErrBody>(&txt)
+                        .map(|b| b.message)
+                        .unwrap_or(txt);
                     Err(AisError::new(st, msg))
                 }
                 Err(e) => Err(AisError::new(503, format!("{} unreachable: {e}", t.name()))),
@@ -268,14 +332,19 @@ async fn start_everywhere(node: &Arc<Node>, name: &str, init_msg: &Value, genera
     let results = futures::future::join_all(futs).await;
     if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
         cleanup_everywhere(node, name).await;
-        return Err(AisError::new(e.status, format!("ETL {name} failed to initialize: {}", e.message)));
+        return Err(AisError::new(
+            e.status,
+            format!("ETL {name} failed to initialize: {}", e.message),
+        ));
     }
     Ok(())
 }
 
 async fn cleanup_everywhere(node: &Node, name: &str) {
     let futs = targets(node).into_iter().map(|t| {
-        let r = node.http.delete(format!("{}/v1/internal/etl/{name}", t.url()));
+        let r = node
+            .http
+            .delete(format!("{}/v1/internal/etl/{name}", t.url()));
         async move {
             let _ = r.send().await;
         }
@@ -286,8 +355,9 @@ async fn cleanup_everywhere(node: &Node, name: &str) {
 async fn init(node: &Arc<Node>, body: Body, legacy: bool) -> Res {
     let p = primary(node)?;
     let raw = read_body(body, 256 << 20).await?;
-    let mut msg: Value = serde_json::from_slice(&raw)
-        .map_err(|e| AisError::bad_request(format!("malformed ETL init message (expected JSON): {e}")))?;
+    let mut msg: Value = serde_json::from_slice(&raw).map_err(|e| {
+        AisError::bad_request(format!("malformed ETL init message (expected JSON): {e}"))
+    })?;
     let spec = EtlSpec::from_json(&msg).map_err(|e| etl_err(node, "", e))?;
     let name = spec.name.clone();
     if node.meta.etlmd().etls.contains_key(&name) {
@@ -298,8 +368,10 @@ async fn init(node: &Arc<Node>, body: Body, legacy: bool) -> Res {
         o.insert("name".into(), name.clone().into());
         o.insert("communication".into(), spec.comm.as_str().into());
         o.insert("runtime_resolved".into(), spec.runtime.clone().into());
-        o.entry("obj_timeout").or_insert_with(|| ais_etl::spec::fmt_duration(spec.obj_timeout).into());
-        o.entry("init_timeout").or_insert_with(|| ais_etl::spec::fmt_duration(spec.init_timeout).into());
+        o.entry("obj_timeout")
+            .or_insert_with(|| ais_etl::spec::fmt_duration(spec.obj_timeout).into());
+        o.entry("init_timeout")
+            .or_insert_with(|| ais_etl::spec::fmt_duration(spec.init_timeout).into());
     }
     let generation = ais_core::now_ns() as u64;
     start_everywhere(node, &name, &msg, generation, spec.init_timeout).await?;
@@ -330,7 +402,9 @@ async fn init(node: &Arc<Node>, body: Body, legacy: bool) -> Res {
     Ok(text_ok(if legacy { &name } else { &xid }))
 }
 
-async fn all_target_stats(node: &Node) -> Vec<(String, std::collections::BTreeMap<String, TargetEtlStats>)> {
+async fn all_target_stats(
+    node: &Node,
+) -> Vec<(String, std::collections::BTreeMap<String, TargetEtlStats>)> {
     let futs = targets(node).into_iter().map(|t| {
         let r = node.http.get(format!("{}/v1/internal/etl", t.url()));
         async move {
@@ -363,7 +437,8 @@ async fn list(node: &Arc<Node>) -> Res {
         .etls
         .values()
         .map(|e| {
-            let per: Vec<&TargetEtlStats> = stats.iter().filter_map(|(_, m)| m.get(&e.name)).collect();
+            let per: Vec<&TargetEtlStats> =
+                stats.iter().filter_map(|(_, m)| m.get(&e.name)).collect();
             let stage = if e.stopped {
                 "Aborted"
             } else if per.len() == stats.len() {
@@ -394,13 +469,19 @@ async fn details(node: &Arc<Node>, name: &str, _job: &str) -> Res {
         .map(|(tid, m)| {
             m.get(name).cloned().unwrap_or_else(|| TargetEtlStats {
                 target_id: tid.clone(),
-                stage: if e.stopped { "Aborted".into() } else { "Initializing".into() },
+                stage: if e.stopped {
+                    "Aborted".into()
+                } else {
+                    "Initializing".into()
+                },
                 ..Default::default()
             })
         })
         .collect();
     let futs = targets(node).into_iter().map(|t| {
-        let r = node.http.get(format!("{}/v1/internal/etl/{name}/errors", t.url()));
+        let r = node
+            .http
+            .get(format!("{}/v1/internal/etl/{name}/errors", t.url()));
         async move {
             match r.send().await {
                 Ok(resp) => resp.json::<Vec<Value>>().await.unwrap_or_default(),
@@ -408,7 +489,11 @@ async fn details(node: &Arc<Node>, name: &str, _job: &str) -> Res {
             }
         }
     });
-    let errors: Vec<Value> = futures::future::join_all(futs).await.into_iter().flatten().collect();
+    let errors: Vec<Value> = futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     json_ok(&serde_json::json!({
         "init_msg": e.init_msg,
         "obj_errors": errors,
@@ -423,7 +508,10 @@ async fn stats_json(node: &Arc<Node>, name: &str) -> Res {
     let stats = all_target_stats(node).await;
     let per: Vec<Value> = stats
         .iter()
-        .filter_map(|(tid, m)| m.get(name).map(|s| serde_json::json!({"target_id": tid, "cpu": 0.0, "mem": 0, "stats": s})))
+        .filter_map(|(tid, m)| {
+            m.get(name)
+                .map(|s| serde_json::json!({"target_id": tid, "cpu": 0.0, "mem": 0, "stats": s}))
+        })
         .collect();
     json_ok(&per)
 }
@@ -466,7 +554,9 @@ async fn logs(node: &Arc<Node>, name: &str, only: &str) -> Res {
         .into_iter()
         .filter(|t| only.is_empty() || t.daemon_id == only)
         .map(|t| {
-            let r = node.http.get(format!("{}/v1/internal/etl/{name}/logs", t.url()));
+            let r = node
+                .http
+                .get(format!("{}/v1/internal/etl/{name}/logs", t.url()));
             async move {
                 let text = match r.send().await {
                     Ok(resp) if resp.status().is_success() => resp.text().await.ok(),
@@ -480,7 +570,11 @@ async fn logs(node: &Arc<Node>, name: &str, only: &str) -> Res {
                 })
             }
         });
-    let out: Vec<Value> = futures::future::join_all(futs).await.into_iter().flatten().collect();
+    let out: Vec<Value> = futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     if out.is_empty() {
         return Err(AisError::etl_not_found(&node.name, name));
     }
@@ -490,7 +584,10 @@ async fn logs(node: &Arc<Node>, name: &str, only: &str) -> Res {
 async fn stop(node: &Arc<Node>, name: &str) -> Res {
     let p = primary(node)?;
     p.update_etlmd(|md| {
-        let e = md.etls.get_mut(name).ok_or_else(|| AisError::etl_not_found(&node.name, name))?;
+        let e = md
+            .etls
+            .get_mut(name)
+            .ok_or_else(|| AisError::etl_not_found(&node.name, name))?;
         e.stopped = true;
         Ok(())
     })
@@ -504,13 +601,18 @@ async fn start(node: &Arc<Node>, name: &str) -> Res {
     let p = primary(node)?;
     let e = entry(node, name)?;
     if !e.stopped {
-        return Err(AisError::bad_request(format!("etl job {name} is already running")));
+        return Err(AisError::bad_request(format!(
+            "etl job {name} is already running"
+        )));
     }
     let spec = EtlSpec::from_json(&e.init_msg).map_err(|er| etl_err(node, name, er))?;
     let generation = ais_core::now_ns() as u64;
     start_everywhere(node, name, &e.init_msg, generation, spec.init_timeout).await?;
     p.update_etlmd(|md| {
-        let e = md.etls.get_mut(name).ok_or_else(|| AisError::etl_not_found(&node.name, name))?;
+        let e = md
+            .etls
+            .get_mut(name)
+            .ok_or_else(|| AisError::etl_not_found(&node.name, name))?;
         e.stopped = false;
         e.generation = generation;
         Ok(())

@@ -98,7 +98,9 @@ async fn route(node: &Arc<Node>, ctx: &Ctx, body: Body) -> Res {
         "gs" | "gcp" | "s3" | "aws" | "az" | "azure" => {
             return Err(AisError::new(
                 501,
-                format!("provider \"{head}\" is not supported: aistore-rs stores ais:// buckets only"),
+                format!(
+                    "provider \"{head}\" is not supported: aistore-rs stores ais:// buckets only"
+                ),
             ))
         }
         _ => return Err(unknown_path(ctx)),
@@ -149,13 +151,21 @@ fn health(node: &Node) -> Res {
     if node.joined.load(std::sync::atomic::Ordering::Relaxed) {
         Ok(empty(StatusCode::OK))
     } else {
-        Err(AisError::new(503, format!("{} is starting: not joined the cluster yet", node.name)))
+        Err(AisError::new(
+            503,
+            format!("{} is starting: not joined the cluster yet", node.name),
+        ))
     }
 }
 
 pub fn daemon_info(node: &Node, ctx: &Ctx) -> Res {
     match ctx.query.get("what").unwrap_or("") {
-        "smap" => json_ok(&node.meta.smap().ok_or_else(|| AisError::new(503, "no cluster map yet"))?),
+        "smap" => json_ok(
+            &node
+                .meta
+                .smap()
+                .ok_or_else(|| AisError::new(503, "no cluster map yet"))?,
+        ),
         "bmd" => json_ok(&node.meta.bmd()),
         "etlmd" => json_ok(&node.meta.etlmd()),
         "snode" => json_ok(&node.snode),
@@ -166,7 +176,10 @@ pub fn daemon_info(node: &Node, ctx: &Ctx) -> Res {
 }
 
 pub fn unknown_path(ctx: &Ctx) -> AisError {
-    AisError::new(404, format!("invalid URL path \"{}\" (method {})", ctx.path, ctx.method))
+    AisError::new(
+        404,
+        format!("invalid URL path \"{}\" (method {})", ctx.path, ctx.method),
+    )
 }
 
 pub fn expect_method(ctx: &Ctx, allowed: &[Method]) -> Result<(), AisError> {
@@ -248,7 +261,11 @@ pub fn bytes_response(status: StatusCode, ctype: &'static str, raw: Vec<u8>) -> 
 
 /// Plain-text body (job ids, ETL names), as AIStore returns them.
 pub fn text_ok(s: &str) -> Response {
-    bytes_response(StatusCode::OK, "text/plain; charset=utf-8", s.as_bytes().to_vec())
+    bytes_response(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        s.as_bytes().to_vec(),
+    )
 }
 
 pub fn error_response(node: &Node, ctx: &Ctx, e: AisError) -> Response {

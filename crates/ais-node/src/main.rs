@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "aisnode", version, about = "aistore-rs server: proxy (gateway) or storage target")]
+#[command(
+    name = "aisnode",
+    version,
+    about = "aistore-rs server: proxy (gateway) or storage target"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]

@@ -78,7 +78,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         .context("--role proxy|target is required (or use `aisnode playground`)")?;
     let data = args.data.clone().context("--data DIR is required")?;
     std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
-    let kind = if role == "proxy" { NodeType::Proxy } else { NodeType::Target };
+    let kind = if role == "proxy" {
+        NodeType::Proxy
+    } else {
+        NodeType::Target
+    };
     let id = load_identity(&data, &role)?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
@@ -129,7 +133,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         snode,
         meta,
         primary: primary.clone(),
-        join_url: args.join.clone().map(|u| u.trim_end_matches('/').to_string()),
+        join_url: args
+            .join
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string()),
         store,
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -256,7 +263,9 @@ impl Node {
 /// Joins the primary (retrying until it answers), then sends keepalives;
 /// rejoins whenever the primary no longer knows this node.
 async fn membership_loop(node: Arc<Node>) {
-    let Some(url) = node.join_url.clone() else { return };
+    let Some(url) = node.join_url.clone() else {
+        return;
+    };
     let mut attempts = 0u32;
     loop {
         if !node.joined.load(Ordering::Relaxed) {

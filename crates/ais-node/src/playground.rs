@@ -65,7 +65,10 @@ fn spawn(exe: &PathBuf, args: &[String]) -> anyhow::Result<(Child, String)> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let out = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut lines = BufReader::new(out).lines();
     let url = loop {
         match lines.next() {
@@ -113,7 +116,11 @@ pub fn run(a: PlaygroundArgs) -> anyhow::Result<()> {
     kids.0.push(p);
     for i in 0..a.targets {
         let tdir = data.join(format!("target{}", i + 1));
-        let port = if a.target_port == 0 { 0 } else { a.target_port + i as u16 };
+        let port = if a.target_port == 0 {
+            0
+        } else {
+            a.target_port + i as u16
+        };
         let mut args: Vec<String> = vec![
             "--role".into(),
             "target".into(),
@@ -135,7 +142,11 @@ pub fn run(a: PlaygroundArgs) -> anyhow::Result<()> {
     }
     wait_ready(&purl, a.targets)?;
     println!();
-    println!("aistore-rs cluster is up: 1 proxy + {} targets, data in {}", a.targets, data.display());
+    println!(
+        "aistore-rs cluster is up: 1 proxy + {} targets, data in {}",
+        a.targets,
+        data.display()
+    );
     println!("  export AIS_ENDPOINT={purl}");
     println!("  ais show cluster");
     println!("Press Ctrl-C to stop.");
@@ -176,7 +187,10 @@ fn count_targets(purl: &str) -> anyhow::Result<usize> {
     let hostport = purl.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(hostport)?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    write!(s, "GET /v1/daemon?what=smap HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+    write!(
+        s,
+        "GET /v1/daemon?what=smap HTTP/1.0\r\nHost: {hostport}\r\n\r\n"
+    )?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
     let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");

@@ -8,7 +8,9 @@ use crate::http::{
 };
 use crate::node::Node;
 use ais_cluster::Primary;
-use ais_core::api::{act, ActMsg, LsoEntry, LsoMsg, LsoResJson, LsoResMsgpack, PropSet, TargetPage, MAX_PAGE_SIZE};
+use ais_core::api::{
+    act, ActMsg, LsoEntry, LsoMsg, LsoResJson, LsoResMsgpack, PropSet, TargetPage, MAX_PAGE_SIZE,
+};
 use ais_core::meta::{BucketProps, JoinReq, Keepalive};
 use ais_core::{AisError, Bck};
 use axum::body::Body;
@@ -21,7 +23,10 @@ fn primary(node: &Node) -> Result<&Arc<Primary>, AisError> {
     node.primary.as_ref().ok_or_else(|| {
         AisError::new(
             503,
-            format!("{} is not the primary proxy; send this request to the primary", node.name),
+            format!(
+                "{} is not the primary proxy; send this request to the primary",
+                node.name
+            ),
         )
     })
 }
@@ -30,7 +35,10 @@ pub async fn cluster(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
     match rest {
         "" => match ctx.method {
             Method::GET => daemon_info(node, ctx),
-            _ => Err(AisError::new(405, format!("method {} is not allowed on {}", ctx.method, ctx.path))),
+            _ => Err(AisError::new(
+                405,
+                format!("method {} is not allowed on {}", ctx.method, ctx.path),
+            )),
         },
         "join" => {
             expect_method(ctx, &[Method::POST])?;
@@ -83,14 +91,17 @@ pub async fn buckets(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
         Method::HEAD => {
             let props = bucket_exists(node, &bck)?;
             let mut r = empty(StatusCode::OK);
-            let raw = serde_json::to_string(&props).map_err(|e| AisError::internal(e.to_string()))?;
+            let raw =
+                serde_json::to_string(&props).map_err(|e| AisError::internal(e.to_string()))?;
             if let Ok(v) = HeaderValue::from_str(&raw) {
                 r.headers_mut().insert("Ais-Bucket-Props", v);
             }
             Ok(r)
         }
         Method::GET => {
-            let msg = opt_actmsg(body).await?.unwrap_or_else(|| ActMsg::new(act::LIST));
+            let msg = opt_actmsg(body)
+                .await?
+                .unwrap_or_else(|| ActMsg::new(act::LIST));
             match msg.action.as_str() {
                 act::LIST => {
                     let lso: LsoMsg = if msg.value.is_null() {
@@ -133,7 +144,9 @@ pub async fn buckets(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
             }
         }
         Method::DELETE => {
-            let msg = opt_actmsg(body).await?.unwrap_or_else(|| ActMsg::new(act::DESTROY_BCK));
+            let msg = opt_actmsg(body)
+                .await?
+                .unwrap_or_else(|| ActMsg::new(act::DESTROY_BCK));
             match msg.action.as_str() {
                 act::DESTROY_BCK => {
                     primary(node)?
@@ -180,7 +193,10 @@ pub async fn buckets(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
                 .await?;
             Ok(empty(StatusCode::OK))
         }
-        _ => Err(AisError::new(405, format!("method {} is not allowed on {}", ctx.method, ctx.path))),
+        _ => Err(AisError::new(
+            405,
+            format!("method {} is not allowed on {}", ctx.method, ctx.path),
+        )),
     }
 }
 
@@ -225,12 +241,22 @@ async fn list_objects(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Re
         ]);
         async move {
             let resp = req.send().await.map_err(|e| {
-                AisError::new(503, format!("listing {}: target {} unreachable: {e}", bck.cname(), t.name()))
+                AisError::new(
+                    503,
+                    format!(
+                        "listing {}: target {} unreachable: {e}",
+                        bck.cname(),
+                        t.name()
+                    ),
+                )
             })?;
             if !resp.status().is_success() {
                 let st = resp.status().as_u16();
                 let txt = resp.text().await.unwrap_or_default();
-                return Err(AisError::new(st, format!("listing {} on {}: {txt}", bck.cname(), t.name())));
+                return Err(AisError::new(
+                    st,
+                    format!("listing {} on {}: {txt}", bck.cname(), t.name()),
+                ));
             }
             resp.json::<TargetPage>()
                 .await
@@ -260,7 +286,11 @@ async fn list_objects(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Re
     } else {
         String::new()
     };
-    let uuid = if msg.uuid.is_empty() { ais_core::gen_id(10) } else { msg.uuid };
+    let uuid = if msg.uuid.is_empty() {
+        ais_core::gen_id(10)
+    } else {
+        msg.uuid
+    };
     let wants_msgpack = ctx
         .headers
         .get(header::ACCEPT)
@@ -288,7 +318,17 @@ async fn list_objects(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Re
 /// Object verbs at the proxy: validate, then redirect to the owner target
 /// (301 for GET as AIStore does, 307 otherwise). The body is never read.
 pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
-    expect_method(ctx, &[Method::GET, Method::PUT, Method::HEAD, Method::DELETE, Method::PATCH, Method::POST])?;
+    expect_method(
+        ctx,
+        &[
+            Method::GET,
+            Method::PUT,
+            Method::HEAD,
+            Method::DELETE,
+            Method::PATCH,
+            Method::POST,
+        ],
+    )?;
     let (bck, obj) = bck_obj(ctx, rest)?;
     bucket_exists(node, &bck)?;
     if ctx.method == Method::GET {
@@ -299,7 +339,12 @@ pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
     let owner = node
         .meta
         .with_smap(|s| s.and_then(|s| s.owner(&bck.obj_uname(&obj)).map(|t| t.url().to_string())))
-        .ok_or_else(|| AisError::new(503, "the cluster has no storage targets yet; start a target"))?;
+        .ok_or_else(|| {
+            AisError::new(
+                503,
+                "the cluster has no storage targets yet; start a target",
+            )
+        })?;
     let status = if ctx.method == Method::GET {
         StatusCode::MOVED_PERMANENTLY
     } else {

@@ -34,10 +34,9 @@ pub fn enc(obj: &str) -> String {
 pub fn storage_err(node: &Node, bck: &Bck, obj: &str, e: StorageError) -> AisError {
     match e {
         StorageError::NotFound => AisError::object_not_found(&node.name, bck, obj),
-        StorageError::Conflict(why) => AisError::new(
-            409,
-            format!("cannot store {}/{obj}: {why}", bck.cname()),
-        ),
+        StorageError::Conflict(why) => {
+            AisError::new(409, format!("cannot store {}/{obj}: {why}", bck.cname()))
+        }
         StorageError::Corrupt { stored, computed } => AisError::new(
             500,
             format!(
@@ -123,7 +122,13 @@ pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
 }
 
 fn hop_redirect(node: &Node, ctx: &Ctx, url: &str) -> Response {
-    redirect(ctx, url, StatusCode::TEMPORARY_REDIRECT, &node.id, "&ais_hop=1")
+    redirect(
+        ctx,
+        url,
+        StatusCode::TEMPORARY_REDIRECT,
+        &node.id,
+        "&ais_hop=1",
+    )
 }
 
 async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
@@ -174,7 +179,13 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
     let size = reader.info.attrs.size;
     let range = match ctx.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(r) => Some(parse_range(r, size).ok_or_else(|| {
-            AisError::new(416, format!("invalid range \"{r}\" for {}/{obj} of size {size}", bck.cname()))
+            AisError::new(
+                416,
+                format!(
+                    "invalid range \"{r}\" for {}/{obj} of size {size}",
+                    bck.cname()
+                ),
+            )
         })?),
         None => None,
     };
@@ -183,7 +194,11 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
         ObjBody::Small(buf) => {
             let s = start as usize;
             let e = (start + len) as usize;
-            Body::from(if range.is_some() { buf[s..e].to_vec() } else { buf })
+            Body::from(if range.is_some() {
+                buf[s..e].to_vec()
+            } else {
+                buf
+            })
         }
         ObjBody::File(file) => {
             use std::io::Seek;
@@ -200,13 +215,21 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
     };
     let mut r = Response::new(body);
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    obj_headers(h, &reader.info, &PropSet::parse("checksum,atime,version,custom")?);
+    obj_headers(
+        h,
+        &reader.info,
+        &PropSet::parse("checksum,atime,version,custom")?,
+    );
     if range.is_some() {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
+        {
             r.headers_mut().insert(header::CONTENT_RANGE, v);
         }
     }
@@ -233,7 +256,11 @@ pub fn parse_range(spec: &str, size: u64) -> Option<(u64, u64)> {
     if start >= size {
         return None;
     }
-    let end = if b.is_empty() { size - 1 } else { b.parse::<u64>().ok()?.min(size - 1) };
+    let end = if b.is_empty() {
+        size - 1
+    } else {
+        b.parse::<u64>().ok()?.min(size - 1)
+    };
     if end < start {
         return None;
     }
@@ -301,7 +328,11 @@ async fn head(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         h.insert("Ais-Mirror-Copies", HeaderValue::from(1));
     }
     if v1 {
-        for (k, v) in [("Ais-Name", obj), ("Ais-Bucket-Name", &bck.name), ("Ais-Bucket-Provider", &bck.provider)] {
+        for (k, v) in [
+            ("Ais-Name", obj),
+            ("Ais-Bucket-Name", &bck.name),
+            ("Ais-Bucket-Provider", &bck.provider),
+        ] {
             if let Ok(v) = HeaderValue::from_str(v) {
                 h.insert(k, v);
             }
@@ -348,7 +379,9 @@ async fn put(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> R
                 w.written()
             ))
         })?;
-        w.write(&chunk).await.map_err(|e| storage_err(node, bck, obj, e))?;
+        w.write(&chunk)
+            .await
+            .map_err(|e| storage_err(node, bck, obj, e))?;
     }
     if let Some(n) = expected {
         if n != w.written() {

@@ -84,7 +84,8 @@ impl Store {
         }
         let mut mpaths = Vec::new();
         for p in paths {
-            std::fs::create_dir_all(p).map_err(io_err(format!("create mountpath {}", p.display())))?;
+            std::fs::create_dir_all(p)
+                .map_err(io_err(format!("create mountpath {}", p.display())))?;
             let path = p
                 .canonicalize()
                 .map_err(io_err(format!("resolve mountpath {}", p.display())))?;
@@ -105,7 +106,9 @@ impl Store {
             if let Err(e) = xattr::set(&probe, XATTR_META, b"{}") {
                 return Err(StorageError::Mountpath {
                     path: path.display().to_string(),
-                    msg: format!("filesystem does not support user xattrs ({e}); choose another --mpath"),
+                    msg: format!(
+                        "filesystem does not support user xattrs ({e}); choose another --mpath"
+                    ),
                 });
             }
             let _ = std::fs::remove_file(&probe);
@@ -157,7 +160,9 @@ impl Store {
                 Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
                 Err(e) => return Err(io_err(format!("open {}", path.display()))(e)),
             };
-            let md = file.metadata().map_err(io_err(format!("stat {}", path.display())))?;
+            let md = file
+                .metadata()
+                .map_err(io_err(format!("stat {}", path.display())))?;
             if md.is_dir() {
                 return Err(StorageError::NotFound);
             }
@@ -212,11 +217,14 @@ impl Store {
         let stored = attrs.cksum_value.clone();
         tokio::task::spawn_blocking(move || {
             use std::io::Read;
-            let mut f = std::fs::File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
+            let mut f =
+                std::fs::File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
             let mut h = Xxh64::new(0);
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = f.read(&mut buf).map_err(io_err(format!("read {}", path.display())))?;
+                let n = f
+                    .read(&mut buf)
+                    .map_err(io_err(format!("read {}", path.display())))?;
                 if n == 0 {
                     break;
                 }
@@ -267,8 +275,11 @@ impl Store {
             if !dir.exists() {
                 continue;
             }
-            let trash = mp.work_dir().join(format!("trash-{}", ais_core::gen_id(12)));
-            std::fs::rename(&dir, &trash).map_err(io_err(format!("remove bucket dir {}", dir.display())))?;
+            let trash = mp
+                .work_dir()
+                .join(format!("trash-{}", ais_core::gen_id(12)));
+            std::fs::rename(&dir, &trash)
+                .map_err(io_err(format!("remove bucket dir {}", dir.display())))?;
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(trash);
             });
@@ -367,7 +378,9 @@ impl PutWriter {
             context: "write".into(),
             source: io::Error::other("writer already finished"),
         })?;
-        file.write_all(chunk).await.map_err(io_err("write temp file"))
+        file.write_all(chunk)
+            .await
+            .map_err(io_err("write temp file"))
     }
 
     pub fn written(&self) -> u64 {
@@ -375,7 +388,10 @@ impl PutWriter {
     }
 
     /// Makes the object visible: fsync, metadata, rename, fsync of the directory.
-    pub async fn commit(mut self, custom: std::collections::BTreeMap<String, String>) -> Result<ObjAttrs> {
+    pub async fn commit(
+        mut self,
+        custom: std::collections::BTreeMap<String, String>,
+    ) -> Result<ObjAttrs> {
         let mut file = self.file.take().ok_or_else(|| StorageError::Io {
             context: "commit".into(),
             source: io::Error::other("writer already finished"),
@@ -409,7 +425,9 @@ impl PutWriter {
             xattr::set(&tmp, XATTR_META, &raw).map_err(io_err("set object metadata"))?;
             let parent = dst.parent().unwrap_or(Path::new("/"));
             if let Err(e) = std::fs::create_dir_all(parent) {
-                if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ENOTDIR) {
+                if e.kind() == io::ErrorKind::AlreadyExists
+                    || e.raw_os_error() == Some(libc::ENOTDIR)
+                {
                     return Err(StorageError::Conflict(
                         "a parent of this name is an existing object".into(),
                     ));

@@ -157,7 +157,14 @@ fn walk(
             }
             let name = &key[rel.len()..];
             if is_dir {
-                walk(&dir.join(name.trim_end_matches('/')), &key, prefix, after, limit, out)?;
+                walk(
+                    &dir.join(name.trim_end_matches('/')),
+                    &key,
+                    prefix,
+                    after,
+                    limit,
+                    out,
+                )?;
             } else {
                 out.push((key.clone(), dir.join(name)));
             }

@@ -9,7 +9,16 @@ async fn put(store: &Store, bck: &Bck, name: &str, data: &[u8]) -> Result<ObjAtt
 }
 
 fn names(store: &Store, bck: &Bck, prefix: &str, after: &str, limit: usize) -> (Vec<String>, bool) {
-    let p = list_objects(store, bck, prefix, after, limit, &PropSet::default(), "t[x]").unwrap();
+    let p = list_objects(
+        store,
+        bck,
+        prefix,
+        after,
+        limit,
+        &PropSet::default(),
+        "t[x]",
+    )
+    .unwrap();
     (p.entries.into_iter().map(|e| e.name).collect(), p.done)
 }
 
@@ -26,8 +35,14 @@ async fn put_get_version_delete() {
     assert_eq!(info.attrs.cksum_value, a2.cksum_value);
     store.verify(&bck, "x/y.bin", &info.attrs).await.unwrap();
     store.delete(&bck, "x/y.bin").await.unwrap();
-    assert!(matches!(store.head(&bck, "x/y.bin").await, Err(StorageError::NotFound)));
-    assert!(matches!(store.delete(&bck, "x/y.bin").await, Err(StorageError::NotFound)));
+    assert!(matches!(
+        store.head(&bck, "x/y.bin").await,
+        Err(StorageError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete(&bck, "x/y.bin").await,
+        Err(StorageError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -38,8 +53,14 @@ async fn aborted_put_leaves_nothing() {
     let mut w = store.begin_put(&bck, "o").await.unwrap();
     w.write(b"partial").await.unwrap();
     drop(w);
-    assert!(matches!(store.head(&bck, "o").await, Err(StorageError::NotFound)));
-    assert_eq!(std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(), 0);
+    assert!(matches!(
+        store.head(&bck, "o").await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(
+        std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -53,7 +74,10 @@ async fn corrupt_is_detected() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::os::unix::fs::FileExt::write_at(&f, b"BAD", 0).unwrap();
     let info = store.head(&bck, "o").await.unwrap();
-    assert!(matches!(store.verify(&bck, "o", &info.attrs).await, Err(StorageError::Corrupt { .. })));
+    assert!(matches!(
+        store.verify(&bck, "o", &info.attrs).await,
+        Err(StorageError::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]
@@ -62,9 +86,15 @@ async fn file_dir_conflicts() {
     let store = Store::open(&[d.path().to_path_buf()]).unwrap();
     let bck = Bck::ais("b");
     put(&store, &bck, "a", b"1").await.unwrap();
-    assert!(matches!(put(&store, &bck, "a/b", b"2").await, Err(StorageError::Conflict(_))));
+    assert!(matches!(
+        put(&store, &bck, "a/b", b"2").await,
+        Err(StorageError::Conflict(_))
+    ));
     put(&store, &bck, "c/d", b"1").await.unwrap();
-    assert!(matches!(put(&store, &bck, "c", b"2").await, Err(StorageError::Conflict(_))));
+    assert!(matches!(
+        put(&store, &bck, "c", b"2").await,
+        Err(StorageError::Conflict(_))
+    ));
 }
 
 #[tokio::test]
@@ -73,8 +103,16 @@ async fn listing_order_paging_prefix() {
     let store = Store::open(&[d.path().join("m1"), d.path().join("m2")]).unwrap();
     let bck = Bck::ais("b");
     let mut all = vec![
-        "a.c", "a/b", "a/c/d", "a0", "b", "train/0001.jpg", "train/0001.cls", "train/0002.jpg",
-        "val/9.jpg", "z/z/z/z",
+        "a.c",
+        "a/b",
+        "a/c/d",
+        "a0",
+        "b",
+        "train/0001.jpg",
+        "train/0001.cls",
+        "train/0002.jpg",
+        "val/9.jpg",
+        "z/z/z/z",
     ];
     for n in &all {
         put(&store, &bck, n, n.as_bytes()).await.unwrap();
@@ -97,7 +135,10 @@ async fn listing_order_paging_prefix() {
     }
     assert_eq!(paged, all);
     let (t, _) = names(&store, &bck, "train/", "", 100);
-    assert_eq!(t, vec!["train/0001.cls", "train/0001.jpg", "train/0002.jpg"]);
+    assert_eq!(
+        t,
+        vec!["train/0001.cls", "train/0001.jpg", "train/0002.jpg"]
+    );
     let (t, _) = names(&store, &bck, "train/0001", "train/0001.cls", 100);
     assert_eq!(t, vec!["train/0001.jpg"]);
     let (t, _) = names(&store, &bck, "a", "", 100);
@@ -123,5 +164,8 @@ fn orphaned_temp_files_are_removed_at_open() {
     Store::open(&[d.path().to_path_buf()]).unwrap();
     std::fs::write(d.path().join(WORK_DIR).join("put-orphan"), b"x").unwrap();
     Store::open(&[d.path().to_path_buf()]).unwrap();
-    assert_eq!(std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(),
+        0
+    );
 }

@@ -38,6 +38,9 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(super::go_rfc822(0), "01 Jan 70 00:00 UTC");
-        assert_eq!(super::go_rfc822(1_764_140_100 * 1_000_000_000), "26 Nov 25 06:55 UTC");
+        assert_eq!(
+            super::go_rfc822(1_764_140_100 * 1_000_000_000),
+            "26 Nov 25 06:55 UTC"
+        );
     }
 }

@@ -40,6 +40,9 @@ pub fn raw_http(
     Ok((status, body))
 }
 
+/// Status, headers (lower-cased names) and body.
+pub type RawResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// Like [`raw_http`], also returning the response headers (lower-cased names).
 pub fn raw_http_full(
     base: &str,
@@ -47,12 +50,15 @@ pub fn raw_http_full(
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> anyhow::Result<RawResponse> {
     use std::io::{Read, Write};
     let hostport = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = std::net::TcpStream::connect(hostport)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -91,7 +97,10 @@ impl NodeProc {
     fn spawn(args: Vec<String>, data: PathBuf, env: &[(String, String)]) -> anyhow::Result<Self> {
         let exe = bin("aisnode");
         if !exe.exists() {
-            bail!("{} not found: run `cargo build --bins` first (or set AIS_BIN_DIR)", exe.display());
+            bail!(
+                "{} not found: run `cargo build --bins` first (or set AIS_BIN_DIR)",
+                exe.display()
+            );
         }
         std::fs::create_dir_all(&data)?;
         let log = std::fs::OpenOptions::new()
@@ -101,13 +110,18 @@ impl NodeProc {
         let mut cmd = Command::new(&exe);
         cmd.args(&args)
             .env("AIS_DIE_WITH_PARENT", "1")
-            .env("AIS_LOG", std::env::var("AIS_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "AIS_LOG",
+                std::env::var("AIS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().with_context(|| format!("spawn {}", exe.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {}", exe.display()))?;
         let out = child.stdout.take().context("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -172,7 +186,9 @@ impl NodeProc {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn log(&self) -> String {

@@ -5,9 +5,20 @@ use ais_testkit::{raw_http, raw_http_full, Cluster};
 use serde_json::Value;
 
 fn err(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-    let (st, body) = raw_http(url, method, path, &[("Content-Type", "application/json")], body).unwrap();
-    let v: Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {}", String::from_utf8_lossy(&body)));
+    let (st, body) = raw_http(
+        url,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        panic!(
+            "{method} {path}: not JSON: {}",
+            String::from_utf8_lossy(&body)
+        )
+    });
     assert_eq!(v["status"].as_u64(), Some(st as u64), "{v}");
     assert_eq!(v["method"], method);
     assert!(v["node"].as_str().unwrap().starts_with(['p', 't']), "{v}");
@@ -25,12 +36,25 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     let create = br#"{"action":"create-bck"}"#;
 
     // Invalid bucket names.
-    for (name, why) in [("bad%20name", "may contain only"), (".hidden", "must not start with '.'"), ("a..b", "\"..\""), (&"x".repeat(65), "at most 64")] {
+    for (name, why) in [
+        ("bad%20name", "may contain only"),
+        (".hidden", "must not start with '.'"),
+        ("a..b", "\"..\""),
+        (&"x".repeat(65), "at most 64"),
+    ] {
         let (st, v) = err(&url, "POST", &format!("/v1/buckets/{name}"), create);
         assert_eq!(st, 400, "{name}");
-        assert!(msg(&v).contains("bucket name") && msg(&v).contains(why), "{name}: {v}");
+        assert!(
+            msg(&v).contains("bucket name") && msg(&v).contains(why),
+            "{name}: {v}"
+        );
     }
-    assert_eq!(raw_http(&url, "POST", "/v1/buckets/good", &[], create).unwrap().0, 200);
+    assert_eq!(
+        raw_http(&url, "POST", "/v1/buckets/good", &[], create)
+            .unwrap()
+            .0,
+        200
+    );
 
     // Path traversal and malformed object names, sent byte-exact.
     for path in [
@@ -65,20 +89,28 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     let (st, v) = err(&url, "GET", "/v1/buckets/nobucket", b"");
     assert_eq!(st, 404);
     assert!(msg(&v).contains("ais://nobucket"));
-    let (st, h, body) = raw_http_full(&url, "GET", "/v1/objects/good/missing.bin", &[], b"").unwrap();
+    let (st, h, body) =
+        raw_http_full(&url, "GET", "/v1/objects/good/missing.bin", &[], b"").unwrap();
     assert_eq!(st, 301);
     let loc = h.iter().find(|(k, _)| k == "location").unwrap().1.clone();
     let t = c.targets.iter().find(|t| loc.starts_with(&t.url)).unwrap();
     assert!(body.is_empty());
     let (st, v) = err(&t.url, "GET", &loc[t.url.len()..], b"");
     assert_eq!(st, 404);
-    assert!(msg(&v).ends_with("ais://good/missing.bin does not exist"), "{v}");
+    assert!(
+        msg(&v).ends_with("ais://good/missing.bin does not exist"),
+        "{v}"
+    );
     assert_eq!(v["tcode"], "ErrNotFound");
     // HEAD errors go into Hdr-Error, with an empty body.
     let (st, h, body) = raw_http_full(&url, "HEAD", "/v1/buckets/nobucket", &[], b"").unwrap();
     assert_eq!(st, 404);
     assert!(body.is_empty());
-    let hdr = &h.iter().find(|(k, _)| k == "hdr-error").expect("Hdr-Error").1;
+    let hdr = &h
+        .iter()
+        .find(|(k, _)| k == "hdr-error")
+        .expect("Hdr-Error")
+        .1;
     let v: Value = serde_json::from_str(hdr).unwrap();
     assert!(msg(&v).contains("ais://nobucket"));
 
@@ -88,18 +120,45 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
         assert_eq!(st, 400, "{v}");
         assert!(msg(&v).contains("malformed JSON"), "{v}");
     }
-    let (st, v) = err(&url, "POST", "/v1/buckets/good", br#"{"action":"explode-bck"}"#);
+    let (st, v) = err(
+        &url,
+        "POST",
+        "/v1/buckets/good",
+        br#"{"action":"explode-bck"}"#,
+    );
     assert_eq!(st, 400);
     assert!(msg(&v).contains("invalid action \"explode-bck\""), "{v}");
-    let (st, v) = err(&url, "GET", "/v1/buckets/good", br#"{"action":"list","value":{"pagesize":"many"}}"#);
+    let (st, v) = err(
+        &url,
+        "GET",
+        "/v1/buckets/good",
+        br#"{"action":"list","value":{"pagesize":"many"}}"#,
+    );
     assert_eq!(st, 400);
     assert!(msg(&v).contains("list-objects"), "{v}");
-    let (st, v) = err(&url, "GET", "/v1/buckets/good", br#"{"action":"list","value":{"props":"name,colour"}}"#);
+    let (st, v) = err(
+        &url,
+        "GET",
+        "/v1/buckets/good",
+        br#"{"action":"list","value":{"props":"name,colour"}}"#,
+    );
     assert_eq!(st, 400);
     assert!(msg(&v).contains("invalid property \"colour\""), "{v}");
-    assert_eq!(err(&url, "PATCH", "/v1/buckets/good", br#"{"action":"set-bprops","value":{"checksum":{"type":"crc99"}}}"#).0, 400);
+    assert_eq!(
+        err(
+            &url,
+            "PATCH",
+            "/v1/buckets/good",
+            br#"{"action":"set-bprops","value":{"checksum":{"type":"crc99"}}}"#
+        )
+        .0,
+        400
+    );
     assert_eq!(err(&url, "GET", "/v1/nonsense", b"").0, 404);
-    assert_eq!(err(&url, "POST", "/v1/buckets/good?provider=s3", create).0, 501);
+    assert_eq!(
+        err(&url, "POST", "/v1/buckets/good?provider=s3", create).0,
+        501
+    );
 
     // PUT with a body to a missing bucket: 404 at the proxy and at a target, nothing written.
     let (st, v) = err(&url, "PUT", "/v1/objects/ghost/obj", b"some bytes");
@@ -117,18 +176,29 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(owner.url.trim_start_matches("http://")).unwrap();
-        write!(s, "PUT {} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly-a-few-bytes", &loc[owner.url.len()..]).unwrap();
+        write!(
+            s,
+            "PUT {} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly-a-few-bytes",
+            &loc[owner.url.len()..]
+        )
+        .unwrap();
         drop(s); // client goes away mid-body
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (st, body) = raw_http(&url, "GET", "/v1/buckets/good", &[], b"").unwrap();
     assert_eq!(st, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["entries"].as_array().map(|a| a.len()), Some(0), "nothing listed: {v}");
+    assert_eq!(
+        v["entries"].as_array().map(|a| a.len()),
+        Some(0),
+        "nothing listed: {v}"
+    );
     for t in &c.targets {
         let files = walk_files(&t.data);
         assert!(
-            !files.iter().any(|f| f.contains("/@ais/ghost") || f.contains("/@ais/good/") || f.contains(".ais-work/put-")),
+            !files.iter().any(|f| f.contains("/@ais/ghost")
+                || f.contains("/@ais/good/")
+                || f.contains(".ais-work/put-")),
             "unexpected files on {}: {files:?}",
             t.url
         );

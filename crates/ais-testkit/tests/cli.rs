@@ -44,19 +44,34 @@ fn cli_seed_workflow() {
         std::fs::create_dir_all(src.join(dir)).unwrap();
         for i in 0..n {
             std::fs::write(src.join(dir).join(format!("{i:07}.jpg")), vec![b'j'; 18309]).unwrap();
-            std::fs::write(src.join(dir).join(format!("{i:07}.cls")), format!("{}", i % 10)).unwrap();
+            std::fs::write(
+                src.join(dir).join(format!("{i:07}.cls")),
+                format!("{}", i % 10),
+            )
+            .unwrap();
         }
     }
     let out = ok(e, &["put", src.to_str().unwrap(), "ais://imagenet", "-r"]);
     assert!(out.contains("PUT 70 objects"), "{out}");
     let ls = ok(e, &["ls", "ais://imagenet"]);
     let lines: Vec<&str> = ls.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("SIZE"), "{ls}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("SIZE"),
+        "{ls}"
+    );
     assert_eq!(lines.len(), 71, "{ls}");
-    assert!(ls.contains("train/0000003.cls") && ls.contains("17.88KiB") && ls.contains("1B"), "{ls}");
+    assert!(
+        ls.contains("train/0000003.cls") && ls.contains("17.88KiB") && ls.contains("1B"),
+        "{ls}"
+    );
     // Aligned columns: SIZE starts at the same offset on every line.
     let col = lines[0].find("SIZE").unwrap();
-    assert!(lines[1..].iter().all(|l| l.len() > col && l.as_bytes()[col - 1] == b' '), "{ls}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.len() > col && l.as_bytes()[col - 1] == b' '),
+        "{ls}"
+    );
     let val = ok(e, &["ls", "ais://imagenet", "--prefix", "val/"]);
     assert_eq!(val.lines().count(), 11);
     let json = ok(e, &["ls", "ais://imagenet", "--prefix", "val/", "--json"]);
@@ -65,7 +80,14 @@ fn cli_seed_workflow() {
 
     // get to a named file, to the default name in cwd, and to stdout; object cat.
     let dst = tmp.path().join("out.jpg");
-    ok(e, &["get", "ais://imagenet/train/0000007.jpg", dst.to_str().unwrap()]);
+    ok(
+        e,
+        &[
+            "get",
+            "ais://imagenet/train/0000007.jpg",
+            dst.to_str().unwrap(),
+        ],
+    );
     assert_eq!(std::fs::read(&dst).unwrap().len(), 18309);
     let st = Command::new(bin("ais"))
         .args(["get", "ais://imagenet/train/0000008.jpg"])
@@ -75,29 +97,47 @@ fn cli_seed_workflow() {
         .unwrap();
     assert!(st.success());
     assert!(tmp.path().join("0000008.jpg").exists());
-    assert_eq!(ok(e, &["object", "cat", "ais://imagenet/train/0000007.cls"]), "7");
+    assert_eq!(
+        ok(e, &["object", "cat", "ais://imagenet/train/0000007.cls"]),
+        "7"
+    );
     assert_eq!(ok(e, &["get", "ais://imagenet/val/0000003.cls", "-"]), "3");
 
     // put a single file with and without a name; rm.
     let f = tmp.path().join("one.txt");
     std::fs::write(&f, "hello").unwrap();
     ok(e, &["put", f.to_str().unwrap(), "ais://imagenet"]);
-    ok(e, &["put", f.to_str().unwrap(), "ais://imagenet/renamed.txt"]);
-    assert_eq!(ok(e, &["object", "cat", "ais://imagenet/renamed.txt"]), "hello");
+    ok(
+        e,
+        &["put", f.to_str().unwrap(), "ais://imagenet/renamed.txt"],
+    );
+    assert_eq!(
+        ok(e, &["object", "cat", "ais://imagenet/renamed.txt"]),
+        "hello"
+    );
     assert_eq!(ok(e, &["object", "cat", "ais://imagenet/one.txt"]), "hello");
     ok(e, &["rm", "ais://imagenet/one.txt"]);
 
     // Errors go to stderr with a non-zero exit code.
     for (args, needle) in [
-        (vec!["get", "ais://imagenet/nope.jpg", "-"], "does not exist"),
+        (
+            vec!["get", "ais://imagenet/nope.jpg", "-"],
+            "does not exist",
+        ),
         (vec!["ls", "ais://missing"], "ais://missing"),
-        (vec!["put", "/definitely/not/here", "ais://imagenet"], "cannot read"),
+        (
+            vec!["put", "/definitely/not/here", "ais://imagenet"],
+            "cannot read",
+        ),
         (vec!["put", src.to_str().unwrap(), "ais://imagenet"], "-r"),
         (vec!["bucket", "create", "ais://bad name"], "invalid"),
     ] {
         let (okk, out, err) = ais(e, &args);
         assert!(!okk, "{args:?} should fail: {out}");
-        assert!(err.starts_with("Error:") && err.contains(needle), "{args:?}: {err}");
+        assert!(
+            err.starts_with("Error:") && err.contains(needle),
+            "{args:?}: {err}"
+        );
     }
     let (okk, _, err) = ais("http://127.0.0.1:1", &["bucket", "ls"]);
     assert!(!okk && err.contains("cannot reach"), "{err}");
@@ -109,7 +149,11 @@ fn cli_seed_workflow() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn pids_of(data: &std::path::Path) -> Vec<u32> {
@@ -134,7 +178,15 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
     let endpoint = format!("http://127.0.0.1:{port}");
     for round in 0..2 {
         let mut child = Command::new(bin("aisnode"))
-            .args(["playground", "--targets", "3", "--port", &port.to_string(), "--data", data.to_str().unwrap()])
+            .args([
+                "playground",
+                "--targets",
+                "3",
+                "--port",
+                &port.to_string(),
+                "--data",
+                data.to_str().unwrap(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -168,7 +220,10 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
                     assert_eq!(out, "persisted");
                     break;
                 }
-                assert!(Instant::now() < deadline, "object not readable after restart");
+                assert!(
+                    Instant::now() < deadline,
+                    "object not readable after restart"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
@@ -183,7 +238,10 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
                 assert!(st.success(), "playground exit: {st}");
                 break;
             }
-            assert!(Instant::now() < deadline, "playground did not stop on Ctrl-C");
+            assert!(
+                Instant::now() < deadline,
+                "playground did not stop on Ctrl-C"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(pids_of(&data).is_empty(), "no node outlives the playground");

@@ -8,14 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Deterministic content for (name, generation).
 fn content(name: &str, gen: u32) -> Vec<u8> {
     let seed = xxhash_rust::xxh64::xxh64(name.as_bytes(), gen as u64);
     let len = 1000 + (seed % 200_000) as usize;
-    (0..len).map(|i| (seed.wrapping_add(i as u64 * 31) >> 7) as u8).collect()
+    (0..len)
+        .map(|i| (seed.wrapping_add(i as u64 * 31) >> 7) as u8)
+        .collect()
 }
 
 #[test]
@@ -32,7 +37,10 @@ fn restarted_target_serves_its_objects() {
     });
     let old_id = c.targets[1].id.clone();
     c.restart_target(1).unwrap();
-    assert_eq!(c.targets[1].id, old_id, "a restarted node keeps its identity");
+    assert_eq!(
+        c.targets[1].id, old_id,
+        "a restarted node keeps its identity"
+    );
     c.wait_targets(3).unwrap();
     rt.block_on(async {
         // Wait until the restarted target answers for its objects again.
@@ -62,7 +70,8 @@ fn sigkill_during_concurrent_puts_loses_no_acknowledged_object() {
     let mut c = Cluster::start(3).unwrap();
     let rt = rt();
     let url = c.url().to_string();
-    rt.block_on(Client::new(&url).create_bucket("crash")).unwrap();
+    rt.block_on(Client::new(&url).create_bucket("crash"))
+        .unwrap();
     // name -> generation acknowledged last
     let acked: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -72,7 +81,10 @@ fn sigkill_during_concurrent_puts_loses_no_acknowledged_object() {
             let stop = stop.clone();
             let url = url.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     let cl = Client::new(&url);
                     let mut gen = 0u32;
@@ -80,7 +92,11 @@ fn sigkill_during_concurrent_puts_loses_no_acknowledged_object() {
                         gen += 1;
                         for k in 0..10 {
                             let name = format!("w{w}/obj{k}");
-                            if cl.put_bytes("crash", &name, content(&name, gen)).await.is_ok() {
+                            if cl
+                                .put_bytes("crash", &name, content(&name, gen))
+                                .await
+                                .is_ok()
+                            {
                                 acked.lock().unwrap().insert(name, gen);
                             }
                         }
@@ -106,28 +122,60 @@ fn sigkill_during_concurrent_puts_loses_no_acknowledged_object() {
     rt.block_on(async {
         let cl = Client::new(&url);
         for (name, gen) in &acked {
-            let got = cl.get("crash", name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got = cl
+                .get("crash", name)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             // A later generation may have landed without its ack reaching us (the crash cut it off).
             let ok = (*gen..*gen + 3).any(|g| got.as_ref() == content(name, g).as_slice());
-            assert!(ok, "{name}: content is not a complete acknowledged (or later) version");
+            assert!(
+                ok,
+                "{name}: content is not a complete acknowledged (or later) version"
+            );
             let h = cl.head_object("crash", name).await.unwrap();
-            assert_eq!(h.cksum_value, format!("{:016x}", xxhash_rust::xxh64::xxh64(&got, 0)), "{name}: checksum");
+            assert_eq!(
+                h.cksum_value,
+                format!("{:016x}", xxhash_rust::xxh64::xxh64(&got, 0)),
+                "{name}: checksum"
+            );
         }
         let listed = cl.list_all("crash", "", "name,size").await.unwrap();
         for e in &listed {
-            assert!(acked.contains_key(&e.name) || e.name.starts_with('w'), "unexpected {}", e.name);
+            assert!(
+                acked.contains_key(&e.name) || e.name.starts_with('w'),
+                "unexpected {}",
+                e.name
+            );
             let got = cl.get("crash", &e.name).await.unwrap();
-            assert_eq!(Some(got.len() as u64), e.size, "listed size matches: {}", e.name);
+            assert_eq!(
+                Some(got.len() as u64),
+                e.size,
+                "listed size matches: {}",
+                e.name
+            );
             let last = acked.get(&e.name).copied().unwrap_or(0);
             let gen_ok = (1..=last + 2).any(|g| got.as_ref() == content(&e.name, g).as_slice());
             assert!(gen_ok, "listed object {} is partial", e.name);
         }
-        assert_eq!(listed.len(), acked.len(), "every acknowledged object listed once");
+        assert_eq!(
+            listed.len(),
+            acked.len(),
+            "every acknowledged object listed once"
+        );
     });
     // No temp file of the crash is visible as an object, and start-up cleaned the work dir.
     let work = c.targets[0].data.join("mp1/.ais-work");
-    let leftovers: Vec<_> = std::fs::read_dir(&work).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.iter().all(|f| !f.to_string_lossy().starts_with("put-")), "{leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        leftovers
+            .iter()
+            .all(|f| !f.to_string_lossy().starts_with("put-")),
+        "{leftovers:?}"
+    );
 }
 
 #[test]
@@ -148,20 +196,42 @@ fn membership_changes_keep_every_object_readable() {
     rt.block_on(async {
         let cl = Client::new(c.url());
         for n in &names {
-            let got = cl.get("mem", n).await.unwrap_or_else(|e| panic!("{n} after join: {e}"));
+            let got = cl
+                .get("mem", n)
+                .await
+                .unwrap_or_else(|e| panic!("{n} after join: {e}"));
             assert_eq!(got.as_ref(), content(n, 0).as_slice());
             let h = cl.head_object("mem", n).await.unwrap();
             assert_eq!(h.size, content(n, 0).len() as u64);
         }
-        let listed: Vec<String> = cl.list_all("mem", "", "").await.unwrap().into_iter().map(|e| e.name).collect();
+        let listed: Vec<String> = cl
+            .list_all("mem", "", "")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(listed, names, "listing complete after a join");
         // Overwrite and delete after the join: the owner's copy wins, deleted stays deleted.
-        cl.put_bytes("mem", &names[0], content(&names[0], 1)).await.unwrap();
-        assert_eq!(cl.get("mem", &names[0]).await.unwrap().as_ref(), content(&names[0], 1).as_slice());
-        assert_eq!(cl.list_all("mem", &names[0], "").await.unwrap().len(), 1, "no duplicate in listing");
+        cl.put_bytes("mem", &names[0], content(&names[0], 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            cl.get("mem", &names[0]).await.unwrap().as_ref(),
+            content(&names[0], 1).as_slice()
+        );
+        assert_eq!(
+            cl.list_all("mem", &names[0], "").await.unwrap().len(),
+            1,
+            "no duplicate in listing"
+        );
         for n in &names[1..20] {
             cl.delete_object("mem", n).await.unwrap();
-            assert_eq!(cl.get("mem", n).await.unwrap_err().status(), Some(404), "{n} resurrected");
+            assert_eq!(
+                cl.get("mem", n).await.unwrap_err().status(),
+                Some(404),
+                "{n} resurrected"
+            );
         }
         assert_eq!(cl.list_all("mem", "", "").await.unwrap().len(), 101);
     });
@@ -171,7 +241,10 @@ fn membership_changes_keep_every_object_readable() {
     c.targets[2].kill();
     c.wait_targets(2).unwrap();
     let took = t0.elapsed();
-    assert!(took < Duration::from_secs(8), "dead target dropped in {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "dead target dropped in {took:?}"
+    );
     assert!(c.smap().unwrap()["tmap"].get(&dead_id).is_none());
     // It comes back with its data.
     c.restart_target(2).unwrap();
@@ -180,7 +253,11 @@ fn membership_changes_keep_every_object_readable() {
     rt.block_on(async {
         let cl = Client::new(c.url());
         for n in names.iter().skip(20) {
-            assert_eq!(cl.get("mem", n).await.unwrap().as_ref(), content(n, 0).as_slice(), "{n}");
+            assert_eq!(
+                cl.get("mem", n).await.unwrap().as_ref(),
+                content(n, 0).as_slice(),
+                "{n}"
+            );
         }
         assert_eq!(cl.list_all("mem", "", "").await.unwrap().len(), 101);
     });
@@ -194,7 +271,9 @@ fn corrupted_object_is_an_error_never_bad_bytes() {
     rt.block_on(async {
         cl.create_bucket("ck").await.unwrap();
         cl.put_bytes("ck", "f", vec![7u8; 50_000]).await.unwrap();
-        cl.put_bytes("ck", "big", vec![9u8; 3_000_000]).await.unwrap();
+        cl.put_bytes("ck", "big", vec![9u8; 3_000_000])
+            .await
+            .unwrap();
     });
     // Flip bytes on disk behind the server's back.
     for name in ["f", "big"] {
@@ -205,7 +284,12 @@ fn corrupted_object_is_an_error_never_bad_bytes() {
     rt.block_on(async {
         // Without validation the bytes are served as stored.
         assert!(cl.get("ck", "f").await.is_ok());
-        cl.set_bucket_props("ck", serde_json::json!({"checksum": {"validate_warm_get": true}})).await.unwrap();
+        cl.set_bucket_props(
+            "ck",
+            serde_json::json!({"checksum": {"validate_warm_get": true}}),
+        )
+        .await
+        .unwrap();
         for name in ["f", "big"] {
             let e = cl.get("ck", name).await.unwrap_err();
             assert_eq!(e.status(), Some(500), "{e}");

@@ -1,0 +1,273 @@
+//! `aisloader`: a load generator in the spirit of AIStore's. PUTs then GETs N
+//! objects of size S with C concurrent workers and reports objects/s, MiB/s
+//! and p50/p99 latency. `--urls BASE` GETs `BASE/<name>` from any HTTP server
+//! (e.g. nginx serving the same files) for a same-run baseline.
+
+use clap::Parser;
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aisloader",
+    about = "PUT/GET load generator for aistore-rs (and any HTTP server for baselines)"
+)]
+struct Args {
+    /// Cluster endpoint (proxy URL).
+    #[arg(long, env = "AIS_ENDPOINT", default_value = "http://localhost:8080")]
+    endpoint: String,
+    /// Bucket (created if missing).
+    #[arg(long, default_value = "bench")]
+    bucket: String,
+    /// Number of objects.
+    #[arg(long, default_value_t = 1000)]
+    num: usize,
+    /// Object size, e.g. 16KiB, 1MiB, 1GiB.
+    #[arg(long, default_value = "1MiB")]
+    size: String,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 16)]
+    conc: usize,
+    /// put, get or putget.
+    #[arg(long, default_value = "putget")]
+    mode: String,
+    /// Object name prefix.
+    #[arg(long, default_value = "obj-")]
+    prefix: String,
+    /// Use only this many distinct names (GET the same objects repeatedly).
+    #[arg(long)]
+    distinct: Option<usize>,
+    /// GET <URLS>/<prefix><i> from a plain HTTP server instead of the cluster.
+    #[arg(long)]
+    urls: Option<String>,
+    /// Query string added to cluster GETs (e.g. "etl_name=x").
+    #[arg(long, default_value = "")]
+    query: String,
+    /// Print one JSON object per phase.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let idx = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(idx);
+    let n: f64 = n.parse()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        u => anyhow::bail!("unknown size unit {u}"),
+    };
+    Ok((n * mult as f64) as u64)
+}
+
+struct Stats {
+    lat: Vec<Duration>,
+    bytes: u64,
+    errors: usize,
+    first_error: Option<String>,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn report(&self, phase: &str, json: bool) {
+        let n = self.lat.len();
+        let mut l = self.lat.clone();
+        l.sort();
+        let pct = |p: f64| -> f64 {
+            if l.is_empty() {
+                return 0.0;
+            }
+            l[((l.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+        };
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let ops = n as f64 / secs;
+        let mib = self.bytes as f64 / (1 << 20) as f64 / secs;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"phase": phase, "ops": n, "errors": self.errors, "secs": secs, "obj_per_s": ops, "mib_per_s": mib, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "first_error": self.first_error})
+            );
+        } else {
+            println!(
+                "{phase:>4}: {n} ok, {} errors in {secs:.2}s: {ops:.0} obj/s, {mib:.1} MiB/s, p50 {:.2} ms, p99 {:.2} ms",
+                self.errors,
+                pct(0.5),
+                pct(0.99)
+            );
+            if let Some(e) = &self.first_error {
+                println!("      first error: {e}");
+            }
+        }
+    }
+}
+
+/// A body of `size` bytes produced in 1 MiB chunks: PUTs of any size stream in flat memory.
+fn body(size: u64, seed: u64) -> reqwest::Body {
+    let chunk = bytes::Bytes::from(
+        (0..(1usize << 20))
+            .map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(seed) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let mut left = size;
+    let stream = futures::stream::iter(std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        left -= n as u64;
+        Some(Ok::<_, std::io::Error>(chunk.slice(..n)))
+    }));
+    reqwest::Body::wrap_stream(stream)
+}
+
+async fn get_follow(http: &reqwest::Client, mut url: String) -> Result<u64, String> {
+    for _ in 0..4 {
+        let resp = http.get(&url).send().await.map_err(|e| e.to_string())?;
+        if resp.status().is_redirection() {
+            url = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .ok_or("redirect without location")?
+                .to_string();
+            continue;
+        }
+        if !resp.status().is_success() {
+            return Err(format!(
+                "{}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ));
+        }
+        let mut n = 0u64;
+        let mut s = resp.bytes_stream();
+        while let Some(c) = s.next().await {
+            n += c.map_err(|e| e.to_string())?.len() as u64;
+        }
+        return Ok(n);
+    }
+    Err("too many redirects".into())
+}
+
+async fn run_phase<F, Fut>(num: usize, conc: usize, f: F) -> Stats
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, String>>,
+{
+    let t0 = Instant::now();
+    let mut st = Stats {
+        lat: Vec::with_capacity(num),
+        bytes: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+    };
+    let mut s = futures::stream::iter((0..num).map(|i| {
+        let fut = f(i);
+        async move {
+            let t = Instant::now();
+            (fut.await, t.elapsed())
+        }
+    }))
+    .buffer_unordered(conc);
+    while let Some((r, lat)) = s.next().await {
+        match r {
+            Ok(b) => {
+                st.bytes += b;
+                st.lat.push(lat);
+            }
+            Err(e) => {
+                st.errors += 1;
+                st.first_error.get_or_insert(e);
+            }
+        }
+    }
+    st.elapsed = t0.elapsed();
+    st
+}
+
+pub async fn main_async() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let size = parse_size(&a.size)?;
+    let distinct = a.distinct.unwrap_or(a.num).max(1);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(a.conc * 2)
+        .build()?;
+    if let Some(base) = &a.urls {
+        let base = base.trim_end_matches('/').to_string();
+        let st = run_phase(a.num, a.conc, |i| {
+            get_follow(&http, format!("{base}/{}{}", a.prefix, i % distinct))
+        })
+        .await;
+        st.report("GET", a.json);
+        return Ok(());
+    }
+    let client = ais_client::Client::new(&a.endpoint);
+    if a.mode.contains("put") {
+        match client.create_bucket(&a.bucket).await {
+            Ok(()) => {}
+            Err(e) if e.status() == Some(409) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let smap = client.smap().await?;
+        let st = run_phase(a.num, a.conc, |i| {
+            let name = format!("{}{i}", a.prefix);
+            // Straight to the owner (as the SDK's direct mode and our client do).
+            let owner = smap
+                .owner(&ais_core_uname(&a.bucket, &name))
+                .map(|t| t.url().to_string())
+                .unwrap_or_else(|| a.endpoint.clone());
+            let url = format!("{owner}/v1/objects/{}/{name}", a.bucket);
+            let req = http
+                .put(url)
+                .header("content-length", size)
+                .body(body(size, i as u64));
+            async move {
+                let r = req.send().await.map_err(|e| e.to_string())?;
+                if r.status().is_success() {
+                    Ok(size)
+                } else {
+                    Err(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ))
+                }
+            }
+        })
+        .await;
+        st.report("PUT", a.json);
+    }
+    if a.mode.contains("get") {
+        let ep = a.endpoint.trim_end_matches('/').to_string();
+        let q = if a.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", a.query)
+        };
+        let st = run_phase(a.num, a.conc, |i| {
+            get_follow(
+                &http,
+                format!(
+                    "{ep}/v1/objects/{}/{}{}{q}",
+                    a.bucket,
+                    a.prefix,
+                    i % distinct
+                ),
+            )
+        })
+        .await;
+        st.report("GET", a.json);
+    }
+    Ok(())
+}
+
+fn ais_core_uname(bucket: &str, obj: &str) -> String {
+    format!("ais/@#/{bucket}/{obj}")
+}

@@ -1,0 +1,202 @@
+//! ETL as cluster metadata: a restarted target restarts its transformers, a
+//! target that joins later starts them, and a SIGKILLed target leaves no
+//! worker behind. Uses the host's python3 (no dependencies needed).
+
+use ais_testkit::{raw_http, Cluster};
+use std::time::{Duration, Instant};
+
+fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
+
+fn init(url: &str, name: &str) {
+    let body = format!(
+        r#"{{"name":"{name}","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
+        b64(CODE)
+    );
+    let (st, out) = raw_http(
+        url,
+        "PUT",
+        "/v1/etl",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+}
+
+fn put(url: &str, bucket: &str, name: &str, data: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(ais_client::Client::new(url).put_bytes(bucket, name, data.to_vec()))
+        .unwrap();
+}
+
+/// GET with ETL, following redirects, retrying while the target is still starting it.
+fn etl_get(url: &str, bucket: &str, name: &str, etl: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let res = rt.block_on(async {
+            let r = ais_client::Client::new(url)
+                .get_stream(bucket, name, &[("etl_name", etl)], None)
+                .await?;
+            r.bytes()
+                .await
+                .map_err(|e| ais_client::ClientError::Decode(e.to_string()))
+        });
+        match res {
+            Ok(b) => return b.to_vec(),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("{name} via {etl}: {e}"),
+        }
+    }
+}
+
+fn worker_pids(data_dir: &std::path::Path) -> Vec<u32> {
+    let needle = data_dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = state.split_whitespace().nth(2) == Some("Z");
+            cmd.contains("ais_etl_worker.py") && cmd.contains(&needle) && !zombie
+        })
+        .collect()
+}
+
+#[test]
+fn etl_follows_targets_through_restart_join_and_crash() {
+    let mut c = Cluster::start(2).unwrap();
+    let url = c.url().to_string();
+    let (st, _) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/etlb",
+        &[],
+        br#"{"action":"create-bck"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let names: Vec<String> = (0..30).map(|i| format!("o{i}")).collect();
+    for n in &names {
+        put(&url, "etlb", n, n.as_bytes());
+    }
+    init(&url, "rev-etl");
+    let expect = |n: &str| -> Vec<u8> {
+        let mut v = b"T:".to_vec();
+        v.extend(n.bytes().rev());
+        v
+    };
+    for n in &names {
+        assert_eq!(etl_get(&url, "etlb", n, "rev-etl"), expect(n));
+    }
+    // Restart a target: it restarts the ETL from its persisted/synced metadata.
+    let before = worker_pids(&c.targets[0].data);
+    assert!(!before.is_empty());
+    c.restart_target(0).unwrap();
+    c.wait_targets(2).unwrap();
+    for n in &names {
+        assert_eq!(etl_get(&url, "etlb", n, "rev-etl"), expect(n));
+    }
+    let after = worker_pids(&c.targets[0].data);
+    assert!(
+        !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+        "fresh workers: {before:?} -> {after:?}"
+    );
+
+    // A target that joins later starts the ETL too, and transforms objects that hash to it.
+    let i = c.add_target().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while worker_pids(&c.targets[i].data).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "new target never started the ETL:\n{}",
+            c.targets[i].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for k in 0..30 {
+        let n = format!("new{k}");
+        put(&url, "etlb", &n, n.as_bytes());
+        assert_eq!(etl_get(&url, "etlb", &n, "rev-etl"), expect(&n));
+    }
+    let (st, body) = raw_http(&url, "GET", "/v1/etl", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v[0]["id"], "rev-etl");
+    assert_eq!(v[0]["stage"], "Running");
+    // Counters are per runtime since its start: at least the 60 GETs after the restart.
+    assert!(v[0]["obj_count"].as_u64().unwrap() >= 60, "{v}");
+
+    // SIGKILL a target: its workers exit on their own (parent watch / death signal).
+    let data = c.targets[1].data.clone();
+    assert!(!worker_pids(&data).is_empty());
+    c.targets[1].kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !worker_pids(&data).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned workers: {:?}",
+            worker_pids(&data)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Orderly stop and delete leave nothing either.
+    let (st, _) = raw_http(&url, "POST", "/v1/etl/rev-etl/stop", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    for t in [&c.targets[0], &c.targets[2]] {
+        assert!(worker_pids(&t.data).is_empty(), "stop left workers");
+    }
+    let (st, body) = raw_http(
+        &url,
+        "GET",
+        "/v1/objects/etlb/o1?etl_name=rev-etl",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("is stopped"));
+    let (st, _) = raw_http(&url, "DELETE", "/v1/etl/rev-etl", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let (st, body) = raw_http(
+        &url,
+        "GET",
+        "/v1/objects/etlb/o1?etl_name=rev-etl",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 404);
+    assert!(String::from_utf8_lossy(&body).contains("etl job rev-etl does not exist"));
+}

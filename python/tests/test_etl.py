@@ -1508,3 +1508,121 @@ def test_sigkill_target_leaves_no_workers(tmp_path: Path) -> None:
         c.stop()
     # SIGTERM of the remaining nodes: no workers left either.
     wait_no_procs(c, timeout=5)
+
+
+# ------------------------------------------------- runtime.command transformer servers
+
+TRANSFORMER_SERVER = '''\
+import os, sys, urllib.parse, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def _reply(self, code, body):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # hpull: fetch the object back from the target
+        u = urllib.parse.urlparse(self.path)
+        if u.path == "/health":
+            return self._reply(200, b"OK")
+        q = urllib.parse.parse_qs(u.query)
+        data = urllib.request.urlopen(os.environ["AIS_TARGET_URL"] + u.path).read()
+        self._reply(200, b"PULL:" + data[::-1] + b"|" + q.get("etl_args", [""])[0].encode())
+
+    def do_PUT(self):  # hpush: the object is the body
+        data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if data.startswith(b"fail"):
+            return self._reply(500, b"cannot handle this object")
+        self._reply(200, b"PUSH:" + data.upper() + os.environ.get("GREETING", "").encode())
+
+print("serving on", os.environ["PORT"], flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+'''
+
+
+def test_runtime_command_spec_yaml_hpush_via_cli(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
+    name = unique_etl("cmd-push")
+    etls.append(name)
+    server = tmp_path / "server.py"
+    server.write_text(TRANSFORMER_SERVER)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: {name}\n"
+        "runtime:\n"
+        "  image: example/transformer:latest\n"
+        f'  command: ["{sys.executable}", "{server}"]\n'
+        "  env:\n"
+        "    - name: GREETING\n"
+        "      value: '!'\n"
+        "communication: hpush://\n"
+        "init_timeout: 1m\n"
+        "obj_timeout: 10s\n"
+    )
+    out = ais(cluster, "etl", "init", "spec", str(spec)).stdout
+    assert name in out, out
+    # One transformer server per target, each on its own port.
+    assert len(etl_procs(cluster, name)) == NUM_TARGETS
+    for obj, data in src.items():
+        r = etl_get(cluster.url, src.bucket, obj, name)
+        assert r.status_code == 200, r.text
+        assert r.content == b"PUSH:" + data.upper() + b"!"
+    bad = f"fail-{uuid.uuid4().hex[:6]}"
+    put_obj(cluster.url, src.bucket, bad, b"fail me")
+    r = etl_get(cluster.url, src.bucket, bad, name)
+    assert r.status_code == 422, r.text
+    assert "transformer HTTP 500: cannot handle this object" in err_message(r)
+    logs = etl_logs(cluster.url, name)
+    assert any("serving on" in t for t in logs.values()), logs
+    ais(cluster, "etl", "stop", name)
+    wait_no_procs(cluster, name)
+
+
+def test_runtime_command_hpull_reads_back_through_target(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
+    name = unique_etl("cmd-pull")
+    etls.append(name)
+    server = tmp_path / "server.py"
+    server.write_text(TRANSFORMER_SERVER)
+    msg = {
+        "name": name,
+        "communication": "hpull://",
+        "init_timeout": "1m",
+        "obj_timeout": "10s",
+        "runtime": {"image": "example/transformer:latest", "command": [sys.executable, str(server)]},
+    }
+    r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
+    assert r.status_code == 200, r.text
+    for obj, data in src.items():
+        r = etl_get(cluster.url, src.bucket, obj, name, args="k=v")
+        assert r.status_code == 200, r.text
+        assert r.content == b"PULL:" + data[::-1] + b"|k=v"
+    # The object endpoint refuses a wrong secret.
+    t = cluster.targets[0]
+    r = requests.get(f"{t.url}/v1/etl/_object/{name}/wrong-secret/ais%2F%40%23%2F{src.bucket}%2Fobj-00.txt", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 401, r.text
+
+
+def test_runtime_command_failures(cluster: Cluster, etls: List[str], tmp_path: Path) -> None:
+    # A command that exits at once: init fails with its output, nothing left behind.
+    name = unique_etl("cmd-dies")
+    msg = {
+        "name": name,
+        "communication": "hpush://",
+        "init_timeout": "20s",
+        "runtime": {"image": "x", "command": [sys.executable, "-c", "import sys; print('no port for me', file=sys.stderr); sys.exit(3)"]},
+    }
+    r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
+    assert r.status_code == 400, r.text
+    m = err_message(r)
+    assert "exited before it was ready" in m and "no port for me" in m, m
+    assert_not_registered(cluster.url, name)
+    wait_no_procs(cluster, name)
+    # An image without a command (and not an init_class runtime): clear refusal.
+    msg = {"name": unique_etl("img-only"), "communication": "hpush://", "runtime": {"image": "nginx:latest"}}
+    r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400, r.text
+    assert "cannot run image \"nginx:latest\"" in err_message(r)

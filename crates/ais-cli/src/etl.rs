@@ -108,22 +108,7 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
     match cmd {
         EtlCmd::Init { what } => match what {
             InitCmd::Code(a) => init_code(client, a).await,
-            InitCmd::Spec { file, name } => {
-                let raw = std::fs::read_to_string(&file).with_context(|| format!("read {file}"))?;
-                let mut body = serde_json::json!({ "spec_yaml": raw });
-                if let Some(n) = name {
-                    body["name"] = n.into();
-                }
-                let resp = client
-                    .raw(
-                        HttpMethod::PUT,
-                        "/v1/etl",
-                        Some(serde_json::to_vec(&body)?.into()),
-                    )
-                    .await?;
-                println!("{}", resp.text().await?);
-                Ok(())
-            }
+            InitCmd::Spec { file, name } => init_spec(client, &file, name).await,
         },
         EtlCmd::List => list(client).await,
         EtlCmd::Show { name: None } => list(client).await,
@@ -193,6 +178,30 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn init_spec(client: &Client, file: &str, name: Option<String>) -> anyhow::Result<()> {
+    let raw =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read spec file {file}"))?;
+    let mut body: serde_json::Value =
+        serde_yaml_ng::from_str(&raw).with_context(|| format!("{file} is not valid YAML"))?;
+    if !body.is_object() {
+        bail!("{file}: expected a mapping with name, runtime, communication, ...");
+    }
+    if let Some(n) = name {
+        body["name"] = n.into();
+    }
+    let ename = body["name"].as_str().unwrap_or("").to_string();
+    let resp = client
+        .raw(
+            HttpMethod::PUT,
+            "/v1/etl",
+            Some(serde_json::to_vec(&body)?.into()),
+        )
+        .await?;
+    let id = resp.text().await?;
+    println!("ETL \"{ename}\" initialized (job {id})");
+    Ok(())
 }
 
 async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 mod env;
 mod logs;
 mod pool;
+mod server;
 pub mod spec;
 mod worker;
 
@@ -81,10 +82,17 @@ pub struct TargetEtlStats {
     pub python: String,
 }
 
+enum Backend {
+    Pool(Arc<pool::Pool>),
+    Server(Box<server::CommandServer>),
+}
+
 pub struct EtlRuntime {
     pub spec: EtlSpec,
     pub generation: u64,
-    pool: Arc<pool::Pool>,
+    /// Authorises the transformer's calls back to `/v1/etl/_object/...`.
+    pub secret: String,
+    backend: Backend,
     pub log: LogSink,
     pub stats: Counters,
     errors: Mutex<VecDeque<ObjError>>,
@@ -101,10 +109,13 @@ impl EtlRuntime {
         args: &str,
     ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
-        let res = self
-            .pool
-            .call(path, None, args, self.spec.obj_timeout)
-            .await;
+        let res = match &self.backend {
+            Backend::Pool(p) => p.call(path, None, args, self.spec.obj_timeout).await,
+            Backend::Server(s) => {
+                let (bucket, obj) = split_cname(obj_name);
+                s.call(bucket, obj, path, args, self.spec.obj_timeout).await
+            }
+        };
         self.account(obj_name, size, t0, &res);
         res
     }
@@ -117,10 +128,12 @@ impl EtlRuntime {
         args: &str,
     ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
-        let res = self
-            .pool
-            .call("", Some(data), args, self.spec.obj_timeout)
-            .await;
+        let Backend::Pool(pool) = &self.backend else {
+            return Err(EtlError::Internal(
+                "byte input is not supported for runtime.command ETLs".into(),
+            ));
+        };
+        let res = pool.call("", Some(data), args, self.spec.obj_timeout).await;
         self.account(obj_name, data.len() as u64, t0, &res);
         res
     }
@@ -176,15 +189,30 @@ impl EtlRuntime {
             out_bytes: s.out_bytes.load(Ordering::Relaxed),
             err_count: errs,
             mean_latency_ms: s.latency_ns.load(Ordering::Relaxed) as f64 / total as f64 / 1e6,
-            workers: self.pool.size,
-            worker_pids: self.pool.pids(),
+            workers: match &self.backend {
+                Backend::Pool(p) => p.size,
+                Backend::Server(_) => 1,
+            },
+            worker_pids: match &self.backend {
+                Backend::Pool(p) => p.pids(),
+                Backend::Server(s) => vec![s.pid()],
+            },
             python: self.python.clone(),
         }
     }
 
     pub fn stop(&self) {
-        self.pool.stop();
+        match &self.backend {
+            Backend::Pool(p) => p.stop(),
+            Backend::Server(s) => s.stop(),
+        }
     }
+}
+
+/// `ais://bucket/obj` -> (`bucket`, `obj`).
+fn split_cname(cname: &str) -> (&str, &str) {
+    let rest = cname.split_once("://").map(|x| x.1).unwrap_or(cname);
+    rest.split_once('/').unwrap_or((rest, ""))
 }
 
 /// HTTP status for an ETL failure. User-code failures are 4xx on purpose:
@@ -202,6 +230,7 @@ pub fn status_of(e: &EtlError) -> u16 {
 pub struct EtlManager {
     envs: EnvManager,
     dir: PathBuf,
+    target_url: String,
     worker_script: PathBuf,
     runtimes: RwLock<HashMap<String, Arc<EtlRuntime>>>,
     /// Serialises starts of the same ETL (init from the proxy vs. metadata sync).
@@ -211,7 +240,12 @@ pub struct EtlManager {
 
 impl EtlManager {
     /// `dir`: this target's ETL work area; `env_cache`: the host-wide environment cache.
-    pub fn new(dir: PathBuf, env_cache: PathBuf, python: Option<String>) -> Result<Self, EtlError> {
+    pub fn new(
+        dir: PathBuf,
+        env_cache: PathBuf,
+        python: Option<String>,
+        target_url: String,
+    ) -> Result<Self, EtlError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
         kill_stale_workers(&dir);
@@ -221,6 +255,7 @@ impl EtlManager {
         Ok(Self {
             envs: EnvManager::new(env_cache, python),
             dir,
+            target_url,
             worker_script,
             runtimes: RwLock::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
@@ -306,7 +341,12 @@ impl EtlManager {
         let workdir = self.dir.join(&spec.name);
         std::fs::create_dir_all(&workdir).map_err(|e| EtlError::Internal(e.to_string()))?;
         let (mode, code_path, func, arg_type) = match &spec.kind {
-            Kind::Code { code, func, arg_type, fresh_process } => {
+            Kind::Code {
+                code,
+                func,
+                arg_type,
+                fresh_process,
+            } => {
                 let p = workdir.join("code.py");
                 std::fs::write(&p, code).map_err(|e| EtlError::Internal(e.to_string()))?;
                 let mode = match (spec.comm, fresh_process) {
@@ -314,13 +354,54 @@ impl EtlManager {
                     (Comm::Io, false) => "io",
                     _ => "func",
                 };
-                (mode, p.display().to_string(), func.clone(), arg_type.clone())
+                (
+                    mode,
+                    p.display().to_string(),
+                    func.clone(),
+                    arg_type.clone(),
+                )
             }
             Kind::Class { .. } => ("class", String::new(), String::new(), String::new()),
-            Kind::Command { .. } => {
-                return Err(EtlError::Invalid(
-                    "runtime.command transformer servers are not supported yet; use Python code or init_class".into(),
-                ))
+            Kind::Command { command } => {
+                let secret = ais_core::gen_id(16);
+                // The command finds the environment's interpreter first on PATH.
+                let mut env = spec.env.clone();
+                if let Some(bin) = std::path::Path::new(&python)
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                {
+                    let path = std::env::var("PATH").unwrap_or_default();
+                    env.push(("PATH".into(), format!("{}:{path}", bin.display())));
+                }
+                let cfg = server::ServerCfg {
+                    command: command.clone(),
+                    env,
+                    workdir: workdir.display().to_string(),
+                    comm: spec.comm,
+                    ready_timeout: spec.init_timeout,
+                    target_url: format!(
+                        "{}/v1/etl/_object/{}/{secret}",
+                        self.target_url, spec.name
+                    ),
+                };
+                let srv = server::CommandServer::start(&cfg, &log).await?;
+                let _ = std::fs::write(workdir.join("pids.json"), format!("[{}]", srv.pid()));
+                log.line(&format!(
+                    "ETL {} ready: transformer server {:?} in {:?}",
+                    spec.name,
+                    command,
+                    t0.elapsed()
+                ));
+                return Ok(EtlRuntime {
+                    spec: spec.clone(),
+                    generation,
+                    secret,
+                    backend: Backend::Server(Box::new(srv)),
+                    log,
+                    stats: Counters::default(),
+                    errors: Mutex::new(VecDeque::new()),
+                    python: String::new(),
+                });
             }
         };
         let config = serde_json::json!({
@@ -358,7 +439,8 @@ impl EtlManager {
         Ok(EtlRuntime {
             spec: spec.clone(),
             generation,
-            pool,
+            secret: ais_core::gen_id(16),
+            backend: Backend::Pool(pool),
             log,
             stats: Counters::default(),
             errors: Mutex::new(VecDeque::new()),

@@ -237,6 +237,50 @@ pub async fn transform_local(
     ))
 }
 
+/// `GET|HEAD /v1/etl/_object/<etl>/<secret>/<escaped uname>`: how a
+/// `runtime.command` transformer (hpull) reads the object it was asked to
+/// transform, per AIStore's transformer contract.
+pub async fn transformer_object(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
+    let rest = rest
+        .strip_prefix("_object/")
+        .ok_or_else(|| unknown_path(ctx))?;
+    let (etl, rest) = split_first(rest);
+    let (secret, uname) = split_first(rest);
+    let mgr = node
+        .etl
+        .clone()
+        .ok_or_else(|| AisError::internal("ETL is not available on this node"))?;
+    let rt = mgr
+        .get(etl)
+        .ok_or_else(|| AisError::etl_not_found(&node.name, etl))?;
+    if rt.secret != secret {
+        return Err(AisError::new(401, "invalid ETL object secret"));
+    }
+    let uname = crate::http::pct_decode(uname)?;
+    let (bck, obj) = ais_core::Bck::parse_uname(&uname)?;
+    ais_core::names::validate_object_name(&obj)?;
+    let store = node.store()?;
+    let reader = store
+        .open_obj(&bck, &obj)
+        .await
+        .map_err(|e| crate::target::storage_err(node, &bck, &obj, e))?;
+    let size = reader.info.attrs.size;
+    let body = match reader.body {
+        ais_storage::ObjBody::Small(b) => Body::from(b),
+        ais_storage::ObjBody::File(f) => Body::from_stream(tokio_util::io::ReaderStream::new(
+            tokio::fs::File::from_std(f),
+        )),
+    };
+    let mut r = axum::response::Response::new(if ctx.method == Method::HEAD {
+        Body::empty()
+    } else {
+        body
+    });
+    r.headers_mut()
+        .insert(axum::http::header::CONTENT_LENGTH, size.into());
+    Ok(r)
+}
+
 // ----------------------------------------------------------------- proxy side
 
 fn primary(node: &Node) -> Result<&Arc<ais_cluster::Primary>, AisError> {

@@ -128,6 +128,7 @@ async fn route(node: &Arc<Node>, ctx: &Ctx, body: Body) -> Res {
             _ => target::internal(node, ctx, rest, body).await,
         },
         ("etl", NodeType::Proxy) => crate::etl::proxy(node, ctx, rest, body).await,
+        ("etl", NodeType::Target) => crate::etl::transformer_object(node, ctx, rest).await,
         _ => Err(unknown_path(ctx)),
     }
 }

@@ -122,6 +122,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             data.join("etl"),
             cache,
             args.python.clone(),
+            snode.url().to_string(),
         )?))
     } else {
         None
@@ -159,7 +160,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown_signal(node.clone()))
     .await?;
     if let Some(etl) = &node.etl {
         etl.stop_all();
@@ -168,7 +169,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(node: Arc<Node>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -180,8 +181,12 @@ async fn shutdown_signal() {
     }
     // Give in-flight requests a moment, then exit regardless (idle
     // intra-cluster keep-alive connections would otherwise hold us up).
-    tokio::spawn(async {
+    tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(etl) = &node.etl {
+            etl.stop_all();
+        }
+        tracing::info!(node = %node.name, "stopped");
         std::process::exit(0);
     });
 }

@@ -1,0 +1,297 @@
+//! `runtime.command` ETLs: the user's own transformer HTTP server, run as a
+//! local process per target and driven with AIStore's transformer contract
+//! (`GET /health` readiness; hpush = `PUT /<bucket>/<object>` with the object
+//! as body, hpull = `GET /<escaped uname>?etl_fqn=<local path>`; `etl_args`
+//! in the query). The server learns its port from `PORT` / `AIS_ETL_PORT`
+//! (containers used a fixed 8000; several targets share this host) and the
+//! target's object endpoint from `AIS_TARGET_URL`.
+
+use crate::logs::LogSink;
+use crate::spec::Comm;
+use crate::EtlError;
+use bytes::Bytes;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+const SEGMENT_ENC: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub struct ServerCfg {
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: String,
+    pub comm: Comm,
+    pub ready_timeout: Duration,
+    /// `<target url>/v1/etl/_object/<etl>/<secret>`.
+    pub target_url: String,
+}
+
+pub struct CommandServer {
+    child: std::sync::Mutex<Option<tokio::process::Child>>,
+    pid: u32,
+    base: String,
+    http: reqwest::Client,
+    comm: Comm,
+}
+
+fn free_port() -> Result<u16, EtlError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| EtlError::Init(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| EtlError::Init(e.to_string()))
+}
+
+impl CommandServer {
+    pub async fn start(cfg: &ServerCfg, log: &LogSink) -> Result<CommandServer, EtlError> {
+        let port = free_port()?;
+        let command = substitute_port(&cfg.command, port);
+        let Some((exe, args)) = command.split_first() else {
+            return Err(EtlError::Invalid("runtime.command is empty".into()));
+        };
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.args(args)
+            .current_dir(&cfg.workdir)
+            .env("PORT", port.to_string())
+            .env("AIS_ETL_PORT", port.to_string())
+            .env("AIS_TARGET_URL", &cfg.target_url)
+            .env("DIRECT_PUT", "false")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
+        })?;
+        let pid = child.id().unwrap_or(0);
+        for r in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    log.line(&l);
+                }
+            });
+        }
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| EtlError::Internal(e.to_string()))?;
+        let server = CommandServer {
+            child: std::sync::Mutex::new(Some(child)),
+            pid,
+            base,
+            http,
+            comm: cfg.comm,
+        };
+        let deadline = Instant::now() + cfg.ready_timeout;
+        loop {
+            if let Ok(r) = server
+                .http
+                .get(format!("{}/health", server.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return Ok(server);
+                }
+            }
+            let exited = server
+                .child
+                .lock()
+                .ok()
+                .and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
+            if let Some(st) = exited {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let tail: Vec<String> = log
+                    .text()
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(EtlError::Init(format!(
+                    "transformer command exited before it was ready ({st}):\n{}",
+                    tail.join("\n")
+                )));
+            }
+            if Instant::now() > deadline {
+                server.stop();
+                return Err(EtlError::Init(format!(
+                    "transformer command did not answer GET /health on $PORT ({port}) within {:?}",
+                    cfg.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Transforms `bucket/obj` stored at `path`.
+    pub async fn call(
+        &self,
+        bucket: &str,
+        obj: &str,
+        path: &str,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, EtlError> {
+        let req = match self.comm {
+            Comm::Hpull => {
+                let uname = format!("ais/@#/{bucket}/{obj}");
+                let url = format!("{}/{}", self.base, utf8_percent_encode(&uname, SEGMENT_ENC));
+                self.http
+                    .get(url)
+                    .query(&[("etl_fqn", path), ("etl_args", args)])
+            }
+            Comm::Hpush | Comm::Io => {
+                let data = tokio::fs::read(path)
+                    .await
+                    .map_err(|e| EtlError::Internal(format!("read {path}: {e}")))?;
+                let url = format!(
+                    "{}/{bucket}/{}",
+                    self.base,
+                    utf8_percent_encode(obj, PATH_ENC)
+                );
+                self.http.put(url).query(&[("etl_args", args)]).body(data)
+            }
+        };
+        let resp = match tokio::time::timeout(timeout, req.send()).await {
+            Err(_) => return Err(EtlError::Timeout(timeout)),
+            Ok(Err(e)) => {
+                let exited = self
+                    .child
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
+                return Err(EtlError::WorkerDied(match exited {
+                    Some(st) => format!("transformer server exited ({st})"),
+                    None => format!("transformer server unreachable: {e}"),
+                }));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        let body = tokio::time::timeout(timeout, resp.bytes())
+            .await
+            .map_err(|_| EtlError::Timeout(timeout))?
+            .map_err(|e| EtlError::WorkerDied(format!("reading transformer response: {e}")))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(EtlError::Transform {
+                etype: format!("transformer HTTP {}", status.as_u16()),
+                emsg: String::from_utf8_lossy(&body).trim().to_string(),
+                trace: String::new(),
+            })
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn stop(&self) {
+        // SAFETY: signalling the server's own process group.
+        unsafe {
+            libc::kill(-(self.pid as i32), libc::SIGKILL);
+        }
+        if let Ok(mut c) = self.child.lock() {
+            if let Some(c) = c.as_mut() {
+                let _ = c.start_kill();
+            }
+        }
+    }
+}
+
+/// Containers listened on a fixed 8000; here each target's server gets its
+/// own port: `$PORT`/`${PORT}` arguments and `--port 8000` become that port.
+fn substitute_port(cmd: &[String], port: u16) -> Vec<String> {
+    let p = port.to_string();
+    let mut out: Vec<String> = Vec::with_capacity(cmd.len());
+    for a in cmd {
+        let a = a.replace("${PORT}", &p).replace("$PORT", &p);
+        if a == "8000" && out.last().is_some_and(|prev| prev == "--port") {
+            out.push(p.clone());
+        } else if a == "--port=8000" {
+            out.push(format!("--port={p}"));
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+impl Drop for CommandServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports_are_substituted() {
+        let c: Vec<String> = [
+            "uvicorn",
+            "app:a",
+            "--port",
+            "8000",
+            "--x=$PORT",
+            "--port=8000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            super::substitute_port(&c, 1234),
+            vec![
+                "uvicorn",
+                "app:a",
+                "--port",
+                "1234",
+                "--x=1234",
+                "--port=1234"
+            ]
+        );
+    }
+}

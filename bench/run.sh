@@ -38,6 +38,7 @@ for i in range(n16):
     open(f"{root}/b16k/obj-{i}", "wb").write(blob[: 16 << 10])
 PY
 cat >"$WORK/nginx.conf" <<NG
+user root;
 worker_processes 2;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx.err;

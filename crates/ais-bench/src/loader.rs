@@ -106,13 +106,11 @@ impl Stats {
     }
 }
 
-/// A body of `size` bytes produced in 1 MiB chunks: PUTs of any size stream in flat memory.
-fn body(size: u64, seed: u64) -> reqwest::Body {
-    let chunk = bytes::Bytes::from(
-        (0..(1usize << 20))
-            .map(|i| (i as u64).wrapping_mul(2654435761).wrapping_add(seed) as u8)
-            .collect::<Vec<u8>>(),
-    );
+/// A body of `size` bytes produced in 1 MiB chunks: PUTs of any size stream
+/// in flat memory. The chunk is made once (the generator shares the CPU with
+/// the cluster, so it must cost nothing per object).
+fn body(size: u64, chunk: &bytes::Bytes) -> reqwest::Body {
+    let chunk = chunk.clone();
     let mut left = size;
     let stream = futures::stream::iter(std::iter::from_fn(move || {
         if left == 0 {
@@ -216,6 +214,11 @@ pub async fn main_async() -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
         let smap = client.smap().await?;
+        let chunk = bytes::Bytes::from(
+            (0..(1usize << 20))
+                .map(|i| (i as u64).wrapping_mul(2654435761) as u8)
+                .collect::<Vec<u8>>(),
+        );
         let st = run_phase(a.num, a.conc, |i| {
             let name = format!("{}{i}", a.prefix);
             // Straight to the owner (as the SDK's direct mode and our client do).
@@ -227,7 +230,7 @@ pub async fn main_async() -> anyhow::Result<()> {
             let req = http
                 .put(url)
                 .header("content-length", size)
-                .body(body(size, i as u64));
+                .body(body(size, &chunk));
             async move {
                 let r = req.send().await.map_err(|e| e.to_string())?;
                 if r.status().is_success() {

@@ -55,6 +55,10 @@ pub struct NodeArgs {
     /// Seconds without keepalive after which the primary drops a node from the map.
     #[arg(long, default_value_t = 4.0)]
     pub keepalive_timeout: f64,
+    /// Async worker threads (default: one per core). A playground gives each
+    /// node its share of the host's cores.
+    #[arg(long, env = "AIS_THREADS")]
+    pub threads: Option<usize>,
     /// Python interpreter used for ETL runtimes (default: python3 on PATH).
     #[arg(long, env = "AIS_PYTHON")]
     pub python: Option<String>,
@@ -79,9 +83,11 @@ fn real_main() -> anyhow::Result<()> {
     match cli.cmd {
         Some(Cmd::Playground(a)) => playground::run(a),
         None => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = cli.node.threads {
+                b.worker_threads(n.max(1));
+            }
+            let rt = b.enable_all().build()?;
             rt.block_on(node::run(cli.node))
         }
     }

@@ -102,6 +102,11 @@ pub fn run(a: PlaygroundArgs) -> anyhow::Result<()> {
         let _ = tx2.send(());
     });
     let mut kids = Children(Vec::new());
+    // Nodes share this host: each gets its share of the cores (at least one).
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let threads = (cores / (a.targets + 1)).max(1).to_string();
     let proxy_args: Vec<String> = vec![
         "--role".into(),
         "proxy".into(),
@@ -111,6 +116,8 @@ pub fn run(a: PlaygroundArgs) -> anyhow::Result<()> {
         a.port.to_string(),
         "--data".into(),
         data.join("proxy").display().to_string(),
+        "--threads".into(),
+        threads.clone(),
     ];
     let (p, purl) = spawn(&exe, &proxy_args)?;
     kids.0.push(p);
@@ -132,6 +139,8 @@ pub fn run(a: PlaygroundArgs) -> anyhow::Result<()> {
             tdir.display().to_string(),
             "--join".into(),
             purl.clone(),
+            "--threads".into(),
+            threads.clone(),
         ];
         for m in 0..a.mpaths {
             args.push("--mpath".into());

@@ -209,7 +209,7 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
             }
             let file = tokio::fs::File::from_std(file);
             use tokio::io::AsyncReadExt;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 * 1024);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1024 * 1024);
             Body::from_stream(stream)
         }
     };

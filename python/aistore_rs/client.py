@@ -128,8 +128,11 @@ class Object:
         return f"/v1/objects/{self.bucket.name}/{quote(self.name, safe='/')}"
 
     def put(self, data: bytes) -> dict:
+        """Stores the object; returns its `Ais-*` attributes (case-insensitive keys)."""
         r = self.bucket.client.request("PUT", self.path, data=data)
-        return {k: v for k, v in r.headers.items() if k.lower().startswith("ais-")}
+        return requests.structures.CaseInsensitiveDict(
+            {k: v for k, v in r.headers.items() if k.lower().startswith("ais-")}
+        )
 
     def put_file(self, path: str) -> dict:
         with open(path, "rb") as f:
@@ -156,6 +159,12 @@ class Object:
 
     def delete(self) -> None:
         self.bucket.client.request("DELETE", self.path)
+
+
+def client_python() -> str:
+    """This interpreter as an ETL runtime name (`python3.N`): a pickled callable
+    must run under the same Python minor version it was serialised with."""
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 class Etl:
@@ -217,8 +226,7 @@ class Etl:
             """
         )
         deps = list(dependencies or []) + ["cloudpickle"]
-        minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        return self.init_code(code, deps, runtime=minor, **kw)
+        return self.init_code(code, deps, runtime=client_python(), **kw)
 
     def view(self) -> dict:
         return self.client.request("GET", f"/v1/etl/{self.name}").json()

@@ -43,6 +43,10 @@ struct Args {
     /// Query string added to cluster GETs (e.g. "etl_name=x").
     #[arg(long, default_value = "")]
     query: String,
+    /// GET straight from the owner target, chosen client-side from the cluster
+    /// map (the SDK's `direct=True`), instead of following the proxy's redirect.
+    #[arg(long)]
+    direct: bool,
     /// Print one JSON object per phase.
     #[arg(long)]
     json: bool,

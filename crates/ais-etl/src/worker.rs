@@ -110,6 +110,13 @@ impl Worker {
             .current_dir(&cfg.workdir)
             .env("AIS_ETL_WORKER_CONFIG", &cfg.config)
             .env("PYTHONDONTWRITEBYTECODE", "1")
+            // A pool already runs one process per core: keep each worker's
+            // math libraries single-threaded (as PyTorch's DataLoader does for
+            // its workers); spinning OpenMP threads would otherwise fight over
+            // the cores. A spec's own env overrides these.
+            .env("OMP_NUM_THREADS", "1")
+            .env("MKL_NUM_THREADS", "1")
+            .env("OPENBLAS_NUM_THREADS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

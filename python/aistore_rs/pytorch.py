@@ -65,15 +65,54 @@ def default_decode(name: str, data: bytes) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-class _Fetcher:
-    """Per-process HTTP session (DataLoader workers are separate processes)."""
+def _xoshiro(seed: int) -> int:
+    m = 0xFFFFFFFFFFFFFFFF
+    z = (seed + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z = ((z ^ (z >> 31)) + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    z = ((z ^ (z >> 31)) * 5) & m
+    return ((((z << 7) | (z >> 57)) & m) * 9) & m
 
-    def __init__(self, endpoint: str, bucket: str, timeout: float) -> None:
+
+class _Fetcher:
+    """Per-process HTTP session (DataLoader workers are separate processes).
+
+    With `direct`, GETs go straight to the object's owner target, chosen from
+    the cluster map with the same highest-random-weight hash the cluster uses
+    (the official SDK's `direct=True`): one request per object instead of a
+    proxy redirect plus the target. Any failure falls back to the proxy.
+    """
+
+    def __init__(self, endpoint: str, bucket: str, timeout: float, direct: bool = True) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.bucket = bucket
         self.timeout = timeout
         self._pid = -1
         self._local = threading.local()
+        self.targets: list[tuple[int, str]] = []
+        if direct:
+            try:
+                import xxhash  # noqa: F401 - dependency of the direct path
+
+                smap = requests.get(f"{self.endpoint}/v1/daemon", params={"what": "smap"}, timeout=timeout).json()
+                self.targets = [
+                    (int(t["id_digest"]), t["public_net"]["direct_url"])
+                    for t in smap.get("tmap", {}).values()
+                    if not int(t.get("flags", 0)) & 0b1100
+                ]
+            except Exception:  # noqa: BLE001 - direct routing is an optimisation only
+                self.targets = []
+
+    def _owner(self, name: str) -> str:
+        if not self.targets:
+            return self.endpoint
+        import xxhash
+
+        d = xxhash.xxh64(f"ais/@#/{self.bucket}/{name}".encode(), seed=1103515245).intdigest()
+        return max(self.targets, key=lambda t: _xoshiro(t[0] ^ d))[1]
 
     def _session(self) -> requests.Session:
         if self._pid != os.getpid():
@@ -94,8 +133,15 @@ class _Fetcher:
             params["etl_name"] = etl
             if etl_args:
                 params["etl_args"] = etl_args
-        url = f"{self.endpoint}/v1/objects/{self.bucket}/{quote(name, safe='/')}"
-        r = self._session().get(url, params=params, timeout=self.timeout)
+        path = f"/v1/objects/{self.bucket}/{quote(name, safe='/')}"
+        base = self._owner(name)
+        try:
+            r = self._session().get(base + path, params=params, timeout=self.timeout)
+        except requests.ConnectionError:
+            if base == self.endpoint:
+                raise
+            self.targets = []  # the map changed under us: use the proxy from now on
+            r = self._session().get(self.endpoint + path, params=params, timeout=self.timeout)
         if r.status_code >= 400:
             raise from_response(r.status_code, r.text, r.headers.get("Hdr-Error"))
         return r.content
@@ -157,8 +203,10 @@ class _Base:
         threads: int,
         timeout: float,
         labels: bool,
+        direct: bool = True,
+        prefetch_labels: Optional[bool] = None,
     ) -> None:
-        self.fetcher = _Fetcher(client_url, _bucket_name(bck), timeout)
+        self.fetcher = _Fetcher(client_url, _bucket_name(bck), timeout, direct)
         self.transform_id = transform_id
         self.transform_filter = transform_filter or (lambda name: True)
         self.decode = decode or default_decode
@@ -175,15 +223,24 @@ class _Base:
         self.names = NameArray(names)
         self._pool: Optional[ThreadPoolExecutor] = None
         self._pool_pid = -1
+        # Labels are tiny objects: fetch them once, concurrently, into a compact
+        # array (saves a request per item per epoch); very large sets fetch lazily.
+        self.labels: Optional[np.ndarray] = None
+        if labels and (prefetch_labels if prefetch_labels is not None else len(names) <= 200_000):
+            with ThreadPoolExecutor(32) as ex:
+                vals = ex.map(lambda n: int(self.fetcher.get(n.rpartition(".")[0] + label_ext).decode().strip()), names)
+                self.labels = np.fromiter(vals, dtype=np.int64, count=len(names))
 
-    def _load(self, name: str) -> Any:
+    def _load(self, i: int) -> Any:
+        name = self.names[i]
         etl = self.transform_id if (self.transform_id and self.transform_filter(name)) else None
         sample = self.decode(name, self.fetcher.get(name, etl, self.etl_args))
         if not self.with_labels:
             return sample, name
+        if self.labels is not None:
+            return sample, int(self.labels[i])
         label_name = name.rpartition(".")[0] + self.label_ext
-        label = int(self.fetcher.get(label_name).decode().strip())
-        return sample, label
+        return sample, int(self.fetcher.get(label_name).decode().strip())
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None or self._pool_pid != os.getpid():
@@ -214,18 +271,20 @@ class Dataset(_Base, _TorchDataset):
         threads: int = 8,
         timeout: float = 120.0,
         labels: bool = True,
+        direct: bool = True,
+        prefetch_labels: Optional[bool] = None,
     ) -> None:
-        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels)
+        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels, direct, prefetch_labels)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getitem__(self, i: int) -> Any:
-        return self._load(self.names[i])
+        return self._load(i)
 
     def __getitems__(self, indices: list[int]) -> list[Any]:
         """A whole batch at once, requests overlapped (used by DataLoader)."""
-        return list(self._executor().map(lambda i: self._load(self.names[i]), indices))
+        return list(self._executor().map(self._load, indices))
 
 
 def _dist_info(rank: Optional[int], world_size: Optional[int]) -> tuple[int, int]:
@@ -261,8 +320,10 @@ class IterDataset(_Base, _TorchIterable):
         prefetch: int = 16,
         timeout: float = 120.0,
         labels: bool = True,
+        direct: bool = True,
+        prefetch_labels: Optional[bool] = None,
     ) -> None:
-        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels)
+        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels, direct, prefetch_labels)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -297,7 +358,7 @@ class IterDataset(_Base, _TorchIterable):
         ex = self._executor()
         futs = []
         for i in idx:
-            futs.append(ex.submit(self._load, self.names[i]))
+            futs.append(ex.submit(self._load, i))
             if len(futs) >= self.prefetch:
                 yield futs.pop(0).result()
         for f in futs:

@@ -180,3 +180,19 @@ def test_official_sdk_pytorch_datasets_with_etl(endpoint, val_etl) -> None:
         assert sum(len(batch) for batch in loader) == 10
     finally:
         b.delete(missing_ok=True)
+
+
+def test_direct_routing_matches_the_cluster(endpoint, imagenet) -> None:
+    """The connector's client-side owner choice equals the proxy's redirect."""
+    from aistore_rs.pytorch import _Fetcher
+
+    f = _Fetcher(endpoint, imagenet.name, 30.0, direct=True)
+    assert len(f.targets) == 3
+    owners = set()
+    for i in range(30):
+        name = f"train/{i:07d}.jpg"
+        r = requests.get(f"{endpoint}/v1/objects/{imagenet.name}/{name}", allow_redirects=False, timeout=30)
+        assert r.status_code == 301
+        assert r.headers["Location"].startswith(f._owner(name) + "/"), name
+        owners.add(f._owner(name))
+    assert len(owners) == 3

@@ -18,8 +18,13 @@ pub enum EtlCmd {
     /// List ETLs (same as `ais etl show` without a name).
     #[command(alias = "ls")]
     List,
-    /// Show all ETLs, or one ETL's code, runtime and per-target counters.
-    Show { name: Option<String> },
+    /// Show all ETLs, one ETL's code, runtime and per-target counters, or
+    /// `ais etl show errors NAME JOB`: every failed object of an offline job.
+    Show {
+        name: Option<String>,
+        job: Option<String>,
+        job2: Option<String>,
+    },
     /// Print an ETL's logs (all targets, or one).
     Logs {
         name: String,
@@ -32,8 +37,16 @@ pub enum EtlCmd {
     /// Stop and remove an ETL.
     #[command(alias = "remove")]
     Rm { name: String },
-    /// Transform one object: `ais etl object NAME ais://B/O OUT|-`.
+    /// Transform one object: `ais etl object NAME ais://B/O OUT|-`, or into
+    /// another bucket: `ais etl object NAME cp ais://SRC/O ais://DST/O2`.
     Object(ObjectArgs),
+    /// Transform a bucket (or a selection) into another bucket, as a job.
+    Bucket {
+        /// ETL name.
+        name: String,
+        #[command(flatten)]
+        sel: crate::jobs::SelectArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,10 +104,12 @@ pub struct InitCodeArgs {
 pub struct ObjectArgs {
     /// ETL name.
     name: String,
-    /// Source object ais://BUCKET/OBJECT.
+    /// Source object ais://BUCKET/OBJECT (or `cp`).
     object: String,
-    /// Output file or - for stdout.
+    /// Output file or - for stdout (with `cp`: the source object).
     out: String,
+    /// With `cp`: the destination object ais://DST/NAME.
+    dst: Option<String>,
     /// Arguments passed to the transform as etl_args.
     #[arg(long = "args")]
     args: Option<String>,
@@ -111,8 +126,14 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             InitCmd::Spec { file, name } => init_spec(client, &file, name).await,
         },
         EtlCmd::List => list(client).await,
-        EtlCmd::Show { name: None } => list(client).await,
-        EtlCmd::Show { name: Some(n) } => show(client, &n).await,
+        EtlCmd::Show { name: None, .. } => list(client).await,
+        EtlCmd::Show {
+            name: Some(e),
+            job: Some(n),
+            job2: Some(j),
+        } if e == "errors" => crate::jobs::errors(client, &n, &j).await,
+        EtlCmd::Show { name: Some(n), .. } => show(client, &n).await,
+        EtlCmd::Bucket { name, sel } => crate::jobs::start(client, Some(&name), sel).await,
         EtlCmd::Logs { name, target } => {
             let path = match target {
                 Some(t) => format!("/v1/etl/{name}/logs/{t}"),
@@ -158,7 +179,35 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             println!("ETL \"{name}\" removed");
             Ok(())
         }
+        EtlCmd::Object(a) if a.object == "cp" => {
+            let (sb, so) = parse_object(&a.out)?;
+            let dst = a
+                .dst
+                .as_deref()
+                .context("usage: ais etl object NAME cp ais://SRC/OBJ ais://DST/OBJ")?;
+            let (db, d) = parse_object(dst)?;
+            let mut q = format!(
+                "/v1/objects/{}/{}?provider=ais&object_to=ais/@%23/{}/{}&etl_name={}",
+                sb.name,
+                ais_client::enc(&so),
+                db.name,
+                ais_client::enc(&d).replace('&', "%26"),
+                a.name
+            );
+            if let Some(args) = &a.args {
+                q.push_str(&format!(
+                    "&etl_args={}",
+                    ais_client::enc(args).replace('&', "%26")
+                ));
+            }
+            client.raw(HttpMethod::PUT, &q, None).await?;
+            println!("{} transformed by \"{}\" => {}", a.out, a.name, dst);
+            Ok(())
+        }
         EtlCmd::Object(a) => {
+            if a.dst.is_some() {
+                bail!("too many arguments: ais etl object NAME ais://B/O OUT, or NAME cp ais://SRC/O ais://DST/O2");
+            }
             let (bck, obj) = parse_object(&a.object)?;
             let mut q: Vec<(&str, &str)> = vec![("etl_name", a.name.as_str())];
             if let Some(args) = &a.args {

@@ -3,6 +3,7 @@
 
 mod etl;
 mod fmt;
+mod jobs;
 mod objects;
 
 use ais_client::Client;
@@ -60,12 +61,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: etl::EtlCmd,
     },
+    /// Wait for a job to finish (progress bar).
+    Wait {
+        id: String,
+        /// Give up waiting after this long (e.g. 10m).
+        #[arg(long, default_value = "")]
+        timeout: String,
+    },
+    /// Stop things: `ais stop job ID`.
+    Stop {
+        #[command(subcommand)]
+        what: StopCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StopCmd {
+    /// Stop a running job on every target.
+    Job { id: String },
 }
 
 #[derive(Subcommand, Debug)]
 enum ShowCmd {
     /// Proxies and targets in the cluster map.
     Cluster {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Jobs (all, or one): progress, errors, state.
+    Job {
+        id: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -88,6 +113,8 @@ enum BucketCmd {
         #[arg(required = true)]
         buckets: Vec<String>,
     },
+    /// Copy a bucket (or a selection of it) into another, as a job.
+    Cp(jobs::SelectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +124,11 @@ enum ObjectCmd {
 }
 
 fn main() {
+    // Like other Unix tools, die quietly when the reader goes away (`ais ls | head`).
+    // SAFETY: resetting a signal disposition at start-up, before any threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -120,6 +152,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Show { what } => match what {
             ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
+            ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
+        },
+        Cmd::Wait { id, timeout } => {
+            let t = if timeout.is_empty() {
+                None
+            } else {
+                Some(std::time::Duration::from_secs_f64(parse_secs(&timeout)?))
+            };
+            jobs::wait(&client, &id, t).await
+        }
+        Cmd::Stop { what } => match what {
+            StopCmd::Job { id } => jobs::stop(&client, &id).await,
         },
         Cmd::Bucket { cmd } => match cmd {
             BucketCmd::Create { buckets } => {
@@ -131,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             BucketCmd::Ls { json } => objects::list_buckets(&client, json).await,
+            BucketCmd::Cp(a) => jobs::start(&client, None, a).await,
             BucketCmd::Rm { buckets } => {
                 for b in buckets {
                     let bck = objects::parse_bucket(&b)?;
@@ -156,4 +201,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
     }
+}
+
+/// "90s", "10m", "1h" -> seconds.
+fn parse_secs(s: &str) -> anyhow::Result<f64> {
+    let (n, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid duration \"{s}\""))?;
+    Ok(n * match unit {
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => anyhow::bail!("invalid duration \"{s}\" (e.g. 90s, 10m, 1h)"),
+    })
 }

@@ -357,3 +357,150 @@ mod tests {
         serde_json::to_string(p).unwrap()
     }
 }
+
+/// Bucket-to-bucket copy/transform request (`TCBMsg`, plus the multi-object
+/// selection of `copy-listrange`/`etl-listrange`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct TcbMsg {
+    /// ETL name (etl-bck only).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub prefix: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub prepend: String,
+    /// `{"jpg": "png"}`; legacy clients send a plain string (ignored if not a map).
+    #[serde(default, deserialize_with = "ext_map")]
+    pub ext: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default, rename = "num-workers")]
+    pub num_workers: i64,
+    /// Continue on error.
+    #[serde(default)]
+    pub coer: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub request_timeout: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub objnames: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub template: String,
+    /// Passed to the transform as `etl_args`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub etl_args: String,
+}
+
+fn ext_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| {
+                v.as_str().map(|s| {
+                    (
+                        k.trim_start_matches('.').to_string(),
+                        s.trim_start_matches('.').to_string(),
+                    )
+                })
+            })
+            .collect(),
+        _ => Default::default(),
+    })
+}
+
+impl TcbMsg {
+    /// Destination name: extension mapped, then prefixed.
+    pub fn dst_name(&self, src: &str) -> String {
+        let mut name = src.to_string();
+        if let Some((stem, ext)) = src.rsplit_once('.') {
+            if !stem.is_empty() && !ext.contains('/') {
+                if let Some(to) = self.ext.get(ext) {
+                    name = format!("{stem}.{to}");
+                }
+            }
+        }
+        format!("{}{name}", self.prepend)
+    }
+}
+
+/// Expands a bash-style brace template: `shard-{0000..0999}.tar`,
+/// `a{1..10..2}b`, several ranges multiply. Errors on malformed templates or
+/// more than `limit` names.
+pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, AisError> {
+    let bad = |why: &str| AisError::bad_request(format!("invalid template \"{t}\": {why}"));
+    let mut out = vec![String::new()];
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').ok_or_else(|| bad("unclosed '{'"))? + open;
+        let lit = &rest[..open];
+        let body = &rest[open + 1..close];
+        let parts: Vec<&str> = body.split("..").collect();
+        if parts.len() < 2 || parts.len() > 3 {
+            return Err(bad("expected {START..END} or {START..END..STEP}"));
+        }
+        let width = parts[0].len();
+        let a: u64 = parts[0]
+            .parse()
+            .map_err(|_| bad("range start is not a number"))?;
+        let b: u64 = parts[1]
+            .parse()
+            .map_err(|_| bad("range end is not a number"))?;
+        let step: u64 = match parts.get(2) {
+            Some(s) => s.parse().map_err(|_| bad("step is not a number"))?,
+            None => 1,
+        };
+        if step == 0 || b < a {
+            return Err(bad("empty range"));
+        }
+        let count = ((b - a) / step + 1) as usize;
+        if out.len().saturating_mul(count) > limit {
+            return Err(bad(&format!("expands to more than {limit} names")));
+        }
+        let mut next = Vec::with_capacity(out.len() * count);
+        for p in &out {
+            let mut i = a;
+            while i <= b {
+                next.push(format!("{p}{lit}{i:0width$}"));
+                i += step;
+            }
+        }
+        out = next;
+        rest = &rest[close + 1..];
+    }
+    Ok(out.into_iter().map(|p| format!("{p}{rest}")).collect())
+}
+
+#[cfg(test)]
+mod tcb_tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            expand_template("s-{00..02}.tar", 100).unwrap(),
+            vec!["s-00.tar", "s-01.tar", "s-02.tar"]
+        );
+        assert_eq!(
+            expand_template("a{1..5..2}", 100).unwrap(),
+            vec!["a1", "a3", "a5"]
+        );
+        assert_eq!(expand_template("x{0..1}y{0..1}", 100).unwrap().len(), 4);
+        assert_eq!(expand_template("plain", 100).unwrap(), vec!["plain"]);
+        assert!(expand_template("a{1..}", 100).is_err());
+        assert!(expand_template("a{0..1000}", 100).is_err());
+    }
+
+    #[test]
+    fn dst_names() {
+        let m: TcbMsg = serde_json::from_str(r#"{"ext":{".jpg":"png"},"prepend":"out/"}"#).unwrap();
+        assert_eq!(m.dst_name("train/a.jpg"), "out/train/a.png");
+        assert_eq!(m.dst_name("train/a.cls"), "out/train/a.cls");
+        let legacy: TcbMsg =
+            serde_json::from_str(r#"{"ext":"jpg","num-workers":4,"coer":true}"#).unwrap();
+        assert!(legacy.ext.is_empty() && legacy.coer && legacy.num_workers == 4);
+    }
+}

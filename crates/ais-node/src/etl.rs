@@ -505,8 +505,13 @@ async fn list(node: &Arc<Node>) -> Res {
     json_ok(&out)
 }
 
-async fn details(node: &Arc<Node>, name: &str, _job: &str) -> Res {
+async fn details(node: &Arc<Node>, name: &str, job: &str) -> Res {
     let e = entry(node, name)?;
+    if !job.is_empty() {
+        // Per-object errors of an offline job (every one of them).
+        let errors = crate::jobs::job_errors(node, job).await?;
+        return json_ok(&serde_json::json!({"init_msg": e.init_msg, "obj_errors": errors}));
+    }
     let stats = all_target_stats(node).await;
     let per: Vec<TargetEtlStats> = stats
         .iter()

@@ -121,6 +121,15 @@ async fn route(node: &Arc<Node>, ctx: &Ctx, body: Body) -> Res {
         ("buckets", NodeType::Proxy) => proxy::buckets(node, ctx, rest, body).await,
         ("objects", NodeType::Proxy) => proxy::objects(node, ctx, rest).await,
         ("objects", NodeType::Target) => target::objects(node, ctx, rest, body).await,
+        ("internal", NodeType::Target) if rest.starts_with("jobs") => {
+            crate::jobs::target_internal(
+                node,
+                ctx,
+                rest.trim_start_matches("jobs").trim_start_matches('/'),
+                body,
+            )
+            .await
+        }
         ("internal", NodeType::Target) => match rest.strip_prefix("etl") {
             Some(r) if r.is_empty() || r.starts_with('/') => {
                 crate::etl::target_internal(node, ctx, r.trim_start_matches('/'), body).await

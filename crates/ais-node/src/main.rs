@@ -4,6 +4,7 @@
 
 mod etl;
 mod http;
+mod jobs;
 mod node;
 mod playground;
 mod proxy;

@@ -28,6 +28,8 @@ pub struct Node {
     pub joined: AtomicBool,
     /// ETL runtimes (targets only).
     pub etl: Option<Arc<ais_etl::EtlManager>>,
+    /// Offline copy/transform jobs (target: running; proxy: where they run).
+    pub jobs: crate::jobs::Jobs,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,6 +148,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
             .build()?,
         joined: AtomicBool::new(primary.is_some()),
         etl,
+        jobs: Default::default(),
     });
     if let Some(p) = primary {
         tokio::spawn(p.run_failure_detector());

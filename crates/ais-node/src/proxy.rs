@@ -3,8 +3,8 @@
 //! targets, and object redirects to the HRW owner without touching the body.
 
 use crate::http::{
-    bck_from, bck_obj, bytes_response, daemon_info, empty, expect_method, json_ok, read_body,
-    redirect, split_first, unknown_path, Ctx, Res,
+    bck_from, bck_obj, bytes_response, empty, expect_method, json_ok, read_body, redirect,
+    split_first, unknown_path, Ctx, Res,
 };
 use crate::node::Node;
 use ais_cluster::Primary;
@@ -34,7 +34,8 @@ fn primary(node: &Node) -> Result<&Arc<Primary>, AisError> {
 pub async fn cluster(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res {
     match rest {
         "" => match ctx.method {
-            Method::GET => daemon_info(node, ctx),
+            Method::GET => crate::jobs::cluster_query(node, ctx, body).await,
+            Method::PUT => crate::jobs::cluster_action(node, body).await,
             _ => Err(AisError::new(
                 405,
                 format!("method {} is not allowed on {}", ctx.method, ctx.path),
@@ -139,6 +140,9 @@ pub async fn buckets(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
                     .await?;
                     tracing::info!(bucket = %bck.cname(), "bucket created");
                     Ok(empty(StatusCode::OK))
+                }
+                "etl-bck" | "copy-bck" | "etl-listrange" | "copy-listrange" => {
+                    crate::jobs::start(node, ctx, &bck, msg).await
                 }
                 other => Err(unknown_action(other, &bck)),
             }

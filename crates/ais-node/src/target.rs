@@ -361,6 +361,9 @@ async fn put(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> R
     if let Some(owner) = foreign_owner(node, ctx, bck, obj) {
         return Ok(hop_redirect(node, ctx, &owner));
     }
+    if let Some(to) = ctx.query.get("object_to") {
+        return copy_object(node, ctx, bck, obj, to).await;
+    }
     let expected: Option<u64> = ctx
         .headers
         .get(header::CONTENT_LENGTH)
@@ -399,6 +402,60 @@ async fn put(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> R
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);
     Ok(r)
+}
+
+/// `PUT /v1/objects/SRC/O?object_to=ais/@#/DST/O2[&etl_name=E]`: copy (or
+/// transform) one object stored here into another bucket, no job needed.
+async fn copy_object(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str) -> Res {
+    let (dbck, dobj) = Bck::parse_uname(to)?;
+    ais_core::names::validate_object_name(&dobj)?;
+    bucket_props(node, &dbck)?;
+    let store = node.store()?;
+    let info = store
+        .head(bck, obj)
+        .await
+        .map_err(|e| storage_err(node, bck, obj, e))?;
+    let path = store.obj_path(bck, obj);
+    let data = match crate::etl::etl_param(node, ctx) {
+        Some(etl) => {
+            let mgr = node
+                .etl
+                .clone()
+                .ok_or_else(|| AisError::internal("ETL is not available"))?;
+            let rt = mgr
+                .get(&etl)
+                .ok_or_else(|| AisError::etl_not_found(&node.name, &etl))?;
+            let cname = format!("{}/{obj}", bck.cname());
+            let args = ctx.query.get("etl_args").unwrap_or("");
+            Some(
+                rt.transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
+                    .await
+                    .map_err(|e| {
+                        AisError::new(
+                            ais_etl::status_of(&e),
+                            format!(
+                                "{}: etl job {etl} failed to transform {cname}: {e}",
+                                node.name
+                            ),
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
+    crate::jobs::put_to_owner(node, &dbck.name, &dobj, data, &path)
+        .await
+        .map_err(|(msg, code)| {
+            AisError::new(
+                code,
+                format!(
+                    "copy {}/{obj} to {}/{dobj}: {msg}",
+                    bck.cname(),
+                    dbck.cname()
+                ),
+            )
+        })?;
+    Ok(empty(StatusCode::OK))
 }
 
 async fn delete(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {

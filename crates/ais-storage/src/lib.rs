@@ -13,7 +13,7 @@ mod list;
 mod timefmt;
 
 pub use list::list_objects;
-pub use timefmt::go_rfc822;
+pub use timefmt::{go_rfc822, rfc3339};
 
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};
 use ais_core::{hrw, Bck};

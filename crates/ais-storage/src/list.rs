@@ -30,7 +30,8 @@ pub fn list_objects(
             continue;
         }
         let mut out = Vec::new();
-        walk(&dir, "", prefix, after, limit, &mut out)?;
+        // One more than asked: only then do we know whether more names follow.
+        walk(&dir, "", prefix, after, limit + 1, &mut out)?;
         let loc = format!("{node_name}:mp[{}]", mp.path.display());
         all.extend(out.into_iter().map(|(n, p)| (n, p, loc.clone())));
     }

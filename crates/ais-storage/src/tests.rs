@@ -169,3 +169,21 @@ fn orphaned_temp_files_are_removed_at_open() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_full_page_is_not_the_end() {
+    // One mountpath holding exactly a page and more: `done` must stay false
+    // until the last name (a listing used to stop after the first full page).
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    for i in 0..10 {
+        put(&store, &bck, &format!("n{i}"), b"x").await.unwrap();
+    }
+    let (p1, done1) = names(&store, &bck, "", "", 5);
+    assert_eq!((p1.len(), done1), (5, false));
+    let (p2, done2) = names(&store, &bck, "", &p1[4], 5);
+    assert_eq!((p2.len(), done2), (5, true));
+    let (p3, done3) = names(&store, &bck, "", "", 10);
+    assert_eq!((p3.len(), done3), (10, true));
+}

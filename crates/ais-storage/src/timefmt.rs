@@ -33,6 +33,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// RFC 3339 UTC (`2026-11-26T08:07:15.123456789Z`), as Go marshals `time.Time`;
+/// 0 is Go's zero time.
+pub fn rfc3339(unix_ns: i64) -> String {
+    if unix_ns == 0 {
+        return "0001-01-01T00:00:00Z".into();
+    }
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let nanos = unix_ns.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

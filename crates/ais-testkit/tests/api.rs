@@ -344,3 +344,36 @@ fn cluster_buckets_objects_listing() {
 fn rmp_serde_decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> T {
     rmp_serde::from_slice(b).unwrap()
 }
+
+#[test]
+fn listing_pages_when_one_target_holds_everything() {
+    // A single target returns exactly `pagesize` names per page: the proxy must
+    // not mistake a full page for the end (regression: listings stopped early).
+    let c = Cluster::start(1).unwrap();
+    let rt = rt();
+    rt.block_on(async {
+        let cl = Client::new(c.url());
+        cl.create_bucket("one").await.unwrap();
+        for i in 0..120 {
+            cl.put_bytes("one", &format!("o{i:03}"), "x").await.unwrap();
+        }
+        let mut msg = LsoMsg {
+            pagesize: 40,
+            ..Default::default()
+        };
+        let mut n = 0;
+        let mut pages = 0;
+        loop {
+            let page = cl.list_page("one", &msg).await.unwrap();
+            n += page.entries.len();
+            pages += 1;
+            if page.continuation_token.is_empty() {
+                break;
+            }
+            msg.uuid = page.uuid;
+            msg.continuation_token = page.continuation_token;
+        }
+        assert_eq!(n, 120);
+        assert!((3..=4).contains(&pages), "{pages} pages");
+    });
+}

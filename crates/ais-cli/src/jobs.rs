@@ -1,0 +1,297 @@
+//! Offline jobs from the CLI: `ais etl bucket`, `ais bucket cp`, `ais show job`,
+//! `ais wait`, `ais stop job`, with a progress bar while waiting.
+
+use crate::fmt::{size_iec, table};
+use crate::objects::parse_bucket;
+use ais_client::{Client, HttpMethod};
+use anyhow::{bail, Context};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// Source bucket ais://SRC.
+    pub src: String,
+    /// Destination bucket ais://DST (created if missing).
+    pub dst: String,
+    /// Only objects whose names start with this prefix.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Only objects named by this template, e.g. "shard-{0000..0999}.tar".
+    #[arg(long, default_value = "")]
+    pub template: String,
+    /// Only these objects (comma-separated).
+    #[arg(long, default_value = "")]
+    pub list: String,
+    /// Change extensions: "{jpg:png}" or "{jpg:png, txt:md}".
+    #[arg(long, default_value = "")]
+    pub ext: String,
+    /// Prefix added to every destination name.
+    #[arg(long, default_value = "")]
+    pub prepend: String,
+    /// Count what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Continue on per-object errors (all of them are recorded).
+    #[arg(long = "cont-on-err")]
+    pub cont_on_err: bool,
+    /// Concurrent objects per target (0 = default, -1 = serial).
+    #[arg(long = "num-workers", default_value_t = 0)]
+    pub num_workers: i64,
+    /// Wait for the job, with a progress bar.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up waiting after this long (e.g. 10m).
+    #[arg(long, default_value = "")]
+    pub timeout: String,
+}
+
+fn parse_ext(s: &str) -> anyhow::Result<Value> {
+    let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut m = serde_json::Map::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = pair
+            .split_once(':')
+            .with_context(|| format!("invalid --ext pair \"{pair}\" (expected from:to)"))?;
+        m.insert(
+            a.trim().trim_start_matches('.').into(),
+            b.trim().trim_start_matches('.').into(),
+        );
+    }
+    Ok(Value::Object(m))
+}
+
+fn parse_timeout(s: &str) -> anyhow::Result<Option<Duration>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("invalid --timeout {s}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("invalid --timeout {s} (e.g. 90s, 10m, 1h)"),
+    };
+    Ok(Some(Duration::from_secs(secs)))
+}
+
+/// Starts `etl-bck` (with `etl`) or `copy-bck`; prints the job id; optionally waits.
+pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow::Result<()> {
+    let src = parse_bucket(&a.src)?;
+    let dst = parse_bucket(&a.dst)?;
+    let mut v = json!({
+        "prefix": a.prefix,
+        "prepend": a.prepend,
+        "dry_run": a.dry_run,
+        "coer": a.cont_on_err,
+        "num-workers": a.num_workers,
+    });
+    if !a.ext.is_empty() {
+        v["ext"] = parse_ext(&a.ext)?;
+    }
+    if !a.template.is_empty() {
+        v["template"] = a.template.clone().into();
+    }
+    if !a.list.is_empty() {
+        v["objnames"] = a
+            .list
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect::<Vec<_>>()
+            .into();
+    }
+    let action = match etl {
+        Some(name) => {
+            v["id"] = name.into();
+            "etl-bck"
+        }
+        None => "copy-bck",
+    };
+    let body = json!({"action": action, "name": "", "value": v});
+    let path = format!(
+        "/v1/buckets/{}?provider=ais&bck_to=ais/@%23/{}/",
+        src.name, dst.name
+    );
+    let id = client
+        .raw(
+            HttpMethod::POST,
+            &path,
+            Some(serde_json::to_vec(&body)?.into()),
+        )
+        .await?
+        .text()
+        .await?;
+    let what = if a.dry_run { " (dry run)" } else { "" };
+    println!(
+        "{action} {} => {}{what}: job {id}",
+        src.cname(),
+        dst.cname()
+    );
+    if a.wait {
+        wait(client, &id, parse_timeout(&a.timeout)?).await?;
+    } else {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+    }
+    Ok(())
+}
+
+async fn status(client: &Client, id: &str) -> anyhow::Result<Value> {
+    let body = serde_json::to_vec(&json!({"ID": id}))?;
+    Ok(client
+        .raw(
+            HttpMethod::GET,
+            "/v1/cluster?what=status",
+            Some(body.into()),
+        )
+        .await?
+        .json()
+        .await?)
+}
+
+/// Waits for a job with a progress bar: objects and bytes done / total, errors, rate, ETA.
+pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {pos}/{len} objects [{bar:30}] {msg} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    loop {
+        let s = status(client, id).await?;
+        let objs = s["objs"].as_u64().unwrap_or(0);
+        let errs = s["err_count"].as_u64().unwrap_or(0);
+        pb.set_length(s["total_objs"].as_u64().unwrap_or(0));
+        pb.set_position(objs + errs);
+        pb.set_message(format!(
+            "{}/{} errors: {errs}",
+            size_iec(s["bytes"].as_u64().unwrap_or(0)),
+            size_iec(s["total_bytes"].as_u64().unwrap_or(0)),
+        ));
+        if s["end_time"].as_i64().unwrap_or(0) != 0 {
+            pb.finish_and_clear();
+            let err = s["err"].as_str().unwrap_or("");
+            println!(
+                "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}",
+                size_iec(s["bytes"].as_u64().unwrap_or(0)),
+                t0.elapsed().as_secs_f64(),
+                if s["aborted"].as_bool().unwrap_or(false) {
+                    ", aborted"
+                } else {
+                    ""
+                }
+            );
+            if !err.is_empty() {
+                bail!("job {id} failed: {err}");
+            }
+            return Ok(());
+        }
+        if timeout.is_some_and(|t| t0.elapsed() > t) {
+            pb.abandon();
+            bail!(
+                "timed out waiting for job {id} (it keeps running; 'ais stop job {id}' stops it)"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::Result<()> {
+    let list: Vec<Value> = match id {
+        Some(id) => vec![status(client, id).await?],
+        None => {
+            let body = serde_json::to_vec(&json!({}))?;
+            client
+                .raw(HttpMethod::GET, "/v1/cluster?what=jobs", Some(body.into()))
+                .await?
+                .json()
+                .await?
+        }
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            let state = if s["end_time"].as_i64().unwrap_or(0) == 0 {
+                "Running"
+            } else if s["aborted"].as_bool().unwrap_or(false) {
+                "Aborted"
+            } else if !s["err"].as_str().unwrap_or("").is_empty() {
+                "Failed"
+            } else {
+                "Finished"
+            };
+            vec![
+                s["uuid"].as_str().unwrap_or("").to_string(),
+                s["kind"].as_str().unwrap_or("").to_string(),
+                format!("{}/{}", s["objs"], s["total_objs"]),
+                size_iec(s["bytes"].as_u64().unwrap_or(0)),
+                s["err_count"].to_string(),
+                state.to_string(),
+                s["err"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "JOB", "KIND", "OBJECTS", "BYTES", "ERRORS", "STATE", "ERROR",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+pub async fn stop(client: &Client, id: &str) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&json!({"action": "stop", "name": "", "value": {"ID": id}}))?;
+    client
+        .raw(HttpMethod::PUT, "/v1/cluster", Some(body.into()))
+        .await?;
+    println!("job {id} stopped");
+    Ok(())
+}
+
+/// `ais etl show errors NAME JOB`: every per-object failure of a job.
+pub async fn errors(client: &Client, etl: &str, job: &str) -> anyhow::Result<()> {
+    let v: Value = client
+        .raw(HttpMethod::GET, &format!("/v1/etl/{etl}?uuid={job}"), None)
+        .await?
+        .json()
+        .await?;
+    let rows: Vec<Vec<String>> = v["obj_errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                e["obj_name"].as_str().unwrap_or("").to_string(),
+                e["ecode"].to_string(),
+                e["msg"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            ]
+        })
+        .collect();
+    table(&["OBJECT", "CODE", "ERROR"], &rows);
+    Ok(())
+}

@@ -1626,3 +1626,32 @@ def test_runtime_command_failures(cluster: Cluster, etls: List[str], tmp_path: P
     r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT)
     assert r.status_code == 400, r.text
     assert "cannot run image \"nginx:latest\"" in err_message(r)
+
+
+# ------------------------------------------------------ offline jobs via the official SDK
+
+
+def test_sdk_bucket_transform_and_copy_jobs(cluster: Cluster, client: Client, src, etls: List[str]) -> None:
+    name = unique_etl("sdk-job")
+    etls.append(name)
+    must_init(cluster.url, name, "def transform(data):\n    return data[::-1]\n")
+    srcb = client.bucket(src.bucket)
+    dst = client.bucket(unique_bucket_name("sdk-dst"))  # created by the job
+    job_id = srcb.transform(etl_name=name, to_bck=dst, prepend="t/", ext={"txt": "rev"})
+    assert job_id.startswith("etl-"), job_id
+    res = client.job(job_id).wait(timeout=60, verbose=False)
+    assert res.success, res
+    got = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
+    want = {f"t/{k[:-4]}.rev": v[::-1] for k, v in src.items()}
+    assert got == want
+    status = client.job(job_id).status()
+    assert status.uuid == job_id and status.end_time > 0 and not status.aborted and status.err == ""
+    # Plain copy with a prefix filter.
+    cp = client.bucket(unique_bucket_name("sdk-cp"))
+    job_id = srcb.copy(to_bck=cp, prefix_filter="obj-0")
+    assert client.job(job_id).wait(timeout=60, verbose=False).success
+    names = sorted(e.name for e in cp.list_all_objects())
+    assert names == sorted(k for k in src if k.startswith("obj-0"))
+    assert cp.object(names[0]).get_reader().read_all() == src[names[0]]
+    for b in (dst, cp):
+        b.delete(missing_ok=True)

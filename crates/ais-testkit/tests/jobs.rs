@@ -1,0 +1,620 @@
+//! Offline bucket-to-bucket jobs with real Python transforms: outputs, naming,
+//! selection, dry-run, every error recorded, abort, stop, and a target lost
+//! mid-job (clear failure; a rerun completes).
+
+use ais_client::Client;
+use ais_testkit::{raw_http, Cluster};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+const UPPER: &str = "import time\ndef transform(data, path, args):\n    if data.startswith(b'bad'):\n        raise ValueError('refusing ' + path.rsplit('/', 1)[-1])\n    if args == 'slow':\n        time.sleep(0.05)\n    return data.upper()\n";
+
+fn init_etl(url: &str, name: &str, code: &str) {
+    let body = json!({"name": name, "runtime": "python3", "communication": "hpush://", "code": b64(code), "dependencies": "", "init_timeout": "1m", "obj_timeout": "20s", "pool_size": 2});
+    let (st, out) = raw_http(
+        url,
+        "PUT",
+        "/v1/etl",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+}
+
+fn start(url: &str, src: &str, dst: &str, action: &str, value: Value) -> (String, Duration) {
+    let body = json!({"action": action, "name": "", "value": value});
+    let t0 = Instant::now();
+    let (st, out) = raw_http(
+        url,
+        "POST",
+        &format!("/v1/buckets/{src}?provider=ais&bck_to=ais/@%23/{dst}/"),
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    let took = t0.elapsed();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    (String::from_utf8(out).unwrap(), took)
+}
+
+fn status(url: &str, id: &str) -> Value {
+    let (st, out) = raw_http(
+        url,
+        "GET",
+        "/v1/cluster?what=status",
+        &[("Content-Type", "application/json")],
+        json!({"ID": id, "Kind": ""}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn wait(url: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = status(url, id);
+        if s["end_time"].as_i64().unwrap() != 0 {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn names(url: &str, bucket: &str) -> Vec<String> {
+    rt().block_on(Client::new(url).list_all(bucket, "", "name"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+fn fill(url: &str, bucket: &str, n: usize) {
+    let rt = rt();
+    rt.block_on(async {
+        let cl = Client::new(url);
+        cl.create_bucket(bucket).await.unwrap();
+        let futs = (0..n).map(|i| {
+            let cl = cl.clone();
+            async move {
+                cl.put_bytes(bucket, &format!("d/{i:04}.txt"), format!("object {i}"))
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(futs).await;
+        for i in 0..3 {
+            cl.put_bytes(bucket, &format!("bad/{i}.txt"), "bad data")
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn transform_and_copy_buckets() {
+    let c = Cluster::start(3).unwrap();
+    let url = c.url().to_string();
+    fill(&url, "src", 2000);
+    init_etl(&url, "upper-etl", UPPER);
+
+    // Whole prefix, extension mapping and prepend; the destination is created.
+    let (id, took) = start(
+        &url,
+        "src",
+        "dst",
+        "etl-bck",
+        json!({"id": "upper-etl", "prefix": "d/", "ext": {"txt": "md"}, "prepend": "out/"}),
+    );
+    assert!(id.starts_with("etl-"), "{id}");
+    eprintln!("etl-bck start latency: {took:?}");
+    let s = wait(&url, &id);
+    assert_eq!(s["err"], "", "{s}");
+    assert_eq!(s["aborted"], false);
+    assert_eq!(
+        (
+            s["objs"].as_u64(),
+            s["total_objs"].as_u64(),
+            s["err_count"].as_u64()
+        ),
+        (Some(2000), Some(2000), Some(0)),
+        "{s}"
+    );
+    let got = names(&url, "dst");
+    let want: Vec<String> = (0..2000).map(|i| format!("out/d/{i:04}.md")).collect();
+    assert_eq!(got, want);
+    let rt = rt();
+    rt.block_on(async {
+        let cl = Client::new(&url);
+        for i in (0..2000).step_by(37) {
+            let b = cl.get("dst", &format!("out/d/{i:04}.md")).await.unwrap();
+            assert_eq!(b.as_ref(), format!("OBJECT {i}").as_bytes());
+        }
+    });
+    // Job snapshots per target, as the SDK's Job.wait() first reads them.
+    let (st, out) = raw_http(
+        &url,
+        "GET",
+        "/v1/cluster?what=qryxstats",
+        &[],
+        json!({"ID": id}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let snaps: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(snaps.as_object().unwrap().len(), 3);
+    let total: u64 = snaps
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| {
+            v[0]["stats"]["out-objs"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 2000);
+    assert!(snaps
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v[0]["kind"] == "etl-bck" && v[0]["end-time"] != "0001-01-01T00:00:00Z"));
+
+    // Template and list selection, plain copies.
+    let (id, _) = start(
+        &url,
+        "src",
+        "tmpl",
+        "copy-bck",
+        json!({"template": "d/{0100..0199}.txt"}),
+    );
+    assert_eq!(wait(&url, &id)["objs"], 100);
+    let got = names(&url, "tmpl");
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0], "d/0100.txt");
+    assert_eq!(
+        rt.block_on(Client::new(&url).get("tmpl", "d/0150.txt"))
+            .unwrap()
+            .as_ref(),
+        b"object 150"
+    );
+    let (id, _) = start(
+        &url,
+        "src",
+        "lst",
+        "copy-listrange",
+        json!({"objnames": ["d/0001.txt", "d/0002.txt", "nope.txt"], "tobck": {"name": "lst", "provider": "ais"}}),
+    );
+    assert_eq!(wait(&url, &id)["objs"], 2);
+    assert_eq!(names(&url, "lst"), vec!["d/0001.txt", "d/0002.txt"]);
+
+    // Dry run: counts, writes nothing, creates nothing.
+    let (id, _) = start(
+        &url,
+        "src",
+        "dry",
+        "etl-bck",
+        json!({"id": "upper-etl", "dry_run": true}),
+    );
+    let s = wait(&url, &id);
+    assert_eq!(
+        (s["objs"].as_u64(), s["err"].as_str()),
+        (Some(2003), Some("")),
+        "{s}"
+    );
+    assert!(s["bytes"].as_u64().unwrap() > 2000 * 8);
+    let (st, _) = raw_http(&url, "HEAD", "/v1/buckets/dry", &[], b"").unwrap();
+    assert_eq!(st, 404, "dry run created the destination");
+
+    // Continue on error: every failure recorded (with its Python error), the rest written.
+    let (id, _) = start(
+        &url,
+        "src",
+        "coer",
+        "etl-bck",
+        json!({"id": "upper-etl", "coer": true}),
+    );
+    let s = wait(&url, &id);
+    assert_eq!(
+        (s["objs"].as_u64(), s["err_count"].as_u64()),
+        (Some(2000), Some(3)),
+        "{s}"
+    );
+    assert_eq!(s["err"], "", "{s}");
+    let (st, out) = raw_http(
+        &url,
+        "GET",
+        &format!("/v1/etl/upper-etl?uuid={id}"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    let mut failed: Vec<String> = v["obj_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["obj_name"].as_str().unwrap().to_string())
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![
+            "ais://src/bad/0.txt",
+            "ais://src/bad/1.txt",
+            "ais://src/bad/2.txt"
+        ]
+    );
+    assert!(
+        v["obj_errors"][0]["msg"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError: refusing"),
+        "{v}"
+    );
+    assert_eq!(names(&url, "coer").len(), 2000);
+
+    // Without it, the first error stops the job and says which object and why.
+    let (id, _) = start(
+        &url,
+        "src",
+        "strict",
+        "etl-bck",
+        json!({"id": "upper-etl", "prefix": "bad/"}),
+    );
+    let s = wait(&url, &id);
+    assert_eq!(s["aborted"], true, "{s}");
+    let err = s["err"].as_str().unwrap();
+    assert!(
+        err.contains("ais://src/bad/") && err.contains("ValueError: refusing"),
+        "{err}"
+    );
+
+    // Bad requests.
+    let (st, body) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/src?bck_to=ais/@%23/x/",
+        &[],
+        json!({"action": "etl-bck", "value": {"id": "no-such-etl"}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 404);
+    assert!(String::from_utf8_lossy(&body).contains("etl job no-such-etl does not exist"));
+    let (st, body) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/src",
+        &[],
+        json!({"action": "copy-bck", "value": {}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&body).contains("missing destination"));
+    let (st, _) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/src?bck_to=ais/@%23/src/",
+        &[],
+        json!({"action": "copy-bck", "value": {}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 400);
+    let (st, _) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/src?bck_to=ais/@%23/t/",
+        &[],
+        json!({"action": "copy-bck", "value": {"template": "x{1..}"}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 400);
+    let (st, _) = raw_http(
+        &url,
+        "GET",
+        "/v1/cluster?what=status",
+        &[],
+        json!({"ID": "nope"}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn stop_job_and_lose_a_target_mid_job() {
+    let mut c = Cluster::start(3).unwrap();
+    let url = c.url().to_string();
+    fill(&url, "src", 600);
+    init_etl(&url, "slow-etl", UPPER);
+    let slow = |dst: &str| {
+        start(
+            &url,
+            "src",
+            dst,
+            "etl-bck",
+            json!({"id": "slow-etl", "prefix": "d/", "etl_args": "slow", "num-workers": 2}),
+        )
+    };
+
+    // Stop: every target stops promptly.
+    let (id, _) = slow("stopped");
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
+    let (st, _) = raw_http(
+        &url,
+        "PUT",
+        "/v1/cluster",
+        &[],
+        json!({"action": "stop", "value": {"ID": id}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let s = wait(&url, &id);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(s["aborted"], true, "{s}");
+    assert!(
+        s["err"].as_str().unwrap().contains("aborted by user"),
+        "{s}"
+    );
+    assert!(s["objs"].as_u64().unwrap() < 600, "{s}");
+
+    // A target dies mid-job: the job fails and names it.
+    let (id, _) = slow("lost");
+    std::thread::sleep(Duration::from_millis(700));
+    let victim = c.targets[1].id.clone();
+    c.targets[1].kill();
+    let s = wait(&url, &id);
+    assert_eq!(s["aborted"], true, "{s}");
+    let err = s["err"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("t[{victim}]")) && err.contains("rerun"),
+        "{err}"
+    );
+    // Back with its data; the same job again completes the work.
+    c.restart_target(1).unwrap();
+    c.wait_targets(3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The restarted target starts the ETL from cluster metadata.
+        let (st, body) = raw_http(&url, "GET", "/v1/etl", &[], b"").unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        if st == 200 && v[0]["stage"] == "Running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ETL not running again: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (id, _) = start(
+        &url,
+        "src",
+        "lost",
+        "etl-bck",
+        json!({"id": "slow-etl", "prefix": "d/", "num-workers": 8}),
+    );
+    let s = wait(&url, &id);
+    assert_eq!(
+        (s["err"].as_str(), s["objs"].as_u64()),
+        (Some(""), Some(600)),
+        "{s}"
+    );
+    let got = names(&url, "lost");
+    assert_eq!(got.len(), 600);
+    let rt = rt();
+    for i in (0..600).step_by(29) {
+        let b = rt
+            .block_on(Client::new(&url).get("lost", &format!("d/{i:04}.txt")))
+            .unwrap();
+        assert_eq!(b.as_ref(), format!("OBJECT {i}").as_bytes());
+    }
+}
+
+fn ais(endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(ais_testkit::bin("ais"))
+        .args(args)
+        .env("AIS_ENDPOINT", endpoint)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn job_commands_in_the_cli() {
+    let c = Cluster::start(2).unwrap();
+    let url = c.url().to_string();
+    fill(&url, "src", 50);
+    let code = std::env::temp_dir().join(format!("upper-{}.py", std::process::id()));
+    std::fs::write(&code, UPPER).unwrap();
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "init",
+            "code",
+            "--name",
+            "cli-upper",
+            "--from-file",
+            code.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "bucket",
+            "cli-upper",
+            "ais://src",
+            "ais://out",
+            "--prefix",
+            "d/",
+            "--ext",
+            "{txt:up}",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("etl-bck ais://src => ais://out") && out.contains("50 objects"),
+        "{out}"
+    );
+    let (_, ls, _) = ais(&url, &["ls", "ais://out"]);
+    assert!(ls.contains("d/0007.up"), "{ls}");
+    // A failing job: non-zero exit, the reason, and every error listed.
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "bucket",
+            "cli-upper",
+            "ais://src",
+            "ais://out2",
+            "--cont-on-err",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}"); // continue-on-error: the job itself succeeds
+    assert!(out.contains("3 errors"), "{out}");
+    let id = out
+        .split("job ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| c == ':' || c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, errs, _) = ais(&url, &["etl", "show", "errors", "cli-upper", &id]);
+    assert!(
+        ok && errs.matches("ais://src/bad/").count() == 3 && errs.contains("ValueError"),
+        "{errs}"
+    );
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "bucket",
+            "cli-upper",
+            "ais://src",
+            "ais://out3",
+            "--prefix",
+            "bad/",
+            "--wait",
+        ],
+    );
+    assert!(
+        !ok && err.contains("failed") && err.contains("refusing"),
+        "{out}{err}"
+    );
+    // Copy, dry run, show job, wait, stop.
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "bucket",
+            "cp",
+            "ais://src",
+            "ais://copy",
+            "--list",
+            "d/0001.txt,d/0002.txt",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let id = out
+        .split("job ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(|c: char| !c.is_alphanumeric())
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out, _) = ais(&url, &["wait", &id]);
+    assert!(ok && out.contains("2 objects"), "{out}");
+    let (ok, out, _) = ais(&url, &["show", "job"]);
+    assert!(
+        ok && out.lines().next().unwrap().starts_with("JOB")
+            && out.contains(&id)
+            && out.contains("Finished"),
+        "{out}"
+    );
+    let (ok, out, _) = ais(&url, &["show", "job", &id, "--json"]);
+    assert!(ok && out.contains("\"total_objs\": 2"), "{out}");
+    let (ok, out, _) = ais(
+        &url,
+        &[
+            "bucket",
+            "cp",
+            "ais://src",
+            "ais://nothing",
+            "--dry-run",
+            "--wait",
+        ],
+    );
+    assert!(ok && out.contains("53 objects"), "{out}");
+    let (ok, _, err) = ais(&url, &["stop", "job", "no-such-job"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    // One object into another bucket, transformed, without a job.
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "object",
+            "cli-upper",
+            "cp",
+            "ais://src/d/0003.txt",
+            "ais://copy/x/three.txt",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (_, cat, _) = ais(&url, &["object", "cat", "ais://copy/x/three.txt"]);
+    assert_eq!(cat, "OBJECT 3");
+    let _ = std::fs::remove_file(code);
+}

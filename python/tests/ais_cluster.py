@@ -55,6 +55,14 @@ def default_bin_dir() -> Path:
     return Path(env) if env else REPO_ROOT / "target" / "debug"
 
 
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 class ClusterError(RuntimeError):
     """The cluster could not be started (the message carries log tails)."""
 
@@ -320,7 +328,9 @@ class Cluster:
                         raise ClusterError(
                             f"smap tmap {sorted(tmap)} != started {sorted(want)}"
                         )
-                    return
+                    # Each target answers health once it has applied the join reply.
+                    if all(_healthy(t.url) for t in self.targets):
+                        return
             except (OSError, ValueError) as e:
                 last = e
             time.sleep(0.1)

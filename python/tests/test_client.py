@@ -121,3 +121,23 @@ def test_callable_with_other_python_is_a_clear_error(rs: Client, bck, monkeypatc
     assert e.value.status == 400
     assert "python3.99" in e.value.message and "available" in e.value.message, e.value.message
     assert sys.version_info.minor != 99
+
+
+def test_keepalive_puts_through_the_proxy(endpoint: str, bck) -> None:
+    """Many PUTs with bodies on one keep-alive session through the proxy's 307:
+    the proxy drains small bodies (or says Connection: close), so no request
+    lands on a connection the server dropped (regression: RemoteDisconnected)."""
+    import requests
+
+    s = requests.Session()
+    body = bytes(range(256)) * 256  # 64 KiB
+    for i in range(300):
+        r = s.put(f"{endpoint}/v1/objects/{bck.name}/ka/{i:04d}", data=body, timeout=30)
+        assert r.status_code == 200, r.text
+    big = body * 8  # 512 KiB: not drained, the connection is closed instead
+    for i in range(20):
+        r = s.put(f"{endpoint}/v1/objects/{bck.name}/big/{i:02d}", data=big, timeout=30)
+        assert r.status_code == 200, r.text
+    assert len(bck.list_names("ka/")) == 300 and len(bck.list_names("big/")) == 20
+    raw = requests.put(f"{endpoint}/v1/objects/{bck.name}/x", data=big, allow_redirects=False, timeout=30)
+    assert raw.status_code == 307 and raw.headers.get("Connection", "").lower() == "close"

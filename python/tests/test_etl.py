@@ -1637,7 +1637,8 @@ def test_sdk_bucket_transform_and_copy_jobs(cluster: Cluster, client: Client, sr
     must_init(cluster.url, name, "def transform(data):\n    return data[::-1]\n")
     srcb = client.bucket(src.bucket)
     dst = client.bucket(unique_bucket_name("sdk-dst"))  # created by the job
-    job_id = srcb.transform(etl_name=name, to_bck=dst, prepend="t/", ext={"txt": "rev"})
+    # Other tests add objects to `src`: select ours by prefix.
+    job_id = srcb.transform(etl_name=name, to_bck=dst, prefix_filter="obj-", prepend="t/", ext={"txt": "rev"})
     assert job_id.startswith("etl-"), job_id
     res = client.job(job_id).wait(timeout=60, verbose=False)
     assert res.success, res

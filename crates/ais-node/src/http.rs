@@ -119,7 +119,7 @@ async fn route(node: &Arc<Node>, ctx: &Ctx, body: Body) -> Res {
         ("cluster", NodeType::Proxy) => proxy::cluster(node, ctx, rest, body).await,
         ("cluster", NodeType::Target) if rest.is_empty() => daemon_info(node, ctx),
         ("buckets", NodeType::Proxy) => proxy::buckets(node, ctx, rest, body).await,
-        ("objects", NodeType::Proxy) => proxy::objects(node, ctx, rest).await,
+        ("objects", NodeType::Proxy) => proxy::objects(node, ctx, rest, body).await,
         ("objects", NodeType::Target) => target::objects(node, ctx, rest, body).await,
         ("internal", NodeType::Target) if rest.starts_with("jobs") => {
             crate::jobs::target_internal(
@@ -154,7 +154,7 @@ async fn easy_url(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res {
     if obj.is_empty() {
         return proxy::buckets(node, ctx, bucket, body).await;
     }
-    proxy::objects(node, ctx, rest).await
+    proxy::objects(node, ctx, rest, body).await
 }
 
 fn health(node: &Node) -> Res {

@@ -598,6 +598,15 @@ async fn abort_everywhere(node: &Node, id: &str) {
     futures::future::join_all(futs).await;
 }
 
+fn proxy_job(node: &Node, id: &str) -> Result<ProxyJob, AisError> {
+    node.jobs
+        .proxy_jobs
+        .read()
+        .ok()
+        .and_then(|m| m.get(id).cloned())
+        .ok_or_else(|| AisError::new(404, format!("{}: job {id} not found", node.name)))
+}
+
 /// Job query body: Go-style capitalised keys or lower-case.
 #[derive(Deserialize, Default)]
 struct JobQuery {
@@ -611,13 +620,7 @@ async fn snaps(
     node: &Node,
     id: &str,
 ) -> Result<(ProxyJob, Vec<(Snode, Result<Value, String>)>), AisError> {
-    let job = node
-        .jobs
-        .proxy_jobs
-        .read()
-        .ok()
-        .and_then(|m| m.get(id).cloned())
-        .ok_or_else(|| AisError::new(404, format!("{}: job {id} not found", node.name)))?;
+    let job = proxy_job(node, id)?;
     let futs = job.targets.iter().map(|t| {
         let r = node
             .http
@@ -792,13 +795,7 @@ pub async fn cluster_action(node: &Arc<Node>, body: Body) -> Res {
 
 /// Per-object errors of a job, from every target (for `GET /v1/etl/NAME?uuid=JOB`).
 pub async fn job_errors(node: &Node, id: &str) -> Result<Vec<Value>, AisError> {
-    let job = node
-        .jobs
-        .proxy_jobs
-        .read()
-        .ok()
-        .and_then(|m| m.get(id).cloned())
-        .ok_or_else(|| AisError::new(404, format!("{}: job {id} not found", node.name)))?;
+    let job = proxy_job(node, id)?;
     let futs = job.targets.iter().map(|t| {
         let r = node
             .http

@@ -319,9 +319,52 @@ async fn list_objects(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Re
     }
 }
 
+/// Bodies up to this size that follow a redirected request are drained, so
+/// the client's keep-alive connection stays usable (as Go's server does).
+const DRAIN_LIMIT: u64 = 256 * 1024;
+
 /// Object verbs at the proxy: validate, then redirect to the owner target
-/// (301 for GET as AIStore does, 307 otherwise). The body is never read.
-pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
+/// (301 for GET as AIStore does, 307 otherwise). The decision never waits for
+/// the body; afterwards a small body is drained and a large one left unread
+/// with `Connection: close`, so no client reuses a connection the server is
+/// about to drop.
+pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res {
+    let mut r = redirect_object(node, ctx, rest).await?;
+    let len: Option<u64> = ctx
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    // The SDK's HTTPS flow announces a length but sends no body, with
+    // `Connection: close`: never wait for it.
+    let closing = ctx
+        .headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    match len {
+        _ if closing => {}
+        Some(0) | None if !chunked => {}
+        Some(n) if n <= DRAIN_LIMIT && !chunked => {
+            let drain = axum::body::to_bytes(body, DRAIN_LIMIT as usize);
+            if tokio::time::timeout(std::time::Duration::from_secs(2), drain)
+                .await
+                .is_err()
+            {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        _ => {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    Ok(r)
+}
+
+async fn redirect_object(node: &Arc<Node>, ctx: &Ctx, rest: &str) -> Res {
     expect_method(
         ctx,
         &[

@@ -121,6 +121,21 @@ pub async fn objects(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body) -> Res
     }
 }
 
+/// The object is not on this target: send the client to its owner (stale
+/// map), else to a target that still holds it (placement changed since it was
+/// written), else 404. A request that already hopped is answered here.
+async fn not_here(node: &Node, ctx: &Ctx, bck: &Bck, obj: &str, foreign: Option<String>) -> Res {
+    if let Some(owner) = foreign {
+        return Ok(hop_redirect(node, ctx, &owner));
+    }
+    if ctx.query.get("ais_hop").is_none() {
+        if let Some(t) = find_on_neighbors(node, bck, obj).await {
+            return Ok(hop_redirect(node, ctx, t.url()));
+        }
+    }
+    Err(AisError::object_not_found(&node.name, bck, obj))
+}
+
 fn hop_redirect(node: &Node, ctx: &Ctx, url: &str) -> Response {
     redirect(
         ctx,
@@ -142,15 +157,7 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
                 return crate::etl::transform_local(node, &etl, bck, obj, args).await;
             }
             Err(StorageError::NotFound) => {
-                if let Some(owner) = foreign {
-                    return Ok(hop_redirect(node, ctx, &owner));
-                }
-                if ctx.query.get("ais_hop").is_none() {
-                    if let Some(t) = find_on_neighbors(node, bck, obj).await {
-                        return Ok(hop_redirect(node, ctx, t.url()));
-                    }
-                }
-                return Err(AisError::object_not_found(&node.name, bck, obj));
+                return not_here(node, ctx, bck, obj, foreign).await;
             }
             Err(e) => return Err(storage_err(node, bck, obj, e)),
         }
@@ -158,15 +165,7 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
     let reader = match store.open_obj(bck, obj).await {
         Ok(r) => r,
         Err(StorageError::NotFound) => {
-            if let Some(owner) = foreign {
-                return Ok(hop_redirect(node, ctx, &owner));
-            }
-            if ctx.query.get("ais_hop").is_none() {
-                if let Some(t) = find_on_neighbors(node, bck, obj).await {
-                    return Ok(hop_redirect(node, ctx, t.url()));
-                }
-            }
-            return Err(AisError::object_not_found(&node.name, bck, obj));
+            return not_here(node, ctx, bck, obj, foreign).await;
         }
         Err(e) => return Err(storage_err(node, bck, obj, e)),
     };
@@ -302,15 +301,8 @@ async fn head(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     let info = match store.head(bck, obj).await {
         Ok(i) => i,
         Err(StorageError::NotFound) => {
-            if let Some(owner) = foreign_owner(node, ctx, bck, obj) {
-                return Ok(hop_redirect(node, ctx, &owner));
-            }
-            if ctx.query.get("ais_hop").is_none() {
-                if let Some(t) = find_on_neighbors(node, bck, obj).await {
-                    return Ok(hop_redirect(node, ctx, t.url()));
-                }
-            }
-            return Err(AisError::object_not_found(&node.name, bck, obj));
+            let foreign = foreign_owner(node, ctx, bck, obj);
+            return not_here(node, ctx, bck, obj, foreign).await;
         }
         Err(e) => return Err(storage_err(node, bck, obj, e)),
     };

@@ -9,6 +9,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
+pub fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
 /// Directory holding the `aisnode` and `ais` binaries.
 pub fn bin_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("AIS_BIN_DIR") {
@@ -326,7 +345,15 @@ impl Cluster {
     pub fn wait_targets(&self, n: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.target_count() == n {
+            let healthy = || {
+                self.targets.iter().filter(|t| t.child.is_some()).all(|t| {
+                    matches!(
+                        raw_http(&t.url, "GET", "/v1/health", &[], b""),
+                        Ok((200, _))
+                    )
+                })
+            };
+            if self.target_count() == n && healthy() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -2,27 +2,8 @@
 //! target that joins later starts them, and a SIGKILLed target leaves no
 //! worker behind. Uses the host's python3 (no dependencies needed).
 
-use ais_testkit::{raw_http, Cluster};
+use ais_testkit::{b64, raw_http, Cluster};
 use std::time::{Duration, Instant};
-
-fn b64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 const CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
 

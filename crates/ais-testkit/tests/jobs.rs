@@ -3,7 +3,7 @@
 //! mid-job (clear failure; a rerun completes).
 
 use ais_client::Client;
-use ais_testkit::{raw_http, Cluster};
+use ais_testkit::{b64, raw_http, Cluster};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -12,25 +12,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn b64(s: &str) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                T[(n >> (18 - 6 * i) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 const UPPER: &str = "import time\ndef transform(data, path, args):\n    if data.startswith(b'bad'):\n        raise ValueError('refusing ' + path.rsplit('/', 1)[-1])\n    if args == 'slow':\n        time.sleep(0.05)\n    return data.upper()\n";

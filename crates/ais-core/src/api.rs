@@ -338,7 +338,8 @@ mod tests {
     }
 
     #[test]
-    fn msgpack_keys() {
+    fn list_page_wire_keys() {
+        // The SDK's msgspec decoder requires exactly these top-level keys.
         let page = LsoResMsgpack {
             uuid: "u".into(),
             continuation_token: String::new(),
@@ -349,12 +350,11 @@ mod tests {
             }],
             flags: 0,
         };
-        let bytes = rmp_serde_like(&page);
-        assert!(bytes.contains("UUID") && bytes.contains("ContinuationToken"));
-    }
-
-    fn rmp_serde_like(p: &LsoResMsgpack) -> String {
-        serde_json::to_string(p).unwrap()
+        let v = serde_json::to_value(&page).unwrap();
+        let mut keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["ContinuationToken", "Entries", "Flags", "UUID"]);
+        assert_eq!(v["Entries"][0], serde_json::json!({"n": "a", "s": 5}));
     }
 }
 

@@ -39,32 +39,8 @@ if __name__ == "__main__":
     sys.stdout.buffer.write(to_bytes(img))
 """
 
-TORCH_SEED = """\
-import io, sys
-import torch
-from PIL import Image
-from torchvision import transforms
-
-def img_to_bytes(img):
-    buf = io.BytesIO()
-    img = img.convert('RGB')
-    img.save(buf, format='JPEG')
-    return buf.getvalue()
-
-preprocessing = transforms.Compose([
-    transforms.RandomResizedCrop(224),
-    transforms.RandomHorizontalFlip(),
-    transforms.ToTensor(),
-    transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    transforms.ToPILImage(),
-])
-
-if __name__ == "__main__":
-    input_bytes = sys.stdin.buffer.read()
-    image = Image.open(io.BytesIO(input_bytes)).convert('RGB')
-    processed_bytes = preprocessing(image)
-    sys.stdout.buffer.write(img_to_bytes(processed_bytes))
-"""
+# The seed post's torchvision script, exactly as the example ships it.
+TORCH_SEED = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "imagenet-etl", "code.py")).read()
 
 RESIZE_FN = """\
 import io

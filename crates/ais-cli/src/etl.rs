@@ -115,6 +115,28 @@ pub struct ObjectArgs {
     args: Option<String>,
 }
 
+/// Base64 text from the server (logs, code, dependencies) as a string.
+fn unb64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default()
+}
+
+async fn lifecycle(
+    client: &Client,
+    m: HttpMethod,
+    name: &str,
+    suffix: &str,
+    done: &str,
+) -> anyhow::Result<()> {
+    client
+        .raw(m, &format!("/v1/etl/{name}{suffix}"), None)
+        .await?;
+    println!("ETL \"{name}\" {done}");
+    Ok(())
+}
+
 fn b64(raw: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
@@ -145,11 +167,7 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
                 .json()
                 .await?;
             for t in v.as_array().cloned().unwrap_or_default() {
-                let logs = t["logs"].as_str().unwrap_or("");
-                let text = base64::engine::general_purpose::STANDARD
-                    .decode(logs)
-                    .map(|b| String::from_utf8_lossy(&b).to_string())
-                    .unwrap_or_default();
+                let text = unb64(t["logs"].as_str().unwrap_or(""));
                 println!("=== t[{}] ===", t["target_id"].as_str().unwrap_or("?"));
                 print!("{text}");
                 if !text.ends_with('\n') && !text.is_empty() {
@@ -159,26 +177,12 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             Ok(())
         }
         EtlCmd::Stop { name } => {
-            client
-                .raw(HttpMethod::POST, &format!("/v1/etl/{name}/stop"), None)
-                .await?;
-            println!("ETL \"{name}\" stopped");
-            Ok(())
+            lifecycle(client, HttpMethod::POST, &name, "/stop", "stopped").await
         }
         EtlCmd::Start { name } => {
-            client
-                .raw(HttpMethod::POST, &format!("/v1/etl/{name}/start"), None)
-                .await?;
-            println!("ETL \"{name}\" started");
-            Ok(())
+            lifecycle(client, HttpMethod::POST, &name, "/start", "started").await
         }
-        EtlCmd::Rm { name } => {
-            client
-                .raw(HttpMethod::DELETE, &format!("/v1/etl/{name}"), None)
-                .await?;
-            println!("ETL \"{name}\" removed");
-            Ok(())
-        }
+        EtlCmd::Rm { name } => lifecycle(client, HttpMethod::DELETE, &name, "", "removed").await,
         EtlCmd::Object(a) if a.object == "cp" => {
             let (sb, so) = parse_object(&a.out)?;
             let dst = a
@@ -333,11 +337,7 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
         "OBJ TIMEOUT:   {}",
         init["obj_timeout"].as_str().unwrap_or("")
     );
-    let deps = init["dependencies"].as_str().unwrap_or("");
-    let deps = base64::engine::general_purpose::STANDARD
-        .decode(deps)
-        .map(|b| String::from_utf8_lossy(&b).to_string())
-        .unwrap_or_default();
+    let deps = unb64(init["dependencies"].as_str().unwrap_or(""));
     println!(
         "DEPENDENCIES:  {}",
         deps.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -35,3 +35,48 @@ impl LogSink {
         s
     }
 }
+
+/// Streams a child's stdout and stderr, line by line, into `log`.
+pub fn capture_output(child: &mut tokio::process::Child, log: &LogSink) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    fn pipe<R: tokio::io::AsyncRead + Unpin + Send + 'static>(r: R, log: LogSink) {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                log.line(&l);
+            }
+        });
+    }
+    if let Some(o) = child.stdout.take() {
+        pipe(o, log.clone());
+    }
+    if let Some(e) = child.stderr.take() {
+        pipe(e, log.clone());
+    }
+}
+
+/// Starts `cmd` in its own process group, killed with its parent (the
+/// target), optionally with `fd3` as its file descriptor 3.
+pub fn spawn_isolated(
+    cmd: &mut tokio::process::Command,
+    fd3: Option<i32>,
+) -> std::io::Result<tokio::process::Child> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if let Some(fd) = fd3 {
+                if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}

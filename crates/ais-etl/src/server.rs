@@ -11,9 +11,7 @@ use crate::spec::Comm;
 use crate::EtlError;
 use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/')
@@ -66,47 +64,15 @@ impl CommandServer {
             .env("PORT", port.to_string())
             .env("AIS_ETL_PORT", port.to_string())
             .env("AIS_TARGET_URL", &cfg.target_url)
-            .env("DIRECT_PUT", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("DIRECT_PUT", "false");
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        // SAFETY: only async-signal-safe libc calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = crate::logs::spawn_isolated(&mut cmd, None).map_err(|e| {
             EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
         })?;
         let pid = child.id().unwrap_or(0);
-        for r in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(r).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    log.line(&l);
-                }
-            });
-        }
+        crate::logs::capture_output(&mut child, log);
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)

@@ -7,9 +7,8 @@ use crate::logs::LogSink;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::os::unix::io::{AsRawFd, IntoRawFd};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 /// How a worker is started.
@@ -85,19 +84,6 @@ async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
     Ok((resp, Bytes::from(payload)))
 }
 
-fn pipe_to_log<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
-    r: R,
-    log: LogSink,
-    prefix: String,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(r).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            log.line(&format!("{prefix}{l}"));
-        }
-    });
-}
-
 impl Worker {
     /// Starts a worker and waits for it to import the user code.
     pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, String> {
@@ -116,38 +102,18 @@ impl Worker {
             // the cores. A spec's own env overrides these.
             .env("OMP_NUM_THREADS", "1")
             .env("MKL_NUM_THREADS", "1")
-            .env("OPENBLAS_NUM_THREADS", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("OPENBLAS_NUM_THREADS", "1");
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        // SAFETY: only async-signal-safe libc calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::dup2(theirs_fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let spawned = cmd.spawn();
+        let spawned = crate::logs::spawn_isolated(&mut cmd, Some(theirs_fd));
         // SAFETY: closing our copy of the child's end (the child has its own after fork).
         unsafe {
             libc::close(theirs_fd);
         }
         let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", cfg.python))?;
         let pid = child.id().unwrap_or(0);
-        if let Some(o) = child.stdout.take() {
-            pipe_to_log(o, log.clone(), String::new());
-        }
-        if let Some(e) = child.stderr.take() {
-            pipe_to_log(e, log.clone(), String::new());
-        }
+        crate::logs::capture_output(&mut child, log);
         ours.set_nonblocking(true).map_err(|e| e.to_string())?;
         let _ = ours.as_raw_fd();
         let mut sock = UnixStream::from_std(ours).map_err(|e| e.to_string())?;

@@ -190,6 +190,10 @@ async fn get(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPr
     };
     let (start, len) = range.unwrap_or((0, size));
     let body = match reader.body {
+        ObjBody::Mapped(m) => {
+            let b = bytes::Bytes::from_owner(m);
+            Body::from(b.slice(start as usize..(start + len) as usize))
+        }
         ObjBody::Small(buf) => {
             let s = start as usize;
             let e = (start + len) as usize;

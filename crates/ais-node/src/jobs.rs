@@ -353,9 +353,13 @@ async fn one(
             404,
         ))?;
         let cname = format!("ais://{}/{name}", spec.src);
-        let r = rt
-            .transform(&cname, &path.to_string_lossy(), size, &spec.msg.etl_args)
-            .await;
+        let fqn = path.to_string_lossy();
+        let mut r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+        // A worker that died (e.g. killed for memory) may be a passing
+        // failure: one more try on its replacement before recording an error.
+        if matches!(r, Err(ais_etl::EtlError::WorkerDied(_))) {
+            r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+        }
         Some(r.map_err(|e| (e.to_string(), ais_etl::status_of(&e)))?)
     } else {
         None

@@ -338,6 +338,34 @@ fn transform_and_copy_buckets() {
     )
     .unwrap();
     assert_eq!(st, 404);
+
+    // A worker that dies once on an object (a passing failure) is retried on
+    // its replacement: the job completes without errors.
+    let marks = std::env::temp_dir().join(format!("crash-once-{}", std::process::id()));
+    std::fs::create_dir_all(&marks).unwrap();
+    let code = format!(
+        "import os\ndef transform(data, path, args):\n    m = os.path.join({:?}, os.path.basename(path))\n    if not os.path.exists(m):\n        open(m, 'w').close()\n        os._exit(9)\n    return data\n",
+        marks.display().to_string()
+    );
+    init_etl(&url, "crash-once", &code);
+    let (id, _) = start(
+        &url,
+        "src",
+        "retried",
+        "etl-bck",
+        json!({"id": "crash-once", "template": "d/{0000..0019}.txt"}),
+    );
+    let s = wait(&url, &id);
+    assert_eq!(
+        (
+            s["err"].as_str(),
+            s["objs"].as_u64(),
+            s["err_count"].as_u64()
+        ),
+        (Some(""), Some(20), Some(0)),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(marks);
 }
 
 #[test]

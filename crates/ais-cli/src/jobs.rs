@@ -179,9 +179,13 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
             pb.finish_and_clear();
             let err = s["err"].as_str().unwrap_or("");
             println!(
-                "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}",
+                "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}{}",
                 size_iec(s["bytes"].as_u64().unwrap_or(0)),
                 t0.elapsed().as_secs_f64(),
+                match s["skipped"].as_u64().unwrap_or(0) {
+                    0 => String::new(),
+                    n => format!(", {n} unchanged (skipped)"),
+                },
                 if s["aborted"].as_bool().unwrap_or(false) {
                     ", aborted"
                 } else {

@@ -31,7 +31,15 @@ pub struct JobSpec {
     pub src: String,
     pub dst: String,
     pub msg: TcbMsg,
+    /// The destination existed before the job: outputs a previous run already
+    /// wrote from the same source version with the same transform are skipped.
+    #[serde(default)]
+    pub skip_unchanged: bool,
 }
+
+/// Custom metadata a job leaves on every output: where it came from.
+const MD_SRC: &str = "src-cksum";
+const MD_BY: &str = "made-by";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobObjError {
@@ -343,15 +351,50 @@ async fn one(
     let src = Bck::ais(spec.src.clone());
     let store = node.store().map_err(|e| (e.message, 500))?;
     let path = store.obj_path(&src, name);
-    let out: Option<bytes::Bytes> = if spec.kind.starts_with("etl") {
+    let src_cksum = store
+        .head(&src, name)
+        .await
+        .map(|i| i.attrs.cksum_value)
+        .unwrap_or_default();
+    let rt = if spec.kind.starts_with("etl") {
         let mgr = node
             .etl
             .clone()
             .ok_or(("ETL is not available".to_string(), 500))?;
-        let rt = mgr.get(&spec.msg.id).ok_or((
+        Some(mgr.get(&spec.msg.id).ok_or((
             format!("etl job {} is not running on {}", spec.msg.id, node.name),
             404,
-        ))?;
+        ))?)
+    } else {
+        None
+    };
+    // Identifies the transform (ETL name + its init generation, or a copy).
+    let made_by = match &rt {
+        Some(rt) => format!(
+            "etl:{}:{}:{:x}",
+            spec.msg.id,
+            rt.generation,
+            xxhash_rust::xxh64::xxh64(spec.msg.etl_args.as_bytes(), 0)
+        ),
+        None => "copy".to_string(),
+    };
+    let custom = std::collections::BTreeMap::from([
+        (MD_SRC.to_string(), src_cksum.clone()),
+        (MD_BY.to_string(), made_by.clone()),
+    ]);
+    if spec.skip_unchanged && !spec.msg.force && !src_cksum.is_empty() {
+        if let Some(attrs) = dst_attrs(node, &spec.dst, &dst_name).await {
+            if attrs.custom.get(MD_SRC) == Some(&src_cksum)
+                && attrs.custom.get(MD_BY) == Some(&made_by)
+            {
+                job.skipped.fetch_add(1, Ordering::Relaxed);
+                job.objs.fetch_add(1, Ordering::Relaxed);
+                job.bytes.fetch_add(attrs.size, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+    let out: Option<bytes::Bytes> = if let Some(rt) = &rt {
         let cname = format!("ais://{}/{name}", spec.src);
         let fqn = path.to_string_lossy();
         let mut r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
@@ -365,10 +408,33 @@ async fn one(
         None
     };
     let len = out.as_ref().map(|b| b.len() as u64).unwrap_or(size);
-    put_to_owner(node, &spec.dst, &dst_name, out, &path).await?;
+    put_to_owner(node, &spec.dst, &dst_name, out, &path, custom).await?;
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
     Ok(())
+}
+
+/// Attributes of a destination object on its owner target, if it exists.
+async fn dst_attrs(node: &Arc<Node>, dst: &str, name: &str) -> Option<ais_core::meta::ObjAttrs> {
+    let dbck = Bck::ais(dst.to_string());
+    let owner = node
+        .meta
+        .with_smap(|s| s.and_then(|s| s.owner(&dbck.obj_uname(name)).cloned()))?;
+    if owner.daemon_id == node.id {
+        return node
+            .store()
+            .ok()?
+            .head(&dbck, name)
+            .await
+            .ok()
+            .map(|i| i.attrs);
+    }
+    let url = format!("{}/v1/internal/objattrs/{dst}/{}", owner.url(), enc(name));
+    let resp = node.http.get(url).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
 }
 
 /// Writes `data` (or the file at `path`, streamed) as `dst/name` on its owner,
@@ -379,6 +445,7 @@ pub async fn put_to_owner(
     name: &str,
     data: Option<bytes::Bytes>,
     path: &std::path::Path,
+    custom: std::collections::BTreeMap<String, String>,
 ) -> Result<(), (String, u16)> {
     let dbck = Bck::ais(dst.to_string());
     let owner = node
@@ -408,9 +475,7 @@ pub async fn put_to_owner(
                 }
             }
         }
-        w.commit(Default::default())
-            .await
-            .map_err(|e| (e.to_string(), 500))?;
+        w.commit(custom).await.map_err(|e| (e.to_string(), 500))?;
         return Ok(());
     }
     let url = format!("{}/v1/objects/{dst}/{}?ais_hop=1", owner.url(), enc(name));
@@ -428,14 +493,11 @@ pub async fn put_to_owner(
                 reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
             }
         };
-        match node
-            .http
-            .put(&url)
-            .timeout(Duration::from_secs(600))
-            .body(body)
-            .send()
-            .await
-        {
+        let mut req = node.http.put(&url).timeout(Duration::from_secs(600));
+        for (k, v) in &custom {
+            req = req.header("Ais-Custom-Md", format!("{k}={v}"));
+        }
+        match req.body(body).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) if r.status().is_server_error() => {
                 last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default())
@@ -516,7 +578,8 @@ pub async fn start(node: &Arc<Node>, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         .primary
         .as_ref()
         .ok_or_else(|| AisError::new(503, format!("{} is not the primary proxy", node.name)))?;
-    if !tcb.dry_run && !node.meta.with_bmd(|b| b.buckets.contains_key(&dst.name)) {
+    let dst_existed = node.meta.with_bmd(|b| b.buckets.contains_key(&dst.name));
+    if !tcb.dry_run && !dst_existed {
         let mut props = src_props.clone();
         props.bid = ais_core::gen_id(10);
         props.created = ais_core::now_ns().to_string();
@@ -539,6 +602,7 @@ pub async fn start(node: &Arc<Node>, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         src: src.name.clone(),
         dst: dst.name.clone(),
         msg: tcb,
+        skip_unchanged: dst_existed,
     };
     let targets: Vec<Snode> = node.meta.with_smap(|s| {
         s.map(|s| s.active_targets().cloned().collect())
@@ -654,8 +718,8 @@ async fn status(node: &Node, id: &str) -> Result<Value, AisError> {
     let mut all_done = true;
     let mut aborted = false;
     let mut errs = Vec::new();
-    let (mut objs, mut bytes, mut total, mut total_bytes, mut nerr) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut objs, mut bytes, mut total, mut total_bytes, mut nerr, mut skipped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for (t, s) in &snaps {
         match s {
             Ok(v) => {
@@ -679,6 +743,7 @@ async fn status(node: &Node, id: &str) -> Result<Value, AisError> {
                 total += v["total_objs"].as_u64().unwrap_or(0);
                 total_bytes += v["total_bytes"].as_u64().unwrap_or(0);
                 nerr += v["err_count"].as_u64().unwrap_or(0);
+                skipped += v["skipped"].as_u64().unwrap_or(0);
             }
             Err(why) => {
                 // A target that left can't finish its share: the job fails, clearly.
@@ -709,6 +774,7 @@ async fn status(node: &Node, id: &str) -> Result<Value, AisError> {
         "total_objs": total,
         "total_bytes": total_bytes,
         "err_count": nerr,
+        "skipped": skipped,
     }))
 }
 

@@ -391,8 +391,19 @@ async fn put(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> R
             )));
         }
     }
+    // Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
+    // or comma-separated), kept with the object.
+    let custom: std::collections::BTreeMap<String, String> = ctx
+        .headers
+        .get_all("ais-custom-md")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let attrs = w
-        .commit(Default::default())
+        .commit(custom)
         .await
         .map_err(|e| storage_err(node, bck, obj, e))?;
     let mut r = empty(StatusCode::OK);
@@ -439,7 +450,7 @@ async fn copy_object(node: &Arc<Node>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str
         }
         None => None,
     };
-    crate::jobs::put_to_owner(node, &dbck.name, &dobj, data, &path)
+    crate::jobs::put_to_owner(node, &dbck.name, &dobj, data, &path, Default::default())
         .await
         .map_err(|(msg, code)| {
             AisError::new(

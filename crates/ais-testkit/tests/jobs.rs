@@ -438,18 +438,36 @@ fn stop_job_and_lose_a_target_mid_job() {
         assert!(Instant::now() < deadline, "ETL not running again: {v}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (id, _) = start(
-        &url,
-        "src",
-        "lost",
-        "etl-bck",
-        json!({"id": "slow-etl", "prefix": "d/", "num-workers": 8}),
-    );
+    // The same job again (same arguments) completes the work.
+    let (id, _) = slow("lost");
     let s = wait(&url, &id);
     assert_eq!(
         (s["err"].as_str(), s["objs"].as_u64()),
         (Some(""), Some(600)),
         "{s}"
+    );
+    // Outputs the first run finished before the target died were left alone.
+    assert!(s["skipped"].as_u64().unwrap() > 0, "{s}");
+    // Same job again: every output is unchanged; with force, all are redone.
+    let (id, _) = slow("lost");
+    let again = wait(&url, &id);
+    assert_eq!(
+        (again["objs"].as_u64(), again["skipped"].as_u64()),
+        (Some(600), Some(600)),
+        "{again}"
+    );
+    let (id, _) = start(
+        &url,
+        "src",
+        "lost",
+        "etl-bck",
+        json!({"id": "slow-etl", "prefix": "d/", "num-workers": 8, "force": true}),
+    );
+    let forced = wait(&url, &id);
+    assert_eq!(
+        (forced["objs"].as_u64(), forced["skipped"].as_u64()),
+        (Some(600), Some(0)),
+        "{forced}"
     );
     let got = names(&url, "lost");
     assert_eq!(got.len(), 600);

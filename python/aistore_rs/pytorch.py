@@ -189,20 +189,20 @@ def _pairs(names: Iterator[str], label_ext: str, sample_exts: Sequence[str]) -> 
 
 
 class _Base:
-    def _setup(
+    def __init__(
         self,
         client_url: str,
         bck: Any,
-        prefix: str,
-        transform_id: Optional[str],
-        transform_filter: Optional[Callable[[str], bool]],
-        decode: Optional[Callable[[str, bytes], Any]],
-        label_ext: str,
-        sample_exts: Sequence[str],
-        etl_args: Optional[str],
-        threads: int,
-        timeout: float,
-        labels: bool,
+        prefix: str = "",
+        transform_id: Optional[str] = None,
+        transform_filter: Optional[Callable[[str], bool]] = None,
+        decode: Optional[Callable[[str, bytes], Any]] = None,
+        label_ext: str = ".cls",
+        sample_exts: Sequence[str] = SAMPLE_EXTS,
+        etl_args: Optional[str] = None,
+        threads: int = 8,
+        timeout: float = 120.0,
+        labels: bool = True,
         direct: bool = True,
         prefetch_labels: Optional[bool] = None,
     ) -> None:
@@ -255,26 +255,11 @@ class _Base:
 
 
 class Dataset(_Base, _TorchDataset):
-    """Map-style dataset of `(sample, label)` over a bucket prefix (see module doc)."""
-
-    def __init__(
-        self,
-        client_url: str,
-        bck: Any,
-        prefix: str = "",
-        transform_id: Optional[str] = None,
-        transform_filter: Optional[Callable[[str], bool]] = None,
-        decode: Optional[Callable[[str, bytes], Any]] = None,
-        label_ext: str = ".cls",
-        sample_exts: Sequence[str] = SAMPLE_EXTS,
-        etl_args: Optional[str] = None,
-        threads: int = 8,
-        timeout: float = 120.0,
-        labels: bool = True,
-        direct: bool = True,
-        prefetch_labels: Optional[bool] = None,
-    ) -> None:
-        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels, direct, prefetch_labels)
+    """Map-style dataset of `(sample, label)` over a bucket prefix (see module
+    doc). Arguments: `Dataset(client_url, bck, prefix="", transform_id=None,
+    transform_filter=None, decode=None, label_ext=".cls", sample_exts=...,
+    etl_args=None, threads=8, timeout=120.0, labels=True, direct=True,
+    prefetch_labels=None)`."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -303,27 +288,16 @@ class IterDataset(_Base, _TorchIterable):
 
     def __init__(
         self,
-        client_url: str,
-        bck: Any,
-        prefix: str = "",
-        transform_id: Optional[str] = None,
-        transform_filter: Optional[Callable[[str], bool]] = None,
-        decode: Optional[Callable[[str, bytes], Any]] = None,
-        label_ext: str = ".cls",
-        sample_exts: Sequence[str] = SAMPLE_EXTS,
-        etl_args: Optional[str] = None,
+        *args: Any,
         shuffle: bool = False,
         seed: int = 0,
         rank: Optional[int] = None,
         world_size: Optional[int] = None,
-        threads: int = 8,
         prefetch: int = 16,
-        timeout: float = 120.0,
-        labels: bool = True,
-        direct: bool = True,
-        prefetch_labels: Optional[bool] = None,
+        **kwargs: Any,
     ) -> None:
-        self._setup(client_url, bck, prefix, transform_id, transform_filter, decode, label_ext, sample_exts, etl_args, threads, timeout, labels, direct, prefetch_labels)
+        """Takes `Dataset`'s arguments plus the ones above."""
+        super().__init__(*args, **kwargs)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0

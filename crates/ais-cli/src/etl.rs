@@ -244,16 +244,23 @@ async fn init_spec(client: &Client, file: &str, name: Option<String>) -> anyhow:
     if let Some(n) = name {
         body["name"] = n.into();
     }
-    let ename = body["name"].as_str().unwrap_or("").to_string();
+    put_etl(client, &body).await
+}
+
+/// `PUT /v1/etl`: returns when every target runs the ETL (or with the first error).
+async fn put_etl(client: &Client, body: &serde_json::Value) -> anyhow::Result<()> {
     let resp = client
         .raw(
             HttpMethod::PUT,
             "/v1/etl",
-            Some(serde_json::to_vec(&body)?.into()),
+            Some(serde_json::to_vec(body)?.into()),
         )
         .await?;
     let id = resp.text().await?;
-    println!("ETL \"{ename}\" initialized (job {id})");
+    println!(
+        "ETL \"{}\" initialized (job {id})",
+        body["name"].as_str().unwrap_or("")
+    );
     Ok(())
 }
 
@@ -283,16 +290,7 @@ async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
         "pool_size": a.pool_size,
         "fresh_process": a.fresh_process,
     });
-    let resp = client
-        .raw(
-            HttpMethod::PUT,
-            "/v1/etl",
-            Some(serde_json::to_vec(&body)?.into()),
-        )
-        .await?;
-    let id = resp.text().await?;
-    println!("ETL \"{}\" initialized (job {id})", a.name);
-    Ok(())
+    put_etl(client, &body).await
 }
 
 async fn list(client: &Client) -> anyhow::Result<()> {

@@ -242,13 +242,7 @@ pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::
                 size_iec(s["bytes"].as_u64().unwrap_or(0)),
                 s["err_count"].to_string(),
                 state.to_string(),
-                s["err"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
+                first_line(s["err"].as_str().unwrap_or("")),
             ]
         })
         .collect();
@@ -286,16 +280,15 @@ pub async fn errors(client: &Client, etl: &str, job: &str) -> anyhow::Result<()>
             vec![
                 e["obj_name"].as_str().unwrap_or("").to_string(),
                 e["ecode"].to_string(),
-                e["msg"]
-                    .as_str()
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string(),
+                first_line(e["msg"].as_str().unwrap_or("")),
             ]
         })
         .collect();
     table(&["OBJECT", "CODE", "ERROR"], &rows);
     Ok(())
+}
+
+/// Tables show the first line of an error (messages may carry a traceback).
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
 }

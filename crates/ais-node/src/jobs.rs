@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 const MAX_TEMPLATE: usize = 10_000_000;
+/// Finished jobs a target remembers (oldest forgotten first).
+const MAX_KEPT_JOBS: usize = 1000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -159,6 +161,18 @@ pub async fn target_internal(node: &Arc<Node>, ctx: &Ctx, rest: &str, body: Body
                 errors: Mutex::new(Vec::new()),
             });
             if let Ok(mut m) = node.jobs.map.write() {
+                // Keep finished jobs for status queries, but not forever.
+                if m.len() >= MAX_KEPT_JOBS {
+                    let mut done: Vec<(i64, String)> = m
+                        .values()
+                        .filter(|j| j.ended_ns.load(Ordering::Relaxed) != 0)
+                        .map(|j| (j.started_ns, j.spec.id.clone()))
+                        .collect();
+                    done.sort();
+                    for (_, id) in done.iter().take(m.len() + 1 - MAX_KEPT_JOBS) {
+                        m.remove(id);
+                    }
+                }
                 m.insert(job.spec.id.clone(), job.clone());
             }
             let n = node.clone();

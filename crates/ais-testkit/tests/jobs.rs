@@ -282,53 +282,39 @@ fn transform_and_copy_buckets() {
         "{err}"
     );
 
-    // Bad requests.
-    let (st, body) = raw_http(
-        &url,
-        "POST",
-        "/v1/buckets/src?bck_to=ais/@%23/x/",
-        &[],
-        json!({"action": "etl-bck", "value": {"id": "no-such-etl"}})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 404);
-    assert!(String::from_utf8_lossy(&body).contains("etl job no-such-etl does not exist"));
-    let (st, body) = raw_http(
-        &url,
-        "POST",
-        "/v1/buckets/src",
-        &[],
-        json!({"action": "copy-bck", "value": {}})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 400);
-    assert!(String::from_utf8_lossy(&body).contains("missing destination"));
-    let (st, _) = raw_http(
-        &url,
-        "POST",
-        "/v1/buckets/src?bck_to=ais/@%23/src/",
-        &[],
-        json!({"action": "copy-bck", "value": {}})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 400);
-    let (st, _) = raw_http(
-        &url,
-        "POST",
-        "/v1/buckets/src?bck_to=ais/@%23/t/",
-        &[],
-        json!({"action": "copy-bck", "value": {"template": "x{1..}"}})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 400);
+    // Bad requests: (path, action message, status, message fragment).
+    let bad = [
+        (
+            "/v1/buckets/src?bck_to=ais/@%23/x/",
+            json!({"action": "etl-bck", "value": {"id": "no-such-etl"}}),
+            404,
+            "etl job no-such-etl does not exist",
+        ),
+        (
+            "/v1/buckets/src",
+            json!({"action": "copy-bck", "value": {}}),
+            400,
+            "missing destination",
+        ),
+        (
+            "/v1/buckets/src?bck_to=ais/@%23/src/",
+            json!({"action": "copy-bck", "value": {}}),
+            400,
+            "onto itself",
+        ),
+        (
+            "/v1/buckets/src?bck_to=ais/@%23/t/",
+            json!({"action": "copy-bck", "value": {"template": "x{1..}"}}),
+            400,
+            "invalid template",
+        ),
+    ];
+    for (path, msg, want, fragment) in bad {
+        let (st, body) = raw_http(&url, "POST", path, &[], msg.to_string().as_bytes()).unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(st, want, "{path} {msg}: {body}");
+        assert!(body.contains(fragment), "{path} {msg}: {body}");
+    }
     let (st, _) = raw_http(
         &url,
         "GET",

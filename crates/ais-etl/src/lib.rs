@@ -50,12 +50,51 @@ pub enum EtlError {
     Internal(String),
 }
 
+/// What kind of failure an [`EtlError`] is, without any transport's codes:
+/// the HTTP layer maps kinds to statuses (user-code failures should not look
+/// retryable to clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtlErrorKind {
+    /// A bad request or spec.
+    Invalid,
+    /// The ETL could not start (environment, interpreter, user code import).
+    Init,
+    /// No such ETL.
+    NotFound,
+    /// The ETL was stopped.
+    Stopped,
+    /// The user's transform raised (or the transformer server answered an error).
+    Transform,
+    /// The transform ran past its object timeout.
+    Timeout,
+    /// The worker (or transformer server) died mid-transform.
+    WorkerDied,
+    /// Anything else on our side.
+    Internal,
+}
+
+impl EtlError {
+    pub fn kind(&self) -> EtlErrorKind {
+        match self {
+            EtlError::Invalid(_) => EtlErrorKind::Invalid,
+            EtlError::Init(_) => EtlErrorKind::Init,
+            EtlError::NotFound(_) => EtlErrorKind::NotFound,
+            EtlError::Stopped => EtlErrorKind::Stopped,
+            EtlError::Transform { .. } => EtlErrorKind::Transform,
+            EtlError::Timeout(_) => EtlErrorKind::Timeout,
+            EtlError::WorkerDied(_) => EtlErrorKind::WorkerDied,
+            EtlError::Internal(_) => EtlErrorKind::Internal,
+        }
+    }
+}
+
 /// One per-object failure, as `GET /v1/etl/NAME` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjError {
     pub obj_name: String,
     pub msg: String,
-    pub ecode: u16,
+    pub kind: EtlErrorKind,
 }
 
 #[derive(Default)]
@@ -151,17 +190,17 @@ impl EtlRuntime {
             Err(e) => {
                 s.errors.fetch_add(1, Ordering::Relaxed);
                 self.log.line(&format!("{obj_name}: {e}"));
-                self.record_error(obj_name, &e.to_string(), status_of(e));
+                self.record_error(obj_name, &e.to_string(), e.kind());
             }
         }
     }
 
-    pub fn record_error(&self, obj_name: &str, msg: &str, ecode: u16) {
+    pub fn record_error(&self, obj_name: &str, msg: &str, kind: EtlErrorKind) {
         if let Ok(mut q) = self.errors.lock() {
             q.push_back(ObjError {
                 obj_name: obj_name.to_string(),
                 msg: msg.to_string(),
-                ecode,
+                kind,
             });
             if q.len() > MAX_OBJ_ERRORS {
                 q.pop_front();
@@ -213,18 +252,6 @@ impl EtlRuntime {
 fn split_cname(cname: &str) -> (&str, &str) {
     let rest = cname.split_once("://").map(|x| x.1).unwrap_or(cname);
     rest.split_once('/').unwrap_or((rest, ""))
-}
-
-/// HTTP status for an ETL failure. User-code failures are 4xx on purpose:
-/// the official SDK retries 5xx for ~90 s, which would only repeat the error.
-pub fn status_of(e: &EtlError) -> u16 {
-    match e {
-        EtlError::Invalid(_) | EtlError::Init(_) => 400,
-        EtlError::NotFound(_) => 404,
-        EtlError::Stopped => 400,
-        EtlError::Transform { .. } | EtlError::Timeout(_) | EtlError::WorkerDied(_) => 422,
-        EtlError::Internal(_) => 500,
-    }
 }
 
 pub struct EtlManager {
@@ -511,5 +538,94 @@ fn kill_stale_workers(dir: &std::path::Path) {
             }
         }
         let _ = std::fs::remove_file(pids_file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds() {
+        let cases = [
+            (
+                EtlError::Invalid("x".into()),
+                EtlErrorKind::Invalid,
+                "invalid",
+            ),
+            (EtlError::Init("x".into()), EtlErrorKind::Init, "init"),
+            (
+                EtlError::NotFound("x".into()),
+                EtlErrorKind::NotFound,
+                "not_found",
+            ),
+            (EtlError::Stopped, EtlErrorKind::Stopped, "stopped"),
+            (
+                EtlError::Transform {
+                    etype: "ValueError".into(),
+                    emsg: "bad".into(),
+                    trace: "Traceback".into(),
+                },
+                EtlErrorKind::Transform,
+                "transform",
+            ),
+            (
+                EtlError::Timeout(Duration::from_secs(1)),
+                EtlErrorKind::Timeout,
+                "timeout",
+            ),
+            (
+                EtlError::WorkerDied("x".into()),
+                EtlErrorKind::WorkerDied,
+                "worker_died",
+            ),
+            (
+                EtlError::Internal("x".into()),
+                EtlErrorKind::Internal,
+                "internal",
+            ),
+        ];
+        for (e, kind, json) in cases {
+            assert_eq!(e.kind(), kind, "{e:?}");
+            assert_eq!(serde_json::to_value(kind).unwrap(), json);
+            let back: EtlErrorKind = serde_json::from_value(json.into()).unwrap();
+            assert_eq!(back, kind);
+        }
+    }
+
+    #[test]
+    fn messages_are_unchanged() {
+        assert_eq!(
+            EtlError::NotFound("md5-etl".into()).to_string(),
+            "etl job md5-etl does not exist"
+        );
+        assert_eq!(EtlError::Stopped.to_string(), "ETL is stopped");
+        assert_eq!(
+            EtlError::Timeout(Duration::from_secs(45)).to_string(),
+            "transform timed out after 45s (the worker was replaced)"
+        );
+        assert_eq!(
+            EtlError::WorkerDied("worker process exited with status 3".into()).to_string(),
+            "worker process exited with status 3 (the worker was replaced)"
+        );
+        let t = EtlError::Transform {
+            etype: "ValueError".into(),
+            emsg: "bad".into(),
+            trace: "Traceback".into(),
+        };
+        assert_eq!(t.to_string(), "ValueError: bad\nTraceback");
+    }
+
+    #[test]
+    fn obj_error_json() {
+        let e = ObjError {
+            obj_name: "ais://b/o".into(),
+            msg: "transform timed out".into(),
+            kind: EtlError::Timeout(Duration::from_secs(1)).kind(),
+        };
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!({"obj_name": "ais://b/o", "msg": "transform timed out", "kind": "timeout"})
+        );
     }
 }

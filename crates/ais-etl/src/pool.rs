@@ -40,7 +40,7 @@ impl Pool {
         }
         if let Some(e) = first_err {
             drop(workers); // kills them
-            return Err(EtlError::Init(e));
+            return Err(e.into());
         }
         let pids = workers.iter().map(|w| w.pid).collect();
         Ok(Arc::new(Pool {

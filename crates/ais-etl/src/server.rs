@@ -185,7 +185,7 @@ impl CommandServer {
             Ok(body)
         } else {
             Err(EtlError::Transform {
-                etype: format!("transformer HTTP {}", status.as_u16()),
+                etype: format!("transformer HTTP {}", status.as_str()),
                 emsg: String::from_utf8_lossy(&body).trim().to_string(),
                 trace: String::new(),
             })

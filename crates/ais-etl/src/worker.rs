@@ -62,6 +62,36 @@ pub enum CallError {
     Died(String),
 }
 
+/// Why a worker did not start. The text is what users see (in the init
+/// error and the ETL log), e.g. the user code's traceback.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("socketpair: {0}")]
+    Socketpair(std::io::Error),
+    #[error("cannot start {python}: {err}")]
+    Exec { python: String, err: std::io::Error },
+    #[error("{0}")]
+    Socket(std::io::Error),
+    /// Importing/initialising the user code raised.
+    #[error("{etype}: {emsg}\n{trace}")]
+    Raised {
+        etype: String,
+        emsg: String,
+        trace: String,
+    },
+    /// `tail`: the last lines the worker printed.
+    #[error("worker exited during start-up ({status}):\n{tail}")]
+    Exited { status: String, tail: String },
+    #[error("worker did not become ready within {0:?} (importing the code took too long?)")]
+    NotReady(Duration),
+}
+
+impl From<SpawnError> for crate::EtlError {
+    fn from(e: SpawnError) -> Self {
+        crate::EtlError::Init(e.to_string())
+    }
+}
+
 pub struct Worker {
     child: tokio::process::Child,
     sock: UnixStream,
@@ -69,26 +99,42 @@ pub struct Worker {
     next_id: u64,
 }
 
+/// Frame headers are small JSON; a longer one means a broken stream.
+const MAX_HEADER: usize = 16 << 20;
+/// The most a payload's buffer is sized for before its bytes arrive.
+const MAX_PREALLOC: usize = 64 << 20;
+
 async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
     let hlen = sock.read_u32().await? as usize;
-    if hlen > 16 << 20 {
+    if hlen > MAX_HEADER {
         return Err(std::io::Error::other("oversized frame header"));
     }
     let mut h = vec![0u8; hlen];
     sock.read_exact(&mut h).await?;
     let resp: Resp = serde_json::from_slice(&h).map_err(std::io::Error::other)?;
-    let mut payload = vec![0u8; resp.len];
+    // The length comes from the worker: allocate as the bytes arrive, not up
+    // front, so a bogus length cannot make us allocate a huge buffer.
+    let mut payload = Vec::with_capacity(resp.len.min(MAX_PREALLOC));
     if resp.len > 0 {
-        sock.read_exact(&mut payload).await?;
+        let got = (&mut *sock)
+            .take(resp.len as u64)
+            .read_to_end(&mut payload)
+            .await?;
+        if got != resp.len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "failed to fill whole buffer",
+            ));
+        }
     }
     Ok((resp, Bytes::from(payload)))
 }
 
 impl Worker {
     /// Starts a worker and waits for it to import the user code.
-    pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, String> {
+    pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, SpawnError> {
         let (ours, theirs) =
-            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+            std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socketpair)?;
         let theirs_fd = theirs.into_raw_fd();
         let mut cmd = tokio::process::Command::new(&cfg.python);
         cmd.arg("-u")
@@ -111,12 +157,15 @@ impl Worker {
         unsafe {
             libc::close(theirs_fd);
         }
-        let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", cfg.python))?;
+        let mut child = spawned.map_err(|err| SpawnError::Exec {
+            python: cfg.python.clone(),
+            err,
+        })?;
         let pid = child.id().unwrap_or(0);
         crate::logs::capture_output(&mut child, log);
-        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        ours.set_nonblocking(true).map_err(SpawnError::Socket)?;
         let _ = ours.as_raw_fd();
-        let mut sock = UnixStream::from_std(ours).map_err(|e| e.to_string())?;
+        let mut sock = UnixStream::from_std(ours).map_err(SpawnError::Socket)?;
         let ready = tokio::time::timeout(cfg.ready_timeout, read_frame(&mut sock)).await;
         let kill = |child: &mut tokio::process::Child| {
             // SAFETY: signalling the process group we created with setsid.
@@ -134,7 +183,11 @@ impl Worker {
             }),
             Ok(Ok((r, _))) => {
                 kill(&mut child);
-                Err(format!("{}: {}\n{}", r.etype, r.emsg, r.trace))
+                Err(SpawnError::Raised {
+                    etype: r.etype,
+                    emsg: r.emsg,
+                    trace: r.trace,
+                })
             }
             Ok(Err(_)) => {
                 // Give stderr a moment to reach the log, then report what the worker printed.
@@ -149,20 +202,16 @@ impl Worker {
                     .map(str::to_string)
                     .collect();
                 let tail: Vec<String> = tail.into_iter().rev().collect();
-                Err(format!(
-                    "worker exited during start-up ({}):\n{}",
-                    status
+                Err(SpawnError::Exited {
+                    status: status
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "running".into()),
-                    tail.join("\n")
-                ))
+                    tail: tail.join("\n"),
+                })
             }
             Err(_) => {
                 kill(&mut child);
-                Err(format!(
-                    "worker did not become ready within {:?} (importing the code took too long?)",
-                    cfg.ready_timeout
-                ))
+                Err(SpawnError::NotReady(cfg.ready_timeout))
             }
         }
     }

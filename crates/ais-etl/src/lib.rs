@@ -11,6 +11,9 @@ mod server;
 pub mod spec;
 mod worker;
 
+#[cfg(test)]
+mod testutil;
+
 pub use env::{EnvManager, Python};
 pub use logs::LogSink;
 pub use spec::{Comm, EtlSpec, Kind};

@@ -2,16 +2,27 @@
 //! worker, and gives it back when done; a worker that hangs past the object
 //! timeout or dies is killed and replaced in the background while the pool
 //! keeps serving with the rest.
+//!
+//! Invariants (between the pool's short critical sections):
+//! - every live worker is either in `idle` or held by exactly one [`Lease`]
+//!   (a call in flight), and its pid is in `pids`;
+//! - the semaphore's free permits equal `idle.len()`; a lease holds one
+//!   permit; a worker that is killed takes its permit with it (forgotten)
+//!   until its replacement is in `idle`, when `respawn` adds it back.
+//!
+//! A call's worker is only ever reused after a complete response frame was
+//! read; whatever else ends a call (timeout, death, the caller dropping the
+//! future mid-frame, a panic) kills and replaces it, through the lease's drop.
 
 use crate::logs::LogSink;
-use crate::worker::{CallError, Worker, WorkerCfg};
+use crate::worker::{CallError, SpawnError, Worker, WorkerCfg};
 use crate::EtlError;
 use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub struct Pool {
     cfg: WorkerCfg,
@@ -19,17 +30,79 @@ pub struct Pool {
     idle: Mutex<Vec<Worker>>,
     sem: Semaphore,
     pids: Mutex<HashSet<u32>>,
+    /// Set under the `idle` lock, so no worker is added to `idle` after `stop`.
     stopped: AtomicBool,
+    /// Where replacements start (a lease may be dropped outside any task).
+    rt: tokio::runtime::Handle,
     pub size: usize,
+}
+
+/// Locks ignoring poison: nothing panics while holding these locks, and the
+/// data (a list of workers, a set of pids) stays consistent regardless.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A call's hold on one worker and on its pool slot.
+struct Lease<'a> {
+    pool: &'a Arc<Pool>,
+    /// `None` once the lease was settled.
+    worker: Option<Worker>,
+    permit: Option<SemaphorePermit<'a>>,
+}
+
+impl Lease<'_> {
+    /// The worker's stream is in sync (a whole response was read): back to idle.
+    fn release(mut self) {
+        if let Some(w) = self.worker.take() {
+            self.pool.give_back(w);
+        }
+        drop(self.permit.take());
+    }
+
+    /// The worker cannot be trusted (hung, dead, or abandoned mid-frame): kill
+    /// it and start a replacement, which brings the slot back.
+    fn replace(&mut self) {
+        let Some(mut w) = self.worker.take() else {
+            return;
+        };
+        w.kill();
+        self.pool.forget_pid(w.pid);
+        drop(w);
+        if self.pool.stopped.load(Ordering::SeqCst) {
+            return; // nothing to replace; the permit goes back to a closed semaphore
+        }
+        if let Some(p) = self.permit.take() {
+            p.forget();
+        }
+        self.pool.respawn();
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            // The call's future was dropped (the client went away) or panicked
+            // mid-transform: the worker may be mid-frame and is not reusable.
+            if !self.pool.stopped.load(Ordering::SeqCst) {
+                self.pool
+                    .log
+                    .line("worker replaced: the call was abandoned mid-transform");
+            }
+            self.replace();
+        }
+    }
 }
 
 impl Pool {
     /// Starts `size` workers in parallel; fails (leaving nothing running) if any fails.
     pub async fn start(cfg: WorkerCfg, size: usize, log: LogSink) -> Result<Arc<Pool>, EtlError> {
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|e| EtlError::Internal(format!("worker pool: {e}")))?;
         let futs = (0..size).map(|_| Worker::spawn(&cfg, &log));
         let results = futures::future::join_all(futs).await;
         let mut workers = Vec::new();
-        let mut first_err = None;
+        let mut first_err: Option<SpawnError> = None;
         for r in results {
             match r {
                 Ok(w) => workers.push(w),
@@ -50,6 +123,7 @@ impl Pool {
             sem: Semaphore::new(size),
             pids: Mutex::new(pids),
             stopped: AtomicBool::new(false),
+            rt,
             size,
         }))
     }
@@ -62,78 +136,76 @@ impl Pool {
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
         let permit = self.sem.acquire().await.map_err(|_| EtlError::Stopped)?;
-        let worker = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let Some(mut w) = worker else {
+        // No await between taking the permit and arming the lease.
+        let Some(worker) = lock(&self.idle).pop() else {
             return Err(EtlError::Internal(
                 "no idle worker despite a free slot".into(),
             ));
         };
-        match w.call(path, data, args, timeout).await {
+        let mut lease = Lease {
+            pool: self,
+            worker: Some(worker),
+            permit: Some(permit),
+        };
+        let res = match lease.worker.as_mut() {
+            Some(w) => w.call(path, data, args, timeout).await,
+            None => return Err(EtlError::Internal("worker lease is empty".into())),
+        };
+        let err = match res {
             Ok(out) => {
-                self.give_back(w);
-                drop(permit);
-                Ok(out)
+                lease.release();
+                return Ok(out);
             }
             Err(CallError::User { etype, emsg, trace }) => {
-                self.give_back(w);
-                drop(permit);
-                Err(EtlError::Transform { etype, emsg, trace })
+                lease.release();
+                return Err(EtlError::Transform { etype, emsg, trace });
             }
-            Err(_) if self.stopped.load(Ordering::Relaxed) => {
-                // Killed by stop() mid-call: not a crash, and nothing to replace.
-                drop(w);
-                drop(permit);
-                Err(EtlError::Stopped)
-            }
-            Err(e) => {
-                // The slot stays taken until a replacement is ready.
-                permit.forget();
-                w.kill();
-                self.forget_pid(w.pid);
-                drop(w);
-                let err = match e {
-                    CallError::Timeout => EtlError::Timeout(timeout),
-                    CallError::Died(why) => EtlError::WorkerDied(why),
-                    CallError::User { .. } => EtlError::Internal("unreachable".into()),
-                };
-                self.log.line(&format!("worker replaced: {err}"));
-                self.respawn();
-                Err(err)
-            }
+            Err(CallError::Timeout) => EtlError::Timeout(timeout),
+            Err(CallError::Died(why)) => EtlError::WorkerDied(why),
+        };
+        if self.stopped.load(Ordering::SeqCst) {
+            // Killed by stop() mid-call: not a crash, and nothing to replace.
+            lease.replace();
+            return Err(EtlError::Stopped);
         }
+        self.log.line(&format!("worker replaced: {err}"));
+        lease.replace();
+        Err(err)
     }
 
     fn give_back(&self, w: Worker) {
-        if self.stopped.load(Ordering::Relaxed) {
-            return; // dropped => killed
+        let mut idle = lock(&self.idle);
+        if self.stopped.load(Ordering::SeqCst) {
+            drop(idle);
+            self.forget_pid(w.pid);
+            drop(w); // dropped => killed
+            return;
         }
-        if let Ok(mut v) = self.idle.lock() {
-            v.push(w);
-        }
+        idle.push(w);
     }
 
     fn forget_pid(&self, pid: u32) {
-        if let Ok(mut p) = self.pids.lock() {
-            p.remove(&pid);
-        }
+        lock(&self.pids).remove(&pid);
     }
 
+    /// Starts a replacement in the background (retrying with backoff); when it
+    /// is ready it joins `idle` and its slot's permit comes back.
     fn respawn(self: &Arc<Self>) {
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.rt.spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            while !pool.stopped.load(Ordering::Relaxed) {
+            while !pool.stopped.load(Ordering::SeqCst) {
                 match Worker::spawn(&pool.cfg, &pool.log).await {
                     Ok(w) => {
-                        if pool.stopped.load(Ordering::Relaxed) {
+                        let mut idle = lock(&pool.idle);
+                        if pool.stopped.load(Ordering::SeqCst) {
+                            drop(idle);
+                            drop(w); // killed
                             return;
                         }
-                        if let Ok(mut p) = pool.pids.lock() {
-                            p.insert(w.pid);
-                        }
-                        if let Ok(mut v) = pool.idle.lock() {
-                            v.push(w);
-                        }
+                        lock(&pool.pids).insert(w.pid);
+                        idle.push(w);
+                        drop(idle);
                         pool.sem.add_permits(1);
                         return;
                     }
@@ -150,31 +222,311 @@ impl Pool {
 
     /// Kills every worker now, busy or idle; pending and later calls fail with `Stopped`.
     pub fn stop(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
+        let idle = {
+            let mut v = lock(&self.idle);
+            self.stopped.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *v)
+        };
         self.sem.close();
-        if let Ok(mut v) = self.idle.lock() {
-            v.clear();
-        }
-        if let Ok(p) = self.pids.lock() {
-            for pid in p.iter() {
-                // SAFETY: signalling worker process groups we created.
-                unsafe {
-                    libc::kill(-(*pid as i32), libc::SIGKILL);
-                }
+        drop(idle); // dropped => killed
+        let pids = std::mem::take(&mut *lock(&self.pids));
+        for pid in pids {
+            // SAFETY: signalling worker process groups we created.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
             }
         }
     }
 
+    /// Pids of the live workers, idle or busy (replacements join when ready).
     pub fn pids(&self) -> Vec<u32> {
-        self.pids
-            .lock()
-            .map(|p| p.iter().copied().collect())
-            .unwrap_or_default()
+        lock(&self.pids).iter().copied().collect()
+    }
+
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        lock(&self.idle).len()
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{alive, fake_cfg, wait_for, TempDir};
+    use std::collections::HashSet;
+
+    const T: Duration = Duration::from_secs(5);
+
+    async fn pool(dir: &TempDir, size: usize) -> Arc<Pool> {
+        Pool::start(fake_cfg(dir, "ok"), size, LogSink::default())
+            .await
+            .unwrap()
+    }
+
+    async fn echo(p: &Arc<Pool>, s: &str) -> Result<Bytes, EtlError> {
+        p.call("", Some(s.as_bytes()), "echo", T).await
+    }
+
+    /// Waits until all `size` workers are idle, live and accounted for in `pids()`.
+    async fn assert_full(p: &Arc<Pool>) {
+        let full = wait_for(Duration::from_secs(10), || {
+            p.idle_count() == p.size && p.pids().len() == p.size
+        })
+        .await;
+        assert!(
+            full,
+            "pool did not get back to {} workers: {} idle, pids {:?}",
+            p.size,
+            p.idle_count(),
+            p.pids()
+        );
+        let idle: HashSet<u32> = lock(&p.idle).iter().map(|w| w.pid).collect();
+        let pids: HashSet<u32> = p.pids().into_iter().collect();
+        assert_eq!(idle, pids, "pids() must list exactly the live workers");
+        for pid in pids {
+            assert!(alive(pid), "worker {pid} in pids() is not running");
+        }
+        assert_eq!(p.sem.available_permits(), p.size);
+    }
+
+    async fn assert_dead(pid: u32) {
+        assert!(
+            wait_for(Duration::from_secs(5), || !alive(pid)).await,
+            "worker {pid} still runs"
+        );
+    }
+
+    #[tokio::test]
+    async fn echo_and_bytes_by_path() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 2).await;
+        assert_eq!(&echo(&p, "hello").await.unwrap()[..], b"hello");
+        // No data: the fake echoes the path back.
+        assert_eq!(&p.call("/x/y", None, "", T).await.unwrap()[..], b"/x/y");
+        assert_full(&p).await;
+    }
+
+    #[tokio::test]
+    async fn timeout_replaces_the_worker() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 2).await;
+        let before: HashSet<u32> = p.pids().into_iter().collect();
+        let e = p
+            .call("", None, "hang", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EtlError::Timeout(_)), "{e:?}");
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert_eq!(e.kind(), crate::EtlErrorKind::Timeout);
+        assert_full(&p).await;
+        let after: HashSet<u32> = p.pids().into_iter().collect();
+        let gone: Vec<u32> = before.difference(&after).copied().collect();
+        assert_eq!(gone.len(), 1, "exactly the hung worker is replaced");
+        assert_dead(gone[0]).await;
+        for i in 0..10 {
+            assert_eq!(
+                &echo(&p, &i.to_string()).await.unwrap()[..],
+                i.to_string().as_bytes()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn death_replaces_the_worker() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 2).await;
+        let before: HashSet<u32> = p.pids().into_iter().collect();
+        let e = p.call("", None, "exit", T).await.unwrap_err();
+        match &e {
+            EtlError::WorkerDied(why) => assert!(why.contains("exited with status 3"), "{why}"),
+            e => panic!("expected WorkerDied, got {e:?}"),
+        }
+        assert_eq!(e.kind(), crate::EtlErrorKind::WorkerDied);
+        assert_full(&p).await;
+        let after: HashSet<u32> = p.pids().into_iter().collect();
+        assert_eq!(before.difference(&after).count(), 1);
+        for i in 0..10 {
+            assert!(echo(&p, &i.to_string()).await.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn user_error_keeps_the_worker() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 1).await;
+        let pid = p.pids()[0];
+        let e = p.call("", None, "raise", T).await.unwrap_err();
+        match &e {
+            EtlError::Transform { etype, emsg, trace } => {
+                assert_eq!((etype.as_str(), emsg.as_str()), ("ValueError", "bad input"));
+                assert!(trace.contains("Traceback"), "{trace}");
+            }
+            e => panic!("expected Transform, got {e:?}"),
+        }
+        assert_eq!(e.kind(), crate::EtlErrorKind::Transform);
+        let served_by = p.call("", None, "pid", T).await.unwrap();
+        assert_eq!(&served_by[..], pid.to_string().as_bytes());
+        assert_eq!(p.pids(), vec![pid]);
+        assert_full(&p).await;
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_header_replaces_the_worker() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 1).await;
+        let pid = p.pids()[0];
+        let e = p.call("", None, "oversize", T).await.unwrap_err();
+        match &e {
+            EtlError::WorkerDied(why) => assert!(why.contains("oversized frame header"), "{why}"),
+            e => panic!("expected WorkerDied, got {e:?}"),
+        }
+        assert_full(&p).await;
+        assert_ne!(p.pids(), vec![pid]);
+        assert_dead(pid).await;
+        assert!(echo(&p, "after").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bogus_payload_length_is_an_error_not_an_allocation() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 1).await;
+        // The header claims 2^62 payload bytes, then the worker exits.
+        let e = p.call("", None, "huge_payload", T).await.unwrap_err();
+        assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+        assert_full(&p).await;
+        assert!(echo(&p, "after").await.is_ok());
+    }
+
+    /// The key property: callers that go away mid-call (an HTTP client
+    /// disconnecting drops the handler's future) must not shrink the pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_calls_do_not_shrink_the_pool() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 3).await;
+        let first: HashSet<u32> = p.pids().into_iter().collect();
+        let mut tasks = Vec::new();
+        for i in 0..50u64 {
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                // Stagger the starts so that cancellations hit calls holding a
+                // worker as well as calls still waiting for one.
+                tokio::time::sleep(Duration::from_millis(i * 5)).await;
+                // Ok(_): the call returned instead of hanging until dropped.
+                tokio::time::timeout(
+                    Duration::from_millis(50),
+                    p.call("", None, "hang", Duration::from_secs(60)),
+                )
+                .await
+                .ok()
+            }));
+        }
+        let mut returned = Vec::new();
+        for t in tasks {
+            returned.extend(t.await.unwrap());
+        }
+        assert_full(&p).await;
+        assert!(
+            returned.is_empty(),
+            "{} hanging call(s) returned: {:?}",
+            returned.len(),
+            returned.first()
+        );
+        let now: HashSet<u32> = p.pids().into_iter().collect();
+        for pid in first.difference(&now) {
+            assert_dead(*pid).await;
+        }
+        assert!(
+            first.difference(&now).count() > 0,
+            "no call was cancelled mid-transform"
+        );
+        let mut calls = Vec::new();
+        for i in 0..100 {
+            let p = p.clone();
+            calls.push(tokio::spawn(async move {
+                let s = format!("obj-{i}");
+                let out = echo(&p, &s).await;
+                (s, out)
+            }));
+        }
+        for c in calls {
+            let (s, out) = c.await.unwrap();
+            match out {
+                Ok(b) => assert_eq!(&b[..], s.as_bytes()),
+                Err(e) => panic!("call after cancellations failed: {e}"),
+            }
+        }
+        assert_full(&p).await;
+    }
+
+    #[tokio::test]
+    async fn stop_kills_busy_and_idle_workers() {
+        let dir = TempDir::new();
+        let p = pool(&dir, 2).await;
+        let pids = p.pids();
+        let busy = {
+            let p = p.clone();
+            tokio::spawn(async move { p.call("", None, "hang", Duration::from_secs(60)).await })
+        };
+        assert!(wait_for(Duration::from_secs(5), || p.idle_count() == 1).await);
+        p.stop();
+        let r = busy.await.unwrap();
+        assert!(matches!(r, Err(EtlError::Stopped)), "{r:?}");
+        for pid in pids {
+            assert_dead(pid).await;
+        }
+        assert!(matches!(echo(&p, "x").await, Err(EtlError::Stopped)));
+        assert_eq!(p.idle_count(), 0);
+        assert!(p.pids().is_empty(), "{:?}", p.pids());
+    }
+
+    #[tokio::test]
+    async fn start_failures_keep_their_messages() {
+        let dir = TempDir::new();
+        let log = LogSink::default();
+        let e = Pool::start(fake_cfg(&dir, "raise"), 2, log.clone())
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, EtlError::Init(_)), "{e:?}");
+        let m = e.to_string();
+        assert!(m.starts_with("SyntaxError: invalid syntax"), "{m}");
+        assert!(m.contains("Traceback (most recent call last)"), "{m}");
+
+        let e = Pool::start(fake_cfg(&dir, "exit"), 1, log.clone())
+            .await
+            .err()
+            .unwrap();
+        let m = e.to_string();
+        assert!(
+            m.starts_with("worker exited during start-up (exit status: 1)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("ModuleNotFoundError: No module named 'nope'"),
+            "{m}"
+        );
+
+        let mut cfg = fake_cfg(&dir, "hang");
+        cfg.ready_timeout = Duration::from_millis(300);
+        let e = Pool::start(cfg, 1, log.clone()).await.err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "worker did not become ready within 300ms (importing the code took too long?)"
+        );
+
+        let mut cfg = fake_cfg(&dir, "ok");
+        cfg.python = "/nonexistent/python3".into();
+        let e = Pool::start(cfg, 1, log).await.err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("cannot start /nonexistent/python3: "),
+            "{e}"
+        );
     }
 }

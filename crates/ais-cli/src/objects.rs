@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
 pub fn parse_bucket(s: &str) -> anyhow::Result<Bck> {
-    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !obj.is_empty() {
         bail!("expected a bucket (ais://BUCKET), got an object name in \"{s}\"");
     }
@@ -22,7 +22,7 @@ pub fn parse_bucket(s: &str) -> anyhow::Result<Bck> {
 }
 
 pub fn parse_object(s: &str) -> anyhow::Result<(Bck, String)> {
-    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (bck, obj) = Bck::parse_uri(s).map_err(|e| anyhow::anyhow!("{e}"))?;
     if obj.is_empty() {
         bail!("expected an object (ais://BUCKET/OBJECT), got \"{s}\"");
     }
@@ -62,7 +62,7 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
     let Some(b) = a.bucket else {
         return list_buckets(client, a.json).await;
     };
-    let (bck, obj_prefix) = Bck::parse_uri(&b).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (bck, obj_prefix) = Bck::parse_uri(&b).map_err(|e| anyhow::anyhow!("{e}"))?;
     let prefix = if a.prefix.is_empty() {
         obj_prefix
     } else {
@@ -145,7 +145,7 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
-    let (bck, name) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (bck, name) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{e}"))?;
     if a.src == "-" {
         if name.is_empty() {
             bail!("reading from stdin needs an object name: ais put - ais://BUCKET/NAME");

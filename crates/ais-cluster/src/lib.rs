@@ -7,13 +7,25 @@
 mod primary;
 mod store;
 
-pub use primary::{Primary, PrimaryConfig};
+pub use primary::{Primary, PrimaryConfig, PushFailure, Transport};
 pub use store::{Applied, MetaStore};
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
+    /// A metadata version older than ours, or another cluster's.
     #[error("{0}")]
     Refused(String),
+    /// A node of another cluster asked to join this one.
+    #[error("node {node} belongs to cluster {theirs}, this is cluster {ours}: refusing to join (its data would be at risk)")]
+    ForeignNode {
+        node: String,
+        theirs: String,
+        ours: String,
+    },
+    /// No cluster map yet (the primary has not started).
+    #[error("no cluster map yet")]
+    NoMap,
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -7,7 +7,7 @@ use crate::{ClusterError, MetaStore};
 use ais_core::meta::{
     Bmd, EtlMd, JoinReq, Keepalive, KeepaliveResp, MetaSync, NodeType, Smap, Snode,
 };
-use ais_core::AisError;
+use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,23 +26,38 @@ impl Default for PrimaryConfig {
     }
 }
 
+/// A node that did not take a metadata push, and why.
+#[derive(Debug, Clone)]
+pub struct PushFailure {
+    pub node: String,
+    pub error: String,
+}
+
+/// How the primary reaches the other nodes. The node crate implements it
+/// with its intra-cluster RPC layer, so this crate holds no HTTP client.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `sync` to every node in `to`, in parallel; returns the failures.
+    fn push<'a>(&'a self, to: Vec<Snode>, sync: &'a MetaSync) -> BoxFuture<'a, Vec<PushFailure>>;
+}
+
 pub struct Primary {
     meta: MetaStore,
     me: Snode,
     cfg: PrimaryConfig,
     last_seen: Mutex<HashMap<String, Instant>>,
     change: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
-}
-
-fn refused(e: ClusterError) -> AisError {
-    AisError::internal(format!("cluster metadata: {e}"))
+    transport: Arc<dyn Transport>,
 }
 
 impl Primary {
     /// Creates the cluster map on first start, or takes over the persisted one
     /// (with this node as primary at its current address).
-    pub fn new(meta: MetaStore, me: Snode, cfg: PrimaryConfig) -> Result<Arc<Self>, ClusterError> {
+    pub fn new(
+        meta: MetaStore,
+        me: Snode,
+        cfg: PrimaryConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Arc<Self>, ClusterError> {
         let mut smap = meta.smap().unwrap_or_else(|| Smap {
             version: 0,
             uuid: ais_core::gen_id(12),
@@ -85,10 +100,7 @@ impl Primary {
             cfg,
             last_seen: Mutex::new(last_seen),
             change: tokio::sync::Mutex::new(()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            transport,
         }))
     }
 
@@ -103,26 +115,20 @@ impl Primary {
     }
 
     /// Adds (or updates) a node and returns all metadata for it.
-    pub async fn join(&self, req: JoinReq) -> Result<MetaSync, AisError> {
+    pub async fn join(&self, req: JoinReq) -> Result<MetaSync, ClusterError> {
         let _g = self.change.lock().await;
         let uuid = self.meta.cluster_uuid();
         if !req.cluster_uuid.is_empty() && req.cluster_uuid != uuid {
-            return Err(AisError::new(
-                409,
-                format!(
-                    "node {} belongs to cluster {}, this is cluster {uuid}: refusing to join (its data would be at risk)",
-                    req.node.name(),
-                    req.cluster_uuid
-                ),
-            ));
+            return Err(ClusterError::ForeignNode {
+                node: req.node.name(),
+                theirs: req.cluster_uuid,
+                ours: uuid,
+            });
         }
         let mut node = req.node;
         node.id_digest = ais_core::hrw::digest(&node.daemon_id);
         self.touch(&node.daemon_id);
-        let mut smap = self
-            .meta
-            .smap()
-            .ok_or_else(|| AisError::internal("no cluster map"))?;
+        let mut smap = self.meta.smap().ok_or(ClusterError::NoMap)?;
         let map = match node.daemon_type {
             NodeType::Target => &mut smap.tmap,
             NodeType::Proxy => &mut smap.pmap,
@@ -156,9 +162,10 @@ impl Primary {
         }
     }
 
-    pub async fn update_bmd<F>(&self, f: F) -> Result<Bmd, AisError>
+    pub async fn update_bmd<F, E>(&self, f: F) -> Result<Bmd, E>
     where
-        F: FnOnce(&mut Bmd) -> Result<(), AisError>,
+        F: FnOnce(&mut Bmd) -> Result<(), E>,
+        E: From<ClusterError>,
     {
         let _g = self.change.lock().await;
         let mut bmd = self.meta.bmd();
@@ -172,9 +179,10 @@ impl Primary {
         Ok(bmd)
     }
 
-    pub async fn update_etlmd<F>(&self, f: F) -> Result<EtlMd, AisError>
+    pub async fn update_etlmd<F, E>(&self, f: F) -> Result<EtlMd, E>
     where
-        F: FnOnce(&mut EtlMd) -> Result<(), AisError>,
+        F: FnOnce(&mut EtlMd) -> Result<(), E>,
+        E: From<ClusterError>,
     {
         let _g = self.change.lock().await;
         let mut md = self.meta.etlmd();
@@ -188,18 +196,16 @@ impl Primary {
         Ok(md)
     }
 
-    async fn commit(&self, sync: MetaSync) -> Result<(), AisError> {
-        self.meta.apply(&sync).map_err(refused)?;
-        for (node, res) in self.push(&sync).await {
-            if let Err(e) = res {
-                tracing::warn!(%node, error = %e, "metadata push failed");
-            }
+    async fn commit(&self, sync: MetaSync) -> Result<(), ClusterError> {
+        self.meta.apply(&sync)?;
+        for f in self.push(&sync).await {
+            tracing::warn!(node = %f.node, error = %f.error, "metadata push failed");
         }
         Ok(())
     }
 
     /// Sends `sync` to every node but this one, in parallel.
-    pub async fn push(&self, sync: &MetaSync) -> Vec<(String, Result<(), String>)> {
+    pub async fn push(&self, sync: &MetaSync) -> Vec<PushFailure> {
         let nodes: Vec<Snode> = self.meta.with_smap(|s| {
             s.map(|s| {
                 s.tmap
@@ -211,23 +217,15 @@ impl Primary {
             })
             .unwrap_or_default()
         });
-        let futs = nodes.into_iter().map(|n| {
-            let url = format!("{}/v1/metasync", n.url());
-            let req = self.http.put(url).json(sync);
-            async move {
-                let res = match req.send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!(
-                        "{}: {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    )),
-                    Err(e) => Err(e.to_string()),
-                };
-                (n.name(), res)
-            }
-        });
-        futures::future::join_all(futs).await
+        self.transport.push(nodes, sync).await
+    }
+
+    /// How long ago a node last checked in (None: never, or not in the map).
+    pub fn silent_for(&self, id: &str) -> Option<Duration> {
+        self.last_seen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(Instant::elapsed))
     }
 
     /// Removes nodes that stopped sending keepalives. Runs forever.

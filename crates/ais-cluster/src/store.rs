@@ -52,16 +52,19 @@ pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClusterErro
         source: std::io::Error::other(e),
     })?;
     let tmp = path.with_extension("tmp");
-    {
+    let written = (|| {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
         f.write_all(&raw)
             .map_err(io(format!("write {}", tmp.display())))?;
-        f.sync_all()
-            .map_err(io(format!("fsync {}", tmp.display())))?;
+        f.sync_all().map_err(io(format!("fsync {}", tmp.display())))
+    })()
+    .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display()))));
+    if written.is_err() {
+        // A full disk must not leave a half-written temp file behind.
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display())))?;
-    Ok(())
+    written
 }
 
 impl MetaStore {

@@ -3,7 +3,7 @@
 //! targets return to the proxy.
 
 use crate::meta::strnum;
-use crate::AisError;
+use crate::CoreError;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// `{"action": ..., "name": ..., "value": ...}`.
@@ -24,9 +24,9 @@ impl ActMsg {
         }
     }
 
-    pub fn parse(body: &[u8]) -> Result<Self, AisError> {
+    pub fn parse(body: &[u8]) -> Result<Self, CoreError> {
         serde_json::from_slice(body).map_err(|e| {
-            AisError::bad_request(format!(
+            CoreError::invalid(format!(
                 "malformed JSON in request body (expected {{\"action\": ..., \"name\": ..., \"value\": ...}}): {e}"
             ))
         })
@@ -111,7 +111,7 @@ pub struct PropSet {
 }
 
 impl PropSet {
-    pub fn parse(props: &str) -> Result<Self, AisError> {
+    pub fn parse(props: &str) -> Result<Self, CoreError> {
         let props = props.trim();
         if props.is_empty() {
             return Ok(Self {
@@ -133,7 +133,7 @@ impl PropSet {
                 "copies" => p.copies = true,
                 n if KNOWN_PROPS.contains(&n) => {}
                 other => {
-                    return Err(AisError::bad_request(format!(
+                    return Err(CoreError::invalid(format!(
                         "invalid property \"{other}\" (valid: {})",
                         KNOWN_PROPS.join(", ")
                     )))
@@ -334,7 +334,10 @@ mod tests {
     fn props() {
         assert!(PropSet::parse("name,size").unwrap().size);
         assert!(PropSet::parse("").unwrap().cached);
-        assert_eq!(PropSet::parse("name,bogus").unwrap_err().status, 400);
+        assert!(matches!(
+            PropSet::parse("name,bogus").unwrap_err(),
+            CoreError::Invalid(_)
+        ));
     }
 
     #[test]
@@ -430,8 +433,11 @@ impl TcbMsg {
 /// Expands a bash-style brace template: `shard-{0000..0999}.tar`,
 /// `a{1..10..2}b`, several ranges multiply. Errors on malformed templates or
 /// more than `limit` names.
-pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, AisError> {
-    let bad = |why: &str| AisError::bad_request(format!("invalid template \"{t}\": {why}"));
+/// Most names a list/range template may expand to.
+pub const MAX_TEMPLATE: usize = 10_000_000;
+
+pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> {
+    let bad = |why: &str| CoreError::invalid(format!("invalid template \"{t}\": {why}"));
     let mut out = vec![String::new()];
     let mut rest = t;
     while let Some(open) = rest.find('{') {

@@ -8,7 +8,7 @@ pub mod hrw;
 pub mod meta;
 pub mod names;
 
-pub use error::AisError;
+pub use error::CoreError;
 pub use names::Bck;
 
 /// Random alphanumeric id (node ids, listing UUIDs, job ids).

@@ -2,7 +2,7 @@
 //! metadata (BMD), bucket properties and per-object attributes. The primary
 //! proxy owns Smap/BMD and versions them; every node keeps the newest copy.
 
-use crate::{hrw, AisError};
+use crate::{hrw, CoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -202,17 +202,17 @@ impl Default for BucketProps {
 
 impl BucketProps {
     /// Applies a JSON patch of props (as in `set-bprops` or `create-bck`'s value).
-    pub fn apply_patch(&mut self, patch: &serde_json::Value) -> Result<(), AisError> {
+    pub fn apply_patch(&mut self, patch: &serde_json::Value) -> Result<(), CoreError> {
         if patch.is_null() {
             return Ok(());
         }
         let mut cur =
-            serde_json::to_value(&*self).map_err(|e| AisError::internal(e.to_string()))?;
+            serde_json::to_value(&*self).map_err(|e| CoreError::Internal(e.to_string()))?;
         merge_json(&mut cur, patch);
         let next: BucketProps = serde_json::from_value(cur)
-            .map_err(|e| AisError::bad_request(format!("invalid bucket properties: {e}")))?;
+            .map_err(|e| CoreError::invalid(format!("invalid bucket properties: {e}")))?;
         if next.checksum.kind != CKSUM_XXHASH && next.checksum.kind != "none" {
-            return Err(AisError::bad_request(format!(
+            return Err(CoreError::invalid(format!(
                 "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",
                 next.checksum.kind
             )));

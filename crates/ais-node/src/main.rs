@@ -2,16 +2,10 @@
 //! runs a node; `aisnode playground` runs a whole local cluster (1 proxy + N
 //! targets as child processes) in the foreground.
 
-mod etl;
-mod http;
-mod jobs;
-mod node;
 mod playground;
-mod proxy;
-mod target;
 
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use ais_node::NodeArgs;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,38 +25,6 @@ struct Cli {
 enum Cmd {
     /// Run a local cluster (1 proxy + N targets) in the foreground; Ctrl-C stops it.
     Playground(playground::PlaygroundArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct NodeArgs {
-    /// Node role.
-    #[arg(long, value_parser = ["proxy", "target"])]
-    pub role: Option<String>,
-    /// Address to listen on and to advertise.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port to listen on (0 = pick a free one; the chosen port is printed).
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Directory for this node's identity and cluster metadata.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Target mountpath (repeatable); defaults to <data>/mp1.
-    #[arg(long = "mpath")]
-    pub mpaths: Vec<PathBuf>,
-    /// URL of the primary proxy to join; a proxy without it becomes the primary.
-    #[arg(long, env = "AIS_PRIMARY_URL")]
-    pub join: Option<String>,
-    /// Seconds without keepalive after which the primary drops a node from the map.
-    #[arg(long, default_value_t = 4.0)]
-    pub keepalive_timeout: f64,
-    /// Async worker threads (default: one per core). A playground gives each
-    /// node its share of the host's cores.
-    #[arg(long, env = "AIS_THREADS")]
-    pub threads: Option<usize>,
-    /// Python interpreter used for ETL runtimes (default: python3 on PATH).
-    #[arg(long, env = "AIS_PYTHON")]
-    pub python: Option<String>,
 }
 
 fn main() {
@@ -89,7 +51,7 @@ fn real_main() -> anyhow::Result<()> {
                 b.worker_threads(n.max(1));
             }
             let rt = b.enable_all().build()?;
-            rt.block_on(node::run(cli.node))
+            rt.block_on(ais_node::run(cli.node))
         }
     }
 }

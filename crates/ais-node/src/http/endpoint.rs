@@ -1,0 +1,209 @@
+//! [`Endpoint`]: what a request addresses, parsed once from its path (the
+//! router then picks the handler by endpoint, role and method). Internal
+//! routes use the same constants as the RPC client (`rpc::routes`), so the
+//! two cannot drift apart.
+
+use super::split_first;
+use crate::rpc::routes;
+
+/// A request's target, path segments still percent-encoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Endpoint<'a> {
+    Health,
+    Daemon,
+    Metasync,
+    /// `/v1/cluster`: membership/job queries and actions.
+    Cluster,
+    Join,
+    Keepalive,
+    /// `/v1/buckets` (all buckets).
+    Buckets,
+    /// `/v1/buckets/B`.
+    Bucket(&'a str),
+    /// `/v1/objects/B/O...` (and the easy URL `/ais/B/O...`).
+    Object {
+        bucket: &'a str,
+        obj: &'a str,
+    },
+    /// `/v1/etl[/...]`: the ETL control plane (proxy).
+    Etl(EtlPath<'a>),
+    /// `/v1/etl/_object/ETL/SECRET/UNAME`: a transformer reading its input (target).
+    EtlObject {
+        etl: &'a str,
+        secret: &'a str,
+        uname: &'a str,
+    },
+    /// Node-to-node calls (targets): `/v1/internal/...`.
+    IntList(&'a str),
+    IntObjAttrs {
+        bucket: &'a str,
+        obj: &'a str,
+    },
+    IntObject {
+        bucket: &'a str,
+        obj: &'a str,
+    },
+    /// `/v1/internal/etl[/NAME[/WHAT]]`.
+    IntEtl {
+        name: &'a str,
+        what: &'a str,
+    },
+    /// `/v1/internal/jobs[/ID[/WHAT]]`.
+    IntJobs {
+        id: &'a str,
+        what: &'a str,
+    },
+    /// A cloud provider's easy URL (`/s3/...`): not supported.
+    Provider(&'a str),
+    Unknown,
+}
+
+/// The first three segments after `/v1/etl/`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EtlPath<'a> {
+    pub a: &'a str,
+    pub b: &'a str,
+    pub tail: &'a str,
+}
+
+impl<'a> Endpoint<'a> {
+    pub fn parse(path: &'a str) -> Self {
+        if let Some(r) = path.strip_prefix(routes::INT_LIST) {
+            return Self::IntList(r);
+        }
+        if let Some(r) = path.strip_prefix(routes::INT_OBJATTRS) {
+            let (bucket, obj) = split_first(r);
+            return Self::IntObjAttrs { bucket, obj };
+        }
+        if let Some(r) = path.strip_prefix(routes::INT_OBJECTS) {
+            let (bucket, obj) = split_first(r);
+            return Self::IntObject { bucket, obj };
+        }
+        if let Some(r) = sub(path, routes::INT_ETL) {
+            let (name, what) = split_first(r);
+            return Self::IntEtl { name, what };
+        }
+        if let Some(r) = sub(path, routes::INT_JOBS) {
+            let (id, what) = split_first(r);
+            return Self::IntJobs { id, what };
+        }
+        let (head, rest) = split_first(path.trim_start_matches('/'));
+        match head {
+            "v1" => {}
+            "ais" => {
+                let (bucket, obj) = split_first(rest);
+                return match (bucket, obj) {
+                    ("", _) => Self::Buckets,
+                    (b, "") => Self::Bucket(b),
+                    (bucket, obj) => Self::Object { bucket, obj },
+                };
+            }
+            "gs" | "gcp" | "s3" | "aws" | "az" | "azure" => return Self::Provider(head),
+            _ => return Self::Unknown,
+        }
+        let (res, rest) = split_first(rest);
+        match (res, rest) {
+            ("health", _) => Self::Health,
+            ("daemon", _) => Self::Daemon,
+            ("metasync", _) => Self::Metasync,
+            ("cluster", "") => Self::Cluster,
+            ("cluster", "join") => Self::Join,
+            ("cluster", "keepalive") => Self::Keepalive,
+            ("buckets", "") => Self::Buckets,
+            ("buckets", r) => match split_first(r) {
+                (b, "") => Self::Bucket(b),
+                _ => Self::Unknown,
+            },
+            ("objects", r) => {
+                let (bucket, obj) = split_first(r);
+                Self::Object { bucket, obj }
+            }
+            ("etl", r) => match r.strip_prefix("_object/") {
+                Some(r) => {
+                    let (etl, r) = split_first(r);
+                    let (secret, uname) = split_first(r);
+                    Self::EtlObject { etl, secret, uname }
+                }
+                None => {
+                    let (a, r) = split_first(r);
+                    let (b, tail) = split_first(r);
+                    Self::Etl(EtlPath { a, b, tail })
+                }
+            },
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// `path` below `prefix` (`prefix` itself or `prefix/...`), without the slash.
+fn sub<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let r = path.strip_prefix(prefix)?;
+    if r.is_empty() {
+        Some(r)
+    } else {
+        r.strip_prefix('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_route() {
+        use Endpoint::*;
+        assert_eq!(Endpoint::parse("/v1/health"), Health);
+        assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);
+        assert_eq!(Endpoint::parse("/v1/cluster/join"), Join);
+        assert_eq!(Endpoint::parse("/v1/cluster/x"), Unknown);
+        assert_eq!(Endpoint::parse("/v1/buckets"), Buckets);
+        assert_eq!(Endpoint::parse("/v1/buckets/b"), Bucket("b"));
+        assert_eq!(Endpoint::parse("/v1/buckets/b/x"), Unknown);
+        assert_eq!(
+            Endpoint::parse("/v1/objects/b/a/b%20c"),
+            Object {
+                bucket: "b",
+                obj: "a/b%20c"
+            }
+        );
+        assert_eq!(Endpoint::parse("/ais/b"), Bucket("b"));
+        assert_eq!(
+            Endpoint::parse("/ais/b/o"),
+            Object {
+                bucket: "b",
+                obj: "o"
+            }
+        );
+        assert_eq!(Endpoint::parse("/s3/b/o"), Provider("s3"));
+        assert_eq!(Endpoint::parse("/v1/internal/list/b"), IntList("b"));
+        assert_eq!(
+            Endpoint::parse("/v1/internal/etl"),
+            IntEtl { name: "", what: "" }
+        );
+        assert_eq!(
+            Endpoint::parse("/v1/internal/jobs/j1/errors"),
+            IntJobs {
+                id: "j1",
+                what: "errors"
+            }
+        );
+        assert_eq!(Endpoint::parse("/v1/internal/etlx"), Unknown);
+        assert_eq!(
+            Endpoint::parse("/v1/etl/_object/e/s/ais%2Fb%2Fo"),
+            EtlObject {
+                etl: "e",
+                secret: "s",
+                uname: "ais%2Fb%2Fo"
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("/v1/etl/n/logs/t1"),
+            Etl(EtlPath {
+                a: "n",
+                b: "logs",
+                tail: "t1"
+            })
+        );
+        assert_eq!(Endpoint::parse("/x"), Unknown);
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP layer every handler shares, with no handler in it: the request
+//! context, the typed [`Endpoint`] parsed once from method + path, request
+//! parsing helpers, and response rendering (AIStore's JSON error shape,
+//! redirects). The router that maps endpoints to proxy/target handlers is
+//! `crate::router`.
+
+mod endpoint;
+mod render;
+
+pub use endpoint::{Endpoint, EtlPath};
+pub use render::{bytes_response, empty, error_response, json_ok, redirect, text_ok};
+
+use crate::error::{ApiError, ApiResult};
+use ais_core::Bck;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use std::net::SocketAddr;
+
+pub type Res = ApiResult<Response>;
+
+/// What handlers need to know about a request besides its body.
+pub struct Ctx {
+    pub method: Method,
+    /// Raw (still percent-encoded) path.
+    pub path: String,
+    pub raw_query: String,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub remote: SocketAddr,
+}
+
+impl Ctx {
+    pub fn expect_method(&self, allowed: &[Method]) -> ApiResult<()> {
+        if allowed.contains(&self.method) {
+            Ok(())
+        } else {
+            Err(self.not_allowed())
+        }
+    }
+    pub fn not_allowed(&self) -> ApiError {
+        ApiError::MethodNotAllowed {
+            method: self.method.to_string(),
+            path: self.path.clone(),
+        }
+    }
+    pub fn unknown_path(&self) -> ApiError {
+        ApiError::NotFound(format!(
+            "invalid URL path \"{}\" (method {})",
+            self.path, self.method
+        ))
+    }
+    /// Bucket from a path segment and the `provider` query parameter.
+    pub fn bck(&self, raw_name: &str) -> ApiResult<Bck> {
+        let name = pct_decode(raw_name)?;
+        Ok(Bck::validated(&name, self.query.get("provider"))?)
+    }
+    /// Bucket and object from raw path segments, validated.
+    pub fn bck_obj(&self, bucket: &str, obj: &str) -> ApiResult<(Bck, String)> {
+        if bucket.is_empty() {
+            return Err(ApiError::bad_request("missing bucket name in URL path"));
+        }
+        let bck = self.bck(bucket)?;
+        let obj = pct_decode(obj)?;
+        if obj.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "missing object name in URL path (expected /v1/objects/{}/OBJECT)",
+                bck.name
+            )));
+        }
+        ais_core::names::validate_object_name(&obj)?;
+        Ok((bck, obj))
+    }
+    /// The ETL named by `etl_name=` (or the seed era's `uuid=`, when
+    /// `is_etl` says it names one).
+    pub fn etl_param(&self, is_etl: impl FnOnce(&str) -> bool) -> Option<String> {
+        if let Some(n) = self.query.get("etl_name").filter(|n| !n.is_empty()) {
+            return Some(n.to_string());
+        }
+        let u = self.query.get("uuid").filter(|n| !n.is_empty())?;
+        is_etl(u).then(|| u.to_string())
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: &str) -> ApiResult<Self> {
+        serde_urlencoded::from_str(raw)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+    }
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn split_first(s: &str) -> (&str, &str) {
+    match s.split_once('/') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    }
+}
+
+pub fn pct_decode(s: &str) -> ApiResult<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ApiError::bad_request(format!("\"{s}\" is not valid UTF-8 once decoded")))
+}
+
+pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("failed to read request body: {e}")))
+}
+
+/// A JSON request body, with a message naming what was malformed.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Body,
+    limit: usize,
+    what: &str,
+) -> ApiResult<T> {
+    serde_json::from_slice(&read_body(body, limit).await?)
+        .map_err(|e| ApiError::bad_request(format!("malformed {what}: {e}")))
+}

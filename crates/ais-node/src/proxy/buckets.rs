@@ -1,0 +1,160 @@
+//! Bucket verbs at the proxy: list buckets, HEAD props, create/destroy and
+//! property changes through the primary (BMD), list-objects and offline jobs
+//! started by action messages.
+
+use super::{Proxy, CONTROL_BODY_LIMIT};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{empty, json_ok, read_body, Ctx, Res};
+use ais_core::api::{act, ActMsg, LsoMsg};
+use ais_core::meta::BucketProps;
+use ais_core::Bck;
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, StatusCode};
+use std::sync::Arc;
+
+/// Parses an optional ActMsg body (GET/DELETE may carry none when sent by curl).
+async fn opt_actmsg(body: Body) -> ApiResult<Option<ActMsg>> {
+    let raw = read_body(body, CONTROL_BODY_LIMIT).await?;
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    Ok(Some(ActMsg::parse(&raw)?))
+}
+
+fn unknown_action(action: &str, bck: &Bck) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid action \"{action}\" for bucket {} (e.g. create-bck, destroy-bck, list, set-bprops)",
+        bck.cname()
+    ))
+}
+
+/// `/v1/buckets`: every bucket.
+pub fn list_buckets(p: &Proxy, ctx: &Ctx) -> Res {
+    ctx.expect_method(&[Method::GET])?;
+    if let Some(prov) = ctx.query.get("provider") {
+        ais_core::names::normalize_provider(prov)?;
+    }
+    let list: Vec<Bck> = p
+        .core
+        .meta
+        .with_bmd(|b| b.buckets.keys().map(|n| Bck::ais(n.clone())).collect());
+    json_ok(&list)
+}
+
+/// `/v1/buckets/B`.
+pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
+    let bck = ctx.bck(name)?;
+    match ctx.method {
+        Method::HEAD => {
+            let props = p.core.bucket_props(&bck)?;
+            let mut r = empty(StatusCode::OK);
+            let raw =
+                serde_json::to_string(&props).map_err(|e| ApiError::internal(e.to_string()))?;
+            if let Ok(v) = HeaderValue::from_str(&raw) {
+                r.headers_mut().insert("Ais-Bucket-Props", v);
+            }
+            Ok(r)
+        }
+        Method::GET => {
+            let msg = opt_actmsg(body)
+                .await?
+                .unwrap_or_else(|| ActMsg::new(act::LIST));
+            match msg.action.as_str() {
+                act::LIST => {
+                    let lso: LsoMsg = if msg.value.is_null() {
+                        LsoMsg::default()
+                    } else {
+                        serde_json::from_value(msg.value).map_err(|e| {
+                            ApiError::bad_request(format!("malformed list-objects request: {e}"))
+                        })?
+                    };
+                    super::listing::list_objects(p, ctx, &bck, lso).await
+                }
+                other => Err(unknown_action(other, &bck)),
+            }
+        }
+        Method::POST => {
+            let msg = opt_actmsg(body)
+                .await?
+                .ok_or_else(|| ApiError::bad_request("missing action message in request body"))?;
+            match msg.action.as_str() {
+                act::CREATE_BCK => create(p, &bck, &msg).await,
+                "etl-bck" | "copy-bck" | "etl-listrange" | "copy-listrange" => {
+                    super::jobs::start(p, ctx, &bck, msg).await
+                }
+                other => Err(unknown_action(other, &bck)),
+            }
+        }
+        Method::DELETE => {
+            let msg = opt_actmsg(body)
+                .await?
+                .unwrap_or_else(|| ActMsg::new(act::DESTROY_BCK));
+            match msg.action.as_str() {
+                act::DESTROY_BCK => {
+                    p.primary()?
+                        .update_bmd(|bmd| {
+                            bmd.buckets
+                                .remove(&bck.name)
+                                .map(|_| ())
+                                .ok_or_else(|| ApiError::bucket_not_found(&bck))
+                        })
+                        .await?;
+                    tracing::info!(bucket = %bck.cname(), "bucket destroyed");
+                    Ok(empty(StatusCode::OK))
+                }
+                other => Err(unknown_action(other, &bck)),
+            }
+        }
+        Method::PATCH => {
+            let msg = opt_actmsg(body)
+                .await?
+                .ok_or_else(|| ApiError::bad_request("missing action message in request body"))?;
+            let reset = match msg.action.as_str() {
+                act::SET_BPROPS => false,
+                act::RESET_BPROPS => true,
+                other => return Err(unknown_action(other, &bck)),
+            };
+            p.primary()?
+                .update_bmd(|bmd| {
+                    let props = bmd
+                        .buckets
+                        .get_mut(&bck.name)
+                        .ok_or_else(|| ApiError::bucket_not_found(&bck))?;
+                    if reset {
+                        *props = BucketProps {
+                            bid: std::mem::take(&mut props.bid),
+                            created: std::mem::take(&mut props.created),
+                            ..Default::default()
+                        };
+                        Ok(())
+                    } else {
+                        props.apply_patch(&msg.value).map_err(ApiError::from)
+                    }
+                })
+                .await?;
+            Ok(empty(StatusCode::OK))
+        }
+        _ => Err(ctx.not_allowed()),
+    }
+}
+
+async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
+    let primary = p.primary()?;
+    let mut props = BucketProps {
+        bid: ais_core::gen_id(10),
+        created: ais_core::now_ns().to_string(),
+        ..Default::default()
+    };
+    props.apply_patch(&msg.value)?;
+    primary
+        .update_bmd(|bmd| {
+            if bmd.buckets.contains_key(&bck.name) {
+                return Err(ApiError::BucketExists(bck.cname()));
+            }
+            bmd.buckets.insert(bck.name.clone(), props);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(bucket = %bck.cname(), "bucket created");
+    Ok(empty(StatusCode::OK))
+}

@@ -1,0 +1,362 @@
+//! The offline-job control plane (`etl-bck`, `copy-bck` and their list/range
+//! forms): validate, create the destination, start the job on every target,
+//! and answer status/abort queries by asking the targets. The targets do the
+//! work (`target::jobs`).
+
+use super::Proxy;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{empty, json_ok, read_body, text_ok, Ctx, Res};
+use crate::rpc::types::{JobSpec, ObjErr};
+use crate::rpc::{all_ok, fan_out, RpcError, CONTROL_TIMEOUT};
+use ais_core::api::{expand_template, ActMsg, TcbMsg, MAX_TEMPLATE};
+use ais_core::meta::Snode;
+use ais_core::Bck;
+use axum::body::Body;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// Which targets run which job.
+#[derive(Default)]
+pub struct Registry(RwLock<HashMap<String, ProxyJob>>);
+
+#[derive(Clone)]
+pub struct ProxyJob {
+    kind: String,
+    targets: Vec<Snode>,
+}
+
+impl Registry {
+    fn get(&self, node: &str, id: &str) -> ApiResult<ProxyJob> {
+        self.0
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .ok_or_else(|| ApiError::NotFound(format!("{node}: job {id} not found")))
+    }
+    fn insert(&self, id: &str, job: ProxyJob) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(id.to_string(), job);
+        }
+    }
+    fn ids(&self) -> Vec<String> {
+        self.0
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `POST /v1/buckets/SRC` with `etl-bck`, `copy-bck`, `etl-listrange`, `copy-listrange`.
+pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
+    let core = &p.core;
+    let etl = msg.action.starts_with("etl");
+    let kind = if etl { "etl-bck" } else { "copy-bck" };
+    let mut tcb: TcbMsg = if msg.value.is_null() {
+        TcbMsg::default()
+    } else {
+        serde_json::from_value(msg.value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed {} message: {e}", msg.action)))?
+    };
+    // Destination: `bck_to` uname, `tobck` in list/range messages, or the legacy ActMsg name.
+    let dst = if let Some(u) = ctx.query.get("bck_to").filter(|u| !u.is_empty()) {
+        Bck::parse_uname(u)?.0
+    } else if let Some(n) = msg
+        .value
+        .get("tobck")
+        .and_then(|t| t.get("name"))
+        .and_then(Value::as_str)
+    {
+        Bck::validated(n, None)?
+    } else if !msg.name.is_empty() {
+        Bck::parse_uri(&msg.name)?.0
+    } else {
+        return Err(ApiError::bad_request(format!(
+            "{}: missing destination bucket (bck_to)",
+            msg.action
+        )));
+    };
+    let src_props = core.bucket_props(src)?;
+    if src.name == dst.name && !tcb.dry_run {
+        return Err(ApiError::bad_request(format!(
+            "cannot {} {} onto itself (only with dry_run)",
+            msg.action,
+            src.cname()
+        )));
+    }
+    if etl {
+        if tcb.id.is_empty() {
+            return Err(ApiError::bad_request("etl-bck: missing ETL name (\"id\")"));
+        }
+        super::etl::check_usable(p, &tcb.id)?;
+    }
+    if !tcb.template.is_empty() {
+        expand_template(&tcb.template, MAX_TEMPLATE)?; // validate early: a clear 400
+    }
+    if tcb.etl_args.is_empty() {
+        if let Some(a) = ctx.query.get("etl_args") {
+            tcb.etl_args = a.to_string();
+        }
+    }
+    let primary = p.primary()?;
+    let dst_existed = core.meta.with_bmd(|b| b.buckets.contains_key(&dst.name));
+    if !tcb.dry_run && !dst_existed {
+        let mut props = src_props.clone();
+        props.bid = ais_core::gen_id(10);
+        props.created = ais_core::now_ns().to_string();
+        primary
+            .update_bmd(|bmd| {
+                bmd.buckets.entry(dst.name.clone()).or_insert(props);
+                Ok::<_, ApiError>(())
+            })
+            .await?;
+    }
+    let id = format!(
+        "{}-{}",
+        if etl { "etl" } else { "tcb" },
+        ais_core::gen_id(10)
+    );
+    let spec = JobSpec {
+        id: id.clone(),
+        kind: kind.into(),
+        src: src.name.clone(),
+        dst: dst.name.clone(),
+        msg: tcb,
+        skip_unchanged: dst_existed,
+    };
+    let targets = core.targets();
+    if targets.is_empty() {
+        return Err(ApiError::unavailable("the cluster has no targets"));
+    }
+    p.jobs.insert(
+        &id,
+        ProxyJob {
+            kind: kind.into(),
+            targets: targets.clone(),
+        },
+    );
+    let started = all_ok(
+        &format!("failed to start job {id}"),
+        fan_out(&targets, CONTROL_TIMEOUT, |t| {
+            let spec = &spec;
+            async move { core.rpc.job_start(&t, spec).await }
+        })
+        .await,
+    );
+    if let Err(e) = started {
+        abort_everywhere(p, &id).await;
+        return Err(ApiError::Unavailable(e.to_string()));
+    }
+    tracing::info!(job = %id, kind, src = %src.cname(), dst = %dst.cname(), "job started");
+    Ok(text_ok(&id))
+}
+
+async fn abort_everywhere(p: &Proxy, id: &str) {
+    let Ok(job) = p.jobs.get(&p.core.name, id) else {
+        return;
+    };
+    for (t, r) in fan_out(&job.targets, CONTROL_TIMEOUT, |t| async move {
+        p.core.rpc.job_abort(&t, id).await
+    })
+    .await
+    {
+        if let Err(e) = r {
+            tracing::warn!(job = %id, target = %t.name(), error = %e, "could not abort job on target");
+        }
+    }
+}
+
+/// Job query body: Go-style capitalised keys or lower-case.
+#[derive(Deserialize, Default)]
+struct JobQuery {
+    #[serde(default, alias = "ID", alias = "Id", alias = "uuid")]
+    id: String,
+    #[serde(default, alias = "Kind")]
+    kind: String,
+}
+
+type Snaps = Vec<(Snode, Result<Value, RpcError>)>;
+
+async fn snaps(p: &Proxy, id: &str) -> ApiResult<(ProxyJob, Snaps)> {
+    let job = p.jobs.get(&p.core.name, id)?;
+    let s = fan_out(&job.targets, Duration::from_secs(5), |t| async move {
+        p.core.rpc.job_snap(&t, id).await
+    })
+    .await;
+    Ok((job, s))
+}
+
+fn num(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Aggregated status as the SDK's `Job.status()` reads it.
+async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
+    let (job, snaps) = snaps(p, id).await?;
+    let mut end = 0i64;
+    let mut all_done = true;
+    let mut aborted = false;
+    let mut errs = Vec::new();
+    let (mut objs, mut bytes, mut total, mut total_bytes, mut nerr, mut skipped) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for (t, s) in &snaps {
+        match s {
+            Ok(v) => {
+                let e = v["end_ns"].as_i64().unwrap_or(0);
+                if e == 0 {
+                    all_done = false;
+                }
+                end = end.max(e);
+                aborted |= v["aborted"].as_bool().unwrap_or(false);
+                if let Some(er) = v["err"].as_str().filter(|s| !s.is_empty()) {
+                    errs.push(format!("{}: {er}", t.name()));
+                }
+                objs += num(&v["stats"]["out-objs"]);
+                bytes += num(&v["stats"]["out-bytes"]);
+                total += num(&v["total_objs"]);
+                total_bytes += num(&v["total_bytes"]);
+                nerr += num(&v["err_count"]);
+                skipped += num(&v["skipped"]);
+            }
+            Err(e) => {
+                // A target that left can't finish its share: the job fails, clearly.
+                aborted = true;
+                let why = if e.status() == Some(StatusCode::NOT_FOUND) {
+                    "restarted and lost the job".to_string()
+                } else if e.is_unreachable() {
+                    format!("unreachable ({e})")
+                } else {
+                    e.to_string()
+                };
+                errs.push(format!(
+                    "target {} {why}; rerun the job to complete it",
+                    t.name()
+                ));
+            }
+        }
+    }
+    let finished = all_done
+        || (aborted
+            && snaps.iter().all(|(_, s)| {
+                s.as_ref()
+                    .map(|v| v["end_ns"].as_i64().unwrap_or(0) != 0)
+                    .unwrap_or(true)
+            }));
+    Ok(json!({
+        "uuid": id,
+        "kind": job.kind,
+        "err": errs.join("; "),
+        "end_time": if finished { end.max(1) } else { 0 },
+        "aborted": aborted,
+        "is_idle": finished,
+        "objs": objs,
+        "bytes": bytes,
+        "total_objs": total,
+        "total_bytes": total_bytes,
+        "err_count": nerr,
+        "skipped": skipped,
+    }))
+}
+
+/// `/v1/cluster?what=status|qryxstats|running_all|status_all` (else metadata).
+pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
+    let raw = read_body(body, 1 << 20).await?;
+    let q: JobQuery = if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        JobQuery::default()
+    } else {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("malformed job query: {e}")))?
+    };
+    let id = ctx.query.get("id").map(str::to_string).unwrap_or(q.id);
+    match ctx.query.get("what").unwrap_or("") {
+        "status" => {
+            if id.is_empty() {
+                return Err(ApiError::bad_request("job status: missing job ID"));
+            }
+            json_ok(&status(p, &id).await?)
+        }
+        "qryxstats" => {
+            if id.is_empty() {
+                return Err(ApiError::bad_request("job query: missing job ID"));
+            }
+            let (_, snaps) = snaps(p, &id).await?;
+            let out: serde_json::Map<String, Value> = snaps
+                .into_iter()
+                .filter_map(|(t, s)| s.ok().map(|v| (t.daemon_id, Value::Array(vec![v]))))
+                .collect();
+            if out.is_empty() {
+                return Err(ApiError::NotFound(format!("job {id} not found")));
+            }
+            json_ok(&out)
+        }
+        "running_all" | "status_all" | "jobs" => {
+            let mut out = Vec::new();
+            for id in p.jobs.ids() {
+                if let Ok(s) = status(p, &id).await {
+                    if q.kind.is_empty() || s["kind"] == q.kind.as_str() {
+                        out.push(s);
+                    }
+                }
+            }
+            out.sort_by(|a, b| a["uuid"].as_str().cmp(&b["uuid"].as_str()));
+            if ctx.query.get("what") == Some("running_all") {
+                let names: Vec<String> = out
+                    .iter()
+                    .filter(|s| s["end_time"] == 0)
+                    .map(|s| {
+                        format!(
+                            "{}[{}]",
+                            s["kind"].as_str().unwrap_or(""),
+                            s["uuid"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                return json_ok(&names);
+            }
+            json_ok(&out)
+        }
+        _ => p.core.daemon_info(ctx),
+    }
+}
+
+/// `PUT /v1/cluster` with `{"action": "stop", "value": {"ID": ...}}`.
+pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
+    let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
+    match msg.action.as_str() {
+        "stop" => {
+            let q: JobQuery = if msg.value.is_null() {
+                JobQuery::default()
+            } else {
+                serde_json::from_value(msg.value)
+                    .map_err(|e| ApiError::bad_request(format!("malformed stop request: {e}")))?
+            };
+            if q.id.is_empty() {
+                return Err(ApiError::bad_request("stop: missing job ID"));
+            }
+            p.jobs.get(&p.core.name, &q.id)?;
+            abort_everywhere(p, &q.id).await;
+            Ok(empty(StatusCode::OK))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "invalid cluster action \"{other}\" (supported: stop)"
+        ))),
+    }
+}
+
+/// Per-object errors of a job, from every target (for `GET /v1/etl/NAME?uuid=JOB`).
+pub async fn job_errors(p: &Proxy, id: &str) -> ApiResult<Vec<ObjErr>> {
+    let job = p.jobs.get(&p.core.name, id)?;
+    let all = all_ok(
+        &format!("errors of job {id}"),
+        fan_out(&job.targets, CONTROL_TIMEOUT, |t| async move {
+            p.core.rpc.job_errors(&t, id).await
+        })
+        .await,
+    )?;
+    Ok(all.into_iter().flat_map(|(_, v)| v).collect())
+}

@@ -1,0 +1,99 @@
+//! List objects: ask every target for its next page after the continuation
+//! token, merge in name order (the owner's copy wins a duplicate), answer in
+//! JSON or msgpack. Stateless: the token is the last name returned.
+
+use super::Proxy;
+use crate::error::ApiError;
+use crate::http::{bytes_response, json_ok, Ctx, Res};
+use crate::rpc::{all_ok, fan_out, types::ListQuery, CONTROL_TIMEOUT};
+use ais_core::api::{LsoEntry, LsoMsg, LsoResJson, LsoResMsgpack, PropSet, MAX_PAGE_SIZE};
+use ais_core::Bck;
+use axum::http::{header, StatusCode};
+
+pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
+    let core = &p.core;
+    core.bucket_props(bck)?;
+    let props = PropSet::parse(&msg.props)?;
+    let page_size = if msg.pagesize == 0 || msg.pagesize > MAX_PAGE_SIZE {
+        MAX_PAGE_SIZE
+    } else {
+        msg.pagesize
+    } as usize;
+    let after = if msg.continuation_token.is_empty() {
+        msg.start_after.clone()
+    } else {
+        msg.continuation_token.clone()
+    };
+    let smap = core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let targets: Vec<_> = smap
+        .active_targets()
+        .filter(|t| msg.target.is_empty() || t.daemon_id == msg.target)
+        .cloned()
+        .collect();
+    let props_q = props.to_query();
+    let q = ListQuery {
+        prefix: &msg.prefix,
+        after: &after,
+        limit: page_size,
+        props: &props_q,
+    };
+    let pages = all_ok(
+        &format!("listing {}", bck.cname()),
+        fan_out(&targets, CONTROL_TIMEOUT, |t| {
+            let q = &q;
+            async move { core.rpc.list_page(&t, &bck.name, q).await }
+        })
+        .await,
+    )?;
+    let mut all_done = true;
+    let mut merged: Vec<(LsoEntry, bool)> = Vec::new();
+    for (t, page) in pages {
+        all_done &= page.done;
+        for e in page.entries {
+            let owner = smap
+                .owner(&bck.obj_uname(&e.name))
+                .is_some_and(|o| o.daemon_id == t.daemon_id);
+            merged.push((e, owner));
+        }
+    }
+    // Name order; for a name held by two targets (placement changed) keep the owner's copy.
+    merged.sort_by(|a, b| a.0.name.cmp(&b.0.name).then(b.1.cmp(&a.1)));
+    merged.dedup_by(|a, b| a.0.name == b.0.name);
+    let more = !all_done || merged.len() > page_size;
+    merged.truncate(page_size);
+    let token = if more {
+        merged.last().map(|e| e.0.name.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let uuid = if msg.uuid.is_empty() {
+        ais_core::gen_id(10)
+    } else {
+        msg.uuid
+    };
+    let wants_msgpack = ctx
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/msgpack"));
+    if wants_msgpack {
+        let res = LsoResMsgpack {
+            uuid,
+            continuation_token: token,
+            entries: merged.iter().map(|(e, _)| e.to_msgpack(&props)).collect(),
+            flags: 0,
+        };
+        let raw = rmp_serde::to_vec_named(&res).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(bytes_response(StatusCode::OK, "application/msgpack", raw))
+    } else {
+        json_ok(&LsoResJson {
+            uuid,
+            continuation_token: token,
+            entries: merged.iter().map(|(e, _)| e.to_json(&props)).collect(),
+            flags: 0,
+        })
+    }
+}

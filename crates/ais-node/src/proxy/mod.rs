@@ -1,0 +1,55 @@
+//! The proxy (gateway) role: owns no data. Buckets and membership through
+//! the primary, object requests redirected to their owner target, listings
+//! merged from every target, and the control planes of ETLs and offline jobs.
+
+pub mod buckets;
+pub mod cluster;
+pub mod etl;
+pub mod jobs;
+pub mod listing;
+pub mod objects;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Member, NodeCore};
+use ais_cluster::Primary;
+use ais_core::meta::MetaSync;
+use std::sync::Arc;
+
+/// Largest control message a proxy reads (action messages, join requests).
+pub const CONTROL_BODY_LIMIT: usize = 16 << 20;
+
+pub struct Proxy {
+    pub core: NodeCore,
+    /// Set on the primary proxy only.
+    pub primary: Option<Arc<Primary>>,
+    /// Where each offline job runs.
+    pub jobs: jobs::Registry,
+}
+
+impl Proxy {
+    pub fn new(core: NodeCore, primary: Option<Arc<Primary>>) -> Self {
+        Proxy {
+            core,
+            primary,
+            jobs: Default::default(),
+        }
+    }
+
+    pub fn primary(&self) -> ApiResult<&Arc<Primary>> {
+        self.primary.as_ref().ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "{} is not the primary proxy; send this request to the primary",
+                self.core.name
+            ))
+        })
+    }
+}
+
+impl Member for Proxy {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+    fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> ApiResult<()> {
+        self.core.apply_meta(sync).map(drop)
+    }
+}

@@ -1,0 +1,99 @@
+//! Object verbs at the proxy: validate, then redirect to the owner target
+//! (301 for GET as AIStore does, 307 otherwise) without touching the body.
+//! An owner that has stopped answering keepalives gets no more clients: a
+//! retryable 503 names it until the cluster map drops it.
+
+use super::Proxy;
+use crate::error::ApiError;
+use crate::http::{redirect, Ctx, Res};
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use std::time::Duration;
+
+/// Bodies up to this size that follow a redirected request are drained, so
+/// the client's keep-alive connection stays usable (as Go's server does).
+const DRAIN_LIMIT: u64 = 256 * 1024;
+
+/// A target silent for this long (keepalives come every 0.7 s) is taken as
+/// down for redirects, before the failure detector removes it from the map.
+const SILENT_OWNER: Duration = Duration::from_millis(2500);
+
+/// The decision never waits for the body; afterwards a small body is drained
+/// and a large one left unread with `Connection: close`, so no client reuses
+/// a connection the server is about to drop.
+pub async fn object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -> Res {
+    let mut r = redirect_object(p, ctx, bucket, obj).await?;
+    let len: Option<u64> = ctx
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let chunked = ctx.headers.contains_key(header::TRANSFER_ENCODING);
+    // The SDK's HTTPS flow announces a length but sends no body, with
+    // `Connection: close`: never wait for it.
+    let closing = ctx
+        .headers
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    match len {
+        _ if closing => {}
+        Some(0) | None if !chunked => {}
+        Some(n) if n <= DRAIN_LIMIT && !chunked => {
+            let drain = axum::body::to_bytes(body, DRAIN_LIMIT as usize);
+            if tokio::time::timeout(Duration::from_secs(2), drain)
+                .await
+                .is_err()
+            {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+        }
+        _ => {
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+    Ok(r)
+}
+
+async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
+    ctx.expect_method(&[
+        Method::GET,
+        Method::PUT,
+        Method::HEAD,
+        Method::DELETE,
+        Method::PATCH,
+        Method::POST,
+    ])?;
+    let core = &p.core;
+    let (bck, obj) = ctx.bck_obj(bucket, obj)?;
+    core.bucket_props(&bck)?;
+    if ctx.method == Method::GET {
+        if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {
+            super::etl::check_usable(p, &etl)?;
+        }
+    }
+    let owner = core.owner(&bck.obj_uname(&obj)).ok_or_else(|| {
+        ApiError::unavailable("the cluster has no storage targets yet; start a target")
+    })?;
+    if let Some(silent) = p
+        .primary
+        .as_ref()
+        .and_then(|pr| pr.silent_for(&owner.daemon_id))
+        .filter(|s| *s > SILENT_OWNER)
+    {
+        return Err(ApiError::unavailable(format!(
+            "target {} that stores {}/{obj} is not responding (no keepalive for {:.1}s); retry shortly",
+            owner.name(),
+            bck.cname(),
+            silent.as_secs_f64()
+        )));
+    }
+    let status = if ctx.method == Method::GET {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::TEMPORARY_REDIRECT
+    };
+    Ok(redirect(ctx, owner.url(), status, &core.id, ""))
+}

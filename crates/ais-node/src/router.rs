@@ -1,0 +1,129 @@
+//! The router: parses each request once into an [`Endpoint`] and hands it
+//! to the handler of this node's role. The only module that sees both
+//! roles.
+
+use crate::error::ApiError;
+use crate::http::{error_response, Ctx, Endpoint, Query, Res};
+use crate::proxy::{self, Proxy};
+use crate::state::{Member, NodeCore};
+use crate::target::{self, Target};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running node, by role.
+#[derive(Clone)]
+pub enum App {
+    Proxy(Arc<Proxy>),
+    Target(Arc<Target>),
+}
+
+impl App {
+    pub fn core(&self) -> &NodeCore {
+        match self {
+            App::Proxy(p) => &p.core,
+            App::Target(t) => &t.core,
+        }
+    }
+}
+
+pub fn router(app: App) -> Router {
+    Router::new().fallback(dispatch).with_state(app)
+}
+
+async fn dispatch(
+    State(app): State<App>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let (query, bad_query) = match Query::parse(&raw_query) {
+        Ok(q) => (q, None),
+        Err(e) => (Query::default(), Some(e)),
+    };
+    let ctx = Ctx {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        raw_query,
+        query,
+        headers: parts.headers,
+        remote,
+    };
+    let res = match bad_query {
+        Some(e) => Err(e),
+        None => handle(&app, &ctx, body).await,
+    };
+    match res {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(method = %ctx.method, path = %ctx.path, status = e.status().as_u16(), error = %e, "request failed");
+            }
+            error_response(&app.core().name, &ctx, e)
+        }
+    }
+}
+
+/// Handles one request in-process (what `dispatch` does minus the socket):
+/// tests can call it without a server.
+pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
+    let ep = Endpoint::parse(&ctx.path);
+    match (&ep, app) {
+        (Endpoint::Health, _) => app.core().health(),
+        (Endpoint::Daemon, _) => app.core().daemon_info(ctx),
+        (Endpoint::Metasync, _) => {
+            ctx.expect_method(&[Method::PUT])?;
+            let sync = crate::http::read_json(body, 64 << 20, "metasync").await?;
+            match app {
+                App::Proxy(p) => p.apply_sync(&sync)?,
+                App::Target(t) => t.apply_sync(&sync)?,
+            }
+            Ok(crate::http::empty(StatusCode::OK))
+        }
+        (Endpoint::Provider(p), _) => Err(ApiError::NotImplemented(format!(
+            "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets only"
+        ))),
+        (_, App::Proxy(p)) => proxy_endpoint(p, ctx, ep, body).await,
+        (_, App::Target(t)) => target_endpoint(t, ctx, ep, body).await,
+    }
+}
+
+async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body) -> Res {
+    match ep {
+        Endpoint::Cluster => proxy::cluster::cluster(p, ctx, body).await,
+        Endpoint::Join => proxy::cluster::join(p, ctx, body).await,
+        Endpoint::Keepalive => proxy::cluster::keepalive(p, ctx, body).await,
+        Endpoint::Buckets => proxy::buckets::list_buckets(p, ctx),
+        Endpoint::Bucket(b) => proxy::buckets::bucket(p, ctx, b, body).await,
+        Endpoint::Object { bucket, obj } => proxy::objects::object(p, ctx, bucket, obj, body).await,
+        Endpoint::Etl(path) => proxy::etl::control(p, ctx, path, body).await,
+        _ => Err(ctx.unknown_path()),
+    }
+}
+
+async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Body) -> Res {
+    match ep {
+        Endpoint::Cluster => t.core.daemon_info(ctx),
+        Endpoint::Object { bucket, obj } => {
+            target::objects::object(t, ctx, bucket, obj, body).await
+        }
+        Endpoint::EtlObject { etl, secret, uname } => {
+            target::etl::transformer_object(t, ctx, etl, secret, uname).await
+        }
+        Endpoint::IntList(b) => target::internal::list(t, ctx, b).await,
+        Endpoint::IntObjAttrs { bucket, obj } => {
+            target::internal::obj_attrs(t, ctx, bucket, obj).await
+        }
+        Endpoint::IntObject { bucket, obj } => {
+            target::internal::delete_local(t, ctx, bucket, obj).await
+        }
+        Endpoint::IntEtl { name, what } => target::etl::internal(t, ctx, name, what, body).await,
+        Endpoint::IntJobs { id, what } => target::jobs::internal(t, ctx, id, what, body).await,
+        _ => Err(ctx.unknown_path()),
+    }
+}

@@ -1,0 +1,459 @@
+//! The one way nodes talk to each other: typed calls over a pooled HTTP
+//! client ([`Rpc`]), errors that name the node ([`RpcError`]), and one
+//! fan-out helper ([`fan_out`]) with a per-node timeout, bounded concurrency
+//! and results kept per node.
+
+pub mod routes;
+pub mod types;
+
+use crate::error::ApiError;
+use ais_cluster::{PushFailure, Transport};
+use ais_core::api::TargetPage;
+use ais_core::error::ErrBody;
+use ais_core::meta::{JoinReq, Keepalive, KeepaliveResp, MetaSync, ObjAttrs, Snode};
+use ais_etl::TargetEtlStats;
+use axum::http::StatusCode;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+use types::{EtlInitReq, JobSpec, ListQuery, ObjErr};
+
+/// Percent-encoding for object names in URL paths (keeps `/`).
+const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub fn enc(obj: &str) -> String {
+    percent_encoding::utf8_percent_encode(obj, PATH_ENC).to_string()
+}
+
+/// Default per-node timeout of control calls.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Fan-outs talk to at most this many nodes at once.
+pub const FAN_OUT_LIMIT: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("{node} unreachable: {source}")]
+    Unreachable {
+        node: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{node} did not answer within {after:?}")]
+    Timeout { node: String, after: Duration },
+    #[error("{message}")]
+    Status {
+        node: String,
+        status: StatusCode,
+        tcode: String,
+        message: String,
+    },
+    #[error("{node}: malformed response: {why}")]
+    Decode { node: String, why: String },
+}
+
+impl RpcError {
+    pub fn node(&self) -> &str {
+        match self {
+            Self::Unreachable { node, .. }
+            | Self::Timeout { node, .. }
+            | Self::Status { node, .. }
+            | Self::Decode { node, .. } => node,
+        }
+    }
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    /// The node is gone or not answering (as opposed to answering "no").
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
+    }
+}
+
+impl From<RpcError> for ApiError {
+    fn from(e: RpcError) -> Self {
+        match e {
+            e @ (RpcError::Unreachable { .. } | RpcError::Timeout { .. }) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            RpcError::Status {
+                status,
+                tcode,
+                message,
+                ..
+            } => ApiError::Peer {
+                status,
+                tcode,
+                message,
+            },
+            e @ RpcError::Decode { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Who a call goes to: a node's name (for errors) and base URL.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    pub name: String,
+    pub url: String,
+}
+
+impl From<&Snode> for Dest {
+    fn from(n: &Snode) -> Self {
+        Dest {
+            name: n.name(),
+            url: n.url().to_string(),
+        }
+    }
+}
+
+impl Dest {
+    pub fn primary(url: &str) -> Self {
+        Dest {
+            name: format!("primary proxy {url}"),
+            url: url.to_string(),
+        }
+    }
+}
+
+/// Pooled intra-cluster client.
+#[derive(Clone)]
+pub struct Rpc {
+    http: reqwest::Client,
+}
+
+impl Rpc {
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Ok(Rpc {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .timeout(CONTROL_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+        })
+    }
+
+    /// Sends a request; a non-2xx answer becomes [`RpcError::Status`] with
+    /// the message from the peer's AIStore-shaped error body.
+    async fn send(
+        &self,
+        to: &Dest,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RpcError> {
+        let resp = req.send().await.map_err(|source| {
+            if source.is_timeout() {
+                RpcError::Timeout {
+                    node: to.name.clone(),
+                    after: CONTROL_TIMEOUT,
+                }
+            } else {
+                RpcError::Unreachable {
+                    node: to.name.clone(),
+                    source,
+                }
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let (message, tcode) = match serde_json::from_str::<ErrBody>(&text) {
+            Ok(b) => (b.message, b.tcode),
+            Err(_) if text.is_empty() => (format!("{}: {status}", to.name), String::new()),
+            Err(_) => (text, String::new()),
+        };
+        Err(RpcError::Status {
+            node: to.name.clone(),
+            status,
+            tcode,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        to: &Dest,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, RpcError> {
+        self.send(to, req)
+            .await?
+            .json()
+            .await
+            .map_err(|e| RpcError::Decode {
+                node: to.name.clone(),
+                why: e.to_string(),
+            })
+    }
+
+    fn get(&self, to: &Dest, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", to.url))
+    }
+    fn post(&self, to: &Dest, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", to.url))
+    }
+
+    // ---------------------------------------------------------- membership
+
+    pub async fn metasync(&self, to: &Dest, sync: &MetaSync) -> Result<(), RpcError> {
+        let req = self
+            .http
+            .put(format!("{}{}", to.url, routes::METASYNC))
+            .timeout(Duration::from_secs(10))
+            .json(sync);
+        self.send(to, req).await.map(drop)
+    }
+
+    pub async fn join(&self, to: &Dest, req: &JoinReq) -> Result<MetaSync, RpcError> {
+        self.json(to, self.post(to, routes::JOIN).json(req)).await
+    }
+
+    pub async fn keepalive(&self, to: &Dest, ka: &Keepalive) -> Result<KeepaliveResp, RpcError> {
+        self.json(to, self.post(to, routes::KEEPALIVE).json(ka))
+            .await
+    }
+
+    // ------------------------------------------------------------- objects
+
+    pub async fn list_page(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        q: &ListQuery<'_>,
+    ) -> Result<TargetPage, RpcError> {
+        let limit = q.limit.to_string();
+        let req = self
+            .get(to, &format!("{}{bucket}", routes::INT_LIST))
+            .query(&[
+                ("prefix", q.prefix),
+                ("after", q.after),
+                ("limit", limit.as_str()),
+                ("props", q.props),
+            ]);
+        self.json(to, req).await
+    }
+
+    /// Attributes of `bucket/obj` stored on `to` (`None`: not there).
+    pub async fn obj_attrs(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+    ) -> Result<Option<ObjAttrs>, RpcError> {
+        let path = format!("{}{bucket}/{}", routes::INT_OBJATTRS, enc(obj));
+        match self.json(to, self.get(to, &path)).await {
+            Ok(a) => Ok(Some(a)),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a local copy on `to`; `false` if it had none.
+    pub async fn delete_local(&self, to: &Dest, bucket: &str, obj: &str) -> Result<bool, RpcError> {
+        let path = format!("{}{bucket}/{}", routes::INT_OBJECTS, enc(obj));
+        match self
+            .send(to, self.http.delete(format!("{}{path}", to.url)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores `bucket/obj` on its owner `to` (`ais_hop=1`: no redirect).
+    pub async fn put_object(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        body: reqwest::Body,
+        custom: &BTreeMap<String, String>,
+    ) -> Result<(), RpcError> {
+        let url = format!(
+            "{}{}{bucket}/{}?ais_hop=1",
+            to.url,
+            routes::OBJECTS,
+            enc(obj)
+        );
+        let mut req = self.http.put(url).timeout(Duration::from_secs(600));
+        for (k, v) in custom {
+            req = req.header("Ais-Custom-Md", format!("{k}={v}"));
+        }
+        self.send(to, req.body(body)).await.map(drop)
+    }
+
+    // ----------------------------------------------------------------- ETL
+
+    pub async fn etl_init(
+        &self,
+        to: &Dest,
+        req: &EtlInitReq,
+        timeout: Duration,
+    ) -> Result<(), RpcError> {
+        let r = self
+            .post(to, &format!("{}/init", routes::INT_ETL))
+            .timeout(timeout)
+            .json(req);
+        self.send(to, r).await.map(drop)
+    }
+
+    pub async fn etl_stop(&self, to: &Dest, name: &str) -> Result<(), RpcError> {
+        let r = self
+            .http
+            .delete(format!("{}{}/{name}", to.url, routes::INT_ETL));
+        self.send(to, r).await.map(drop)
+    }
+
+    /// Every ETL running on `to`, by name.
+    pub async fn etl_stats(&self, to: &Dest) -> Result<BTreeMap<String, TargetEtlStats>, RpcError> {
+        self.json(to, self.get(to, routes::INT_ETL)).await
+    }
+
+    pub async fn etl_errors(&self, to: &Dest, name: &str) -> Result<Vec<ObjErr>, RpcError> {
+        let path = format!("{}/{name}/errors", routes::INT_ETL);
+        self.json(to, self.get(to, &path)).await
+    }
+
+    pub async fn etl_logs(&self, to: &Dest, name: &str) -> Result<String, RpcError> {
+        let path = format!("{}/{name}/logs", routes::INT_ETL);
+        self.send(to, self.get(to, &path))
+            .await?
+            .text()
+            .await
+            .map_err(|e| RpcError::Decode {
+                node: to.name.clone(),
+                why: e.to_string(),
+            })
+    }
+
+    // ---------------------------------------------------------------- jobs
+
+    pub async fn job_start(&self, to: &Dest, spec: &JobSpec) -> Result<(), RpcError> {
+        let r = self
+            .post(to, &format!("{}/start", routes::INT_JOBS))
+            .json(spec);
+        self.send(to, r).await.map(drop)
+    }
+
+    /// One target's view of a job (AIStore's per-target snapshot shape).
+    pub async fn job_snap(&self, to: &Dest, id: &str) -> Result<Value, RpcError> {
+        let r = self
+            .get(to, &format!("{}/{id}", routes::INT_JOBS))
+            .timeout(Duration::from_secs(5));
+        self.json(to, r).await
+    }
+
+    pub async fn job_errors(&self, to: &Dest, id: &str) -> Result<Vec<ObjErr>, RpcError> {
+        let path = format!("{}/{id}/errors", routes::INT_JOBS);
+        self.json(to, self.get(to, &path)).await
+    }
+
+    pub async fn job_abort(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
+        let path = format!("{}/{id}/abort", routes::INT_JOBS);
+        self.send(to, self.post(to, &path)).await.map(drop)
+    }
+}
+
+/// Runs `call` against every node, at most [`FAN_OUT_LIMIT`] at once, each
+/// bounded by `timeout`; results come back in `nodes` order, one per node.
+pub async fn fan_out<T, F, Fut>(
+    nodes: &[Snode],
+    timeout: Duration,
+    call: F,
+) -> Vec<(Snode, Result<T, RpcError>)>
+where
+    F: Fn(Dest) -> Fut,
+    Fut: Future<Output = Result<T, RpcError>>,
+{
+    let futs = nodes.iter().cloned().map(|n| {
+        let dest = Dest::from(&n);
+        let name = dest.name.clone();
+        let fut = call(dest);
+        async move {
+            let res = match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(RpcError::Timeout {
+                    node: name,
+                    after: timeout,
+                }),
+            };
+            (n, res)
+        }
+    });
+    futures::stream::iter(futs)
+        .buffered(FAN_OUT_LIMIT)
+        .collect()
+        .await
+}
+
+/// Every node's answer, or one error that names each node that failed.
+pub fn all_ok<T>(
+    what: &str,
+    results: Vec<(Snode, Result<T, RpcError>)>,
+) -> Result<Vec<(Snode, T)>, ApiError> {
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failed: Vec<RpcError> = Vec::new();
+    for (n, r) in results {
+        match r {
+            Ok(v) => ok.push((n, v)),
+            Err(e) => failed.push(e),
+        }
+    }
+    let Some(first) = failed.first() else {
+        return Ok(ok);
+    };
+    let msg = failed
+        .iter()
+        .map(|e| {
+            let s = e.to_string();
+            if s.contains(e.node()) {
+                s
+            } else {
+                format!("{}: {s}", e.node())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let msg = format!("{what}: {msg}");
+    Err(match first {
+        RpcError::Status { status, tcode, .. } => ApiError::Peer {
+            status: *status,
+            tcode: tcode.clone(),
+            message: msg,
+        },
+        RpcError::Decode { .. } => ApiError::Internal(msg),
+        _ => ApiError::Unavailable(msg),
+    })
+}
+
+impl Transport for Rpc {
+    fn push<'a>(&'a self, to: Vec<Snode>, sync: &'a MetaSync) -> BoxFuture<'a, Vec<PushFailure>> {
+        Box::pin(async move {
+            fan_out(&to, Duration::from_secs(10), |d| async move {
+                self.metasync(&d, sync).await
+            })
+            .await
+            .into_iter()
+            .filter_map(|(n, r)| {
+                r.err().map(|e| PushFailure {
+                    node: n.name(),
+                    error: e.to_string(),
+                })
+            })
+            .collect()
+        })
+    }
+}

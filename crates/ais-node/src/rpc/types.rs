@@ -1,0 +1,42 @@
+//! Request and response bodies of the intra-cluster calls.
+
+use ais_core::api::TcbMsg;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Proxy → target: start an ETL runtime.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EtlInitReq {
+    pub init_msg: Value,
+    pub generation: u64,
+}
+
+/// Proxy → target: one offline job, as each target runs its share of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub id: String,
+    pub kind: String,
+    pub src: String,
+    pub dst: String,
+    pub msg: TcbMsg,
+    /// The destination existed before the job: outputs a previous run already
+    /// wrote from the same source version with the same transform are skipped.
+    #[serde(default)]
+    pub skip_unchanged: bool,
+}
+
+/// One per-object failure of a job or an ETL, as AIStore reports them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ObjErr {
+    pub obj_name: String,
+    pub msg: String,
+    pub ecode: u16,
+}
+
+/// Query of one target's listing page.
+pub struct ListQuery<'a> {
+    pub prefix: &'a str,
+    pub after: &'a str,
+    pub limit: usize,
+    pub props: &'a str,
+}

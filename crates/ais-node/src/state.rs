@@ -1,0 +1,223 @@
+//! What every node has, whatever its role: identity, the persisted cluster
+//! metadata, the RPC client, and membership (join the primary, keepalives,
+//! rejoin). Role-specific state lives in `proxy::Proxy` and `target::Target`;
+//! both implement [`Member`] so the membership loop can hand them new
+//! metadata.
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{empty, json_ok, Ctx, Res};
+use crate::rpc::{Dest, Rpc};
+use ais_cluster::MetaStore;
+use ais_core::meta::{JoinReq, Keepalive, MetaSync, NodeType, Snode};
+use anyhow::{bail, Context};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct NodeCore {
+    pub id: String,
+    pub kind: NodeType,
+    pub snode: Snode,
+    /// `p[ID]` / `t[ID]`, used in every message a node writes.
+    pub name: String,
+    pub meta: MetaStore,
+    pub rpc: Rpc,
+    /// Primary URL (every node but the primary).
+    pub join_url: Option<String>,
+    pub joined: AtomicBool,
+}
+
+impl NodeCore {
+    pub fn new(
+        id: String,
+        snode: Snode,
+        meta: MetaStore,
+        join_url: Option<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(NodeCore {
+            name: snode.name(),
+            kind: snode.daemon_type,
+            id,
+            snode,
+            meta,
+            rpc: Rpc::new()?,
+            joined: AtomicBool::new(join_url.is_none()),
+            join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
+        })
+    }
+
+    pub fn is_joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    /// Active targets in the current cluster map.
+    pub fn targets(&self) -> Vec<Snode> {
+        self.meta.with_smap(|s| {
+            s.map(|s| s.active_targets().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The HRW owner of `uname` (`bucket`'s object) in the current map.
+    pub fn owner(&self, uname: &str) -> Option<Snode> {
+        self.meta
+            .with_smap(|s| s.and_then(|s| s.owner(uname).cloned()))
+    }
+
+    /// `/v1/health`: 200 once this node is in the cluster.
+    pub fn health(&self) -> Res {
+        if self.is_joined() {
+            Ok(empty(StatusCode::OK))
+        } else {
+            Err(ApiError::unavailable(format!(
+                "{} is starting: not joined the cluster yet",
+                self.name
+            )))
+        }
+    }
+
+    /// `/v1/daemon?what=smap|bmd|etlmd|snode`.
+    pub fn daemon_info(&self, ctx: &Ctx) -> Res {
+        match ctx.query.get("what").unwrap_or("") {
+            "smap" => json_ok(
+                &self
+                    .meta
+                    .smap()
+                    .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?,
+            ),
+            "bmd" => json_ok(&self.meta.bmd()),
+            "etlmd" => json_ok(&self.meta.etlmd()),
+            "snode" => json_ok(&self.snode),
+            other => Err(ApiError::bad_request(format!(
+                "unsupported what=\"{other}\" (supported: smap, bmd, etlmd, snode)"
+            ))),
+        }
+    }
+
+    /// Bucket properties from the BMD, or 404.
+    pub fn bucket_props(&self, bck: &ais_core::Bck) -> ApiResult<ais_core::meta::BucketProps> {
+        self.meta
+            .with_bmd(|b| b.buckets.get(&bck.name).cloned())
+            .ok_or_else(|| ApiError::bucket_not_found(bck))
+    }
+
+    pub fn apply_meta(&self, sync: &MetaSync) -> ApiResult<ais_cluster::Applied> {
+        self.meta
+            .apply(sync)
+            .map_err(|e| ApiError::Conflict(format!("{}: {e}", self.name)))
+    }
+}
+
+/// A node's role-specific half: reacts to metadata it is sent.
+pub trait Member: Send + Sync + 'static {
+    fn core(&self) -> &NodeCore;
+    /// Applies pushed (or join/keepalive-returned) metadata.
+    fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> ApiResult<()>;
+    /// Called after every (re)join.
+    fn joined(self: &Arc<Self>) {}
+}
+
+#[derive(Serialize, Deserialize)]
+struct Identity {
+    id: String,
+    role: String,
+}
+
+/// The node id kept in `<data>/node.json` (created on first start); a data
+/// directory never changes role.
+pub fn load_identity(data: &Path, role: &str) -> anyhow::Result<String> {
+    let path = data.join("node.json");
+    if let Ok(raw) = std::fs::read(&path) {
+        let ident: Identity = serde_json::from_slice(&raw)
+            .with_context(|| format!("corrupted {}", path.display()))?;
+        if ident.role != role {
+            bail!(
+                "data directory {} belongs to a {} node; refusing to start it as a {role}",
+                data.display(),
+                ident.role
+            );
+        }
+        return Ok(ident.id);
+    }
+    let id = ais_core::gen_id(8);
+    let raw = serde_json::to_vec(&Identity {
+        id: id.clone(),
+        role: role.into(),
+    })?;
+    std::fs::write(&path, raw).with_context(|| format!("write {}", path.display()))?;
+    Ok(id)
+}
+
+async fn join<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<()> {
+    let core = m.core();
+    let req = JoinReq {
+        node: core.snode.clone(),
+        cluster_uuid: core.meta.cluster_uuid(),
+    };
+    let sync = core.rpc.join(&Dest::primary(url), &req).await?;
+    m.apply_sync(&sync)?;
+    m.joined();
+    Ok(())
+}
+
+async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
+    let core = m.core();
+    let (s, b, e) = core.meta.versions();
+    let ka = Keepalive {
+        daemon_id: core.id.clone(),
+        smap_version: s,
+        bmd_version: b,
+        etlmd_version: e,
+    };
+    let kr = core.rpc.keepalive(&Dest::primary(url), &ka).await?;
+    if kr.known {
+        m.apply_sync(&kr.sync)?;
+    }
+    Ok(kr.known)
+}
+
+/// Joins the primary (retrying until it answers), then sends keepalives;
+/// rejoins whenever the primary no longer knows this node.
+pub async fn membership_loop<M: Member>(m: Arc<M>) {
+    let core = m.core();
+    let Some(url) = core.join_url.clone() else {
+        return;
+    };
+    let mut attempts = 0u32;
+    loop {
+        if !core.is_joined() {
+            match join(&m, &url).await {
+                Ok(()) => {
+                    tracing::info!(node = %core.name, primary = %url, "joined cluster");
+                    core.joined.store(true, Ordering::Relaxed);
+                    attempts = 0;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    let refused = e.status() == axum::http::StatusCode::CONFLICT;
+                    if attempts % 25 == 1 {
+                        if refused {
+                            tracing::error!("cannot join: {e}");
+                        } else {
+                            tracing::warn!(primary = %url, error = %e, "cannot join yet; retrying");
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        match keepalive(&m, &url).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("primary does not know this node: rejoining");
+                core.joined.store(false, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "keepalive failed"),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! ETL on a target: internal start/stop/stats/logs endpoints, keeping the
+//! local runtimes in line with EtlMD, the inline transform of a locally
+//! stored object on GET, and the object endpoint `runtime.command`
+//! transformers read their input from.
+
+use super::Target;
+use crate::error::{self, ApiError};
+use crate::http::{bytes_response, empty, json_ok, pct_decode, read_json, text_ok, Ctx, Res};
+use crate::rpc::types::{EtlInitReq, ObjErr};
+use ais_core::meta::EtlMd;
+use ais_etl::{EtlError, EtlSpec, TargetEtlStats};
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use std::sync::Arc;
+
+/// The ETL a GET names (`etl_name=`, or the seed era's `uuid=`).
+pub fn etl_param(t: &Target, ctx: &Ctx) -> Option<String> {
+    ctx.etl_param(|u| t.core.meta.etlmd().etls.contains_key(u))
+}
+
+/// Worker count per ETL on a target when the spec leaves it open: the host's
+/// cores shared among the targets on this host.
+pub fn default_pool(t: &Target) -> usize {
+    if let Some(n) = std::env::var("AIS_ETL_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let me = &t.core.snode.public_net.node_ip_addr;
+    let local = t.core.meta.with_smap(|s| {
+        s.map(|s| {
+            s.tmap
+                .values()
+                .filter(|n| &n.public_net.node_ip_addr == me)
+                .count()
+        })
+        .unwrap_or(1)
+    });
+    (cores / local.max(1)).max(1)
+}
+
+/// Starts/stops local runtimes to match EtlMD (idempotent).
+pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
+    let mgr = &t.etl;
+    for name in mgr.names() {
+        match md.etls.get(&name) {
+            Some(e) if !e.stopped => {}
+            _ => {
+                mgr.stop(&name);
+            }
+        }
+    }
+    for e in md.etls.into_values().filter(|e| !e.stopped) {
+        let running = mgr
+            .get(&e.name)
+            .is_some_and(|rt| rt.generation == e.generation);
+        if running {
+            continue;
+        }
+        let spec = match EtlSpec::from_json(&e.init_msg) {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(etl = %e.name, error = %err, "invalid ETL in metadata");
+                continue;
+            }
+        };
+        let mgr = mgr.clone();
+        let pool = default_pool(t);
+        tokio::spawn(async move {
+            tracing::info!(etl = %e.name, "starting ETL from cluster metadata");
+            if let Err(err) = mgr.start(spec, e.generation, pool).await {
+                tracing::error!(etl = %e.name, error = %err, "failed to start ETL");
+            }
+        });
+    }
+}
+
+/// `/v1/internal/etl[/NAME[/WHAT]]`.
+pub async fn internal(t: &Arc<Target>, ctx: &Ctx, name: &str, what: &str, body: Body) -> Res {
+    let mgr = &t.etl;
+    let node = &t.core.name;
+    match (ctx.method.clone(), name, what) {
+        (Method::POST, "init", "") => {
+            let req: EtlInitReq = read_json(body, 64 << 20, "ETL init request").await?;
+            let spec = EtlSpec::from_json(&req.init_msg).map_err(|e| error::etl(node, "", e))?;
+            let ename = spec.name.clone();
+            mgr.start(spec, req.generation, default_pool(t))
+                .await
+                .map_err(|e| error::etl(node, &ename, e))?;
+            json_ok(&mgr.get(&ename).map(|rt| rt.stats(&t.core.id)))
+        }
+        (Method::GET, "", "") => {
+            let all: std::collections::BTreeMap<String, TargetEtlStats> = mgr
+                .names()
+                .into_iter()
+                .filter_map(|n| mgr.get(&n).map(|rt| (n, rt.stats(&t.core.id))))
+                .collect();
+            json_ok(&all)
+        }
+        (Method::DELETE, n, "") => {
+            mgr.stop(n);
+            Ok(empty(StatusCode::OK))
+        }
+        (Method::GET, n, "stats") => match mgr.get(n) {
+            Some(rt) => json_ok(&rt.stats(&t.core.id)),
+            None => Err(ApiError::etl_not_found(node, n)),
+        },
+        (Method::GET, n, "errors") => {
+            let errs: Vec<ObjErr> = mgr
+                .get(n)
+                .map(|rt| rt.obj_errors())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| ObjErr {
+                    ecode: error::etl_kind_status(e.kind).as_u16(),
+                    obj_name: e.obj_name,
+                    msg: e.msg,
+                })
+                .collect();
+            json_ok(&errs)
+        }
+        (Method::GET, n, "logs") => {
+            let text = mgr
+                .log_text(n)
+                .ok_or_else(|| ApiError::etl_not_found(node, n))?;
+            Ok(text_ok(&text))
+        }
+        _ => Err(ctx.unknown_path()),
+    }
+}
+
+/// Inline transform of an object stored on this target.
+pub async fn transform_local(
+    t: &Arc<Target>,
+    name: &str,
+    bck: &ais_core::Bck,
+    obj: &str,
+    args: &str,
+) -> Res {
+    let node = &t.core.name;
+    let rt = match t.etl.get(name) {
+        Some(rt) => rt,
+        None => {
+            return Err(match t.core.meta.etlmd().etls.get(name) {
+                None => ApiError::etl_not_found(node, name),
+                Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
+                Some(_) => ApiError::unavailable(format!(
+                    "{node}: etl job {name} is still starting on this target; retry shortly"
+                )),
+            })
+        }
+    };
+    let info = t
+        .store
+        .head(bck, obj)
+        .await
+        .map_err(|e| error::storage(node, bck, obj, e))?;
+    let path = t.store.obj_path(bck, obj);
+    let cname = format!("{}/{obj}", bck.cname());
+    let out = rt
+        .transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
+        .await
+        .map_err(|e| {
+            let msg = match &e {
+                EtlError::Transform { etype, emsg, trace } => format!(
+                    "{node}: etl job {name} failed to transform {cname}: {etype}: {emsg}\n{trace}"
+                ),
+                other => format!("{node}: etl job {name} failed to transform {cname}: {other}"),
+            };
+            error::etl_kind(&e, msg)
+        })?;
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/octet-stream",
+        out.to_vec(),
+    ))
+}
+
+/// `GET|HEAD /v1/etl/_object/<etl>/<secret>/<escaped uname>`: how a
+/// `runtime.command` transformer (hpull) reads the object it was asked to
+/// transform, per AIStore's transformer contract.
+pub async fn transformer_object(
+    t: &Arc<Target>,
+    ctx: &Ctx,
+    etl: &str,
+    secret: &str,
+    uname: &str,
+) -> Res {
+    let rt = t
+        .etl
+        .get(etl)
+        .ok_or_else(|| ApiError::etl_not_found(&t.core.name, etl))?;
+    if rt.secret != secret {
+        return Err(ApiError::Unauthorized("invalid ETL object secret".into()));
+    }
+    let uname = pct_decode(uname)?;
+    let (bck, obj) = ais_core::Bck::parse_uname(&uname)?;
+    ais_core::names::validate_object_name(&obj)?;
+    let reader = t
+        .store
+        .open_obj(&bck, &obj)
+        .await
+        .map_err(|e| error::storage(&t.core.name, &bck, &obj, e))?;
+    let size = reader.info.attrs.size;
+    let body = match reader.body {
+        ais_storage::ObjBody::Small(b) => Body::from(b),
+        ais_storage::ObjBody::Mapped(m) => Body::from(bytes::Bytes::from_owner(m)),
+        ais_storage::ObjBody::File(f) => Body::from_stream(tokio_util::io::ReaderStream::new(
+            tokio::fs::File::from_std(f),
+        )),
+    };
+    let mut r = axum::response::Response::new(if ctx.method == Method::HEAD {
+        Body::empty()
+    } else {
+        body
+    });
+    r.headers_mut()
+        .insert(axum::http::header::CONTENT_LENGTH, size.into());
+    Ok(r)
+}

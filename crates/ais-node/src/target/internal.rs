@@ -1,0 +1,54 @@
+//! Internal endpoints other nodes call on a target (never redirected): a
+//! listing page of local objects, attributes of a local object, and the
+//! delete of a local copy.
+
+use super::Target;
+use crate::error::{self, ApiError};
+use crate::http::{empty, json_ok, Ctx, Res};
+use ais_core::api::PropSet;
+use ais_core::Bck;
+use axum::http::{Method, StatusCode};
+
+/// `GET /v1/internal/list/B?prefix=&after=&limit=&props=`.
+pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
+    ctx.expect_method(&[Method::GET])?;
+    let bck = Bck::ais(bucket);
+    t.core.bucket_props(&bck)?;
+    let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
+    let after = ctx.query.get("after").unwrap_or("").to_string();
+    let limit: usize = ctx
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(1000);
+    let props = PropSet::parse(ctx.query.get("props").unwrap_or(""))?;
+    let store = t.store.clone();
+    let name = t.core.name.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        ais_storage::list_objects(&store, &bck, &prefix, &after, limit, &props, &name)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(format!("{}: listing failed: {e}", t.core.name)))?;
+    json_ok(&page)
+}
+
+/// `GET /v1/internal/objattrs/B/O`.
+pub async fn obj_attrs(t: &Target, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
+    let (bck, obj) = ctx.bck_obj(bucket, obj)?;
+    match t.store.head(&bck, &obj).await {
+        Ok(i) => json_ok(&i.attrs),
+        Err(e) => Err(error::storage(&t.core.name, &bck, &obj, e)),
+    }
+}
+
+/// `DELETE /v1/internal/objects/B/O`.
+pub async fn delete_local(t: &Target, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
+    ctx.expect_method(&[Method::DELETE])?;
+    let (bck, obj) = ctx.bck_obj(bucket, obj)?;
+    t.store
+        .delete(&bck, &obj)
+        .await
+        .map_err(|e| error::storage(&t.core.name, &bck, &obj, e))?;
+    Ok(empty(StatusCode::OK))
+}

@@ -1,0 +1,471 @@
+//! A target's share of an offline job (`etl-bck`, `copy-bck` and their
+//! list/range forms): walk only the source objects stored here, transform
+//! each with the local ETL runtime (or copy it), and write each output
+//! straight to the destination's owner target (locally, or one PUT to that
+//! target). Per-object failures are all kept; without `coer` the first one
+//! stops the job.
+
+use super::Target;
+use crate::error::{self, ApiError, ApiResult};
+use crate::http::{empty, json_ok, read_json, Ctx, Res};
+use crate::rpc::types::{JobSpec, ObjErr};
+use crate::rpc::Dest;
+use ais_core::api::{expand_template, PropSet, MAX_TEMPLATE};
+use ais_core::meta::ObjAttrs;
+use ais_core::Bck;
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// Finished jobs a target remembers (oldest forgotten first).
+const MAX_KEPT_JOBS: usize = 1000;
+
+/// Custom metadata a job leaves on every output: where it came from.
+const MD_SRC: &str = "src-cksum";
+const MD_BY: &str = "made-by";
+
+/// One job's state on one target.
+pub struct TargetJob {
+    pub spec: JobSpec,
+    started_ns: i64,
+    ended_ns: AtomicI64,
+    aborted: AtomicBool,
+    err: Mutex<String>,
+    objs: AtomicU64,
+    bytes: AtomicU64,
+    in_bytes: AtomicU64,
+    skipped: AtomicU64,
+    total_objs: AtomicU64,
+    total_bytes: AtomicU64,
+    counted: AtomicBool,
+    errors: Mutex<Vec<ObjErr>>,
+}
+
+/// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished).
+#[derive(Default)]
+pub struct Registry(RwLock<HashMap<String, Arc<TargetJob>>>);
+
+impl Registry {
+    fn get(&self, node: &str, id: &str) -> ApiResult<Arc<TargetJob>> {
+        self.0
+            .read()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .ok_or_else(|| ApiError::NotFound(format!("{node}: job {id} not found")))
+    }
+
+    fn insert(&self, job: Arc<TargetJob>) {
+        let Ok(mut m) = self.0.write() else { return };
+        // Keep finished jobs for status queries, but not forever.
+        if m.len() >= MAX_KEPT_JOBS {
+            let mut done: Vec<(i64, String)> = m
+                .values()
+                .filter(|j| j.ended_ns.load(Ordering::Relaxed) != 0)
+                .map(|j| (j.started_ns, j.spec.id.clone()))
+                .collect();
+            done.sort();
+            for (_, id) in done.iter().take(m.len() + 1 - MAX_KEPT_JOBS) {
+                m.remove(id);
+            }
+        }
+        m.insert(job.spec.id.clone(), job);
+    }
+
+    fn all(&self) -> Vec<Arc<TargetJob>> {
+        self.0
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl TargetJob {
+    fn snap(&self, node_id: &str) -> Value {
+        let end = self.ended_ns.load(Ordering::Relaxed);
+        let err = self.err.lock().map(|e| e.clone()).unwrap_or_default();
+        let bck = |name: &str| json!({"name": name, "provider": "ais", "namespace": {"uuid": "", "name": ""}});
+        let errors = self.errors.lock().map(|e| e.len()).unwrap_or(0);
+        json!({
+            "id": self.spec.id,
+            "kind": self.spec.kind,
+            "node": node_id,
+            "start-time": ais_storage::rfc3339(self.started_ns),
+            "end-time": ais_storage::rfc3339(end),
+            "end_ns": end,
+            "bck": bck(&self.spec.src),
+            "src-bck": bck(&self.spec.src),
+            "dst-bck": bck(&self.spec.dst),
+            "stats": {
+                "loc-objs": self.objs.load(Ordering::Relaxed).to_string(),
+                "loc-bytes": self.bytes.load(Ordering::Relaxed).to_string(),
+                "out-objs": self.objs.load(Ordering::Relaxed).to_string(),
+                "out-bytes": self.bytes.load(Ordering::Relaxed).to_string(),
+                "in-objs": "0",
+                "in-bytes": self.in_bytes.load(Ordering::Relaxed).to_string(),
+            },
+            "total_objs": self.total_objs.load(Ordering::Relaxed),
+            "total_bytes": self.total_bytes.load(Ordering::Relaxed),
+            "counted": self.counted.load(Ordering::Relaxed),
+            "skipped": self.skipped.load(Ordering::Relaxed),
+            "err_count": errors,
+            "aborted": self.aborted.load(Ordering::Relaxed),
+            "is_idle": end != 0,
+            "abort-err": if self.aborted.load(Ordering::Relaxed) { err.clone() } else { String::new() },
+            "err": err,
+            "glob.id": "0",
+        })
+    }
+
+    fn fail(&self, msg: String) {
+        if let Ok(mut e) = self.err.lock() {
+            if e.is_empty() {
+                *e = msg;
+            }
+        }
+        self.aborted.store(true, Ordering::Relaxed);
+    }
+
+    fn record(&self, obj: &str, e: &ApiError) {
+        if let Ok(mut errs) = self.errors.lock() {
+            errs.push(ObjErr {
+                obj_name: obj.to_string(),
+                msg: e.to_string(),
+                ecode: e.status().as_u16(),
+            });
+        }
+    }
+}
+
+/// `/v1/internal/jobs[/ID[/WHAT]]`.
+pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Body) -> Res {
+    let node = &t.core.name;
+    match (ctx.method.clone(), id, what) {
+        (Method::POST, "start", "") => {
+            let spec: JobSpec = read_json(body, 64 << 20, "job").await?;
+            let job = Arc::new(TargetJob {
+                spec,
+                started_ns: ais_core::now_ns(),
+                ended_ns: AtomicI64::new(0),
+                aborted: AtomicBool::new(false),
+                err: Mutex::new(String::new()),
+                objs: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                in_bytes: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                total_objs: AtomicU64::new(0),
+                total_bytes: AtomicU64::new(0),
+                counted: AtomicBool::new(false),
+                errors: Mutex::new(Vec::new()),
+            });
+            t.jobs.insert(job.clone());
+            let t = t.clone();
+            tokio::spawn(async move {
+                if let Err(e) = run(&t, &job).await {
+                    job.fail(e.to_string());
+                }
+                job.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
+            });
+            Ok(empty(StatusCode::OK))
+        }
+        (Method::GET, "", "") => {
+            let all: Vec<Value> = t.jobs.all().iter().map(|j| j.snap(&t.core.id)).collect();
+            json_ok(&all)
+        }
+        (Method::GET, id, "") => json_ok(&t.jobs.get(node, id)?.snap(&t.core.id)),
+        (Method::GET, id, "errors") => json_ok(
+            &t.jobs
+                .get(node, id)?
+                .errors
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default(),
+        ),
+        (Method::POST, id, "abort") => {
+            t.jobs.get(node, id)?.fail("aborted by user".into());
+            Ok(empty(StatusCode::OK))
+        }
+        _ => Err(ctx.unknown_path()),
+    }
+}
+
+/// Walks the source objects stored on this target, 1000 at a time: the
+/// listing (prefix) or the given names/template (kept if present locally).
+struct Cursor {
+    names: Option<Vec<String>>,
+    pos: usize,
+    after: String,
+    done: bool,
+}
+
+impl Cursor {
+    fn new(spec: &JobSpec) -> ApiResult<Self> {
+        let msg = &spec.msg;
+        let names = if !msg.objnames.is_empty() {
+            Some(msg.objnames.clone())
+        } else if !msg.template.is_empty() {
+            Some(expand_template(&msg.template, MAX_TEMPLATE)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            names,
+            pos: 0,
+            after: String::new(),
+            done: false,
+        })
+    }
+
+    async fn next(&mut self, t: &Target, spec: &JobSpec) -> ApiResult<Option<Vec<(String, u64)>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let src = Bck::ais(spec.src.clone());
+        if let Some(names) = &self.names {
+            let end = (self.pos + 1000).min(names.len());
+            let mut page = Vec::new();
+            for n in &names[self.pos..end] {
+                if ais_core::names::validate_object_name(n).is_err() {
+                    continue;
+                }
+                if let Ok(info) = t.store.head(&src, n).await {
+                    page.push((n.clone(), info.attrs.size));
+                }
+            }
+            self.pos = end;
+            self.done = end >= names.len();
+            return Ok(Some(page));
+        }
+        let (store, p, a, name) = (
+            t.store.clone(),
+            spec.msg.prefix.clone(),
+            self.after.clone(),
+            t.core.name.clone(),
+        );
+        let page = tokio::task::spawn_blocking(move || {
+            ais_storage::list_objects(
+                &store,
+                &src,
+                &p,
+                &a,
+                1000,
+                &PropSet::parse("size").unwrap_or_default(),
+                &name,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("{}: listing failed: {e}", t.core.name)))?;
+        self.done = page.done || page.entries.is_empty();
+        if let Some(l) = page.entries.last() {
+            self.after = l.name.clone();
+        }
+        Ok(Some(
+            page.entries.into_iter().map(|e| (e.name, e.size)).collect(),
+        ))
+    }
+}
+
+async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
+    let spec = job.spec.clone();
+    // Totals first, for progress and ETA (a listing pass, no data read).
+    let mut c = Cursor::new(&spec)?;
+    let (mut n, mut b) = (0u64, 0u64);
+    while let Some(page) = c.next(t, &spec).await? {
+        n += page.len() as u64;
+        b += page.iter().map(|p| p.1).sum::<u64>();
+    }
+    job.total_objs.store(n, Ordering::Relaxed);
+    job.total_bytes.store(b, Ordering::Relaxed);
+    job.counted.store(true, Ordering::Relaxed);
+    let workers = match spec.msg.num_workers {
+        w if w > 0 => w as usize,
+        -1 => 1,
+        _ => 8,
+    };
+    let mut c = Cursor::new(&spec)?;
+    while let Some(page) = c.next(t, &spec).await? {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut s = futures::stream::iter(page.into_iter().map(|(name, size)| {
+            let job = job.clone();
+            let t = t.clone();
+            async move {
+                if job.aborted.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = one(&t, &job, &name, size).await {
+                    let cname = format!("ais://{}/{name}", job.spec.src);
+                    job.record(&cname, &e);
+                    if !job.spec.msg.coer {
+                        job.fail(format!("{cname}: {e}"));
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(workers);
+        while s.next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// Transforms (or copies) one local object and writes it to the destination owner.
+async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
+    let spec = &job.spec;
+    let dst_name = spec.msg.dst_name(name);
+    ais_core::names::validate_object_name(&dst_name)?;
+    job.in_bytes.fetch_add(size, Ordering::Relaxed);
+    if spec.msg.dry_run {
+        job.objs.fetch_add(1, Ordering::Relaxed);
+        job.bytes.fetch_add(size, Ordering::Relaxed);
+        return Ok(());
+    }
+    let src = Bck::ais(spec.src.clone());
+    let path = t.store.obj_path(&src, name);
+    let src_cksum = t
+        .store
+        .head(&src, name)
+        .await
+        .map(|i| i.attrs.cksum_value)
+        .unwrap_or_default();
+    let rt = if spec.kind.starts_with("etl") {
+        Some(t.etl.get(&spec.msg.id).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "etl job {} is not running on {}",
+                spec.msg.id, t.core.name
+            ))
+        })?)
+    } else {
+        None
+    };
+    // Identifies the transform (ETL name + its init generation, or a copy).
+    let made_by = match &rt {
+        Some(rt) => format!(
+            "etl:{}:{}:{:x}",
+            spec.msg.id,
+            rt.generation,
+            xxhash_rust::xxh64::xxh64(spec.msg.etl_args.as_bytes(), 0)
+        ),
+        None => "copy".to_string(),
+    };
+    let custom = BTreeMap::from([
+        (MD_SRC.to_string(), src_cksum.clone()),
+        (MD_BY.to_string(), made_by.clone()),
+    ]);
+    if spec.skip_unchanged && !spec.msg.force && !src_cksum.is_empty() {
+        if let Some(attrs) = dst_attrs(t, &spec.dst, &dst_name).await {
+            if attrs.custom.get(MD_SRC) == Some(&src_cksum)
+                && attrs.custom.get(MD_BY) == Some(&made_by)
+            {
+                job.skipped.fetch_add(1, Ordering::Relaxed);
+                job.objs.fetch_add(1, Ordering::Relaxed);
+                job.bytes.fetch_add(attrs.size, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+    }
+    let out: Option<bytes::Bytes> = if let Some(rt) = &rt {
+        let cname = format!("ais://{}/{name}", spec.src);
+        let fqn = path.to_string_lossy();
+        let mut r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+        // A worker that died (e.g. killed for memory) may be a passing
+        // failure: one more try on its replacement before recording an error.
+        if matches!(r, Err(ais_etl::EtlError::WorkerDied(_))) {
+            r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+        }
+        Some(r.map_err(|e| error::etl_kind(&e, e.to_string()))?)
+    } else {
+        None
+    };
+    let len = out.as_ref().map(|b| b.len() as u64).unwrap_or(size);
+    put_to_owner(t, &spec.dst, &dst_name, out, &path, custom).await?;
+    job.objs.fetch_add(1, Ordering::Relaxed);
+    job.bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Attributes of a destination object on its owner target, if it exists.
+async fn dst_attrs(t: &Target, dst: &str, name: &str) -> Option<ObjAttrs> {
+    let dbck = Bck::ais(dst.to_string());
+    let owner = t.core.owner(&dbck.obj_uname(name))?;
+    if owner.daemon_id == t.core.id {
+        return t.store.head(&dbck, name).await.ok().map(|i| i.attrs);
+    }
+    t.core
+        .rpc
+        .obj_attrs(&Dest::from(&owner), dst, name)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Writes `data` (or the file at `path`, streamed) as `dst/name` on its owner,
+/// retrying transient failures a bounded number of times.
+pub async fn put_to_owner(
+    t: &Target,
+    dst: &str,
+    name: &str,
+    data: Option<bytes::Bytes>,
+    path: &std::path::Path,
+    custom: BTreeMap<String, String>,
+) -> ApiResult<()> {
+    let dbck = Bck::ais(dst.to_string());
+    let owner = t
+        .core
+        .owner(&dbck.obj_uname(name))
+        .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
+    let io =
+        |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
+    if owner.daemon_id == t.core.id {
+        let serr = |e| error::storage(&t.core.name, &dbck, name, e);
+        let mut w = t.store.begin_put(&dbck, name).await.map_err(serr)?;
+        match &data {
+            Some(b) => w.write(b).await.map_err(serr)?,
+            None => {
+                use tokio::io::AsyncReadExt;
+                let mut f = tokio::fs::File::open(path).await.map_err(io)?;
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).await.map_err(io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.write(&buf[..n]).await.map_err(serr)?;
+                }
+            }
+        }
+        w.commit(custom).await.map_err(serr)?;
+        return Ok(());
+    }
+    let to = Dest::from(&owner);
+    let mut last = None;
+    for attempt in 0..3u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
+        let body = match &data {
+            Some(b) => reqwest::Body::from(b.clone()),
+            None => {
+                let f = tokio::fs::File::open(path).await.map_err(io)?;
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
+            }
+        };
+        match t.core.rpc.put_object(&to, dst, name, body, &custom).await {
+            Ok(()) => return Ok(()),
+            // Transient (the owner is busy or restarting): try again.
+            Err(e) if e.is_unreachable() || e.status().is_some_and(|s| s.is_server_error()) => {
+                last = Some(e)
+            }
+            Err(e) => return Err(ApiError::from(e).context(format!("PUT to {}", owner.name()))),
+        }
+    }
+    Err(match last {
+        Some(e) => ApiError::unavailable(format!("PUT to {}: {e}", owner.name())),
+        None => ApiError::internal("PUT to owner: no attempt made"),
+    })
+}

@@ -1,0 +1,203 @@
+//! The storage-target role: objects on local mountpaths, the internal
+//! endpoints other nodes call, ETL runtimes next to the data, and the
+//! target's share of offline jobs. Also the "stale map" rules: a request for
+//! an object this target does not own is re-redirected to the owner once,
+//! and a GET that misses locally looks on the other targets before
+//! answering 404 — or 503 while a target that may hold it is away.
+
+pub mod etl;
+pub mod internal;
+pub mod jobs;
+pub mod objects;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{redirect, Ctx, Res};
+use crate::rpc::{fan_out, CONTROL_TIMEOUT};
+use crate::state::{Member, NodeCore};
+use ais_core::meta::{MetaSync, Snode};
+use ais_core::Bck;
+use ais_etl::EtlManager;
+use ais_storage::Store;
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct Target {
+    pub core: NodeCore,
+    pub store: Store,
+    pub etl: Arc<EtlManager>,
+    pub jobs: jobs::Registry,
+    /// Targets that left the cluster map and have not come back (id → name):
+    /// an object missing here may be on one of them, so a miss is "retry
+    /// later" (503), not "does not exist" (404).
+    departed: Mutex<BTreeMap<String, String>>,
+}
+
+impl Target {
+    pub fn new(core: NodeCore, store: Store, etl: Arc<EtlManager>) -> Self {
+        Target {
+            core,
+            store,
+            etl,
+            jobs: Default::default(),
+            departed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn departed(&self) -> Vec<String> {
+        self.departed
+            .lock()
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The owner of an object if it is not this target (`None`: we own it,
+    /// or the request already hopped once and must be served here).
+    pub fn foreign_owner(&self, ctx: &Ctx, bck: &Bck, obj: &str) -> Option<String> {
+        if ctx.query.get("ais_hop").is_some() {
+            return None;
+        }
+        self.core
+            .owner(&bck.obj_uname(obj))
+            .filter(|o| o.daemon_id != self.core.id)
+            .map(|o| o.url().to_string())
+    }
+
+    pub fn other_targets(&self) -> Vec<Snode> {
+        self.core
+            .targets()
+            .into_iter()
+            .filter(|t| t.daemon_id != self.core.id)
+            .collect()
+    }
+
+    pub fn hop_redirect(&self, ctx: &Ctx, url: &str) -> Response {
+        redirect(
+            ctx,
+            url,
+            StatusCode::TEMPORARY_REDIRECT,
+            &self.core.id,
+            "&ais_hop=1",
+        )
+    }
+
+    /// Asks the other targets whether they hold the object (placement
+    /// changed since it was written). `Ok(Some)`: one does; `Ok(None)`: all
+    /// answered no; `Err`: none has it but some could not be asked.
+    async fn find_on_neighbors(&self, bck: &Bck, obj: &str) -> ApiResult<Option<Snode>> {
+        let others = self.other_targets();
+        let res = fan_out(&others, Duration::from_secs(5), |t| async move {
+            self.core.rpc.obj_attrs(&t, &bck.name, obj).await
+        })
+        .await;
+        let mut unreachable = Vec::new();
+        for (t, r) in res {
+            match r {
+                Ok(Some(_)) => return Ok(Some(t)),
+                Ok(None) => {}
+                Err(e) => unreachable.push(e.to_string()),
+            }
+        }
+        if unreachable.is_empty() {
+            Ok(None)
+        } else {
+            Err(ApiError::unavailable(format!(
+                "{}/{obj} is not on {} and some targets could not be asked ({}); retry shortly",
+                bck.cname(),
+                self.core.name,
+                unreachable.join("; ")
+            )))
+        }
+    }
+
+    /// The object is not on this target: send the client to its owner (stale
+    /// map), else to a target that still holds it (placement changed since it
+    /// was written), else 404 — or 503 while a target that may hold it is
+    /// away. A request that already hopped is answered here.
+    pub async fn not_here(&self, ctx: &Ctx, bck: &Bck, obj: &str, foreign: Option<String>) -> Res {
+        if let Some(owner) = foreign {
+            return Ok(self.hop_redirect(ctx, &owner));
+        }
+        if ctx.query.get("ais_hop").is_none() {
+            if let Some(t) = self.find_on_neighbors(bck, obj).await? {
+                return Ok(self.hop_redirect(ctx, t.url()));
+            }
+            let away = self.departed();
+            if !away.is_empty() {
+                return Err(ApiError::unavailable(format!(
+                    "{}: {}/{obj} is not here and may be on target(s) {} that left the cluster; retry when they are back",
+                    self.core.name,
+                    bck.cname(),
+                    away.join(", ")
+                )));
+            }
+        }
+        Err(ApiError::object_not_found(&self.core.name, bck, obj))
+    }
+
+    fn destroy_buckets(&self, old: &ais_core::meta::Bmd) {
+        let new = self.core.meta.bmd();
+        for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {
+            let bck = Bck::ais(name.clone());
+            if let Err(e) = self.store.destroy_bucket(&bck) {
+                tracing::error!(bucket = %bck.cname(), error = %e, "failed to remove destroyed bucket");
+            }
+        }
+    }
+
+    fn track_departed(&self, old: Option<&ais_core::meta::Smap>) {
+        let Some(new) = self.core.meta.smap() else {
+            return;
+        };
+        let Ok(mut d) = self.departed.lock() else {
+            return;
+        };
+        if let Some(old) = old {
+            for (id, t) in &old.tmap {
+                if !new.tmap.contains_key(id) {
+                    tracing::warn!(target = %t.name(), "target left the cluster map");
+                    d.insert(id.clone(), t.name());
+                }
+            }
+        }
+        d.retain(|id, _| !new.tmap.contains_key(id));
+    }
+}
+
+impl Member for Target {
+    fn core(&self) -> &NodeCore {
+        &self.core
+    }
+
+    fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> ApiResult<()> {
+        let applied = self.core.apply_meta(sync)?;
+        if let Some(old) = &applied.smap {
+            self.track_departed(old.as_ref());
+        }
+        if applied.etlmd.is_some() {
+            etl::reconcile(self, self.core.meta.etlmd());
+        }
+        if let Some(old) = &applied.bmd {
+            self.destroy_buckets(old);
+        }
+        Ok(())
+    }
+
+    fn joined(self: &Arc<Self>) {
+        // (Re)start the ETLs this node should run, e.g. after a restart.
+        etl::reconcile(self, self.core.meta.etlmd());
+    }
+}
+
+/// Fans a local-copy delete out to the other targets; true if any had one.
+pub async fn delete_elsewhere(t: &Target, bck: &Bck, obj: &str) -> bool {
+    let others = t.other_targets();
+    fan_out(&others, CONTROL_TIMEOUT, |d| async move {
+        t.core.rpc.delete_local(&d, &bck.name, obj).await
+    })
+    .await
+    .into_iter()
+    .any(|(_, r)| matches!(r, Ok(true)))
+}

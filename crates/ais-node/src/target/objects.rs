@@ -1,0 +1,375 @@
+//! Object verbs on a target: GET (plain, range, or through an ETL), HEAD,
+//! PUT (streamed to a temp file, then atomically renamed), DELETE, and the
+//! single-object copy/transform into another bucket (`object_to`).
+
+use super::Target;
+use crate::error::{self, ApiError};
+use crate::http::{empty, Ctx, Res};
+use ais_core::api::PropSet;
+use ais_core::meta::{BucketProps, ObjAttrs};
+use ais_core::Bck;
+use ais_storage::{ObjBody, ObjInfo, StorageError};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use futures::StreamExt;
+use std::sync::Arc;
+
+pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -> Res {
+    let (bck, obj) = ctx.bck_obj(bucket, obj)?;
+    let props = t.core.bucket_props(&bck)?;
+    match ctx.method {
+        Method::GET => get(t, ctx, &bck, &obj, &props).await,
+        Method::HEAD => head(t, ctx, &bck, &obj).await,
+        Method::PUT => put(t, ctx, &bck, &obj, body).await,
+        Method::DELETE => delete(t, ctx, &bck, &obj).await,
+        _ => Err(ctx.not_allowed()),
+    }
+}
+
+fn storage_err(t: &Target, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
+    error::storage(&t.core.name, bck, obj, e)
+}
+
+async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
+    let store = &t.store;
+    let foreign = t.foreign_owner(ctx, bck, obj);
+    if let Some(etl) = super::etl::etl_param(t, ctx) {
+        // Transform where the object lives: find it first, as for a plain GET.
+        match store.head(bck, obj).await {
+            Ok(_) => {
+                let args = ctx.query.get("etl_args").unwrap_or("");
+                return super::etl::transform_local(t, &etl, bck, obj, args).await;
+            }
+            Err(StorageError::NotFound) => {
+                return t.not_here(ctx, bck, obj, foreign).await;
+            }
+            Err(e) => return Err(storage_err(t, bck, obj, e)),
+        }
+    }
+    let reader = match store.open_obj(bck, obj).await {
+        Ok(r) => r,
+        Err(StorageError::NotFound) => {
+            return t.not_here(ctx, bck, obj, foreign).await;
+        }
+        Err(e) => return Err(storage_err(t, bck, obj, e)),
+    };
+    if props.checksum.validate_warm_get {
+        store
+            .verify(bck, obj, &reader.info.attrs)
+            .await
+            .map_err(|e| storage_err(t, bck, obj, e))?;
+    }
+    let size = reader.info.attrs.size;
+    let range = match ctx.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) => Some(parse_range(r, size).ok_or_else(|| {
+            ApiError::RangeNotSatisfiable(format!(
+                "invalid range \"{r}\" for {}/{obj} of size {size}",
+                bck.cname()
+            ))
+        })?),
+        None => None,
+    };
+    let (start, len) = range.unwrap_or((0, size));
+    let body = match reader.body {
+        ObjBody::Mapped(m) => {
+            let b = bytes::Bytes::from_owner(m);
+            Body::from(b.slice(start as usize..(start + len) as usize))
+        }
+        ObjBody::Small(buf) => {
+            let s = start as usize;
+            let e = (start + len) as usize;
+            Body::from(if range.is_some() {
+                buf[s..e].to_vec()
+            } else {
+                buf
+            })
+        }
+        ObjBody::File(file) => {
+            use std::io::Seek;
+            let mut file = file;
+            if start > 0 {
+                file.seek(std::io::SeekFrom::Start(start))
+                    .map_err(|e| ApiError::internal(format!("seek {}/{obj}: {e}", bck.cname())))?;
+            }
+            let file = tokio::fs::File::from_std(file);
+            use tokio::io::AsyncReadExt;
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1024 * 1024);
+            Body::from_stream(stream)
+        }
+    };
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    obj_headers(
+        h,
+        &reader.info,
+        &PropSet::parse("checksum,atime,version,custom")?,
+    );
+    if range.is_some() {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
+        {
+            r.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(r)
+}
+
+/// Parses a single `bytes=` range into (start, length).
+pub fn parse_range(spec: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = spec.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || size == 0 {
+            return None;
+        }
+        let n = n.min(size);
+        return Some((size - n, n));
+    }
+    let start: u64 = a.parse().ok()?;
+    if start >= size {
+        return None;
+    }
+    let end = if b.is_empty() {
+        size - 1
+    } else {
+        b.parse::<u64>().ok()?.min(size - 1)
+    };
+    if end < start {
+        return None;
+    }
+    Some((start, end - start + 1))
+}
+
+fn obj_headers(h: &mut HeaderMap, info: &ObjInfo, props: &PropSet) {
+    let a = &info.attrs;
+    let mut put = |k: &'static str, v: String| {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.append(k, v);
+        }
+    };
+    if props.checksum && !a.cksum_type.is_empty() {
+        put("Ais-Checksum-Type", a.cksum_type.clone());
+        put("Ais-Checksum-Value", a.cksum_value.clone());
+    }
+    if props.atime {
+        put("Ais-Atime", info.atime_ns.to_string());
+    }
+    if props.version {
+        put("Ais-Version", a.version.to_string());
+    }
+    if props.custom {
+        for (k, v) in &a.custom {
+            put("Ais-Custom-Md", format!("{k}={v}"));
+        }
+    }
+}
+
+async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    let store = &t.store;
+    let v1 = ctx.query.get("props").is_none();
+    let props = if v1 {
+        PropSet::parse("size,checksum,atime,version,custom,location,copies")?
+    } else {
+        PropSet::parse(ctx.query.get("props").unwrap_or(""))?
+    };
+    let info = match store.head(bck, obj).await {
+        Ok(i) => i,
+        Err(StorageError::NotFound) => {
+            let foreign = t.foreign_owner(ctx, bck, obj);
+            return t.not_here(ctx, bck, obj, foreign).await;
+        }
+        Err(e) => return Err(storage_err(t, bck, obj, e)),
+    };
+    let mut r = empty(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(info.attrs.size));
+    h.insert("Ais-Present", HeaderValue::from_static("true"));
+    obj_headers(h, &info, &props);
+    if props.location || v1 {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}:mp[{}]", t.core.name, "local")) {
+            h.insert("Ais-Location", v);
+        }
+    }
+    if props.copies || v1 {
+        h.insert("Ais-Mirror-Copies", HeaderValue::from(1));
+    }
+    if v1 {
+        for (k, v) in [
+            ("Ais-Name", obj),
+            ("Ais-Bucket-Name", &bck.name),
+            ("Ais-Bucket-Provider", &bck.provider),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(v) {
+                h.insert(k, v);
+            }
+        }
+        h.insert("Ais-Size", HeaderValue::from(info.attrs.size));
+    }
+    Ok(r)
+}
+
+fn put_headers(r: &mut Response, a: &ObjAttrs) {
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("Ais-Checksum-Type", a.cksum_type.clone()),
+        ("Ais-Checksum-Value", a.cksum_value.clone()),
+        ("Ais-Version", a.version.to_string()),
+        ("Ais-Atime", a.mtime_ns.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+}
+
+async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
+    let store = &t.store;
+    if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
+        return Ok(t.hop_redirect(ctx, &owner));
+    }
+    if let Some(to) = ctx.query.get("object_to") {
+        return copy_object(t, ctx, bck, obj, to).await;
+    }
+    let expected: Option<u64> = ctx
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut w = store
+        .begin_put(bck, obj)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!(
+                "PUT {}/{obj}: failed to receive the body after {} bytes ({e}); nothing was stored",
+                bck.cname(),
+                w.written()
+            ))
+        })?;
+        w.write(&chunk)
+            .await
+            .map_err(|e| storage_err(t, bck, obj, e))?;
+    }
+    if let Some(n) = expected {
+        if n != w.written() {
+            return Err(ApiError::bad_request(format!(
+                "PUT {}/{obj}: received {} of {n} bytes; nothing was stored",
+                bck.cname(),
+                w.written()
+            )));
+        }
+    }
+    // Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
+    // or comma-separated), kept with the object.
+    let custom: std::collections::BTreeMap<String, String> = ctx
+        .headers
+        .get_all("ais-custom-md")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let attrs = w
+        .commit(custom)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    let mut r = empty(StatusCode::OK);
+    put_headers(&mut r, &attrs);
+    Ok(r)
+}
+
+/// `PUT /v1/objects/SRC/O?object_to=ais/@#/DST/O2[&etl_name=E]`: copy (or
+/// transform) one object stored here into another bucket, no job needed.
+async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str) -> Res {
+    let (dbck, dobj) = Bck::parse_uname(to)?;
+    ais_core::names::validate_object_name(&dobj)?;
+    t.core.bucket_props(&dbck)?;
+    let info = t
+        .store
+        .head(bck, obj)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    let path = t.store.obj_path(bck, obj);
+    let data = match super::etl::etl_param(t, ctx) {
+        Some(etl) => {
+            let rt = t
+                .etl
+                .get(&etl)
+                .ok_or_else(|| ApiError::etl_not_found(&t.core.name, &etl))?;
+            let cname = format!("{}/{obj}", bck.cname());
+            let args = ctx.query.get("etl_args").unwrap_or("");
+            Some(
+                rt.transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
+                    .await
+                    .map_err(|e| {
+                        let msg = format!(
+                            "{}: etl job {etl} failed to transform {cname}: {e}",
+                            t.core.name
+                        );
+                        error::etl_kind(&e, msg)
+                    })?,
+            )
+        }
+        None => None,
+    };
+    super::jobs::put_to_owner(t, &dbck.name, &dobj, data, &path, Default::default())
+        .await
+        .map_err(|e| {
+            e.context(format!(
+                "copy {}/{obj} to {}/{dobj}",
+                bck.cname(),
+                dbck.cname()
+            ))
+        })?;
+    Ok(empty(StatusCode::OK))
+}
+
+async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
+        return Ok(t.hop_redirect(ctx, &owner));
+    }
+    let local = match t.store.delete(bck, obj).await {
+        Ok(()) => true,
+        Err(StorageError::NotFound) => false,
+        Err(e) => return Err(storage_err(t, bck, obj, e)),
+    };
+    // Stale copies on former owners would resurface through get-from-neighbor.
+    let remote = super::delete_elsewhere(t, bck, obj).await;
+    if local || remote {
+        Ok(empty(StatusCode::OK))
+    } else {
+        Err(ApiError::object_not_found(&t.core.name, bck, obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 10)));
+        assert_eq!(parse_range("bytes=-5", 100), Some((95, 5)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 5)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-2", 100), None);
+        assert_eq!(parse_range("bytes=0-1,3-4", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

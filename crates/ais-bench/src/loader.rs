@@ -2,7 +2,11 @@
 //! objects of size S with C concurrent workers and reports objects/s, MiB/s
 //! and p50/p99 latency. `--urls BASE` GETs `BASE/<name>` from any HTTP server
 //! (e.g. nginx serving the same files) for a same-run baseline.
+//!
+//! Cluster requests go through `ais-client`; only the `--urls` baseline (any
+//! HTTP server, not an AIStore API) uses a plain HTTP client.
 
+use ais_client::{Client, ClientError};
 use clap::Parser;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -127,6 +131,25 @@ fn body(size: u64, chunk: &bytes::Bytes) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
+/// Counts the bytes of a response body as they arrive.
+async fn drain(resp: reqwest::Response) -> Result<u64, String> {
+    let mut n = 0u64;
+    let mut s = resp.bytes_stream();
+    while let Some(c) = s.next().await {
+        n += c.map_err(|e| e.to_string())?.len() as u64;
+    }
+    Ok(n)
+}
+
+/// A cluster error as one line: `STATUS: message`.
+fn client_err(e: ClientError) -> String {
+    match e.status() {
+        Some(s) => format!("{s}: {e}"),
+        None => e.to_string(),
+    }
+}
+
+/// Plain HTTP GET (the `--urls` baseline), following redirects.
 async fn get_follow(http: &reqwest::Client, mut url: String) -> Result<u64, String> {
     for _ in 0..4 {
         let resp = http.get(&url).send().await.map_err(|e| e.to_string())?;
@@ -146,12 +169,7 @@ async fn get_follow(http: &reqwest::Client, mut url: String) -> Result<u64, Stri
                 resp.text().await.unwrap_or_default()
             ));
         }
-        let mut n = 0u64;
-        let mut s = resp.bytes_stream();
-        while let Some(c) = s.next().await {
-            n += c.map_err(|e| e.to_string())?.len() as u64;
-        }
-        return Ok(n);
+        return drain(resp).await;
     }
     Err("too many redirects".into())
 }
@@ -197,11 +215,11 @@ pub async fn main_async() -> anyhow::Result<()> {
     let a = Args::parse();
     let size = parse_size(&a.size)?;
     let distinct = a.distinct.unwrap_or(a.num).max(1);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(a.conc * 2)
-        .build()?;
     if let Some(base) = &a.urls {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(a.conc * 2)
+            .build()?;
         let base = base.trim_end_matches('/').to_string();
         let st = run_phase(a.num, a.conc, |i| {
             get_follow(&http, format!("{base}/{}{}", a.prefix, i % distinct))
@@ -210,14 +228,16 @@ pub async fn main_async() -> anyhow::Result<()> {
         st.report("GET", a.json);
         return Ok(());
     }
-    let client = ais_client::Client::new(&a.endpoint);
+    let client = Client::new(&a.endpoint);
     if a.mode.contains("put") {
         match client.create_bucket(&a.bucket).await {
             Ok(()) => {}
             Err(e) if e.status() == Some(409) => {}
             Err(e) => return Err(e.into()),
         }
-        let smap = client.smap().await?;
+        // Fetch (and cache) the cluster map up front: PUTs go straight to
+        // the owner target (as the SDK's direct mode).
+        client.smap().await?;
         let chunk = bytes::Bytes::from(
             (0..(1usize << 20))
                 .map(|i| (i as u64).wrapping_mul(2654435761) as u8)
@@ -225,56 +245,36 @@ pub async fn main_async() -> anyhow::Result<()> {
         );
         let st = run_phase(a.num, a.conc, |i| {
             let name = format!("{}{i}", a.prefix);
-            // Straight to the owner (as the SDK's direct mode and our client do).
-            let owner = smap
-                .owner(&ais_core_uname(&a.bucket, &name))
-                .map(|t| t.url().to_string())
-                .unwrap_or_else(|| a.endpoint.clone());
-            let url = format!("{owner}/v1/objects/{}/{name}", a.bucket);
-            let req = http
-                .put(url)
-                .header("content-length", size)
-                .body(body(size, &chunk));
+            let (client, bucket, chunk) = (&client, &a.bucket, &chunk);
             async move {
-                let r = req.send().await.map_err(|e| e.to_string())?;
-                if r.status().is_success() {
-                    Ok(size)
-                } else {
-                    Err(format!(
-                        "{}: {}",
-                        r.status(),
-                        r.text().await.unwrap_or_default()
-                    ))
-                }
+                client
+                    .put_body(bucket, &name, size, || body(size, chunk))
+                    .await
+                    .map_err(client_err)?;
+                Ok(size)
             }
         })
         .await;
         st.report("PUT", a.json);
     }
     if a.mode.contains("get") {
-        let ep = a.endpoint.trim_end_matches('/').to_string();
-        let q = if a.query.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", a.query)
-        };
+        if a.direct {
+            // Owners come from the cached map: fetch it once, not per worker.
+            client.smap().await?;
+        }
         let st = run_phase(a.num, a.conc, |i| {
-            get_follow(
-                &http,
-                format!(
-                    "{ep}/v1/objects/{}/{}{}{q}",
-                    a.bucket,
-                    a.prefix,
-                    i % distinct
-                ),
-            )
+            let name = format!("{}{}", a.prefix, i % distinct);
+            let (client, a) = (&client, &a);
+            async move {
+                let resp = client
+                    .get_raw_query(&a.bucket, &name, &a.query, a.direct)
+                    .await
+                    .map_err(client_err)?;
+                drain(resp).await
+            }
         })
         .await;
         st.report("GET", a.json);
     }
     Ok(())
-}
-
-fn ais_core_uname(bucket: &str, obj: &str) -> String {
-    format!("ais/@#/{bucket}/{obj}")
 }

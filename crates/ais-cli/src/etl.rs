@@ -3,9 +3,8 @@
 
 use crate::fmt::{size_iec, table};
 use crate::objects::{parse_object, save};
-use ais_client::{Client, HttpMethod};
+use ais_client::{Client, InitCodeMsg};
 use anyhow::{bail, Context};
-use base64::Engine;
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
@@ -115,32 +114,6 @@ pub struct ObjectArgs {
     args: Option<String>,
 }
 
-/// Base64 text from the server (logs, code, dependencies) as a string.
-fn unb64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map(|b| String::from_utf8_lossy(&b).to_string())
-        .unwrap_or_default()
-}
-
-async fn lifecycle(
-    client: &Client,
-    m: HttpMethod,
-    name: &str,
-    suffix: &str,
-    done: &str,
-) -> anyhow::Result<()> {
-    client
-        .raw(m, &format!("/v1/etl/{name}{suffix}"), None)
-        .await?;
-    println!("ETL \"{name}\" {done}");
-    Ok(())
-}
-
-fn b64(raw: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
 pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
     match cmd {
         EtlCmd::Init { what } => match what {
@@ -157,18 +130,9 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
         EtlCmd::Show { name: Some(n), .. } => show(client, &n).await,
         EtlCmd::Bucket { name, sel } => crate::jobs::start(client, Some(&name), sel).await,
         EtlCmd::Logs { name, target } => {
-            let path = match target {
-                Some(t) => format!("/v1/etl/{name}/logs/{t}"),
-                None => format!("/v1/etl/{name}/logs"),
-            };
-            let v: serde_json::Value = client
-                .raw(HttpMethod::GET, &path, None)
-                .await?
-                .json()
-                .await?;
-            for t in v.as_array().cloned().unwrap_or_default() {
-                let text = unb64(t["logs"].as_str().unwrap_or(""));
-                println!("=== t[{}] ===", t["target_id"].as_str().unwrap_or("?"));
+            for t in client.etl_logs(&name, target.as_deref()).await? {
+                let text = t.text();
+                println!("=== t[{}] ===", t.target_id);
                 print!("{text}");
                 if !text.ends_with('\n') && !text.is_empty() {
                     println!();
@@ -177,12 +141,20 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             Ok(())
         }
         EtlCmd::Stop { name } => {
-            lifecycle(client, HttpMethod::POST, &name, "/stop", "stopped").await
+            client.etl_stop(&name).await?;
+            println!("ETL \"{name}\" stopped");
+            Ok(())
         }
         EtlCmd::Start { name } => {
-            lifecycle(client, HttpMethod::POST, &name, "/start", "started").await
+            client.etl_start(&name).await?;
+            println!("ETL \"{name}\" started");
+            Ok(())
         }
-        EtlCmd::Rm { name } => lifecycle(client, HttpMethod::DELETE, &name, "", "removed").await,
+        EtlCmd::Rm { name } => {
+            client.etl_remove(&name).await?;
+            println!("ETL \"{name}\" removed");
+            Ok(())
+        }
         EtlCmd::Object(a) if a.object == "cp" => {
             let (sb, so) = parse_object(&a.out)?;
             let dst = a
@@ -190,21 +162,9 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
                 .as_deref()
                 .context("usage: ais etl object NAME cp ais://SRC/OBJ ais://DST/OBJ")?;
             let (db, d) = parse_object(dst)?;
-            let mut q = format!(
-                "/v1/objects/{}/{}?provider=ais&object_to=ais/@%23/{}/{}&etl_name={}",
-                sb.name,
-                ais_client::enc(&so),
-                db.name,
-                ais_client::enc(&d).replace('&', "%26"),
-                a.name
-            );
-            if let Some(args) = &a.args {
-                q.push_str(&format!(
-                    "&etl_args={}",
-                    ais_client::enc(args).replace('&', "%26")
-                ));
-            }
-            client.raw(HttpMethod::PUT, &q, None).await?;
+            client
+                .etl_object_to((&sb.name, &so), (&db.name, &d), &a.name, a.args.as_deref())
+                .await?;
             println!("{} transformed by \"{}\" => {}", a.out, a.name, dst);
             Ok(())
         }
@@ -244,24 +204,14 @@ async fn init_spec(client: &Client, file: &str, name: Option<String>) -> anyhow:
     if let Some(n) = name {
         body["name"] = n.into();
     }
-    put_etl(client, &body).await
+    // Returns when every target runs the ETL (or with the first error).
+    let id = client.etl_init_spec(&body).await?;
+    initialized(body["name"].as_str().unwrap_or(""), &id);
+    Ok(())
 }
 
-/// `PUT /v1/etl`: returns when every target runs the ETL (or with the first error).
-async fn put_etl(client: &Client, body: &serde_json::Value) -> anyhow::Result<()> {
-    let resp = client
-        .raw(
-            HttpMethod::PUT,
-            "/v1/etl",
-            Some(serde_json::to_vec(body)?.into()),
-        )
-        .await?;
-    let id = resp.text().await?;
-    println!(
-        "ETL \"{}\" initialized (job {id})",
-        body["name"].as_str().unwrap_or("")
-    );
-    Ok(())
+fn initialized(name: &str, id: &str) {
+    println!("ETL \"{name}\" initialized (job {id})");
 }
 
 async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
@@ -277,40 +227,38 @@ async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
             a.comm_type
         );
     }
-    let body = serde_json::json!({
-        "name": a.name,
-        "runtime": a.runtime,
-        "communication": a.comm_type,
-        "init_timeout": a.timeout,
-        "obj_timeout": a.obj_timeout,
-        "funcs": {"transform": a.transform},
-        "code": b64(&code),
-        "dependencies": b64(&deps),
-        "argument": a.arg_type,
-        "pool_size": a.pool_size,
-        "fresh_process": a.fresh_process,
-    });
-    put_etl(client, &body).await
+    let msg = InitCodeMsg {
+        argument: a.arg_type,
+        code,
+        communication: a.comm_type,
+        dependencies: deps,
+        fresh_process: a.fresh_process,
+        funcs: ais_client::EtlFuncs {
+            transform: a.transform,
+        },
+        init_timeout: a.timeout,
+        name: a.name,
+        obj_timeout: a.obj_timeout,
+        pool_size: a.pool_size,
+        runtime: a.runtime,
+    };
+    let id = client.etl_init_code(&msg).await?;
+    initialized(&msg.name, &id);
+    Ok(())
 }
 
 async fn list(client: &Client) -> anyhow::Result<()> {
-    let v: serde_json::Value = client
-        .raw(HttpMethod::GET, "/v1/etl", None)
+    let rows: Vec<Vec<String>> = client
+        .etl_list()
         .await?
-        .json()
-        .await?;
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
+        .into_iter()
         .map(|e| {
             vec![
-                e["id"].as_str().unwrap_or("").to_string(),
-                e["stage"].as_str().unwrap_or("").to_string(),
-                e["communication"].as_str().unwrap_or("").to_string(),
-                e["obj_count"].to_string(),
-                e["err_count"].to_string(),
+                e.id,
+                e.stage,
+                e.communication,
+                e.obj_count.to_string(),
+                e.err_count.to_string(),
             ]
         })
         .collect();
@@ -319,42 +267,29 @@ async fn list(client: &Client) -> anyhow::Result<()> {
 }
 
 async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
-    let v: serde_json::Value = client
-        .raw(HttpMethod::GET, &format!("/v1/etl/{name}"), None)
-        .await?
-        .json()
-        .await?;
-    let init = &v["init_msg"];
+    let v = client.etl_show(name).await?;
     println!("NAME:          {name}");
-    println!("RUNTIME:       {}", init["runtime"].as_str().unwrap_or(""));
-    println!(
-        "COMM TYPE:     {}",
-        init["communication"].as_str().unwrap_or("")
-    );
-    println!(
-        "OBJ TIMEOUT:   {}",
-        init["obj_timeout"].as_str().unwrap_or("")
-    );
-    let deps = unb64(init["dependencies"].as_str().unwrap_or(""));
+    println!("RUNTIME:       {}", v.init_str("runtime"));
+    println!("COMM TYPE:     {}", v.init_str("communication"));
+    println!("OBJ TIMEOUT:   {}", v.init_str("obj_timeout"));
+    let deps = v.dependencies();
     println!(
         "DEPENDENCIES:  {}",
         deps.split_whitespace().collect::<Vec<_>>().join(" ")
     );
     println!();
-    let rows: Vec<Vec<String>> = v["targets"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = v
+        .targets
         .iter()
         .map(|t| {
             vec![
-                format!("t[{}]", t["target_id"].as_str().unwrap_or("")),
-                t["stage"].as_str().unwrap_or("").to_string(),
-                t["obj_count"].to_string(),
-                size_iec(t["in_bytes"].as_u64().unwrap_or(0)),
-                size_iec(t["out_bytes"].as_u64().unwrap_or(0)),
-                t["err_count"].to_string(),
-                format!("{:.2}ms", t["mean_latency_ms"].as_f64().unwrap_or(0.0)),
+                format!("t[{}]", t.target_id),
+                t.stage.clone(),
+                t.obj_count.to_string(),
+                size_iec(t.in_bytes),
+                size_iec(t.out_bytes),
+                t.err_count.to_string(),
+                format!("{:.2}ms", t.mean_latency_ms),
             ]
         })
         .collect();
@@ -370,9 +305,8 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
         ],
         &rows,
     );
-    let code = init["code"].as_str().unwrap_or("");
-    if let Ok(c) = base64::engine::general_purpose::STANDARD.decode(code) {
-        println!("\nCODE:\n{}", String::from_utf8_lossy(&c));
+    if let Some(c) = v.code() {
+        println!("\nCODE:\n{c}");
     }
     Ok(())
 }

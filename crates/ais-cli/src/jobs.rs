@@ -3,11 +3,11 @@
 
 use crate::fmt::{size_iec, table};
 use crate::objects::parse_bucket;
-use ais_client::{Client, HttpMethod};
+use ais_client::{BucketJobMsg, Client, JobStatus};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
@@ -48,9 +48,9 @@ pub struct SelectArgs {
     pub timeout: String,
 }
 
-fn parse_ext(s: &str) -> anyhow::Result<Value> {
+fn parse_ext(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let s = s.trim().trim_start_matches('{').trim_end_matches('}');
-    let mut m = serde_json::Map::new();
+    let mut m = BTreeMap::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = pair
             .split_once(':')
@@ -60,7 +60,7 @@ fn parse_ext(s: &str) -> anyhow::Result<Value> {
             b.trim().trim_start_matches('.').into(),
         );
     }
-    Ok(Value::Object(m))
+    Ok(m)
 }
 
 fn parse_timeout(s: &str) -> anyhow::Result<Option<Duration>> {
@@ -84,48 +84,37 @@ fn parse_timeout(s: &str) -> anyhow::Result<Option<Duration>> {
 pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow::Result<()> {
     let src = parse_bucket(&a.src)?;
     let dst = parse_bucket(&a.dst)?;
-    let mut v = json!({
-        "prefix": a.prefix,
-        "prepend": a.prepend,
-        "dry_run": a.dry_run,
-        "coer": a.cont_on_err,
-        "num-workers": a.num_workers,
-    });
-    if !a.ext.is_empty() {
-        v["ext"] = parse_ext(&a.ext)?;
-    }
-    if !a.template.is_empty() {
-        v["template"] = a.template.clone().into();
-    }
-    if !a.list.is_empty() {
-        v["objnames"] = a
-            .list
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect::<Vec<_>>()
-            .into();
-    }
-    let action = match etl {
-        Some(name) => {
-            v["id"] = name.into();
-            "etl-bck"
-        }
-        None => "copy-bck",
+    let msg = BucketJobMsg {
+        coer: a.cont_on_err,
+        dry_run: a.dry_run,
+        ext: if a.ext.is_empty() {
+            None
+        } else {
+            Some(parse_ext(&a.ext)?)
+        },
+        num_workers: a.num_workers,
+        objnames: if a.list.is_empty() {
+            Vec::new()
+        } else {
+            a.list.split(',').map(|s| s.trim().to_string()).collect()
+        },
+        prefix: a.prefix,
+        prepend: a.prepend,
+        template: a.template,
+        ..Default::default()
     };
-    let body = json!({"action": action, "name": "", "value": v});
-    let path = format!(
-        "/v1/buckets/{}?provider=ais&bck_to=ais/@%23/{}/",
-        src.name, dst.name
-    );
-    let id = client
-        .raw(
-            HttpMethod::POST,
-            &path,
-            Some(serde_json::to_vec(&body)?.into()),
-        )
-        .await?
-        .text()
-        .await?;
+    let (action, id) = match etl {
+        Some(name) => (
+            "etl-bck",
+            client
+                .transform_bucket(&src.name, &dst.name, name, &msg)
+                .await?,
+        ),
+        None => (
+            "copy-bck",
+            client.copy_bucket(&src.name, &dst.name, &msg).await?,
+        ),
+    };
     let what = if a.dry_run { " (dry run)" } else { "" };
     println!(
         "{action} {} => {}{what}: job {id}",
@@ -140,19 +129,6 @@ pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow:
     Ok(())
 }
 
-async fn status(client: &Client, id: &str) -> anyhow::Result<Value> {
-    let body = serde_json::to_vec(&json!({"ID": id}))?;
-    Ok(client
-        .raw(
-            HttpMethod::GET,
-            "/v1/cluster?what=status",
-            Some(body.into()),
-        )
-        .await?
-        .json()
-        .await?)
-}
-
 /// Waits for a job with a progress bar: objects and bytes done / total, errors, rate, ETA.
 pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
     let t0 = Instant::now();
@@ -165,35 +141,30 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
         .progress_chars("=> "),
     );
     loop {
-        let s = status(client, id).await?;
-        let objs = s["objs"].as_u64().unwrap_or(0);
-        let errs = s["err_count"].as_u64().unwrap_or(0);
-        pb.set_length(s["total_objs"].as_u64().unwrap_or(0));
+        let s = client.job_status(id).await?;
+        let objs = s.objs;
+        let errs = s.err_count;
+        pb.set_length(s.total_objs);
         pb.set_position(objs + errs);
         pb.set_message(format!(
             "{}/{} errors: {errs}",
-            size_iec(s["bytes"].as_u64().unwrap_or(0)),
-            size_iec(s["total_bytes"].as_u64().unwrap_or(0)),
+            size_iec(s.bytes),
+            size_iec(s.total_bytes),
         ));
-        if s["end_time"].as_i64().unwrap_or(0) != 0 {
+        if s.finished() {
             pb.finish_and_clear();
-            let err = s["err"].as_str().unwrap_or("");
             println!(
                 "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}{}",
-                size_iec(s["bytes"].as_u64().unwrap_or(0)),
+                size_iec(s.bytes),
                 t0.elapsed().as_secs_f64(),
-                match s["skipped"].as_u64().unwrap_or(0) {
+                match s.skipped {
                     0 => String::new(),
                     n => format!(", {n} unchanged (skipped)"),
                 },
-                if s["aborted"].as_bool().unwrap_or(false) {
-                    ", aborted"
-                } else {
-                    ""
-                }
+                if s.aborted { ", aborted" } else { "" }
             );
-            if !err.is_empty() {
-                bail!("job {id} failed: {err}");
+            if !s.err.is_empty() {
+                bail!("job {id} failed: {}", s.err);
             }
             return Ok(());
         }
@@ -208,16 +179,9 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
 }
 
 pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::Result<()> {
-    let list: Vec<Value> = match id {
-        Some(id) => vec![status(client, id).await?],
-        None => {
-            let body = serde_json::to_vec(&json!({}))?;
-            client
-                .raw(HttpMethod::GET, "/v1/cluster?what=jobs", Some(body.into()))
-                .await?
-                .json()
-                .await?
-        }
+    let list: Vec<JobStatus> = match id {
+        Some(id) => vec![client.job_status(id).await?],
+        None => client.jobs().await?,
     };
     if json_out {
         println!("{}", serde_json::to_string_pretty(&list)?);
@@ -226,23 +190,23 @@ pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|s| {
-            let state = if s["end_time"].as_i64().unwrap_or(0) == 0 {
+            let state = if !s.finished() {
                 "Running"
-            } else if s["aborted"].as_bool().unwrap_or(false) {
+            } else if s.aborted {
                 "Aborted"
-            } else if !s["err"].as_str().unwrap_or("").is_empty() {
+            } else if !s.err.is_empty() {
                 "Failed"
             } else {
                 "Finished"
             };
             vec![
-                s["uuid"].as_str().unwrap_or("").to_string(),
-                s["kind"].as_str().unwrap_or("").to_string(),
-                format!("{}/{}", s["objs"], s["total_objs"]),
-                size_iec(s["bytes"].as_u64().unwrap_or(0)),
-                s["err_count"].to_string(),
+                s.uuid.clone(),
+                s.kind.clone(),
+                format!("{}/{}", s.objs, s.total_objs),
+                size_iec(s.bytes),
+                s.err_count.to_string(),
                 state.to_string(),
-                first_line(s["err"].as_str().unwrap_or("")),
+                first_line(&s.err),
             ]
         })
         .collect();
@@ -256,33 +220,18 @@ pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::
 }
 
 pub async fn stop(client: &Client, id: &str) -> anyhow::Result<()> {
-    let body = serde_json::to_vec(&json!({"action": "stop", "name": "", "value": {"ID": id}}))?;
-    client
-        .raw(HttpMethod::PUT, "/v1/cluster", Some(body.into()))
-        .await?;
+    client.stop_job(id).await?;
     println!("job {id} stopped");
     Ok(())
 }
 
 /// `ais etl show errors NAME JOB`: every per-object failure of a job.
 pub async fn errors(client: &Client, etl: &str, job: &str) -> anyhow::Result<()> {
-    let v: Value = client
-        .raw(HttpMethod::GET, &format!("/v1/etl/{etl}?uuid={job}"), None)
+    let rows: Vec<Vec<String>> = client
+        .etl_job_errors(etl, job)
         .await?
-        .json()
-        .await?;
-    let rows: Vec<Vec<String>> = v["obj_errors"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
         .iter()
-        .map(|e| {
-            vec![
-                e["obj_name"].as_str().unwrap_or("").to_string(),
-                e["ecode"].to_string(),
-                first_line(e["msg"].as_str().unwrap_or("")),
-            ]
-        })
+        .map(|e| vec![e.obj_name.clone(), e.code(), first_line(&e.msg)])
         .collect();
     table(&["OBJECT", "CODE", "ERROR"], &rows);
     Ok(())

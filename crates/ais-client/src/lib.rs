@@ -18,6 +18,13 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+mod etl;
+mod jobs;
+pub mod paths;
+
+pub use etl::{EtlDetails, EtlFuncs, EtlInfo, EtlLogs, EtlObjError, EtlTargetStats, InitCodeMsg};
+pub use jobs::{BucketJobMsg, JobStatus};
+
 const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/')
     .remove(b'-')
@@ -104,6 +111,21 @@ pub fn enc(obj: &str) -> String {
     percent_encoding::utf8_percent_encode(obj, PATH_ENC).to_string()
 }
 
+/// The body as text (e.g. a job id).
+pub(crate) async fn text(resp: reqwest::Response) -> Result<String> {
+    let url = resp.url().to_string();
+    resp.text()
+        .await
+        .map_err(|e| ClientError::Transport { url, source: e })
+}
+
+/// The body as JSON of type `T`.
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> Result<T> {
+    resp.json()
+        .await
+        .map_err(|e| ClientError::Decode(e.to_string()))
+}
+
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     let status = resp.status();
     if status.is_success() || status.is_redirection() {
@@ -149,7 +171,7 @@ impl Client {
         &self.base
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -162,7 +184,7 @@ impl Client {
     }
 
     /// Sends a bodiless or small-bodied request, following redirects.
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: Method,
         url: String,
@@ -188,7 +210,12 @@ impl Client {
         Err(ClientError::Decode(format!("too many redirects for {url}")))
     }
 
-    async fn action(&self, method: Method, path: &str, msg: &ActMsg) -> Result<reqwest::Response> {
+    pub(crate) async fn action(
+        &self,
+        method: Method,
+        path: &str,
+        msg: &ActMsg,
+    ) -> Result<reqwest::Response> {
         let body = serde_json::to_vec(msg).map_err(|e| ClientError::Decode(e.to_string()))?;
         self.request(
             method,
@@ -199,9 +226,26 @@ impl Client {
         .await
     }
 
+    /// `GET` of a path (no body), decoded from JSON.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        json(self.request(Method::GET, self.url(path), None, &[]).await?).await
+    }
+
+    /// A request without a body whose answer carries nothing.
+    pub(crate) async fn bodiless(&self, method: Method, path: &str) -> Result<()> {
+        self.request(method, self.url(path), None, &[])
+            .await
+            .map(|_| ())
+    }
+
     pub async fn smap(&self) -> Result<Smap> {
         let resp = self
-            .request(Method::GET, self.url("/v1/daemon?what=smap"), None, &[])
+            .request(
+                Method::GET,
+                self.url(&paths::daemon_what("smap")),
+                None,
+                &[],
+            )
             .await?;
         let smap: Smap = resp
             .json()
@@ -214,7 +258,7 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<()> {
-        self.request(Method::GET, self.url("/v1/health"), None, &[])
+        self.request(Method::GET, self.url(paths::HEALTH), None, &[])
             .await
             .map(|_| ())
     }
@@ -222,7 +266,7 @@ impl Client {
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
         self.action(
             Method::POST,
-            &format!("/v1/buckets/{name}"),
+            &paths::bucket(name),
             &ActMsg::new("create-bck"),
         )
         .await
@@ -232,7 +276,7 @@ impl Client {
     pub async fn destroy_bucket(&self, name: &str) -> Result<()> {
         self.action(
             Method::DELETE,
-            &format!("/v1/buckets/{name}"),
+            &paths::bucket(name),
             &ActMsg::new("destroy-bck"),
         )
         .await
@@ -245,7 +289,7 @@ impl Client {
             name: String::new(),
             value: props,
         };
-        self.action(Method::PATCH, &format!("/v1/buckets/{name}"), &msg)
+        self.action(Method::PATCH, &paths::bucket(name), &msg)
             .await
             .map(|_| ())
     }
@@ -254,7 +298,7 @@ impl Client {
         let resp = self
             .action(
                 Method::GET,
-                "/v1/buckets?provider=ais",
+                &paths::buckets_query("provider=ais"),
                 &ActMsg::new("list"),
             )
             .await?;
@@ -265,12 +309,7 @@ impl Client {
 
     pub async fn head_bucket(&self, name: &str) -> Result<BucketProps> {
         let resp = self
-            .request(
-                Method::HEAD,
-                self.url(&format!("/v1/buckets/{name}")),
-                None,
-                &[],
-            )
+            .request(Method::HEAD, self.url(&paths::bucket(name)), None, &[])
             .await?;
         let raw = resp
             .headers()
@@ -289,7 +328,7 @@ impl Client {
             value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
         };
         let resp = self
-            .action(Method::GET, &format!("/v1/buckets/{bucket}"), &act)
+            .action(Method::GET, &paths::bucket(bucket), &act)
             .await?;
         resp.json()
             .await
@@ -321,22 +360,27 @@ impl Client {
     }
 
     fn obj_path(bucket: &str, obj: &str) -> String {
-        format!("/v1/objects/{bucket}/{}", enc(obj))
+        paths::object(bucket, obj)
     }
 
-    /// URL of the owner target per the cached cluster map (proxy URL if unknown).
-    async fn put_url(&self, bucket: &str, obj: &str) -> String {
+    /// Base URL of the object's owner target per the cached cluster map
+    /// (fetched once if there is none; the proxy's URL if still unknown).
+    async fn owner_base(&self, bucket: &str, obj: &str) -> String {
         let cached = self.smap.read().ok().and_then(|g| g.clone());
         let smap = match cached {
             Some(s) => Some(s),
             None => self.smap().await.ok(),
         };
-        let base = smap
-            .and_then(|s| {
-                s.owner(&Bck::ais(bucket).obj_uname(obj))
-                    .map(|t| t.url().to_string())
-            })
-            .unwrap_or_else(|| self.base.clone());
+        smap.and_then(|s| {
+            s.owner(&Bck::ais(bucket).obj_uname(obj))
+                .map(|t| t.url().to_string())
+        })
+        .unwrap_or_else(|| self.base.clone())
+    }
+
+    /// URL of the object on its owner target (see [`Client::owner_base`]).
+    async fn put_url(&self, bucket: &str, obj: &str) -> String {
+        let base = self.owner_base(bucket, obj).await;
         format!("{base}{}", Self::obj_path(bucket, obj))
     }
 
@@ -383,6 +427,53 @@ impl Client {
             return Ok(ObjProps::from_headers(resp.headers()));
         }
         Err(ClientError::Decode(format!("too many redirects for {url}")))
+    }
+
+    /// Streams a body made by `body` (called again for every redirect, so
+    /// each try sends a fresh body) of exactly `len` bytes to the owner target.
+    pub async fn put_body<F>(&self, bucket: &str, obj: &str, len: u64, body: F) -> Result<ObjProps>
+    where
+        F: Fn() -> reqwest::Body,
+    {
+        let mut url = self.put_url(bucket, obj).await;
+        for _ in 0..5 {
+            let rb = self
+                .http
+                .put(&url)
+                .header("content-length", len)
+                .body(body());
+            let resp = self.send(rb, &url).await?;
+            if resp.status().is_redirection() {
+                url = location(&resp)?;
+                continue;
+            }
+            return Ok(ObjProps::from_headers(resp.headers()));
+        }
+        Err(ClientError::Decode(format!("too many redirects for {url}")))
+    }
+
+    /// GET with a query string that is sent verbatim (already escaped, e.g.
+    /// `etl_name=x&etl_args=a%26b`; empty for none), through the proxy or,
+    /// with `direct`, straight from the owner target chosen from the cluster
+    /// map (the SDK's `direct` mode). Returns the response to stream from.
+    pub async fn get_raw_query(
+        &self,
+        bucket: &str,
+        obj: &str,
+        raw_query: &str,
+        direct: bool,
+    ) -> Result<reqwest::Response> {
+        let base = if direct {
+            self.owner_base(bucket, obj).await
+        } else {
+            self.base.clone()
+        };
+        let mut url = format!("{base}{}", Self::obj_path(bucket, obj));
+        if !raw_query.is_empty() {
+            url.push('?');
+            url.push_str(raw_query);
+        }
+        self.request(Method::GET, url, None, &[]).await
     }
 
     /// GET through the proxy; returns the response to stream from.

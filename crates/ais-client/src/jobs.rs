@@ -1,0 +1,228 @@
+//! Offline jobs: bucket-to-bucket copy (`copy-bck`) and transform (`etl-bck`),
+//! status, listing and stopping.
+
+use crate::{paths, Client, ClientError, Result};
+use ais_core::api::ActMsg;
+use bytes::Bytes;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The `value` of a `copy-bck`/`etl-bck` request (a subset of AIStore's
+/// `TCBMsg` plus the list/range selection). Empty optional fields are left
+/// out; fields are declared in the order they go on the wire.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct BucketJobMsg {
+    /// Continue on per-object errors.
+    pub coer: bool,
+    pub dry_run: bool,
+    /// Extension changes, `{"jpg": "png"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext: Option<BTreeMap<String, String>>,
+    /// Redo outputs a previous run already wrote.
+    #[serde(skip_serializing_if = "is_false")]
+    pub force: bool,
+    /// The ETL (set by [`Client::transform_bucket`]).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Concurrent objects per target (0 = default, -1 = serial).
+    #[serde(rename = "num-workers")]
+    pub num_workers: i64,
+    /// Only these objects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objnames: Vec<String>,
+    pub prefix: String,
+    /// Added to every destination name.
+    pub prepend: String,
+    /// Only objects named by this template, e.g. `shard-{0000..0999}.tar`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub template: String,
+}
+
+/// A job's cluster-wide status (`GET /v1/cluster?what=status`). Fields are
+/// declared in alphabetical order; anything else the server sends is kept in
+/// `extra`, so serialising gives back what the server said.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct JobStatus {
+    pub aborted: bool,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Unix nanoseconds; 0 while running.
+    pub end_time: i64,
+    /// Why the job failed (errors of several targets joined with `; `).
+    pub err: String,
+    /// Per-object errors.
+    pub err_count: u64,
+    pub is_idle: bool,
+    pub kind: String,
+    /// Objects written.
+    pub objs: u64,
+    /// Outputs left as they were (same source, same transform).
+    pub skipped: u64,
+    pub total_bytes: u64,
+    pub total_objs: u64,
+    pub uuid: String,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+impl JobStatus {
+    pub fn finished(&self) -> bool {
+        self.end_time != 0
+    }
+}
+
+impl Client {
+    /// `POST /v1/buckets/SRC?provider=ais&bck_to=ais/@%23/DST/`: starts a
+    /// bucket-to-bucket job and returns its id.
+    async fn bucket_to_bucket(
+        &self,
+        src: &str,
+        dst: &str,
+        action: &str,
+        msg: &BucketJobMsg,
+    ) -> Result<String> {
+        let act = ActMsg {
+            action: action.into(),
+            name: String::new(),
+            value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
+        };
+        let resp = self
+            .action(Method::POST, &paths::bucket_to_bucket(src, dst), &act)
+            .await?;
+        crate::text(resp).await
+    }
+
+    /// Copies bucket `src` (or the selection in `msg`) into `dst` (created if
+    /// missing), as a job (`copy-bck`). Returns the job id.
+    pub async fn copy_bucket(&self, src: &str, dst: &str, msg: &BucketJobMsg) -> Result<String> {
+        self.bucket_to_bucket(src, dst, "copy-bck", msg).await
+    }
+
+    /// Transforms bucket `src` (or the selection in `msg`) with ETL `etl`
+    /// into `dst`, as a job (`etl-bck`). Returns the job id.
+    pub async fn transform_bucket(
+        &self,
+        src: &str,
+        dst: &str,
+        etl: &str,
+        msg: &BucketJobMsg,
+    ) -> Result<String> {
+        let msg = BucketJobMsg {
+            id: etl.into(),
+            ..msg.clone()
+        };
+        self.bucket_to_bucket(src, dst, "etl-bck", &msg).await
+    }
+
+    /// `GET /v1/cluster?what=WHAT` with a JSON job query as the body.
+    async fn job_query<T: serde::de::DeserializeOwned>(&self, what: &str, q: Value) -> Result<T> {
+        let body = serde_json::to_vec(&q).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .request(
+                Method::GET,
+                self.url(&paths::cluster_what(what)),
+                Some(Bytes::from(body)),
+                &[("content-type", "application/json".into())],
+            )
+            .await?;
+        crate::json(resp).await
+    }
+
+    /// One job's status, summed over the targets.
+    pub async fn job_status(&self, id: &str) -> Result<JobStatus> {
+        self.job_query("status", json!({ "ID": id })).await
+    }
+
+    /// Every job the cluster knows (running and finished), by id.
+    pub async fn jobs(&self) -> Result<Vec<JobStatus>> {
+        self.job_query("jobs", json!({})).await
+    }
+
+    /// Running jobs as AIStore names them: `KIND[ID]`.
+    pub async fn running_jobs(&self) -> Result<Vec<String>> {
+        self.job_query("running_all", json!({})).await
+    }
+
+    /// Per-target snapshots of a job (AIStore's free-form xaction snaps),
+    /// keyed by target id.
+    pub async fn job_snaps(&self, id: &str) -> Result<BTreeMap<String, Vec<Value>>> {
+        self.job_query("qryxstats", json!({ "ID": id })).await
+    }
+
+    /// Stops a job on every target (`PUT /v1/cluster`, action `stop`).
+    pub async fn stop_job(&self, id: &str) -> Result<()> {
+        let act = ActMsg {
+            action: "stop".into(),
+            name: String::new(),
+            value: json!({ "ID": id }),
+        };
+        self.action(Method::PUT, paths::CLUSTER, &act)
+            .await
+            .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_job_wire_form() {
+        let m = BucketJobMsg {
+            prefix: "d/".into(),
+            num_workers: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"coer":false,"dry_run":false,"num-workers":-1,"prefix":"d/","prepend":""}"#
+        );
+        let m = BucketJobMsg {
+            ext: Some([("jpg".to_string(), "png".to_string())].into()),
+            id: "e".into(),
+            objnames: vec!["a".into()],
+            template: "t{0..1}".into(),
+            coer: true,
+            ..Default::default()
+        };
+        // The same as a `json!` object (keys sorted), as the CLI used to send.
+        let v = json!({"prefix": "", "prepend": "", "dry_run": false, "coer": true,
+            "num-workers": 0, "ext": {"jpg": "png"}, "template": "t{0..1}",
+            "objnames": ["a"], "id": "e"});
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            serde_json::to_string(&v).unwrap()
+        );
+        let act = ActMsg {
+            action: "etl-bck".into(),
+            name: String::new(),
+            value: serde_json::to_value(&m).unwrap(),
+        };
+        let v = json!({"action": "etl-bck", "name": "", "value": v});
+        assert_eq!(
+            serde_json::to_string(&act).unwrap(),
+            serde_json::to_string(&v).unwrap()
+        );
+    }
+
+    #[test]
+    fn job_status_round_trip() {
+        let raw = json!({"uuid": "j1", "kind": "copy-bck", "err": "", "end_time": 5,
+            "aborted": false, "is_idle": true, "objs": 2, "bytes": 10, "total_objs": 2,
+            "total_bytes": 10, "err_count": 0, "skipped": 0, "xid": [1]});
+        let s: JobStatus = serde_json::from_value(raw.clone()).unwrap();
+        assert!(s.finished());
+        assert_eq!(s.total_objs, 2);
+        assert_eq!(
+            serde_json::to_string_pretty(&s).unwrap(),
+            serde_json::to_string_pretty(&raw).unwrap()
+        );
+    }
+}

@@ -8,7 +8,7 @@
 //! a newer map is followed with a freshly opened body.
 
 use ais_core::api::{ActMsg, LsoEntryJson, LsoMsg, LsoResJson};
-use ais_core::error::ErrBody;
+use ais_core::error::ErrMsg;
 use ais_core::meta::{BucketProps, Smap};
 use ais_core::Bck;
 use bytes::Bytes;
@@ -140,7 +140,7 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         Some(h) => h,
         None => resp.text().await.unwrap_or_default(),
     };
-    let (message, tcode) = match serde_json::from_str::<ErrBody>(&text) {
+    let (message, tcode) = match serde_json::from_str::<ErrMsg>(&text) {
         Ok(b) => (b.message, b.tcode),
         Err(_) if text.is_empty() => (format!("{status}"), String::new()),
         Err(_) => (text, String::new()),

@@ -228,35 +228,43 @@ impl Primary {
             .and_then(|m| m.get(id).map(Instant::elapsed))
     }
 
+    /// Nodes in the map that have been silent past the keepalive timeout.
+    fn silent_nodes(&self) -> Vec<String> {
+        let Ok(seen) = self.last_seen.lock() else {
+            return Vec::new();
+        };
+        self.meta.with_smap(|s| {
+            s.map(|s| {
+                s.tmap
+                    .keys()
+                    .chain(s.pmap.keys())
+                    .filter(|id| **id != self.me.daemon_id)
+                    .filter(|id| {
+                        seen.get(*id)
+                            .is_none_or(|t| t.elapsed() > self.cfg.keepalive_timeout)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+        })
+    }
+
     /// Removes nodes that stopped sending keepalives. Runs forever.
     pub async fn run_failure_detector(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
-            let dead: Vec<String> = {
-                let Ok(seen) = self.last_seen.lock() else {
-                    continue;
-                };
-                self.meta.with_smap(|s| {
-                    s.map(|s| {
-                        s.tmap
-                            .keys()
-                            .chain(s.pmap.keys())
-                            .filter(|id| **id != self.me.daemon_id)
-                            .filter(|id| {
-                                seen.get(*id)
-                                    .is_none_or(|t| t.elapsed() > self.cfg.keepalive_timeout)
-                            })
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default()
-                })
-            };
-            if dead.is_empty() {
+            if self.silent_nodes().is_empty() {
                 continue;
             }
             let _g = self.change.lock().await;
+            // Decide under the lock: a metadata change may have held it for
+            // a while, and keepalives that arrived meanwhile count.
+            let dead = self.silent_nodes();
+            if dead.is_empty() {
+                continue;
+            }
             let Some(mut smap) = self.meta.smap() else {
                 continue;
             };

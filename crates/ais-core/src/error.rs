@@ -1,5 +1,5 @@
 //! Errors of the bottom layer (invalid names, properties, templates) and the
-//! JSON error body that AIStore nodes send. Which HTTP status a failure gets
+//! part of AIStore's JSON error body that clients act on. Which HTTP status a failure gets
 //! is decided by the node's `ApiError`, not here.
 
 use serde::{Deserialize, Serialize};
@@ -24,22 +24,11 @@ impl CoreError {
     }
 }
 
-/// Full JSON error body as AIStore sends it (wire type).
+/// What a client reads from an AIStore JSON error body (the node renders
+/// the full body, status included, in `ais-node`).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct ErrBody {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+pub struct ErrMsg {
+    #[serde(default)]
     pub tcode: String,
     pub message: String,
-    #[serde(default)]
-    pub method: String,
-    #[serde(default)]
-    pub url_path: String,
-    #[serde(default)]
-    pub remote_addr: String,
-    #[serde(default)]
-    pub caller: String,
-    #[serde(default)]
-    pub node: String,
-    #[serde(default)]
-    pub status: u16,
 }

@@ -3,7 +3,6 @@
 
 use super::{Ctx, Res};
 use crate::error::ApiError;
-use ais_core::error::ErrBody;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
@@ -37,6 +36,20 @@ pub fn text_ok(s: &str) -> Response {
         "text/plain; charset=utf-8",
         s.as_bytes().to_vec(),
     )
+}
+
+/// Full JSON error body as AIStore sends it.
+#[derive(serde::Serialize)]
+struct ErrBody {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tcode: String,
+    message: String,
+    method: String,
+    url_path: String,
+    remote_addr: String,
+    caller: String,
+    node: String,
+    status: u16,
 }
 
 pub fn error_response(node_name: &str, ctx: &Ctx, e: ApiError) -> Response {

@@ -9,7 +9,7 @@ pub mod types;
 use crate::error::ApiError;
 use ais_cluster::{PushFailure, Transport};
 use ais_core::api::TargetPage;
-use ais_core::error::ErrBody;
+use ais_core::error::ErrMsg;
 use ais_core::meta::{JoinReq, Keepalive, KeepaliveResp, MetaSync, ObjAttrs, Snode};
 use ais_etl::TargetEtlStats;
 use axum::http::StatusCode;
@@ -170,7 +170,7 @@ impl Rpc {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let (message, tcode) = match serde_json::from_str::<ErrBody>(&text) {
+        let (message, tcode) = match serde_json::from_str::<ErrMsg>(&text) {
             Ok(b) => (b.message, b.tcode),
             Err(_) if text.is_empty() => (format!("{}: {status}", to.name), String::new()),
             Err(_) => (text, String::new()),

@@ -248,7 +248,7 @@ pub async fn main_async() -> anyhow::Result<()> {
             let (client, bucket, chunk) = (&client, &a.bucket, &chunk);
             async move {
                 client
-                    .put_body(bucket, &name, size, || body(size, chunk))
+                    .put_body(bucket, &name, size, || async move { Ok(body(size, chunk)) })
                     .await
                     .map_err(client_err)?;
                 Ok(size)

@@ -62,21 +62,7 @@ pub struct EtlInfo {
     pub err_count: u64,
 }
 
-/// One target's counters for one ETL.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-#[serde(default)]
-pub struct EtlTargetStats {
-    pub target_id: String,
-    pub stage: String,
-    pub obj_count: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    pub err_count: u64,
-    pub mean_latency_ms: f64,
-    pub workers: u64,
-    pub worker_pids: Vec<u32>,
-    pub python: String,
-}
+pub use ais_core::api::EtlTargetStats;
 
 /// One per-object failure (of an ETL, or of an offline job). Job errors carry
 /// an HTTP-style `ecode`; ETL runtime errors a `kind` (`transform`,

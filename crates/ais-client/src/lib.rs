@@ -12,7 +12,7 @@ use ais_core::error::ErrMsg;
 use ais_core::meta::{BucketProps, Smap};
 use ais_core::Bck;
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::NON_ALPHANUMERIC;
 use reqwest::Method;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -24,13 +24,6 @@ pub mod paths;
 
 pub use etl::{EtlDetails, EtlFuncs, EtlInfo, EtlLogs, EtlObjError, EtlTargetStats, InitCodeMsg};
 pub use jobs::{BucketJobMsg, JobStatus};
-
-const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -107,9 +100,7 @@ pub struct Client {
     smap: Arc<RwLock<Option<Smap>>>,
 }
 
-pub fn enc(obj: &str) -> String {
-    percent_encoding::utf8_percent_encode(obj, PATH_ENC).to_string()
-}
+pub use ais_core::paths::escape_path as enc;
 
 /// The body as text (e.g. a job id).
 pub(crate) async fn text(resp: reqwest::Response) -> Result<String> {
@@ -409,31 +400,27 @@ impl Client {
 
     /// Streams a file (never loaded into memory).
     pub async fn put_file(&self, bucket: &str, obj: &str, path: &Path) -> Result<ObjProps> {
-        let mut url = self.put_url(bucket, obj).await;
-        for _ in 0..5 {
+        let len = tokio::fs::metadata(path).await?.len();
+        self.put_body(bucket, obj, len, || async {
             let file = tokio::fs::File::open(path).await?;
-            let len = file.metadata().await?.len();
             let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-            let rb = self
-                .http
-                .put(&url)
-                .header("content-length", len)
-                .body(reqwest::Body::wrap_stream(stream));
-            let resp = self.send(rb, &url).await?;
-            if resp.status().is_redirection() {
-                url = location(&resp)?;
-                continue;
-            }
-            return Ok(ObjProps::from_headers(resp.headers()));
-        }
-        Err(ClientError::Decode(format!("too many redirects for {url}")))
+            Ok(reqwest::Body::wrap_stream(stream))
+        })
+        .await
     }
 
     /// Streams a body made by `body` (called again for every redirect, so
     /// each try sends a fresh body) of exactly `len` bytes to the owner target.
-    pub async fn put_body<F>(&self, bucket: &str, obj: &str, len: u64, body: F) -> Result<ObjProps>
+    pub async fn put_body<F, Fut>(
+        &self,
+        bucket: &str,
+        obj: &str,
+        len: u64,
+        body: F,
+    ) -> Result<ObjProps>
     where
-        F: Fn() -> reqwest::Body,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::Body>>,
     {
         let mut url = self.put_url(bucket, obj).await;
         for _ in 0..5 {
@@ -441,7 +428,7 @@ impl Client {
                 .http
                 .put(&url)
                 .header("content-length", len)
-                .body(body());
+                .body(body().await?);
             let resp = self.send(rb, &url).await?;
             if resp.status().is_redirection() {
                 url = location(&resp)?;

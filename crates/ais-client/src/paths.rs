@@ -7,12 +7,7 @@
 
 use crate::enc;
 
-pub const BUCKETS: &str = "/v1/buckets";
-pub const OBJECTS: &str = "/v1/objects";
-pub const ETL: &str = "/v1/etl";
-pub const CLUSTER: &str = "/v1/cluster";
-pub const DAEMON: &str = "/v1/daemon";
-pub const HEALTH: &str = "/v1/health";
+pub use ais_core::paths::{BUCKETS, CLUSTER, DAEMON, ETL, HEALTH, OBJECTS};
 
 /// `/v1/buckets?QUERY`.
 pub fn buckets_query(query: &str) -> String {

@@ -433,6 +433,22 @@ impl TcbMsg {
 /// Expands a bash-style brace template: `shard-{0000..0999}.tar`,
 /// `a{1..10..2}b`, several ranges multiply. Errors on malformed templates or
 /// more than `limit` names.
+/// One target's counters for one ETL (`GET /v1/etl/NAME` lists one per target).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default)]
+pub struct EtlTargetStats {
+    pub target_id: String,
+    pub stage: String,
+    pub obj_count: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub err_count: u64,
+    pub mean_latency_ms: f64,
+    pub workers: u64,
+    pub worker_pids: Vec<u32>,
+    pub python: String,
+}
+
 /// Most names a list/range template may expand to.
 pub const MAX_TEMPLATE: usize = 10_000_000;
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod hrw;
 pub mod meta;
 pub mod names;
+pub mod paths;
 
 pub use error::CoreError;
 pub use names::Bck;

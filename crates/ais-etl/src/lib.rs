@@ -109,20 +109,8 @@ pub struct Counters {
     pub latency_ns: AtomicU64,
 }
 
-/// Per-target status of one ETL.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
-pub struct TargetEtlStats {
-    pub target_id: String,
-    pub stage: String,
-    pub obj_count: u64,
-    pub in_bytes: u64,
-    pub out_bytes: u64,
-    pub err_count: u64,
-    pub mean_latency_ms: f64,
-    pub workers: usize,
-    pub worker_pids: Vec<u32>,
-    pub python: String,
-}
+/// Per-target status of one ETL (wire type).
+pub use ais_core::api::EtlTargetStats as TargetEtlStats;
 
 enum Backend {
     Pool(Arc<pool::Pool>),
@@ -232,7 +220,7 @@ impl EtlRuntime {
             err_count: errs,
             mean_latency_ms: s.latency_ns.load(Ordering::Relaxed) as f64 / total as f64 / 1e6,
             workers: match &self.backend {
-                Backend::Pool(p) => p.size,
+                Backend::Pool(p) => p.size as u64,
                 Backend::Server(_) => 1,
             },
             worker_pids: match &self.backend {

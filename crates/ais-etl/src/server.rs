@@ -9,21 +9,9 @@
 use crate::logs::LogSink;
 use crate::spec::Comm;
 use crate::EtlError;
+use ais_core::paths::{escape_path, escape_segment};
 use bytes::Bytes;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::time::{Duration, Instant};
-
-const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-const SEGMENT_ENC: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 pub struct ServerCfg {
     pub command: Vec<String>,
@@ -144,7 +132,7 @@ impl CommandServer {
         let req = match self.comm {
             Comm::Hpull => {
                 let uname = format!("ais/@#/{bucket}/{obj}");
-                let url = format!("{}/{}", self.base, utf8_percent_encode(&uname, SEGMENT_ENC));
+                let url = format!("{}/{}", self.base, escape_segment(&uname));
                 self.http
                     .get(url)
                     .query(&[("etl_fqn", path), ("etl_args", args)])
@@ -153,11 +141,7 @@ impl CommandServer {
                 let data = tokio::fs::read(path)
                     .await
                     .map_err(|e| EtlError::Internal(format!("read {path}: {e}")))?;
-                let url = format!(
-                    "{}/{bucket}/{}",
-                    self.base,
-                    utf8_percent_encode(obj, PATH_ENC)
-                );
+                let url = format!("{}/{bucket}/{}", self.base, escape_path(obj));
                 self.http.put(url).query(&[("etl_args", args)]).body(data)
             }
         };

@@ -30,7 +30,9 @@ fn dead_owner_is_503_never_404() {
     rt.block_on(async {
         cl.create_bucket("kill").await.unwrap();
         for n in &names {
-            cl.put_bytes("kill", n, n.as_bytes().to_vec()).await.unwrap();
+            cl.put_bytes("kill", n, n.as_bytes().to_vec())
+                .await
+                .unwrap();
         }
     });
     let smap: Smap = serde_json::from_value(c.smap().unwrap()).unwrap();
@@ -48,8 +50,12 @@ fn dead_owner_is_503_never_404() {
     let seen: Arc<Mutex<BTreeMap<String, Vec<Seen>>>> = Default::default();
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let (stop, seen, names, url) =
-                (stop.clone(), seen.clone(), names.clone(), c.url().to_string());
+            let (stop, seen, names, url) = (
+                stop.clone(),
+                seen.clone(),
+                names.clone(),
+                c.url().to_string(),
+            );
             rt.spawn(async move {
                 let cl = ais_client::Client::new(&url);
                 let mut i = r;
@@ -90,7 +96,8 @@ fn dead_owner_is_503_never_404() {
         if on_victim.contains(name) {
             n503 += got.iter().filter(|g| **g == Some(503)).count();
             assert!(
-                got.iter().all(|g| matches!(g, Some(200) | Some(503) | None)),
+                got.iter()
+                    .all(|g| matches!(g, Some(200) | Some(503) | None)),
                 "{name}: {got:?}"
             );
         } else {

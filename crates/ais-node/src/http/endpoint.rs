@@ -68,14 +68,14 @@ pub struct EtlPath<'a> {
 
 impl<'a> Endpoint<'a> {
     pub fn parse(path: &'a str) -> Self {
-        if let Some(r) = path.strip_prefix(routes::INT_LIST) {
+        if let Some(r) = sub(path, routes::INT_LIST) {
             return Self::IntList(r);
         }
-        if let Some(r) = path.strip_prefix(routes::INT_OBJATTRS) {
+        if let Some(r) = sub(path, routes::INT_OBJATTRS) {
             let (bucket, obj) = split_first(r);
             return Self::IntObjAttrs { bucket, obj };
         }
-        if let Some(r) = path.strip_prefix(routes::INT_OBJECTS) {
+        if let Some(r) = sub(path, routes::INT_OBJECTS) {
             let (bucket, obj) = split_first(r);
             return Self::IntObject { bucket, obj };
         }

@@ -15,7 +15,6 @@ use ais_etl::TargetEtlStats;
 use axum::http::StatusCode;
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -23,17 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 use types::{EtlInitReq, JobSpec, ListQuery, ObjErr};
 
-/// Percent-encoding for object names in URL paths (keeps `/`).
-const PATH_ENC: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'/')
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-pub fn enc(obj: &str) -> String {
-    percent_encoding::utf8_percent_encode(obj, PATH_ENC).to_string()
-}
+pub use ais_core::paths::escape_path as enc;
 
 /// Default per-node timeout of control calls.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -235,7 +224,7 @@ impl Rpc {
     ) -> Result<TargetPage, RpcError> {
         let limit = q.limit.to_string();
         let req = self
-            .get(to, &format!("{}{bucket}", routes::INT_LIST))
+            .get(to, &format!("{}/{bucket}", routes::INT_LIST))
             .query(&[
                 ("prefix", q.prefix),
                 ("after", q.after),
@@ -252,7 +241,7 @@ impl Rpc {
         bucket: &str,
         obj: &str,
     ) -> Result<Option<ObjAttrs>, RpcError> {
-        let path = format!("{}{bucket}/{}", routes::INT_OBJATTRS, enc(obj));
+        let path = format!("{}/{bucket}/{}", routes::INT_OBJATTRS, enc(obj));
         match self.json(to, self.get(to, &path)).await {
             Ok(a) => Ok(Some(a)),
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
@@ -262,7 +251,7 @@ impl Rpc {
 
     /// Deletes a local copy on `to`; `false` if it had none.
     pub async fn delete_local(&self, to: &Dest, bucket: &str, obj: &str) -> Result<bool, RpcError> {
-        let path = format!("{}{bucket}/{}", routes::INT_OBJECTS, enc(obj));
+        let path = format!("{}/{bucket}/{}", routes::INT_OBJECTS, enc(obj));
         match self
             .send(to, self.http.delete(format!("{}{path}", to.url)))
             .await
@@ -283,7 +272,7 @@ impl Rpc {
         custom: &BTreeMap<String, String>,
     ) -> Result<(), RpcError> {
         let url = format!(
-            "{}{}{bucket}/{}?ais_hop=1",
+            "{}{}/{bucket}/{}?ais_hop=1",
             to.url,
             routes::OBJECTS,
             enc(obj)

@@ -127,3 +127,94 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         _ => Err(ctx.unknown_path()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Handlers in-process: a primary proxy with no targets, no socket.
+    use super::*;
+    use ais_cluster::{MetaStore, Primary, PrimaryConfig};
+    use ais_core::meta::{NodeType, Snode};
+    use axum::http::HeaderMap;
+
+    fn proxy(dir: &std::path::Path) -> App {
+        let snode = Snode::new("p1", NodeType::Proxy, "127.0.0.1", 1);
+        let meta = MetaStore::open(dir).unwrap();
+        let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None).unwrap();
+        let transport = Arc::new(core.rpc.clone());
+        let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport).unwrap();
+        App::Proxy(Arc::new(Proxy::new(core, Some(primary))))
+    }
+
+    fn ctx(method: Method, path_and_query: &str) -> Ctx {
+        let (path, q) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        Ctx {
+            method,
+            path: path.into(),
+            raw_query: q.into(),
+            query: Query::parse(q).unwrap(),
+            headers: HeaderMap::new(),
+            remote: "127.0.0.1:9".parse().unwrap(),
+        }
+    }
+
+    async fn call(app: &App, method: Method, pq: &str, body: &str) -> (u16, String) {
+        let c = ctx(method, pq);
+        let r = match handle(app, &c, Body::from(body.to_string())).await {
+            Ok(r) => r,
+            Err(e) => error_response("p1", &c, e),
+        };
+        let st = r.status().as_u16();
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (st, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    #[tokio::test]
+    async fn buckets_and_errors_in_process() {
+        let d = tempfile::tempdir().unwrap();
+        let app = proxy(d.path());
+        let (st, _) = call(
+            &app,
+            Method::POST,
+            "/v1/buckets/b1",
+            r#"{"action":"create-bck"}"#,
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (st, body) = call(&app, Method::GET, "/v1/buckets", "").await;
+        assert_eq!((st, body.contains("\"b1\"")), (200, true), "{body}");
+        // Same bucket again: 409 with AIStore's tcode.
+        let (st, body) = call(
+            &app,
+            Method::POST,
+            "/v1/buckets/b1",
+            r#"{"action":"create-bck"}"#,
+        )
+        .await;
+        assert_eq!(st, 409);
+        assert!(body.contains("ErrBucketAlreadyExists"), "{body}");
+        // No targets yet: an object request is retryable, not a 404.
+        let (st, body) = call(&app, Method::GET, "/v1/objects/b1/o", "").await;
+        assert_eq!(st, 503, "{body}");
+        // Bad input: malformed JSON, missing bucket, unknown path, bad method.
+        let (st, body) = call(&app, Method::POST, "/v1/buckets/b1", "{nope").await;
+        assert_eq!(st, 400, "{body}");
+        let (st, body) = call(&app, Method::GET, "/v1/objects/nob/o", "").await;
+        assert_eq!(st, 404);
+        assert!(
+            body.contains("ErrBckNotFound") && body.contains("nob"),
+            "{body}"
+        );
+        let (st, _) = call(&app, Method::GET, "/v1/nonsense", "").await;
+        assert_eq!(st, 404);
+        let (st, _) = call(&app, Method::DELETE, "/v1/buckets", "").await;
+        assert_eq!(st, 405);
+        let (st, _) = call(&app, Method::GET, "/s3/b/o", "").await;
+        assert_eq!(st, 501);
+        // Metadata queries.
+        let (st, body) = call(&app, Method::GET, "/v1/daemon?what=bmd", "").await;
+        assert_eq!(st, 200);
+        assert!(body.contains("b1"), "{body}");
+    }
+}

@@ -6,7 +6,7 @@ mod etl;
 mod http;
 mod jobs;
 mod node;
-mod playground;
+use ais_playground as playground;
 mod proxy;
 mod target;
 
@@ -82,7 +82,7 @@ fn real_main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.cmd {
-        Some(Cmd::Playground(a)) => playground::run(a),
+        Some(Cmd::Playground(a)) => Ok(playground::run(a)?),
         None => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = cli.node.threads {

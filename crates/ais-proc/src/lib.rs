@@ -78,7 +78,9 @@ pub enum ProcError {
         timeout: Duration,
         output: String,
     },
-    #[error("output ended before a line starting with {marker:?} (process exited?); output:\n{output}")]
+    #[error(
+        "output ended before a line starting with {marker:?} (process exited?); output:\n{output}"
+    )]
     ReadyEof { marker: String, output: String },
     #[error("the child has no piped stdout")]
     NoStdout,

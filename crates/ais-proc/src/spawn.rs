@@ -50,13 +50,26 @@ pub struct ProcId {
 }
 
 impl ProcId {
+    /// This process's own identity (its token is the one it was started
+    /// with, if any; an empty token is not checked).
+    pub fn current() -> Result<Self, ProcError> {
+        let pid = std::process::id();
+        Ok(Self {
+            pid,
+            start_time: procfs::start_time(pid)?,
+            token: std::env::var(TOKEN_ENV).unwrap_or_default(),
+            group: false,
+        })
+    }
+
     /// True when `pid` is still this very process: same start time, and the
-    /// token is in its environment when that is readable. A zombie (exited,
+    /// token (unless empty) is in its environment when that is readable. A zombie (exited,
     /// not yet reaped) still counts; a reused pid never does.
     pub fn is_alive(&self) -> bool {
         match procfs::start_time(self.pid) {
             Ok(st) if st == self.start_time => {
-                procfs::environ_has(self.pid, TOKEN_ENV, &self.token) != Some(false)
+                self.token.is_empty()
+                    || procfs::environ_has(self.pid, TOKEN_ENV, &self.token) != Some(false)
             }
             _ => false,
         }

@@ -74,10 +74,17 @@ fn ready_line_fails_on_exit_and_timeout() {
     let mut cmd = sh("echo hello; echo world");
     cmd.stdout(Stdio::piped());
     let (mut child, _) = spawn(&mut cmd, &SpawnOpts::default()).unwrap();
-    let err = wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("output ended") && err.contains("hello\nworld"), "{err}");
+    let err = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("output ended") && err.contains("hello\nworld"),
+        "{err}"
+    );
     child.wait().unwrap();
 
     let mut cmd = sh("echo waiting; exec sleep 30");
@@ -103,11 +110,19 @@ fn stop_kills_a_child_that_ignores_term_after_the_grace() {
     let mut cmd = sh("trap '' TERM; echo READY; sleep 60; sleep 60");
     cmd.stdout(Stdio::piped());
     let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10)).unwrap();
+    wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let t = Instant::now();
     let st = stop(&mut child, Duration::from_millis(500)).unwrap();
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(450), "waited the grace: {took:?}");
+    assert!(
+        took >= Duration::from_millis(450),
+        "waited the grace: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "then killed: {took:?}");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(libc_sigkill()));
@@ -116,7 +131,12 @@ fn stop_kills_a_child_that_ignores_term_after_the_grace() {
     let mut cmd = sh("echo READY; exec sleep 60");
     cmd.stdout(Stdio::piped());
     let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10)).unwrap();
+    wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let t = Instant::now();
     let st = stop(&mut child, Duration::from_secs(20)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -134,8 +154,12 @@ fn group_stop_takes_grandchildren() {
     let mut cmd = sh("(trap '' TERM; exec sleep 60) & echo \"READY $!\"; wait");
     cmd.stdout(Stdio::piped());
     let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    let line =
-        wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10)).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let grandchild: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(alive(grandchild));
     stop(&mut child, Duration::from_millis(300)).unwrap();
@@ -149,8 +173,12 @@ fn group_stop_takes_grandchildren() {
     cmd.stdout(Stdio::piped());
     let (mut child, id) = spawn(&mut cmd, &SpawnOpts::default()).unwrap();
     assert!(!id.group && !ais_proc::is_group_leader(id.pid));
-    let line =
-        wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10)).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let grandchild: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     stop(&mut child, Duration::from_secs(5)).unwrap();
     assert!(alive(grandchild));
@@ -237,8 +265,12 @@ fn registry_kills_orphaned_group_members_by_token() {
     cmd.stdout(Stdio::piped());
     let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
     reg.record(&id, "leader").unwrap();
-    let line =
-        wait_ready_line(child.stdout.take().unwrap(), "READY", Duration::from_secs(10)).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let orphan: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     child.wait().unwrap(); // leader reaped
     assert!(alive(orphan));
@@ -263,7 +295,6 @@ fn fd3_reaches_the_child() {
     let mut s = String::new();
     std::io::Read::read_to_string(&mut f, &mut s).unwrap();
     assert_eq!(s, "via-fd3\n");
-
 }
 
 #[test]
@@ -277,7 +308,10 @@ fn parent_death_signal_fires_when_the_spawning_thread_exits() {
     let deadline = Instant::now() + Duration::from_secs(5);
     // Killed (a zombie until reaped, so watch the state).
     while alive(id.pid) {
-        assert!(Instant::now() < deadline, "child outlived its spawning thread");
+        assert!(
+            Instant::now() < deadline,
+            "child outlived its spawning thread"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     unsafe { libc::waitpid(id.pid as i32, std::ptr::null_mut(), 0) };
@@ -295,9 +329,10 @@ async fn tokio_spawn_and_stop() {
     let line = wait_ready_line(std::fs::File::from(out), "READY", Duration::from_secs(10)).unwrap();
     let grandchild: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     let t = Instant::now();
-    stop_tokio(&mut child, Duration::from_millis(300)).await.unwrap();
+    stop_tokio(&mut child, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(t.elapsed() >= Duration::from_millis(250));
     assert!(wait_gone(grandchild, Duration::from_secs(5)));
     assert!(!id.is_alive());
 }
-

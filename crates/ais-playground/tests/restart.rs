@@ -156,15 +156,23 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
     assert!(printed("is back at"));
     assert!(pg.try_wait().unwrap().is_none(), "the cluster kept running");
 
-    // Ctrl-C: every node stops, the state file goes.
+    // Ctrl-C: every node stops, the state file goes. Nodes honour SIGTERM
+    // (they must not inherit the playground's blocked signals), so this is
+    // well within the 8 s grace before SIGKILL.
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc_kill(pg.id() as i32, 2);
     }
+    let t = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(st) = pg.try_wait().unwrap() {
             assert!(st.success(), "playground exit: {st}");
+            assert!(
+                t.elapsed() < Duration::from_secs(6),
+                "stop took {:?}",
+                t.elapsed()
+            );
             break;
         }
         assert!(

@@ -133,12 +133,7 @@ impl PidRegistry {
             f.entries.retain(|e| {
                 let id = &e.id;
                 if id.is_alive() {
-                    let r = if id.group && procfs::is_group_leader(id.pid) {
-                        stop::signal_group(id.pid, sig)
-                    } else {
-                        stop::signal(id.pid, sig)
-                    };
-                    if r.is_ok() {
+                    if matches!(id.signal(sig), Ok(true)) {
                         hit.push(id.pid);
                     }
                     return true;

@@ -76,17 +76,46 @@ impl ProcId {
     }
 }
 
+impl ProcId {
+    /// Sends `sig` only if this is provably still the process recorded
+    /// ([`ProcId::is_alive`]): to its group when it was started as a group
+    /// leader and still leads it, else to the process. `Ok(false)`: not
+    /// alive, nothing signalled. For holders of an id without a `Child`
+    /// (e.g. ETL workers' pid files).
+    pub fn signal(&self, sig: i32) -> Result<bool, ProcError> {
+        if !self.is_alive() {
+            return Ok(false);
+        }
+        if self.group && procfs::is_group_leader(self.pid) {
+            crate::stop::signal_group(self.pid, sig)?;
+        } else {
+            crate::stop::signal(self.pid, sig)?;
+        }
+        Ok(true)
+    }
+}
+
 fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The closure run in the child between `fork` and `exec`. Only
-/// async-signal-safe calls.
+/// The closure run in the child between `fork` and `exec`: empty signal
+/// mask, then `opts`. Only async-signal-safe calls.
 fn pre_exec(opts: SpawnOpts, parent: u32) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
     move || {
-        // SAFETY: setsid/getpgrp/getpid/prctl/getppid/kill/dup2/fcntl are
+        // SAFETY: sigemptyset/pthread_sigmask/setsid/getpgrp/getpid/prctl/
+        // getppid/kill/dup2/fcntl are
         // async-signal-safe and touch only this (child) process.
         unsafe {
+            // A clean signal mask: a supervisor that takes SIGINT/SIGTERM
+            // with sigwait has them blocked, and the mask survives exec — a
+            // child would never see SIGTERM (nor a SIGTERM parent-death
+            // signal).
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::other("pthread_sigmask"));
+            }
             // A second registered hook (same Command spawned twice) finds the
             // child already leading its group: that is fine.
             if opts.own_group && libc::setsid() < 0 && libc::getpgrp() != libc::getpid() {

@@ -251,7 +251,16 @@ fn registry_never_signals_a_pid_whose_start_time_or_token_differs() {
     std::fs::write(&path, format!("[{}, {}]", ida.pid, idb.pid)).unwrap();
     assert!(reg.kill_stale(ais_proc::SIGKILL).unwrap().is_empty());
     assert!(alive(ida.pid) && alive(idb.pid));
-    stop(&mut a, Duration::from_secs(5)).unwrap();
+    // The same rule for a lone id.
+    let forged = ProcId {
+        start_time: ida.start_time + 1,
+        ..ida.clone()
+    };
+    assert!(!forged.signal(ais_proc::SIGKILL).unwrap());
+    assert!(alive(ida.pid));
+    assert!(ida.signal(ais_proc::SIGKILL).unwrap());
+    assert!(wait_gone(ida.pid, Duration::from_secs(5)));
+    a.wait().unwrap();
     stop(&mut b, Duration::from_secs(5)).unwrap();
 }
 
@@ -335,4 +344,42 @@ async fn tokio_spawn_and_stop() {
     assert!(t.elapsed() >= Duration::from_millis(250));
     assert!(wait_gone(grandchild, Duration::from_secs(5)));
     assert!(!id.is_alive());
+}
+
+#[test]
+fn child_starts_with_an_empty_signal_mask() {
+    // A supervisor thread that blocks SIGTERM/SIGINT (to sigwait for them)
+    // must not pass the mask on: the child would never see SIGTERM.
+    let h = std::thread::spawn(|| {
+        // SAFETY: signal-mask calls on this thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let mut cmd = sh("echo READY; exec sleep 60");
+        cmd.stdout(Stdio::piped());
+        let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
+        wait_ready_line(
+            child.stdout.take().unwrap(),
+            "READY",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", id.pid)).unwrap();
+        let blk = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let t = Instant::now();
+        stop(&mut child, Duration::from_secs(20)).unwrap();
+        (blk, t.elapsed())
+    });
+    let (blk, took) = h.join().unwrap();
+    assert_eq!(u64::from_str_radix(&blk, 16).unwrap(), 0, "SigBlk {blk}");
+    assert!(took < Duration::from_secs(5), "TERM was honoured: {took:?}");
 }

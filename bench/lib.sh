@@ -1,5 +1,7 @@
 # Shared by the benchmark scripts: build, start a release cluster on loopback, clean up.
-# Usage: source bench/lib.sh; start_cluster [TARGETS]   (sets EP, WORK, BIN, TPIDS, PG)
+# Usage: source bench/lib.sh; start_cluster [TARGETS]   (sets EP, WORK, BIN, TPIDS, PG, STATE)
+# Node pids and URLs come from the playground's state file ($STATE, see
+# `aisnode playground --state`), not from the process table.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/bench/out
@@ -10,22 +12,54 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 build_release() { (cd "$ROOT" && cargo build --release --bins -q); }
 
+# node_field ROLE FIELD: FIELD (pid, url, id, log, restarts) of every node with ROLE (proxy|target|all), space-separated.
+node_field() {
+  python3 - "$STATE" "$1" "$2" <<'PY'
+import json, sys
+state, role, field = sys.argv[1:]
+nodes = json.load(open(state))["nodes"]
+print(" ".join(str(n[field]) for n in nodes if role in ("all", n["role"])))
+PY
+}
+
 start_cluster() {
   local targets=${1:-3}
   WORK=${WORK:-$(mktemp -d /tmp/ais-bench.XXXXXX)}
   PORT=$(free_port)
   EP=http://127.0.0.1:$PORT
-  "$BIN/aisnode" playground --targets "$targets" --port "$PORT" --data "$WORK/cluster" >"$WORK/cluster.log" 2>&1 &
+  STATE=$WORK/cluster.json
+  "$BIN/aisnode" playground --targets "$targets" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
   PG=$!
+  local n=0
   for _ in $(seq 150); do
-    n=$(curl -s "$EP/v1/daemon?what=smap" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["tmap"]))' 2>/dev/null || echo 0)
-    [ "$n" = "$targets" ] && break
+    if ! kill -0 "$PG" 2>/dev/null; then
+      echo "playground exited during start-up; see $WORK/cluster.log" >&2
+      tail -20 "$WORK/cluster.log" >&2
+      return 1
+    fi
+    if [ -s "$STATE" ]; then
+      n=$(curl -s "$EP/v1/daemon?what=smap" | python3 -c 'import sys,json; print(len(json.load(sys.stdin)["tmap"]))' 2>/dev/null || echo 0)
+      [ "$n" = "$targets" ] && break
+    fi
     sleep 0.2
   done
-  TPIDS=$(pgrep -f -- "--data $WORK/cluster/target" | tr '\n' ' ')
-  export EP WORK TPIDS
+  if [ "$n" != "$targets" ]; then
+    echo "cluster did not come up with $targets targets; see $WORK/cluster.log" >&2
+    return 1
+  fi
+  TPIDS=$(node_field target pid)
+  export EP WORK TPIDS STATE
 }
 
 stop_cluster() {
-  if [ -n "${PG:-}" ]; then kill -INT "$PG" 2>/dev/null || true; wait "$PG" 2>/dev/null || true; PG=; fi
+  if [ -n "${PG:-}" ]; then
+    # A node that crashed and was restarted by the playground makes the numbers suspect.
+    if [ -s "${STATE:-}" ] && [ "$(node_field all restarts | tr -d ' 0')" != "" ]; then
+      echo "WARNING: a node was restarted during the run (restarts: $(node_field all restarts)); see $WORK/cluster.log" >&2
+    fi
+    # The playground stops every node (SIGTERM, SIGKILL after a grace) on SIGINT.
+    kill -INT "$PG" 2>/dev/null || true
+    wait "$PG" 2>/dev/null || true
+    PG=
+  fi
 }

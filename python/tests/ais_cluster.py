@@ -6,6 +6,21 @@ stdout until that line appears (to learn the URL) and keep draining stdout in a
 background thread afterwards. Each node's stderr (its log) goes to
 ``<node dir>/node.log``.
 
+Process handling follows the Rust supervisor (``crates/ais-proc``): every node
+runs in its own session and process group (``start_new_session=True``) with a
+random ``AIS_PROC_TOKEN`` in its environment and ``AIS_DIE_WITH_PARENT=1``;
+``stop()`` sends SIGTERM to each node's group, waits up to ``STOP_TIMEOUT_S``
+for the node and its group, SIGKILLs what is left and reaps; a group is only
+signalled while its leader is unreaped (so the group id cannot be reused).
+Nodes are spawned one by one rather than through ``aisnode playground``: tests
+kill single nodes and expect them to stay down, which the playground's
+supervisor would undo.
+
+``stop()`` also scans every node log for ``panicked at`` and for ERROR-level
+lines not matched by ``DEFAULT_LOG_ALLOW`` or ``Cluster.allow_log(...)`` and
+raises ``NodeLogError`` listing them (pytest reports it as an error of the
+test, or of the teardown of the session fixture).
+
 Usage::
 
     cluster = Cluster(base_dir="/tmp/x", num_targets=3)
@@ -23,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -34,7 +50,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Dict, List, Optional
+from typing import IO, Dict, Iterable, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_MARKER = "AISNODE_READY"
@@ -42,6 +58,13 @@ READY_TIMEOUT_S = 20.0
 CLUSTER_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 NUM_TARGETS = 3
+TOKEN_ENV = "AIS_PROC_TOKEN"
+
+# Substrings of ERROR-level node log lines that tests provoke on purpose.
+DEFAULT_LOG_ALLOW = (
+    # An ETL from the cluster metadata that cannot start on a (re)joining target.
+    "failed to start ETL",
+)
 
 
 def unique_bucket_name(prefix: str = "test") -> str:
@@ -65,6 +88,77 @@ def _healthy(url: str) -> bool:
 
 class ClusterError(RuntimeError):
     """The cluster could not be started (the message carries log tails)."""
+
+
+class NodeLogError(ClusterError):
+    """A node log has a panic or an unexpected ERROR line (listed in the message)."""
+
+
+def _stat_fields(pid: int) -> Optional[List[str]]:
+    """Fields of /proc/<pid>/stat after the command name (index 0 = field 3)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return data[data.rfind(")") + 1 :].split()
+
+
+def _group_members(pgid: int) -> List[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        f = _stat_fields(int(name))
+        if f and len(f) > 2 and f[2] == str(pgid) and f[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def _peek(proc: subprocess.Popen) -> str:
+    """``running``, ``exited`` (not yet reaped: pid and group id still ours) or ``gone``."""
+    if proc.returncode is not None:
+        return "gone"
+    try:
+        r = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return "gone"
+    return "running" if r is None else "exited"
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """``sig`` to the node's process group, only while its leader is unreaped."""
+    if _peek(proc) == "gone":
+        return
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stopped(proc: subprocess.Popen) -> bool:
+    st = _peek(proc)
+    if st == "running":
+        return False
+    return st == "gone" or not _group_members(proc.pid)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def scan_log(text: str, allow: Iterable[str]) -> List[str]:
+    """Lines with ``panicked at``, and ERROR-level lines (tracing's
+    ``<timestamp> ERROR <target>: <message>``) containing none of ``allow``."""
+    allow = list(allow)
+    bad = []
+    for line in text.splitlines():
+        line = _ANSI.sub("", line)
+        if "panicked at" in line:
+            bad.append(line)
+        elif "ERROR" in line.split()[:2] and not any(a in line for a in allow):
+            bad.append(line)
+    return bad
 
 
 @dataclass
@@ -122,6 +216,8 @@ class Cluster:
             process's environment, which is passed through, e.g.
             ``AIS_PYTHON`` -- the interpreter ETL workers run with; it
             defaults to the interpreter running this harness).
+        allow_log: substrings of ERROR log lines this cluster's tests provoke
+            on purpose (on top of ``DEFAULT_LOG_ALLOW``).
     """
 
     def __init__(
@@ -131,6 +227,7 @@ class Cluster:
         bin_dir: Optional[os.PathLike] = None,
         keepalive_timeout: float = 2.0,
         env: Optional[Dict[str, str]] = None,
+        allow_log: Iterable[str] = (),
     ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="ais-cluster-"))
@@ -140,6 +237,7 @@ class Cluster:
         self.env = dict(env or {})
         self.proxy: Optional[Node] = None
         self.targets: List[Node] = []
+        self.log_allow: List[str] = [*DEFAULT_LOG_ALLOW, *allow_log]
 
     # ------------------------------------------------------------------ api
 
@@ -186,7 +284,10 @@ class Cluster:
                 self.targets.append(node)
             self._wait_for_targets()
         except BaseException:
-            self.stop(remove_data=False)
+            try:
+                self.stop(remove_data=False)
+            except NodeLogError:
+                pass  # the start failure (with its log tail) is the news
             raise
         return self
 
@@ -195,41 +296,61 @@ class Cluster:
         with urllib.request.urlopen(f"{self.url}/v1/daemon?what=smap", timeout=5) as r:
             return json.loads(r.read())
 
+    def allow_log(self, pattern: str) -> None:
+        """Allow ERROR log lines containing ``pattern`` (``panicked at`` never is)."""
+        self.log_allow.append(pattern)
+
+    def log_findings(self) -> List[str]:
+        """Offending lines of every node log, prefixed with the node's dir name."""
+        out = []
+        for n in self.nodes:
+            try:
+                text = n.log_path.read_text(errors="replace")
+            except OSError:
+                continue
+            out += [f"{n.data_dir.name}: {l}" for l in scan_log(text, self.log_allow)]
+        return out
+
     def stop(self, remove_data: Optional[bool] = None) -> None:
-        """SIGTERM every node, wait up to 5 s, then SIGKILL what is left.
+        """SIGTERM every node's process group, wait up to 5 s, then SIGKILL
+        what is left, reap; then scan the node logs.
 
         Raises:
             ClusterError: if a node is still running afterwards.
+            NodeLogError: if a node log has a panic or an unexpected ERROR line.
         """
         nodes = self.nodes
         for n in nodes:
-            if n.running:
-                try:
-                    n.proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            _signal_group(n.proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not all(_stopped(n.proc) for n in nodes) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for n in nodes:
+            if not _stopped(n.proc):
+                _signal_group(n.proc, signal.SIGKILL)
         for n in nodes:
             try:
-                n.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                n.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                n.proc.kill()
-                try:
-                    n.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+                pass
         for n in nodes:
             if n._drain is not None:
                 n._drain.join(timeout=2)
             if n.proc.stdout is not None:
                 n.proc.stdout.close()
         left = [f"{n.role} pid {n.proc.pid}" for n in nodes if n.running]
+        findings = self.log_findings()
         if remove_data is None:
             remove_data = self._own_dir
-        if remove_data and not left:
+        if remove_data and not left and not findings:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         if left:
             raise ClusterError(f"nodes still running after SIGKILL: {', '.join(left)}")
+        if findings:
+            raise NodeLogError(
+                "node logs have panics or unexpected ERROR lines (allow expected ones "
+                "with Cluster.allow_log):\n" + "\n".join(findings)
+            )
 
     def __enter__(self) -> "Cluster":
         return self.start()
@@ -261,6 +382,7 @@ class Cluster:
         env = dict(os.environ)
         env.update(self.env)
         env["AIS_DIE_WITH_PARENT"] = "1"
+        env[TOKEN_ENV] = uuid.uuid4().hex
         env.setdefault("AIS_PYTHON", sys.executable)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
@@ -271,6 +393,7 @@ class Cluster:
                 env=env,
                 text=True,
                 bufsize=1,
+                start_new_session=True,
             )
         node = Node(
             role=role,

@@ -2,7 +2,7 @@
 //! runs a node; `aisnode playground` runs a whole local cluster (1 proxy + N
 //! targets as child processes) in the foreground.
 
-mod playground;
+use ais_playground as playground;
 
 use ais_node::NodeArgs;
 use clap::{Parser, Subcommand};
@@ -44,7 +44,7 @@ fn real_main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.cmd {
-        Some(Cmd::Playground(a)) => playground::run(a),
+        Some(Cmd::Playground(a)) => Ok(playground::run(a)?),
         None => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = cli.node.threads {

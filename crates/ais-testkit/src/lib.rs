@@ -1,13 +1,33 @@
 //! Real clusters for tests and benchmarks: starts `aisnode` processes (one
 //! primary proxy + N targets) on loopback ephemeral ports with their own temp
-//! data dirs, and can kill, restart and add nodes. Every process is killed
-//! when the [`Cluster`] is dropped (and gets a parent-death signal besides).
+//! data dirs, and can kill, restart and add nodes. Processes are handled by
+//! [`ais_proc`] (own process group, parent-death signal, SIGTERM then
+//! SIGKILL); every one is killed when the [`Cluster`] is dropped.
+//!
+//! Each node's stderr (its log) goes to `<node dir>/node.log`. On drop (and
+//! on [`Cluster::stop`]) every node log is scanned for `panicked at` and for
+//! ` ERROR ` lines not matched by [`DEFAULT_LOG_ALLOW`] or
+//! [`Cluster::allow_log`]; a finding fails the test.
+//!
+//! Binaries: `$AIS_BIN_DIR`, else the directory of the running test
+//! executable (`target/<profile>`); in the latter case a binary older than
+//! any source file it was built from (per cargo's `<bin>.d`) is refused —
+//! run `cargo build --bins`.
 
 use anyhow::{bail, Context};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Substrings of ERROR log lines that are expected in some tests and never
+/// fail one: an ETL from the cluster metadata that cannot start on a
+/// (re)joining target. (Calibrated on every integration test in
+/// `crates/ais-testkit/tests`: none needed more.)
+pub const DEFAULT_LOG_ALLOW: &[&str] = &["failed to start ETL"];
+
+/// Grace between SIGTERM and SIGKILL for an orderly stop.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
 pub fn b64(s: &str) -> String {
@@ -41,8 +61,125 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Path of binary `name` (`aisnode`, `ais`, ...). Panics with a clear
+/// message when it is missing or older than its sources (see
+/// [`fresh_bin`]).
 pub fn bin(name: &str) -> PathBuf {
-    bin_dir().join(name)
+    match fresh_bin(name) {
+        Ok(p) => p,
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+/// Path of binary `name`; an error when it does not exist or — unless
+/// `AIS_BIN_DIR` is set — is older than a source file it was built from.
+pub fn fresh_bin(name: &str) -> anyhow::Result<PathBuf> {
+    let p = bin_dir().join(name);
+    if !p.is_file() {
+        bail!(
+            "{} not found: run `cargo build --bins` first (or set AIS_BIN_DIR)",
+            p.display()
+        );
+    }
+    if std::env::var_os("AIS_BIN_DIR").is_none() {
+        let newer = newer_sources(&p);
+        if !newer.is_empty() {
+            bail!(
+                "{} is older than its sources ({}{}): the tests would run a stale binary; \
+                 run `cargo build --bins` first",
+                p.display(),
+                newer
+                    .iter()
+                    .take(3)
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if newer.len() > 3 { ", ..." } else { "" }
+            );
+        }
+    }
+    Ok(p)
+}
+
+/// Workspace source files that `bin` was built from (cargo's `<bin>.d`, else
+/// every `crates/*/src` file) and that are newer than it.
+fn newer_sources(bin: &Path) -> Vec<PathBuf> {
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ws = ws.canonicalize().unwrap_or(ws);
+    let Some(built) = mtime(bin) else {
+        return Vec::new();
+    };
+    let mut dep_file = bin.as_os_str().to_owned();
+    dep_file.push(".d");
+    let sources = match std::fs::read_to_string(&dep_file) {
+        Ok(d) => dep_info_sources(&d, &ws),
+        Err(_) => {
+            let mut all = Vec::new();
+            if let Ok(crates) = std::fs::read_dir(ws.join("crates")) {
+                for c in crates.flatten() {
+                    walk(&c.path().join("src"), &mut all);
+                }
+            }
+            all
+        }
+    };
+    sources
+        .into_iter()
+        .filter(|f| mtime(f).is_some_and(|t| t > built))
+        .collect()
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// The workspace files in a cargo dep-info file (`out: dep dep ...`, spaces
+/// in names escaped). Paths of another checkout (a copied target dir) are
+/// mapped onto this workspace by their `crates/...` part.
+fn dep_info_sources(d: &str, ws: &Path) -> Vec<PathBuf> {
+    let Some((_, deps)) = d.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    let mut cur = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                cur.push(' ');
+                chars.next();
+            }
+            ' ' => files.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    files.push(cur);
+    files
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .filter_map(|f| {
+            let p = PathBuf::from(&f);
+            if p.starts_with(ws) {
+                Some(p)
+            } else {
+                f.find("/crates/").map(|i| ws.join(&f[i + 1..]))
+            }
+        })
+        .collect()
 }
 
 /// One HTTP/1.0 request over a plain socket, byte-exact (no URL
@@ -114,13 +251,7 @@ pub struct NodeProc {
 
 impl NodeProc {
     fn spawn(args: Vec<String>, data: PathBuf, env: &[(String, String)]) -> anyhow::Result<Self> {
-        let exe = bin("aisnode");
-        if !exe.exists() {
-            bail!(
-                "{} not found: run `cargo build --bins` first (or set AIS_BIN_DIR)",
-                exe.display()
-            );
-        }
+        let exe = fresh_bin("aisnode")?;
         std::fs::create_dir_all(&data)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -133,33 +264,25 @@ impl NodeProc {
                 "AIS_LOG",
                 std::env::var("AIS_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {}", exe.display()))?;
+        let opts = ais_proc::SpawnOpts {
+            own_group: true,
+            parent_death_signal: Some(ais_proc::SIGTERM),
+            fd3: None,
+        };
+        let (mut child, _) = ais_proc::spawn(&mut cmd, &opts)?;
         let out = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(out).lines();
-            for l in lines.by_ref().map_while(Result::ok) {
-                if l.starts_with("AISNODE_READY") {
-                    let _ = tx.send(l);
-                    break;
-                }
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        let line = match ais_proc::wait_ready_line(out, "AISNODE_READY", Duration::from_secs(20)) {
             Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+            Err(e) => {
+                let _ = ais_proc::kill_now(&mut child);
                 let log = std::fs::read_to_string(data.join("node.log")).unwrap_or_default();
-                bail!("aisnode {args:?} did not start:\n{log}");
+                bail!("aisnode {args:?} did not start ({e}):\n{log}");
             }
         };
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -176,32 +299,18 @@ impl NodeProc {
         self.child.as_ref().map(|c| c.id())
     }
 
-    fn signal(&mut self, sig: i32) {
+    /// SIGKILL (to the node's process group), as in a crash.
+    pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(c.id() as i32, sig);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            let _ = ais_proc::kill_now(&mut c);
         }
     }
 
-    /// SIGKILL, as in a crash.
-    pub fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-
-    /// SIGTERM, an orderly stop.
+    /// SIGTERM, an orderly stop (SIGKILL after 10 s).
     pub fn stop(&mut self) {
-        self.signal(libc::SIGTERM);
+        if let Some(mut c) = self.child.take() {
+            let _ = ais_proc::stop(&mut c, STOP_GRACE);
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -217,6 +326,47 @@ impl NodeProc {
     fn port(&self) -> String {
         self.url.rsplit(':').next().unwrap_or("0").to_string()
     }
+
+    /// Lines of this node's log that fail a test: `panicked at`, and
+    /// ERROR-level lines that contain none of `allow`.
+    pub fn log_findings(&self, allow: &[String]) -> Vec<String> {
+        scan_log(&self.log(), allow)
+    }
+}
+
+/// See [`NodeProc::log_findings`]. Colour codes are ignored.
+pub fn scan_log(log: &str, allow: &[String]) -> Vec<String> {
+    log.lines()
+        .map(strip_ansi)
+        .filter(|l| {
+            l.contains("panicked at")
+                || (is_error_line(l) && !allow.iter().any(|a| l.contains(a.as_str())))
+        })
+        .collect()
+}
+
+/// tracing's format: `<timestamp> ERROR <target>: <message>` (the level is
+/// the first or — after the timestamp — second word).
+fn is_error_line(l: &str) -> bool {
+    l.split_whitespace().take(2).any(|w| w == "ERROR")
+}
+
+fn strip_ansi(l: &str) -> String {
+    let mut out = String::with_capacity(l.len());
+    let mut chars = l.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for NodeProc {
@@ -229,6 +379,10 @@ pub struct Cluster {
     pub proxy: NodeProc,
     pub targets: Vec<NodeProc>,
     pub env: Vec<(String, String)>,
+    /// Extra allowed ` ERROR ` log substrings ([`Cluster::allow_log`]).
+    allow: Mutex<Vec<String>>,
+    /// Logs were scanned already (by [`Cluster::stop`]).
+    scanned: bool,
     // Dropped last: the data must outlive the processes.
     pub dir: tempfile::TempDir,
 }
@@ -279,6 +433,8 @@ impl Cluster {
             proxy,
             targets: Vec::new(),
             env: opts.env.clone(),
+            allow: Mutex::new(Vec::new()),
+            scanned: false,
             dir,
         };
         for _ in 0..opts.targets {
@@ -381,11 +537,114 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Allows ` ERROR ` log lines containing `pattern` (for a test that
+    /// provokes them on purpose). `panicked at` is never allowed.
+    pub fn allow_log(&self, pattern: &str) {
+        if let Ok(mut a) = self.allow.lock() {
+            a.push(pattern.to_string());
+        }
+    }
+
+    /// Offending log lines of every node, each prefixed with the node's dir.
+    pub fn log_findings(&self) -> Vec<String> {
+        let mut allow: Vec<String> = DEFAULT_LOG_ALLOW.iter().map(|s| s.to_string()).collect();
+        if let Ok(a) = self.allow.lock() {
+            allow.extend(a.iter().cloned());
+        }
+        std::iter::once(&self.proxy)
+            .chain(self.targets.iter())
+            .flat_map(|n| {
+                let name = n
+                    .data
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                n.log_findings(&allow)
+                    .into_iter()
+                    .map(move |l| format!("{name}: {l}"))
+            })
+            .collect()
+    }
+
+    /// Orderly stop of every node (SIGTERM to all, SIGKILL after 10 s),
+    /// then the log scan: an error listing the offending lines, if any.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let mut kids: Vec<&mut Child> = std::iter::once(&mut self.proxy)
+            .chain(self.targets.iter_mut())
+            .filter_map(|n| n.child.as_mut())
+            .collect();
+        ais_proc::stop_all(&mut kids, STOP_GRACE);
+        for n in std::iter::once(&mut self.proxy).chain(self.targets.iter_mut()) {
+            n.child = None;
+        }
+        self.scanned = true;
+        let bad = self.log_findings();
+        if !bad.is_empty() {
+            bail!(
+                "node logs have panics or unexpected ERROR lines (allow expected ones with \
+                 Cluster::allow_log):\n{}",
+                bad.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for t in &mut self.targets {
             t.kill();
         }
         self.proxy.kill();
+        if self.scanned || std::thread::panicking() {
+            return;
+        }
+        let bad = self.log_findings();
+        if !bad.is_empty() {
+            panic!(
+                "node logs have panics or unexpected ERROR lines (allow expected ones with \
+                 Cluster::allow_log):\n{}",
+                bad.join("\n")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_scan_finds_panics_and_unexpected_errors_only() {
+        let log = "2026-01-01T00:00:00Z  INFO ais_node::node: listening\n\
+                   2026-01-01T00:00:00Z \u{1b}[31mERROR\u{1b}[0m ais_node::etl: failed to start ETL etl=x\n\
+                   2026-01-01T00:00:00Z ERROR ais_cluster::primary: failed to commit cluster map\n\
+                   2026-01-01T00:00:00Z  WARN ais_node::node: an ERROR in a warning is fine\n\
+                   thread 'tokio-runtime-worker' panicked at crates/x.rs:1:2:\n";
+        let allow: Vec<String> = DEFAULT_LOG_ALLOW.iter().map(|s| s.to_string()).collect();
+        let bad = scan_log(log, &allow);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].contains("failed to commit cluster map"));
+        assert!(bad[1].contains("panicked at"));
+        let mut allow = allow;
+        allow.push("cluster map".into());
+        allow.push("panicked".into()); // never allowed
+        assert_eq!(scan_log(log, &allow).len(), 1);
+    }
+
+    #[test]
+    fn dep_info_paths_are_mapped_onto_this_workspace() {
+        let ws = Path::new("/w/here");
+        let d = "/other/target/debug/aisnode: /other/crates/ais-core/src/lib.rs \
+                 /w/here/crates/a\\ b/src/x.rs /root/.cargo/registry/src/i/tokio/src/lib.rs\n\n\
+                 /other/crates/ais-core/src/lib.rs:\n";
+        assert_eq!(
+            dep_info_sources(d, ws),
+            vec![
+                PathBuf::from("/w/here/crates/ais-core/src/lib.rs"),
+                PathBuf::from("/w/here/crates/a b/src/x.rs"),
+            ]
+        );
     }
 }

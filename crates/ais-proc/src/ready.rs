@@ -19,6 +19,12 @@ pub fn wait_ready_line<R: Read + Send + 'static>(
     wait_ready_line_with(out, marker, timeout, |_| {})
 }
 
+/// What the reader thread saw: the ready line, or the output before EOF.
+enum Seen {
+    Ready(String),
+    Eof(String),
+}
+
 /// [`wait_ready_line`], also handing every line (before and after the ready
 /// one) to `on_line`, from the draining thread.
 pub fn wait_ready_line_with<R, F>(
@@ -31,8 +37,7 @@ where
     R: Read + Send + 'static,
     F: FnMut(&str) + Send + 'static,
 {
-    // Messages: Ok(ready line) or Err(output seen before EOF).
-    let (tx, rx) = std::sync::mpsc::channel::<Result<String, String>>();
+    let (tx, rx) = std::sync::mpsc::channel::<Seen>();
     let m = marker.to_string();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::<String>::new()));
     let seen2 = seen.clone();
@@ -48,7 +53,7 @@ where
                 }
                 if line.starts_with(&m) {
                     ready = true;
-                    let _ = tx.send(Ok(line));
+                    let _ = tx.send(Seen::Ready(line));
                 } else if let Ok(mut s) = seen2.lock() {
                     if s.len() == KEEP {
                         s.pop_front();
@@ -61,7 +66,7 @@ where
                     .lock()
                     .map(|s| s.iter().cloned().collect::<Vec<_>>().join("\n"))
                     .unwrap_or_default();
-                let _ = tx.send(Err(output));
+                let _ = tx.send(Seen::Eof(output));
             }
         })
         .map_err(|source| ProcError::Proc {
@@ -70,8 +75,8 @@ where
             source,
         })?;
     match rx.recv_timeout(timeout) {
-        Ok(Ok(line)) => Ok(line),
-        Ok(Err(output)) => Err(ProcError::ReadyEof {
+        Ok(Seen::Ready(line)) => Ok(line),
+        Ok(Seen::Eof(output)) => Err(ProcError::ReadyEof {
             marker: marker.to_string(),
             output,
         }),

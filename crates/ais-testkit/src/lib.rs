@@ -383,6 +383,9 @@ pub struct Cluster {
     allow: Mutex<Vec<String>>,
     /// Logs were scanned already (by [`Cluster::stop`]).
     scanned: bool,
+    /// Size of the tmpfs mounted at each target's data dir ([`Opts::on_tmpfs`]).
+    tmpfs: Option<u64>,
+    mounts: Vec<PathBuf>,
     // Dropped last: the data must outlive the processes.
     pub dir: tempfile::TempDir,
 }
@@ -392,6 +395,57 @@ pub struct Opts {
     pub targets: usize,
     pub mpaths: usize,
     pub env: Vec<(String, String)>,
+    /// Put each target's whole data dir (metadata and mountpaths) on a tmpfs
+    /// of this many bytes: a small disk that fills up for real.
+    pub target_tmpfs: Option<u64>,
+}
+
+impl Opts {
+    /// `targets` targets on tmpfs data dirs of `bytes` each; `None` when
+    /// this process may not mount (not root).
+    pub fn on_tmpfs(targets: usize, bytes: u64) -> Option<Self> {
+        // SAFETY: geteuid has no preconditions.
+        (unsafe { libc::geteuid() } == 0).then(|| Opts {
+            targets,
+            target_tmpfs: Some(bytes),
+            ..Default::default()
+        })
+    }
+}
+
+fn mount_tmpfs(dir: &Path, bytes: u64) -> anyhow::Result<()> {
+    use std::ffi::CString;
+    std::fs::create_dir_all(dir)?;
+    let target = CString::new(dir.as_os_str().as_encoded_bytes())?;
+    let fstype = CString::new("tmpfs")?;
+    let data = CString::new(format!("size={bytes},mode=0755"))?;
+    // SAFETY: valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "mount tmpfs at {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn unmount(dir: &Path) {
+    if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid path; MNT_DETACH never blocks.
+        unsafe {
+            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+        }
+    }
 }
 
 impl Default for Opts {
@@ -400,6 +454,7 @@ impl Default for Opts {
             targets: 3,
             mpaths: 1,
             env: Vec::new(),
+            target_tmpfs: None,
         }
     }
 }
@@ -435,6 +490,8 @@ impl Cluster {
             env: opts.env.clone(),
             allow: Mutex::new(Vec::new()),
             scanned: false,
+            tmpfs: opts.target_tmpfs,
+            mounts: Vec::new(),
             dir,
         };
         for _ in 0..opts.targets {
@@ -447,6 +504,10 @@ impl Cluster {
     fn spawn_target(&mut self, mpaths: usize) -> anyhow::Result<usize> {
         let i = self.targets.len();
         let tdata = self.dir.path().join(format!("target{}", i + 1));
+        if let Some(bytes) = self.tmpfs {
+            mount_tmpfs(&tdata, bytes)?;
+            self.mounts.push(tdata.clone());
+        }
         let mut args: Vec<String> = vec![
             "--role".into(),
             "target".into(),
@@ -597,10 +658,14 @@ impl Drop for Cluster {
             t.kill();
         }
         self.proxy.kill();
-        if self.scanned || std::thread::panicking() {
-            return;
+        let bad = if self.scanned || std::thread::panicking() {
+            Vec::new()
+        } else {
+            self.log_findings()
+        };
+        for m in &self.mounts {
+            unmount(m);
         }
-        let bad = self.log_findings();
         if !bad.is_empty() {
             panic!(
                 "node logs have panics or unexpected ERROR lines (allow expected ones with \

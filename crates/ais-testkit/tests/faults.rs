@@ -133,3 +133,81 @@ fn dead_owner_is_503_never_404() {
         assert_eq!(e.status(), Some(404), "{e}");
     });
 }
+
+/// Files a failed write may leave behind: PUT temp files, metadata `.tmp`.
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name.ends_with(".tmp") || name.starts_with("put-") {
+                out.push(p.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn full_disk_is_507_and_leaves_nothing_behind() {
+    let Some(opts) = ais_testkit::Opts::on_tmpfs(1, 6 << 20) else {
+        panic!("this test needs to mount a tmpfs (run as root, as CI does)");
+    };
+    let c = Cluster::start_with(opts).unwrap();
+    let rt = rt();
+    let cl = c.client();
+    let tdir = c.targets[0].data.clone();
+    let chunk = vec![7u8; 512 * 1024];
+    let (stored, err) = rt.block_on(async {
+        cl.create_bucket("full").await.unwrap();
+        let mut stored = Vec::new();
+        for i in 0..64 {
+            let name = format!("o{i:02}");
+            match cl.put_bytes("full", &name, chunk.clone()).await {
+                Ok(_) => stored.push(name),
+                Err(e) => return (stored, e),
+            }
+        }
+        panic!("64 x 512 KiB fit on a 6 MiB tmpfs?");
+    });
+    assert_eq!(err.status(), Some(507), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("no space") && msg.contains("full/o"), "{msg}");
+    assert!(!stored.is_empty());
+    // Nothing half-written: every acknowledged object is whole, the failed
+    // one does not exist, and no temp file is left.
+    rt.block_on(async {
+        for n in &stored {
+            assert_eq!(cl.get("full", n).await.unwrap().len(), chunk.len(), "{n}");
+        }
+        let failed = format!("o{:02}", stored.len());
+        assert_eq!(
+            cl.get("full", &failed).await.unwrap_err().status(),
+            Some(404)
+        );
+        assert_eq!(
+            cl.list_all("full", "", "").await.unwrap().len(),
+            stored.len()
+        );
+    });
+    assert!(leftovers(&tdir).is_empty(), "{:?}", leftovers(&tdir));
+    // Metadata writes on the full disk fail too (a new bucket's BMD): no
+    // `.tmp` left behind either.
+    rt.block_on(async {
+        let _ = cl.create_bucket("another").await;
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(leftovers(&tdir).is_empty(), "{:?}", leftovers(&tdir));
+    // Space freed: PUTs work again.
+    rt.block_on(async {
+        for n in stored.iter().take(3) {
+            cl.delete_object("full", n).await.unwrap();
+        }
+        cl.put_bytes("full", "again", chunk.clone()).await.unwrap();
+        assert_eq!(cl.get("full", "again").await.unwrap().len(), chunk.len());
+    });
+}

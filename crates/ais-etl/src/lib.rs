@@ -7,6 +7,7 @@
 mod env;
 mod logs;
 mod pool;
+mod procs;
 mod server;
 pub mod spec;
 mod worker;
@@ -27,6 +28,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 const WORKER_PY: &str = include_str!("python/worker.py");
+/// The target's registry of ETL processes, in its ETL directory (ETL names
+/// cannot contain a '.', so no ETL's work directory is called this).
+const PID_REGISTRY: &str = "pids.json";
 const MAX_OBJ_ERRORS: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +254,10 @@ pub struct EtlManager {
     dir: PathBuf,
     target_url: String,
     worker_script: PathBuf,
+    /// Every worker and transformer server this target runs, recorded from
+    /// spawn until killed, so that a restart after a crash (SIGKILL) can kill
+    /// what the previous run left — and only that.
+    procs: Arc<ais_proc::PidRegistry>,
     runtimes: RwLock<HashMap<String, Arc<EtlRuntime>>>,
     /// Serialises starts of the same ETL (init from the proxy vs. metadata sync).
     starting: tokio::sync::Mutex<()>,
@@ -266,7 +274,8 @@ impl EtlManager {
     ) -> Result<Self, EtlError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
-        kill_stale_workers(&dir);
+        let procs = Arc::new(ais_proc::PidRegistry::new(dir.join(PID_REGISTRY)));
+        kill_stale(&dir, &procs);
         let worker_script = dir.join("ais_etl_worker.py");
         std::fs::write(&worker_script, WORKER_PY)
             .map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
@@ -275,6 +284,7 @@ impl EtlManager {
             dir,
             target_url,
             worker_script,
+            procs,
             runtimes: RwLock::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
             logs_of_failed: Mutex::new(HashMap::new()),
@@ -401,9 +411,12 @@ impl EtlManager {
                         "{}/v1/etl/_object/{}/{secret}",
                         self.target_url, spec.name
                     ),
+                    tracker: procs::Tracker::new(
+                        self.procs.clone(),
+                        format!("etl {} server", spec.name),
+                    ),
                 };
                 let srv = server::CommandServer::start(&cfg, &log).await?;
-                let _ = std::fs::write(workdir.join("pids.json"), format!("[{}]", srv.pid()));
                 log.line(&format!(
                     "ETL {} ready: transformer server {:?} in {:?}",
                     spec.name,
@@ -437,6 +450,7 @@ impl EtlManager {
             env: spec.env.clone(),
             workdir: workdir.display().to_string(),
             ready_timeout: spec.init_timeout,
+            tracker: procs::Tracker::new(self.procs.clone(), format!("etl {} worker", spec.name)),
         };
         let size = if spec.pool_size > 0 {
             spec.pool_size
@@ -444,9 +458,6 @@ impl EtlManager {
             default_pool
         };
         let pool = pool::Pool::start(cfg, size, log.clone()).await?;
-        if let Ok(pids) = serde_json::to_vec(&pool.pids()) {
-            let _ = std::fs::write(workdir.join("pids.json"), pids);
-        }
         log.line(&format!(
             "ETL {} ready: {size} worker(s), Python {}, {} in {:?}",
             spec.name,
@@ -476,7 +487,6 @@ impl EtlManager {
                 if let Ok(mut f) = self.logs_of_failed.lock() {
                     f.insert(name.to_string(), rt.log.clone());
                 }
-                let _ = std::fs::remove_file(self.dir.join(name).join("pids.json"));
                 true
             }
             None => false,
@@ -507,28 +517,34 @@ impl Drop for EtlManager {
     }
 }
 
-/// Kills workers a previous run of this target left behind (e.g. after SIGKILL).
-fn kill_stale_workers(dir: &std::path::Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let pids_file = e.path().join("pids.json");
-        let Ok(raw) = std::fs::read(&pids_file) else {
-            continue;
-        };
-        let pids: Vec<u32> = serde_json::from_slice(&raw).unwrap_or_default();
-        for pid in pids {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains("ais_etl_worker.py") {
-                // SAFETY: killing a leftover worker process group of ours.
-                unsafe {
-                    libc::kill(-(pid as i32), libc::SIGKILL);
-                    libc::kill(pid as i32, libc::SIGKILL);
+/// Kills what a previous run of this target left behind (after a SIGKILL:
+/// children of user code that outlived their worker, a worker that missed
+/// its parent-death signal) — only entries whose start time and token prove
+/// they are the processes recorded; a reused pid is never signalled. Files of
+/// the older format (a bare pid list per ETL directory) prove nothing: they
+/// are removed unread. Errors are logged: they must not keep a target down.
+fn kill_stale(dir: &std::path::Path, procs: &ais_proc::PidRegistry) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let old = e.path().join(PID_REGISTRY);
+            if e.path().is_dir() && old.is_file() {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+    match procs.kill_stale(ais_proc::SIGKILL) {
+        Ok(killed) => {
+            if !killed.is_empty() {
+                tracing::warn!("etl: killed processes left by a previous run: {killed:?}");
+            }
+            // SIGKILLed (group-wide): gone as far as this run is concerned.
+            for pid in killed {
+                if let Err(e) = procs.remove(pid) {
+                    tracing::warn!("etl: {e}");
                 }
             }
         }
-        let _ = std::fs::remove_file(pids_file);
+        Err(e) => tracing::warn!("etl: cannot clean up after a previous run: {e}"),
     }
 }
 
@@ -605,6 +621,65 @@ mod tests {
             trace: "Traceback".into(),
         };
         assert_eq!(t.to_string(), "ValueError: bad\nTraceback");
+    }
+
+    fn sleeper() -> (std::process::Child, ais_proc::ProcId) {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("60");
+        let opts = ais_proc::SpawnOpts {
+            own_group: true,
+            ..Default::default()
+        };
+        ais_proc::spawn(&mut cmd, &opts).unwrap()
+    }
+
+    fn manager(etl: &std::path::Path) -> EtlManager {
+        EtlManager::new(
+            etl.to_path_buf(),
+            etl.join("envs"),
+            None,
+            "http://127.0.0.1:1".into(),
+        )
+        .unwrap()
+    }
+
+    /// A restarted target kills what its registry proves it started, and
+    /// nothing else: not an entry whose start time differs (a reused pid),
+    /// not the pids of an older format's files.
+    #[test]
+    fn start_up_kills_only_provable_leftovers() {
+        use crate::testutil::{alive, TempDir};
+        let dir = TempDir::new();
+        let etl = dir.path().join("etl");
+        let (mut ours, ours_id) = sleeper();
+        let (mut other, other_id) = sleeper();
+        let reg = ais_proc::PidRegistry::new(etl.join(PID_REGISTRY));
+        reg.record(&ours_id, "etl left-over worker").unwrap();
+        let reused = ais_proc::ProcId {
+            start_time: other_id.start_time + 1,
+            ..other_id.clone()
+        };
+        reg.record(&reused, "etl reused worker").unwrap();
+        // The older format: a bare pid list per ETL directory.
+        let old = etl.join("old-etl").join(PID_REGISTRY);
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, format!("[{}]", other_id.pid)).unwrap();
+
+        let m = manager(&etl);
+        let st = ours.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(alive(other_id.pid), "an unproven entry was signalled");
+        assert!(!old.exists(), "the old-format file stays");
+        assert!(reg.entries().unwrap().is_empty(), "{:?}", reg.entries());
+        drop(m);
+
+        // An old-format registry file in the new place does not stop a start.
+        std::fs::write(etl.join(PID_REGISTRY), format!("[{}]", other_id.pid)).unwrap();
+        drop(manager(&etl));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(alive(other_id.pid));
+        ais_proc::stop(&mut other, Duration::from_secs(5)).unwrap();
     }
 
     #[test]

@@ -54,29 +54,3 @@ pub fn capture_output(child: &mut tokio::process::Child, log: &LogSink) {
         pipe(e, log.clone());
     }
 }
-
-/// Starts `cmd` in its own process group, killed with its parent (the
-/// target), optionally with `fd3` as its file descriptor 3.
-pub fn spawn_isolated(
-    cmd: &mut tokio::process::Command,
-    fd3: Option<i32>,
-) -> std::io::Result<tokio::process::Child> {
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::setsid();
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if let Some(fd) = fd3 {
-                if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-}

@@ -5,7 +5,8 @@
 //!
 //! Invariants (between the pool's short critical sections):
 //! - every live worker is either in `idle` or held by exactly one [`Lease`]
-//!   (a call in flight), and its pid is in `pids`;
+//!   (a call in flight), and its pid and identity are in `pids` (and, with
+//!   a registry, recorded there from spawn until it is killed);
 //! - the semaphore's free permits equal `idle.len()`; a lease holds one
 //!   permit; a worker that is killed takes its permit with it (forgotten)
 //!   until its replacement is in `idle`, when `respawn` adds it back.
@@ -17,8 +18,9 @@
 use crate::logs::LogSink;
 use crate::worker::{CallError, SpawnError, Worker, WorkerCfg};
 use crate::EtlError;
+use ais_proc::ProcId;
 use bytes::Bytes;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,7 +31,8 @@ pub struct Pool {
     log: LogSink,
     idle: Mutex<Vec<Worker>>,
     sem: Semaphore,
-    pids: Mutex<HashSet<u32>>,
+    /// Live workers: reported pid -> the identity they were started with.
+    pids: Mutex<HashMap<u32, ProcId>>,
     /// Set under the `idle` lock, so no worker is added to `idle` after `stop`.
     stopped: AtomicBool,
     /// Where replacements start (a lease may be dropped outside any task).
@@ -115,7 +118,7 @@ impl Pool {
             drop(workers); // kills them
             return Err(e.into());
         }
-        let pids = workers.iter().map(|w| w.pid).collect();
+        let pids = workers.iter().map(|w| (w.pid, w.id().clone())).collect();
         Ok(Arc::new(Pool {
             cfg,
             log,
@@ -203,7 +206,7 @@ impl Pool {
                             drop(w); // killed
                             return;
                         }
-                        lock(&pool.pids).insert(w.pid);
+                        lock(&pool.pids).insert(w.pid, w.id().clone());
                         idle.push(w);
                         drop(idle);
                         pool.sem.add_permits(1);
@@ -228,19 +231,26 @@ impl Pool {
             std::mem::take(&mut *v)
         };
         self.sem.close();
-        drop(idle); // dropped => killed
+        drop(idle); // dropped => killed (and forgotten in the registry)
+                    // Busy workers: killed here, forgotten when their lease lets go of
+                    // them (the call fails at once: its socket closes).
         let pids = std::mem::take(&mut *lock(&self.pids));
-        for pid in pids {
-            // SAFETY: signalling worker process groups we created.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
+        for id in pids.values() {
+            if let Err(e) = id.signal_all(ais_proc::SIGKILL) {
+                tracing::debug!("etl: kill worker {}: {e}", id.pid);
             }
         }
     }
 
     /// Pids of the live workers, idle or busy (replacements join when ready).
     pub fn pids(&self) -> Vec<u32> {
-        lock(&self.pids).iter().copied().collect()
+        lock(&self.pids).keys().copied().collect()
+    }
+
+    /// Identities of the live workers (as recorded in the registry).
+    #[cfg(test)]
+    fn ids(&self) -> Vec<ProcId> {
+        lock(&self.pids).values().cloned().collect()
     }
 
     #[cfg(test)]
@@ -462,6 +472,77 @@ mod tests {
             }
         }
         assert_full(&p).await;
+    }
+
+    /// Identities in the registry, by pid.
+    fn registered(reg: &ais_proc::PidRegistry) -> Vec<ProcId> {
+        let mut v: Vec<ProcId> = reg.entries().unwrap().into_iter().map(|e| e.id).collect();
+        v.sort_by_key(|id| id.pid);
+        v
+    }
+
+    fn live_ids(p: &Pool) -> Vec<ProcId> {
+        let mut v = p.ids();
+        v.sort_by_key(|id| id.pid);
+        v
+    }
+
+    /// Every worker is recorded from spawn until it is killed: after
+    /// replacements (timeout, death) the registry lists exactly the live
+    /// workers, with the identities they were started with; after a stop,
+    /// nothing.
+    #[tokio::test]
+    async fn the_registry_follows_replacements_and_stop() {
+        let dir = TempDir::new();
+        let reg = Arc::new(ais_proc::PidRegistry::new(dir.path().join("pids.json")));
+        let mut cfg = fake_cfg(&dir, "ok");
+        cfg.tracker = crate::procs::Tracker::new(reg.clone(), "etl fake-etl worker");
+        let p = Pool::start(cfg, 2, LogSink::default()).await.unwrap();
+        assert_eq!(registered(&reg), live_ids(&p));
+        assert!(reg
+            .entries()
+            .unwrap()
+            .iter()
+            .all(|e| e.label == "etl fake-etl worker" && e.id.group && e.id.is_alive()));
+        let first = live_ids(&p);
+
+        let e = p.call("", None, "hang", Duration::from_millis(300)).await;
+        assert!(matches!(e, Err(EtlError::Timeout(_))), "{e:?}");
+        assert_full(&p).await;
+        assert_eq!(
+            registered(&reg),
+            live_ids(&p),
+            "the replacement is recorded"
+        );
+        let e = p.call("", None, "exit", T).await;
+        assert!(matches!(e, Err(EtlError::WorkerDied(_))), "{e:?}");
+        assert_full(&p).await;
+        let now = registered(&reg);
+        assert_eq!(now, live_ids(&p));
+        assert_eq!(now.len(), 2);
+        assert!(now.iter().all(ProcId::is_alive));
+        let replaced = first.iter().filter(|id| !now.contains(id)).count();
+        assert!(
+            replaced >= 1,
+            "no worker was replaced: {first:?} -> {now:?}"
+        );
+
+        // One busy, one idle: both die, both are forgotten.
+        let busy = {
+            let p = p.clone();
+            tokio::spawn(async move { p.call("", None, "hang", Duration::from_secs(60)).await })
+        };
+        assert!(wait_for(Duration::from_secs(5), || p.idle_count() == 1).await);
+        p.stop();
+        assert!(matches!(busy.await.unwrap(), Err(EtlError::Stopped)));
+        for id in &now {
+            assert_dead(id.pid).await;
+        }
+        assert!(
+            wait_for(Duration::from_secs(5), || registered(&reg).is_empty()).await,
+            "stopped workers are still recorded: {:?}",
+            registered(&reg)
+        );
     }
 
     #[tokio::test]

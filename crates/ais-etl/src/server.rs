@@ -7,6 +7,7 @@
 //! target's object endpoint from `AIS_TARGET_URL`.
 
 use crate::logs::LogSink;
+use crate::procs::{Proc, Tracker};
 use crate::spec::Comm;
 use crate::EtlError;
 use ais_core::paths::{escape_path, escape_segment};
@@ -21,10 +22,13 @@ pub struct ServerCfg {
     pub ready_timeout: Duration,
     /// `<target url>/v1/etl/_object/<etl>/<secret>`.
     pub target_url: String,
+    /// Where the server process is recorded while it lives.
+    pub tracker: Tracker,
 }
 
 pub struct CommandServer {
-    child: std::sync::Mutex<Option<tokio::process::Child>>,
+    /// Killed (with its process group) and forgotten on stop or drop.
+    proc: std::sync::Mutex<Proc>,
     pid: u32,
     base: String,
     http: reqwest::Client,
@@ -56,11 +60,12 @@ impl CommandServer {
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        let mut child = crate::logs::spawn_isolated(&mut cmd, None).map_err(|e| {
-            EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
-        })?;
-        let pid = child.id().unwrap_or(0);
-        crate::logs::capture_output(&mut child, log);
+        let mut proc =
+            crate::procs::spawn_isolated(&mut cmd, None, &cfg.tracker, log).map_err(|e| {
+                EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
+            })?;
+        let pid = proc.id.pid;
+        crate::logs::capture_output(&mut proc.child, log);
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
@@ -68,7 +73,7 @@ impl CommandServer {
             .build()
             .map_err(|e| EtlError::Internal(e.to_string()))?;
         let server = CommandServer {
-            child: std::sync::Mutex::new(Some(child)),
+            proc: std::sync::Mutex::new(proc),
             pid,
             base,
             http,
@@ -87,12 +92,7 @@ impl CommandServer {
                     return Ok(server);
                 }
             }
-            let exited = server
-                .child
-                .lock()
-                .ok()
-                .and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
-            if let Some(st) = exited {
+            if let Some(st) = server.exited() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let tail: Vec<String> = log
                     .text()
@@ -148,12 +148,7 @@ impl CommandServer {
         let resp = match tokio::time::timeout(timeout, req.send()).await {
             Err(_) => return Err(EtlError::Timeout(timeout)),
             Ok(Err(e)) => {
-                let exited = self
-                    .child
-                    .lock()
-                    .ok()
-                    .and_then(|mut c| c.as_mut().and_then(|c| c.try_wait().ok().flatten()));
-                return Err(EtlError::WorkerDied(match exited {
+                return Err(EtlError::WorkerDied(match self.exited() {
                     Some(st) => format!("transformer server exited ({st})"),
                     None => format!("transformer server unreachable: {e}"),
                 }));
@@ -180,16 +175,15 @@ impl CommandServer {
         self.pid
     }
 
+    /// The server's exit status, once it exited (reaps it).
+    fn exited(&self) -> Option<std::process::ExitStatus> {
+        let mut p = self.proc.lock().unwrap_or_else(|e| e.into_inner());
+        p.child.try_wait().ok().flatten()
+    }
+
+    /// SIGKILL to the server's process group now; forgets it in the registry.
     pub fn stop(&self) {
-        // SAFETY: signalling the server's own process group.
-        unsafe {
-            libc::kill(-(self.pid as i32), libc::SIGKILL);
-        }
-        if let Ok(mut c) = self.child.lock() {
-            if let Some(c) = c.as_mut() {
-                let _ = c.start_kill();
-            }
-        }
+        self.proc.lock().unwrap_or_else(|e| e.into_inner()).kill();
     }
 }
 

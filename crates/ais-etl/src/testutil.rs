@@ -100,6 +100,7 @@ pub fn fake_cfg(dir: &TempDir, start: &str) -> WorkerCfg {
         env: Vec::new(),
         workdir: dir.path().display().to_string(),
         ready_timeout: Duration::from_secs(10),
+        tracker: Default::default(),
     }
 }
 

@@ -4,9 +4,11 @@
 //! itself when its parent changes, so no worker outlives its target.
 
 use crate::logs::LogSink;
+use crate::procs::{Proc, Tracker};
+use ais_proc::ProcId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::os::unix::io::{AsRawFd, IntoRawFd};
+use std::os::unix::io::AsRawFd;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -21,6 +23,8 @@ pub struct WorkerCfg {
     pub env: Vec<(String, String)>,
     pub workdir: String,
     pub ready_timeout: Duration,
+    /// Where workers are recorded while they live.
+    pub tracker: Tracker,
 }
 
 #[derive(Serialize)]
@@ -93,8 +97,10 @@ impl From<SpawnError> for crate::EtlError {
 }
 
 pub struct Worker {
-    child: tokio::process::Child,
+    /// Killed (with its process group) and forgotten when dropped.
+    proc: Proc,
     sock: UnixStream,
+    /// The pid the worker reports (`os.getpid()`), as users see it.
     pub pid: u32,
     next_id: u64,
 }
@@ -135,7 +141,6 @@ impl Worker {
     pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, SpawnError> {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socketpair)?;
-        let theirs_fd = theirs.into_raw_fd();
         let mut cmd = tokio::process::Command::new(&cfg.python);
         cmd.arg("-u")
             .arg(&cfg.script)
@@ -152,37 +157,28 @@ impl Worker {
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        let spawned = crate::logs::spawn_isolated(&mut cmd, Some(theirs_fd));
-        // SAFETY: closing our copy of the child's end (the child has its own after fork).
-        unsafe {
-            libc::close(theirs_fd);
-        }
-        let mut child = spawned.map_err(|err| SpawnError::Exec {
+        let spawned =
+            crate::procs::spawn_isolated(&mut cmd, Some(theirs.as_raw_fd()), &cfg.tracker, log);
+        // Our copy of the child's end (the child has its own after fork).
+        drop(theirs);
+        let mut proc = spawned.map_err(|err| SpawnError::Exec {
             python: cfg.python.clone(),
             err,
         })?;
-        let pid = child.id().unwrap_or(0);
-        crate::logs::capture_output(&mut child, log);
+        let pid = proc.id.pid;
+        crate::logs::capture_output(&mut proc.child, log);
         ours.set_nonblocking(true).map_err(SpawnError::Socket)?;
-        let _ = ours.as_raw_fd();
         let mut sock = UnixStream::from_std(ours).map_err(SpawnError::Socket)?;
         let ready = tokio::time::timeout(cfg.ready_timeout, read_frame(&mut sock)).await;
-        let kill = |child: &mut tokio::process::Child| {
-            // SAFETY: signalling the process group we created with setsid.
-            unsafe {
-                libc::kill(-(pid as i32), libc::SIGKILL);
-            }
-            let _ = child.start_kill();
-        };
         match ready {
             Ok(Ok((r, _))) if r.ok => Ok(Worker {
-                child,
+                proc,
                 sock,
                 pid: if r.pid != 0 { r.pid } else { pid },
                 next_id: 1,
             }),
             Ok(Ok((r, _))) => {
-                kill(&mut child);
+                proc.kill();
                 Err(SpawnError::Raised {
                     etype: r.etype,
                     emsg: r.emsg,
@@ -192,8 +188,8 @@ impl Worker {
             Ok(Err(_)) => {
                 // Give stderr a moment to reach the log, then report what the worker printed.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let status = child.try_wait().ok().flatten();
-                kill(&mut child);
+                let status = proc.child.try_wait().ok().flatten();
+                proc.kill();
                 let tail: Vec<String> = log
                     .text()
                     .lines()
@@ -210,7 +206,7 @@ impl Worker {
                 })
             }
             Err(_) => {
-                kill(&mut child);
+                proc.kill();
                 Err(SpawnError::NotReady(cfg.ready_timeout))
             }
         }
@@ -247,7 +243,7 @@ impl Worker {
             Err(_) => Err(CallError::Timeout),
             Ok(Err(e)) => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let st = self.child.try_wait().ok().flatten();
+                let st = self.proc.child.try_wait().ok().flatten();
                 Err(CallError::Died(match st {
                     Some(s) => describe_exit(s),
                     None => format!("connection to worker lost: {e}"),
@@ -266,18 +262,14 @@ impl Worker {
         }
     }
 
+    /// SIGKILL to the worker's process group now; forgets it in the registry.
     pub fn kill(&mut self) {
-        // SAFETY: signalling the worker's own process group.
-        unsafe {
-            libc::kill(-(self.pid as i32), libc::SIGKILL);
-        }
-        let _ = self.child.start_kill();
+        self.proc.kill();
     }
-}
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
+    /// The identity of the process the worker was started as.
+    pub fn id(&self) -> &ProcId {
+        &self.proc.id
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one process supervisor of aistore-rs: used by the playground, the Rust
 //! test harness (`ais-testkit`) and — by the same rules — the Python fixture
-//! and the bench scripts; designed for ETL workers too.
+//! and the bench scripts; and by ais-etl for its workers and transformer
+//! servers.
 //!
 //! Rules it implements:
 //!

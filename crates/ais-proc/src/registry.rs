@@ -2,8 +2,8 @@
 //! ([`ProcId`]), not bare pids, and signals only processes it can prove are
 //! the ones it recorded.
 
-use crate::spawn::{ProcId, TOKEN_ENV};
-use crate::{procfs, stop, ProcError};
+use crate::spawn::ProcId;
+use crate::{procfs, ProcError};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -106,6 +106,12 @@ impl PidRegistry {
         self.update(|f| f.entries.retain(|e| e.id.pid != pid))
     }
 
+    /// Forgets the entry of exactly this process (pid, start time and
+    /// token), leaving a later process that got the same pid recorded.
+    pub fn remove_id(&self, id: &ProcId) -> Result<(), ProcError> {
+        self.update(|f| f.entries.retain(|e| &e.id != id))
+    }
+
     /// All entries of this boot, as recorded (alive or not).
     pub fn entries(&self) -> Result<Vec<PidEntry>, ProcError> {
         self.update(|f| f.entries.clone())
@@ -138,21 +144,11 @@ impl PidRegistry {
                     }
                     return true;
                 }
-                if id.group && procfs::start_time(id.pid).is_err() {
-                    // The leader is gone. Its group id stays allocated while
-                    // members exist (a pid in use as a group id is not handed
-                    // out again), and only the members that inherited the
-                    // leader's token are ours. A live process with the
-                    // leader's pid but another start time means the old group
-                    // is empty.
-                    for m in procfs::group_members(id.pid) {
-                        if procfs::environ_has(m, TOKEN_ENV, &id.token) == Some(true)
-                            && stop::signal(m, sig).is_ok()
-                        {
-                            hit.push(m);
-                        }
-                    }
-                }
+                // The leader is gone. Its group id stays allocated while
+                // members exist (a pid in use as a group id is not handed
+                // out again), and only the members that inherited the
+                // leader's token are ours.
+                hit.extend(id.signal_orphans(sig));
                 false
             });
             hit

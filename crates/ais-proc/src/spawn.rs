@@ -93,6 +93,33 @@ impl ProcId {
         }
         Ok(true)
     }
+
+    /// Sends `sig` to everything of this process that can be proven ours:
+    /// like [`ProcId::signal`] while it is alive; once it is gone (reaped),
+    /// and it led a group, to the members of that group that carry its
+    /// token (children it left behind). The group id stays allocated while
+    /// members exist, and a live process with this pid but another start
+    /// time means the old group is empty. Returns the pids signalled.
+    pub fn signal_all(&self, sig: i32) -> Result<Vec<u32>, ProcError> {
+        if self.signal(sig)? {
+            return Ok(vec![self.pid]);
+        }
+        Ok(self.signal_orphans(sig))
+    }
+
+    /// The members of this (gone) leader's group that carry its token.
+    pub(crate) fn signal_orphans(&self, sig: i32) -> Vec<u32> {
+        if !self.group || self.token.is_empty() || procfs::start_time(self.pid).is_ok() {
+            return Vec::new();
+        }
+        procfs::group_members(self.pid)
+            .into_iter()
+            .filter(|m| {
+                procfs::environ_has(*m, TOKEN_ENV, &self.token) == Some(true)
+                    && crate::stop::signal(*m, sig).is_ok()
+            })
+            .collect()
+    }
 }
 
 fn new_token() -> String {

@@ -288,6 +288,65 @@ fn registry_kills_orphaned_group_members_by_token() {
 }
 
 #[test]
+fn signal_all_reaches_the_group_before_and_after_the_leader_is_reaped() {
+    // Alive: the whole group (leader and its background child).
+    let mut cmd = sh("sleep 60 & echo \"READY $!\"; exec sleep 60");
+    cmd.stdout(Stdio::piped());
+    let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let bg: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(id.signal_all(ais_proc::SIGKILL).unwrap(), vec![id.pid]);
+    child.wait().unwrap();
+    assert!(wait_gone(bg, Duration::from_secs(5)));
+    assert!(id.signal_all(ais_proc::SIGKILL).unwrap().is_empty());
+
+    // Reaped leader: the members carrying its token.
+    let mut cmd = sh("sleep 60 & echo \"READY $!\"");
+    cmd.stdout(Stdio::piped());
+    let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let orphan: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    child.wait().unwrap();
+    assert!(alive(orphan));
+    // Another token proves nothing.
+    let forged = ProcId {
+        token: "not-its-token".into(),
+        ..id.clone()
+    };
+    assert!(forged.signal_all(ais_proc::SIGKILL).unwrap().is_empty());
+    assert!(alive(orphan));
+    assert_eq!(id.signal_all(ais_proc::SIGKILL).unwrap(), vec![orphan]);
+    assert!(wait_gone(orphan, Duration::from_secs(5)));
+}
+
+#[test]
+fn registry_remove_id_leaves_another_process_with_the_same_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = PidRegistry::new(dir.path().join("pids.json"));
+    let (mut child, id) = spawn(&mut sh("exec sleep 60"), &group()).unwrap();
+    reg.record(&id, "sleeper").unwrap();
+    let older = ProcId {
+        start_time: id.start_time.saturating_sub(1),
+        ..id.clone()
+    };
+    reg.remove_id(&older).unwrap();
+    assert_eq!(reg.entries().unwrap().len(), 1);
+    reg.remove_id(&id).unwrap();
+    assert!(reg.entries().unwrap().is_empty());
+    stop(&mut child, Duration::from_secs(5)).unwrap();
+}
+
+#[test]
 fn fd3_reaches_the_child() {
     // fd 3 is a pipe's write end; the child writes through it.
     let mut fds = [0i32; 2];

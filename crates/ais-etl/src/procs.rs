@@ -1,0 +1,110 @@
+//! ETL child processes (pool workers, `runtime.command` transformer servers)
+//! through `ais-proc`: started in an own process group with a parent-death
+//! SIGKILL and a verifiable identity, recorded in the target's
+//! [`PidRegistry`] while they live, and killed with their whole group (user
+//! code may fork) — only while the identity still proves they are ours.
+
+use crate::logs::LogSink;
+use ais_proc::{PidRegistry, ProcId, SpawnOpts};
+use std::sync::Arc;
+
+/// Where a spawned process is recorded: the target's registry (if any) and
+/// a label for people reading the file (`etl <name> worker`).
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    reg: Option<Arc<PidRegistry>>,
+    label: String,
+}
+
+impl Tracker {
+    pub fn new(reg: Arc<PidRegistry>, label: impl Into<String>) -> Self {
+        Self {
+            reg: Some(reg),
+            label: label.into(),
+        }
+    }
+
+    /// Records `id`. A registry that cannot be written does not stop the
+    /// ETL: the process still dies with the target (parent-death signal),
+    /// only a restart could not clean up after it.
+    fn record(&self, id: &ProcId, log: &LogSink) {
+        if let Some(reg) = &self.reg {
+            if let Err(e) = reg.record(id, &self.label) {
+                tracing::warn!("etl: {e}");
+                log.line(&format!("warning: {e}"));
+            }
+        }
+    }
+
+    fn forget(&self, id: &ProcId) {
+        if let Some(reg) = &self.reg {
+            if let Err(e) = reg.remove_id(id) {
+                tracing::warn!("etl: {e}");
+            }
+        }
+    }
+}
+
+/// A started child: the tokio handle, its identity, and where it is recorded.
+/// Killed (with its group) and forgotten on [`Proc::kill`] or drop.
+pub struct Proc {
+    pub child: tokio::process::Child,
+    pub id: ProcId,
+    tracker: Tracker,
+    killed: bool,
+}
+
+impl Proc {
+    /// SIGKILL to the process's group now (or, when the leader already
+    /// exited and was reaped, to the members it left that carry its token),
+    /// then forget it in the registry. Idempotent.
+    pub fn kill(&mut self) {
+        if self.killed {
+            return;
+        }
+        self.killed = true;
+        if let Err(e) = self.id.signal_all(ais_proc::SIGKILL) {
+            // ESRCH: it died between the identity check and the signal.
+            tracing::debug!("etl: kill {}: {e}", self.id.pid);
+        }
+        let _ = self.child.start_kill();
+        self.tracker.forget(&self.id);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `cmd` in its own process group, killed with its parent (the
+/// target), optionally with `fd3` as its file descriptor 3; stdin is null,
+/// stdout/stderr are piped (see [`crate::logs::capture_output`]). The child
+/// is recorded with `tracker` before this returns.
+pub fn spawn_isolated(
+    cmd: &mut tokio::process::Command,
+    fd3: Option<i32>,
+    tracker: &Tracker,
+    log: &LogSink,
+) -> std::io::Result<Proc> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let opts = SpawnOpts {
+        fd3,
+        ..SpawnOpts::isolated()
+    };
+    let (child, id) = ais_proc::spawn_tokio(cmd, &opts).map_err(|e| match e {
+        ais_proc::ProcError::Spawn { source, .. } => source,
+        e => std::io::Error::other(e),
+    })?;
+    tracker.record(&id, log);
+    Ok(Proc {
+        child,
+        id,
+        tracker: tracker.clone(),
+        killed: false,
+    })
+}

@@ -9,6 +9,11 @@
 //! ` ERROR ` lines not matched by [`DEFAULT_LOG_ALLOW`] or
 //! [`Cluster::allow_log`]; a finding fails the test.
 //!
+//! Scenario tests run one check over several cluster layouts ([`Shape`]:
+//! one target, three, three with two mountpaths each, three restarted as a
+//! whole between setup and checks); [`scenarios!`] makes one `#[test]` per
+//! (shape, scenario) and [`run_scenario`] runs one.
+//!
 //! Binaries: `$AIS_BIN_DIR`, else the directory of the running test
 //! executable (`target/<profile>`); in the latter case a binary older than
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —

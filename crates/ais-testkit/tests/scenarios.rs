@@ -110,6 +110,40 @@ fn full_restart_replaces_every_process_and_keeps_the_cluster() {
     });
 }
 
+/// Objects of the two-mountpath shape land on both mountpaths.
+#[test]
+fn two_mountpaths_are_both_used() {
+    let c = Cluster::start_shape(Shape::TwoMountpaths).unwrap();
+    block_on(async {
+        let cl = c.client();
+        cl.create_bucket("mp").await.unwrap();
+        for i in 0..40 {
+            cl.put_bytes("mp", &format!("o{i}"), "x").await.unwrap();
+        }
+    });
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    count(&p)
+                } else {
+                    usize::from(p.to_string_lossy().contains("@ais"))
+                }
+            })
+            .sum()
+    }
+    let per_mp: Vec<usize> = ["mp1", "mp2"]
+        .iter()
+        .map(|m| c.targets.iter().map(|t| count(&t.data.join(m))).sum())
+        .collect();
+    assert_eq!(per_mp.iter().sum::<usize>(), 40, "{per_mp:?}");
+    assert!(per_mp.iter().all(|n| *n > 0), "{per_mp:?}");
+}
+
 /// Create, list, HEAD, destroy; duplicates and missing buckets are errors;
 /// a re-created bucket starts empty.
 mod buckets {
@@ -287,7 +321,10 @@ mod listing {
     const N: usize = 90;
 
     fn name(i: usize) -> String {
-        format!("{}/{i:05}.dat", if i % 2 == 0 { "even" } else { "odd" })
+        format!(
+            "{}/{i:05}.dat",
+            if i.is_multiple_of(2) { "even" } else { "odd" }
+        )
     }
 
     pub fn setup(c: &Cluster) {
@@ -319,8 +356,10 @@ mod listing {
                 };
                 let mut got = Vec::new();
                 let mut uuid = String::new();
+                let mut pages = 0;
                 loop {
                     let page = cl.list_page("ls", &msg).await.unwrap();
+                    pages += 1;
                     assert!(page.entries.len() as u64 <= pagesize);
                     assert!(!page.uuid.is_empty());
                     if !uuid.is_empty() {
@@ -334,6 +373,14 @@ mod listing {
                     msg.uuid = page.uuid;
                     msg.continuation_token = page.continuation_token;
                 }
+                // Full pages are not the end (a single target fills every
+                // page: listings once stopped early), nor is there more than
+                // one empty page after the last.
+                let full = (N as u64).div_ceil(pagesize);
+                assert!(
+                    (full..=full + 1).contains(&pages),
+                    "pagesize {pagesize}: {pages} pages"
+                );
                 let listed: Vec<&String> = got.iter().map(|g| &g.0).collect();
                 assert_eq!(
                     listed,
@@ -461,7 +508,7 @@ mod delete_stays_deleted {
     }
 
     fn deleted(i: usize) -> bool {
-        i % 3 == 0
+        i.is_multiple_of(3)
     }
 
     pub fn setup(c: &Cluster) {

@@ -9,6 +9,11 @@
 //! ` ERROR ` lines not matched by [`DEFAULT_LOG_ALLOW`] or
 //! [`Cluster::allow_log`]; a finding fails the test.
 //!
+//! Scenario tests run one check over several cluster layouts ([`Shape`]:
+//! one target, three, three with two mountpaths each, three restarted as a
+//! whole between setup and checks); [`scenarios!`] makes one `#[test]` per
+//! (shape, scenario) and [`run_scenario`] runs one.
+//!
 //! Binaries: `$AIS_BIN_DIR`, else the directory of the running test
 //! executable (`target/<profile>`); in the latter case a binary older than
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —
@@ -327,6 +332,16 @@ impl NodeProc {
         self.url.rsplit(':').next().unwrap_or("0").to_string()
     }
 
+    /// A new process with this one's arguments, data dir and port (it got
+    /// the port from `--port 0` the first time). This one must be stopped.
+    fn respawn(&self, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut args = self.args.clone();
+        if let Some(p) = args.iter().position(|a| a == "--port") {
+            args[p + 1] = self.port();
+        }
+        Self::spawn(args, self.data.clone(), env)
+    }
+
     /// Lines of this node's log that fail a test: `panicked at`, and
     /// ERROR-level lines that contain none of `allow`.
     pub fn log_findings(&self, allow: &[String]) -> Vec<String> {
@@ -586,16 +601,201 @@ impl Cluster {
     pub fn restart_target(&mut self, i: usize) -> anyhow::Result<()> {
         let old = &mut self.targets[i];
         old.kill();
-        let mut args = old.args.clone();
-        let port = old.port();
-        if let Some(p) = args.iter().position(|a| a == "--port") {
-            args[p + 1] = port;
-        }
-        let data = old.data.clone();
-        let fresh = NodeProc::spawn(args, data, &self.env)?;
+        let fresh = old.respawn(&self.env)?;
         self.targets[i] = fresh;
         Ok(())
     }
+
+    /// Starts the cluster of `shape` (see [`Shape::opts`]).
+    pub fn start_shape(shape: Shape) -> anyhow::Result<Self> {
+        Self::start_with(shape.opts()).with_context(|| format!("start a {shape} cluster"))
+    }
+
+    /// Full restart: an orderly stop of every node, the primary proxy
+    /// included, then each is started again with its own data dir and port
+    /// (the proxy first, so the persisted cluster map and the targets'
+    /// `--join` URL stay valid). Returns once the proxy's map has the
+    /// targets that were running, every one of them answers health, and
+    /// each has the proxy's cluster map version ([`Cluster::wait_settled`]).
+    /// Node identities are kept; logs are appended to, so the log scan
+    /// covers both runs.
+    pub fn restart_all(&mut self) -> anyhow::Result<()> {
+        let running: Vec<bool> = self.targets.iter().map(|t| t.child.is_some()).collect();
+        {
+            let mut kids: Vec<&mut Child> = std::iter::once(&mut self.proxy)
+                .chain(self.targets.iter_mut())
+                .filter_map(|n| n.child.as_mut())
+                .collect();
+            ais_proc::stop_all(&mut kids, STOP_GRACE);
+        }
+        for n in std::iter::once(&mut self.proxy).chain(self.targets.iter_mut()) {
+            n.child = None;
+        }
+        let proxy = self.proxy.respawn(&self.env).context("restart the proxy")?;
+        if proxy.url != self.proxy.url {
+            bail!(
+                "restarted proxy answers at {} instead of {}",
+                proxy.url,
+                self.proxy.url
+            );
+        }
+        self.proxy = proxy;
+        for (i, was) in running.iter().enumerate() {
+            if *was {
+                let fresh = self.targets[i]
+                    .respawn(&self.env)
+                    .with_context(|| format!("restart target {i}"))?;
+                self.targets[i] = fresh;
+            }
+        }
+        self.wait_targets(running.iter().filter(|r| **r).count())?;
+        self.wait_settled()
+    }
+
+    /// Waits until every running target holds the proxy's cluster map
+    /// version (it has (re)joined and received the current map).
+    pub fn wait_settled(&self) -> anyhow::Result<()> {
+        let version = |url: &str| -> Option<u64> {
+            let (st, body) = raw_http(url, "GET", "/v1/daemon?what=smap", &[], b"").ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            let v = &v["version"];
+            (st == 200)
+                .then(|| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .flatten()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let want = version(&self.proxy.url);
+            let behind: Vec<&str> = self
+                .targets
+                .iter()
+                .filter(|t| t.child.is_some())
+                .filter(|t| want.is_none() || version(&t.url) != want)
+                .map(|t| t.url.as_str())
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("targets {behind:?} do not have the proxy's cluster map version {want:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A cluster layout that scenario tests run over (see [`scenarios!`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One proxy, one target: every object on one node.
+    OneTarget,
+    /// One proxy, three targets: objects spread by HRW.
+    ThreeTargets,
+    /// Three targets with two mountpaths each.
+    TwoMountpaths,
+    /// Three targets; the scenario's setup runs, then every node (proxy
+    /// included) is stopped and restarted ([`Cluster::restart_all`]) before
+    /// its checks.
+    AfterFullRestart,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 4] = [
+        Shape::OneTarget,
+        Shape::ThreeTargets,
+        Shape::TwoMountpaths,
+        Shape::AfterFullRestart,
+    ];
+
+    /// The snake_case name (also the module name [`scenarios!`] generates).
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::OneTarget => "one_target",
+            Shape::ThreeTargets => "three_targets",
+            Shape::TwoMountpaths => "two_mountpaths",
+            Shape::AfterFullRestart => "after_full_restart",
+        }
+    }
+
+    pub fn opts(self) -> Opts {
+        let (targets, mpaths) = match self {
+            Shape::OneTarget => (1, 1),
+            Shape::ThreeTargets | Shape::AfterFullRestart => (3, 1),
+            Shape::TwoMountpaths => (3, 2),
+        };
+        Opts {
+            targets,
+            mpaths,
+            ..Default::default()
+        }
+    }
+
+    /// Whether the cluster is fully restarted between setup and checks.
+    pub fn restarts(self) -> bool {
+        self == Shape::AfterFullRestart
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Runs one scenario over one shape on a fresh cluster: `setup` (writes the
+/// data; its result is handed on), a full restart where the shape asks for
+/// one, then `verify`. Panics (failing the test) when the cluster cannot be
+/// started or restarted; the log scan runs when the cluster is dropped.
+pub fn run_scenario<S>(
+    shape: Shape,
+    setup: impl FnOnce(&Cluster) -> S,
+    verify: impl FnOnce(&Cluster, S),
+) {
+    let mut c = match Cluster::start_shape(shape) {
+        Ok(c) => c,
+        Err(e) => panic!("{e:#}"),
+    };
+    let state = setup(&c);
+    if shape.restarts() {
+        if let Err(e) = c.restart_all() {
+            panic!("{shape}: full restart: {e:#}");
+        }
+    }
+    verify(&c, state);
+}
+
+/// Generates one `#[test]` per (scenario, shape): for scenario modules
+/// `a` and `b` (each with `pub fn setup(&Cluster) -> S` and
+/// `pub fn verify(&Cluster, S)`), `scenarios! { a, b }` makes
+/// `one_target::a`, `one_target::b`, `three_targets::a`, ... — a failure
+/// names both, and the tests run in parallel. Invoke it at the top level of
+/// the test file (the generated modules refer to the scenarios as
+/// `super::<name>`).
+#[macro_export]
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        $crate::scenarios!(@shape one_target OneTarget [$($name)*]);
+        $crate::scenarios!(@shape three_targets ThreeTargets [$($name)*]);
+        $crate::scenarios!(@shape two_mountpaths TwoMountpaths [$($name)*]);
+        $crate::scenarios!(@shape after_full_restart AfterFullRestart [$($name)*]);
+    };
+    (@shape $module:ident $shape:ident [$($name:ident)*]) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    $crate::run_scenario(
+                        $crate::Shape::$shape,
+                        super::$name::setup,
+                        super::$name::verify,
+                    );
+                }
+            )*
+        }
+    };
 }
 
 impl Cluster {

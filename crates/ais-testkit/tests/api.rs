@@ -1,10 +1,12 @@
-//! REST API conformance against a real 1-proxy/3-target cluster, through the
-//! Rust client and through raw HTTP (curl-style, redirects checked by hand).
+//! REST API conformance against a real 1-proxy/3-target cluster, through
+//! raw HTTP (curl-style, redirects checked by hand): exact status codes,
+//! headers, redirect targets, wire keys, JSON and msgpack spellings. The
+//! object-store behaviour itself (buckets, PUT/GET/HEAD/DELETE, ranges,
+//! listing completeness and paging, overwrites, names, sizes) is covered
+//! over several cluster shapes by `scenarios.rs`.
 
-use ais_client::{Client, ClientError};
-use ais_core::api::LsoMsg;
+use ais_client::Client;
 use ais_testkit::{raw_http, raw_http_full, Cluster};
-use std::collections::BTreeSet;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -13,17 +15,12 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn status(e: ClientError) -> u16 {
-    e.status()
-        .unwrap_or_else(|| panic!("expected HTTP error, got {e}"))
-}
-
 fn header<'a>(h: &'a [(String, String)], k: &str) -> Option<&'a str> {
     h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 #[test]
-fn cluster_buckets_objects_listing() {
+fn cluster_info_redirects_easy_urls_msgpack() {
     let c = Cluster::start(3).unwrap();
     let url = c.url().to_string();
     let rt = rt();
@@ -51,159 +48,25 @@ fn cluster_buckets_objects_listing() {
             200
         );
     }
+    // No buckets: exactly an empty JSON array.
+    let (st, body) = raw_http(&url, "GET", "/v1/buckets?provider=ais", &[], b"").unwrap();
+    assert_eq!((st, body.as_slice()), (200, b"[]".as_slice()));
 
+    // --- data: one 300 000-byte object, and 40 small ones under even/ and odd/
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     rt.block_on(async {
         let cl = Client::new(&url);
-        // --- buckets
-        assert!(cl.list_buckets().await.unwrap().is_empty());
-        let (st, body) = raw_http(&url, "GET", "/v1/buckets?provider=ais", &[], b"").unwrap();
-        assert_eq!((st, body.as_slice()), (200, b"[]".as_slice()));
         cl.create_bucket("bck1").await.unwrap();
-        assert_eq!(status(cl.create_bucket("bck1").await.unwrap_err()), 409);
-        let names: Vec<String> = cl
-            .list_buckets()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|b| b.name)
-            .collect();
-        assert_eq!(names, vec!["bck1"]);
-        let props = cl.head_bucket("bck1").await.unwrap();
-        assert_eq!(props.provider, "ais");
-        assert_eq!(props.checksum.kind, "xxhash");
-        let e = cl.head_bucket("nope").await.unwrap_err();
-        assert_eq!(status(e), 404);
-
-        // --- objects via client
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let p = cl
-            .put_bytes("bck1", "dir/sub/obj.bin", data.clone())
-            .await
-            .unwrap();
-        assert_eq!(p.cksum_type, "xxhash");
-        assert_eq!(
-            p.cksum_value,
-            format!("{:016x}", xxhash_rust::xxh64::xxh64(&data, 0))
-        );
-        assert_eq!(
-            cl.get("bck1", "dir/sub/obj.bin").await.unwrap().as_ref(),
-            data.as_slice()
-        );
-        let h = cl.head_object("bck1", "dir/sub/obj.bin").await.unwrap();
-        assert_eq!(h.size, data.len() as u64);
-        assert_eq!(h.version, "1");
-        assert!(h.atime.parse::<i64>().unwrap() > 1_600_000_000_000_000_000);
+        cl.create_bucket("bck2").await.unwrap();
         cl.put_bytes("bck1", "dir/sub/obj.bin", data.clone())
             .await
             .unwrap();
-        assert_eq!(
-            cl.head_object("bck1", "dir/sub/obj.bin")
-                .await
-                .unwrap()
-                .version,
-            "2"
-        );
-        // Names with spaces and unicode survive encoding.
-        cl.put_bytes("bck1", "a b/ü %x.txt", "x").await.unwrap();
-        assert_eq!(cl.get("bck1", "a b/ü %x.txt").await.unwrap().as_ref(), b"x");
-        // Range reads.
-        let r = cl
-            .get_stream("bck1", "dir/sub/obj.bin", &[], Some("bytes=10-19"))
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 206);
-        assert_eq!(
-            r.headers()["content-range"],
-            format!("bytes 10-19/{}", data.len())
-        );
-        assert_eq!(r.bytes().await.unwrap().as_ref(), &data[10..20]);
-        let r = cl
-            .get_stream("bck1", "dir/sub/obj.bin", &[], Some("bytes=-5"))
-            .await
-            .unwrap();
-        assert_eq!(r.bytes().await.unwrap().as_ref(), &data[data.len() - 5..]);
-        let e = cl
-            .get_stream("bck1", "dir/sub/obj.bin", &[], Some("bytes=999999999-"))
-            .await
-            .unwrap_err();
-        assert_eq!(status(e), 416);
-        // Delete.
-        cl.delete_object("bck1", "a b/ü %x.txt").await.unwrap();
-        assert_eq!(
-            status(cl.get("bck1", "a b/ü %x.txt").await.unwrap_err()),
-            404
-        );
-        assert_eq!(
-            status(cl.delete_object("bck1", "a b/ü %x.txt").await.unwrap_err()),
-            404
-        );
-
-        // --- listing: 500 objects, paging, prefix, props
-        let mut want = BTreeSet::new();
-        let futs = (0..500).map(|i| {
-            let cl = cl.clone();
+        for i in 0..40 {
             let name = format!("{}/{i:05}.dat", if i % 2 == 0 { "even" } else { "odd" });
-            async move {
-                cl.put_bytes("bck2", &name, vec![b'x'; i % 7])
-                    .await
-                    .map(|_| name)
-            }
-        });
-        cl.create_bucket("bck2").await.unwrap();
-        for n in futures::future::join_all(futs).await {
-            want.insert(n.unwrap());
+            cl.put_bytes("bck2", &name, vec![b'x'; i % 7])
+                .await
+                .unwrap();
         }
-        let mut msg = LsoMsg {
-            pagesize: 37,
-            props: "name,size".into(),
-            ..Default::default()
-        };
-        let mut got = Vec::new();
-        let mut uuid = String::new();
-        loop {
-            let page = cl.list_page("bck2", &msg).await.unwrap();
-            assert!(page.entries.len() <= 37);
-            assert!(!page.uuid.is_empty());
-            if !uuid.is_empty() {
-                assert_eq!(page.uuid, uuid, "listing UUID must be echoed");
-            }
-            uuid = page.uuid.clone();
-            got.extend(page.entries.into_iter().map(|e| (e.name, e.size)));
-            if page.continuation_token.is_empty() {
-                break;
-            }
-            msg.uuid = page.uuid;
-            msg.continuation_token = page.continuation_token;
-        }
-        let names: Vec<String> = got.iter().map(|g| g.0.clone()).collect();
-        assert_eq!(
-            names,
-            want.iter().cloned().collect::<Vec<_>>(),
-            "sorted, complete, no duplicates"
-        );
-        for (n, s) in &got {
-            let i: usize = n[n.len() - 9..n.len() - 4].parse().unwrap();
-            assert_eq!(*s, Some((i % 7) as u64), "{n}");
-        }
-        let odd = cl.list_all("bck2", "odd/", "name").await.unwrap();
-        assert_eq!(odd.len(), 250);
-        assert!(odd
-            .iter()
-            .all(|e| e.name.starts_with("odd/") && e.size.is_none()));
-        let detailed = cl
-            .list_all(
-                "bck2",
-                "even/00000",
-                "name,size,checksum,version,atime,location",
-            )
-            .await
-            .unwrap();
-        assert_eq!(detailed.len(), 1);
-        assert_eq!(detailed[0].version, "1");
-        assert!(!detailed[0].checksum.is_empty() && !detailed[0].atime.is_empty());
-        assert!(detailed[0].location.starts_with("t["));
-        // Objects from bck1 never leak into bck2.
-        assert!(cl.list_all("bck2", "dir", "").await.unwrap().is_empty());
     });
 
     // --- raw HTTP: redirects as the contract says
@@ -276,7 +139,7 @@ fn cluster_buckets_objects_listing() {
     let (st, body) = raw_http(&url, "GET", "/ais/bck2", &[], b"").unwrap();
     assert_eq!(st, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["entries"].as_array().unwrap().len(), 500);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 40);
     assert!(
         v["entries"][0]["size"].is_string(),
         "JSON sizes are strings: {}",
@@ -320,60 +183,11 @@ fn cluster_buckets_objects_listing() {
     let page: Page = rmp_serde_decode(&body);
     assert!(!page.uuid.is_empty());
     assert_eq!(page.token, "");
-    assert_eq!(page.entries.len(), 250);
+    assert_eq!(page.entries.len(), 20);
     assert_eq!(page.entries[0].n, "odd/00001.dat");
     assert_eq!(page.entries[0].s, 1);
-
-    // Destroy: gone from listings and from disk.
-    rt.block_on(async {
-        let cl = Client::new(&url);
-        cl.destroy_bucket("bck2").await.unwrap();
-        assert_eq!(status(cl.destroy_bucket("bck2").await.unwrap_err()), 404);
-        assert_eq!(status(cl.list_all("bck2", "", "").await.unwrap_err()), 404);
-        cl.create_bucket("bck2").await.unwrap();
-        assert!(
-            cl.list_all("bck2", "", "").await.unwrap().is_empty(),
-            "a re-created bucket starts empty"
-        );
-    });
-    for t in &c.targets {
-        assert!(!t.log().contains("panicked"), "{}", t.log());
-    }
 }
 
 fn rmp_serde_decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> T {
     rmp_serde::from_slice(b).unwrap()
-}
-
-#[test]
-fn listing_pages_when_one_target_holds_everything() {
-    // A single target returns exactly `pagesize` names per page: the proxy must
-    // not mistake a full page for the end (regression: listings stopped early).
-    let c = Cluster::start(1).unwrap();
-    let rt = rt();
-    rt.block_on(async {
-        let cl = Client::new(c.url());
-        cl.create_bucket("one").await.unwrap();
-        for i in 0..120 {
-            cl.put_bytes("one", &format!("o{i:03}"), "x").await.unwrap();
-        }
-        let mut msg = LsoMsg {
-            pagesize: 40,
-            ..Default::default()
-        };
-        let mut n = 0;
-        let mut pages = 0;
-        loop {
-            let page = cl.list_page("one", &msg).await.unwrap();
-            n += page.entries.len();
-            pages += 1;
-            if page.continuation_token.is_empty() {
-                break;
-            }
-            msg.uuid = page.uuid;
-            msg.continuation_token = page.continuation_token;
-        }
-        assert_eq!(n, 120);
-        assert!((3..=4).contains(&pages), "{pages} pages");
-    });
 }

@@ -1,35 +1,12 @@
 //! The playground's supervisor with the real `aisnode`: a SIGKILLed target
 //! comes back on its port with its data; Ctrl-C stops everything.
 
-use ais_testkit::{bin, raw_http, raw_http_full};
+use ais_testkit::{bin, free_port, pids_mentioning, raw_http, raw_http_full};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Processes whose command line mentions `data`.
-fn pids_of(data: &Path) -> Vec<u32> {
-    let needle = data.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
-}
 
 fn state(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
@@ -66,7 +43,7 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let state_path = tmp.path().join("state.json");
-    let port = free_port();
+    let port = free_port().unwrap();
     let ep = format!("http://127.0.0.1:{port}");
     let mut pg = Command::new(bin("aisnode"))
         .args(["playground", "--targets", "2", "--port", &port.to_string()])
@@ -181,7 +158,10 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(pids_of(&data).is_empty(), "no node outlives the playground");
+    assert!(
+        pids_mentioning(&data).is_empty(),
+        "no node outlives the playground"
+    );
     assert!(!state_path.exists(), "state file removed on stop");
 }
 
@@ -189,7 +169,7 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
 fn second_playground_on_the_same_data_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let mut pg = Command::new(bin("aisnode"))
         .args(["playground", "--targets", "1", "--port", &port.to_string()])
         .arg("--data")
@@ -210,7 +190,7 @@ fn second_playground_on_the_same_data_refuses_to_start() {
             "--targets",
             "1",
             "--port",
-            &free_port().to_string(),
+            &free_port().unwrap().to_string(),
         ])
         .arg("--data")
         .arg(&data)
@@ -227,7 +207,7 @@ fn second_playground_on_the_same_data_refuses_to_start() {
         libc_kill(pg.id() as i32, 15);
     }
     assert!(pg.wait().unwrap().success());
-    assert!(pids_of(&data).is_empty());
+    assert!(pids_mentioning(&data).is_empty());
 }
 
 extern "C" {

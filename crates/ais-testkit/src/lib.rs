@@ -34,6 +34,40 @@ pub const DEFAULT_LOG_ALLOW: &[&str] = &["failed to start ETL"];
 /// Grace between SIGTERM and SIGKILL for an orderly stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// A free loopback port, for processes that need a fixed one (a playground).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Processes whose command line mentions `path` (e.g. a cluster's data dir):
+/// what a test checks is gone after a stop.
+pub fn pids_mentioning(path: &Path) -> Vec<u32> {
+    let needle = path.to_string_lossy().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Targets in the cluster map of the proxy at `url` (0 when it does not answer).
+pub fn target_count_at(url: &str) -> usize {
+    raw_http(url, "GET", "/v1/daemon?what=smap", &[], b"")
+        .ok()
+        .filter(|(st, _)| *st == 200)
+        .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["tmap"].as_object().map(|m| m.len()))
+        .unwrap_or(0)
+}
+
 /// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
 pub fn b64(s: &str) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -567,10 +601,7 @@ impl Cluster {
     }
 
     pub fn target_count(&self) -> usize {
-        self.smap()
-            .ok()
-            .and_then(|s| s["tmap"].as_object().map(|m| m.len()))
-            .unwrap_or(0)
+        target_count_at(&self.proxy.url)
     }
 
     /// Waits until the proxy's map has exactly `n` targets and all of them answer health.

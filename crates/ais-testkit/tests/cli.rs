@@ -1,6 +1,6 @@
 //! The `ais` CLI and `aisnode playground` as a user runs them.
 
-use ais_testkit::{bin, raw_http, Cluster};
+use ais_testkit::{bin, free_port, pids_mentioning, target_count_at, Cluster};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -148,33 +148,11 @@ fn cli_seed_workflow() {
     assert!(!ok(e, &["bucket", "ls"]).contains("imagenet"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn pids_of(data: &std::path::Path) -> Vec<u32> {
-    let needle = data.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 #[test]
 fn playground_runs_stops_cleanly_and_keeps_data() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let port = free_port();
+    let port = free_port().unwrap();
     let endpoint = format!("http://127.0.0.1:{port}");
     for round in 0..2 {
         let mut child = Command::new(bin("aisnode"))
@@ -193,18 +171,18 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let n = raw_http(&endpoint, "GET", "/v1/daemon?what=smap", &[], b"")
-                .ok()
-                .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["tmap"].as_object().map(|m| m.len()))
-                .unwrap_or(0);
+            let n = target_count_at(&endpoint);
             if n == 3 {
                 break;
             }
             assert!(Instant::now() < deadline, "playground did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(pids_of(&data).len(), 5, "playground + proxy + 3 targets");
+        assert_eq!(
+            pids_mentioning(&data).len(),
+            5,
+            "playground + proxy + 3 targets"
+        );
         if round == 0 {
             ok(&endpoint, &["bucket", "create", "ais://keep"]);
             let f = tmp.path().join("x");
@@ -244,7 +222,10 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(pids_of(&data).is_empty(), "no node outlives the playground");
+        assert!(
+            pids_mentioning(&data).is_empty(),
+            "no node outlives the playground"
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! The playground's supervisor with the real `aisnode`: a SIGKILLed target
 //! comes back on its port with its data; Ctrl-C stops everything.
 
-use ais_testkit::{bin, free_port, pids_mentioning, raw_http, raw_http_full};
+use ais_testkit::{bin, free_port, interrupt_and_reap, pids_mentioning, raw_http, raw_http_full};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -136,32 +136,8 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
     // Ctrl-C: every node stops, the state file goes. Nodes honour SIGTERM
     // (they must not inherit the playground's blocked signals), so this is
     // well within the 8 s grace before SIGKILL.
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc_kill(pg.id() as i32, 2);
-    }
-    let t = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = pg.try_wait().unwrap() {
-            assert!(st.success(), "playground exit: {st}");
-            assert!(
-                t.elapsed() < Duration::from_secs(6),
-                "stop took {:?}",
-                t.elapsed()
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "playground did not stop on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        pids_mentioning(&data).is_empty(),
-        "no node outlives the playground"
-    );
+    let took = interrupt_and_reap(&mut pg, &data, Duration::from_secs(20)).unwrap();
+    assert!(took < Duration::from_secs(6), "stop took {took:?}");
     assert!(!state_path.exists(), "state file removed on stop");
 }
 

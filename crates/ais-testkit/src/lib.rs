@@ -58,6 +58,35 @@ pub fn pids_mentioning(path: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Ctrl-C for a playground (or any supervisor started by a test): SIGINT,
+/// wait up to `within` for a successful exit, then check that no process
+/// mentioning `data` is left. Returns how long the stop took.
+pub fn interrupt_and_reap(
+    child: &mut Child,
+    data: &Path,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    ais_proc::signal(child.id(), libc::SIGINT)?;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            if !st.success() {
+                bail!("exit after SIGINT: {st}");
+            }
+            break;
+        }
+        if t.elapsed() > within {
+            bail!("still running {within:?} after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = pids_mentioning(data);
+    if !left.is_empty() {
+        bail!("processes outlived it: {left:?}");
+    }
+    Ok(t.elapsed())
+}
+
 /// Targets in the cluster map of the proxy at `url` (0 when it does not answer).
 pub fn target_count_at(url: &str) -> usize {
     raw_http(url, "GET", "/v1/daemon?what=smap", &[], b"")
@@ -652,16 +681,7 @@ impl Cluster {
     /// covers both runs.
     pub fn restart_all(&mut self) -> anyhow::Result<()> {
         let running: Vec<bool> = self.targets.iter().map(|t| t.child.is_some()).collect();
-        {
-            let mut kids: Vec<&mut Child> = std::iter::once(&mut self.proxy)
-                .chain(self.targets.iter_mut())
-                .filter_map(|n| n.child.as_mut())
-                .collect();
-            ais_proc::stop_all(&mut kids, STOP_GRACE);
-        }
-        for n in std::iter::once(&mut self.proxy).chain(self.targets.iter_mut()) {
-            n.child = None;
-        }
+        self.stop_nodes();
         let proxy = self.proxy.respawn(&self.env).context("restart the proxy")?;
         if proxy.url != self.proxy.url {
             bail!(
@@ -859,9 +879,8 @@ impl Cluster {
             .collect()
     }
 
-    /// Orderly stop of every node (SIGTERM to all, SIGKILL after 10 s),
-    /// then the log scan: an error listing the offending lines, if any.
-    pub fn stop(&mut self) -> anyhow::Result<()> {
+    /// SIGTERM to every running node at once, SIGKILL after the grace.
+    fn stop_nodes(&mut self) {
         let mut kids: Vec<&mut Child> = std::iter::once(&mut self.proxy)
             .chain(self.targets.iter_mut())
             .filter_map(|n| n.child.as_mut())
@@ -870,6 +889,12 @@ impl Cluster {
         for n in std::iter::once(&mut self.proxy).chain(self.targets.iter_mut()) {
             n.child = None;
         }
+    }
+
+    /// Orderly stop of every node (SIGTERM to all, SIGKILL after 10 s),
+    /// then the log scan: an error listing the offending lines, if any.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.stop_nodes();
         self.scanned = true;
         let bad = self.log_findings();
         if !bad.is_empty() {

@@ -1,6 +1,6 @@
 //! The `ais` CLI and `aisnode playground` as a user runs them.
 
-use ais_testkit::{bin, free_port, pids_mentioning, target_count_at, Cluster};
+use ais_testkit::{bin, free_port, interrupt_and_reap, pids_mentioning, target_count_at, Cluster};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -205,31 +205,7 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        // Ctrl-C.
-        // SAFETY: kill(2) on our own child.
-        unsafe {
-            libc_kill(child.id() as i32, 2);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                assert!(st.success(), "playground exit: {st}");
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "playground did not stop on Ctrl-C"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            pids_mentioning(&data).is_empty(),
-            "no node outlives the playground"
-        );
+        // Ctrl-C: everything stops, nothing outlives the playground.
+        interrupt_and_reap(&mut child, &data, Duration::from_secs(15)).unwrap();
     }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }

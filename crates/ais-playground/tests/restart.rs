@@ -1,7 +1,9 @@
 //! The playground's supervisor with the real `aisnode`: a SIGKILLed target
 //! comes back on its port with its data; Ctrl-C stops everything.
 
-use ais_testkit::{bin, free_port, interrupt_and_reap, pids_mentioning, raw_http, raw_http_full};
+use ais_testkit::{
+    bin, create_bucket_at, free_port, interrupt_and_reap, pids_mentioning, raw_http, raw_http_full,
+};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -81,15 +83,7 @@ fn killed_target_is_restarted_with_its_port_and_data_and_ctrl_c_stops_all() {
         assert!(Path::new(n["log"].as_str().unwrap()).exists(), "{n}");
     }
 
-    let (s, _) = raw_http(
-        &ep,
-        "POST",
-        "/v1/buckets/bkt?provider=ais",
-        &[],
-        br#"{"action":"create-bck"}"#,
-    )
-    .unwrap();
-    assert_eq!(s, 200);
+    create_bucket_at(&ep, "bkt").unwrap();
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (s, _, owner_url) = request(&ep, "PUT", "/v1/objects/bkt/obj", &payload);
     assert_eq!(s, 200);

@@ -35,6 +35,25 @@ fn sh(script: &str) -> Command {
     c
 }
 
+/// Spawns a shell script that prints `READY [<pid>]` (of a background
+/// child) and returns the child, its identity and that pid (0 if none).
+fn spawn_ready(script: &str, opts: &SpawnOpts) -> (std::process::Child, ais_proc::ProcId, u32) {
+    let mut cmd = sh(script);
+    cmd.stdout(Stdio::piped());
+    let (mut child, id) = spawn(&mut cmd, opts).unwrap();
+    let line = wait_ready_line(
+        child.stdout.take().unwrap(),
+        "READY",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let pid = line
+        .split_whitespace()
+        .nth(1)
+        .map_or(0, |p| p.parse().unwrap());
+    (child, id, pid)
+}
+
 fn group() -> SpawnOpts {
     SpawnOpts {
         own_group: true,
@@ -107,15 +126,7 @@ fn ready_line_fails_on_exit_and_timeout() {
 fn stop_kills_a_child_that_ignores_term_after_the_grace() {
     // The shell ignores TERM and so does its `sleep` (ignored dispositions
     // survive exec).
-    let mut cmd = sh("trap '' TERM; echo READY; sleep 60; sleep 60");
-    cmd.stdout(Stdio::piped());
-    let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    wait_ready_line(
-        child.stdout.take().unwrap(),
-        "READY",
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let (mut child, _, _) = spawn_ready("trap '' TERM; echo READY; sleep 60; sleep 60", &group());
     let t = Instant::now();
     let st = stop(&mut child, Duration::from_millis(500)).unwrap();
     let took = t.elapsed();
@@ -128,15 +139,7 @@ fn stop_kills_a_child_that_ignores_term_after_the_grace() {
     assert_eq!(st.signal(), Some(libc_sigkill()));
 
     // One that honours TERM is not made to wait the grace.
-    let mut cmd = sh("echo READY; exec sleep 60");
-    cmd.stdout(Stdio::piped());
-    let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    wait_ready_line(
-        child.stdout.take().unwrap(),
-        "READY",
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let (mut child, _, _) = spawn_ready("echo READY; exec sleep 60", &group());
     let t = Instant::now();
     let st = stop(&mut child, Duration::from_secs(20)).unwrap();
     assert!(t.elapsed() < Duration::from_secs(5));
@@ -151,16 +154,10 @@ fn libc_sigkill() -> i32 {
 fn group_stop_takes_grandchildren() {
     // A grandchild in the background that ignores TERM: only the group KILL
     // after the grace gets it.
-    let mut cmd = sh("(trap '' TERM; exec sleep 60) & echo \"READY $!\"; wait");
-    cmd.stdout(Stdio::piped());
-    let (mut child, _) = spawn(&mut cmd, &group()).unwrap();
-    let line = wait_ready_line(
-        child.stdout.take().unwrap(),
-        "READY",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let grandchild: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (mut child, _, grandchild) = spawn_ready(
+        "(trap '' TERM; exec sleep 60) & echo \"READY $!\"; wait",
+        &group(),
+    );
     assert!(alive(grandchild));
     stop(&mut child, Duration::from_millis(300)).unwrap();
     assert!(
@@ -290,32 +287,14 @@ fn registry_kills_orphaned_group_members_by_token() {
 #[test]
 fn signal_all_reaches_the_group_before_and_after_the_leader_is_reaped() {
     // Alive: the whole group (leader and its background child).
-    let mut cmd = sh("sleep 60 & echo \"READY $!\"; exec sleep 60");
-    cmd.stdout(Stdio::piped());
-    let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
-    let line = wait_ready_line(
-        child.stdout.take().unwrap(),
-        "READY",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let bg: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (mut child, id, bg) = spawn_ready("sleep 60 & echo \"READY $!\"; exec sleep 60", &group());
     assert_eq!(id.signal_all(ais_proc::SIGKILL).unwrap(), vec![id.pid]);
     child.wait().unwrap();
     assert!(wait_gone(bg, Duration::from_secs(5)));
     assert!(id.signal_all(ais_proc::SIGKILL).unwrap().is_empty());
 
     // Reaped leader: the members carrying its token.
-    let mut cmd = sh("sleep 60 & echo \"READY $!\"");
-    cmd.stdout(Stdio::piped());
-    let (mut child, id) = spawn(&mut cmd, &group()).unwrap();
-    let line = wait_ready_line(
-        child.stdout.take().unwrap(),
-        "READY",
-        Duration::from_secs(10),
-    )
-    .unwrap();
-    let orphan: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (mut child, id, orphan) = spawn_ready("sleep 60 & echo \"READY $!\"", &group());
     child.wait().unwrap();
     assert!(alive(orphan));
     // Another token proves nothing.

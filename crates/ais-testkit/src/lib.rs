@@ -87,6 +87,24 @@ pub fn interrupt_and_reap(
     Ok(t.elapsed())
 }
 
+/// Creates an `ais://` bucket through the proxy at `url` (no async runtime needed).
+pub fn create_bucket_at(url: &str, name: &str) -> anyhow::Result<()> {
+    let (st, body) = raw_http(
+        url,
+        "POST",
+        &format!("/v1/buckets/{name}?provider=ais"),
+        &[],
+        br#"{"action":"create-bck"}"#,
+    )?;
+    if st != 200 {
+        bail!(
+            "create bucket {name}: HTTP {st}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(())
+}
+
 /// Targets in the cluster map of the proxy at `url` (0 when it does not answer).
 pub fn target_count_at(url: &str) -> usize {
     raw_http(url, "GET", "/v1/daemon?what=smap", &[], b"")

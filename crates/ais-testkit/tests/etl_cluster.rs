@@ -2,7 +2,7 @@
 //! target that joins later starts them, and a SIGKILLed target leaves no
 //! worker behind. Uses the host's python3 (no dependencies needed).
 
-use ais_testkit::{b64, raw_http, Cluster};
+use ais_testkit::{b64, create_bucket_at, raw_http, Cluster};
 use std::time::{Duration, Instant};
 
 const CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
@@ -79,15 +79,7 @@ fn worker_pids(data_dir: &std::path::Path) -> Vec<u32> {
 fn etl_follows_targets_through_restart_join_and_crash() {
     let mut c = Cluster::start(2).unwrap();
     let url = c.url().to_string();
-    let (st, _) = raw_http(
-        &url,
-        "POST",
-        "/v1/buckets/etlb",
-        &[],
-        br#"{"action":"create-bck"}"#,
-    )
-    .unwrap();
-    assert_eq!(st, 200);
+    create_bucket_at(&url, "etlb").unwrap();
     let names: Vec<String> = (0..30).map(|i| format!("o{i}")).collect();
     for n in &names {
         put(&url, "etlb", n, n.as_bytes());

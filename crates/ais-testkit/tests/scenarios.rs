@@ -51,6 +51,11 @@ fn content(name: &str, gen: u64, len: usize) -> Vec<u8> {
 }
 
 /// Every name in the bucket under `prefix`.
+async fn bucket_names(cl: &Client) -> Vec<String> {
+    let list = cl.list_buckets().await.unwrap();
+    list.into_iter().map(|b| b.name).collect()
+}
+
 async fn names(cl: &Client, bucket: &str, prefix: &str) -> Vec<String> {
     cl.list_all(bucket, prefix, "name")
         .await
@@ -166,14 +171,7 @@ mod buckets {
     pub fn verify(c: &Cluster, (): ()) {
         let cl = c.client();
         block_on(async {
-            let listed: Vec<String> = cl
-                .list_buckets()
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|b| b.name)
-                .collect();
-            assert_eq!(listed, ["b1", "b2"]);
+            assert_eq!(bucket_names(&cl).await, ["b1", "b2"]);
             let props = cl.head_bucket("b1").await.unwrap();
             assert_eq!(props.provider, "ais");
             assert_eq!(props.checksum.kind, "xxhash");
@@ -189,14 +187,7 @@ mod buckets {
             assert_eq!(status(cl.destroy_bucket("b2").await.unwrap_err()), 404);
             assert_eq!(status(cl.list_all("b2", "", "").await.unwrap_err()), 404);
             assert_eq!(status(cl.get("b2", "x").await.unwrap_err()), 404);
-            let listed: Vec<String> = cl
-                .list_buckets()
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|b| b.name)
-                .collect();
-            assert_eq!(listed, ["b1"]);
+            assert_eq!(bucket_names(&cl).await, ["b1"]);
             cl.create_bucket("b2").await.unwrap();
             assert!(
                 names(&cl, "b2", "").await.is_empty(),

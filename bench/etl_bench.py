@@ -145,13 +145,18 @@ def fresh_process_rate(code_path: str, blobs: list[bytes], par: int) -> float:
     return len(blobs) / (time.perf_counter() - t)
 
 
-def main() -> None:
+def bench_args() -> argparse.Namespace:
+    """The arguments every bench/*.sh passes to its Python half."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    a = bench_args()
     c = Cluster(a.endpoint)
     q = a.quick
     lines: list[str] = []

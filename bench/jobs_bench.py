@@ -16,19 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from etl_bench import make_jpeg  # noqa: E402
+from etl_bench import RESIZE_FN as RESIZE, make_jpeg  # noqa: E402
 
 MD5 = "import hashlib\ndef transform(data):\n    return hashlib.md5(data).hexdigest().encode()\n"
-RESIZE = """\
-import io
-from PIL import Image
-
-def transform(data):
-    img = Image.open(io.BytesIO(data)).convert("RGB").resize((224, 224))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG")
-    return buf.getvalue()
-"""
 
 
 def local_md5(data: bytes) -> bytes:

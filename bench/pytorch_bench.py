@@ -3,7 +3,6 @@ vs the official SDK; and DataLoader worker memory over a huge listing."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import os
@@ -13,6 +12,9 @@ import time
 
 import numpy as np
 import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from etl_bench import bench_args  # noqa: E402
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -64,12 +66,7 @@ def private_kib(pid: int) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--bin", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
+    a = bench_args()
     ep = a.endpoint
     env = dict(os.environ, AIS_ENDPOINT=ep)
     n = 300 if a.quick else 1500

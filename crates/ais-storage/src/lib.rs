@@ -34,6 +34,8 @@ pub enum StorageError {
     Conflict(String),
     #[error("checksum mismatch: stored {stored}, computed {computed}")]
     Corrupt { stored: String, computed: String },
+    #[error("size mismatch: {stored} bytes were stored, the file has {actual}")]
+    SizeMismatch { stored: u64, actual: u64 },
     #[error("mountpath {path}: {msg}")]
     Mountpath { path: String, msg: String },
     #[error("{context}: {source}")]
@@ -369,11 +371,24 @@ pub struct ObjInfo {
 impl ObjInfo {
     fn read(path: &Path, md: &std::fs::Metadata) -> Result<Self> {
         use std::os::unix::fs::MetadataExt;
-        let mut attrs = match xattr::get(path, XATTR_META) {
-            Ok(Some(raw)) => serde_json::from_slice::<ObjAttrs>(&raw).unwrap_or_default(),
-            _ => ObjAttrs::default(),
+        let attrs = match xattr::get(path, XATTR_META) {
+            Ok(Some(raw)) => {
+                let attrs = serde_json::from_slice::<ObjAttrs>(&raw).unwrap_or_default();
+                // A file shorter or longer than what was committed is damage
+                // (truncation, an outside write): never serve it as the object.
+                if attrs.size != md.len() {
+                    return Err(StorageError::SizeMismatch {
+                        stored: attrs.size,
+                        actual: md.len(),
+                    });
+                }
+                attrs
+            }
+            _ => ObjAttrs {
+                size: md.len(),
+                ..Default::default()
+            },
         };
-        attrs.size = md.len();
         let atime_ns = md.atime() * 1_000_000_000 + md.atime_nsec();
         Ok(Self { attrs, atime_ns })
     }
@@ -444,6 +459,10 @@ impl PutWriter {
         let size = self.size;
         let cksum = format!("{:016x}", self.hasher.digest());
         let res = tokio::task::spawn_blocking(move || -> Result<ObjAttrs> {
+            // Reading the previous version and renaming over it is one step
+            // per name, so concurrent PUTs of one object get distinct,
+            // increasing versions.
+            let serial = commit_lock(&dst);
             let prev_version = xattr::get(&dst, XATTR_META)
                 .ok()
                 .flatten()
@@ -482,6 +501,7 @@ impl PutWriter {
                 }
                 return Err(io_err(format!("rename into {}", dst.display()))(e));
             }
+            drop(serial);
             if let Ok(d) = std::fs::File::open(parent) {
                 let _ = d.sync_all();
             }
@@ -497,6 +517,15 @@ impl PutWriter {
         }
         res
     }
+}
+
+/// Commits of the same name are serialised by one of these (by path hash).
+static COMMIT_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
+
+fn commit_lock(dst: &Path) -> std::sync::MutexGuard<'static, ()> {
+    let h = xxhash_rust::xxh64::xxh64(dst.as_os_str().as_encoded_bytes(), 0);
+    let m = &COMMIT_LOCKS[(h % COMMIT_LOCKS.len() as u64) as usize];
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for PutWriter {

@@ -282,8 +282,15 @@ fn corrupted_object_is_an_error_never_bad_bytes() {
         std::os::unix::fs::FileExt::write_at(&f, b"XX", 100).unwrap();
     }
     rt.block_on(async {
-        // Without validation the bytes are served as stored.
+        // Without validation plain GETs serve the bytes as stored (as
+        // AIStore does), but nothing copies them elsewhere.
         assert!(cl.get("ck", "f").await.is_ok());
+        let st = copy_and_wait(&cl, "ck", "ck-copy").await;
+        assert_eq!(st.err_count, 2, "{st:?}");
+        for name in ["f", "big"] {
+            let e = cl.get("ck-copy", name).await.unwrap_err();
+            assert_eq!(e.status(), Some(404), "{name} was copied: {e}");
+        }
         cl.set_bucket_props(
             "ck",
             serde_json::json!({"checksum": {"validate_warm_get": true}}),
@@ -298,6 +305,24 @@ fn corrupted_object_is_an_error_never_bad_bytes() {
     });
 }
 
+/// Copies `src` to `dst` (continuing on errors) and waits for the job.
+async fn copy_and_wait(cl: &Client, src: &str, dst: &str) -> ais_client::JobStatus {
+    let msg = ais_client::BucketJobMsg {
+        coer: true,
+        ..Default::default()
+    };
+    let job = cl.copy_bucket(src, dst, &msg).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = cl.job_status(&job).await.unwrap();
+        if st.end_time != 0 {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "copy job did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
@@ -310,4 +335,93 @@ fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+#[test]
+fn truncated_or_grown_file_is_an_error_never_a_short_object() {
+    let c = Cluster::start(1).unwrap();
+    let rt = rt();
+    let cl = c.client();
+    let data: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    rt.block_on(async {
+        cl.create_bucket("sz").await.unwrap();
+        for name in ["short", "long", "ok"] {
+            cl.put_bytes("sz", name, data.clone()).await.unwrap();
+        }
+    });
+    // Damage two files behind the server's back: one truncated, one grown.
+    let short = find(&c.targets[0].data, "short").expect("object file");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&short)
+        .unwrap()
+        .set_len(1_000)
+        .unwrap();
+    let long = find(&c.targets[0].data, "long").expect("object file");
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&long)
+        .unwrap();
+    std::io::Write::write_all(&mut &f, b"extra").unwrap();
+    rt.block_on(async {
+        // Default bucket settings (no validate_warm_get): still never a 200.
+        for name in ["short", "long"] {
+            let e = cl.get("sz", name).await.unwrap_err();
+            assert_eq!(e.status(), Some(500), "{name}: {e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("damaged") && msg.contains("65536") && msg.contains(name),
+                "{msg}"
+            );
+            assert!(cl.head_object("sz", name).await.is_err(), "{name}: HEAD");
+            let e = cl
+                .get_stream("sz", name, &[], Some("bytes=0-9"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.status(), Some(500), "{name}: range GET: {e}");
+        }
+        assert_eq!(cl.get("sz", "ok").await.unwrap().as_ref(), data.as_slice());
+        // A copy job does not spread the damage: the damaged ones fail, by name.
+        let st = copy_and_wait(&cl, "sz", "sz-copy").await;
+        assert_eq!(st.err_count, 2, "{st:?}");
+        assert_eq!(
+            cl.get("sz-copy", "ok").await.unwrap().as_ref(),
+            data.as_slice()
+        );
+        for name in ["short", "long"] {
+            assert_eq!(
+                cl.get("sz-copy", name).await.unwrap_err().status(),
+                Some(404),
+                "{name} was copied"
+            );
+        }
+    });
+}
+
+#[test]
+fn concurrent_puts_of_one_name_get_distinct_increasing_versions() {
+    let c = Cluster::start(1).unwrap();
+    let rt = rt();
+    let cl = c.client();
+    rt.block_on(async {
+        cl.create_bucket("ver").await.unwrap();
+        let mut last = 0u64;
+        for round in 0..50 {
+            let puts = (0..16).map(|i| {
+                let cl = cl.clone();
+                async move {
+                    let p = cl
+                        .put_bytes("ver", "one", format!("{round}-{i}").into_bytes())
+                        .await
+                        .unwrap();
+                    p.version.parse::<u64>().unwrap()
+                }
+            });
+            let mut versions = futures::future::join_all(puts).await;
+            versions.sort_unstable();
+            let expect: Vec<u64> = (last + 1..=last + 16).collect();
+            assert_eq!(versions, expect, "round {round}");
+            last += 16;
+        }
+    });
 }

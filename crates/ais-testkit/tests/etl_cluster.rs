@@ -173,3 +173,56 @@ fn etl_follows_targets_through_restart_join_and_crash() {
     assert_eq!(st, 404);
     assert!(String::from_utf8_lossy(&body).contains("etl job rev-etl does not exist"));
 }
+
+/// A damaged object (flipped bytes, or a truncated file) never reaches a
+/// transform, whatever `validate_warm_get` says: the ETL GET fails naming it.
+#[test]
+fn damaged_object_is_never_transformed() {
+    let c = Cluster::start(1).unwrap();
+    let url = c.url().to_string();
+    create_bucket_at(&url, "dmg").unwrap();
+    let data = vec![5u8; 40_000];
+    for name in ["flipped", "cut", "fine"] {
+        put(&url, "dmg", name, &data);
+    }
+    init(&url, "dmg-etl");
+    assert!(etl_get(&url, "dmg", "fine", "dmg-etl").starts_with(b"T:"));
+    let file = |name: &str| {
+        let mut stack = vec![c.targets[0].data.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.ends_with(format!("dmg/{name}")) {
+                    return p;
+                }
+            }
+        }
+        panic!("{name}: no file");
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(file("flipped"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"XX", 10).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(file("cut"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    for (name, why) in [("flipped", "corrupted"), ("cut", "damaged")] {
+        let (st, body) = raw_http(
+            &c.targets[0].url,
+            "GET",
+            &format!("/v1/objects/dmg/{name}?etl_name=dmg-etl"),
+            &[],
+            b"",
+        )
+        .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(st, 500, "{name}: {body}");
+        assert!(body.contains(why) && body.contains(name), "{body}");
+    }
+}

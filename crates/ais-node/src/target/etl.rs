@@ -154,11 +154,7 @@ pub async fn transform_local(
             })
         }
     };
-    let info = t
-        .store
-        .head(bck, obj)
-        .await
-        .map_err(|e| error::storage(node, bck, obj, e))?;
+    let info = t.verified_source(bck, obj).await?;
     let path = t.store.obj_path(bck, obj);
     let cname = format!("{}/{obj}", bck.cname());
     let out = rt

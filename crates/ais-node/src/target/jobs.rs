@@ -327,12 +327,7 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     }
     let src = Bck::ais(spec.src.clone());
     let path = t.store.obj_path(&src, name);
-    let src_cksum = t
-        .store
-        .head(&src, name)
-        .await
-        .map(|i| i.attrs.cksum_value)
-        .unwrap_or_default();
+    let src_cksum = t.verified_source(&src, name).await?.attrs.cksum_value;
     let rt = if spec.kind.starts_with("etl") {
         Some(t.etl.get(&spec.msg.id).ok_or_else(|| {
             ApiError::NotFound(format!(

@@ -137,6 +137,20 @@ impl Target {
         Err(ApiError::object_not_found(&self.core.name, bck, obj))
     }
 
+    /// An object about to be moved elsewhere (ETL input, copy, transform):
+    /// its size and checksum are verified whatever the bucket's
+    /// `validate_warm_get` says, so damage is reported, never copied under
+    /// a fresh checksum.
+    pub async fn verified_source(&self, bck: &Bck, obj: &str) -> ApiResult<ais_storage::ObjInfo> {
+        let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
+        let info = self.store.head(bck, obj).await.map_err(err)?;
+        self.store
+            .verify(bck, obj, &info.attrs)
+            .await
+            .map_err(err)?;
+        Ok(info)
+    }
+
     fn destroy_buckets(&self, old: &ais_core::meta::Bmd) {
         let new = self.core.meta.bmd();
         for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {

@@ -299,11 +299,7 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
     let (dbck, dobj) = Bck::parse_uname(to)?;
     ais_core::names::validate_object_name(&dobj)?;
     t.core.bucket_props(&dbck)?;
-    let info = t
-        .store
-        .head(bck, obj)
-        .await
-        .map_err(|e| storage_err(t, bck, obj, e))?;
+    let info = t.verified_source(bck, obj).await?;
     let path = t.store.obj_path(bck, obj);
     let data = match super::etl::etl_param(t, ctx) {
         Some(etl) => {

@@ -46,16 +46,22 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ClusterError> {
 
 /// Writes `value` to `path` atomically (temp + fsync + rename).
 pub fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ClusterError> {
-    let io = |context: String| move |source| ClusterError::Io { context, source };
     let raw = serde_json::to_vec_pretty(value).map_err(|e| ClusterError::Io {
         context: "encode".into(),
         source: std::io::Error::other(e),
     })?;
+    save_bytes(path, &raw)
+}
+
+/// Writes `raw` to `path` atomically (temp + fsync + rename); a failed
+/// write leaves no temp file behind.
+pub fn save_bytes(path: &Path, raw: &[u8]) -> Result<(), ClusterError> {
+    let io = |context: String| move |source| ClusterError::Io { context, source };
     let tmp = path.with_extension("tmp");
     let written = (|| {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-        f.write_all(&raw)
+        f.write_all(raw)
             .map_err(io(format!("write {}", tmp.display())))?;
         f.sync_all().map_err(io(format!("fsync {}", tmp.display())))
     })()

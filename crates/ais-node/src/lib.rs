@@ -102,7 +102,8 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
                     Some(Primary::new(meta, snode, cfg, Arc::new(core.rpc.clone()))?)
                 }
             };
-            Ok(App::Proxy(Arc::new(proxy::Proxy::new(core, primary))))
+            let jobs = proxy::jobs::Registry::open(data.join("jobs.json"));
+            Ok(App::Proxy(Arc::new(proxy::Proxy::new(core, primary, jobs))))
         }
         NodeType::Target => {
             if args.join.is_none() {

@@ -142,7 +142,11 @@ mod tests {
         let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None).unwrap();
         let transport = Arc::new(core.rpc.clone());
         let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport).unwrap();
-        App::Proxy(Arc::new(Proxy::new(core, Some(primary))))
+        App::Proxy(Arc::new(Proxy::new(
+            core,
+            Some(primary),
+            Default::default(),
+        )))
     }
 
     fn ctx(method: Method, path_and_query: &str) -> Ctx {

@@ -721,6 +721,23 @@ impl Cluster {
         self.wait_settled()
     }
 
+    /// Restarts the proxy alone (SIGTERM, same port and data), the targets
+    /// keep running; waits until it has them all in its map again.
+    pub fn restart_proxy(&mut self) -> anyhow::Result<()> {
+        self.proxy.stop();
+        let proxy = self.proxy.respawn(&self.env).context("restart the proxy")?;
+        if proxy.url != self.proxy.url {
+            bail!(
+                "restarted proxy answers at {} instead of {}",
+                proxy.url,
+                self.proxy.url
+            );
+        }
+        self.proxy = proxy;
+        let n = self.targets.iter().filter(|t| t.child.is_some()).count();
+        self.wait_targets(n)
+    }
+
     /// Waits until every running target holds the proxy's cluster map
     /// version (it has (re)joined and received the current map).
     pub fn wait_settled(&self) -> anyhow::Result<()> {

@@ -631,3 +631,37 @@ fn job_commands_in_the_cli() {
     assert_eq!(cat, "OBJECT 3");
     let _ = std::fs::remove_file(code);
 }
+
+/// The proxy's job index is persisted: a proxy restarted mid-job still
+/// reports the job (running, then finished with every object), and the CLI
+/// shows it.
+#[test]
+fn job_status_survives_a_proxy_restart() {
+    let mut c = Cluster::start(2).unwrap();
+    let url = c.url().to_string();
+    fill(&url, "psrc", 120);
+    init_etl(&url, "slow-upper", UPPER);
+    // ~120 x 50 ms over 2 targets x 2 workers: a few seconds of work.
+    let (id, _) = start(
+        &url,
+        "psrc",
+        "pdst",
+        "etl-bck",
+        json!({"id": "slow-upper", "prefix": "d/", "etl_args": "slow", "num-workers": 2}),
+    );
+    assert_eq!(status(&url, &id)["end_time"], 0, "finished too soon");
+    c.restart_proxy().unwrap();
+    let s = status(&url, &id);
+    assert_eq!(s["kind"], "etl-bck", "{s}");
+    let s = wait(&url, &id);
+    assert_eq!(s["err"], "", "{s}");
+    assert_eq!(s["objs"], 120, "{s}");
+    assert_eq!(names(&url, "pdst").len(), 120);
+    let out = std::process::Command::new(ais_testkit::bin("ais"))
+        .args(["show", "job", &id])
+        .env("AIS_ENDPOINT", &url)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&id), "{text}");
+}

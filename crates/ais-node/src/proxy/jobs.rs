@@ -13,37 +13,82 @@ use ais_core::meta::Snode;
 use ais_core::Bck;
 use axum::body::Body;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::RwLock;
 use std::time::Duration;
 
-/// Which targets run which job.
-#[derive(Default)]
-pub struct Registry(RwLock<HashMap<String, ProxyJob>>);
+/// Jobs the proxy remembers (the newest; older ones are forgotten).
+const MAX_KEPT_JOBS: usize = 1000;
 
-#[derive(Clone)]
+/// Which targets run which job, persisted in the proxy's data dir so job
+/// status survives a proxy restart (the targets keep the jobs' state).
+#[derive(Default)]
+pub struct Registry {
+    jobs: RwLock<HashMap<String, ProxyJob>>,
+    /// `<data>/jobs.json`; `None` in tests without a data dir.
+    file: Option<PathBuf>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ProxyJob {
     kind: String,
     targets: Vec<Snode>,
+    /// Unix nanoseconds, for pruning the oldest.
+    #[serde(default)]
+    started_ns: i64,
 }
 
 impl Registry {
+    /// Loads the jobs a previous run of this proxy started.
+    pub fn open(file: PathBuf) -> Self {
+        let jobs = match std::fs::read(&file) {
+            Ok(raw) => serde_json::from_slice(&raw).unwrap_or_else(|e| {
+                tracing::warn!(file = %file.display(), error = %e, "ignoring unreadable job index");
+                HashMap::new()
+            }),
+            Err(_) => HashMap::new(),
+        };
+        Registry {
+            jobs: RwLock::new(jobs),
+            file: Some(file),
+        }
+    }
+
+    fn persist(&self, jobs: &HashMap<String, ProxyJob>) -> ApiResult<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let raw = serde_json::to_vec(jobs).map_err(|e| ApiError::internal(e.to_string()))?;
+        ais_cluster::save_bytes(file, &raw).map_err(ApiError::from)
+    }
+
     fn get(&self, node: &str, id: &str) -> ApiResult<ProxyJob> {
-        self.0
+        self.jobs
             .read()
             .ok()
             .and_then(|m| m.get(id).cloned())
             .ok_or_else(|| ApiError::NotFound(format!("{node}: job {id} not found")))
     }
-    fn insert(&self, id: &str, job: ProxyJob) {
-        if let Ok(mut m) = self.0.write() {
-            m.insert(id.to_string(), job);
+    fn insert(&self, id: &str, job: ProxyJob) -> ApiResult<()> {
+        let Ok(mut m) = self.jobs.write() else {
+            return Err(ApiError::internal("job index lock poisoned"));
+        };
+        if m.len() >= MAX_KEPT_JOBS {
+            let mut by_age: Vec<(i64, String)> =
+                m.iter().map(|(k, j)| (j.started_ns, k.clone())).collect();
+            by_age.sort();
+            for (_, old) in by_age.iter().take(m.len() + 1 - MAX_KEPT_JOBS) {
+                m.remove(old);
+            }
         }
+        m.insert(id.to_string(), job);
+        self.persist(&m)
     }
     fn ids(&self) -> Vec<String> {
-        self.0
+        self.jobs
             .read()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
@@ -136,8 +181,9 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         ProxyJob {
             kind: kind.into(),
             targets: targets.clone(),
+            started_ns: ais_core::now_ns(),
         },
-    );
+    )?;
     let started = all_ok(
         &format!("failed to start job {id}"),
         fan_out(&targets, CONTROL_TIMEOUT, |t| {

@@ -27,11 +27,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(core: NodeCore, primary: Option<Arc<Primary>>) -> Self {
+    pub fn new(core: NodeCore, primary: Option<Arc<Primary>>, jobs: jobs::Registry) -> Self {
         Proxy {
             core,
             primary,
-            jobs: Default::default(),
+            jobs,
         }
     }
 

@@ -225,7 +225,7 @@ class Cluster:
         base_dir: Optional[os.PathLike] = None,
         num_targets: int = NUM_TARGETS,
         bin_dir: Optional[os.PathLike] = None,
-        keepalive_timeout: float = 2.0,
+        keepalive_timeout: float = 6.0,
         env: Optional[Dict[str, str]] = None,
         allow_log: Iterable[str] = (),
     ) -> None:

@@ -41,9 +41,38 @@ where
     best.map(|(_, i)| i)
 }
 
+/// Indices of all candidates, best first (the first is [`select`]'s pick):
+/// where an object's extra copies go.
+pub fn order<I>(uname: &str, candidates: I) -> Vec<usize>
+where
+    I: IntoIterator<Item = u64>,
+{
+    let d = digest(uname);
+    let mut w: Vec<(u64, usize)> = candidates
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| (xoshiro256_hash(id ^ d), i))
+        .collect();
+    w.sort_by_key(|e| std::cmp::Reverse(e.0));
+    w.into_iter().map(|(_, i)| i).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_starts_with_the_selected_one() {
+        let ids: Vec<u64> = (0..7).map(|i| digest(&format!("mp{i}"))).collect();
+        for n in 0..50 {
+            let u = format!("ais/@#/b/o{n}");
+            let o = order(&u, ids.iter().copied());
+            assert_eq!(Some(o[0]), select(&u, ids.iter().copied()));
+            let mut sorted = o.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..7).collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn matches_sdk_reference_values() {

@@ -130,6 +130,44 @@ impl Smap {
     }
 }
 
+/// N-way copies of every object across a target's mountpaths (AIStore's
+/// `mirror` bucket property).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorConf {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Copies in all, the main one included.
+    #[serde(default = "one")]
+    pub copies: u32,
+    #[serde(default)]
+    pub burst_buffer: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for MirrorConf {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            copies: 1,
+            burst_buffer: 512,
+        }
+    }
+}
+
+impl MirrorConf {
+    /// Copies to keep (1 when mirroring is off).
+    pub fn effective(&self) -> usize {
+        if self.enabled {
+            self.copies.max(1) as usize
+        } else {
+            1
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChecksumConf {
     #[serde(rename = "type")]
@@ -177,6 +215,8 @@ pub struct BucketProps {
     #[serde(default)]
     pub versioning: VersioningConf,
     #[serde(default)]
+    pub mirror: MirrorConf,
+    #[serde(default)]
     pub access: String,
     #[serde(default)]
     pub features: String,
@@ -192,6 +232,7 @@ impl Default for BucketProps {
             provider: "ais".into(),
             checksum: ChecksumConf::default(),
             versioning: VersioningConf { enabled: true },
+            mirror: MirrorConf::default(),
             access: "0".into(),
             features: "0".into(),
             bid: String::new(),
@@ -215,6 +256,12 @@ impl BucketProps {
             return Err(CoreError::invalid(format!(
                 "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",
                 next.checksum.kind
+            )));
+        }
+        if !(1..=16).contains(&next.mirror.copies) {
+            return Err(CoreError::invalid(format!(
+                "mirror.copies must be between 1 and 16, not {}",
+                next.mirror.copies
             )));
         }
         *self = next;

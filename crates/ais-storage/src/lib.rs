@@ -25,6 +25,9 @@ use xxhash_rust::xxh64::Xxh64;
 const XATTR_META: &str = "user.ais.meta";
 const BUCKETS_DIR: &str = "@ais";
 const WORK_DIR: &str = ".ais-work";
+/// Extra copies of mirrored buckets (`mirror.copies`), outside `@ais` so
+/// listings never see them twice.
+const MIRROR_DIR: &str = "@mirror";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -65,6 +68,9 @@ impl Mountpath {
     }
     fn work_dir(&self) -> PathBuf {
         self.path.join(WORK_DIR)
+    }
+    fn mirror_dir(&self, bck: &Bck) -> PathBuf {
+        self.path.join(MIRROR_DIR).join(&bck.name)
     }
 }
 
@@ -129,6 +135,67 @@ impl Store {
         &self.mpaths[i]
     }
 
+    /// Where the extra copies of an object go: the mountpaths after its main
+    /// one in HRW order.
+    fn mirror_mpaths(&self, bck: &Bck, obj: &str, copies: usize) -> Vec<&Mountpath> {
+        hrw::order(&bck.obj_uname(obj), self.mpaths.iter().map(|m| m.digest))
+            .into_iter()
+            .skip(1)
+            .take(copies.saturating_sub(1))
+            .map(|i| &self.mpaths[i])
+            .collect()
+    }
+
+    /// Every mirror copy of an object present on any mountpath.
+    fn mirror_copies(&self, bck: &Bck, obj: &str) -> Vec<PathBuf> {
+        self.mpaths
+            .iter()
+            .map(|m| m.mirror_dir(bck).join(obj))
+            .filter(|p| p.is_file())
+            .collect()
+    }
+
+    /// Restores a missing or damaged main copy from a healthy mirror copy
+    /// (right size, and with `verify` the right checksum). `Ok(false)`: no
+    /// healthy copy exists.
+    pub async fn heal(&self, bck: &Bck, obj: &str, verify: bool) -> Result<bool> {
+        let copies = self.mirror_copies(bck, obj);
+        if copies.is_empty() {
+            return Ok(false);
+        }
+        let mp = self.mpath_for(bck, obj).clone();
+        let dst = mp.bucket_dir(bck).join(obj);
+        let work = mp.work_dir();
+        tokio::task::spawn_blocking(move || -> Result<bool> {
+            for src in copies {
+                let Ok(md) = std::fs::metadata(&src) else {
+                    continue;
+                };
+                let Ok(info) = ObjInfo::read(&src, &md) else {
+                    continue;
+                };
+                if verify && check_file(&src, &info.attrs.cksum_value).is_err() {
+                    continue;
+                }
+                let _serial = commit_lock(&dst);
+                let tmp = work.join(format!("heal-{}", ais_core::gen_id(16)));
+                let res = copy_durably(&src, &tmp, &dst);
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                res?;
+                tracing::warn!(object = %dst.display(), from = %src.display(), "restored a missing or damaged copy from its mirror");
+                return Ok(true);
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(|e| StorageError::Io {
+            context: "heal".into(),
+            source: io::Error::other(e),
+        })?
+    }
+
     /// Absolute path of an object's file (the name must already be validated).
     pub fn obj_path(&self, bck: &Bck, obj: &str) -> PathBuf {
         self.mpath_for(bck, obj).bucket_dir(bck).join(obj)
@@ -136,6 +203,24 @@ impl Store {
 
     /// Starts a streaming write; nothing is visible until [`PutWriter::commit`].
     pub async fn begin_put(&self, bck: &Bck, obj: &str) -> Result<PutWriter> {
+        self.begin_put_copies(bck, obj, 1).await
+    }
+
+    /// Like [`Store::begin_put`], keeping `copies` copies in all on distinct
+    /// mountpaths (as many as there are): the commit makes every copy
+    /// durable before the object is acknowledged.
+    pub async fn begin_put_copies(&self, bck: &Bck, obj: &str, copies: usize) -> Result<PutWriter> {
+        let chosen = self.mirror_mpaths(bck, obj, copies);
+        let mirrors: Vec<(PathBuf, PathBuf)> = chosen
+            .iter()
+            .map(|m| (m.work_dir(), m.mirror_dir(bck).join(obj)))
+            .collect();
+        let stale = self
+            .mpaths
+            .iter()
+            .map(|m| m.mirror_dir(bck).join(obj))
+            .filter(|p| !mirrors.iter().any(|(_, d)| d == p))
+            .collect();
         let mp = self.mpath_for(bck, obj);
         let tmp = mp.work_dir().join(format!("put-{}", ais_core::gen_id(16)));
         let file = tokio::fs::File::create(&tmp)
@@ -146,6 +231,8 @@ impl Store {
             buf: Vec::new(),
             tmp: Some(tmp),
             dst: mp.bucket_dir(bck).join(obj),
+            mirrors,
+            stale,
             hasher: Xxh64::new(0),
             size: 0,
         })
@@ -158,6 +245,17 @@ impl Store {
     /// Objects up to [`SMALL_OBJECT`] are read whole in one blocking call;
     /// larger ones are returned open, to stream from.
     pub async fn open_obj(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
+        match self.open_main(bck, obj).await {
+            Err(StorageError::NotFound | StorageError::SizeMismatch { .. })
+                if self.heal(bck, obj, false).await? =>
+            {
+                self.open_main(bck, obj).await
+            }
+            r => r,
+        }
+    }
+
+    async fn open_main(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         use std::io::Read;
         let path = self.obj_path(bck, obj);
         let mut file = match std::fs::File::open(&path) {
@@ -215,6 +313,17 @@ impl Store {
 
     /// Attributes of an object (stat + getxattr, inline like `open_obj`).
     pub async fn head(&self, bck: &Bck, obj: &str) -> Result<ObjInfo> {
+        match self.head_main(bck, obj) {
+            Err(StorageError::NotFound | StorageError::SizeMismatch { .. })
+                if self.heal(bck, obj, false).await? =>
+            {
+                self.head_main(bck, obj)
+            }
+            r => r,
+        }
+    }
+
+    fn head_main(&self, bck: &Bck, obj: &str) -> Result<ObjInfo> {
         let path = self.obj_path(bck, obj);
         let md = match std::fs::metadata(&path) {
             Ok(m) if m.is_file() => m,
@@ -225,43 +334,51 @@ impl Store {
         ObjInfo::read(&path, &md)
     }
 
-    /// Recomputes the checksum of an object's file and compares it with the stored one.
-    pub async fn verify(&self, bck: &Bck, obj: &str, attrs: &ObjAttrs) -> Result<()> {
+    /// Recomputes the checksum of an object's file and compares it with the
+    /// stored one. A damaged main copy of a mirrored object is replaced from
+    /// a healthy mirror: `Ok(Verified::Healed)` (reopen before reading).
+    pub async fn verify(&self, bck: &Bck, obj: &str, attrs: &ObjAttrs) -> Result<Verified> {
         if attrs.cksum_type != CKSUM_XXHASH || attrs.cksum_value.is_empty() {
-            return Ok(());
+            return Ok(Verified::Ok);
         }
         let path = self.obj_path(bck, obj);
         let stored = attrs.cksum_value.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let mut f =
-                std::fs::File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
-            let mut h = Xxh64::new(0);
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .map_err(io_err(format!("read {}", path.display())))?;
-                if n == 0 {
-                    break;
+        let res = tokio::task::spawn_blocking(move || check_file(&path, &stored))
+            .await
+            .map_err(|e| StorageError::Io {
+                context: "verify".into(),
+                source: io::Error::other(e),
+            })?;
+        match res {
+            Err(e @ StorageError::Corrupt { .. }) => {
+                if self.heal(bck, obj, true).await? {
+                    Ok(Verified::Healed)
+                } else {
+                    Err(e)
                 }
-                h.update(&buf[..n]);
             }
-            let computed = format!("{:016x}", h.digest());
-            if computed != stored {
-                return Err(StorageError::Corrupt { stored, computed });
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| StorageError::Io {
-            context: "verify".into(),
-            source: io::Error::other(e),
-        })?
+            Err(e) => Err(e),
+            Ok(()) => Ok(Verified::Ok),
+        }
     }
 
     /// Removes an object and any directories its removal left empty.
     pub async fn delete(&self, bck: &Bck, obj: &str) -> Result<()> {
+        let mut had_copy = false;
+        for m in &self.mpaths {
+            let p = m.mirror_dir(bck).join(obj);
+            if p.is_file() && std::fs::remove_file(&p).is_ok() {
+                had_copy = true;
+                prune_empty_dirs(p.parent(), &m.mirror_dir(bck));
+            }
+        }
+        match self.delete_main(bck, obj).await {
+            Err(StorageError::NotFound) if had_copy => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn delete_main(&self, bck: &Bck, obj: &str) -> Result<()> {
         let mp = self.mpath_for(bck, obj).clone();
         let path = mp.bucket_dir(bck).join(obj);
         let stop = mp.bucket_dir(bck);
@@ -287,8 +404,11 @@ impl Store {
     /// the work area at once (so the bucket is gone immediately) and deleted
     /// in the background.
     pub fn destroy_bucket(&self, bck: &Bck) -> Result<()> {
-        for mp in &self.mpaths {
-            let dir = mp.bucket_dir(bck);
+        let dirs = self
+            .mpaths
+            .iter()
+            .flat_map(|mp| [(mp, mp.bucket_dir(bck)), (mp, mp.mirror_dir(bck))]);
+        for (mp, dir) in dirs {
             if !dir.exists() {
                 continue;
             }
@@ -404,6 +524,10 @@ pub struct PutWriter {
     buf: Vec<u8>,
     tmp: Option<PathBuf>,
     dst: PathBuf,
+    /// Extra copies: (work dir of their mountpath, final path).
+    mirrors: Vec<(PathBuf, PathBuf)>,
+    /// Mirror copies elsewhere that this write makes stale (removed).
+    stale: Vec<PathBuf>,
     hasher: Xxh64,
     size: u64,
 }
@@ -456,6 +580,8 @@ impl PutWriter {
         drop(file);
         let tmp = self.tmp.clone().unwrap_or_default();
         let dst = self.dst.clone();
+        let mirrors = std::mem::take(&mut self.mirrors);
+        let stale = std::mem::take(&mut self.stale);
         let size = self.size;
         let cksum = format!("{:016x}", self.hasher.digest());
         let res = tokio::task::spawn_blocking(move || -> Result<ObjAttrs> {
@@ -482,6 +608,21 @@ impl PutWriter {
                 source: io::Error::other(e),
             })?;
             xattr::set(&tmp, XATTR_META, &raw).map_err(io_err("set object metadata"))?;
+            // Every copy durable before the object is acknowledged; stale
+            // copies (fewer copies asked for now) must never be healed from.
+            for p in &stale {
+                if p.is_file() {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            for (work, mdst) in &mirrors {
+                let mtmp = work.join(format!("put-{}", ais_core::gen_id(16)));
+                let res = copy_durably(&tmp, &mtmp, mdst);
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&mtmp);
+                }
+                res?;
+            }
             let parent = dst.parent().unwrap_or(Path::new("/"));
             if let Err(e) = std::fs::create_dir_all(parent) {
                 if e.kind() == io::ErrorKind::AlreadyExists
@@ -526,6 +667,58 @@ fn commit_lock(dst: &Path) -> std::sync::MutexGuard<'static, ()> {
     let h = xxhash_rust::xxh64::xxh64(dst.as_os_str().as_encoded_bytes(), 0);
     let m = &COMMIT_LOCKS[(h % COMMIT_LOCKS.len() as u64) as usize];
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    Ok,
+    /// The main copy was damaged and has been replaced from a mirror.
+    Healed,
+}
+
+/// Recomputes a file's xxhash and compares it with `stored`.
+fn check_file(path: &Path, stored: &str) -> Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut h = Xxh64::new(0);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(io_err(format!("read {}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let computed = format!("{:016x}", h.digest());
+    if computed != stored {
+        return Err(StorageError::Corrupt {
+            stored: stored.to_string(),
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Copies `src` (data and metadata) to `tmp`, makes it durable, and renames
+/// it over `dst` (creating its directory); the caller removes `tmp` on error.
+fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
+    std::fs::copy(src, tmp).map_err(io_err(format!("copy {}", src.display())))?;
+    if let Ok(Some(meta)) = xattr::get(src, XATTR_META) {
+        xattr::set(tmp, XATTR_META, &meta).map_err(io_err("set object metadata"))?;
+    }
+    std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(format!("fsync {}", tmp.display())))?;
+    let parent = dst.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+    std::fs::rename(tmp, dst).map_err(io_err(format!("rename into {}", dst.display())))?;
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 impl Drop for PutWriter {

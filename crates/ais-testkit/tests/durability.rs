@@ -425,3 +425,134 @@ fn concurrent_puts_of_one_name_get_distinct_increasing_versions() {
         }
     });
 }
+
+/// Files of `name` under `dir` (main copies under `@ais`, mirrors under `@mirror`).
+fn copies_of(dir: &std::path::Path, bucket: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.ends_with(format!("{bucket}/{name}")) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn mirrored_bucket_survives_a_lost_mountpath_and_damaged_copies() {
+    let mut c = Cluster::start_with(ais_testkit::Opts {
+        targets: 1,
+        mpaths: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = rt();
+    let cl = c.client();
+    let names: Vec<String> = (0..60).map(|i| format!("m/{i:02}")).collect();
+    rt.block_on(async {
+        cl.create_bucket("mir").await.unwrap();
+        cl.set_bucket_props(
+            "mir",
+            serde_json::json!({"mirror": {"enabled": true, "copies": 2}}),
+        )
+        .await
+        .unwrap();
+        for n in &names {
+            cl.put_bytes("mir", n, content(n, 0)).await.unwrap();
+        }
+        // Two copies of each, on distinct mountpaths; listed once.
+        assert_eq!(cl.list_all("mir", "", "").await.unwrap().len(), names.len());
+    });
+    let tdir = c.targets[0].data.clone();
+    for n in &names {
+        let files = copies_of(&tdir, "mir", n);
+        assert_eq!(files.len(), 2, "{n}: {files:?}");
+        assert_ne!(
+            files[0].components().nth(tdir.components().count()),
+            files[1].components().nth(tdir.components().count()),
+            "{n}: both copies on one mountpath"
+        );
+    }
+    // A lost disk: the target dies and one mountpath's objects are gone.
+    c.targets[0].kill();
+    std::fs::remove_dir_all(tdir.join("mp1/@ais")).unwrap();
+    std::fs::create_dir_all(tdir.join("mp1/@ais")).unwrap();
+    c.restart_target(0).unwrap();
+    c.wait_targets(1).unwrap();
+    rt.block_on(async {
+        let cl = c.client();
+        for n in &names {
+            assert_eq!(
+                cl.get("mir", n).await.unwrap().as_ref(),
+                content(n, 0).as_slice(),
+                "{n}"
+            );
+        }
+        assert_eq!(cl.list_all("mir", "", "").await.unwrap().len(), names.len());
+    });
+    // Read paths restored the lost copies.
+    for n in &names {
+        assert_eq!(copies_of(&tdir, "mir", n).len(), 2, "{n} not repaired");
+    }
+    // Damaged main copies (flipped bytes, truncation) are served and copied
+    // from the mirror, and repaired.
+    let main_of = |n: &str| {
+        copies_of(&tdir, "mir", n)
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains("@ais"))
+            .unwrap()
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(main_of(&names[0]))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"XX", 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(main_of(&names[1]))
+        .unwrap()
+        .set_len(3)
+        .unwrap();
+    rt.block_on(async {
+        let cl = c.client();
+        cl.set_bucket_props(
+            "mir",
+            serde_json::json!({"checksum": {"validate_warm_get": true}}),
+        )
+        .await
+        .unwrap();
+        for n in &names[..2] {
+            assert_eq!(
+                cl.get("mir", n).await.unwrap().as_ref(),
+                content(n, 0).as_slice(),
+                "{n}"
+            );
+        }
+        // Overwrite: every copy is the new version.
+        cl.put_bytes("mir", &names[2], content(&names[2], 1))
+            .await
+            .unwrap();
+        // Delete: every copy goes.
+        cl.delete_object("mir", &names[3]).await.unwrap();
+        assert_eq!(
+            cl.get("mir", &names[3]).await.unwrap_err().status(),
+            Some(404)
+        );
+    });
+    std::fs::remove_file(main_of(&names[2])).unwrap();
+    assert!(copies_of(&tdir, "mir", &names[3]).is_empty());
+    rt.block_on(async {
+        let cl = c.client();
+        assert_eq!(
+            cl.get("mir", &names[2]).await.unwrap().as_ref(),
+            content(&names[2], 1).as_slice(),
+            "the mirror holds the new version"
+        );
+    });
+}

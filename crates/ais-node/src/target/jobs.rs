@@ -418,7 +418,16 @@ pub async fn put_to_owner(
         |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
     if owner.daemon_id == t.core.id {
         let serr = |e| error::storage(&t.core.name, &dbck, name, e);
-        let mut w = t.store.begin_put(&dbck, name).await.map_err(serr)?;
+        let copies = t
+            .core
+            .bucket_props(&dbck)
+            .map(|p| p.mirror.effective())
+            .unwrap_or(1);
+        let mut w = t
+            .store
+            .begin_put_copies(&dbck, name, copies)
+            .await
+            .map_err(serr)?;
         match &data {
             Some(b) => w.write(b).await.map_err(serr)?,
             None => {

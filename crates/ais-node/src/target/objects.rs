@@ -47,7 +47,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
             Err(e) => return Err(storage_err(t, bck, obj, e)),
         }
     }
-    let reader = match store.open_obj(bck, obj).await {
+    let mut reader = match store.open_obj(bck, obj).await {
         Ok(r) => r,
         Err(StorageError::NotFound) => {
             return t.not_here(ctx, bck, obj, foreign).await;
@@ -55,10 +55,17 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
     if props.checksum.validate_warm_get {
-        store
+        let v = store
             .verify(bck, obj, &reader.info.attrs)
             .await
             .map_err(|e| storage_err(t, bck, obj, e))?;
+        if v == ais_storage::Verified::Healed {
+            // The damaged copy was replaced from a mirror: read the new one.
+            reader = store
+                .open_obj(bck, obj)
+                .await
+                .map_err(|e| storage_err(t, bck, obj, e))?;
+        }
     }
     let size = reader.info.attrs.size;
     let range = match ctx.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
@@ -247,8 +254,13 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    let copies = t
+        .core
+        .bucket_props(bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
     let mut w = store
-        .begin_put(bck, obj)
+        .begin_put_copies(bck, obj, copies)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
     let mut stream = body.into_data_stream();

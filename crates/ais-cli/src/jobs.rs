@@ -154,12 +154,16 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
         if s.finished() {
             pb.finish_and_clear();
             println!(
-                "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}{}",
+                "job {id}: {objs} objects ({}) in {:.1}s, {errs} errors{}{}{}",
                 size_iec(s.bytes),
                 t0.elapsed().as_secs_f64(),
                 match s.skipped {
                     0 => String::new(),
                     n => format!(", {n} unchanged (skipped)"),
+                },
+                match s.repaired {
+                    0 => String::new(),
+                    n => format!(", {n} repaired"),
                 },
                 if s.aborted { ", aborted" } else { "" }
             );

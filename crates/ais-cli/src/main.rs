@@ -61,6 +61,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: etl::EtlCmd,
     },
+    /// Verify every object of a bucket (size, checksum, mirror copies) and
+    /// repair what its redundancy allows, as a job.
+    Scrub {
+        /// ais://BUCKET
+        bucket: String,
+        /// Wait for the job (progress bar).
+        #[arg(long)]
+        wait: bool,
+    },
     /// Wait for a job to finish (progress bar).
     Wait {
         id: String,
@@ -154,6 +163,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
             ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
         },
+        Cmd::Scrub { bucket, wait } => {
+            let (bck, _) = ais_core::Bck::parse_uri(&bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let id = client.scrub_bucket(&bck.name).await?;
+            println!("scrub {}: job {id}", bck.cname());
+            if wait {
+                jobs::wait(&client, &id, None).await
+            } else {
+                println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+                Ok(())
+            }
+        }
         Cmd::Wait { id, timeout } => {
             let t = if timeout.is_empty() {
                 None

@@ -63,6 +63,9 @@ pub struct JobStatus {
     pub kind: String,
     /// Objects written.
     pub objs: u64,
+    /// Scrub: objects whose copies were restored or rebuilt.
+    #[serde(default)]
+    pub repaired: u64,
     /// Outputs left as they were (same source, same transform).
     pub skipped: u64,
     pub total_bytes: u64,
@@ -96,6 +99,20 @@ impl Client {
         let resp = self
             .action(Method::POST, &paths::bucket_to_bucket(src, dst), &act)
             .await?;
+        crate::text(resp).await
+    }
+
+    /// Scrubs a bucket (`scrub-bck`): every target verifies the
+    /// sizes, checksums and mirror copies of its objects and repairs what
+    /// redundancy allows. Returns the job id.
+    pub async fn scrub_bucket(&self, bucket: &str) -> Result<String> {
+        let act = ActMsg {
+            action: "scrub-bck".into(),
+            name: String::new(),
+            value: Value::Null,
+        };
+        let path = format!("{}?provider=ais", paths::bucket(bucket));
+        let resp = self.action(Method::POST, &path, &act).await?;
         crate::text(resp).await
     }
 

@@ -196,6 +196,73 @@ impl Store {
         })?
     }
 
+    /// Checks one object completely: the main copy's size and checksum
+    /// (restored from a healthy mirror if damaged or missing), then each of
+    /// the `copies - 1` mirror copies the bucket asks for (rebuilt from the
+    /// main copy if missing or damaged; copies no longer asked for removed).
+    pub async fn scrub(&self, bck: &Bck, obj: &str, copies: usize) -> Result<Scrubbed> {
+        let mut out = Scrubbed::default();
+        let main = self.obj_path(bck, obj);
+        let main_ok = match self.head_main(bck, obj) {
+            Ok(info) => {
+                let (p, c) = (main.clone(), info.attrs.cksum_value.clone());
+                blocking("scrub", move || check_file(&p, &c)).await.is_ok()
+            }
+            Err(_) => false,
+        };
+        if !main_ok {
+            if !self.heal(bck, obj, true).await? {
+                // Nothing healthy to restore from: report what is wrong.
+                let info = self.head_main(bck, obj)?;
+                let (p, c) = (main.clone(), info.attrs.cksum_value.clone());
+                blocking("scrub", move || check_file(&p, &c)).await?;
+            }
+            out.main_restored = true;
+        }
+        let want: Vec<(PathBuf, PathBuf)> = self
+            .mirror_mpaths(bck, obj, copies)
+            .into_iter()
+            .map(|m| (m.work_dir(), m.mirror_dir(bck).join(obj)))
+            .collect();
+        let stale: Vec<PathBuf> = self
+            .mpaths
+            .iter()
+            .map(|m| m.mirror_dir(bck).join(obj))
+            .filter(|p| p.is_file() && !want.iter().any(|(_, d)| d == p))
+            .collect();
+        let dst = main.clone();
+        out.mirrors_rebuilt = blocking("scrub", move || -> Result<usize> {
+            let _serial = commit_lock(&dst);
+            for p in stale {
+                let _ = std::fs::remove_file(p);
+            }
+            let md = std::fs::metadata(&dst).map_err(io_err(format!("stat {}", dst.display())))?;
+            let cksum = ObjInfo::read(&dst, &md)?.attrs.cksum_value;
+            let mut rebuilt = 0;
+            for (work, mdst) in want {
+                let healthy = std::fs::metadata(&mdst)
+                    .ok()
+                    .and_then(|md| ObjInfo::read(&mdst, &md).ok())
+                    .is_some_and(|i| {
+                        i.attrs.cksum_value == cksum && check_file(&mdst, &cksum).is_ok()
+                    });
+                if healthy {
+                    continue;
+                }
+                let tmp = work.join(format!("scrub-{}", ais_core::gen_id(16)));
+                let res = copy_durably(&dst, &tmp, &mdst);
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                res?;
+                rebuilt += 1;
+            }
+            Ok(rebuilt)
+        })
+        .await?;
+        Ok(out)
+    }
+
     /// Absolute path of an object's file (the name must already be validated).
     pub fn obj_path(&self, bck: &Bck, obj: &str) -> PathBuf {
         self.mpath_for(bck, obj).bucket_dir(bck).join(obj)
@@ -667,6 +734,34 @@ fn commit_lock(dst: &Path) -> std::sync::MutexGuard<'static, ()> {
     let h = xxhash_rust::xxh64::xxh64(dst.as_os_str().as_encoded_bytes(), 0);
     let m = &COMMIT_LOCKS[(h % COMMIT_LOCKS.len() as u64) as usize];
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What [`Store::scrub`] repaired on one object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scrubbed {
+    /// The main copy was missing or damaged and was restored from a mirror.
+    pub main_restored: bool,
+    /// Mirror copies written again (missing or damaged).
+    pub mirrors_rebuilt: usize,
+}
+
+impl Scrubbed {
+    pub fn repaired(&self) -> bool {
+        self.main_restored || self.mirrors_rebuilt > 0
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io {
+            context: what.into(),
+            source: io::Error::other(e),
+        })?
 }
 
 /// What [`Store::verify`] found.

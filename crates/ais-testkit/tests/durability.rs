@@ -556,3 +556,95 @@ fn mirrored_bucket_survives_a_lost_mountpath_and_damaged_copies() {
         );
     });
 }
+
+#[test]
+fn scrub_repairs_what_redundancy_allows_and_reports_the_rest() {
+    let c = Cluster::start_with(ais_testkit::Opts {
+        targets: 1,
+        mpaths: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = rt();
+    let cl = c.client();
+    let names: Vec<String> = (0..20).map(|i| format!("s{i:02}")).collect();
+    rt.block_on(async {
+        for b in ["scr", "plain"] {
+            cl.create_bucket(b).await.unwrap();
+        }
+        cl.set_bucket_props(
+            "scr",
+            serde_json::json!({"mirror": {"enabled": true, "copies": 2}}),
+        )
+        .await
+        .unwrap();
+        for n in &names {
+            cl.put_bytes("scr", n, content(n, 0)).await.unwrap();
+        }
+        for n in &names[..5] {
+            cl.put_bytes("plain", n, content(n, 0)).await.unwrap();
+        }
+    });
+    let tdir = c.targets[0].data.clone();
+    let copy = |b: &str, n: &str, kind: &str| {
+        copies_of(&tdir, b, n)
+            .into_iter()
+            .find(|p| p.to_string_lossy().contains(kind))
+            .unwrap()
+    };
+    let flip = |p: std::path::PathBuf| {
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"XX", 1).unwrap();
+    };
+    // Damage: a main copy with flipped bytes, a lost mirror, a truncated
+    // mirror; and an unmirrored object with flipped bytes.
+    flip(copy("scr", &names[0], "@ais"));
+    std::fs::remove_file(copy("scr", &names[1], "@mirror")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(copy("scr", &names[2], "@mirror"))
+        .unwrap()
+        .set_len(2)
+        .unwrap();
+    flip(copy("plain", &names[0], "@ais"));
+    let out = std::process::Command::new(ais_testkit::bin("ais"))
+        .args(["scrub", "ais://scr", "--wait"])
+        .env("AIS_ENDPOINT", c.url())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("20 objects") && text.contains("3 repaired"),
+        "{text}"
+    );
+    for n in &names[..3] {
+        for kind in ["@ais", "@mirror"] {
+            assert_eq!(
+                std::fs::read(copy("scr", n, kind)).unwrap(),
+                content(n, 0),
+                "{n} {kind} not repaired"
+            );
+        }
+    }
+    // Without redundancy the damage is reported, by name, and left alone.
+    rt.block_on(async {
+        let job = cl.scrub_bucket("plain").await.unwrap();
+        let st = loop {
+            let st = cl.job_status(&job).await.unwrap();
+            if st.end_time != 0 {
+                break st;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!((st.err_count, st.objs, st.repaired), (1, 4, 0), "{st:?}");
+        assert!(
+            st.err.contains(&names[0]) && st.err.contains("corrupted"),
+            "{st:?}"
+        );
+    });
+}

@@ -82,6 +82,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                 "etl-bck" | "copy-bck" | "etl-listrange" | "copy-listrange" => {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
+                "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
                 other => Err(unknown_action(other, &bck)),
             }
         }

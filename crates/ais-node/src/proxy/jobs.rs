@@ -172,6 +172,34 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         msg: tcb,
         skip_unchanged: dst_existed,
     };
+    launch(p, spec).await
+}
+
+/// `POST /v1/buckets/B` with `scrub-bck`: every target verifies its objects
+/// of B (size, checksum, mirror copies) and repairs what redundancy allows.
+pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
+    p.core.bucket_props(bck)?;
+    let tcb: TcbMsg = if msg.value.is_null() {
+        TcbMsg::default()
+    } else {
+        serde_json::from_value(msg.value)
+            .map_err(|e| ApiError::bad_request(format!("malformed scrub-bck message: {e}")))?
+    };
+    let spec = JobSpec {
+        id: format!("scrub-{}", ais_core::gen_id(10)),
+        kind: crate::rpc::types::JOB_SCRUB.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: tcb,
+        skip_unchanged: false,
+    };
+    launch(p, spec).await
+}
+
+/// Registers a job and starts it on every target; answers its id.
+async fn launch(p: &Proxy, spec: JobSpec) -> Res {
+    let core = &p.core;
+    let (id, kind) = (spec.id.clone(), spec.kind.clone());
     let targets = core.targets();
     if targets.is_empty() {
         return Err(ApiError::unavailable("the cluster has no targets"));
@@ -179,7 +207,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
     p.jobs.insert(
         &id,
         ProxyJob {
-            kind: kind.into(),
+            kind: kind.clone(),
             targets: targets.clone(),
             started_ns: ais_core::now_ns(),
         },
@@ -196,7 +224,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         abort_everywhere(p, &id).await;
         return Err(ApiError::Unavailable(e.to_string()));
     }
-    tracing::info!(job = %id, kind, src = %src.cname(), dst = %dst.cname(), "job started");
+    tracing::info!(job = %id, %kind, src = %spec.src, dst = %spec.dst, "job started");
     Ok(text_ok(&id))
 }
 
@@ -250,6 +278,7 @@ async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
     let mut errs = Vec::new();
     let (mut objs, mut bytes, mut total, mut total_bytes, mut nerr, mut skipped) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut repaired = 0u64;
     for (t, s) in &snaps {
         match s {
             Ok(v) => {
@@ -268,6 +297,7 @@ async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
                 total_bytes += num(&v["total_bytes"]);
                 nerr += num(&v["err_count"]);
                 skipped += num(&v["skipped"]);
+                repaired += num(&v["repaired"]);
             }
             Err(e) => {
                 // A target that left can't finish its share: the job fails, clearly.
@@ -306,6 +336,7 @@ async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
         "total_bytes": total_bytes,
         "err_count": nerr,
         "skipped": skipped,
+        "repaired": repaired,
     }))
 }
 

@@ -11,6 +11,9 @@ pub struct EtlInitReq {
     pub generation: u64,
 }
 
+/// Job kind of a bucket scrub (`scrub-bck`).
+pub const JOB_SCRUB: &str = "scrub";
+
 /// Proxy → target: one offline job, as each target runs its share of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {

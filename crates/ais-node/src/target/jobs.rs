@@ -40,6 +40,8 @@ pub struct TargetJob {
     bytes: AtomicU64,
     in_bytes: AtomicU64,
     skipped: AtomicU64,
+    /// Scrub: objects with a copy restored or rebuilt.
+    repaired: AtomicU64,
     total_objs: AtomicU64,
     total_bytes: AtomicU64,
     counted: AtomicBool,
@@ -112,6 +114,7 @@ impl TargetJob {
             "total_bytes": self.total_bytes.load(Ordering::Relaxed),
             "counted": self.counted.load(Ordering::Relaxed),
             "skipped": self.skipped.load(Ordering::Relaxed),
+            "repaired": self.repaired.load(Ordering::Relaxed),
             "err_count": errors,
             "aborted": self.aborted.load(Ordering::Relaxed),
             "is_idle": end != 0,
@@ -157,6 +160,7 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
                 bytes: AtomicU64::new(0),
                 in_bytes: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
+                repaired: AtomicU64::new(0),
                 total_objs: AtomicU64::new(0),
                 total_bytes: AtomicU64::new(0),
                 counted: AtomicBool::new(false),
@@ -317,6 +321,9 @@ async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
 /// Transforms (or copies) one local object and writes it to the destination owner.
 async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let spec = &job.spec;
+    if spec.kind == SCRUB {
+        return scrub_one(t, job, name, size).await;
+    }
     let dst_name = spec.msg.dst_name(name);
     ais_core::names::validate_object_name(&dst_name)?;
     job.in_bytes.fetch_add(size, Ordering::Relaxed);
@@ -381,6 +388,32 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     put_to_owner(t, &spec.dst, &dst_name, out, &path, custom).await?;
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Job kind: verify every local object of a bucket and its mirror copies,
+/// repairing what redundancy allows.
+pub const SCRUB: &str = crate::rpc::types::JOB_SCRUB;
+
+async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
+    let bck = Bck::ais(job.spec.src.clone());
+    let copies = t
+        .core
+        .bucket_props(&bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
+    job.in_bytes.fetch_add(size, Ordering::Relaxed);
+    let done = t
+        .store
+        .scrub(&bck, name, copies)
+        .await
+        .map_err(|e| error::storage(&t.core.name, &bck, name, e))?;
+    if done.repaired() {
+        tracing::warn!(object = %format!("{}/{name}", bck.cname()), ?done, "scrub repaired");
+        job.repaired.fetch_add(1, Ordering::Relaxed);
+    }
+    job.objs.fetch_add(1, Ordering::Relaxed);
+    job.bytes.fetch_add(size, Ordering::Relaxed);
     Ok(())
 }
 

@@ -102,6 +102,11 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Every per-object error of a job, from every target.
+    pub async fn job_errors(&self, id: &str) -> Result<Vec<crate::EtlObjError>> {
+        self.job_query("job_errors", json!({"ID": id})).await
+    }
+
     /// Scrubs a bucket (`scrub-bck`): every target verifies the
     /// sizes, checksums and mirror copies of its objects and repairs what
     /// redundancy allows. Returns the job id.

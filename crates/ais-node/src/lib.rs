@@ -54,6 +54,10 @@ pub struct NodeArgs {
     /// Seconds without keepalive after which the primary drops a node from the map.
     #[arg(long, default_value_t = 4.0)]
     pub keepalive_timeout: f64,
+    /// Seconds the set of targets must stay unchanged after a join or leave
+    /// before the primary starts a rebalance.
+    #[arg(long, env = "AIS_REBALANCE_SETTLE", default_value_t = 5.0)]
+    pub rebalance_settle: f64,
     /// Async worker threads (default: one per core). A playground gives each
     /// node its share of the host's cores.
     #[arg(long, env = "AIS_THREADS")]
@@ -144,6 +148,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         App::Proxy(p) => match &p.primary {
             Some(pr) => {
                 tokio::spawn(pr.clone().run_failure_detector());
+                tokio::spawn(proxy::jobs::rebalance_on_membership_change(
+                    p.clone(),
+                    Duration::from_secs_f64(args.rebalance_settle),
+                ));
             }
             None => {
                 tokio::spawn(state::membership_loop(p.clone()));

@@ -179,6 +179,16 @@ async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
     Ok(kr.known)
 }
 
+/// Asks the primary for metadata newer than ours right now (a request named
+/// a bucket we do not know yet: the proxy may be a push ahead of us).
+/// `Ok(false)`: nothing to ask (this node is the primary).
+pub async fn sync_now<M: Member>(m: &Arc<M>) -> ApiResult<bool> {
+    match m.core().join_url.clone() {
+        Some(url) => keepalive(m, &url).await,
+        None => Ok(false),
+    }
+}
+
 /// Joins the primary (retrying until it answers), then sends keepalives;
 /// rejoins whenever the primary no longer knows this node.
 pub async fn membership_loop<M: Member>(m: Arc<M>) {

@@ -634,8 +634,18 @@ impl PutWriter {
 
     /// Makes the object visible: fsync, metadata, rename, fsync of the directory.
     pub async fn commit(
+        self,
+        custom: std::collections::BTreeMap<String, String>,
+    ) -> Result<ObjAttrs> {
+        self.commit_as(custom, None).await
+    }
+
+    /// Like [`PutWriter::commit`], keeping a given version instead of the
+    /// next one (an object moved between targets keeps its version).
+    pub async fn commit_as(
         mut self,
         custom: std::collections::BTreeMap<String, String>,
+        version: Option<u64>,
     ) -> Result<ObjAttrs> {
         self.flush_buf().await?;
         let mut file = self.file.take().ok_or_else(|| StorageError::Io {
@@ -666,7 +676,7 @@ impl PutWriter {
                 size,
                 cksum_type: CKSUM_XXHASH.into(),
                 cksum_value: cksum,
-                version: prev_version + 1,
+                version: version.unwrap_or(prev_version + 1),
                 mtime_ns: ais_core::now_ns(),
                 custom,
             };

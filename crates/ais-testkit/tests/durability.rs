@@ -642,9 +642,11 @@ fn scrub_repairs_what_redundancy_allows_and_reports_the_rest() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert_eq!((st.err_count, st.objs, st.repaired), (1, 4, 0), "{st:?}");
+        let errs = cl.job_errors(&job).await.unwrap();
+        assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
-            st.err.contains(&names[0]) && st.err.contains("corrupted"),
-            "{st:?}"
+            errs[0].obj_name.contains(&names[0]) && errs[0].msg.contains("corrupted"),
+            "{errs:?}"
         );
     });
 }

@@ -179,12 +179,14 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
 /// of B (size, checksum, mirror copies) and repairs what redundancy allows.
 pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     p.core.bucket_props(bck)?;
-    let tcb: TcbMsg = if msg.value.is_null() {
+    let mut tcb: TcbMsg = if msg.value.is_null() {
         TcbMsg::default()
     } else {
         serde_json::from_value(msg.value)
             .map_err(|e| ApiError::bad_request(format!("malformed scrub-bck message: {e}")))?
     };
+    // A scrub reports every damaged object: it never stops at the first.
+    tcb.coer = true;
     let spec = JobSpec {
         id: format!("scrub-{}", ais_core::gen_id(10)),
         kind: crate::rpc::types::JOB_SCRUB.into(),
@@ -194,6 +196,64 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
         skip_unchanged: false,
     };
     launch(p, spec).await
+}
+
+/// Starts a global rebalance (every target moves what it no longer owns to
+/// the owner), aborting the one still running; answers its id.
+pub async fn start_rebalance(p: &Proxy) -> Res {
+    let id = format!("rebalance-{}", ais_core::gen_id(10));
+    let previous = p
+        .rebalance
+        .lock()
+        .ok()
+        .and_then(|mut cur| cur.replace(id.clone()));
+    if let Some(old) = previous {
+        abort_everywhere(p, &old).await;
+    }
+    let spec = JobSpec {
+        id,
+        kind: crate::rpc::types::JOB_REBALANCE.into(),
+        src: String::new(),
+        dst: String::new(),
+        msg: TcbMsg::default(),
+        skip_unchanged: false,
+    };
+    launch(p, spec).await
+}
+
+/// Primary only: starts a rebalance whenever the set of targets changes and
+/// then stays the same for `settle` (joins and leaves often come in bursts).
+pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Duration) {
+    let targets = |p: &Proxy| -> Vec<String> {
+        let mut ids: Vec<String> = p.core.targets().into_iter().map(|t| t.daemon_id).collect();
+        ids.sort();
+        ids
+    };
+    let mut balanced = targets(&p);
+    let mut seen = balanced.clone();
+    let mut since = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = targets(&p);
+        if now != seen {
+            seen = now;
+            since = std::time::Instant::now();
+            continue;
+        }
+        if seen == balanced || seen.is_empty() || since.elapsed() < settle {
+            continue;
+        }
+        match start_rebalance(&p).await {
+            Ok(_) => {
+                tracing::info!(
+                    targets = seen.len(),
+                    "membership changed: rebalance started"
+                );
+                balanced = seen.clone();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start rebalance; will retry"),
+        }
+    }
 }
 
 /// Registers a job and starts it on every target; answers its id.
@@ -357,6 +417,12 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
             }
             json_ok(&status(p, &id).await?)
         }
+        "job_errors" => {
+            if id.is_empty() {
+                return Err(ApiError::bad_request("job errors: missing job ID"));
+            }
+            json_ok(&job_errors(p, &id).await?)
+        }
         "qryxstats" => {
             if id.is_empty() {
                 return Err(ApiError::bad_request("job query: missing job ID"));
@@ -405,6 +471,10 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
 pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
     let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     match msg.action.as_str() {
+        "rebalance" | "start-rebalance" => {
+            p.primary()?;
+            start_rebalance(p).await
+        }
         "stop" => {
             let q: JobQuery = if msg.value.is_null() {
                 JobQuery::default()
@@ -420,7 +490,7 @@ pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: stop)"
+            "invalid cluster action \"{other}\" (supported: stop, rebalance)"
         ))),
     }
 }

@@ -24,6 +24,8 @@ pub struct Proxy {
     pub primary: Option<Arc<Primary>>,
     /// Where each offline job runs.
     pub jobs: jobs::Registry,
+    /// The rebalance started last (aborted when another starts).
+    pub rebalance: std::sync::Mutex<Option<String>>,
 }
 
 impl Proxy {
@@ -32,6 +34,7 @@ impl Proxy {
             core,
             primary,
             jobs,
+            rebalance: std::sync::Mutex::new(None),
         }
     }
 

@@ -271,13 +271,48 @@ impl Rpc {
         body: reqwest::Body,
         custom: &BTreeMap<String, String>,
     ) -> Result<(), RpcError> {
-        let url = format!(
+        self.put_to(to, bucket, obj, body, custom, None).await
+    }
+
+    /// Moves `bucket/obj` to its new owner `to` during a rebalance: stored
+    /// with its version only if `to` does not have the object already (a
+    /// newer PUT there wins).
+    pub async fn move_object(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        body: reqwest::Body,
+        custom: &BTreeMap<String, String>,
+        version: u64,
+    ) -> Result<(), RpcError> {
+        self.put_to(to, bucket, obj, body, custom, Some(version))
+            .await
+    }
+
+    async fn put_to(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        body: reqwest::Body,
+        custom: &BTreeMap<String, String>,
+        moved_version: Option<u64>,
+    ) -> Result<(), RpcError> {
+        let mut url = format!(
             "{}{}/{bucket}/{}?ais_hop=1",
             to.url,
             routes::OBJECTS,
             enc(obj)
         );
-        let mut req = self.http.put(url).timeout(Duration::from_secs(600));
+        let mut req = match moved_version {
+            Some(v) => {
+                url.push_str("&ais_rebalance=1");
+                self.http.put(url).header("Ais-Version", v)
+            }
+            None => self.http.put(url),
+        }
+        .timeout(Duration::from_secs(600));
         for (k, v) in custom {
             req = req.header("Ais-Custom-Md", format!("{k}={v}"));
         }

@@ -11,6 +11,9 @@ pub struct EtlInitReq {
     pub generation: u64,
 }
 
+/// Job kind of a global rebalance (every bucket, every target).
+pub const JOB_REBALANCE: &str = "rebalance";
+
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 

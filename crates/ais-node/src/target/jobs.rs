@@ -169,7 +169,12 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             t.jobs.insert(job.clone());
             let t = t.clone();
             tokio::spawn(async move {
-                if let Err(e) = run(&t, &job).await {
+                let res = if job.spec.kind == REBALANCE {
+                    rebalance(&t, &job).await
+                } else {
+                    run(&t, &job).await
+                };
+                if let Err(e) = res {
                     job.fail(e.to_string());
                 }
                 job.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
@@ -388,6 +393,109 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     put_to_owner(t, &spec.dst, &dst_name, out, &path, custom).await?;
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Job kind: move every local object whose HRW owner is now another
+/// target to that owner.
+pub const REBALANCE: &str = crate::rpc::types::JOB_REBALANCE;
+
+/// A target's share of a rebalance: every bucket's local objects that
+/// belong elsewhere under the current map are moved (checksum-verified,
+/// version kept) and then removed here. Counts are of objects moved.
+async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
+    let buckets: Vec<String> = t
+        .core
+        .meta
+        .with_bmd(|b| b.buckets.keys().cloned().collect());
+    let workers = match job.spec.msg.num_workers {
+        w if w > 0 => w as usize,
+        _ => 4,
+    };
+    for b in buckets {
+        let spec = JobSpec {
+            src: b.clone(),
+            dst: b.clone(),
+            ..job.spec.clone()
+        };
+        let mut c = Cursor::new(&spec)?;
+        while let Some(page) = c.next(t, &spec).await? {
+            if job.aborted.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let mut s = futures::stream::iter(page.into_iter().map(|(name, size)| {
+                let (job, t, b) = (job.clone(), t.clone(), b.clone());
+                async move {
+                    let bck = Bck::ais(b);
+                    if let Err(e) = move_one(&t, &job, &bck, &name, size).await {
+                        job.record(&format!("{}/{name}", bck.cname()), &e);
+                    }
+                }
+            }))
+            .buffer_unordered(workers);
+            while s.next().await.is_some() {}
+        }
+    }
+    let n = job.objs.load(Ordering::Relaxed);
+    job.total_objs.store(n, Ordering::Relaxed);
+    job.total_bytes
+        .store(job.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    job.counted.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64) -> ApiResult<()> {
+    let Some(owner) = t.core.owner(&bck.obj_uname(name)) else {
+        return Ok(());
+    };
+    if owner.daemon_id == t.core.id {
+        return Ok(());
+    }
+    let info = t.verified_source(bck, name).await?;
+    let path = t.store.obj_path(bck, name);
+    let to = Dest::from(&owner);
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
+    })?;
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    t.core
+        .rpc
+        .move_object(
+            &to,
+            &bck.name,
+            name,
+            body,
+            &info.attrs.custom,
+            info.attrs.version,
+        )
+        .await
+        .map_err(|e| {
+            ApiError::from(e).context(format!("move {}/{name} to {}", bck.cname(), owner.name()))
+        })?;
+    match t.store.delete(bck, name).await {
+        Ok(()) => {}
+        // Deleted by a client while it moved: the moved copy must not
+        // resurrect it (unless a newer PUT replaced it there).
+        Err(ais_storage::StorageError::NotFound) => {
+            let there = t
+                .core
+                .rpc
+                .obj_attrs(&to, &bck.name, name)
+                .await
+                .ok()
+                .flatten();
+            if there.is_some_and(|a| {
+                a.version == info.attrs.version && a.cksum_value == info.attrs.cksum_value
+            }) {
+                let _ = t.core.rpc.delete_local(&to, &bck.name, name).await;
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(error::storage(&t.core.name, bck, name, e)),
+    }
+    job.objs.fetch_add(1, Ordering::Relaxed);
+    job.bytes.fetch_add(size, Ordering::Relaxed);
     Ok(())
 }
 

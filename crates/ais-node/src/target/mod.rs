@@ -120,9 +120,31 @@ impl Target {
         if let Some(owner) = foreign {
             return Ok(self.hop_redirect(ctx, &owner));
         }
+        if ctx.query.get("ais_hop").is_some() && ctx.query.get("ais_hop2").is_none() {
+            // Sent here as a holder, but it moved on (a rebalance): one last
+            // hop to the owner.
+            if let Some(o) = self
+                .core
+                .owner(&bck.obj_uname(obj))
+                .filter(|o| o.daemon_id != self.core.id)
+            {
+                return Ok(redirect(
+                    ctx,
+                    o.url(),
+                    StatusCode::TEMPORARY_REDIRECT,
+                    &self.core.id,
+                    "&ais_hop2=1",
+                ));
+            }
+        }
         if ctx.query.get("ais_hop").is_none() {
             if let Some(t) = self.find_on_neighbors(bck, obj).await? {
                 return Ok(self.hop_redirect(ctx, t.url()));
+            }
+            // It may have arrived meanwhile (a rebalance moved it here
+            // while the neighbours were asked).
+            if self.store.head(bck, obj).await.is_ok() {
+                return Ok(self.hop_redirect(ctx, self.core.snode.url()));
             }
             let away = self.departed();
             if !away.is_empty() {

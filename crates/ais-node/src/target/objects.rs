@@ -17,7 +17,16 @@ use std::sync::Arc;
 
 pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -> Res {
     let (bck, obj) = ctx.bck_obj(bucket, obj)?;
-    let props = t.core.bucket_props(&bck)?;
+    let props = match t.core.bucket_props(&bck) {
+        Ok(p) => p,
+        // Redirected here by a proxy that may know more (a bucket created,
+        // or this target just joined): catch up once before saying 404.
+        Err(e) if ctx.query.get("pid").is_some() => match crate::state::sync_now(t).await {
+            Ok(true) => t.core.bucket_props(&bck)?,
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     match ctx.method {
         Method::GET => get(t, ctx, &bck, &obj, &props).await,
         Method::HEAD => head(t, ctx, &bck, &obj).await,
@@ -249,6 +258,19 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     if let Some(to) = ctx.query.get("object_to") {
         return copy_object(t, ctx, bck, obj, to).await;
     }
+    // A rebalance moving an object here: the copy already here (a newer PUT
+    // since the map changed, or a previous move) wins; else keep its version.
+    let moved_version: Option<u64> = if ctx.query.get("ais_rebalance").is_some() {
+        if store.head(bck, obj).await.is_ok() {
+            return Ok(empty(StatusCode::OK));
+        }
+        ctx.headers
+            .get("ais-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    } else {
+        None
+    };
     let expected: Option<u64> = ctx
         .headers
         .get(header::CONTENT_LENGTH)
@@ -297,7 +319,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let attrs = w
-        .commit(custom)
+        .commit_as(custom, moved_version)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
     let mut r = empty(StatusCode::OK);

@@ -178,11 +178,16 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
             assert!(Instant::now() < deadline, "playground did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(
-            pids_mentioning(&data).len(),
-            5,
-            "playground + proxy + 3 targets"
-        );
+        // The map a restarted proxy loads may list the targets before they
+        // are running again: wait for the processes too.
+        while pids_mentioning(&data).len() != 5 {
+            assert!(
+                Instant::now() < deadline,
+                "playground + proxy + 3 targets: {:?}",
+                pids_mentioning(&data)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         if round == 0 {
             ok(&endpoint, &["bucket", "create", "ais://keep"]);
             let f = tmp.path().join("x");

@@ -35,6 +35,10 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    /// Random id: two logins in the same second get different tokens (and
+    /// revoking one does not revoke the other).
+    #[serde(default)]
+    pub jti: String,
     #[serde(default)]
     pub admin: bool,
     #[serde(default)]

@@ -19,7 +19,8 @@ use super::perm::{self, canonical_role, BUILTIN_ROLES};
 use crate::cred::{self, Claims, Cred, Revoked, TokenError};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{empty, json_ok, pct_decode, read_body, split_first, Ctx, Res};
-use crate::rpc::{fan_out, CONTROL_TIMEOUT};
+use crate::rpc::{fan_out, Rpc, CONTROL_TIMEOUT};
+use ais_cluster::MetaStore;
 use crate::state::NodeCore;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -219,6 +220,7 @@ fn claims_for(d: &Data, u: &User, ttl_s: u64) -> Claims {
         username: u.id.clone(),
         exp: now + ttl_s,
         iat: now,
+        jti: format!("{:032x}", rand::random::<u128>()),
         roles: u.roles.clone(),
         ..Default::default()
     };
@@ -476,6 +478,20 @@ async fn login(cred: &Cred, name: &str, body: Body) -> Res {
     json_ok(&json!({"token": cred.sign_jwt(&claims)}))
 }
 
+/// After a join: pushes the revoked list (if any) to every node a moment
+/// later, when the joiner is in the map.
+pub fn push_revoked_soon(core: &NodeCore) {
+    let Some(cred) = cred::get() else { return };
+    if STORE.get().is_none() || cred.revoked_list().is_empty() {
+        return;
+    }
+    let (rpc, meta, id) = (core.rpc.clone(), core.meta.clone(), core.id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        push_revoked(&rpc, &meta, &id, &cred.revoked_list()).await;
+    });
+}
+
 /// Records the revocation, persists it and pushes the list to every node.
 async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
     let exp = match cred.verify_jwt(tok) {
@@ -496,20 +512,22 @@ async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
         },
         true,
     )?;
-    let nodes: Vec<_> = core
-        .meta
+    push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
+    Ok(empty(StatusCode::OK))
+}
+
+async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked]) {
+    let nodes: Vec<_> = meta
         .smap()
         .map(|s| {
             s.tmap
                 .values()
                 .chain(s.pmap.values())
-                .filter(|n| n.daemon_id != core.id)
+                .filter(|n| n.daemon_id != self_id)
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
-    let rpc = &core.rpc;
-    let list = &list;
     for (node, res) in fan_out(&nodes, CONTROL_TIMEOUT, |dest| async move {
         rpc.auth_revoked(&dest, list).await
     })
@@ -519,5 +537,4 @@ async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
             tracing::warn!(node = %node.name(), error = %e, "auth: revoked-token push failed");
         }
     }
-    Ok(empty(StatusCode::OK))
 }

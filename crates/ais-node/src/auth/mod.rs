@@ -73,6 +73,11 @@ pub async fn gate(
     if is_proxy && authn::is_authn_path(&ctx.path) {
         return authn::serve(core, cred, ctx, body).await.map(Gate::Done);
     }
+    if intra && is_proxy && *ep == Endpoint::Join {
+        // A (re)joining node starts with an empty revoked list: send it the
+        // list once it is in the map.
+        authn::push_revoked_soon(core);
+    }
     if intra || public(ctx, ep) {
         return Ok(Gate::Pass(body));
     }

@@ -87,7 +87,11 @@ fn perm_bits(s: &str) -> anyhow::Result<u64> {
 
 pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
     match cmd {
-        AuthCmd::Login { user, password, expires } => {
+        AuthCmd::Login {
+            user,
+            password,
+            expires,
+        } => {
             let password = match password {
                 Some(p) => p,
                 None => {
@@ -117,12 +121,23 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
             println!("Logged out");
         }
         AuthCmd::Add { what } => match what {
-            AddCmd::User { name, password, roles } => {
+            AddCmd::User {
+                name,
+                password,
+                roles,
+            } => {
                 client.add_user(&name, &password, &roles).await?;
                 println!("User \"{name}\" added");
             }
-            AddCmd::Role { name, perm, bucket, desc } => {
-                client.add_role(&name, &desc, perm_bits(&perm)?, bucket.as_deref()).await?;
+            AddCmd::Role {
+                name,
+                perm,
+                bucket,
+                desc,
+            } => {
+                client
+                    .add_role(&name, &desc, perm_bits(&perm)?, bucket.as_deref())
+                    .await?;
                 println!("Role \"{name}\" added");
             }
         },

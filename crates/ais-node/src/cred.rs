@@ -101,7 +101,9 @@ pub fn init_from_env() -> anyhow::Result<()> {
 /// Default headers of the intra-cluster client: the cluster credential.
 pub fn rpc_headers() -> reqwest::header::HeaderMap {
     let mut h = reqwest::header::HeaderMap::new();
-    if let Some(v) = get().and_then(|c| reqwest::header::HeaderValue::from_str(c.cluster_token()).ok()) {
+    if let Some(v) =
+        get().and_then(|c| reqwest::header::HeaderValue::from_str(c.cluster_token()).ok())
+    {
         h.insert(CLUSTER_HDR, v);
     }
     h
@@ -168,7 +170,12 @@ impl Cred {
     /// `EXPIRY.SIG` for a redirected `method path` (valid [`REDIRECT_TTL_S`]).
     pub fn sign_redirect(&self, method: &str, path: &str) -> String {
         let exp = (now_s() + REDIRECT_TTL_S).to_string();
-        let sig = self.mac(&[b"redirect", method.as_bytes(), path.as_bytes(), exp.as_bytes()]);
+        let sig = self.mac(&[
+            b"redirect",
+            method.as_bytes(),
+            path.as_bytes(),
+            exp.as_bytes(),
+        ]);
         format!("{exp}.{}", B64.encode(sig))
     }
 
@@ -182,7 +189,12 @@ impl Cred {
         if e < now_s() {
             return false;
         }
-        let want = self.mac(&[b"redirect", method.as_bytes(), path.as_bytes(), exp.as_bytes()]);
+        let want = self.mac(&[
+            b"redirect",
+            method.as_bytes(),
+            path.as_bytes(),
+            exp.as_bytes(),
+        ]);
         B64.decode(sig).is_ok_and(|s| ct_eq(&s, &want))
     }
 
@@ -241,7 +253,10 @@ impl Cred {
     }
 
     pub fn is_revoked(&self, id: &str) -> bool {
-        self.revoked.read().map(|r| r.contains_key(id)).unwrap_or(true)
+        self.revoked
+            .read()
+            .map(|r| r.contains_key(id))
+            .unwrap_or(true)
     }
 
     /// Replaces the revoked set (expired entries dropped).
@@ -298,7 +313,8 @@ pub fn verify_password(pw: &str, stored: &str) -> bool {
     let [alg, iters, salt, hash] = p[..] else {
         return false;
     };
-    let (Ok(iters), Ok(salt), Ok(hash)) = (iters.parse::<u32>(), B64.decode(salt), B64.decode(hash))
+    let (Ok(iters), Ok(salt), Ok(hash)) =
+        (iters.parse::<u32>(), B64.decode(salt), B64.decode(hash))
     else {
         return false;
     };

@@ -44,7 +44,10 @@ fn tokens_roles_buckets_revocation_expiry() {
         assert!(msg.contains("invalid credentials"), "{msg}");
 
         // Admin: everything.
-        let tok = Client::new(&url).login("admin", ADMIN_PW, None).await.unwrap();
+        let tok = Client::new(&url)
+            .login("admin", ADMIN_PW, None)
+            .await
+            .unwrap();
         let admin = Client::with_token(&url, Some(&tok));
         admin.create_bucket("pub").await.unwrap();
         admin.create_bucket("priv").await.unwrap();
@@ -60,13 +63,19 @@ fn tokens_roles_buckets_revocation_expiry() {
             .add_user("ro", "ro-pw", &["read-only".into()])
             .await
             .unwrap();
-        let ro = Client::with_token(&url, Some(&Client::new(&url).login("ro", "ro-pw", None).await.unwrap()));
+        let ro = Client::with_token(
+            &url,
+            Some(&Client::new(&url).login("ro", "ro-pw", None).await.unwrap()),
+        );
         assert_eq!(&ro.get("pub", "a").await.unwrap()[..], b"aaa");
         assert_eq!(ro.list_all("pub", "", "").await.unwrap().len(), 1);
         assert_eq!(ro.list_buckets().await.unwrap().len(), 2);
         let (st, msg) = status(ro.put_bytes("pub", "b", b"b".to_vec()).await);
         assert_eq!(st, 403, "{msg}");
-        assert!(msg.contains("read-only role") && msg.contains("PUT"), "{msg}");
+        assert!(
+            msg.contains("read-only role") && msg.contains("PUT"),
+            "{msg}"
+        );
         let (st, _) = status(ro.delete_object("pub", "a").await);
         assert_eq!(st, 403);
         let (st, _) = status(ro.create_bucket("new").await);
@@ -76,40 +85,83 @@ fn tokens_roles_buckets_revocation_expiry() {
 
         // A role limited to one bucket.
         admin
-            .add_role("pub-rw", "rw on pub", 1 | 2 | 4 | 16 | 256 | 512, Some("pub"))
+            .add_role(
+                "pub-rw",
+                "rw on pub",
+                1 | 2 | 4 | 16 | 256 | 512,
+                Some("pub"),
+            )
             .await
             .unwrap();
-        admin.add_user("lim", "lim-pw", &["pub-rw".into()]).await.unwrap();
-        let lim = Client::with_token(&url, Some(&Client::new(&url).login("lim", "lim-pw", None).await.unwrap()));
+        admin
+            .add_user("lim", "lim-pw", &["pub-rw".into()])
+            .await
+            .unwrap();
+        let lim = Client::with_token(
+            &url,
+            Some(
+                &Client::new(&url)
+                    .login("lim", "lim-pw", None)
+                    .await
+                    .unwrap(),
+            ),
+        );
         lim.put_bytes("pub", "mine", b"m".to_vec()).await.unwrap();
         assert_eq!(&lim.get("pub", "mine").await.unwrap()[..], b"m");
         let (st, msg) = status(lim.get("priv", "s").await);
         assert_eq!(st, 403, "{msg}");
         assert!(msg.contains("no access to bucket \"ais://priv\""), "{msg}");
         let users = admin.users().await.unwrap();
-        assert!(users.get("lim").is_some() && users.get("ro").is_some(), "{users}");
+        assert!(
+            users.get("lim").is_some() && users.get("ro").is_some(),
+            "{users}"
+        );
         // Passwords are stored hashed only.
         let store = std::fs::read_to_string(c.proxy.data.join("auth/authn.json")).unwrap();
-        assert!(!store.contains("lim-pw") && !store.contains(ADMIN_PW) && store.contains("pbkdf2-sha256"));
+        assert!(
+            !store.contains("lim-pw")
+                && !store.contains(ADMIN_PW)
+                && store.contains("pbkdf2-sha256")
+        );
 
         // Revocation: refused by the proxy and by a target (pushed to every node).
         // A second login in the same second is a different token.
-        let t2 = Client::new(&url).login("admin", ADMIN_PW, None).await.unwrap();
+        let t2 = Client::new(&url)
+            .login("admin", ADMIN_PW, None)
+            .await
+            .unwrap();
         assert_ne!(t2, tok);
         let turl = c.targets[0].url.clone();
         let bearer = format!("Bearer {t2}");
-        let (st, _) = raw_http(&turl, "GET", "/v1/objects/pub/a", &[("Authorization", &bearer)], b"").unwrap();
+        let (st, _) = raw_http(
+            &turl,
+            "GET",
+            "/v1/objects/pub/a",
+            &[("Authorization", &bearer)],
+            b"",
+        )
+        .unwrap();
         assert!([200, 301, 307].contains(&st), "{st}");
         admin.revoke_token(&t2).await.unwrap();
         let (st, msg) = status(Client::with_token(&url, Some(&t2)).list_buckets().await);
         assert_eq!(st, 401);
         assert!(msg.contains("token revoked"), "{msg}");
-        let (st, body) = raw_http(&turl, "GET", "/v1/objects/pub/a", &[("Authorization", &bearer)], b"").unwrap();
+        let (st, body) = raw_http(
+            &turl,
+            "GET",
+            "/v1/objects/pub/a",
+            &[("Authorization", &bearer)],
+            b"",
+        )
+        .unwrap();
         assert_eq!(st, 401, "{}", String::from_utf8_lossy(&body));
         assert!(String::from_utf8_lossy(&body).contains("token revoked"));
 
         // Expiry.
-        let short = Client::new(&url).login("admin", ADMIN_PW, Some(1.0)).await.unwrap();
+        let short = Client::new(&url)
+            .login("admin", ADMIN_PW, Some(1.0))
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
         let (st, msg) = status(Client::with_token(&url, Some(&short)).list_buckets().await);
         assert_eq!(st, 401);
@@ -119,21 +171,50 @@ fn tokens_roles_buckets_revocation_expiry() {
         // a user token on an internal endpoint, a wrong cluster credential.
         let (st, _) = raw_http(&turl, "GET", "/v1/objects/pub/a", &[], b"").unwrap();
         assert_eq!(st, 401);
-        let (st, _) = raw_http(&turl, "GET", "/v1/objects/pub/a?ais_auth=9999999999.AAAA", &[], b"").unwrap();
+        let (st, _) = raw_http(
+            &turl,
+            "GET",
+            "/v1/objects/pub/a?ais_auth=9999999999.AAAA",
+            &[],
+            b"",
+        )
+        .unwrap();
         assert_eq!(st, 401);
         let admin_bearer = format!("Bearer {tok}");
-        let (st, body) =
-            raw_http(&turl, "GET", "/v1/internal/list/pub", &[("Authorization", &admin_bearer)], b"").unwrap();
+        let (st, body) = raw_http(
+            &turl,
+            "GET",
+            "/v1/internal/list/pub",
+            &[("Authorization", &admin_bearer)],
+            b"",
+        )
+        .unwrap();
         assert_eq!(st, 401);
         assert!(String::from_utf8_lossy(&body).contains("cluster credential"));
-        let (st, _) = raw_http(&turl, "PUT", "/v1/metasync", &[("Ais-Cluster-Auth", "forged")], b"{}").unwrap();
+        let (st, _) = raw_http(
+            &turl,
+            "PUT",
+            "/v1/metasync",
+            &[("Ais-Cluster-Auth", "forged")],
+            b"{}",
+        )
+        .unwrap();
         assert_eq!(st, 401);
         // The proxy's redirect carries a credential the target accepts.
-        let (st, hdrs, _) =
-            ais_testkit::raw_http_full(&url, "GET", "/v1/objects/pub/a", &[("Authorization", &admin_bearer)], b"")
-                .unwrap();
+        let (st, hdrs, _) = ais_testkit::raw_http_full(
+            &url,
+            "GET",
+            "/v1/objects/pub/a",
+            &[("Authorization", &admin_bearer)],
+            b"",
+        )
+        .unwrap();
         assert_eq!(st, 301, "{hdrs:?}");
-        let loc = hdrs.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap();
+        let loc = hdrs
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.clone())
+            .unwrap();
         assert!(loc.contains("ais_auth="), "{loc}");
         let (base, path) = loc.split_at(loc.find("/v1/").unwrap());
         let (st, body) = raw_http(base, "GET", path, &[], b"").unwrap();
@@ -171,7 +252,15 @@ fn cli_login_ls_logout() {
     assert!(ok, "{err}");
     let (ok, out, err) = ais(&["bucket", "ls"]);
     assert!(ok && out.contains("ais://clib"), "{out}{err}");
-    let (ok, _, err) = ais(&["auth", "add", "user", "bob", "bob-pw", "--role", "read-only"]);
+    let (ok, _, err) = ais(&[
+        "auth",
+        "add",
+        "user",
+        "bob",
+        "bob-pw",
+        "--role",
+        "read-only",
+    ]);
     assert!(ok, "{err}");
     let (ok, out, _) = ais(&["auth", "show", "user"]);
     assert!(ok && out.contains("bob") && out.contains("Guest"), "{out}");

@@ -20,8 +20,8 @@ use crate::cred::{self, Claims, Cred, Revoked, TokenError};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{empty, json_ok, pct_decode, read_body, split_first, Ctx, Res};
 use crate::rpc::{fan_out, Rpc, CONTROL_TIMEOUT};
-use ais_cluster::MetaStore;
 use crate::state::NodeCore;
+use ais_cluster::MetaStore;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,11 @@ impl Store {
             path,
             data: Mutex::new(Data::default()),
         };
-        if !data.users.values().any(|u| u.roles.iter().any(|r| r == "Admin")) {
+        if !data
+            .users
+            .values()
+            .any(|u| u.roles.iter().any(|r| r == "Admin"))
+        {
             let (pw, shown) = match std::env::var("AIS_AUTH_ADMIN_PASSWORD") {
                 Ok(p) if !p.is_empty() => (p, false),
                 _ => {
@@ -143,7 +147,7 @@ impl Store {
             );
             if shown {
                 // Printed once: the only place this password ever appears.
-                println!("AIS_AUTH: created user \"admin\" with password {pw} (set AIS_AUTH_ADMIN_PASSWORD to choose it)");
+                eprintln!("AIS_AUTH: created user \"admin\" with password {pw} (set AIS_AUTH_ADMIN_PASSWORD to choose it)");
             }
             tracing::info!("auth: created the first admin user \"admin\"");
         }
@@ -247,7 +251,8 @@ async fn body_json(body: Body) -> ApiResult<Value> {
     if raw.is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("malformed request: {e}")))
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("malformed request: {e}")))
 }
 
 fn need_admin(c: &Claims) -> ApiResult<()> {
@@ -303,10 +308,16 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         ("users", Method::POST, true) => {
             need_admin(&caller)?;
             let v = body_json(body).await?;
-            let id = v.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+            let id = v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let pass = v.get("pass").and_then(Value::as_str).unwrap_or("");
             if id.is_empty() || pass.is_empty() {
-                return Err(ApiError::bad_request("user id and password (\"pass\") are required"));
+                return Err(ApiError::bad_request(
+                    "user id and password (\"pass\") are required",
+                ));
             }
             with_data(
                 |d| {
@@ -342,7 +353,11 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                         _ => None,
                     };
                     if let Some(u) = d.users.get_mut(&name) {
-                        if let Some(p) = v.get("pass").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+                        if let Some(p) = v
+                            .get("pass")
+                            .and_then(Value::as_str)
+                            .filter(|p| !p.is_empty())
+                        {
                             u.pass_hash = cred::hash_password(p);
                         }
                         if let Some(r) = roles {
@@ -358,10 +373,17 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         ("users", Method::DELETE, false) => {
             need_admin(&caller)?;
             if name == caller.username {
-                return Err(ApiError::bad_request("cannot delete the user you are logged in as"));
+                return Err(ApiError::bad_request(
+                    "cannot delete the user you are logged in as",
+                ));
             }
             with_data(
-                |d| d.users.remove(&name).map(|_| ()).ok_or_else(|| user_not_found(&name)),
+                |d| {
+                    d.users
+                        .remove(&name)
+                        .map(|_| ())
+                        .ok_or_else(|| user_not_found(&name))
+                },
                 true,
             )?;
             tracing::info!(user = %name, by = %caller.username, "auth: user removed");
@@ -380,7 +402,10 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             json_ok(&roles)
         }
         ("roles", Method::GET, false) => {
-            let r = with_data(|d| role_of(d, &name).ok_or_else(|| role_not_found(&name)), false)?;
+            let r = with_data(
+                |d| role_of(d, &name).ok_or_else(|| role_not_found(&name)),
+                false,
+            )?;
             json_ok(&r)
         }
         ("roles", Method::POST, true) | ("roles", Method::PUT, false) => {
@@ -395,13 +420,19 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                 return Err(ApiError::bad_request("role name is required"));
             }
             if builtin(canonical_role(&r.name)).is_some() {
-                return Err(ApiError::Conflict(format!("role \"{}\" is built in", r.name)));
+                return Err(ApiError::Conflict(format!(
+                    "role \"{}\" is built in",
+                    r.name
+                )));
             }
             with_data(
                 |d| {
                     match (creating, d.roles.contains_key(&r.name)) {
                         (true, true) => {
-                            return Err(ApiError::Conflict(format!("role \"{}\" already exists", r.name)))
+                            return Err(ApiError::Conflict(format!(
+                                "role \"{}\" already exists",
+                                r.name
+                            )))
                         }
                         (false, false) => return Err(role_not_found(&r.name)),
                         _ => {}
@@ -418,9 +449,14 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             with_data(
                 |d| {
                     if d.users.values().any(|u| u.roles.contains(&name)) {
-                        return Err(ApiError::Conflict(format!("role \"{name}\" is assigned to users")));
+                        return Err(ApiError::Conflict(format!(
+                            "role \"{name}\" is assigned to users"
+                        )));
                     }
-                    d.roles.remove(&name).map(|_| ()).ok_or_else(|| role_not_found(&name))
+                    d.roles
+                        .remove(&name)
+                        .map(|_| ())
+                        .ok_or_else(|| role_not_found(&name))
                 },
                 true,
             )?;
@@ -428,7 +464,11 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         }
         ("tokens", Method::DELETE, true) => {
             let v = body_json(body).await?;
-            let tok = v.get("token").and_then(Value::as_str).unwrap_or("").to_string();
+            let tok = v
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if tok.is_empty() {
                 return Err(ApiError::bad_request("missing \"token\" to revoke"));
             }
@@ -439,7 +479,11 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         }
         ("clusters", Method::GET, _) => {
             let uuid = core.meta.cluster_uuid();
-            let alias = if name.is_empty() { "local".to_string() } else { name };
+            let alias = if name.is_empty() {
+                "local".to_string()
+            } else {
+                name
+            };
             json_ok(&json!({"clusters": {uuid.clone(): {
                 "id": uuid, "alias": alias, "urls": [core.snode.url()]}}}))
         }

@@ -84,11 +84,9 @@ pub async fn gate(
     if is_internal(ep) {
         return Err(no_cluster_cred());
     }
-    let redirected = ctx
-        .query
-        .0
-        .iter()
-        .any(|(k, v)| k == cred::REDIRECT_PARAM && cred.check_redirect(ctx.method.as_str(), &ctx.path, v));
+    let redirected = ctx.query.0.iter().any(|(k, v)| {
+        k == cred::REDIRECT_PARAM && cred.check_redirect(ctx.method.as_str(), &ctx.path, v)
+    });
     if redirected {
         return Ok(Gate::Pass(body));
     }
@@ -126,9 +124,7 @@ pub fn bearer(ctx: &Ctx) -> Option<&str> {
 }
 
 fn no_cluster_cred() -> ApiError {
-    ApiError::Unauthorized(
-        "intra-cluster endpoint: missing or invalid cluster credential".into(),
-    )
+    ApiError::Unauthorized("intra-cluster endpoint: missing or invalid cluster credential".into())
 }
 
 /// Open without credentials: health, the cluster map (node addresses, as

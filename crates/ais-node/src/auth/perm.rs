@@ -48,7 +48,12 @@ pub const BUILTIN_ROLES: &[(&str, &str, u64, bool)] = &[
         ACCESS_RW | CLUSTER_RO,
         false,
     ),
-    ("Guest", "Read-only: read and list objects and buckets", ACCESS_RO | CLUSTER_RO, false),
+    (
+        "Guest",
+        "Read-only: read and list objects and buckets",
+        ACCESS_RO | CLUSTER_RO,
+        false,
+    ),
 ];
 
 /// Short aliases accepted wherever a role is named.
@@ -117,13 +122,18 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                         "create-bck" => vec![need(CREATE_BUCKET, Some(&b), "create bucket")],
                         "move-bck" => vec![need(MOVE_BUCKET, Some(&b), "move bucket")],
                         a if a.starts_with("copy-") || a.starts_with("etl-") => {
-                            let mut v = vec![need(GET | OBJ_LIST, Some(&b), "read (copy/transform)")];
+                            let mut v =
+                                vec![need(GET | OBJ_LIST, Some(&b), "read (copy/transform)")];
                             if let Some(d) = destination(ctx, &msg) {
                                 v.push(need(PUT, Some(&d), "PUT objects (copy/transform)"));
                             }
                             v
                         }
-                        _ => vec![need(PUT, Some(&b), format!("{action}"))],
+                        _ => vec![need(
+                            PUT,
+                            Some(&b),
+                            format!("run \"{action}\" on the bucket"),
+                        )],
                     };
                     return Ok((needs, Body::from(raw)));
                 }
@@ -150,7 +160,13 @@ fn bucket_name(raw: &str) -> ApiResult<String> {
 
 /// The destination of a copy/transform job: `bck_to`, `tobck`, or the name.
 fn destination(ctx: &Ctx, msg: &serde_json::Value) -> Option<String> {
-    let strip = |s: &str| s.rsplit("://").next().unwrap_or(s).trim_end_matches('/').to_string();
+    let strip = |s: &str| {
+        s.rsplit("://")
+            .next()
+            .unwrap_or(s)
+            .trim_end_matches('/')
+            .to_string()
+    };
     if let Some(u) = ctx.query.get("bck_to").filter(|u| !u.is_empty()) {
         // uname: `ais/@#/NAME/` or `ais://NAME`
         let u = u.trim_end_matches('/');
@@ -200,9 +216,15 @@ pub fn check(claims: &Claims, n: &Need) -> ApiResult<()> {
             format!("{who}{role} has no access to bucket \"ais://{b}\"")
         }
         Some(b) if have & (ACCESS_RW & !ACCESS_RO) == 0 => {
-            format!("{who}: read-only role{role} cannot {} in bucket \"ais://{b}\"", n.what)
+            format!(
+                "{who}: read-only role{role} cannot {} in bucket \"ais://{b}\"",
+                n.what
+            )
         }
-        Some(b) => format!("{who}{role} is not allowed to {} in bucket \"ais://{b}\"", n.what),
+        Some(b) => format!(
+            "{who}{role} is not allowed to {} in bucket \"ais://{b}\"",
+            n.what
+        ),
         None => format!("{who}{role} is not allowed to {}", n.what),
     };
     Err(ApiError::Forbidden(msg))
@@ -235,7 +257,11 @@ mod tests {
         };
         assert!(check(&limited, &need(PUT, Some("mine"), "PUT objects")).is_ok());
         let e = check(&limited, &need(GET, Some("other"), "GET objects")).unwrap_err();
-        assert!(e.to_string().contains("no access to bucket \"ais://other\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no access to bucket \"ais://other\""),
+            "{e}"
+        );
         assert_eq!(canonical_role("read-only"), "Guest");
     }
 }

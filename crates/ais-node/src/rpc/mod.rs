@@ -257,7 +257,9 @@ impl Rpc {
         list: &[crate::cred::Revoked],
     ) -> Result<(), RpcError> {
         let url = format!("{}{}", to.url, ais_core::paths::INT_AUTH_REVOKED);
-        self.send(to, self.http.put(url).json(list)).await.map(|_| ())
+        self.send(to, self.http.put(url).json(list))
+            .await
+            .map(|_| ())
     }
 
     /// Deletes a local copy on `to`; `false` if it had none.

@@ -29,10 +29,10 @@ fn status<T: std::fmt::Debug>(r: ais_client::Result<T>) -> (u16, String) {
 
 #[test]
 fn tokens_roles_buckets_revocation_expiry() {
-    let c = auth_cluster();
+    let mut c = auth_cluster();
     let url = c.url().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let revoked = rt.block_on(async {
         // No token, a garbage token: 401.
         let (st, msg) = status(Client::new(&url).list_buckets().await);
         assert_eq!(st, 401, "{msg}");
@@ -222,7 +222,33 @@ fn tokens_roles_buckets_revocation_expiry() {
         // ... for that method and path only.
         let (st, _) = raw_http(base, "DELETE", path, &[], b"").unwrap();
         assert_eq!(st, 401);
+        (turl, bearer)
     });
+    // A restarted target (empty revoked set) gets the list again when it rejoins.
+    let (turl, bearer) = revoked;
+    c.restart_target(0).unwrap();
+    c.wait_targets(2).unwrap();
+    let turl_now = c.targets[0].url.clone();
+    assert_eq!(turl_now, turl);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, _) = raw_http(
+            &turl,
+            "GET",
+            "/v1/objects/pub/a",
+            &[("Authorization", &bearer)],
+            b"",
+        )
+        .unwrap();
+        if st == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restarted target accepts a revoked token ({st})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ roles, bucket limits, revocation on proxy and target, expiry, direct target
 access, and the CLI's ``ais auth login/logout``.
 """
 
+import base64
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ ADMIN_PW = "admin-pw-123"
 
 @pytest.fixture(scope="module")
 def acluster(tmp_path_factory):
+    envs = str(tmp_path_factory.mktemp("etl-envs"))
     c = Cluster(
         base_dir=tmp_path_factory.mktemp("ais-auth"),
         num_targets=2,
@@ -33,6 +35,7 @@ def acluster(tmp_path_factory):
             "AIS_AUTH": "1",
             "AIS_AUTH_SECRET": "test-cluster-secret",
             "AIS_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+            "AIS_ETL_ENV_CACHE": envs,
         },
     )
     c.start()
@@ -194,3 +197,45 @@ def test_cli_login_logout(acluster, tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("bucket", "ls")
     assert r.returncode != 0 and "missing token" in r.stderr
+
+
+def test_etl_and_copy_job_with_auth(acluster, admin, admin_token):
+    """ETL init (proxy -> targets), an ETL GET through the redirect, and a
+    bucket copy job (target -> target PUTs) all work with auth on."""
+    url = acluster.url
+    hdr = {"Authorization": f"Bearer {admin_token}"}
+    b = admin.bucket(unique_bucket_name("src")).create()
+    dst = admin.bucket(unique_bucket_name("dst"))
+    name = "etl-auth-upper"
+    for i in range(6):
+        b.object(f"o{i}").get_writer().put_content(b"abc%d" % i)
+    msg = {
+        "name": name,
+        "runtime": "python3",
+        "communication": "hpush://",
+        "init_timeout": "2m",
+        "obj_timeout": "30s",
+        "funcs": {"transform": "transform"},
+        "code": base64.b64encode(b"def transform(data):\n    return data.upper()\n").decode(),
+        "dependencies": "",
+        "argument": "",
+    }
+    assert requests.put(f"{url}/v1/etl", json=msg, timeout=180).status_code == 401
+    r = requests.put(f"{url}/v1/etl", json=msg, headers=hdr, timeout=180)
+    assert r.status_code == 200, r.text
+    try:
+        r = requests.get(
+            f"{url}/v1/objects/{b.name}/o1",
+            params={"provider": "ais", "etl_name": name},
+            headers=hdr,
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.content == b"ABC1", r.text
+        job = b.copy(dst)
+        admin.job(job_id=job).wait(timeout=60)
+        assert sorted(e.name for e in dst.list_all_objects()) == [f"o{i}" for i in range(6)]
+        assert dst.object("o3").get_reader().read_all() == b"abc3"
+    finally:
+        requests.delete(f"{url}/v1/etl/{name}", headers=hdr, timeout=30)
+        b.delete()
+        dst.delete(missing_ok=True)

@@ -217,7 +217,7 @@ pub fn check(claims: &Claims, n: &Need) -> ApiResult<()> {
         }
         Some(b) if have & (ACCESS_RW & !ACCESS_RO) == 0 => {
             format!(
-                "{who}: read-only role{role} cannot {} in bucket \"ais://{b}\"",
+                "read-only role cannot {} in bucket \"ais://{b}\" ({who}{role})",
                 n.what
             )
         }

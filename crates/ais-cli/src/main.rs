@@ -1,6 +1,7 @@
 //! `ais`: the command-line tool, with AIStore's verbs and output style.
 //! Talks to the cluster at `AIS_ENDPOINT` (default http://localhost:8080).
 
+mod auth;
 mod etl;
 mod fmt;
 mod jobs;
@@ -82,6 +83,11 @@ enum Cmd {
         #[command(subcommand)]
         what: StopCmd,
     },
+    /// Authentication: login, logout, users, roles, tokens (cluster with AIS_AUTH=1).
+    Auth {
+        #[command(subcommand)]
+        cmd: auth::AuthCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,7 +163,7 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.endpoint);
+    let client = Client::with_token(&cli.endpoint, ais_client::auth::saved_token().as_deref());
     match cli.cmd {
         Cmd::Show { what } => match what {
             ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
@@ -220,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
+        Cmd::Auth { cmd } => auth::run(&client, cmd).await,
     }
 }
 

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub mod auth;
 mod etl;
 mod jobs;
 pub mod paths;
@@ -145,7 +146,21 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
 
 impl Client {
     pub fn new(endpoint: &str) -> Self {
+        Self::with_token(endpoint, None)
+    }
+
+    /// A client that sends `Authorization: Bearer TOKEN` on every request,
+    /// redirected ones included (see [`auth`]).
+    pub fn with_token(endpoint: &str, token: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = token
+            .filter(|t| !t.is_empty())
+            .and_then(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).ok())
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(256)
             .connect_timeout(Duration::from_secs(10))

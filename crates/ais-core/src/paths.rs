@@ -24,6 +24,13 @@ pub const INT_OBJECTS: &str = "/v1/internal/objects";
 pub const INT_ETL: &str = "/v1/internal/etl";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.
 pub const INT_JOBS: &str = "/v1/internal/jobs";
+/// The revoked-token list, pushed by the primary to every node (auth on).
+pub const INT_AUTH_REVOKED: &str = "/v1/internal/auth/revoked";
+
+// AuthN (served by the primary proxy when auth is on), as the SDK's AuthNClient calls them.
+pub const AUTHN_USERS: &str = "/v1/users";
+pub const AUTHN_ROLES: &str = "/v1/roles";
+pub const AUTHN_TOKENS: &str = "/v1/tokens";
 
 /// Escapes everything but alphanumerics and `/ - _ . ~` (object names in paths).
 const PATH_SET: &AsciiSet = &NON_ALPHANUMERIC

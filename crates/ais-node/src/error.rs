@@ -16,6 +16,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("bucket \"{0}\" does not exist")]
     BucketNotFound(String),
     #[error("{node}: {cname} does not exist")]
@@ -91,6 +93,7 @@ impl ApiError {
         match self {
             BadRequest(_) => StatusCode::BAD_REQUEST,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             BucketNotFound(_) | ObjectNotFound { .. } | EtlNotFound { .. } | NotFound(_) => {
                 StatusCode::NOT_FOUND
             }

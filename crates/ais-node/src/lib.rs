@@ -10,6 +10,8 @@
 //!
 //! [`run`] starts a node; `main.rs` only parses flags.
 
+pub mod auth;
+pub mod cred;
 pub mod error;
 pub mod http;
 pub mod proxy;
@@ -86,6 +88,7 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
         .context("--role proxy|target is required (or use `aisnode playground`)")?;
     let data = args.data.clone().context("--data DIR is required")?;
     std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+    auth::init(&data, role == "proxy" && args.join.is_none())?;
     let kind = if role == "proxy" {
         NodeType::Proxy
     } else {

@@ -73,6 +73,11 @@ async fn dispatch(
 /// tests can call it without a server.
 pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     let ep = Endpoint::parse(&ctx.path);
+    let is_proxy = matches!(app, App::Proxy(_));
+    let body = match crate::auth::gate(app.core(), is_proxy, ctx, &ep, body).await? {
+        crate::auth::Gate::Pass(b) => b,
+        crate::auth::Gate::Done(r) => return Ok(r),
+    };
     match (&ep, app) {
         (Endpoint::Health, _) => app.core().health(),
         (Endpoint::Daemon, _) => app.core().daemon_info(ctx),

@@ -95,6 +95,14 @@ pub fn redirect(ctx: &Ctx, base: &str, status: StatusCode, pid: &str, extra: &st
     loc.push_str("&utm=");
     loc.push_str(&base36(ais_core::now_ns() as u64));
     loc.push_str(extra);
+    if let Some(c) = crate::cred::get() {
+        // Auth on: this request was authorized; let the redirected one in
+        // even when the client drops `Authorization` (another host:port).
+        loc.push('&');
+        loc.push_str(crate::cred::REDIRECT_PARAM);
+        loc.push('=');
+        loc.push_str(&c.sign_redirect(ctx.method.as_str(), &ctx.path));
+    }
     let mut r = empty(status);
     if let Ok(v) = HeaderValue::from_str(&loc) {
         r.headers_mut().insert(header::LOCATION, v);

@@ -130,6 +130,7 @@ impl Rpc {
                 .pool_max_idle_per_host(64)
                 .timeout(CONTROL_TIMEOUT)
                 .redirect(reqwest::redirect::Policy::none())
+                .default_headers(crate::cred::rpc_headers())
                 .build()?,
         })
     }
@@ -247,6 +248,18 @@ impl Rpc {
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Replaces `to`'s revoked-token list (auth on).
+    pub async fn auth_revoked(
+        &self,
+        to: &Dest,
+        list: &[crate::cred::Revoked],
+    ) -> Result<(), RpcError> {
+        let url = format!("{}{}", to.url, ais_core::paths::INT_AUTH_REVOKED);
+        self.send(to, self.http.put(url).json(list))
+            .await
+            .map(|_| ())
     }
 
     /// Deletes a local copy on `to`; `false` if it had none.

@@ -1,0 +1,584 @@
+//! The AuthN API on the primary proxy, shaped as AIStore's AuthN server (and
+//! the SDK's `AuthNClient`) expects it:
+//!
+//! | call | who |
+//! |---|---|
+//! | `POST /v1/users/NAME {password, expires_in(ns)}` → `{token}` (login) | anyone |
+//! | `GET /v1/users`, `POST /v1/users {id, pass, roles}`, `PUT|DELETE /v1/users/NAME` | admin |
+//! | `GET /v1/users/NAME` | admin or that user |
+//! | `GET /v1/roles[/NAME]` | any valid token |
+//! | `POST /v1/roles`, `PUT|DELETE /v1/roles/NAME` | admin |
+//! | `DELETE /v1/tokens {token}` (revoke; logout) | admin or the token's owner |
+//! | `GET /v1/clusters[/ID]` | any valid token |
+//!
+//! Users (salted PBKDF2 password hashes, never plaintext), custom roles and
+//! the revoked-token list persist in `<primary data>/auth/authn.json`. A
+//! revocation is pushed to every node in the map before the call returns.
+
+use super::perm::{self, canonical_role, BUILTIN_ROLES};
+use crate::cred::{self, Claims, Cred, Revoked, TokenError};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{empty, json_ok, pct_decode, read_body, split_first, Ctx, Res};
+use crate::rpc::{fan_out, Rpc, CONTROL_TIMEOUT};
+use crate::state::NodeCore;
+use ais_cluster::MetaStore;
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct RoleInfo {
+    pub name: String,
+    #[serde(default)]
+    pub desc: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<Vec<ClusterPerm>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<Vec<BucketPermMsg>>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ClusterPerm {
+    pub id: String,
+    /// Access bits as a decimal string (numbers accepted too).
+    pub perm: Value,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BucketPermMsg {
+    pub bck: BckMsg,
+    pub perm: Value,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct BckMsg {
+    pub name: String,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub namespace: Value,
+}
+
+fn perm_bits(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        Value::String(s) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+struct User {
+    id: String,
+    /// `pbkdf2-sha256$ITERS$SALT$HASH`.
+    pass_hash: String,
+    roles: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Data {
+    users: BTreeMap<String, User>,
+    roles: BTreeMap<String, RoleInfo>,
+    revoked: Vec<Revoked>,
+}
+
+pub struct Store {
+    path: PathBuf,
+    data: Mutex<Data>,
+}
+
+static STORE: OnceLock<Store> = OnceLock::new();
+
+fn builtin(name: &str) -> Option<RoleInfo> {
+    BUILTIN_ROLES
+        .iter()
+        .find(|r| r.0 == name)
+        .map(|(name, desc, bits, admin)| RoleInfo {
+            name: name.to_string(),
+            desc: desc.to_string(),
+            clusters: Some(vec![ClusterPerm {
+                id: "*".into(),
+                perm: Value::String(bits.to_string()),
+            }]),
+            buckets: None,
+            admin: *admin,
+        })
+}
+
+impl Store {
+    /// Loads (or creates, with the first admin user) the store in `dir`.
+    pub fn init(dir: &Path, cred: &Cred) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("authn.json");
+        let mut data: Data = match std::fs::read(&path) {
+            Ok(raw) => serde_json::from_slice(&raw)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
+            Err(e) => return Err(e.into()),
+        };
+        let store = Store {
+            path,
+            data: Mutex::new(Data::default()),
+        };
+        if !data
+            .users
+            .values()
+            .any(|u| u.roles.iter().any(|r| r == "Admin"))
+        {
+            let (pw, shown) = match std::env::var("AIS_AUTH_ADMIN_PASSWORD") {
+                Ok(p) if !p.is_empty() => (p, false),
+                _ => {
+                    let b: [u8; 12] = rand::random();
+                    (b.iter().map(|x| format!("{x:02x}")).collect(), true)
+                }
+            };
+            data.users.insert(
+                "admin".into(),
+                User {
+                    id: "admin".into(),
+                    pass_hash: cred::hash_password(&pw),
+                    roles: vec!["Admin".into()],
+                },
+            );
+            if shown {
+                // Printed once: the only place this password ever appears.
+                eprintln!("AIS_AUTH: created user \"admin\" with password {pw} (set AIS_AUTH_ADMIN_PASSWORD to choose it)");
+            }
+            tracing::info!("auth: created the first admin user \"admin\"");
+        }
+        cred.set_revoked(&data.revoked);
+        save(&store.path, &data)?;
+        if let Ok(mut d) = store.data.lock() {
+            *d = data;
+        }
+        let _ = STORE.set(store);
+        Ok(())
+    }
+}
+
+fn save(path: &Path, data: &Data) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(data)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn store() -> ApiResult<&'static Store> {
+    STORE.get().ok_or_else(|| {
+        ApiError::NotFound("the AuthN API is served by the primary proxy only".into())
+    })
+}
+
+fn with_data<T>(f: impl FnOnce(&mut Data) -> ApiResult<T>, persist: bool) -> ApiResult<T> {
+    let s = store()?;
+    let mut d = s
+        .data
+        .lock()
+        .map_err(|_| ApiError::internal("auth store lock poisoned"))?;
+    let out = f(&mut d)?;
+    if persist {
+        save(&s.path, &d).map_err(|e| ApiError::internal(format!("save auth store: {e}")))?;
+    }
+    Ok(out)
+}
+
+pub fn is_authn_path(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    ["/v1/users", "/v1/roles", "/v1/tokens", "/v1/clusters"]
+        .iter()
+        .any(|r| p == *r || p.starts_with(&format!("{r}/")))
+}
+
+fn role_of(d: &Data, name: &str) -> Option<RoleInfo> {
+    let name = canonical_role(name);
+    builtin(name).or_else(|| d.roles.get(name).cloned())
+}
+
+fn user_info(d: &Data, u: &User) -> Value {
+    let roles: Vec<RoleInfo> = u.roles.iter().filter_map(|r| role_of(d, r)).collect();
+    json!({"id": u.id, "roles": roles})
+}
+
+/// Role names from `[RoleInfo | "name"]`, each checked to exist.
+fn role_names(d: &Data, v: Option<&Value>) -> ApiResult<Vec<String>> {
+    let mut out = Vec::new();
+    for r in v.and_then(Value::as_array).into_iter().flatten() {
+        let name = match r {
+            Value::String(s) => s.as_str(),
+            other => other.get("name").and_then(Value::as_str).unwrap_or(""),
+        };
+        let role = role_of(d, name)
+            .ok_or_else(|| ApiError::NotFound(format!("role \"{name}\" does not exist")))?;
+        out.push(role.name);
+    }
+    Ok(out)
+}
+
+fn claims_for(d: &Data, u: &User, ttl_s: u64) -> Claims {
+    let now = cred::now_s();
+    let mut c = Claims {
+        username: u.id.clone(),
+        exp: now + ttl_s,
+        iat: now,
+        jti: format!("{:032x}", rand::random::<u128>()),
+        roles: u.roles.clone(),
+        ..Default::default()
+    };
+    for r in u.roles.iter().filter_map(|r| role_of(d, r)) {
+        c.admin |= r.admin;
+        for cp in r.clusters.iter().flatten() {
+            c.cluster_perm |= perm_bits(&cp.perm);
+        }
+        for bp in r.buckets.iter().flatten() {
+            c.buckets.push(cred::BucketPerm {
+                bucket: bp.bck.name.clone(),
+                perm: perm_bits(&bp.perm),
+            });
+        }
+    }
+    if c.admin {
+        c.cluster_perm |= perm::ACCESS_SU;
+    }
+    c
+}
+
+async fn body_json(body: Body) -> ApiResult<Value> {
+    let raw = read_body(body, 1 << 20).await?;
+    if raw.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("malformed request: {e}")))
+}
+
+fn need_admin(c: &Claims) -> ApiResult<()> {
+    if c.admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "user \"{}\" is not an admin: only admins manage users, roles and other users' tokens",
+            c.username
+        )))
+    }
+}
+
+pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
+    let rest = ctx.path.trim_start_matches("/v1/").trim_end_matches('/');
+    let (kind, name) = split_first(rest);
+    let name = pct_decode(name)?;
+    let m = &ctx.method;
+    // Login needs no token.
+    if kind == "users" && !name.is_empty() && m == Method::POST {
+        return login(cred, &name, body).await;
+    }
+    let caller = super::user(cred, ctx)?;
+    match (kind, m.clone(), name.is_empty()) {
+        ("users", Method::GET, true) => {
+            need_admin(&caller)?;
+            let map = with_data(
+                |d| {
+                    Ok(d.users
+                        .iter()
+                        .map(|(k, u)| (k.clone(), user_info(d, u)))
+                        .collect::<BTreeMap<_, _>>())
+                },
+                false,
+            )?;
+            json_ok(&map)
+        }
+        ("users", Method::GET, false) => {
+            if caller.username != name {
+                need_admin(&caller)?;
+            }
+            let v = with_data(
+                |d| {
+                    d.users
+                        .get(&name)
+                        .map(|u| user_info(d, u))
+                        .ok_or_else(|| user_not_found(&name))
+                },
+                false,
+            )?;
+            json_ok(&v)
+        }
+        ("users", Method::POST, true) => {
+            need_admin(&caller)?;
+            let v = body_json(body).await?;
+            let id = v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let pass = v.get("pass").and_then(Value::as_str).unwrap_or("");
+            if id.is_empty() || pass.is_empty() {
+                return Err(ApiError::bad_request(
+                    "user id and password (\"pass\") are required",
+                ));
+            }
+            with_data(
+                |d| {
+                    if d.users.contains_key(&id) {
+                        return Err(ApiError::Conflict(format!("user \"{id}\" already exists")));
+                    }
+                    let roles = role_names(d, v.get("roles"))?;
+                    d.users.insert(
+                        id.clone(),
+                        User {
+                            id: id.clone(),
+                            pass_hash: cred::hash_password(pass),
+                            roles,
+                        },
+                    );
+                    Ok(())
+                },
+                true,
+            )?;
+            tracing::info!(user = %id, by = %caller.username, "auth: user added");
+            Ok(empty(StatusCode::OK))
+        }
+        ("users", Method::PUT, false) => {
+            need_admin(&caller)?;
+            let v = body_json(body).await?;
+            with_data(
+                |d| {
+                    if !d.users.contains_key(&name) {
+                        return Err(user_not_found(&name));
+                    }
+                    let roles = match v.get("roles") {
+                        Some(r) if !r.is_null() => Some(role_names(d, Some(r))?),
+                        _ => None,
+                    };
+                    if let Some(u) = d.users.get_mut(&name) {
+                        if let Some(p) = v
+                            .get("pass")
+                            .and_then(Value::as_str)
+                            .filter(|p| !p.is_empty())
+                        {
+                            u.pass_hash = cred::hash_password(p);
+                        }
+                        if let Some(r) = roles {
+                            u.roles = r;
+                        }
+                    }
+                    Ok(())
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
+        ("users", Method::DELETE, false) => {
+            need_admin(&caller)?;
+            if name == caller.username {
+                return Err(ApiError::bad_request(
+                    "cannot delete the user you are logged in as",
+                ));
+            }
+            with_data(
+                |d| {
+                    d.users
+                        .remove(&name)
+                        .map(|_| ())
+                        .ok_or_else(|| user_not_found(&name))
+                },
+                true,
+            )?;
+            tracing::info!(user = %name, by = %caller.username, "auth: user removed");
+            Ok(empty(StatusCode::OK))
+        }
+        ("roles", Method::GET, true) => {
+            let roles = with_data(
+                |d| {
+                    let mut v: Vec<RoleInfo> =
+                        BUILTIN_ROLES.iter().filter_map(|r| builtin(r.0)).collect();
+                    v.extend(d.roles.values().cloned());
+                    Ok(v)
+                },
+                false,
+            )?;
+            json_ok(&roles)
+        }
+        ("roles", Method::GET, false) => {
+            let r = with_data(
+                |d| role_of(d, &name).ok_or_else(|| role_not_found(&name)),
+                false,
+            )?;
+            json_ok(&r)
+        }
+        ("roles", Method::POST, true) | ("roles", Method::PUT, false) => {
+            need_admin(&caller)?;
+            let mut r: RoleInfo = serde_json::from_value(body_json(body).await?)
+                .map_err(|e| ApiError::bad_request(format!("malformed role: {e}")))?;
+            let creating = m == Method::POST;
+            if !creating {
+                r.name = name.clone();
+            }
+            if r.name.is_empty() {
+                return Err(ApiError::bad_request("role name is required"));
+            }
+            if builtin(canonical_role(&r.name)).is_some() {
+                return Err(ApiError::Conflict(format!(
+                    "role \"{}\" is built in",
+                    r.name
+                )));
+            }
+            with_data(
+                |d| {
+                    match (creating, d.roles.contains_key(&r.name)) {
+                        (true, true) => {
+                            return Err(ApiError::Conflict(format!(
+                                "role \"{}\" already exists",
+                                r.name
+                            )))
+                        }
+                        (false, false) => return Err(role_not_found(&r.name)),
+                        _ => {}
+                    }
+                    d.roles.insert(r.name.clone(), r);
+                    Ok(())
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
+        ("roles", Method::DELETE, false) => {
+            need_admin(&caller)?;
+            with_data(
+                |d| {
+                    if d.users.values().any(|u| u.roles.contains(&name)) {
+                        return Err(ApiError::Conflict(format!(
+                            "role \"{name}\" is assigned to users"
+                        )));
+                    }
+                    d.roles
+                        .remove(&name)
+                        .map(|_| ())
+                        .ok_or_else(|| role_not_found(&name))
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
+        ("tokens", Method::DELETE, true) => {
+            let v = body_json(body).await?;
+            let tok = v
+                .get("token")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if tok.is_empty() {
+                return Err(ApiError::bad_request("missing \"token\" to revoke"));
+            }
+            if super::bearer(ctx) != Some(tok.as_str()) {
+                need_admin(&caller)?;
+            }
+            revoke(core, cred, &tok).await
+        }
+        ("clusters", Method::GET, _) => {
+            let uuid = core.meta.cluster_uuid();
+            let alias = if name.is_empty() {
+                "local".to_string()
+            } else {
+                name
+            };
+            json_ok(&json!({"clusters": {uuid.clone(): {
+                "id": uuid, "alias": alias, "urls": [core.snode.url()]}}}))
+        }
+        _ => Err(ctx.not_allowed()),
+    }
+}
+
+fn user_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("user \"{name}\" does not exist"))
+}
+
+fn role_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("role \"{name}\" does not exist"))
+}
+
+async fn login(cred: &Cred, name: &str, body: Body) -> Res {
+    let v = body_json(body).await?;
+    let pw = v.get("password").and_then(Value::as_str).unwrap_or("");
+    // expires_in: nanoseconds (AIStore's time.Duration), 0/absent = default.
+    let ttl_s = v
+        .get("expires_in")
+        .and_then(Value::as_f64)
+        .filter(|n| *n > 0.0)
+        .map(|ns| ((ns / 1e9).ceil() as u64).max(1))
+        .unwrap_or(cred::DEFAULT_TOKEN_TTL_S);
+    let claims = with_data(
+        |d| match d.users.get(name) {
+            Some(u) if cred::verify_password(pw, &u.pass_hash) => Ok(claims_for(d, u, ttl_s)),
+            _ => Err(ApiError::Unauthorized(format!(
+                "invalid credentials for user \"{name}\""
+            ))),
+        },
+        false,
+    )?;
+    tracing::info!(user = %name, "auth: login");
+    json_ok(&json!({"token": cred.sign_jwt(&claims)}))
+}
+
+/// After a join: pushes the revoked list (if any) to every node a moment
+/// later, when the joiner is in the map.
+pub fn push_revoked_soon(core: &NodeCore) {
+    let Some(cred) = cred::get() else { return };
+    if STORE.get().is_none() || cred.revoked_list().is_empty() {
+        return;
+    }
+    let (rpc, meta, id) = (core.rpc.clone(), core.meta.clone(), core.id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        push_revoked(&rpc, &meta, &id, &cred.revoked_list()).await;
+    });
+}
+
+/// Records the revocation, persists it and pushes the list to every node.
+async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
+    let exp = match cred.verify_jwt(tok) {
+        Ok(c) => c.exp,
+        Err(TokenError::Expired | TokenError::Revoked) => return Ok(empty(StatusCode::OK)),
+        Err(e) => return Err(ApiError::bad_request(format!("cannot revoke: {e}"))),
+    };
+    let mut list = cred.revoked_list();
+    list.push(Revoked {
+        id: cred::token_id(tok),
+        exp,
+    });
+    cred.set_revoked(&list);
+    with_data(
+        |d| {
+            d.revoked = list.clone();
+            Ok(())
+        },
+        true,
+    )?;
+    push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
+    Ok(empty(StatusCode::OK))
+}
+
+async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked]) {
+    let nodes: Vec<_> = meta
+        .smap()
+        .map(|s| {
+            s.tmap
+                .values()
+                .chain(s.pmap.values())
+                .filter(|n| n.daemon_id != self_id)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for (node, res) in fan_out(&nodes, CONTROL_TIMEOUT, |dest| async move {
+        rpc.auth_revoked(&dest, list).await
+    })
+    .await
+    {
+        if let Err(e) = res {
+            tracing::warn!(node = %node.name(), error = %e, "auth: revoked-token push failed");
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Credentials when auth is on (`AIS_AUTH=1`, `AIS_AUTH_SECRET` shared by
+//! every node): HS256 JWTs for users, the intra-cluster credential that
+//! `rpc::Rpc` sends on every call, the short-lived signed credential a node
+//! adds to the `Location` of its redirects (clients such as Python's requests
+//! drop `Authorization` on a redirect to another host:port), salted password
+//! hashes, and this node's set of revoked tokens.
+//!
+//! A leaf module: `http::render` and `rpc` use it; it imports no other module
+//! of the node. Auth off = [`get`] is `None` and nothing here runs.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+
+type HmacSha = Hmac<Sha256>;
+
+/// Header carrying the intra-cluster credential.
+pub const CLUSTER_HDR: &str = "ais-cluster-auth";
+/// Query parameter carrying a redirect credential (`EXPIRY.SIGNATURE`).
+pub const REDIRECT_PARAM: &str = "ais_auth";
+/// How long a redirect credential is valid.
+pub const REDIRECT_TTL_S: u64 = 60;
+/// Default token lifetime (AIStore's AuthN default is 24 h).
+pub const DEFAULT_TOKEN_TTL_S: u64 = 24 * 3600;
+
+/// What a user token says (signed; checked by every node without a lookup).
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct Claims {
+    pub username: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    #[serde(default)]
+    pub iat: u64,
+    /// Random id: two logins in the same second get different tokens (and
+    /// revoking one does not revoke the other).
+    #[serde(default)]
+    pub jti: String,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// AIStore access bits granted on the whole cluster (every bucket).
+    #[serde(default)]
+    pub cluster_perm: u64,
+    /// Extra bits on named buckets.
+    #[serde(default)]
+    pub buckets: Vec<BucketPerm>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BucketPerm {
+    pub bucket: String,
+    pub perm: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("invalid token: malformed JWT")]
+    Malformed,
+    #[error("invalid token: bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token revoked")]
+    Revoked,
+}
+
+pub struct Cred {
+    secret: Vec<u8>,
+    cluster_token: String,
+    /// Revoked token ids (sha256 of the token) -> their expiry.
+    revoked: RwLock<HashMap<String, u64>>,
+}
+
+static CRED: OnceLock<Option<Cred>> = OnceLock::new();
+
+/// Reads `AIS_AUTH`/`AIS_AUTH_SECRET` once (the first call wins).
+pub fn init_from_env() -> anyhow::Result<()> {
+    let on = std::env::var("AIS_AUTH")
+        .map(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
+        .unwrap_or(false);
+    let cred = if on {
+        let secret = std::env::var("AIS_AUTH_SECRET").unwrap_or_default();
+        if secret.len() < 8 {
+            anyhow::bail!(
+                "AIS_AUTH=1 needs AIS_AUTH_SECRET (at least 8 characters, the same on every node)"
+            );
+        }
+        Some(Cred::new(secret.as_bytes()))
+    } else {
+        None
+    };
+    let _ = CRED.set(cred);
+    Ok(())
+}
+
+/// Default headers of the intra-cluster client: the cluster credential.
+pub fn rpc_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    if let Some(v) =
+        get().and_then(|c| reqwest::header::HeaderValue::from_str(c.cluster_token()).ok())
+    {
+        h.insert(CLUSTER_HDR, v);
+    }
+    h
+}
+
+/// The credentials, when auth is on.
+pub fn get() -> Option<&'static Cred> {
+    CRED.get().and_then(|c| c.as_ref())
+}
+
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Id of a token in the revoked list (its SHA-256, hex).
+pub fn token_id(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Cred {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut c = Cred {
+            secret: secret.to_vec(),
+            cluster_token: String::new(),
+            revoked: RwLock::new(HashMap::new()),
+        };
+        c.cluster_token = B64.encode(c.mac(&[b"ais-intra-cluster-v1"]));
+        c
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> Vec<u8> {
+        // HMAC accepts keys of any length: this cannot fail.
+        let mut m = match HmacSha::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            Err(_) => return Vec::new(),
+        };
+        for p in parts {
+            m.update(p);
+            m.update(b"\n");
+        }
+        m.finalize().into_bytes().to_vec()
+    }
+
+    /// The intra-cluster credential every `Rpc` request carries.
+    pub fn cluster_token(&self) -> &str {
+        &self.cluster_token
+    }
+
+    pub fn check_cluster(&self, v: &str) -> bool {
+        ct_eq(v.as_bytes(), self.cluster_token.as_bytes())
+    }
+
+    /// `EXPIRY.SIG` for a redirected `method path` (valid [`REDIRECT_TTL_S`]).
+    pub fn sign_redirect(&self, method: &str, path: &str) -> String {
+        let exp = (now_s() + REDIRECT_TTL_S).to_string();
+        let sig = self.mac(&[
+            b"redirect",
+            method.as_bytes(),
+            path.as_bytes(),
+            exp.as_bytes(),
+        ]);
+        format!("{exp}.{}", B64.encode(sig))
+    }
+
+    pub fn check_redirect(&self, method: &str, path: &str, v: &str) -> bool {
+        let Some((exp, sig)) = v.split_once('.') else {
+            return false;
+        };
+        let Ok(e) = exp.parse::<u64>() else {
+            return false;
+        };
+        if e < now_s() {
+            return false;
+        }
+        let want = self.mac(&[
+            b"redirect",
+            method.as_bytes(),
+            path.as_bytes(),
+            exp.as_bytes(),
+        ]);
+        B64.decode(sig).is_ok_and(|s| ct_eq(&s, &want))
+    }
+
+    /// A signed HS256 JWT for `claims`.
+    pub fn sign_jwt(&self, claims: &Claims) -> String {
+        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let body = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let signing_input = format!("{header}.{body}");
+        let sig = self.jwt_mac(&signing_input);
+        format!("{signing_input}.{}", B64.encode(sig))
+    }
+
+    fn jwt_mac(&self, input: &str) -> Vec<u8> {
+        match HmacSha::new_from_slice(&self.secret) {
+            Ok(mut m) => {
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Checks signature, algorithm, expiry and revocation.
+    pub fn verify_jwt(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut it = token.rsplitn(2, '.');
+        let (Some(sig), Some(input)) = (it.next(), it.next()) else {
+            return Err(TokenError::Malformed);
+        };
+        let Some((header, body)) = input.split_once('.') else {
+            return Err(TokenError::Malformed);
+        };
+        let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
+        if !ct_eq(&sig, &self.jwt_mac(input)) {
+            return Err(TokenError::BadSignature);
+        }
+        let h: serde_json::Value = B64
+            .decode(header)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        if h.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+            return Err(TokenError::Malformed);
+        }
+        let claims: Claims = B64
+            .decode(body)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(TokenError::Malformed)?;
+        if claims.exp <= now_s() {
+            return Err(TokenError::Expired);
+        }
+        if self.is_revoked(&token_id(token)) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.revoked
+            .read()
+            .map(|r| r.contains_key(id))
+            .unwrap_or(true)
+    }
+
+    /// Replaces the revoked set (expired entries dropped).
+    pub fn set_revoked(&self, list: &[Revoked]) {
+        let now = now_s();
+        if let Ok(mut r) = self.revoked.write() {
+            *r = list
+                .iter()
+                .filter(|t| t.exp > now)
+                .map(|t| (t.id.clone(), t.exp))
+                .collect();
+        }
+    }
+
+    pub fn revoked_list(&self) -> Vec<Revoked> {
+        let now = now_s();
+        self.revoked
+            .read()
+            .map(|r| {
+                r.iter()
+                    .filter(|(_, e)| **e > now)
+                    .map(|(id, exp)| Revoked {
+                        id: id.clone(),
+                        exp: *exp,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One revoked token: its id ([`token_id`]) and expiry (dropped after it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    pub id: String,
+    pub exp: u64,
+}
+
+const PBKDF2_ITERS: u32 = 20_000;
+
+/// `pbkdf2-sha256$ITERS$SALT$HASH` (PBKDF2-HMAC-SHA256, 16-byte random salt).
+pub fn hash_password(pw: &str) -> String {
+    let salt: [u8; 16] = rand::random();
+    let h = pbkdf2(pw.as_bytes(), &salt, PBKDF2_ITERS);
+    format!(
+        "pbkdf2-sha256${PBKDF2_ITERS}${}${}",
+        B64.encode(salt),
+        B64.encode(h)
+    )
+}
+
+pub fn verify_password(pw: &str, stored: &str) -> bool {
+    let p: Vec<&str> = stored.split('$').collect();
+    let [alg, iters, salt, hash] = p[..] else {
+        return false;
+    };
+    let (Ok(iters), Ok(salt), Ok(hash)) =
+        (iters.parse::<u32>(), B64.decode(salt), B64.decode(hash))
+    else {
+        return false;
+    };
+    alg == "pbkdf2-sha256" && ct_eq(&pbkdf2(pw.as_bytes(), &salt, iters), &hash)
+}
+
+/// PBKDF2-HMAC-SHA256, one 32-byte block.
+fn pbkdf2(pw: &[u8], salt: &[u8], iters: u32) -> Vec<u8> {
+    let Ok(prf) = HmacSha::new_from_slice(pw) else {
+        return Vec::new();
+    };
+    let mut m = prf.clone();
+    m.update(salt);
+    m.update(&1u32.to_be_bytes());
+    let mut u = m.finalize().into_bytes();
+    let mut out = u;
+    for _ in 1..iters {
+        let mut m = prf.clone();
+        m.update(&u);
+        u = m.finalize().into_bytes();
+        for (o, x) in out.iter_mut().zip(u.iter()) {
+            *o ^= x;
+        }
+    }
+    out.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_round_trip_expiry_revocation() {
+        let c = Cred::new(b"secret-123");
+        let claims = Claims {
+            username: "u".into(),
+            exp: now_s() + 60,
+            ..Default::default()
+        };
+        let t = c.sign_jwt(&claims);
+        assert_eq!(c.verify_jwt(&t).unwrap().username, "u");
+        let other = Cred::new(b"another-secret");
+        assert_eq!(other.verify_jwt(&t).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(c.verify_jwt("a.b").unwrap_err(), TokenError::Malformed);
+        let old = c.sign_jwt(&Claims {
+            exp: now_s() - 1,
+            ..claims.clone()
+        });
+        assert_eq!(c.verify_jwt(&old).unwrap_err(), TokenError::Expired);
+        c.set_revoked(&[Revoked {
+            id: token_id(&t),
+            exp: claims.exp,
+        }]);
+        assert_eq!(c.verify_jwt(&t).unwrap_err(), TokenError::Revoked);
+    }
+
+    #[test]
+    fn redirect_and_password() {
+        let c = Cred::new(b"secret-123");
+        let s = c.sign_redirect("GET", "/v1/objects/b/o");
+        assert!(c.check_redirect("GET", "/v1/objects/b/o", &s));
+        assert!(!c.check_redirect("PUT", "/v1/objects/b/o", &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/x", &s));
+        let h = hash_password("pw");
+        assert!(!h.contains("pw$") && verify_password("pw", &h) && !verify_password("px", &h));
+        // RFC 7914 / known PBKDF2-HMAC-SHA256 vector ("password", "salt", 1).
+        assert_eq!(
+            hex(&pbkdf2(b"password", b"salt", 1)),
+            "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+"""Authentication and authorization with the official SDK (cluster with AIS_AUTH=1).
+
+A dedicated 1-proxy/2-target cluster: login through ``AuthNClient``, tokens on
+``Client(endpoint, token=...)`` (requests drops ``Authorization`` on the
+redirect to a target: the proxy's signed redirect credential carries it),
+roles, bucket limits, revocation on proxy and target, expiry, direct target
+access, and the CLI's ``ais auth login/logout``.
+"""
+
+import base64
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+from aistore.sdk import Client
+from aistore.sdk.authn import AuthNClient
+from aistore.sdk.authn.access_attr import AccessAttr
+from aistore.sdk.errors import AISError
+from aistore.sdk.authn.errors import AuthNError
+
+from ais_cluster import Cluster, default_bin_dir, unique_bucket_name
+
+ADMIN_PW = "admin-pw-123"
+
+
+@pytest.fixture(scope="module")
+def acluster(tmp_path_factory):
+    envs = str(tmp_path_factory.mktemp("etl-envs"))
+    c = Cluster(
+        base_dir=tmp_path_factory.mktemp("ais-auth"),
+        num_targets=2,
+        env={
+            "AIS_AUTH": "1",
+            "AIS_AUTH_SECRET": "test-cluster-secret",
+            "AIS_AUTH_ADMIN_PASSWORD": ADMIN_PW,
+            "AIS_ETL_ENV_CACHE": envs,
+        },
+    )
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_token(acluster):
+    return AuthNClient(acluster.url).login("admin", ADMIN_PW)
+
+
+@pytest.fixture(scope="module")
+def admin(acluster, admin_token):
+    return Client(acluster.url, token=admin_token)
+
+
+def status_of(fn):
+    with pytest.raises((AISError, AuthNError)) as ei:
+        fn()
+    return ei.value.status_code, str(ei.value)
+
+
+def target_url(acluster):
+    smap = requests.get(f"{acluster.url}/v1/daemon?what=smap", timeout=5).json()
+    t = next(iter(smap["tmap"].values()))
+    return t["public_net"]["direct_url"]
+
+
+def test_no_token_is_401(acluster):
+    st, msg = status_of(lambda: Client(acluster.url).cluster().list_buckets())
+    assert st == 401 and "missing token" in msg
+    st, _ = status_of(lambda: Client(acluster.url, token="not.a.jwt").cluster().list_buckets())
+    assert st == 401
+
+
+def test_admin_does_everything(admin):
+    b = admin.bucket(unique_bucket_name("adm")).create()
+    try:
+        # PUT and GET go proxy -> 307/301 -> target; requests drops the header there.
+        b.object("o1").get_writer().put_content(b"hello")
+        assert b.object("o1").get_reader().read_all() == b"hello"
+        assert [e.name for e in b.list_all_objects()] == ["o1"]
+        assert b.object("o1").head()
+        b.object("o1").delete()
+    finally:
+        b.delete()
+
+
+def test_read_only_and_bucket_permissions(acluster, admin):
+    authn = AuthNClient(acluster.url, token=AuthNClient(acluster.url).login("admin", ADMIN_PW))
+    b1 = admin.bucket(unique_bucket_name("b1")).create()
+    b2 = admin.bucket(unique_bucket_name("b2")).create()
+    try:
+        b1.object("x").get_writer().put_content(b"1")
+        b2.object("y").get_writer().put_content(b"2")
+        authn.user_manager().create("reader", ["Guest"], "reader-pw")
+        ro = Client(acluster.url, token=AuthNClient(acluster.url).login("reader", "reader-pw"))
+        assert ro.bucket(b1.name).object("x").get_reader().read_all() == b"1"
+        assert [e.name for e in ro.bucket(b1.name).list_all_objects()] == ["x"]
+        st, msg = status_of(lambda: ro.bucket(b1.name).object("new").get_writer().put_content(b"z"))
+        assert st == 403 and "read-only role" in msg and "PUT" in msg
+        st, _ = status_of(lambda: ro.bucket(b1.name).object("x").delete())
+        assert st == 403
+        st, _ = status_of(lambda: ro.bucket(unique_bucket_name("nope")).create())
+        assert st == 403
+
+        # A role limited to b1 (read-write there, nothing elsewhere).
+        authn.role_manager().create(
+            "b1-rw", "rw on b1", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.PUT, AccessAttr.OBJ_LIST,
+                   AccessAttr.OBJ_DELETE, AccessAttr.BCK_HEAD],
+            bucket_name=b1.name,
+        )
+        authn.user_manager().create("limited", ["b1-rw"], "limited-pw")
+        lim = Client(acluster.url, token=AuthNClient(acluster.url).login("limited", "limited-pw"))
+        lim.bucket(b1.name).object("mine").get_writer().put_content(b"m")
+        assert lim.bucket(b1.name).object("mine").get_reader().read_all() == b"m"
+        st, msg = status_of(lambda: lim.bucket(b2.name).object("y").get_reader().read_all())
+        assert st == 403 and "no access to bucket" in msg and b2.name in msg
+        users = authn.user_manager().list()
+        assert {"admin", "reader", "limited"} <= set(users.root)
+    finally:
+        b1.delete()
+        b2.delete()
+
+
+def test_revoked_token_refused_on_proxy_and_target(acluster, admin):
+    b = admin.bucket(unique_bucket_name("rev")).create()
+    try:
+        b.object("o").get_writer().put_content(b"data")
+        tok = AuthNClient(acluster.url).login("admin", ADMIN_PW)
+        c = Client(acluster.url, token=tok)
+        assert c.bucket(b.name).object("o").get_reader().read_all() == b"data"
+        turl = target_url(acluster)
+        hdr = {"Authorization": f"Bearer {tok}"}
+        r = requests.get(f"{turl}/v1/objects/{b.name}/o", headers=hdr, timeout=5, allow_redirects=False)
+        assert r.status_code in (200, 301, 307), r.text
+        # Logout = revoke own token.
+        a = AuthNClient(acluster.url, token=tok)
+        a.logout()
+        st, msg = status_of(lambda: c.bucket(b.name).object("o").get_reader().read_all())
+        assert st == 401 and "revoked" in msg
+        r = requests.get(f"{turl}/v1/objects/{b.name}/o", headers=hdr, timeout=5, allow_redirects=False)
+        assert r.status_code == 401 and "revoked" in r.text
+    finally:
+        b.delete()
+
+
+def test_direct_target_access_refused(acluster, admin_token):
+    turl = target_url(acluster)
+    assert requests.get(f"{turl}/v1/buckets", timeout=5).status_code == 401
+    r = requests.get(f"{turl}/v1/objects/b/o?ais_auth=9999999999.Zm9v", timeout=5)
+    assert r.status_code == 401
+    # Internal endpoints want the cluster credential, not a user token.
+    hdr = {"Authorization": f"Bearer {admin_token}"}
+    r = requests.get(f"{turl}/v1/internal/list/b", headers=hdr, timeout=5)
+    assert r.status_code == 401 and "cluster credential" in r.text
+    r = requests.put(f"{turl}/v1/metasync", data=b"{}", timeout=5)
+    assert r.status_code == 401
+
+
+def test_expired_token_refused(acluster):
+    tok = AuthNClient(acluster.url).login("admin", ADMIN_PW, expires_in=1)
+    time.sleep(2.1)
+    st, msg = status_of(lambda: Client(acluster.url, token=tok).cluster().list_buckets())
+    assert st == 401 and "token expired" in msg
+
+
+def test_wrong_password(acluster):
+    st, msg = status_of(lambda: AuthNClient(acluster.url).login("admin", "wrong"))
+    assert st == 401 and "invalid credentials" in msg
+
+
+def test_cli_login_logout(acluster, tmp_path):
+    ais = str(default_bin_dir() / "ais")
+    env = {**os.environ, "AIS_ENDPOINT": acluster.url, "AIS_AUTHN_TOKEN_FILE": str(tmp_path / "tok")}
+    env.pop("AIS_AUTHN_TOKEN", None)
+
+    def run(*args):
+        return subprocess.run([ais, *args], env=env, capture_output=True, text=True, timeout=30)
+
+    r = run("bucket", "ls")
+    assert r.returncode != 0 and "missing token" in r.stderr
+    r = run("auth", "login", "admin", "-p", ADMIN_PW)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "tok").exists()
+    r = run("bucket", "ls")
+    assert r.returncode == 0, r.stderr
+    r = run("auth", "add", "user", "cliuser", "cli-pw", "--role", "read-only")
+    assert r.returncode == 0, r.stderr
+    r = run("auth", "show", "user")
+    assert r.returncode == 0 and "cliuser" in r.stdout and "Guest" in r.stdout
+    r = run("auth", "rm", "user", "cliuser")
+    assert r.returncode == 0, r.stderr
+    r = run("auth", "logout")
+    assert r.returncode == 0, r.stderr
+    r = run("bucket", "ls")
+    assert r.returncode != 0 and "missing token" in r.stderr
+
+
+def test_etl_and_copy_job_with_auth(acluster, admin, admin_token):
+    """ETL init (proxy -> targets), an ETL GET through the redirect, and a
+    bucket copy job (target -> target PUTs) all work with auth on."""
+    url = acluster.url
+    hdr = {"Authorization": f"Bearer {admin_token}"}
+    b = admin.bucket(unique_bucket_name("src")).create()
+    dst = admin.bucket(unique_bucket_name("dst"))
+    name = "etl-auth-upper"
+    for i in range(6):
+        b.object(f"o{i}").get_writer().put_content(b"abc%d" % i)
+    msg = {
+        "name": name,
+        "runtime": "python3",
+        "communication": "hpush://",
+        "init_timeout": "2m",
+        "obj_timeout": "30s",
+        "funcs": {"transform": "transform"},
+        "code": base64.b64encode(b"def transform(data):\n    return data.upper()\n").decode(),
+        "dependencies": "",
+        "argument": "",
+    }
+    assert requests.put(f"{url}/v1/etl", json=msg, timeout=180).status_code == 401
+    r = requests.put(f"{url}/v1/etl", json=msg, headers=hdr, timeout=180)
+    assert r.status_code == 200, r.text
+    try:
+        r = requests.get(
+            f"{url}/v1/objects/{b.name}/o1",
+            params={"provider": "ais", "etl_name": name},
+            headers=hdr,
+            timeout=60,
+        )
+        assert r.status_code == 200 and r.content == b"ABC1", r.text
+        job = b.copy(dst)
+        admin.job(job_id=job).wait(timeout=60)
+        assert sorted(e.name for e in dst.list_all_objects()) == [f"o{i}" for i in range(6)]
+        assert dst.object("o3").get_reader().read_all() == b"abc3"
+    finally:
+        requests.delete(f"{url}/v1/etl/{name}", headers=hdr, timeout=30)
+        b.delete()
+        dst.delete(missing_ok=True)

@@ -238,7 +238,7 @@ mod tests {
     fn job_status_round_trip() {
         let raw = json!({"uuid": "j1", "kind": "copy-bck", "err": "", "end_time": 5,
             "aborted": false, "is_idle": true, "objs": 2, "bytes": 10, "total_objs": 2,
-            "total_bytes": 10, "err_count": 0, "skipped": 0, "xid": [1]});
+            "total_bytes": 10, "err_count": 0, "repaired": 0, "skipped": 0, "xid": [1]});
         let s: JobStatus = serde_json::from_value(raw.clone()).unwrap();
         assert!(s.finished());
         assert_eq!(s.total_objs, 2);

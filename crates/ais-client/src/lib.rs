@@ -20,6 +20,7 @@ use std::time::Duration;
 
 mod etl;
 mod jobs;
+pub mod metrics;
 pub mod paths;
 
 pub use etl::{EtlDetails, EtlFuncs, EtlInfo, EtlLogs, EtlObjError, EtlTargetStats, InitCodeMsg};

@@ -58,23 +58,22 @@ pub fn perf_rows(
         .zip(a.iter().zip(b))
         .map(|((name, _), pair)| match pair {
             (Some(a), Some(b)) => {
-                let d = |suffix: &str| b.sum_suffix(suffix) - a.sum_suffix(suffix);
-                let errs = |s: &Scrape| {
-                    ["_err_get_n", "_err_put_n", "_err_del_n", "_err_head_n"]
-                        .iter()
-                        .map(|x| s.sum_suffix(x))
-                        .sum::<f64>()
-                };
+                let d = |m: &str| b.node(m) - a.node(m);
+                let n = |m: &str| format!("{}", b.node(m).max(0.0) as u64);
+                let errs: f64 = ["err_get_n", "err_put_n", "err_del_n", "err_head_n"]
+                    .iter()
+                    .map(|m| b.node(m))
+                    .sum();
                 vec![
                     name.clone(),
-                    format!("{}", b.sum_suffix("_get_n")),
-                    rate(d("_get_n"), secs),
-                    throughput(d("_get_bytes"), secs),
-                    format!("{}", b.sum_suffix("_put_n")),
-                    rate(d("_put_n"), secs),
-                    throughput(d("_put_bytes"), secs),
-                    format!("{}", errs(b)),
-                    format!("{}", b.sum_suffix("_conns_open")),
+                    n("get_n"),
+                    rate(d("get_n"), secs),
+                    throughput(d("get_bytes"), secs),
+                    n("put_n"),
+                    rate(d("put_n"), secs),
+                    throughput(d("put_bytes"), secs),
+                    format!("{}", errs.max(0.0) as u64),
+                    n("conns_open"),
                 ]
             }
             _ => {

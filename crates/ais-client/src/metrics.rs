@@ -26,23 +26,18 @@ impl Sample {
 pub struct Scrape(pub Vec<Sample>);
 
 impl Scrape {
-    /// Sum of every series named `name` (all label values).
+    /// Sum of every series named `name` (all label values); 0 if none.
     pub fn sum(&self, name: &str) -> f64 {
         self.0
             .iter()
             .filter(|s| s.name == name)
-            .map(|s| s.value)
-            .sum()
+            .fold(0.0, |a, s| a + s.value)
     }
 
-    /// Sum over the series whose name ends with `suffix`
-    /// (`_get_n` matches `ais_target_get_n` and `ais_proxy_get_n`).
-    pub fn sum_suffix(&self, suffix: &str) -> f64 {
-        self.0
-            .iter()
-            .filter(|s| s.name.ends_with(suffix))
-            .map(|s| s.value)
-            .sum()
+    /// A node metric whatever the node's role: `get_n` sums
+    /// `ais_target_get_n` and `ais_proxy_get_n`.
+    pub fn node(&self, metric: &str) -> f64 {
+        self.sum(&format!("ais_target_{metric}")) + self.sum(&format!("ais_proxy_{metric}"))
     }
 
     pub fn series<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Sample> + 'a {
@@ -146,7 +141,8 @@ mod tests {
              plain 1.5\n",
         );
         assert_eq!(s.sum("ais_target_get_n"), 5.0);
-        assert_eq!(s.sum_suffix("_get_n"), 5.0);
+        assert_eq!(s.node("get_n"), 5.0);
+        assert_eq!(s.node("put_n").to_string(), "0");
         let c: Vec<_> = s.series("ais_target_capacity_used_bytes").collect();
         assert_eq!(c[0].label("mountpath"), Some("/a\"b"));
         assert_eq!(s.sum("plain"), 1.5);

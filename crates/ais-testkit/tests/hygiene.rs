@@ -293,3 +293,60 @@ fn past_the_connection_cap_new_clients_get_503() {
     }
     assert!(metric(c.url(), "ais_proxy_conns_rejected_total", None) >= 1.0);
 }
+
+#[test]
+fn idle_keepalive_is_closed_and_oversized_heads_get_431() {
+    let c = Cluster::start_with(Opts {
+        targets: 0,
+        env: env(&[("AIS_IDLE_TIMEOUT", "1"), ("AIS_MAX_HEADER_SIZE", "16384")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let addr = hostport(c.url());
+    // A keep-alive connection used every 0.4 s stays open past the timeout...
+    let mut busy = TcpStream::connect(&addr).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(get_on(&mut idle, "/v1/health").unwrap().0, 200);
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get_on(&mut busy, "/v1/health").unwrap().0, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(get_on(&mut busy, "/v1/health").unwrap().0, 200);
+    // ...while the idle one was closed by the server.
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "idle connection still open"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    assert!(
+        metric(
+            c.url(),
+            "ais_proxy_conns_timeouts_total",
+            Some(("kind", "idle"))
+        ) >= 1.0
+    );
+
+    // A request head over --max-header-size: 431.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let big = "a".repeat(32 << 10);
+    s.write_all(format!("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    let (st, _) = read_response(&mut s).unwrap();
+    assert_eq!(st, 431);
+    // A normal one still passes.
+    let (st, _) = raw_http(
+        c.url(),
+        "GET",
+        "/v1/health",
+        &[("X-Ok", &"b".repeat(4000))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+}

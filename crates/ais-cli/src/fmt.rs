@@ -69,18 +69,38 @@ pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
         .collect();
     table(&["PROXY", "URL", "STATUS"], &rows);
     println!();
+    let caps = futures::future::join_all(
+        smap.tmap
+            .values()
+            .map(|t| crate::perf::capacity(client, t.url())),
+    )
+    .await;
     let rows: Vec<Vec<String>> = smap
         .tmap
         .values()
-        .map(|t| {
-            vec![
+        .zip(caps)
+        .map(|(t, cap)| {
+            let mut r = vec![
                 format!("t[{}]", t.daemon_id),
                 t.url().to_string(),
                 "online".into(),
-            ]
+            ];
+            r.extend(cap);
+            r
         })
         .collect();
-    table(&["TARGET", "URL", "STATUS"], &rows);
+    table(
+        &[
+            "TARGET",
+            "URL",
+            "STATUS",
+            "CAP USED",
+            "CAP TOTAL",
+            "USED%",
+            "MOUNTPATHS",
+        ],
+        &rows,
+    );
     println!();
     println!("Summary:");
     println!("  Proxies:       {}", smap.pmap.len());

@@ -6,6 +6,7 @@ mod etl;
 mod fmt;
 mod jobs;
 mod objects;
+mod perf;
 
 use ais_client::Client;
 use clap::{Parser, Subcommand};
@@ -103,6 +104,15 @@ enum ShowCmd {
         #[arg(long)]
         json: bool,
     },
+    /// GET/PUT counts and throughput per node (two scrapes of every
+    /// node's /metrics, an interval apart).
+    Performance {
+        /// Seconds between the two scrapes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Jobs (all, or one): progress, errors, state.
     Job {
         id: Option<String>,
@@ -167,6 +177,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Show { what } => match what {
             ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
+            ShowCmd::Performance { interval, json } => {
+                perf::show_performance(&client, interval, json).await
+            }
             ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
         },
         Cmd::Scrub { bucket, wait } => {

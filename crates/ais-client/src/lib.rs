@@ -21,6 +21,7 @@ use std::time::Duration;
 pub mod auth;
 mod etl;
 mod jobs;
+pub mod metrics;
 pub mod paths;
 
 pub use etl::{EtlDetails, EtlFuncs, EtlInfo, EtlLogs, EtlObjError, EtlTargetStats, InitCodeMsg};

@@ -9,6 +9,8 @@ pub const ETL: &str = "/v1/etl";
 pub const CLUSTER: &str = "/v1/cluster";
 pub const DAEMON: &str = "/v1/daemon";
 pub const HEALTH: &str = "/v1/health";
+/// Prometheus text exposition, on every node (as AIStore's).
+pub const METRICS: &str = "/metrics";
 
 // Node-to-node.
 pub const METASYNC: &str = "/v1/metasync";

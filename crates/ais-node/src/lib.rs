@@ -6,7 +6,9 @@
 //! - [`proxy`] and [`target`]: the two roles' handlers and state — they never
 //!   import each other;
 //! - [`router`]: the only module that sees both roles;
-//! - [`error`]: the one error type, [`ApiError`].
+//! - [`error`]: the one error type, [`ApiError`];
+//! - [`serve`]: the accept loop and connection hygiene (timeouts, cap);
+//! - [`metrics`]: lock-free counters and the Prometheus text at `/metrics`.
 //!
 //! [`run`] starts a node; `main.rs` only parses flags.
 
@@ -14,9 +16,11 @@ pub mod auth;
 pub mod cred;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod rpc;
+pub mod serve;
 pub mod state;
 pub mod target;
 
@@ -28,7 +32,6 @@ use ais_storage::Store;
 use anyhow::{bail, Context};
 use clap::Args;
 use router::App;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +70,58 @@ pub struct NodeArgs {
     /// Python interpreter used for ETL runtimes (default: python3 on PATH).
     #[arg(long, env = "AIS_PYTHON")]
     pub python: Option<String>,
+    /// Seconds a client has to send a complete request head, from its first
+    /// byte (or from connecting); then the connection is closed. 0 = no limit.
+    #[arg(long, env = "AIS_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Seconds a keep-alive connection may sit with no request before it is
+    /// closed. 0 = no limit.
+    #[arg(long, env = "AIS_IDLE_TIMEOUT", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+    /// Seconds a request body (a PUT) may deliver no byte before the request
+    /// is aborted and nothing is stored. 0 = no limit.
+    #[arg(long, env = "AIS_BODY_TIMEOUT", default_value_t = 30.0)]
+    pub body_timeout: f64,
+    /// Concurrent client connections; past it new ones get 503. Clamped
+    /// below the open-file limit (whose soft value is raised to the hard one).
+    #[arg(long, env = "AIS_MAX_CONNS", default_value_t = 8192)]
+    pub max_conns: usize,
+    /// Largest request head in bytes (larger: 431). Also caps hyper's read
+    /// buffer, so one body chunk is at most this big (minimum 8192).
+    #[arg(long, env = "AIS_MAX_HEADER_SIZE", default_value_t = 64 << 10)]
+    pub max_header_size: usize,
+}
+
+fn secs(s: f64) -> Duration {
+    if s.is_finite() && s > 0.0 {
+        Duration::from_secs_f64(s)
+    } else {
+        Duration::ZERO
+    }
+}
+
+impl NodeArgs {
+    /// Connection limits from the flags, the cap clamped below the open-file
+    /// limit (raising its soft value first).
+    pub fn limits(&self) -> serve::Limits {
+        let nofile = serve::raise_nofile_limit();
+        let max_conns = serve::clamp_conns(self.max_conns, nofile);
+        if max_conns < self.max_conns {
+            tracing::warn!(
+                requested = self.max_conns,
+                max_conns,
+                nofile,
+                "connection cap lowered to fit the open-file limit"
+            );
+        }
+        serve::Limits {
+            header_timeout: secs(self.header_timeout),
+            idle_timeout: secs(self.idle_timeout),
+            body_timeout: secs(self.body_timeout),
+            max_conns,
+            max_header_size: self.max_header_size,
+        }
+    }
 }
 
 /// Asks the kernel to SIGTERM us when the parent (a playground or test
@@ -174,12 +229,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         core.snode.url()
     );
     let name = core.name.clone();
-    axum::serve(
-        listener,
-        router::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal(app.clone()))
-    .await?;
+    let limits = args.limits();
+    tracing::info!(?limits, "connection limits");
+    serve::serve(listener, app.clone(), limits, shutdown_signal(app.clone())).await?;
     stop(&app);
     tracing::info!(node = %name, "stopped");
     Ok(())

@@ -80,6 +80,7 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     };
     match (&ep, app) {
         (Endpoint::Health, _) => app.core().health(),
+        (Endpoint::Metrics, _) => metrics(app, ctx).await,
         (Endpoint::Daemon, _) => app.core().daemon_info(ctx),
         (Endpoint::Metasync, _) => {
             ctx.expect_method(&[Method::PUT])?;
@@ -96,6 +97,21 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         (_, App::Proxy(p)) => proxy_endpoint(p, ctx, ep, body).await,
         (_, App::Target(t)) => target_endpoint(t, ctx, ep, body).await,
     }
+}
+
+/// `GET /metrics`: this node's counters, plus a target's mountpath
+/// capacity and ETL counters gathered now.
+async fn metrics(app: &App, ctx: &Ctx) -> Res {
+    ctx.expect_method(&[Method::GET])?;
+    let text = match app {
+        App::Proxy(p) => p.core.metrics.render(&[], &[]),
+        App::Target(t) => target::stats::render_metrics(t).await,
+    };
+    Ok(crate::http::bytes_response(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text.into_bytes(),
+    ))
 }
 
 async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body) -> Res {

@@ -28,6 +28,8 @@ pub struct NodeCore {
     /// Primary URL (every node but the primary).
     pub join_url: Option<String>,
     pub joined: AtomicBool,
+    /// Request/connection counters, rendered at `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl NodeCore {
@@ -37,6 +39,7 @@ impl NodeCore {
         meta: MetaStore,
         join_url: Option<String>,
     ) -> anyhow::Result<Self> {
+        let metrics = crate::metrics::Metrics::new(snode.daemon_type == NodeType::Proxy, &id);
         Ok(NodeCore {
             name: snode.name(),
             kind: snode.daemon_type,
@@ -44,6 +47,7 @@ impl NodeCore {
             snode,
             meta,
             rpc: Rpc::new()?,
+            metrics,
             joined: AtomicBool::new(join_url.is_none()),
             join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
         })

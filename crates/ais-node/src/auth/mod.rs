@@ -127,13 +127,17 @@ fn no_cluster_cred() -> ApiError {
     ApiError::Unauthorized("intra-cluster endpoint: missing or invalid cluster credential".into())
 }
 
-/// Open without credentials: health, the cluster map (node addresses, as
-/// test harnesses and `direct` clients need them before logging in), and
+/// Open without credentials: health, metrics (counters only, for
+/// Prometheus scrapes), the cluster map (node addresses, as test harnesses
+/// and `direct` clients need them before logging in), and
 /// paths that answer 404/501 or check their own secret (a transformer's
 /// input URL).
 fn public(ctx: &Ctx, ep: &Endpoint<'_>) -> bool {
     match ep {
-        Endpoint::Health | Endpoint::Provider(_) | Endpoint::EtlObject { .. } => true,
+        Endpoint::Health
+        | Endpoint::Metrics
+        | Endpoint::Provider(_)
+        | Endpoint::EtlObject { .. } => true,
         Endpoint::Daemon => ctx.method == Method::GET && ctx.query.get("what") == Some("smap"),
         _ => false,
     }

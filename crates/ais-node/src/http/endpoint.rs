@@ -53,6 +53,8 @@ pub enum Endpoint<'a> {
         id: &'a str,
         what: &'a str,
     },
+    /// `/metrics`: Prometheus text exposition (every node).
+    Metrics,
     /// A cloud provider's easy URL (`/s3/...`): not supported.
     Provider(&'a str),
     Unknown,
@@ -86,6 +88,9 @@ impl<'a> Endpoint<'a> {
         if let Some(r) = sub(path, routes::INT_JOBS) {
             let (id, what) = split_first(r);
             return Self::IntJobs { id, what };
+        }
+        if path == "/metrics" {
+            return Self::Metrics;
         }
         let (head, rest) = split_first(path.trim_start_matches('/'));
         match head {
@@ -153,6 +158,8 @@ mod tests {
     fn parses_every_route() {
         use Endpoint::*;
         assert_eq!(Endpoint::parse("/v1/health"), Health);
+        assert_eq!(Endpoint::parse("/metrics"), Metrics);
+        assert_eq!(Endpoint::parse("/metrics/x"), Unknown);
         assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);
         assert_eq!(Endpoint::parse("/v1/cluster/join"), Join);
         assert_eq!(Endpoint::parse("/v1/cluster/x"), Unknown);

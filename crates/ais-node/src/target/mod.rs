@@ -9,6 +9,7 @@ pub mod etl;
 pub mod internal;
 pub mod jobs;
 pub mod objects;
+pub mod stats;
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{redirect, Ctx, Res};

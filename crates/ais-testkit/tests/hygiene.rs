@@ -1,0 +1,352 @@
+//! Connection hygiene of a node exposed on a network, against real
+//! `aisnode` processes: slow request heads are cut at the header timeout, a
+//! stalled PUT body is aborted without leaving anything behind, and past
+//! the connection cap new clients get a 503 while existing ones are served.
+
+use ais_testkit::{raw_http, Cluster, Opts};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn hostport(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn env(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// This test process needs more than the usual 1,024 descriptors.
+fn raise_nofile() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+/// One keep-alive `GET` on an open connection: status and body.
+fn get_on(s: &mut TcpStream, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
+    read_response(s)
+}
+
+fn read_response(s: &mut TcpStream) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok((status, buf[head_end..].to_vec()))
+}
+
+fn metric(url: &str, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let (st, body) = raw_http(url, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter(|s| match label {
+            None => true,
+            Some((k, v)) => s.labels.get(k) == Some(v),
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[test]
+fn half_sent_heads_are_closed_at_the_header_timeout() {
+    raise_nofile();
+    let c = Cluster::start_with(Opts {
+        targets: 0,
+        env: env(&[("AIS_HEADER_TIMEOUT", "2")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let addr = hostport(c.url());
+    const N: usize = 1000;
+    let t0 = Instant::now();
+    let mut socks = Vec::with_capacity(N);
+    for _ in 0..N {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: 1")
+            .unwrap();
+        s.set_nonblocking(true).unwrap();
+        socks.push(Some(s));
+    }
+    let sent = t0.elapsed();
+    let mut first: Option<Duration> = None;
+    let mut last = Duration::ZERO;
+    let mut closed = 0;
+    let mut buf = [0u8; 1024];
+    let deadline = t0 + sent + Duration::from_secs(6);
+    while closed < N && Instant::now() < deadline {
+        for slot in socks.iter_mut() {
+            let Some(s) = slot else { continue };
+            let gone = match s.read(&mut buf) {
+                Ok(_) => true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+                Err(_) => true,
+            };
+            if gone {
+                let at = t0.elapsed();
+                first.get_or_insert(at);
+                last = at;
+                closed += 1;
+                *slot = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(closed, N, "{closed} of {N} slow connections closed");
+    let first = first.unwrap();
+    assert!(
+        first >= Duration::from_millis(1800),
+        "closed before the header timeout: {first:?}"
+    );
+    // 2 s after the last one was sent, plus the watchdog's tick and slack
+    // for a busy two-core box.
+    assert!(
+        last <= sent + Duration::from_millis(4000),
+        "last closed at {last:?} (sending took {sent:?})"
+    );
+    // The node still serves, and counted them.
+    let (st, _) = raw_http(c.url(), "GET", "/v1/health", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let n = metric(
+        c.url(),
+        "ais_proxy_conns_timeouts_total",
+        Some(("kind", "header")),
+    );
+    assert!(n >= N as f64, "header timeouts counted: {n}");
+}
+
+#[test]
+fn a_stalled_put_is_aborted_and_leaves_nothing() {
+    let c = Cluster::start_with(Opts {
+        targets: 1,
+        env: env(&[("AIS_BODY_TIMEOUT", "2")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.client().create_bucket("hyg")).unwrap();
+    let t = &c.targets[0];
+    let work = t.data.join("mp1").join(".ais-work");
+    let temps = || {
+        std::fs::read_dir(&work)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("put-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let mut s = TcpStream::connect(hostport(&t.url)).unwrap();
+    s.write_all(
+        b"PUT /v1/objects/hyg/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+    )
+    .unwrap();
+    s.write_all(&[7u8; 4096]).unwrap();
+    let stalled_at = Instant::now();
+    // The upload is under way: its temp file exists.
+    let mut seen = false;
+    while stalled_at.elapsed() < Duration::from_millis(1500) {
+        if temps() > 0 {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen, "no put-* temp file under {}", work.display());
+    // Then nothing more: the target gives up after the body timeout.
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let (status, body) = read_response(&mut s).unwrap();
+    let took = stalled_at.elapsed();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("timeout") && body.contains("nothing was stored"),
+        "{body}"
+    );
+    assert!(
+        took >= Duration::from_millis(1800) && took <= Duration::from_millis(4500),
+        "aborted after {took:?}"
+    );
+    let mut gone = false;
+    for _ in 0..50 {
+        if temps() == 0 {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone, "a put-* temp file was left in {}", work.display());
+    let (st, _) = raw_http(&t.url, "HEAD", "/v1/objects/hyg/stalled", &[], b"").unwrap();
+    assert_eq!(st, 404, "the object must not exist");
+    let n = metric(
+        &t.url,
+        "ais_target_conns_timeouts_total",
+        Some(("kind", "body")),
+    );
+    assert_eq!(n, 1.0);
+}
+
+#[test]
+fn past_the_connection_cap_new_clients_get_503() {
+    let c = Cluster::start_with(Opts {
+        targets: 0,
+        env: env(&[("AIS_MAX_CONNS", "50")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let addr = hostport(c.url());
+    let mut kept = Vec::new();
+    let mut refused = None;
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (st, body) = get_on(&mut s, "/v1/health").unwrap();
+        if st == 503 {
+            refused = Some(String::from_utf8_lossy(&body).to_string());
+            break;
+        }
+        assert_eq!(st, 200);
+        kept.push(s);
+    }
+    let body = refused.expect("no 503 past 60 connections with a cap of 50");
+    assert!(
+        (45..=50).contains(&kept.len()),
+        "served {} before the cap",
+        kept.len()
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], 503, "{body}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections (limit 50)"),
+        "{body}"
+    );
+    // Existing keep-alive connections are still served.
+    for s in kept.iter_mut().take(5) {
+        assert_eq!(get_on(s, "/v1/health").unwrap().0, 200);
+    }
+    // Once they close, new clients are served again.
+    drop(kept);
+    let t0 = Instant::now();
+    loop {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        match get_on(&mut s, "/v1/health") {
+            Ok((200, _)) => break,
+            r => assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "still refused after the others closed: {r:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metric(c.url(), "ais_proxy_conns_rejected_total", None) >= 1.0);
+}
+
+#[test]
+fn idle_keepalive_is_closed_and_oversized_heads_get_431() {
+    let c = Cluster::start_with(Opts {
+        targets: 0,
+        env: env(&[("AIS_IDLE_TIMEOUT", "1"), ("AIS_MAX_HEADER_SIZE", "16384")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let addr = hostport(c.url());
+    // A keep-alive connection used every 0.4 s stays open past the timeout...
+    let mut busy = TcpStream::connect(&addr).unwrap();
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(get_on(&mut idle, "/v1/health").unwrap().0, 200);
+    let t0 = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get_on(&mut busy, "/v1/health").unwrap().0, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(get_on(&mut busy, "/v1/health").unwrap().0, 200);
+    // ...while the idle one was closed by the server.
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        idle.read(&mut buf).unwrap_or(0),
+        0,
+        "idle connection still open"
+    );
+    assert!(t0.elapsed() >= Duration::from_secs(1));
+    assert!(
+        metric(
+            c.url(),
+            "ais_proxy_conns_timeouts_total",
+            Some(("kind", "idle"))
+        ) >= 1.0
+    );
+
+    // A request head over --max-header-size: 431.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let big = "a".repeat(32 << 10);
+    s.write_all(format!("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .unwrap();
+    let (st, _) = read_response(&mut s).unwrap();
+    assert_eq!(st, 431);
+    // A normal one still passes.
+    let (st, _) = raw_http(
+        c.url(),
+        "GET",
+        "/v1/health",
+        &[("X-Ok", &"b".repeat(4000))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+}

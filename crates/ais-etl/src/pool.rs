@@ -20,10 +20,10 @@ use crate::worker::{CallError, SpawnError, Worker, WorkerCfg};
 use crate::EtlError;
 use ais_proc::ProcId;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub struct Pool {
@@ -38,6 +38,35 @@ pub struct Pool {
     /// Where replacements start (a lease may be dropped outside any task).
     rt: tokio::runtime::Handle,
     pub size: usize,
+    /// When workers died (or replacements failed to start), most recent last.
+    crashes: Mutex<VecDeque<Instant>>,
+    /// Set once the pool gave up (too many crashes): why. Calls fail with it.
+    failed: Mutex<Option<String>>,
+    crash_limit: CrashLimit,
+}
+
+/// A pool fails when its workers crash `count` times within `window`.
+#[derive(Clone, Copy, Debug)]
+pub struct CrashLimit {
+    pub count: usize,
+    pub window: Duration,
+}
+
+impl CrashLimit {
+    /// `AIS_ETL_CRASH_LIMIT` crashes (default 5) within
+    /// `AIS_ETL_CRASH_WINDOW` seconds (default 60).
+    pub fn from_env() -> Self {
+        let n = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(d)
+        };
+        Self {
+            count: n("AIS_ETL_CRASH_LIMIT", 5).max(1) as usize,
+            window: Duration::from_secs(n("AIS_ETL_CRASH_WINDOW", 60)),
+        }
+    }
 }
 
 /// Locks ignoring poison: nothing panics while holding these locks, and the
@@ -100,6 +129,15 @@ impl Drop for Lease<'_> {
 impl Pool {
     /// Starts `size` workers in parallel; fails (leaving nothing running) if any fails.
     pub async fn start(cfg: WorkerCfg, size: usize, log: LogSink) -> Result<Arc<Pool>, EtlError> {
+        Self::start_with(cfg, size, log, CrashLimit::from_env()).await
+    }
+
+    pub async fn start_with(
+        cfg: WorkerCfg,
+        size: usize,
+        log: LogSink,
+        crash_limit: CrashLimit,
+    ) -> Result<Arc<Pool>, EtlError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| EtlError::Internal(format!("worker pool: {e}")))?;
         let futs = (0..size).map(|_| Worker::spawn(&cfg, &log));
@@ -128,6 +166,9 @@ impl Pool {
             stopped: AtomicBool::new(false),
             rt,
             size,
+            crashes: Mutex::new(VecDeque::new()),
+            failed: Mutex::new(None),
+            crash_limit,
         }))
     }
 
@@ -138,7 +179,18 @@ impl Pool {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
-        let permit = self.sem.acquire().await.map_err(|_| EtlError::Stopped)?;
+        if let Some(why) = self.failed() {
+            return Err(EtlError::Failed(why));
+        }
+        let permit = match self.sem.acquire().await {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(match self.failed() {
+                    Some(why) => EtlError::Failed(why),
+                    None => EtlError::Stopped,
+                })
+            }
+        };
         // No await between taking the permit and arming the lease.
         let Some(worker) = lock(&self.idle).pop() else {
             return Err(EtlError::Internal(
@@ -165,15 +217,65 @@ impl Pool {
             }
             Err(CallError::Timeout) => EtlError::Timeout(timeout),
             Err(CallError::Died(why)) => EtlError::WorkerDied(why),
+            Err(CallError::Limit(why)) => EtlError::Limit(why),
         };
         if self.stopped.load(Ordering::SeqCst) {
-            // Killed by stop() mid-call: not a crash, and nothing to replace.
+            // Killed by stop() (or the pool failing) mid-call: not a crash of
+            // its own, and nothing to replace.
             lease.replace();
-            return Err(EtlError::Stopped);
+            return Err(match self.failed() {
+                Some(why) => EtlError::Failed(why),
+                None => EtlError::Stopped,
+            });
         }
-        self.log.line(&format!("worker replaced: {err}"));
+        if !matches!(err, EtlError::Timeout(_)) {
+            self.crashed(&err.to_string());
+        }
+        if !self.stopped.load(Ordering::SeqCst) {
+            self.log.line(&format!("worker replaced: {err}"));
+        }
         lease.replace();
         Err(err)
+    }
+
+    /// Why the pool gave up, once it did.
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+
+    /// Records a crash; too many within the window fail the pool (its
+    /// workers are killed, calls fail with the reason). True if it failed.
+    fn crashed(&self, why: &str) -> bool {
+        let now = Instant::now();
+        let n = {
+            let mut c = lock(&self.crashes);
+            c.push_back(now);
+            while c
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > self.crash_limit.window)
+            {
+                c.pop_front();
+            }
+            c.len()
+        };
+        if n < self.crash_limit.count {
+            return false;
+        }
+        let msg = format!(
+            "the ETL failed: its workers crashed {n} times within {:?}; last error: {why}",
+            self.crash_limit.window
+        );
+        {
+            let mut f = lock(&self.failed);
+            if f.is_some() {
+                return true;
+            }
+            *f = Some(msg.clone());
+        }
+        self.log.line(&msg);
+        tracing::warn!("etl: {msg}");
+        self.stop();
+        true
     }
 
     fn give_back(&self, w: Worker) {
@@ -215,6 +317,9 @@ impl Pool {
                     Err(e) => {
                         pool.log
                             .line(&format!("failed to start a replacement worker: {e}"));
+                        if pool.crashed(&format!("failed to start a replacement worker: {e}")) {
+                            return;
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

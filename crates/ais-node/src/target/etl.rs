@@ -61,6 +61,14 @@ pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
         if running {
             continue;
         }
+        // A start that failed for this generation is not retried on every
+        // metadata update (a failing ETL must not loop); a new init is.
+        if mgr
+            .start_failure(&e.name)
+            .is_some_and(|(g, _)| g == e.generation)
+        {
+            continue;
+        }
         let spec = match EtlSpec::from_json(&e.init_msg) {
             Ok(s) => s,
             Err(err) => {
@@ -94,19 +102,16 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, name: &str, what: &str, body: 
             json_ok(&mgr.get(&ename).map(|rt| rt.stats(&t.core.id)))
         }
         (Method::GET, "", "") => {
-            let all: std::collections::BTreeMap<String, TargetEtlStats> = mgr
-                .names()
-                .into_iter()
-                .filter_map(|n| mgr.get(&n).map(|rt| (n, rt.stats(&t.core.id))))
-                .collect();
+            let all: std::collections::BTreeMap<String, TargetEtlStats> =
+                mgr.all_stats(&t.core.id);
             json_ok(&all)
         }
         (Method::DELETE, n, "") => {
             mgr.stop(n);
             Ok(empty(StatusCode::OK))
         }
-        (Method::GET, n, "stats") => match mgr.get(n) {
-            Some(rt) => json_ok(&rt.stats(&t.core.id)),
+        (Method::GET, n, "stats") => match mgr.stats_of(n, &t.core.id) {
+            Some(s) => json_ok(&s),
             None => Err(ApiError::etl_not_found(node, n)),
         },
         (Method::GET, n, "errors") => {

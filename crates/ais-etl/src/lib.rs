@@ -190,7 +190,7 @@ impl EtlRuntime {
                 "byte input is not supported for runtime.command ETLs".into(),
             ));
         };
-        let res = pool.call("", Some(data), args, self.spec.obj_timeout).await;
+        let res = pool.call(obj_name, Some(data), args, self.spec.obj_timeout).await;
         self.account(obj_name, data.len() as u64, t0, &res);
         res
     }
@@ -708,6 +708,7 @@ fn python_dirs(exe: &str) -> Vec<PathBuf> {
 impl Drop for EtlManager {
     fn drop(&mut self) {
         self.stop_all();
+        self.host.cleanup(Duration::from_secs(1));
     }
 }
 
@@ -780,6 +781,8 @@ mod tests {
                 EtlErrorKind::WorkerDied,
                 "worker_died",
             ),
+            (EtlError::Limit("x".into()), EtlErrorKind::Limit, "limit"),
+            (EtlError::Failed("x".into()), EtlErrorKind::Failed, "failed"),
             (
                 EtlError::Internal("x".into()),
                 EtlErrorKind::Internal,

@@ -45,7 +45,8 @@ pub struct Pool {
     crash_limit: CrashLimit,
 }
 
-/// A pool fails when its workers crash `count` times within `window`.
+/// A pool fails when its workers crash `count` times in a row (no call
+/// served in between) within `window`.
 #[derive(Clone, Copy, Debug)]
 pub struct CrashLimit {
     pub count: usize,
@@ -209,10 +210,12 @@ impl Pool {
         let err = match res {
             Ok(out) => {
                 lease.release();
+                self.served();
                 return Ok(out);
             }
             Err(CallError::User { etype, emsg, trace }) => {
                 lease.release();
+                self.served();
                 return Err(EtlError::Transform { etype, emsg, trace });
             }
             Err(CallError::Timeout) => EtlError::Timeout(timeout),
@@ -243,7 +246,16 @@ impl Pool {
         lock(&self.failed).clone()
     }
 
-    /// Records a crash; too many within the window fail the pool (its
+    /// A worker answered: whatever crashed before was not a loop.
+    fn served(&self) {
+        let mut c = lock(&self.crashes);
+        if !c.is_empty() {
+            c.clear();
+        }
+    }
+
+    /// Records a crash; too many in a row (no call served in between)
+    /// within the window fail the pool (its
     /// workers are killed, calls fail with the reason). True if it failed.
     fn crashed(&self, why: &str) -> bool {
         let now = Instant::now();
@@ -262,7 +274,7 @@ impl Pool {
             return false;
         }
         let msg = format!(
-            "the ETL failed: its workers crashed {n} times within {:?}; last error: {why}",
+            "the ETL failed: its workers crashed {n} times in a row within {:?}; last error: {why}",
             self.crash_limit.window
         );
         {
@@ -648,6 +660,39 @@ mod tests {
             "stopped workers are still recorded: {:?}",
             registered(&reg)
         );
+    }
+
+    /// Crashes in a row fail the pool (no respawn loop); a served call in
+    /// between resets the count (a worker dying once per object is not a loop).
+    #[tokio::test]
+    async fn crash_loop_fails_the_pool() {
+        let dir = TempDir::new();
+        let limit = CrashLimit {
+            count: 3,
+            window: Duration::from_secs(60),
+        };
+        let p = Pool::start_with(fake_cfg(&dir, "ok"), 1, LogSink::default(), limit)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let e = p.call("", None, "exit", T).await.unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+            assert_eq!(&echo(&p, "ok").await.unwrap()[..], b"ok");
+        }
+        assert!(p.failed().is_none());
+        for _ in 0..3 {
+            let e = p.call("", None, "exit", T).await.unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+        }
+        let why = p.failed().expect("the pool failed");
+        assert!(why.contains("crashed 3 times in a row"), "{why}");
+        assert!(why.contains("exited with status 3"), "{why}");
+        match echo(&p, "x").await {
+            Err(EtlError::Failed(m)) => assert_eq!(m, why),
+            r => panic!("expected Failed, got {r:?}"),
+        }
+        assert_eq!(EtlError::Failed(why).kind(), crate::EtlErrorKind::Failed);
+        assert!(wait_for(Duration::from_secs(5), || p.pids().is_empty()).await);
     }
 
     #[tokio::test]

@@ -139,9 +139,13 @@ fn id_from_env(var: &str, file: &str, default: &[&str]) -> u32 {
         .unwrap_or(65534)
 }
 
-/// `/sys/fs/cgroup/<ctrl>/<our own cgroup>` for each v1 controller we can write.
+/// `/sys/fs/cgroup/<ctrl>/<our own cgroup>/<tag>-<pid>` for each v1
+/// controller we can write. Bases of targets that are gone (their pid is
+/// dead: a crash, or a SIGKILL) are emptied — every process in them killed —
+/// and removed.
 fn cgroup_bases(tag: &str, notes: &mut Vec<String>) -> Vec<(Ctrl, PathBuf)> {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let me = std::process::id();
     let mut out = Vec::new();
     for c in [Ctrl::Memory, Ctrl::Pids, Ctrl::Freezer] {
         let rel = own.lines().find_map(|l| {
@@ -154,27 +158,45 @@ fn cgroup_bases(tag: &str, notes: &mut Vec<String>) -> Vec<(Ctrl, PathBuf)> {
             notes.push(format!("no cgroup v1 {} controller", c.name()));
             continue;
         };
-        let base = Path::new("/sys/fs/cgroup")
+        let parent = Path::new("/sys/fs/cgroup")
             .join(c.name())
-            .join(rel.trim_start_matches('/'))
-            .join(tag);
+            .join(rel.trim_start_matches('/'));
+        sweep_dead(&parent, c);
+        let base = parent.join(format!("{tag}-{me}"));
         match std::fs::create_dir_all(&base) {
-            Ok(()) if base.join("cgroup.procs").exists() => {
-                // Processes left by a previous run of this target: kill and remove.
-                if let Ok(rd) = std::fs::read_dir(&base) {
-                    for e in rd.flatten().filter(|e| e.path().is_dir()) {
-                        let j = Jail::single(c, e.path());
-                        j.kill_all();
-                        j.remove(Duration::from_secs(2));
-                    }
-                }
-                out.push((c, base));
-            }
+            Ok(()) if base.join("cgroup.procs").exists() => out.push((c, base)),
             Ok(()) => notes.push(format!("{} is not a cgroup", base.display())),
             Err(e) => notes.push(format!("cgroup {}: {e}", base.display())),
         }
     }
     out
+}
+
+/// Kills and removes `aistore-rs-etl-*-<pid>` cgroups under `parent` whose
+/// target (`pid`) no longer runs.
+fn sweep_dead(parent: &Path, c: Ctrl) {
+    for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if !n.starts_with("aistore-rs-etl-") {
+            continue;
+        }
+        let Some(pid) = n.rsplit('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks for existence.
+        let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+        if alive {
+            continue;
+        }
+        for d in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+            if d.path().is_dir() {
+                let j = Jail::single(c, d.path());
+                j.kill_all();
+                j.remove(Duration::from_secs(2));
+            }
+        }
+        let _ = std::fs::remove_dir(e.path());
+    }
 }
 
 impl Host {
@@ -262,6 +284,25 @@ impl Host {
             Ok(())
         } else {
             Err(std::io::Error::other(format!("probe exited with {st}")))
+        }
+    }
+
+    /// Removes this target's (empty) cgroups, waiting up to `within` for
+    /// the processes of the last killed ones to go.
+    pub fn cleanup(&self, within: Duration) {
+        let t0 = Instant::now();
+        for (_, base) in &self.cgroups {
+            loop {
+                for c in std::fs::read_dir(base).into_iter().flatten().flatten() {
+                    if c.path().is_dir() {
+                        let _ = std::fs::remove_dir(c.path());
+                    }
+                }
+                if std::fs::remove_dir(base).is_ok() || !base.exists() || t0.elapsed() > within {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 
@@ -390,6 +431,8 @@ impl Sandbox {
         let name = format!("{}-{n}", self.label);
         for (c, base) in &h.cgroups {
             let dir = base.join(&name);
+            // (Re)created: another target's start-up sweep removes empty bases.
+            let _ = std::fs::create_dir(base);
             let _ = std::fs::remove_dir(&dir);
             std::fs::create_dir(&dir)?;
             jail.dirs.push((*c, dir.clone()));
@@ -513,7 +556,14 @@ impl MountPlan {
                 }
             }
             let Some(mask) = blocked else {
-                continue; // reachable as it is
+                // Reachable as it is; a writable one is bound onto itself so
+                // that it stays writable when everything else turns read-only.
+                if *rw {
+                    if let Some(c) = cs(&p) {
+                        plan.exposures.push((c, true));
+                    }
+                }
+                continue;
             };
             let is_dir = std::fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
             if let Some(c) = cs(&mask) {
@@ -630,14 +680,15 @@ impl MountPlan {
                     m.as_ptr(),
                     c"tmpfs".as_ptr(),
                     libc::MS_NOSUID | libc::MS_NODEV,
-                    c"mode=0755,size=1m".as_ptr().cast(),
+                    c"mode=0711,size=1m".as_ptr().cast(),
                 ) < 0
                 {
                     return Err(err());
                 }
             }
             for d in &self.mkdirs {
-                if libc::mkdir(d.as_ptr(), 0o755) < 0 && *libc::__errno_location() != libc::EEXIST {
+                // Traversable, not listable: the skeleton reveals no names.
+                if libc::mkdir(d.as_ptr(), 0o711) < 0 && *libc::__errno_location() != libc::EEXIST {
                     return Err(err());
                 }
             }
@@ -900,6 +951,80 @@ impl Drop for Jail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// As root: a sandboxed child runs as nobody, cannot write outside its
+    /// work dir, has no network, and dies with its cgroup — a `setsid()`
+    /// grandchild included.
+    #[test]
+    fn sandboxed_child_is_confined_and_killed_whole() {
+        // SAFETY: a getter.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let host = Arc::new(Host::detect(&format!("aistore-rs-etl-test-{}", std::process::id())));
+        let t = crate::testutil::TempDir::new();
+        let work = t.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::os::unix::fs::chown(&work, Some(host.uid), Some(host.gid)).unwrap();
+        let limits = Limits {
+            nproc: Some(64),
+            memory: Some(64 << 20),
+            nofile: Some(64),
+            ..Default::default()
+        };
+        let sb = Sandbox::new(host.clone(), "unit", limits, false, &work, &[]).unwrap();
+        let info = sb.info();
+        assert!(info.enabled && info.uid != 0, "{info:?}");
+        let outside = format!("/tmp/ais-sbx-unit-{}", std::process::id());
+        let script = format!(
+            "id -u; ulimit -n; (touch {outside} 2>/dev/null && echo wrote) || echo denied; \
+             touch ok && echo inside; setsid sleep 300 & sleep 300"
+        );
+        let (jail, hook) = sb.prepare().unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", &script])
+            .current_dir(&work)
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: the hook only makes async-signal-safe calls.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, hook);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().unwrap();
+        let t0 = Instant::now();
+        let mut buf = [0u8; 256];
+        while !out.contains("inside") && t0.elapsed() < Duration::from_secs(10) {
+            use std::io::Read;
+            let n = stdout.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines, vec![host.uid.to_string().as_str(), "64", "denied", "inside"], "{out}");
+        assert!(!Path::new(&outside).exists());
+        assert!(work.join("ok").exists());
+        std::thread::sleep(Duration::from_millis(200));
+        let procs = jail
+            .dirs
+            .first()
+            .map(|(_, d)| read_pids(d))
+            .unwrap_or_default();
+        assert!(procs.len() >= 3, "sh, sleep and the setsid sleep: {procs:?}");
+        assert!(jail.kill_all() >= 3);
+        child.wait().unwrap();
+        for p in procs {
+            assert!(!crate::testutil::alive(p as u32), "{p} survived");
+        }
+        jail.remove(Duration::from_secs(5));
+        drop(jail);
+        for (_, base) in &host.cgroups {
+            let _ = std::fs::remove_dir(base);
+        }
+    }
 
     #[test]
     fn ids_from_files() {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import time
 import uuid
@@ -399,6 +400,7 @@ def test_etl_that_dies_at_import_on_respawn_fails(cluster: Cluster, src, etls: L
     etls.append(name)
     code = """
 import os
+import signal
 if os.path.exists("crashed"):
     os._exit(1)
 
@@ -417,3 +419,75 @@ def transform(data):
     r = etl_get(url, src.bucket, obj, name)
     assert r.status_code == 422 and "the ETL failed" in err_message(r), r.text
     assert all(n.proc.poll() is None for n in cluster.targets)
+
+
+def test_failing_etl_from_metadata_does_not_loop_at_start_up(tmp_path: Path) -> None:
+    """A target restarting with an ETL in its metadata that can no longer start
+    (here: it refuses a second import) marks it failed once and keeps serving."""
+    c = Cluster(base_dir=tmp_path / "restart", num_targets=1, env={"AIS_ETL_ENV_CACHE": str(tmp_path / "envs")})
+    c.start()
+    try:
+        bck = unique_bucket_name("boot")
+        r = requests.post(f"{c.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, r.text
+        put_obj(c.url, bck, "o1", b"payload")
+        name = unique_etl("sbx-boot")
+        code = (
+            "import os\n"
+            "if os.path.exists('booted'):\n"
+            "    raise SystemExit('refusing to start twice')\n"
+            "open('booted', 'w').close()\n\n"
+            "def transform(data):\n"
+            "    return data\n"
+        )
+        must_init(c.url, name, code, pool_size=1)
+        assert etl_get(c.url, bck, "o1", name).content == b"payload"
+
+        old = c.targets[0]
+        old.proc.send_signal(signal.SIGKILL)
+        old.proc.wait(timeout=10)
+        c.targets.remove(old)
+        mpath = old.mpaths[0]
+        new = c._spawn("target", old.data_dir, ["--join", c.proxy.url, "--mpath", str(mpath)], mpaths=[mpath])
+        c.targets.append(new)
+        c._wait_for_targets()
+
+        deadline = time.monotonic() + 30
+        st: dict = {}
+        while time.monotonic() < deadline:
+            st = target_stats(c.url, name).get(new.node_id, {})
+            if st.get("stage") == "Failed":
+                break
+            time.sleep(0.2)
+        assert st.get("stage") == "Failed" and "refusing to start twice" in st.get("error", ""), st
+        r = etl_get(c.url, bck, "o1", name)
+        assert r.status_code == 422 and "refusing to start twice" in err_message(r), r.text
+        time.sleep(3)  # metadata keeps flowing; the start is not retried
+        starts = new.log_path.read_text().count("failed to start ETL")
+        assert starts == 1, starts
+        assert new.running and plain_get(c.url, bck, "o1") == b"payload"
+        assert not etl_procs(c, name)
+    finally:
+        c.stop()
+
+
+def test_cpu_time_limit(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-cpu")
+    etls.append(name)
+    code = (
+        "import time\n\n"
+        "def transform(data, path, etl_args):\n"
+        "    if etl_args == 'spin':\n"
+        "        t = time.monotonic()\n"
+        "        while time.monotonic() - t < 30:\n"
+        "            pass\n"
+        "    return data\n"
+    )
+    must_init(url, name, code, pool_size=1, limits={"cpu_seconds": 2})
+    obj, data = next(iter(src.items()))
+    r = etl_get(url, src.bucket, obj, name, args="spin")
+    assert r.status_code == 422, r.text
+    assert "worker exceeded its CPU time limit (2 s)" in err_message(r), err_message(r)
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 200 and r.content == data, r.text

@@ -366,6 +366,13 @@ impl EtlManager {
         default_pool: usize,
     ) -> Result<(), EtlError> {
         let _g = self.starting.lock().await;
+        // A start of this generation already failed here: not again (two
+        // metadata syncs racing at start-up, or a later one, must not loop).
+        if let Some((g, why)) = self.start_failure(&spec.name) {
+            if g == generation {
+                return Err(EtlError::Failed(why));
+            }
+        }
         if let Some(rt) = self.get(&spec.name) {
             if rt.generation == generation && rt.spec == spec {
                 return Ok(());

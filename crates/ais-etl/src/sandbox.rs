@@ -248,8 +248,9 @@ impl Host {
             notes,
         };
         // Probe the namespaces with a real spawn (as the sandboxed uid).
+        let (can_mount, can_net) = (host.mountns, host.netns);
         for (mountns, netns) in [(true, true), (false, true), (true, false), (false, false)] {
-            if (mountns && !host.mountns) || (netns && !host.netns) {
+            if (mountns && !can_mount) || (netns && !can_net) {
                 continue;
             }
             host.mountns = mountns;
@@ -264,7 +265,7 @@ impl Host {
         host
     }
 
-    fn probe(self: &Host) -> std::io::Result<()> {
+    fn probe(&self) -> std::io::Result<()> {
         let plan = Plan {
             cgroup_procs: Vec::new(),
             rlimits: Vec::new(),
@@ -367,7 +368,8 @@ impl Sandbox {
             network,
             label: label.to_string(),
             mount,
-            workdir: cs(workdir)?,
+            // The path as bound in the mount namespace (symlinks resolved).
+            workdir: cs(&std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf()))?,
         })
     }
 
@@ -452,7 +454,8 @@ impl Sandbox {
                 Ctrl::Freezer => {}
             }
         }
-        let mut rlimits = Vec::new();
+        // No core files (a CPU-limit SIGXCPU would write one into the work dir).
+        let mut rlimits = vec![(Rl::Core, 0, 0)];
         if let Some(n) = self.limits.nofile {
             rlimits.push((Rl::Nofile, n, n));
         }
@@ -489,6 +492,7 @@ impl Sandbox {
 
 #[derive(Debug, Clone, Copy)]
 enum Rl {
+    Core,
     Nofile,
     Cpu,
     As,
@@ -780,6 +784,7 @@ impl Plan {
                     rlim_max: *hard,
                 };
                 let res = match which {
+                    Rl::Core => libc::setrlimit(libc::RLIMIT_CORE, &r),
                     Rl::Nofile => libc::setrlimit(libc::RLIMIT_NOFILE, &r),
                     Rl::Cpu => libc::setrlimit(libc::RLIMIT_CPU, &r),
                     Rl::As => libc::setrlimit(libc::RLIMIT_AS, &r),

@@ -80,8 +80,11 @@ pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
         let pool = default_pool(t);
         tokio::spawn(async move {
             tracing::info!(etl = %e.name, "starting ETL from cluster metadata");
-            if let Err(err) = mgr.start(spec, e.generation, pool).await {
-                tracing::error!(etl = %e.name, error = %err, "failed to start ETL");
+            match mgr.start(spec, e.generation, pool).await {
+                // Already failed for this generation (and logged then).
+                Err(err) if err.kind() == ais_etl::EtlErrorKind::Failed => {}
+                Err(err) => tracing::error!(etl = %e.name, error = %err, "failed to start ETL"),
+                Ok(()) => {}
             }
         });
     }
@@ -153,6 +156,14 @@ pub async fn transform_local(
             return Err(match t.core.meta.etlmd().etls.get(name) {
                 None => ApiError::etl_not_found(node, name),
                 Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
+                Some(e) if t.etl.start_failure(name).is_some_and(|(g, _)| g == e.generation) => {
+                    let why = t.etl.start_failure(name).map(|f| f.1).unwrap_or_default();
+                    error::etl(
+                        node,
+                        name,
+                        EtlError::Failed(format!("failed to start on this target: {why}")),
+                    )
+                }
                 Some(_) => ApiError::unavailable(format!(
                     "{node}: etl job {name} is still starting on this target; retry shortly"
                 )),

@@ -190,7 +190,9 @@ impl EtlRuntime {
                 "byte input is not supported for runtime.command ETLs".into(),
             ));
         };
-        let res = pool.call(obj_name, Some(data), args, self.spec.obj_timeout).await;
+        let res = pool
+            .call(obj_name, Some(data), args, self.spec.obj_timeout)
+            .await;
         self.account(obj_name, data.len() as u64, t0, &res);
         res
     }
@@ -244,7 +246,12 @@ impl EtlRuntime {
         };
         TargetEtlStats {
             target_id: target_id.to_string(),
-            stage: if failed.is_some() { "Failed" } else { "Running" }.into(),
+            stage: if failed.is_some() {
+                "Failed"
+            } else {
+                "Running"
+            }
+            .into(),
             error: failed.unwrap_or_default(),
             sandbox: self
                 .sandbox
@@ -446,7 +453,10 @@ impl EtlManager {
         // Private home and temp dir, owned by the sandbox's uid.
         let mut env = vec![
             ("HOME".to_string(), workdir.display().to_string()),
-            ("TMPDIR".to_string(), workdir.join("tmp").display().to_string()),
+            (
+                "TMPDIR".to_string(),
+                workdir.join("tmp").display().to_string(),
+            ),
         ];
         env.extend(spec.env.iter().cloned());
         let (mode, code_path, func, arg_type) = match &spec.kind {
@@ -702,7 +712,10 @@ fn python_dirs(exe: &str) -> Vec<PathBuf> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for q in [Some(p.clone()), std::fs::canonicalize(&p).ok()].into_iter().flatten() {
+    for q in [Some(p.clone()), std::fs::canonicalize(&p).ok()]
+        .into_iter()
+        .flatten()
+    {
         if let Some(prefix) = q.parent().and_then(std::path::Path::parent) {
             if prefix.parent().is_some() && !out.contains(&prefix.to_path_buf()) {
                 out.push(prefix.to_path_buf());

@@ -443,7 +443,8 @@ impl Sandbox {
                     if let Some(m) = self.limits.memory {
                         std::fs::write(dir.join("memory.limit_in_bytes"), m.to_string())?;
                         // Without swap accounting this file is absent: fine.
-                        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
+                        let _ =
+                            std::fs::write(dir.join("memory.memsw.limit_in_bytes"), m.to_string());
                     }
                 }
                 Ctrl::Pids => {
@@ -549,7 +550,13 @@ impl MountPlan {
             // The topmost ancestor that uid/gid cannot traverse.
             let mut blocked: Option<PathBuf> = None;
             let mut cur = PathBuf::from("/");
-            for comp in p.parent().map(Path::components).into_iter().flatten().skip(1) {
+            for comp in p
+                .parent()
+                .map(Path::components)
+                .into_iter()
+                .flatten()
+                .skip(1)
+            {
                 cur.push(comp);
                 match std::fs::metadata(&cur) {
                     Ok(m) if !traversable(&m, uid, gid) => {
@@ -599,7 +606,9 @@ impl MountPlan {
         let all = plan.masks.clone();
         plan.masks.retain(|m| {
             !all.iter().any(|o| {
-                o != m && m.as_bytes().starts_with(o.as_bytes()) && m.as_bytes()[o.as_bytes().len()] == b'/'
+                o != m
+                    && m.as_bytes().starts_with(o.as_bytes())
+                    && m.as_bytes()[o.as_bytes().len()] == b'/'
             })
         });
         Ok(plan)
@@ -626,7 +635,13 @@ fn err() -> std::io::Error {
 }
 
 /// SAFETY (all of these): raw syscalls on NUL-terminated strings we own.
-unsafe fn setattr(dfd: i32, path: *const libc::c_char, flags: libc::c_uint, set: u64, clr: u64) -> i64 {
+unsafe fn setattr(
+    dfd: i32,
+    path: *const libc::c_char,
+    flags: libc::c_uint,
+    set: u64,
+    clr: u64,
+) -> i64 {
     let a = MountAttr {
         attr_set: set,
         attr_clr: clr,
@@ -673,8 +688,16 @@ impl MountPlan {
                     return Err(err());
                 }
                 fds[i] = fd;
-                let set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if *rw { 0 } else { MOUNT_ATTR_RDONLY };
-                if setattr(fd, empty, libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE, set, 0) < 0 {
+                let set =
+                    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if *rw { 0 } else { MOUNT_ATTR_RDONLY };
+                if setattr(
+                    fd,
+                    empty,
+                    libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+                    set,
+                    0,
+                ) < 0
+                {
                     return Err(err());
                 }
             }
@@ -697,14 +720,25 @@ impl MountPlan {
                 }
             }
             for f in &self.mkfiles {
-                let fd = libc::open(f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    f.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 if fd < 0 {
                     return Err(err());
                 }
                 libc::close(fd);
             }
             // Everything read-only, ...
-            if setattr(libc::AT_FDCWD, c"/".as_ptr(), AT_RECURSIVE, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0) < 0 {
+            if setattr(
+                libc::AT_FDCWD,
+                c"/".as_ptr(),
+                AT_RECURSIVE,
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+                0,
+            ) < 0
+            {
                 return Err(err());
             }
             // ... except devices (best effort: /dev may not be a mount) and a private /dev/shm.
@@ -934,7 +968,10 @@ impl Jail {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if kills > 0 {
-                return Some(format!("worker exceeded its memory limit ({})", fmt_size(m)));
+                return Some(format!(
+                    "worker exceeded its memory limit ({})",
+                    fmt_size(m)
+                ));
             }
         }
         if let (Some(s), Some(st)) = (self.cpu_seconds, status) {
@@ -967,7 +1004,10 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let host = Arc::new(Host::detect(&format!("aistore-rs-etl-test-{}", std::process::id())));
+        let host = Arc::new(Host::detect(&format!(
+            "aistore-rs-etl-test-{}",
+            std::process::id()
+        )));
         let t = crate::testutil::TempDir::new();
         let work = t.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
@@ -1009,7 +1049,11 @@ mod tests {
             out.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines, vec![host.uid.to_string().as_str(), "64", "denied", "inside"], "{out}");
+        assert_eq!(
+            lines,
+            vec![host.uid.to_string().as_str(), "64", "denied", "inside"],
+            "{out}"
+        );
         assert!(!Path::new(&outside).exists());
         assert!(work.join("ok").exists());
         std::thread::sleep(Duration::from_millis(200));
@@ -1018,7 +1062,10 @@ mod tests {
             .first()
             .map(|(_, d)| read_pids(d))
             .unwrap_or_default();
-        assert!(procs.len() >= 3, "sh, sleep and the setsid sleep: {procs:?}");
+        assert!(
+            procs.len() >= 3,
+            "sh, sleep and the setsid sleep: {procs:?}"
+        );
         assert!(jail.kill_all() >= 3);
         child.wait().unwrap();
         for p in procs {
@@ -1059,7 +1106,11 @@ mod tests {
         let open = t.path().join("open");
         std::fs::create_dir_all(&open).unwrap();
         let plan = MountPlan::build(
-            &[(work.clone(), true), (script.clone(), false), (open.clone(), false)],
+            &[
+                (work.clone(), true),
+                (script.clone(), false),
+                (open.clone(), false),
+            ],
             65534,
             65534,
         )
@@ -1069,9 +1120,21 @@ mod tests {
         // The temp dir itself may sit under a blocked directory (e.g. /root).
         let first_mask = plan.masks[0].to_str().unwrap().to_string();
         assert!(root.starts_with(&first_mask), "{plan:?}");
-        assert!(plan.mkdirs.contains(&s(&root.join("etl").join("my-etl"))), "{plan:?}");
-        assert!(plan.mkfiles.contains(&s(&root.join("etl").join("w.py"))), "{plan:?}");
-        assert_eq!(plan.exposures.len(), 2 + usize::from(first_mask != root.to_str().unwrap()), "{plan:?}");
-        assert!(plan.exposures.contains(&(s(&root.join("etl").join("my-etl")), true)));
+        assert!(
+            plan.mkdirs.contains(&s(&root.join("etl").join("my-etl"))),
+            "{plan:?}"
+        );
+        assert!(
+            plan.mkfiles.contains(&s(&root.join("etl").join("w.py"))),
+            "{plan:?}"
+        );
+        assert_eq!(
+            plan.exposures.len(),
+            2 + usize::from(first_mask != root.to_str().unwrap()),
+            "{plan:?}"
+        );
+        assert!(plan
+            .exposures
+            .contains(&(s(&root.join("etl").join("my-etl")), true)));
     }
 }

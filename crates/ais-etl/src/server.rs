@@ -66,8 +66,8 @@ impl CommandServer {
         let mut proc =
             crate::procs::spawn_isolated(&mut cmd, None, &cfg.tracker, log, cfg.sandbox.as_deref())
                 .map_err(|e| {
-                EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
-            })?;
+                    EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
+                })?;
         let pid = proc.id.pid;
         crate::logs::capture_output(&mut proc.child, log);
         let base = format!("http://127.0.0.1:{port}");

@@ -90,22 +90,20 @@ impl Limits {
     }
 
     fn from_json(v: &Value) -> Result<Limits, EtlError> {
-        let num = |k: &str, size: bool| -> Result<Option<u64>, EtlError> {
-            match v.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(n)) => n
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| EtlError::Invalid(format!("limits.{k} must be a non-negative integer"))),
-                Some(Value::String(s)) if size => parse_size(s).map(Some),
-                Some(Value::String(s)) => s
-                    .trim()
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| EtlError::Invalid(format!("limits.{k}: invalid number \"{s}\""))),
-                Some(_) => Err(EtlError::Invalid(format!("limits.{k} must be a number"))),
-            }
-        };
+        let num =
+            |k: &str, size: bool| -> Result<Option<u64>, EtlError> {
+                match v.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                        EtlError::Invalid(format!("limits.{k} must be a non-negative integer"))
+                    }),
+                    Some(Value::String(s)) if size => parse_size(s).map(Some),
+                    Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
+                        EtlError::Invalid(format!("limits.{k}: invalid number \"{s}\""))
+                    }),
+                    Some(_) => Err(EtlError::Invalid(format!("limits.{k} must be a number"))),
+                }
+            };
         if let Some(obj) = v.as_object() {
             for k in obj.keys() {
                 if !["memory", "nproc", "nofile", "cpu_seconds", "output"].contains(&k.as_str()) {
@@ -130,7 +128,9 @@ impl Limits {
 /// A size: bytes, or with a unit (`512MiB`, `4GiB`, `512M`, `1g`, `100KB`).
 pub fn parse_size(s: &str) -> Result<u64, EtlError> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num
         .parse()
@@ -492,12 +492,22 @@ mod tests {
         assert_eq!(s.limits.output, Some(1024));
         assert_eq!(s.limits.nofile, None);
         assert!(s.network);
-        let d = Limits { nofile: Some(10), memory: Some(1), ..Default::default() };
+        let d = Limits {
+            nofile: Some(10),
+            memory: Some(1),
+            ..Default::default()
+        };
         assert_eq!(s.limits.or(&d).nofile, Some(10));
         assert_eq!(s.limits.or(&d).memory, Some(512 << 20));
-        assert!(!EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x")})).unwrap().network);
+        assert!(
+            !EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x")}))
+                .unwrap()
+                .network
+        );
         for bad in [json!({"mem": 1}), json!({"memory": "lots"}), json!(5)] {
-            assert!(EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x"),"limits":bad})).is_err());
+            assert!(
+                EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x"),"limits":bad})).is_err()
+            );
         }
         assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
         assert_eq!(parse_size("100").unwrap(), 100);

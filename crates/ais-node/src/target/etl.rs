@@ -105,8 +105,7 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, name: &str, what: &str, body: 
             json_ok(&mgr.get(&ename).map(|rt| rt.stats(&t.core.id)))
         }
         (Method::GET, "", "") => {
-            let all: std::collections::BTreeMap<String, TargetEtlStats> =
-                mgr.all_stats(&t.core.id);
+            let all: std::collections::BTreeMap<String, TargetEtlStats> = mgr.all_stats(&t.core.id);
             json_ok(&all)
         }
         (Method::DELETE, n, "") => {
@@ -156,7 +155,11 @@ pub async fn transform_local(
             return Err(match t.core.meta.etlmd().etls.get(name) {
                 None => ApiError::etl_not_found(node, name),
                 Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
-                Some(e) if t.etl.start_failure(name).is_some_and(|(g, _)| g == e.generation) => {
+                Some(e)
+                    if t.etl
+                        .start_failure(name)
+                        .is_some_and(|(g, _)| g == e.generation) =>
+                {
                     let why = t.etl.start_failure(name).map(|f| f.1).unwrap_or_default();
                     error::etl(
                         node,

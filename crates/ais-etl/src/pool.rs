@@ -38,8 +38,9 @@ pub struct Pool {
     /// Where replacements start (a lease may be dropped outside any task).
     rt: tokio::runtime::Handle,
     pub size: usize,
-    /// When workers died (or replacements failed to start), most recent last.
-    crashes: Mutex<VecDeque<Instant>>,
+    /// Crashes since the last served call, most recent last: when, and on
+    /// what (the object's name; "" for a replacement that failed to start).
+    crashes: Mutex<VecDeque<(Instant, String)>>,
     /// Set once the pool gave up (too many crashes): why. Calls fail with it.
     failed: Mutex<Option<String>>,
     crash_limit: CrashLimit,
@@ -232,7 +233,7 @@ impl Pool {
             });
         }
         if !matches!(err, EtlError::Timeout(_)) {
-            self.crashed(&err.to_string());
+            self.crashed(path, &err.to_string());
         }
         if !self.stopped.load(Ordering::SeqCst) {
             self.log.line(&format!("worker replaced: {err}"));
@@ -254,21 +255,30 @@ impl Pool {
         }
     }
 
-    /// Records a crash; too many in a row (no call served in between)
-    /// within the window fail the pool (its
-    /// workers are killed, calls fail with the reason). True if it failed.
-    fn crashed(&self, why: &str) -> bool {
+    /// Records a crash on `what` (an object; "" for a start-up failure).
+    /// `count` crashes in a row (no call served in between) within the
+    /// window, one of them a repeat (the same object again, or start-ups
+    /// failing again), fail the pool: its workers are killed and calls fail
+    /// with the reason. Distinct objects each killing a worker once (and
+    /// served on a retry) are not a loop. True if the pool failed.
+    fn crashed(&self, what: &str, why: &str) -> bool {
         let now = Instant::now();
         let n = {
             let mut c = lock(&self.crashes);
-            c.push_back(now);
+            c.push_back((now, what.to_string()));
             while c
                 .front()
-                .is_some_and(|t| now.duration_since(*t) > self.crash_limit.window)
+                .is_some_and(|(t, _)| now.duration_since(*t) > self.crash_limit.window)
             {
                 c.pop_front();
             }
-            c.len()
+            let mut seen = std::collections::HashSet::new();
+            let repeat = c.iter().any(|(_, w)| !seen.insert(w.as_str()));
+            if repeat {
+                c.len()
+            } else {
+                0
+            }
         };
         if n < self.crash_limit.count {
             return false;
@@ -329,7 +339,7 @@ impl Pool {
                     Err(e) => {
                         pool.log
                             .line(&format!("failed to start a replacement worker: {e}"));
-                        if pool.crashed(&format!("failed to start a replacement worker: {e}")) {
+                        if pool.crashed("", &format!("failed to start a replacement worker: {e}")) {
                             return;
                         }
                         tokio::time::sleep(backoff).await;
@@ -680,8 +690,19 @@ mod tests {
             assert_eq!(&echo(&p, "ok").await.unwrap()[..], b"ok");
         }
         assert!(p.failed().is_none());
+        // Distinct objects each crashing once are not a loop...
+        for i in 0..4 {
+            let e = p
+                .call(&format!("o{i}"), Some(b"x"), "exit", T)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+        }
+        assert!(p.failed().is_none());
+        assert_eq!(&echo(&p, "ok").await.unwrap()[..], b"ok");
+        // ... the same one again and again is.
         for _ in 0..3 {
-            let e = p.call("", None, "exit", T).await.unwrap_err();
+            let e = p.call("o", Some(b"x"), "exit", T).await.unwrap_err();
             assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
         }
         let why = p.failed().expect("the pool failed");

@@ -70,7 +70,7 @@ pub fn default_limits() -> Limits {
 }
 
 pub fn fmt_size(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
         format!("{} GiB", n >> 30)
     } else if n >= MIB {
         format!("{} MiB", n / MIB)

@@ -94,7 +94,8 @@ sys.stdout.buffer.write(img_to_bytes(processed))
 
 # One transform with every kind of misbehaviour, chosen by etl_args, so the
 # "next request succeeds" checks hit the same object, target and pool.
-# "hang:<file>" creates <file> once the transform is stuck.
+# "hang:<file>" creates <file> (relative: in the worker's own work dir, the
+# only place a sandboxed worker may write) once the transform is stuck.
 MISBEHAVE_FUNC = """
 import ctypes
 import os
@@ -323,11 +324,17 @@ def pid_alive(pid: int) -> bool:
     return _proc_info(str(pid)) is not None
 
 
-def wait_for_file(path: Path, timeout: float = 15.0) -> None:
+def wait_for_workdir_file(cluster: Cluster, name: str, fname: str, timeout: float = 15.0) -> None:
+    """Waits until a worker of ETL ``name`` created ``fname`` in its work dir (on any target)."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
+    while not list(Path(cluster.base_dir).glob(f"*/etl/{name}/{fname}")):
+        assert time.monotonic() < deadline, f"{fname} did not appear in a work dir of {name}"
         time.sleep(0.05)
+
+
+def workdir_files(cluster: Cluster, name: str, fname: str) -> List[Path]:
+    """``fname`` in ETL ``name``'s work dir on every target that has it."""
+    return sorted(Path(cluster.base_dir).glob(f"*/etl/{name}/{fname}"))
 
 
 # ------------------------------------------------------------------ fixtures
@@ -599,7 +606,7 @@ def test_comm_types(cluster: Cluster, src, etls: List[str], comm: str) -> None:
 
 
 def test_transform_receives_path_and_etl_args(cluster: Cluster, client: Client, src, etls: List[str]) -> None:
-    """``transform(data, path, etl_args)``: the object's local file and the caller's etl_args."""
+    """``transform(data, path, etl_args)``: the object's name (not a path into the store) and the caller's etl_args."""
     url = cluster.url
     name = unique_etl("args")
     etls.append(name)
@@ -607,21 +614,18 @@ def test_transform_receives_path_and_etl_args(cluster: Cluster, client: Client, 
 import json, os
 
 def transform(data, path, etl_args):
-    with open(path, "rb") as f:
-        on_disk = f.read()
-    return json.dumps({"data": data.decode(), "path": path, "same": on_disk == data,
+    return json.dumps({"data": data.decode(), "path": path, "exists": os.path.exists(path),
                        "args": etl_args}).encode()
 """
     must_init(url, name, code)
     obj, data = next(iter(src.items()))
-    owner = cluster.target_by_id(owner_target(cluster, src.bucket, obj))
 
     def check(raw: bytes, want_args: str) -> None:
         out = json.loads(raw)
-        assert out["data"] == data.decode() and out["same"] is True, out
+        assert out["data"] == data.decode(), out
         assert out["args"] == want_args, out
-        assert out["path"].endswith(os.sep + obj) and out["path"].startswith(str(owner.data_dir)), out
-        assert Path(out["path"]).read_bytes() == data
+        # `path` names the object; it is not a file the (sandboxed) worker could open.
+        assert out["path"] == f"ais://{src.bucket}/{obj}" and out["exists"] is False, out
 
     r = etl_get(url, src.bucket, obj, name, args="k=v&x=1 y")
     assert r.status_code == 200, r.text
@@ -674,7 +678,10 @@ def transform(fqn):
         head, body = r.content.split(b"|", 1)
         assert body == data[::-1]
         path = head.removeprefix(b"fqn=").decode()
-        assert path.endswith(os.sep + obj) and path.startswith(str(cluster.base_dir)), path
+        # A private copy in the worker's temp dir, never the object's file in the store.
+        assert path.endswith(obj), path
+        assert not any(path.startswith(str(mp)) for t in cluster.targets for mp in t.mpaths), path
+        assert f"{os.sep}etl{os.sep}{name}{os.sep}tmp{os.sep}" in path, path
 
 
 def test_io_import_time_work_runs_once_per_worker(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
@@ -682,12 +689,11 @@ def test_io_import_time_work_runs_once_per_worker(cluster: Cluster, src, etls: L
     url = cluster.url
     name = unique_etl("io-once")
     etls.append(name)
-    imports = tmp_path / "imports.log"
     code = f"""
 import os
 import sys
 
-with open({str(imports)!r}, "a") as f:
+with open("imports.log", "a") as f:  # the worker's own work dir
     f.write("%d\\n" % os.getpid())
 CALLS = 0
 
@@ -715,7 +721,7 @@ if __name__ == "__main__":
     assert set(seen) == worker_pids, (seen, worker_pids)
     assert all(calls == [1, 2, 3] for calls in seen.values()), seen
     # ...and the top-level code ran exactly once per worker, not per object.
-    lines = imports.read_text().split()
+    lines = [l for p in workdir_files(cluster, name, "imports.log") for l in p.read_text().split()]
     assert sorted(map(int, lines)) == sorted(worker_pids), lines
 
 
@@ -724,10 +730,9 @@ def test_io_script_without_main_block_reruns_per_object(cluster: Cluster, src, e
     url = cluster.url
     name = unique_etl("io-whole")
     etls.append(name)
-    runs = tmp_path / "runs.log"
     code = f"""
 import os, sys
-with open({str(runs)!r}, "a") as f:
+with open("runs.log", "a") as f:  # the worker's own work dir
     f.write("%d\\n" % os.getpid())
 try:
     N
@@ -737,7 +742,7 @@ N += 1
 sys.stdout.buffer.write(b"n=%d:" % N + sys.stdin.buffer.read()[::-1])
 """
     must_init(url, name, code, comm="io://", pool_size=1)
-    startup_runs = len(runs.read_text().split()) if runs.exists() else 0
+    startup_runs = sum(len(p.read_text().split()) for p in workdir_files(cluster, name, "runs.log"))
     assert startup_runs == 0, "a script without a main block must not run at start-up"
     items = list(src.items())[:5]
     for obj, data in items:
@@ -747,7 +752,7 @@ sys.stdout.buffer.write(b"n=%d:" % N + sys.stdin.buffer.read()[::-1])
         assert r.content == b"n=1:" + data[::-1]
     r = etl_get(url, src.bucket, items[0][0], name)
     assert r.content == b"n=1:" + items[0][1][::-1]
-    pids = [int(x) for x in runs.read_text().split()]
+    pids = [int(x) for p in workdir_files(cluster, name, "runs.log") for x in p.read_text().split()]
     assert len(pids) == len(items) + 1
     worker_pids = {p for s in target_stats(url, name).values() for p in s["worker_pids"]}
     assert set(pids) <= worker_pids  # re-run inside the persistent workers
@@ -1416,10 +1421,9 @@ def test_stop_and_rm_leave_no_workers(cluster: Cluster, src, etls: List[str], tm
 
     # A request stuck in a hanging transform while the ETL is stopped.
     result: Dict[str, requests.Response] = {}
-    marker = tmp_path / "hanging"
-    th = threading.Thread(target=lambda: result.setdefault("r", etl_get(url, src.bucket, obj, name, args=f"hang:{marker}")))
+    th = threading.Thread(target=lambda: result.setdefault("r", etl_get(url, src.bucket, obj, name, args="hang:hanging")))
     th.start()
-    wait_for_file(marker)
+    wait_for_workdir_file(cluster, name, "hanging")
     t0 = time.monotonic()
     out = ais(cluster, "etl", "stop", name).stdout
     assert f'ETL "{name}" stopped' in out
@@ -1477,17 +1481,15 @@ def test_sigkill_target_leaves_no_workers(tmp_path: Path) -> None:
         # Occupy one of the victim's workers with a transform that hangs.
         errors: List[BaseException] = []
 
-        marker = tmp_path / "hanging"
-
         def hang() -> None:
             try:
-                etl_get(c.url, bck, obj, name, args=f"hang:{marker}")
+                etl_get(c.url, bck, obj, name, args="hang:hanging")
             except requests.RequestException as e:  # the target dies under it
                 errors.append(e)
 
         th = threading.Thread(target=hang, daemon=True)
         th.start()
-        wait_for_file(marker)
+        wait_for_workdir_file(c, name, "hanging")
         r = etl_get(c.url, bck, obj, name)  # the pool's other worker still serves
         assert r.status_code == 200 and r.content.startswith(b"ok:" + obj.encode()), r.text
         served = int(r.content.rsplit(b":", 1)[1])

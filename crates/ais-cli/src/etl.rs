@@ -305,8 +305,38 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
         ],
         &rows,
     );
+    for t in v.targets.iter().filter(|t| !t.error.is_empty()) {
+        println!("ERROR on t[{}]: {}", t.target_id, t.error);
+    }
+    if let Some(sb) = v.targets.iter().find_map(|t| t.sandbox.as_ref()) {
+        println!("SANDBOX:       {}", sandbox_line(sb));
+    }
     if let Some(c) = v.code() {
         println!("\nCODE:\n{c}");
     }
     Ok(())
+}
+
+/// One line of the protections a target reports for an ETL's processes.
+fn sandbox_line(sb: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "none".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let l = &sb["limits"];
+    format!(
+        "uid={} gid={} mountns={} netns={} kill={} cgroups={} limits: memory={} nproc={} nofile={} cpu_seconds={} output={}",
+        s(&sb["uid"]),
+        s(&sb["gid"]),
+        s(&sb["mountns"]),
+        s(&sb["netns"]),
+        s(&sb["kill"]),
+        s(&sb["cgroups"]),
+        s(&l["memory"]),
+        s(&l["nproc"]),
+        s(&l["nofile"]),
+        s(&l["cpu_seconds"]),
+        s(&l["output"]),
+    )
 }

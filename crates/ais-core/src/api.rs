@@ -447,6 +447,12 @@ pub struct EtlTargetStats {
     pub workers: u64,
     pub worker_pids: Vec<u32>,
     pub python: String,
+    /// Why the ETL failed on this target (stage "Failed").
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// The OS protections its processes run under, as detected at run time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<serde_json::Value>,
 }
 
 /// Most names a list/range template may expand to.

@@ -73,6 +73,11 @@ impl EnvManager {
         }
     }
 
+    /// Directories the default interpreter needs readable (see `python_dirs`).
+    pub fn default_python_dirs(&self) -> Option<Vec<PathBuf>> {
+        Some(crate::python_dirs(&self.default_python))
+    }
+
     /// Resolves a runtime name (`python3` or `python3.N`) to an interpreter.
     pub async fn resolve(&self, runtime: &str) -> Result<Python, EtlError> {
         let default = probe(&self.default_python).await;

@@ -2,12 +2,14 @@
 //! target: for each, an [`EtlRuntime`] with a pool of persistent Python
 //! workers in a shared per-host environment, per-target counters, recent
 //! per-object errors and a log. The HTTP layer calls [`EtlRuntime::transform`]
-//! with the object's local path; the worker reads the file itself.
+//! with the object's local path; the target reads it and sends the bytes:
+//! workers run in an OS sandbox ([`sandbox`]) and never see the store.
 
 mod env;
 mod logs;
 mod pool;
 mod procs;
+pub mod sandbox;
 mod server;
 pub mod spec;
 mod worker;
@@ -17,7 +19,7 @@ mod testutil;
 
 pub use env::{EnvManager, Python};
 pub use logs::LogSink;
-pub use spec::{Comm, EtlSpec, Kind};
+pub use spec::{Comm, EtlSpec, Kind, Limits};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -53,6 +55,12 @@ pub enum EtlError {
     Timeout(Duration),
     #[error("{0} (the worker was replaced)")]
     WorkerDied(String),
+    /// A worker went over a limit of its sandbox (memory, CPU, output).
+    #[error("{0} (the worker was replaced)")]
+    Limit(String),
+    /// The ETL gave up on this target (its workers kept crashing).
+    #[error("{0}")]
+    Failed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -77,6 +85,10 @@ pub enum EtlErrorKind {
     Timeout,
     /// The worker (or transformer server) died mid-transform.
     WorkerDied,
+    /// The worker exceeded a resource limit.
+    Limit,
+    /// The ETL failed on this target and no longer transforms.
+    Failed,
     /// Anything else on our side.
     Internal,
 }
@@ -91,6 +103,8 @@ impl EtlError {
             EtlError::Transform { .. } => EtlErrorKind::Transform,
             EtlError::Timeout(_) => EtlErrorKind::Timeout,
             EtlError::WorkerDied(_) => EtlErrorKind::WorkerDied,
+            EtlError::Limit(_) => EtlErrorKind::Limit,
+            EtlError::Failed(_) => EtlErrorKind::Failed,
             EtlError::Internal(_) => EtlErrorKind::Internal,
         }
     }
@@ -131,10 +145,13 @@ pub struct EtlRuntime {
     pub stats: Counters,
     errors: Mutex<VecDeque<ObjError>>,
     python: String,
+    sandbox: Option<sandbox::SandboxInfo>,
 }
 
 impl EtlRuntime {
-    /// Runs the transform on an object stored at `path` (of `size` bytes).
+    /// Runs the transform on an object stored at `path` (of `size` bytes):
+    /// the target reads it and hands the bytes over; the worker is only told
+    /// the object's name.
     pub async fn transform(
         &self,
         obj_name: &str,
@@ -144,7 +161,13 @@ impl EtlRuntime {
     ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
         let res = match &self.backend {
-            Backend::Pool(p) => p.call(path, None, args, self.spec.obj_timeout).await,
+            Backend::Pool(p) => match tokio::fs::read(path).await {
+                Ok(data) => {
+                    p.call(obj_name, Some(&data), args, self.spec.obj_timeout)
+                        .await
+                }
+                Err(e) => Err(EtlError::Internal(format!("read {obj_name}: {e}"))),
+            },
             Backend::Server(s) => {
                 let (bucket, obj) = split_cname(obj_name);
                 s.call(bucket, obj, path, args, self.spec.obj_timeout).await
@@ -167,7 +190,9 @@ impl EtlRuntime {
                 "byte input is not supported for runtime.command ETLs".into(),
             ));
         };
-        let res = pool.call("", Some(data), args, self.spec.obj_timeout).await;
+        let res = pool
+            .call(obj_name, Some(data), args, self.spec.obj_timeout)
+            .await;
         self.account(obj_name, data.len() as u64, t0, &res);
         res
     }
@@ -215,9 +240,23 @@ impl EtlRuntime {
         let objs = s.objs.load(Ordering::Relaxed);
         let errs = s.errors.load(Ordering::Relaxed);
         let total = (objs + errs).max(1);
+        let failed = match &self.backend {
+            Backend::Pool(p) => p.failed(),
+            Backend::Server(_) => None,
+        };
         TargetEtlStats {
             target_id: target_id.to_string(),
-            stage: "Running".into(),
+            stage: if failed.is_some() {
+                "Failed"
+            } else {
+                "Running"
+            }
+            .into(),
+            error: failed.unwrap_or_default(),
+            sandbox: self
+                .sandbox
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
             obj_count: objs,
             in_bytes: s.in_bytes.load(Ordering::Relaxed),
             out_bytes: s.out_bytes.load(Ordering::Relaxed),
@@ -232,6 +271,14 @@ impl EtlRuntime {
                 Backend::Server(s) => vec![s.pid()],
             },
             python: self.python.clone(),
+        }
+    }
+
+    /// Why this ETL no longer transforms here, if it failed.
+    pub fn failed(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Pool(p) => p.failed(),
+            Backend::Server(_) => None,
         }
     }
 
@@ -262,6 +309,12 @@ pub struct EtlManager {
     /// Serialises starts of the same ETL (init from the proxy vs. metadata sync).
     starting: tokio::sync::Mutex<()>,
     pub logs_of_failed: Mutex<HashMap<String, LogSink>>,
+    /// ETLs whose start failed here: generation and error (not retried for
+    /// that generation, so a failing ETL in the metadata cannot loop).
+    start_failures: Mutex<HashMap<String, (u64, String)>>,
+    /// What the kernel lets this target do to confine ETL processes.
+    host: Arc<sandbox::Host>,
+    default_limits: Limits,
 }
 
 impl EtlManager {
@@ -279,6 +332,12 @@ impl EtlManager {
         let worker_script = dir.join("ais_etl_worker.py");
         std::fs::write(&worker_script, WORKER_PY)
             .map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
+        let tag = format!(
+            "aistore-rs-etl-{:016x}",
+            xxhash_rust::xxh64::xxh64(dir.as_os_str().as_encoded_bytes(), 0)
+        );
+        let host = Arc::new(sandbox::Host::detect(&tag));
+        tracing::info!("etl sandbox: {host:?}");
         Ok(Self {
             envs: EnvManager::new(env_cache, python),
             dir,
@@ -288,6 +347,9 @@ impl EtlManager {
             runtimes: RwLock::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
             logs_of_failed: Mutex::new(HashMap::new()),
+            start_failures: Mutex::new(HashMap::new()),
+            host,
+            default_limits: sandbox::default_limits(),
         })
     }
 
@@ -311,6 +373,13 @@ impl EtlManager {
         default_pool: usize,
     ) -> Result<(), EtlError> {
         let _g = self.starting.lock().await;
+        // A start of this generation already failed here: not again (two
+        // metadata syncs racing at start-up, or a later one, must not loop).
+        if let Some((g, why)) = self.start_failure(&spec.name) {
+            if g == generation {
+                return Err(EtlError::Failed(why));
+            }
+        }
         if let Some(rt) = self.get(&spec.name) {
             if rt.generation == generation && rt.spec == spec {
                 return Ok(());
@@ -329,10 +398,16 @@ impl EtlManager {
                 if let Ok(mut f) = self.logs_of_failed.lock() {
                     f.remove(&spec.name);
                 }
+                if let Ok(mut f) = self.start_failures.lock() {
+                    f.remove(&spec.name);
+                }
                 Ok(())
             }
             Err(e) => {
                 log.line(&format!("init failed: {e}"));
+                if let Ok(mut f) = self.start_failures.lock() {
+                    f.insert(spec.name.clone(), (generation, e.to_string()));
+                }
                 if let Ok(mut f) = self.logs_of_failed.lock() {
                     f.insert(spec.name.clone(), log);
                 }
@@ -367,7 +442,23 @@ impl EtlManager {
         }
         let python = self.envs.ensure(&py, &deps, &log).await?;
         let workdir = self.dir.join(&spec.name);
-        std::fs::create_dir_all(&workdir).map_err(|e| EtlError::Internal(e.to_string()))?;
+        self.make_workdir(&workdir)?;
+        let limits = spec.limits.or(&self.default_limits);
+        let mut ro = vec![self.worker_script.clone()];
+        ro.extend(python_dirs(&python));
+        ro.extend(python_dirs(&py.exe));
+        if let Some(d) = self.envs.default_python_dirs() {
+            ro.extend(d);
+        }
+        // Private home and temp dir, owned by the sandbox's uid.
+        let mut env = vec![
+            ("HOME".to_string(), workdir.display().to_string()),
+            (
+                "TMPDIR".to_string(),
+                workdir.join("tmp").display().to_string(),
+            ),
+        ];
+        env.extend(spec.env.iter().cloned());
         let (mode, code_path, func, arg_type) = match &spec.kind {
             Kind::Code {
                 code,
@@ -392,8 +483,30 @@ impl EtlManager {
             Kind::Class { .. } => ("class", String::new(), String::new(), String::new()),
             Kind::Command { command } => {
                 let secret = ais_core::gen_id(16);
+                // The command's own files (its executable, absolute paths in
+                // its arguments) must stay readable in the sandbox.
+                if let Some(exe) = command.first() {
+                    ro.extend(python_dirs(exe));
+                }
+                ro.extend(
+                    command
+                        .iter()
+                        .skip(1)
+                        .map(std::path::PathBuf::from)
+                        .filter(|p| p.is_absolute() && p.exists()),
+                );
+                // Transformer servers must listen where the target reaches
+                // them: they keep the host network (uid, limits, kill apply).
+                let sb = sandbox::Sandbox::new(
+                    self.host.clone(),
+                    &spec.name,
+                    limits.clone(),
+                    true,
+                    &workdir,
+                    &ro,
+                )?;
+                let info = sb.info();
                 // The command finds the environment's interpreter first on PATH.
-                let mut env = spec.env.clone();
                 if let Some(bin) = std::path::Path::new(&python)
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())
@@ -415,6 +528,7 @@ impl EtlManager {
                         self.procs.clone(),
                         format!("etl {} server", spec.name),
                     ),
+                    sandbox: Some(Arc::new(sb)),
                 };
                 let srv = server::CommandServer::start(&cfg, &log).await?;
                 log.line(&format!(
@@ -432,6 +546,7 @@ impl EtlManager {
                     stats: Counters::default(),
                     errors: Mutex::new(VecDeque::new()),
                     python: String::new(),
+                    sandbox: Some(info),
                 });
             }
         };
@@ -443,14 +558,25 @@ impl EtlManager {
             "workdir": workdir.display().to_string(),
             "obj_timeout": spec.obj_timeout.as_secs_f64(),
         });
+        let sb = sandbox::Sandbox::new(
+            self.host.clone(),
+            &spec.name,
+            limits.clone(),
+            spec.network,
+            &workdir,
+            &ro,
+        )?;
+        let info = sb.info();
         let cfg = worker::WorkerCfg {
             python,
             script: self.worker_script.display().to_string(),
             config: config.to_string(),
-            env: spec.env.clone(),
+            env,
             workdir: workdir.display().to_string(),
             ready_timeout: spec.init_timeout,
             tracker: procs::Tracker::new(self.procs.clone(), format!("etl {} worker", spec.name)),
+            sandbox: Some(Arc::new(sb)),
+            max_output: limits.output,
         };
         let size = if spec.pool_size > 0 {
             spec.pool_size
@@ -474,11 +600,70 @@ impl EtlManager {
             stats: Counters::default(),
             errors: Mutex::new(VecDeque::new()),
             python: py.version,
+            sandbox: Some(info),
         })
+    }
+
+    /// The ETL's private work dir (with `tmp/`): owned by the sandbox's uid,
+    /// mode 0700.
+    fn make_workdir(&self, workdir: &std::path::Path) -> Result<(), EtlError> {
+        use std::os::unix::fs::PermissionsExt;
+        let e = |e: std::io::Error| EtlError::Internal(format!("{}: {e}", workdir.display()));
+        let tmp = workdir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(e)?;
+        for d in [workdir, tmp.as_path()] {
+            if self.host.enabled && self.host.ids.is_some() {
+                std::os::unix::fs::chown(d, Some(self.host.uid), Some(self.host.gid)).map_err(e)?;
+            }
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(e)?;
+        }
+        Ok(())
+    }
+
+    /// The generation and error of this ETL's failed start here, if any.
+    pub fn start_failure(&self, name: &str) -> Option<(u64, String)> {
+        self.start_failures.lock().ok()?.get(name).cloned()
+    }
+
+    /// Stats of every ETL this target knows: running and failed ones.
+    pub fn all_stats(&self, target_id: &str) -> std::collections::BTreeMap<String, TargetEtlStats> {
+        let mut all: std::collections::BTreeMap<String, TargetEtlStats> = self
+            .names()
+            .into_iter()
+            .filter_map(|n| self.get(&n).map(|rt| (n, rt.stats(target_id))))
+            .collect();
+        if let Ok(f) = self.start_failures.lock() {
+            for (n, (_, err)) in f.iter() {
+                all.entry(n.clone())
+                    .or_insert_with(|| self.failed_stats(target_id, err));
+            }
+        }
+        all
+    }
+
+    /// Stats of one ETL: running, or failed to start here.
+    pub fn stats_of(&self, name: &str, target_id: &str) -> Option<TargetEtlStats> {
+        if let Some(rt) = self.get(name) {
+            return Some(rt.stats(target_id));
+        }
+        self.start_failure(name)
+            .map(|(_, err)| self.failed_stats(target_id, &err))
+    }
+
+    fn failed_stats(&self, target_id: &str, err: &str) -> TargetEtlStats {
+        TargetEtlStats {
+            target_id: target_id.to_string(),
+            stage: "Failed".into(),
+            error: err.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Stops and forgets an ETL's runtime on this target; its workers die now.
     pub fn stop(&self, name: &str) -> bool {
+        if let Ok(mut f) = self.start_failures.lock() {
+            f.remove(name);
+        }
         let rt = self.runtimes.write().ok().and_then(|mut m| m.remove(name));
         match rt {
             Some(rt) => {
@@ -511,9 +696,39 @@ impl EtlManager {
     }
 }
 
+/// Directories an interpreter (or a command) needs readable: its
+/// environment (`<prefix>/bin/python` -> `<prefix>`) and, through symlinks,
+/// the installation it runs from. Bare names are looked up on PATH.
+fn python_dirs(exe: &str) -> Vec<PathBuf> {
+    let p = std::path::Path::new(exe);
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else if let Some(found) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(exe))
+        .find(|c| c.is_file())
+    {
+        found
+    } else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for q in [Some(p.clone()), std::fs::canonicalize(&p).ok()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(prefix) = q.parent().and_then(std::path::Path::parent) {
+            if prefix.parent().is_some() && !out.contains(&prefix.to_path_buf()) {
+                out.push(prefix.to_path_buf());
+            }
+        }
+    }
+    out
+}
+
 impl Drop for EtlManager {
     fn drop(&mut self) {
         self.stop_all();
+        self.host.cleanup(Duration::from_secs(1));
     }
 }
 
@@ -586,6 +801,8 @@ mod tests {
                 EtlErrorKind::WorkerDied,
                 "worker_died",
             ),
+            (EtlError::Limit("x".into()), EtlErrorKind::Limit, "limit"),
+            (EtlError::Failed("x".into()), EtlErrorKind::Failed, "failed"),
             (
                 EtlError::Internal("x".into()),
                 EtlErrorKind::Internal,

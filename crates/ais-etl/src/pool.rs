@@ -20,10 +20,10 @@ use crate::worker::{CallError, SpawnError, Worker, WorkerCfg};
 use crate::EtlError;
 use ais_proc::ProcId;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub struct Pool {
@@ -38,6 +38,37 @@ pub struct Pool {
     /// Where replacements start (a lease may be dropped outside any task).
     rt: tokio::runtime::Handle,
     pub size: usize,
+    /// Crashes since the last served call, most recent last: when, and on
+    /// what (the object's name; "" for a replacement that failed to start).
+    crashes: Mutex<VecDeque<(Instant, String)>>,
+    /// Set once the pool gave up (too many crashes): why. Calls fail with it.
+    failed: Mutex<Option<String>>,
+    crash_limit: CrashLimit,
+}
+
+/// A pool fails when its workers crash `count` times in a row (no call
+/// served in between) within `window`.
+#[derive(Clone, Copy, Debug)]
+pub struct CrashLimit {
+    pub count: usize,
+    pub window: Duration,
+}
+
+impl CrashLimit {
+    /// `AIS_ETL_CRASH_LIMIT` crashes (default 5) within
+    /// `AIS_ETL_CRASH_WINDOW` seconds (default 60).
+    pub fn from_env() -> Self {
+        let n = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(d)
+        };
+        Self {
+            count: n("AIS_ETL_CRASH_LIMIT", 5).max(1) as usize,
+            window: Duration::from_secs(n("AIS_ETL_CRASH_WINDOW", 60)),
+        }
+    }
 }
 
 /// Locks ignoring poison: nothing panics while holding these locks, and the
@@ -100,6 +131,15 @@ impl Drop for Lease<'_> {
 impl Pool {
     /// Starts `size` workers in parallel; fails (leaving nothing running) if any fails.
     pub async fn start(cfg: WorkerCfg, size: usize, log: LogSink) -> Result<Arc<Pool>, EtlError> {
+        Self::start_with(cfg, size, log, CrashLimit::from_env()).await
+    }
+
+    pub async fn start_with(
+        cfg: WorkerCfg,
+        size: usize,
+        log: LogSink,
+        crash_limit: CrashLimit,
+    ) -> Result<Arc<Pool>, EtlError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| EtlError::Internal(format!("worker pool: {e}")))?;
         let futs = (0..size).map(|_| Worker::spawn(&cfg, &log));
@@ -128,6 +168,9 @@ impl Pool {
             stopped: AtomicBool::new(false),
             rt,
             size,
+            crashes: Mutex::new(VecDeque::new()),
+            failed: Mutex::new(None),
+            crash_limit,
         }))
     }
 
@@ -138,7 +181,18 @@ impl Pool {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
-        let permit = self.sem.acquire().await.map_err(|_| EtlError::Stopped)?;
+        if let Some(why) = self.failed() {
+            return Err(EtlError::Failed(why));
+        }
+        let permit = match self.sem.acquire().await {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(match self.failed() {
+                    Some(why) => EtlError::Failed(why),
+                    None => EtlError::Stopped,
+                })
+            }
+        };
         // No await between taking the permit and arming the lease.
         let Some(worker) = lock(&self.idle).pop() else {
             return Err(EtlError::Internal(
@@ -157,23 +211,93 @@ impl Pool {
         let err = match res {
             Ok(out) => {
                 lease.release();
+                self.served();
                 return Ok(out);
             }
             Err(CallError::User { etype, emsg, trace }) => {
                 lease.release();
+                self.served();
                 return Err(EtlError::Transform { etype, emsg, trace });
             }
             Err(CallError::Timeout) => EtlError::Timeout(timeout),
             Err(CallError::Died(why)) => EtlError::WorkerDied(why),
+            Err(CallError::Limit(why)) => EtlError::Limit(why),
         };
         if self.stopped.load(Ordering::SeqCst) {
-            // Killed by stop() mid-call: not a crash, and nothing to replace.
+            // Killed by stop() (or the pool failing) mid-call: not a crash of
+            // its own, and nothing to replace.
             lease.replace();
-            return Err(EtlError::Stopped);
+            return Err(match self.failed() {
+                Some(why) => EtlError::Failed(why),
+                None => EtlError::Stopped,
+            });
         }
-        self.log.line(&format!("worker replaced: {err}"));
+        if !matches!(err, EtlError::Timeout(_)) {
+            self.crashed(path, &err.to_string());
+        }
+        if !self.stopped.load(Ordering::SeqCst) {
+            self.log.line(&format!("worker replaced: {err}"));
+        }
         lease.replace();
         Err(err)
+    }
+
+    /// Why the pool gave up, once it did.
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.failed).clone()
+    }
+
+    /// A worker answered: whatever crashed before was not a loop.
+    fn served(&self) {
+        let mut c = lock(&self.crashes);
+        if !c.is_empty() {
+            c.clear();
+        }
+    }
+
+    /// Records a crash on `what` (an object; "" for a start-up failure).
+    /// `count` crashes in a row (no call served in between) within the
+    /// window, one of them a repeat (the same object again, or start-ups
+    /// failing again), fail the pool: its workers are killed and calls fail
+    /// with the reason. Distinct objects each killing a worker once (and
+    /// served on a retry) are not a loop. True if the pool failed.
+    fn crashed(&self, what: &str, why: &str) -> bool {
+        let now = Instant::now();
+        let n = {
+            let mut c = lock(&self.crashes);
+            c.push_back((now, what.to_string()));
+            while c
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > self.crash_limit.window)
+            {
+                c.pop_front();
+            }
+            let mut seen = std::collections::HashSet::new();
+            let repeat = c.iter().any(|(_, w)| !seen.insert(w.as_str()));
+            if repeat {
+                c.len()
+            } else {
+                0
+            }
+        };
+        if n < self.crash_limit.count {
+            return false;
+        }
+        let msg = format!(
+            "the ETL failed: its workers crashed {n} times in a row within {:?}; last error: {why}",
+            self.crash_limit.window
+        );
+        {
+            let mut f = lock(&self.failed);
+            if f.is_some() {
+                return true;
+            }
+            *f = Some(msg.clone());
+        }
+        self.log.line(&msg);
+        tracing::warn!("etl: {msg}");
+        self.stop();
+        true
     }
 
     fn give_back(&self, w: Worker) {
@@ -215,6 +339,9 @@ impl Pool {
                     Err(e) => {
                         pool.log
                             .line(&format!("failed to start a replacement worker: {e}"));
+                        if pool.crashed("", &format!("failed to start a replacement worker: {e}")) {
+                            return;
+                        }
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -543,6 +670,50 @@ mod tests {
             "stopped workers are still recorded: {:?}",
             registered(&reg)
         );
+    }
+
+    /// Crashes in a row fail the pool (no respawn loop); a served call in
+    /// between resets the count (a worker dying once per object is not a loop).
+    #[tokio::test]
+    async fn crash_loop_fails_the_pool() {
+        let dir = TempDir::new();
+        let limit = CrashLimit {
+            count: 3,
+            window: Duration::from_secs(60),
+        };
+        let p = Pool::start_with(fake_cfg(&dir, "ok"), 1, LogSink::default(), limit)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            let e = p.call("", None, "exit", T).await.unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+            assert_eq!(&echo(&p, "ok").await.unwrap()[..], b"ok");
+        }
+        assert!(p.failed().is_none());
+        // Distinct objects each crashing once are not a loop...
+        for i in 0..4 {
+            let e = p
+                .call(&format!("o{i}"), Some(b"x"), "exit", T)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+        }
+        assert!(p.failed().is_none());
+        assert_eq!(&echo(&p, "ok").await.unwrap()[..], b"ok");
+        // ... the same one again and again is.
+        for _ in 0..3 {
+            let e = p.call("o", Some(b"x"), "exit", T).await.unwrap_err();
+            assert!(matches!(e, EtlError::WorkerDied(_)), "{e:?}");
+        }
+        let why = p.failed().expect("the pool failed");
+        assert!(why.contains("crashed 3 times in a row"), "{why}");
+        assert!(why.contains("exited with status 3"), "{why}");
+        match echo(&p, "x").await {
+            Err(EtlError::Failed(m)) => assert_eq!(m, why),
+            r => panic!("expected Failed, got {r:?}"),
+        }
+        assert_eq!(EtlError::Failed(why).kind(), crate::EtlErrorKind::Failed);
+        assert!(wait_for(Duration::from_secs(5), || p.pids().is_empty()).await);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! code may fork) — only while the identity still proves they are ours.
 
 use crate::logs::LogSink;
+use crate::sandbox::{Jail, Sandbox};
 use ais_proc::{PidRegistry, ProcId, SpawnOpts};
 use std::sync::Arc;
 
@@ -52,6 +53,9 @@ pub struct Proc {
     pub id: ProcId,
     tracker: Tracker,
     killed: bool,
+    /// The process's cgroups (empty without a sandbox): every descendant,
+    /// `setsid()` ones included, dies with it.
+    pub jail: Jail,
 }
 
 impl Proc {
@@ -68,6 +72,7 @@ impl Proc {
             tracing::debug!("etl: kill {}: {e}", self.id.pid);
         }
         let _ = self.child.start_kill();
+        self.jail.destroy();
         self.tracker.forget(&self.id);
     }
 }
@@ -81,13 +86,28 @@ impl Drop for Proc {
 /// Starts `cmd` in its own process group, killed with its parent (the
 /// target), optionally with `fd3` as its file descriptor 3; stdin is null,
 /// stdout/stderr are piped (see [`crate::logs::capture_output`]). The child
-/// is recorded with `tracker` before this returns.
+/// is recorded with `tracker` before this returns. With a `sandbox`, the
+/// child enters it (uid, namespaces, cgroups, limits) before anything else.
 pub fn spawn_isolated(
     cmd: &mut tokio::process::Command,
     fd3: Option<i32>,
     tracker: &Tracker,
     log: &LogSink,
+    sandbox: Option<&Sandbox>,
 ) -> std::io::Result<Proc> {
+    let jail = match sandbox {
+        Some(sb) => {
+            let (jail, hook) = sb.prepare()?;
+            // SAFETY: the hook makes only async-signal-safe calls; it is
+            // registered before ais-proc's (the uid change must precede the
+            // parent-death signal, which a credential change clears).
+            unsafe {
+                cmd.pre_exec(hook);
+            }
+            jail
+        }
+        None => Jail::default(),
+    };
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -106,5 +126,6 @@ pub fn spawn_isolated(
         id,
         tracker: tracker.clone(),
         killed: false,
+        jail,
     })
 }

@@ -1,8 +1,9 @@
 //! `runtime.command` ETLs: the user's own transformer HTTP server, run as a
 //! local process per target and driven with AIStore's transformer contract
 //! (`GET /health` readiness; hpush = `PUT /<bucket>/<object>` with the object
-//! as body, hpull = `GET /<escaped uname>?etl_fqn=<local path>`; `etl_args`
-//! in the query). The server learns its port from `PORT` / `AIS_ETL_PORT`
+//! as body, hpull = `GET /<escaped uname>`, the server reading the object
+//! back from `AIS_TARGET_URL` — no `etl_fqn`: a sandboxed server cannot
+//! read the store; `etl_args` in the query). The server learns its port from `PORT` / `AIS_ETL_PORT`
 //! (containers used a fixed 8000; several targets share this host) and the
 //! target's object endpoint from `AIS_TARGET_URL`.
 
@@ -24,6 +25,8 @@ pub struct ServerCfg {
     pub target_url: String,
     /// Where the server process is recorded while it lives.
     pub tracker: Tracker,
+    /// The OS sandbox the server runs in (host network).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
 }
 
 pub struct CommandServer {
@@ -61,9 +64,10 @@ impl CommandServer {
             cmd.env(k, v);
         }
         let mut proc =
-            crate::procs::spawn_isolated(&mut cmd, None, &cfg.tracker, log).map_err(|e| {
-                EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
-            })?;
+            crate::procs::spawn_isolated(&mut cmd, None, &cfg.tracker, log, cfg.sandbox.as_deref())
+                .map_err(|e| {
+                    EtlError::Init(format!("cannot start runtime.command {command:?}: {e}"))
+                })?;
         let pid = proc.id.pid;
         crate::logs::capture_output(&mut proc.child, log);
         let base = format!("http://127.0.0.1:{port}");
@@ -133,9 +137,7 @@ impl CommandServer {
             Comm::Hpull => {
                 let uname = format!("ais/@#/{bucket}/{obj}");
                 let url = format!("{}/{}", self.base, escape_segment(&uname));
-                self.http
-                    .get(url)
-                    .query(&[("etl_fqn", path), ("etl_args", args)])
+                self.http.get(url).query(&[("etl_args", args)])
             }
             Comm::Hpush | Comm::Io => {
                 let data = tokio::fs::read(path)

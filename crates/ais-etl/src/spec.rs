@@ -54,6 +54,96 @@ pub struct EtlSpec {
     pub obj_timeout: Duration,
     /// Workers per target (0 = automatic).
     pub pool_size: usize,
+    /// Per-process limits the spec sets (`"limits": {...}`); unset ones take
+    /// the target's defaults.
+    pub limits: Limits,
+    /// Keep the host network (`"network": true`); by default workers get a
+    /// network namespace of their own with only a loopback.
+    pub network: bool,
+}
+
+/// Resource limits of one ETL process (`None`: no limit / not set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// Bytes of memory.
+    pub memory: Option<u64>,
+    /// Processes (threads included, with a pids cgroup).
+    pub nproc: Option<u64>,
+    /// Open files.
+    pub nofile: Option<u64>,
+    /// CPU seconds over the process's life.
+    pub cpu_seconds: Option<u64>,
+    /// Bytes of one transform's output.
+    pub output: Option<u64>,
+}
+
+impl Limits {
+    /// `self`'s values where set, else `defaults`'.
+    pub fn or(&self, defaults: &Limits) -> Limits {
+        Limits {
+            memory: self.memory.or(defaults.memory),
+            nproc: self.nproc.or(defaults.nproc),
+            nofile: self.nofile.or(defaults.nofile),
+            cpu_seconds: self.cpu_seconds.or(defaults.cpu_seconds),
+            output: self.output.or(defaults.output),
+        }
+    }
+
+    fn from_json(v: &Value) -> Result<Limits, EtlError> {
+        let num =
+            |k: &str, size: bool| -> Result<Option<u64>, EtlError> {
+                match v.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                        EtlError::Invalid(format!("limits.{k} must be a non-negative integer"))
+                    }),
+                    Some(Value::String(s)) if size => parse_size(s).map(Some),
+                    Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
+                        EtlError::Invalid(format!("limits.{k}: invalid number \"{s}\""))
+                    }),
+                    Some(_) => Err(EtlError::Invalid(format!("limits.{k} must be a number"))),
+                }
+            };
+        if let Some(obj) = v.as_object() {
+            for k in obj.keys() {
+                if !["memory", "nproc", "nofile", "cpu_seconds", "output"].contains(&k.as_str()) {
+                    return Err(EtlError::Invalid(format!(
+                        "unknown limit \"{k}\" (supported: memory, nproc, nofile, cpu_seconds, output)"
+                    )));
+                }
+            }
+        } else if !v.is_null() {
+            return Err(EtlError::Invalid("\"limits\" must be an object".into()));
+        }
+        Ok(Limits {
+            memory: num("memory", true)?,
+            nproc: num("nproc", false)?,
+            nofile: num("nofile", false)?,
+            cpu_seconds: num("cpu_seconds", false)?,
+            output: num("output", true)?,
+        })
+    }
+}
+
+/// A size: bytes, or with a unit (`512MiB`, `4GiB`, `512M`, `1g`, `100KB`).
+pub fn parse_size(s: &str) -> Result<u64, EtlError> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| EtlError::Invalid(format!("invalid size \"{s}\"")))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(EtlError::Invalid(format!("invalid size \"{s}\" (unit)"))),
+    };
+    Ok((n * mult as f64) as u64)
 }
 
 pub fn validate_name(name: &str) -> Result<(), EtlError> {
@@ -231,6 +321,10 @@ impl EtlSpec {
         let init_timeout = timeout(&["init_timeout", "wait_timeout", "timeout"], 300)?;
         let obj_timeout = timeout(&["obj_timeout"], 45)?;
         let pool_size = get(v, "pool_size").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let limits = Limits::from_json(get(v, "limits").unwrap_or(&Value::Null))?;
+        let network = ["network", "allow_network"]
+            .iter()
+            .any(|k| get(v, k).and_then(Value::as_bool).unwrap_or(false));
         let deps_raw = s(v, &["dependencies"]).unwrap_or("");
         let mut deps = String::from_utf8(b64("dependencies", deps_raw)?)
             .map_err(|_| EtlError::Invalid("dependencies are not UTF-8 text".into()))?;
@@ -317,6 +411,8 @@ impl EtlSpec {
             init_timeout,
             obj_timeout,
             pool_size,
+            limits,
+            network,
         })
     }
 }
@@ -385,6 +481,36 @@ mod tests {
         );
         assert!(EtlSpec::from_json(&json!({"name":"good-name","code":"%%%"})).is_err());
         assert!(EtlSpec::from_json(&json!({"name":"good-name"})).is_err());
+    }
+
+    #[test]
+    fn limits_and_network() {
+        let v = json!({"name":"lim-etl","code":b("x"),"limits":{"memory":"512MiB","nproc":64,"output":"1k"},"network":true});
+        let s = EtlSpec::from_json(&v).unwrap();
+        assert_eq!(s.limits.memory, Some(512 << 20));
+        assert_eq!(s.limits.nproc, Some(64));
+        assert_eq!(s.limits.output, Some(1024));
+        assert_eq!(s.limits.nofile, None);
+        assert!(s.network);
+        let d = Limits {
+            nofile: Some(10),
+            memory: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(s.limits.or(&d).nofile, Some(10));
+        assert_eq!(s.limits.or(&d).memory, Some(512 << 20));
+        assert!(
+            !EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x")}))
+                .unwrap()
+                .network
+        );
+        for bad in [json!({"mem": 1}), json!({"memory": "lots"}), json!(5)] {
+            assert!(
+                EtlSpec::from_json(&json!({"name":"lim-etl","code":b("x"),"limits":bad})).is_err()
+            );
+        }
+        assert_eq!(parse_size("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub fn fake_cfg(dir: &TempDir, start: &str) -> WorkerCfg {
         workdir: dir.path().display().to_string(),
         ready_timeout: Duration::from_secs(10),
         tracker: Default::default(),
+        sandbox: None,
+        max_output: None,
     }
 }
 

@@ -25,6 +25,10 @@ pub struct WorkerCfg {
     pub ready_timeout: Duration,
     /// Where workers are recorded while they live.
     pub tracker: Tracker,
+    /// The OS sandbox workers run in (none in unit tests of the pool).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+    /// The most bytes one response may carry.
+    pub max_output: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +68,9 @@ pub enum CallError {
     Timeout,
     /// The worker died or the protocol broke; it must be replaced.
     Died(String),
+    /// The worker went over one of its limits (killed for memory, CPU time,
+    /// or answered more than the output limit); it must be replaced.
+    Limit(String),
 }
 
 /// Why a worker did not start. The text is what users see (in the init
@@ -103,6 +110,7 @@ pub struct Worker {
     /// The pid the worker reports (`os.getpid()`), as users see it.
     pub pid: u32,
     next_id: u64,
+    max_output: Option<u64>,
 }
 
 /// Frame headers are small JSON; a longer one means a broken stream.
@@ -110,7 +118,27 @@ const MAX_HEADER: usize = 16 << 20;
 /// The most a payload's buffer is sized for before its bytes arrive.
 const MAX_PREALLOC: usize = 64 << 20;
 
-async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
+/// A response whose payload is over the output limit.
+#[derive(Debug)]
+struct OutputTooLarge(usize, u64);
+
+impl std::fmt::Display for OutputTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker exceeded its output limit ({}): it returned {} bytes",
+            crate::sandbox::fmt_size(self.1),
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for OutputTooLarge {}
+
+async fn read_frame(
+    sock: &mut UnixStream,
+    max_output: Option<u64>,
+) -> std::io::Result<(Resp, Bytes)> {
     let hlen = sock.read_u32().await? as usize;
     if hlen > MAX_HEADER {
         return Err(std::io::Error::other("oversized frame header"));
@@ -118,6 +146,9 @@ async fn read_frame(sock: &mut UnixStream) -> std::io::Result<(Resp, Bytes)> {
     let mut h = vec![0u8; hlen];
     sock.read_exact(&mut h).await?;
     let resp: Resp = serde_json::from_slice(&h).map_err(std::io::Error::other)?;
+    if let Some(max) = max_output.filter(|m| resp.len as u64 > *m) {
+        return Err(std::io::Error::other(OutputTooLarge(resp.len, max)));
+    }
     // The length comes from the worker: allocate as the bytes arrive, not up
     // front, so a bogus length cannot make us allocate a huge buffer.
     let mut payload = Vec::with_capacity(resp.len.min(MAX_PREALLOC));
@@ -157,8 +188,13 @@ impl Worker {
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        let spawned =
-            crate::procs::spawn_isolated(&mut cmd, Some(theirs.as_raw_fd()), &cfg.tracker, log);
+        let spawned = crate::procs::spawn_isolated(
+            &mut cmd,
+            Some(theirs.as_raw_fd()),
+            &cfg.tracker,
+            log,
+            cfg.sandbox.as_deref(),
+        );
         // Our copy of the child's end (the child has its own after fork).
         drop(theirs);
         let mut proc = spawned.map_err(|err| SpawnError::Exec {
@@ -169,13 +205,14 @@ impl Worker {
         crate::logs::capture_output(&mut proc.child, log);
         ours.set_nonblocking(true).map_err(SpawnError::Socket)?;
         let mut sock = UnixStream::from_std(ours).map_err(SpawnError::Socket)?;
-        let ready = tokio::time::timeout(cfg.ready_timeout, read_frame(&mut sock)).await;
+        let ready = tokio::time::timeout(cfg.ready_timeout, read_frame(&mut sock, None)).await;
         match ready {
             Ok(Ok((r, _))) if r.ok => Ok(Worker {
                 proc,
                 sock,
                 pid: if r.pid != 0 { r.pid } else { pid },
                 next_id: 1,
+                max_output: cfg.max_output,
             }),
             Ok(Ok((r, _))) => {
                 proc.kill();
@@ -189,6 +226,7 @@ impl Worker {
                 // Give stderr a moment to reach the log, then report what the worker printed.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let status = proc.child.try_wait().ok().flatten();
+                let limit = proc.jail.limit_death(status);
                 proc.kill();
                 let tail: Vec<String> = log
                     .text()
@@ -198,10 +236,14 @@ impl Worker {
                     .map(str::to_string)
                     .collect();
                 let tail: Vec<String> = tail.into_iter().rev().collect();
+                let status = status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "running".into());
                 Err(SpawnError::Exited {
-                    status: status
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "running".into()),
+                    status: match limit {
+                        Some(why) => format!("{status}: {why}"),
+                        None => status,
+                    },
                     tail: tail.join("\n"),
                 })
             }
@@ -222,6 +264,7 @@ impl Worker {
     ) -> Result<Bytes, CallError> {
         let id = self.next_id;
         self.next_id += 1;
+        let max_output = self.max_output;
         let hdr = serde_json::to_vec(&Req {
             id,
             path,
@@ -237,13 +280,24 @@ impl Worker {
             if let Some(d) = data {
                 self.sock.write_all(d).await?;
             }
-            read_frame(&mut self.sock).await
+            read_frame(&mut self.sock, max_output).await
         };
         match tokio::time::timeout(timeout, io).await {
             Err(_) => Err(CallError::Timeout),
             Ok(Err(e)) => {
+                if let Some(big) = e.get_ref().and_then(|i| i.downcast_ref::<OutputTooLarge>()) {
+                    return Err(CallError::Limit(big.to_string()));
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let st = self.proc.child.try_wait().ok().flatten();
+                let mut st = self.proc.child.try_wait().ok().flatten();
+                if st.is_none() {
+                    // The OOM killer may have taken a child first: give the worker a moment.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    st = self.proc.child.try_wait().ok().flatten();
+                }
+                if let Some(why) = self.proc.jail.limit_death(st) {
+                    return Err(CallError::Limit(why));
+                }
                 Err(CallError::Died(match st {
                     Some(s) => describe_exit(s),
                     None => format!("connection to worker lost: {e}"),

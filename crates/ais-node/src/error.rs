@@ -220,7 +220,9 @@ pub fn etl_kind_status(kind: ais_etl::EtlErrorKind) -> StatusCode {
     match kind {
         K::Invalid | K::Init | K::Stopped => StatusCode::BAD_REQUEST,
         K::NotFound => StatusCode::NOT_FOUND,
-        K::Transform | K::Timeout | K::WorkerDied => StatusCode::UNPROCESSABLE_ENTITY,
+        K::Transform | K::Timeout | K::WorkerDied | K::Limit | K::Failed => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -143,6 +143,14 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
         .context("--role proxy|target is required (or use `aisnode playground`)")?;
     let data = args.data.clone().context("--data DIR is required")?;
     std::fs::create_dir_all(&data).with_context(|| format!("create {}", data.display()))?;
+    // The data root and the metadata dir are the node's alone: ETL code runs
+    // under another uid and must not read objects or metadata by path.
+    for d in [data.clone(), data.join("meta")] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod 0700 {}", d.display()))?;
+    }
     auth::init(&data, role == "proxy" && args.join.is_none())?;
     let kind = if role == "proxy" {
         NodeType::Proxy

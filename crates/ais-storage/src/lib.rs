@@ -97,6 +97,13 @@ impl Store {
             let path = p
                 .canonicalize()
                 .map_err(io_err(format!("resolve mountpath {}", p.display())))?;
+            // Only the node's user may enter a mountpath (ETL code runs as
+            // another uid and must not read objects by path).
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_err(format!("chmod 0700 {}", path.display())))?;
+            }
             let work = path.join(WORK_DIR);
             if work.exists() {
                 let n = std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0);

@@ -6,10 +6,13 @@ file descriptor 3 (a Unix socket to the target):
     request:  u32 header length (big-endian) + JSON header + payload bytes
     response: u32 header length (big-endian) + JSON header + payload bytes
 
-Request header: {"id", "path", "len", "args", "name"} — the object is read
-from "path" (the object's file on the target) unless "len" > 0, in which case
-the bytes follow. Response header: {"id", "ok", "len"} or
-{"id", "ok": false, "etype", "emsg", "trace"}.
+Request header: {"id", "path", "len", "args"} — the object's "len" bytes
+follow the header: the target reads the object, the worker (sandboxed: its own
+uid, no view of the store) never opens store files. "path" is informational
+only (the object's name, e.g. "ais://bucket/obj"). Functions declared with
+``arg_type: fqn`` get the path of a private temporary copy instead of bytes.
+Response header: {"id", "ok", "len"} or {"id", "ok": false, "etype", "emsg",
+"trace"}.
 
 Code forms:
   func    a module with transform(data) or transform(data, path, etl_args)
@@ -240,17 +243,20 @@ def main() -> None:
         try:
             (hlen,) = struct.unpack(">I", _recv_exact(sock, 4))
             req = json.loads(_recv_exact(sock, hlen))
-            data = _recv_exact(sock, req["len"]) if req.get("len") else None
+            data = _recv_exact(sock, req["len"]) if req.get("len") else b""
         except EOFError:
             return
         path = req.get("path") or ""
+        tmp = None
         try:
-            if data is None:
-                if arg_fqn and mode == "func":
-                    data = path
-                else:
-                    with open(path, "rb") as f:
-                        data = f.read()
+            if arg_fqn and mode == "func":
+                # A private copy in the worker's own temp dir: the store is out of reach.
+                import tempfile
+
+                fd, tmp = tempfile.mkstemp(prefix="obj-", suffix="-" + os.path.basename(path))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                data = tmp
             out = call(data, path, req.get("args") or "")
             if out is None:
                 out = b""
@@ -267,6 +273,11 @@ def main() -> None:
                 {"id": req["id"], "ok": False, "etype": type(e).__name__, "emsg": str(e), "trace": _trace_tail()},
             )
         finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
             sys.stdout.flush()
             sys.stderr.flush()
 

@@ -223,8 +223,11 @@ async fn list(p: &Proxy) -> Res {
                 .filter(|(_, r)| r.is_err())
                 .map(|(t, _)| t.name())
                 .collect();
+            let failed = per.iter().any(|s| s.stage == "Failed");
             let stage = if e.stopped {
                 "Aborted".to_string()
+            } else if failed {
+                "Failed".to_string()
             } else if !unreachable.is_empty() {
                 format!("Unreachable ({})", unreachable.join(", "))
             } else if per.len() == stats.len() {
@@ -277,10 +280,16 @@ async fn details(p: &Proxy, name: &str, job: &str) -> Res {
         .await,
     )?;
     let errors: Vec<ObjErr> = errors.into_iter().flat_map(|(_, v)| v).collect();
+    let failed: Vec<String> = per
+        .iter()
+        .filter(|s| s.stage == "Failed")
+        .map(|s| format!("{}: {}", s.target_id, s.error))
+        .collect();
     json_ok(&serde_json::json!({
         "init_msg": e.init_msg,
         "obj_errors": errors,
-        "stage": if e.stopped { "Aborted" } else { "Running" },
+        "stage": if e.stopped { "Aborted" } else if !failed.is_empty() { "Failed" } else { "Running" },
+        "error": failed.join("; "),
         "xaction_id": e.xaction_id,
         "targets": per,
     }))

@@ -61,6 +61,14 @@ pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
         if running {
             continue;
         }
+        // A start that failed for this generation is not retried on every
+        // metadata update (a failing ETL must not loop); a new init is.
+        if mgr
+            .start_failure(&e.name)
+            .is_some_and(|(g, _)| g == e.generation)
+        {
+            continue;
+        }
         let spec = match EtlSpec::from_json(&e.init_msg) {
             Ok(s) => s,
             Err(err) => {
@@ -72,8 +80,11 @@ pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
         let pool = default_pool(t);
         tokio::spawn(async move {
             tracing::info!(etl = %e.name, "starting ETL from cluster metadata");
-            if let Err(err) = mgr.start(spec, e.generation, pool).await {
-                tracing::error!(etl = %e.name, error = %err, "failed to start ETL");
+            match mgr.start(spec, e.generation, pool).await {
+                // Already failed for this generation (and logged then).
+                Err(err) if err.kind() == ais_etl::EtlErrorKind::Failed => {}
+                Err(err) => tracing::error!(etl = %e.name, error = %err, "failed to start ETL"),
+                Ok(()) => {}
             }
         });
     }
@@ -94,19 +105,15 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, name: &str, what: &str, body: 
             json_ok(&mgr.get(&ename).map(|rt| rt.stats(&t.core.id)))
         }
         (Method::GET, "", "") => {
-            let all: std::collections::BTreeMap<String, TargetEtlStats> = mgr
-                .names()
-                .into_iter()
-                .filter_map(|n| mgr.get(&n).map(|rt| (n, rt.stats(&t.core.id))))
-                .collect();
+            let all: std::collections::BTreeMap<String, TargetEtlStats> = mgr.all_stats(&t.core.id);
             json_ok(&all)
         }
         (Method::DELETE, n, "") => {
             mgr.stop(n);
             Ok(empty(StatusCode::OK))
         }
-        (Method::GET, n, "stats") => match mgr.get(n) {
-            Some(rt) => json_ok(&rt.stats(&t.core.id)),
+        (Method::GET, n, "stats") => match mgr.stats_of(n, &t.core.id) {
+            Some(s) => json_ok(&s),
             None => Err(ApiError::etl_not_found(node, n)),
         },
         (Method::GET, n, "errors") => {
@@ -148,6 +155,18 @@ pub async fn transform_local(
             return Err(match t.core.meta.etlmd().etls.get(name) {
                 None => ApiError::etl_not_found(node, name),
                 Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
+                Some(e)
+                    if t.etl
+                        .start_failure(name)
+                        .is_some_and(|(g, _)| g == e.generation) =>
+                {
+                    let why = t.etl.start_failure(name).map(|f| f.1).unwrap_or_default();
+                    error::etl(
+                        node,
+                        name,
+                        EtlError::Failed(format!("failed to start on this target: {why}")),
+                    )
+                }
                 Some(_) => ApiError::unavailable(format!(
                     "{node}: etl job {name} is still starting on this target; retry shortly"
                 )),

@@ -1,0 +1,493 @@
+"""The ETL sandbox: user code runs next to the data, but cannot reach it.
+
+Each test is an attack a transform could try, on the session's real cluster
+with real transforms; each must fail safely, with a clear message, and leave
+the cluster serving. Targets run as root here (as in CI), so workers run as
+``nobody`` with their own mount and network namespaces and per-worker cgroups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List
+from urllib.parse import urlparse
+
+import requests
+
+from ais_cluster import NUM_TARGETS, Cluster, unique_bucket_name
+from test_etl import (  # noqa: F401 - fixtures are used by name
+    HTTP_TIMEOUT,
+    ais,
+    details,
+    err_message,
+    etl_get,
+    etl_procs,
+    etls,
+    must_init,
+    no_workers_left_behind,
+    owner_target,
+    pid_alive,
+    plain_get,
+    put_obj,
+    src,
+    target_stats,
+    unique_etl,
+    wait_no_procs,
+)
+
+# A transform that tries what it is told (etl_args: JSON) and reports each outcome.
+SPY = r'''
+import json, os, socket
+
+
+def _try(fn):
+    try:
+        r = fn()
+        return "ok" if r is None else "ok:%s" % (r,)
+    except BaseException as e:  # report anything
+        return "%s: %s" % (type(e).__name__, e)
+
+
+def _connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    s.close()
+    return "connected"
+
+
+def transform(data, path, etl_args):
+    req = json.loads(etl_args or "{}")
+    out = {"path_arg": path, "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(),
+           "cwd": os.getcwd(), "tmpdir": os.environ.get("TMPDIR", ""), "len": len(data)}
+    for p in req.get("read", []):
+        out["read " + p] = _try(lambda: len(open(p, "rb").read()))
+    for p in req.get("write", []):
+        out["write " + p] = _try(lambda: open(p, "wb").write(b"pwned"))
+    for p in req.get("list", []):
+        out["list " + p] = _try(lambda: os.listdir(p))
+    for port in req.get("connect", []):
+        out["connect %d" % port] = _try(lambda: _connect(port))
+    return json.dumps(out).encode()
+'''
+
+
+def spy(url: str, bck: str, obj: str, name: str, **req) -> Dict[str, object]:
+    r = etl_get(url, bck, obj, name, args=json.dumps(req))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def denied(outcome: object) -> bool:
+    """An attempt that failed with a permission/visibility/read-only error."""
+    return isinstance(outcome, str) and outcome.split(":")[0] in (
+        "PermissionError",
+        "FileNotFoundError",
+        "OSError",
+        "NotADirectoryError",
+    )
+
+
+def node_of(cluster: Cluster, tid: str):
+    return next(t for t in cluster.targets if t.node_id == tid)
+
+
+def test_workers_are_unprivileged_and_the_sandbox_is_reported(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-who")
+    etls.append(name)
+    must_init(url, name, SPY, pool_size=1)
+    obj = next(iter(src))
+    out = spy(url, src.bucket, obj, name)
+    if os.geteuid() == 0:
+        assert out["uid"] == 65534 and out["gid"] != 0, out
+    assert out["uid"] != 0 and out["groups"] in ([], [out["gid"]]), out
+    assert out["cwd"].endswith(f"{os.sep}etl{os.sep}{name}"), out
+    assert out["tmpdir"] == out["cwd"] + os.sep + "tmp", out
+    # The worker got the object's bytes and its name, not its file.
+    assert out["path_arg"] == f"ais://{src.bucket}/{obj}" and out["len"] == len(src[obj]), out
+    d = details(url, name)
+    assert len(d["targets"]) == NUM_TARGETS
+    for t in d["targets"]:
+        sb = t["sandbox"]
+        assert sb["enabled"] and sb["uid"] == out["uid"] and sb["gid"] == out["gid"], sb
+        assert sb["mountns"] and sb["netns"] and sb["kill"] == "cgroup", sb
+        assert {"memory", "pids"} <= set(sb["cgroups"]), sb
+        assert sb["limits"]["memory"] == 4 << 30 and sb["limits"]["nproc"] >= 256, sb
+        assert sb["limits"]["memory_enforced_by"].startswith("cgroup"), sb
+    show = ais(cluster, "etl", "show", name).stdout
+    assert "SANDBOX" in show and f"uid={out['uid']}" in show, show
+
+
+def test_no_access_to_the_store_or_metadata(cluster: Cluster, src, etls: List[str]) -> None:
+    """Another bucket's object file: neither readable nor writable (not even
+    visible) from a transform; nor the node's metadata; data dirs are 0700."""
+    url = cluster.url
+    victim = unique_bucket_name("victim")
+    r = requests.post(f"{url}/v1/buckets/{victim}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, r.text
+    try:
+        secret = b"top secret " + uuid.uuid4().hex.encode()
+        put_obj(url, victim, "secret.txt", secret)
+        holder = node_of(cluster, owner_target(cluster, victim, "secret.txt"))
+        files = [mp / "@ais" / victim / "secret.txt" for mp in holder.mpaths]
+        files = [f for f in files if f.exists()]
+        assert files, f"object file not found under {holder.mpaths}"
+        meta = holder.data_dir / "meta"
+        meta_files = [str(p) for p in meta.iterdir() if p.is_file()]
+        assert meta_files, meta
+        for d in [holder.data_dir, meta, *holder.mpaths]:
+            assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+        name = unique_etl("sbx-store")
+        etls.append(name)
+        must_init(url, name, SPY)
+        # Run it on the object's own target (same host, same mountpath).
+        obj = next(o for o in src if owner_target(cluster, src.bucket, o) == holder.node_id)
+        paths = [str(f) for f in files]
+        out = spy(
+            url, src.bucket, obj, name,
+            read=paths + meta_files,
+            write=paths,
+            list=[str(meta), *map(str, holder.mpaths), str(holder.data_dir)],
+        )
+        attempts = {k: v for k, v in out.items() if k.split()[0] in ("read", "write", "list")}
+        assert len(attempts) == 2 * len(paths) + len(meta_files) + 2 + len(holder.mpaths), out
+        assert all(denied(v) for v in attempts.values()), attempts
+        assert out["path_arg"] == f"ais://{src.bucket}/{obj}", out
+        # The object is intact.
+        assert plain_get(url, victim, "secret.txt") == secret
+        assert files[0].read_bytes() == secret
+    finally:
+        requests.delete(f"{url}/v1/buckets/{victim}", params={"provider": "ais"}, json={"action": "destroy-bck"}, timeout=HTTP_TIMEOUT)
+
+
+def test_no_writes_outside_the_work_dir(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-write")
+    etls.append(name)
+    must_init(url, name, SPY, pool_size=1)
+    tag = uuid.uuid4().hex[:8]
+    outside = [f"/tmp/ais-sbx-{tag}", f"/var/tmp/ais-sbx-{tag}", f"/etc/ais-sbx-{tag}", str(cluster.base_dir / f"ais-sbx-{tag}"), f"/ais-sbx-{tag}"]
+    obj = next(iter(src))
+    out = spy(url, src.bucket, obj, name, write=outside + [f"inside-{tag}", f"tmp/inside-{tag}"])
+    for p in outside:
+        assert denied(out["write " + p]), out
+        assert not Path(p).exists(), p
+    assert out[f"write inside-{tag}"] == "ok:5" and out[f"write tmp/inside-{tag}"] == "ok:5", out
+    written = list(Path(cluster.base_dir).glob(f"*/etl/{name}/inside-{tag}"))
+    assert len(written) == 1 and written[0].read_bytes() == b"pwned", written
+    assert written[0].stat().st_uid == out["uid"]
+
+
+MEMORY_HOG = """
+def transform(data, path, etl_args):
+    if etl_args == "hog":
+        x = b"x" * (4 << 30)  # 4 GiB, touched
+        return x[:10]
+    return b"fine:" + data
+"""
+
+
+def test_memory_limit_fails_the_object_not_the_etl(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-mem")
+    etls.append(name)
+    must_init(url, name, MEMORY_HOG, pool_size=1, limits={"memory": "256MiB"})
+    obj, data = next(iter(src.items()))
+    tid = owner_target(cluster, src.bucket, obj)
+    assert target_stats(url, name)[tid]["sandbox"]["limits"]["memory"] == 256 << 20
+    r = etl_get(url, src.bucket, obj, name, args="hog")
+    assert r.status_code == 422, r.text
+    msg = err_message(r)
+    assert f"etl job {name} failed to transform ais://{src.bucket}/{obj}: worker exceeded its memory limit (256 MiB)" in msg, msg
+    for _ in range(2):
+        r = etl_get(url, src.bucket, obj, name)
+        assert r.status_code == 200 and r.content == b"fine:" + data, r.text
+    assert target_stats(url, name)[tid]["stage"] == "Running"
+
+
+def test_output_limit(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-out")
+    etls.append(name)
+    code = "def transform(data, path, etl_args):\n    return data * 1000 if etl_args == 'big' else data\n"
+    must_init(url, name, code, pool_size=1, limits={"output": "1KiB"})
+    obj, data = next(iter(src.items()))
+    r = etl_get(url, src.bucket, obj, name, args="big")
+    assert r.status_code == 422, r.text
+    assert "worker exceeded its output limit (1024 bytes)" in err_message(r), err_message(r)
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 200 and r.content == data, r.text
+
+
+FORKER = """
+import os, time
+
+def transform(data, path, etl_args):
+    pids = []
+    for i in range(int(etl_args or 0)):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                if i == 0:  # escape the process group and the parent
+                    os.setsid()
+                    if os.fork() > 0:
+                        os._exit(0)
+                time.sleep(3600)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    return " ".join(map(str, pids)).encode()
+"""
+
+
+def test_forked_and_setsid_children_die_with_stop_and_rm(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-fork")
+    etls.append(name)
+    must_init(url, name, FORKER, pool_size=1)
+    obj = next(iter(src))
+
+    def fork(n: int) -> List[int]:
+        r = etl_get(url, src.bucket, obj, name, args=str(n))
+        assert r.status_code == 200, r.text
+        pids = [int(p) for p in r.text.split()]
+        assert len(pids) == n
+        return pids
+
+    pids = fork(200)
+    deadline = time.monotonic() + 10
+    while len(etl_procs(cluster, name)) < 200 + NUM_TARGETS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    procs = etl_procs(cluster, name)
+    assert len(procs) >= 200 + NUM_TARGETS, len(procs)  # the setsid grandchild included
+    sessions = {int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[3]) for p in procs if pid_alive(p)}
+    assert len(sessions) >= 2, sessions
+    ais(cluster, "etl", "stop", name)
+    wait_no_procs(cluster, name)
+    assert not [p for p in pids if pid_alive(p)]
+
+    ais(cluster, "etl", "start", name)
+    pids = fork(50)
+    assert all(pid_alive(p) for p in pids[1:])  # pids[0] exited after its setsid fork
+    ais(cluster, "etl", "rm", name)
+    wait_no_procs(cluster, name)
+    assert not [p for p in pids if pid_alive(p)]
+
+
+def test_no_network_unless_asked(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    port = urlparse(url).port
+    tport = urlparse(cluster.targets[0].url).port
+    obj = next(iter(src))
+    closed = unique_etl("sbx-nonet")
+    etls.append(closed)
+    must_init(url, closed, SPY, pool_size=1)
+    out = spy(url, src.bucket, obj, closed, connect=[port, tport])
+    for p in (port, tport):
+        v = out[f"connect {p}"]
+        assert v.split(":")[0] in ("ConnectionRefusedError", "OSError", "TimeoutError"), out
+    assert all(s["sandbox"]["netns"] for s in target_stats(url, closed).values())
+
+    opened = unique_etl("sbx-net")
+    etls.append(opened)
+    must_init(url, opened, SPY, pool_size=1, network=True)
+    out = spy(url, src.bucket, obj, opened, connect=[port])
+    assert out[f"connect {port}"] == "ok:connected", out
+    assert not any(s["sandbox"]["netns"] for s in target_stats(url, opened).values())
+
+
+KILLER = r'''
+import json, os, signal
+
+def transform(data, path, etl_args):
+    out = {"ppid": os.getppid()}
+    try:
+        os.kill(os.getppid(), signal.SIGKILL)
+        out["kill_parent"] = "killed"
+    except BaseException as e:
+        out["kill_parent"] = type(e).__name__
+    nodes = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"aisnode" in cmd.split(b"\0")[0]:
+            try:
+                os.kill(int(pid), 0)  # permission check only
+                nodes[pid] = "allowed"
+            except BaseException as e:
+                nodes[pid] = type(e).__name__
+    out["nodes"] = nodes
+    return json.dumps(out).encode()
+'''
+
+
+def test_transform_cannot_kill_its_target(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    other = unique_etl("sbx-other")
+    etls.append(other)
+    must_init(url, other, "def transform(data):\n    return data.upper()\n")
+    name = unique_etl("sbx-kill")
+    etls.append(name)
+    must_init(url, name, KILLER)
+    for obj, data in list(src.items())[:6]:
+        r = etl_get(url, src.bucket, obj, name)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        tid = owner_target(cluster, src.bucket, obj)
+        assert out["ppid"] == node_of(cluster, tid).proc.pid, out
+        assert out["kill_parent"] == "PermissionError", out
+        assert out["nodes"] and set(out["nodes"].values()) == {"PermissionError"}, out
+        # The target, and the other ETL, keep serving.
+        assert plain_get(url, src.bucket, obj) == data
+        r = etl_get(url, src.bucket, obj, other)
+        assert r.status_code == 200 and r.content == data.upper(), r.text
+    assert all(n.proc.poll() is None for n in cluster.targets)
+
+
+def wait_failed(url: str, name: str, tid: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = target_stats(url, name)[tid]
+        if st["stage"] == "Failed" or time.monotonic() > deadline:
+            return st
+        time.sleep(0.2)
+
+
+def test_crash_looping_etl_fails_and_the_cluster_stays_up(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-crash")
+    etls.append(name)
+    must_init(url, name, "import os\n\ndef transform(data):\n    os._exit(3)\n", pool_size=1)
+    obj = next(iter(src))
+    tid = owner_target(cluster, src.bucket, obj)
+    msgs = []
+    for _ in range(5):
+        r = etl_get(url, src.bucket, obj, name)
+        assert r.status_code == 422, r.text
+        msgs.append(err_message(r))
+    assert all("worker process exited with status 3" in m for m in msgs), msgs
+    st = wait_failed(url, name, tid)
+    assert st["stage"] == "Failed", st
+    assert "crashed 5 times" in st["error"] and "exited with status 3" in st["error"], st
+    # No more respawns: the next request fails at once with the reason.
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 422, r.text
+    assert "the ETL failed: its workers crashed 5 times" in err_message(r), err_message(r)
+    assert st["worker_pids"] == [] or not any(pid_alive(p) for p in st["worker_pids"]), st
+    d = details(url, name)
+    assert d["stage"] == "Failed" and "crashed 5 times" in d["error"], d
+    show = ais(cluster, "etl", "show", name).stdout
+    assert "Failed" in show and "crashed 5 times" in show, show
+    # Other targets' pools of the same ETL, and the cluster, are fine.
+    assert all(n.proc.poll() is None for n in cluster.targets)
+    assert plain_get(url, src.bucket, obj) == src[obj]
+
+
+def test_etl_that_dies_at_import_on_respawn_fails(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-imp")
+    etls.append(name)
+    code = """
+import os
+import signal
+if os.path.exists("crashed"):
+    os._exit(1)
+
+def transform(data):
+    open("crashed", "w").close()
+    os._exit(2)
+"""
+    must_init(url, name, code, pool_size=1)
+    obj = next(iter(src))
+    tid = owner_target(cluster, src.bucket, obj)
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 422 and "exited with status 2" in err_message(r), r.text
+    st = wait_failed(url, name, tid)
+    assert st["stage"] == "Failed", st
+    assert "failed to start a replacement worker" in st["error"], st
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 422 and "the ETL failed" in err_message(r), r.text
+    assert all(n.proc.poll() is None for n in cluster.targets)
+
+
+def test_failing_etl_from_metadata_does_not_loop_at_start_up(tmp_path: Path) -> None:
+    """A target restarting with an ETL in its metadata that can no longer start
+    (here: it refuses a second import) marks it failed once and keeps serving."""
+    c = Cluster(base_dir=tmp_path / "restart", num_targets=1, env={"AIS_ETL_ENV_CACHE": str(tmp_path / "envs")})
+    c.start()
+    try:
+        bck = unique_bucket_name("boot")
+        r = requests.post(f"{c.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, r.text
+        put_obj(c.url, bck, "o1", b"payload")
+        name = unique_etl("sbx-boot")
+        code = (
+            "import os\n"
+            "if os.path.exists('booted'):\n"
+            "    raise SystemExit('refusing to start twice')\n"
+            "open('booted', 'w').close()\n\n"
+            "def transform(data):\n"
+            "    return data\n"
+        )
+        must_init(c.url, name, code, pool_size=1)
+        assert etl_get(c.url, bck, "o1", name).content == b"payload"
+
+        old = c.targets[0]
+        old.proc.send_signal(signal.SIGKILL)
+        old.proc.wait(timeout=10)
+        c.targets.remove(old)
+        mpath = old.mpaths[0]
+        new = c._spawn("target", old.data_dir, ["--join", c.proxy.url, "--mpath", str(mpath)], mpaths=[mpath])
+        c.targets.append(new)
+        c._wait_for_targets()
+
+        deadline = time.monotonic() + 30
+        st: dict = {}
+        while time.monotonic() < deadline:
+            st = target_stats(c.url, name).get(new.node_id, {})
+            if st.get("stage") == "Failed":
+                break
+            time.sleep(0.2)
+        assert st.get("stage") == "Failed" and "refusing to start twice" in st.get("error", ""), st
+        r = etl_get(c.url, bck, "o1", name)
+        assert r.status_code == 422 and "refusing to start twice" in err_message(r), r.text
+        time.sleep(3)  # metadata keeps flowing; the start is not retried
+        starts = new.log_path.read_text().count("failed to start ETL")
+        assert starts == 1, starts
+        assert new.running and plain_get(c.url, bck, "o1") == b"payload"
+        assert not etl_procs(c, name)
+    finally:
+        c.stop()
+
+
+def test_cpu_time_limit(cluster: Cluster, src, etls: List[str]) -> None:
+    url = cluster.url
+    name = unique_etl("sbx-cpu")
+    etls.append(name)
+    # Spins on CPU time (not wall time: the machine may be loaded).
+    code = (
+        "import time\n\n"
+        "def transform(data, path, etl_args):\n"
+        "    if etl_args == 'spin':\n"
+        "        while time.process_time() < 60:\n"
+        "            pass\n"
+        "    return data\n"
+    )
+    must_init(url, name, code, pool_size=1, limits={"cpu_seconds": 1}, obj_timeout="5m")
+    obj, data = next(iter(src.items()))
+    r = requests.get(f"{url}/v1/objects/{src.bucket}/{obj}", params={"provider": "ais", "etl_name": name, "etl_args": "spin"}, timeout=600)
+    assert r.status_code == 422, r.text
+    assert "worker exceeded its CPU time limit (1 s)" in err_message(r), err_message(r)
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 200 and r.content == data, r.text

@@ -361,14 +361,20 @@ def etls(cluster: Cluster) -> Iterator[List[str]]:
 @pytest.fixture(scope="module")
 def src(cluster: Cluster) -> Iterator[Dict[str, bytes]]:
     """A bucket of small text objects spread over the targets: {name: data}; ``src.bucket``."""
-    bck = unique_bucket_name("etl-src")
-    resp = requests.post(f"{cluster.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
-    assert resp.status_code == 200, resp.text
     objs = {f"obj-{i:02d}.txt": f"hello etl object {i} {'x' * i}".encode() for i in range(12)}
+    # Placement depends on the bucket name: pick one that spreads the 12
+    # objects over every target (a random name misses one ~2% of the time).
+    for _ in range(50):
+        bck = unique_bucket_name("etl-src")
+        resp = requests.post(f"{cluster.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+        assert resp.status_code == 200, resp.text
+        owners = {owner_target(cluster, bck, o) for o in objs}
+        if len(owners) == NUM_TARGETS:
+            break
+        requests.delete(f"{cluster.url}/v1/buckets/{bck}", params={"provider": "ais"}, timeout=HTTP_TIMEOUT)
+    assert len(owners) == NUM_TARGETS, f"objects landed on {owners} only"
     for name, data in objs.items():
         put_obj(cluster.url, bck, name, data)
-    owners = {owner_target(cluster, bck, o) for o in objs}
-    assert len(owners) == NUM_TARGETS, f"objects landed on {owners} only"
 
     class Src(dict):
         bucket = bck

@@ -177,6 +177,12 @@ impl EtlRuntime {
         res
     }
 
+    /// Whether [`EtlRuntime::transform_bytes`] can be used (worker pools);
+    /// a `runtime.command` server reads its input by path or URL itself.
+    pub fn takes_bytes(&self) -> bool {
+        matches!(self.backend, Backend::Pool(_))
+    }
+
     /// Runs the transform on bytes (objects not on local disk).
     pub async fn transform_bytes(
         &self,

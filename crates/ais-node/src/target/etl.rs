@@ -173,12 +173,10 @@ pub async fn transform_local(
             })
         }
     };
-    let info = t.verified_source(bck, obj).await?;
-    let path = t.store.obj_path(bck, obj);
     let cname = format!("{}/{obj}", bck.cname());
-    let out = rt
-        .transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
-        .await
+    let out = t
+        .transform_verified(&rt, bck, obj, args)
+        .await?
         .map_err(|e| {
             let msg = match &e {
                 EtlError::Transform { etype, emsg, trace } => format!(

@@ -339,7 +339,6 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     }
     let src = Bck::ais(spec.src.clone());
     let path = t.store.obj_path(&src, name);
-    let src_cksum = t.verified_source(&src, name).await?.attrs.cksum_value;
     let rt = if spec.kind.starts_with("etl") {
         Some(t.etl.get(&spec.msg.id).ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -349,6 +348,19 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         })?)
     } else {
         None
+    };
+    // A copy streams the file: verify it now. A transform verifies the
+    // bytes it reads (below), so here only the stored checksum is needed.
+    let src_cksum = match &rt {
+        None => t.verified_source(&src, name).await?.attrs.cksum_value,
+        Some(_) => {
+            t.store
+                .head(&src, name)
+                .await
+                .map_err(|e| error::storage(&t.core.name, &src, name, e))?
+                .attrs
+                .cksum_value
+        }
     };
     // Identifies the transform (ETL name + its init generation, or a copy).
     let made_by = match &rt {
@@ -377,13 +389,12 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         }
     }
     let out: Option<bytes::Bytes> = if let Some(rt) = &rt {
-        let cname = format!("ais://{}/{name}", spec.src);
-        let fqn = path.to_string_lossy();
-        let mut r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+        let args = &spec.msg.etl_args;
+        let mut r = t.transform_verified(rt, &src, name, args).await?;
         // A worker that died (e.g. killed for memory) may be a passing
         // failure: one more try on its replacement before recording an error.
         if matches!(r, Err(ais_etl::EtlError::WorkerDied(_))) {
-            r = rt.transform(&cname, &fqn, size, &spec.msg.etl_args).await;
+            r = t.transform_verified(rt, &src, name, args).await?;
         }
         Some(r.map_err(|e| error::etl_kind(&e, e.to_string()))?)
     } else {

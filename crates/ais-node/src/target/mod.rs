@@ -174,6 +174,74 @@ impl Target {
         Ok(info)
     }
 
+    /// A local object's bytes, read once and checked against the stored
+    /// size and checksum (a damaged copy is restored from a mirror when one
+    /// is healthy, else the damage is the error).
+    pub async fn verified_bytes(&self, bck: &Bck, obj: &str) -> ApiResult<bytes::Bytes> {
+        let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
+        let (attrs, data) = self.read_whole(bck, obj).await?;
+        let stored = &attrs.cksum_value;
+        if attrs.cksum_type != ais_core::meta::CKSUM_XXHASH
+            || stored.is_empty()
+            || *stored == format!("{:016x}", xxhash_rust::xxh64::xxh64(&data, 0))
+        {
+            return Ok(data);
+        }
+        // Damaged (or replaced while read): `verify` re-checks the file and
+        // heals it from a mirror if it can, else reports the damage.
+        self.store.verify(bck, obj, &attrs).await.map_err(err)?;
+        Ok(self.read_whole(bck, obj).await?.1)
+    }
+
+    async fn read_whole(
+        &self,
+        bck: &Bck,
+        obj: &str,
+    ) -> ApiResult<(ais_core::meta::ObjAttrs, bytes::Bytes)> {
+        let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
+        let r = self.store.open_obj(bck, obj).await.map_err(err)?;
+        let data = match r.body {
+            ais_storage::ObjBody::Small(b) => bytes::Bytes::from(b),
+            ais_storage::ObjBody::Mapped(m) => bytes::Bytes::from_owner(m),
+            ais_storage::ObjBody::File(_) => {
+                let path = r.path.clone();
+                bytes::Bytes::from(tokio::fs::read(&path).await.map_err(|e| {
+                    ApiError::internal(format!("{}: read {}: {e}", self.core.name, path.display()))
+                })?)
+            }
+        };
+        if data.len() as u64 != r.info.attrs.size {
+            return Err(err(ais_storage::StorageError::SizeMismatch {
+                stored: r.info.attrs.size,
+                actual: data.len() as u64,
+            }));
+        }
+        Ok((r.info.attrs, data))
+    }
+
+    /// Transforms one local object with `rt`, its input verified first and
+    /// read once: a worker pool gets the verified bytes; a `runtime.command`
+    /// server, which reads its input itself, gets a verified object.
+    /// Outer error: the object; inner: the transform.
+    pub async fn transform_verified(
+        &self,
+        rt: &ais_etl::EtlRuntime,
+        bck: &Bck,
+        obj: &str,
+        args: &str,
+    ) -> ApiResult<Result<bytes::Bytes, ais_etl::EtlError>> {
+        let cname = format!("{}/{obj}", bck.cname());
+        if rt.takes_bytes() {
+            let data = self.verified_bytes(bck, obj).await?;
+            return Ok(rt.transform_bytes(&cname, &data, args).await);
+        }
+        let info = self.verified_source(bck, obj).await?;
+        let path = self.store.obj_path(bck, obj);
+        Ok(rt
+            .transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
+            .await)
+    }
+
     fn destroy_buckets(&self, old: &ais_core::meta::Bmd) {
         let new = self.core.meta.bmd();
         for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {

@@ -333,7 +333,6 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
     let (dbck, dobj) = Bck::parse_uname(to)?;
     ais_core::names::validate_object_name(&dobj)?;
     t.core.bucket_props(&dbck)?;
-    let info = t.verified_source(bck, obj).await?;
     let path = t.store.obj_path(bck, obj);
     let data = match super::etl::etl_param(t, ctx) {
         Some(etl) => {
@@ -344,8 +343,8 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
             let cname = format!("{}/{obj}", bck.cname());
             let args = ctx.query.get("etl_args").unwrap_or("");
             Some(
-                rt.transform(&cname, &path.to_string_lossy(), info.attrs.size, args)
-                    .await
+                t.transform_verified(&rt, bck, obj, args)
+                    .await?
                     .map_err(|e| {
                         let msg = format!(
                             "{}: etl job {etl} failed to transform {cname}: {e}",
@@ -355,7 +354,11 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
                     })?,
             )
         }
-        None => None,
+        None => {
+            // Streamed from the file below: verified first.
+            t.verified_source(bck, obj).await?;
+            None
+        }
     };
     super::jobs::put_to_owner(t, &dbck.name, &dobj, data, &path, Default::default())
         .await

@@ -42,18 +42,29 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Processes whose command line mentions `path` (e.g. a cluster's data dir):
-/// what a test checks is gone after a stop.
+/// what a test checks is gone after a stop. Zombies do not count.
 pub fn pids_mentioning(path: &Path) -> Vec<u32> {
-    let needle = path.to_string_lossy().to_string();
+    pids_where(|cmd| cmd.contains(path.to_string_lossy().as_ref()))
+}
+
+/// ETL worker processes of the target whose data dir is `data_dir`.
+pub fn worker_pids(data_dir: &Path) -> Vec<u32> {
+    let needle = data_dir.to_string_lossy().to_string();
+    pids_where(|cmd| cmd.contains("ais_etl_worker.py") && cmd.contains(&needle))
+}
+
+/// Live (not zombie) processes whose command line satisfies `want`.
+fn pids_where(want: impl Fn(&str) -> bool) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = state.split_whitespace().nth(2) == Some("Z");
+            !zombie && want(&String::from_utf8_lossy(&cmd))
         })
         .collect()
 }
@@ -700,15 +711,7 @@ impl Cluster {
     pub fn restart_all(&mut self) -> anyhow::Result<()> {
         let running: Vec<bool> = self.targets.iter().map(|t| t.child.is_some()).collect();
         self.stop_nodes();
-        let proxy = self.proxy.respawn(&self.env).context("restart the proxy")?;
-        if proxy.url != self.proxy.url {
-            bail!(
-                "restarted proxy answers at {} instead of {}",
-                proxy.url,
-                self.proxy.url
-            );
-        }
-        self.proxy = proxy;
+        self.respawn_proxy()?;
         for (i, was) in running.iter().enumerate() {
             if *was {
                 let fresh = self.targets[i]
@@ -721,10 +724,8 @@ impl Cluster {
         self.wait_settled()
     }
 
-    /// Restarts the proxy alone (SIGTERM, same port and data), the targets
-    /// keep running; waits until it has them all in its map again.
-    pub fn restart_proxy(&mut self) -> anyhow::Result<()> {
-        self.proxy.stop();
+    /// Starts the (stopped) proxy again on its port and data dir.
+    fn respawn_proxy(&mut self) -> anyhow::Result<()> {
         let proxy = self.proxy.respawn(&self.env).context("restart the proxy")?;
         if proxy.url != self.proxy.url {
             bail!(
@@ -734,6 +735,14 @@ impl Cluster {
             );
         }
         self.proxy = proxy;
+        Ok(())
+    }
+
+    /// Restarts the proxy alone (SIGTERM, same port and data), the targets
+    /// keep running; waits until it has them all in its map again.
+    pub fn restart_proxy(&mut self) -> anyhow::Result<()> {
+        self.proxy.stop();
+        self.respawn_proxy()?;
         let n = self.targets.iter().filter(|t| t.child.is_some()).count();
         self.wait_targets(n)
     }

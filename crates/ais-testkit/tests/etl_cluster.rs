@@ -2,7 +2,7 @@
 //! target that joins later starts them, and a SIGKILLed target leaves no
 //! worker behind. Uses the host's python3 (no dependencies needed).
 
-use ais_testkit::{b64, create_bucket_at, raw_http, Cluster};
+use ais_testkit::{b64, create_bucket_at, raw_http, worker_pids, Cluster};
 use std::time::{Duration, Instant};
 
 const CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
@@ -57,22 +57,6 @@ fn etl_get(url: &str, bucket: &str, name: &str, etl: &str) -> Vec<u8> {
             Err(e) => panic!("{name} via {etl}: {e}"),
         }
     }
-}
-
-fn worker_pids(data_dir: &std::path::Path) -> Vec<u32> {
-    let needle = data_dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = state.split_whitespace().nth(2) == Some("Z");
-            cmd.contains("ais_etl_worker.py") && cmd.contains(&needle) && !zombie
-        })
-        .collect()
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `GET /metrics` on every node, parsed with a real Prometheus text parser:
 //! counters move by exactly the load put on them.
 
-use ais_testkit::{bin, raw_http, Cluster};
+use ais_testkit::{bin, raw_http, worker_pids, Cluster};
 use prometheus_parse::{Scrape, Value};
 
 fn scrape(url: &str) -> Scrape {
@@ -225,23 +225,6 @@ fn ais_show_performance_and_cluster_capacity() {
 }
 
 const ETL_CODE: &str = "def transform(data, path, args):\n    if args == 'fail':\n        raise ValueError('asked to fail')\n    return data[::-1]\n";
-
-/// ETL worker processes of the target whose data dir is `data_dir`.
-fn worker_pids(data_dir: &std::path::Path) -> Vec<u32> {
-    let needle = data_dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = state.split_whitespace().nth(2) == Some("Z");
-            cmd.contains("ais_etl_worker.py") && cmd.contains(&needle) && !zombie
-        })
-        .collect()
-}
 
 #[test]
 fn etl_counters_and_worker_restarts() {

@@ -65,6 +65,13 @@ impl RpcError {
             _ => None,
         }
     }
+    fn decode(to: &Dest, e: impl std::fmt::Display) -> Self {
+        Self::Decode {
+            node: to.name.clone(),
+            why: e.to_string(),
+        }
+    }
+
     /// The node is gone or not answering (as opposed to answering "no").
     pub fn is_unreachable(&self) -> bool {
         matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
@@ -182,10 +189,7 @@ impl Rpc {
             .await?
             .json()
             .await
-            .map_err(|e| RpcError::Decode {
-                node: to.name.clone(),
-                why: e.to_string(),
-            })
+            .map_err(|e| RpcError::decode(to, e))
     }
 
     fn get(&self, to: &Dest, path: &str) -> reqwest::RequestBuilder {
@@ -370,10 +374,7 @@ impl Rpc {
             .await?
             .text()
             .await
-            .map_err(|e| RpcError::Decode {
-                node: to.name.clone(),
-                why: e.to_string(),
-            })
+            .map_err(|e| RpcError::decode(to, e))
     }
 
     // ---------------------------------------------------------------- jobs

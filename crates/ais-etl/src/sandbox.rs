@@ -861,6 +861,10 @@ impl Plan {
     }
 }
 
+/// The first cgroup of every jail handed to a reaper thread (tests only).
+#[cfg(test)]
+static REAPERS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 /// One sandboxed process's cgroups: killing it kills every descendant.
 #[derive(Debug, Default)]
 pub struct Jail {
@@ -947,13 +951,20 @@ impl Jail {
             return;
         }
         self.kill_all();
-        let j = Jail {
+        let mut j = Jail {
             dirs: std::mem::take(&mut self.dirs),
             ..Default::default()
         };
+        #[cfg(test)]
+        if let (Ok(mut r), Some((_, d))) = (REAPERS.lock(), j.dirs.first()) {
+            r.push(d.clone());
+        }
         std::thread::spawn(move || {
             j.kill_all();
             j.remove(Duration::from_secs(10));
+            // Emptied before `j` drops: its `Drop` would otherwise destroy
+            // the same cgroups again, in a new thread, forever.
+            j.dirs.clear();
         });
     }
 
@@ -993,6 +1004,37 @@ impl Drop for Jail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A destroyed jail is reaped by exactly one background thread: the
+    /// reaper's own copy must not destroy the cgroups again when it drops
+    /// (that respawned reapers in a loop and kept a target's CPU busy
+    /// after every ETL stop).
+    #[test]
+    fn a_destroyed_jail_is_reaped_once() {
+        let t = crate::testutil::TempDir::new();
+        let dir = t.path().join("cg-unit-0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut j = Jail::single(Ctrl::Memory, dir.clone());
+        j.destroy();
+        j.destroy();
+        drop(j);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !dir.exists(),
+            "the reaper did not remove the empty cgroup dir"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let n = REAPERS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| **d == dir)
+            .count();
+        assert_eq!(n, 1, "reaper threads started for one jail: {n}");
+    }
 
     /// As root: a sandboxed child runs as nobody, cannot write outside its
     /// work dir, has no network, and dies with its cgroup — a `setsid()`

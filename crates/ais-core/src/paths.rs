@@ -22,6 +22,9 @@ pub const INT_LIST: &str = "/v1/internal/list";
 pub const INT_OBJATTRS: &str = "/v1/internal/objattrs";
 /// `INT_OBJECTS/B/O`: delete a local copy.
 pub const INT_OBJECTS: &str = "/v1/internal/objects";
+/// Erasure-coded parts on a target: `INT_EC/B/O` (PUT, GET, HEAD, DELETE
+/// one part), `INT_EC/B?after=&limit=` (GET: list the parts held).
+pub const INT_EC: &str = "/v1/internal/ec";
 /// ETL runtimes on a target: `/init`, `/NAME`, `/NAME/stats|errors|logs`.
 pub const INT_ETL: &str = "/v1/internal/etl";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.

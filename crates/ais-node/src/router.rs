@@ -143,6 +143,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::IntObject { bucket, obj } => {
             target::internal::delete_local(t, ctx, bucket, obj).await
         }
+        Endpoint::IntEc { bucket, obj } => target::ec::internal(t, ctx, bucket, obj, body).await,
         Endpoint::IntEtl { name, what } => target::etl::internal(t, ctx, name, what, body).await,
         Endpoint::IntJobs { id, what } => target::jobs::internal(t, ctx, id, what, body).await,
         _ => Err(ctx.unknown_path()),

@@ -9,9 +9,11 @@
 //! file itself, so data and metadata become visible in one atomic rename.
 //! Temp files live in `<mountpath>/.ais-work/` and are removed at start-up.
 
+mod ec;
 mod list;
 mod timefmt;
 
+pub use ec::{decode_file, encode_file, stripes, EcMeta, PartWriter, SHARD};
 pub use list::list_objects;
 pub use timefmt::{go_rfc822, rfc3339};
 
@@ -436,8 +438,19 @@ impl Store {
         }
     }
 
-    /// Removes an object and any directories its removal left empty.
+    /// Removes an object, its mirror copies and any erasure-coded part held
+    /// here, and any directories their removal left empty.
     pub async fn delete(&self, bck: &Bck, obj: &str) -> Result<()> {
+        let had_part = self.delete_part(bck, obj);
+        match self.delete_copies(bck, obj).await {
+            Err(StorageError::NotFound) if had_part => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Removes an object's main copy and mirror copies, keeping any
+    /// erasure-coded part of it held here (an object moving away).
+    pub async fn delete_copies(&self, bck: &Bck, obj: &str) -> Result<()> {
         let mut had_copy = false;
         for m in &self.mpaths {
             let p = m.mirror_dir(bck).join(obj);
@@ -481,7 +494,13 @@ impl Store {
         let dirs = self
             .mpaths
             .iter()
-            .flat_map(|mp| [(mp, mp.bucket_dir(bck)), (mp, mp.mirror_dir(bck))]);
+            .flat_map(|mp| {
+                [
+                    (mp, mp.bucket_dir(bck)),
+                    (mp, mp.mirror_dir(bck)),
+                    (mp, mp.path.join(ec::EC_DIR).join(&bck.name)),
+                ]
+            });
         for (mp, dir) in dirs {
             if !dir.exists() {
                 continue;

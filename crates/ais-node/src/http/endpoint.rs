@@ -43,6 +43,11 @@ pub enum Endpoint<'a> {
         bucket: &'a str,
         obj: &'a str,
     },
+    /// `/v1/internal/ec/B[/O]`: erasure-coded parts held by a target.
+    IntEc {
+        bucket: &'a str,
+        obj: &'a str,
+    },
     /// `/v1/internal/etl[/NAME[/WHAT]]`.
     IntEtl {
         name: &'a str,
@@ -80,6 +85,10 @@ impl<'a> Endpoint<'a> {
         if let Some(r) = sub(path, routes::INT_OBJECTS) {
             let (bucket, obj) = split_first(r);
             return Self::IntObject { bucket, obj };
+        }
+        if let Some(r) = sub(path, routes::INT_EC) {
+            let (bucket, obj) = split_first(r);
+            return Self::IntEc { bucket, obj };
         }
         if let Some(r) = sub(path, routes::INT_ETL) {
             let (name, what) = split_first(r);
@@ -183,6 +192,13 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("/s3/b/o"), Provider("s3"));
         assert_eq!(Endpoint::parse("/v1/internal/list/b"), IntList("b"));
+        assert_eq!(
+            Endpoint::parse("/v1/internal/ec/b/d/o"),
+            IntEc {
+                bucket: "b",
+                obj: "d/o"
+            }
+        );
         assert_eq!(
             Endpoint::parse("/v1/internal/etl"),
             IntEtl { name: "", what: "" }

@@ -45,7 +45,11 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     let foreign = t.foreign_owner(ctx, bck, obj);
     if let Some(etl) = super::etl::etl_param(t, ctx) {
         // Transform where the object lives: find it first, as for a plain GET.
-        match store.head(bck, obj).await {
+        let found = match store.head(bck, obj).await {
+            Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.head(bck, obj).await,
+            r => r,
+        };
+        match found {
             Ok(_) => {
                 let args = ctx.query.get("etl_args").unwrap_or("");
                 return super::etl::transform_local(t, &etl, bck, obj, args).await;
@@ -56,7 +60,13 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
             Err(e) => return Err(storage_err(t, bck, obj, e)),
         }
     }
-    let mut reader = match store.open_obj(bck, obj).await {
+    let opened = match store.open_obj(bck, obj).await {
+        // Missing or damaged here: rebuilt from erasure-coded parts if the
+        // bucket has them.
+        Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.open_obj(bck, obj).await,
+        r => r,
+    };
+    let mut reader = match opened {
         Ok(r) => r,
         Err(StorageError::NotFound) => {
             return t.not_here(ctx, bck, obj, foreign).await;
@@ -64,10 +74,10 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
     if props.checksum.validate_warm_get {
-        let v = store
-            .verify(bck, obj, &reader.info.attrs)
-            .await
-            .map_err(|e| storage_err(t, bck, obj, e))?;
+        let v = match store.verify(bck, obj, &reader.info.attrs).await {
+            Err(e) if super::ec::recover(t, bck, obj, &e).await? => ais_storage::Verified::Healed,
+            r => r.map_err(|e| storage_err(t, bck, obj, e))?,
+        };
         if v == ais_storage::Verified::Healed {
             // The damaged copy was replaced from a mirror: read the new one.
             reader = store
@@ -200,7 +210,11 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     } else {
         PropSet::parse(ctx.query.get("props").unwrap_or(""))?
     };
-    let info = match store.head(bck, obj).await {
+    let found = match store.head(bck, obj).await {
+        Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.head(bck, obj).await,
+        r => r,
+    };
+    let info = match found {
         Ok(i) => i,
         Err(StorageError::NotFound) => {
             let foreign = t.foreign_owner(ctx, bck, obj);
@@ -322,6 +336,11 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .commit_as(custom, moved_version)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
+    // Acknowledged only once the redundancy the bucket asks for is durable
+    // (a moved object keeps its parts; the rebalance re-places them).
+    if moved_version.is_none() {
+        super::ec::protect(t, bck, obj).await?;
+    }
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);
     Ok(r)

@@ -298,7 +298,9 @@ impl Client {
             name: String::new(),
             value: props,
         };
-        let resp = self.action(Method::PATCH, &paths::bucket(name), &msg).await?;
+        let resp = self
+            .action(Method::PATCH, &paths::bucket(name), &msg)
+            .await?;
         text(resp).await
     }
 

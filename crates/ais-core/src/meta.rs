@@ -335,8 +335,7 @@ impl BucketProps {
                 next.mirror.copies
             )));
         }
-        if !(1..=32).contains(&next.ec.data_slices) || !(1..=32).contains(&next.ec.parity_slices)
-        {
+        if !(1..=32).contains(&next.ec.data_slices) || !(1..=32).contains(&next.ec.parity_slices) {
             return Err(CoreError::invalid(format!(
                 "ec.data_slices and ec.parity_slices must be between 1 and 32, not {} and {}",
                 next.ec.data_slices, next.ec.parity_slices
@@ -350,8 +349,15 @@ impl BucketProps {
         }
         if self.ec.enabled
             && next.ec.enabled
-            && (self.ec.data_slices, self.ec.parity_slices, self.ec.objsize_limit)
-                != (next.ec.data_slices, next.ec.parity_slices, next.ec.objsize_limit)
+            && (
+                self.ec.data_slices,
+                self.ec.parity_slices,
+                self.ec.objsize_limit,
+            ) != (
+                next.ec.data_slices,
+                next.ec.parity_slices,
+                next.ec.objsize_limit,
+            )
         {
             return Err(CoreError::invalid(
                 "ec.data_slices, ec.parity_slices and ec.objsize_limit cannot change while \

@@ -123,7 +123,8 @@ pub fn encode_file(
     let mut hashers: Vec<Xxh64> = (0..data + parity).map(|_| Xxh64::new(0)).collect();
     let mut src_hash = Xxh64::new(0);
     let mut bufs = vec![vec![0u8; shard]; data];
-    let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
+    let mut enc =
+        reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
     let mut read = 0u64;
     for _ in 0..stripes(size, data as u64, SHARD) {
         for b in bufs.iter_mut() {
@@ -134,7 +135,12 @@ pub fn encode_file(
         }
         let res = enc.encode().map_err(rs_err)?;
         let recovery: Vec<&[u8]> = res.recovery_iter().collect();
-        for (i, b) in bufs.iter().map(|b| b.as_slice()).chain(recovery).enumerate() {
+        for (i, b) in bufs
+            .iter()
+            .map(|b| b.as_slice())
+            .chain(recovery)
+            .enumerate()
+        {
             files[i]
                 .write_all(b)
                 .map_err(io_err(format!("write {}", outs[i].display())))?;
@@ -171,7 +177,11 @@ pub fn encode_file(
 /// (slice index 1-based, file) pairs. The result is written to `out`
 /// (truncated to the object's size) and must hash to `meta.obj_cksum`.
 pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Result<()> {
-    let (data, parity, shard) = (meta.data as usize, meta.parity as usize, meta.shard as usize);
+    let (data, parity, shard) = (
+        meta.data as usize,
+        meta.parity as usize,
+        meta.shard as usize,
+    );
     if parts.len() < data {
         return Err(StorageError::Io {
             context: "erasure decoding".into(),
@@ -188,7 +198,8 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
     }
     let file = std::fs::File::create(out).map_err(io_err(format!("create {}", out.display())))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, file);
-    let mut dec = reed_solomon_simd::ReedSolomonDecoder::new(data, parity, shard).map_err(rs_err)?;
+    let mut dec =
+        reed_solomon_simd::ReedSolomonDecoder::new(data, parity, shard).map_err(rs_err)?;
     let mut bufs: Vec<Vec<u8>> = vec![vec![0u8; shard]; readers.len()];
     let mut left = meta.obj_size;
     let mut hash = Xxh64::new(0);
@@ -212,7 +223,8 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
                 if *i < data {
                     dec.add_original_shard(*i, &bufs[k]).map_err(rs_err)?;
                 } else {
-                    dec.add_recovery_shard(*i - data, &bufs[k]).map_err(rs_err)?;
+                    dec.add_recovery_shard(*i - data, &bufs[k])
+                        .map_err(rs_err)?;
                 }
             }
             let res = dec.decode().map_err(rs_err)?;
@@ -319,7 +331,12 @@ impl Store {
 
     /// Up to `limit` parts of `bck` held here, in name order after `after`.
     /// A part whose metadata cannot be read is skipped (scrub reports it).
-    pub fn list_parts(&self, bck: &Bck, after: &str, limit: usize) -> Result<Vec<(String, EcMeta)>> {
+    pub fn list_parts(
+        &self,
+        bck: &Bck,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, EcMeta)>> {
         let limit = limit.max(1);
         let mut all: Vec<(String, PathBuf)> = Vec::new();
         for mp in self.mountpaths() {
@@ -343,11 +360,18 @@ impl Store {
     /// parts) the object's main copy with `attrs` (version kept), unless a
     /// healthy copy of that version or a newer one is already there.
     /// `Ok(false)`: the existing copy was kept and `tmp` removed.
-    pub async fn restore_from(&self, bck: &Bck, obj: &str, tmp: PathBuf, attrs: ObjAttrs) -> Result<bool> {
+    pub async fn restore_from(
+        &self,
+        bck: &Bck,
+        obj: &str,
+        tmp: PathBuf,
+        attrs: ObjAttrs,
+    ) -> Result<bool> {
         let dst = self.obj_path(bck, obj);
         crate::blocking("restore", move || {
             let res = (|| -> Result<bool> {
-                let md = std::fs::metadata(&tmp).map_err(io_err(format!("stat {}", tmp.display())))?;
+                let md =
+                    std::fs::metadata(&tmp).map_err(io_err(format!("stat {}", tmp.display())))?;
                 if md.len() != attrs.size {
                     return Err(StorageError::SizeMismatch {
                         stored: attrs.size,
@@ -372,8 +396,10 @@ impl Store {
                 })?;
                 xattr::set(&tmp, crate::XATTR_META, &raw).map_err(io_err("set object metadata"))?;
                 let parent = dst.parent().unwrap_or(Path::new("/"));
-                std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-                std::fs::rename(&tmp, &dst).map_err(io_err(format!("rename into {}", dst.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(io_err(format!("create {}", parent.display())))?;
+                std::fs::rename(&tmp, &dst)
+                    .map_err(io_err(format!("rename into {}", dst.display())))?;
                 if let Ok(d) = std::fs::File::open(parent) {
                     let _ = d.sync_all();
                 }
@@ -470,8 +496,10 @@ impl PartWriter {
                 })?;
                 xattr::set(&tmp, XATTR_EC, &raw).map_err(io_err("set part metadata"))?;
                 let parent = dst.parent().unwrap_or(Path::new("/"));
-                std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-                std::fs::rename(&tmp, &dst).map_err(io_err(format!("rename into {}", dst.display())))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(io_err(format!("create {}", parent.display())))?;
+                std::fs::rename(&tmp, &dst)
+                    .map_err(io_err(format!("rename into {}", dst.display())))?;
                 if let Ok(d) = std::fs::File::open(parent) {
                     let _ = d.sync_all();
                 }

@@ -491,16 +491,13 @@ impl Store {
     /// the work area at once (so the bucket is gone immediately) and deleted
     /// in the background.
     pub fn destroy_bucket(&self, bck: &Bck) -> Result<()> {
-        let dirs = self
-            .mpaths
-            .iter()
-            .flat_map(|mp| {
-                [
-                    (mp, mp.bucket_dir(bck)),
-                    (mp, mp.mirror_dir(bck)),
-                    (mp, mp.path.join(ec::EC_DIR).join(&bck.name)),
-                ]
-            });
+        let dirs = self.mpaths.iter().flat_map(|mp| {
+            [
+                (mp, mp.bucket_dir(bck)),
+                (mp, mp.mirror_dir(bck)),
+                (mp, mp.path.join(ec::EC_DIR).join(&bck.name)),
+            ]
+        });
         for (mp, dir) in dirs {
             if !dir.exists() {
                 continue;

@@ -166,7 +166,12 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
 /// Applies a props patch (or a reset) to B; true if erasure coding was
 /// switched on by it. Erasure coding needs `data + parity + 1` active
 /// targets (the owner and one per slice): refused otherwise.
-async fn set_props(p: &Proxy, bck: &Bck, patch: &serde_json::Value, reset: bool) -> ApiResult<bool> {
+async fn set_props(
+    p: &Proxy,
+    bck: &Bck,
+    patch: &serde_json::Value,
+    reset: bool,
+) -> ApiResult<bool> {
     let targets = p.core.targets().len();
     let mut turned_on = false;
     p.primary()?

@@ -390,7 +390,12 @@ impl Rpc {
     }
 
     /// Removes `to`'s part of `bucket/obj` (true if it had one).
-    pub async fn ec_delete_part(&self, to: &Dest, bucket: &str, obj: &str) -> Result<bool, RpcError> {
+    pub async fn ec_delete_part(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+    ) -> Result<bool, RpcError> {
         let url = format!("{}{}/{bucket}/{}", to.url, routes::INT_EC, enc(obj));
         match self.send(to, self.http.delete(url)).await {
             Ok(_) => Ok(true),

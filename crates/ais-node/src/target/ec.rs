@@ -69,8 +69,13 @@ fn plan(
         c.data_slices + c.parity_slices
     } as usize;
     let order: Vec<Snode> = t.core.meta.with_smap(|s| {
-        s.map(|s| s.placement(&bck.obj_uname(obj)).into_iter().cloned().collect())
-            .unwrap_or_default()
+        s.map(|s| {
+            s.placement(&bck.obj_uname(obj))
+                .into_iter()
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
     });
     let holders: Vec<Snode> = order
         .into_iter()
@@ -120,9 +125,9 @@ async fn send_file(
     meta: &EcMeta,
     path: &std::path::Path,
 ) -> ApiResult<()> {
-    let f = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display())))?;
+    let f = tokio::fs::File::open(path).await.map_err(|e| {
+        ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
+    })?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
     t.core
         .rpc
@@ -154,7 +159,10 @@ pub async fn protect(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
     if plan.first().is_some_and(|(_, m)| m.is_replica()) {
         // A replica is the object itself: verify it once, send the file.
         t.verified_source(bck, obj).await?;
-        parts = plan.into_iter().map(|(h, m)| (h, m, path.clone())).collect();
+        parts = plan
+            .into_iter()
+            .map(|(h, m)| (h, m, path.clone()))
+            .collect();
     } else if !plan.is_empty() {
         temps.0 = (0..plan.len())
             .map(|_| t.store.work_file(bck, obj, "slice"))
@@ -213,7 +221,8 @@ async fn fetch_part(
     tmp: &std::path::Path,
 ) -> ApiResult<()> {
     use tokio::io::AsyncWriteExt;
-    let io = |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, tmp.display()));
+    let io =
+        |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, tmp.display()));
     let mut f = tokio::fs::File::create(tmp).await.map_err(io)?;
     let mut h = xxhash_rust::xxh64::Xxh64::new(0);
     let mut n = 0u64;
@@ -229,7 +238,10 @@ async fn fetch_part(
             if meta != *want {
                 return Err(ApiError::internal("local part changed"));
             }
-            let mut s = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 1 << 20);
+            let mut s = tokio_util::io::ReaderStream::with_capacity(
+                tokio::fs::File::from_std(file),
+                1 << 20,
+            );
             while let Some(c) = s.next().await {
                 let c = c.map_err(io)?;
                 h.update(&c);
@@ -244,10 +256,16 @@ async fn fetch_part(
                 .ec_get_part(&Dest::from(node), &bck.name, obj)
                 .await?
             else {
-                return Err(ApiError::internal(format!("{} no longer holds the part", node.name())));
+                return Err(ApiError::internal(format!(
+                    "{} no longer holds the part",
+                    node.name()
+                )));
             };
             if meta != *want {
-                return Err(ApiError::internal(format!("{}'s part changed", node.name())));
+                return Err(ApiError::internal(format!(
+                    "{}'s part changed",
+                    node.name()
+                )));
             }
             let mut s = resp.bytes_stream();
             while let Some(c) = s.next().await {
@@ -274,6 +292,15 @@ async fn fetch_part(
 /// newest version that a healthy replica or enough healthy slices still
 /// describe. `Ok(false)`: no part of the object exists anywhere.
 pub async fn restore(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
+    // Parts can change under a restore (an owner re-placing them after a
+    // map change): one more look before giving up.
+    match restore_once(t, bck, obj).await {
+        Err(_) => restore_once(t, bck, obj).await,
+        r => r,
+    }
+}
+
+async fn restore_once(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
     let parts = find_parts(t, bck, obj).await;
     if parts.is_empty() {
         return Ok(false);
@@ -308,7 +335,8 @@ pub async fn restore(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
                 Err(e) => why.push(e.to_string()),
             }
         }
-        let slices: Vec<&&(Option<Snode>, EcMeta)> = these.iter().filter(|(_, m)| !m.is_replica()).collect();
+        let slices: Vec<&&(Option<Snode>, EcMeta)> =
+            these.iter().filter(|(_, m)| !m.is_replica()).collect();
         let Some(first) = slices.first().map(|(_, m)| m.clone()) else {
             continue;
         };
@@ -434,7 +462,12 @@ pub async fn repair_bucket(t: &Arc<Target>, bck: &Bck, job: &TargetJob) -> ApiRe
         if job.aborted.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let (store, a, name, b) = (t.store.clone(), after.clone(), t.core.name.clone(), bck.clone());
+        let (store, a, name, b) = (
+            t.store.clone(),
+            after.clone(),
+            t.core.name.clone(),
+            bck.clone(),
+        );
         let page = tokio::task::spawn_blocking(move || {
             ais_storage::list_objects(&store, &b, "", &a, 1000, &Default::default(), &name)
         })
@@ -526,12 +559,13 @@ async fn check_one(
     if !complete {
         protect(t, bck, obj).await?;
     }
-    for (h, m) in &held {
-        let current = h.as_ref().is_some_and(|h| {
-            want.iter()
-                .any(|(w, wm)| w.daemon_id == h.daemon_id && wm.idx == m.idx)
-        }) && m.version == info.attrs.version;
-        if current {
+    // A current holder's part is current now (`protect` just replaced it
+    // if it was not); parts anywhere else are stale.
+    for (h, _) in &held {
+        let holder = h
+            .as_ref()
+            .is_some_and(|h| want.iter().any(|(w, _)| w.daemon_id == h.daemon_id));
+        if holder {
             continue;
         }
         match h {
@@ -539,7 +573,11 @@ async fn check_one(
                 t.store.delete_part(bck, obj);
             }
             Some(n) => {
-                let _ = t.core.rpc.ec_delete_part(&Dest::from(n), &bck.name, obj).await;
+                let _ = t
+                    .core
+                    .rpc
+                    .ec_delete_part(&Dest::from(n), &bck.name, obj)
+                    .await;
             }
         }
     }
@@ -590,15 +628,24 @@ pub async fn internal(t: &Target, ctx: &Ctx, bucket: &str, obj: &str, body: Body
         }
         r
     };
-    let gone = || ApiError::NotFound(format!("{}: no erasure-coded part of {}/{obj}", t.core.name, bck.cname()));
+    let gone = || {
+        ApiError::NotFound(format!(
+            "{}: no erasure-coded part of {}/{obj}",
+            t.core.name,
+            bck.cname()
+        ))
+    };
     match ctx.method {
         Method::PUT => {
-            let meta = decode_ec_meta(&ctx.headers)
-                .ok_or_else(|| ApiError::bad_request(format!("missing or malformed {EC_META_HEADER} header")))?;
+            let meta = decode_ec_meta(&ctx.headers).ok_or_else(|| {
+                ApiError::bad_request(format!("missing or malformed {EC_META_HEADER} header"))
+            })?;
             let mut w = t.store.begin_part(&bck, &obj).await.map_err(serr)?;
             let mut s = body.into_data_stream();
             while let Some(c) = s.next().await {
-                let c = c.map_err(|e| ApiError::bad_request(format!("part of {}/{obj}: body: {e}", bck.cname())))?;
+                let c = c.map_err(|e| {
+                    ApiError::bad_request(format!("part of {}/{obj}: body: {e}", bck.cname()))
+                })?;
                 w.write(&c).await.map_err(serr)?;
             }
             w.commit(meta).await.map_err(serr)?;
@@ -610,10 +657,14 @@ pub async fn internal(t: &Target, ctx: &Ctx, bucket: &str, obj: &str, body: Body
         },
         Method::GET => match t.store.open_part(&bck, &obj).map_err(serr)? {
             Some((m, f)) => {
-                let s = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(f), 1 << 20);
+                let s = tokio_util::io::ReaderStream::with_capacity(
+                    tokio::fs::File::from_std(f),
+                    1 << 20,
+                );
                 let mut r = Response::new(Body::from_stream(s));
                 if let Ok(v) = HeaderValue::from_str(&m.part_size().to_string()) {
-                    r.headers_mut().insert(axum::http::header::CONTENT_LENGTH, v);
+                    r.headers_mut()
+                        .insert(axum::http::header::CONTENT_LENGTH, v);
                 }
                 Ok(with_meta(r, &m))
             }

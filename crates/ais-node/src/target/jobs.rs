@@ -171,10 +171,15 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             tokio::spawn(async move {
                 let res = match job.spec.kind.as_str() {
                     REBALANCE => rebalance(&t, &job).await,
-                    EC_ENCODE => super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await,
+                    EC_ENCODE => {
+                        super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await
+                    }
                     SCRUB => match run(&t, &job).await {
                         // Then the bucket's erasure-coded parts.
-                        Ok(()) => super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await,
+                        Ok(()) => {
+                            super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job)
+                                .await
+                        }
                         e => e,
                     },
                     _ => run(&t, &job).await,
@@ -473,25 +478,44 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
     let info = t.verified_source(bck, name).await?;
     let path = t.store.obj_path(bck, name);
     let to = Dest::from(&owner);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
-    })?;
-    let body =
-        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-    t.core
-        .rpc
-        .move_object(
-            &to,
-            &bck.name,
-            name,
-            body,
-            &info.attrs.custom,
-            info.attrs.version,
-        )
-        .await
-        .map_err(|e| {
-            ApiError::from(e).context(format!("move {}/{name} to {}", bck.cname(), owner.name()))
+    // Transient failures (the owner busy or just restarted) are retried.
+    let mut attempt = 0u64;
+    loop {
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
         })?;
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        match t
+            .core
+            .rpc
+            .move_object(
+                &to,
+                &bck.name,
+                name,
+                body,
+                &info.attrs.custom,
+                info.attrs.version,
+            )
+            .await
+        {
+            Ok(()) => break,
+            Err(e)
+                if attempt < 3
+                    && (e.is_unreachable() || e.status().is_some_and(|s| s.is_server_error())) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
+            Err(e) => {
+                return Err(ApiError::from(e).context(format!(
+                    "move {}/{name} to {}",
+                    bck.cname(),
+                    owner.name()
+                )))
+            }
+        }
+    }
     match t.store.delete_copies(bck, name).await {
         Ok(()) => {}
         // Deleted by a client while it moved: the moved copy must not

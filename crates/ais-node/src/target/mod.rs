@@ -204,9 +204,10 @@ impl Target {
     pub async fn verified_bytes(&self, bck: &Bck, obj: &str) -> ApiResult<bytes::Bytes> {
         let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
         let (attrs, data) = match self.read_whole(bck, obj).await {
-            Err(RawErr::Storage(e)) if ec::recover(self, bck, obj, &e).await? => {
-                self.read_whole(bck, obj).await.map_err(|e| e.api(self, bck, obj))?
-            }
+            Err(RawErr::Storage(e)) if ec::recover(self, bck, obj, &e).await? => self
+                .read_whole(bck, obj)
+                .await
+                .map_err(|e| e.api(self, bck, obj))?,
             r => r.map_err(|e| e.api(self, bck, obj))?,
         };
         let stored = &attrs.cksum_value;
@@ -246,7 +247,11 @@ impl Target {
         bck: &Bck,
         obj: &str,
     ) -> Result<(ais_core::meta::ObjAttrs, bytes::Bytes), RawErr> {
-        let r = self.store.open_obj(bck, obj).await.map_err(RawErr::Storage)?;
+        let r = self
+            .store
+            .open_obj(bck, obj)
+            .await
+            .map_err(RawErr::Storage)?;
         let data = match r.body {
             ais_storage::ObjBody::Small(b) => bytes::Bytes::from(b),
             ais_storage::ObjBody::Mapped(m) => bytes::Bytes::from_owner(m),

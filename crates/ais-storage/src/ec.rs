@@ -102,9 +102,72 @@ fn fill(f: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Cuts the object file `src` (`size` bytes, checksum `cksum`) into `data`
-/// data and `parity` parity slices written to `outs` (in slice order), each
-/// fsynced. Returns each slice's checksum. The source is hashed as it is
-/// read: damaged bytes are refused, never coded into fresh slices.
+/// data and `parity` parity slices, handing each stripe's shards to `sink`
+/// as (slice index 0-based, bytes) in order, so slices can stream to their
+/// holders as they are cut. The source is hashed as it is read and checked
+/// before the last stripe is handed out: a damaged source fails the call
+/// before any slice is complete, so no part of it can be committed.
+pub fn encode_stream(
+    src: &Path,
+    size: u64,
+    cksum: &str,
+    data: usize,
+    parity: usize,
+    mut sink: impl FnMut(usize, Vec<u8>) -> io::Result<()>,
+) -> Result<()> {
+    let shard = SHARD as usize;
+    let mut f = std::fs::File::open(src).map_err(io_err(format!("open {}", src.display())))?;
+    let mut src_hash = Xxh64::new(0);
+    let mut bufs = vec![vec![0u8; shard]; data];
+    let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
+    let mut read = 0u64;
+    let n = stripes(size, data as u64, SHARD);
+    let check = |read: u64, h: &Xxh64| -> Result<()> {
+        if read != size {
+            return Err(StorageError::SizeMismatch {
+                stored: size,
+                actual: read,
+            });
+        }
+        let computed = format!("{:016x}", h.digest());
+        if !cksum.is_empty() && computed != cksum {
+            return Err(StorageError::Corrupt {
+                stored: cksum.to_string(),
+                computed,
+            });
+        }
+        Ok(())
+    };
+    for stripe in 0..n {
+        for b in bufs.iter_mut() {
+            let k = fill(&mut f, b).map_err(io_err(format!("read {}", src.display())))?;
+            src_hash.update(&b[..k]);
+            read += k as u64;
+            enc.add_original_shard(&*b).map_err(rs_err)?;
+        }
+        let res = enc.encode().map_err(rs_err)?;
+        let recovery: Vec<Vec<u8>> = res.recovery_iter().map(|r| r.to_vec()).collect();
+        drop(res);
+        if stripe + 1 == n {
+            // Anything left in the file beyond `size` is damage too.
+            let mut extra = [0u8; 1];
+            if fill(&mut f, &mut extra).map_err(io_err(format!("read {}", src.display())))? > 0 {
+                read += 1;
+            }
+            check(read, &src_hash)?;
+        }
+        for (i, b) in bufs.iter().cloned().chain(recovery).enumerate() {
+            sink(i, b).map_err(io_err("send slice"))?;
+        }
+    }
+    if n == 0 {
+        check(read, &src_hash)?;
+    }
+    Ok(())
+}
+
+/// [`encode_stream`] into files (`outs`, in slice order); returns each
+/// slice's checksum.
 pub fn encode_file(
     src: &Path,
     size: u64,
@@ -113,59 +176,19 @@ pub fn encode_file(
     parity: usize,
     outs: &[PathBuf],
 ) -> Result<Vec<String>> {
-    let shard = SHARD as usize;
-    let mut f = std::fs::File::open(src).map_err(io_err(format!("open {}", src.display())))?;
     let mut files = Vec::with_capacity(outs.len());
     for p in outs {
         let file = std::fs::File::create(p).map_err(io_err(format!("create {}", p.display())))?;
         files.push(io::BufWriter::with_capacity(1 << 20, file));
     }
     let mut hashers: Vec<Xxh64> = (0..data + parity).map(|_| Xxh64::new(0)).collect();
-    let mut src_hash = Xxh64::new(0);
-    let mut bufs = vec![vec![0u8; shard]; data];
-    let mut enc =
-        reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
-    let mut read = 0u64;
-    for _ in 0..stripes(size, data as u64, SHARD) {
-        for b in bufs.iter_mut() {
-            let n = fill(&mut f, b).map_err(io_err(format!("read {}", src.display())))?;
-            src_hash.update(&b[..n]);
-            read += n as u64;
-            enc.add_original_shard(&*b).map_err(rs_err)?;
-        }
-        let res = enc.encode().map_err(rs_err)?;
-        let recovery: Vec<&[u8]> = res.recovery_iter().collect();
-        for (i, b) in bufs
-            .iter()
-            .map(|b| b.as_slice())
-            .chain(recovery)
-            .enumerate()
-        {
-            files[i]
-                .write_all(b)
-                .map_err(io_err(format!("write {}", outs[i].display())))?;
-            hashers[i].update(b);
-        }
-    }
-    let computed = format!("{:016x}", src_hash.digest());
-    if read != size {
-        return Err(StorageError::SizeMismatch {
-            stored: size,
-            actual: read,
-        });
-    }
-    if !cksum.is_empty() && computed != cksum {
-        return Err(StorageError::Corrupt {
-            stored: cksum.to_string(),
-            computed,
-        });
-    }
+    encode_stream(src, size, cksum, data, parity, |i, b| {
+        hashers[i].update(&b);
+        files[i].write_all(&b)
+    })?;
     for (i, w) in files.into_iter().enumerate() {
-        let file = w
-            .into_inner()
+        w.into_inner()
             .map_err(|e| io_err(format!("write {}", outs[i].display()))(e.into_error()))?;
-        file.sync_all()
-            .map_err(io_err(format!("fsync {}", outs[i].display())))?;
     }
     Ok(hashers
         .into_iter()
@@ -474,6 +497,12 @@ impl PartWriter {
             });
         }
         let computed = format!("{:016x}", self.hasher.digest());
+        // Slices stream while they are cut: their checksum is what arrived
+        // (the object's own checksum verifies any rebuild end to end).
+        let mut meta = meta;
+        if meta.part_cksum.is_empty() {
+            meta.part_cksum = computed.clone();
+        }
         if computed != meta.part_cksum {
             return Err(StorageError::Corrupt {
                 stored: meta.part_cksum.clone(),

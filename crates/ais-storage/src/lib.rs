@@ -13,7 +13,7 @@ mod ec;
 mod list;
 mod timefmt;
 
-pub use ec::{decode_file, encode_file, stripes, EcMeta, PartWriter, SHARD};
+pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
 pub use list::list_objects;
 pub use timefmt::{go_rfc822, rfc3339};
 

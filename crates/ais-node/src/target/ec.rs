@@ -154,37 +154,65 @@ pub async fn protect(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
     let info = t.store.head(bck, obj).await.map_err(err)?;
     let plan = plan(t, bck, obj, &c, &info.attrs)?;
     let path = t.store.obj_path(bck, obj);
-    let mut temps = TempFiles(Vec::new());
-    let mut parts: Vec<(Snode, EcMeta, PathBuf)> = Vec::new();
     if plan.first().is_some_and(|(_, m)| m.is_replica()) {
         // A replica is the object itself: verify it once, send the file.
         t.verified_source(bck, obj).await?;
-        parts = plan
-            .into_iter()
-            .map(|(h, m)| (h, m, path.clone()))
-            .collect();
-    } else if !plan.is_empty() {
-        temps.0 = (0..plan.len())
-            .map(|_| t.store.work_file(bck, obj, "slice"))
-            .collect();
-        let (outs, a) = (temps.0.clone(), info.attrs.clone());
-        let (d, p) = (c.data_slices as usize, c.parity_slices as usize);
-        let src = path.clone();
-        let sums = tokio::task::spawn_blocking(move || {
-            ais_storage::encode_file(&src, a.size, &a.cksum_value, d, p, &outs)
-        })
+        let sends = plan.iter().map(|(h, m)| send_file(t, h, bck, obj, m, &path));
+        for r in futures::future::join_all(sends).await {
+            r?;
+        }
+        return Ok(());
+    }
+    if plan.is_empty() {
+        return Ok(());
+    }
+    // Slices stream to their holders as they are cut (a few stripes in
+    // flight per holder): no temp files, memory bounded by the channels.
+    type Chunk = Result<bytes::Bytes, std::io::Error>;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..plan.len())
+        .map(|_| tokio::sync::mpsc::channel::<Chunk>(4))
+        .unzip();
+    let a = info.attrs.clone();
+    let (d, p) = (c.data_slices as usize, c.parity_slices as usize);
+    let encoder = tokio::task::spawn_blocking(move || {
+        let res = ais_storage::encode_stream(&path, a.size, &a.cksum_value, d, p, |i, b| {
+            txs[i]
+                .blocking_send(Ok(bytes::Bytes::from(b)))
+                .map_err(|_| std::io::Error::other("holder went away"))
+        });
+        if let Err(e) = &res {
+            // Abort every upload: a holder commits only a complete body.
+            for tx in &txs {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+        res
+    });
+    let sends = plan.iter().zip(rxs).map(|((h, m), rx)| {
+        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let body = reqwest::Body::wrap_stream(stream);
+        async move {
+            t.core
+                .rpc
+                .ec_put_part(&Dest::from(h), &bck.name, obj, m, body)
+                .await
+                .map_err(|e| {
+                    ApiError::from(e).context(format!(
+                        "store erasure-coded slice {} of {}/{obj} on {}",
+                        m.idx,
+                        bck.cname(),
+                        h.name()
+                    ))
+                })
+        }
+    });
+    let sent = futures::future::join_all(sends).await;
+    // The source's own failure (damage) explains the aborted uploads best.
+    encoder
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(err)?;
-        for (((h, mut m), sum), tmp) in plan.into_iter().zip(sums).zip(temps.0.iter()) {
-            m.part_cksum = sum;
-            parts.push((h, m, tmp.clone()));
-        }
-    }
-    let sends = parts
-        .iter()
-        .map(|(h, m, p)| send_file(t, h, bck, obj, m, p));
-    for r in futures::future::join_all(sends).await {
+    for r in sent {
         r?;
     }
     Ok(())

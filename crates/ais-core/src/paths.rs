@@ -9,6 +9,8 @@ pub const ETL: &str = "/v1/etl";
 pub const CLUSTER: &str = "/v1/cluster";
 pub const DAEMON: &str = "/v1/daemon";
 pub const HEALTH: &str = "/v1/health";
+/// Get-Batch (AIStore's "MOSS"): `GET /v1/ml/moss[/BUCKET]` with a JSON body.
+pub const MOSS: &str = "/v1/ml/moss";
 /// Prometheus text exposition, on every node (as AIStore's).
 pub const METRICS: &str = "/metrics";
 

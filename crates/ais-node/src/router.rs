@@ -123,6 +123,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         Endpoint::Bucket(b) => proxy::buckets::bucket(p, ctx, b, body).await,
         Endpoint::Object { bucket, obj } => proxy::objects::object(p, ctx, bucket, obj, body).await,
         Endpoint::Etl(path) => proxy::etl::control(p, ctx, path, body).await,
+        Endpoint::Moss(b) => proxy::objects::get_batch(p, ctx, b, body).await,
         _ => Err(ctx.unknown_path()),
     }
 }
@@ -136,6 +137,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::EtlObject { etl, secret, uname } => {
             target::etl::transformer_object(t, ctx, etl, secret, uname).await
         }
+        Endpoint::Moss(b) => target::batch::serve(t, ctx, b, body).await,
         Endpoint::IntList(b) => target::internal::list(t, ctx, b).await,
         Endpoint::IntObjAttrs { bucket, obj } => {
             target::internal::obj_attrs(t, ctx, bucket, obj).await

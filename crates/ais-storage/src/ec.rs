@@ -119,7 +119,8 @@ pub fn encode_stream(
     let mut f = std::fs::File::open(src).map_err(io_err(format!("open {}", src.display())))?;
     let mut src_hash = Xxh64::new(0);
     let mut bufs = vec![vec![0u8; shard]; data];
-    let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
+    let mut enc =
+        reed_solomon_simd::ReedSolomonEncoder::new(data, parity, shard).map_err(rs_err)?;
     let mut read = 0u64;
     let n = stripes(size, data as u64, SHARD);
     let check = |read: u64, h: &Xxh64| -> Result<()> {

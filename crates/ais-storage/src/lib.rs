@@ -9,6 +9,7 @@
 //! file itself, so data and metadata become visible in one atomic rename.
 //! Temp files live in `<mountpath>/.ais-work/` and are removed at start-up.
 
+pub mod archive;
 mod ec;
 mod list;
 mod timefmt;
@@ -41,6 +42,9 @@ pub enum StorageError {
     Corrupt { stored: String, computed: String },
     #[error("size mismatch: {stored} bytes were stored, the file has {actual}")]
     SizeMismatch { stored: u64, actual: u64 },
+    /// A shard that cannot be read as the archive its name says.
+    #[error("{0}")]
+    Archive(String),
     #[error("mountpath {path}: {msg}")]
     Mountpath { path: String, msg: String },
     #[error("{context}: {source}")]

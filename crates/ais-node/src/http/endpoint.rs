@@ -58,6 +58,8 @@ pub enum Endpoint<'a> {
         id: &'a str,
         what: &'a str,
     },
+    /// `/v1/ml/moss[/BUCKET]`: Get-Batch.
+    Moss(&'a str),
     /// `/metrics`: Prometheus text exposition (every node).
     Metrics,
     /// A cloud provider's easy URL (`/s3/...`): not supported.
@@ -120,6 +122,10 @@ impl<'a> Endpoint<'a> {
             ("health", _) => Self::Health,
             ("daemon", _) => Self::Daemon,
             ("metasync", _) => Self::Metasync,
+            ("ml", r) => match split_first(r) {
+                ("moss", b) if !b.contains('/') => Self::Moss(b),
+                _ => Self::Unknown,
+            },
             ("cluster", "") => Self::Cluster,
             ("cluster", "join") => Self::Join,
             ("cluster", "keepalive") => Self::Keepalive,
@@ -192,6 +198,8 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("/s3/b/o"), Provider("s3"));
         assert_eq!(Endpoint::parse("/v1/internal/list/b"), IntList("b"));
+        assert_eq!(Endpoint::parse("/v1/ml/moss"), Moss(""));
+        assert_eq!(Endpoint::parse("/v1/ml/moss/b"), Moss("b"));
         assert_eq!(
             Endpoint::parse("/v1/internal/ec/b/d/o"),
             IntEc {

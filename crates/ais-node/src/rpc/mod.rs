@@ -336,6 +336,38 @@ impl Rpc {
         self.send(to, req.body(body)).await.map(drop)
     }
 
+    /// One Get-Batch item from the target that stores it: the object (or
+    /// its `archpath` member, or its transform by `etl`), optionally a byte
+    /// range. `Ok(None)`: it does not exist.
+    pub async fn batch_item(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        query: &[(&str, &str)],
+        range: Option<String>,
+    ) -> Result<Option<bytes::Bytes>, RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::OBJECTS, enc(obj));
+        let mut req = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(600))
+            .query(&[("ais_hop", "1")])
+            .query(query);
+        if let Some(r) = range {
+            req = req.header(reqwest::header::RANGE, r);
+        }
+        match self.send(to, req).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| RpcError::decode(to, e)),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     // ------------------------------------------------ erasure-coded parts
 
     /// Stores one part of `bucket/obj` on `to` (its meta in a header, the

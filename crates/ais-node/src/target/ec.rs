@@ -157,7 +157,9 @@ pub async fn protect(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
     if plan.first().is_some_and(|(_, m)| m.is_replica()) {
         // A replica is the object itself: verify it once, send the file.
         t.verified_source(bck, obj).await?;
-        let sends = plan.iter().map(|(h, m)| send_file(t, h, bck, obj, m, &path));
+        let sends = plan
+            .iter()
+            .map(|(h, m)| send_file(t, h, bck, obj, m, &path));
         for r in futures::future::join_all(sends).await {
             r?;
         }
@@ -189,7 +191,8 @@ pub async fn protect(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
         res
     });
     let sends = plan.iter().zip(rxs).map(|((h, m), rx)| {
-        let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let stream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
         let body = reqwest::Body::wrap_stream(stream);
         async move {
             t.core

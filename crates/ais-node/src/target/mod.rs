@@ -5,6 +5,8 @@
 //! and a GET that misses locally looks on the other targets before
 //! answering 404 — or 503 while a target that may hold it is away.
 
+pub mod archive;
+pub mod batch;
 pub mod ec;
 pub mod etl;
 pub mod internal;

@@ -41,6 +41,16 @@ fn storage_err(t: &Target, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
 }
 
 async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
+    ctx.query
+        .reject_unknown("GET of an object", crate::http::GET_OBJECT_PARAMS)?;
+    if let Some(spec) = super::archive::ArchSpec::from_query(ctx)? {
+        if super::etl::etl_param(t, ctx).is_some() {
+            return Err(ApiError::bad_request(
+                "etl_name with archpath/archregx is not supported on a GET (use a Get-Batch item)",
+            ));
+        }
+        return super::archive::get(t, ctx, bck, obj, spec).await;
+    }
     let store = &t.store;
     let foreign = t.foreign_owner(ctx, bck, obj);
     if let Some(etl) = super::etl::etl_param(t, ctx) {
@@ -203,6 +213,8 @@ fn obj_headers(h: &mut HeaderMap, info: &ObjInfo, props: &PropSet) {
 }
 
 async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    ctx.query
+        .reject_unknown("HEAD of an object", crate::http::HEAD_OBJECT_PARAMS)?;
     let store = &t.store;
     let v1 = ctx.query.get("props").is_none();
     let props = if v1 {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 import tarfile
 import uuid
@@ -252,3 +253,68 @@ def test_batch_with_etl_per_item_equals_per_object_etl(cluster: Cluster, client:
             assert d == per_object.content == blobs[obj][::-1] + b"!"
     finally:
         requests.delete(f"{cluster.url}/v1/etl/{name}", timeout=HTTP_TIMEOUT)
+
+
+def test_webdataset_writes_and_reads_shards_through_the_cli(cluster: Cluster, client: Client, bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``webdataset`` runs ``ais put - URL`` and ``ais get URL -``: shards it
+    writes are read back sample by sample; members are then fetched with
+    Get-Batch (aistore_rs) and archpath."""
+    import webdataset as wds
+
+    import aistore_rs
+
+    monkeypatch.setenv("PATH", f"{cluster.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("AIS_ENDPOINT", cluster.url)
+    want = {}
+    for s in range(3):
+        with wds.TarWriter(f"ais://{bucket.name}/shard-{s:03d}.tar") as w:
+            for i in range(10):
+                key = f"s{s}-{i:03d}"
+                sample = {"__key__": key, "cls": str(i % 3).encode(), "bin": bytes([s, i]) * (50 + i)}
+                want[key] = sample
+                w.write(sample)
+    ds = wds.WebDataset(f"ais://{bucket.name}/shard-{{000..002}}.tar", shardshuffle=False, empty_check=False)
+    got = list(ds)
+    assert [g["__key__"] for g in got] == list(want)
+    for g in got:
+        assert g["bin"] == want[g["__key__"]]["bin"] and g["cls"] == want[g["__key__"]]["cls"]
+    # The same members through Get-Batch, in a chosen order.
+    rs = aistore_rs.Client(cluster.url).bucket(f"ais://{bucket.name}")
+    names = ["shard-002.tar", "shard-000.tar", "shard-001.tar"]
+    archpaths = {"shard-002.tar": "s2-004.bin", "shard-000.tar": "s0-009.cls", "shard-001.tar": "s1-000.bin"}
+    out = list(rs.get_batch(names, archpaths=archpaths))
+    assert out == [
+        ("shard-002.tar", want["s2-004"]["bin"]),
+        ("shard-000.tar", want["s0-009"]["cls"]),
+        ("shard-001.tar", want["s1-000"]["bin"]),
+    ]
+
+
+def test_ais_batch_cli_and_client_get_batch(cluster: Cluster, bucket: Bucket, tmp_path) -> None:
+    import subprocess
+
+    import aistore_rs
+
+    blobs = {f"c/{i}": bytes([i]) * (10 + i) for i in range(30)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    names = list(blobs)[::-1]
+    rs = aistore_rs.Client(cluster.url).bucket(f"ais://{bucket.name}")
+    assert list(rs.get_batch(names)) == [(n, blobs[n]) for n in names]
+    with pytest.raises(Exception) as e:
+        list(rs.get_batch(["nope"] + names))
+    assert "nope" in str(e.value)
+    assert list(rs.get_batch(["nope", names[0]], cont_on_err=True)) == [("nope", b""), (names[0], blobs[names[0]])]
+    out = tmp_path / "b.tar"
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "batch", f"ais://{bucket.name}", *names[:5], "-o", str(out)],
+        env={**os.environ, "AIS_ENDPOINT": cluster.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(out) as t:
+        assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == [
+            (f"{bucket.name}/{n}", blobs[n]) for n in names[:5]
+        ]

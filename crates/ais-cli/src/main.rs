@@ -87,6 +87,9 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Get many objects (or shard members) in one request, as one tar in the
+    /// order given (AIStore's Get-Batch).
+    Batch(objects::BatchArgs),
     /// Wait for a job to finish (progress bar).
     Wait {
         id: String,
@@ -243,6 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Cmd::Batch(a) => objects::batch(&client, a).await,
         Cmd::Scrub { bucket, wait } => {
             let (bck, _) = ais_core::Bck::parse_uri(&bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = client.scrub_bucket(&bck.name).await?;

@@ -271,6 +271,46 @@ pub struct GetArgs {
     out: Option<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct BatchArgs {
+    /// ais://BUCKET
+    bucket: String,
+    /// Objects, in the order wanted; `SHARD.tar/MEMBER` style items are
+    /// given as `SHARD.tar?archpath=MEMBER`.
+    #[arg(required = true)]
+    objects: Vec<String>,
+    /// Output tar file, or - for stdout.
+    #[arg(long, short = 'o', default_value = "-")]
+    out: String,
+    /// Transform every item with this ETL on the target that stores it.
+    #[arg(long)]
+    etl: Option<String>,
+    /// Put missing items under __404__/ (empty) instead of failing.
+    #[arg(long)]
+    cont_on_err: bool,
+}
+
+/// `ais batch ais://b o1 o2 ... -o out.tar`: Get-Batch into one tar.
+pub async fn batch(client: &Client, a: BatchArgs) -> anyhow::Result<()> {
+    let bck = parse_bucket(&a.bucket)?;
+    let items: Vec<(String, Option<String>)> = a
+        .objects
+        .iter()
+        .map(|o| match o.split_once("?archpath=") {
+            Some((n, m)) => (n.to_string(), Some(m.to_string())),
+            None => (o.clone(), None),
+        })
+        .collect();
+    let resp = client
+        .get_batch(&bck.name, &items, a.etl.as_deref(), a.cont_on_err)
+        .await?;
+    let n = save(resp, &a.out).await?;
+    if a.out != "-" {
+        println!("{} items ({n} bytes) written to {}", items.len(), a.out);
+    }
+    Ok(())
+}
+
 /// Streams a GET response into a file or stdout; returns bytes written.
 pub async fn save(resp: ais_client::Response, out: &str) -> anyhow::Result<u64> {
     let mut stream = resp.bytes_stream();

@@ -74,9 +74,11 @@ impl Matcher {
             "suffix" => Matcher::Suffix(regx.to_string()),
             "substr" => Matcher::Substr(regx.to_string()),
             "wdskey" => Matcher::WdsKey(regx.to_string()),
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "invalid archmode \"{other}\" (expected regexp, prefix, suffix, substr or wdskey)"
-            )),
+            ))
+            }
         })
     }
 

@@ -68,6 +68,8 @@ fn target_killed_mid_batch_breaks_the_stream() {
     let complete = n as u64 * (256 * 1024 + 512) + 1024;
     match res {
         Err(e) => eprintln!("stream failed as it must: {e}"),
-        Ok(got) => panic!("a batch with a dead target's items ended cleanly: {got} of at least {complete} bytes"),
+        Ok(got) => panic!(
+            "a batch with a dead target's items ended cleanly: {got} of at least {complete} bytes"
+        ),
     }
 }

@@ -614,6 +614,12 @@ impl Cluster {
         } else {
             None
         };
+        if let Some(n) = &net {
+            eprintln!(
+                "ais-testkit: multi-host mode: nodes in network namespaces behind {}",
+                n.gateway()
+            );
+        }
         let phost = net.as_mut().map(netns::Net::add_host).transpose()?;
         let proxy = NodeProc::spawn(
             vec![

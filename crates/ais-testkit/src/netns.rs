@@ -66,10 +66,15 @@ pub struct Net {
     n: u8,
     bridge: String,
     hosts: Vec<Host>,
+    /// Root-namespace ends of the veth pairs.
+    veths: Vec<String>,
 }
 
 /// Namespaces created by this process so far (part of their names).
 static SEQ: AtomicU32 = AtomicU32::new(0);
+/// Nets created by this process so far: consecutive ones start their search
+/// for a free bridge number at different places.
+static NETS: AtomicU32 = AtomicU32::new(0);
 
 impl Net {
     /// `Ok` when this process can build a [`Net`]: root, and `ip` runs.
@@ -96,7 +101,11 @@ impl Net {
         let taken =
             ip_output(&["-4", "-o", "addr", "show"])? + &ip_output(&["-4", "route", "show"])?;
         // Spread parallel callers over the range; the kernel settles races.
-        let start = (std::process::id() as usize).wrapping_mul(7) % 250;
+        let nets = NETS.fetch_add(1, Ordering::Relaxed) as usize;
+        let start = (std::process::id() as usize)
+            .wrapping_mul(7)
+            .wrapping_add(nets * 31)
+            % 250;
         for i in 0..250 {
             let n = ((start + i) % 250) as u8;
             if taken.contains(&format!("{PREFIX}.{n}.")) {
@@ -110,6 +119,7 @@ impl Net {
                 n,
                 bridge,
                 hosts: Vec::new(),
+                veths: Vec::new(),
             };
             let alias = format!("{ALIAS}{}", std::process::id());
             ip(&["link", "set", &net.bridge, "alias", &alias])?;
@@ -163,6 +173,7 @@ impl Net {
             "netns",
             &host.netns,
         ])?;
+        self.veths.push(veth.clone());
         ip(&["link", "set", &veth, "master", &self.bridge, "up"])?;
         let ns = ["-n", host.netns.as_str()];
         ip(&[
@@ -178,7 +189,12 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        // Deleting a namespace deletes its veth end, and so the pair.
+        // Deleting a namespace deletes its veth pairs too, but later (the
+        // kernel tears namespaces down asynchronously): delete them now, so
+        // the names are free for the next test.
+        for v in &self.veths {
+            let _ = ip(&["link", "del", v]);
+        }
         for h in &self.hosts {
             let _ = ip(&["netns", "del", &h.netns]);
         }

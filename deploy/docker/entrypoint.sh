@@ -24,8 +24,9 @@ if [ -z "$host" ]; then
   host=$(getent ahostsv4 "$(uname -n)" || true)
   host=${host%% *}
 fi
-if [ -z "$host" ]; then
-  echo "aisnode-entrypoint: cannot tell this container's address: set AIS_HOST or pass --host" >&2
-  exit 2
-fi
+case "$host" in
+  ""|127.*)
+    echo "aisnode-entrypoint: cannot tell this container's address (got '${host}'): set AIS_HOST or pass --host" >&2
+    exit 2 ;;
+esac
 exec /usr/local/bin/aisnode --host "$host" "$@"

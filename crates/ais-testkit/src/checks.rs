@@ -10,6 +10,35 @@ use ais_core::Bck;
 use anyhow::{bail, Context};
 use std::time::{Duration, Instant};
 
+/// A tokio runtime for a test's client calls (two worker threads).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Files of `bucket`'s objects under `dir` (a target's data dir or one of
+/// its mountpaths): main copies (`@ais/<bucket>/...`) and mirrors
+/// (`@mirror/<bucket>/...`).
+pub fn object_files(dir: &std::path::Path, bucket: &str) -> Vec<std::path::PathBuf> {
+    let needle = format!("/{bucket}/");
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(&needle) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Deterministic content of object `name`, generation `gen` (1 to 9 KiB).
 pub fn content(name: &str, gen: u32) -> Vec<u8> {
     let seed = xxhash_rust::xxh64::xxh64(name.as_bytes(), u64::from(gen));
@@ -22,6 +51,16 @@ pub fn content(name: &str, gen: u32) -> Vec<u8> {
 /// `n` object names under `prefix`.
 pub fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}/{i:04}")).collect()
+}
+
+/// Creates `ais://bucket` with `mirror.copies = copies` (every object on
+/// that many of a target's mountpaths).
+pub async fn create_mirrored(cl: &Client, bucket: &str, copies: u32) -> anyhow::Result<()> {
+    cl.create_bucket(bucket).await?;
+    let props = serde_json::json!({"mirror": {"enabled": true, "copies": copies}});
+    cl.set_bucket_props(bucket, props)
+        .await
+        .with_context(|| format!("mirror {bucket}"))
 }
 
 /// PUTs [`content`]`(name, gen)` for every name.

@@ -8,20 +8,13 @@
 //! returns.
 
 use ais_testkit::checks::{
-    finished_rebalance, misplaced, names, node_urls, put_all, read_back, rebalances,
+    create_mirrored, finished_rebalance, misplaced, names, node_urls, object_files, put_all,
+    read_back, rebalances, runtime,
 };
 use ais_testkit::netns::Net;
 use ais_testkit::{Cluster, Opts};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn netns_or_skip() -> bool {
     match Net::check() {
@@ -37,23 +30,6 @@ fn netns_or_skip() -> bool {
 fn host_of(url: &str) -> &str {
     let hp = url.trim_start_matches("http://");
     hp.rsplit_once(':').map_or(hp, |(h, _)| h)
-}
-
-/// Object files of `bucket` under `dir` (main copies and mirrors).
-fn files_under(dir: &std::path::Path, bucket: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().contains(&format!("/{bucket}/")) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -106,24 +82,18 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
     }
 
     // 2. Data: a plain bucket and a mirrored one (2 copies on 2 mountpaths).
-    let rt = rt();
+    let rt = runtime().unwrap();
     let cl = c.client();
     let plain = names("p", 240);
     let mirrored = names("m", 160);
     rt.block_on(async {
         cl.create_bucket("plain").await.unwrap();
-        cl.create_bucket("mir").await.unwrap();
-        cl.set_bucket_props(
-            "mir",
-            serde_json::json!({"mirror": {"enabled": true, "copies": 2}}),
-        )
-        .await
-        .unwrap();
+        create_mirrored(&cl, "mir", 2).await.unwrap();
         put_all(&cl, "plain", &plain, 0).await.unwrap();
         put_all(&cl, "mir", &mirrored, 0).await.unwrap();
     });
     for t in &c.targets {
-        let held = files_under(&t.data, "plain").len();
+        let held = object_files(&t.data, "plain").len();
         assert!(
             held > 0,
             "{} holds no objects: placement is not spread",
@@ -134,7 +104,7 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
     // 3. SIGKILL a target: the others' objects stay readable while it is
     //    down; its own come back when it restarts (same host, same data).
     c.targets[1].kill();
-    let on_down = files_under(&c.targets[1].data, "plain");
+    let on_down = object_files(&c.targets[1].data, "plain");
     let elsewhere: Vec<String> = plain
         .iter()
         .filter(|n| !on_down.iter().any(|f| f.ends_with(n.as_str())))
@@ -187,11 +157,11 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
     //    (from the copy on the other mountpath); an unmirrored object that
     //    was on the lost disk fails, and is never served with wrong bytes.
     let t0 = c.targets[0].data.clone();
-    let lost_plain: BTreeSet<String> = files_under(&t0.join("mp1"), "plain")
+    let lost_plain: BTreeSet<String> = object_files(&t0.join("mp1"), "plain")
         .iter()
         .filter_map(|f| plain.iter().find(|n| f.ends_with(n.as_str())).cloned())
         .collect();
-    let lost_mirrored = files_under(&t0.join("mp1"), "mir").len();
+    let lost_mirrored = object_files(&t0.join("mp1"), "mir").len();
     assert!(lost_mirrored > 0, "no mirrored copy on the disk to lose");
     c.targets[0].kill();
     for sub in ["@ais", "@mirror"] {

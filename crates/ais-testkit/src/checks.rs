@@ -60,7 +60,8 @@ pub async fn create_mirrored(cl: &Client, bucket: &str, copies: u32) -> anyhow::
     let props = serde_json::json!({"mirror": {"enabled": true, "copies": copies}});
     cl.set_bucket_props(bucket, props)
         .await
-        .with_context(|| format!("mirror {bucket}"))
+        .with_context(|| format!("mirror {bucket}"))?;
+    Ok(())
 }
 
 /// PUTs [`content`]`(name, gen)` for every name.

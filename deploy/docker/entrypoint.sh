@@ -6,7 +6,9 @@
 # Order: an explicit --host flag, else $AIS_HOST (Kubernetes: the pod IP from
 # the downward API), else this container's own address.
 # A first argument that is not a flag runs that command instead (`ais ...`, `sh`).
+# $AISNODE overrides the binary (scripts/deploy-smoke runs a local build).
 set -eu
+bin=${AISNODE:-/usr/local/bin/aisnode}
 
 case "${1:-}" in
   -*|"") ;;
@@ -15,7 +17,7 @@ esac
 
 for a in "$@"; do
   case "$a" in
-    --host|--host=*) exec /usr/local/bin/aisnode "$@" ;;
+    --host|--host=*) exec "$bin" "$@" ;;
   esac
 done
 
@@ -29,4 +31,4 @@ case "$host" in
     echo "aisnode-entrypoint: cannot tell this container's address (got '${host}'): set AIS_HOST or pass --host" >&2
     exit 2 ;;
 esac
-exec /usr/local/bin/aisnode --host "$host" "$@"
+exec "$bin" --host "$host" "$@"

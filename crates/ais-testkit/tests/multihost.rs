@@ -12,7 +12,7 @@ use ais_testkit::checks::{
     read_back, rebalances, runtime,
 };
 use ais_testkit::netns::Net;
-use ais_testkit::{Cluster, Opts};
+use ais_testkit::{raw_http, Cluster, Opts};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -71,12 +71,23 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
             .find(|n| n.url == u)
             .map(|n| n.host.clone())
     };
-    for (_, u) in &urls {
+    for (id, u) in &urls {
         let host = node(u).flatten().expect("a node of this cluster");
         assert_eq!(host.addr, host_of(u));
-        let port: u16 = u.rsplit(':').next().unwrap().parse().unwrap();
+        // Not reachable on the test's loopback (whatever else may listen
+        // on that port there is not this node).
+        let port = u.rsplit(':').next().unwrap();
+        let there = raw_http(
+            &format!("http://127.0.0.1:{port}"),
+            "GET",
+            "/v1/daemon?what=snode",
+            &[],
+            b"",
+        )
+        .ok()
+        .and_then(|(_, b)| serde_json::from_slice::<serde_json::Value>(&b).ok());
         assert!(
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            there.is_none_or(|v| v["daemon_id"] != id.as_str()),
             "{u} also answers on this namespace's loopback"
         );
     }

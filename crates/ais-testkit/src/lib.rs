@@ -14,6 +14,9 @@
 //! whole between setup and checks); [`scenarios!`] makes one `#[test]` per
 //! (shape, scenario) and [`run_scenario`] runs one.
 //!
+//! Multi-host mode ([`Opts::netns`], default `AIS_TEST_NETNS=1`): every
+//! node in its own network namespace on its own address ([`netns`]).
+//!
 //! Binaries: `$AIS_BIN_DIR`, else the directory of the running test
 //! executable (`target/<profile>`); in the latter case a binary older than
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —
@@ -24,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
+
+pub mod checks;
+pub mod netns;
 
 /// Substrings of ERROR log lines that are expected in some tests and never
 /// fail one: an ETL from the cluster metadata that cannot start on a
@@ -343,12 +349,26 @@ pub struct NodeProc {
     pub url: String,
     pub id: String,
     pub data: PathBuf,
+    /// Its network namespace and address in multi-host mode.
+    pub host: Option<netns::Host>,
     args: Vec<String>,
 }
 
 impl NodeProc {
-    fn spawn(args: Vec<String>, data: PathBuf, env: &[(String, String)]) -> anyhow::Result<Self> {
+    /// Starts `aisnode ARGS` (inside `host`'s namespace, listening on its
+    /// address, when given) and waits for its ready line.
+    fn spawn(
+        mut args: Vec<String>,
+        data: PathBuf,
+        env: &[(String, String)],
+        host: Option<netns::Host>,
+    ) -> anyhow::Result<Self> {
         let exe = fresh_bin("aisnode")?;
+        if let Some(h) = &host {
+            if !args.iter().any(|a| a == "--host") {
+                args.extend(["--host".to_string(), h.addr.clone()]);
+            }
+        }
         std::fs::create_dir_all(&data)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -367,6 +387,10 @@ impl NodeProc {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let _ns = host
+            .as_ref()
+            .map(|h| h.enter_on_spawn(&mut cmd))
+            .transpose()?;
         let opts = ais_proc::SpawnOpts {
             own_group: true,
             parent_death_signal: Some(ais_proc::SIGTERM),
@@ -388,6 +412,7 @@ impl NodeProc {
             id: parts.get(2).unwrap_or(&"").to_string(),
             url: parts.get(3).unwrap_or(&"").to_string(),
             data,
+            host,
             args,
         })
     }
@@ -431,7 +456,7 @@ impl NodeProc {
         if let Some(p) = args.iter().position(|a| a == "--port") {
             args[p + 1] = self.port();
         }
-        Self::spawn(args, self.data.clone(), env)
+        Self::spawn(args, self.data.clone(), env, self.host.clone())
     }
 
     /// Lines of this node's log that fail a test: `panicked at`, and
@@ -493,6 +518,8 @@ pub struct Cluster {
     /// Size of the tmpfs mounted at each target's data dir ([`Opts::on_tmpfs`]).
     tmpfs: Option<u64>,
     mounts: Vec<PathBuf>,
+    /// Multi-host mode: the bridge and namespaces (removed after the nodes).
+    net: Option<netns::Net>,
     // Dropped last: the data must outlive the processes.
     pub dir: tempfile::TempDir,
 }
@@ -505,6 +532,10 @@ pub struct Opts {
     /// Put each target's whole data dir (metadata and mountpaths) on a tmpfs
     /// of this many bytes: a small disk that fills up for real.
     pub target_tmpfs: Option<u64>,
+    /// Multi-host mode: every node in its own network namespace with its
+    /// own address on a bridge ([`netns`]; needs root and `ip`). Default:
+    /// `AIS_TEST_NETNS=1`, so any test run with it set runs multi-host.
+    pub netns: bool,
 }
 
 impl Opts {
@@ -562,6 +593,7 @@ impl Default for Opts {
             mpaths: 1,
             env: Vec::new(),
             target_tmpfs: None,
+            netns: netns::from_env(),
         }
     }
 }
@@ -577,6 +609,18 @@ impl Cluster {
     pub fn start_with(opts: Opts) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("ais-test-").tempdir()?;
         let pdata = dir.path().join("proxy");
+        let mut net = if opts.netns {
+            Some(netns::Net::new().context("multi-host mode (Opts::netns / AIS_TEST_NETNS)")?)
+        } else {
+            None
+        };
+        if let Some(n) = &net {
+            eprintln!(
+                "ais-testkit: multi-host mode: nodes in network namespaces behind {}",
+                n.gateway()
+            );
+        }
+        let phost = net.as_mut().map(netns::Net::add_host).transpose()?;
         let proxy = NodeProc::spawn(
             vec![
                 "--role".into(),
@@ -590,6 +634,7 @@ impl Cluster {
             ],
             pdata,
             &opts.env,
+            phost,
         )?;
         let mut c = Self {
             proxy,
@@ -599,6 +644,7 @@ impl Cluster {
             scanned: false,
             tmpfs: opts.target_tmpfs,
             mounts: Vec::new(),
+            net,
             dir,
         };
         for _ in 0..opts.targets {
@@ -629,16 +675,27 @@ impl Cluster {
             args.push("--mpath".into());
             args.push(tdata.join(format!("mp{}", m + 1)).display().to_string());
         }
-        let t = NodeProc::spawn(args, tdata, &self.env)?;
+        let host = self.net.as_mut().map(netns::Net::add_host).transpose()?;
+        let t = NodeProc::spawn(args, tdata, &self.env, host)?;
         self.targets.push(t);
         Ok(i)
     }
 
     /// Starts one more target and waits until the proxy has it in the map.
     pub fn add_target(&mut self) -> anyhow::Result<usize> {
-        let i = self.spawn_target(1)?;
+        self.add_target_with(1)
+    }
+
+    /// [`Cluster::add_target`] with `mpaths` mountpaths.
+    pub fn add_target_with(&mut self, mpaths: usize) -> anyhow::Result<usize> {
+        let i = self.spawn_target(mpaths)?;
         self.wait_targets(self.targets.len())?;
         Ok(i)
+    }
+
+    /// The multi-host network, when the cluster runs in that mode.
+    pub fn net(&self) -> Option<&netns::Net> {
+        self.net.as_ref()
     }
 
     pub fn url(&self) -> &str {

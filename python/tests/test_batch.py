@@ -318,3 +318,40 @@ def test_ais_batch_cli_and_client_get_batch(cluster: Cluster, bucket: Bucket, tm
         assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == [
             (f"{bucket.name}/{n}", blobs[n]) for n in names[:5]
         ]
+
+
+def test_target_killed_mid_batch_is_an_error_not_a_short_archive(tmp_path) -> None:
+    """A dedicated cluster: while the SDK reads a batch, a target holding
+    later items is SIGKILLed; the SDK's iteration fails instead of ending
+    early with fewer items."""
+    import signal
+
+    from aistore.sdk import Client as SdkClient
+
+    c = Cluster(base_dir=tmp_path / "moss-kill", num_targets=3)
+    c.allow_log("")  # a killed target makes its peers log errors
+    c.start()
+    try:
+        client = SdkClient(c.url)
+        bck = client.bucket(f"kill-{uuid.uuid4().hex[:8]}").create()
+        blob = os.urandom(256 * 1024)
+        names = [f"o{i:04d}" for i in range(500)]
+        for n in names:
+            put(bck, n, blob)
+        # The proxy sends the batch to the owner of the first item; kill another target.
+        owners = {}
+        for n in names[:1]:
+            r = requests.get(f"{c.url}/v1/objects/{bck.name}/{n}", allow_redirects=False, timeout=HTTP_TIMEOUT)
+            owners[n] = r.headers["Location"].split("/v1/")[0]
+        victim = next(t for t in c.targets if t.url != owners[names[0]])
+        got = 0
+        with pytest.raises(Exception) as e:
+            for _, data in client.batch(names, bucket=bck, cont_on_err=False).get():
+                assert data == blob
+                got += 1
+                if got == 20:
+                    victim.proc.send_signal(signal.SIGKILL)
+        assert got < len(names), "the batch ended cleanly without the dead target's items"
+        assert not isinstance(e.value, AssertionError), e.value
+    finally:
+        c.stop()

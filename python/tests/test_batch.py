@@ -355,3 +355,38 @@ def test_target_killed_mid_batch_is_an_error_not_a_short_archive(tmp_path) -> No
         assert not isinstance(e.value, AssertionError), e.value
     finally:
         c.stop()
+
+
+@pytest.mark.parametrize("shard", ["packed.tar", "packed.tgz", "packed.zip"])
+def test_archive_objects_into_a_shard_with_the_sdk(client: Client, bucket: Bucket, shard: str) -> None:
+    """The SDK's ``objects(...).archive(...)`` packs objects into a shard as a
+    job; members read back with archpath; ``allow_append`` adds to a tar."""
+    blobs = {f"p/{i:03d}.bin": os.urandom(100 + i) for i in range(40)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    names = list(blobs)[:30]
+    job_ids = bucket.objects(obj_names=names).archive(archive_name=shard)
+    for j in job_ids:
+        assert client.job(j).wait(timeout=60, verbose=False).success
+    for n in names[:5] + names[-3:]:
+        got = bucket.object(shard).get_reader(archive_config=ArchiveConfig(archpath=n)).read_all()
+        assert got == blobs[n], (shard, n)
+    if shard.endswith(".tar"):
+        more = list(blobs)[30:]
+        job_ids = bucket.objects(obj_range=None, obj_names=more).archive(archive_name=shard, allow_append=True)
+        for j in job_ids:
+            assert client.job(j).wait(timeout=60, verbose=False).success
+        with tarfile.open(fileobj=io.BytesIO(bucket.object(shard).get_reader().read_all())) as t:
+            assert [m.name for m in t.getmembers()] == list(blobs)
+    # A missing object fails the job (no shard is written) unless continue_on_err.
+    job_ids = bucket.objects(obj_names=["p/000.bin", "missing"]).archive(archive_name="bad-" + shard)
+    outcomes = []
+    for j in job_ids:
+        try:
+            outcomes.append(client.job(j).wait(timeout=60, verbose=False).success)
+        except Exception as exc:  # the SDK raises for an aborted/failed job
+            outcomes.append(str(exc))
+    assert True not in outcomes, outcomes
+    with pytest.raises(AISError) as e:
+        bucket.object("bad-" + shard).head()
+    assert e.value.status_code == 404

@@ -171,6 +171,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         dst: dst.name.clone(),
         msg: tcb,
         skip_unchanged: dst_existed,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -194,6 +195,7 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
         dst: bck.name.clone(),
         msg: tcb,
         skip_unchanged: false,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -212,6 +214,7 @@ pub async fn start_ec_encode(p: &Proxy, bck: &Bck) -> Res {
             ..Default::default()
         },
         skip_unchanged: false,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -235,6 +238,7 @@ pub async fn start_rebalance(p: &Proxy) -> Res {
         dst: String::new(),
         msg: TcbMsg::default(),
         skip_unchanged: false,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -275,7 +279,7 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
 }
 
 /// Registers a job and starts it on every target; answers its id.
-async fn launch(p: &Proxy, spec: JobSpec) -> Res {
+pub(super) async fn launch(p: &Proxy, spec: JobSpec) -> Res {
     let core = &p.core;
     let (id, kind) = (spec.id.clone(), spec.kind.clone());
     let targets = core.targets();

@@ -219,6 +219,31 @@ fn slice(data: bytes::Bytes, r: Option<(u64, Option<u64>)>) -> ApiResult<bytes::
     Ok(data.slice(s as usize..e as usize))
 }
 
+/// One whole object's bytes, fetched where it lives (archive jobs).
+pub(super) async fn fetch_object(
+    t: &Arc<Target>,
+    bck: &Bck,
+    obj: &str,
+) -> ApiResult<Option<bytes::Bytes>> {
+    let it = Item {
+        bck: bck.clone(),
+        obj: obj.to_string(),
+        arch: None,
+        range: None,
+        input: MossIn {
+            obj_name: obj.to_string(),
+            bucket: None,
+            provider: None,
+            uname: None,
+            opaque: None,
+            archpath: None,
+            start: None,
+            length: None,
+        },
+    };
+    fetch(t, &it, None).await
+}
+
 /// One item's bytes, fetched where it lives. `Ok(None)`: it does not exist.
 async fn fetch(
     t: &Arc<Target>,

@@ -37,14 +37,14 @@ pub struct TargetJob {
     pub(super) aborted: AtomicBool,
     err: Mutex<String>,
     pub(super) objs: AtomicU64,
-    bytes: AtomicU64,
+    pub(super) bytes: AtomicU64,
     in_bytes: AtomicU64,
     skipped: AtomicU64,
     /// Scrub: objects with a copy restored or rebuilt.
     pub(super) repaired: AtomicU64,
-    total_objs: AtomicU64,
-    total_bytes: AtomicU64,
-    counted: AtomicBool,
+    pub(super) total_objs: AtomicU64,
+    pub(super) total_bytes: AtomicU64,
+    pub(super) counted: AtomicBool,
     errors: Mutex<Vec<ObjErr>>,
 }
 
@@ -124,7 +124,7 @@ impl TargetJob {
         })
     }
 
-    fn fail(&self, msg: String) {
+    pub(super) fn fail(&self, msg: String) {
         if let Ok(mut e) = self.err.lock() {
             if e.is_empty() {
                 *e = msg;
@@ -171,6 +171,7 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             tokio::spawn(async move {
                 let res = match job.spec.kind.as_str() {
                     REBALANCE => rebalance(&t, &job).await,
+                    ARCHIVE => super::archive::run_job(&t, &job).await,
                     EC_ENCODE => {
                         super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await
                     }
@@ -545,6 +546,9 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
 /// Job kind: verify every local object of a bucket and its mirror copies,
 /// repairing what redundancy allows.
 pub const SCRUB: &str = crate::rpc::types::JOB_SCRUB;
+
+/// Job kind: pack objects into one shard (see [`super::archive::run_job`]).
+pub const ARCHIVE: &str = crate::rpc::types::JOB_ARCHIVE;
 
 /// Job kind: erasure-code a bucket's objects (see [`super::ec::repair_bucket`]).
 pub const EC_ENCODE: &str = crate::rpc::types::JOB_EC_ENCODE;

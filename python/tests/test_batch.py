@@ -390,3 +390,31 @@ def test_archive_objects_into_a_shard_with_the_sdk(client: Client, bucket: Bucke
     with pytest.raises(AISError) as e:
         bucket.object("bad-" + shard).head()
     assert e.value.status_code == 404
+
+
+def test_ais_archive_bucket_cli(cluster: Cluster, bucket: Bucket) -> None:
+    import subprocess
+
+    blobs = {f"t-{i:02d}.bin": bytes([i]) * (30 + i) for i in range(12)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    env = {**os.environ, "AIS_ENDPOINT": cluster.url}
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "archive", "bucket", f"ais://{bucket.name}", f"ais://{bucket.name}/shards/s-0.tar", "--template", "t-{00..11}.bin", "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    raw = bucket.object("shards/s-0.tar").get_reader().read_all()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == list(blobs.items())
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "archive", "bucket", f"ais://{bucket.name}", f"ais://{bucket.name}/x.tar"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode != 0 and "--template" in p.stderr, p.stderr

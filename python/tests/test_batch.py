@@ -418,3 +418,36 @@ def test_ais_archive_bucket_cli(cluster: Cluster, bucket: Bucket) -> None:
         timeout=60,
     )
     assert p.returncode != 0 and "--template" in p.stderr, p.stderr
+
+
+def test_list_archive_members(bucket: Bucket, shards: Dict[str, bytes]) -> None:
+    """The SDK's ``list_archive`` (list flag ARCH_DIR): every member of the
+    shard as ``SHARD/MEMBER`` with its size; plain listings are unchanged."""
+    want = sorted((f"s.tar/{n}", len(d)) for n, d in members())  # listings are in name order
+    got = [(e.name, e.size) for e in bucket.list_archive("s.tar")]
+    assert got == want
+    got = [(e.name, e.size) for e in bucket.list_archive("s.zip")]
+    assert got == [(f"s.zip/{n}", s) for n, s in [(w[0][6:], w[1]) for w in want]]
+    with_shard = [e.name for e in bucket.list_archive("s.tgz", include_archive_obj=True)]
+    assert with_shard[0] == "s.tgz" and len(with_shard) == 1 + len(want)
+    assert sorted(e.name for e in bucket.list_all_objects()) == ["s.tar", "s.tgz", "s.zip"]
+    # Pages count objects, not members: a page of 1 still carries its shard's members.
+    page = bucket.list_objects(page_size=1, flags=[__import__("aistore.sdk.list_object_flag", fromlist=["x"]).ListObjectFlag.ARCH_DIR])
+    names = [e.name for e in page.entries]
+    assert names[0] == "s.tar" and len(names) == 1 + len(want) and page.continuation_token == "s.tar"
+
+
+def test_ais_ls_archive_cli(cluster: Cluster, bucket: Bucket, shards: Dict[str, bytes]) -> None:
+    import subprocess
+
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "ls", f"ais://{bucket.name}/s.tar", "--archive"],
+        env={**os.environ, "AIS_ENDPOINT": cluster.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    listed = [line.split()[0] for line in p.stdout.splitlines()[1:] if line.strip()]
+    assert "s.tar" in listed and "s.tar/sample/0011.cls" in listed, p.stdout
+    assert len([n for n in listed if n.startswith("s.tar/")]) == len(members())

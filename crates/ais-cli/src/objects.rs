@@ -56,6 +56,9 @@ pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// List the members of archives (.tar, .tgz, .zip) too, as SHARD/MEMBER.
+    #[arg(long)]
+    archive: bool,
 }
 
 pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
@@ -73,6 +76,11 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
         prefix,
         props: a.props.clone(),
         pagesize: a.page_size,
+        flags: if a.archive {
+            ais_core::api::LSO_ARCH_DIR
+        } else {
+            0
+        },
         ..Default::default()
     };
     let mut rows = Vec::new();

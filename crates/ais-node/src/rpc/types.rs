@@ -67,4 +67,6 @@ pub struct ListQuery<'a> {
     pub after: &'a str,
     pub limit: usize,
     pub props: &'a str,
+    /// The list-objects flags (`LsoMsg::flags`), e.g. archive members.
+    pub flags: u64,
 }

@@ -357,7 +357,7 @@ def test_target_killed_mid_batch_is_an_error_not_a_short_archive(tmp_path) -> No
         c.stop()
 
 
-@pytest.mark.parametrize("shard", ["packed.tar", "packed.tgz", "packed.zip"])
+@pytest.mark.parametrize("shard", ["packed.tar", "packed.tgz", "packed.tar.lz4", "packed.zip"])
 def test_archive_objects_into_a_shard_with_the_sdk(client: Client, bucket: Bucket, shard: str) -> None:
     """The SDK's ``objects(...).archive(...)`` packs objects into a shard as a
     job; members read back with archpath; ``allow_append`` adds to a tar."""

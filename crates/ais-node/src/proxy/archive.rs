@@ -51,7 +51,7 @@ pub async fn start(p: &Proxy, src: &Bck, msg: ActMsg) -> Res {
     ais_core::names::validate_object_name(&m.archname)?;
     if ais_storage::archive::ArchKind::of(&m.archname).is_none() {
         return Err(ApiError::bad_request(format!(
-            "archive: \"{}\" must end in .tar, .tgz, .tar.gz or .zip",
+            "archive: \"{}\" must end in .tar, .tgz, .tar.gz, .tar.lz4 or .zip",
             m.archname
         )));
     }

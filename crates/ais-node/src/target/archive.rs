@@ -52,7 +52,7 @@ impl ArchSpec {
 fn kind_of(bck: &Bck, obj: &str) -> ApiResult<ArchKind> {
     ArchKind::of(obj).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "{}/{obj} is not an archive (supported: .tar, .tgz, .tar.gz, .zip); \
+            "{}/{obj} is not an archive (supported: .tar, .tgz, .tar.gz, .tar.lz4, .zip); \
              archpath/archregx apply to shards only",
             bck.cname()
         ))
@@ -199,11 +199,7 @@ pub async fn run_job(t: &Arc<Target>, job: &Arc<super::jobs::TargetJob>) -> ApiR
     job.total_objs.store(names.len() as u64, Ordering::Relaxed);
     job.counted.store(true, Ordering::Relaxed);
     let kind = kind_of(&dst, &a.name)?;
-    let fmt = match kind {
-        ArchKind::Tar => archive::OutFmt::Tar,
-        ArchKind::TarGz => archive::OutFmt::TarGz,
-        ArchKind::Zip => archive::OutFmt::Zip,
-    };
+    let fmt = kind.out_fmt();
     let spool = t.store.work_file(&dst, &a.name, "archive");
     let _guard = Spool(spool.clone());
     let io =

@@ -92,9 +92,10 @@ fn parse_fmt(m: Option<&str>) -> ApiResult<Fmt> {
     match m.unwrap_or("").trim_start_matches('.') {
         "" | "tar" => Ok(Fmt::Tar),
         "tgz" | "tar.gz" => Ok(Fmt::TarGz),
+        "tar.lz4" => Ok(Fmt::TarLz4),
         "zip" => Ok(Fmt::Zip),
         other => Err(ApiError::bad_request(format!(
-            "unsupported Get-Batch output format \"{other}\" (supported: .tar, .tgz, .tar.gz, .zip)"
+            "unsupported Get-Batch output format \"{other}\" (supported: .tar, .tgz, .tar.gz, .tar.lz4, .zip)"
         ))),
     }
 }

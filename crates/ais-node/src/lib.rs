@@ -260,6 +260,8 @@ async fn shutdown_signal(app: App) {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+        // `shutdown-node` / `decommission-node` from the primary.
+        _ = app.core().shutdown.notified() => {},
     }
     // Give in-flight requests a moment, then exit regardless (idle
     // intra-cluster keep-alive connections would otherwise hold us up).

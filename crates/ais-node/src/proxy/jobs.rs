@@ -201,7 +201,24 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
 /// Starts a global rebalance (every target moves what it no longer owns to
 /// the owner), aborting the one still running; answers its id.
 pub async fn start_rebalance(p: &Proxy) -> Res {
+    Ok(text_ok(&rebalance_now(p).await?))
+}
+
+/// [`start_rebalance`], answering the job id. Runs on every target in the
+/// map, those in maintenance or being decommissioned included (they hold
+/// objects that must move away); one of those that cannot be reached is
+/// left out (it may be shut down on purpose).
+pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
     let id = format!("rebalance-{}", ais_core::gen_id(10));
+    let (active, all) = p.core.meta.with_smap(|s| {
+        s.map(|s| {
+            (
+                s.active_targets().map(|t| t.daemon_id.clone()).collect::<Vec<_>>(),
+                s.tmap.values().cloned().collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default()
+    });
     let previous = p
         .rebalance
         .lock()
@@ -211,14 +228,32 @@ pub async fn start_rebalance(p: &Proxy) -> Res {
         abort_everywhere(p, &old).await;
     }
     let spec = JobSpec {
-        id,
+        id: id.clone(),
         kind: crate::rpc::types::JOB_REBALANCE.into(),
         src: String::new(),
         dst: String::new(),
         msg: TcbMsg::default(),
         skip_unchanged: false,
     };
-    launch(p, spec).await
+    launch_on(p, spec, all, |t| t.flags & FLAGGED != 0).await?;
+    mark_balanced(p, active);
+    Ok(id)
+}
+
+const FLAGGED: u64 = ais_core::meta::NODE_FLAG_MAINTENANCE | ais_core::meta::NODE_FLAG_DECOMMISSION;
+
+/// Tells the membership watcher that the current set of active targets is
+/// taken care of (a rebalance for it started, or it was skipped on purpose).
+pub fn mark_balanced(p: &Proxy, mut active: Vec<String>) {
+    active.sort();
+    if let Ok(mut b) = p.balanced.lock() {
+        *b = Some(active);
+    }
+}
+
+/// The rebalance started last, if any.
+pub fn current_rebalance(p: &Proxy) -> Option<String> {
+    p.rebalance.lock().ok().and_then(|r| r.clone())
 }
 
 /// Primary only: starts a rebalance whenever the set of targets changes and
@@ -234,6 +269,9 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
     let mut since = std::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(b) = p.balanced.lock().ok().and_then(|mut b| b.take()) {
+            balanced = b;
+        }
         let now = targets(&p);
         if now != seen {
             seen = now;
@@ -243,13 +281,13 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
         if seen == balanced || seen.is_empty() || since.elapsed() < settle {
             continue;
         }
-        match start_rebalance(&p).await {
-            Ok(_) => {
+        match rebalance_now(&p).await {
+            Ok(id) => {
                 tracing::info!(
                     targets = seen.len(),
+                    job = %id,
                     "membership changed: rebalance started"
                 );
-                balanced = seen.clone();
             }
             Err(e) => tracing::warn!(error = %e, "could not start rebalance; will retry"),
         }
@@ -258,34 +296,57 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
 
 /// Registers a job and starts it on every target; answers its id.
 async fn launch(p: &Proxy, spec: JobSpec) -> Res {
+    let targets = p.core.targets();
+    let id = launch_on(p, spec, targets, |_| false).await?;
+    Ok(text_ok(&id))
+}
+
+/// Registers a job and starts it on `targets`. A target for which
+/// `optional` holds may fail to start it (it is then left out of the job);
+/// any other failure aborts the job everywhere.
+async fn launch_on(
+    p: &Proxy,
+    spec: JobSpec,
+    targets: Vec<Snode>,
+    optional: impl Fn(&Snode) -> bool,
+) -> ApiResult<String> {
     let core = &p.core;
     let (id, kind) = (spec.id.clone(), spec.kind.clone());
-    let targets = core.targets();
     if targets.is_empty() {
         return Err(ApiError::unavailable("the cluster has no targets"));
     }
-    p.jobs.insert(
-        &id,
-        ProxyJob {
-            kind: kind.clone(),
-            targets: targets.clone(),
-            started_ns: ais_core::now_ns(),
-        },
-    )?;
-    let started = all_ok(
-        &format!("failed to start job {id}"),
-        fan_out(&targets, CONTROL_TIMEOUT, |t| {
-            let spec = &spec;
-            async move { core.rpc.job_start(&t, spec).await }
-        })
-        .await,
-    );
-    if let Err(e) = started {
+    let job = |targets: Vec<Snode>| ProxyJob {
+        kind: kind.clone(),
+        targets,
+        started_ns: ais_core::now_ns(),
+    };
+    p.jobs.insert(&id, job(targets.clone()))?;
+    let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
+        let spec = &spec;
+        async move { core.rpc.job_start(&t, spec).await }
+    })
+    .await;
+    let (skipped, results): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .partition(|(t, r)| r.is_err() && optional(t));
+    for (t, r) in &skipped {
+        if let Err(e) = r {
+            tracing::warn!(job = %id, target = %t.name(), error = %e, "target left out of the job");
+        }
+    }
+    if let Err(e) = all_ok(&format!("failed to start job {id}"), results) {
         abort_everywhere(p, &id).await;
         return Err(ApiError::Unavailable(e.to_string()));
     }
+    if !skipped.is_empty() {
+        let started = targets
+            .into_iter()
+            .filter(|t| !skipped.iter().any(|(s, _)| s.daemon_id == t.daemon_id))
+            .collect();
+        p.jobs.insert(&id, job(started))?;
+    }
     tracing::info!(job = %id, %kind, src = %spec.src, dst = %spec.dst, "job started");
-    Ok(text_ok(&id))
+    Ok(id)
 }
 
 async fn abort_everywhere(p: &Proxy, id: &str) {
@@ -330,7 +391,7 @@ fn num(v: &Value) -> u64 {
 }
 
 /// Aggregated status as the SDK's `Job.status()` reads it.
-async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
+pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
     let (job, snaps) = snaps(p, id).await?;
     let mut end = 0i64;
     let mut all_done = true;
@@ -397,6 +458,7 @@ async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
         "err_count": nerr,
         "skipped": skipped,
         "repaired": repaired,
+        "start_time": job.started_ns,
     }))
 }
 
@@ -468,13 +530,17 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
 }
 
 /// `PUT /v1/cluster` with `{"action": "stop", "value": {"ID": ...}}`.
-pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
+pub async fn cluster_action(p: &std::sync::Arc<Proxy>, body: Body) -> Res {
     let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     match msg.action.as_str() {
         "rebalance" | "start-rebalance" => {
             p.primary()?;
             start_rebalance(p).await
         }
+        super::lifecycle::START_MAINTENANCE
+        | super::lifecycle::STOP_MAINTENANCE
+        | super::lifecycle::DECOMMISSION
+        | super::lifecycle::SHUTDOWN => super::lifecycle::node_action(p, msg).await,
         "stop" => {
             let q: JobQuery = if msg.value.is_null() {
                 JobQuery::default()
@@ -490,7 +556,7 @@ pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: stop, rebalance)"
+            "invalid cluster action \"{other}\" (supported: stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
 }

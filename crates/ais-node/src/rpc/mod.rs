@@ -399,6 +399,20 @@ impl Rpc {
         self.json(to, self.get(to, &path)).await
     }
 
+    /// Primary → node: `PUT /v1/daemon` with a lifecycle action
+    /// (`shutdown-node`, `decommission-node`), as AIStore sends it.
+    pub async fn node_action(
+        &self,
+        to: &Dest,
+        msg: &ais_core::api::ActMsg,
+    ) -> Result<(), RpcError> {
+        let r = self
+            .http
+            .put(format!("{}{}", to.url, routes::DAEMON))
+            .json(msg);
+        self.send(to, r).await.map(drop)
+    }
+
     pub async fn job_abort(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
         let path = format!("{}/{id}/abort", routes::INT_JOBS);
         self.send(to, self.post(to, &path)).await.map(drop)

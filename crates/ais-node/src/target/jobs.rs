@@ -463,6 +463,12 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
         return Ok(());
     }
     let info = t.verified_source(bck, name).await?;
+    if let Some(limit) = super::lifecycle::Throttle::get() {
+        limit.take(size).await;
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+    }
     let path = t.store.obj_path(bck, name);
     let to = Dest::from(&owner);
     let file = tokio::fs::File::open(&path).await.map_err(|e| {

@@ -152,7 +152,14 @@ pub async fn show_rebalance(client: &Client, json: bool) -> anyhow::Result<()> {
         })
         .collect();
     table(
-        &["TARGET", "OBJECTS MOVED", "BYTES MOVED", "ERRORS", "STATE", "ERROR"],
+        &[
+            "TARGET",
+            "OBJECTS MOVED",
+            "BYTES MOVED",
+            "ERRORS",
+            "STATE",
+            "ERROR",
+        ],
         &rows,
     );
     if !s.err.is_empty() {
@@ -190,11 +197,13 @@ pub async fn storage(client: &Client, cmd: StorageCmd) -> anyhow::Result<()> {
         MpathCmd::Enable { target_id, path } => ("enable-mp", target_id, path),
         MpathCmd::Disable { target_id, path } => ("disable-mp", target_id, path),
     };
-    let tid = tid.trim_start_matches("t[").trim_end_matches(']').to_string();
-    let t = smap
-        .tmap
-        .get(&tid)
-        .with_context(|| format!("target {tid} is not in the cluster map (see 'ais show cluster')"))?;
+    let tid = tid
+        .trim_start_matches("t[")
+        .trim_end_matches(']')
+        .to_string();
+    let t = smap.tmap.get(&tid).with_context(|| {
+        format!("target {tid} is not in the cluster map (see 'ais show cluster')")
+    })?;
     let id = client.mountpath_action(t.url(), action, &path).await?;
     println!("{action} {path} on t[{tid}]: done");
     if !id.is_empty() {

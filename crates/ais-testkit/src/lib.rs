@@ -19,6 +19,8 @@
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —
 //! run `cargo build --bins`.
 
+pub mod rebal;
+
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

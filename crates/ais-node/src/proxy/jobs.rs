@@ -39,6 +39,10 @@ pub struct ProxyJob {
     /// Unix nanoseconds, for pruning the oldest.
     #[serde(default)]
     started_ns: i64,
+    /// Final snapshots of targets that left the cluster on purpose after
+    /// finishing their part (decommissioned), by target name (`t[ID]`).
+    #[serde(default)]
+    left: HashMap<String, Value>,
 }
 
 impl Registry {
@@ -85,6 +89,16 @@ impl Registry {
             }
         }
         m.insert(id.to_string(), job);
+        self.persist(&m)
+    }
+    /// Keeps a departing target's final snapshot of job `id`.
+    fn set_left(&self, id: &str, target: &str, snap: Value) -> ApiResult<()> {
+        let Ok(mut m) = self.jobs.write() else {
+            return Err(ApiError::internal("job index lock poisoned"));
+        };
+        if let Some(j) = m.get_mut(id) {
+            j.left.insert(target.to_string(), snap);
+        }
         self.persist(&m)
     }
     fn ids(&self) -> Vec<String> {
@@ -213,7 +227,9 @@ pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
     let (active, all) = p.core.meta.with_smap(|s| {
         s.map(|s| {
             (
-                s.active_targets().map(|t| t.daemon_id.clone()).collect::<Vec<_>>(),
+                s.active_targets()
+                    .map(|t| t.daemon_id.clone())
+                    .collect::<Vec<_>>(),
                 s.tmap.values().cloned().collect::<Vec<_>>(),
             )
         })
@@ -248,6 +264,34 @@ pub fn mark_balanced(p: &Proxy, mut active: Vec<String>) {
     active.sort();
     if let Ok(mut b) = p.balanced.lock() {
         *b = Some(active);
+    }
+}
+
+/// Records `node`'s final snapshot of every job it took part in before it
+/// leaves the cluster, so those jobs' status stays complete without it.
+pub async fn keep_final_snaps(p: &Proxy, node: &Snode) {
+    let ids: Vec<String> = p
+        .jobs
+        .jobs
+        .read()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, j)| j.targets.iter().any(|t| t.daemon_id == node.daemon_id))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in ids {
+        match p.core.rpc.job_snap(&node.into(), &id).await {
+            Ok(v) => {
+                if let Err(e) = p.jobs.set_left(&id, &node.name(), v) {
+                    tracing::warn!(job = %id, error = %e, "could not keep a final job snapshot");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(job = %id, node = %node.name(), error = %e, "no final job snapshot")
+            }
+        }
     }
 }
 
@@ -319,6 +363,7 @@ async fn launch_on(
         kind: kind.clone(),
         targets,
         started_ns: ais_core::now_ns(),
+        left: HashMap::new(),
     };
     p.jobs.insert(&id, job(targets.clone()))?;
     let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
@@ -377,8 +422,12 @@ type Snaps = Vec<(Snode, Result<Value, RpcError>)>;
 
 async fn snaps(p: &Proxy, id: &str) -> ApiResult<(ProxyJob, Snaps)> {
     let job = p.jobs.get(&p.core.name, id)?;
+    let left = &job.left;
     let s = fan_out(&job.targets, Duration::from_secs(5), |t| async move {
-        p.core.rpc.job_snap(&t, id).await
+        match left.get(&t.name) {
+            Some(v) => Ok(v.clone()),
+            None => p.core.rpc.job_snap(&t, id).await,
+        }
     })
     .await;
     Ok((job, s))

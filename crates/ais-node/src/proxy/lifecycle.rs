@@ -15,7 +15,7 @@
 //!
 //! The answer is the rebalance job's id (empty with `skip_rebalance`).
 
-use super::jobs::{current_rebalance, mark_balanced, rebalance_now, status};
+use super::jobs::{current_rebalance, keep_final_snaps, mark_balanced, rebalance_now, status};
 use super::Proxy;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{text_ok, Res};
@@ -148,9 +148,14 @@ async fn finish(
 ) -> ApiResult<()> {
     let name = node.name();
     if let Some(id) = reb {
-        if !wait_rebalanced(p, &node, id).await? {
+        if wait_rebalanced(p, &node, id).await?.is_none() {
             return Ok(());
         }
+    }
+    if action == DECOMMISSION {
+        // Its part of every job (the rebalance that emptied it included)
+        // stays reported after it is gone.
+        keep_final_snaps(p, &node).await;
     }
     let msg = ActMsg {
         action: action.to_string(),
@@ -176,10 +181,11 @@ async fn finish(
 
 /// Waits for the rebalance that moves `node`'s objects away. A newer
 /// rebalance (another membership change) takes over from an aborted one.
-/// `Ok(false)`: the node is no longer being removed (maintenance stopped, or
-/// it left the map); an error: the rebalance failed and the node keeps its
-/// objects (run the action again).
-async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<bool> {
+/// `Ok(Some(id))`: rebalance `id` finished cleanly; `Ok(None)`: the node is
+/// no longer being removed (maintenance stopped, or it left the map); an
+/// error: the rebalance failed and the node keeps its objects (run the
+/// action again).
+async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<Option<String>> {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let flagged = p.core.meta.with_smap(|s| {
@@ -187,7 +193,7 @@ async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<b
                 .is_some_and(|t| t.flags & FLAGS != 0)
         });
         if !flagged {
-            return Ok(false);
+            return Ok(None);
         }
         let st = match status(p, &id).await {
             Ok(st) => st,
@@ -212,6 +218,6 @@ async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<b
                 if err.is_empty() { String::new() } else { format!(", {err}") }
             )));
         }
-        return Ok(true);
+        return Ok(Some(id));
     }
 }

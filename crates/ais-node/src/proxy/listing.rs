@@ -2,12 +2,12 @@
 //! token, merge in name order (the owner's copy wins a duplicate), answer in
 //! JSON or msgpack. Stateless: the token is the last name returned.
 
-use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
 use super::Proxy;
 use crate::error::ApiError;
 use crate::http::{bytes_response, json_ok, Ctx, Res};
 use crate::rpc::{all_ok, fan_out, types::ListQuery, CONTROL_TIMEOUT};
 use ais_core::api::{LsoEntry, LsoMsg, LsoResJson, LsoResMsgpack, PropSet, MAX_PAGE_SIZE};
+use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
 use ais_core::Bck;
 use axum::http::{header, StatusCode};
 

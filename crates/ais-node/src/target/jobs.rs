@@ -48,9 +48,39 @@ pub struct TargetJob {
     errors: Mutex<Vec<ObjErr>>,
 }
 
-/// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished).
+/// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished),
+/// and the rebalance moves in flight per bucket.
 #[derive(Default)]
-pub struct Registry(RwLock<HashMap<String, Arc<TargetJob>>>);
+pub struct Registry(
+    RwLock<HashMap<String, Arc<TargetJob>>>,
+    Mutex<HashMap<String, usize>>,
+);
+
+/// One rebalance move of a bucket's object in flight, out of or into this
+/// target (counted while alive).
+struct Moving<'a>(&'a Registry, String);
+
+impl<'a> Moving<'a> {
+    fn new(r: &'a Registry, bucket: &str) -> Self {
+        if let Ok(mut m) = r.1.lock() {
+            *m.entry(bucket.to_string()).or_default() += 1;
+        }
+        Moving(r, bucket.to_string())
+    }
+}
+
+impl Drop for Moving<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0 .1.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
+}
 
 impl Registry {
     fn get(&self, node: &str, id: &str) -> ApiResult<Arc<TargetJob>> {
@@ -76,6 +106,29 @@ impl Registry {
             }
         }
         m.insert(job.spec.id.clone(), job);
+    }
+
+    /// An offline job (not a rebalance) reading `bucket` runs here: a
+    /// rebalance must not move that bucket's objects meanwhile.
+    pub fn reading(&self, bucket: &str) -> bool {
+        self.all().iter().any(|j| {
+            j.spec.src == bucket
+                && j.spec.kind != REBALANCE
+                && j.ended_ns.load(Ordering::Relaxed) == 0
+        })
+    }
+
+    /// Counts a rebalance move into this target while the guard lives (a
+    /// job starting here waits for it, then checks [`Registry::reading`]).
+    pub fn incoming(&self, bucket: &str) -> impl Drop + '_ {
+        Moving::new(self, bucket)
+    }
+
+    fn moving(&self, bucket: &str) -> bool {
+        self.1
+            .lock()
+            .map(|m| m.contains_key(bucket))
+            .unwrap_or(false)
     }
 
     fn all(&self) -> Vec<Arc<TargetJob>> {
@@ -281,6 +334,13 @@ impl Cursor {
 
 async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     let spec = job.spec.clone();
+    // Rebalance moves of the source bucket pause while this job runs; the
+    // ones already in flight finish first, so the walk below sees every
+    // object this target holds, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while t.jobs.moving(&spec.src) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Totals first, for progress and ETA (a listing pass, no data read).
     let mut c = Cursor::new(&spec)?;
     let (mut n, mut b) = (0u64, 0u64);
@@ -423,7 +483,19 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         w if w > 0 => w as usize,
         _ => 4,
     };
-    for b in buckets {
+    // A bucket that an offline job on this target is reading waits until
+    // that job is done (its walk must see every object it holds exactly
+    // once); the other buckets go first.
+    let mut pending = buckets;
+    while !pending.is_empty() {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(i) = pending.iter().position(|b| !t.jobs.reading(b)) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let b = pending.remove(i);
         let spec = JobSpec {
             src: b.clone(),
             dst: b.clone(),
@@ -437,9 +509,25 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             let mut s = futures::stream::iter(page.into_iter().map(|(name, size)| {
                 let (job, t, b) = (job.clone(), t.clone(), b.clone());
                 async move {
-                    let bck = Bck::ais(b);
-                    if let Err(e) = move_one(&t, &job, &bck, &name, size).await {
-                        job.record(&format!("{}/{name}", bck.cname()), &e);
+                    let bck = Bck::ais(b.clone());
+                    loop {
+                        // A job that started reading this bucket here
+                        // pauses the moves until it is done.
+                        while t.jobs.reading(&b) {
+                            if job.aborted.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        let _moving = Moving::new(&t.jobs, &b);
+                        match move_one(&t, &job, &bck, &name, size).await {
+                            Ok(true) => return,
+                            Ok(false) => continue,
+                            Err(e) => {
+                                job.record(&format!("{}/{name}", bck.cname()), &e);
+                                return;
+                            }
+                        }
                     }
                 }
             }))
@@ -455,41 +543,74 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64) -> ApiResult<()> {
+/// Moves one object to its owner. `Ok(false)`: not now — a job started
+/// reading the bucket here meanwhile (try again after it).
+async fn move_one(
+    t: &Target,
+    job: &TargetJob,
+    bck: &Bck,
+    name: &str,
+    size: u64,
+) -> ApiResult<bool> {
     let Some(owner) = t.core.owner(&bck.obj_uname(name)) else {
-        return Ok(());
+        return Ok(true);
     };
     if owner.daemon_id == t.core.id {
-        return Ok(());
+        return Ok(true);
     }
     let info = t.verified_source(bck, name).await?;
     if let Some(limit) = super::lifecycle::Throttle::get() {
         limit.take(size).await;
         if job.aborted.load(Ordering::Relaxed) {
-            return Ok(());
+            return Ok(true);
         }
     }
     let path = t.store.obj_path(bck, name);
     let to = Dest::from(&owner);
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
-    })?;
-    let body =
-        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-    t.core
-        .rpc
-        .move_object(
-            &to,
-            &bck.name,
-            name,
-            body,
-            &info.attrs.custom,
-            info.attrs.version,
-        )
-        .await
-        .map_err(|e| {
-            ApiError::from(e).context(format!("move {}/{name} to {}", bck.cname(), owner.name()))
+    // The owner may be busy (a job reading the bucket there: 503) or
+    // restarting: wait and retry rather than fail the object.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if t.jobs.reading(&bck.name) {
+            return Ok(false);
+        }
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
         })?;
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let res = t
+            .core
+            .rpc
+            .move_object(
+                &to,
+                &bck.name,
+                name,
+                body,
+                &info.attrs.custom,
+                info.attrs.version,
+            )
+            .await;
+        match res {
+            Ok(()) => break,
+            Err(e)
+                if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))
+                    && std::time::Instant::now() < deadline =>
+            {
+                if job.aborted.load(Ordering::Relaxed) {
+                    return Ok(true);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(ApiError::from(e).context(format!(
+                    "move {}/{name} to {}",
+                    bck.cname(),
+                    owner.name()
+                )))
+            }
+        }
+    }
     match t.store.delete(bck, name).await {
         Ok(()) => {}
         // Deleted by a client while it moved: the moved copy must not
@@ -507,13 +628,13 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
             }) {
                 let _ = t.core.rpc.delete_local(&to, &bck.name, name).await;
             }
-            return Ok(());
+            return Ok(true);
         }
         Err(e) => return Err(error::storage(&t.core.name, bck, name, e)),
     }
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(size, Ordering::Relaxed);
-    Ok(())
+    Ok(true)
 }
 
 /// Job kind: verify every local object of a bucket and its mirror copies,

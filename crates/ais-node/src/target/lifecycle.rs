@@ -21,9 +21,8 @@ pub async fn daemon_action(t: &Arc<Target>, ctx: &Ctx, body: Body) -> Res {
     let v: RmNodeMsg = if msg.value.is_null() {
         RmNodeMsg::default()
     } else {
-        serde_json::from_value(msg.value.clone()).map_err(|e| {
-            ApiError::bad_request(format!("malformed {} request: {e}", msg.action))
-        })?
+        serde_json::from_value(msg.value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed {} request: {e}", msg.action)))?
     };
     match msg.action.as_str() {
         "shutdown-node" | "decommission-node" => {
@@ -148,6 +147,10 @@ mod tests {
             t.take(100_000).await;
         }
         // The fifth 100 kB chunk may start 0.4 s in at 1 MB/s.
-        assert!(start.elapsed() >= Duration::from_millis(380), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(380),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

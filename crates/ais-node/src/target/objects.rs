@@ -260,7 +260,18 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     }
     // A rebalance moving an object here: the copy already here (a newer PUT
     // since the map changed, or a previous move) wins; else keep its version.
+    let _incoming = ctx
+        .query
+        .get("ais_rebalance")
+        .map(|_| t.jobs.incoming(&bck.name));
     let moved_version: Option<u64> = if ctx.query.get("ais_rebalance").is_some() {
+        if t.jobs.reading(&bck.name) {
+            return Err(ApiError::unavailable(format!(
+                "{}: a job is reading {} here; move {obj} after it",
+                t.core.name,
+                bck.cname()
+            )));
+        }
         if store.head(bck, obj).await.is_ok() {
             return Ok(empty(StatusCode::OK));
         }

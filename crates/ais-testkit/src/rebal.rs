@@ -1,0 +1,184 @@
+//! Helpers for rebalance tests: deterministic object contents, waiting for
+//! rebalance jobs, checking placement, and a GET+PUT client load that counts
+//! every error.
+
+use crate::{raw_http, Cluster};
+use ais_client::{Client, JobStatus};
+use ais_core::meta::Smap;
+use ais_core::Bck;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The content of object `name` (2-5 KiB, starts with the name).
+pub fn content(name: &str) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.resize(2048 + name.len() * 13 % 3000, b'.');
+    v
+}
+
+async fn rebalance_jobs(cl: &Client) -> Vec<JobStatus> {
+    cl.jobs()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| j.kind == "rebalance")
+        .collect()
+}
+
+fn started(j: &JobStatus) -> i64 {
+    j.extra
+        .get("start_time")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+}
+
+/// Rebalance jobs so far (one may run when the first targets join).
+pub async fn rebalances(cl: &Client) -> usize {
+    rebalance_jobs(cl).await.len()
+}
+
+/// Waits for more than `after` rebalance jobs to exist and none of them to
+/// be running; returns the newest.
+pub async fn finished_rebalance(cl: &Client, after: usize, timeout: Duration) -> JobStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let jobs = rebalance_jobs(cl).await;
+        if jobs.len() > after && jobs.iter().all(|j| j.end_time != 0) {
+            if let Some(j) = jobs.into_iter().max_by_key(started) {
+                return j;
+            }
+        }
+        assert!(Instant::now() < deadline, "no finished rebalance");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The newest rebalance job, if any.
+pub async fn newest_rebalance(cl: &Client) -> Option<JobStatus> {
+    rebalance_jobs(cl).await.into_iter().max_by_key(started)
+}
+
+/// Every object is stored on its HRW owner, and only there (targets in
+/// maintenance included: they must hold nothing).
+pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
+    let smap: Smap = serde_json::from_value(c.smap().unwrap()).unwrap();
+    let bck = Bck::ais(bucket);
+    for n in names {
+        let owner = smap.owner(&bck.obj_uname(n)).unwrap();
+        for t in smap.tmap.values() {
+            let (st, _) = raw_http(
+                t.url(),
+                "GET",
+                &format!("/v1/internal/objattrs/{bucket}/{n}"),
+                &[],
+                b"",
+            )
+            .unwrap();
+            let want = if t.daemon_id == owner.daemon_id {
+                200
+            } else {
+                404
+            };
+            assert_eq!(st, want, "{n} on {}", t.name());
+        }
+    }
+}
+
+/// Objects of `bucket` stored on the target at `url` (its own listing).
+pub fn count_on(url: &str, bucket: &str) -> usize {
+    let (st, body) = raw_http(
+        url,
+        "GET",
+        &format!("/v1/internal/list/{bucket}?limit=100000"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["entries"].as_array().map(|a| a.len()).unwrap_or(0)
+}
+
+/// `clients` concurrent clients, each GETting the preloaded `names` (checking
+/// the bytes) and PUTting a new object every fifth step, until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    pub errors: Arc<AtomicU64>,
+    pub ops: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Load {
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        bucket: &str,
+        names: &[String],
+        clients: usize,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (errors, ops) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let names = Arc::new(names.to_vec());
+        let tasks = (0..clients)
+            .map(|w| {
+                let (stop, errors, ops, names) =
+                    (stop.clone(), errors.clone(), ops.clone(), names.clone());
+                let (url, bucket) = (url.to_string(), bucket.to_string());
+                rt.spawn(async move {
+                    let cl = Client::new(&url);
+                    let mut i = w * 37;
+                    let mut written = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let n = &names[i % names.len()];
+                        match cl.get(&bucket, n).await {
+                            Ok(b) if b.as_ref() == content(n).as_slice() => {}
+                            Ok(_) => {
+                                eprintln!("{n}: wrong bytes");
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                eprintln!("GET {n}: {e}");
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        if i % 5 == 0 {
+                            let name = format!("new/{w}-{i}");
+                            match cl.put_bytes(&bucket, &name, content(&name)).await {
+                                Ok(_) => written.push(name),
+                                Err(e) => {
+                                    eprintln!("PUT {name}: {e}");
+                                    errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        ops.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                    }
+                    written
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            errors,
+            ops,
+            tasks,
+        }
+    }
+
+    /// Stops the clients; returns the names they wrote, the error count and
+    /// the number of operations.
+    pub fn stop(self, rt: &tokio::runtime::Runtime) -> (Vec<String>, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for t in self.tasks {
+            all.extend(rt.block_on(t).unwrap_or_default());
+        }
+        (
+            all,
+            self.errors.load(Ordering::Relaxed),
+            self.ops.load(Ordering::Relaxed),
+        )
+    }
+}

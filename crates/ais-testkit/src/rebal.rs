@@ -45,11 +45,14 @@ pub async fn finished_rebalance(cl: &Client, after: usize, timeout: Duration) ->
     loop {
         let jobs = rebalance_jobs(cl).await;
         if jobs.len() > after && jobs.iter().all(|j| j.end_time != 0) {
-            if let Some(j) = jobs.into_iter().max_by_key(started) {
+            if let Some(j) = jobs.iter().max_by_key(|j| started(j)).cloned() {
                 return j;
             }
         }
-        assert!(Instant::now() < deadline, "no finished rebalance");
+        assert!(
+            Instant::now() < deadline,
+            "no finished rebalance after {after}: {jobs:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

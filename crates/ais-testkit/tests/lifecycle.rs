@@ -252,10 +252,42 @@ fn maintenance_moves_objects_away_and_back() {
     assert_eq!(v["targets"].as_array().map(|a| a.len()), Some(3), "{show}");
 }
 
+/// Waits until a rebalance newer than the first `before` runs and has moved
+/// some objects (it must not have finished yet).
+fn wait_midway(rt: &tokio::runtime::Runtime, cl: &Client, before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if rt.block_on(rebalances(cl)) > before {
+            if let Some(j) = rt.block_on(newest_rebalance(cl)) {
+                assert_eq!(j.end_time, 0, "rebalance finished before the kill: {j:?}");
+                if j.objs >= 10 {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "rebalance did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for a clean rebalance newer than the first `before`, then checks
+/// that every object is on its owner and reads back right.
+fn converged(c: &Cluster, rt: &tokio::runtime::Runtime, before: usize, names: &[String]) {
+    let cl = c.client();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(120)));
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    assert_placed(c, "kb", names);
+    assert_readable(rt, c.url(), "kb", names);
+}
+
 #[test]
 fn sigkill_mid_rebalance_converges_with_nothing_lost() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    // Slow rebalance (64 KiB/s per target) so the kill lands mid-way.
+    // Slow rebalance (64 KiB/s per target) so the kills land mid-way.
     let mut c = Cluster::start_with(opts(3, &[("AIS_REBALANCE_BPS", "64KiB")])).unwrap();
     c.allow_log("could not abort job");
     let rt = rt();
@@ -263,35 +295,29 @@ fn sigkill_mid_rebalance_converges_with_nothing_lost() {
     let names = preload(&rt, &url, "kb", 800);
     std::thread::sleep(Duration::from_millis(1500));
     let cl = Client::new(&url);
+
+    // 1. A sender is SIGKILLed and back at once: it never leaves the map,
+    //    its part is lost, and the interrupted rebalance is restarted.
     let before = rt.block_on(rebalances(&cl));
     c.add_target().unwrap();
-    // Wait until the rebalance has moved some objects, then kill a sender.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let j = rt.block_on(newest_rebalance(&cl));
-        if let Some(j) = j.filter(|_| rt.block_on(rebalances(&cl)) > before) {
-            assert_eq!(j.end_time, 0, "rebalance finished before the kill: {j:?}");
-            if j.objs >= 10 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "rebalance did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    c.targets[1].kill();
-    std::thread::sleep(Duration::from_secs(3));
+    wait_midway(&rt, &cl, before);
     let before = rt.block_on(rebalances(&cl));
     c.restart_target(1).unwrap();
     c.wait_targets(4).unwrap();
-    // Converged: the newest rebalance (after the restart) is clean.
-    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(120)));
-    assert_eq!(
-        (j.err_count, j.err.as_str(), j.aborted),
-        (0, "", false),
-        "{j:?}"
-    );
-    assert_placed(&c, "kb", &names);
-    assert_readable(&rt, &url, "kb", &names);
+    converged(&c, &rt, before, &names);
+
+    // 2. Another join; a sender is SIGKILLed and stays down long enough to
+    //    leave the map (a second membership change mid-rebalance), then
+    //    comes back.
+    let before = rt.block_on(rebalances(&cl));
+    c.add_target().unwrap();
+    wait_midway(&rt, &cl, before);
+    c.targets[2].kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let before = rt.block_on(rebalances(&cl));
+    c.restart_target(2).unwrap();
+    c.wait_targets(5).unwrap();
+    converged(&c, &rt, before, &names);
 }
 
 const ETL_CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";

@@ -301,7 +301,9 @@ pub fn current_rebalance(p: &Proxy) -> Option<String> {
 }
 
 /// Primary only: starts a rebalance whenever the set of targets changes and
-/// then stays the same for `settle` (joins and leaves often come in bursts).
+/// then stays the same for `settle` (joins and leaves often come in bursts),
+/// and restarts one that was interrupted (a target crashed or restarted
+/// mid-way and lost its part) once the map has been stable for `settle`.
 pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Duration) {
     let targets = |p: &Proxy| -> Vec<String> {
         let mut ids: Vec<String> = p.core.targets().into_iter().map(|t| t.daemon_id).collect();
@@ -311,8 +313,13 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
     let mut balanced = targets(&p);
     let mut seen = balanced.clone();
     let mut since = std::time::Instant::now();
+    let mut tick = 0u64;
+    // Interrupted rebalances restarted in a row (bounded: a rebalance that
+    // keeps failing is reported, not retried forever).
+    let mut restarts = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        tick += 1;
         if let Some(b) = p.balanced.lock().ok().and_then(|mut b| b.take()) {
             balanced = b;
         }
@@ -322,19 +329,45 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
             since = std::time::Instant::now();
             continue;
         }
-        if seen == balanced || seen.is_empty() || since.elapsed() < settle {
+        if seen.is_empty() || since.elapsed() < settle {
             continue;
         }
+        let why = if seen != balanced {
+            restarts = 0;
+            "membership changed"
+        } else if tick % 4 == 0 && interrupted(&p).await && restarts < MAX_RESTARTS {
+            restarts += 1;
+            "the last rebalance was interrupted"
+        } else {
+            continue;
+        };
         match rebalance_now(&p).await {
             Ok(id) => {
-                tracing::info!(
-                    targets = seen.len(),
-                    job = %id,
-                    "membership changed: rebalance started"
-                );
+                tracing::info!(targets = seen.len(), job = %id, "{why}: rebalance started");
             }
             Err(e) => tracing::warn!(error = %e, "could not start rebalance; will retry"),
         }
+    }
+}
+
+const MAX_RESTARTS: u32 = 10;
+
+/// The current rebalance ended aborted without a user asking (a target it
+/// ran on crashed, restarted or failed).
+async fn interrupted(p: &Proxy) -> bool {
+    let Some(id) = current_rebalance(p) else {
+        return false;
+    };
+    match status(p, &id).await {
+        Ok(st) => {
+            let aborted = st["end_time"].as_i64().unwrap_or(0) != 0
+                && st["aborted"].as_bool().unwrap_or(false);
+            if aborted {
+                tracing::warn!(job = %id, err = %st["err"].as_str().unwrap_or(""), "rebalance interrupted");
+            }
+            aborted
+        }
+        Err(_) => false,
     }
 }
 
@@ -601,6 +634,12 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, body: Body) -> Res {
                 return Err(ApiError::bad_request("stop: missing job ID"));
             }
             p.jobs.get(&p.core.name, &q.id)?;
+            if let Ok(mut cur) = p.rebalance.lock() {
+                // Stopped on purpose: not restarted as "interrupted".
+                if cur.as_deref() == Some(q.id.as_str()) {
+                    *cur = None;
+                }
+            }
             abort_everywhere(p, &q.id).await;
             Ok(empty(StatusCode::OK))
         }

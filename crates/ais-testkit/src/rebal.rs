@@ -63,12 +63,15 @@ pub async fn newest_rebalance(cl: &Client) -> Option<JobStatus> {
 }
 
 /// Every object is stored on its HRW owner, and only there (targets in
-/// maintenance included: they must hold nothing).
-pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
-    let smap: Smap = serde_json::from_value(c.smap().unwrap()).unwrap();
+/// maintenance included: they must hold nothing). Fails naming the first
+/// misplaced object.
+pub fn check_placed(c: &Cluster, bucket: &str, names: &[String]) -> anyhow::Result<()> {
+    let smap: Smap = serde_json::from_value(c.smap()?)?;
     let bck = Bck::ais(bucket);
     for n in names {
-        let owner = smap.owner(&bck.obj_uname(n)).unwrap();
+        let owner = smap
+            .owner(&bck.obj_uname(n))
+            .ok_or_else(|| anyhow::anyhow!("no active targets"))?;
         for t in smap.tmap.values() {
             let (st, _) = raw_http(
                 t.url(),
@@ -76,31 +79,37 @@ pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
                 &format!("/v1/internal/objattrs/{bucket}/{n}"),
                 &[],
                 b"",
-            )
-            .unwrap();
+            )?;
             let want = if t.daemon_id == owner.daemon_id {
                 200
             } else {
                 404
             };
-            assert_eq!(st, want, "{n} on {}", t.name());
+            anyhow::ensure!(st == want, "{n} on {}: HTTP {st}, expected {want}", t.name());
         }
+    }
+    Ok(())
+}
+
+/// [`check_placed`], panicking on a misplaced object.
+pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
+    if let Err(e) = check_placed(c, bucket, names) {
+        panic!("misplaced: {e:#}");
     }
 }
 
 /// Objects of `bucket` stored on the target at `url` (its own listing).
-pub fn count_on(url: &str, bucket: &str) -> usize {
+pub fn count_on(url: &str, bucket: &str) -> anyhow::Result<usize> {
     let (st, body) = raw_http(
         url,
         "GET",
         &format!("/v1/internal/list/{bucket}?limit=100000"),
         &[],
         b"",
-    )
-    .unwrap();
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    v["entries"].as_array().map(|a| a.len()).unwrap_or(0)
+    )?;
+    anyhow::ensure!(st == 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["entries"].as_array().map(|a| a.len()).unwrap_or(0))
 }
 
 /// `clients` concurrent clients, each GETting the preloaded `names` (checking

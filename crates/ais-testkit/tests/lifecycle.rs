@@ -118,12 +118,12 @@ fn join_then_decommission_under_32_clients() {
         j.objs
     );
     assert!(j.bytes > j.objs * 2000, "{j:?}");
-    let on_new = count_on(&c.targets[new].url, "lb");
+    let on_new = count_on(&c.targets[new].url, "lb").unwrap();
     assert!(on_new as u64 >= j.objs, "{on_new} on the new target, {j:?}");
 
     // Decommission an original target under the same load.
     let gone = c.targets[0].id.clone();
-    let held = count_on(&c.targets[0].url, "lb") as u64;
+    let held = count_on(&c.targets[0].url, "lb").unwrap() as u64;
     let before = rt.block_on(rebalances(&cl));
     let id = rt
         .block_on(cl.node_lifecycle(
@@ -184,7 +184,7 @@ fn maintenance_moves_objects_away_and_back() {
     let cl = Client::new(&url);
     let load = Load::start(&rt, &url, "mb", &names, 8);
     let t1 = c.targets[1].id.clone();
-    assert!(count_on(&c.targets[1].url, "mb") > 50);
+    assert!(count_on(&c.targets[1].url, "mb").unwrap() > 50);
 
     let before = rt.block_on(rebalances(&cl));
     let out = ais(
@@ -197,7 +197,7 @@ fn maintenance_moves_objects_away_and_back() {
     // Still in the map, flagged, holding nothing; everything readable meanwhile.
     let m = smap(&c);
     assert_ne!(m.tmap[&t1].flags & NODE_FLAG_MAINTENANCE, 0);
-    assert_eq!(count_on(&c.targets[1].url, "mb"), 0);
+    assert_eq!(count_on(&c.targets[1].url, "mb").unwrap(), 0);
     assert_eq!(
         rt.block_on(cl.list_all("mb", "o/", "")).unwrap().len(),
         names.len()
@@ -246,7 +246,7 @@ fn maintenance_moves_objects_away_and_back() {
     let mut all = names;
     all.extend(written);
     assert_placed(&c, "mb", &all);
-    assert!(count_on(&c.targets[1].url, "mb") > 50);
+    assert!(count_on(&c.targets[1].url, "mb").unwrap() > 50);
     let show = ais(&url, &["show", "rebalance", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&show).unwrap();
     assert_eq!(v["targets"].as_array().map(|a| a.len()), Some(3), "{show}");

@@ -335,7 +335,7 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
         let why = if seen != balanced {
             restarts = 0;
             "membership changed"
-        } else if tick % 4 == 0 && interrupted(&p).await && restarts < MAX_RESTARTS {
+        } else if tick.is_multiple_of(4) && interrupted(&p).await && restarts < MAX_RESTARTS {
             restarts += 1;
             "the last rebalance was interrupted"
         } else {

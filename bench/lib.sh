@@ -28,7 +28,7 @@ start_cluster() {
   PORT=$(free_port)
   EP=http://127.0.0.1:$PORT
   STATE=$WORK/cluster.json
-  "$BIN/aisnode" playground --targets "$targets" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
+  "$BIN/aisnode" playground --targets "$targets" --mpaths "${MPATHS:-1}" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
   PG=$!
   local n=0
   for _ in $(seq 150); do

@@ -8,6 +8,7 @@ mod fmt;
 mod jobs;
 mod objects;
 mod perf;
+mod props;
 
 use ais_client::Client;
 use clap::{Parser, Subcommand};
@@ -69,6 +70,20 @@ enum Cmd {
     Scrub {
         /// ais://BUCKET
         bucket: String,
+        /// Wait for the job (progress bar).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Erasure-code a bucket: switch `ec` on with DATA+PARITY slices and code
+    /// its existing objects, as a job (objects up to ec.objsize_limit are
+    /// replicated to PARITY other targets instead).
+    EcEncode {
+        /// ais://BUCKET
+        bucket: String,
+        #[arg(long, short = 'd', default_value_t = 2)]
+        data_slices: u32,
+        #[arg(long, short = 'p', default_value_t = 2)]
+        parity_slices: u32,
         /// Wait for the job (progress bar).
         #[arg(long)]
         wait: bool,
@@ -156,6 +171,31 @@ enum BucketCmd {
     },
     /// Copy a bucket (or a selection of it) into another, as a job.
     Cp(jobs::SelectArgs),
+    /// Show or set bucket properties (mirror.*, ec.*, checksum.*, ...).
+    Props {
+        #[command(subcommand)]
+        cmd: PropsCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PropsCmd {
+    /// Show a bucket's properties.
+    Show {
+        /// ais://BUCKET
+        bucket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set properties: `ais bucket props set ais://b mirror.enabled=true mirror.copies=2`,
+    /// `... ec.enabled=true ec.data_slices=2 ec.parity_slices=1` (needs data+parity+1 targets).
+    Set {
+        /// ais://BUCKET
+        bucket: String,
+        /// KEY=VALUE pairs (dotted keys for nested properties).
+        #[arg(required = true)]
+        props: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +239,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
             ShowCmd::Rebalance { json } => cluster::show_rebalance(&client, json).await,
         },
+        Cmd::EcEncode {
+            bucket,
+            data_slices,
+            parity_slices,
+            wait,
+        } => {
+            let bck = objects::parse_bucket(&bucket)?;
+            let id = client
+                .ec_encode(&bck.name, data_slices, parity_slices)
+                .await?;
+            println!(
+                "ec-encode {} ({data_slices} data + {parity_slices} parity slices): job {id}",
+                bck.cname()
+            );
+            if wait {
+                jobs::wait(&client, &id, None).await
+            } else {
+                println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+                Ok(())
+            }
+        }
         Cmd::Scrub { bucket, wait } => {
             let (bck, _) = ais_core::Bck::parse_uri(&bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = client.scrub_bucket(&bck.name).await?;
@@ -232,6 +293,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             BucketCmd::Ls { json } => objects::list_buckets(&client, json).await,
             BucketCmd::Cp(a) => jobs::start(&client, None, a).await,
+            BucketCmd::Props { cmd } => match cmd {
+                PropsCmd::Show { bucket, json } => {
+                    props::show(&client, &objects::parse_bucket(&bucket)?.name, json).await
+                }
+                PropsCmd::Set { bucket, props } => {
+                    props::set(&client, &objects::parse_bucket(&bucket)?.name, &props).await
+                }
+            },
             BucketCmd::Rm { buckets } => {
                 for b in buckets {
                     let bck = objects::parse_bucket(&b)?;

@@ -121,6 +121,20 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Switches erasure coding on for `bucket` (`data`+`parity` slices) and
+    /// starts the `ec-encode` job that codes its existing objects; returns
+    /// the job id.
+    pub async fn ec_encode(&self, bucket: &str, data: u32, parity: u32) -> Result<String> {
+        let act = ActMsg {
+            action: "ec-encode".into(),
+            name: String::new(),
+            value: serde_json::json!({"data_slices": data, "parity_slices": parity}),
+        };
+        let path = format!("{}?provider=ais", paths::bucket(bucket));
+        let resp = self.action(Method::POST, &path, &act).await?;
+        crate::text(resp).await
+    }
+
     /// Copies bucket `src` (or the selection in `msg`) into `dst` (created if
     /// missing), as a job (`copy-bck`). Returns the job id.
     pub async fn copy_bucket(&self, src: &str, dst: &str, msg: &BucketJobMsg) -> Result<String> {

@@ -292,15 +292,18 @@ impl Client {
         .map(|_| ())
     }
 
-    pub async fn set_bucket_props(&self, name: &str, props: serde_json::Value) -> Result<()> {
+    /// Sets bucket properties; returns the id of the job that applies them
+    /// to existing objects (e.g. enabling erasure coding), or "".
+    pub async fn set_bucket_props(&self, name: &str, props: serde_json::Value) -> Result<String> {
         let msg = ActMsg {
             action: "set-bprops".into(),
             name: String::new(),
             value: props,
         };
-        self.action(Method::PATCH, &paths::bucket(name), &msg)
-            .await
-            .map(|_| ())
+        let resp = self
+            .action(Method::PATCH, &paths::bucket(name), &msg)
+            .await?;
+        text(resp).await
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<Bck>> {

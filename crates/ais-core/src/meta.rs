@@ -119,6 +119,16 @@ impl Smap {
         hrw::select(uname, active.iter().map(|t| t.id_digest)).map(|i| active[i])
     }
 
+    /// Every active target in `uname`'s HRW order: the owner first, then
+    /// where its redundancy (erasure-coded parts) goes.
+    pub fn placement(&self, uname: &str) -> Vec<&Snode> {
+        let active: Vec<&Snode> = self.active_targets().collect();
+        hrw::order(uname, active.iter().map(|t| t.id_digest))
+            .into_iter()
+            .map(|i| active[i])
+            .collect()
+    }
+
     pub fn active_targets(&self) -> impl Iterator<Item = &Snode> {
         self.tmap
             .values()
@@ -165,6 +175,64 @@ impl MirrorConf {
         } else {
             1
         }
+    }
+}
+
+/// Erasure coding across targets (AIStore's `ec` bucket property): objects
+/// above `objsize_limit` are cut into `data_slices` slices plus
+/// `parity_slices` Reed-Solomon parity slices, each on a distinct target
+/// other than the owner; smaller objects get `parity_slices` full replicas
+/// on other targets. Either way the object survives the loss of
+/// `parity_slices` targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EcConf {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "two")]
+    pub data_slices: u32,
+    #[serde(default = "two")]
+    pub parity_slices: u32,
+    /// Objects up to this size are replicated instead of sliced.
+    #[serde(default = "ec_objsize_limit")]
+    pub objsize_limit: i64,
+    #[serde(default = "never")]
+    pub compression: String,
+    #[serde(default = "two")]
+    pub bundle_multiplier: u32,
+    #[serde(default)]
+    pub disk_only: bool,
+}
+
+fn two() -> u32 {
+    2
+}
+
+fn ec_objsize_limit() -> i64 {
+    256 * 1024
+}
+
+fn never() -> String {
+    "never".into()
+}
+
+impl Default for EcConf {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            data_slices: 2,
+            parity_slices: 2,
+            objsize_limit: ec_objsize_limit(),
+            compression: never(),
+            bundle_multiplier: 2,
+            disk_only: false,
+        }
+    }
+}
+
+impl EcConf {
+    /// Targets an EC bucket needs: the owner plus one per slice.
+    pub fn targets_needed(&self) -> usize {
+        (self.data_slices + self.parity_slices) as usize + 1
     }
 }
 
@@ -217,6 +285,8 @@ pub struct BucketProps {
     #[serde(default)]
     pub mirror: MirrorConf,
     #[serde(default)]
+    pub ec: EcConf,
+    #[serde(default)]
     pub access: String,
     #[serde(default)]
     pub features: String,
@@ -233,6 +303,7 @@ impl Default for BucketProps {
             checksum: ChecksumConf::default(),
             versioning: VersioningConf { enabled: true },
             mirror: MirrorConf::default(),
+            ec: EcConf::default(),
             access: "0".into(),
             features: "0".into(),
             bid: String::new(),
@@ -263,6 +334,35 @@ impl BucketProps {
                 "mirror.copies must be between 1 and 16, not {}",
                 next.mirror.copies
             )));
+        }
+        if !(1..=32).contains(&next.ec.data_slices) || !(1..=32).contains(&next.ec.parity_slices) {
+            return Err(CoreError::invalid(format!(
+                "ec.data_slices and ec.parity_slices must be between 1 and 32, not {} and {}",
+                next.ec.data_slices, next.ec.parity_slices
+            )));
+        }
+        if next.ec.objsize_limit < 0 {
+            return Err(CoreError::invalid(format!(
+                "ec.objsize_limit must not be negative, not {}",
+                next.ec.objsize_limit
+            )));
+        }
+        if self.ec.enabled
+            && next.ec.enabled
+            && (
+                self.ec.data_slices,
+                self.ec.parity_slices,
+                self.ec.objsize_limit,
+            ) != (
+                next.ec.data_slices,
+                next.ec.parity_slices,
+                next.ec.objsize_limit,
+            )
+        {
+            return Err(CoreError::invalid(
+                "ec.data_slices, ec.parity_slices and ec.objsize_limit cannot change while \
+                 erasure coding is enabled (existing slices were cut with them)",
+            ));
         }
         *self = next;
         Ok(())

@@ -11,6 +11,8 @@ pub const DAEMON: &str = "/v1/daemon";
 /// A target's mountpaths: attach (PUT), detach (DELETE), enable/disable (POST).
 pub const DAEMON_MOUNTPATHS: &str = "/v1/daemon/mountpaths";
 pub const HEALTH: &str = "/v1/health";
+/// Get-Batch (AIStore's "MOSS"): `GET /v1/ml/moss[/BUCKET]` with a JSON body.
+pub const MOSS: &str = "/v1/ml/moss";
 /// Prometheus text exposition, on every node (as AIStore's).
 pub const METRICS: &str = "/metrics";
 
@@ -24,6 +26,9 @@ pub const INT_LIST: &str = "/v1/internal/list";
 pub const INT_OBJATTRS: &str = "/v1/internal/objattrs";
 /// `INT_OBJECTS/B/O`: delete a local copy.
 pub const INT_OBJECTS: &str = "/v1/internal/objects";
+/// Erasure-coded parts on a target: `INT_EC/B/O` (PUT, GET, HEAD, DELETE
+/// one part), `INT_EC/B?after=&limit=` (GET: list the parts held).
+pub const INT_EC: &str = "/v1/internal/ec";
 /// ETL runtimes on a target: `/init`, `/NAME`, `/NAME/stats|errors|logs`.
 pub const INT_ETL: &str = "/v1/internal/etl";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.

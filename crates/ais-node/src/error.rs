@@ -186,6 +186,9 @@ pub fn storage(node: &str, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
             "{node}: {}/{obj} is damaged: {stored} bytes were stored, the file has {actual}",
             bck.cname()
         )),
+        StorageError::Archive(why) => {
+            ApiError::BadRequest(format!("{node}: {}/{obj}: {why}", bck.cname()))
+        }
         StorageError::Io { context, source } if is_no_space(&source) => {
             ApiError::InsufficientStorage(format!(
                 "{node}: no space left to store {}/{obj} ({context}: {source}); free some space or add a mountpath",

@@ -126,6 +126,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         Endpoint::Bucket(b) => proxy::buckets::bucket(p, ctx, b, body).await,
         Endpoint::Object { bucket, obj } => proxy::objects::object(p, ctx, bucket, obj, body).await,
         Endpoint::Etl(path) => proxy::etl::control(p, ctx, path, body).await,
+        Endpoint::Moss(b) => proxy::objects::get_batch(p, ctx, b, body).await,
         _ => Err(ctx.unknown_path()),
     }
 }
@@ -139,6 +140,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::EtlObject { etl, secret, uname } => {
             target::etl::transformer_object(t, ctx, etl, secret, uname).await
         }
+        Endpoint::Moss(b) => target::batch::serve(t, ctx, b, body).await,
         Endpoint::IntList(b) => target::internal::list(t, ctx, b).await,
         Endpoint::IntObjAttrs { bucket, obj } => {
             target::internal::obj_attrs(t, ctx, bucket, obj).await
@@ -146,6 +148,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::IntObject { bucket, obj } => {
             target::internal::delete_local(t, ctx, bucket, obj).await
         }
+        Endpoint::IntEc { bucket, obj } => target::ec::internal(t, ctx, bucket, obj, body).await,
         Endpoint::IntEtl { name, what } => target::etl::internal(t, ctx, name, what, body).await,
         Endpoint::IntJobs { id, what } => target::jobs::internal(t, ctx, id, what, body).await,
         _ => Err(ctx.unknown_path()),

@@ -9,9 +9,12 @@
 //! file itself, so data and metadata become visible in one atomic rename.
 //! Temp files live in `<mountpath>/.ais-work/` and are removed at start-up.
 
+pub mod archive;
+mod ec;
 mod list;
 mod timefmt;
 
+pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
 pub use list::list_objects;
 pub use timefmt::{go_rfc822, rfc3339};
 
@@ -39,6 +42,9 @@ pub enum StorageError {
     Corrupt { stored: String, computed: String },
     #[error("size mismatch: {stored} bytes were stored, the file has {actual}")]
     SizeMismatch { stored: u64, actual: u64 },
+    /// A shard that cannot be read as the archive its name says.
+    #[error("{0}")]
+    Archive(String),
     #[error("mountpath {path}: {msg}")]
     Mountpath { path: String, msg: String },
     #[error("{context}: {source}")]
@@ -436,8 +442,19 @@ impl Store {
         }
     }
 
-    /// Removes an object and any directories its removal left empty.
+    /// Removes an object, its mirror copies and any erasure-coded part held
+    /// here, and any directories their removal left empty.
     pub async fn delete(&self, bck: &Bck, obj: &str) -> Result<()> {
+        let had_part = self.delete_part(bck, obj);
+        match self.delete_copies(bck, obj).await {
+            Err(StorageError::NotFound) if had_part => Ok(()),
+            r => r,
+        }
+    }
+
+    /// Removes an object's main copy and mirror copies, keeping any
+    /// erasure-coded part of it held here (an object moving away).
+    pub async fn delete_copies(&self, bck: &Bck, obj: &str) -> Result<()> {
         let mut had_copy = false;
         for m in &self.mpaths {
             let p = m.mirror_dir(bck).join(obj);
@@ -478,10 +495,13 @@ impl Store {
     /// the work area at once (so the bucket is gone immediately) and deleted
     /// in the background.
     pub fn destroy_bucket(&self, bck: &Bck) -> Result<()> {
-        let dirs = self
-            .mpaths
-            .iter()
-            .flat_map(|mp| [(mp, mp.bucket_dir(bck)), (mp, mp.mirror_dir(bck))]);
+        let dirs = self.mpaths.iter().flat_map(|mp| {
+            [
+                (mp, mp.bucket_dir(bck)),
+                (mp, mp.mirror_dir(bck)),
+                (mp, mp.path.join(ec::EC_DIR).join(&bck.name)),
+            ]
+        });
         for (mp, dir) in dirs {
             if !dir.exists() {
                 continue;

@@ -98,7 +98,7 @@ fn wanted(key: &str, is_dir: bool, prefix: &str, after: &str) -> bool {
     }
 }
 
-fn walk(
+pub(crate) fn walk(
     dir: &Path,
     rel: &str,
     prefix: &str,

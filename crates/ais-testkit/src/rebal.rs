@@ -85,7 +85,11 @@ pub fn check_placed(c: &Cluster, bucket: &str, names: &[String]) -> anyhow::Resu
             } else {
                 404
             };
-            anyhow::ensure!(st == want, "{n} on {}: HTTP {st}, expected {want}", t.name());
+            anyhow::ensure!(
+                st == want,
+                "{n} on {}: HTTP {st}, expected {want}",
+                t.name()
+            );
         }
     }
     Ok(())

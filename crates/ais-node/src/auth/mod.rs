@@ -152,6 +152,7 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::IntList(_)
             | Endpoint::IntObjAttrs { .. }
             | Endpoint::IntObject { .. }
+            | Endpoint::IntEc { .. }
             | Endpoint::IntEtl { .. }
             | Endpoint::IntJobs { .. }
     )

@@ -43,6 +43,11 @@ pub enum Endpoint<'a> {
         bucket: &'a str,
         obj: &'a str,
     },
+    /// `/v1/internal/ec/B[/O]`: erasure-coded parts held by a target.
+    IntEc {
+        bucket: &'a str,
+        obj: &'a str,
+    },
     /// `/v1/internal/etl[/NAME[/WHAT]]`.
     IntEtl {
         name: &'a str,
@@ -53,6 +58,8 @@ pub enum Endpoint<'a> {
         id: &'a str,
         what: &'a str,
     },
+    /// `/v1/ml/moss[/BUCKET]`: Get-Batch.
+    Moss(&'a str),
     /// `/metrics`: Prometheus text exposition (every node).
     Metrics,
     /// A cloud provider's easy URL (`/s3/...`): not supported.
@@ -80,6 +87,10 @@ impl<'a> Endpoint<'a> {
         if let Some(r) = sub(path, routes::INT_OBJECTS) {
             let (bucket, obj) = split_first(r);
             return Self::IntObject { bucket, obj };
+        }
+        if let Some(r) = sub(path, routes::INT_EC) {
+            let (bucket, obj) = split_first(r);
+            return Self::IntEc { bucket, obj };
         }
         if let Some(r) = sub(path, routes::INT_ETL) {
             let (name, what) = split_first(r);
@@ -111,6 +122,10 @@ impl<'a> Endpoint<'a> {
             ("health", _) => Self::Health,
             ("daemon", _) => Self::Daemon,
             ("metasync", _) => Self::Metasync,
+            ("ml", r) => match split_first(r) {
+                ("moss", b) if !b.contains('/') => Self::Moss(b),
+                _ => Self::Unknown,
+            },
             ("cluster", "") => Self::Cluster,
             ("cluster", "join") => Self::Join,
             ("cluster", "keepalive") => Self::Keepalive,
@@ -183,6 +198,15 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("/s3/b/o"), Provider("s3"));
         assert_eq!(Endpoint::parse("/v1/internal/list/b"), IntList("b"));
+        assert_eq!(Endpoint::parse("/v1/ml/moss"), Moss(""));
+        assert_eq!(Endpoint::parse("/v1/ml/moss/b"), Moss("b"));
+        assert_eq!(
+            Endpoint::parse("/v1/internal/ec/b/d/o"),
+            IntEc {
+                bucket: "b",
+                obj: "d/o"
+            }
+        );
         assert_eq!(
             Endpoint::parse("/v1/internal/etl"),
             IntEtl { name: "", what: "" }

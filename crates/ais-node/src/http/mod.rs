@@ -97,7 +97,47 @@ impl Query {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
+
+    /// A 400 naming the first parameter not in `allowed` (nor one every
+    /// request may carry): a parameter we would ignore must not silently
+    /// change what the client gets.
+    pub fn reject_unknown(&self, what: &str, allowed: &[&str]) -> ApiResult<()> {
+        const ALWAYS: &[&str] = &[
+            "provider",
+            "namespace",
+            "pid",
+            "utm",
+            "ais_hop",
+            "ais_hop2",
+            crate::cred::REDIRECT_PARAM,
+        ];
+        match self
+            .0
+            .iter()
+            .find(|(k, _)| !ALWAYS.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
+        {
+            Some((k, _)) => Err(ApiError::bad_request(format!(
+                "unsupported query parameter \"{k}\" for {what} (supported: {})",
+                allowed.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Query parameters an object GET understands.
+pub const GET_OBJECT_PARAMS: &[&str] = &[
+    "etl_name",
+    "etl_args",
+    "uuid",
+    "archpath",
+    "archregx",
+    "archmode",
+    "latest-ver",
+];
+
+/// Query parameters an object HEAD understands.
+pub const HEAD_OBJECT_PARAMS: &[&str] = &["props", "silent", "latest-ver"];
 
 pub fn split_first(s: &str) -> (&str, &str) {
     match s.split_once('/') {

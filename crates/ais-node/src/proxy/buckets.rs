@@ -83,6 +83,19 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
                 "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
+                "ec-encode" => {
+                    // The value: EC props to set first (`{"data_slices": 2, ...}`
+                    // or `{"ec": {...}}`); erasure coding is switched on.
+                    let ec = match msg.value.get("ec") {
+                        Some(v) => v.clone(),
+                        None if msg.value.is_object() => msg.value.clone(),
+                        None => serde_json::json!({}),
+                    };
+                    let mut patch = serde_json::json!({ "ec": ec });
+                    patch["ec"]["enabled"] = serde_json::Value::Bool(true);
+                    set_props(p, &bck, &patch, false).await?;
+                    super::jobs::start_ec_encode(p, &bck).await
+                }
                 other => Err(unknown_action(other, &bck)),
             }
         }
@@ -115,24 +128,14 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                 act::RESET_BPROPS => true,
                 other => return Err(unknown_action(other, &bck)),
             };
-            p.primary()?
-                .update_bmd(|bmd| {
-                    let props = bmd
-                        .buckets
-                        .get_mut(&bck.name)
-                        .ok_or_else(|| ApiError::bucket_not_found(&bck))?;
-                    if reset {
-                        *props = BucketProps {
-                            bid: std::mem::take(&mut props.bid),
-                            created: std::mem::take(&mut props.created),
-                            ..Default::default()
-                        };
-                        Ok(())
-                    } else {
-                        props.apply_patch(&msg.value).map_err(ApiError::from)
-                    }
-                })
-                .await?;
+            let turned_on = set_props(p, &bck, &msg.value, reset).await?;
+            if turned_on {
+                // Existing objects get their parts by a tracked job; new
+                // writes are coded from now on.
+                let r = super::jobs::start_ec_encode(p, &bck).await?;
+                tracing::info!(bucket = %bck.cname(), "erasure coding enabled: ec-encode job started");
+                return Ok(r);
+            }
             Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.not_allowed()),
@@ -158,4 +161,49 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
         .await?;
     tracing::info!(bucket = %bck.cname(), "bucket created");
     Ok(empty(StatusCode::OK))
+}
+
+/// Applies a props patch (or a reset) to B; true if erasure coding was
+/// switched on by it. Erasure coding needs `data + parity + 1` active
+/// targets (the owner and one per slice): refused otherwise.
+async fn set_props(
+    p: &Proxy,
+    bck: &Bck,
+    patch: &serde_json::Value,
+    reset: bool,
+) -> ApiResult<bool> {
+    let targets = p.core.targets().len();
+    let mut turned_on = false;
+    p.primary()?
+        .update_bmd(|bmd| {
+            let props = bmd
+                .buckets
+                .get_mut(&bck.name)
+                .ok_or_else(|| ApiError::bucket_not_found(bck))?;
+            let was = props.ec.enabled;
+            let mut next = props.clone();
+            if reset {
+                next = BucketProps {
+                    bid: std::mem::take(&mut next.bid),
+                    created: std::mem::take(&mut next.created),
+                    ..Default::default()
+                };
+            } else {
+                next.apply_patch(patch).map_err(ApiError::from)?;
+            }
+            if next.ec.enabled && next.ec.targets_needed() > targets {
+                return Err(ApiError::bad_request(format!(
+                    "erasure coding {}+{} for {} needs at least {} targets (the owner and one per slice); the cluster has {targets}",
+                    next.ec.data_slices,
+                    next.ec.parity_slices,
+                    bck.cname(),
+                    next.ec.targets_needed()
+                )));
+            }
+            turned_on = next.ec.enabled && !was;
+            *props = next;
+            Ok(())
+        })
+        .await?;
+    Ok(turned_on)
 }

@@ -212,6 +212,24 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     launch(p, spec).await
 }
 
+/// Starts an `ec-encode` job on B: every target erasure-codes the objects
+/// it owns (parts cut and placed, lost ones rebuilt); answers its id.
+pub async fn start_ec_encode(p: &Proxy, bck: &Bck) -> Res {
+    p.core.bucket_props(bck)?;
+    let spec = JobSpec {
+        id: format!("ec-encode-{}", ais_core::gen_id(10)),
+        kind: crate::rpc::types::JOB_EC_ENCODE.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: TcbMsg {
+            coer: true,
+            ..Default::default()
+        },
+        skip_unchanged: false,
+    };
+    launch(p, spec).await
+}
+
 /// Starts a global rebalance (every target moves what it no longer owns to
 /// the owner), aborting the one still running; answers its id.
 pub async fn start_rebalance(p: &Proxy) -> Res {

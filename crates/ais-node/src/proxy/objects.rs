@@ -70,6 +70,14 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
     let (bck, obj) = ctx.bck_obj(bucket, obj)?;
     core.bucket_props(&bck)?;
     if ctx.method == Method::GET {
+        ctx.query
+            .reject_unknown("GET of an object", crate::http::GET_OBJECT_PARAMS)?;
+    }
+    if ctx.method == Method::HEAD {
+        ctx.query
+            .reject_unknown("HEAD of an object", crate::http::HEAD_OBJECT_PARAMS)?;
+    }
+    if ctx.method == Method::GET {
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {
             super::etl::check_usable(p, &etl)?;
         }
@@ -96,4 +104,52 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
         StatusCode::TEMPORARY_REDIRECT
     };
     Ok(redirect(ctx, owner.url(), status, &core.id, ""))
+}
+
+/// `GET /v1/ml/moss[/BUCKET]` (Get-Batch): the request is checked here (a
+/// malformed one is a 400 before any target works on it), then sent to a
+/// designated target — the owner of its first item — which assembles the
+/// archive. The client re-sends the body with the 307.
+pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
+    ctx.expect_method(&[Method::GET])?;
+    #[derive(serde::Deserialize)]
+    struct Req {
+        #[serde(rename = "in", default)]
+        items: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(rename = "objname", default)]
+        obj_name: String,
+        #[serde(default)]
+        bucket: Option<String>,
+    }
+    let core = &p.core;
+    if !bucket.is_empty() {
+        core.bucket_props(&ctx.bck(bucket)?)?;
+    }
+    if let Some(e) = ctx.query.get("etl_name").filter(|e| !e.is_empty()) {
+        super::etl::check_usable(p, e)?;
+    }
+    let req: Req = crate::http::read_json(body, 64 << 20, "Get-Batch request").await?;
+    let first = req
+        .items
+        .first()
+        .ok_or_else(|| ApiError::bad_request("Get-Batch request has no items (\"in\" is empty)"))?;
+    let b = first
+        .bucket
+        .clone()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| bucket.to_string());
+    let bck = ais_core::Bck::ais(b);
+    let dt = core.owner(&bck.obj_uname(&first.obj_name)).ok_or_else(|| {
+        ApiError::unavailable("the cluster has no storage targets yet; start a target")
+    })?;
+    Ok(redirect(
+        ctx,
+        dt.url(),
+        StatusCode::TEMPORARY_REDIRECT,
+        &core.id,
+        "",
+    ))
 }

@@ -336,6 +336,122 @@ impl Rpc {
         self.send(to, req.body(body)).await.map(drop)
     }
 
+    /// One Get-Batch item from the target that stores it: the object (or
+    /// its `archpath` member, or its transform by `etl`), optionally a byte
+    /// range. `Ok(None)`: it does not exist.
+    pub async fn batch_item(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        query: &[(&str, &str)],
+        range: Option<String>,
+    ) -> Result<Option<bytes::Bytes>, RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::OBJECTS, enc(obj));
+        let mut req = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(600))
+            .query(&[("ais_hop", "1")])
+            .query(query);
+        if let Some(r) = range {
+            req = req.header(reqwest::header::RANGE, r);
+        }
+        match self.send(to, req).await {
+            Ok(r) => r
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| RpcError::decode(to, e)),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ------------------------------------------------ erasure-coded parts
+
+    /// Stores one part of `bucket/obj` on `to` (its meta in a header, the
+    /// bytes as the body; the receiver checks both before committing).
+    pub async fn ec_put_part(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        meta: &ais_storage::EcMeta,
+        body: reqwest::Body,
+    ) -> Result<(), RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::INT_EC, enc(obj));
+        let req = self
+            .http
+            .put(url)
+            .timeout(Duration::from_secs(600))
+            .header(EC_META_HEADER, encode_ec_meta(meta))
+            .body(body);
+        self.send(to, req).await.map(drop)
+    }
+
+    /// The meta of `to`'s part of `bucket/obj` (`None`: it holds none).
+    pub async fn ec_part_meta(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+    ) -> Result<Option<ais_storage::EcMeta>, RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::INT_EC, enc(obj));
+        match self.send(to, self.http.head(url)).await {
+            Ok(r) => Ok(decode_ec_meta(r.headers())),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `to`'s part of `bucket/obj`, as a response to stream the bytes from.
+    pub async fn ec_get_part(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+    ) -> Result<Option<(ais_storage::EcMeta, reqwest::Response)>, RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::INT_EC, enc(obj));
+        let req = self.http.get(url).timeout(Duration::from_secs(600));
+        match self.send(to, req).await {
+            Ok(r) => Ok(decode_ec_meta(r.headers()).map(|m| (m, r))),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes `to`'s part of `bucket/obj` (true if it had one).
+    pub async fn ec_delete_part(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+    ) -> Result<bool, RpcError> {
+        let url = format!("{}{}/{bucket}/{}", to.url, routes::INT_EC, enc(obj));
+        match self.send(to, self.http.delete(url)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `limit` of the parts of `bucket` held by `to`, after `after`.
+    pub async fn ec_list(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, ais_storage::EcMeta)>, RpcError> {
+        let limit = limit.to_string();
+        let req = self
+            .get(to, &format!("{}/{bucket}", routes::INT_EC))
+            .timeout(Duration::from_secs(120))
+            .query(&[("after", after), ("limit", limit.as_str())]);
+        self.json(to, req).await
+    }
+
     // ----------------------------------------------------------------- ETL
 
     pub async fn etl_init(
@@ -417,6 +533,21 @@ impl Rpc {
         let path = format!("{}/{id}/abort", routes::INT_JOBS);
         self.send(to, self.post(to, &path)).await.map(drop)
     }
+}
+
+/// The header carrying a part's [`ais_storage::EcMeta`] (base64 of its JSON).
+pub const EC_META_HEADER: &str = "Ais-Ec-Meta";
+
+pub fn encode_ec_meta(meta: &ais_storage::EcMeta) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(meta).unwrap_or_default())
+}
+
+pub fn decode_ec_meta(h: &axum::http::HeaderMap) -> Option<ais_storage::EcMeta> {
+    use base64::Engine;
+    let raw = h.get(EC_META_HEADER)?.to_str().ok()?;
+    let json = base64::engine::general_purpose::STANDARD.decode(raw).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Runs `call` against every node, at most [`FAN_OUT_LIMIT`] at once, each

@@ -14,6 +14,10 @@ pub struct EtlInitReq {
 /// Job kind of a global rebalance (every bucket, every target).
 pub const JOB_REBALANCE: &str = "rebalance";
 
+/// Job kind that erasure-codes a bucket's existing objects and brings
+/// their parts in line with the current map (`ec-encode`).
+pub const JOB_EC_ENCODE: &str = "ec-encode";
+
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 

@@ -34,14 +34,14 @@ pub struct TargetJob {
     pub spec: JobSpec,
     started_ns: i64,
     ended_ns: AtomicI64,
-    aborted: AtomicBool,
+    pub(super) aborted: AtomicBool,
     err: Mutex<String>,
-    objs: AtomicU64,
+    pub(super) objs: AtomicU64,
     bytes: AtomicU64,
     in_bytes: AtomicU64,
     skipped: AtomicU64,
     /// Scrub: objects with a copy restored or rebuilt.
-    repaired: AtomicU64,
+    pub(super) repaired: AtomicU64,
     total_objs: AtomicU64,
     total_bytes: AtomicU64,
     counted: AtomicBool,
@@ -186,7 +186,7 @@ impl TargetJob {
         self.aborted.store(true, Ordering::Relaxed);
     }
 
-    fn record(&self, obj: &str, e: &ApiError) {
+    pub(super) fn record(&self, obj: &str, e: &ApiError) {
         if let Ok(mut errs) = self.errors.lock() {
             errs.push(ObjErr {
                 obj_name: obj.to_string(),
@@ -222,10 +222,20 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             t.jobs.insert(job.clone());
             let t = t.clone();
             tokio::spawn(async move {
-                let res = if job.spec.kind == REBALANCE {
-                    rebalance(&t, &job).await
-                } else {
-                    run(&t, &job).await
+                let res = match job.spec.kind.as_str() {
+                    REBALANCE => rebalance(&t, &job).await,
+                    EC_ENCODE => {
+                        super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await
+                    }
+                    SCRUB => match run(&t, &job).await {
+                        // Then the bucket's erasure-coded parts.
+                        Ok(()) => {
+                            super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job)
+                                .await
+                        }
+                        e => e,
+                    },
+                    _ => run(&t, &job).await,
                 };
                 if let Err(e) = res {
                     job.fail(e.to_string());
@@ -535,6 +545,9 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             while s.next().await.is_some() {}
         }
     }
+    // Parts follow their objects' new placement; objects lost with a
+    // departed target are rebuilt by their new owners.
+    super::ec::repair_all(t, job).await;
     let n = job.objs.load(Ordering::Relaxed);
     job.total_objs.store(n, Ordering::Relaxed);
     job.total_bytes
@@ -570,6 +583,7 @@ async fn move_one(
     // The owner may be busy (a job reading the bucket there: 503) or
     // restarting: wait and retry rather than fail the object.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut attempt = 0u64;
     loop {
         if t.jobs.reading(&bck.name) {
             return Ok(false);
@@ -602,6 +616,11 @@ async fn move_one(
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
+            // Other server errors: a few tries.
+            Err(e) if attempt < 3 && e.status().is_some_and(|s| s.is_server_error()) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
             Err(e) => {
                 return Err(ApiError::from(e).context(format!(
                     "move {}/{name} to {}",
@@ -611,7 +630,7 @@ async fn move_one(
             }
         }
     }
-    match t.store.delete(bck, name).await {
+    match t.store.delete_copies(bck, name).await {
         Ok(()) => {}
         // Deleted by a client while it moved: the moved copy must not
         // resurrect it (unless a newer PUT replaced it there).
@@ -641,6 +660,9 @@ async fn move_one(
 /// repairing what redundancy allows.
 pub const SCRUB: &str = crate::rpc::types::JOB_SCRUB;
 
+/// Job kind: erasure-code a bucket's objects (see [`super::ec::repair_bucket`]).
+pub const EC_ENCODE: &str = crate::rpc::types::JOB_EC_ENCODE;
+
 async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let bck = Bck::ais(job.spec.src.clone());
     let copies = t
@@ -649,11 +671,15 @@ async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiRes
         .map(|p| p.mirror.effective())
         .unwrap_or(1);
     job.in_bytes.fetch_add(size, Ordering::Relaxed);
-    let done = t
-        .store
-        .scrub(&bck, name, copies)
-        .await
-        .map_err(|e| error::storage(&t.core.name, &bck, name, e))?;
+    let done = match t.store.scrub(&bck, name, copies).await {
+        Ok(d) => d,
+        // No healthy mirror: rebuild from erasure-coded parts if the bucket has them.
+        Err(e) if super::ec::recover(t, &bck, name, &e).await? => ais_storage::Scrubbed {
+            main_restored: true,
+            mirrors_rebuilt: 0,
+        },
+        Err(e) => return Err(error::storage(&t.core.name, &bck, name, e)),
+    };
     if done.repaired() {
         tracing::warn!(object = %format!("{}/{name}", bck.cname()), ?done, "scrub repaired");
         job.repaired.fetch_add(1, Ordering::Relaxed);
@@ -723,7 +749,7 @@ pub async fn put_to_owner(
             }
         }
         w.commit(custom).await.map_err(serr)?;
-        return Ok(());
+        return super::ec::protect(t, &dbck, name).await;
     }
     let to = Dest::from(&owner);
     let mut last = None;

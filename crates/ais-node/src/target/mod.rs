@@ -5,6 +5,9 @@
 //! and a GET that misses locally looks on the other targets before
 //! answering 404 — or 503 while a target that may hold it is away.
 
+pub mod archive;
+pub mod batch;
+pub mod ec;
 pub mod etl;
 pub mod internal;
 pub mod jobs;
@@ -25,6 +28,22 @@ use axum::response::Response;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A read's failure before it becomes an API error (so a missing or
+/// damaged copy can still be rebuilt).
+enum RawErr {
+    Storage(ais_storage::StorageError),
+    Api(ApiError),
+}
+
+impl RawErr {
+    fn api(self, t: &Target, bck: &Bck, obj: &str) -> ApiError {
+        match self {
+            RawErr::Storage(e) => crate::error::storage(&t.core.name, bck, obj, e),
+            RawErr::Api(e) => e,
+        }
+    }
+}
 
 pub struct Target {
     pub core: NodeCore,
@@ -174,12 +193,19 @@ impl Target {
     /// a fresh checksum.
     pub async fn verified_source(&self, bck: &Bck, obj: &str) -> ApiResult<ais_storage::ObjInfo> {
         let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
-        let info = self.store.head(bck, obj).await.map_err(err)?;
-        self.store
-            .verify(bck, obj, &info.attrs)
-            .await
-            .map_err(err)?;
-        Ok(info)
+        let mut rebuilt = false;
+        loop {
+            let res = match self.store.head(bck, obj).await {
+                Ok(info) => self.store.verify(bck, obj, &info.attrs).await.map(|_| info),
+                Err(e) => Err(e),
+            };
+            match res {
+                // Missing or damaged: rebuilt once from erasure-coded parts
+                // if the bucket has them, then checked again.
+                Err(e) if !rebuilt && ec::recover(self, bck, obj, &e).await? => rebuilt = true,
+                r => return r.map_err(err),
+            }
+        }
     }
 
     /// A local object's bytes, read once and checked against the stored
@@ -187,7 +213,13 @@ impl Target {
     /// is healthy, else the damage is the error).
     pub async fn verified_bytes(&self, bck: &Bck, obj: &str) -> ApiResult<bytes::Bytes> {
         let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
-        let (attrs, data) = self.read_whole(bck, obj).await?;
+        let (attrs, data) = match self.read_whole(bck, obj).await {
+            Err(RawErr::Storage(e)) if ec::recover(self, bck, obj, &e).await? => self
+                .read_whole(bck, obj)
+                .await
+                .map_err(|e| e.api(self, bck, obj))?,
+            r => r.map_err(|e| e.api(self, bck, obj))?,
+        };
         let stored = &attrs.cksum_value;
         if attrs.cksum_type != ais_core::meta::CKSUM_XXHASH
             || stored.is_empty()
@@ -196,30 +228,56 @@ impl Target {
             return Ok(data);
         }
         // Damaged (or replaced while read): `verify` re-checks the file and
-        // heals it from a mirror if it can, else reports the damage.
-        self.store.verify(bck, obj, &attrs).await.map_err(err)?;
-        Ok(self.read_whole(bck, obj).await?.1)
+        // heals it from a mirror if it can, else rebuild from erasure-coded
+        // parts if the bucket has them, else report the damage.
+        match self.store.verify(bck, obj, &attrs).await {
+            Err(e) if ec::recover(self, bck, obj, &e).await? => {}
+            r => {
+                r.map_err(err)?;
+            }
+        }
+        let (attrs, data) = self
+            .read_whole(bck, obj)
+            .await
+            .map_err(|e| e.api(self, bck, obj))?;
+        if attrs.cksum_type == ais_core::meta::CKSUM_XXHASH
+            && !attrs.cksum_value.is_empty()
+            && attrs.cksum_value != format!("{:016x}", xxhash_rust::xxh64::xxh64(&data, 0))
+        {
+            return Err(err(ais_storage::StorageError::Corrupt {
+                stored: attrs.cksum_value.clone(),
+                computed: format!("{:016x}", xxhash_rust::xxh64::xxh64(&data, 0)),
+            }));
+        }
+        Ok(data)
     }
 
     async fn read_whole(
         &self,
         bck: &Bck,
         obj: &str,
-    ) -> ApiResult<(ais_core::meta::ObjAttrs, bytes::Bytes)> {
-        let err = |e| crate::error::storage(&self.core.name, bck, obj, e);
-        let r = self.store.open_obj(bck, obj).await.map_err(err)?;
+    ) -> Result<(ais_core::meta::ObjAttrs, bytes::Bytes), RawErr> {
+        let r = self
+            .store
+            .open_obj(bck, obj)
+            .await
+            .map_err(RawErr::Storage)?;
         let data = match r.body {
             ais_storage::ObjBody::Small(b) => bytes::Bytes::from(b),
             ais_storage::ObjBody::Mapped(m) => bytes::Bytes::from_owner(m),
             ais_storage::ObjBody::File(_) => {
                 let path = r.path.clone();
                 bytes::Bytes::from(tokio::fs::read(&path).await.map_err(|e| {
-                    ApiError::internal(format!("{}: read {}: {e}", self.core.name, path.display()))
+                    RawErr::Api(ApiError::internal(format!(
+                        "{}: read {}: {e}",
+                        self.core.name,
+                        path.display()
+                    )))
                 })?)
             }
         };
         if data.len() as u64 != r.info.attrs.size {
-            return Err(err(ais_storage::StorageError::SizeMismatch {
+            return Err(RawErr::Storage(ais_storage::StorageError::SizeMismatch {
                 stored: r.info.attrs.size,
                 actual: data.len() as u64,
             }));

@@ -41,11 +41,25 @@ fn storage_err(t: &Target, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
 }
 
 async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
+    ctx.query
+        .reject_unknown("GET of an object", crate::http::GET_OBJECT_PARAMS)?;
+    if let Some(spec) = super::archive::ArchSpec::from_query(ctx)? {
+        if super::etl::etl_param(t, ctx).is_some() {
+            return Err(ApiError::bad_request(
+                "etl_name with archpath/archregx is not supported on a GET (use a Get-Batch item)",
+            ));
+        }
+        return super::archive::get(t, ctx, bck, obj, spec).await;
+    }
     let store = &t.store;
     let foreign = t.foreign_owner(ctx, bck, obj);
     if let Some(etl) = super::etl::etl_param(t, ctx) {
         // Transform where the object lives: find it first, as for a plain GET.
-        match store.head(bck, obj).await {
+        let found = match store.head(bck, obj).await {
+            Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.head(bck, obj).await,
+            r => r,
+        };
+        match found {
             Ok(_) => {
                 let args = ctx.query.get("etl_args").unwrap_or("");
                 return super::etl::transform_local(t, &etl, bck, obj, args).await;
@@ -56,7 +70,13 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
             Err(e) => return Err(storage_err(t, bck, obj, e)),
         }
     }
-    let mut reader = match store.open_obj(bck, obj).await {
+    let opened = match store.open_obj(bck, obj).await {
+        // Missing or damaged here: rebuilt from erasure-coded parts if the
+        // bucket has them.
+        Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.open_obj(bck, obj).await,
+        r => r,
+    };
+    let mut reader = match opened {
         Ok(r) => r,
         Err(StorageError::NotFound) => {
             return t.not_here(ctx, bck, obj, foreign).await;
@@ -64,10 +84,10 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
     if props.checksum.validate_warm_get {
-        let v = store
-            .verify(bck, obj, &reader.info.attrs)
-            .await
-            .map_err(|e| storage_err(t, bck, obj, e))?;
+        let v = match store.verify(bck, obj, &reader.info.attrs).await {
+            Err(e) if super::ec::recover(t, bck, obj, &e).await? => ais_storage::Verified::Healed,
+            r => r.map_err(|e| storage_err(t, bck, obj, e))?,
+        };
         if v == ais_storage::Verified::Healed {
             // The damaged copy was replaced from a mirror: read the new one.
             reader = store
@@ -193,6 +213,8 @@ fn obj_headers(h: &mut HeaderMap, info: &ObjInfo, props: &PropSet) {
 }
 
 async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    ctx.query
+        .reject_unknown("HEAD of an object", crate::http::HEAD_OBJECT_PARAMS)?;
     let store = &t.store;
     let v1 = ctx.query.get("props").is_none();
     let props = if v1 {
@@ -200,7 +222,11 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     } else {
         PropSet::parse(ctx.query.get("props").unwrap_or(""))?
     };
-    let info = match store.head(bck, obj).await {
+    let found = match store.head(bck, obj).await {
+        Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.head(bck, obj).await,
+        r => r,
+    };
+    let info = match found {
         Ok(i) => i,
         Err(StorageError::NotFound) => {
             let foreign = t.foreign_owner(ctx, bck, obj);
@@ -333,6 +359,11 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .commit_as(custom, moved_version)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
+    // Acknowledged only once the redundancy the bucket asks for is durable
+    // (a moved object keeps its parts; the rebalance re-places them).
+    if moved_version.is_none() {
+        super::ec::protect(t, bck, obj).await?;
+    }
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);
     Ok(r)

@@ -1,0 +1,173 @@
+//! GET of archive members (`archpath`, or `archregx` + `archmode`) on the
+//! target that holds the shard: one member as its own bytes, or every
+//! matching member as a tar (AIStore's behaviour). The shard is never
+//! sent whole; see `ais_storage::archive` for the member index.
+
+use super::Target;
+use crate::error::{self, ApiError, ApiResult};
+use crate::http::{Ctx, Res};
+use ais_core::Bck;
+use ais_storage::archive::{self, ArchKind, Matcher, MemberData};
+use ais_storage::StorageError;
+use axum::body::Body;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use std::sync::Arc;
+
+/// What a request asks of a shard.
+#[derive(Debug, Clone)]
+pub enum ArchSpec {
+    /// One member by name.
+    Path(String),
+    /// Every member matching, as a tar.
+    Match { regx: String, mode: String },
+}
+
+impl ArchSpec {
+    /// From `archpath` / `archregx` / `archmode`; `None` for a plain GET.
+    pub fn from_query(ctx: &Ctx) -> ApiResult<Option<ArchSpec>> {
+        let path = ctx.query.get("archpath").filter(|s| !s.is_empty());
+        let regx = ctx.query.get("archregx").filter(|s| !s.is_empty());
+        let mode = ctx.query.get("archmode").unwrap_or("");
+        match (path, regx) {
+            (Some(_), Some(_)) => Err(ApiError::bad_request(
+                "archpath and archregx cannot be used together",
+            )),
+            (Some(p), None) => Ok(Some(ArchSpec::Path(p.to_string()))),
+            (None, Some(r)) => {
+                Matcher::from_query(r, mode).map_err(ApiError::bad_request)?;
+                Ok(Some(ArchSpec::Match {
+                    regx: r.to_string(),
+                    mode: mode.to_string(),
+                }))
+            }
+            (None, None) if !mode.is_empty() => Err(ApiError::bad_request(
+                "archmode needs archregx (the pattern to match member names with)",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn kind_of(bck: &Bck, obj: &str) -> ApiResult<ArchKind> {
+    ArchKind::of(obj).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{}/{obj} is not an archive (supported: .tar, .tgz, .tar.gz, .zip); \
+             archpath/archregx apply to shards only",
+            bck.cname()
+        ))
+    })
+}
+
+/// The bytes a spec selects from a shard stored here: (name in archive, bytes).
+pub async fn member_bytes(
+    t: &Target,
+    bck: &Bck,
+    obj: &str,
+    spec: &ArchSpec,
+) -> ApiResult<(String, Vec<u8>)> {
+    let kind = kind_of(bck, obj)?;
+    let path = t.store.obj_path(bck, obj);
+    let (cname, node) = (format!("{}/{obj}", bck.cname()), t.core.name.clone());
+    let spec = spec.clone();
+    let (b, o) = (bck.clone(), obj.to_string());
+    tokio::task::spawn_blocking(move || -> ApiResult<(String, Vec<u8>)> {
+        let serr = |e| error::storage(&node, &b, &o, e);
+        match &spec {
+            ArchSpec::Path(p) => {
+                let list = archive::members(&path, kind).map_err(serr)?;
+                let m = archive::find(&list, &Matcher::Exact(p.clone())).ok_or_else(|| {
+                    ApiError::NotFound(format!("{node}: {p} not found in {cname}"))
+                })?;
+                Ok((
+                    m.name.clone(),
+                    archive::read_bytes(&path, kind, m).map_err(serr)?,
+                ))
+            }
+            ArchSpec::Match { regx, mode } => {
+                let m = Matcher::from_query(regx, mode).map_err(ApiError::bad_request)?;
+                let list = archive::members(&path, kind).map_err(serr)?;
+                if archive::find(&list, &m).is_none() {
+                    return Err(ApiError::NotFound(format!(
+                        "{node}: no member of {cname} matches {mode} \"{regx}\""
+                    )));
+                }
+                Ok((
+                    String::new(),
+                    archive::read_matching_as_tar(&path, kind, &m).map_err(serr)?,
+                ))
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// `GET /v1/objects/B/SHARD?archpath=M` (or `archregx`): the member's bytes,
+/// streamed from the shard file when stored uncompressed.
+pub async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, spec: ArchSpec) -> Res {
+    let kind = kind_of(bck, obj)?;
+    let foreign = t.foreign_owner(ctx, bck, obj);
+    let found = match t.store.head(bck, obj).await {
+        Err(e) if super::ec::recover(t, bck, obj, &e).await? => t.store.head(bck, obj).await,
+        r => r,
+    };
+    match found {
+        Ok(_) => {}
+        Err(StorageError::NotFound) => return t.not_here(ctx, bck, obj, foreign).await,
+        Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
+    }
+    if t.core.bucket_props(bck)?.checksum.validate_warm_get {
+        t.verified_source(bck, obj).await?;
+    }
+    let body = match &spec {
+        ArchSpec::Path(p) => {
+            let path = t.store.obj_path(bck, obj);
+            let (node, cname, p2, b, o) = (
+                t.core.name.clone(),
+                format!("{}/{obj}", bck.cname()),
+                p.clone(),
+                bck.clone(),
+                obj.to_string(),
+            );
+            let (data, path) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+                let serr = |e| error::storage(&node, &b, &o, e);
+                let list = archive::members(&path, kind).map_err(serr)?;
+                let m = archive::find(&list, &Matcher::Exact(p2.clone())).ok_or_else(|| {
+                    ApiError::NotFound(format!("{node}: {p2} not found in {cname}"))
+                })?;
+                Ok((archive::read(&path, kind, m).map_err(serr)?, path))
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+            match data {
+                MemberData::Bytes(b) => (b.len() as u64, Body::from(b)),
+                MemberData::Range { offset, len } => {
+                    use std::io::Seek;
+                    use tokio::io::AsyncReadExt;
+                    let mut f = std::fs::File::open(&path)
+                        .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+                    f.seek(std::io::SeekFrom::Start(offset))
+                        .map_err(|e| ApiError::internal(format!("seek {}: {e}", path.display())))?;
+                    let f = tokio::fs::File::from_std(f).take(len);
+                    (
+                        len,
+                        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20)),
+                    )
+                }
+            }
+        }
+        ArchSpec::Match { .. } => {
+            let (_, tar) = member_bytes(t, bck, obj, &spec).await?;
+            (tar.len() as u64, Body::from(tar))
+        }
+    };
+    let mut r = Response::new(body.1);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.0));
+    Ok(r)
+}

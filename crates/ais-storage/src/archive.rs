@@ -1,0 +1,475 @@
+//! Members of archive objects ("shards": `.tar`, `.tar.gz`/`.tgz`,
+//! `.zip`), read in place: AIStore's `archpath` / `archregx` + `archmode`.
+//!
+//! A shard's member index (name, data offset, size) is built on first use
+//! and cached by the file's identity (inode, size, mtime), so an overwrite
+//! (a new file renamed into place) invalidates it. For an uncompressed tar
+//! or a zip member stored without compression, reading a member is one seek
+//! plus its bytes, whatever the shard's size; compressed members are
+//! inflated on their own (zip) or the stream is decompressed up to the
+//! member (tar.gz: gzip cannot seek).
+
+use crate::{io_err, Result, StorageError};
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Archive formats we read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchKind {
+    Tar,
+    TarGz,
+    Zip,
+}
+
+impl ArchKind {
+    /// By the object's name, as AIStore decides.
+    pub fn of(name: &str) -> Option<ArchKind> {
+        let n = name.to_ascii_lowercase();
+        if n.ends_with(".tar") {
+            Some(ArchKind::Tar)
+        } else if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
+            Some(ArchKind::TarGz)
+        } else if n.ends_with(".zip") {
+            Some(ArchKind::Zip)
+        } else {
+            None
+        }
+    }
+}
+
+/// One member of a shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    pub size: u64,
+    /// Where its bytes start in the shard file, when they are stored as is
+    /// (tar; zip "stored"); `None` when they must be decompressed.
+    pub data_offset: Option<u64>,
+    /// Its index among the archive's entries (zip).
+    pub index: usize,
+}
+
+/// How a member match is made (`archmode`).
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    Exact(String),
+    Regexp(regex::Regex),
+    Prefix(String),
+    Suffix(String),
+    Substr(String),
+    /// WebDataset key: the member's name without its extension(s).
+    WdsKey(String),
+}
+
+impl Matcher {
+    /// From `archregx` and `archmode` (regexp, prefix, suffix, substr, wdskey).
+    pub fn from_query(regx: &str, mode: &str) -> std::result::Result<Matcher, String> {
+        Ok(match mode {
+            "" | "regexp" => Matcher::Regexp(
+                regex::Regex::new(regx).map_err(|e| format!("invalid archregx \"{regx}\": {e}"))?,
+            ),
+            "prefix" => Matcher::Prefix(regx.to_string()),
+            "suffix" => Matcher::Suffix(regx.to_string()),
+            "substr" => Matcher::Substr(regx.to_string()),
+            "wdskey" => Matcher::WdsKey(regx.to_string()),
+            other => {
+                return Err(format!(
+                "invalid archmode \"{other}\" (expected regexp, prefix, suffix, substr or wdskey)"
+            ))
+            }
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.trim_start_matches("./");
+        match self {
+            Matcher::Exact(p) => name == p.trim_start_matches('/').trim_start_matches("./"),
+            Matcher::Regexp(r) => r.is_match(name),
+            Matcher::Prefix(p) => name.starts_with(p.as_str()),
+            Matcher::Suffix(p) => name.ends_with(p.as_str()),
+            Matcher::Substr(p) => name.contains(p.as_str()),
+            Matcher::WdsKey(k) => {
+                let base = match name.rfind('/') {
+                    Some(i) => i + 1,
+                    None => 0,
+                };
+                let key = match name[base..].find('.') {
+                    Some(i) => &name[..base + i],
+                    None => name,
+                };
+                key == k.as_str()
+            }
+        }
+    }
+}
+
+type Key = (PathBuf, u64, u64, i64, i64);
+
+/// Cached indexes: at most this many shards (then the cache starts over).
+const MAX_CACHED: usize = 4096;
+
+static INDEX: Mutex<Option<HashMap<Key, Arc<Vec<Member>>>>> = Mutex::new(None);
+
+fn key_of(path: &Path) -> Result<Key> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            StorageError::NotFound
+        } else {
+            io_err(format!("stat {}", path.display()))(e)
+        }
+    })?;
+    Ok((
+        path.to_path_buf(),
+        md.ino(),
+        md.len(),
+        md.mtime(),
+        md.mtime_nsec(),
+    ))
+}
+
+fn bad(path: &Path, kind: ArchKind, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Archive(format!(
+        "{} is not a readable {kind:?} archive: {e}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
+    ))
+}
+
+/// The members of the shard at `path` (files only, in archive order).
+pub fn members(path: &Path, kind: ArchKind) -> Result<Arc<Vec<Member>>> {
+    let key = key_of(path)?;
+    if let Ok(g) = INDEX.lock() {
+        if let Some(m) = g.as_ref().and_then(|m| m.get(&key)) {
+            return Ok(m.clone());
+        }
+    }
+    let list = Arc::new(build_index(path, kind)?);
+    if let Ok(mut g) = INDEX.lock() {
+        let m = g.get_or_insert_with(HashMap::new);
+        if m.len() >= MAX_CACHED {
+            m.clear();
+        }
+        m.insert(key, list.clone());
+    }
+    Ok(list)
+}
+
+fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
+    let f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut out = Vec::new();
+    match kind {
+        ArchKind::Tar => {
+            let mut a = tar::Archive::new(f);
+            // Seeks over member data: only headers are read.
+            let entries = a.entries_with_seek().map_err(|e| bad(path, kind, e))?;
+            for (i, e) in entries.enumerate() {
+                let e = e.map_err(|e| bad(path, kind, e))?;
+                if !e.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = e
+                    .path()
+                    .map_err(|e| bad(path, kind, e))?
+                    .to_string_lossy()
+                    .to_string();
+                out.push(Member {
+                    name,
+                    size: e.size(),
+                    data_offset: Some(e.raw_file_position()),
+                    index: i,
+                });
+            }
+        }
+        ArchKind::TarGz => {
+            let mut a = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(f)));
+            let entries = a.entries().map_err(|e| bad(path, kind, e))?;
+            for (i, e) in entries.enumerate() {
+                let e = e.map_err(|e| bad(path, kind, e))?;
+                if !e.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = e
+                    .path()
+                    .map_err(|e| bad(path, kind, e))?
+                    .to_string_lossy()
+                    .to_string();
+                out.push(Member {
+                    name,
+                    size: e.size(),
+                    data_offset: None,
+                    index: i,
+                });
+            }
+        }
+        ArchKind::Zip => {
+            let mut z =
+                zip::ZipArchive::new(io::BufReader::new(f)).map_err(|e| bad(path, kind, e))?;
+            for i in 0..z.len() {
+                let e = z.by_index_raw(i).map_err(|e| bad(path, kind, e))?;
+                if !e.is_file() {
+                    continue;
+                }
+                let stored = e.compression() == zip::CompressionMethod::Stored && !e.encrypted();
+                out.push(Member {
+                    name: e.name().to_string(),
+                    size: e.size(),
+                    data_offset: if stored { Some(e.data_start()) } else { None },
+                    index: i,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where a member's bytes are: a range of the shard file (read with one
+/// seek), or inflated bytes.
+pub enum MemberData {
+    Range { offset: u64, len: u64 },
+    Bytes(Vec<u8>),
+}
+
+/// Finds the first member `m` matches.
+pub fn find<'a>(list: &'a [Member], m: &Matcher) -> Option<&'a Member> {
+    list.iter().find(|x| m.matches(&x.name))
+}
+
+/// Reads one member of the shard at `path`.
+pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> {
+    if let Some(offset) = member.data_offset {
+        return Ok(MemberData::Range {
+            offset,
+            len: member.size,
+        });
+    }
+    let f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut buf = Vec::with_capacity(member.size.min(64 << 20) as usize);
+    match kind {
+        ArchKind::Zip => {
+            let mut z =
+                zip::ZipArchive::new(io::BufReader::new(f)).map_err(|e| bad(path, kind, e))?;
+            let mut e = z.by_index(member.index).map_err(|e| bad(path, kind, e))?;
+            e.read_to_end(&mut buf).map_err(|e| bad(path, kind, e))?;
+        }
+        ArchKind::TarGz | ArchKind::Tar => {
+            let r: Box<dyn Read> = match kind {
+                ArchKind::TarGz => Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))),
+                _ => Box::new(io::BufReader::new(f)),
+            };
+            let mut a = tar::Archive::new(r);
+            let entries = a.entries().map_err(|e| bad(path, kind, e))?;
+            for (i, e) in entries.enumerate() {
+                let mut e = e.map_err(|e| bad(path, kind, e))?;
+                if i == member.index {
+                    e.read_to_end(&mut buf).map_err(|e| bad(path, kind, e))?;
+                    break;
+                }
+            }
+        }
+    }
+    if buf.len() as u64 != member.size {
+        return Err(bad(
+            path,
+            kind,
+            format!("member {} is truncated", member.name),
+        ));
+    }
+    Ok(MemberData::Bytes(buf))
+}
+
+/// Reads a member fully into memory (Get-Batch items, ETL input, tests).
+pub fn read_bytes(path: &Path, kind: ArchKind, member: &Member) -> Result<Vec<u8>> {
+    match read(path, kind, member)? {
+        MemberData::Bytes(b) => Ok(b),
+        MemberData::Range { offset, len } => {
+            let mut f =
+                std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+            f.seek(SeekFrom::Start(offset))
+                .map_err(io_err(format!("seek {}", path.display())))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf)
+                .map_err(|e| bad(path, kind, format!("member {}: {e}", member.name)))?;
+            Ok(buf)
+        }
+    }
+}
+
+/// All members `m` matches, as a tar stream built in memory (what AIStore
+/// returns for `archregx`).
+pub fn read_matching_as_tar(path: &Path, kind: ArchKind, m: &Matcher) -> Result<Vec<u8>> {
+    let list = members(path, kind)?;
+    let mut b = tar::Builder::new(Vec::new());
+    for x in list.iter().filter(|x| m.matches(&x.name)) {
+        let data = read_bytes(path, kind, x)?;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, &x.name, data.as_slice())
+            .map_err(io_err("build tar"))?;
+    }
+    b.into_inner().map_err(io_err("build tar"))
+}
+
+/// Output formats of archives we write (Get-Batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFmt {
+    Tar,
+    TarGz,
+    Zip,
+}
+
+impl OutFmt {
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutFmt::Tar => "application/x-tar",
+            OutFmt::TarGz => "application/gzip",
+            OutFmt::Zip => "application/zip",
+        }
+    }
+}
+
+/// An archive being written: entries appended in order; [`Writer::take`]
+/// hands out the bytes produced so far (tar/tgz, to stream them); zip is
+/// written to a file (it needs to seek).
+pub enum Writer {
+    Tar(tar::Builder<Vec<u8>>),
+    TarGz(tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
+    Zip(zip::ZipWriter<std::fs::File>),
+}
+
+impl Writer {
+    pub fn new(fmt: OutFmt, spool: Option<std::fs::File>) -> io::Result<Writer> {
+        Ok(match fmt {
+            OutFmt::Tar => Writer::Tar(tar::Builder::new(Vec::new())),
+            OutFmt::TarGz => Writer::TarGz(tar::Builder::new(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            ))),
+            OutFmt::Zip => Writer::Zip(zip::ZipWriter::new(
+                spool.ok_or_else(|| io::Error::other("zip output needs a spool file"))?,
+            )),
+        })
+    }
+
+    pub fn add(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        match self {
+            Writer::Tar(b) => b.append_data(&mut h, name, data),
+            Writer::TarGz(b) => b.append_data(&mut h, name, data),
+            Writer::Zip(z) => {
+                let o = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored)
+                    .large_file(data.len() as u64 >= u32::MAX as u64);
+                z.start_file(name, o).map_err(io::Error::other)?;
+                z.write_all(data)
+            }
+        }
+    }
+
+    /// Bytes ready to send (tar/tgz; nothing for zip).
+    pub fn take(&mut self) -> Vec<u8> {
+        match self {
+            Writer::Tar(b) => std::mem::take(b.get_mut()),
+            Writer::TarGz(b) => std::mem::take(b.get_mut().get_mut()),
+            Writer::Zip(_) => Vec::new(),
+        }
+    }
+
+    /// Ends the archive; returns its last bytes (tar/tgz).
+    pub fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Writer::Tar(b) => b.into_inner(),
+            Writer::TarGz(b) => b.into_inner()?.finish(),
+            Writer::Zip(z) => {
+                let f = z.finish().map_err(io::Error::other)?;
+                f.sync_all()?;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (n, d) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(d.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, n, d.as_slice()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_tgz_zip_members_by_name_and_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let ms: Vec<(&str, Vec<u8>)> = vec![
+            ("a/0001.jpg", vec![1u8; 5000]),
+            ("a/0001.cls", b"7".to_vec()),
+            ("a/0002.jpg", vec![2u8; 700]),
+            ("a/0002.cls", b"3".to_vec()),
+        ];
+        let tar = tar_of(&ms);
+        let p_tar = dir.path().join("s.tar");
+        std::fs::write(&p_tar, &tar).unwrap();
+        let p_tgz = dir.path().join("s.tgz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        std::fs::write(&p_tgz, gz.finish().unwrap()).unwrap();
+        let p_zip = dir.path().join("s.zip");
+        {
+            let mut z = zip::ZipWriter::new(std::fs::File::create(&p_zip).unwrap());
+            for (i, (n, d)) in ms.iter().enumerate() {
+                let method = if i % 2 == 0 {
+                    zip::CompressionMethod::Deflated
+                } else {
+                    zip::CompressionMethod::Stored
+                };
+                let o = zip::write::SimpleFileOptions::default().compression_method(method);
+                z.start_file(*n, o).unwrap();
+                std::io::Write::write_all(&mut z, d).unwrap();
+            }
+            z.finish().unwrap();
+        }
+        for p in [&p_tar, &p_tgz, &p_zip] {
+            let kind = ArchKind::of(&p.to_string_lossy()).unwrap();
+            let list = members(p, kind).unwrap();
+            assert_eq!(list.len(), 4, "{p:?}");
+            for (n, d) in &ms {
+                let m = find(&list, &Matcher::Exact(n.to_string())).unwrap();
+                assert_eq!(&read_bytes(p, kind, m).unwrap(), d, "{p:?} {n}");
+            }
+            assert!(find(&list, &Matcher::Exact("nope".into())).is_none());
+            let t = read_matching_as_tar(p, kind, &Matcher::WdsKey("a/0002".into())).unwrap();
+            let mut a = tar::Archive::new(t.as_slice());
+            let names: Vec<String> = a
+                .entries()
+                .unwrap()
+                .map(|e| e.unwrap().path().unwrap().to_string_lossy().to_string())
+                .collect();
+            assert_eq!(names, ["a/0002.jpg", "a/0002.cls"], "{p:?}");
+        }
+        // Uncompressed tar members are a range of the file: one seek.
+        let list = members(&p_tar, ArchKind::Tar).unwrap();
+        assert!(list.iter().all(|m| m.data_offset.is_some()));
+        // A damaged shard is a clear error.
+        std::fs::write(&p_zip, b"not a zip").unwrap();
+        let e = members(&p_zip, ArchKind::Zip).unwrap_err();
+        assert!(e.to_string().contains("not a readable Zip archive"), "{e}");
+    }
+}

@@ -423,3 +423,191 @@ fn etl_gets_and_copy_job_keep_working_during_rebalance() {
     );
     assert_readable(&rt, &url, "eb-copy", &names);
 }
+
+/// Which of `mpaths` an object's main copy belongs on (the store's HRW).
+fn home_mpath<'a>(
+    mpaths: &'a [std::path::PathBuf],
+    bucket: &str,
+    name: &str,
+) -> &'a std::path::Path {
+    let uname = ais_core::Bck::ais(bucket).obj_uname(name);
+    let digests = mpaths
+        .iter()
+        .map(|p| ais_core::hrw::digest(&p.to_string_lossy()));
+    &mpaths[ais_core::hrw::select(&uname, digests).unwrap()]
+}
+
+/// Every object of `bucket` held by the target is on its HRW mountpath
+/// among `mpaths` and on no other (`gone` must hold none).
+fn assert_resilvered(
+    url: &str,
+    bucket: &str,
+    mpaths: &[std::path::PathBuf],
+    gone: &[std::path::PathBuf],
+) -> usize {
+    let (st, body) = raw_http(
+        url,
+        "GET",
+        &format!("/v1/internal/list/{bucket}?limit=100000"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<String> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    for n in &names {
+        let home = home_mpath(mpaths, bucket, n);
+        for m in mpaths.iter().chain(gone) {
+            let f = m.join("@ais").join(bucket).join(n);
+            assert_eq!(f.is_file(), m == home, "{n} on {}", m.display());
+        }
+    }
+    names.len()
+}
+
+fn wait_job(rt: &tokio::runtime::Runtime, cl: &Client, id: &str) -> ais_client::JobStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rt.block_on(cl.job_status(id)).unwrap();
+        if s.finished() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn resilver_after_mountpath_attach_detach_disable_enable() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::start_with(Opts {
+        targets: 2,
+        mpaths: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "rs", 600);
+    let cl = Client::new(&url);
+    // A mirrored bucket: its copies must follow the mountpaths too.
+    rt.block_on(async {
+        cl.create_bucket("rm").await.unwrap();
+        cl.set_bucket_props(
+            "rm",
+            serde_json::json!({"mirror": {"enabled": true, "copies": 2}}),
+        )
+        .await
+        .unwrap();
+        for n in names.iter().take(100) {
+            cl.put_bytes("rm", n, content(n)).await.unwrap();
+        }
+    });
+    let t = &c.targets[0];
+    let mp = |i: usize| t.data.join(format!("mp{i}")).canonicalize().unwrap();
+    let (mp1, mp2) = (mp(1), mp(2));
+    let mp3 = t.data.join("mp3");
+    let before = assert_resilvered(&t.url, "rs", &[mp1.clone(), mp2.clone()], &[]);
+    let load = Load::start(&rt, &url, "rs", &names, 8);
+
+    // Attach: about a third of this target's objects move to the new one.
+    let out = ais(
+        &url,
+        &[
+            "storage",
+            "mountpath",
+            "attach",
+            &t.id,
+            &mp3.display().to_string(),
+        ],
+    );
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("resilver-"))
+        .unwrap_or_else(|| panic!("no resilver job: {out}"))
+        .trim_end_matches('.')
+        .to_string();
+    let j = wait_job(&rt, &cl, &id);
+    assert_eq!(
+        (j.kind.as_str(), j.err_count, j.aborted),
+        ("resilver", 0, false),
+        "{j:?}"
+    );
+    let mp3 = mp3.canonicalize().unwrap();
+    let three = [mp1.clone(), mp2.clone(), mp3.clone()];
+    let n = assert_resilvered(&t.url, "rs", &three, &[]);
+    assert!(n >= before);
+    assert!(
+        j.objs as usize >= before / 6 && j.objs as usize <= before * 2 / 3,
+        "attach moved {} of {before}",
+        j.objs
+    );
+    assert!(ais(&url, &["show", "job"]).contains(&id));
+    let shown = ais(&url, &["storage", "mountpath", "show"]);
+    assert!(shown.contains(&mp3.display().to_string()), "{shown}");
+
+    // Detach: mp1 is emptied first, its objects stay readable throughout.
+    let id = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", &mp1.display().to_string()))
+        .unwrap();
+    let j = wait_job(&rt, &cl, &id);
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    assert!(j.objs > 0, "{j:?}");
+    let two = [mp2.clone(), mp3.clone()];
+    assert_resilvered(&t.url, "rs", &two, std::slice::from_ref(&mp1));
+    assert_resilvered(&t.url, "rm", &two, std::slice::from_ref(&mp1));
+    let (written, errors, ops) = load.stop(&rt);
+    assert_eq!(errors, 0, "client errors during attach/detach ({ops} ops)");
+    let mut all = names.clone();
+    all.extend(written);
+    assert_readable(&rt, &url, "rs", &all);
+    // Mirrored objects have their copy on the other remaining mountpath.
+    for n in names.iter().take(100) {
+        if !mp2.join("@ais/rm").join(n).is_file() && !mp3.join("@ais/rm").join(n).is_file() {
+            continue; // on the other target
+        }
+        let copies = two
+            .iter()
+            .filter(|m| m.join("@mirror/rm").join(n).is_file())
+            .count();
+        assert_eq!(copies, 1, "{n}: mirror copies");
+    }
+
+    // Disable mp2: its objects are unreadable (nothing deleted) until enabled.
+    let on_mp2: Vec<&String> = names
+        .iter()
+        .filter(|n| mp2.join("@ais/rs").join(n).is_file())
+        .collect();
+    assert!(!on_mp2.is_empty());
+    rt.block_on(cl.mountpath_action(&t.url, "disable-mp", &mp2.display().to_string()))
+        .unwrap();
+    let e = rt.block_on(cl.get("rs", on_mp2[0])).unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    assert!(mp2.join("@ais/rs").join(on_mp2[0]).is_file());
+    let m: serde_json::Value =
+        serde_json::to_value(rt.block_on(cl.mountpaths(&t.url)).unwrap()).unwrap();
+    assert!(m["disabled"].to_string().contains("mp2"), "{m}");
+    let id = rt
+        .block_on(cl.mountpath_action(&t.url, "enable-mp", &mp2.display().to_string()))
+        .unwrap();
+    if !id.is_empty() {
+        wait_job(&rt, &cl, &id);
+    }
+    assert_resilvered(&t.url, "rs", &two, std::slice::from_ref(&mp1));
+    assert_readable(&rt, &url, "rs", &names);
+    // Bad input is a clear error.
+    let e = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", "/no/such/mpath"))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let e = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", "relative"))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+}

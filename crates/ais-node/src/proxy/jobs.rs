@@ -472,7 +472,10 @@ struct JobQuery {
 type Snaps = Vec<(Snode, Result<Value, RpcError>)>;
 
 async fn snaps(p: &Proxy, id: &str) -> ApiResult<(ProxyJob, Snaps)> {
-    let job = p.jobs.get(&p.core.name, id)?;
+    let job = match p.jobs.get(&p.core.name, id) {
+        Ok(j) => j,
+        Err(e) => local_job(p, id).await.ok_or(e)?,
+    };
     let left = &job.left;
     let s = fan_out(&job.targets, Duration::from_secs(5), |t| async move {
         match left.get(&t.name) {
@@ -488,6 +491,53 @@ fn num(v: &Value) -> u64 {
     v.as_u64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
+}
+
+/// A job one target started by itself (a resilver after a mountpath
+/// change): the targets that know it.
+async fn local_job(p: &Proxy, id: &str) -> Option<ProxyJob> {
+    if !id.starts_with("resilver-") {
+        return None;
+    }
+    let all = p.core.targets();
+    let found = fan_out(&all, Duration::from_secs(5), |t| async move {
+        p.core.rpc.job_snap(&t, id).await
+    })
+    .await;
+    let mut started_ns = 0;
+    let targets: Vec<Snode> = all
+        .into_iter()
+        .zip(found)
+        .filter_map(|(t, (_, r))| {
+            let v = r.ok()?;
+            started_ns = v["start_ns"].as_i64().unwrap_or(0);
+            Some(t)
+        })
+        .collect();
+    (!targets.is_empty()).then(|| ProxyJob {
+        kind: crate::rpc::types::JOB_RESILVER.into(),
+        targets,
+        started_ns,
+        left: HashMap::new(),
+    })
+}
+
+/// Ids of the jobs targets started by themselves (resilvers).
+async fn local_job_ids(p: &Proxy) -> Vec<String> {
+    let all = p.core.targets();
+    let mut ids: Vec<String> = fan_out(&all, Duration::from_secs(5), |t| async move {
+        p.core.rpc.job_list(&t).await
+    })
+    .await
+    .into_iter()
+    .filter_map(|(_, r)| r.ok())
+    .flatten()
+    .filter(|v| v["kind"] == crate::rpc::types::JOB_RESILVER)
+    .filter_map(|v| v["id"].as_str().map(str::to_string))
+    .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Aggregated status as the SDK's `Job.status()` reads it.
@@ -601,7 +651,9 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
         }
         "running_all" | "status_all" | "jobs" => {
             let mut out = Vec::new();
-            for id in p.jobs.ids() {
+            let mut ids = p.jobs.ids();
+            ids.extend(local_job_ids(p).await);
+            for id in ids {
                 if let Ok(s) = status(p, &id).await {
                     if q.kind.is_empty() || s["kind"] == q.kind.as_str() {
                         out.push(s);

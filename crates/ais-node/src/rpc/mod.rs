@@ -502,6 +502,14 @@ impl Rpc {
         self.send(to, r).await.map(drop)
     }
 
+    /// Every job a target runs or ran (its snapshots).
+    pub async fn job_list(&self, to: &Dest) -> Result<Vec<Value>, RpcError> {
+        let r = self
+            .get(to, routes::INT_JOBS)
+            .timeout(Duration::from_secs(5));
+        self.json(to, r).await
+    }
+
     /// One target's view of a job (AIStore's per-target snapshot shape).
     pub async fn job_snap(&self, to: &Dest, id: &str) -> Result<Value, RpcError> {
         let r = self

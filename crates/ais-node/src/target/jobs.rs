@@ -150,6 +150,7 @@ impl TargetJob {
             "kind": self.spec.kind,
             "node": node_id,
             "start-time": ais_storage::rfc3339(self.started_ns),
+            "start_ns": self.started_ns,
             "end-time": ais_storage::rfc3339(end),
             "end_ns": end,
             "bck": bck(&self.spec.src),
@@ -203,45 +204,7 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
     match (ctx.method.clone(), id, what) {
         (Method::POST, "start", "") => {
             let spec: JobSpec = read_json(body, 64 << 20, "job").await?;
-            let job = Arc::new(TargetJob {
-                spec,
-                started_ns: ais_core::now_ns(),
-                ended_ns: AtomicI64::new(0),
-                aborted: AtomicBool::new(false),
-                err: Mutex::new(String::new()),
-                objs: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                in_bytes: AtomicU64::new(0),
-                skipped: AtomicU64::new(0),
-                repaired: AtomicU64::new(0),
-                total_objs: AtomicU64::new(0),
-                total_bytes: AtomicU64::new(0),
-                counted: AtomicBool::new(false),
-                errors: Mutex::new(Vec::new()),
-            });
-            t.jobs.insert(job.clone());
-            let t = t.clone();
-            tokio::spawn(async move {
-                let res = match job.spec.kind.as_str() {
-                    REBALANCE => rebalance(&t, &job).await,
-                    EC_ENCODE => {
-                        super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await
-                    }
-                    SCRUB => match run(&t, &job).await {
-                        // Then the bucket's erasure-coded parts.
-                        Ok(()) => {
-                            super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job)
-                                .await
-                        }
-                        e => e,
-                    },
-                    _ => run(&t, &job).await,
-                };
-                if let Err(e) = res {
-                    job.fail(e.to_string());
-                }
-                job.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
-            });
+            start_local(t, spec);
             Ok(empty(StatusCode::OK))
         }
         (Method::GET, "", "") => {
@@ -262,6 +225,83 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.unknown_path()),
+    }
+}
+
+/// Registers a job and runs it here in the background.
+pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
+    let job = Arc::new(TargetJob {
+        spec,
+        started_ns: ais_core::now_ns(),
+        ended_ns: AtomicI64::new(0),
+        aborted: AtomicBool::new(false),
+        err: Mutex::new(String::new()),
+        objs: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        in_bytes: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        repaired: AtomicU64::new(0),
+        total_objs: AtomicU64::new(0),
+        total_bytes: AtomicU64::new(0),
+        counted: AtomicBool::new(false),
+        errors: Mutex::new(Vec::new()),
+    });
+    t.jobs.insert(job.clone());
+    let (t, j) = (t.clone(), job.clone());
+    tokio::spawn(async move {
+        let res = match j.spec.kind.as_str() {
+            REBALANCE => rebalance(&t, &j).await,
+            super::resilver::RESILVER => super::resilver::run(&t, &j).await,
+            _ => run(&t, &j).await,
+        };
+        if let Err(e) = res {
+            j.fail(e.to_string());
+        }
+        j.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
+    });
+    job
+}
+
+impl TargetJob {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+    pub fn is_running(&self) -> bool {
+        self.ended_ns.load(Ordering::Relaxed) == 0
+    }
+    /// Stops the job (it ends at its next check) with `why` as its error.
+    pub fn abort(&self, why: &str) {
+        self.fail(why.to_string());
+    }
+    /// One object done: `bytes` moved or written.
+    pub fn done_one(&self, bytes: u64) {
+        self.objs.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Objects (and their bytes) the job will look at.
+    pub fn set_total(&self, objs: u64, bytes: u64) {
+        self.total_objs.store(objs, Ordering::Relaxed);
+        self.total_bytes.store(bytes, Ordering::Relaxed);
+        self.counted.store(true, Ordering::Relaxed);
+    }
+    pub fn object_error(&self, obj: &str, e: &ApiError) {
+        self.record(obj, e);
+    }
+    pub fn error_count(&self) -> usize {
+        self.errors.lock().map(|e| e.len()).unwrap_or(0)
+    }
+}
+
+impl Registry {
+    /// Jobs of `kind` still running here.
+    pub fn running(&self, kind: &str) -> Vec<Arc<TargetJob>> {
+        self.all()
+            .into_iter()
+            .filter(|j| j.spec.kind == kind && j.is_running())
+            .collect()
     }
 }
 

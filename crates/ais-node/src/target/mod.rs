@@ -13,6 +13,7 @@ pub mod internal;
 pub mod jobs;
 pub mod lifecycle;
 pub mod objects;
+pub mod resilver;
 pub mod stats;
 
 use crate::error::{ApiError, ApiResult};

@@ -2,7 +2,8 @@
 //! `shutdown-node` or `decommission-node`, sent by the primary once the
 //! rebalance has moved this target's objects away. The node stops its
 //! keepalives (so it does not rejoin), optionally wipes its objects
-//! (`rm_user_data`), and exits cleanly. Also the rebalance bandwidth limit.
+//! (`rm_user_data`), and exits cleanly. Also the rebalance bandwidth limit
+//! (`--rebalance-bps`, `AIS_REBALANCE_BPS`).
 
 use super::Target;
 use crate::error::ApiError;
@@ -70,25 +71,31 @@ pub struct Throttle {
     next: tokio::sync::Mutex<Instant>,
 }
 
+static THROTTLE: OnceLock<Option<Throttle>> = OnceLock::new();
+
 impl Throttle {
-    /// The node's limit, read once from the environment.
+    /// Sets this node's limit (`--rebalance-bps` / `AIS_REBALANCE_BPS`) at
+    /// start-up; an invalid value is an error naming it.
+    pub fn init(raw: Option<&str>) -> anyhow::Result<()> {
+        let bps = match raw.map(str::trim).filter(|r| !r.is_empty()) {
+            None => 0,
+            Some(r) => parse_bytes(r).ok_or_else(|| {
+                anyhow::anyhow!("invalid rebalance bandwidth \"{r}\" (e.g. 50MiB, 20MB, 1000000; 0 = unlimited)")
+            })?,
+        };
+        if bps > 0 {
+            tracing::info!(bytes_per_sec = bps, "rebalance bandwidth limited");
+        }
+        let _ = THROTTLE.set((bps > 0).then(|| Throttle {
+            bps,
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }));
+        Ok(())
+    }
+
+    /// The node's limit, if any.
     pub fn get() -> Option<&'static Throttle> {
-        static T: OnceLock<Option<Throttle>> = OnceLock::new();
-        T.get_or_init(|| {
-            let raw = std::env::var("AIS_REBALANCE_BPS").ok()?;
-            match parse_bytes(&raw) {
-                Some(0) => None,
-                Some(bps) => Some(Throttle {
-                    bps,
-                    next: tokio::sync::Mutex::new(Instant::now()),
-                }),
-                None => {
-                    tracing::error!(value = %raw, "invalid AIS_REBALANCE_BPS (e.g. 50MiB, 1000000): rebalance unlimited");
-                    None
-                }
-            }
-        })
-        .as_ref()
+        THROTTLE.get().and_then(Option::as_ref)
     }
 
     /// Waits until `n` more bytes fit in the budget.

@@ -76,6 +76,29 @@ impl Drop for WriteGuard {
     }
 }
 
+impl MpSet {
+    /// Removes `path` from the mountpaths in use (never the last one).
+    fn take_active(&mut self, path: &Path) -> Result<Mountpath> {
+        let Some(m) = self.active.iter().find(|m| m.path == path).cloned() else {
+            return Err(not_attached(path, "attached"));
+        };
+        if self.active.len() == 1 {
+            return Err(StorageError::Mountpath {
+                path: path.display().to_string(),
+                msg: "is the last mountpath in use; attach or enable another first".into(),
+            });
+        }
+        self.active = Arc::new(
+            self.active
+                .iter()
+                .filter(|x| x.path != path)
+                .cloned()
+                .collect(),
+        );
+        Ok(m)
+    }
+}
+
 fn not_attached(p: &Path, what: &str) -> StorageError {
     StorageError::Mountpath {
         path: p.display().to_string(),
@@ -156,22 +179,7 @@ impl Store {
                 set.disabled.remove(i);
                 return Ok(());
             }
-            let Some(m) = set.active.iter().find(|m| m.path == path).cloned() else {
-                return Err(not_attached(&path, "attached"));
-            };
-            if set.active.len() == 1 {
-                return Err(StorageError::Mountpath {
-                    path: path.display().to_string(),
-                    msg: "is the last mountpath; attach another first".into(),
-                });
-            }
-            set.active = Arc::new(
-                set.active
-                    .iter()
-                    .filter(|x| x.path != path)
-                    .cloned()
-                    .collect(),
-            );
+            let m = set.take_active(&path)?;
             set.leaving.push(m);
             Ok(())
         })
@@ -185,22 +193,7 @@ impl Store {
             return Ok(false);
         }
         self.change(|set| {
-            let Some(m) = set.active.iter().find(|m| m.path == path).cloned() else {
-                return Err(not_attached(&path, "attached"));
-            };
-            if set.active.len() == 1 {
-                return Err(StorageError::Mountpath {
-                    path: path.display().to_string(),
-                    msg: "is the last enabled mountpath".into(),
-                });
-            }
-            set.active = Arc::new(
-                set.active
-                    .iter()
-                    .filter(|x| x.path != path)
-                    .cloned()
-                    .collect(),
-            );
+            let m = set.take_active(&path)?;
             set.disabled.push(m);
             Ok(true)
         })

@@ -129,6 +129,37 @@ pub fn target_count_at(url: &str) -> usize {
 }
 
 /// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
+/// A 2-worker multi-threaded runtime (what the cluster tests drive clients with).
+pub fn test_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Initialises ETL `name`: a `python3` hpush runtime running `code` (no
+/// dependencies), through the proxy at `url`; fails with the proxy's answer.
+pub fn init_python_etl(url: &str, name: &str, code: &str) -> anyhow::Result<()> {
+    let body = format!(
+        r#"{{"name":"{name}","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
+        b64(code)
+    );
+    let (st, out) = raw_http(
+        url,
+        "PUT",
+        "/v1/etl",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )?;
+    if st != 200 {
+        bail!(
+            "ETL init {name}: HTTP {st}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    Ok(())
+}
+
 pub fn b64(s: &str) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

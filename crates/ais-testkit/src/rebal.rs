@@ -102,8 +102,8 @@ pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
     }
 }
 
-/// Objects of `bucket` stored on the target at `url` (its own listing).
-pub fn count_on(url: &str, bucket: &str) -> anyhow::Result<usize> {
+/// Names of `bucket`'s objects stored on the target at `url` (its own listing).
+pub fn names_on(url: &str, bucket: &str) -> anyhow::Result<Vec<String>> {
     let (st, body) = raw_http(
         url,
         "GET",
@@ -113,7 +113,19 @@ pub fn count_on(url: &str, bucket: &str) -> anyhow::Result<usize> {
     )?;
     anyhow::ensure!(st == 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body)?;
-    Ok(v["entries"].as_array().map(|a| a.len()).unwrap_or(0))
+    Ok(v["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// How many objects of `bucket` the target at `url` stores.
+pub fn count_on(url: &str, bucket: &str) -> anyhow::Result<usize> {
+    Ok(names_on(url, bucket)?.len())
 }
 
 /// `clients` concurrent clients, each GETting the preloaded `names` (checking

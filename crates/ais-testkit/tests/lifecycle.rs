@@ -9,7 +9,7 @@ use ais_core::meta::{Smap, NODE_FLAG_MAINTENANCE};
 use ais_testkit::rebal::{
     assert_placed, content, count_on, finished_rebalance, newest_rebalance, rebalances, Load,
 };
-use ais_testkit::{b64, bin, raw_http, Cluster, Opts};
+use ais_testkit::{bin, Cluster, Opts};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,11 +18,7 @@ use std::time::{Duration, Instant};
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    ais_testkit::test_runtime().unwrap()
 }
 
 fn opts(targets: usize, env: &[(&str, &str)]) -> Opts {
@@ -329,19 +325,7 @@ fn etl_gets_and_copy_job_keep_working_during_rebalance() {
     let rt = rt();
     let url = c.url().to_string();
     let names = preload(&rt, &url, "eb", 300);
-    let body = format!(
-        r#"{{"name":"rev-etl","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
-        b64(ETL_CODE)
-    );
-    let (st, out) = raw_http(
-        &url,
-        "PUT",
-        "/v1/etl",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    ais_testkit::init_python_etl(&url, "rev-etl", ETL_CODE).unwrap();
     let expect = |n: &str| {
         let mut v = b"T:".to_vec();
         v.extend(content(n).iter().rev());
@@ -445,22 +429,7 @@ fn assert_resilvered(
     mpaths: &[std::path::PathBuf],
     gone: &[std::path::PathBuf],
 ) -> usize {
-    let (st, body) = raw_http(
-        url,
-        "GET",
-        &format!("/v1/internal/list/{bucket}?limit=100000"),
-        &[],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(st, 200);
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let names: Vec<String> = v["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_string())
-        .collect();
+    let names = ais_testkit::rebal::names_on(url, bucket).unwrap();
     for n in &names {
         let home = home_mpath(mpaths, bucket, n);
         for m in mpaths.iter().chain(gone) {

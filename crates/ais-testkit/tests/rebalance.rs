@@ -11,11 +11,7 @@ async fn finished_rebalance(cl: &Client, after: usize) -> ais_client::JobStatus 
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    ais_testkit::test_runtime().unwrap()
 }
 
 #[test]

@@ -252,6 +252,12 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
         let res = match j.spec.kind.as_str() {
             REBALANCE => rebalance(&t, &j).await,
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
+            EC_ENCODE => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+            SCRUB => match run(&t, &j).await {
+                // Then the bucket's erasure-coded parts.
+                Ok(()) => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+                e => e,
+            },
             _ => run(&t, &j).await,
         };
         if let Err(e) = res {

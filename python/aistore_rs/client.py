@@ -114,6 +114,48 @@ class Bucket:
     def list_names(self, prefix: str = "") -> list[str]:
         return [e["name"] for e in self.list_objects_iter(prefix, props="name")]
 
+    def get_batch(
+        self,
+        names: list[str],
+        etl_name: Optional[str] = None,
+        etl_args: Optional[str] = None,
+        archpaths: Optional[dict[str, str]] = None,
+        cont_on_err: bool = False,
+    ) -> Iterator[tuple[str, bytes]]:
+        """Get-Batch: ``(name, bytes)`` for every name, in the order given,
+        streamed as the cluster assembles them (one request; items come
+        from every target in parallel). With ``etl_name`` each item is
+        transformed on the target that stores it. ``archpaths`` maps a shard
+        name to the member to read from it. A missing item raises (or, with
+        ``cont_on_err``, comes back as ``b""``)."""
+        import tarfile
+
+        params = {}
+        if etl_name:
+            params["etl_name"] = etl_name
+            if etl_args is not None:
+                params["etl_args"] = etl_args
+        items = []
+        for n in names:
+            it: dict[str, Any] = {"objname": n}
+            if archpaths and n in archpaths:
+                it["archpath"] = archpaths[n]
+            items.append(it)
+        req = {"in": items, "coer": cont_on_err}
+        r = self.client.request("GET", f"/v1/ml/moss/{self.name}", params=params, json=req, stream=True)
+        try:
+            with tarfile.open(fileobj=r.raw, mode="r|") as tf:
+                i = 0
+                for m in tf:
+                    f = tf.extractfile(m)
+                    data = f.read() if f else b""
+                    yield names[i], data
+                    i += 1
+            if i != len(names):
+                raise RuntimeError(f"Get-Batch returned {i} of {len(names)} items")
+        finally:
+            r.close()
+
     def object(self, name: str) -> "Object":
         return Object(self, name)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import random
 import tarfile
 import uuid
@@ -252,3 +253,201 @@ def test_batch_with_etl_per_item_equals_per_object_etl(cluster: Cluster, client:
             assert d == per_object.content == blobs[obj][::-1] + b"!"
     finally:
         requests.delete(f"{cluster.url}/v1/etl/{name}", timeout=HTTP_TIMEOUT)
+
+
+def test_webdataset_writes_and_reads_shards_through_the_cli(cluster: Cluster, client: Client, bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``webdataset`` runs ``ais put - URL`` and ``ais get URL -``: shards it
+    writes are read back sample by sample; members are then fetched with
+    Get-Batch (aistore_rs) and archpath."""
+    import webdataset as wds
+
+    import aistore_rs
+
+    monkeypatch.setenv("PATH", f"{cluster.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("AIS_ENDPOINT", cluster.url)
+    want = {}
+    for s in range(3):
+        with wds.TarWriter(f"ais://{bucket.name}/shard-{s:03d}.tar") as w:
+            for i in range(10):
+                key = f"s{s}-{i:03d}"
+                sample = {"__key__": key, "cls": str(i % 3).encode(), "bin": bytes([s, i]) * (50 + i)}
+                want[key] = sample
+                w.write(sample)
+    ds = wds.WebDataset(f"ais://{bucket.name}/shard-{{000..002}}.tar", shardshuffle=False, empty_check=False)
+    got = list(ds)
+    assert [g["__key__"] for g in got] == list(want)
+    for g in got:
+        assert g["bin"] == want[g["__key__"]]["bin"] and g["cls"] == want[g["__key__"]]["cls"]
+    # The same members through Get-Batch, in a chosen order.
+    rs = aistore_rs.Client(cluster.url).bucket(f"ais://{bucket.name}")
+    names = ["shard-002.tar", "shard-000.tar", "shard-001.tar"]
+    archpaths = {"shard-002.tar": "s2-004.bin", "shard-000.tar": "s0-009.cls", "shard-001.tar": "s1-000.bin"}
+    out = list(rs.get_batch(names, archpaths=archpaths))
+    assert out == [
+        ("shard-002.tar", want["s2-004"]["bin"]),
+        ("shard-000.tar", want["s0-009"]["cls"]),
+        ("shard-001.tar", want["s1-000"]["bin"]),
+    ]
+
+
+def test_ais_batch_cli_and_client_get_batch(cluster: Cluster, bucket: Bucket, tmp_path) -> None:
+    import subprocess
+
+    import aistore_rs
+
+    blobs = {f"c/{i}": bytes([i]) * (10 + i) for i in range(30)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    names = list(blobs)[::-1]
+    rs = aistore_rs.Client(cluster.url).bucket(f"ais://{bucket.name}")
+    assert list(rs.get_batch(names)) == [(n, blobs[n]) for n in names]
+    with pytest.raises(Exception) as e:
+        list(rs.get_batch(["nope"] + names))
+    assert "nope" in str(e.value)
+    assert list(rs.get_batch(["nope", names[0]], cont_on_err=True)) == [("nope", b""), (names[0], blobs[names[0]])]
+    out = tmp_path / "b.tar"
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "batch", f"ais://{bucket.name}", *names[:5], "-o", str(out)],
+        env={**os.environ, "AIS_ENDPOINT": cluster.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    with tarfile.open(out) as t:
+        assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == [
+            (f"{bucket.name}/{n}", blobs[n]) for n in names[:5]
+        ]
+
+
+def test_target_killed_mid_batch_is_an_error_not_a_short_archive(tmp_path) -> None:
+    """A dedicated cluster: while the SDK reads a batch, a target holding
+    later items is SIGKILLed; the SDK's iteration fails instead of ending
+    early with fewer items."""
+    import signal
+
+    from aistore.sdk import Client as SdkClient
+
+    c = Cluster(base_dir=tmp_path / "moss-kill", num_targets=3)
+    c.allow_log("")  # a killed target makes its peers log errors
+    c.start()
+    try:
+        client = SdkClient(c.url)
+        bck = client.bucket(f"kill-{uuid.uuid4().hex[:8]}").create()
+        blob = os.urandom(256 * 1024)
+        names = [f"o{i:04d}" for i in range(500)]
+        for n in names:
+            put(bck, n, blob)
+        # The proxy sends the batch to the owner of the first item; kill another target.
+        owners = {}
+        for n in names[:1]:
+            r = requests.get(f"{c.url}/v1/objects/{bck.name}/{n}", allow_redirects=False, timeout=HTTP_TIMEOUT)
+            owners[n] = r.headers["Location"].split("/v1/")[0]
+        victim = next(t for t in c.targets if t.url != owners[names[0]])
+        got = 0
+        with pytest.raises(Exception) as e:
+            for _, data in client.batch(names, bucket=bck, cont_on_err=False).get():
+                assert data == blob
+                got += 1
+                if got == 20:
+                    victim.proc.send_signal(signal.SIGKILL)
+        assert got < len(names), "the batch ended cleanly without the dead target's items"
+        assert not isinstance(e.value, AssertionError), e.value
+    finally:
+        c.stop()
+
+
+@pytest.mark.parametrize("shard", ["packed.tar", "packed.tgz", "packed.tar.lz4", "packed.zip"])
+def test_archive_objects_into_a_shard_with_the_sdk(client: Client, bucket: Bucket, shard: str) -> None:
+    """The SDK's ``objects(...).archive(...)`` packs objects into a shard as a
+    job; members read back with archpath; ``allow_append`` adds to a tar."""
+    blobs = {f"p/{i:03d}.bin": os.urandom(100 + i) for i in range(40)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    names = list(blobs)[:30]
+    job_ids = bucket.objects(obj_names=names).archive(archive_name=shard)
+    for j in job_ids:
+        assert client.job(j).wait(timeout=60, verbose=False).success
+    for n in names[:5] + names[-3:]:
+        got = bucket.object(shard).get_reader(archive_config=ArchiveConfig(archpath=n)).read_all()
+        assert got == blobs[n], (shard, n)
+    if shard.endswith(".tar"):
+        more = list(blobs)[30:]
+        job_ids = bucket.objects(obj_range=None, obj_names=more).archive(archive_name=shard, allow_append=True)
+        for j in job_ids:
+            assert client.job(j).wait(timeout=60, verbose=False).success
+        with tarfile.open(fileobj=io.BytesIO(bucket.object(shard).get_reader().read_all())) as t:
+            assert [m.name for m in t.getmembers()] == list(blobs)
+    # A missing object fails the job (no shard is written) unless continue_on_err.
+    job_ids = bucket.objects(obj_names=["p/000.bin", "missing"]).archive(archive_name="bad-" + shard)
+    outcomes = []
+    for j in job_ids:
+        try:
+            outcomes.append(client.job(j).wait(timeout=60, verbose=False).success)
+        except Exception as exc:  # the SDK raises for an aborted/failed job
+            outcomes.append(str(exc))
+    assert True not in outcomes, outcomes
+    with pytest.raises(AISError) as e:
+        bucket.object("bad-" + shard).head()
+    assert e.value.status_code == 404
+
+
+def test_ais_archive_bucket_cli(cluster: Cluster, bucket: Bucket) -> None:
+    import subprocess
+
+    blobs = {f"t-{i:02d}.bin": bytes([i]) * (30 + i) for i in range(12)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    env = {**os.environ, "AIS_ENDPOINT": cluster.url}
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "archive", "bucket", f"ais://{bucket.name}", f"ais://{bucket.name}/shards/s-0.tar", "--template", "t-{00..11}.bin", "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    raw = bucket.object("shards/s-0.tar").get_reader().read_all()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+        assert [(m.name, t.extractfile(m).read()) for m in t.getmembers()] == list(blobs.items())
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "archive", "bucket", f"ais://{bucket.name}", f"ais://{bucket.name}/x.tar"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode != 0 and "--template" in p.stderr, p.stderr
+
+
+def test_list_archive_members(bucket: Bucket, shards: Dict[str, bytes]) -> None:
+    """The SDK's ``list_archive`` (list flag ARCH_DIR): every member of the
+    shard as ``SHARD/MEMBER`` with its size; plain listings are unchanged."""
+    want = sorted((f"s.tar/{n}", len(d)) for n, d in members())  # listings are in name order
+    got = [(e.name, e.size) for e in bucket.list_archive("s.tar")]
+    assert got == want
+    got = [(e.name, e.size) for e in bucket.list_archive("s.zip")]
+    assert got == [(f"s.zip/{n}", s) for n, s in [(w[0][6:], w[1]) for w in want]]
+    with_shard = [e.name for e in bucket.list_archive("s.tgz", include_archive_obj=True)]
+    assert with_shard[0] == "s.tgz" and len(with_shard) == 1 + len(want)
+    assert sorted(e.name for e in bucket.list_all_objects()) == ["s.tar", "s.tgz", "s.zip"]
+    # Pages count objects, not members: a page of 1 still carries its shard's members.
+    page = bucket.list_objects(page_size=1, flags=[__import__("aistore.sdk.list_object_flag", fromlist=["x"]).ListObjectFlag.ARCH_DIR])
+    names = [e.name for e in page.entries]
+    assert names[0] == "s.tar" and len(names) == 1 + len(want) and page.continuation_token == "s.tar"
+
+
+def test_ais_ls_archive_cli(cluster: Cluster, bucket: Bucket, shards: Dict[str, bytes]) -> None:
+    import subprocess
+
+    p = subprocess.run(
+        [str(cluster.bin_dir / "ais"), "ls", f"ais://{bucket.name}/s.tar", "--archive"],
+        env={**os.environ, "AIS_ENDPOINT": cluster.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    listed = [line.split()[0] for line in p.stdout.splitlines()[1:] if line.strip()]
+    assert "s.tar" in listed and "s.tar/sample/0011.cls" in listed, p.stdout
+    assert len([n for n in listed if n.startswith("s.tar/")]) == len(members())

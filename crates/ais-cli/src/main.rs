@@ -88,6 +88,14 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Create shards: `ais archive bucket ais://SRC ais://DST/shard.tar --template "o-{00..99}"`.
+    Archive {
+        #[command(subcommand)]
+        cmd: ArchiveCmd,
+    },
+    /// Get many objects (or shard members) in one request, as one tar in the
+    /// order given (AIStore's Get-Batch).
+    Batch(objects::BatchArgs),
     /// Wait for a job to finish (progress bar).
     Wait {
         id: String,
@@ -179,6 +187,35 @@ enum BucketCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum ArchiveCmd {
+    /// Pack objects of a bucket into one shard (.tar, .tgz, .tar.gz, .zip), as a job.
+    Bucket {
+        /// ais://SRC
+        src: String,
+        /// ais://DST/SHARD.tar
+        dst: String,
+        /// Comma-separated object names.
+        #[arg(long, conflicts_with = "template")]
+        list: Option<String>,
+        /// Name template, e.g. "o-{000..099}.jpg".
+        #[arg(long)]
+        template: Option<String>,
+        /// Add to an existing shard instead of replacing it.
+        #[arg(long)]
+        append: bool,
+        /// Name members SRC/OBJECT instead of OBJECT.
+        #[arg(long)]
+        include_src_bck: bool,
+        /// Skip missing objects instead of failing.
+        #[arg(long)]
+        cont_on_err: bool,
+        /// Wait for the job (progress bar).
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum PropsCmd {
     /// Show a bucket's properties.
     Show {
@@ -252,6 +289,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "ec-encode {} ({data_slices} data + {parity_slices} parity slices): job {id}",
                 bck.cname()
+            );
+            if wait {
+                jobs::wait(&client, &id, None).await
+            } else {
+                println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+                Ok(())
+            }
+        }
+        Cmd::Batch(a) => objects::batch(&client, a).await,
+        Cmd::Archive {
+            cmd:
+                ArchiveCmd::Bucket {
+                    src,
+                    dst,
+                    list,
+                    template,
+                    append,
+                    include_src_bck,
+                    cont_on_err,
+                    wait,
+                },
+        } => {
+            let src = objects::parse_bucket(&src)?;
+            let (dbck, shard) =
+                ais_core::Bck::parse_uri(&dst).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if shard.is_empty() {
+                anyhow::bail!("{dst}: name the shard, e.g. ais://bucket/shard-000.tar");
+            }
+            let names: Vec<String> = list
+                .map(|l| {
+                    l.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let template = template.unwrap_or_default();
+            if names.is_empty() && template.is_empty() {
+                anyhow::bail!("name the objects to pack: --list a,b,c or --template 'o-{{0..9}}'");
+            }
+            let id = client
+                .archive(
+                    &src.name,
+                    &dbck.name,
+                    &shard,
+                    &names,
+                    &template,
+                    append,
+                    include_src_bck,
+                    cont_on_err,
+                )
+                .await?;
+            println!(
+                "archive {} -> {}/{shard}: job {id}",
+                src.cname(),
+                dbck.cname()
             );
             if wait {
                 jobs::wait(&client, &id, None).await

@@ -56,6 +56,9 @@ pub struct LsArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// List the members of archives (.tar, .tgz, .zip) too, as SHARD/MEMBER.
+    #[arg(long)]
+    archive: bool,
 }
 
 pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
@@ -73,6 +76,11 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
         prefix,
         props: a.props.clone(),
         pagesize: a.page_size,
+        flags: if a.archive {
+            ais_core::api::LSO_ARCH_DIR
+        } else {
+            0
+        },
         ..Default::default()
     };
     let mut rows = Vec::new();
@@ -269,6 +277,46 @@ pub struct GetArgs {
     object: String,
     /// Output file, or - for stdout (default: the object's base name).
     out: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BatchArgs {
+    /// ais://BUCKET
+    bucket: String,
+    /// Objects, in the order wanted; `SHARD.tar/MEMBER` style items are
+    /// given as `SHARD.tar?archpath=MEMBER`.
+    #[arg(required = true)]
+    objects: Vec<String>,
+    /// Output tar file, or - for stdout.
+    #[arg(long, short = 'o', default_value = "-")]
+    out: String,
+    /// Transform every item with this ETL on the target that stores it.
+    #[arg(long)]
+    etl: Option<String>,
+    /// Put missing items under __404__/ (empty) instead of failing.
+    #[arg(long)]
+    cont_on_err: bool,
+}
+
+/// `ais batch ais://b o1 o2 ... -o out.tar`: Get-Batch into one tar.
+pub async fn batch(client: &Client, a: BatchArgs) -> anyhow::Result<()> {
+    let bck = parse_bucket(&a.bucket)?;
+    let items: Vec<(String, Option<String>)> = a
+        .objects
+        .iter()
+        .map(|o| match o.split_once("?archpath=") {
+            Some((n, m)) => (n.to_string(), Some(m.to_string())),
+            None => (o.clone(), None),
+        })
+        .collect();
+    let resp = client
+        .get_batch(&bck.name, &items, a.etl.as_deref(), a.cont_on_err)
+        .await?;
+    let n = save(resp, &a.out).await?;
+    if a.out != "-" {
+        println!("{} items ({n} bytes) written to {}", items.len(), a.out);
+    }
+    Ok(())
 }
 
 /// Streams a GET response into a file or stdout; returns bytes written.

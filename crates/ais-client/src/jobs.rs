@@ -135,6 +135,43 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Packs objects of `src` (`names`, or a `template` like
+    /// `o-{000..099}`) into the shard `dst/shard` (.tar, .tgz, .tar.gz,
+    /// .zip) as a job (`archive`); returns the job id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn archive(
+        &self,
+        src: &str,
+        dst: &str,
+        shard: &str,
+        names: &[String],
+        template: &str,
+        append: bool,
+        include_src: bool,
+        cont_on_err: bool,
+    ) -> Result<String> {
+        let mut v = serde_json::json!({
+            "archname": shard,
+            "tobck": {"name": dst, "provider": "ais"},
+            "aate": append,
+            "isbn": include_src,
+            "coer": cont_on_err,
+        });
+        if template.is_empty() {
+            v["objnames"] = serde_json::json!(names);
+        } else {
+            v["template"] = serde_json::json!(template);
+        }
+        let act = ActMsg {
+            action: "archive".into(),
+            name: String::new(),
+            value: v,
+        };
+        let path = format!("{}?provider=ais", paths::bucket(src));
+        let resp = self.action(Method::PUT, &path, &act).await?;
+        crate::text(resp).await
+    }
+
     /// Copies bucket `src` (or the selection in `msg`) into `dst` (created if
     /// missing), as a job (`copy-bck`). Returns the job id.
     pub async fn copy_bucket(&self, src: &str, dst: &str, msg: &BucketJobMsg) -> Result<String> {

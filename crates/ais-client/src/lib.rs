@@ -512,6 +512,35 @@ impl Client {
         self.request(Method::GET, url, None, &headers).await
     }
 
+    /// Get-Batch (`/v1/ml/moss/BUCKET`): one request for many objects (or
+    /// `name?archpath=member` shard members), answered as one tar in
+    /// request order; returns the response to stream from.
+    pub async fn get_batch(
+        &self,
+        bucket: &str,
+        items: &[(String, Option<String>)],
+        etl: Option<&str>,
+        cont_on_err: bool,
+    ) -> Result<reqwest::Response> {
+        let ins: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(n, a)| match a {
+                Some(a) => serde_json::json!({"objname": n, "archpath": a}),
+                None => serde_json::json!({"objname": n}),
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({"in": ins, "coer": cont_on_err}))
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let mut url = self.url(&format!("{}/{bucket}", ais_core::paths::MOSS));
+        if let Some(e) = etl {
+            url.push_str("?etl_name=");
+            url.push_str(&percent_encoding::utf8_percent_encode(e, NON_ALPHANUMERIC).to_string());
+        }
+        let headers = [("content-type", "application/json".to_string())];
+        self.request(Method::GET, url, Some(Bytes::from(body)), &headers)
+            .await
+    }
+
     pub async fn get(&self, bucket: &str, obj: &str) -> Result<Bytes> {
         let resp = self.get_stream(bucket, obj, &[], None).await?;
         resp.bytes().await.map_err(|e| ClientError::Transport {

@@ -189,6 +189,10 @@ impl PropSet {
 }
 
 pub const ENTRY_FLAG_CACHED: u16 = 1 << 6;
+/// A member of an archive object, listed as `SHARD/MEMBER` (`LSO_ARCH_DIR`).
+pub const ENTRY_FLAG_IN_ARCH: u16 = 1 << 7;
+/// List-objects flag: list archives' members after each archive.
+pub const LSO_ARCH_DIR: u64 = 1 << 3;
 
 /// One listed object, as targets send it to the proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]

@@ -20,10 +20,22 @@ use std::sync::{Arc, Mutex};
 pub enum ArchKind {
     Tar,
     TarGz,
+    /// A tar in an LZ4 frame (`.tar.lz4`, as AIStore writes them).
+    TarLz4,
     Zip,
 }
 
 impl ArchKind {
+    /// The format to write a shard of this kind in.
+    pub fn out_fmt(self) -> OutFmt {
+        match self {
+            ArchKind::Tar => OutFmt::Tar,
+            ArchKind::TarGz => OutFmt::TarGz,
+            ArchKind::TarLz4 => OutFmt::TarLz4,
+            ArchKind::Zip => OutFmt::Zip,
+        }
+    }
+
     /// By the object's name, as AIStore decides.
     pub fn of(name: &str) -> Option<ArchKind> {
         let n = name.to_ascii_lowercase();
@@ -31,6 +43,8 @@ impl ArchKind {
             Some(ArchKind::Tar)
         } else if n.ends_with(".tar.gz") || n.ends_with(".tgz") {
             Some(ArchKind::TarGz)
+        } else if n.ends_with(".tar.lz4") {
+            Some(ArchKind::TarLz4)
         } else if n.ends_with(".zip") {
             Some(ArchKind::Zip)
         } else {
@@ -184,8 +198,8 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
                 });
             }
         }
-        ArchKind::TarGz => {
-            let mut a = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(f)));
+        ArchKind::TarGz | ArchKind::TarLz4 => {
+            let mut a = tar::Archive::new(decompressed(f, kind));
             let entries = a.entries().map_err(|e| bad(path, kind, e))?;
             for (i, e) in entries.enumerate() {
                 let e = e.map_err(|e| bad(path, kind, e))?;
@@ -226,6 +240,16 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
     Ok(out)
 }
 
+/// The tar stream of a (possibly compressed) tar shard.
+fn decompressed(f: std::fs::File, kind: ArchKind) -> Box<dyn Read> {
+    let r = io::BufReader::new(f);
+    match kind {
+        ArchKind::TarGz => Box::new(flate2::read::GzDecoder::new(r)),
+        ArchKind::TarLz4 => Box::new(lz4_flex::frame::FrameDecoder::new(r)),
+        _ => Box::new(r),
+    }
+}
+
 /// Where a member's bytes are: a range of the shard file (read with one
 /// seek), or inflated bytes.
 pub enum MemberData {
@@ -255,12 +279,8 @@ pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> 
             let mut e = z.by_index(member.index).map_err(|e| bad(path, kind, e))?;
             e.read_to_end(&mut buf).map_err(|e| bad(path, kind, e))?;
         }
-        ArchKind::TarGz | ArchKind::Tar => {
-            let r: Box<dyn Read> = match kind {
-                ArchKind::TarGz => Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))),
-                _ => Box::new(io::BufReader::new(f)),
-            };
-            let mut a = tar::Archive::new(r);
+        ArchKind::TarGz | ArchKind::TarLz4 | ArchKind::Tar => {
+            let mut a = tar::Archive::new(decompressed(f, kind));
             let entries = a.entries().map_err(|e| bad(path, kind, e))?;
             for (i, e) in entries.enumerate() {
                 let mut e = e.map_err(|e| bad(path, kind, e))?;
@@ -321,6 +341,7 @@ pub fn read_matching_as_tar(path: &Path, kind: ArchKind, m: &Matcher) -> Result<
 pub enum OutFmt {
     Tar,
     TarGz,
+    TarLz4,
     Zip,
 }
 
@@ -329,6 +350,7 @@ impl OutFmt {
         match self {
             OutFmt::Tar => "application/x-tar",
             OutFmt::TarGz => "application/gzip",
+            OutFmt::TarLz4 => "application/x-lz4",
             OutFmt::Zip => "application/zip",
         }
     }
@@ -340,6 +362,7 @@ impl OutFmt {
 pub enum Writer {
     Tar(tar::Builder<Vec<u8>>),
     TarGz(tar::Builder<flate2::write::GzEncoder<Vec<u8>>>),
+    TarLz4(tar::Builder<lz4_flex::frame::FrameEncoder<Vec<u8>>>),
     Zip(zip::ZipWriter<std::fs::File>),
 }
 
@@ -351,6 +374,9 @@ impl Writer {
                 Vec::new(),
                 flate2::Compression::fast(),
             ))),
+            OutFmt::TarLz4 => Writer::TarLz4(tar::Builder::new(
+                lz4_flex::frame::FrameEncoder::new(Vec::new()),
+            )),
             OutFmt::Zip => Writer::Zip(zip::ZipWriter::new(
                 spool.ok_or_else(|| io::Error::other("zip output needs a spool file"))?,
             )),
@@ -367,6 +393,7 @@ impl Writer {
         match self {
             Writer::Tar(b) => b.append_data(&mut h, name, data),
             Writer::TarGz(b) => b.append_data(&mut h, name, data),
+            Writer::TarLz4(b) => b.append_data(&mut h, name, data),
             Writer::Zip(z) => {
                 let o = zip::write::SimpleFileOptions::default()
                     .compression_method(zip::CompressionMethod::Stored)
@@ -382,6 +409,7 @@ impl Writer {
         match self {
             Writer::Tar(b) => std::mem::take(b.get_mut()),
             Writer::TarGz(b) => std::mem::take(b.get_mut().get_mut()),
+            Writer::TarLz4(b) => std::mem::take(b.get_mut().get_mut()),
             Writer::Zip(_) => Vec::new(),
         }
     }
@@ -391,6 +419,7 @@ impl Writer {
         match self {
             Writer::Tar(b) => b.into_inner(),
             Writer::TarGz(b) => b.into_inner()?.finish(),
+            Writer::TarLz4(b) => b.into_inner()?.finish().map_err(io::Error::other),
             Writer::Zip(z) => {
                 let f = z.finish().map_err(io::Error::other)?;
                 f.sync_all()?;
@@ -431,6 +460,10 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &tar).unwrap();
         std::fs::write(&p_tgz, gz.finish().unwrap()).unwrap();
+        let p_lz4 = dir.path().join("s.tar.lz4");
+        let mut lz = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        std::io::Write::write_all(&mut lz, &tar).unwrap();
+        std::fs::write(&p_lz4, lz.finish().unwrap()).unwrap();
         let p_zip = dir.path().join("s.zip");
         {
             let mut z = zip::ZipWriter::new(std::fs::File::create(&p_zip).unwrap());
@@ -446,7 +479,7 @@ mod tests {
             }
             z.finish().unwrap();
         }
-        for p in [&p_tar, &p_tgz, &p_zip] {
+        for p in [&p_tar, &p_tgz, &p_lz4, &p_zip] {
             let kind = ArchKind::of(&p.to_string_lossy()).unwrap();
             let list = members(p, kind).unwrap();
             assert_eq!(list.len(), 4, "{p:?}");

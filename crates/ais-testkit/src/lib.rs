@@ -14,6 +14,9 @@
 //! whole between setup and checks); [`scenarios!`] makes one `#[test]` per
 //! (shape, scenario) and [`run_scenario`] runs one.
 //!
+//! Multi-host mode ([`Opts::netns`], default `AIS_TEST_NETNS=1`): every
+//! node in its own network namespace on its own address ([`netns`]).
+//!
 //! Binaries: `$AIS_BIN_DIR`, else the directory of the running test
 //! executable (`target/<profile>`); in the latter case a binary older than
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —
@@ -26,6 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
+
+pub mod checks;
+pub mod netns;
 
 /// Substrings of ERROR log lines that are expected in some tests and never
 /// fail one: an ETL from the cluster metadata that cannot start on a
@@ -129,14 +135,6 @@ pub fn target_count_at(url: &str) -> usize {
 }
 
 /// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
-/// A 2-worker multi-threaded runtime (what the cluster tests drive clients with).
-pub fn test_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
-}
-
 /// Initialises ETL `name`: a `python3` hpush runtime running `code` (no
 /// dependencies), through the proxy at `url`; fails with the proxy's answer.
 pub fn init_python_etl(url: &str, name: &str, code: &str) -> anyhow::Result<()> {
@@ -376,12 +374,26 @@ pub struct NodeProc {
     pub url: String,
     pub id: String,
     pub data: PathBuf,
+    /// Its network namespace and address in multi-host mode.
+    pub host: Option<netns::Host>,
     args: Vec<String>,
 }
 
 impl NodeProc {
-    fn spawn(args: Vec<String>, data: PathBuf, env: &[(String, String)]) -> anyhow::Result<Self> {
+    /// Starts `aisnode ARGS` (inside `host`'s namespace, listening on its
+    /// address, when given) and waits for its ready line.
+    fn spawn(
+        mut args: Vec<String>,
+        data: PathBuf,
+        env: &[(String, String)],
+        host: Option<netns::Host>,
+    ) -> anyhow::Result<Self> {
         let exe = fresh_bin("aisnode")?;
+        if let Some(h) = &host {
+            if !args.iter().any(|a| a == "--host") {
+                args.extend(["--host".to_string(), h.addr.clone()]);
+            }
+        }
         std::fs::create_dir_all(&data)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -400,6 +412,10 @@ impl NodeProc {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        let _ns = host
+            .as_ref()
+            .map(|h| h.enter_on_spawn(&mut cmd))
+            .transpose()?;
         let opts = ais_proc::SpawnOpts {
             own_group: true,
             parent_death_signal: Some(ais_proc::SIGTERM),
@@ -421,6 +437,7 @@ impl NodeProc {
             id: parts.get(2).unwrap_or(&"").to_string(),
             url: parts.get(3).unwrap_or(&"").to_string(),
             data,
+            host,
             args,
         })
     }
@@ -464,7 +481,7 @@ impl NodeProc {
         if let Some(p) = args.iter().position(|a| a == "--port") {
             args[p + 1] = self.port();
         }
-        Self::spawn(args, self.data.clone(), env)
+        Self::spawn(args, self.data.clone(), env, self.host.clone())
     }
 
     /// Lines of this node's log that fail a test: `panicked at`, and
@@ -526,6 +543,8 @@ pub struct Cluster {
     /// Size of the tmpfs mounted at each target's data dir ([`Opts::on_tmpfs`]).
     tmpfs: Option<u64>,
     mounts: Vec<PathBuf>,
+    /// Multi-host mode: the bridge and namespaces (removed after the nodes).
+    net: Option<netns::Net>,
     // Dropped last: the data must outlive the processes.
     pub dir: tempfile::TempDir,
 }
@@ -538,6 +557,10 @@ pub struct Opts {
     /// Put each target's whole data dir (metadata and mountpaths) on a tmpfs
     /// of this many bytes: a small disk that fills up for real.
     pub target_tmpfs: Option<u64>,
+    /// Multi-host mode: every node in its own network namespace with its
+    /// own address on a bridge ([`netns`]; needs root and `ip`). Default:
+    /// `AIS_TEST_NETNS=1`, so any test run with it set runs multi-host.
+    pub netns: bool,
 }
 
 impl Opts {
@@ -595,6 +618,7 @@ impl Default for Opts {
             mpaths: 1,
             env: Vec::new(),
             target_tmpfs: None,
+            netns: netns::from_env(),
         }
     }
 }
@@ -610,6 +634,18 @@ impl Cluster {
     pub fn start_with(opts: Opts) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("ais-test-").tempdir()?;
         let pdata = dir.path().join("proxy");
+        let mut net = if opts.netns {
+            Some(netns::Net::new().context("multi-host mode (Opts::netns / AIS_TEST_NETNS)")?)
+        } else {
+            None
+        };
+        if let Some(n) = &net {
+            eprintln!(
+                "ais-testkit: multi-host mode: nodes in network namespaces behind {}",
+                n.gateway()
+            );
+        }
+        let phost = net.as_mut().map(netns::Net::add_host).transpose()?;
         let proxy = NodeProc::spawn(
             vec![
                 "--role".into(),
@@ -623,6 +659,7 @@ impl Cluster {
             ],
             pdata,
             &opts.env,
+            phost,
         )?;
         let mut c = Self {
             proxy,
@@ -632,6 +669,7 @@ impl Cluster {
             scanned: false,
             tmpfs: opts.target_tmpfs,
             mounts: Vec::new(),
+            net,
             dir,
         };
         for _ in 0..opts.targets {
@@ -662,16 +700,27 @@ impl Cluster {
             args.push("--mpath".into());
             args.push(tdata.join(format!("mp{}", m + 1)).display().to_string());
         }
-        let t = NodeProc::spawn(args, tdata, &self.env)?;
+        let host = self.net.as_mut().map(netns::Net::add_host).transpose()?;
+        let t = NodeProc::spawn(args, tdata, &self.env, host)?;
         self.targets.push(t);
         Ok(i)
     }
 
     /// Starts one more target and waits until the proxy has it in the map.
     pub fn add_target(&mut self) -> anyhow::Result<usize> {
-        let i = self.spawn_target(1)?;
+        self.add_target_with(1)
+    }
+
+    /// [`Cluster::add_target`] with `mpaths` mountpaths.
+    pub fn add_target_with(&mut self, mpaths: usize) -> anyhow::Result<usize> {
+        let i = self.spawn_target(mpaths)?;
         self.wait_targets(self.targets.len())?;
         Ok(i)
+    }
+
+    /// The multi-host network, when the cluster runs in that mode.
+    pub fn net(&self) -> Option<&netns::Net> {
+        self.net.as_ref()
     }
 
     pub fn url(&self) -> &str {

@@ -1,29 +1,18 @@
-//! Helpers for rebalance tests: deterministic object contents, waiting for
-//! rebalance jobs, checking placement, and a GET+PUT client load that counts
-//! every error.
+//! Helpers for rebalance and lifecycle tests on top of [`crate::checks`]:
+//! object contents checked by a GET+PUT client load that counts every
+//! error, waiting for rebalance jobs, placement, what one target holds.
 
-use crate::{raw_http, Cluster};
+use crate::{checks, raw_http, Cluster};
 use ais_client::{Client, JobStatus};
-use ais_core::meta::Smap;
-use ais_core::Bck;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The content of object `name` (2-5 KiB, starts with the name).
 pub fn content(name: &str) -> Vec<u8> {
     let mut v = name.as_bytes().to_vec();
     v.resize(2048 + name.len() * 13 % 3000, b'.');
     v
-}
-
-async fn rebalance_jobs(cl: &Client) -> Vec<JobStatus> {
-    cl.jobs()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|j| j.kind == "rebalance")
-        .collect()
 }
 
 fn started(j: &JobStatus) -> i64 {
@@ -35,70 +24,34 @@ fn started(j: &JobStatus) -> i64 {
 
 /// Rebalance jobs so far (one may run when the first targets join).
 pub async fn rebalances(cl: &Client) -> usize {
-    rebalance_jobs(cl).await.len()
+    checks::rebalances(cl).await.map(|j| j.len()).unwrap_or(0)
 }
 
 /// Waits for more than `after` rebalance jobs to exist and none of them to
-/// be running; returns the newest.
+/// be running; returns the one that ended last (panics with every
+/// rebalance's status after `timeout`).
 pub async fn finished_rebalance(cl: &Client, after: usize, timeout: Duration) -> JobStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let jobs = rebalance_jobs(cl).await;
-        if jobs.len() > after && jobs.iter().all(|j| j.end_time != 0) {
-            if let Some(j) = jobs.iter().max_by_key(|j| started(j)).cloned() {
-                return j;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no finished rebalance after {after}: {jobs:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    match checks::finished_rebalance(cl, after, timeout).await {
+        Ok(j) => j,
+        Err(e) => panic!("{e:#}: {:#?}", checks::rebalances(cl).await),
     }
 }
 
-/// The newest rebalance job, if any.
+/// The newest rebalance job (by start), if any.
 pub async fn newest_rebalance(cl: &Client) -> Option<JobStatus> {
-    rebalance_jobs(cl).await.into_iter().max_by_key(started)
+    checks::rebalances(cl)
+        .await
+        .ok()?
+        .into_iter()
+        .max_by_key(started)
 }
 
 /// Every object is stored on its HRW owner, and only there (targets in
-/// maintenance included: they must hold nothing). Fails naming the first
-/// misplaced object.
-pub fn check_placed(c: &Cluster, bucket: &str, names: &[String]) -> anyhow::Result<()> {
-    let smap: Smap = serde_json::from_value(c.smap()?)?;
-    let bck = Bck::ais(bucket);
-    for n in names {
-        let owner = smap
-            .owner(&bck.obj_uname(n))
-            .ok_or_else(|| anyhow::anyhow!("no active targets"))?;
-        for t in smap.tmap.values() {
-            let (st, _) = raw_http(
-                t.url(),
-                "GET",
-                &format!("/v1/internal/objattrs/{bucket}/{n}"),
-                &[],
-                b"",
-            )?;
-            let want = if t.daemon_id == owner.daemon_id {
-                200
-            } else {
-                404
-            };
-            anyhow::ensure!(
-                st == want,
-                "{n} on {}: HTTP {st}, expected {want}",
-                t.name()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// [`check_placed`], panicking on a misplaced object.
+/// maintenance included: they must hold nothing).
 pub fn assert_placed(c: &Cluster, bucket: &str, names: &[String]) {
-    if let Err(e) = check_placed(c, bucket, names) {
-        panic!("misplaced: {e:#}");
+    match checks::misplaced(c, bucket, names) {
+        Ok(wrong) => assert!(wrong.is_empty(), "misplaced: {wrong:#?}"),
+        Err(e) => panic!("placement check: {e:#}"),
     }
 }
 

@@ -428,20 +428,10 @@ fn concurrent_puts_of_one_name_get_distinct_increasing_versions() {
 
 /// Files of `name` under `dir` (main copies under `@ais`, mirrors under `@mirror`).
 fn copies_of(dir: &std::path::Path, bucket: &str, name: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.ends_with(format!("{bucket}/{name}")) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    ais_testkit::checks::object_files(dir, bucket)
+        .into_iter()
+        .filter(|p| p.ends_with(format!("{bucket}/{name}")))
+        .collect()
 }
 
 #[test]

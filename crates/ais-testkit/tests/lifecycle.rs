@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 static HEAVY: Mutex<()> = Mutex::new(());
 
 fn rt() -> tokio::runtime::Runtime {
-    ais_testkit::test_runtime().unwrap()
+    ais_testkit::checks::runtime().unwrap()
 }
 
 fn opts(targets: usize, env: &[(&str, &str)]) -> Opts {

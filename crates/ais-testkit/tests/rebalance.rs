@@ -11,7 +11,7 @@ async fn finished_rebalance(cl: &Client, after: usize) -> ais_client::JobStatus 
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    ais_testkit::test_runtime().unwrap()
+    ais_testkit::checks::runtime().unwrap()
 }
 
 #[test]

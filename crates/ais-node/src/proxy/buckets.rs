@@ -99,6 +99,15 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                 other => Err(unknown_action(other, &bck)),
             }
         }
+        Method::PUT => {
+            let msg = opt_actmsg(body)
+                .await?
+                .ok_or_else(|| ApiError::bad_request("missing action message in request body"))?;
+            match msg.action.as_str() {
+                "archive" => super::archive::start(p, &bck, msg).await,
+                other => Err(unknown_action(other, &bck)),
+            }
+        }
         Method::DELETE => {
             let msg = opt_actmsg(body)
                 .await?

@@ -185,6 +185,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         dst: dst.name.clone(),
         msg: tcb,
         skip_unchanged: dst_existed,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -208,6 +209,7 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
         dst: bck.name.clone(),
         msg: tcb,
         skip_unchanged: false,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -226,6 +228,7 @@ pub async fn start_ec_encode(p: &Proxy, bck: &Bck) -> Res {
             ..Default::default()
         },
         skip_unchanged: false,
+        archive: None,
     };
     launch(p, spec).await
 }
@@ -268,6 +271,7 @@ pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
         dst: String::new(),
         msg: TcbMsg::default(),
         skip_unchanged: false,
+        archive: None,
     };
     launch_on(p, spec, all, |t| t.flags & FLAGGED != 0).await?;
     mark_balanced(p, active);
@@ -390,7 +394,7 @@ async fn interrupted(p: &Proxy) -> bool {
 }
 
 /// Registers a job and starts it on every target; answers its id.
-async fn launch(p: &Proxy, spec: JobSpec) -> Res {
+pub(super) async fn launch(p: &Proxy, spec: JobSpec) -> Res {
     let targets = p.core.targets();
     let id = launch_on(p, spec, targets, |_| false).await?;
     Ok(text_ok(&id))

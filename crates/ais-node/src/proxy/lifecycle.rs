@@ -152,11 +152,9 @@ async fn finish(
             return Ok(());
         }
     }
-    if action == DECOMMISSION {
-        // Its part of every job (the rebalance that emptied it included)
-        // stays reported after it is gone.
-        keep_final_snaps(p, &node).await;
-    }
+    // Its part of every job (the rebalance that emptied it included) stays
+    // reported after it is gone.
+    keep_final_snaps(p, &node).await;
     let msg = ActMsg {
         action: action.to_string(),
         name: String::new(),

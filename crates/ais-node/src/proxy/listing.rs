@@ -43,6 +43,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         after: &after,
         limit: page_size,
         props: &props_q,
+        flags: msg.flags,
     };
     let flagged = NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION;
     let pages = all_ok(
@@ -70,10 +71,26 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     // Name order; for a name held by two targets (placement changed) keep the owner's copy.
     merged.sort_by(|a, b| a.0.name.cmp(&b.0.name).then(b.1.cmp(&a.1)));
     merged.dedup_by(|a, b| a.0.name == b.0.name);
-    let more = !all_done || merged.len() > page_size;
-    merged.truncate(page_size);
+    // A page holds `page_size` objects; archive members (listed with
+    // LSO_ARCH_DIR) follow their archive and do not count.
+    let is_member = |e: &LsoEntry| e.flags & ais_core::api::ENTRY_FLAG_IN_ARCH != 0;
+    let objects = merged.iter().filter(|e| !is_member(&e.0)).count();
+    let more = !all_done || objects > page_size;
+    let mut kept = 0;
+    merged.retain(|e| {
+        if is_member(&e.0) {
+            return kept <= page_size && kept > 0;
+        }
+        kept += 1;
+        kept <= page_size
+    });
     let token = if more {
-        merged.last().map(|e| e.0.name.clone()).unwrap_or_default()
+        merged
+            .iter()
+            .rev()
+            .find(|e| !is_member(&e.0))
+            .map(|e| e.0.name.clone())
+            .unwrap_or_default()
     } else {
         String::new()
     };

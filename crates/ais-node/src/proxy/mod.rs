@@ -2,6 +2,7 @@
 //! the primary, object requests redirected to their owner target, listings
 //! merged from every target, and the control planes of ETLs and offline jobs.
 
+pub mod archive;
 pub mod buckets;
 pub mod cluster;
 pub mod etl;

@@ -228,6 +228,7 @@ impl Rpc {
         q: &ListQuery<'_>,
     ) -> Result<TargetPage, RpcError> {
         let limit = q.limit.to_string();
+        let flags = q.flags.to_string();
         let req = self
             .get(to, &format!("{}/{bucket}", routes::INT_LIST))
             .query(&[
@@ -235,6 +236,7 @@ impl Rpc {
                 ("after", q.after),
                 ("limit", limit.as_str()),
                 ("props", q.props),
+                ("flags", flags.as_str()),
             ]);
         self.json(to, req).await
     }

@@ -37,6 +37,24 @@ pub struct JobSpec {
     /// wrote from the same source version with the same transform are skipped.
     #[serde(default)]
     pub skip_unchanged: bool,
+    /// `archive` jobs: the shard to write.
+    #[serde(default)]
+    pub archive: Option<ArchiveSpec>,
+}
+
+/// Job kind that packs objects into one shard (`archive`).
+pub const JOB_ARCHIVE: &str = "archive";
+
+/// What an `archive` job writes: `dst/name`, members named `obj` (or
+/// `src/obj` with `include_src`), appended to an existing shard with
+/// `append`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArchiveSpec {
+    pub name: String,
+    #[serde(default)]
+    pub include_src: bool,
+    #[serde(default)]
+    pub append: bool,
 }
 
 /// One per-object failure of a job or an ETL, as AIStore reports them.
@@ -53,4 +71,6 @@ pub struct ListQuery<'a> {
     pub after: &'a str,
     pub limit: usize,
     pub props: &'a str,
+    /// The list-objects flags (`LsoMsg::flags`), e.g. archive members.
+    pub flags: u64,
 }

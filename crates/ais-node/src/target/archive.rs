@@ -52,7 +52,7 @@ impl ArchSpec {
 fn kind_of(bck: &Bck, obj: &str) -> ApiResult<ArchKind> {
     ArchKind::of(obj).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "{}/{obj} is not an archive (supported: .tar, .tgz, .tar.gz, .zip); \
+            "{}/{obj} is not an archive (supported: .tar, .tgz, .tar.gz, .tar.lz4, .zip); \
              archpath/archregx apply to shards only",
             bck.cname()
         ))
@@ -170,4 +170,131 @@ pub async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, spec: ArchSpe
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.0));
     Ok(r)
+}
+
+/// An `archive` job on this target. Only the shard's owner works: it reads
+/// each named object (from whichever target stores it, a window at a time),
+/// appends it to the shard being built in a spool file on its mountpath,
+/// then stores the shard like a PUT (atomically, with the bucket's
+/// redundancy). With `append`, an existing shard's members come first.
+pub async fn run_job(t: &Arc<Target>, job: &Arc<super::jobs::TargetJob>) -> ApiResult<()> {
+    use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let spec = &job.spec;
+    let a = spec
+        .archive
+        .clone()
+        .ok_or_else(|| ApiError::bad_request("archive job without a shard name"))?;
+    let (src, dst) = (Bck::ais(spec.src.clone()), Bck::ais(spec.dst.clone()));
+    let owner = t.core.owner(&dst.obj_uname(&a.name));
+    if owner.is_none_or(|o| o.daemon_id != t.core.id) {
+        job.counted.store(true, Ordering::Relaxed);
+        return Ok(());
+    }
+    let names: Vec<String> = if !spec.msg.objnames.is_empty() {
+        spec.msg.objnames.clone()
+    } else {
+        ais_core::api::expand_template(&spec.msg.template, ais_core::api::MAX_TEMPLATE)?
+    };
+    job.total_objs.store(names.len() as u64, Ordering::Relaxed);
+    job.counted.store(true, Ordering::Relaxed);
+    let kind = kind_of(&dst, &a.name)?;
+    let fmt = kind.out_fmt();
+    let spool = t.store.work_file(&dst, &a.name, "archive");
+    let _guard = Spool(spool.clone());
+    let io =
+        |e: std::io::Error| ApiError::internal(format!("{}: build {}: {e}", t.core.name, a.name));
+    let file = std::fs::File::create(&spool).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file.try_clone().map_err(io)?);
+    let mut w = archive::Writer::new(fmt, Some(file)).map_err(io)?;
+    let flush = |w: &mut archive::Writer, out: &mut std::io::BufWriter<std::fs::File>| {
+        use std::io::Write;
+        let chunk = w.take();
+        out.write_all(&chunk)
+    };
+    if a.append {
+        let existing = t.store.obj_path(&dst, &a.name);
+        if existing.is_file() {
+            let (p, name) = (existing.clone(), a.name.clone());
+            let old = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(String, Vec<u8>)>> {
+                let serr = |e: StorageError| ApiError::BadRequest(format!("append to {name}: {e}"));
+                let list = archive::members(&p, kind).map_err(serr)?;
+                list.iter()
+                    .map(|m| {
+                        Ok((
+                            m.name.clone(),
+                            archive::read_bytes(&p, kind, m).map_err(serr)?,
+                        ))
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+            for (n, d) in old {
+                w.add(&n, &d).map_err(io)?;
+                flush(&mut w, &mut out).map_err(io)?;
+            }
+        }
+    }
+    let mut items = futures::stream::iter(names.into_iter().map(|n| {
+        let (t, src) = (t.clone(), src.clone());
+        async move {
+            let r = super::batch::fetch_object(&t, &src, &n).await;
+            (n, r)
+        }
+    }))
+    .buffered(16);
+    while let Some((n, r)) = items.next().await {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let cname = format!("{}/{n}", src.cname());
+        let data = match r {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                let e = ApiError::object_not_found(&t.core.name, &src, &n);
+                job.record(&cname, &e);
+                if !spec.msg.coer {
+                    job.fail(format!("{cname}: {e}"));
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => {
+                job.record(&cname, &e);
+                if !spec.msg.coer {
+                    job.fail(format!("{cname}: {e}"));
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let member = if a.include_src {
+            format!("{}/{n}", src.name)
+        } else {
+            n.clone()
+        };
+        w.add(&member, &data).map_err(io)?;
+        flush(&mut w, &mut out).map_err(io)?;
+        job.objs.fetch_add(1, Ordering::Relaxed);
+        job.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+    {
+        use std::io::Write;
+        let last = w.finish().map_err(io)?;
+        out.write_all(&last).map_err(io)?;
+        out.flush().map_err(io)?;
+    }
+    drop(out);
+    super::jobs::put_to_owner(t, &dst.name, &a.name, None, &spool, Default::default())
+        .await
+        .map_err(|e| e.context(format!("store {}/{}", dst.cname(), a.name)))
+}
+
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

@@ -92,9 +92,10 @@ fn parse_fmt(m: Option<&str>) -> ApiResult<Fmt> {
     match m.unwrap_or("").trim_start_matches('.') {
         "" | "tar" => Ok(Fmt::Tar),
         "tgz" | "tar.gz" => Ok(Fmt::TarGz),
+        "tar.lz4" => Ok(Fmt::TarLz4),
         "zip" => Ok(Fmt::Zip),
         other => Err(ApiError::bad_request(format!(
-            "unsupported Get-Batch output format \"{other}\" (supported: .tar, .tgz, .tar.gz, .zip)"
+            "unsupported Get-Batch output format \"{other}\" (supported: .tar, .tgz, .tar.gz, .tar.lz4, .zip)"
         ))),
     }
 }
@@ -217,6 +218,31 @@ fn slice(data: bytes::Bytes, r: Option<(u64, Option<u64>)>) -> ApiResult<bytes::
     }
     let e = l.map(|l| (s + l).min(len)).unwrap_or(len);
     Ok(data.slice(s as usize..e as usize))
+}
+
+/// One whole object's bytes, fetched where it lives (archive jobs).
+pub(super) async fn fetch_object(
+    t: &Arc<Target>,
+    bck: &Bck,
+    obj: &str,
+) -> ApiResult<Option<bytes::Bytes>> {
+    let it = Item {
+        bck: bck.clone(),
+        obj: obj.to_string(),
+        arch: None,
+        range: None,
+        input: MossIn {
+            obj_name: obj.to_string(),
+            bucket: None,
+            provider: None,
+            uname: None,
+            opaque: None,
+            archpath: None,
+            start: None,
+            length: None,
+        },
+    };
+    fetch(t, &it, None).await
 }
 
 /// One item's bytes, fetched where it lives. `Ok(None)`: it does not exist.

@@ -22,10 +22,20 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
         .and_then(|l| l.parse().ok())
         .unwrap_or(1000);
     let props = PropSet::parse(ctx.query.get("props").unwrap_or(""))?;
+    let flags: u64 = ctx
+        .query
+        .get("flags")
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
     let store = t.store.clone();
     let name = t.core.name.clone();
     let page = tokio::task::spawn_blocking(move || {
-        ais_storage::list_objects(&store, &bck, &prefix, &after, limit, &props, &name)
+        let mut page =
+            ais_storage::list_objects(&store, &bck, &prefix, &after, limit, &props, &name)?;
+        if flags & ais_core::api::LSO_ARCH_DIR != 0 {
+            expand_archives(&store, &bck, &mut page);
+        }
+        Ok::<_, ais_storage::StorageError>(page)
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
@@ -51,4 +61,29 @@ pub async fn delete_local(t: &Target, ctx: &Ctx, bucket: &str, obj: &str) -> Res
         .await
         .map_err(|e| error::storage(&t.core.name, &bck, &obj, e))?;
     Ok(empty(StatusCode::OK))
+}
+
+/// Lists each archive's members right after it, as `SHARD/MEMBER` entries
+/// (a shard that cannot be read is listed alone).
+fn expand_archives(store: &ais_storage::Store, bck: &Bck, page: &mut ais_core::api::TargetPage) {
+    use ais_core::api::{LsoEntry, ENTRY_FLAG_CACHED, ENTRY_FLAG_IN_ARCH};
+    use ais_storage::archive::{self, ArchKind};
+    let mut out = Vec::with_capacity(page.entries.len());
+    for e in std::mem::take(&mut page.entries) {
+        let kind = ArchKind::of(&e.name);
+        let shard = e.name.clone();
+        out.push(e);
+        let Some(kind) = kind else {
+            continue;
+        };
+        if let Ok(list) = archive::members(&store.obj_path(bck, &shard), kind) {
+            out.extend(list.iter().map(|m| LsoEntry {
+                name: format!("{shard}/{}", m.name.trim_start_matches("./")),
+                size: m.size,
+                flags: ENTRY_FLAG_CACHED | ENTRY_FLAG_IN_ARCH,
+                ..Default::default()
+            }));
+        }
+    }
+    page.entries = out;
 }

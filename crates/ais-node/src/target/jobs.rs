@@ -37,14 +37,14 @@ pub struct TargetJob {
     pub(super) aborted: AtomicBool,
     err: Mutex<String>,
     pub(super) objs: AtomicU64,
-    bytes: AtomicU64,
+    pub(super) bytes: AtomicU64,
     in_bytes: AtomicU64,
     skipped: AtomicU64,
     /// Scrub: objects with a copy restored or rebuilt.
     pub(super) repaired: AtomicU64,
-    total_objs: AtomicU64,
-    total_bytes: AtomicU64,
-    counted: AtomicBool,
+    pub(super) total_objs: AtomicU64,
+    pub(super) total_bytes: AtomicU64,
+    pub(super) counted: AtomicBool,
     errors: Mutex<Vec<ObjErr>>,
 }
 
@@ -178,7 +178,7 @@ impl TargetJob {
         })
     }
 
-    fn fail(&self, msg: String) {
+    pub(super) fn fail(&self, msg: String) {
         if let Ok(mut e) = self.err.lock() {
             if e.is_empty() {
                 *e = msg;
@@ -252,6 +252,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
         let res = match j.spec.kind.as_str() {
             REBALANCE => rebalance(&t, &j).await,
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
+            ARCHIVE => super::archive::run_job(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
             SCRUB => match run(&t, &j).await {
                 // Then the bucket's erasure-coded parts.
@@ -705,6 +706,9 @@ async fn move_one(
 /// Job kind: verify every local object of a bucket and its mirror copies,
 /// repairing what redundancy allows.
 pub const SCRUB: &str = crate::rpc::types::JOB_SCRUB;
+
+/// Job kind: pack objects into one shard (see [`super::archive::run_job`]).
+pub const ARCHIVE: &str = crate::rpc::types::JOB_ARCHIVE;
 
 /// Job kind: erasure-code a bucket's objects (see [`super::ec::repair_bucket`]).
 pub const EC_ENCODE: &str = crate::rpc::types::JOB_EC_ENCODE;

@@ -99,6 +99,7 @@ pub fn start(t: &Arc<Target>) -> String {
         dst: String::new(),
         msg: TcbMsg::default(),
         skip_unchanged: false,
+        archive: None,
     };
     start_local(t, spec).id().to_string()
 }

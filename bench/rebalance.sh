@@ -2,11 +2,12 @@
 # Global rebalance, in one run (issue: grow and shrink a cluster online):
 #   1. throughput: a target is put in maintenance (`start-maintenance`), so a
 #      rebalance moves its share (~1/3) of N objects of SIZE to the other two
-#      targets; bytes moved / job duration, vs `cp -r` of the same directory
-#      on the same disk followed by `sync` (the rebalance fsyncs every object);
-#   2. GET latency: 16 KiB GETs (8 clients) in batches of GETN while the
-#      rebalance runs vs the same batches on the idle cluster just before;
-#      p99 of each batch, median over batches.
+#      targets, no client load; bytes moved / job duration, vs `cp -r` of the
+#      same directory on the same disk followed by `sync` (the rebalance
+#      fsyncs every object);
+#   2. GET latency: `stop-maintenance` moves that share back while 16 KiB
+#      GETs (8 clients) run in batches of GETN; p99 of each batch, median
+#      over batches, vs the same batches on the idle cluster before.
 # One release cluster: 1 proxy + 3 targets, 1 mountpath each, all on one machine.
 #   N=2000 SIZE=256KiB GETN=2000 ./bench/rebalance.sh
 source "$(dirname "$0")/lib.sh"
@@ -48,14 +49,24 @@ T1=$(date +%s.%N)
 rm -rf "$WORK/cp-copy"
 sync; (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null || true
 
-REB=$(curl -sf -X PUT "$EP/v1/cluster" -H 'Content-Type: application/json' \
-  -d "{\"action\":\"start-maintenance\",\"value\":{\"sid\":\"$TID\"}}")
+node_action() { # action -> rebalance id
+  curl -sf -X PUT "$EP/v1/cluster" -H 'Content-Type: application/json' \
+    -d "{\"action\":\"$1\",\"value\":{\"sid\":\"$TID\"}}"
+}
+finished() { jobs_json | python3 -c 'import sys,json; print(any(j["uuid"]==sys.argv[1] and j["end_time"]!=0 for j in json.load(sys.stdin)))' "$1"; }
+record() { jobs_json | python3 -c 'import sys,json; [print(json.dumps({"phase":sys.argv[2], **j})) for j in json.load(sys.stdin) if j["uuid"]==sys.argv[1]]' "$1" "$2" >>"$RES"; }
+# 1. Throughput, no client load.
+REB=$(node_action start-maintenance)
+until [ "$(finished "$REB")" = True ]; do sleep 0.1; done
+record "$REB" job
+# 2. The share moves back under GET load.
+sync; (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null || true
+REB2=$(node_action stop-maintenance)
 while :; do
   get_batch rebalance
-  DONE=$(jobs_json | python3 -c 'import sys,json; print(any(j["uuid"]==sys.argv[1] and j["end_time"]!=0 for j in json.load(sys.stdin)))' "$REB")
-  [ "$DONE" = True ] && break
+  [ "$(finished "$REB2")" = True ] && break
 done
-jobs_json | python3 -c 'import sys,json; [print(json.dumps({"phase":"job", **j})) for j in json.load(sys.stdin) if j["uuid"]==sys.argv[1]]' "$REB" >>"$RES"
+record "$REB2" job2
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 python3 - "$RES" "$N" "$SIZE" "$MOVE_BYTES" "$T0" "$T1" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" <<'PY' | tee "$OUT/rebalance.md"
@@ -69,10 +80,14 @@ cp_s = float(t1) - float(t0)
 cp_mibs = int(move_bytes) / cp_s / 2**20
 print(f"{n} objects of {size} (+1000 x 16 KiB), 1 proxy + 3 targets x 1 mountpath on one machine ({ncpu} CPUs); "
       f"load average before {lb}, after {la}.\n")
-print(f"- rebalance ({job['uuid']}, start-maintenance of one target): {job['objs']} objects, "
+print(f"- rebalance ({job['uuid']}, start-maintenance of one target, no client load): {job['objs']} objects, "
       f"{job['bytes']/2**20:.1f} MiB in {dur:.2f} s = **{reb_mibs:.1f} MiB/s**, {job['err_count']} errors")
 print(f"- `cp -r` + `sync` of that target's {int(move_bytes)/2**20:.1f} MiB on the same disk: {cp_s:.2f} s = {cp_mibs:.1f} MiB/s")
 print(f"- rebalance / cp: **{reb_mibs / cp_mibs:.2f}x** (goal >= 0.5x)")
+job2 = [r for r in rows if r["phase"] == "job2"][-1]
+dur2 = (job2["end_time"] - job2["start_time"]) / 1e9
+print(f"- the way back ({job2['uuid']}, stop-maintenance) under the GET load below: {job2['objs']} objects, "
+      f"{job2['bytes']/2**20:.1f} MiB in {dur2:.2f} s = {job2['bytes'] / dur2 / 2**20:.1f} MiB/s, {job2['err_count']} errors")
 print()
 print("| phase | batch | GET obj/s | p50 ms | p99 ms | errors |")
 print("|---|---|---|---|---|---|")

@@ -707,6 +707,11 @@ impl PutWriter {
         self.size
     }
 
+    /// The xxhash64 of the bytes written so far, as stored (16 hex digits).
+    pub fn cksum_so_far(&self) -> String {
+        format!("{:016x}", self.hasher.digest())
+    }
+
     /// Makes the object visible: fsync, metadata, rename, fsync of the directory.
     pub async fn commit(
         self,

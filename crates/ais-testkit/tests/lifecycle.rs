@@ -580,3 +580,58 @@ fn resilver_after_mountpath_attach_detach_disable_enable() {
         .unwrap_err();
     assert_eq!(e.status(), Some(400), "{e}");
 }
+
+#[test]
+fn damaged_object_is_never_moved_by_a_rebalance() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::start_with(opts(3, &[])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "cb", 90);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t1 = &c.targets[1];
+    let held = ais_testkit::rebal::names_on(&t1.url, "cb").unwrap();
+    let victim = held[0].clone();
+    // Flip a byte in place (same size, metadata kept).
+    let file = ais_testkit::checks::object_files(&t1.data, "cb")
+        .into_iter()
+        .find(|p| p.ends_with(&victim) && p.to_string_lossy().contains("/@ais/"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[7] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let cl = Client::new(&url);
+    let before = rt.block_on(rebalances(&cl));
+    rt.block_on(cl.node_lifecycle(
+        "start-maintenance",
+        &RmNodeMsg {
+            sid: t1.id.clone(),
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!(j.err_count, 1, "{j:?}");
+    assert_eq!(j.objs as usize, held.len() - 1, "{j:?}");
+    let errs = rt.block_on(cl.job_errors(&j.uuid)).unwrap();
+    let e = format!("{errs:?}");
+    assert!(e.contains(&victim) && e.contains("corrupted"), "{e}");
+    // The damaged copy stays where it was; no other target got it.
+    assert_eq!(
+        ais_testkit::rebal::names_on(&t1.url, "cb").unwrap(),
+        vec![victim.clone()]
+    );
+    for t in [&c.targets[0], &c.targets[2]] {
+        let (st, _) = ais_testkit::raw_http(
+            &t.url,
+            "GET",
+            &format!("/v1/internal/objattrs/cb/{victim}"),
+            &[],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(st, 404, "{victim} on {}", t.id);
+    }
+    let moved: Vec<String> = names.into_iter().filter(|n| *n != victim).collect();
+    assert_readable(&rt, &url, "cb", &moved);
+}

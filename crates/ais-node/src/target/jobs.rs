@@ -538,7 +538,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         .with_bmd(|b| b.buckets.keys().cloned().collect());
     let workers = match job.spec.msg.num_workers {
         w if w > 0 => w as usize,
-        _ => 4,
+        _ => super::lifecycle::rebalance_workers(),
     };
     // A bucket that an offline job on this target is reading waits until
     // that job is done (its walk must see every object it holds exactly
@@ -576,6 +576,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                             }
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
+                        super::lifecycle::yield_to_clients(&t).await;
                         let _moving = Moving::new(&t.jobs, &b);
                         match move_one(&t, &job, &bck, &name, size).await {
                             Ok(true) => return,
@@ -618,7 +619,16 @@ async fn move_one(
     if owner.daemon_id == t.core.id {
         return Ok(true);
     }
-    let info = t.verified_source(bck, name).await?;
+    // The owner checks the bytes it receives against the stored checksum
+    // (one read here, not a verify pass and a send); a mismatch is a
+    // damaged source: verify it here (healing it from a mirror when one is
+    // healthy, else the damage is the object's error) and send it again.
+    let info = t
+        .store
+        .head(bck, name)
+        .await
+        .map_err(|e| error::storage(&t.core.name, bck, name, e))?;
+    let mut verified = false;
     if let Some(limit) = super::lifecycle::Throttle::get() {
         limit.take(size).await;
         if job.aborted.load(Ordering::Relaxed) {
@@ -650,10 +660,23 @@ async fn move_one(
                 body,
                 &info.attrs.custom,
                 info.attrs.version,
+                if info.attrs.cksum_type == ais_core::meta::CKSUM_XXHASH {
+                    &info.attrs.cksum_value
+                } else {
+                    ""
+                },
             )
             .await;
         match res {
             Ok(()) => break,
+            Err(e)
+                if !verified
+                    && e.status() == Some(StatusCode::BAD_REQUEST)
+                    && e.to_string().contains("checksum mismatch") =>
+            {
+                t.verified_source(bck, name).await?;
+                verified = true;
+            }
             Err(e)
                 if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))
                     && std::time::Instant::now() < deadline =>

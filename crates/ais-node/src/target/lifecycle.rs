@@ -111,6 +111,41 @@ impl Throttle {
     }
 }
 
+/// Foreground first: while clients are reading from this target (its GET
+/// and HEAD counters moved since the last look), a rebalance worker pauses
+/// `AIS_REBALANCE_YIELD_MS` (default 5; 0 = never) before its next object.
+pub async fn yield_to_clients(t: &Target) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static PAUSE: OnceLock<u64> = OnceLock::new();
+    let pause = *PAUSE.get_or_init(|| {
+        std::env::var("AIS_REBALANCE_YIELD_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(5)
+    });
+    if pause == 0 {
+        return;
+    }
+    let now = t.core.metrics.reads();
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Objects a target's rebalance moves at once (`AIS_REBALANCE_WORKERS`,
+/// default 4).
+pub fn rebalance_workers() -> usize {
+    static W: OnceLock<usize> = OnceLock::new();
+    *W.get_or_init(|| {
+        std::env::var("AIS_REBALANCE_WORKERS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(4)
+    })
+}
+
 /// "1000", "64KiB", "50MiB", "1GiB", "10MB" → bytes.
 pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -2,6 +2,7 @@
 //! Talks to the cluster at `AIS_ENDPOINT` (default http://localhost:8080).
 
 mod auth;
+mod cluster;
 mod etl;
 mod fmt;
 mod jobs;
@@ -107,6 +108,16 @@ enum Cmd {
         #[command(subcommand)]
         what: StopCmd,
     },
+    /// Cluster membership: maintenance, decommission, shutdown, rebalance.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
+    /// Storage: a target's mountpaths (attach, detach, enable, disable).
+    Storage {
+        #[command(subcommand)]
+        cmd: cluster::StorageCmd,
+    },
     /// Authentication: login, logout, users, roles, tokens (cluster with AIS_AUTH=1).
     Auth {
         #[command(subcommand)]
@@ -133,6 +144,11 @@ enum ShowCmd {
         /// Seconds between the two scrapes.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest global rebalance: objects and bytes moved, state, per target.
+    Rebalance {
         #[arg(long)]
         json: bool,
     },
@@ -258,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 perf::show_performance(&client, interval, json).await
             }
             ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
+            ShowCmd::Rebalance { json } => cluster::show_rebalance(&client, json).await,
         },
         Cmd::EcEncode {
             bucket,
@@ -402,6 +419,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
         Cmd::Auth { cmd } => auth::run(&client, cmd).await,
+        Cmd::Cluster { cmd } => cluster::run(&client, cmd).await,
+        Cmd::Storage { cmd } => cluster::storage(&client, cmd).await,
     }
 }
 

@@ -19,11 +19,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 pub mod auth;
+mod cluster;
 mod etl;
 mod jobs;
 pub mod metrics;
 pub mod paths;
 
+pub use cluster::{Mountpaths, RebalanceInfo, TargetRebalance};
 pub use etl::{EtlDetails, EtlFuncs, EtlInfo, EtlLogs, EtlObjError, EtlTargetStats, InitCodeMsg};
 pub use jobs::{BucketJobMsg, JobStatus};
 

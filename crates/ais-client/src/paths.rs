@@ -7,7 +7,9 @@
 
 use crate::enc;
 
-pub use ais_core::paths::{BUCKETS, CLUSTER, DAEMON, ETL, HEALTH, METRICS, OBJECTS};
+pub use ais_core::paths::{
+    BUCKETS, CLUSTER, DAEMON, DAEMON_MOUNTPATHS, ETL, HEALTH, METRICS, OBJECTS,
+};
 
 /// `/v1/buckets?QUERY`.
 pub fn buckets_query(query: &str) -> String {

@@ -133,6 +133,11 @@ impl Primary {
             NodeType::Target => &mut smap.tmap,
             NodeType::Proxy => &mut smap.pmap,
         };
+        // Maintenance and decommission survive a restart: only the
+        // lifecycle commands set or clear them.
+        if let Some(old) = map.get(&node.daemon_id) {
+            node.flags = old.flags;
+        }
         if map.get(&node.daemon_id) != Some(&node) {
             tracing::info!(node = %node.name(), url = %node.url(), "node joined");
             map.insert(node.daemon_id.clone(), node);
@@ -177,6 +182,25 @@ impl Primary {
         })
         .await?;
         Ok(bmd)
+    }
+
+    /// Changes the cluster map (node flags, removals) under the metadata
+    /// lock and pushes it to every node in it. Answers the new map.
+    pub async fn update_smap<F, E>(&self, f: F) -> Result<Smap, E>
+    where
+        F: FnOnce(&mut Smap) -> Result<(), E>,
+        E: From<ClusterError>,
+    {
+        let _g = self.change.lock().await;
+        let mut smap = self.meta.smap().ok_or(ClusterError::NoMap)?;
+        f(&mut smap)?;
+        smap.version += 1;
+        let sync = MetaSync {
+            smap: Some(smap.clone()),
+            ..Default::default()
+        };
+        self.commit(sync).await?;
+        Ok(smap)
     }
 
     pub async fn update_etlmd<F, E>(&self, f: F) -> Result<EtlMd, E>
@@ -239,6 +263,13 @@ impl Primary {
                     .keys()
                     .chain(s.pmap.keys())
                     .filter(|id| **id != self.me.daemon_id)
+                    // A node in maintenance may be shut down on purpose: it
+                    // stays in the map until stop-maintenance or decommission.
+                    .filter(|id| {
+                        s.tmap
+                            .get(*id)
+                            .is_none_or(|t| t.flags & ais_core::meta::NODE_FLAG_MAINTENANCE == 0)
+                    })
                     .filter(|id| {
                         seen.get(*id)
                             .is_none_or(|t| t.elapsed() > self.cfg.keepalive_timeout)

@@ -16,6 +16,27 @@ pub struct ActMsg {
     pub value: serde_json::Value,
 }
 
+/// The value of the node lifecycle actions on `PUT /v1/cluster`
+/// (`start-maintenance`, `stop-maintenance`, `decommission-node`,
+/// `shutdown-node`), AIStore's `ActValRmNode`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmNodeMsg {
+    /// The node's id.
+    #[serde(default, alias = "daemon_id")]
+    pub sid: String,
+    /// Decommission: also remove the node's objects from its disks.
+    #[serde(default)]
+    pub rm_user_data: bool,
+    /// Change the map without moving objects (they stay where they are).
+    #[serde(default)]
+    pub skip_rebalance: bool,
+    #[serde(default)]
+    pub keep_initial_config: bool,
+    /// Decommission: remove the node from the map but leave it running.
+    #[serde(default)]
+    pub no_shutdown: bool,
+}
+
 impl ActMsg {
     pub fn new(action: &str) -> Self {
         Self {

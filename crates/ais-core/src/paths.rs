@@ -8,6 +8,8 @@ pub const OBJECTS: &str = "/v1/objects";
 pub const ETL: &str = "/v1/etl";
 pub const CLUSTER: &str = "/v1/cluster";
 pub const DAEMON: &str = "/v1/daemon";
+/// A target's mountpaths: attach (PUT), detach (DELETE), enable/disable (POST).
+pub const DAEMON_MOUNTPATHS: &str = "/v1/daemon/mountpaths";
 pub const HEALTH: &str = "/v1/health";
 /// Get-Batch (AIStore's "MOSS"): `GET /v1/ml/moss[/BUCKET]` with a JSON body.
 pub const MOSS: &str = "/v1/ml/moss";

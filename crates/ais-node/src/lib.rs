@@ -63,6 +63,10 @@ pub struct NodeArgs {
     /// before the primary starts a rebalance.
     #[arg(long, env = "AIS_REBALANCE_SETTLE", default_value_t = 5.0)]
     pub rebalance_settle: f64,
+    /// Bytes per second each target's rebalance may send (e.g. 50MiB, 20MB,
+    /// 1000000; 0 or unset: unlimited), so that client I/O keeps priority.
+    #[arg(long, env = "AIS_REBALANCE_BPS")]
+    pub rebalance_bps: Option<String>,
     /// Async worker threads (default: one per core). A playground gives each
     /// node its share of the host's cores.
     #[arg(long, env = "AIS_THREADS")]
@@ -176,6 +180,7 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
             Ok(App::Proxy(Arc::new(proxy::Proxy::new(core, primary, jobs))))
         }
         NodeType::Target => {
+            target::lifecycle::Throttle::init(args.rebalance_bps.as_deref())?;
             if args.join.is_none() {
                 bail!("a target needs --join http://PRIMARY_PROXY");
             }
@@ -260,6 +265,8 @@ async fn shutdown_signal(app: App) {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+        // `shutdown-node` / `decommission-node` from the primary.
+        _ = app.core().shutdown.notified() => {},
     }
     // Give in-flight requests a moment, then exit regardless (idle
     // intra-cluster keep-alive connections would otherwise hold us up).

@@ -234,6 +234,26 @@ impl Metrics {
         }
     }
 
+    /// Client object reads answered so far (GET and HEAD, any status): a
+    /// cheap signal of foreground activity.
+    pub fn reads(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                [Op::Get, Op::Head]
+                    .iter()
+                    .map(|op| {
+                        let o = &s.ops[*op as usize];
+                        o.n.load(Relaxed)
+                            + o.redirects.load(Relaxed)
+                            + o.err4.load(Relaxed)
+                            + o.err5.load(Relaxed)
+                    })
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     fn sum(&self, f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
         self.shards.iter().map(|s| f(s).load(Relaxed)).sum()
     }

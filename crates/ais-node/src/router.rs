@@ -81,6 +81,15 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     match (&ep, app) {
         (Endpoint::Health, _) => app.core().health(),
         (Endpoint::Metrics, _) => metrics(app, ctx).await,
+        (Endpoint::Daemon, App::Target(t)) if ctx.method == Method::PUT => {
+            target::lifecycle::daemon_action(t, ctx, body).await
+        }
+        (Endpoint::Daemon, App::Target(t)) if ctx.query.get("what") == Some("mountpaths") => {
+            target::resilver::show(t)
+        }
+        (Endpoint::DaemonMountpaths, App::Target(t)) => {
+            target::resilver::action(t, ctx, body).await
+        }
         (Endpoint::Daemon, _) => app.core().daemon_info(ctx),
         (Endpoint::Metasync, _) => {
             ctx.expect_method(&[Method::PUT])?;

@@ -30,6 +30,11 @@ pub struct NodeCore {
     pub joined: AtomicBool,
     /// Request/connection counters, rendered at `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Set by `shutdown-node`/`decommission-node`: no more keepalives or
+    /// rejoins, the process is about to exit.
+    pub leaving: AtomicBool,
+    /// Notified to make the node exit cleanly (as on SIGTERM).
+    pub shutdown: tokio::sync::Notify,
 }
 
 impl NodeCore {
@@ -48,9 +53,18 @@ impl NodeCore {
             meta,
             rpc: Rpc::new()?,
             metrics,
+            leaving: AtomicBool::new(false),
+            shutdown: tokio::sync::Notify::new(),
             joined: AtomicBool::new(join_url.is_none()),
             join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
         })
+    }
+
+    /// Leaves the cluster: stops keepalives and rejoins, then exits the
+    /// process cleanly (in-flight requests get the usual grace period).
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+        self.shutdown.notify_one();
     }
 
     pub fn is_joined(&self) -> bool {
@@ -202,6 +216,9 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
     };
     let mut attempts = 0u32;
     loop {
+        if core.leaving.load(Ordering::Relaxed) {
+            return;
+        }
         if !core.is_joined() {
             match join(&m, &url).await {
                 Ok(()) => {

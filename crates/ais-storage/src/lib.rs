@@ -12,6 +12,7 @@
 pub mod archive;
 mod ec;
 mod list;
+mod mpaths;
 mod timefmt;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
@@ -80,10 +81,17 @@ impl Mountpath {
     }
 }
 
-/// All mountpaths of one target.
+/// All mountpaths of one target. Clones share them: attaching, detaching,
+/// enabling or disabling a mountpath (`mpaths.rs`) is seen by every clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    mpaths: Vec<Mountpath>,
+    set: std::sync::Arc<std::sync::RwLock<mpaths::MpSet>>,
+    /// The set changed and a resilver has not finished: objects may sit on
+    /// another mountpath than their HRW one (reads look there too).
+    resilvering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Writes in flight per mountpath-set generation (a resilver waits for
+    /// the ones that chose their mountpath before the change).
+    writers: mpaths::Writers,
 }
 
 impl Store {
@@ -98,70 +106,48 @@ impl Store {
         }
         let mut mpaths = Vec::new();
         for p in paths {
-            std::fs::create_dir_all(p)
-                .map_err(io_err(format!("create mountpath {}", p.display())))?;
-            let path = p
-                .canonicalize()
-                .map_err(io_err(format!("resolve mountpath {}", p.display())))?;
-            // Only the node's user may enter a mountpath (ETL code runs as
-            // another uid and must not read objects by path).
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-                    .map_err(io_err(format!("chmod 0700 {}", path.display())))?;
-            }
-            let work = path.join(WORK_DIR);
-            if work.exists() {
-                let n = std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0);
-                if n > 0 {
-                    tracing::info!(mountpath = %path.display(), leftovers = n, "removing orphaned temp files");
-                }
-                std::fs::remove_dir_all(&work)
-                    .map_err(io_err(format!("clean {}", work.display())))?;
-            }
-            std::fs::create_dir_all(&work).map_err(io_err(format!("create {}", work.display())))?;
-            std::fs::create_dir_all(path.join(BUCKETS_DIR))
-                .map_err(io_err(format!("create {}", path.display())))?;
-            let probe = work.join("xattr-probe");
-            std::fs::write(&probe, b"").map_err(io_err("write xattr probe"))?;
-            if let Err(e) = xattr::set(&probe, XATTR_META, b"{}") {
-                return Err(StorageError::Mountpath {
-                    path: path.display().to_string(),
-                    msg: format!(
-                        "filesystem does not support user xattrs ({e}); choose another --mpath"
-                    ),
-                });
-            }
-            let _ = std::fs::remove_file(&probe);
-            let digest = hrw::digest(&path.to_string_lossy());
-            mpaths.push(Mountpath { path, digest });
+            mpaths.push(prepare_mountpath(p)?);
         }
-        Ok(Self { mpaths })
+        Ok(Self {
+            set: std::sync::Arc::new(std::sync::RwLock::new(mpaths::MpSet::new(mpaths))),
+            resilvering: Default::default(),
+            writers: Default::default(),
+        })
     }
 
-    pub fn mountpaths(&self) -> &[Mountpath] {
-        &self.mpaths
+    /// The mountpaths in use (attached and enabled).
+    pub fn mountpaths(&self) -> Vec<Mountpath> {
+        self.mps().to_vec()
     }
 
-    fn mpath_for(&self, bck: &Bck, obj: &str) -> &Mountpath {
-        let i = hrw::select(&bck.obj_uname(obj), self.mpaths.iter().map(|m| m.digest)).unwrap_or(0);
-        &self.mpaths[i]
+    fn mps(&self) -> std::sync::Arc<Vec<Mountpath>> {
+        match self.set.read() {
+            Ok(s) => s.active.clone(),
+            Err(p) => p.into_inner().active.clone(),
+        }
+    }
+
+    fn mpath_for(&self, bck: &Bck, obj: &str) -> Mountpath {
+        let mps = self.mps();
+        let i = hrw::select(&bck.obj_uname(obj), mps.iter().map(|m| m.digest)).unwrap_or(0);
+        mps[i].clone()
     }
 
     /// Where the extra copies of an object go: the mountpaths after its main
     /// one in HRW order.
-    fn mirror_mpaths(&self, bck: &Bck, obj: &str, copies: usize) -> Vec<&Mountpath> {
-        hrw::order(&bck.obj_uname(obj), self.mpaths.iter().map(|m| m.digest))
+    fn mirror_mpaths(&self, bck: &Bck, obj: &str, copies: usize) -> Vec<Mountpath> {
+        let mps = self.mps();
+        hrw::order(&bck.obj_uname(obj), mps.iter().map(|m| m.digest))
             .into_iter()
             .skip(1)
             .take(copies.saturating_sub(1))
-            .map(|i| &self.mpaths[i])
+            .map(|i| mps[i].clone())
             .collect()
     }
 
     /// Every mirror copy of an object present on any mountpath.
     fn mirror_copies(&self, bck: &Bck, obj: &str) -> Vec<PathBuf> {
-        self.mpaths
+        self.mps()
             .iter()
             .map(|m| m.mirror_dir(bck).join(obj))
             .filter(|p| p.is_file())
@@ -238,7 +224,7 @@ impl Store {
             .map(|m| (m.work_dir(), m.mirror_dir(bck).join(obj)))
             .collect();
         let stale: Vec<PathBuf> = self
-            .mpaths
+            .mps()
             .iter()
             .map(|m| m.mirror_dir(bck).join(obj))
             .filter(|p| p.is_file() && !want.iter().any(|(_, d)| d == p))
@@ -276,9 +262,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Absolute path of an object's file (the name must already be validated).
+    /// Absolute path of an object's file (the name must already be
+    /// validated): on its HRW mountpath, or — while a resilver has not yet
+    /// moved it there — wherever it is.
     pub fn obj_path(&self, bck: &Bck, obj: &str) -> PathBuf {
-        self.mpath_for(bck, obj).bucket_dir(bck).join(obj)
+        let home = self.mpath_for(bck, obj).bucket_dir(bck).join(obj);
+        if self.resilvering.load(std::sync::atomic::Ordering::Relaxed) && !home.is_file() {
+            if let Some(p) = self.misplaced_copies(bck, obj).into_iter().next() {
+                return p;
+            }
+        }
+        home
     }
 
     /// Starts a streaming write; nothing is visible until [`PutWriter::commit`].
@@ -296,7 +290,7 @@ impl Store {
             .map(|m| (m.work_dir(), m.mirror_dir(bck).join(obj)))
             .collect();
         let stale = self
-            .mpaths
+            .mps()
             .iter()
             .map(|m| m.mirror_dir(bck).join(obj))
             .filter(|p| !mirrors.iter().any(|(_, d)| d == p))
@@ -315,6 +309,7 @@ impl Store {
             stale,
             hasher: Xxh64::new(0),
             size: 0,
+            _gen: self.write_guard(),
         })
     }
 
@@ -456,7 +451,7 @@ impl Store {
     /// erasure-coded part of it held here (an object moving away).
     pub async fn delete_copies(&self, bck: &Bck, obj: &str) -> Result<()> {
         let mut had_copy = false;
-        for m in &self.mpaths {
+        for m in self.mps().iter() {
             let p = m.mirror_dir(bck).join(obj);
             if p.is_file() && std::fs::remove_file(&p).is_ok() {
                 had_copy = true;
@@ -470,12 +465,21 @@ impl Store {
     }
 
     async fn delete_main(&self, bck: &Bck, obj: &str) -> Result<()> {
-        let mp = self.mpath_for(bck, obj).clone();
+        // Copies a resilver has not moved yet go too (else they would
+        // reappear).
+        let mut stray = false;
+        if self.resilvering.load(std::sync::atomic::Ordering::Relaxed) {
+            for p in self.misplaced_copies(bck, obj) {
+                stray |= std::fs::remove_file(&p).is_ok();
+            }
+        }
+        let mp = self.mpath_for(bck, obj);
         let path = mp.bucket_dir(bck).join(obj);
         let stop = mp.bucket_dir(bck);
         tokio::task::spawn_blocking(move || {
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => {}
+                Ok(_) | Err(_) if stray => return Ok(()),
                 Ok(_) => return Err(StorageError::NotFound),
                 Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
                 Err(e) => return Err(io_err(format!("stat {}", path.display()))(e)),
@@ -495,7 +499,8 @@ impl Store {
     /// the work area at once (so the bucket is gone immediately) and deleted
     /// in the background.
     pub fn destroy_bucket(&self, bck: &Bck) -> Result<()> {
-        let dirs = self.mpaths.iter().flat_map(|mp| {
+        let mps = self.readable_mps();
+        let dirs = mps.iter().flat_map(|mp| {
             [
                 (mp, mp.bucket_dir(bck)),
                 (mp, mp.mirror_dir(bck)),
@@ -521,7 +526,7 @@ impl Store {
     /// Names of the bucket directories present on disk.
     pub fn bucket_dirs(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for mp in &self.mpaths {
+        for mp in self.mps().iter() {
             if let Ok(rd) = std::fs::read_dir(mp.path.join(BUCKETS_DIR)) {
                 for e in rd.flatten() {
                     if let Some(n) = e.file_name().to_str() {
@@ -535,9 +540,51 @@ impl Store {
         out
     }
 
-    pub(crate) fn bucket_dirs_for(&self, bck: &Bck) -> Vec<(PathBuf, &Mountpath)> {
-        self.mpaths.iter().map(|m| (m.bucket_dir(bck), m)).collect()
+    pub(crate) fn bucket_dirs_for(&self, bck: &Bck) -> Vec<(PathBuf, Mountpath)> {
+        self.readable_mps()
+            .into_iter()
+            .map(|m| (m.bucket_dir(bck), m))
+            .collect()
     }
+}
+
+/// Creates (if needed) and checks one mountpath: owner-only access, an
+/// empty work dir (temp files a crash left behind are removed), the buckets
+/// dir, and user xattr support.
+fn prepare_mountpath(p: &Path) -> Result<Mountpath> {
+    std::fs::create_dir_all(p).map_err(io_err(format!("create mountpath {}", p.display())))?;
+    let path = p
+        .canonicalize()
+        .map_err(io_err(format!("resolve mountpath {}", p.display())))?;
+    // Only the node's user may enter a mountpath (ETL code runs as
+    // another uid and must not read objects by path).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(format!("chmod 0700 {}", path.display())))?;
+    }
+    let work = path.join(WORK_DIR);
+    if work.exists() {
+        let n = std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0);
+        if n > 0 {
+            tracing::info!(mountpath = %path.display(), leftovers = n, "removing orphaned temp files");
+        }
+        std::fs::remove_dir_all(&work).map_err(io_err(format!("clean {}", work.display())))?;
+    }
+    std::fs::create_dir_all(&work).map_err(io_err(format!("create {}", work.display())))?;
+    std::fs::create_dir_all(path.join(BUCKETS_DIR))
+        .map_err(io_err(format!("create {}", path.display())))?;
+    let probe = work.join("xattr-probe");
+    std::fs::write(&probe, b"").map_err(io_err("write xattr probe"))?;
+    if let Err(e) = xattr::set(&probe, XATTR_META, b"{}") {
+        return Err(StorageError::Mountpath {
+            path: path.display().to_string(),
+            msg: format!("filesystem does not support user xattrs ({e}); choose another --mpath"),
+        });
+    }
+    let _ = std::fs::remove_file(&probe);
+    let digest = hrw::digest(&path.to_string_lossy());
+    Ok(Mountpath { path, digest })
 }
 
 fn is_not_found(e: &io::Error) -> bool {
@@ -624,6 +671,7 @@ pub struct PutWriter {
     stale: Vec<PathBuf>,
     hasher: Xxh64,
     size: u64,
+    _gen: mpaths::WriteGuard,
 }
 
 impl PutWriter {
@@ -657,6 +705,11 @@ impl PutWriter {
 
     pub fn written(&self) -> u64 {
         self.size
+    }
+
+    /// The xxhash64 of the bytes written so far, as stored (16 hex digits).
+    pub fn cksum_so_far(&self) -> String {
+        format!("{:016x}", self.hasher.digest())
     }
 
     /// Makes the object visible: fsync, metadata, rename, fsync of the directory.

@@ -134,7 +134,8 @@ pub async fn finished_rebalance(
 }
 
 /// Objects of `names` not stored on their HRW owner alone (per the proxy's
-/// current map), each with where it was found.
+/// current map; targets in maintenance are asked too and must hold
+/// nothing), each with where it was found.
 pub fn misplaced(c: &Cluster, bucket: &str, names: &[String]) -> anyhow::Result<Vec<String>> {
     let smap: Smap = serde_json::from_value(c.smap()?)?;
     let bck = Bck::ais(bucket);
@@ -144,7 +145,7 @@ pub fn misplaced(c: &Cluster, bucket: &str, names: &[String]) -> anyhow::Result<
             .owner(&bck.obj_uname(n))
             .context("no targets in the map")?;
         let mut held_by = Vec::new();
-        for t in smap.active_targets() {
+        for t in smap.tmap.values() {
             let path = format!("/v1/internal/objattrs/{bucket}/{n}");
             let (st, _) = raw_http(t.url(), "GET", &path, &[], b"")?;
             match st {

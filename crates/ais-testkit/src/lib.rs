@@ -22,6 +22,8 @@
 //! any source file it was built from (per cargo's `<bin>.d`) is refused —
 //! run `cargo build --bins`.
 
+pub mod rebal;
+
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -133,6 +135,29 @@ pub fn target_count_at(url: &str) -> usize {
 }
 
 /// Standard base64 (for ETL code in init messages; keeps tests dependency-free).
+/// Initialises ETL `name`: a `python3` hpush runtime running `code` (no
+/// dependencies), through the proxy at `url`; fails with the proxy's answer.
+pub fn init_python_etl(url: &str, name: &str, code: &str) -> anyhow::Result<()> {
+    let body = format!(
+        r#"{{"name":"{name}","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
+        b64(code)
+    );
+    let (st, out) = raw_http(
+        url,
+        "PUT",
+        "/v1/etl",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )?;
+    if st != 200 {
+        bail!(
+            "ETL init {name}: HTTP {st}: {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    Ok(())
+}
+
 pub fn b64(s: &str) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();

@@ -2,25 +2,13 @@
 //! target that joins later starts them, and a SIGKILLed target leaves no
 //! worker behind. Uses the host's python3 (no dependencies needed).
 
-use ais_testkit::{b64, create_bucket_at, raw_http, worker_pids, Cluster};
+use ais_testkit::{create_bucket_at, raw_http, worker_pids, Cluster};
 use std::time::{Duration, Instant};
 
 const CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
 
 fn init(url: &str, name: &str) {
-    let body = format!(
-        r#"{{"name":"{name}","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
-        b64(CODE)
-    );
-    let (st, out) = raw_http(
-        url,
-        "PUT",
-        "/v1/etl",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    ais_testkit::init_python_etl(url, name, CODE).unwrap();
 }
 
 fn put(url: &str, bucket: &str, name: &str, data: &[u8]) {

@@ -236,19 +236,7 @@ fn etl_counters_and_worker_restarts() {
     })
     .unwrap();
     let t = &c.targets[0];
-    let body = format!(
-        r#"{{"name":"rev-etl","runtime":"python3","communication":"hpush://","code":"{}","dependencies":"","init_timeout":"1m","obj_timeout":"10s"}}"#,
-        ais_testkit::b64(ETL_CODE)
-    );
-    let (st, out) = raw_http(
-        c.url(),
-        "PUT",
-        "/v1/etl",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .unwrap();
-    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    ais_testkit::init_python_etl(c.url(), "rev-etl", ETL_CODE).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = c.client();
     rt.block_on(client.create_bucket("e")).unwrap();

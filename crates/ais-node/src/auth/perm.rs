@@ -147,7 +147,9 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                 vec![need(ADMIN, None, format!("{m} buckets (admin only)"))]
             }
         }
-        Endpoint::Cluster | Endpoint::Daemon => vec![show("cluster")],
+        Endpoint::Cluster | Endpoint::Daemon | Endpoint::DaemonMountpaths => {
+            vec![show("cluster")]
+        }
         Endpoint::Etl(_) => vec![show("ETL")],
         _ => vec![],
     };

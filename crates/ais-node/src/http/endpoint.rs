@@ -11,6 +11,8 @@ use crate::rpc::routes;
 pub enum Endpoint<'a> {
     Health,
     Daemon,
+    /// `/v1/daemon/mountpaths`: a target's mountpaths.
+    DaemonMountpaths,
     Metasync,
     /// `/v1/cluster`: membership/job queries and actions.
     Cluster,
@@ -120,6 +122,7 @@ impl<'a> Endpoint<'a> {
         let (res, rest) = split_first(rest);
         match (res, rest) {
             ("health", _) => Self::Health,
+            ("daemon", "mountpaths") => Self::DaemonMountpaths,
             ("daemon", _) => Self::Daemon,
             ("metasync", _) => Self::Metasync,
             ("ml", r) => match split_first(r) {
@@ -174,6 +177,8 @@ mod tests {
         use Endpoint::*;
         assert_eq!(Endpoint::parse("/v1/health"), Health);
         assert_eq!(Endpoint::parse("/metrics"), Metrics);
+        assert_eq!(Endpoint::parse("/v1/daemon"), Daemon);
+        assert_eq!(Endpoint::parse("/v1/daemon/mountpaths"), DaemonMountpaths);
         assert_eq!(Endpoint::parse("/metrics/x"), Unknown);
         assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);
         assert_eq!(Endpoint::parse("/v1/cluster/join"), Join);

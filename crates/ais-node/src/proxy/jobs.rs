@@ -39,6 +39,10 @@ pub struct ProxyJob {
     /// Unix nanoseconds, for pruning the oldest.
     #[serde(default)]
     started_ns: i64,
+    /// Final snapshots of targets that left the cluster on purpose after
+    /// finishing their part (decommissioned), by target name (`t[ID]`).
+    #[serde(default)]
+    left: HashMap<String, Value>,
 }
 
 impl Registry {
@@ -85,6 +89,16 @@ impl Registry {
             }
         }
         m.insert(id.to_string(), job);
+        self.persist(&m)
+    }
+    /// Keeps a departing target's final snapshot of job `id`.
+    fn set_left(&self, id: &str, target: &str, snap: Value) -> ApiResult<()> {
+        let Ok(mut m) = self.jobs.write() else {
+            return Err(ApiError::internal("job index lock poisoned"));
+        };
+        if let Some(j) = m.get_mut(id) {
+            j.left.insert(target.to_string(), snap);
+        }
         self.persist(&m)
     }
     fn ids(&self) -> Vec<String> {
@@ -222,7 +236,26 @@ pub async fn start_ec_encode(p: &Proxy, bck: &Bck) -> Res {
 /// Starts a global rebalance (every target moves what it no longer owns to
 /// the owner), aborting the one still running; answers its id.
 pub async fn start_rebalance(p: &Proxy) -> Res {
+    Ok(text_ok(&rebalance_now(p).await?))
+}
+
+/// [`start_rebalance`], answering the job id. Runs on every target in the
+/// map, those in maintenance or being decommissioned included (they hold
+/// objects that must move away); one of those that cannot be reached is
+/// left out (it may be shut down on purpose).
+pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
     let id = format!("rebalance-{}", ais_core::gen_id(10));
+    let (active, all) = p.core.meta.with_smap(|s| {
+        s.map(|s| {
+            (
+                s.active_targets()
+                    .map(|t| t.daemon_id.clone())
+                    .collect::<Vec<_>>(),
+                s.tmap.values().cloned().collect::<Vec<_>>(),
+            )
+        })
+        .unwrap_or_default()
+    });
     let previous = p
         .rebalance
         .lock()
@@ -232,7 +265,7 @@ pub async fn start_rebalance(p: &Proxy) -> Res {
         abort_everywhere(p, &old).await;
     }
     let spec = JobSpec {
-        id,
+        id: id.clone(),
         kind: crate::rpc::types::JOB_REBALANCE.into(),
         src: String::new(),
         dst: String::new(),
@@ -240,11 +273,59 @@ pub async fn start_rebalance(p: &Proxy) -> Res {
         skip_unchanged: false,
         archive: None,
     };
-    launch(p, spec).await
+    launch_on(p, spec, all, |t| t.flags & FLAGGED != 0).await?;
+    mark_balanced(p, active);
+    Ok(id)
+}
+
+const FLAGGED: u64 = ais_core::meta::NODE_FLAG_MAINTENANCE | ais_core::meta::NODE_FLAG_DECOMMISSION;
+
+/// Tells the membership watcher that the current set of active targets is
+/// taken care of (a rebalance for it started, or it was skipped on purpose).
+pub fn mark_balanced(p: &Proxy, mut active: Vec<String>) {
+    active.sort();
+    if let Ok(mut b) = p.balanced.lock() {
+        *b = Some(active);
+    }
+}
+
+/// Records `node`'s final snapshot of every job it took part in before it
+/// leaves the cluster, so those jobs' status stays complete without it.
+pub async fn keep_final_snaps(p: &Proxy, node: &Snode) {
+    let ids: Vec<String> = p
+        .jobs
+        .jobs
+        .read()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, j)| j.targets.iter().any(|t| t.daemon_id == node.daemon_id))
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in ids {
+        match p.core.rpc.job_snap(&node.into(), &id).await {
+            Ok(v) => {
+                if let Err(e) = p.jobs.set_left(&id, &node.name(), v) {
+                    tracing::warn!(job = %id, error = %e, "could not keep a final job snapshot");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(job = %id, node = %node.name(), error = %e, "no final job snapshot")
+            }
+        }
+    }
+}
+
+/// The rebalance started last, if any.
+pub fn current_rebalance(p: &Proxy) -> Option<String> {
+    p.rebalance.lock().ok().and_then(|r| r.clone())
 }
 
 /// Primary only: starts a rebalance whenever the set of targets changes and
-/// then stays the same for `settle` (joins and leaves often come in bursts).
+/// then stays the same for `settle` (joins and leaves often come in bursts),
+/// and restarts one that was interrupted (a target crashed or restarted
+/// mid-way and lost its part) once the map has been stable for `settle`.
 pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Duration) {
     let targets = |p: &Proxy| -> Vec<String> {
         let mut ids: Vec<String> = p.core.targets().into_iter().map(|t| t.daemon_id).collect();
@@ -254,60 +335,118 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
     let mut balanced = targets(&p);
     let mut seen = balanced.clone();
     let mut since = std::time::Instant::now();
+    let mut tick = 0u64;
+    // Interrupted rebalances restarted in a row (bounded: a rebalance that
+    // keeps failing is reported, not retried forever).
+    let mut restarts = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        tick += 1;
+        if let Some(b) = p.balanced.lock().ok().and_then(|mut b| b.take()) {
+            balanced = b;
+        }
         let now = targets(&p);
         if now != seen {
             seen = now;
             since = std::time::Instant::now();
             continue;
         }
-        if seen == balanced || seen.is_empty() || since.elapsed() < settle {
+        if seen.is_empty() || since.elapsed() < settle {
             continue;
         }
-        match start_rebalance(&p).await {
-            Ok(_) => {
-                tracing::info!(
-                    targets = seen.len(),
-                    "membership changed: rebalance started"
-                );
-                balanced = seen.clone();
+        let why = if seen != balanced {
+            restarts = 0;
+            "membership changed"
+        } else if tick.is_multiple_of(4) && interrupted(&p).await && restarts < MAX_RESTARTS {
+            restarts += 1;
+            "the last rebalance was interrupted"
+        } else {
+            continue;
+        };
+        match rebalance_now(&p).await {
+            Ok(id) => {
+                tracing::info!(targets = seen.len(), job = %id, "{why}: rebalance started");
             }
             Err(e) => tracing::warn!(error = %e, "could not start rebalance; will retry"),
         }
     }
 }
 
+const MAX_RESTARTS: u32 = 10;
+
+/// The current rebalance ended aborted without a user asking (a target it
+/// ran on crashed, restarted or failed).
+async fn interrupted(p: &Proxy) -> bool {
+    let Some(id) = current_rebalance(p) else {
+        return false;
+    };
+    match status(p, &id).await {
+        Ok(st) => {
+            let aborted = st["end_time"].as_i64().unwrap_or(0) != 0
+                && st["aborted"].as_bool().unwrap_or(false);
+            if aborted {
+                tracing::warn!(job = %id, err = %st["err"].as_str().unwrap_or(""), "rebalance interrupted");
+            }
+            aborted
+        }
+        Err(_) => false,
+    }
+}
+
 /// Registers a job and starts it on every target; answers its id.
 pub(super) async fn launch(p: &Proxy, spec: JobSpec) -> Res {
+    let targets = p.core.targets();
+    let id = launch_on(p, spec, targets, |_| false).await?;
+    Ok(text_ok(&id))
+}
+
+/// Registers a job and starts it on `targets`. A target for which
+/// `optional` holds may fail to start it (it is then left out of the job);
+/// any other failure aborts the job everywhere.
+async fn launch_on(
+    p: &Proxy,
+    spec: JobSpec,
+    targets: Vec<Snode>,
+    optional: impl Fn(&Snode) -> bool,
+) -> ApiResult<String> {
     let core = &p.core;
     let (id, kind) = (spec.id.clone(), spec.kind.clone());
-    let targets = core.targets();
     if targets.is_empty() {
         return Err(ApiError::unavailable("the cluster has no targets"));
     }
-    p.jobs.insert(
-        &id,
-        ProxyJob {
-            kind: kind.clone(),
-            targets: targets.clone(),
-            started_ns: ais_core::now_ns(),
-        },
-    )?;
-    let started = all_ok(
-        &format!("failed to start job {id}"),
-        fan_out(&targets, CONTROL_TIMEOUT, |t| {
-            let spec = &spec;
-            async move { core.rpc.job_start(&t, spec).await }
-        })
-        .await,
-    );
-    if let Err(e) = started {
+    let job = |targets: Vec<Snode>| ProxyJob {
+        kind: kind.clone(),
+        targets,
+        started_ns: ais_core::now_ns(),
+        left: HashMap::new(),
+    };
+    p.jobs.insert(&id, job(targets.clone()))?;
+    let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
+        let spec = &spec;
+        async move { core.rpc.job_start(&t, spec).await }
+    })
+    .await;
+    let (skipped, results): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .partition(|(t, r)| r.is_err() && optional(t));
+    for (t, r) in &skipped {
+        if let Err(e) = r {
+            tracing::warn!(job = %id, target = %t.name(), error = %e, "target left out of the job");
+        }
+    }
+    if let Err(e) = all_ok(&format!("failed to start job {id}"), results) {
         abort_everywhere(p, &id).await;
         return Err(ApiError::Unavailable(e.to_string()));
     }
+    if !skipped.is_empty() {
+        let started = targets
+            .into_iter()
+            .filter(|t| !skipped.iter().any(|(s, _)| s.daemon_id == t.daemon_id))
+            .collect();
+        p.jobs.insert(&id, job(started))?;
+    }
     tracing::info!(job = %id, %kind, src = %spec.src, dst = %spec.dst, "job started");
-    Ok(text_ok(&id))
+    Ok(id)
 }
 
 async fn abort_everywhere(p: &Proxy, id: &str) {
@@ -337,9 +476,16 @@ struct JobQuery {
 type Snaps = Vec<(Snode, Result<Value, RpcError>)>;
 
 async fn snaps(p: &Proxy, id: &str) -> ApiResult<(ProxyJob, Snaps)> {
-    let job = p.jobs.get(&p.core.name, id)?;
+    let job = match p.jobs.get(&p.core.name, id) {
+        Ok(j) => j,
+        Err(e) => local_job(p, id).await.ok_or(e)?,
+    };
+    let left = &job.left;
     let s = fan_out(&job.targets, Duration::from_secs(5), |t| async move {
-        p.core.rpc.job_snap(&t, id).await
+        match left.get(&t.name) {
+            Some(v) => Ok(v.clone()),
+            None => p.core.rpc.job_snap(&t, id).await,
+        }
     })
     .await;
     Ok((job, s))
@@ -351,8 +497,55 @@ fn num(v: &Value) -> u64 {
         .unwrap_or(0)
 }
 
+/// A job one target started by itself (a resilver after a mountpath
+/// change): the targets that know it.
+async fn local_job(p: &Proxy, id: &str) -> Option<ProxyJob> {
+    if !id.starts_with("resilver-") {
+        return None;
+    }
+    let all = p.core.targets();
+    let found = fan_out(&all, Duration::from_secs(5), |t| async move {
+        p.core.rpc.job_snap(&t, id).await
+    })
+    .await;
+    let mut started_ns = 0;
+    let targets: Vec<Snode> = all
+        .into_iter()
+        .zip(found)
+        .filter_map(|(t, (_, r))| {
+            let v = r.ok()?;
+            started_ns = v["start_ns"].as_i64().unwrap_or(0);
+            Some(t)
+        })
+        .collect();
+    (!targets.is_empty()).then(|| ProxyJob {
+        kind: crate::rpc::types::JOB_RESILVER.into(),
+        targets,
+        started_ns,
+        left: HashMap::new(),
+    })
+}
+
+/// Ids of the jobs targets started by themselves (resilvers).
+async fn local_job_ids(p: &Proxy) -> Vec<String> {
+    let all = p.core.targets();
+    let mut ids: Vec<String> = fan_out(&all, Duration::from_secs(5), |t| async move {
+        p.core.rpc.job_list(&t).await
+    })
+    .await
+    .into_iter()
+    .filter_map(|(_, r)| r.ok())
+    .flatten()
+    .filter(|v| v["kind"] == crate::rpc::types::JOB_RESILVER)
+    .filter_map(|v| v["id"].as_str().map(str::to_string))
+    .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// Aggregated status as the SDK's `Job.status()` reads it.
-async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
+pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
     let (job, snaps) = snaps(p, id).await?;
     let mut end = 0i64;
     let mut all_done = true;
@@ -419,6 +612,7 @@ async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
         "err_count": nerr,
         "skipped": skipped,
         "repaired": repaired,
+        "start_time": job.started_ns,
     }))
 }
 
@@ -461,7 +655,9 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
         }
         "running_all" | "status_all" | "jobs" => {
             let mut out = Vec::new();
-            for id in p.jobs.ids() {
+            let mut ids = p.jobs.ids();
+            ids.extend(local_job_ids(p).await);
+            for id in ids {
                 if let Ok(s) = status(p, &id).await {
                     if q.kind.is_empty() || s["kind"] == q.kind.as_str() {
                         out.push(s);
@@ -490,13 +686,17 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
 }
 
 /// `PUT /v1/cluster` with `{"action": "stop", "value": {"ID": ...}}`.
-pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
+pub async fn cluster_action(p: &std::sync::Arc<Proxy>, body: Body) -> Res {
     let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     match msg.action.as_str() {
         "rebalance" | "start-rebalance" => {
             p.primary()?;
             start_rebalance(p).await
         }
+        super::lifecycle::START_MAINTENANCE
+        | super::lifecycle::STOP_MAINTENANCE
+        | super::lifecycle::DECOMMISSION
+        | super::lifecycle::SHUTDOWN => super::lifecycle::node_action(p, msg).await,
         "stop" => {
             let q: JobQuery = if msg.value.is_null() {
                 JobQuery::default()
@@ -508,11 +708,17 @@ pub async fn cluster_action(p: &Proxy, body: Body) -> Res {
                 return Err(ApiError::bad_request("stop: missing job ID"));
             }
             p.jobs.get(&p.core.name, &q.id)?;
+            if let Ok(mut cur) = p.rebalance.lock() {
+                // Stopped on purpose: not restarted as "interrupted".
+                if cur.as_deref() == Some(q.id.as_str()) {
+                    *cur = None;
+                }
+            }
             abort_everywhere(p, &q.id).await;
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: stop, rebalance)"
+            "invalid cluster action \"{other}\" (supported: stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
 }

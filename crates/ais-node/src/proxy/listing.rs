@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::http::{bytes_response, json_ok, Ctx, Res};
 use crate::rpc::{all_ok, fan_out, types::ListQuery, CONTROL_TIMEOUT};
 use ais_core::api::{LsoEntry, LsoMsg, LsoResJson, LsoResMsgpack, PropSet, MAX_PAGE_SIZE};
+use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
 use ais_core::Bck;
 use axum::http::{header, StatusCode};
 
@@ -28,8 +29,11 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         .meta
         .smap()
         .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    // Targets in maintenance too: they hold objects until a rebalance has
+    // moved them (one that is down, e.g. shut down, is left out).
     let targets: Vec<_> = smap
-        .active_targets()
+        .tmap
+        .values()
         .filter(|t| msg.target.is_empty() || t.daemon_id == msg.target)
         .cloned()
         .collect();
@@ -41,13 +45,17 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         props: &props_q,
         flags: msg.flags,
     };
+    let flagged = NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION;
     let pages = all_ok(
         &format!("listing {}", bck.cname()),
         fan_out(&targets, CONTROL_TIMEOUT, |t| {
             let q = &q;
             async move { core.rpc.list_page(&t, &bck.name, q).await }
         })
-        .await,
+        .await
+        .into_iter()
+        .filter(|(t, r)| r.is_ok() || t.flags & flagged == 0)
+        .collect(),
     )?;
     let mut all_done = true;
     let mut merged: Vec<(LsoEntry, bool)> = Vec::new();

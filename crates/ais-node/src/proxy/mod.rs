@@ -7,6 +7,7 @@ pub mod buckets;
 pub mod cluster;
 pub mod etl;
 pub mod jobs;
+pub mod lifecycle;
 pub mod listing;
 pub mod objects;
 
@@ -27,6 +28,9 @@ pub struct Proxy {
     pub jobs: jobs::Registry,
     /// The rebalance started last (aborted when another starts).
     pub rebalance: std::sync::Mutex<Option<String>>,
+    /// Set when a rebalance for the current active targets was started (or
+    /// skipped on purpose) outside the membership watcher, which takes it.
+    pub balanced: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 impl Proxy {
@@ -36,6 +40,7 @@ impl Proxy {
             primary,
             jobs,
             rebalance: std::sync::Mutex::new(None),
+            balanced: std::sync::Mutex::new(None),
         }
     }
 

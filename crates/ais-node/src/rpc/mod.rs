@@ -99,6 +99,10 @@ impl From<RpcError> for ApiError {
     }
 }
 
+/// Custom-metadata key a rebalance move carries the source's checksum in
+/// (checked and removed by the receiving target).
+pub const MOVE_CKSUM: &str = "ais-move-cksum";
+
 /// Who a call goes to: a node's name (for errors) and base URL.
 #[derive(Debug, Clone)]
 pub struct Dest {
@@ -296,6 +300,10 @@ impl Rpc {
     /// Moves `bucket/obj` to its new owner `to` during a rebalance: stored
     /// with its version only if `to` does not have the object already (a
     /// newer PUT there wins).
+    /// A rebalance move: the object keeps its version, and the owner checks
+    /// the bytes it received against `cksum` (the stored xxhash) before it
+    /// commits them, so a damaged source is never moved.
+    #[allow(clippy::too_many_arguments)]
     pub async fn move_object(
         &self,
         to: &Dest,
@@ -304,8 +312,13 @@ impl Rpc {
         body: reqwest::Body,
         custom: &BTreeMap<String, String>,
         version: u64,
+        cksum: &str,
     ) -> Result<(), RpcError> {
-        self.put_to(to, bucket, obj, body, custom, Some(version))
+        let mut custom = custom.clone();
+        if !cksum.is_empty() {
+            custom.insert(MOVE_CKSUM.into(), cksum.into());
+        }
+        self.put_to(to, bucket, obj, body, &custom, Some(version))
             .await
     }
 
@@ -504,6 +517,14 @@ impl Rpc {
         self.send(to, r).await.map(drop)
     }
 
+    /// Every job a target runs or ran (its snapshots).
+    pub async fn job_list(&self, to: &Dest) -> Result<Vec<Value>, RpcError> {
+        let r = self
+            .get(to, routes::INT_JOBS)
+            .timeout(Duration::from_secs(5));
+        self.json(to, r).await
+    }
+
     /// One target's view of a job (AIStore's per-target snapshot shape).
     pub async fn job_snap(&self, to: &Dest, id: &str) -> Result<Value, RpcError> {
         let r = self
@@ -515,6 +536,20 @@ impl Rpc {
     pub async fn job_errors(&self, to: &Dest, id: &str) -> Result<Vec<ObjErr>, RpcError> {
         let path = format!("{}/{id}/errors", routes::INT_JOBS);
         self.json(to, self.get(to, &path)).await
+    }
+
+    /// Primary → node: `PUT /v1/daemon` with a lifecycle action
+    /// (`shutdown-node`, `decommission-node`), as AIStore sends it.
+    pub async fn node_action(
+        &self,
+        to: &Dest,
+        msg: &ais_core::api::ActMsg,
+    ) -> Result<(), RpcError> {
+        let r = self
+            .http
+            .put(format!("{}{}", to.url, routes::DAEMON))
+            .json(msg);
+        self.send(to, r).await.map(drop)
     }
 
     pub async fn job_abort(&self, to: &Dest, id: &str) -> Result<(), RpcError> {

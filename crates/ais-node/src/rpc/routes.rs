@@ -2,6 +2,6 @@
 //! router's endpoint parser (defined once, in `ais_core::paths`).
 
 pub use ais_core::paths::{
-    INT_EC, INT_ETL, INT_JOBS, INT_LIST, INT_OBJATTRS, INT_OBJECTS, JOIN, KEEPALIVE, METASYNC,
-    OBJECTS,
+    DAEMON, INT_EC, INT_ETL, INT_JOBS, INT_LIST, INT_OBJATTRS, INT_OBJECTS, JOIN, KEEPALIVE,
+    METASYNC, OBJECTS,
 };

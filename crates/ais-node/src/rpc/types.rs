@@ -18,6 +18,10 @@ pub const JOB_REBALANCE: &str = "rebalance";
 /// their parts in line with the current map (`ec-encode`).
 pub const JOB_EC_ENCODE: &str = "ec-encode";
 
+/// Job kind of a resilver (one target moves objects between its
+/// mountpaths after a mountpath change; started by the target itself).
+pub const JOB_RESILVER: &str = "resilver";
+
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 

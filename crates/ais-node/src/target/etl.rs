@@ -141,6 +141,9 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, name: &str, what: &str, body: 
 }
 
 /// Inline transform of an object stored on this target.
+/// How long an ETL GET waits for the ETL to finish starting on this target.
+const ETL_START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn transform_local(
     t: &Arc<Target>,
     name: &str,
@@ -149,29 +152,37 @@ pub async fn transform_local(
     args: &str,
 ) -> Res {
     let node = &t.core.name;
-    let rt = match t.etl.get(name) {
-        Some(rt) => rt,
-        None => {
-            return Err(match t.core.meta.etlmd().etls.get(name) {
-                None => ApiError::etl_not_found(node, name),
-                Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
-                Some(e)
-                    if t.etl
-                        .start_failure(name)
-                        .is_some_and(|(g, _)| g == e.generation) =>
-                {
-                    let why = t.etl.start_failure(name).map(|f| f.1).unwrap_or_default();
-                    error::etl(
-                        node,
-                        name,
-                        EtlError::Failed(format!("failed to start on this target: {why}")),
-                    )
-                }
-                Some(_) => ApiError::unavailable(format!(
-                    "{node}: etl job {name} is still starting on this target; retry shortly"
-                )),
-            })
+    // An ETL still starting here (this target just joined or restarted,
+    // and a rebalance brought it objects) is waited for, not an error.
+    let deadline = std::time::Instant::now() + ETL_START_WAIT;
+    let rt = loop {
+        if let Some(rt) = t.etl.get(name) {
+            break rt;
         }
+        let err = match t.core.meta.etlmd().etls.get(name) {
+            None => ApiError::etl_not_found(node, name),
+            Some(e) if e.stopped => error::etl(node, name, EtlError::Stopped),
+            Some(e)
+                if t.etl
+                    .start_failure(name)
+                    .is_some_and(|(g, _)| g == e.generation) =>
+            {
+                let why = t.etl.start_failure(name).map(|f| f.1).unwrap_or_default();
+                error::etl(
+                    node,
+                    name,
+                    EtlError::Failed(format!("failed to start on this target: {why}")),
+                )
+            }
+            Some(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            Some(_) => ApiError::unavailable(format!(
+                "{node}: etl job {name} is still starting on this target; retry shortly"
+            )),
+        };
+        return Err(err);
     };
     let cname = format!("{}/{obj}", bck.cname());
     let out = t

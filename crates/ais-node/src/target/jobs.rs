@@ -48,9 +48,39 @@ pub struct TargetJob {
     errors: Mutex<Vec<ObjErr>>,
 }
 
-/// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished).
+/// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished),
+/// and the rebalance moves in flight per bucket.
 #[derive(Default)]
-pub struct Registry(RwLock<HashMap<String, Arc<TargetJob>>>);
+pub struct Registry(
+    RwLock<HashMap<String, Arc<TargetJob>>>,
+    Mutex<HashMap<String, usize>>,
+);
+
+/// One rebalance move of a bucket's object in flight, out of or into this
+/// target (counted while alive).
+struct Moving<'a>(&'a Registry, String);
+
+impl<'a> Moving<'a> {
+    fn new(r: &'a Registry, bucket: &str) -> Self {
+        if let Ok(mut m) = r.1.lock() {
+            *m.entry(bucket.to_string()).or_default() += 1;
+        }
+        Moving(r, bucket.to_string())
+    }
+}
+
+impl Drop for Moving<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0 .1.lock() {
+            if let Some(n) = m.get_mut(&self.1) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.1);
+                }
+            }
+        }
+    }
+}
 
 impl Registry {
     fn get(&self, node: &str, id: &str) -> ApiResult<Arc<TargetJob>> {
@@ -78,6 +108,29 @@ impl Registry {
         m.insert(job.spec.id.clone(), job);
     }
 
+    /// An offline job (not a rebalance) reading `bucket` runs here: a
+    /// rebalance must not move that bucket's objects meanwhile.
+    pub fn reading(&self, bucket: &str) -> bool {
+        self.all().iter().any(|j| {
+            j.spec.src == bucket
+                && j.spec.kind != REBALANCE
+                && j.ended_ns.load(Ordering::Relaxed) == 0
+        })
+    }
+
+    /// Counts a rebalance move into this target while the guard lives (a
+    /// job starting here waits for it, then checks [`Registry::reading`]).
+    pub fn incoming(&self, bucket: &str) -> impl Drop + '_ {
+        Moving::new(self, bucket)
+    }
+
+    fn moving(&self, bucket: &str) -> bool {
+        self.1
+            .lock()
+            .map(|m| m.contains_key(bucket))
+            .unwrap_or(false)
+    }
+
     fn all(&self) -> Vec<Arc<TargetJob>> {
         self.0
             .read()
@@ -97,6 +150,7 @@ impl TargetJob {
             "kind": self.spec.kind,
             "node": node_id,
             "start-time": ais_storage::rfc3339(self.started_ns),
+            "start_ns": self.started_ns,
             "end-time": ais_storage::rfc3339(end),
             "end_ns": end,
             "bck": bck(&self.spec.src),
@@ -150,46 +204,7 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
     match (ctx.method.clone(), id, what) {
         (Method::POST, "start", "") => {
             let spec: JobSpec = read_json(body, 64 << 20, "job").await?;
-            let job = Arc::new(TargetJob {
-                spec,
-                started_ns: ais_core::now_ns(),
-                ended_ns: AtomicI64::new(0),
-                aborted: AtomicBool::new(false),
-                err: Mutex::new(String::new()),
-                objs: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                in_bytes: AtomicU64::new(0),
-                skipped: AtomicU64::new(0),
-                repaired: AtomicU64::new(0),
-                total_objs: AtomicU64::new(0),
-                total_bytes: AtomicU64::new(0),
-                counted: AtomicBool::new(false),
-                errors: Mutex::new(Vec::new()),
-            });
-            t.jobs.insert(job.clone());
-            let t = t.clone();
-            tokio::spawn(async move {
-                let res = match job.spec.kind.as_str() {
-                    REBALANCE => rebalance(&t, &job).await,
-                    ARCHIVE => super::archive::run_job(&t, &job).await,
-                    EC_ENCODE => {
-                        super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job).await
-                    }
-                    SCRUB => match run(&t, &job).await {
-                        // Then the bucket's erasure-coded parts.
-                        Ok(()) => {
-                            super::ec::repair_bucket(&t, &Bck::ais(job.spec.src.clone()), &job)
-                                .await
-                        }
-                        e => e,
-                    },
-                    _ => run(&t, &job).await,
-                };
-                if let Err(e) = res {
-                    job.fail(e.to_string());
-                }
-                job.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
-            });
+            start_local(t, spec);
             Ok(empty(StatusCode::OK))
         }
         (Method::GET, "", "") => {
@@ -210,6 +225,90 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.unknown_path()),
+    }
+}
+
+/// Registers a job and runs it here in the background.
+pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
+    let job = Arc::new(TargetJob {
+        spec,
+        started_ns: ais_core::now_ns(),
+        ended_ns: AtomicI64::new(0),
+        aborted: AtomicBool::new(false),
+        err: Mutex::new(String::new()),
+        objs: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        in_bytes: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        repaired: AtomicU64::new(0),
+        total_objs: AtomicU64::new(0),
+        total_bytes: AtomicU64::new(0),
+        counted: AtomicBool::new(false),
+        errors: Mutex::new(Vec::new()),
+    });
+    t.jobs.insert(job.clone());
+    let (t, j) = (t.clone(), job.clone());
+    tokio::spawn(async move {
+        let res = match j.spec.kind.as_str() {
+            REBALANCE => rebalance(&t, &j).await,
+            super::resilver::RESILVER => super::resilver::run(&t, &j).await,
+            ARCHIVE => super::archive::run_job(&t, &j).await,
+            EC_ENCODE => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+            SCRUB => match run(&t, &j).await {
+                // Then the bucket's erasure-coded parts.
+                Ok(()) => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+                e => e,
+            },
+            _ => run(&t, &j).await,
+        };
+        if let Err(e) = res {
+            j.fail(e.to_string());
+        }
+        j.ended_ns.store(ais_core::now_ns(), Ordering::Relaxed);
+    });
+    job
+}
+
+impl TargetJob {
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+    pub fn is_running(&self) -> bool {
+        self.ended_ns.load(Ordering::Relaxed) == 0
+    }
+    /// Stops the job (it ends at its next check) with `why` as its error.
+    pub fn abort(&self, why: &str) {
+        self.fail(why.to_string());
+    }
+    /// One object done: `bytes` moved or written.
+    pub fn done_one(&self, bytes: u64) {
+        self.objs.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Objects (and their bytes) the job will look at.
+    pub fn set_total(&self, objs: u64, bytes: u64) {
+        self.total_objs.store(objs, Ordering::Relaxed);
+        self.total_bytes.store(bytes, Ordering::Relaxed);
+        self.counted.store(true, Ordering::Relaxed);
+    }
+    pub fn object_error(&self, obj: &str, e: &ApiError) {
+        self.record(obj, e);
+    }
+    pub fn error_count(&self) -> usize {
+        self.errors.lock().map(|e| e.len()).unwrap_or(0)
+    }
+}
+
+impl Registry {
+    /// Jobs of `kind` still running here.
+    pub fn running(&self, kind: &str) -> Vec<Arc<TargetJob>> {
+        self.all()
+            .into_iter()
+            .filter(|j| j.spec.kind == kind && j.is_running())
+            .collect()
     }
 }
 
@@ -292,6 +391,13 @@ impl Cursor {
 
 async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     let spec = job.spec.clone();
+    // Rebalance moves of the source bucket pause while this job runs; the
+    // ones already in flight finish first, so the walk below sees every
+    // object this target holds, once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while t.jobs.moving(&spec.src) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Totals first, for progress and ETA (a listing pass, no data read).
     let mut c = Cursor::new(&spec)?;
     let (mut n, mut b) = (0u64, 0u64);
@@ -432,9 +538,21 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         .with_bmd(|b| b.buckets.keys().cloned().collect());
     let workers = match job.spec.msg.num_workers {
         w if w > 0 => w as usize,
-        _ => 4,
+        _ => super::lifecycle::rebalance_workers(),
     };
-    for b in buckets {
+    // A bucket that an offline job on this target is reading waits until
+    // that job is done (its walk must see every object it holds exactly
+    // once); the other buckets go first.
+    let mut pending = buckets;
+    while !pending.is_empty() {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let Some(i) = pending.iter().position(|b| !t.jobs.reading(b)) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let b = pending.remove(i);
         let spec = JobSpec {
             src: b.clone(),
             dst: b.clone(),
@@ -448,9 +566,26 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             let mut s = futures::stream::iter(page.into_iter().map(|(name, size)| {
                 let (job, t, b) = (job.clone(), t.clone(), b.clone());
                 async move {
-                    let bck = Bck::ais(b);
-                    if let Err(e) = move_one(&t, &job, &bck, &name, size).await {
-                        job.record(&format!("{}/{name}", bck.cname()), &e);
+                    let bck = Bck::ais(b.clone());
+                    loop {
+                        // A job that started reading this bucket here
+                        // pauses the moves until it is done.
+                        while t.jobs.reading(&b) {
+                            if job.aborted.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        super::lifecycle::yield_to_clients(&t).await;
+                        let _moving = Moving::new(&t.jobs, &b);
+                        match move_one(&t, &job, &bck, &name, size).await {
+                            Ok(true) => return,
+                            Ok(false) => continue,
+                            Err(e) => {
+                                job.record(&format!("{}/{name}", bck.cname()), &e);
+                                return;
+                            }
+                        }
                     }
                 }
             }))
@@ -469,25 +604,53 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64) -> ApiResult<()> {
+/// Moves one object to its owner. `Ok(false)`: not now — a job started
+/// reading the bucket here meanwhile (try again after it).
+async fn move_one(
+    t: &Target,
+    job: &TargetJob,
+    bck: &Bck,
+    name: &str,
+    size: u64,
+) -> ApiResult<bool> {
     let Some(owner) = t.core.owner(&bck.obj_uname(name)) else {
-        return Ok(());
+        return Ok(true);
     };
     if owner.daemon_id == t.core.id {
-        return Ok(());
+        return Ok(true);
     }
-    let info = t.verified_source(bck, name).await?;
+    // The owner checks the bytes it receives against the stored checksum
+    // (one read here, not a verify pass and a send); a mismatch is a
+    // damaged source: verify it here (healing it from a mirror when one is
+    // healthy, else the damage is the object's error) and send it again.
+    let info = t
+        .store
+        .head(bck, name)
+        .await
+        .map_err(|e| error::storage(&t.core.name, bck, name, e))?;
+    let mut verified = false;
+    if let Some(limit) = super::lifecycle::Throttle::get() {
+        limit.take(size).await;
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+    }
     let path = t.store.obj_path(bck, name);
     let to = Dest::from(&owner);
-    // Transient failures (the owner busy or just restarted) are retried.
+    // The owner may be busy (a job reading the bucket there: 503) or
+    // restarting: wait and retry rather than fail the object.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut attempt = 0u64;
     loop {
+        if t.jobs.reading(&bck.name) {
+            return Ok(false);
+        }
         let file = tokio::fs::File::open(&path).await.map_err(|e| {
             ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
         })?;
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-        match t
+        let res = t
             .core
             .rpc
             .move_object(
@@ -497,14 +660,34 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
                 body,
                 &info.attrs.custom,
                 info.attrs.version,
+                if info.attrs.cksum_type == ais_core::meta::CKSUM_XXHASH {
+                    &info.attrs.cksum_value
+                } else {
+                    ""
+                },
             )
-            .await
-        {
+            .await;
+        match res {
             Ok(()) => break,
             Err(e)
-                if attempt < 3
-                    && (e.is_unreachable() || e.status().is_some_and(|s| s.is_server_error())) =>
+                if !verified
+                    && e.status() == Some(StatusCode::BAD_REQUEST)
+                    && e.to_string().contains("checksum mismatch") =>
             {
+                t.verified_source(bck, name).await?;
+                verified = true;
+            }
+            Err(e)
+                if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))
+                    && std::time::Instant::now() < deadline =>
+            {
+                if job.aborted.load(Ordering::Relaxed) {
+                    return Ok(true);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            // Other server errors: a few tries.
+            Err(e) if attempt < 3 && e.status().is_some_and(|s| s.is_server_error()) => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
             }
@@ -534,13 +717,13 @@ async fn move_one(t: &Target, job: &TargetJob, bck: &Bck, name: &str, size: u64)
             }) {
                 let _ = t.core.rpc.delete_local(&to, &bck.name, name).await;
             }
-            return Ok(());
+            return Ok(true);
         }
         Err(e) => return Err(error::storage(&t.core.name, bck, name, e)),
     }
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(size, Ordering::Relaxed);
-    Ok(())
+    Ok(true)
 }
 
 /// Job kind: verify every local object of a bucket and its mirror copies,

@@ -11,7 +11,9 @@ pub mod ec;
 pub mod etl;
 pub mod internal;
 pub mod jobs;
+pub mod lifecycle;
 pub mod objects;
+pub mod resilver;
 pub mod stats;
 
 use crate::error::{ApiError, ApiResult};
@@ -85,12 +87,19 @@ impl Target {
             .map(|o| o.url().to_string())
     }
 
+    /// Every other target in the map, those in maintenance included (they
+    /// still hold objects until a rebalance has moved them away).
     pub fn other_targets(&self) -> Vec<Snode> {
-        self.core
-            .targets()
-            .into_iter()
-            .filter(|t| t.daemon_id != self.core.id)
-            .collect()
+        self.core.meta.with_smap(|s| {
+            s.map(|s| {
+                s.tmap
+                    .values()
+                    .filter(|t| t.daemon_id != self.core.id)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+        })
     }
 
     pub fn hop_redirect(&self, ctx: &Ctx, url: &str) -> Response {

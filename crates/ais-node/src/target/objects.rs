@@ -288,7 +288,18 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     }
     // A rebalance moving an object here: the copy already here (a newer PUT
     // since the map changed, or a previous move) wins; else keep its version.
+    let _incoming = ctx
+        .query
+        .get("ais_rebalance")
+        .map(|_| t.jobs.incoming(&bck.name));
     let moved_version: Option<u64> = if ctx.query.get("ais_rebalance").is_some() {
+        if t.jobs.reading(&bck.name) {
+            return Err(ApiError::unavailable(format!(
+                "{}: a job is reading {} here; move {obj} after it",
+                t.core.name,
+                bck.cname()
+            )));
+        }
         if store.head(bck, obj).await.is_ok() {
             return Ok(empty(StatusCode::OK));
         }
@@ -337,7 +348,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     }
     // Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
     // or comma-separated), kept with the object.
-    let custom: std::collections::BTreeMap<String, String> = ctx
+    let mut custom: std::collections::BTreeMap<String, String> = ctx
         .headers
         .get_all("ais-custom-md")
         .iter()
@@ -346,6 +357,17 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
+    // A rebalance move: the bytes must match the source's stored checksum.
+    if let Some(want) = custom.remove(crate::rpc::MOVE_CKSUM) {
+        if moved_version.is_some() && want != w.cksum_so_far() {
+            return Err(ApiError::bad_request(format!(
+                "{}: {}/{obj}: checksum mismatch: the moved bytes hash to {}, the source stored {want}; nothing was stored",
+                t.core.name,
+                bck.cname(),
+                w.cksum_so_far()
+            )));
+        }
+    }
     let attrs = w
         .commit_as(custom, moved_version)
         .await

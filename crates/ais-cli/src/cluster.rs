@@ -1,0 +1,213 @@
+//! `ais cluster add-remove-nodes ...` (node lifecycle), `ais show rebalance`,
+//! and `ais storage mountpath ...` (a target's disks).
+
+use crate::fmt::{size_iec, table};
+use ais_client::Client;
+use ais_core::api::RmNodeMsg;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Put targets in or out of maintenance, decommission or shut them down.
+    #[command(name = "add-remove-nodes")]
+    AddRemoveNodes {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// Start a global rebalance now.
+    Rebalance,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node's id (see `ais show cluster`).
+    pub node_id: String,
+    /// Change the map without moving objects.
+    #[arg(long)]
+    pub skip_rebalance: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// The target stays in the map but gets no new objects; its objects move away.
+    StartMaintenance(NodeArgs),
+    /// The target takes its share of objects again.
+    StopMaintenance(NodeArgs),
+    /// Move the target's objects away, then remove it from the cluster.
+    Decommission {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Also remove its objects from its disks.
+        #[arg(long)]
+        rm_user_data: bool,
+        /// Remove it from the map but leave the process running.
+        #[arg(long)]
+        no_shutdown: bool,
+    },
+    /// Move the target's objects away, then stop it (it stays in the map, in maintenance).
+    Shutdown(NodeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StorageCmd {
+    /// A target's mountpaths.
+    Mountpath {
+        #[command(subcommand)]
+        cmd: MpathCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MpathCmd {
+    /// Show every target's mountpaths.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a mountpath; objects that now belong on it are moved there (resilver).
+    Attach { target_id: String, path: String },
+    /// Move a mountpath's objects to the others, then stop using it.
+    Detach { target_id: String, path: String },
+    /// Use a disabled mountpath again.
+    Enable { target_id: String, path: String },
+    /// Stop using a mountpath without moving anything (its objects are unreadable until enabled).
+    Disable { target_id: String, path: String },
+}
+
+pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        ClusterCmd::AddRemoveNodes { cmd } => cmd,
+        ClusterCmd::Rebalance => {
+            let id = client.start_rebalance().await?;
+            println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
+            return Ok(());
+        }
+    };
+    let (action, a, rm_user_data, no_shutdown) = match cmd {
+        NodeCmd::StartMaintenance(a) => ("start-maintenance", a, false, false),
+        NodeCmd::StopMaintenance(a) => ("stop-maintenance", a, false, false),
+        NodeCmd::Decommission {
+            node,
+            rm_user_data,
+            no_shutdown,
+        } => ("decommission-node", node, rm_user_data, no_shutdown),
+        NodeCmd::Shutdown(a) => ("shutdown-node", a, false, false),
+    };
+    let msg = RmNodeMsg {
+        sid: a.node_id.clone(),
+        rm_user_data,
+        skip_rebalance: a.skip_rebalance,
+        no_shutdown,
+        ..Default::default()
+    };
+    let id = client.node_lifecycle(action, &msg).await?;
+    println!("{action} t[{}]: done", a.node_id);
+    if !id.is_empty() {
+        println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
+    }
+    Ok(())
+}
+
+/// `ais show rebalance`: the newest rebalance, per target.
+pub async fn show_rebalance(client: &Client, json: bool) -> anyhow::Result<()> {
+    let info = client.rebalance_info().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    let Some(info) = info else {
+        println!("No rebalance has run.");
+        return Ok(());
+    };
+    let s = &info.status;
+    let state = if !s.finished() {
+        "Running"
+    } else if s.aborted {
+        "Aborted"
+    } else if !s.err.is_empty() || s.err_count > 0 {
+        "Failed"
+    } else {
+        "Finished"
+    };
+    println!(
+        "Rebalance {}: {state}, {} objects ({}) moved, {} errors",
+        s.uuid,
+        s.objs,
+        size_iec(s.bytes),
+        s.err_count
+    );
+    let rows: Vec<Vec<String>> = info
+        .targets
+        .iter()
+        .map(|t| {
+            vec![
+                format!("t[{}]", t.target),
+                t.objs.to_string(),
+                size_iec(t.bytes),
+                t.err_count.to_string(),
+                t.state.clone(),
+                t.err.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TARGET",
+            "OBJECTS MOVED",
+            "BYTES MOVED",
+            "ERRORS",
+            "STATE",
+            "ERROR",
+        ],
+        &rows,
+    );
+    if !s.err.is_empty() {
+        println!("{}", s.err);
+    }
+    Ok(())
+}
+
+pub async fn storage(client: &Client, cmd: StorageCmd) -> anyhow::Result<()> {
+    let StorageCmd::Mountpath { cmd } = cmd;
+    let smap = client.smap().await?;
+    let (action, tid, path) = match cmd {
+        MpathCmd::Show { json } => {
+            let mut all = std::collections::BTreeMap::new();
+            for (id, t) in &smap.tmap {
+                all.insert(id.clone(), client.mountpaths(t.url()).await?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for (id, m) in all {
+                    println!("t[{id}]:");
+                    for p in m.available {
+                        println!("\t{p}");
+                    }
+                    for p in m.disabled {
+                        println!("\t{p} (disabled)");
+                    }
+                }
+            }
+            return Ok(());
+        }
+        MpathCmd::Attach { target_id, path } => ("attach-mp", target_id, path),
+        MpathCmd::Detach { target_id, path } => ("detach-mp", target_id, path),
+        MpathCmd::Enable { target_id, path } => ("enable-mp", target_id, path),
+        MpathCmd::Disable { target_id, path } => ("disable-mp", target_id, path),
+    };
+    let tid = tid
+        .trim_start_matches("t[")
+        .trim_end_matches(']')
+        .to_string();
+    let t = smap.tmap.get(&tid).with_context(|| {
+        format!("target {tid} is not in the cluster map (see 'ais show cluster')")
+    })?;
+    let id = client.mountpath_action(t.url(), action, &path).await?;
+    println!("{action} {path} on t[{tid}]: done");
+    if !id.is_empty() {
+        println!("Started resilver {id}. To monitor: 'ais show job {id}'");
+    }
+    Ok(())
+}

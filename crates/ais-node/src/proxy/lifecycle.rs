@@ -1,0 +1,221 @@
+//! Node lifecycle on the primary, AIStore's `PUT /v1/cluster` actions with
+//! an `ActValRmNode` value (`{"sid": ID, "rm_user_data", "skip_rebalance"}`):
+//!
+//! - `start-maintenance`: the target stays in the map, flagged; HRW placement
+//!   skips it and a rebalance moves its objects to their new owners (it keeps
+//!   serving them until they have moved).
+//! - `stop-maintenance`: the flag is cleared and a rebalance moves its share
+//!   back to it.
+//! - `decommission-node`: flagged, rebalanced away; when that rebalance has
+//!   finished cleanly the node is told to leave (wiping its objects with
+//!   `rm_user_data`) and is removed from the map.
+//! - `shutdown-node`: in maintenance, rebalanced away (unless
+//!   `skip_rebalance`), then the node exits; it stays in the map in
+//!   maintenance (a restart rejoins in maintenance) until `stop-maintenance`.
+//!
+//! The answer is the rebalance job's id (empty with `skip_rebalance`).
+
+use super::jobs::{current_rebalance, keep_final_snaps, mark_balanced, rebalance_now, status};
+use super::Proxy;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{text_ok, Res};
+use crate::rpc::Dest;
+use ais_core::api::{ActMsg, RmNodeMsg};
+use ais_core::meta::{NodeType, Snode, NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const START_MAINTENANCE: &str = "start-maintenance";
+pub const STOP_MAINTENANCE: &str = "stop-maintenance";
+pub const DECOMMISSION: &str = "decommission-node";
+pub const SHUTDOWN: &str = "shutdown-node";
+
+const FLAGS: u64 = NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION;
+
+/// `PUT /v1/cluster` with one of the lifecycle actions.
+pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
+    let primary = p.primary()?.clone();
+    let action = msg.action.clone();
+    let v: RmNodeMsg = if msg.value.is_null() {
+        RmNodeMsg::default()
+    } else {
+        serde_json::from_value(msg.value)
+            .map_err(|e| ApiError::bad_request(format!("malformed {action} request: {e}")))?
+    };
+    if v.sid.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{action}: missing node id (\"sid\")"
+        )));
+    }
+    let smap = p
+        .core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let node = smap.get_node(&v.sid).cloned().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{action}: node {} is not in the cluster map",
+            v.sid
+        ))
+    })?;
+    if node.daemon_type == NodeType::Proxy {
+        return Err(ApiError::bad_request(format!(
+            "{action}: {} is a proxy; only targets can be put in maintenance, decommissioned or shut down here",
+            node.name()
+        )));
+    }
+    let name = node.name();
+    if action == STOP_MAINTENANCE {
+        if node.flags & FLAGS == 0 {
+            return Err(ApiError::bad_request(format!(
+                "{action}: {name} is not in maintenance"
+            )));
+        }
+        set_flags(&primary, &v.sid, 0).await?;
+        tracing::info!(node = %name, "maintenance stopped");
+        return rebalance_or_skip(p, &v).await.map(|id| text_ok(&id));
+    }
+    if action == START_MAINTENANCE && node.flags & FLAGS != 0 {
+        return Err(ApiError::bad_request(format!(
+            "{action}: {name} is already in maintenance"
+        )));
+    }
+    let others = smap
+        .active_targets()
+        .filter(|t| t.daemon_id != v.sid)
+        .count();
+    if others == 0 {
+        return Err(ApiError::bad_request(format!(
+            "{action}: {name} is the last active target; its objects would have nowhere to go"
+        )));
+    }
+    let flag = if action == DECOMMISSION {
+        NODE_FLAG_DECOMMISSION
+    } else {
+        NODE_FLAG_MAINTENANCE
+    };
+    set_flags(&primary, &v.sid, flag).await?;
+    tracing::info!(node = %name, %action, "node flagged; its objects move to other targets");
+    let reb = rebalance_or_skip(p, &v).await?;
+    if action != START_MAINTENANCE {
+        let (p, reb) = (p.clone(), (!reb.is_empty()).then(|| reb.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = finish(&p, &action, node, v, reb).await {
+                tracing::error!(%action, error = %e, "node lifecycle action did not complete");
+            }
+        });
+    }
+    Ok(text_ok(&reb))
+}
+
+async fn set_flags(primary: &ais_cluster::Primary, sid: &str, flag: u64) -> ApiResult<()> {
+    primary
+        .update_smap(|s| {
+            match s.tmap.get_mut(sid) {
+                Some(t) => t.flags = (t.flags & !FLAGS) | flag,
+                None => {
+                    return Err(ApiError::NotFound(format!(
+                        "node {sid} left the cluster map"
+                    )))
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map(drop)
+}
+
+/// Starts the rebalance for the new map, or records that none is wanted.
+async fn rebalance_or_skip(p: &Proxy, v: &RmNodeMsg) -> ApiResult<String> {
+    if v.skip_rebalance {
+        mark_balanced(
+            p,
+            p.core.targets().into_iter().map(|t| t.daemon_id).collect(),
+        );
+        return Ok(String::new());
+    }
+    rebalance_now(p).await
+}
+
+/// After the rebalance (if any): tell the node to leave, and for a
+/// decommission remove it from the map.
+async fn finish(
+    p: &Arc<Proxy>,
+    action: &str,
+    node: Snode,
+    v: RmNodeMsg,
+    reb: Option<String>,
+) -> ApiResult<()> {
+    let name = node.name();
+    if let Some(id) = reb {
+        if wait_rebalanced(p, &node, id).await?.is_none() {
+            return Ok(());
+        }
+    }
+    // Its part of every job (the rebalance that emptied it included) stays
+    // reported after it is gone.
+    keep_final_snaps(p, &node).await;
+    let msg = ActMsg {
+        action: action.to_string(),
+        name: String::new(),
+        value: serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?,
+    };
+    if let Err(e) = p.core.rpc.node_action(&Dest::from(&node), &msg).await {
+        tracing::warn!(node = %name, error = %e, "could not tell the node to leave (down already?)");
+    }
+    if action == DECOMMISSION {
+        p.primary()?
+            .update_smap(|s| {
+                s.tmap.remove(&v.sid);
+                Ok::<_, ApiError>(())
+            })
+            .await?;
+        tracing::info!(node = %name, "decommissioned: removed from the cluster map");
+    } else {
+        tracing::info!(node = %name, "shut down (stays in the map, in maintenance)");
+    }
+    Ok(())
+}
+
+/// Waits for the rebalance that moves `node`'s objects away. A newer
+/// rebalance (another membership change) takes over from an aborted one.
+/// `Ok(Some(id))`: rebalance `id` finished cleanly; `Ok(None)`: the node is
+/// no longer being removed (maintenance stopped, or it left the map); an
+/// error: the rebalance failed and the node keeps its objects (run the
+/// action again).
+async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<Option<String>> {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let flagged = p.core.meta.with_smap(|s| {
+            s.and_then(|s| s.tmap.get(&node.daemon_id))
+                .is_some_and(|t| t.flags & FLAGS != 0)
+        });
+        if !flagged {
+            return Ok(None);
+        }
+        let st = match status(p, &id).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::debug!(job = %id, error = %e, "rebalance status");
+                continue;
+            }
+        };
+        if st["end_time"].as_i64().unwrap_or(0) == 0 {
+            continue;
+        }
+        if let Some(newer) = current_rebalance(p).filter(|c| *c != id) {
+            id = newer;
+            continue;
+        }
+        let errs = st["err_count"].as_u64().unwrap_or(0);
+        let err = st["err"].as_str().unwrap_or("");
+        if st["aborted"].as_bool().unwrap_or(false) || errs > 0 || !err.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "rebalance {id} did not move every object off {} ({errs} object errors{}); the node keeps them: run the action again",
+                node.name(),
+                if err.is_empty() { String::new() } else { format!(", {err}") }
+            )));
+        }
+        return Ok(Some(id));
+    }
+}

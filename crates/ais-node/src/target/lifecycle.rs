@@ -1,0 +1,198 @@
+//! A target's side of the node lifecycle: `PUT /v1/daemon` with
+//! `shutdown-node` or `decommission-node`, sent by the primary once the
+//! rebalance has moved this target's objects away. The node stops its
+//! keepalives (so it does not rejoin), optionally wipes its objects
+//! (`rm_user_data`), and exits cleanly. Also the rebalance bandwidth limit
+//! (`--rebalance-bps`, `AIS_REBALANCE_BPS`).
+
+use super::Target;
+use crate::error::ApiError;
+use crate::http::{empty, read_body, Ctx, Res};
+use ais_core::api::{ActMsg, RmNodeMsg};
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// `PUT /v1/daemon` on a target.
+pub async fn daemon_action(t: &Arc<Target>, ctx: &Ctx, body: Body) -> Res {
+    ctx.expect_method(&[Method::PUT])?;
+    let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
+    let v: RmNodeMsg = if msg.value.is_null() {
+        RmNodeMsg::default()
+    } else {
+        serde_json::from_value(msg.value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed {} request: {e}", msg.action)))?
+    };
+    match msg.action.as_str() {
+        "shutdown-node" | "decommission-node" => {
+            let decommission = msg.action == "decommission-node";
+            if decommission && v.rm_user_data {
+                let roots: Vec<std::path::PathBuf> = t
+                    .store
+                    .mountpaths()
+                    .iter()
+                    .flat_map(|m| [m.path.join("@ais"), m.path.join("@mirror")])
+                    .collect();
+                tokio::task::spawn_blocking(move || {
+                    for r in roots {
+                        if let Err(e) = std::fs::remove_dir_all(&r) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                tracing::error!(dir = %r.display(), error = %e, "could not remove user data");
+                            }
+                        }
+                    }
+                })
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+                tracing::warn!(node = %t.core.name, "decommissioned: user data removed");
+            }
+            if decommission && v.no_shutdown {
+                t.core.leaving.store(true, Ordering::Relaxed);
+                tracing::warn!(node = %t.core.name, "decommissioned: left the cluster, still running");
+            } else {
+                tracing::warn!(node = %t.core.name, action = %msg.action, "leaving the cluster and exiting");
+                t.core.leave();
+            }
+            Ok(empty(StatusCode::OK))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "invalid node action \"{other}\" (supported: shutdown-node, decommission-node)"
+        ))),
+    }
+}
+
+/// Bytes per second a target's rebalance may send (`AIS_REBALANCE_BPS`,
+/// e.g. `50MiB`; unset or 0: unlimited), shared by all its rebalance
+/// workers so client I/O keeps most of the disk and network.
+pub struct Throttle {
+    bps: u64,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+static THROTTLE: OnceLock<Option<Throttle>> = OnceLock::new();
+
+impl Throttle {
+    /// Sets this node's limit (`--rebalance-bps` / `AIS_REBALANCE_BPS`) at
+    /// start-up; an invalid value is an error naming it.
+    pub fn init(raw: Option<&str>) -> anyhow::Result<()> {
+        let bps = match raw.map(str::trim).filter(|r| !r.is_empty()) {
+            None => 0,
+            Some(r) => parse_bytes(r).ok_or_else(|| {
+                anyhow::anyhow!("invalid rebalance bandwidth \"{r}\" (e.g. 50MiB, 20MB, 1000000; 0 = unlimited)")
+            })?,
+        };
+        if bps > 0 {
+            tracing::info!(bytes_per_sec = bps, "rebalance bandwidth limited");
+        }
+        let _ = THROTTLE.set((bps > 0).then(|| Throttle {
+            bps,
+            next: tokio::sync::Mutex::new(Instant::now()),
+        }));
+        Ok(())
+    }
+
+    /// The node's limit, if any.
+    pub fn get() -> Option<&'static Throttle> {
+        THROTTLE.get().and_then(Option::as_ref)
+    }
+
+    /// Waits until `n` more bytes fit in the budget.
+    pub async fn take(&self, n: u64) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(n as f64 / self.bps as f64);
+            start
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// Foreground first: while clients are reading from this target (its GET
+/// and HEAD counters moved since the last look), a rebalance worker pauses
+/// `AIS_REBALANCE_YIELD_MS` (default 5; 0 = never) before its next object.
+pub async fn yield_to_clients(t: &Target) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static PAUSE: OnceLock<u64> = OnceLock::new();
+    let pause = *PAUSE.get_or_init(|| {
+        std::env::var("AIS_REBALANCE_YIELD_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(5)
+    });
+    if pause == 0 {
+        return;
+    }
+    let now = t.core.metrics.reads();
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Objects a target's rebalance moves at once (`AIS_REBALANCE_WORKERS`,
+/// default 4).
+pub fn rebalance_workers() -> usize {
+    static W: OnceLock<usize> = OnceLock::new();
+    *W.get_or_init(|| {
+        std::env::var("AIS_REBALANCE_WORKERS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(4)
+    })
+}
+
+/// "1000", "64KiB", "50MiB", "1GiB", "10MB" → bytes.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..i].parse().ok()?;
+    let mul: u64 = match s[i..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_byte_rates() {
+        assert_eq!(parse_bytes("1000"), Some(1000));
+        assert_eq!(parse_bytes("64KiB"), Some(65536));
+        assert_eq!(parse_bytes("2 MB"), Some(2_000_000));
+        assert_eq!(parse_bytes("1GiB"), Some(1 << 30));
+        assert_eq!(parse_bytes("fast"), None);
+        assert_eq!(parse_bytes("5x"), None);
+    }
+
+    #[tokio::test]
+    async fn throttle_paces_bytes() {
+        let t = Throttle {
+            bps: 1_000_000,
+            next: tokio::sync::Mutex::new(Instant::now()),
+        };
+        let start = Instant::now();
+        for _ in 0..5 {
+            t.take(100_000).await;
+        }
+        // The fifth 100 kB chunk may start 0.4 s in at 1 MB/s.
+        assert!(
+            start.elapsed() >= Duration::from_millis(380),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+}

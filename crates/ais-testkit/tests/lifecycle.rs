@@ -1,0 +1,637 @@
+//! Growing and shrinking a cluster online: a target joins and another is
+//! decommissioned under a 32-client load, maintenance mode moves a target's
+//! objects away and back, a node SIGKILLed mid-rebalance converges, and
+//! inline ETL GETs and an offline copy keep working through a rebalance.
+
+use ais_client::Client;
+use ais_core::api::RmNodeMsg;
+use ais_core::meta::{Smap, NODE_FLAG_MAINTENANCE};
+use ais_testkit::rebal::{
+    assert_placed, content, count_on, finished_rebalance, newest_rebalance, rebalances, Load,
+};
+use ais_testkit::{bin, Cluster, Opts};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// These tests start loaded clusters: one at a time on a small machine.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn rt() -> tokio::runtime::Runtime {
+    ais_testkit::checks::runtime().unwrap()
+}
+
+fn opts(targets: usize, env: &[(&str, &str)]) -> Opts {
+    let mut e = vec![("AIS_REBALANCE_SETTLE".to_string(), "1".to_string())];
+    e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Opts {
+        targets,
+        env: e,
+        ..Default::default()
+    }
+}
+
+fn preload(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("o/{i:05}")).collect();
+    rt.block_on(async {
+        let cl = Client::new(url);
+        cl.create_bucket(bucket).await.unwrap();
+        let chunks: Vec<_> = names
+            .chunks(names.len().div_ceil(8))
+            .map(|c| {
+                let (cl, c, b) = (cl.clone(), c.to_vec(), bucket.to_string());
+                tokio::spawn(async move {
+                    for n in c {
+                        cl.put_bytes(&b, &n, content(&n)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in chunks {
+            c.await.unwrap();
+        }
+    });
+    names
+}
+
+fn smap(c: &Cluster) -> Smap {
+    serde_json::from_value(c.smap().unwrap()).unwrap()
+}
+
+fn ais(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new(bin("ais"))
+        .args(args)
+        .env("AIS_ENDPOINT", endpoint)
+        .output()
+        .expect("run ais");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(out.status.success(), "ais {args:?} failed:\n{o}\n{e}");
+    o
+}
+
+/// Every name reads back with its content.
+fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names: &[String]) {
+    rt.block_on(async {
+        let cl = Client::new(url);
+        for n in names {
+            let got = cl
+                .get(bucket, n)
+                .await
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            assert_eq!(got.as_ref(), content(n).as_slice(), "{n}");
+        }
+    });
+}
+
+#[test]
+fn join_then_decommission_under_32_clients() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start_with(opts(3, &[])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "lb", 1200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let load = Load::start(&rt, &url, "lb", &names, 32);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Join: about 1/4 of the objects belong to the new target.
+    let cl = Client::new(&url);
+    let before = rt.block_on(rebalances(&cl));
+    let new = c.add_target().unwrap();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(90)));
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    let n = names.len() as u64;
+    assert!(
+        j.objs >= n / 6 && j.objs <= n * 2 / 5 + 200,
+        "join moved {} objects of ~{n} (expected about 1/4)",
+        j.objs
+    );
+    assert!(j.bytes > j.objs * 2000, "{j:?}");
+    let on_new = count_on(&c.targets[new].url, "lb").unwrap();
+    assert!(on_new as u64 >= j.objs, "{on_new} on the new target, {j:?}");
+
+    // Decommission an original target under the same load.
+    let gone = c.targets[0].id.clone();
+    let held = count_on(&c.targets[0].url, "lb").unwrap() as u64;
+    let before = rt.block_on(rebalances(&cl));
+    let id = rt
+        .block_on(cl.node_lifecycle(
+            "decommission-node",
+            &RmNodeMsg {
+                sid: gone.clone(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    assert!(id.starts_with("rebalance-"), "{id}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while smap(&c).tmap.contains_key(&gone) {
+        assert!(Instant::now() < deadline, "t[{gone}] still in the map");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(30)));
+    assert_eq!(j.uuid, id);
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    assert!(
+        j.objs >= held && j.objs <= held + 300,
+        "decommission moved {} objects; the target held {held}",
+        j.objs
+    );
+    let (written, errors, ops) = load.stop(&rt);
+    assert_eq!(
+        errors, 0,
+        "client errors during join and decommission ({ops} ops)"
+    );
+    // The decommissioned node exits by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.targets[0].is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "decommissioned node still running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.targets[0].child = None;
+    let mut all = names;
+    all.extend(written);
+    assert_placed(&c, "lb", &all);
+    assert_readable(&rt, &url, "lb", &all);
+}
+
+#[test]
+fn maintenance_moves_objects_away_and_back() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::start_with(opts(3, &[])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "mb", 500);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cl = Client::new(&url);
+    let load = Load::start(&rt, &url, "mb", &names, 8);
+    let t1 = c.targets[1].id.clone();
+    assert!(count_on(&c.targets[1].url, "mb").unwrap() > 50);
+
+    let before = rt.block_on(rebalances(&cl));
+    let out = ais(
+        &url,
+        &["cluster", "add-remove-nodes", "start-maintenance", &t1],
+    );
+    assert!(out.contains("rebalance-"), "{out}");
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    // Still in the map, flagged, holding nothing; everything readable meanwhile.
+    let m = smap(&c);
+    assert_ne!(m.tmap[&t1].flags & NODE_FLAG_MAINTENANCE, 0);
+    assert_eq!(count_on(&c.targets[1].url, "mb").unwrap(), 0);
+    assert_eq!(
+        rt.block_on(cl.list_all("mb", "o/", "")).unwrap().len(),
+        names.len()
+    );
+    // A second start is refused; a proxy or unknown node is a clear error.
+    let e = rt
+        .block_on(cl.node_lifecycle(
+            "start-maintenance",
+            &RmNodeMsg {
+                sid: t1.clone(),
+                ..Default::default()
+            },
+        ))
+        .unwrap_err();
+    assert!(e.to_string().contains("already in maintenance"), "{e}");
+    let e = rt
+        .block_on(cl.node_lifecycle(
+            "decommission-node",
+            &RmNodeMsg {
+                sid: "nosuch".into(),
+                ..Default::default()
+            },
+        ))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+
+    let show = ais(&url, &["show", "rebalance"]);
+    assert!(
+        show.contains("Finished") && show.contains(&j.uuid),
+        "{show}"
+    );
+    let jobs = ais(&url, &["show", "job"]);
+    assert!(jobs.contains("rebalance"), "{jobs}");
+
+    let before = rt.block_on(rebalances(&cl));
+    ais(
+        &url,
+        &["cluster", "add-remove-nodes", "stop-maintenance", &t1],
+    );
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    assert!(j.objs > 50, "{j:?}");
+    let (written, errors, ops) = load.stop(&rt);
+    assert_eq!(errors, 0, "client errors during maintenance ({ops} ops)");
+    assert_eq!(smap(&c).tmap[&t1].flags, 0);
+    let mut all = names;
+    all.extend(written);
+    assert_placed(&c, "mb", &all);
+    assert!(count_on(&c.targets[1].url, "mb").unwrap() > 50);
+    let show = ais(&url, &["show", "rebalance", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(v["targets"].as_array().map(|a| a.len()), Some(3), "{show}");
+}
+
+/// Waits until a rebalance newer than the first `before` runs and has moved
+/// some objects (it must not have finished yet).
+fn wait_midway(rt: &tokio::runtime::Runtime, cl: &Client, before: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if rt.block_on(rebalances(cl)) > before {
+            if let Some(j) = rt.block_on(newest_rebalance(cl)) {
+                assert_eq!(j.end_time, 0, "rebalance finished before the kill: {j:?}");
+                if j.objs >= 10 {
+                    return;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "rebalance did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for a clean rebalance newer than the first `before`, then checks
+/// that every object is on its owner and reads back right.
+fn converged(c: &Cluster, rt: &tokio::runtime::Runtime, before: usize, names: &[String]) {
+    let cl = c.client();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(120)));
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    assert_placed(c, "kb", names);
+    assert_readable(rt, c.url(), "kb", names);
+}
+
+#[test]
+fn sigkill_mid_rebalance_converges_with_nothing_lost() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    // Slow rebalance (64 KiB/s per target) so the kills land mid-way.
+    let mut c = Cluster::start_with(opts(3, &[("AIS_REBALANCE_BPS", "64KiB")])).unwrap();
+    c.allow_log("could not abort job");
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "kb", 800);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cl = Client::new(&url);
+
+    // 1. A sender is SIGKILLed and back at once: it never leaves the map,
+    //    its part is lost, and the interrupted rebalance is restarted.
+    let before = rt.block_on(rebalances(&cl));
+    c.add_target().unwrap();
+    wait_midway(&rt, &cl, before);
+    let before = rt.block_on(rebalances(&cl));
+    c.restart_target(1).unwrap();
+    c.wait_targets(4).unwrap();
+    converged(&c, &rt, before, &names);
+
+    // 2. Another join; a sender is SIGKILLed and stays down long enough to
+    //    leave the map (a second membership change mid-rebalance), then
+    //    comes back.
+    let before = rt.block_on(rebalances(&cl));
+    c.add_target().unwrap();
+    wait_midway(&rt, &cl, before);
+    c.targets[2].kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let before = rt.block_on(rebalances(&cl));
+    c.restart_target(2).unwrap();
+    c.wait_targets(5).unwrap();
+    converged(&c, &rt, before, &names);
+}
+
+const ETL_CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";
+
+#[test]
+fn etl_gets_and_copy_job_keep_working_during_rebalance() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start_with(opts(2, &[("AIS_REBALANCE_BPS", "64KiB")])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "eb", 300);
+    ais_testkit::init_python_etl(&url, "rev-etl", ETL_CODE).unwrap();
+    let expect = |n: &str| {
+        let mut v = b"T:".to_vec();
+        v.extend(content(n).iter().rev());
+        v
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let cl = Client::new(&url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let etl_clients: Vec<_> = (0..4)
+        .map(|w| {
+            let (cl, names, stop) = (cl.clone(), names.clone(), stop.clone());
+            rt.spawn(async move {
+                let (mut ok, mut errs) = (0u64, Vec::new());
+                let mut i = w * 71;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = &names[i % names.len()];
+                    let r = match cl
+                        .get_stream("eb", n, &[("etl_name", "rev-etl")], None)
+                        .await
+                    {
+                        Ok(r) => r.bytes().await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match r {
+                        Ok(b) if b.as_ref() == expect(n).as_slice() => ok += 1,
+                        Ok(_) => errs.push(format!("{n}: wrong transform output")),
+                        Err(e) => errs.push(format!("{n}: {e}")),
+                    }
+                    i += 1;
+                }
+                (ok, errs)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rt.block_on(rebalances(&cl));
+    c.add_target().unwrap();
+    // An offline copy started while the rebalance runs.
+    std::thread::sleep(Duration::from_millis(1500));
+    let copy = rt
+        .block_on(cl.copy_bucket("eb", "eb-copy", &Default::default()))
+        .unwrap();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(90)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    assert!(j.objs > 20, "{j:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let cj = loop {
+        let s = rt.block_on(cl.job_status(&copy)).unwrap();
+        if s.finished() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "copy job did not finish: {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut errs) = (0, Vec::new());
+    for t in etl_clients {
+        let (o, e) = rt.block_on(t).unwrap();
+        ok += o;
+        errs.extend(e);
+    }
+    assert!(
+        errs.is_empty(),
+        "{} ETL GET errors ({ok} ok): {:?}",
+        errs.len(),
+        &errs[..errs.len().min(5)]
+    );
+    assert!(ok > 100, "{ok} ETL GETs");
+    assert_eq!(
+        (cj.err_count, cj.err.as_str(), cj.objs),
+        (0, "", names.len() as u64),
+        "{cj:?}"
+    );
+    // The copy really ran while objects were moving.
+    let copy_started = cj.extra["start_time"].as_i64().unwrap();
+    assert!(
+        j.end_time > copy_started,
+        "rebalance {j:?} ended before the copy {cj:?}"
+    );
+    assert_readable(&rt, &url, "eb-copy", &names);
+}
+
+/// Which of `mpaths` an object's main copy belongs on (the store's HRW).
+fn home_mpath<'a>(
+    mpaths: &'a [std::path::PathBuf],
+    bucket: &str,
+    name: &str,
+) -> &'a std::path::Path {
+    let uname = ais_core::Bck::ais(bucket).obj_uname(name);
+    let digests = mpaths
+        .iter()
+        .map(|p| ais_core::hrw::digest(&p.to_string_lossy()));
+    &mpaths[ais_core::hrw::select(&uname, digests).unwrap()]
+}
+
+/// Every object of `bucket` held by the target is on its HRW mountpath
+/// among `mpaths` and on no other (`gone` must hold none).
+fn assert_resilvered(
+    url: &str,
+    bucket: &str,
+    mpaths: &[std::path::PathBuf],
+    gone: &[std::path::PathBuf],
+) -> usize {
+    let names = ais_testkit::rebal::names_on(url, bucket).unwrap();
+    for n in &names {
+        let home = home_mpath(mpaths, bucket, n);
+        for m in mpaths.iter().chain(gone) {
+            let f = m.join("@ais").join(bucket).join(n);
+            assert_eq!(f.is_file(), m == home, "{n} on {}", m.display());
+        }
+    }
+    names.len()
+}
+
+fn wait_job(rt: &tokio::runtime::Runtime, cl: &Client, id: &str) -> ais_client::JobStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = rt.block_on(cl.job_status(id)).unwrap();
+        if s.finished() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn resilver_after_mountpath_attach_detach_disable_enable() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::start_with(Opts {
+        targets: 2,
+        mpaths: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "rs", 600);
+    let cl = Client::new(&url);
+    // A mirrored bucket: its copies must follow the mountpaths too.
+    rt.block_on(async {
+        cl.create_bucket("rm").await.unwrap();
+        cl.set_bucket_props(
+            "rm",
+            serde_json::json!({"mirror": {"enabled": true, "copies": 2}}),
+        )
+        .await
+        .unwrap();
+        for n in names.iter().take(100) {
+            cl.put_bytes("rm", n, content(n)).await.unwrap();
+        }
+    });
+    let t = &c.targets[0];
+    let mp = |i: usize| t.data.join(format!("mp{i}")).canonicalize().unwrap();
+    let (mp1, mp2) = (mp(1), mp(2));
+    let mp3 = t.data.join("mp3");
+    let before = assert_resilvered(&t.url, "rs", &[mp1.clone(), mp2.clone()], &[]);
+    let load = Load::start(&rt, &url, "rs", &names, 8);
+
+    // Attach: about a third of this target's objects move to the new one.
+    let out = ais(
+        &url,
+        &[
+            "storage",
+            "mountpath",
+            "attach",
+            &t.id,
+            &mp3.display().to_string(),
+        ],
+    );
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("resilver-"))
+        .unwrap_or_else(|| panic!("no resilver job: {out}"))
+        .trim_end_matches('.')
+        .to_string();
+    let j = wait_job(&rt, &cl, &id);
+    assert_eq!(
+        (j.kind.as_str(), j.err_count, j.aborted),
+        ("resilver", 0, false),
+        "{j:?}"
+    );
+    let mp3 = mp3.canonicalize().unwrap();
+    let three = [mp1.clone(), mp2.clone(), mp3.clone()];
+    let n = assert_resilvered(&t.url, "rs", &three, &[]);
+    assert!(n >= before);
+    assert!(
+        j.objs as usize >= before / 6 && j.objs as usize <= before * 2 / 3,
+        "attach moved {} of {before}",
+        j.objs
+    );
+    assert!(ais(&url, &["show", "job"]).contains(&id));
+    let shown = ais(&url, &["storage", "mountpath", "show"]);
+    assert!(shown.contains(&mp3.display().to_string()), "{shown}");
+
+    // Detach: mp1 is emptied first, its objects stay readable throughout.
+    let id = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", &mp1.display().to_string()))
+        .unwrap();
+    let j = wait_job(&rt, &cl, &id);
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    assert!(j.objs > 0, "{j:?}");
+    let two = [mp2.clone(), mp3.clone()];
+    assert_resilvered(&t.url, "rs", &two, std::slice::from_ref(&mp1));
+    assert_resilvered(&t.url, "rm", &two, std::slice::from_ref(&mp1));
+    let (written, errors, ops) = load.stop(&rt);
+    assert_eq!(errors, 0, "client errors during attach/detach ({ops} ops)");
+    let mut all = names.clone();
+    all.extend(written);
+    assert_readable(&rt, &url, "rs", &all);
+    // Mirrored objects have their copy on the other remaining mountpath.
+    for n in names.iter().take(100) {
+        if !mp2.join("@ais/rm").join(n).is_file() && !mp3.join("@ais/rm").join(n).is_file() {
+            continue; // on the other target
+        }
+        let copies = two
+            .iter()
+            .filter(|m| m.join("@mirror/rm").join(n).is_file())
+            .count();
+        assert_eq!(copies, 1, "{n}: mirror copies");
+    }
+
+    // Disable mp2: its objects are unreadable (nothing deleted) until enabled.
+    let on_mp2: Vec<&String> = names
+        .iter()
+        .filter(|n| mp2.join("@ais/rs").join(n).is_file())
+        .collect();
+    assert!(!on_mp2.is_empty());
+    rt.block_on(cl.mountpath_action(&t.url, "disable-mp", &mp2.display().to_string()))
+        .unwrap();
+    let e = rt.block_on(cl.get("rs", on_mp2[0])).unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    assert!(mp2.join("@ais/rs").join(on_mp2[0]).is_file());
+    let m: serde_json::Value =
+        serde_json::to_value(rt.block_on(cl.mountpaths(&t.url)).unwrap()).unwrap();
+    assert!(m["disabled"].to_string().contains("mp2"), "{m}");
+    let id = rt
+        .block_on(cl.mountpath_action(&t.url, "enable-mp", &mp2.display().to_string()))
+        .unwrap();
+    if !id.is_empty() {
+        wait_job(&rt, &cl, &id);
+    }
+    assert_resilvered(&t.url, "rs", &two, std::slice::from_ref(&mp1));
+    assert_readable(&rt, &url, "rs", &names);
+    // Bad input is a clear error.
+    let e = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", "/no/such/mpath"))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    let e = rt
+        .block_on(cl.mountpath_action(&t.url, "detach-mp", "relative"))
+        .unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+}
+
+#[test]
+fn damaged_object_is_never_moved_by_a_rebalance() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let c = Cluster::start_with(opts(3, &[])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "cb", 90);
+    std::thread::sleep(Duration::from_millis(1500));
+    let t1 = &c.targets[1];
+    let held = ais_testkit::rebal::names_on(&t1.url, "cb").unwrap();
+    let victim = held[0].clone();
+    // Flip a byte in place (same size, metadata kept).
+    let file = ais_testkit::checks::object_files(&t1.data, "cb")
+        .into_iter()
+        .find(|p| p.ends_with(&victim) && p.to_string_lossy().contains("/@ais/"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[7] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let cl = Client::new(&url);
+    let before = rt.block_on(rebalances(&cl));
+    rt.block_on(cl.node_lifecycle(
+        "start-maintenance",
+        &RmNodeMsg {
+            sid: t1.id.clone(),
+            ..Default::default()
+        },
+    ))
+    .unwrap();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!(j.err_count, 1, "{j:?}");
+    assert_eq!(j.objs as usize, held.len() - 1, "{j:?}");
+    let errs = rt.block_on(cl.job_errors(&j.uuid)).unwrap();
+    let e = format!("{errs:?}");
+    assert!(e.contains(&victim) && e.contains("corrupted"), "{e}");
+    // The damaged copy stays where it was; no other target got it.
+    assert_eq!(
+        ais_testkit::rebal::names_on(&t1.url, "cb").unwrap(),
+        vec![victim.clone()]
+    );
+    for t in [&c.targets[0], &c.targets[2]] {
+        let (st, _) = ais_testkit::raw_http(
+            &t.url,
+            "GET",
+            &format!("/v1/internal/objattrs/cb/{victim}"),
+            &[],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(st, 404, "{victim} on {}", t.id);
+    }
+    let moved: Vec<String> = names.into_iter().filter(|n| *n != victim).collect();
+    assert_readable(&rt, &url, "cb", &moved);
+}

@@ -153,15 +153,20 @@ fn join_then_decommission_under_32_clients() {
         errors, 0,
         "client errors during join and decommission ({ops} ops)"
     );
-    // The decommissioned node exits by itself.
+    // The decommissioned node exits by itself, with the status that tells
+    // a supervisor (the playground) not to restart it.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while c.targets[0].is_running() {
+    let status = loop {
+        if let Some(st) = c.targets[0].child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
         assert!(
             Instant::now() < deadline,
             "decommissioned node still running"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
     c.targets[0].child = None;
     let mut all = names;
     all.extend(written);
@@ -634,4 +639,51 @@ fn damaged_object_is_never_moved_by_a_rebalance() {
     }
     let moved: Vec<String> = names.into_iter().filter(|n| *n != victim).collect();
     assert_readable(&rt, &url, "cb", &moved);
+}
+
+#[test]
+fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start_with(opts(3, &[])).unwrap();
+    c.allow_log("could not tell the node");
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "sb", 300);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cl = Client::new(&url);
+    let t2 = c.targets[2].id.clone();
+    let out = ais(&url, &["cluster", "add-remove-nodes", "shutdown", &t2]);
+    assert!(out.contains("rebalance-"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = c.targets[2].child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "shut-down node still running");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
+    c.targets[2].child = None;
+    // Still in the map, in maintenance (not dropped for silence); nothing lost.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
+    assert_readable(&rt, &url, "sb", &names);
+    assert_eq!(
+        rt.block_on(cl.list_all("sb", "", "")).unwrap().len(),
+        names.len()
+    );
+    // Back up: it rejoins still in maintenance, and holds nothing.
+    c.restart_target(2).unwrap();
+    c.wait_targets(3).unwrap();
+    assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
+    assert_eq!(count_on(&c.targets[2].url, "sb").unwrap(), 0);
+    let before = rt.block_on(rebalances(&cl));
+    ais(
+        &url,
+        &["cluster", "add-remove-nodes", "stop-maintenance", &t2],
+    );
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    assert!(j.objs > 30, "{j:?}");
+    assert_placed(&c, "sb", &names);
 }

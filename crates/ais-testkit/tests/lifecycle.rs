@@ -72,6 +72,35 @@ fn ais(endpoint: &str, args: &[&str]) -> String {
     o
 }
 
+/// Waits for a node that was told to leave to exit, with the status that
+/// tells a supervisor (the playground) not to restart it.
+fn assert_left(t: &mut ais_testkit::NodeProc, within: Duration) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(st) = t.child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "t[{}] still running", t.id);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
+    t.child = None;
+}
+
+/// `ais cluster add-remove-nodes stop-maintenance SID`; answers the
+/// rebalance it started, finished cleanly.
+fn stop_maintenance(rt: &tokio::runtime::Runtime, url: &str, sid: &str) -> ais_client::JobStatus {
+    let cl = Client::new(url);
+    let before = rt.block_on(rebalances(&cl));
+    ais(
+        url,
+        &["cluster", "add-remove-nodes", "stop-maintenance", sid],
+    );
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    j
+}
+
 /// Every name reads back with its content.
 fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names: &[String]) {
     rt.block_on(async {
@@ -153,21 +182,8 @@ fn join_then_decommission_under_32_clients() {
         errors, 0,
         "client errors during join and decommission ({ops} ops)"
     );
-    // The decommissioned node exits by itself, with the status that tells
-    // a supervisor (the playground) not to restart it.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = c.targets[0].child.as_mut().unwrap().try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "decommissioned node still running"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
-    c.targets[0].child = None;
+    // The decommissioned node exits by itself.
+    assert_left(&mut c.targets[0], Duration::from_secs(15));
     let mut all = names;
     all.extend(written);
     assert_placed(&c, "lb", &all);
@@ -233,13 +249,7 @@ fn maintenance_moves_objects_away_and_back() {
     let jobs = ais(&url, &["show", "job"]);
     assert!(jobs.contains("rebalance"), "{jobs}");
 
-    let before = rt.block_on(rebalances(&cl));
-    ais(
-        &url,
-        &["cluster", "add-remove-nodes", "stop-maintenance", &t1],
-    );
-    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
-    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    let j = stop_maintenance(&rt, &url, &t1);
     assert!(j.objs > 50, "{j:?}");
     let (written, errors, ops) = load.stop(&rt);
     assert_eq!(errors, 0, "client errors during maintenance ({ops} ops)");
@@ -654,16 +664,7 @@ fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
     let t2 = c.targets[2].id.clone();
     let out = ais(&url, &["cluster", "add-remove-nodes", "shutdown", &t2]);
     assert!(out.contains("rebalance-"), "{out}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = c.targets[2].child.as_mut().unwrap().try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "shut-down node still running");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
-    c.targets[2].child = None;
+    assert_left(&mut c.targets[2], Duration::from_secs(60));
     // Still in the map, in maintenance (not dropped for silence); nothing lost.
     std::thread::sleep(Duration::from_secs(3));
     assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
@@ -677,13 +678,7 @@ fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
     c.wait_targets(3).unwrap();
     assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
     assert_eq!(count_on(&c.targets[2].url, "sb").unwrap(), 0);
-    let before = rt.block_on(rebalances(&cl));
-    ais(
-        &url,
-        &["cluster", "add-remove-nodes", "stop-maintenance", &t2],
-    );
-    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
-    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    let j = stop_maintenance(&rt, &url, &t2);
     assert!(j.objs > 30, "{j:?}");
     assert_placed(&c, "sb", &names);
 }

@@ -673,6 +673,9 @@ fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
         rt.block_on(cl.list_all("sb", "", "")).unwrap().len(),
         names.len()
     );
+    // A missing object is still a 404 (the node that is down held nothing).
+    let e = rt.block_on(cl.get("sb", "no-such-object")).unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
     // Back up: it rejoins still in maintenance, and holds nothing.
     c.restart_target(2).unwrap();
     c.wait_targets(3).unwrap();

@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts: build, start a release cluster on loopback, clean up.
 # Usage: source bench/lib.sh; start_cluster [TARGETS]   (sets EP, WORK, BIN, TPIDS, PG, STATE)
+# CLUSTER_PREFIX (e.g. "taskset -c 1") runs the cluster under a command (CPU pinning).
 # Node pids and URLs come from the playground's state file ($STATE, see
 # `aisnode playground --state`), not from the process table.
 set -euo pipefail
@@ -28,7 +29,7 @@ start_cluster() {
   PORT=$(free_port)
   EP=http://127.0.0.1:$PORT
   STATE=$WORK/cluster.json
-  "$BIN/aisnode" playground --targets "$targets" --mpaths "${MPATHS:-1}" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
+  ${CLUSTER_PREFIX:-} "$BIN/aisnode" playground --targets "$targets" --mpaths "${MPATHS:-1}" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
   PG=$!
   local n=0
   for _ in $(seq 150); do

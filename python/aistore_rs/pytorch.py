@@ -337,3 +337,219 @@ class IterDataset(_Base, _TorchIterable):
                 yield futs.pop(0).result()
         for f in futs:
             yield f.result()
+
+
+# ----------------------------------------------------------------- batches
+
+
+def npy_header(data: bytes | bytearray | memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """(dtype, shape, fortran_order, payload offset) of a `.npy` buffer."""
+    mv = memoryview(data)
+    if bytes(mv[:6]) != b"\x93NUMPY":
+        raise ValueError("not a .npy buffer")
+    major = mv[6]
+    if major == 1:
+        hlen = int.from_bytes(mv[8:10], "little")
+        start = 10
+    else:
+        hlen = int.from_bytes(mv[8:12], "little")
+        start = 12
+    import ast
+
+    hdr = ast.literal_eval(bytes(mv[start : start + hlen]).decode("latin1"))
+    return np.dtype(hdr["descr"]), tuple(hdr["shape"]), bool(hdr["fortran_order"]), start + hlen
+
+
+def npy_to_tensor(data: bytes | bytearray) -> torch.Tensor:
+    """A `.npy` buffer as a tensor that shares the buffer's memory (no copy):
+    `np.frombuffer` on the payload, then `torch.from_numpy`. Pass a
+    `bytearray` for a writable tensor."""
+    dtype, shape, fortran, off = npy_header(data)
+    arr = np.frombuffer(data, dtype=dtype, offset=off, count=int(np.prod(shape)) if shape else 1)
+    arr = arr.reshape(shape, order="F" if fortran else "C")
+    if not arr.flags.writeable:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(arr)
+    return torch.from_numpy(arr)
+
+
+def to_npy(arr: np.ndarray) -> bytes:
+    """The ready-to-train output convention for ETLs: a `.npy` buffer (uint8
+    HWC or CHW, or float16), e.g. `return to_npy(np.asarray(img))`."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def normalize_on_gpu(
+    batch: torch.Tensor,
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+    device: Any = "cuda",
+    channels_last_input: bool = False,
+) -> torch.Tensor:
+    """uint8 batch (N,C,H,W, or N,H,W,C with `channels_last_input`) -> float
+    normalised on `device`: the copy to the device moves bytes, the GPU does
+    the arithmetic."""
+    x = batch.to(device, non_blocking=True)
+    if channels_last_input:
+        x = x.permute(0, 3, 1, 2)
+    x = x.float().div_(255.0)
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)
+
+
+def decode_ready(name: str, data: bytearray) -> torch.Tensor:
+    """Default decode of `BatchDataset`: `.npy` outputs without a copy,
+    anything else through `default_decode`."""
+    if bytes(data[:6]) == b"\x93NUMPY":
+        return npy_to_tensor(data)
+    return default_decode(name, bytes(data))
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
+    """The global sample order of an epoch: the same for any split over
+    ranks and workers."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.Generator(np.random.PCG64([seed, epoch]))
+    return rng.permutation(n).astype(np.int64)
+
+
+class BatchDataset(_Base, _TorchIterable):
+    """Whole batches per request: each DataLoader worker fetches a batch with
+    one Get-Batch request (the ETL `transform_id` applied to every item on the
+    target that stores it) and turns the TAR stream into a batch tensor —
+    no per-sample HTTP request or Python round trip. Use with
+    `DataLoader(ds, batch_size=None, num_workers=...)`; yields
+    `(samples, labels)` (or `(samples, labels, names)` with `with_names`).
+
+    Order: an epoch's global sample order is `epoch_order(n, seed, epoch)`,
+    cut into global batches of `batch_size`; global batch `j` goes to rank
+    `j % world_size`, and within a rank to DataLoader worker
+    `(j // world_size) % num_workers` — so the order is the same for any
+    (world size x workers) split, and reading the ranks' batches round-robin
+    gives exactly that order.
+
+    Resume: `state_dict()` / `load_state_dict()` carry `{seed, epoch,
+    consumed}`; `consumed` is the number of samples of the epoch already
+    trained on (across all ranks, e.g. `steps * batch_size * world_size`).
+    After `load_state_dict`, the epoch yields exactly the samples from that
+    point on, re-batched the same way, without fetching the first ones.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        with_names: bool = False,
+        stack: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Takes `Dataset`'s arguments plus the ones above."""
+        kwargs.setdefault("decode", decode_ready)
+        super().__init__(*args, **kwargs)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self.consumed = 0
+        self.rank, self.world_size = _dist_info(rank, world_size)
+        self.with_names = with_names
+        self.stack = stack
+
+    # -- state
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.consumed = 0
+
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"state is for seed {state['seed']}, this dataset has seed {self.seed}")
+        self.epoch = int(state.get("epoch", 0))
+        self.consumed = int(state.get("consumed", 0))
+        if not 0 <= self.consumed <= len(self.names):
+            raise ValueError(f"consumed={self.consumed} is outside the epoch (0..{len(self.names)})")
+
+    # -- order
+    def global_batches(self) -> list[np.ndarray]:
+        """The epoch's remaining global batches (index arrays)."""
+        order = epoch_order(len(self.names), self.seed, self.epoch, self.shuffle)[self.consumed :]
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def batches_for(self, worker_id: int = 0, num_workers: int = 1) -> list[np.ndarray]:
+        """The global batches this (rank, worker) reads, in order."""
+        mine = self.global_batches()[self.rank :: self.world_size]
+        return mine[worker_id::num_workers]
+
+    def __len__(self) -> int:
+        """Batches this rank yields in the (remaining) epoch."""
+        total = len(self.global_batches())
+        return len(range(self.rank, total, self.world_size))
+
+    # -- fetching
+    def _fetch_batch(self, idx: np.ndarray) -> Any:
+        import tarfile
+
+        names = [self.names[int(i)] for i in idx]
+        params = {}
+        if self.transform_id:
+            params["etl_name"] = self.transform_id
+            if self.etl_args:
+                params["etl_args"] = self.etl_args
+        items = [{"objname": n} for n in names]
+        url = f"{self.fetcher.endpoint}/v1/ml/moss/{self.fetcher.bucket}"
+        s = self.fetcher._session()
+        r = s.get(url, params=params, json={"in": items, "onob": True}, stream=True, timeout=self.fetcher.timeout)
+        if r.status_code != 200:
+            raise from_response(r)
+        samples = []
+        try:
+            with tarfile.open(fileobj=r.raw, mode="r|") as tf:
+                for k, m in enumerate(tf):
+                    f = tf.extractfile(m)
+                    buf = bytearray(m.size)
+                    if f is not None and m.size:
+                        f.readinto(buf)
+                    samples.append(self.decode(names[k], buf))
+        finally:
+            r.close()
+        if len(samples) != len(names):
+            raise RuntimeError(f"Get-Batch returned {len(samples)} of {len(names)} samples")
+        out = torch.stack(samples) if self.stack else samples
+        if not self.with_labels:
+            return (out, names) if self.with_names else out
+        if self.labels is not None:
+            labels = torch.from_numpy(self.labels[idx])
+        else:
+            labels = torch.tensor([int(self.fetcher.get(n.rpartition(".")[0] + self.label_ext).decode()) for n in names])
+        return (out, labels, names) if self.with_names else (out, labels)
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        batches = self.batches_for(wid, nw)
+        if not batches:
+            return
+        ex = self._executor()
+        futs = [ex.submit(self._fetch_batch, b) for b in batches[:2]]
+        nxt = 2
+        while futs:
+            out = futs.pop(0).result()
+            if nxt < len(batches):
+                futs.append(ex.submit(self._fetch_batch, batches[nxt]))
+                nxt += 1
+            yield out

@@ -451,3 +451,18 @@ def test_ais_ls_archive_cli(cluster: Cluster, bucket: Bucket, shards: Dict[str, 
     listed = [line.split()[0] for line in p.stdout.splitlines()[1:] if line.strip()]
     assert "s.tar" in listed and "s.tar/sample/0011.cls" in listed, p.stdout
     assert len([n for n in listed if n.startswith("s.tar/")]) == len(members())
+
+
+def test_sdk_batch_iter_dataset(client: Client, bucket: Bucket) -> None:
+    """The SDK's ``AISBatchIterDataset`` (PyTorch, Get-Batch underneath)
+    yields every object of a bucket with its bytes, also target-aware."""
+    from aistore.pytorch.batch_iter_dataset import AISBatchIterDataset
+    from aistore.sdk.enums import Colocation
+
+    blobs = {f"ds/{i:03d}": os.urandom(64 + i) for i in range(70)}
+    for n, d in blobs.items():
+        put(bucket, n, d)
+    for coloc in (Colocation.NONE, Colocation.TARGET_AWARE):
+        ds = AISBatchIterDataset(bucket, client, max_batch_size=16, colocation=coloc)
+        got = dict(iter(ds))
+        assert got == blobs

@@ -197,7 +197,32 @@ impl EnvManager {
         let req_file = dir.join("requirements.txt");
         std::fs::write(&req_file, reqs.join("\n")).map_err(|e| EtlError::Init(e.to_string()))?;
         let env_py = dir.join("bin").join("python").display().to_string();
-        let req = req_file.display().to_string();
+        // What the environment already has (the base interpreter's packages
+        // included) is not fetched: a host without network access can still
+        // build environments whose requirements its Python satisfies.
+        let unmet = tokio::process::Command::new(&env_py)
+            .args(["-c", UNMET_SCRIPT, &req_file.display().to_string()])
+            .output()
+            .await
+            .map_err(|e| EtlError::Init(format!("check requirements with {env_py}: {e}")))?;
+        let missing: Vec<String> = if unmet.status.success() {
+            String::from_utf8_lossy(&unmet.stdout)
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        } else {
+            reqs.iter().map(|r| r.to_string()).collect()
+        };
+        if missing.is_empty() {
+            log.line("every requirement is already satisfied by the base interpreter: nothing to install");
+            return Ok(());
+        }
+        log.line(&format!("installing: {}", missing.join(" ")));
+        let todo = dir.join("requirements-missing.txt");
+        std::fs::write(&todo, missing.join("\n")).map_err(|e| EtlError::Init(e.to_string()))?;
+        let req = todo.display().to_string();
         if which("uv").is_some() {
             run_logged(
                 "uv",
@@ -227,6 +252,39 @@ impl EnvManager {
         }
     }
 }
+
+/// Prints the requirement lines (file in argv[1]) that the running
+/// interpreter does not satisfy; anything it cannot parse counts as unmet.
+const UNMET_SCRIPT: &str = r##"
+import sys
+import importlib.metadata as md
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    try:
+        from pip._vendor.packaging.requirements import Requirement
+    except ImportError:
+        Requirement = None
+for line in open(sys.argv[1]).read().splitlines():
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    if Requirement is None:
+        print(line)
+        continue
+    try:
+        r = Requirement(line)
+        if r.marker is not None and not r.marker.evaluate():
+            continue
+        if r.url:
+            print(line)
+            continue
+        v = md.version(r.name)
+        if r.specifier and not r.specifier.contains(v, prereleases=True):
+            print(line)
+    except Exception:
+        print(line)
+"##;
 
 fn which(cmd: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())

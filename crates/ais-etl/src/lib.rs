@@ -146,6 +146,78 @@ pub struct EtlRuntime {
     errors: Mutex<VecDeque<ObjError>>,
     python: String,
     sandbox: Option<sandbox::SandboxInfo>,
+    /// Gathers concurrent byte transforms into batches (code with
+    /// `transform_batch` only).
+    batcher: Option<tokio::sync::mpsc::Sender<BatchJob>>,
+}
+
+/// One call waiting to be batched.
+struct BatchJob {
+    name: String,
+    data: Bytes,
+    args: String,
+    reply: tokio::sync::oneshot::Sender<Result<Bytes, EtlError>>,
+}
+
+/// Collects calls for up to `wait` after the first (or `max` of them) and
+/// hands each batch to a pool worker; batches run concurrently, as many as
+/// the pool has workers.
+fn spawn_batcher(
+    pool: Arc<pool::Pool>,
+    max: usize,
+    wait: std::time::Duration,
+    timeout: std::time::Duration,
+) -> tokio::sync::mpsc::Sender<BatchJob> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<BatchJob>(max * 4);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut jobs = vec![first];
+            let deadline = tokio::time::Instant::now() + wait;
+            while jobs.len() < max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(j)) => jobs.push(j),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let items: Vec<(&str, &[u8], &str)> = jobs
+                    .iter()
+                    .map(|j| (j.name.as_str(), j.data.as_ref(), j.args.as_str()))
+                    .collect();
+                match pool.call_batch(&items, timeout).await {
+                    Ok(outs) => {
+                        for (j, r) in jobs.into_iter().zip(outs) {
+                            let _ = j.reply.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        for j in jobs {
+                            let _ = j.reply.send(Err(same_error(&e)));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    tx
+}
+
+/// The same failure for every item of a batch that failed as a whole.
+fn same_error(e: &EtlError) -> EtlError {
+    match e {
+        EtlError::Transform { etype, emsg, trace } => EtlError::Transform {
+            etype: etype.clone(),
+            emsg: emsg.clone(),
+            trace: trace.clone(),
+        },
+        EtlError::Timeout(d) => EtlError::Timeout(*d),
+        EtlError::WorkerDied(w) => EtlError::WorkerDied(w.clone()),
+        EtlError::Limit(w) => EtlError::Limit(w.clone()),
+        EtlError::Failed(w) => EtlError::Failed(w.clone()),
+        EtlError::Stopped => EtlError::Stopped,
+        other => EtlError::Internal(other.to_string()),
+    }
 }
 
 impl EtlRuntime {
@@ -196,11 +268,32 @@ impl EtlRuntime {
                 "byte input is not supported for runtime.command ETLs".into(),
             ));
         };
-        let res = pool
-            .call(obj_name, Some(data), args, self.spec.obj_timeout)
-            .await;
+        let res = match &self.batcher {
+            Some(b) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let job = BatchJob {
+                    name: obj_name.to_string(),
+                    data: Bytes::copy_from_slice(data),
+                    args: args.to_string(),
+                    reply,
+                };
+                match b.send(job).await {
+                    Ok(()) => rx.await.unwrap_or_else(|_| Err(EtlError::Stopped)),
+                    Err(_) => Err(EtlError::Stopped),
+                }
+            }
+            None => {
+                pool.call(obj_name, Some(data), args, self.spec.obj_timeout)
+                    .await
+            }
+        };
         self.account(obj_name, data.len() as u64, t0, &res);
         res
+    }
+
+    /// Whether calls are gathered into `transform_batch` calls.
+    pub fn batches(&self) -> bool {
+        self.batcher.is_some()
     }
 
     fn account(&self, obj_name: &str, size: u64, t0: Instant, res: &Result<Bytes, EtlError>) {
@@ -553,6 +646,7 @@ impl EtlManager {
                     errors: Mutex::new(VecDeque::new()),
                     python: String::new(),
                     sandbox: Some(info),
+                    batcher: None,
                 });
             }
         };
@@ -597,7 +691,20 @@ impl EtlManager {
             spec.comm.as_str(),
             t0.elapsed()
         ));
+        let batcher = pool.batches().then(|| {
+            log.line(&format!(
+                "transform_batch found: calls are gathered in batches of up to {} ({:?})",
+                spec.batch_size, spec.batch_wait
+            ));
+            spawn_batcher(
+                pool.clone(),
+                spec.batch_size,
+                spec.batch_wait,
+                spec.obj_timeout,
+            )
+        });
         Ok(EtlRuntime {
+            batcher,
             spec: spec.clone(),
             generation,
             secret: ais_core::gen_id(16),

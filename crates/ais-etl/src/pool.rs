@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub struct Pool {
+    /// The code defines `transform_batch` (workers take batches).
+    batches: bool,
     cfg: WorkerCfg,
     log: LogSink,
     idle: Mutex<Vec<Worker>>,
@@ -159,7 +161,9 @@ impl Pool {
             return Err(e.into());
         }
         let pids = workers.iter().map(|w| (w.pid, w.id().clone())).collect();
+        let batches = workers.first().is_some_and(Worker::batches);
         Ok(Arc::new(Pool {
+            batches,
             cfg,
             log,
             idle: Mutex::new(workers),
@@ -238,6 +242,81 @@ impl Pool {
         if !self.stopped.load(Ordering::SeqCst) {
             self.log.line(&format!("worker replaced: {err}"));
         }
+        lease.replace();
+        Err(err)
+    }
+
+    /// Whether the ETL's code defines `transform_batch`.
+    pub fn batches(&self) -> bool {
+        self.batches
+    }
+
+    /// Transforms several objects with one worker in one exchange; user
+    /// errors are per item, a dead or hung worker fails the whole batch
+    /// (and is replaced, as in [`Pool::call`]).
+    pub async fn call_batch(
+        self: &Arc<Self>,
+        items: &[(&str, &[u8], &str)],
+        timeout: Duration,
+    ) -> Result<Vec<Result<Bytes, EtlError>>, EtlError> {
+        if let Some(why) = self.failed() {
+            return Err(EtlError::Failed(why));
+        }
+        let permit = match self.sem.acquire().await {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(match self.failed() {
+                    Some(why) => EtlError::Failed(why),
+                    None => EtlError::Stopped,
+                })
+            }
+        };
+        let Some(worker) = lock(&self.idle).pop() else {
+            return Err(EtlError::Internal(
+                "no idle worker despite a free slot".into(),
+            ));
+        };
+        let mut lease = Lease {
+            pool: self,
+            worker: Some(worker),
+            permit: Some(permit),
+        };
+        let res = match lease.worker.as_mut() {
+            Some(w) => w.call_batch(items, timeout).await,
+            None => return Err(EtlError::Internal("worker lease is empty".into())),
+        };
+        let err = match res {
+            Ok(out) => {
+                lease.release();
+                self.served();
+                return Ok(out
+                    .into_iter()
+                    .map(|r| {
+                        r.map_err(|(etype, emsg, trace)| EtlError::Transform { etype, emsg, trace })
+                    })
+                    .collect());
+            }
+            Err(CallError::User { etype, emsg, trace }) => {
+                lease.release();
+                self.served();
+                return Err(EtlError::Transform { etype, emsg, trace });
+            }
+            Err(CallError::Timeout) => EtlError::Timeout(timeout),
+            Err(CallError::Died(why)) => EtlError::WorkerDied(why),
+            Err(CallError::Limit(why)) => EtlError::Limit(why),
+        };
+        if self.stopped.load(Ordering::SeqCst) {
+            lease.replace();
+            return Err(match self.failed() {
+                Some(why) => EtlError::Failed(why),
+                None => EtlError::Stopped,
+            });
+        }
+        let what = items.first().map(|i| i.0).unwrap_or("");
+        if !matches!(err, EtlError::Timeout(_)) {
+            self.crashed(what, &err.to_string());
+        }
+        self.log.line(&format!("worker replaced: {err}"));
         lease.replace();
         Err(err)
     }

@@ -60,6 +60,12 @@ pub struct EtlSpec {
     /// Keep the host network (`"network": true`); by default workers get a
     /// network namespace of their own with only a loopback.
     pub network: bool,
+    /// Code with `transform_batch`: concurrent calls are handed to a worker
+    /// in batches of up to this many (`"batch_size"`, default 16) ...
+    pub batch_size: usize,
+    /// ... gathered for at most this long after the first (`"batch_ms"`,
+    /// default 2 ms).
+    pub batch_wait: Duration,
 }
 
 /// Resource limits of one ETL process (`None`: no limit / not set).
@@ -321,6 +327,16 @@ impl EtlSpec {
         let init_timeout = timeout(&["init_timeout", "wait_timeout", "timeout"], 300)?;
         let obj_timeout = timeout(&["obj_timeout"], 45)?;
         let pool_size = get(v, "pool_size").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let batch_size = get(v, "batch_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(16)
+            .clamp(1, 1024) as usize;
+        let batch_wait = Duration::from_millis(
+            get(v, "batch_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or(2)
+                .min(1000),
+        );
         let limits = Limits::from_json(get(v, "limits").unwrap_or(&Value::Null))?;
         let network = ["network", "allow_network"]
             .iter()
@@ -413,6 +429,8 @@ impl EtlSpec {
             pool_size,
             limits,
             network,
+            batch_size,
+            batch_wait,
         })
     }
 }

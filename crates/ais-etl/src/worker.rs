@@ -54,7 +54,33 @@ struct Resp {
     trace: String,
     #[serde(default)]
     pid: u32,
+    /// Ready message: whether the code has `transform_batch`; batch
+    /// response: one entry per item.
+    #[serde(default)]
+    batch: serde_json::Value,
 }
+
+#[derive(Serialize)]
+struct BatchReq<'a> {
+    id: u64,
+    batch: Vec<Req<'a>>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct ItemResp {
+    ok: bool,
+    #[serde(default)]
+    len: usize,
+    #[serde(default)]
+    etype: String,
+    #[serde(default)]
+    emsg: String,
+    #[serde(default)]
+    trace: String,
+}
+
+/// One item of a batch call: its output, or the error its transform raised.
+pub type ItemResult = Result<Bytes, (String, String, String)>;
 
 /// Why a call failed.
 #[derive(Debug)]
@@ -111,6 +137,7 @@ pub struct Worker {
     pub pid: u32,
     next_id: u64,
     max_output: Option<u64>,
+    batch: bool,
 }
 
 /// Frame headers are small JSON; a longer one means a broken stream.
@@ -213,6 +240,7 @@ impl Worker {
                 pid: if r.pid != 0 { r.pid } else { pid },
                 next_id: 1,
                 max_output: cfg.max_output,
+                batch: r.batch.as_bool().unwrap_or(false),
             }),
             Ok(Ok((r, _))) => {
                 proc.kill();
@@ -314,6 +342,97 @@ impl Worker {
                 trace: r.trace,
             }),
         }
+    }
+
+    /// Whether the worker's code defines `transform_batch`.
+    pub fn batches(&self) -> bool {
+        self.batch
+    }
+
+    /// Transforms several objects in one exchange (see the worker's batch
+    /// protocol); per-item user errors come back per item.
+    pub async fn call_batch(
+        &mut self,
+        items: &[(&str, &[u8], &str)],
+        timeout: Duration,
+    ) -> Result<Vec<ItemResult>, CallError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let max_output = self
+            .max_output
+            .map(|m| m.saturating_mul(items.len().max(1) as u64));
+        let hdr = serde_json::to_vec(&BatchReq {
+            id,
+            batch: items
+                .iter()
+                .map(|(path, data, args)| Req {
+                    id,
+                    path,
+                    len: data.len(),
+                    args,
+                })
+                .collect(),
+        })
+        .map_err(|e| CallError::Died(e.to_string()))?;
+        let io = async {
+            let mut frame = Vec::with_capacity(4 + hdr.len());
+            frame.extend_from_slice(&(hdr.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&hdr);
+            self.sock.write_all(&frame).await?;
+            for (_, d, _) in items {
+                self.sock.write_all(d).await?;
+            }
+            read_frame(&mut self.sock, max_output).await
+        };
+        let (r, payload) = match tokio::time::timeout(timeout, io).await {
+            Err(_) => return Err(CallError::Timeout),
+            Ok(Err(e)) => {
+                if let Some(big) = e.get_ref().and_then(|i| i.downcast_ref::<OutputTooLarge>()) {
+                    return Err(CallError::Limit(big.to_string()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let st = self.proc.child.try_wait().ok().flatten();
+                if let Some(why) = self.proc.jail.limit_death(st) {
+                    return Err(CallError::Limit(why));
+                }
+                return Err(CallError::Died(match st {
+                    Some(s) => describe_exit(s),
+                    None => format!("connection to worker lost: {e}"),
+                }));
+            }
+            Ok(Ok(x)) => x,
+        };
+        if r.id != id {
+            return Err(CallError::Died(format!(
+                "protocol error: response {} for request {id}",
+                r.id
+            )));
+        }
+        let metas: Vec<ItemResp> = serde_json::from_value(r.batch)
+            .map_err(|e| CallError::Died(format!("protocol error: batch response: {e}")))?;
+        if metas.len() != items.len() {
+            return Err(CallError::Died(format!(
+                "protocol error: {} results for {} items",
+                metas.len(),
+                items.len()
+            )));
+        }
+        let mut off = 0usize;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            if m.ok {
+                if off + m.len > payload.len() {
+                    return Err(CallError::Died(
+                        "protocol error: batch payload too short".into(),
+                    ));
+                }
+                out.push(Ok(payload.slice(off..off + m.len)));
+                off += m.len;
+            } else {
+                out.push(Err((m.etype, m.emsg, m.trace)));
+            }
+        }
+        Ok(out)
     }
 
     /// SIGKILL to the worker's process group now; forgets it in the registry.

@@ -79,20 +79,20 @@ pub enum Matcher {
 
 impl Matcher {
     /// From `archregx` and `archmode` (regexp, prefix, suffix, substr, wdskey).
-    pub fn from_query(regx: &str, mode: &str) -> std::result::Result<Matcher, String> {
+    pub fn from_query(regx: &str, mode: &str) -> Result<Matcher> {
         Ok(match mode {
-            "" | "regexp" => Matcher::Regexp(
-                regex::Regex::new(regx).map_err(|e| format!("invalid archregx \"{regx}\": {e}"))?,
-            ),
+            "" | "regexp" => {
+                Matcher::Regexp(regex::Regex::new(regx).map_err(|e| {
+                    StorageError::Archive(format!("invalid archregx \"{regx}\": {e}"))
+                })?)
+            }
             "prefix" => Matcher::Prefix(regx.to_string()),
             "suffix" => Matcher::Suffix(regx.to_string()),
             "substr" => Matcher::Substr(regx.to_string()),
             "wdskey" => Matcher::WdsKey(regx.to_string()),
-            other => {
-                return Err(format!(
+            other => return Err(StorageError::Archive(format!(
                 "invalid archmode \"{other}\" (expected regexp, prefix, suffix, substr or wdskey)"
-            ))
-            }
+            ))),
         })
     }
 

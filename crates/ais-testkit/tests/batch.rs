@@ -73,3 +73,125 @@ fn target_killed_mid_batch_breaks_the_stream() {
         ),
     }
 }
+
+fn flip_first_byte(p: &std::path::Path) {
+    let mut d = std::fs::read(p).unwrap();
+    d[0] ^= 0xff;
+    std::fs::write(p, d).unwrap();
+}
+
+/// Get-Batch never returns damaged bytes, whatever `validate_warm_get`
+/// says and wherever an item is stored: a flipped byte fails the item
+/// (under `__404__/` with `coer`, an error naming it without); on an
+/// erasure-coded bucket the right bytes come back instead.
+#[test]
+fn get_batch_never_returns_damaged_bytes() {
+    let c = Cluster::start(4).unwrap();
+    c.allow_log("corrupt");
+    let rt = ais_testkit::checks::runtime().unwrap();
+    let cl = c.client();
+    let names = ais_testkit::checks::names("g", 40);
+    rt.block_on(async {
+        for b in ["plain", "coded"] {
+            cl.create_bucket(b).await.unwrap();
+        }
+        cl.set_bucket_props(
+            "coded",
+            serde_json::json!({"ec": {"enabled": true, "data_slices": 2, "parity_slices": 1}}),
+        )
+        .await
+        .unwrap();
+        for b in ["plain", "coded"] {
+            ais_testkit::checks::put_all(&cl, b, &names, 0)
+                .await
+                .unwrap();
+        }
+    });
+    // Damage every 5th object's main copy, on whichever target holds it.
+    let damaged: Vec<&String> = names.iter().step_by(5).collect();
+    for b in ["plain", "coded"] {
+        let files: Vec<std::path::PathBuf> = (1..=4)
+            .flat_map(|i| {
+                ais_testkit::checks::object_files(&c.dir.path().join(format!("target{i}")), b)
+            })
+            .filter(|p| p.to_string_lossy().contains("/@ais/"))
+            .collect();
+        for n in &damaged {
+            let f = files
+                .iter()
+                .find(|p| p.to_string_lossy().ends_with(&format!("/@ais/{b}/{n}")))
+                .unwrap();
+            flip_first_byte(f);
+        }
+    }
+    let items: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"objname": n}))
+        .collect();
+    let http = reqwest::Client::new();
+    let get = |bucket: &str, coer: bool| {
+        let url = format!("{}/v1/ml/moss/{bucket}", c.url());
+        let body = serde_json::json!({"in": items, "coer": coer});
+        let http = http.clone();
+        async move {
+            let r = http.get(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.bytes().await)
+        }
+    };
+    let members = |tar: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + 512 <= tar.len() && tar[pos] != 0 {
+            let h = &tar[pos..pos + 512];
+            let name_end = h[..100].iter().position(|b| *b == 0).unwrap_or(100);
+            let name = String::from_utf8_lossy(&h[..name_end]).to_string();
+            let size_s = String::from_utf8_lossy(&h[124..136])
+                .trim_matches(|c: char| c == '\0' || c == ' ')
+                .to_string();
+            let size = usize::from_str_radix(&size_s, 8).unwrap();
+            out.push((name, tar[pos + 512..pos + 512 + size].to_vec()));
+            pos += 512 + size.div_ceil(512) * 512;
+        }
+        out
+    };
+    rt.block_on(async {
+        // No redundancy: the damaged items are reported, never returned.
+        let (st, body) = get("plain", true).await;
+        assert_eq!(st, 200);
+        let got = members(&body.unwrap());
+        assert_eq!(got.len(), names.len());
+        for ((m, data), n) in got.iter().zip(&names) {
+            if damaged.contains(&n) {
+                assert_eq!(m, &format!("__404__/plain/{n}"), "{n}");
+                assert!(data.is_empty());
+            } else {
+                assert_eq!(m, &format!("plain/{n}"));
+                assert_eq!(data, &ais_testkit::checks::content(n, 0), "{n}");
+            }
+        }
+        // Erasure-coded: the right bytes, rebuilt where the damage is.
+        let (st, body) = get("coded", false).await;
+        assert_eq!(st, 200);
+        let got = members(&body.unwrap());
+        assert_eq!(got.len(), names.len());
+        for ((m, data), n) in got.iter().zip(&names) {
+            assert_eq!(m, &format!("coded/{n}"));
+            assert_eq!(data, &ais_testkit::checks::content(n, 0), "{n}");
+        }
+    });
+    // Without coer, a damaged first item is an error naming it.
+    let first = damaged[0].clone();
+    let one = serde_json::json!({"in": [{"objname": first}]});
+    let (st, text) = rt.block_on(async {
+        let r = http
+            .get(format!("{}/v1/ml/moss/plain", c.url()))
+            .json(&one)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert!(st >= 500, "{st}: {text}");
+    assert!(text.contains(&first) && text.contains("corrupt"), "{text}");
+}

@@ -14,6 +14,15 @@ only (the object's name, e.g. "ais://bucket/obj"). Functions declared with
 Response header: {"id", "ok", "len"} or {"id", "ok": false, "etype", "emsg",
 "trace"}.
 
+Batches: {"id", "batch": [{"path", "len", "args"}, ...]} followed by every
+item's bytes; answered with {"id", "ok": true, "batch": [{"ok", "len"} or
+{"ok": false, "etype", "emsg", "trace"}, ...]} followed by the outputs of the
+items that succeeded. A module that defines ``transform_batch(items)`` (items:
+a list of ``(path, data, etl_args)``; returns a list of bytes, where an
+Exception instance in place of bytes fails that item alone) gets the whole
+batch in one call; otherwise ``transform`` runs per item. The ready message
+says ``"batch": true`` when ``transform_batch`` exists.
+
 Code forms:
   func    a module with transform(data) or transform(data, path, etl_args)
   io      a stdin->stdout script (AIStore's io://): top-level code (imports,
@@ -207,6 +216,70 @@ def _load_class(payload: str):
     return inst
 
 
+def _as_bytes(out) -> bytes:
+    if out is None:
+        return b""
+    if isinstance(out, str):
+        return out.encode()
+    if not isinstance(out, (bytes, bytearray, memoryview)):
+        raise TypeError(f"transform returned {type(out).__name__}, expected bytes")
+    return bytes(out)
+
+
+def _err(e: BaseException, trace: str = "") -> dict:
+    return {"ok": False, "etype": type(e).__name__, "emsg": str(e), "trace": trace}
+
+
+def _serve_batch(sock: socket.socket, req: dict, call, batch_fn, by_path: bool) -> None:
+    """One batch request: every item's bytes follow the header, in order."""
+    items = []
+    for it in req["batch"]:
+        data = _recv_exact(sock, it["len"]) if it.get("len") else b""
+        items.append((it.get("path") or "", data, it.get("args") or ""))
+    results: list = [None] * len(items)
+    if batch_fn is not None and not by_path:
+        try:
+            outs = batch_fn(items)
+            if not isinstance(outs, (list, tuple)) or len(outs) != len(items):
+                raise TypeError(
+                    f"transform_batch returned {type(outs).__name__} of {len(outs) if hasattr(outs, '__len__') else '?'} "
+                    f"results for {len(items)} items, expected a list of the same length"
+                )
+            for k, out in enumerate(outs):
+                if isinstance(out, BaseException):
+                    results[k] = (_err(out), b"")
+                else:
+                    try:
+                        results[k] = ({"ok": True}, _as_bytes(out))
+                    except TypeError as e:
+                        results[k] = (_err(e), b"")
+        except BaseException as e:  # noqa: BLE001 - then per item, to find who failed
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            trace = _trace_tail()
+            results = [None] * len(items) if call is not None else [(_err(e, trace), b"")] * len(items)
+    for k, (path, data, args) in enumerate(items):
+        if results[k] is not None:
+            continue
+        try:
+            results[k] = ({"ok": True}, _as_bytes(call(data, path, args)))
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            results[k] = (_err(e, _trace_tail()), b"")
+    metas, payload = [], []
+    for meta, out in results:
+        meta = dict(meta)
+        if meta["ok"]:
+            meta["len"] = len(out)
+            payload.append(out)
+        metas.append(meta)
+    body = b"".join(payload)
+    _send(sock, {"id": req["id"], "ok": True, "len": len(body), "batch": metas}, body)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def main() -> None:
     cfg = json.loads(os.environ["AIS_ETL_WORKER_CONFIG"])
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
@@ -216,6 +289,7 @@ def main() -> None:
     os.chdir(cfg.get("workdir") or os.getcwd())
     sys.path.insert(0, cfg.get("workdir") or os.getcwd())
     call = None
+    batch_fn = None
     try:
         if mode == "io":
             runner = IoScript(cfg["code_path"])
@@ -228,6 +302,9 @@ def main() -> None:
             call = lambda data, path, args: inst.transform(data, path, args)  # noqa: E731
         else:
             fn = _load_func(cfg["code_path"], cfg.get("func") or "transform")
+            batch_fn = getattr(sys.modules.get("code_etl"), "transform_batch", None)
+            if not callable(batch_fn):
+                batch_fn = None
             n = _arity(fn)
             if n >= 3:
                 call = lambda data, path, args: fn(data, path, args)  # noqa: E731
@@ -238,7 +315,19 @@ def main() -> None:
     except BaseException as e:  # noqa: BLE001 - report any import-time failure to the target
         _send(sock, {"id": 0, "ok": False, "etype": type(e).__name__, "emsg": str(e), "trace": _trace_tail(20)})
         return
-    _send(sock, {"id": 0, "ok": True, "ready": True, "pid": os.getpid(), "python": sys.version.split()[0]})
+    if mode == "class" and callable(getattr(inst, "transform_batch", None)):
+        batch_fn = inst.transform_batch
+    _send(
+        sock,
+        {
+            "id": 0,
+            "ok": True,
+            "ready": True,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "batch": batch_fn is not None and not (arg_fqn and mode == "func"),
+        },
+    )
     while True:
         try:
             (hlen,) = struct.unpack(">I", _recv_exact(sock, 4))
@@ -246,6 +335,9 @@ def main() -> None:
             data = _recv_exact(sock, req["len"]) if req.get("len") else b""
         except EOFError:
             return
+        if "batch" in req:
+            _serve_batch(sock, req, call, batch_fn, arg_fqn and mode == "func")
+            continue
         path = req.get("path") or ""
         tmp = None
         try:

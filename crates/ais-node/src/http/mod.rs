@@ -109,6 +109,7 @@ impl Query {
             "utm",
             "ais_hop",
             "ais_hop2",
+            "ais_verify",
             crate::cred::REDIRECT_PARAM,
         ];
         match self

@@ -367,7 +367,7 @@ impl Rpc {
             .http
             .get(url)
             .timeout(Duration::from_secs(600))
-            .query(&[("ais_hop", "1")])
+            .query(&[("ais_hop", "1"), ("ais_verify", "1")])
             .query(query);
         if let Some(r) = range {
             req = req.header(reqwest::header::RANGE, r);

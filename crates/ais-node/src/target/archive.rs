@@ -35,7 +35,7 @@ impl ArchSpec {
             )),
             (Some(p), None) => Ok(Some(ArchSpec::Path(p.to_string()))),
             (None, Some(r)) => {
-                Matcher::from_query(r, mode).map_err(ApiError::bad_request)?;
+                Matcher::from_query(r, mode).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 Ok(Some(ArchSpec::Match {
                     regx: r.to_string(),
                     mode: mode.to_string(),
@@ -85,7 +85,8 @@ pub async fn member_bytes(
                 ))
             }
             ArchSpec::Match { regx, mode } => {
-                let m = Matcher::from_query(regx, mode).map_err(ApiError::bad_request)?;
+                let m = Matcher::from_query(regx, mode)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 let list = archive::members(&path, kind).map_err(serr)?;
                 if archive::find(&list, &m).is_none() {
                     return Err(ApiError::NotFound(format!(
@@ -117,7 +118,8 @@ pub async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, spec: ArchSpe
         Err(StorageError::NotFound) => return t.not_here(ctx, bck, obj, foreign).await,
         Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
     }
-    if t.core.bucket_props(bck)?.checksum.validate_warm_get {
+    if t.core.bucket_props(bck)?.checksum.validate_warm_get || ctx.query.get("ais_verify").is_some()
+    {
         t.verified_source(bck, obj).await?;
     }
     let body = match &spec {

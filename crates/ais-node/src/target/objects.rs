@@ -83,7 +83,9 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         }
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
-    if props.checksum.validate_warm_get {
+    // Bytes leaving for another place (a Get-Batch item assembled on
+    // another target: `ais_verify`) are checked whatever the bucket says.
+    if props.checksum.validate_warm_get || ctx.query.get("ais_verify").is_some() {
         let v = match store.verify(bck, obj, &reader.info.attrs).await {
             Err(e) if super::ec::recover(t, bck, obj, &e).await? => ais_storage::Verified::Healed,
             r => r.map_err(|e| storage_err(t, bck, obj, e))?,

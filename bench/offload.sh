@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Offload benchmark (issue: feed the GPU), results in bench/out/offload.md:
+# the cluster pinned to one CPU set, the trainer to another (taskset), a data
+# set built from real photographs (examples/imagenet-etl/make_dataset.py);
+# images/s of
+#   local ImageFolder-style loading with the seed's transform (trainer cores),
+#   our BatchDataset with the seed's ETL (JPEG out, decoded by the trainer),
+#   our BatchDataset with ready uint8 arrays (.npy) + transform_batch,
+#   local loading with all cores;
+# data-only on any host; with a GPU also training img/s (resnet50, bf16) and
+# the GPU's synthetic ceiling.
+#   TRAINER_CPUS=0 CLUSTER_CPUS=1 N=1024 ./bench/offload.sh   (defaults: split the cores in half)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ -z "${OFFLINE:-}" ]; then
+  .venv/bin/python -m pip install -q -r python/requirements-test.txt -r python/requirements-torch.txt
+  .venv/bin/python -m pip install -q -e ./python
+fi
+build_release
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+CPUS=$(nproc)
+HALF=$(( CPUS / 2 > 0 ? CPUS / 2 : 1 ))
+TRAINER_CPUS=${TRAINER_CPUS:-0-$(( HALF - 1 ))}
+CLUSTER_CPUS=${CLUSTER_CPUS:-$(( HALF < CPUS ? HALF : 0 ))-$(( CPUS - 1 ))}
+ALL_CPUS=0-$(( CPUS - 1 ))
+N=${N:-1024}
+WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
+trap 'stop_cluster; rm -rf "$WORK"' EXIT
+export AIS_PYTHON=$ROOT/.venv/bin/python
+export AIS_ETL_ENV_CACHE=$WORK/envs
+DATA=${DATASET:-$WORK/data}
+[ -d "$DATA/train" ] || .venv/bin/python examples/imagenet-etl/make_dataset.py "$DATA" --train "$N" --val 0
+CLUSTER_PREFIX="taskset -c $CLUSTER_CPUS" start_cluster "${TARGETS:-2}"
+.venv/bin/python bench/offload_bench.py setup --endpoint "$EP" --data "$DATA"
+run() { taskset -c "$1" .venv/bin/python bench/offload_bench.py "$2" --endpoint "$EP" --data "$DATA" --cpus "$1" --out "$WORK/rows.jsonl"; }
+run "$TRAINER_CPUS" local
+run "$TRAINER_CPUS" seed
+run "$TRAINER_CPUS" ready
+run "$ALL_CPUS" local-all
+.venv/bin/python bench/offload_bench.py report --out "$WORK/rows.jsonl" --trainer-cpus "$TRAINER_CPUS" --cluster-cpus "$CLUSTER_CPUS" | tee "$OUT/offload.md"

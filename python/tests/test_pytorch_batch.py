@@ -1,0 +1,169 @@
+"""aistore_rs.pytorch.BatchDataset against a real cluster: whole batches per
+Get-Batch request, the same global order for any ranks x workers split, exact
+resume, and ready-to-train `.npy` outputs equal to local decoding."""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+
+import numpy as np
+import pytest
+import requests
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from aistore_rs import Client
+from aistore_rs.pytorch import BatchDataset, epoch_order, normalize_on_gpu, npy_to_tensor, to_npy
+
+N = 42
+BS = 4
+
+
+@pytest.fixture(scope="module")
+def arrays(endpoint: str):
+    """Samples that are already ready arrays (.npy, uint8 CHW), labels = index."""
+    rs = Client(endpoint)
+    b = rs.bucket(f"bds-{uuid.uuid4().hex[:8]}").create()
+    for i in range(N):
+        arr = np.full((3, 4, 4), i, dtype=np.uint8)
+        b.object(f"s/{i:05d}.npy").put(to_npy(arr))
+        b.object(f"s/{i:05d}.cls").put(str(i).encode())
+    yield b
+    b.delete(missing_ok=True)
+
+
+def run(endpoint: str, bucket: str, world: int, workers: int, **kw) -> list[list[str]]:
+    """Every rank's batches (names), read through a DataLoader."""
+    per_rank = []
+    for rank in range(world):
+        ds = BatchDataset(endpoint, bucket, prefix="s/", batch_size=BS, seed=7, rank=rank, world_size=world, with_names=True, **kw)
+        dl = DataLoader(ds, batch_size=None, num_workers=workers)
+        got = []
+        for samples, labels, names in dl:
+            assert samples.dtype == torch.uint8 and samples.shape[1:] == (3, 4, 4)
+            idx = [int(n.rsplit("/", 1)[1].split(".")[0]) for n in names]
+            assert labels.tolist() == idx
+            assert [int(s[0, 0, 0]) for s in samples] == idx
+            got.append(list(names))
+        assert len(got) == len(ds)
+        per_rank.append(got)
+    return per_rank
+
+
+def interleave(per_rank: list[list[list[str]]]) -> list[str]:
+    """Global batch j is rank j % world's (j // world)-th batch."""
+    world = len(per_rank)
+    out, j = [], 0
+    while True:
+        r, m = j % world, j // world
+        if m >= len(per_rank[r]):
+            break
+        out.extend(per_rank[r][m])
+        j += 1
+    assert sum(len(b) for p in per_rank for b in p) == len(out), "batches left over"
+    return out
+
+
+def test_same_global_order_for_any_split(endpoint: str, arrays) -> None:
+    names = [f"s/{i:05d}.npy" for i in range(N)]
+    ref = [names[i] for i in epoch_order(N, 7, 0)]
+    assert sorted(ref) == names and ref != names  # shuffled, every sample once
+    for world in (1, 2, 4):
+        for workers in (1, 2, 4):
+            got = interleave(run(endpoint, arrays.name, world, workers))
+            assert got == ref, (world, workers)
+
+
+def test_resume_yields_exactly_the_remainder(endpoint: str, arrays) -> None:
+    names = [f"s/{i:05d}.npy" for i in range(N)]
+    ref = [names[i] for i in epoch_order(N, 7, 3)]
+    for k in (0, 1, 13, 40, N):
+        for world, workers in ((1, 2), (2, 1)):
+            per_rank = []
+            for rank in range(world):
+                ds = BatchDataset(endpoint, arrays.name, prefix="s/", batch_size=BS, seed=7, rank=rank, world_size=world, with_names=True)
+                ds.load_state_dict({"seed": 7, "epoch": 3, "consumed": k})
+                assert ds.state_dict() == {"seed": 7, "epoch": 3, "consumed": k}
+                per_rank.append([list(n) for _, _, n in DataLoader(ds, batch_size=None, num_workers=workers)])
+            assert interleave(per_rank) == ref[k:], (k, world, workers)
+    ds = BatchDataset(endpoint, arrays.name, prefix="s/", batch_size=BS, seed=7)
+    with pytest.raises(ValueError):
+        ds.load_state_dict({"seed": 8, "epoch": 0, "consumed": 0})
+    with pytest.raises(ValueError):
+        ds.load_state_dict({"seed": 7, "epoch": 0, "consumed": N + 1})
+
+
+def test_npy_to_tensor_shares_memory() -> None:
+    arr = np.arange(2 * 3 * 5, dtype=np.float16).reshape(2, 3, 5)
+    buf = bytearray(to_npy(arr))
+    t = npy_to_tensor(buf)
+    assert t.dtype == torch.float16 and tuple(t.shape) == (2, 3, 5)
+    assert torch.equal(t, torch.from_numpy(arr))
+    t[0, 0, 0] = 42  # a view of the buffer, not a copy
+    assert npy_to_tensor(buf)[0, 0, 0] == 42
+    x = normalize_on_gpu(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), mean=(0, 0, 0), std=(1, 1, 1), device="cpu")
+    assert x.dtype == torch.float32 and torch.all(x == 1.0)
+
+
+READY = '''
+import io, zlib
+import numpy as np
+from PIL import Image
+
+def transform(data, path, args):
+    """JPEG -> a random 32x32 crop (seeded by etl_args and the object name),
+    uint8 CHW, as .npy: what the trainer needs, with nothing left to decode."""
+    img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    rng = np.random.default_rng([int(args or 0), zlib.crc32(path.encode())])
+    y = int(rng.integers(0, img.shape[0] - 32))
+    x = int(rng.integers(0, img.shape[1] - 32))
+    out = np.ascontiguousarray(img[y:y + 32, x:x + 32].transpose(2, 0, 1))
+    buf = io.BytesIO()
+    np.save(buf, out, allow_pickle=False)
+    return buf.getvalue()
+'''
+
+
+def test_ready_arrays_through_the_etl_equal_local_decoding(endpoint: str) -> None:
+    rs = Client(endpoint)
+    b = rs.bucket(f"ready-{uuid.uuid4().hex[:8]}").create()
+    name = f"ready-{uuid.uuid4().hex[:8]}"
+    try:
+        jpegs = {}
+        for i in range(12):
+            rng = np.random.default_rng(i)
+            img = Image.fromarray(rng.integers(0, 255, (60 + i, 70 + i, 3), dtype=np.uint8))
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=92)
+            jpegs[f"r/{i:04d}.jpg"] = buf.getvalue()
+            b.object(f"r/{i:04d}.jpg").put(buf.getvalue())
+            b.object(f"r/{i:04d}.cls").put(str(i % 3).encode())
+        body = {
+            "name": name,
+            "runtime": "python3",
+            "communication": "hpush://",
+            "code": base64.b64encode(READY.encode()).decode(),
+            "dependencies": "",
+            "init_timeout": "5m",
+        }
+        r = requests.put(f"{endpoint}/v1/etl", json=body, timeout=600)
+        assert r.status_code == 200, r.text
+        ds = BatchDataset(endpoint, b.name, prefix="r/", batch_size=5, seed=1, transform_id=name, etl_args="123", with_names=True)
+        seen = 0
+        for samples, labels, names in DataLoader(ds, batch_size=None, num_workers=2):
+            assert samples.dtype == torch.uint8 and samples.shape[1:] == (3, 32, 32)
+            for s, lbl, n in zip(samples, labels, names):
+                ns: dict = {}
+                exec(READY, ns)  # the same transform, locally
+                # The worker gets the object as `path` (ais://BUCKET/NAME).
+                local = np.load(io.BytesIO(ns["transform"](jpegs[n], f"ais://{b.name}/{n}", "123")))
+                assert torch.equal(s, torch.from_numpy(local)), n
+                assert int(lbl) == int(n[2:6]) % 3
+                seen += 1
+        assert seen == 12
+    finally:
+        requests.delete(f"{endpoint}/v1/etl/{name}", timeout=60)
+        b.delete(missing_ok=True)

@@ -90,9 +90,11 @@ impl Matcher {
             "suffix" => Matcher::Suffix(regx.to_string()),
             "substr" => Matcher::Substr(regx.to_string()),
             "wdskey" => Matcher::WdsKey(regx.to_string()),
-            other => return Err(StorageError::Archive(format!(
+            other => {
+                return Err(StorageError::Archive(format!(
                 "invalid archmode \"{other}\" (expected regexp, prefix, suffix, substr or wdskey)"
-            ))),
+            )))
+            }
         })
     }
 

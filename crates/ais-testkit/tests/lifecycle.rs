@@ -685,3 +685,41 @@ fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
     assert!(j.objs > 30, "{j:?}");
     assert_placed(&c, "sb", &names);
 }
+
+#[test]
+fn decommission_completes_across_a_primary_restart() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    // Slow rebalance so the primary restarts while it runs.
+    let mut c = Cluster::start_with(opts(3, &[("AIS_REBALANCE_BPS", "128KiB")])).unwrap();
+    c.allow_log("could not tell the node");
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, "pb", 400);
+    std::thread::sleep(Duration::from_millis(1500));
+    let cl = Client::new(&url);
+    let gone = c.targets[1].id.clone();
+    let id = rt
+        .block_on(cl.node_lifecycle(
+            "decommission-node",
+            &RmNodeMsg {
+                sid: gone.clone(),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = rt.block_on(cl.job_status(&id)).unwrap();
+    assert_eq!(st.end_time, 0, "rebalance already over: {st:?}");
+    c.restart_proxy().unwrap();
+    // The restarted primary finishes it: the node leaves and the map drops it.
+    assert_left(&mut c.targets[1], Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smap(&c).tmap.contains_key(&gone) {
+        assert!(Instant::now() < deadline, "t[{gone}] still in the map");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = rt.block_on(cl.job_status(&id)).unwrap();
+    assert_eq!((st.err_count, st.aborted), (0, false), "{st:?}");
+    assert_placed(&c, "pb", &names);
+    assert_readable(&rt, &url, "pb", &names);
+}

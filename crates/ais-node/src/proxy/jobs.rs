@@ -101,6 +101,15 @@ impl Registry {
         }
         self.persist(&m)
     }
+    /// The rebalance registered last, if any.
+    fn newest_rebalance(&self) -> Option<String> {
+        self.jobs.read().ok().and_then(|m| {
+            m.iter()
+                .filter(|(_, j)| j.kind == crate::rpc::types::JOB_REBALANCE)
+                .max_by_key(|(_, j)| j.started_ns)
+                .map(|(id, _)| id.clone())
+        })
+    }
     fn ids(&self) -> Vec<String> {
         self.jobs
             .read()
@@ -332,6 +341,14 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
         ids.sort();
         ids
     };
+    // A restarted primary picks up where it was: the last rebalance (an
+    // interrupted one is restarted) and unfinished decommissions/shutdowns.
+    if let Ok(mut cur) = p.rebalance.lock() {
+        if cur.is_none() {
+            *cur = p.jobs.newest_rebalance();
+        }
+    }
+    super::lifecycle::resume(&p);
     let mut balanced = targets(&p);
     let mut seen = balanced.clone();
     let mut since = std::time::Instant::now();

@@ -185,6 +185,16 @@ impl Pool {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
+        let mut lease = self.lease().await?;
+        let res = match lease.worker.as_mut() {
+            Some(w) => w.call(path, data, args, timeout).await,
+            None => return Err(EtlError::Internal("worker lease is empty".into())),
+        };
+        self.settle(lease, res, path, timeout)
+    }
+
+    /// Waits for an idle worker (the pool's semaphore bounds the calls).
+    async fn lease(self: &Arc<Self>) -> Result<Lease<'_>, EtlError> {
         if let Some(why) = self.failed() {
             return Err(EtlError::Failed(why));
         }
@@ -203,15 +213,23 @@ impl Pool {
                 "no idle worker despite a free slot".into(),
             ));
         };
-        let mut lease = Lease {
+        Ok(Lease {
             pool: self,
             worker: Some(worker),
             permit: Some(permit),
-        };
-        let res = match lease.worker.as_mut() {
-            Some(w) => w.call(path, data, args, timeout).await,
-            None => return Err(EtlError::Internal("worker lease is empty".into())),
-        };
+        })
+    }
+
+    /// Ends a call: the worker goes back to the pool after an answer (a
+    /// raising transform included), or is replaced after a timeout, a
+    /// crash or a limit (a crash counts towards the crash-loop limit).
+    fn settle<T>(
+        &self,
+        mut lease: Lease<'_>,
+        res: Result<T, CallError>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<T, EtlError> {
         let err = match res {
             Ok(out) => {
                 lease.release();
@@ -237,7 +255,7 @@ impl Pool {
             });
         }
         if !matches!(err, EtlError::Timeout(_)) {
-            self.crashed(path, &err.to_string());
+            self.crashed(what, &err.to_string());
         }
         if !self.stopped.load(Ordering::SeqCst) {
             self.log.line(&format!("worker replaced: {err}"));
@@ -259,66 +277,17 @@ impl Pool {
         items: &[(&str, &[u8], &str)],
         timeout: Duration,
     ) -> Result<Vec<Result<Bytes, EtlError>>, EtlError> {
-        if let Some(why) = self.failed() {
-            return Err(EtlError::Failed(why));
-        }
-        let permit = match self.sem.acquire().await {
-            Ok(p) => p,
-            Err(_) => {
-                return Err(match self.failed() {
-                    Some(why) => EtlError::Failed(why),
-                    None => EtlError::Stopped,
-                })
-            }
-        };
-        let Some(worker) = lock(&self.idle).pop() else {
-            return Err(EtlError::Internal(
-                "no idle worker despite a free slot".into(),
-            ));
-        };
-        let mut lease = Lease {
-            pool: self,
-            worker: Some(worker),
-            permit: Some(permit),
-        };
+        let mut lease = self.lease().await?;
         let res = match lease.worker.as_mut() {
             Some(w) => w.call_batch(items, timeout).await,
             None => return Err(EtlError::Internal("worker lease is empty".into())),
         };
-        let err = match res {
-            Ok(out) => {
-                lease.release();
-                self.served();
-                return Ok(out
-                    .into_iter()
-                    .map(|r| {
-                        r.map_err(|(etype, emsg, trace)| EtlError::Transform { etype, emsg, trace })
-                    })
-                    .collect());
-            }
-            Err(CallError::User { etype, emsg, trace }) => {
-                lease.release();
-                self.served();
-                return Err(EtlError::Transform { etype, emsg, trace });
-            }
-            Err(CallError::Timeout) => EtlError::Timeout(timeout),
-            Err(CallError::Died(why)) => EtlError::WorkerDied(why),
-            Err(CallError::Limit(why)) => EtlError::Limit(why),
-        };
-        if self.stopped.load(Ordering::SeqCst) {
-            lease.replace();
-            return Err(match self.failed() {
-                Some(why) => EtlError::Failed(why),
-                None => EtlError::Stopped,
-            });
-        }
         let what = items.first().map(|i| i.0).unwrap_or("");
-        if !matches!(err, EtlError::Timeout(_)) {
-            self.crashed(what, &err.to_string());
-        }
-        self.log.line(&format!("worker replaced: {err}"));
-        lease.replace();
-        Err(err)
+        let outs = self.settle(lease, res, what, timeout)?;
+        Ok(outs
+            .into_iter()
+            .map(|r| r.map_err(|(etype, emsg, trace)| EtlError::Transform { etype, emsg, trace }))
+            .collect())
     }
 
     /// Why the pool gave up, once it did.

@@ -292,7 +292,6 @@ impl Worker {
     ) -> Result<Bytes, CallError> {
         let id = self.next_id;
         self.next_id += 1;
-        let max_output = self.max_output;
         let hdr = serde_json::to_vec(&Req {
             id,
             path,
@@ -300,12 +299,37 @@ impl Worker {
             args,
         })
         .map_err(|e| CallError::Died(e.to_string()))?;
+        let (r, payload) = self
+            .exchange(id, &hdr, data.into_iter(), self.max_output, timeout)
+            .await?;
+        if r.ok {
+            Ok(payload)
+        } else {
+            Err(CallError::User {
+                etype: r.etype,
+                emsg: r.emsg,
+                trace: r.trace,
+            })
+        }
+    }
+
+    /// Sends one framed request (header, then `payloads`) and reads the
+    /// answer to request `id`, within `timeout`. A broken stream is the
+    /// worker's death, reported with why it died (a limit, a signal).
+    async fn exchange<'a>(
+        &mut self,
+        id: u64,
+        hdr: &[u8],
+        payloads: impl Iterator<Item = &'a [u8]>,
+        max_output: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(Resp, Bytes), CallError> {
         let io = async {
             let mut frame = Vec::with_capacity(4 + hdr.len());
             frame.extend_from_slice(&(hdr.len() as u32).to_be_bytes());
-            frame.extend_from_slice(&hdr);
+            frame.extend_from_slice(hdr);
             self.sock.write_all(&frame).await?;
-            if let Some(d) = data {
+            for d in payloads {
                 self.sock.write_all(d).await?;
             }
             read_frame(&mut self.sock, max_output).await
@@ -335,12 +359,7 @@ impl Worker {
                 "protocol error: response {} for request {id}",
                 r.id
             ))),
-            Ok(Ok((r, payload))) if r.ok => Ok(payload),
-            Ok(Ok((r, _))) => Err(CallError::User {
-                etype: r.etype,
-                emsg: r.emsg,
-                trace: r.trace,
-            }),
+            Ok(Ok(x)) => Ok(x),
         }
     }
 
@@ -374,40 +393,15 @@ impl Worker {
                 .collect(),
         })
         .map_err(|e| CallError::Died(e.to_string()))?;
-        let io = async {
-            let mut frame = Vec::with_capacity(4 + hdr.len());
-            frame.extend_from_slice(&(hdr.len() as u32).to_be_bytes());
-            frame.extend_from_slice(&hdr);
-            self.sock.write_all(&frame).await?;
-            for (_, d, _) in items {
-                self.sock.write_all(d).await?;
-            }
-            read_frame(&mut self.sock, max_output).await
-        };
-        let (r, payload) = match tokio::time::timeout(timeout, io).await {
-            Err(_) => return Err(CallError::Timeout),
-            Ok(Err(e)) => {
-                if let Some(big) = e.get_ref().and_then(|i| i.downcast_ref::<OutputTooLarge>()) {
-                    return Err(CallError::Limit(big.to_string()));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let st = self.proc.child.try_wait().ok().flatten();
-                if let Some(why) = self.proc.jail.limit_death(st) {
-                    return Err(CallError::Limit(why));
-                }
-                return Err(CallError::Died(match st {
-                    Some(s) => describe_exit(s),
-                    None => format!("connection to worker lost: {e}"),
-                }));
-            }
-            Ok(Ok(x)) => x,
-        };
-        if r.id != id {
-            return Err(CallError::Died(format!(
-                "protocol error: response {} for request {id}",
-                r.id
-            )));
-        }
+        let (r, payload) = self
+            .exchange(
+                id,
+                &hdr,
+                items.iter().map(|(_, d, _)| *d),
+                max_output,
+                timeout,
+            )
+            .await?;
         let metas: Vec<ItemResp> = serde_json::from_value(r.batch)
             .map_err(|e| CallError::Died(format!("protocol error: batch response: {e}")))?;
         if metas.len() != items.len() {

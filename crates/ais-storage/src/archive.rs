@@ -182,44 +182,12 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
             let mut a = tar::Archive::new(f);
             // Seeks over member data: only headers are read.
             let entries = a.entries_with_seek().map_err(|e| bad(path, kind, e))?;
-            for (i, e) in entries.enumerate() {
-                let e = e.map_err(|e| bad(path, kind, e))?;
-                if !e.header().entry_type().is_file() {
-                    continue;
-                }
-                let name = e
-                    .path()
-                    .map_err(|e| bad(path, kind, e))?
-                    .to_string_lossy()
-                    .to_string();
-                out.push(Member {
-                    name,
-                    size: e.size(),
-                    data_offset: Some(e.raw_file_position()),
-                    index: i,
-                });
-            }
+            tar_members(entries, path, kind, true, &mut out)?;
         }
         ArchKind::TarGz | ArchKind::TarLz4 => {
             let mut a = tar::Archive::new(decompressed(f, kind));
             let entries = a.entries().map_err(|e| bad(path, kind, e))?;
-            for (i, e) in entries.enumerate() {
-                let e = e.map_err(|e| bad(path, kind, e))?;
-                if !e.header().entry_type().is_file() {
-                    continue;
-                }
-                let name = e
-                    .path()
-                    .map_err(|e| bad(path, kind, e))?
-                    .to_string_lossy()
-                    .to_string();
-                out.push(Member {
-                    name,
-                    size: e.size(),
-                    data_offset: None,
-                    index: i,
-                });
-            }
+            tar_members(entries, path, kind, false, &mut out)?;
         }
         ArchKind::Zip => {
             let mut z =
@@ -240,6 +208,35 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
         }
     }
     Ok(out)
+}
+
+/// The file members of a tar; their data offsets when the tar is not
+/// compressed (`seekable`).
+fn tar_members<R: Read>(
+    entries: tar::Entries<'_, R>,
+    path: &Path,
+    kind: ArchKind,
+    seekable: bool,
+    out: &mut Vec<Member>,
+) -> Result<()> {
+    for (i, e) in entries.enumerate() {
+        let e = e.map_err(|e| bad(path, kind, e))?;
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let name = e
+            .path()
+            .map_err(|e| bad(path, kind, e))?
+            .to_string_lossy()
+            .to_string();
+        out.push(Member {
+            name,
+            size: e.size(),
+            data_offset: seekable.then(|| e.raw_file_position()),
+            index: i,
+        });
+    }
+    Ok(())
 }
 
 /// The tar stream of a (possibly compressed) tar shard.

@@ -418,15 +418,7 @@ impl Store {
                     context: "encode metadata".into(),
                     source: io::Error::other(e),
                 })?;
-                xattr::set(&tmp, crate::XATTR_META, &raw).map_err(io_err("set object metadata"))?;
-                let parent = dst.parent().unwrap_or(Path::new("/"));
-                std::fs::create_dir_all(parent)
-                    .map_err(io_err(format!("create {}", parent.display())))?;
-                std::fs::rename(&tmp, &dst)
-                    .map_err(io_err(format!("rename into {}", dst.display())))?;
-                if let Ok(d) = std::fs::File::open(parent) {
-                    let _ = d.sync_all();
-                }
+                publish(&tmp, &dst, crate::XATTR_META, &raw)?;
                 Ok(true)
             })();
             let _ = std::fs::remove_file(&tmp);
@@ -434,6 +426,19 @@ impl Store {
         })
         .await
     }
+}
+
+/// Makes the fsynced file `tmp` visible as `dst` with its metadata in the
+/// xattr `key`: set the xattr, rename into place, fsync the directory.
+fn publish(tmp: &Path, dst: &Path, key: &str, raw: &[u8]) -> Result<()> {
+    xattr::set(tmp, key, raw).map_err(io_err("set metadata"))?;
+    let parent = dst.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+    std::fs::rename(tmp, dst).map_err(io_err(format!("rename into {}", dst.display())))?;
+    if let Ok(d) = std::fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 fn read_part_meta(p: &Path) -> Result<Option<EcMeta>> {
@@ -524,15 +529,7 @@ impl PartWriter {
                     context: "encode part metadata".into(),
                     source: io::Error::other(e),
                 })?;
-                xattr::set(&tmp, XATTR_EC, &raw).map_err(io_err("set part metadata"))?;
-                let parent = dst.parent().unwrap_or(Path::new("/"));
-                std::fs::create_dir_all(parent)
-                    .map_err(io_err(format!("create {}", parent.display())))?;
-                std::fs::rename(&tmp, &dst)
-                    .map_err(io_err(format!("rename into {}", dst.display())))?;
-                if let Ok(d) = std::fs::File::open(parent) {
-                    let _ = d.sync_all();
-                }
+                publish(&tmp, &dst, XATTR_EC, &raw)?;
                 Ok(true)
             })();
             let _ = std::fs::remove_file(&tmp);

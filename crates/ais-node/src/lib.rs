@@ -247,7 +247,20 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     serve::serve(listener, app.clone(), limits, shutdown_signal(app.clone())).await?;
     stop(&app);
     tracing::info!(node = %name, "stopped");
+    exit_if_left(&app);
     Ok(())
+}
+
+/// A node that left the cluster on purpose exits with
+/// [`ais_playground::EXIT_LEFT_CLUSTER`], so a supervisor does not bring it back.
+fn exit_if_left(app: &App) {
+    if app
+        .core()
+        .leaving
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        std::process::exit(ais_playground::EXIT_LEFT_CLUSTER);
+    }
 }
 
 fn stop(app: &App) {
@@ -274,6 +287,7 @@ async fn shutdown_signal(app: App) {
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop(&app);
         tracing::info!(node = %app.core().name, "stopped");
+        exit_if_left(&app);
         std::process::exit(0);
     });
 }

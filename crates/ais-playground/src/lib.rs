@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 pub const READY_MARKER: &str = "AISNODE_READY";
 /// Name of the default state file inside `--data`.
 pub const STATE_FILE: &str = "playground.json";
+/// Exit status of a node that left the cluster on purpose (`shutdown-node`,
+/// `decommission-node`): the playground does not restart it.
+pub const EXIT_LEFT_CLUSTER: i32 = 75;
 const REGISTRY_FILE: &str = ".playground-pids.json";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -285,6 +288,15 @@ impl Cluster {
                             let _ = self.reg.remove(id.pid);
                         }
                         n.child = None;
+                        if st.code() == Some(EXIT_LEFT_CLUSTER) {
+                            println!(
+                                "{} ({} {}) left the cluster (shutdown or decommission); not restarting it",
+                                n.name, n.role, n.node_id
+                            );
+                            n.next_start = None;
+                            changed = true;
+                            continue;
+                        }
                         if n.up_since.elapsed() >= STABLE_AFTER {
                             n.backoff = BACKOFF_MIN;
                         }

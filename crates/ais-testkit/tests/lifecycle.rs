@@ -31,6 +31,35 @@ fn opts(targets: usize, env: &[(&str, &str)]) -> Opts {
     }
 }
 
+/// `PUT /v1/cluster` with a lifecycle action for node `sid`.
+async fn node_action(
+    cl: &Client,
+    action: &str,
+    sid: &str,
+) -> Result<String, ais_client::ClientError> {
+    let v = RmNodeMsg {
+        sid: sid.to_string(),
+        ..Default::default()
+    };
+    cl.node_lifecycle(action, &v).await
+}
+
+/// A cluster of `targets` (with `env`) and `n` objects of `bucket` in
+/// it, settled (a rebalance from the first joins is over).
+fn loaded(
+    targets: usize,
+    env: &[(&str, &str)],
+    bucket: &str,
+    n: usize,
+) -> (Cluster, tokio::runtime::Runtime, String, Vec<String>) {
+    let c = Cluster::start_with(opts(targets, env)).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let names = preload(&rt, &url, bucket, n);
+    std::thread::sleep(Duration::from_millis(1500));
+    (c, rt, url, names)
+}
+
 fn preload(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, n: usize) -> Vec<String> {
     let names: Vec<String> = (0..n).map(|i| format!("o/{i:05}")).collect();
     rt.block_on(async {
@@ -72,6 +101,35 @@ fn ais(endpoint: &str, args: &[&str]) -> String {
     o
 }
 
+/// Waits for a node that was told to leave to exit, with the status that
+/// tells a supervisor (the playground) not to restart it.
+fn assert_left(t: &mut ais_testkit::NodeProc, within: Duration) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(st) = t.child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "t[{}] still running", t.id);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(ais_playground::EXIT_LEFT_CLUSTER));
+    t.child = None;
+}
+
+/// `ais cluster add-remove-nodes stop-maintenance SID`; answers the
+/// rebalance it started, finished cleanly.
+fn stop_maintenance(rt: &tokio::runtime::Runtime, url: &str, sid: &str) -> ais_client::JobStatus {
+    let cl = Client::new(url);
+    let before = rt.block_on(rebalances(&cl));
+    ais(
+        url,
+        &["cluster", "add-remove-nodes", "stop-maintenance", sid],
+    );
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    j
+}
+
 /// Every name reads back with its content.
 fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names: &[String]) {
     rt.block_on(async {
@@ -89,11 +147,7 @@ fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names:
 #[test]
 fn join_then_decommission_under_32_clients() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let mut c = Cluster::start_with(opts(3, &[])).unwrap();
-    let rt = rt();
-    let url = c.url().to_string();
-    let names = preload(&rt, &url, "lb", 1200);
-    std::thread::sleep(Duration::from_millis(1500));
+    let (mut c, rt, url, names) = loaded(3, &[], "lb", 1200);
     let load = Load::start(&rt, &url, "lb", &names, 32);
     std::thread::sleep(Duration::from_millis(500));
 
@@ -122,13 +176,7 @@ fn join_then_decommission_under_32_clients() {
     let held = count_on(&c.targets[0].url, "lb").unwrap() as u64;
     let before = rt.block_on(rebalances(&cl));
     let id = rt
-        .block_on(cl.node_lifecycle(
-            "decommission-node",
-            &RmNodeMsg {
-                sid: gone.clone(),
-                ..Default::default()
-            },
-        ))
+        .block_on(node_action(&cl, "decommission-node", &gone))
         .unwrap();
     assert!(id.starts_with("rebalance-"), "{id}");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -154,15 +202,7 @@ fn join_then_decommission_under_32_clients() {
         "client errors during join and decommission ({ops} ops)"
     );
     // The decommissioned node exits by itself.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while c.targets[0].is_running() {
-        assert!(
-            Instant::now() < deadline,
-            "decommissioned node still running"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    c.targets[0].child = None;
+    assert_left(&mut c.targets[0], Duration::from_secs(15));
     let mut all = names;
     all.extend(written);
     assert_placed(&c, "lb", &all);
@@ -172,11 +212,7 @@ fn join_then_decommission_under_32_clients() {
 #[test]
 fn maintenance_moves_objects_away_and_back() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let c = Cluster::start_with(opts(3, &[])).unwrap();
-    let rt = rt();
-    let url = c.url().to_string();
-    let names = preload(&rt, &url, "mb", 500);
-    std::thread::sleep(Duration::from_millis(1500));
+    let (c, rt, url, names) = loaded(3, &[], "mb", 500);
     let cl = Client::new(&url);
     let load = Load::start(&rt, &url, "mb", &names, 8);
     let t1 = c.targets[1].id.clone();
@@ -200,23 +236,11 @@ fn maintenance_moves_objects_away_and_back() {
     );
     // A second start is refused; a proxy or unknown node is a clear error.
     let e = rt
-        .block_on(cl.node_lifecycle(
-            "start-maintenance",
-            &RmNodeMsg {
-                sid: t1.clone(),
-                ..Default::default()
-            },
-        ))
+        .block_on(node_action(&cl, "start-maintenance", &t1))
         .unwrap_err();
     assert!(e.to_string().contains("already in maintenance"), "{e}");
     let e = rt
-        .block_on(cl.node_lifecycle(
-            "decommission-node",
-            &RmNodeMsg {
-                sid: "nosuch".into(),
-                ..Default::default()
-            },
-        ))
+        .block_on(node_action(&cl, "decommission-node", "nosuch"))
         .unwrap_err();
     assert_eq!(e.status(), Some(404), "{e}");
 
@@ -228,13 +252,7 @@ fn maintenance_moves_objects_away_and_back() {
     let jobs = ais(&url, &["show", "job"]);
     assert!(jobs.contains("rebalance"), "{jobs}");
 
-    let before = rt.block_on(rebalances(&cl));
-    ais(
-        &url,
-        &["cluster", "add-remove-nodes", "stop-maintenance", &t1],
-    );
-    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
-    assert_eq!((j.err_count, j.aborted), (0, false), "{j:?}");
+    let j = stop_maintenance(&rt, &url, &t1);
     assert!(j.objs > 50, "{j:?}");
     let (written, errors, ops) = load.stop(&rt);
     assert_eq!(errors, 0, "client errors during maintenance ({ops} ops)");
@@ -284,12 +302,8 @@ fn converged(c: &Cluster, rt: &tokio::runtime::Runtime, before: usize, names: &[
 fn sigkill_mid_rebalance_converges_with_nothing_lost() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     // Slow rebalance (64 KiB/s per target) so the kills land mid-way.
-    let mut c = Cluster::start_with(opts(3, &[("AIS_REBALANCE_BPS", "64KiB")])).unwrap();
+    let (mut c, rt, url, names) = loaded(3, &[("AIS_REBALANCE_BPS", "64KiB")], "kb", 800);
     c.allow_log("could not abort job");
-    let rt = rt();
-    let url = c.url().to_string();
-    let names = preload(&rt, &url, "kb", 800);
-    std::thread::sleep(Duration::from_millis(1500));
     let cl = Client::new(&url);
 
     // 1. A sender is SIGKILLed and back at once: it never leaves the map,
@@ -584,11 +598,7 @@ fn resilver_after_mountpath_attach_detach_disable_enable() {
 #[test]
 fn damaged_object_is_never_moved_by_a_rebalance() {
     let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let c = Cluster::start_with(opts(3, &[])).unwrap();
-    let rt = rt();
-    let url = c.url().to_string();
-    let names = preload(&rt, &url, "cb", 90);
-    std::thread::sleep(Duration::from_millis(1500));
+    let (c, rt, url, names) = loaded(3, &[], "cb", 90);
     let t1 = &c.targets[1];
     let held = ais_testkit::rebal::names_on(&t1.url, "cb").unwrap();
     let victim = held[0].clone();
@@ -602,14 +612,8 @@ fn damaged_object_is_never_moved_by_a_rebalance() {
     std::fs::write(&file, &bytes).unwrap();
     let cl = Client::new(&url);
     let before = rt.block_on(rebalances(&cl));
-    rt.block_on(cl.node_lifecycle(
-        "start-maintenance",
-        &RmNodeMsg {
-            sid: t1.id.clone(),
-            ..Default::default()
-        },
-    ))
-    .unwrap();
+    rt.block_on(node_action(&cl, "start-maintenance", &t1.id))
+        .unwrap();
     let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
     assert_eq!(j.err_count, 1, "{j:?}");
     assert_eq!(j.objs as usize, held.len() - 1, "{j:?}");
@@ -634,4 +638,63 @@ fn damaged_object_is_never_moved_by_a_rebalance() {
     }
     let moved: Vec<String> = names.into_iter().filter(|n| *n != victim).collect();
     assert_readable(&rt, &url, "cb", &moved);
+}
+
+#[test]
+fn shutdown_node_moves_objects_exits_and_rejoins_in_maintenance() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut c, rt, url, names) = loaded(3, &[], "sb", 300);
+    c.allow_log("could not tell the node");
+    let cl = Client::new(&url);
+    let t2 = c.targets[2].id.clone();
+    let out = ais(&url, &["cluster", "add-remove-nodes", "shutdown", &t2]);
+    assert!(out.contains("rebalance-"), "{out}");
+    assert_left(&mut c.targets[2], Duration::from_secs(60));
+    // Still in the map, in maintenance (not dropped for silence); nothing lost.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
+    assert_readable(&rt, &url, "sb", &names);
+    assert_eq!(
+        rt.block_on(cl.list_all("sb", "", "")).unwrap().len(),
+        names.len()
+    );
+    // A missing object is still a 404 (the node that is down held nothing).
+    let e = rt.block_on(cl.get("sb", "no-such-object")).unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    // Back up: it rejoins still in maintenance, and holds nothing.
+    c.restart_target(2).unwrap();
+    c.wait_targets(3).unwrap();
+    assert_ne!(smap(&c).tmap[&t2].flags & NODE_FLAG_MAINTENANCE, 0);
+    assert_eq!(count_on(&c.targets[2].url, "sb").unwrap(), 0);
+    let j = stop_maintenance(&rt, &url, &t2);
+    assert!(j.objs > 30, "{j:?}");
+    assert_placed(&c, "sb", &names);
+}
+
+#[test]
+fn decommission_completes_across_a_primary_restart() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    // Slow rebalance so the primary restarts while it runs.
+    let (mut c, rt, url, names) = loaded(3, &[("AIS_REBALANCE_BPS", "128KiB")], "pb", 400);
+    c.allow_log("could not tell the node");
+    let cl = Client::new(&url);
+    let gone = c.targets[1].id.clone();
+    let id = rt
+        .block_on(node_action(&cl, "decommission-node", &gone))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let st = rt.block_on(cl.job_status(&id)).unwrap();
+    assert_eq!(st.end_time, 0, "rebalance already over: {st:?}");
+    c.restart_proxy().unwrap();
+    // The restarted primary finishes it: the node leaves and the map drops it.
+    assert_left(&mut c.targets[1], Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while smap(&c).tmap.contains_key(&gone) {
+        assert!(Instant::now() < deadline, "t[{gone}] still in the map");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = rt.block_on(cl.job_status(&id)).unwrap();
+    assert_eq!((st.err_count, st.aborted), (0, false), "{st:?}");
+    assert_placed(&c, "pb", &names);
+    assert_readable(&rt, &url, "pb", &names);
 }

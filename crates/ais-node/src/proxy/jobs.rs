@@ -101,6 +101,15 @@ impl Registry {
         }
         self.persist(&m)
     }
+    /// The rebalance registered last, if any.
+    fn newest_rebalance(&self) -> Option<String> {
+        self.jobs.read().ok().and_then(|m| {
+            m.iter()
+                .filter(|(_, j)| j.kind == crate::rpc::types::JOB_REBALANCE)
+                .max_by_key(|(_, j)| j.started_ns)
+                .map(|(id, _)| id.clone())
+        })
+    }
     fn ids(&self) -> Vec<String> {
         self.jobs
             .read()
@@ -332,6 +341,14 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
         ids.sort();
         ids
     };
+    // A restarted primary picks up where it was: the last rebalance (an
+    // interrupted one is restarted) and unfinished decommissions/shutdowns.
+    if let Ok(mut cur) = p.rebalance.lock() {
+        if cur.is_none() {
+            *cur = p.jobs.newest_rebalance();
+        }
+    }
+    super::lifecycle::resume(&p);
     let mut balanced = targets(&p);
     let mut seen = balanced.clone();
     let mut since = std::time::Instant::now();
@@ -339,6 +356,8 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
     // Interrupted rebalances restarted in a row (bounded: a rebalance that
     // keeps failing is reported, not retried forever).
     let mut restarts = 0u32;
+    // The last rebalance seen finished cleanly (not asked about again).
+    let mut clean: Option<String> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         tick += 1;
@@ -357,7 +376,11 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
         let why = if seen != balanced {
             restarts = 0;
             "membership changed"
-        } else if tick.is_multiple_of(4) && interrupted(&p).await && restarts < MAX_RESTARTS {
+        } else if tick.is_multiple_of(4)
+            && current_rebalance(&p).is_some_and(|id| clean.as_ref() != Some(&id))
+            && interrupted(&p, &mut clean).await
+            && restarts < MAX_RESTARTS
+        {
             restarts += 1;
             "the last rebalance was interrupted"
         } else {
@@ -375,17 +398,20 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
 const MAX_RESTARTS: u32 = 10;
 
 /// The current rebalance ended aborted without a user asking (a target it
-/// ran on crashed, restarted or failed).
-async fn interrupted(p: &Proxy) -> bool {
+/// ran on crashed, restarted or failed). One that finished cleanly is
+/// remembered in `clean`.
+async fn interrupted(p: &Proxy, clean: &mut Option<String>) -> bool {
     let Some(id) = current_rebalance(p) else {
         return false;
     };
     match status(p, &id).await {
         Ok(st) => {
-            let aborted = st["end_time"].as_i64().unwrap_or(0) != 0
-                && st["aborted"].as_bool().unwrap_or(false);
+            let ended = st["end_time"].as_i64().unwrap_or(0) != 0;
+            let aborted = ended && st["aborted"].as_bool().unwrap_or(false);
             if aborted {
                 tracing::warn!(job = %id, err = %st["err"].as_str().unwrap_or(""), "rebalance interrupted");
+            } else if ended {
+                *clean = Some(id);
             }
             aborted
         }

@@ -108,6 +108,38 @@ pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
     Ok(text_ok(&reb))
 }
 
+/// After a primary restart, decommissions it was finishing resume: each
+/// target flagged for decommission waits for the current rebalance, then
+/// leaves and is removed (`rm_user_data` is not remembered: its data stays).
+/// A shutdown cannot be told apart from plain maintenance in the map: run
+/// `shutdown-node` again.
+pub fn resume(p: &Arc<Proxy>) {
+    let flagged: Vec<Snode> = p.core.meta.with_smap(|s| {
+        s.map(|s| {
+            s.tmap
+                .values()
+                .filter(|t| t.flags & NODE_FLAG_DECOMMISSION != 0)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+    });
+    for node in flagged {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let v = RmNodeMsg {
+                sid: node.daemon_id.clone(),
+                ..Default::default()
+            };
+            tracing::info!(node = %node.name(), "resuming its decommission");
+            let reb = super::jobs::current_rebalance(&p);
+            if let Err(e) = finish(&p, DECOMMISSION, node, v, reb).await {
+                tracing::error!(error = %e, "decommission did not complete");
+            }
+        });
+    }
+}
+
 async fn set_flags(primary: &ais_cluster::Primary, sid: &str, flag: u64) -> ApiResult<()> {
     primary
         .update_smap(|s| {

@@ -111,10 +111,12 @@ impl Registry {
     /// An offline job (not a rebalance) reading `bucket` runs here: a
     /// rebalance must not move that bucket's objects meanwhile.
     pub fn reading(&self, bucket: &str) -> bool {
-        self.all().iter().any(|j| {
-            j.spec.src == bucket
-                && j.spec.kind != REBALANCE
-                && j.ended_ns.load(Ordering::Relaxed) == 0
+        self.0.read().is_ok_and(|m| {
+            m.values().any(|j| {
+                j.spec.src == bucket
+                    && j.spec.kind != REBALANCE
+                    && j.ended_ns.load(Ordering::Relaxed) == 0
+            })
         })
     }
 

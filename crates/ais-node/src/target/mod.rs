@@ -87,9 +87,17 @@ impl Target {
             .map(|o| o.url().to_string())
     }
 
-    /// Every other target in the map, those in maintenance included (they
-    /// still hold objects until a rebalance has moved them away).
     pub fn other_targets(&self) -> Vec<Snode> {
+        self.core
+            .targets()
+            .into_iter()
+            .filter(|t| t.daemon_id != self.core.id)
+            .collect()
+    }
+
+    /// Every other target in the map that may hold objects: the active ones
+    /// and those in maintenance (until a rebalance has moved their objects).
+    pub fn holders(&self) -> Vec<Snode> {
         self.core.meta.with_smap(|s| {
             s.map(|s| {
                 s.tmap
@@ -116,7 +124,7 @@ impl Target {
     /// changed since it was written). `Ok(Some)`: one does; `Ok(None)`: all
     /// answered no; `Err`: none has it but some could not be asked.
     async fn find_on_neighbors(&self, bck: &Bck, obj: &str) -> ApiResult<Option<Snode>> {
-        let others = self.other_targets();
+        let others = self.holders();
         let res = fan_out(&others, Duration::from_secs(5), |t| async move {
             self.core.rpc.obj_attrs(&t, &bck.name, obj).await
         })
@@ -126,6 +134,13 @@ impl Target {
             match r {
                 Ok(Some(_)) => return Ok(Some(t)),
                 Ok(None) => {}
+                // One in maintenance that cannot be asked (shut down) is no
+                // answer either way: its objects were moved before it went.
+                Err(_)
+                    if t.flags
+                        & (ais_core::meta::NODE_FLAG_MAINTENANCE
+                            | ais_core::meta::NODE_FLAG_DECOMMISSION)
+                        != 0 => {}
                 Err(e) => unreachable.push(e.to_string()),
             }
         }
@@ -365,7 +380,7 @@ impl Member for Target {
 
 /// Fans a local-copy delete out to the other targets; true if any had one.
 pub async fn delete_elsewhere(t: &Target, bck: &Bck, obj: &str) -> bool {
-    let others = t.other_targets();
+    let others = t.holders();
     fan_out(&others, CONTROL_TIMEOUT, |d| async move {
         t.core.rpc.delete_local(&d, &bck.name, obj).await
     })

@@ -239,3 +239,36 @@ def test_etl_and_copy_job_with_auth(acluster, admin, admin_token):
         requests.delete(f"{url}/v1/etl/{name}", headers=hdr, timeout=30)
         b.delete()
         dst.delete(missing_ok=True)
+
+
+def test_get_batch_and_archive_need_the_buckets_permissions(acluster, admin):
+    """Get-Batch reads every item's bucket, an archive job reads the source
+    and writes the destination: a role limited to one bucket cannot use
+    either to reach another."""
+    authn = AuthNClient(acluster.url, token=AuthNClient(acluster.url).login("admin", ADMIN_PW))
+    mine = admin.bucket(unique_bucket_name("mine")).create()
+    other = admin.bucket(unique_bucket_name("other")).create()
+    try:
+        mine.object("a").get_writer().put_content(b"A")
+        other.object("s").get_writer().put_content(b"secret")
+        authn.role_manager().create(
+            "mine-rw", "rw on one bucket", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.PUT, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
+            bucket_name=mine.name,
+        )
+        authn.user_manager().create("batcher", ["mine-rw"], "batcher-pw")
+        lim = Client(acluster.url, token=AuthNClient(acluster.url).login("batcher", "batcher-pw"))
+        got = [(o.obj_name, d) for o, d in lim.batch(["a"], bucket=lim.bucket(mine.name)).get()]
+        assert got == [("a", b"A")]
+        b = lim.batch(bucket=lim.bucket(mine.name))
+        b.add("a")
+        b.add("s", bck=other.name, provider="ais")
+        st, msg = status_of(lambda: list(b.get()))
+        assert st == 403 and other.name in msg, (st, msg)
+        st, msg = status_of(lambda: lim.bucket(other.name).objects(obj_names=["s"]).archive(archive_name="x.tar", to_bck=lim.bucket(mine.name)))
+        assert st == 403 and other.name in msg, (st, msg)
+        st, msg = status_of(lambda: lim.bucket(mine.name).objects(obj_names=["a"]).archive(archive_name="x.tar", to_bck=lim.bucket(other.name)))
+        assert st == 403 and other.name in msg, (st, msg)
+    finally:
+        mine.delete()
+        other.delete()

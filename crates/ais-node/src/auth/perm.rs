@@ -137,8 +137,64 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                     };
                     return Ok((needs, Body::from(raw)));
                 }
+                Method::PUT => {
+                    // `archive`: read the source, write the shard's bucket.
+                    let raw = read_body(body, 16 << 20).await?;
+                    let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                    let mut v = vec![need(GET | OBJ_LIST, Some(&b), "read (archive)")];
+                    let dst = msg
+                        .get("value")
+                        .and_then(|v| v.get("tobck"))
+                        .and_then(|t| t.get("name"))
+                        .and_then(|n| n.as_str())
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| b.clone());
+                    v.push(need(PUT, Some(&dst), "PUT objects (archive)"));
+                    return Ok((v, Body::from(raw)));
+                }
                 _ => vec![need(PATCH, Some(&b), "set bucket properties")],
             }
+        }
+        Endpoint::Moss(bucket) => {
+            // Get-Batch reads every item's bucket.
+            let raw = read_body(body, 64 << 20).await?;
+            let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+            let default = bucket_name(bucket)?;
+            let mut buckets: Vec<String> = msg
+                .get("in")
+                .and_then(|i| i.as_array())
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|it| {
+                            let by_uname = it
+                                .get("uname")
+                                .and_then(|u| u.as_str())
+                                .filter(|u| !u.is_empty())
+                                .and_then(|u| ais_core::Bck::parse_uname(u).ok())
+                                .map(|(b, _)| b.name);
+                            by_uname.unwrap_or_else(|| {
+                                it.get("bucket")
+                                    .and_then(|b| b.as_str())
+                                    .filter(|b| !b.is_empty())
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| default.clone())
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            buckets.sort();
+            buckets.dedup();
+            if buckets.is_empty() {
+                buckets.push(default);
+            }
+            let v = buckets
+                .iter()
+                .map(|b| need(GET, Some(b), "GET objects (Get-Batch)"))
+                .collect();
+            return Ok((v, Body::from(raw)));
         }
         Endpoint::Buckets => {
             if m == Method::GET || m == Method::HEAD {

@@ -379,12 +379,33 @@ impl Member for Target {
 }
 
 /// Fans a local-copy delete out to the other targets; true if any had one.
-pub async fn delete_elsewhere(t: &Target, bck: &Bck, obj: &str) -> bool {
-    let others = t.holders();
-    fan_out(&others, CONTROL_TIMEOUT, |d| async move {
-        t.core.rpc.delete_local(&d, &bck.name, obj).await
-    })
-    .await
-    .into_iter()
-    .any(|(_, r)| matches!(r, Ok(true)))
+/// Targets that could not be asked are asked again (a few times): a copy or
+/// an erasure-coded part left behind would bring the object back. `Err`
+/// names the targets still unreachable.
+pub async fn delete_elsewhere(t: &Target, bck: &Bck, obj: &str) -> Result<bool, Vec<String>> {
+    let mut todo = t.holders();
+    let mut any = false;
+    for attempt in 0..3u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
+        let res = fan_out(&todo, CONTROL_TIMEOUT, |d| async move {
+            t.core.rpc.delete_local(&d, &bck.name, obj).await
+        })
+        .await;
+        todo = Vec::new();
+        for (n, r) in res {
+            match r {
+                Ok(had) => any |= had,
+                Err(e) => {
+                    tracing::warn!(target = %n.name(), error = %e, "delete of a copy elsewhere failed");
+                    todo.push(n);
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok(any);
+        }
+    }
+    Err(todo.iter().map(|n| n.name()).collect())
 }

@@ -436,8 +436,20 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         Err(StorageError::NotFound) => false,
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
-    // Stale copies on former owners would resurface through get-from-neighbor.
-    let remote = super::delete_elsewhere(t, bck, obj).await;
+    // Stale copies on former owners would resurface through get-from-neighbor
+    // (and erasure-coded parts through a rebuild): all of them must go.
+    let remote = match super::delete_elsewhere(t, bck, obj).await {
+        Ok(r) => r,
+        Err(away) => {
+            return Err(ApiError::unavailable(format!(
+                "{}: {}/{obj} was deleted here but copies or parts on {} could not be removed; \
+                 retry the delete",
+                t.core.name,
+                bck.cname(),
+                away.join(", ")
+            )))
+        }
+    };
     if local || remote {
         Ok(empty(StatusCode::OK))
     } else {

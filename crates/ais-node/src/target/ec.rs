@@ -323,6 +323,10 @@ async fn fetch_part(
 /// newest version that a healthy replica or enough healthy slices still
 /// describe. `Ok(false)`: no part of the object exists anywhere.
 pub async fn restore(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
+    if t.recently_deleted(&bck.obj_uname(obj)) {
+        // Deleted here while its parts were being removed: not lost.
+        return Ok(false);
+    }
     // Parts can change under a restore (an owner re-placing them after a
     // map change): one more look before giving up.
     match restore_once(t, bck, obj).await {

@@ -824,6 +824,7 @@ pub async fn put_to_owner(
             }
         }
         w.commit(custom).await.map_err(serr)?;
+        t.mark_deleted(&dbck.obj_uname(name), false);
         return super::ec::protect(t, &dbck, name).await;
     }
     let to = Dest::from(&owner);

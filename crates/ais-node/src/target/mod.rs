@@ -46,6 +46,9 @@ impl RawErr {
     }
 }
 
+/// How long a delete keeps an object from being rebuilt from its parts.
+const DELETED_TTL: Duration = Duration::from_secs(600);
+
 pub struct Target {
     pub core: NodeCore,
     pub store: Store,
@@ -55,6 +58,9 @@ pub struct Target {
     /// an object missing here may be on one of them, so a miss is "retry
     /// later" (503), not "does not exist" (404).
     departed: Mutex<BTreeMap<String, String>>,
+    /// Objects deleted here lately (uname → when): a rebuild from
+    /// erasure-coded parts racing with the delete must not bring them back.
+    deleted: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Target {
@@ -65,7 +71,31 @@ impl Target {
             etl,
             jobs: Default::default(),
             departed: Mutex::new(BTreeMap::new()),
+            deleted: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Marks `uname` deleted (a later PUT of it clears the mark).
+    pub fn mark_deleted(&self, uname: &str, deleted: bool) {
+        if let Ok(mut m) = self.deleted.lock() {
+            if deleted {
+                if m.len() > 100_000 {
+                    m.retain(|_, t| t.elapsed() < DELETED_TTL);
+                }
+                m.insert(uname.to_string(), std::time::Instant::now());
+            } else {
+                m.remove(uname);
+            }
+        }
+    }
+
+    /// Whether `uname` was deleted here within [`DELETED_TTL`].
+    pub fn recently_deleted(&self, uname: &str) -> bool {
+        self.deleted
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uname).map(|t| t.elapsed() < DELETED_TTL))
+            .unwrap_or(false)
     }
 
     fn departed(&self) -> Vec<String> {

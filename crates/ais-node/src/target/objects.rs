@@ -372,6 +372,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .commit_as(custom, moved_version)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
+    t.mark_deleted(&bck.obj_uname(obj), false);
     // Acknowledged only once the redundancy the bucket asks for is durable
     // (a moved object keeps its parts; the rebalance re-places them).
     if moved_version.is_none() {
@@ -431,6 +432,7 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
+    t.mark_deleted(&bck.obj_uname(obj), true);
     let local = match t.store.delete(bck, obj).await {
         Ok(()) => true,
         Err(StorageError::NotFound) => false,

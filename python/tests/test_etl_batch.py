@@ -10,6 +10,7 @@ import tarfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from ais_cluster import Cluster
@@ -102,3 +103,53 @@ def test_transform_batch_equals_per_item_and_keeps_errors_per_item(cluster: Clus
     finally:
         requests.delete(f"{url}/v1/etl/{name}", timeout=60)
         requests.delete(f"{url}/v1/buckets/{b}", timeout=60)
+
+
+GPU_CODE = "import os\n\ndef transform(data):\n    return os.environ.get('CUDA_VISIBLE_DEVICES', '-').encode() + b'/' + os.environ['AIS_ETL_WORKER_SLOT'].encode()\n"
+
+
+def _init_device(url: str, name: str) -> requests.Response:
+    body = {
+        "name": name,
+        "runtime": "python3",
+        "communication": "hpush://",
+        "code": base64.b64encode(GPU_CODE.encode()).decode(),
+        "dependencies": "",
+        "init_timeout": "2m",
+        "device": "cuda",
+    }
+    return requests.put(f"{url}/v1/etl", json=body, timeout=180)
+
+
+def test_device_cuda_without_a_gpu_is_a_clear_error(cluster: Cluster) -> None:
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this host has GPUs (the next test covers device: cuda)")
+    r = _init_device(cluster.url, f"gpu-{uuid.uuid4().hex[:8]}")
+    assert 400 <= r.status_code < 500, r.text
+    assert "no GPU" in r.text and "device" in r.text, r.text
+
+
+def test_device_cuda_spreads_workers_over_the_gpus(tmp_path) -> None:
+    """With two GPUs named (AIS_ETL_GPUS), a `device: cuda` ETL gets one
+    worker per GPU, each seeing only its own GPU."""
+    c = Cluster(base_dir=tmp_path / "gpus", num_targets=1, env={"AIS_ETL_GPUS": "0,1", "AIS_ETL_ENV_CACHE": str(tmp_path / "envs")})
+    c.start()
+    try:
+        name = f"gpu-{uuid.uuid4().hex[:8]}"
+        r = _init_device(c.url, name)
+        assert r.status_code == 200, r.text
+        b = f"g-{uuid.uuid4().hex[:8]}"
+        assert requests.post(f"{c.url}/v1/buckets/{b}", json={"action": "create-bck"}, timeout=30).status_code == 200
+        for i in range(20):
+            assert requests.put(f"{c.url}/v1/objects/{b}/o{i}", data=b"x", timeout=30).status_code == 200
+
+        def one(i: int) -> bytes:
+            return requests.get(f"{c.url}/v1/objects/{b}/o{i}", params={"etl_name": name}, timeout=60).content
+
+        with ThreadPoolExecutor(8) as ex:
+            seen = set(ex.map(one, range(20)))
+        assert seen <= {b"0/0", b"1/1"} and len(seen) == 2, seen
+    finally:
+        c.stop()

@@ -151,6 +151,28 @@ pub struct EtlRuntime {
     batcher: Option<tokio::sync::mpsc::Sender<BatchJob>>,
 }
 
+/// The host's GPUs for `device: cuda` ETLs: `AIS_ETL_GPUS` (comma-separated
+/// ids), else the GPUs `nvidia-smi -L` lists (none when it is absent).
+fn host_gpus() -> Vec<String> {
+    if let Ok(v) = std::env::var("AIS_ETL_GPUS") {
+        return v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    match std::process::Command::new("nvidia-smi").arg("-L").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("GPU "))
+            .enumerate()
+            .map(|(i, _)| i.to_string())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// One call waiting to be batched.
 struct BatchJob {
     name: String,
@@ -667,6 +689,14 @@ impl EtlManager {
             &ro,
         )?;
         let info = sb.info();
+        let gpus = if spec.cuda { host_gpus() } else { Vec::new() };
+        if spec.cuda && gpus.is_empty() {
+            return Err(EtlError::Init(format!(
+                "etl {} asks for device \"cuda\", but this target's host has no GPU \
+                 (nvidia-smi lists none; AIS_ETL_GPUS=0,1,... names them explicitly)",
+                spec.name
+            )));
+        }
         let cfg = worker::WorkerCfg {
             python,
             script: self.worker_script.display().to_string(),
@@ -677,9 +707,12 @@ impl EtlManager {
             tracker: procs::Tracker::new(self.procs.clone(), format!("etl {} worker", spec.name)),
             sandbox: Some(Arc::new(sb)),
             max_output: limits.output,
+            gpus: gpus.clone(),
         };
         let size = if spec.pool_size > 0 {
             spec.pool_size
+        } else if !gpus.is_empty() {
+            gpus.len() // one worker per GPU
         } else {
             default_pool
         };

@@ -104,6 +104,7 @@ impl Lease<'_> {
         };
         w.kill();
         self.pool.forget_pid(w.pid);
+        let slot = w.slot;
         drop(w);
         if self.pool.stopped.load(Ordering::SeqCst) {
             return; // nothing to replace; the permit goes back to a closed semaphore
@@ -111,7 +112,7 @@ impl Lease<'_> {
         if let Some(p) = self.permit.take() {
             p.forget();
         }
-        self.pool.respawn();
+        self.pool.respawn(slot);
     }
 }
 
@@ -144,7 +145,7 @@ impl Pool {
     ) -> Result<Arc<Pool>, EtlError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|e| EtlError::Internal(format!("worker pool: {e}")))?;
-        let futs = (0..size).map(|_| Worker::spawn(&cfg, &log));
+        let futs = (0..size).map(|slot| Worker::spawn(&cfg, &log, slot));
         let results = futures::future::join_all(futs).await;
         let mut workers = Vec::new();
         let mut first_err: Option<SpawnError> = None;
@@ -365,12 +366,12 @@ impl Pool {
 
     /// Starts a replacement in the background (retrying with backoff); when it
     /// is ready it joins `idle` and its slot's permit comes back.
-    fn respawn(self: &Arc<Self>) {
+    fn respawn(self: &Arc<Self>, slot: usize) {
         let pool = self.clone();
         self.rt.spawn(async move {
             let mut backoff = Duration::from_millis(100);
             while !pool.stopped.load(Ordering::SeqCst) {
-                match Worker::spawn(&pool.cfg, &pool.log).await {
+                match Worker::spawn(&pool.cfg, &pool.log, slot).await {
                     Ok(w) => {
                         let mut idle = lock(&pool.idle);
                         if pool.stopped.load(Ordering::SeqCst) {

@@ -66,6 +66,8 @@ pub struct EtlSpec {
     /// ... gathered for at most this long after the first (`"batch_ms"`,
     /// default 2 ms).
     pub batch_wait: Duration,
+    /// `"device": "cuda"`: one worker per GPU of the target's host.
+    pub cuda: bool,
 }
 
 /// Resource limits of one ETL process (`None`: no limit / not set).
@@ -327,6 +329,15 @@ impl EtlSpec {
         let init_timeout = timeout(&["init_timeout", "wait_timeout", "timeout"], 300)?;
         let obj_timeout = timeout(&["obj_timeout"], 45)?;
         let pool_size = get(v, "pool_size").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let cuda = match get(v, "device").and_then(Value::as_str).unwrap_or("") {
+            "" | "cpu" => false,
+            "cuda" | "gpu" => true,
+            other => {
+                return Err(EtlError::Invalid(format!(
+                    "unsupported device \"{other}\" (expected \"cpu\" or \"cuda\")"
+                )))
+            }
+        };
         let batch_size = get(v, "batch_size")
             .and_then(Value::as_u64)
             .unwrap_or(16)
@@ -431,6 +442,7 @@ impl EtlSpec {
             network,
             batch_size,
             batch_wait,
+            cuda,
         })
     }
 }

@@ -103,6 +103,7 @@ pub fn fake_cfg(dir: &TempDir, start: &str) -> WorkerCfg {
         tracker: Default::default(),
         sandbox: None,
         max_output: None,
+        gpus: Vec::new(),
     }
 }
 

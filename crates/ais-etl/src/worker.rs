@@ -29,6 +29,9 @@ pub struct WorkerCfg {
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
     /// The most bytes one response may carry.
     pub max_output: Option<u64>,
+    /// `device: cuda`: the GPUs workers are spread over (worker slot `i`
+    /// sees only `gpus[i % len]` through `CUDA_VISIBLE_DEVICES`).
+    pub gpus: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -138,6 +141,8 @@ pub struct Worker {
     next_id: u64,
     max_output: Option<u64>,
     batch: bool,
+    /// Which pool slot (and so which GPU) the worker fills.
+    pub slot: usize,
 }
 
 /// Frame headers are small JSON; a longer one means a broken stream.
@@ -196,7 +201,7 @@ async fn read_frame(
 
 impl Worker {
     /// Starts a worker and waits for it to import the user code.
-    pub async fn spawn(cfg: &WorkerCfg, log: &LogSink) -> Result<Worker, SpawnError> {
+    pub async fn spawn(cfg: &WorkerCfg, log: &LogSink, slot: usize) -> Result<Worker, SpawnError> {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socketpair)?;
         let mut cmd = tokio::process::Command::new(&cfg.python);
@@ -212,6 +217,10 @@ impl Worker {
             .env("OMP_NUM_THREADS", "1")
             .env("MKL_NUM_THREADS", "1")
             .env("OPENBLAS_NUM_THREADS", "1");
+        cmd.env("AIS_ETL_WORKER_SLOT", slot.to_string());
+        if !cfg.gpus.is_empty() {
+            cmd.env("CUDA_VISIBLE_DEVICES", &cfg.gpus[slot % cfg.gpus.len()]);
+        }
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
@@ -241,6 +250,7 @@ impl Worker {
                 next_id: 1,
                 max_output: cfg.max_output,
                 batch: r.batch.as_bool().unwrap_or(false),
+                slot,
             }),
             Ok(Ok((r, _))) => {
                 proc.kill();

@@ -120,7 +120,8 @@ struct Item {
     obj: String,
     arch: Option<String>,
     range: Option<(u64, Option<u64>)>,
-    input: MossIn,
+    /// Returned unchanged in the item's `MossOut`.
+    opaque: Option<String>,
 }
 
 fn resolve(req: &MossReq, default_bck: &str) -> ApiResult<Vec<Item>> {
@@ -186,7 +187,7 @@ fn resolve(req: &MossReq, default_bck: &str) -> ApiResult<Vec<Item>> {
             obj,
             arch: m.archpath.clone().filter(|a| !a.is_empty()),
             range,
-            input: m.clone(),
+            opaque: m.opaque.clone(),
         });
     }
     Ok(out)
@@ -231,16 +232,7 @@ pub(super) async fn fetch_object(
         obj: obj.to_string(),
         arch: None,
         range: None,
-        input: MossIn {
-            obj_name: obj.to_string(),
-            bucket: None,
-            provider: None,
-            uname: None,
-            opaque: None,
-            archpath: None,
-            start: None,
-            length: None,
-        },
+        opaque: None,
     };
     fetch(t, &it, None).await
 }
@@ -495,7 +487,7 @@ async fn spooled(
             archpath: it.arch.clone().unwrap_or_default(),
             bucket: it.bck.name.clone(),
             provider: "ais".into(),
-            opaque: it.input.opaque.clone(),
+            opaque: it.opaque.clone(),
             err_msg: err,
             size: data.len() as u64,
         });

@@ -129,6 +129,18 @@ async fn send_file(
         ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
     })?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
+    send_part(t, to, bck, obj, meta, body).await
+}
+
+/// Stores one part (its bytes in `body`) on its holder `to`.
+async fn send_part(
+    t: &Target,
+    to: &Snode,
+    bck: &Bck,
+    obj: &str,
+    meta: &EcMeta,
+    body: reqwest::Body,
+) -> ApiResult<()> {
     t.core
         .rpc
         .ec_put_part(&Dest::from(to), &bck.name, obj, meta, body)
@@ -194,20 +206,7 @@ pub async fn protect(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
         let stream =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
         let body = reqwest::Body::wrap_stream(stream);
-        async move {
-            t.core
-                .rpc
-                .ec_put_part(&Dest::from(h), &bck.name, obj, m, body)
-                .await
-                .map_err(|e| {
-                    ApiError::from(e).context(format!(
-                        "store erasure-coded slice {} of {}/{obj} on {}",
-                        m.idx,
-                        bck.cname(),
-                        h.name()
-                    ))
-                })
-        }
+        send_part(t, h, bck, obj, m, body)
     });
     let sent = futures::future::join_all(sends).await;
     // The source's own failure (damage) explains the aborted uploads best.

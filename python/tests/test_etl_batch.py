@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import tarfile
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +29,9 @@ def transform(data, path, args):
 
 def transform_batch(items):
     print(f"BATCH {len(items)}", flush=True)
+    if any(d.startswith(b"die") for _, d, _ in items):
+        import os
+        os._exit(3)  # a hostile batch: the worker dies mid-call
     if any(d.startswith(b"explode") for _, d, _ in items):
         raise RuntimeError("the whole batch failed")
     out = []
@@ -153,3 +157,28 @@ def test_device_cuda_spreads_workers_over_the_gpus(tmp_path) -> None:
         assert seen <= {b"0/0", b"1/1"} and len(seen) == 2, seen
     finally:
         c.stop()
+
+
+def test_worker_dying_in_transform_batch_fails_that_batch_only(cluster: Cluster) -> None:
+    """A worker that exits inside transform_batch fails the items of that
+    batch with 422 (worker died); it is replaced and later calls succeed."""
+    url = cluster.url
+    b = f"tbd-{uuid.uuid4().hex[:8]}"
+    name = f"tbd-{uuid.uuid4().hex[:8]}"
+    assert requests.post(f"{url}/v1/buckets/{b}", json={"action": "create-bck"}, timeout=30).status_code == 200
+    assert requests.put(f"{url}/v1/objects/{b}/die", data=b"die!", timeout=30).status_code == 200
+    assert requests.put(f"{url}/v1/objects/{b}/ok", data=b"fine", timeout=30).status_code == 200
+    _init(url, name, batch_ms=1)
+    try:
+        r = requests.get(f"{url}/v1/objects/{b}/die", params={"etl_name": name}, timeout=60)
+        assert r.status_code == 422 and "worker" in r.text.lower(), r.text
+        deadline = time.monotonic() + 30
+        while True:
+            r = requests.get(f"{url}/v1/objects/{b}/ok", params={"etl_name": name, "etl_args": "A"}, timeout=60)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 200 and r.content == b"enif|A", r.text
+    finally:
+        requests.delete(f"{url}/v1/etl/{name}", timeout=60)
+        requests.delete(f"{url}/v1/buckets/{b}", timeout=60)

@@ -152,12 +152,12 @@ def test_ready_arrays_through_the_etl_equal_local_decoding(endpoint: str) -> Non
         r = requests.put(f"{endpoint}/v1/etl", json=body, timeout=600)
         assert r.status_code == 200, r.text
         ds = BatchDataset(endpoint, b.name, prefix="r/", batch_size=5, seed=1, transform_id=name, etl_args="123", with_names=True)
+        ns: dict = {}
+        exec(READY, ns)  # the same transform, locally
         seen = 0
         for samples, labels, names in DataLoader(ds, batch_size=None, num_workers=2):
             assert samples.dtype == torch.uint8 and samples.shape[1:] == (3, 32, 32)
             for s, lbl, n in zip(samples, labels, names):
-                ns: dict = {}
-                exec(READY, ns)  # the same transform, locally
                 # The worker gets the object as `path` (ais://BUCKET/NAME).
                 local = np.load(io.BytesIO(ns["transform"](jpegs[n], f"ais://{b.name}/{n}", "123")))
                 assert torch.equal(s, torch.from_numpy(local)), n

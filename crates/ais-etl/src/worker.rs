@@ -69,19 +69,6 @@ struct BatchReq<'a> {
     batch: Vec<Req<'a>>,
 }
 
-#[derive(Deserialize, Debug, Default)]
-struct ItemResp {
-    ok: bool,
-    #[serde(default)]
-    len: usize,
-    #[serde(default)]
-    etype: String,
-    #[serde(default)]
-    emsg: String,
-    #[serde(default)]
-    trace: String,
-}
-
 /// One item of a batch call: its output, or the error its transform raised.
 pub type ItemResult = Result<Bytes, (String, String, String)>;
 
@@ -412,7 +399,7 @@ impl Worker {
                 timeout,
             )
             .await?;
-        let metas: Vec<ItemResp> = serde_json::from_value(r.batch)
+        let metas: Vec<Resp> = serde_json::from_value(r.batch)
             .map_err(|e| CallError::Died(format!("protocol error: batch response: {e}")))?;
         if metas.len() != items.len() {
             return Err(CallError::Died(format!(

@@ -195,3 +195,70 @@ fn get_batch_never_returns_damaged_bytes() {
     assert!(st >= 500, "{st}: {text}");
     assert!(text.contains(&first) && text.contains("corrupt"), "{text}");
 }
+
+/// A client that hangs up after the first bytes of a large batch (or never
+/// finishes sending its request) breaks nothing: the designated target
+/// stops assembling, and the cluster serves the next batch whole.
+#[test]
+fn client_hanging_up_mid_batch_leaves_the_cluster_serving() {
+    let c = Cluster::start(2).unwrap();
+    let rt = ais_testkit::checks::runtime().unwrap();
+    let cl = c.client();
+    let names = ais_testkit::checks::names("h", 300);
+    rt.block_on(async {
+        cl.create_bucket("hb").await.unwrap();
+        ais_testkit::checks::put_all(&cl, "hb", &names, 0)
+            .await
+            .unwrap();
+    });
+    let items: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| serde_json::json!({"objname": n}))
+        .collect();
+    let url = format!("{}/v1/ml/moss/hb", c.url());
+    let body = serde_json::json!({ "in": items });
+    rt.block_on(async {
+        for _ in 0..5 {
+            let r = reqwest::Client::new()
+                .get(&url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let mut s = r.bytes_stream();
+            let first = s.next().await.unwrap().unwrap();
+            assert!(!first.is_empty());
+            drop(s); // hang up mid-stream
+        }
+    });
+    // A request whose body never arrives in full.
+    let (host, port) = {
+        let u = c.url().trim_start_matches("http://").to_string();
+        let (h, p) = u.rsplit_once(':').unwrap();
+        (h.to_string(), p.parse::<u16>().unwrap())
+    };
+    let mut half = std::net::TcpStream::connect((host.as_str(), port)).unwrap();
+    use std::io::Write;
+    write!(
+        half,
+        "GET /v1/ml/moss/hb HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"in\": ["
+    )
+    .unwrap();
+    // The next batch comes back whole and in order.
+    let got = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap()
+    });
+    let expect: usize = names
+        .iter()
+        .map(|n| 512 + ais_testkit::checks::content(n, 0).len().div_ceil(512) * 512)
+        .sum();
+    assert!(got.len() >= expect, "{} < {expect}", got.len());
+    drop(half);
+}

@@ -22,8 +22,8 @@ pub use timefmt::{go_rfc822, rfc3339};
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};
 use ais_core::{hrw, Bck};
 use std::io;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
 use xxhash_rust::xxh64::Xxh64;
 
 const XATTR_META: &str = "user.ais.meta";
@@ -297,11 +297,9 @@ impl Store {
             .collect();
         let mp = self.mpath_for(bck, obj);
         let tmp = mp.work_dir().join(format!("put-{}", ais_core::gen_id(16)));
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(io_err(format!("create temp file on {}", mp.path.display())))?;
         Ok(PutWriter {
-            file: Some(file),
+            file: None,
+            done: false,
             buf: Vec::new(),
             tmp: Some(tmp),
             dst: mp.bucket_dir(bck).join(obj),
@@ -660,8 +658,15 @@ impl ObjInfo {
 const WRITE_BUF: usize = 1 << 20;
 
 /// An in-progress PUT. Dropping it without `commit` removes the temp file.
+///
+/// The temp file is created by the first flush (or by the commit), and the
+/// commit's steps run in one blocking-pool call: an object up to
+/// [`WRITE_BUF`] costs one hop to the blocking pool in all, not one per
+/// syscall (the hops' context switches dominated small PUTs and rebalance
+/// moves in profiles).
 pub struct PutWriter {
-    file: Option<tokio::fs::File>,
+    file: Option<std::fs::File>,
+    done: bool,
     buf: Vec<u8>,
     tmp: Option<PathBuf>,
     dst: PathBuf,
@@ -692,14 +697,26 @@ impl PutWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let file = self.file.as_mut().ok_or_else(|| StorageError::Io {
-            context: "write".into(),
-            source: io::Error::other("writer already finished"),
-        })?;
-        file.write_all(&self.buf)
-            .await
-            .map_err(io_err("write temp file"))?;
-        self.buf.clear();
+        if self.done {
+            return Err(StorageError::Io {
+                context: "write".into(),
+                source: io::Error::other("writer already finished"),
+            });
+        }
+        let (file, buf, tmp) = (
+            self.file.take(),
+            std::mem::take(&mut self.buf),
+            self.tmp.clone().unwrap_or_default(),
+        );
+        let (file, mut buf) = blocking("write temp file", move || {
+            let mut file = open_temp(file, &tmp)?;
+            file.write_all(&buf).map_err(io_err("write temp file"))?;
+            Ok((file, buf))
+        })
+        .await?;
+        buf.clear();
+        self.file = Some(file);
+        self.buf = buf;
         Ok(())
     }
 
@@ -723,29 +740,66 @@ impl PutWriter {
     /// Like [`PutWriter::commit`], keeping a given version instead of the
     /// next one (an object moved between targets keeps its version).
     pub async fn commit_as(
-        mut self,
+        self,
         custom: std::collections::BTreeMap<String, String>,
         version: Option<u64>,
     ) -> Result<ObjAttrs> {
-        self.flush_buf().await?;
-        let mut file = self.file.take().ok_or_else(|| StorageError::Io {
-            context: "commit".into(),
-            source: io::Error::other("writer already finished"),
-        })?;
-        file.flush().await.map_err(io_err("flush temp file"))?;
-        file.sync_all().await.map_err(io_err("fsync temp file"))?;
-        drop(file);
+        self.commit_inner(custom, version, false)
+            .await?
+            .ok_or_else(|| StorageError::Io {
+                context: "commit".into(),
+                source: io::Error::other("commit skipped"),
+            })
+    }
+
+    /// Commits an object moved here by a rebalance with its `version`, only
+    /// if no copy of the name exists here by then: `Ok(None)` when one does
+    /// (a client's PUT that landed meanwhile is newer and wins; decided
+    /// under the same per-name lock as the commits).
+    pub async fn commit_moved(
+        self,
+        custom: std::collections::BTreeMap<String, String>,
+        version: u64,
+    ) -> Result<Option<ObjAttrs>> {
+        self.commit_inner(custom, Some(version), true).await
+    }
+
+    async fn commit_inner(
+        mut self,
+        custom: std::collections::BTreeMap<String, String>,
+        version: Option<u64>,
+        if_absent: bool,
+    ) -> Result<Option<ObjAttrs>> {
+        if self.done {
+            return Err(StorageError::Io {
+                context: "commit".into(),
+                source: io::Error::other("writer already finished"),
+            });
+        }
+        self.done = true;
+        let file = self.file.take();
+        let buf = std::mem::take(&mut self.buf);
         let tmp = self.tmp.clone().unwrap_or_default();
         let dst = self.dst.clone();
         let mirrors = std::mem::take(&mut self.mirrors);
         let stale = std::mem::take(&mut self.stale);
         let size = self.size;
         let cksum = format!("{:016x}", self.hasher.digest());
-        let res = tokio::task::spawn_blocking(move || -> Result<ObjAttrs> {
+        let res = tokio::task::spawn_blocking(move || -> Result<Option<ObjAttrs>> {
+            if if_absent && dst.is_file() {
+                return Ok(None);
+            }
+            let mut file = open_temp(file, &tmp)?;
+            file.write_all(&buf).map_err(io_err("write temp file"))?;
+            file.sync_all().map_err(io_err("fsync temp file"))?;
+            drop(file);
             // Reading the previous version and renaming over it is one step
             // per name, so concurrent PUTs of one object get distinct,
             // increasing versions.
             let serial = commit_lock(&dst);
+            if if_absent && dst.is_file() {
+                return Ok(None);
+            }
             let prev_version = xattr::get(&dst, XATTR_META)
                 .ok()
                 .flatten()
@@ -803,14 +857,14 @@ impl PutWriter {
             if let Ok(d) = std::fs::File::open(parent) {
                 let _ = d.sync_all();
             }
-            Ok(attrs)
+            Ok(Some(attrs))
         })
         .await
         .map_err(|e| StorageError::Io {
             context: "commit".into(),
             source: io::Error::other(e),
         })?;
-        if res.is_ok() {
+        if matches!(res, Ok(Some(_))) {
             self.tmp = None;
         }
         res
@@ -904,6 +958,15 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The PUT's temp file: the one already open, else created now.
+fn open_temp(file: Option<std::fs::File>, tmp: &Path) -> Result<std::fs::File> {
+    match file {
+        Some(f) => Ok(f),
+        None => std::fs::File::create(tmp)
+            .map_err(io_err(format!("create temp file {}", tmp.display()))),
+    }
 }
 
 impl Drop for PutWriter {

@@ -187,3 +187,54 @@ async fn a_full_page_is_not_the_end() {
     let (p3, done3) = names(&store, &bck, "", "", 10);
     assert_eq!((p3.len(), done3), (10, true));
 }
+
+#[tokio::test]
+async fn a_moved_object_never_replaces_one_written_meanwhile() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1")]).unwrap();
+    let bck = Bck::ais("b");
+    // The move starts while the name is absent ...
+    let mut moved = store.begin_put(&bck, "o").await.unwrap();
+    moved.write(b"old bytes, version 7").await.unwrap();
+    // ... a client's PUT lands first ...
+    let newer = put(&store, &bck, "o", b"newer").await.unwrap();
+    // ... so the move is dropped, its temp file with it.
+    assert!(moved
+        .commit_moved(BTreeMap::new(), 7)
+        .await
+        .unwrap()
+        .is_none());
+    let info = store.head(&bck, "o").await.unwrap();
+    assert_eq!(info.attrs.cksum_value, newer.cksum_value);
+    assert_eq!(info.attrs.version, newer.version);
+    let work = d.path().join("m1").join(".ais-work");
+    let temps = std::fs::read_dir(&work)
+        .map(|r| r.filter_map(|e| e.ok()).count())
+        .unwrap_or(0);
+    assert_eq!(temps, 0, "temp files left in {}", work.display());
+    // With the name absent, the move keeps its version.
+    let mut moved = store.begin_put(&bck, "p").await.unwrap();
+    moved.write(b"moved").await.unwrap();
+    let a = moved
+        .commit_moved(BTreeMap::new(), 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.version, 7);
+}
+
+#[tokio::test]
+async fn a_put_larger_than_the_write_buffer_is_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1")]).unwrap();
+    let bck = Bck::ais("b");
+    let data: Vec<u8> = (0..(5u32 << 19)).map(|i| (i % 251) as u8).collect();
+    let mut w = store.begin_put(&bck, "big").await.unwrap();
+    for c in data.chunks(65_536 + 17) {
+        w.write(c).await.unwrap();
+    }
+    let a = w.commit(BTreeMap::new()).await.unwrap();
+    assert_eq!(a.size, data.len() as u64);
+    let got = std::fs::read(store.obj_path(&bck, "big")).unwrap();
+    assert!(got == data, "stored bytes differ");
+}

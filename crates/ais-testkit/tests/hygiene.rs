@@ -187,10 +187,12 @@ fn a_stalled_put_is_aborted_and_leaves_nothing() {
     };
     let mut s = TcpStream::connect(hostport(&t.url)).unwrap();
     s.write_all(
-        b"PUT /v1/objects/hyg/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+        b"PUT /v1/objects/hyg/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 4194304\r\n\r\n",
     )
     .unwrap();
-    s.write_all(&[7u8; 4096]).unwrap();
+    // More than the target buffers before its first write (1 MiB), so the
+    // temp file exists when the client stalls.
+    s.write_all(&vec![7u8; 3 << 19]).unwrap();
     let stalled_at = Instant::now();
     // The upload is under way: its temp file exists.
     let mut seen = false;

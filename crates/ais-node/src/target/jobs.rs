@@ -190,6 +190,7 @@ impl TargetJob {
     }
 
     pub(super) fn record(&self, obj: &str, e: &ApiError) {
+        tracing::warn!(job = %self.spec.id, object = %obj, error = %e, "job: object failed");
         if let Ok(mut errs) = self.errors.lock() {
             errs.push(ObjErr {
                 obj_name: obj.to_string(),
@@ -542,6 +543,26 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         w if w > 0 => w as usize,
         _ => super::lifecycle::rebalance_workers(),
     };
+    // A newer rebalance supersedes older ones here; their moves in flight
+    // finish first, so no object is moved by both.
+    for old in t.jobs.running(REBALANCE) {
+        if old.id() != job.id() && old.started_ns <= job.started_ns {
+            old.abort(&format!("superseded by {}", job.id()));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while t
+        .jobs
+        .running(REBALANCE)
+        .iter()
+        .any(|j| j.id() != job.id() && j.started_ns <= job.started_ns)
+        && std::time::Instant::now() < deadline
+    {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A bucket that an offline job on this target is reading waits until
     // that job is done (its walk must see every object it holds exactly
     // once); the other buckets go first.
@@ -560,16 +581,37 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             dst: b.clone(),
             ..job.spec.clone()
         };
-        let mut c = Cursor::new(&spec)?;
-        while let Some(page) = c.next(t, &spec).await? {
-            if job.aborted.load(Ordering::Relaxed) {
-                return Ok(());
+        // One stream over the bucket's pages, so the moves never drain
+        // at a page boundary; admission (below) sets how many run.
+        let c = Cursor::new(&spec)?;
+        let listed: Arc<Mutex<Option<ApiError>>> = Arc::default();
+        let names = futures::stream::unfold(Some(c), |c| {
+            let (t, spec, listed) = (t.clone(), spec.clone(), listed.clone());
+            async move {
+                let mut c = c?;
+                match c.next(&t, &spec).await {
+                    Ok(Some(page)) => Some((futures::stream::iter(page), Some(c))),
+                    Ok(None) => None,
+                    Err(e) => {
+                        if let Ok(mut l) = listed.lock() {
+                            *l = Some(e);
+                        }
+                        None
+                    }
+                }
             }
-            let mut s = futures::stream::iter(page.into_iter().map(|(name, size)| {
+        })
+        .flatten()
+        .boxed();
+        let mut s = names
+            .map(|(name, size)| {
                 let (job, t, b) = (job.clone(), t.clone(), b.clone());
                 async move {
                     let bck = Bck::ais(b.clone());
                     loop {
+                        if job.aborted.load(Ordering::Relaxed) {
+                            return;
+                        }
                         // A job that started reading this bucket here
                         // pauses the moves until it is done.
                         while t.jobs.reading(&b) {
@@ -578,7 +620,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                             }
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
-                        super::lifecycle::yield_to_clients(&t).await;
+                        let _slot = super::lifecycle::admit_move(&t).await;
                         let _moving = Moving::new(&t.jobs, &b);
                         match move_one(&t, &job, &bck, &name, size).await {
                             Ok(true) => return,
@@ -590,9 +632,13 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                         }
                     }
                 }
-            }))
+            })
             .buffer_unordered(workers);
-            while s.next().await.is_some() {}
+        while s.next().await.is_some() {}
+        drop(s);
+        let failed = listed.lock().ok().and_then(|mut l| l.take());
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     // Parts follow their objects' new placement; objects lost with a
@@ -605,6 +651,9 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     job.counted.store(true, Ordering::Relaxed);
     Ok(())
 }
+
+/// Objects up to this size move as one buffer (read in one blocking call).
+const SMALL_MOVE: u64 = 1 << 20;
 
 /// Moves one object to its owner. `Ok(false)`: not now — a job started
 /// reading the bucket here meanwhile (try again after it).
@@ -625,11 +674,12 @@ async fn move_one(
     // (one read here, not a verify pass and a send); a mismatch is a
     // damaged source: verify it here (healing it from a mirror when one is
     // healthy, else the damage is the object's error) and send it again.
-    let info = t
-        .store
-        .head(bck, name)
-        .await
-        .map_err(|e| error::storage(&t.core.name, bck, name, e))?;
+    let info = match t.store.head(bck, name).await {
+        Ok(i) => i,
+        // Deleted by a client since the listing: nothing to move.
+        Err(ais_storage::StorageError::NotFound) => return Ok(true),
+        Err(e) => return Err(error::storage(&t.core.name, bck, name, e)),
+    };
     let mut verified = false;
     if let Some(limit) = super::lifecycle::Throttle::get() {
         limit.take(size).await;
@@ -639,6 +689,20 @@ async fn move_one(
     }
     let path = t.store.obj_path(bck, name);
     let to = Dest::from(&owner);
+    let open_err = |e: std::io::Error| {
+        ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
+    };
+    // Small objects are read whole in one blocking call (and sent again as
+    // is on a retry); larger ones stream.
+    let mut whole: Option<bytes::Bytes> = None;
+    if size <= SMALL_MOVE {
+        let p = path.clone();
+        let data = tokio::task::spawn_blocking(move || std::fs::read(p))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(open_err)?;
+        whole = Some(data.into());
+    }
     // The owner may be busy (a job reading the bucket there: 503) or
     // restarting: wait and retry rather than fail the object.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -647,11 +711,16 @@ async fn move_one(
         if t.jobs.reading(&bck.name) {
             return Ok(false);
         }
-        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-            ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
-        })?;
-        let body =
-            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let body = match &whole {
+            Some(b) => reqwest::Body::from(b.clone()),
+            None => {
+                let file = tokio::fs::File::open(&path).await.map_err(open_err)?;
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                    file,
+                    1 << 20,
+                ))
+            }
+        };
         let res = t
             .core
             .rpc
@@ -678,6 +747,15 @@ async fn move_one(
             {
                 t.verified_source(bck, name).await?;
                 verified = true;
+                // Healed from a mirror: send the repaired file.
+                if whole.is_some() {
+                    let p = path.clone();
+                    let data = tokio::task::spawn_blocking(move || std::fs::read(p))
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()))?
+                        .map_err(open_err)?;
+                    whole = Some(data.into());
+                }
             }
             Err(e)
                 if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))

@@ -111,39 +111,87 @@ impl Throttle {
     }
 }
 
-/// Foreground first: while clients are reading from this target (its GET
-/// and HEAD counters moved since the last look), a rebalance worker pauses
-/// `AIS_REBALANCE_YIELD_MS` (default 5; 0 = never) before its next object.
-pub async fn yield_to_clients(t: &Target) {
-    use std::sync::atomic::AtomicU64;
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    static PAUSE: OnceLock<u64> = OnceLock::new();
-    let pause = *PAUSE.get_or_init(|| {
-        std::env::var("AIS_REBALANCE_YIELD_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(5)
-    });
-    if pause == 0 {
-        return;
-    }
-    let now = t.core.metrics.reads();
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+/// Foreground first. A rebalance move is admitted by [`admit_move`]: while
+/// this target's clients are quiet (its GET/HEAD counters have not moved
+/// for [`BUSY_WINDOW`]) up to [`rebalance_workers`] moves run at once;
+/// while clients are reading, each move first pauses `AIS_REBALANCE_YIELD_MS`
+/// (default 5; 0 = never yield) and at most [`busy_rebalance_workers`] run
+/// at once. Idle clusters move at full speed; busy ones keep their latency.
+pub async fn admit_move(t: &Target) -> MoveSlot {
+    let pause = Duration::from_millis(env_num("AIS_REBALANCE_YIELD_MS", &YIELD_MS, 5) as u64);
+    let busy_limit = busy_rebalance_workers();
+    let mut yielded = false;
+    loop {
+        let busy = !pause.is_zero() && clients_active(t);
+        if busy && !yielded {
+            tokio::time::sleep(pause).await;
+            yielded = true;
+            continue;
+        }
+        let n = IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        if !busy || n < busy_limit {
+            return MoveSlot(());
+        }
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        tokio::time::sleep(pause).await;
     }
 }
 
-/// Objects a target's rebalance moves at once (`AIS_REBALANCE_WORKERS`,
-/// default 4).
-pub fn rebalance_workers() -> usize {
-    static W: OnceLock<usize> = OnceLock::new();
-    *W.get_or_init(|| {
-        std::env::var("AIS_REBALANCE_WORKERS")
+/// One admitted move; dropping it frees its place.
+pub struct MoveSlot(());
+
+impl Drop for MoveSlot {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static YIELD_MS: OnceLock<usize> = OnceLock::new();
+
+/// Clients count as active for this long after their last read.
+pub const BUSY_WINDOW: Duration = Duration::from_millis(50);
+
+/// Whether this target served a GET or HEAD within [`BUSY_WINDOW`].
+fn clients_active(t: &Target) -> bool {
+    use std::sync::atomic::AtomicU64;
+    static LAST_READS: AtomicU64 = AtomicU64::new(0);
+    static LAST_ACTIVE: OnceLock<std::sync::Mutex<Instant>> = OnceLock::new();
+    let last = LAST_ACTIVE.get_or_init(|| std::sync::Mutex::new(Instant::now() - BUSY_WINDOW));
+    let now = t.core.metrics.reads();
+    let Ok(mut at) = last.lock() else {
+        return true;
+    };
+    if LAST_READS.swap(now, Ordering::Relaxed) != now {
+        *at = Instant::now();
+    }
+    at.elapsed() < BUSY_WINDOW
+}
+
+fn env_num(var: &str, cell: &OnceLock<usize>, default: usize) -> usize {
+    *cell.get_or_init(|| {
+        std::env::var(var)
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(4)
+            .unwrap_or(default)
     })
+}
+
+/// Moves a target's rebalance runs at once while its clients are quiet
+/// (`AIS_REBALANCE_WORKERS`, default 16): a move is mostly waiting (on the
+/// owner's fsyncs and the network), so more of them keep the disks busy.
+pub fn rebalance_workers() -> usize {
+    static W: OnceLock<usize> = OnceLock::new();
+    env_num("AIS_REBALANCE_WORKERS", &W, 16).max(1)
+}
+
+/// Moves at once while clients are reading from this target
+/// (`AIS_REBALANCE_BUSY_WORKERS`, default 4, at most [`rebalance_workers`]).
+pub fn busy_rebalance_workers() -> usize {
+    static W: OnceLock<usize> = OnceLock::new();
+    env_num("AIS_REBALANCE_BUSY_WORKERS", &W, 4)
+        .max(1)
+        .min(rebalance_workers())
 }
 
 /// "1000", "64KiB", "50MiB", "1GiB", "10MB" → bytes.

@@ -368,10 +368,14 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
             )));
         }
     }
-    let attrs = w
-        .commit_as(custom, moved_version)
-        .await
-        .map_err(|e| storage_err(t, bck, obj, e))?;
+    let committed = match moved_version {
+        Some(v) => w.commit_moved(custom, v).await,
+        None => w.commit(custom).await.map(Some),
+    };
+    let Some(attrs) = committed.map_err(|e| storage_err(t, bck, obj, e))? else {
+        // Moved here while a client's PUT of the name landed: that is newer.
+        return Ok(empty(StatusCode::OK));
+    };
     t.mark_deleted(&bck.obj_uname(obj), false);
     // Acknowledged only once the redundancy the bucket asks for is durable
     // (a moved object keeps its parts; the rebalance re-places them).

@@ -11,6 +11,7 @@ mod perf;
 mod props;
 
 use ais_client::Client;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -65,6 +66,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: etl::EtlCmd,
     },
+    /// Fetch a remote bucket's objects into the cluster, as a job: every
+    /// object, those under --prefix, a --list, or a --template.
+    Prefetch(objects::RemoteArgs),
+    /// Remove cached copies of a remote bucket's objects (the backend keeps
+    /// them): s3://BUCKET/OBJECT, --prefix, --list, --template, or the
+    /// whole bucket (it leaves the cluster).
+    Evict(objects::RemoteArgs),
     /// Verify every object of a bucket (size, checksum, mirror copies) and
     /// repair what its redundancy allows, as a job.
     Scrub {
@@ -267,7 +275,30 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::with_token(&cli.endpoint, ais_client::auth::saved_token().as_deref());
+    // `s3://B` arguments: the cluster adds a remote bucket on first use (if
+    // its backend has it); after that every command addresses it by name.
+    if !matches!(
+        cli.cmd,
+        Cmd::Bucket {
+            cmd: BucketCmd::Create { .. }
+        }
+    ) {
+        for arg in std::env::args().skip(1) {
+            if let Some(name) = arg
+                .strip_prefix("s3://")
+                .and_then(|r| r.split('/').next())
+                .filter(|n| !n.is_empty())
+            {
+                client
+                    .add_remote_bucket(name, "aws")
+                    .await
+                    .with_context(|| format!("s3://{name}"))?;
+            }
+        }
+    }
     match cli.cmd {
+        Cmd::Prefetch(a) => objects::prefetch_or_evict(&client, a, false).await,
+        Cmd::Evict(a) => objects::prefetch_or_evict(&client, a, true).await,
         Cmd::Show { what } => match what {
             ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
             ShowCmd::Performance { interval, json } => {

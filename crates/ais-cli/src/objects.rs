@@ -59,6 +59,64 @@ pub struct LsArgs {
     /// List the members of archives (.tar, .tgz, .zip) too, as SHARD/MEMBER.
     #[arg(long)]
     archive: bool,
+    /// Remote buckets: only the objects cached in the cluster.
+    #[arg(long)]
+    cached: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoteArgs {
+    /// s3://BUCKET (or s3://BUCKET/OBJECT)
+    bucket: String,
+    /// Only objects whose names start with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Comma-separated object names.
+    #[arg(long, default_value = "")]
+    list: String,
+    /// A name template, e.g. "shard-{0000..0099}.tar".
+    #[arg(long, default_value = "")]
+    template: String,
+    /// Wait for the job (progress bar).
+    #[arg(long)]
+    wait: bool,
+}
+
+/// `ais prefetch` / `ais evict`.
+pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> anyhow::Result<()> {
+    let (bck, obj) = Bck::parse_uri(&a.bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !bck.is_remote() {
+        bail!(
+            "{} is not a remote bucket (expected s3://BUCKET)",
+            bck.cname()
+        );
+    }
+    let mut names: Vec<String> = a
+        .list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if !obj.is_empty() {
+        names.push(obj);
+    }
+    if evict && names.is_empty() && a.prefix.is_empty() && a.template.is_empty() {
+        client.evict_bucket(&bck.name).await?;
+        println!("evicted {}", bck.cname());
+        return Ok(());
+    }
+    let id = client
+        .prefetch_or_evict(&bck.name, evict, &names, &a.template, &a.prefix)
+        .await?;
+    let what = if evict { "evict" } else { "prefetch" };
+    println!("{what} {}: job {id}", bck.cname());
+    if a.wait {
+        crate::jobs::wait(client, &id, None).await
+    } else {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+        Ok(())
+    }
 }
 
 pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
@@ -80,7 +138,7 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
             ais_core::api::LSO_ARCH_DIR
         } else {
             0
-        },
+        } | if a.cached { 1 } else { 0 },
         ..Default::default()
     };
     let mut rows = Vec::new();

@@ -121,6 +121,49 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Starts a `prefetch-listrange` (or, `evict`, an `evict-listrange`)
+    /// job on the remote bucket `bucket`: `names`, or a `template`, or
+    /// (neither) every object under `prefix`; returns the job id.
+    pub async fn prefetch_or_evict(
+        &self,
+        bucket: &str,
+        evict: bool,
+        names: &[String],
+        template: &str,
+        prefix: &str,
+    ) -> Result<String> {
+        let act = ActMsg {
+            action: if evict {
+                "evict-listrange"
+            } else {
+                "prefetch-listrange"
+            }
+            .into(),
+            name: String::new(),
+            value: serde_json::json!({"objnames": names, "template": template, "prefix": prefix}),
+        };
+        let path = format!("{}?provider=aws", paths::bucket(bucket));
+        let method = if evict { Method::DELETE } else { Method::POST };
+        let resp = self.action(method, &path, &act).await?;
+        crate::text(resp).await
+    }
+
+    /// Removes the remote bucket `bucket` and every cached copy of its
+    /// objects from the cluster (`evict-remote-bck`); the backend keeps it.
+    pub async fn evict_bucket(&self, bucket: &str) -> Result<()> {
+        let path = format!("{}?provider=aws", paths::bucket(bucket));
+        self.action(Method::DELETE, &path, &ActMsg::new("evict-remote-bck"))
+            .await
+            .map(drop)
+    }
+
+    /// Makes the remote bucket known to the cluster (added on first use if
+    /// its backend has it).
+    pub async fn add_remote_bucket(&self, bucket: &str, provider: &str) -> Result<()> {
+        let url = self.url(&format!("{}?provider={provider}", paths::bucket(bucket)));
+        self.request(Method::HEAD, url, None, &[]).await.map(drop)
+    }
+
     /// Switches erasure coding on for `bucket` (`data`+`parity` slices) and
     /// starts the `ec-encode` job that codes its existing objects; returns
     /// the job id.

@@ -294,6 +294,26 @@ pub struct BucketProps {
     pub bid: String,
     #[serde(default)]
     pub created: String,
+    /// Remote-backend settings (`extra.aws.endpoint`, ...), AIStore's names.
+    #[serde(default)]
+    pub extra: ExtraConf,
+}
+
+/// `extra`: per-provider settings of a remote bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExtraConf {
+    #[serde(default)]
+    pub aws: AwsConf,
+}
+
+/// `extra.aws`: where an `s3://` bucket lives. Empty: the node's defaults
+/// (`AIS_S3_ENDPOINT` / `AWS_ENDPOINT_URL`, `AWS_REGION`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AwsConf {
+    #[serde(default)]
+    pub endpoint: String,
+    #[serde(default)]
+    pub cloud_region: String,
 }
 
 impl Default for BucketProps {
@@ -308,6 +328,7 @@ impl Default for BucketProps {
             features: "0".into(),
             bid: String::new(),
             created: String::new(),
+            extra: ExtraConf::default(),
         }
     }
 }

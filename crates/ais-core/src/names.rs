@@ -37,7 +37,17 @@ impl Bck {
 
     /// Canonical name used in messages: `ais://name`.
     pub fn cname(&self) -> String {
-        format!("{}://{}", self.provider, self.name)
+        let scheme = if self.provider == PROVIDER_AWS {
+            "s3"
+        } else {
+            &self.provider
+        };
+        format!("{scheme}://{}", self.name)
+    }
+
+    /// A bucket backed by a remote store (`s3://`).
+    pub fn is_remote(&self) -> bool {
+        self.provider != "ais"
     }
 
     /// `provider/@uuid#ns/name/` — the prefix of an object's uname.
@@ -97,14 +107,18 @@ impl Bck {
     }
 }
 
+/// Amazon S3 and S3-compatible backends (`s3://` buckets), AIStore's name.
+pub const PROVIDER_AWS: &str = "aws";
+
 pub fn normalize_provider(p: &str) -> Result<String, CoreError> {
     match p {
         "" | "ais" => Ok("ais".into()),
-        "aws" | "s3" | "gcp" | "gs" | "azure" | "az" | "oci" | "ht" => Err(CoreError::Unsupported(
-            format!("provider \"{p}\" is not supported: aistore-rs stores ais:// buckets only"),
-        )),
+        "aws" | "s3" => Ok(PROVIDER_AWS.into()),
+        "gcp" | "gs" | "azure" | "az" | "oci" | "ht" => Err(CoreError::Unsupported(format!(
+            "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets and fronts s3:// ones"
+        ))),
         other => Err(CoreError::invalid(format!(
-            "invalid provider \"{other}\" (expected \"ais\")"
+            "invalid provider \"{other}\" (expected \"ais\" or \"aws\"/\"s3\")"
         ))),
     }
 }

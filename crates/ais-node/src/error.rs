@@ -239,3 +239,21 @@ pub fn etl_kind(e: &EtlError, msg: String) -> ApiError {
         _ => ApiError::Internal(msg),
     }
 }
+
+impl From<crate::backend::BackendError> for ApiError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        use crate::backend::BackendError::*;
+        match &e {
+            NoEndpoint(_) | BadEndpoint(..) => ApiError::BadRequest(e.to_string()),
+            Unreachable(..) => ApiError::Unavailable(e.to_string()),
+            Status { status: 403, .. } => ApiError::Forbidden(e.to_string()),
+            Status { status: 404, .. } => ApiError::NotFound(e.to_string()),
+            // The remote failed: a bad gateway, not our internal error.
+            _ => ApiError::Peer {
+                status: StatusCode::BAD_GATEWAY,
+                tcode: String::new(),
+                message: e.to_string(),
+            },
+        }
+    }
+}

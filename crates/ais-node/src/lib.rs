@@ -13,6 +13,7 @@
 //! [`run`] starts a node; `main.rs` only parses flags.
 
 pub mod auth;
+pub mod backend;
 pub mod cred;
 pub mod error;
 pub mod http;

@@ -116,10 +116,30 @@ impl NodeCore {
     }
 
     /// Bucket properties from the BMD, or 404.
+    /// A bucket's props. Bucket names are unique across providers here, so
+    /// a name finds its bucket; a request that names a remote provider
+    /// (`s3://b`) does not find an `ais://` bucket of that name.
     pub fn bucket_props(&self, bck: &ais_core::Bck) -> ApiResult<ais_core::meta::BucketProps> {
         self.meta
             .with_bmd(|b| b.buckets.get(&bck.name).cloned())
+            .filter(|p| bck.provider == "ais" || p.provider == bck.provider)
             .ok_or_else(|| ApiError::bucket_not_found(bck))
+    }
+
+    /// The bucket `name` with its provider from the BMD (`ais` if unknown):
+    /// placement hashes the provider, so internal walks must use the same
+    /// one as clients' requests.
+    pub fn bck(&self, name: impl Into<String>) -> ais_core::Bck {
+        let name = name.into();
+        let provider = self
+            .meta
+            .with_bmd(|b| b.buckets.get(&name).map(|p| p.provider.clone()))
+            .unwrap_or_else(|| "ais".into());
+        ais_core::Bck {
+            name,
+            provider,
+            namespace: Default::default(),
+        }
     }
 
     pub fn apply_meta(&self, sync: &MetaSync) -> ApiResult<ais_cluster::Applied> {

@@ -34,10 +34,16 @@ pub fn list_buckets(p: &Proxy, ctx: &Ctx) -> Res {
     if let Some(prov) = ctx.query.get("provider") {
         ais_core::names::normalize_provider(prov)?;
     }
-    let list: Vec<Bck> = p
-        .core
-        .meta
-        .with_bmd(|b| b.buckets.keys().map(|n| Bck::ais(n.clone())).collect());
+    let list: Vec<Bck> = p.core.meta.with_bmd(|b| {
+        b.buckets
+            .iter()
+            .map(|(n, props)| Bck {
+                name: n.clone(),
+                provider: props.provider.clone(),
+                namespace: Default::default(),
+            })
+            .collect()
+    });
     json_ok(&list)
 }
 
@@ -46,7 +52,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
     let bck = ctx.bck(name)?;
     match ctx.method {
         Method::HEAD => {
-            let props = p.core.bucket_props(&bck)?;
+            let props = super::remote::props(p, &bck).await?;
             let mut r = empty(StatusCode::OK);
             let raw =
                 serde_json::to_string(&props).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -83,6 +89,9 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
                 "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
+                "prefetch-listrange" => {
+                    super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_PREFETCH).await
+                }
                 "ec-encode" => {
                     // The value: EC props to set first (`{"data_slices": 2, ...}`
                     // or `{"ec": {...}}`); erasure coding is switched on.
@@ -113,7 +122,20 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                 .await?
                 .unwrap_or_else(|| ActMsg::new(act::DESTROY_BCK));
             match msg.action.as_str() {
-                act::DESTROY_BCK => {
+                "evict-listrange" => {
+                    super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_EVICT).await
+                }
+                // A remote bucket leaves the cluster with its cached copies;
+                // the backend keeps it.
+                act::DESTROY_BCK | "evict-remote-bck" => {
+                    if msg.action != act::DESTROY_BCK
+                        && !p.core.bucket_props(&bck).is_ok_and(|b| b.provider != "ais")
+                    {
+                        return Err(ApiError::bad_request(format!(
+                            "evict-remote-bck: {} is not a remote bucket",
+                            bck.cname()
+                        )));
+                    }
                     p.primary()?
                         .update_bmd(|bmd| {
                             bmd.buckets
@@ -152,6 +174,14 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
 }
 
 async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
+    if bck.is_remote() {
+        // A remote bucket is added (its backend must have it), not created.
+        if p.core.bucket_props(bck).is_ok() {
+            return Err(ApiError::BucketExists(bck.cname()));
+        }
+        super::remote::add(p, bck, &msg.value).await?;
+        return Ok(empty(StatusCode::OK));
+    }
     let primary = p.primary()?;
     let mut props = BucketProps {
         bid: ais_core::gen_id(10),

@@ -147,7 +147,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
             msg.action
         )));
     };
-    let src_props = core.bucket_props(src)?;
+    let src_props = super::remote::props(p, src).await?;
     if src.name == dst.name && !tcb.dry_run {
         return Err(ApiError::bad_request(format!(
             "cannot {} {} onto itself (only with dry_run)",
@@ -171,8 +171,18 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
     }
     let primary = p.primary()?;
     let dst_existed = core.meta.with_bmd(|b| b.buckets.contains_key(&dst.name));
+    if dst.is_remote() || core.bck(dst.name.clone()).is_remote() {
+        return Err(ApiError::bad_request(format!(
+            "{}: the destination {} is a remote bucket; copy or transform into an ais:// bucket",
+            msg.action,
+            dst.cname()
+        )));
+    }
     if !tcb.dry_run && !dst_existed {
         let mut props = src_props.clone();
+        // A copy of a remote bucket is a bucket of the cluster's own.
+        props.provider = "ais".into();
+        props.extra = Default::default();
         props.bid = ais_core::gen_id(10);
         props.created = ais_core::now_ns().to_string();
         primary
@@ -194,6 +204,45 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         dst: dst.name.clone(),
         msg: tcb,
         skip_unchanged: dst_existed,
+        archive: None,
+    };
+    launch(p, spec).await
+}
+
+/// `POST /v1/buckets/B` with `prefetch-listrange`, `DELETE` with
+/// `evict-listrange`: a remote bucket's objects (names, a template, or a
+/// prefix) fetched into the cluster, or their cached copies removed.
+pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res {
+    let props = super::remote::props(p, bck).await?;
+    if props.provider == "ais" {
+        return Err(ApiError::bad_request(format!(
+            "{}: {} is for remote buckets (s3://); {} is an ais:// bucket",
+            msg.action,
+            msg.action.split('-').next().unwrap_or("prefetch"),
+            bck.cname()
+        )));
+    }
+    let mut tcb: TcbMsg = if msg.value.is_null() {
+        TcbMsg::default()
+    } else {
+        serde_json::from_value(msg.value)
+            .map_err(|e| ApiError::bad_request(format!("malformed {} message: {e}", msg.action)))?
+    };
+    if !tcb.template.is_empty() {
+        expand_template(&tcb.template, MAX_TEMPLATE)?;
+    }
+    tcb.coer = true;
+    let spec = JobSpec {
+        id: format!(
+            "{}-{}",
+            kind.split('-').next().unwrap_or(kind),
+            ais_core::gen_id(10)
+        ),
+        kind: kind.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: tcb,
+        skip_unchanged: false,
         archive: None,
     };
     launch(p, spec).await

@@ -1,6 +1,8 @@
 //! List objects: ask every target for its next page after the continuation
 //! token, merge in name order (the owner's copy wins a duplicate), answer in
 //! JSON or msgpack. Stateless: the token is the last name returned.
+//! `s3://` buckets list the backend's names, flagged cached where the
+//! cluster holds them (`remote.rs`).
 
 use super::Proxy;
 use crate::error::ApiError;
@@ -11,9 +13,12 @@ use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
 use ais_core::Bck;
 use axum::http::{header, StatusCode};
 
+/// List flag: only objects present in the cluster (remote buckets).
+const LSO_CACHED: u64 = 1;
+
 pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let core = &p.core;
-    core.bucket_props(bck)?;
+    let bprops = super::remote::props(p, bck).await?;
     let props = PropSet::parse(&msg.props)?;
     let page_size = if msg.pagesize == 0 || msg.pagesize > MAX_PAGE_SIZE {
         MAX_PAGE_SIZE
@@ -84,7 +89,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         kept += 1;
         kept <= page_size
     });
-    let token = if more {
+    let mut token = if more {
         merged
             .iter()
             .rev()
@@ -94,6 +99,25 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     } else {
         String::new()
     };
+    if bprops.provider != "ais" {
+        let bck = &Bck {
+            provider: bprops.provider.clone(),
+            ..bck.clone()
+        };
+        if msg.flags & LSO_CACHED != 0 {
+            // Only what the cluster holds: the local listing, flagged.
+            for (e, _) in merged.iter_mut() {
+                e.flags |= ais_core::api::ENTRY_FLAG_CACHED;
+            }
+        } else {
+            let local = merged.into_iter().map(|(e, _)| e).collect();
+            let (entries, t) =
+                super::remote::list_page(&bprops, bck, &msg.prefix, &after, page_size, local)
+                    .await?;
+            merged = entries.into_iter().map(|e| (e, true)).collect();
+            token = t;
+        }
+    }
     let uuid = if msg.uuid.is_empty() {
         ais_core::gen_id(10)
     } else {

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod listing;
 pub mod objects;
+pub mod remote;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Member, NodeCore};

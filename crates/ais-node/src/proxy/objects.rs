@@ -68,7 +68,7 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
     ])?;
     let core = &p.core;
     let (bck, obj) = ctx.bck_obj(bucket, obj)?;
-    core.bucket_props(&bck)?;
+    super::remote::props(p, &bck).await?;
     if ctx.method == Method::GET {
         ctx.query
             .reject_unknown("GET of an object", crate::http::GET_OBJECT_PARAMS)?;
@@ -141,7 +141,7 @@ pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
         .clone()
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| bucket.to_string());
-    let bck = ais_core::Bck::ais(b);
+    let bck = core.bck(b);
     let dt = core.owner(&bck.obj_uname(&first.obj_name)).ok_or_else(|| {
         ApiError::unavailable("the cluster has no storage targets yet; start a target")
     })?;

@@ -25,6 +25,15 @@ pub const JOB_RESILVER: &str = "resilver";
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 
+/// Job kind that fetches a remote bucket's objects into the cluster
+/// (`prefetch-listrange`): names, a template, or a prefix of the backend's
+/// listing; each target fetches the ones it owns.
+pub const JOB_PREFETCH: &str = "prefetch-listrange";
+
+/// Job kind that removes cached copies of a remote bucket's objects
+/// (`evict-listrange`); the backend keeps them.
+pub const JOB_EVICT: &str = "evict-listrange";
+
 /// Proxy → target: one offline job, as each target runs its share of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {

@@ -187,7 +187,7 @@ pub async fn run_job(t: &Arc<Target>, job: &Arc<super::jobs::TargetJob>) -> ApiR
         .archive
         .clone()
         .ok_or_else(|| ApiError::bad_request("archive job without a shard name"))?;
-    let (src, dst) = (Bck::ais(spec.src.clone()), Bck::ais(spec.dst.clone()));
+    let (src, dst) = (t.core.bck(spec.src.clone()), t.core.bck(spec.dst.clone()));
     let owner = t.core.owner(&dst.obj_uname(&a.name));
     if owner.is_none_or(|o| o.daemon_id != t.core.id) {
         job.counted.store(true, Ordering::Relaxed);

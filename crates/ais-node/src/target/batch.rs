@@ -124,7 +124,7 @@ struct Item {
     opaque: Option<String>,
 }
 
-fn resolve(req: &MossReq, default_bck: &str) -> ApiResult<Vec<Item>> {
+fn resolve(t: &Target, req: &MossReq, default_bck: &str) -> ApiResult<Vec<Item>> {
     if req.items.is_empty() {
         return Err(ApiError::bad_request(
             "Get-Batch request has no items (\"in\" is empty)",
@@ -157,17 +157,13 @@ fn resolve(req: &MossReq, default_bck: &str) -> ApiResult<Vec<Item>> {
                 m.obj_name
             )));
         }
-        if let Some(p) = m
-            .provider
-            .as_deref()
-            .filter(|p| !p.is_empty() && *p != "ais")
-        {
-            return Err(ApiError::bad_request(format!(
-                "Get-Batch item {i}: provider \"{p}\" is not supported (ais only)"
-            )));
-        }
+        let named = Bck::validated(&bucket, m.provider.as_deref().filter(|p| !p.is_empty()))
+            .map_err(|e| ApiError::bad_request(format!("Get-Batch item {i}: {e}")))?;
         ais_core::names::validate_object_name(&obj)?;
-        let bck = Bck::ais(bucket);
+        let bck = t.core.bck(bucket);
+        if named.is_remote() && bck.provider != named.provider {
+            return Err(ApiError::bucket_not_found(&named));
+        }
         let start = m.start.unwrap_or(0);
         let range = match (start, m.length) {
             (s, _) if s < 0 => {
@@ -336,7 +332,7 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
         req.etl_args = Some(a.to_string());
     }
     let fmt = parse_fmt(req.mime.as_deref())?;
-    let items = resolve(&req, bucket)?;
+    let items = resolve(t, &req, bucket)?;
     if let Some(e) = &req.etl_name {
         if !t.core.meta.etlmd().etls.contains_key(e) {
             return Err(ApiError::etl_not_found(&t.core.name, e));

@@ -426,6 +426,10 @@ async fn restore_once(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
 /// copy, rebuild it. `Ok(true)`: rebuilt (read again); `Ok(false)`: not
 /// applicable or nothing to rebuild from.
 pub async fn recover(t: &Target, bck: &Bck, obj: &str, e: &StorageError) -> ApiResult<bool> {
+    // A remote bucket's object missing here comes from its backend.
+    if bck.is_remote() || super::remote::backend_of(t, bck).is_some() {
+        return super::remote::recover(t, bck, obj, e).await;
+    }
     if !matches!(
         e,
         StorageError::NotFound | StorageError::SizeMismatch { .. } | StorageError::Corrupt { .. }
@@ -628,7 +632,7 @@ pub async fn repair_all(t: &Arc<Target>, job: &TargetJob) {
             .collect()
     });
     for b in buckets {
-        let bck = Bck::ais(b);
+        let bck = t.core.bck(b);
         if let Err(e) = repair_bucket(t, &bck, job).await {
             job.record(&format!("{} (erasure-coded parts)", bck.cname()), &e);
         }

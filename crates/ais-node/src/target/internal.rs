@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode};
 /// `GET /v1/internal/list/B?prefix=&after=&limit=&props=`.
 pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
     ctx.expect_method(&[Method::GET])?;
-    let bck = Bck::ais(bucket);
+    let bck = t.core.bck(bucket);
     t.core.bucket_props(&bck)?;
     let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
     let after = ctx.query.get("after").unwrap_or("").to_string();

@@ -256,10 +256,10 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             REBALANCE => rebalance(&t, &j).await,
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
             ARCHIVE => super::archive::run_job(&t, &j).await,
-            EC_ENCODE => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+            EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB => match run(&t, &j).await {
                 // Then the bucket's erasure-coded parts.
-                Ok(()) => super::ec::repair_bucket(&t, &Bck::ais(j.spec.src.clone()), &j).await,
+                Ok(()) => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
                 e => e,
             },
             _ => run(&t, &j).await,
@@ -346,7 +346,19 @@ impl Cursor {
         if self.done {
             return Ok(None);
         }
-        let src = Bck::ais(spec.src.clone());
+        let src = t.core.bck(spec.src.clone());
+        // Jobs that read a remote bucket's objects walk the backend's names
+        // (each target the ones it owns); the others walk what is here.
+        let remote = if walks_backend(&spec.kind) {
+            super::remote::backend_of(t, &src).transpose()?
+        } else {
+            None
+        };
+        let owned = |n: &str| {
+            t.core
+                .owner(&src.obj_uname(n))
+                .is_some_and(|o| o.daemon_id == t.core.id)
+        };
         if let Some(names) = &self.names {
             let end = (self.pos + 1000).min(names.len());
             let mut page = Vec::new();
@@ -354,13 +366,39 @@ impl Cursor {
                 if ais_core::names::validate_object_name(n).is_err() {
                     continue;
                 }
-                if let Ok(info) = t.store.head(&src, n).await {
+                if remote.is_some() {
+                    if owned(n) {
+                        page.push((n.clone(), 0));
+                    }
+                } else if let Ok(info) = t.store.head(&src, n).await {
                     page.push((n.clone(), info.attrs.size));
                 }
             }
             self.pos = end;
             self.done = end >= names.len();
             return Ok(Some(page));
+        }
+        if let Some(remote) = remote {
+            let (entries, next) = remote
+                .list_page(
+                    crate::backend::http(),
+                    &spec.msg.prefix,
+                    &self.after,
+                    None,
+                    1000,
+                )
+                .await?;
+            self.done = next.is_none() || entries.is_empty();
+            if let Some(l) = entries.last() {
+                self.after = l.name.clone();
+            }
+            return Ok(Some(
+                entries
+                    .into_iter()
+                    .filter(|e| owned(&e.name))
+                    .map(|e| (e.name, e.size))
+                    .collect(),
+            ));
         }
         let (store, p, a, name) = (
             t.store.clone(),
@@ -449,6 +487,9 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     if spec.kind == SCRUB {
         return scrub_one(t, job, name, size).await;
     }
+    if spec.kind == crate::rpc::types::JOB_PREFETCH || spec.kind == crate::rpc::types::JOB_EVICT {
+        return remote_one(t, job, name, size).await;
+    }
     let dst_name = spec.msg.dst_name(name);
     ais_core::names::validate_object_name(&dst_name)?;
     job.in_bytes.fetch_add(size, Ordering::Relaxed);
@@ -457,7 +498,7 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         job.bytes.fetch_add(size, Ordering::Relaxed);
         return Ok(());
     }
-    let src = Bck::ais(spec.src.clone());
+    let src = t.core.bck(spec.src.clone());
     let path = t.store.obj_path(&src, name);
     let rt = if spec.kind.starts_with("etl") {
         Some(t.etl.get(&spec.msg.id).ok_or_else(|| {
@@ -524,6 +565,42 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     put_to_owner(t, &spec.dst, &dst_name, out, &path, custom).await?;
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether a job of `kind` reads a remote bucket's objects from its
+/// backend (copies, transforms, prefetch) rather than only the cached ones.
+fn walks_backend(kind: &str) -> bool {
+    kind.starts_with("etl") || kind == "copy-bck" || kind == crate::rpc::types::JOB_PREFETCH
+}
+
+/// Prefetch (fetch into the cache unless cached) or evict (remove the
+/// cached copy) one object of a remote bucket.
+async fn remote_one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
+    let bck = t.core.bck(job.spec.src.clone());
+    let serr = |e| error::storage(&t.core.name, &bck, name, e);
+    if job.spec.kind == crate::rpc::types::JOB_EVICT {
+        match t.store.delete_copies(&bck, name).await {
+            Ok(()) => {}
+            Err(ais_storage::StorageError::NotFound) => return Ok(()),
+            Err(e) => return Err(serr(e)),
+        }
+        job.done_one(size);
+        return Ok(());
+    }
+    if let Ok(info) = t.store.head(&bck, name).await {
+        job.skipped.fetch_add(1, Ordering::Relaxed);
+        job.done_one(info.attrs.size);
+        return Ok(());
+    }
+    let remote = super::remote::backend_of(t, &bck)
+        .transpose()?
+        .ok_or_else(|| ApiError::bad_request(format!("{} is not a remote bucket", bck.cname())))?;
+    if !super::remote::fetch(t, &remote, &bck, name).await? {
+        return Err(ApiError::object_not_found(&t.core.name, &bck, name));
+    }
+    let got = t.store.head(&bck, name).await.map_err(serr)?;
+    job.done_one(got.attrs.size);
     Ok(())
 }
 
@@ -607,7 +684,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             .map(|(name, size)| {
                 let (job, t, b) = (job.clone(), t.clone(), b.clone());
                 async move {
-                    let bck = Bck::ais(b.clone());
+                    let bck = t.core.bck(b.clone());
                     loop {
                         if job.aborted.load(Ordering::Relaxed) {
                             return;
@@ -817,7 +894,7 @@ pub const ARCHIVE: &str = crate::rpc::types::JOB_ARCHIVE;
 pub const EC_ENCODE: &str = crate::rpc::types::JOB_EC_ENCODE;
 
 async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
-    let bck = Bck::ais(job.spec.src.clone());
+    let bck = t.core.bck(job.spec.src.clone());
     let copies = t
         .core
         .bucket_props(&bck)
@@ -844,7 +921,7 @@ async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiRes
 
 /// Attributes of a destination object on its owner target, if it exists.
 async fn dst_attrs(t: &Target, dst: &str, name: &str) -> Option<ObjAttrs> {
-    let dbck = Bck::ais(dst.to_string());
+    let dbck = t.core.bck(dst);
     let owner = t.core.owner(&dbck.obj_uname(name))?;
     if owner.daemon_id == t.core.id {
         return t.store.head(&dbck, name).await.ok().map(|i| i.attrs);
@@ -867,7 +944,7 @@ pub async fn put_to_owner(
     path: &std::path::Path,
     custom: BTreeMap<String, String>,
 ) -> ApiResult<()> {
-    let dbck = Bck::ais(dst.to_string());
+    let dbck = t.core.bck(dst);
     let owner = t
         .core
         .owner(&dbck.obj_uname(name))

@@ -13,6 +13,7 @@ pub mod internal;
 pub mod jobs;
 pub mod lifecycle;
 pub mod objects;
+pub mod remote;
 pub mod resilver;
 pub mod stats;
 
@@ -357,7 +358,7 @@ impl Target {
     fn destroy_buckets(&self, old: &ais_core::meta::Bmd) {
         let new = self.core.meta.bmd();
         for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {
-            let bck = Bck::ais(name.clone());
+            let bck = self.core.bck(name.clone());
             if let Err(e) = self.store.destroy_bucket(&bck) {
                 tracing::error!(bucket = %bck.cname(), error = %e, "failed to remove destroyed bucket");
             }

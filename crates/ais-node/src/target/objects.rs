@@ -70,6 +70,33 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
             Err(e) => return Err(storage_err(t, bck, obj, e)),
         }
     }
+    // A remote bucket on the object's owner: a miss streams from the
+    // backend (ranges fetch it whole first, below); a warm copy is checked
+    // against the backend when the bucket asks for it.
+    let ranged = ctx.headers.contains_key(header::RANGE);
+    if foreign.is_none() {
+        if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+            match store.head(bck, obj).await {
+                Err(StorageError::NotFound) if !ranged => {
+                    return super::remote::cold_get(t, remote, bck, obj).await;
+                }
+                Ok(info) if props.checksum.validate_warm_get => {
+                    use super::remote::Warm;
+                    match super::remote::validate(t, &remote, bck, obj, &info.attrs.custom).await? {
+                        Warm::Current => {}
+                        Warm::Changed if !ranged => {
+                            return super::remote::cold_get(t, remote, bck, obj).await;
+                        }
+                        Warm::Changed => {}
+                        Warm::Gone => {
+                            return Err(ApiError::object_not_found(&t.core.name, bck, obj))
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     let opened = match store.open_obj(bck, obj).await {
         // Missing or damaged here: rebuilt from erasure-coded parts if the
         // bucket has them.
@@ -224,14 +251,22 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     } else {
         PropSet::parse(ctx.query.get("props").unwrap_or(""))?
     };
+    let remote_bucket = bck.is_remote() || super::remote::backend_of(t, bck).is_some();
     let found = match store.head(bck, obj).await {
-        Err(e) if super::ec::recover(t, bck, obj, &e).await? => store.head(bck, obj).await,
+        Err(e) if !remote_bucket && super::ec::recover(t, bck, obj, &e).await? => {
+            store.head(bck, obj).await
+        }
         r => r,
     };
     let info = match found {
         Ok(i) => i,
         Err(StorageError::NotFound) => {
             let foreign = t.foreign_owner(ctx, bck, obj);
+            if foreign.is_none() {
+                if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+                    return super::remote::head(t, &remote, bck, obj).await;
+                }
+            }
             return t.not_here(ctx, bck, obj, foreign).await;
         }
         Err(e) => return Err(storage_err(t, bck, obj, e)),
@@ -262,6 +297,19 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         h.insert("Ais-Size", HeaderValue::from(info.attrs.size));
     }
     Ok(r)
+}
+
+/// Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
+/// or comma-separated), kept with the object.
+fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String> {
+    ctx.headers
+        .get_all("ais-custom-md")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 fn put_headers(r: &mut Response, a: &ObjAttrs) {
@@ -315,6 +363,22 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
+    if moved_version.is_none() {
+        if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+            let len = expected.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "PUT {}/{obj}: a PUT into a remote bucket needs a Content-Length",
+                    bck.cname()
+                ))
+            })?;
+            let attrs =
+                super::remote::put_through(t, remote, bck, obj, len, body, custom_md(ctx)).await?;
+            t.mark_deleted(&bck.obj_uname(obj), false);
+            let mut r = empty(StatusCode::OK);
+            put_headers(&mut r, &attrs);
+            return Ok(r);
+        }
+    }
     let copies = t
         .core
         .bucket_props(bck)
@@ -348,15 +412,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     }
     // Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
     // or comma-separated), kept with the object.
-    let mut custom: std::collections::BTreeMap<String, String> = ctx
-        .headers
-        .get_all("ais-custom-md")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let mut custom = custom_md(ctx);
     // A rebalance move: the bytes must match the source's stored checksum.
     if let Some(want) = custom.remove(crate::rpc::MOVE_CKSUM) {
         if moved_version.is_some() && want != w.cksum_so_far() {
@@ -436,6 +492,16 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
+    // A remote bucket's object goes at its backend first (a failure there
+    // leaves the cached copy as it was).
+    let mut at_backend = false;
+    if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+        at_backend = remote
+            .head_object(crate::backend::http(), obj)
+            .await?
+            .is_some();
+        remote.delete_object(crate::backend::http(), obj).await?;
+    }
     t.mark_deleted(&bck.obj_uname(obj), true);
     let local = match t.store.delete(bck, obj).await {
         Ok(()) => true,
@@ -456,7 +522,7 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
             )))
         }
     };
-    if local || remote {
+    if local || remote || at_backend {
         Ok(empty(StatusCode::OK))
     } else {
         Err(ApiError::object_not_found(&t.core.name, bck, obj))

@@ -125,7 +125,7 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         resilver_pass(t, job, &buckets, pass == 0).await?;
     }
     for b in &buckets {
-        let bck = Bck::ais(b.clone());
+        let bck = t.core.bck(b.clone());
         let copies = t
             .core
             .bucket_props(&bck)
@@ -150,12 +150,12 @@ async fn resilver_pass(
 ) -> ApiResult<()> {
     let mut work = Vec::new();
     for b in buckets {
-        let (store, bck) = (t.store.clone(), Bck::ais(b.clone()));
+        let (store, bck) = (t.store.clone(), t.core.bck(b.clone()));
         let names = tokio::task::spawn_blocking(move || store.misplaced(&bck))
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| ApiError::internal(format!("{}: resilver: {e}", t.core.name)))?;
-        work.push((Bck::ais(b.clone()), names));
+        work.push((t.core.bck(b.clone()), names));
     }
     if count {
         job.set_total(work.iter().map(|(_, n)| n.len() as u64).sum(), 0);

@@ -1,0 +1,319 @@
+//! Remote backends of `s3://` buckets: an S3 (or S3-compatible) endpoint
+//! that holds the bucket's objects; the cluster caches them. Requests are
+//! presigned with SigV4 by `rusty-s3` (sans-IO) and sent with the node's
+//! `reqwest` client, bodies streamed both ways.
+//!
+//! Where a bucket lives: its `extra.aws.endpoint` / `extra.aws.cloud_region`
+//! props, else the node's `AIS_S3_ENDPOINT` (or `AWS_ENDPOINT_URL`) and
+//! `AWS_REGION` (default `us-east-1`). Credentials: `AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY` (unsigned requests without them).
+
+use ais_core::meta::BucketProps;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use std::time::Duration;
+
+/// What a remote call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("no S3 endpoint configured for s3://{0} (set the bucket's extra.aws.endpoint or the node's AIS_S3_ENDPOINT)")]
+    NoEndpoint(String),
+    #[error("invalid S3 endpoint \"{0}\": {1}")]
+    BadEndpoint(String, String),
+    #[error("S3 backend {0} unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("S3 backend {url}: {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("S3 backend: malformed listing: {0}")]
+    Listing(String),
+}
+
+impl BackendError {
+    /// The remote's HTTP status, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BackendError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// A remote object's identity as the backend reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteAttrs {
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    pub last_modified: String,
+}
+
+/// One listed remote object.
+#[derive(Debug, Clone)]
+pub struct RemoteEntry {
+    pub name: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// Custom-metadata keys a cached copy keeps of its remote original.
+pub const MD_ETAG: &str = "remote.etag";
+pub const MD_LAST_MODIFIED: &str = "remote.last_modified";
+
+/// Presigned URLs are used at once; this only bounds clock skew.
+const SIGN_FOR: Duration = Duration::from_secs(600);
+
+/// One remote bucket.
+pub struct S3Bucket {
+    bucket: Bucket,
+    creds: Option<Credentials>,
+    endpoint: String,
+}
+
+impl S3Bucket {
+    /// The remote of bucket `name` with `props`.
+    pub fn new(name: &str, props: &BucketProps) -> Result<Self> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = Some(props.extra.aws.endpoint.clone())
+            .filter(|e| !e.is_empty())
+            .or_else(|| env("AIS_S3_ENDPOINT"))
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .ok_or_else(|| BackendError::NoEndpoint(name.to_string()))?;
+        let region = Some(props.extra.aws.cloud_region.clone())
+            .filter(|r| !r.is_empty())
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".into());
+        let url = endpoint.parse().map_err(|e: url::ParseError| {
+            BackendError::BadEndpoint(endpoint.clone(), e.to_string())
+        })?;
+        let bucket = Bucket::new(url, UrlStyle::Path, name.to_string(), region)
+            .map_err(|e| BackendError::BadEndpoint(endpoint.clone(), e.to_string()))?;
+        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(k), Some(s)) => Some(Credentials::new(k, s)),
+            _ => None,
+        };
+        Ok(Self {
+            bucket,
+            creds,
+            endpoint,
+        })
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> BackendError {
+        BackendError::Unreachable(self.endpoint.clone(), e.to_string())
+    }
+
+    async fn check(&self, r: reqwest::Response) -> Result<reqwest::Response> {
+        if r.status().is_success() {
+            return Ok(r);
+        }
+        let status = r.status().as_u16();
+        let url = r.url().path().to_string();
+        let body = r.text().await.unwrap_or_default();
+        Err(BackendError::Status {
+            url,
+            status,
+            body: s3_message(&body),
+        })
+    }
+
+    /// Whether the bucket exists there.
+    pub async fn head_bucket(&self, http: &reqwest::Client) -> Result<bool> {
+        let url = self.bucket.head_bucket(self.creds.as_ref()).sign(SIGN_FOR);
+        let r = http
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        match r.status().as_u16() {
+            404 => Ok(false),
+            _ => self.check(r).await.map(|_| true),
+        }
+    }
+
+    /// The object's attributes there; `None`: it does not exist.
+    pub async fn head_object(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+    ) -> Result<Option<RemoteAttrs>> {
+        let url = self
+            .bucket
+            .head_object(self.creds.as_ref(), key)
+            .sign(SIGN_FOR);
+        let r = http
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let r = self.check(r).await?;
+        Ok(Some(attrs_of(r.headers())))
+    }
+
+    /// Starts a GET of the object (the body streams from the response);
+    /// `None`: it does not exist.
+    pub async fn get_object(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+    ) -> Result<Option<(RemoteAttrs, reqwest::Response)>> {
+        let url = self
+            .bucket
+            .get_object(self.creds.as_ref(), key)
+            .sign(SIGN_FOR);
+        let r = http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        let r = self.check(r).await?;
+        let mut a = attrs_of(r.headers());
+        if let Some(n) = r.content_length() {
+            a.size = n;
+        }
+        Ok(Some((a, r)))
+    }
+
+    /// Uploads `len` bytes of `body` as `key`; the new ETag.
+    pub async fn put_object(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<RemoteAttrs> {
+        let url = self
+            .bucket
+            .put_object(self.creds.as_ref(), key)
+            .sign(SIGN_FOR);
+        let r = http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let r = self.check(r).await?;
+        let mut a = attrs_of(r.headers());
+        a.size = len;
+        Ok(a)
+    }
+
+    /// Removes `key` there (absent is not an error, as in S3).
+    pub async fn delete_object(&self, http: &reqwest::Client, key: &str) -> Result<()> {
+        let url = self
+            .bucket
+            .delete_object(self.creds.as_ref(), key)
+            .sign(SIGN_FOR);
+        let r = http
+            .delete(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if r.status().as_u16() == 404 {
+            return Ok(());
+        }
+        self.check(r).await.map(drop)
+    }
+
+    /// One page of the remote listing (keys in order), and the token of
+    /// the next one.
+    pub async fn list_page(
+        &self,
+        http: &reqwest::Client,
+        prefix: &str,
+        start_after: &str,
+        token: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<RemoteEntry>, Option<String>)> {
+        let mut a = self.bucket.list_objects_v2(self.creds.as_ref());
+        if !prefix.is_empty() {
+            a.with_prefix(prefix);
+        }
+        if !start_after.is_empty() {
+            a.with_start_after(start_after);
+        }
+        if let Some(t) = token {
+            a.with_continuation_token(t);
+        }
+        a.with_max_keys(max.clamp(1, 1000));
+        let url = a.sign(SIGN_FOR);
+        let r = http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let text = self
+            .check(r)
+            .await?
+            .text()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
+            .map_err(|e| BackendError::Listing(e.to_string()))?;
+        let entries = page
+            .contents
+            .into_iter()
+            .map(|c| RemoteEntry {
+                name: c.key,
+                size: c.size.unwrap_or(0),
+                etag: c.etag.unwrap_or_default().trim_matches('"').to_string(),
+            })
+            .collect();
+        Ok((entries, page.next_continuation_token))
+    }
+}
+
+fn attrs_of(h: &reqwest::header::HeaderMap) -> RemoteAttrs {
+    let s = |k: reqwest::header::HeaderName| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    RemoteAttrs {
+        size: s(reqwest::header::CONTENT_LENGTH).parse().unwrap_or(0),
+        etag: s(reqwest::header::ETAG).trim_matches('"').to_string(),
+        last_modified: s(reqwest::header::LAST_MODIFIED),
+    }
+}
+
+/// S3's `<Message>` from an XML error body (else the body, shortened).
+fn s3_message(body: &str) -> String {
+    let pick = |tag: &str| {
+        let open = format!("<{tag}>");
+        let close = format!("</{tag}>");
+        let i = body.find(&open)? + open.len();
+        let j = body[i..].find(&close)? + i;
+        Some(body[i..j].to_string())
+    };
+    match (pick("Code"), pick("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => body.chars().take(200).collect(),
+    }
+}
+
+/// The HTTP client for remote backends (no cluster credentials on it).
+pub fn http() -> &'static reqwest::Client {
+    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default()
+    })
+}

@@ -1,0 +1,299 @@
+//! `s3://` buckets on a target: the cluster caches the backend's objects.
+//! A cold GET on the owner streams the object from the backend to the
+//! client and into the cache at once (committed only when whole); later
+//! GETs are local. With `validate_warm_get`, a warm GET first asks the
+//! backend for the object's ETag: changed behind our back → refetched;
+//! gone → evicted here and 404. PUT writes through (backend first, then
+//! the cache, one pass over the body); DELETE removes both. Other readers
+//! (ETL, Get-Batch, jobs, HEAD) get missing objects through [`recover`].
+
+use super::Target;
+use crate::backend::{self, RemoteAttrs, S3Bucket, MD_ETAG, MD_LAST_MODIFIED};
+use crate::error::{self, ApiError, ApiResult};
+use crate::http::Res;
+use ais_core::Bck;
+use ais_storage::StorageError;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The bucket's backend, if it is a remote bucket.
+pub fn backend_of(t: &Target, bck: &Bck) -> Option<ApiResult<S3Bucket>> {
+    let props = t.core.bucket_props(bck).ok()?;
+    if props.provider != ais_core::names::PROVIDER_AWS {
+        return None;
+    }
+    Some(S3Bucket::new(&bck.name, &props).map_err(ApiError::from))
+}
+
+fn custom_of(a: &RemoteAttrs) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    if !a.etag.is_empty() {
+        m.insert(MD_ETAG.into(), a.etag.clone());
+    }
+    if !a.last_modified.is_empty() {
+        m.insert(MD_LAST_MODIFIED.into(), a.last_modified.clone());
+    }
+    m
+}
+
+fn owned_here(t: &Target, bck: &Bck, obj: &str) -> bool {
+    t.core
+        .owner(&bck.obj_uname(obj))
+        .is_some_and(|o| o.daemon_id == t.core.id)
+}
+
+/// A local read of `obj` failed with `e`: on the owner of a remote
+/// bucket's object that is missing here, fetch it into the cache.
+/// `Ok(true)`: fetched (read again). `Ok(false)`: not a remote miss.
+pub async fn recover(t: &Target, bck: &Bck, obj: &str, e: &StorageError) -> ApiResult<bool> {
+    if !matches!(e, StorageError::NotFound) || !owned_here(t, bck, obj) {
+        return Ok(false);
+    }
+    let Some(remote) = backend_of(t, bck) else {
+        return Ok(false);
+    };
+    fetch(t, &remote?, bck, obj).await
+}
+
+/// Copies the object from the backend into the cache (whole, then
+/// committed). `Ok(false)`: the backend does not have it.
+pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiResult<bool> {
+    let Some((attrs, resp)) = remote.get_object(backend::http(), obj).await? else {
+        return Ok(false);
+    };
+    let serr = |e| error::storage(&t.core.name, bck, obj, e);
+    let copies = t
+        .core
+        .bucket_props(bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
+    let mut w = t
+        .store
+        .begin_put_copies(bck, obj, copies)
+        .await
+        .map_err(serr)?;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::unavailable(format!(
+                "{}: fetching {}/{obj} from its backend failed after {} bytes: {e}",
+                t.core.name,
+                bck.cname(),
+                w.written()
+            ))
+        })?;
+        w.write(&chunk).await.map_err(serr)?;
+    }
+    if w.written() != attrs.size {
+        return Err(ApiError::unavailable(format!(
+            "{}: the backend sent {} of {} bytes of {}/{obj}; nothing was cached",
+            t.core.name,
+            w.written(),
+            attrs.size,
+            bck.cname()
+        )));
+    }
+    w.commit(custom_of(&attrs)).await.map_err(serr)?;
+    tracing::debug!(object = %format!("{}/{obj}", bck.cname()), size = attrs.size, "cached from backend");
+    Ok(true)
+}
+
+/// Cold GET on the owner: the backend's bytes go to the client and into
+/// the cache at once. A backend failure mid-way ends the client's body
+/// early (its Content-Length is never met: no partial object is served as
+/// whole) and caches nothing; a client that hangs up does not stop the
+/// caching.
+pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -> Res {
+    let Some((attrs, resp)) = remote.get_object(backend::http(), obj).await? else {
+        return Err(ApiError::object_not_found(&t.core.name, bck, obj));
+    };
+    let serr = {
+        let (name, bck, obj) = (t.core.name.clone(), bck.clone(), obj.to_string());
+        move |e| error::storage(&name, &bck, &obj, e)
+    };
+    let copies = t
+        .core
+        .bucket_props(bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
+    let mut w = t
+        .store
+        .begin_put_copies(bck, obj, copies)
+        .await
+        .map_err(serr.clone())?;
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let (size, cname) = (attrs.size, format!("{}/{obj}", bck.cname()));
+    let (t2, bck2, obj2) = (t.clone(), bck.clone(), obj.to_string());
+    let custom = custom_of(&attrs);
+    tokio::spawn(async move {
+        let mut body = resp.bytes_stream();
+        let mut client = true;
+        let failed = loop {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    if let Err(e) = w.write(&chunk).await {
+                        break Some(serr(e).to_string());
+                    }
+                    if client && tx.send(Ok(chunk)).await.is_err() {
+                        client = false;
+                    }
+                }
+                Some(Err(e)) => break Some(format!("the backend stream failed: {e}")),
+                None => break None,
+            }
+        };
+        let failed = failed.or_else(|| {
+            (w.written() != size)
+                .then(|| format!("the backend sent {} of {size} bytes", w.written()))
+        });
+        if let Some(why) = failed {
+            tracing::warn!(object = %cname, error = %why, "cold GET failed; nothing cached");
+            let _ = tx.send(Err(std::io::Error::other(why))).await;
+            return;
+        }
+        drop(tx);
+        if let Err(e) = w.commit(custom).await {
+            let e = error::storage(&t2.core.name, &bck2, &obj2, e);
+            tracing::warn!(object = %cname, error = %e, "cold GET served but not cached");
+        }
+    });
+    let mut r = Response::new(Body::from_stream(rx));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(r)
+}
+
+/// What a warm GET with `validate_warm_get` found at the backend.
+pub enum Warm {
+    /// The cached copy is the backend's current object.
+    Current,
+    /// The backend has another version: the cached copy was evicted.
+    Changed,
+    /// The backend no longer has it: the cached copy was evicted.
+    Gone,
+}
+
+/// Compares the cached copy's ETag with the backend's (one HEAD there).
+pub async fn validate(
+    t: &Target,
+    remote: &S3Bucket,
+    bck: &Bck,
+    obj: &str,
+    custom: &BTreeMap<String, String>,
+) -> ApiResult<Warm> {
+    let there = remote.head_object(backend::http(), obj).await?;
+    let verdict = match there {
+        None => Warm::Gone,
+        Some(a) if Some(&a.etag) == custom.get(MD_ETAG) => return Ok(Warm::Current),
+        Some(_) => Warm::Changed,
+    };
+    match t.store.delete(bck, obj).await {
+        Ok(()) | Err(StorageError::NotFound) => {}
+        Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
+    }
+    tracing::info!(object = %format!("{}/{obj}", bck.cname()), gone = matches!(verdict, Warm::Gone), "cached copy is stale: evicted");
+    Ok(verdict)
+}
+
+/// HEAD of an object the cluster does not hold: the backend's attributes.
+pub async fn head(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> Res {
+    let Some(a) = remote.head_object(backend::http(), obj).await? else {
+        return Err(ApiError::object_not_found(&t.core.name, bck, obj));
+    };
+    let mut r = crate::http::empty(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(a.size));
+    h.insert("Ais-Size", HeaderValue::from(a.size));
+    h.insert("Ais-Present", HeaderValue::from_static("false"));
+    for (k, v) in [
+        ("Ais-Name", obj),
+        ("Ais-Bucket-Name", &bck.name),
+        ("Ais-Bucket-Provider", &bck.provider),
+        ("Ais-Version", &a.etag),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    }
+    Ok(r)
+}
+
+/// PUT through to the backend: the body goes to the backend and into the
+/// cache in one pass; the cached copy is committed (with the backend's
+/// ETag) only after the backend acknowledged the object.
+pub async fn put_through(
+    t: &Target,
+    remote: S3Bucket,
+    bck: &Bck,
+    obj: &str,
+    len: u64,
+    body: Body,
+    mut custom: BTreeMap<String, String>,
+) -> ApiResult<ais_core::meta::ObjAttrs> {
+    let serr = |e| error::storage(&t.core.name, bck, obj, e);
+    let copies = t
+        .core
+        .bucket_props(bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
+    let mut w = t
+        .store
+        .begin_put_copies(bck, obj, copies)
+        .await
+        .map_err(serr)?;
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let key = obj.to_string();
+    let up = tokio::spawn(async move {
+        remote
+            .put_object(backend::http(), &key, reqwest::Body::wrap_stream(rx), len)
+            .await
+    });
+    let mut stream = body.into_data_stream();
+    let mut received = Ok(());
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                received = Err(ApiError::bad_request(format!(
+                    "PUT {}/{obj}: failed to receive the body after {} bytes ({e}); nothing was stored",
+                    bck.cname(),
+                    w.written()
+                )));
+                break;
+            }
+        };
+        w.write(&chunk).await.map_err(serr)?;
+        if tx.send(Ok(chunk)).await.is_err() {
+            break; // The backend ended the upload: its answer says why.
+        }
+    }
+    if received.is_ok() && w.written() != len {
+        received = Err(ApiError::bad_request(format!(
+            "PUT {}/{obj}: received {} of {len} bytes; nothing was stored",
+            bck.cname(),
+            w.written()
+        )));
+    }
+    if let Err(e) = received {
+        // The backend must not keep a short object: fail its upload too.
+        let _ = tx
+            .send(Err(std::io::Error::other("client body failed")))
+            .await;
+        up.abort();
+        return Err(e);
+    }
+    drop(tx);
+    let attrs = up
+        .await
+        .map_err(|e| ApiError::internal(format!("backend upload: {e}")))??;
+    custom.extend(custom_of(&attrs));
+    w.commit(custom).await.map_err(serr)
+}

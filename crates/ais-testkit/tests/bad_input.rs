@@ -156,9 +156,16 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
     );
     assert_eq!(err(&url, "GET", "/v1/nonsense", b"").0, 404);
     assert_eq!(
-        err(&url, "POST", "/v1/buckets/good?provider=s3", create).0,
+        err(&url, "POST", "/v1/buckets/good?provider=gcp", create).0,
         501
     );
+    // s3:// buckets: a name taken by an ais:// bucket, and no backend configured.
+    let (st, v) = err(&url, "POST", "/v1/buckets/good?provider=s3", create);
+    assert_eq!(st, 409, "{v}");
+    assert!(msg(&v).contains("unique across providers"), "{v}");
+    let (st, v) = err(&url, "POST", "/v1/buckets/fresh?provider=aws", create);
+    assert_eq!(st, 400, "{v}");
+    assert!(msg(&v).contains("no S3 endpoint configured"), "{v}");
 
     // PUT with a body to a missing bucket: 404 at the proxy and at a target, nothing written.
     let (st, v) = err(&url, "PUT", "/v1/objects/ghost/obj", b"some bytes");

@@ -11,6 +11,7 @@
 
 pub mod archive;
 mod ec;
+pub mod flush;
 mod list;
 mod mpaths;
 mod timefmt;
@@ -300,6 +301,7 @@ impl Store {
         Ok(PutWriter {
             file: None,
             done: false,
+            flush: flush::Flusher::of(&mp.path),
             buf: Vec::new(),
             tmp: Some(tmp),
             dst: mp.bucket_dir(bck).join(obj),
@@ -667,6 +669,8 @@ const WRITE_BUF: usize = 1 << 20;
 pub struct PutWriter {
     file: Option<std::fs::File>,
     done: bool,
+    /// The mountpath's durability mode and group flush ([`flush`]).
+    flush: std::sync::Arc<flush::Flusher>,
     buf: Vec<u8>,
     tmp: Option<PathBuf>,
     dst: PathBuf,
@@ -780,6 +784,7 @@ impl PutWriter {
         let file = self.file.take();
         let buf = std::mem::take(&mut self.buf);
         let tmp = self.tmp.clone().unwrap_or_default();
+        let flusher = self.flush.clone();
         let dst = self.dst.clone();
         let mirrors = std::mem::take(&mut self.mirrors);
         let stale = std::mem::take(&mut self.stale);
@@ -789,10 +794,20 @@ impl PutWriter {
             if if_absent && dst.is_file() {
                 return Ok(None);
             }
+            let group = flusher.mode == flush::SyncMode::Group;
             let mut file = open_temp(file, &tmp)?;
             file.write_all(&buf).map_err(io_err("write temp file"))?;
-            file.sync_all().map_err(io_err("fsync temp file"))?;
-            drop(file);
+            if group {
+                drop(file);
+                // The data durable before the name can point at it; shared
+                // with the other PUTs on this mountpath.
+                flusher
+                    .sync()
+                    .map_err(io_err("flush the mountpath (syncfs)"))?;
+            } else {
+                file.sync_all().map_err(io_err("fsync temp file"))?;
+                drop(file);
+            }
             // Reading the previous version and renaming over it is one step
             // per name, so concurrent PUTs of one object get distinct,
             // increasing versions.
@@ -854,7 +869,12 @@ impl PutWriter {
                 return Err(io_err(format!("rename into {}", dst.display()))(e));
             }
             drop(serial);
-            if let Ok(d) = std::fs::File::open(parent) {
+            if group {
+                // The metadata and the rename, in the next shared round.
+                flusher
+                    .sync()
+                    .map_err(io_err("flush the mountpath (syncfs)"))?;
+            } else if let Ok(d) = std::fs::File::open(parent) {
                 let _ = d.sync_all();
             }
             Ok(Some(attrs))

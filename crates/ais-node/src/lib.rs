@@ -19,6 +19,7 @@ pub mod http;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
+pub mod s3;
 pub mod rpc;
 pub mod serve;
 pub mod state;

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod objects;
 pub mod resilver;
+pub mod s3;
 pub mod stats;
 
 use crate::error::{ApiError, ApiResult};

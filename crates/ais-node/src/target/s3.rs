@@ -475,17 +475,15 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
     let _busy = Busy::take(id)?;
     let up = read_upload(&dir).await?;
     let have = parts(&dir).await?;
-    let mut prev = 0;
+    if req.parts.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(s3err(
+            StatusCode::BAD_REQUEST,
+            "InvalidPartOrder",
+            "the list of parts was not in ascending order",
+        ));
+    }
     let mut chosen = Vec::with_capacity(req.parts.len());
     for (i, (n, etag)) in req.parts.iter().enumerate() {
-        if *n <= prev {
-            return Err(s3err(
-                StatusCode::BAD_REQUEST,
-                "InvalidPartOrder",
-                "the list of parts was not in ascending order",
-            ));
-        }
-        prev = *n;
         let p = have
             .iter()
             .find(|p| p.number == *n && p.etag == etag.trim_matches('"'))

@@ -143,7 +143,7 @@ pub fn verify(ctx: &Ctx) -> S3Result<Signed> {
                 "UNSIGNED-PAYLOAD",
                 true,
             )
-        } else if auth.starts_with("AWS ") {
+        } else if auth.starts_with("AWS ") || ctx.query.get("AWSAccessKeyId").is_some() {
             return Err(S3Error::access_denied(
                 "AWS Signature Version 2 is not supported: sign requests with Signature Version 4",
             ));
@@ -175,6 +175,31 @@ pub fn verify(ctx: &Ctx) -> S3Result<Signed> {
         )
     })?;
     let scope = format!("{date}/{region}/{service}/aws4_request");
+    // Time: a presigned URL expires; a signed request may be 15 minutes off.
+    let signed_at = amz_secs(amz_date).ok_or_else(|| {
+        S3Error::new(
+            StatusCode::BAD_REQUEST,
+            "AuthorizationHeaderMalformed",
+            format!("malformed X-Amz-Date \"{amz_date}\""),
+        )
+    })?;
+    let now = ais_core::now_ns() / 1_000_000_000;
+    if presigned {
+        let expires: i64 = ctx
+            .query
+            .get("X-Amz-Expires")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(604_800);
+        if now > signed_at + expires {
+            return Err(S3Error::access_denied("Request has expired"));
+        }
+    } else if (now - signed_at).abs() > 15 * 60 {
+        return Err(S3Error::new(
+            StatusCode::FORBIDDEN,
+            "RequestTimeTooSkewed",
+            "the difference between the request time and the server's time is too large",
+        ));
+    }
 
     // Canonical request.
     let mut query: Vec<(String, String)> = ctx
@@ -244,6 +269,16 @@ pub fn verify(ctx: &Ctx) -> S3Result<Signed> {
     Ok(out)
 }
 
+/// `20130524T000000Z` as Unix seconds.
+fn amz_secs(d: &str) -> Option<i64> {
+    if d.len() != 16 || !d.ends_with('Z') || d.as_bytes()[8] != b'T' {
+        return None;
+    }
+    let n = |a: usize, b: usize| d.get(a..b)?.parse::<i64>().ok();
+    let days = super::days_from_civil(n(0, 4)?, n(4, 6)? as u32, n(6, 8)? as u32);
+    Some(days * 86_400 + n(9, 11)? * 3600 + n(11, 13)? * 60 + n(13, 15)?)
+}
+
 fn pct(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -295,5 +330,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.verify(b"x", "00").is_err());
+        assert_eq!(amz_secs("19700102T010203Z"), Some(86_400 + 3723));
+        assert_eq!(amz_secs("1970-01-02"), None);
     }
 }

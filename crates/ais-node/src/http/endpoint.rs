@@ -228,7 +228,13 @@ mod tests {
                 key: "d/o%20x"
             }
         );
-        assert_eq!(Endpoint::parse("/s3"), S3 { bucket: "", key: "" });
+        assert_eq!(
+            Endpoint::parse("/s3"),
+            S3 {
+                bucket: "",
+                key: ""
+            }
+        );
         assert_eq!(Endpoint::parse("/gs/b/o"), Provider("gs"));
         assert_eq!(
             Endpoint::parse("/v1/internal/s3/mpu/b/d/o"),

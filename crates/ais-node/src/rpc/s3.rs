@@ -60,10 +60,11 @@ pub struct CompleteReq {
 /// Lower-case hex of bytes (MD5 ETags, SigV4).
 pub fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 /// Bound on one streamed object transfer (a stalled peer is also caught by
@@ -182,7 +183,10 @@ impl Rpc {
     ) -> Result<(), RpcError> {
         let req = self
             .http
-            .request(method, format!("{}{}/{bucket}", primary.url, ais_core::paths::BUCKETS))
+            .request(
+                method,
+                format!("{}{}/{bucket}", primary.url, ais_core::paths::BUCKETS),
+            )
             .json(msg);
         self.send(primary, req).await.map(drop)
     }
@@ -198,7 +202,11 @@ impl Rpc {
         act.value = serde_json::to_value(msg).map_err(|e| RpcError::decode(proxy, e))?;
         let req = self
             .http
-            .get(format!("{}{}/{bucket}", proxy.url, ais_core::paths::BUCKETS))
+            .get(format!(
+                "{}{}/{bucket}",
+                proxy.url,
+                ais_core::paths::BUCKETS
+            ))
             .json(&act);
         self.json(proxy, req).await
     }

@@ -261,10 +261,23 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    async fn run(chunks: Vec<&'static [u8]>, chunked: bool, expected: Option<u64>) -> (Vec<u8>, Option<S3Error>) {
-        let s = futures::stream::iter(chunks.into_iter().map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))));
+    async fn run(
+        chunks: Vec<&'static [u8]>,
+        chunked: bool,
+        expected: Option<u64>,
+    ) -> (Vec<u8>, Option<S3Error>) {
+        let s = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))),
+        );
         let fail = Failure::default();
-        let spec = Spec { chunked, chunks: None, payload_sha256: None, expected };
+        let spec = Spec {
+            chunked,
+            chunks: None,
+            payload_sha256: None,
+            expected,
+        };
         let mut out = Vec::new();
         let mut st = std::pin::pin!(decode(Body::from_stream(s), spec, fail.clone()));
         while let Some(r) = st.next().await {
@@ -279,7 +292,11 @@ mod tests {
     #[tokio::test]
     async fn decodes_aws_chunked_across_splits() {
         let (out, err) = run(
-            vec![b"5;chunk-signature=ab\r\nhel", b"lo\r\n3\r", b"\nabc\r\n0\r\nx-amz-checksum-crc32:AAAA\r\n\r\n"],
+            vec![
+                b"5;chunk-signature=ab\r\nhel",
+                b"lo\r\n3\r",
+                b"\nabc\r\n0\r\nx-amz-checksum-crc32:AAAA\r\n\r\n",
+            ],
             true,
             Some(8),
         )

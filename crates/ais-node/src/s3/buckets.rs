@@ -119,7 +119,12 @@ pub async fn delete_bucket(r: &Req<'_>) -> S3Result<Response> {
     }
     r.core
         .rpc
-        .s3_bucket_action(&p, Method::DELETE, &bck.name, &ActMsg::new(act::DESTROY_BCK))
+        .s3_bucket_action(
+            &p,
+            Method::DELETE,
+            &bck.name,
+            &ActMsg::new(act::DESTROY_BCK),
+        )
         .await
         .map_err(|e| r.api(e))?;
     Ok(empty(StatusCode::NO_CONTENT))

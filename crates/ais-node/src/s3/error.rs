@@ -81,7 +81,7 @@ impl S3Error {
     }
 
     /// A node error about an object (`key` non-empty) or a bucket.
-    pub fn from_api(e: ApiError, bucket: &str, key: &str) -> Self {
+    pub fn from_api(e: ApiError, key: &str) -> Self {
         let status = e.status();
         let tcode = e.tcode().to_string();
         let message = e.to_string();
@@ -114,7 +114,6 @@ impl S3Error {
             (StatusCode::INSUFFICIENT_STORAGE, _) => "InsufficientStorage",
             _ => "InternalError",
         };
-        let _ = bucket;
         Self::new(status, code, message)
     }
 
@@ -170,7 +169,7 @@ fn s3_code(tcode: &str) -> Option<&'static str> {
 
 impl From<ApiError> for S3Error {
     fn from(e: ApiError) -> Self {
-        Self::from_api(e, "", "")
+        Self::from_api(e, "")
     }
 }
 

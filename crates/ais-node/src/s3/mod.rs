@@ -98,7 +98,7 @@ impl Req<'_> {
     }
 
     fn api(&self, e: impl Into<crate::error::ApiError>) -> S3Error {
-        S3Error::from_api(e.into(), &self.bucket, &self.key)
+        S3Error::from_api(e.into(), &self.key)
     }
 }
 

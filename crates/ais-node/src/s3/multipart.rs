@@ -17,8 +17,12 @@ use axum::response::Response;
 
 /// The target holding an upload (named in its id).
 fn holder(r: &Req<'_>, upload: &str) -> S3Result<Dest> {
+    // `<24 random alphanumerics>_<target id>` (`target::s3::create`).
     let tid = upload
         .split_once('_')
+        .filter(|(r, t)| {
+            r.len() == 24 && r.bytes().all(|b| b.is_ascii_alphanumeric()) && !t.is_empty()
+        })
         .map(|(_, t)| t)
         .ok_or_else(|| S3Error::no_such_upload(upload))?;
     r.core
@@ -115,14 +119,14 @@ pub async fn complete(r: &Req<'_>, body: Body) -> S3Result<Response> {
     let bck = r.bck()?;
     let key = r.key()?;
     let id = upload_id(r);
-    let to = holder(r, id)?;
     let raw = crate::http::read_body(body, 16 << 20)
         .await
         .map_err(|e| S3Error::malformed_xml(e.to_string()))?;
     let doc = std::str::from_utf8(&raw).map_err(|_| S3Error::malformed_xml("not UTF-8"))?;
     let parts = xml::parse_complete(doc)?;
-    let req = serde_json::to_vec(&CompleteReq { parts })
-        .map_err(|e| S3Error::internal(e.to_string()))?;
+    let to = holder(r, id)?;
+    let req =
+        serde_json::to_vec(&CompleteReq { parts }).map_err(|e| S3Error::internal(e.to_string()))?;
     let stored: Stored = r
         .core
         .rpc
@@ -261,9 +265,7 @@ pub async fn list_uploads(r: &Req<'_>) -> S3Result<Response> {
         .flat_map(|(_, v)| v)
         .filter(|u| u.key.starts_with(prefix))
         .collect();
-    all.sort_by(|a, b| {
-        (a.key.as_str(), a.initiated_ns).cmp(&(b.key.as_str(), b.initiated_ns))
-    });
+    all.sort_by(|a, b| (a.key.as_str(), a.initiated_ns).cmp(&(b.key.as_str(), b.initiated_ns)));
     let mut x = Xml::doc();
     x.root("ListMultipartUploadsResult")
         .leaf("Bucket", &bck.name)

@@ -264,8 +264,7 @@ pub(crate) fn request_body(
 ) -> S3Result<(reqwest::Body, Failure, Option<u64>)> {
     let sha = r.header("x-amz-content-sha256").unwrap_or("");
     let chunked = sha.starts_with("STREAMING-")
-        || r
-            .header("content-encoding")
+        || r.header("content-encoding")
             .is_some_and(|v| v.split(',').any(|e| e.trim() == "aws-chunked"));
     let num = |h: &str| -> S3Result<Option<u64>> {
         match r.header(h) {
@@ -364,9 +363,9 @@ pub(crate) fn copy_source(r: &Req<'_>) -> S3Result<(ais_core::Bck, String)> {
         .decode_utf8()
         .map_err(|_| S3Error::invalid_argument("x-amz-copy-source is not valid UTF-8"))?;
     let src = src.trim_start_matches('/');
-    let (b, k) = src.split_once('/').ok_or_else(|| {
-        S3Error::invalid_argument("x-amz-copy-source must be BUCKET/KEY")
-    })?;
+    let (b, k) = src
+        .split_once('/')
+        .ok_or_else(|| S3Error::invalid_argument("x-amz-copy-source must be BUCKET/KEY"))?;
     let bck = super::existing_bucket(r.core, b)?;
     ais_core::names::validate_object_name(k)
         .map_err(|e| S3Error::invalid_argument(e.to_string()))?;
@@ -385,7 +384,7 @@ pub(crate) async fn read_source(
         .rpc
         .s3_read(&from, Method::GET, &sbck.name, &skey, &[], range)
         .await
-        .map_err(|e| S3Error::from_api(e.into(), &sbck.name, &skey))?;
+        .map_err(|e| S3Error::from_api(e.into(), &skey))?;
     let size = resp.content_length();
     let oh = ObjHead::from_native(resp.headers());
     Ok((reqwest::Body::wrap_stream(resp.bytes_stream()), size, oh))
@@ -459,7 +458,7 @@ pub async fn delete_objects(r: &Req<'_>, body: Body) -> S3Result<Response> {
                         .s3_delete(&to, &bck.name, &k)
                         .await
                         .map(drop)
-                        .map_err(|e| S3Error::from_api(e.into(), &bck.name, &k))
+                        .map_err(|e| S3Error::from_api(e.into(), &k))
                 }
                 .await;
                 (k, res)

@@ -7,8 +7,8 @@
 //! checked as the body streams (`s3::body`).
 
 use super::error::{S3Error, S3Result};
-pub use crate::rpc::s3::hex;
 use crate::http::Ctx;
+pub use crate::rpc::s3::hex;
 use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

@@ -12,9 +12,7 @@ pub struct Xml(String);
 
 impl Xml {
     pub fn doc() -> Self {
-        Xml(String::from(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n",
-        ))
+        Xml(String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"))
     }
     /// The root element, with S3's namespace.
     pub fn root(&mut self, name: &str) -> &mut Self {
@@ -182,8 +180,8 @@ pub fn parse_complete(doc: &str) -> S3Result<Vec<(u32, String)>> {
         let n = text(p, "PartNumber")?
             .and_then(|n| n.parse::<u32>().ok())
             .ok_or_else(|| S3Error::malformed_xml("a <Part> has no valid <PartNumber>"))?;
-        let etag = text(p, "ETag")?
-            .ok_or_else(|| S3Error::malformed_xml("a <Part> has no <ETag>"))?;
+        let etag =
+            text(p, "ETag")?.ok_or_else(|| S3Error::malformed_xml("a <Part> has no <ETag>"))?;
         parts.push((n, etag.trim_matches('"').to_string()));
     }
     if parts.is_empty() {
@@ -203,7 +201,10 @@ mod tests {
         let mut x = Xml::doc();
         x.root("R").leaf("Key", "a<&>'\"b\u{1}").close("R");
         let s = String::from_utf8(x.finish()).unwrap();
-        assert!(s.contains("<Key>a&lt;&amp;&gt;&apos;&quot;b&#x1;</Key>"), "{s}");
+        assert!(
+            s.contains("<Key>a&lt;&amp;&gt;&apos;&quot;b&#x1;</Key>"),
+            "{s}"
+        );
         assert_eq!(text(&s, "Key").unwrap().unwrap(), "a<&>'\"b\u{1}");
     }
 

@@ -114,8 +114,11 @@ fn header<'a>(ctx: &'a Ctx, name: &str) -> Option<&'a str> {
     ctx.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// S3 metadata by name.
+type Meta = BTreeMap<String, String>;
+
 /// The metadata the front door sent along (`Content-Type`, `x-amz-meta-*`).
-fn meta_of(ctx: &Ctx) -> ApiResult<BTreeMap<String, String>> {
+fn meta_of(ctx: &Ctx) -> ApiResult<Meta> {
     use base64::Engine;
     let Some(raw) = header(ctx, META_HEADER) else {
         return Ok(BTreeMap::new());

@@ -231,7 +231,10 @@ fn multipart_upload_survives_a_restart_of_its_target() {
         .filter(|(st, _)| *st == 200)
         .map(|(_, b)| b)
         .collect();
-    assert!(native.len() == 1 && native[0] == want, "the owner serves it natively");
+    assert!(
+        native.len() == 1 && native[0] == want,
+        "the owner serves it natively"
+    );
     assert_eq!(files(&c, ".ais-s3-mpu", "upload.json"), 0);
 }
 

@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 /// One S3 error response.
@@ -129,16 +129,7 @@ impl S3Error {
                 .leaf("Resource", resource)
                 .leaf("RequestId", &ais_core::gen_id(16))
                 .close("Error");
-            let raw = x.finish();
-            let len = raw.len();
-            let mut r = Response::new(Body::from(raw));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/xml"),
-            );
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            r
+            super::xml_response(self.status, x)
         };
         *r.status_mut() = self.status;
         if let Ok(v) = HeaderValue::from_str(self.code) {

@@ -257,6 +257,10 @@ fn method_not_allowed(r: &Req<'_>) -> S3Error {
 
 /// A 200 with an XML body.
 fn xml_ok(x: xml::Xml) -> Response {
+    xml_response(StatusCode::OK, x)
+}
+
+fn xml_response(status: StatusCode, x: xml::Xml) -> Response {
     let raw = x.finish();
     let len = raw.len();
     let mut r = Response::new(Body::from(raw));
@@ -266,6 +270,7 @@ fn xml_ok(x: xml::Xml) -> Response {
     );
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    *r.status_mut() = status;
     r
 }
 
@@ -275,20 +280,8 @@ fn empty(status: StatusCode) -> Response {
 
 // ------------------------------------------------------------------ time
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
+/// Days since the Unix epoch of a civil date (the inverse of the
+/// days-to-civil step in `ais_storage`'s time formats).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -301,16 +294,12 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// `2006-01-02T15:04:05.000Z` (S3's timestamps in XML).
 pub fn iso8601(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    // `ais_storage`'s RFC 3339 has nanoseconds: S3 shows milliseconds.
+    let s = ais_storage::rfc3339(ns.max(1));
+    match s.split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{}Z", frac.get(..3).unwrap_or("000")),
+        None => s,
+    }
 }
 
 /// An HTTP date (`Last-Modified`).

@@ -5,12 +5,15 @@
 //! Parts stream through, as PUT bodies do.
 
 use super::error::{S3Error, S3Result};
-use super::objects::{meta_header, put_headers, read_source, request_body, request_meta, store};
+use super::objects::{
+    call, meta_header, put_headers, read_source, request_body, request_meta, store,
+};
 use super::sigv4::Signed;
 use super::xml::{self, Xml};
 use super::{empty, iso8601, owner, xml_ok, Req};
 use crate::rpc::s3::{CompleteReq, Part, Stored, Upload, META_HEADER, SIZE_HEADER};
 use crate::rpc::{fan_out, Dest, CONTROL_TIMEOUT};
+use ais_core::Bck;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
@@ -35,8 +38,49 @@ fn holder(r: &Req<'_>, upload: &str) -> S3Result<Dest> {
         })
 }
 
-fn upload_id<'a>(r: &'a Req<'_>) -> &'a str {
-    r.q("uploadId").unwrap_or("")
+/// The upload a request names: bucket, key, id, and the target holding it.
+struct Named<'a> {
+    bck: Bck,
+    key: &'a str,
+    id: &'a str,
+    to: Dest,
+}
+
+impl<'a> Named<'a> {
+    fn of(r: &'a Req<'_>) -> S3Result<Self> {
+        let id = r.q("uploadId").unwrap_or("");
+        Ok(Self {
+            bck: r.bck()?,
+            key: r.key()?,
+            id,
+            to: holder(r, id)?,
+        })
+    }
+
+    /// A call about this upload to its holder.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        r: &Req<'_>,
+        method: Method,
+        hdrs: &[(&'static str, String)],
+        body: Option<reqwest::Body>,
+    ) -> S3Result<T> {
+        let q = [("uploadId", self.id)];
+        let (b, k) = (&self.bck.name, self.key);
+        call(
+            r,
+            &self.to,
+            method,
+            "mpu",
+            b,
+            k,
+            &q,
+            hdrs,
+            body,
+            &Default::default(),
+        )
+        .await
+    }
 }
 
 pub async fn create(r: &Req<'_>) -> S3Result<Response> {
@@ -44,24 +88,19 @@ pub async fn create(r: &Req<'_>) -> S3Result<Response> {
     let key = r.key()?;
     let to = owner(r.core, &bck, key)?;
     let meta = request_meta(r);
-    let up: Upload = r
-        .core
-        .rpc
-        .s3_internal(
-            &to,
-            Method::POST,
-            "mpu",
-            &bck.name,
-            key,
-            &[("uploads", "")],
-            &[(META_HEADER, meta_header(&meta))],
-            None,
-        )
-        .await
-        .map_err(|e| r.api(e))?
-        .json()
-        .await
-        .map_err(|e| S3Error::internal(format!("{}: malformed answer: {e}", to.name)))?;
+    let up: Upload = call(
+        r,
+        &to,
+        Method::POST,
+        "mpu",
+        &bck.name,
+        key,
+        &[("uploads", "")],
+        &[(META_HEADER, meta_header(&meta))],
+        None,
+        &Default::default(),
+    )
+    .await?;
     let mut x = Xml::doc();
     x.root("InitiateMultipartUploadResult")
         .leaf("Bucket", &bck.name)
@@ -73,10 +112,8 @@ pub async fn create(r: &Req<'_>) -> S3Result<Response> {
 
 /// UploadPart, or UploadPartCopy with `x-amz-copy-source`.
 pub async fn upload_part(r: &Req<'_>, signed: &mut Signed, body: Body) -> S3Result<Response> {
-    let bck = r.bck()?;
-    let key = r.key()?;
-    let id = upload_id(r);
-    let to = holder(r, id)?;
+    let u = Named::of(r)?;
+    let (bck, key, id, to) = (&u.bck, u.key, u.id, &u.to);
     let n = r.q("partNumber").unwrap_or("");
     let query = [("uploadId", id), ("partNumber", n)];
     if r.header("x-amz-copy-source").is_some() {
@@ -88,7 +125,7 @@ pub async fn upload_part(r: &Req<'_>, signed: &mut Signed, body: Body) -> S3Resu
         }
         let stored = store(
             r,
-            &to,
+            to,
             "mpu",
             &bck.name,
             key,
@@ -107,7 +144,7 @@ pub async fn upload_part(r: &Req<'_>, signed: &mut Signed, body: Body) -> S3Resu
     }
     let (stream, fail, size) = request_body(r, signed, body)?;
     let hdrs = put_headers(r, size, None);
-    let stored = store(r, &to, "mpu", &bck.name, key, &query, &hdrs, stream, &fail).await?;
+    let stored = store(r, to, "mpu", &bck.name, key, &query, &hdrs, stream, &fail).await?;
     let mut out = empty(StatusCode::OK);
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", stored.etag)) {
         out.headers_mut().insert(header::ETAG, v);
@@ -116,35 +153,17 @@ pub async fn upload_part(r: &Req<'_>, signed: &mut Signed, body: Body) -> S3Resu
 }
 
 pub async fn complete(r: &Req<'_>, body: Body) -> S3Result<Response> {
-    let bck = r.bck()?;
-    let key = r.key()?;
-    let id = upload_id(r);
     let raw = crate::http::read_body(body, 16 << 20)
         .await
         .map_err(|e| S3Error::malformed_xml(e.to_string()))?;
     let doc = std::str::from_utf8(&raw).map_err(|_| S3Error::malformed_xml("not UTF-8"))?;
     let parts = xml::parse_complete(doc)?;
-    let to = holder(r, id)?;
+    let u = Named::of(r)?;
+    let (bck, key) = (&u.bck, u.key);
     let req =
         serde_json::to_vec(&CompleteReq { parts }).map_err(|e| S3Error::internal(e.to_string()))?;
-    let stored: Stored = r
-        .core
-        .rpc
-        .s3_internal(
-            &to,
-            Method::POST,
-            "mpu",
-            &bck.name,
-            key,
-            &[("uploadId", id)],
-            &[("Content-Type", "application/json".into())],
-            Some(req.into()),
-        )
-        .await
-        .map_err(|e| r.api(e))?
-        .json()
-        .await
-        .map_err(|e| S3Error::internal(format!("{}: malformed answer: {e}", to.name)))?;
+    let hdrs = [("Content-Type", "application/json".to_string())];
+    let stored: Stored = u.call(r, Method::POST, &hdrs, Some(req.into())).await?;
     let mut x = Xml::doc();
     x.root("CompleteMultipartUploadResult")
         .leaf("Location", &format!("/s3/{}/{key}", bck.name))
@@ -156,50 +175,15 @@ pub async fn complete(r: &Req<'_>, body: Body) -> S3Result<Response> {
 }
 
 pub async fn abort(r: &Req<'_>) -> S3Result<Response> {
-    let bck = r.bck()?;
-    let key = r.key()?;
-    let id = upload_id(r);
-    let to = holder(r, id)?;
-    r.core
-        .rpc
-        .s3_internal(
-            &to,
-            Method::DELETE,
-            "mpu",
-            &bck.name,
-            key,
-            &[("uploadId", id)],
-            &[],
-            None,
-        )
-        .await
-        .map_err(|e| r.api(e))?;
+    let u = Named::of(r)?;
+    let _: bool = u.call(r, Method::DELETE, &[], None).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
 pub async fn list_parts(r: &Req<'_>) -> S3Result<Response> {
-    let bck = r.bck()?;
-    let key = r.key()?;
-    let id = upload_id(r);
-    let to = holder(r, id)?;
-    let (up, parts): (Upload, Vec<Part>) = r
-        .core
-        .rpc
-        .s3_internal(
-            &to,
-            Method::GET,
-            "mpu",
-            &bck.name,
-            key,
-            &[("uploadId", id)],
-            &[],
-            None,
-        )
-        .await
-        .map_err(|e| r.api(e))?
-        .json()
-        .await
-        .map_err(|e| S3Error::internal(format!("{}: malformed answer: {e}", to.name)))?;
+    let u = Named::of(r)?;
+    let (bck, id) = (&u.bck, u.id);
+    let (up, parts): (Upload, Vec<Part>) = u.call(r, Method::GET, &[], None).await?;
     let marker: u32 = r
         .q("part-number-marker")
         .and_then(|m| m.parse().ok())

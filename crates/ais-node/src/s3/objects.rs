@@ -327,8 +327,36 @@ pub async fn put_object(r: &Req<'_>, signed: &mut Signed, body: Body) -> S3Resul
     Ok(out)
 }
 
-/// One streamed write to a target's S3 side; a body that failed its checks
-/// on the way reports its own error.
+/// One call to a target's S3 side (`target::s3`) and its JSON answer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn call<T: serde::de::DeserializeOwned>(
+    r: &Req<'_>,
+    to: &crate::rpc::Dest,
+    method: Method,
+    what: &str,
+    bucket: &str,
+    key: &str,
+    query: &[(&str, &str)],
+    hdrs: &[(&'static str, String)],
+    body: Option<reqwest::Body>,
+    fail: &Failure,
+) -> S3Result<T> {
+    let res = r
+        .core
+        .rpc
+        .s3_internal(to, method, what, bucket, key, query, hdrs, body)
+        .await;
+    // A body that failed its checks on the way reports its own error.
+    if let Some(e) = fail.take() {
+        return Err(e);
+    }
+    res.map_err(|e| r.api(e))?
+        .json::<T>()
+        .await
+        .map_err(|e| S3Error::internal(format!("{}: malformed answer: {e}", to.name)))
+}
+
+/// One streamed write (an object or a part) to a target's S3 side.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn store(
     r: &Req<'_>,
@@ -341,18 +369,19 @@ pub(crate) async fn store(
     body: reqwest::Body,
     fail: &Failure,
 ) -> S3Result<Stored> {
-    let res = r
-        .core
-        .rpc
-        .s3_internal(to, Method::PUT, what, bucket, key, query, hdrs, Some(body))
-        .await;
-    if let Some(e) = fail.take() {
-        return Err(e);
-    }
-    res.map_err(|e| r.api(e))?
-        .json::<Stored>()
-        .await
-        .map_err(|e| S3Error::internal(format!("{}: malformed answer: {e}", to.name)))
+    call(
+        r,
+        to,
+        Method::PUT,
+        what,
+        bucket,
+        key,
+        query,
+        hdrs,
+        Some(body),
+        fail,
+    )
+    .await
 }
 
 /// `x-amz-copy-source`: (bucket, key) of the source.

@@ -98,7 +98,7 @@ pub async fn internal(
             let dir = upload_dir(t, upload, &bck, &obj).await?;
             let _busy = Busy::take(upload)?;
             remove_dir(&dir).await;
-            Ok(crate::http::empty(StatusCode::NO_CONTENT))
+            json_ok(&true)
         }
         (&Method::GET, "mpu", false, false) => {
             let dir = upload_dir(t, upload, &bck, &obj).await?;
@@ -188,16 +188,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let mut custom = meta_of(ctx)?;
     let what = format!("PUT {}/{obj}", bck.cname());
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
-    let copies = t
-        .core
-        .bucket_props(bck)
-        .map(|p| p.mirror.effective())
-        .unwrap_or(1);
-    let mut w = t
-        .store
-        .begin_put_copies(bck, obj, copies)
-        .await
-        .map_err(serr)?;
+    let mut w = begin(t, bck, obj).await?;
     let mut md5 = Md5::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -209,14 +200,43 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     check_body(ctx, &what, w.written(), &digest)?;
     let etag = hex(&digest);
     custom.insert(ETAG_KEY.into(), etag.clone());
-    let attrs = w.commit(custom).await.map_err(serr)?;
-    t.mark_deleted(&bck.obj_uname(obj), false);
-    super::ec::protect(t, bck, obj).await?;
+    let attrs = commit(t, bck, obj, w, custom).await?;
     json_ok(&Stored {
         etag,
         size: attrs.size,
         mtime_ns: attrs.mtime_ns,
     })
+}
+
+/// A writer for `bck/obj` here, with the copies its bucket asks for.
+async fn begin(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
+    let copies = t
+        .core
+        .bucket_props(bck)
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1);
+    t.store
+        .begin_put_copies(bck, obj, copies)
+        .await
+        .map_err(|e| error::storage(&t.core.name, bck, obj, e))
+}
+
+/// Commits (atomically), clears a recent delete, and makes the bucket's
+/// erasure coding durable before the write is acknowledged.
+async fn commit(
+    t: &Arc<Target>,
+    bck: &Bck,
+    obj: &str,
+    w: ais_storage::PutWriter,
+    custom: Meta,
+) -> ApiResult<ais_core::meta::ObjAttrs> {
+    let attrs = w
+        .commit(custom)
+        .await
+        .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
+    t.mark_deleted(&bck.obj_uname(obj), false);
+    super::ec::protect(t, bck, obj).await?;
+    Ok(attrs)
 }
 
 // ------------------------------------------------------------ multipart
@@ -527,25 +547,13 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
         .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
     let mtime_ns = if owner.daemon_id == t.core.id {
         let serr = |e| error::storage(&t.core.name, bck, obj, e);
-        let copies = t
-            .core
-            .bucket_props(bck)
-            .map(|p| p.mirror.effective())
-            .unwrap_or(1);
-        let mut w = t
-            .store
-            .begin_put_copies(bck, obj, copies)
-            .await
-            .map_err(serr)?;
+        let mut w = begin(t, bck, obj).await?;
         let mut s = std::pin::pin!(concat(paths));
         let io = io_err(t, "read a part");
         while let Some(chunk) = s.next().await {
             w.write(&chunk.map_err(&io)?).await.map_err(serr)?;
         }
-        let attrs = w.commit(custom).await.map_err(serr)?;
-        t.mark_deleted(&bck.obj_uname(obj), false);
-        super::ec::protect(t, bck, obj).await?;
-        attrs.mtime_ns
+        commit(t, bck, obj, w, custom).await?.mtime_ns
     } else {
         // The map changed since the upload began: stream to the owner.
         t.core

@@ -4,7 +4,7 @@
 //! upload survives a restart of the target that holds it; bad input gets
 //! S3's XML errors and no node panics (the harness scans the logs).
 
-use ais_testkit::{raw_http, Cluster};
+use ais_testkit::{raw_http, Cluster, Opts};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -238,9 +238,35 @@ fn multipart_upload_survives_a_restart_of_its_target() {
     assert_eq!(files(&c, ".ais-s3-mpu", "upload.json"), 0);
 }
 
+/// One HTTP/1.0 request with a given `Host` header: (status, body).
+fn with_host(url: &str, method: &str, host: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let mut s = TcpStream::connect(hostport(url)).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = String::from_utf8_lossy(&buf[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    (status, buf[split + 4..].to_vec())
+}
+
 #[test]
 fn bad_s3_input_gets_s3_errors() {
-    let c = Cluster::start(1).unwrap();
+    let c = Cluster::start_with(Opts {
+        targets: 1,
+        env: vec![("AIS_S3_DOMAIN".into(), "s3.test".into())],
+        ..Default::default()
+    })
+    .unwrap();
     let url = c.url().to_string();
     let req = |m: &str, p: &str, body: &[u8]| raw_http(&url, m, p, &[], body).unwrap();
     assert_eq!(req("PUT", "/s3/bad", b"").0, 200);
@@ -339,4 +365,19 @@ fn bad_s3_input_gets_s3_errors() {
     // The object is untouched by all of it.
     let (st, body) = req("GET", "/s3/bad/o", b"");
     assert_eq!((st, body.as_slice()), (200, &b"x"[..]));
+
+    // Virtual-host style (AIS_S3_DOMAIN): the bucket is in the Host header.
+    let (st, body) = with_host(&url, "GET", "bad.s3.test:80", "/o", b"");
+    assert_eq!((st, body.as_slice()), (200, &b"x"[..]));
+    let (st, _) = with_host(&url, "PUT", "bad.s3.test", "/v/h", b"vhost");
+    assert_eq!(st, 200);
+    let (st, body) = req("GET", "/s3/bad/v/h", b"");
+    assert_eq!((st, body.as_slice()), (200, &b"vhost"[..]));
+    let (st, body) = with_host(&url, "GET", "bad.s3.test", "/?list-type=2&prefix=v/", b"");
+    assert!(st == 200 && String::from_utf8_lossy(&body).contains("<Key>v/h</Key>"));
+    let (st, body) = with_host(&url, "GET", "nob.s3.test", "/o", b"");
+    assert_eq!((st, code(&body).as_str()), (404, "NoSuchBucket"));
+    // Other hosts still get the native API.
+    let (st, _) = with_host(&url, "GET", "elsewhere", "/v1/health", b"");
+    assert_eq!(st, 200);
 }

@@ -256,7 +256,9 @@ pub fn verify(ctx: &Ctx) -> S3Result<Signed> {
         ));
     }
     let mut out = Signed::default();
-    if payload == STREAMING_SIGNED {
+    // `...-PAYLOAD-TRAILER` too: its chunks are signed the same way (the
+    // trailer carries checksums, which are not used, and is not checked).
+    if payload.starts_with(STREAMING_SIGNED) {
         out.chunks = Some(ChunkChain {
             key,
             amz_date: amz_date.to_string(),

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod rpc;
+pub mod s3;
 pub mod serve;
 pub mod state;
 pub mod target;

@@ -72,7 +72,16 @@ async fn dispatch(
 /// Handles one request in-process (what `dispatch` does minus the socket):
 /// tests can call it without a server.
 pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
+    // The S3 API authenticates its own way (SigV4, `s3::sigv4`) and is
+    // served by any node, with no redirects.
+    if let Some(bucket) = crate::s3::vhost_bucket(ctx) {
+        let key = ctx.path.trim_start_matches('/');
+        return Ok(crate::s3::serve(app.core(), ctx, &bucket, key, body).await);
+    }
     let ep = Endpoint::parse(&ctx.path);
+    if let Endpoint::S3 { bucket, key } = ep {
+        return Ok(crate::s3::serve(app.core(), ctx, bucket, key, body).await);
+    }
     let is_proxy = matches!(app, App::Proxy(_));
     let body = match crate::auth::gate(app.core(), is_proxy, ctx, &ep, body).await? {
         crate::auth::Gate::Pass(b) => b,
@@ -157,6 +166,9 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::IntEc { bucket, obj } => target::ec::internal(t, ctx, bucket, obj, body).await,
         Endpoint::IntEtl { name, what } => target::etl::internal(t, ctx, name, what, body).await,
         Endpoint::IntJobs { id, what } => target::jobs::internal(t, ctx, id, what, body).await,
+        Endpoint::IntS3 { what, bucket, obj } => {
+            target::s3::internal(t, ctx, what, bucket, obj, body).await
+        }
         _ => Err(ctx.unknown_path()),
     }
 }
@@ -247,8 +259,15 @@ mod tests {
         assert_eq!(st, 404);
         let (st, _) = call(&app, Method::DELETE, "/v1/buckets", "").await;
         assert_eq!(st, 405);
-        let (st, _) = call(&app, Method::GET, "/s3/b/o", "").await;
+        let (st, _) = call(&app, Method::GET, "/gs/b/o", "").await;
         assert_eq!(st, 501);
+        // S3: XML errors, no redirects.
+        let (st, body) = call(&app, Method::GET, "/s3/nob/o", "").await;
+        assert_eq!(st, 404, "{body}");
+        assert!(body.contains("<Code>NoSuchBucket</Code>"), "{body}");
+        let (st, body) = call(&app, Method::GET, "/s3", "").await;
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains("<Name>b1</Name>"), "{body}");
         // Metadata queries.
         let (st, body) = call(&app, Method::GET, "/v1/daemon?what=bmd", "").await;
         assert_eq!(st, 200);

@@ -155,5 +155,6 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::IntEc { .. }
             | Endpoint::IntEtl { .. }
             | Endpoint::IntJobs { .. }
+            | Endpoint::IntS3 { .. }
     )
 }

@@ -64,7 +64,18 @@ pub enum Endpoint<'a> {
     Moss(&'a str),
     /// `/metrics`: Prometheus text exposition (every node).
     Metrics,
-    /// A cloud provider's easy URL (`/s3/...`): not supported.
+    /// The S3 API: `/s3[/BUCKET[/KEY]]` (segments still percent-encoded).
+    S3 {
+        bucket: &'a str,
+        key: &'a str,
+    },
+    /// `/v1/internal/s3/WHAT/B[/O]`: a target's S3 side (`target::s3`).
+    IntS3 {
+        what: &'a str,
+        bucket: &'a str,
+        obj: &'a str,
+    },
+    /// A cloud provider's easy URL (`/gs/...`, ...): not supported.
     Provider(&'a str),
     Unknown,
 }
@@ -98,6 +109,11 @@ impl<'a> Endpoint<'a> {
             let (name, what) = split_first(r);
             return Self::IntEtl { name, what };
         }
+        if let Some(r) = sub(path, routes::INT_S3) {
+            let (what, r) = split_first(r);
+            let (bucket, obj) = split_first(r);
+            return Self::IntS3 { what, bucket, obj };
+        }
         if let Some(r) = sub(path, routes::INT_JOBS) {
             let (id, what) = split_first(r);
             return Self::IntJobs { id, what };
@@ -116,7 +132,11 @@ impl<'a> Endpoint<'a> {
                     (bucket, obj) => Self::Object { bucket, obj },
                 };
             }
-            "gs" | "gcp" | "s3" | "aws" | "az" | "azure" => return Self::Provider(head),
+            "s3" => {
+                let (bucket, key) = split_first(rest);
+                return Self::S3 { bucket, key };
+            }
+            "gs" | "gcp" | "aws" | "az" | "azure" => return Self::Provider(head),
             _ => return Self::Unknown,
         }
         let (res, rest) = split_first(rest);
@@ -201,7 +221,29 @@ mod tests {
                 obj: "o"
             }
         );
-        assert_eq!(Endpoint::parse("/s3/b/o"), Provider("s3"));
+        assert_eq!(
+            Endpoint::parse("/s3/b/d/o%20x"),
+            S3 {
+                bucket: "b",
+                key: "d/o%20x"
+            }
+        );
+        assert_eq!(
+            Endpoint::parse("/s3"),
+            S3 {
+                bucket: "",
+                key: ""
+            }
+        );
+        assert_eq!(Endpoint::parse("/gs/b/o"), Provider("gs"));
+        assert_eq!(
+            Endpoint::parse("/v1/internal/s3/mpu/b/d/o"),
+            IntS3 {
+                what: "mpu",
+                bucket: "b",
+                obj: "d/o"
+            }
+        );
         assert_eq!(Endpoint::parse("/v1/internal/list/b"), IntList("b"));
         assert_eq!(Endpoint::parse("/v1/ml/moss"), Moss(""));
         assert_eq!(Endpoint::parse("/v1/ml/moss/b"), Moss("b"));

@@ -4,6 +4,7 @@
 //! and results kept per node.
 
 pub mod routes;
+pub mod s3;
 pub mod types;
 
 use crate::error::ApiError;
@@ -153,7 +154,17 @@ impl Rpc {
         to: &Dest,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RpcError> {
-        let resp = req.send().await.map_err(|source| {
+        let resp = self.transport(to, req).await?;
+        Self::check(to, resp).await
+    }
+
+    /// Sends a request; only a failure to get an answer is an error.
+    async fn transport(
+        &self,
+        to: &Dest,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RpcError> {
+        req.send().await.map_err(|source| {
             if source.is_timeout() {
                 RpcError::Timeout {
                     node: to.name.clone(),
@@ -165,7 +176,12 @@ impl Rpc {
                     source,
                 }
             }
-        })?;
+        })
+    }
+
+    /// A non-2xx answer as [`RpcError::Status`], with the message from the
+    /// peer's AIStore-shaped error body.
+    async fn check(to: &Dest, resp: reqwest::Response) -> Result<reqwest::Response, RpcError> {
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod objects;
 pub mod remote;
 pub mod resilver;
+pub mod s3;
 pub mod stats;
 
 use crate::error::{ApiError, ApiResult};

@@ -245,8 +245,15 @@ mod tests {
         let (b4, o4) = Bck::parse_uri("ais://imagenet/train/a.jpg").unwrap();
         assert_eq!((b4.name.as_str(), o4.as_str()), ("imagenet", "train/a.jpg"));
         assert!(matches!(
-            Bck::parse_uri("s3://x").unwrap_err(),
+            Bck::parse_uri("gs://x").unwrap_err(),
             CoreError::Unsupported(_)
         ));
+        let (s3, _) = Bck::parse_uri("s3://x/o").unwrap();
+        assert_eq!(
+            (s3.provider.as_str(), s3.cname()),
+            ("aws", "s3://x".to_string())
+        );
+        assert!(s3.is_remote());
+        assert_eq!(s3.obj_uname("o"), "aws/@#/x/o");
     }
 }

@@ -4,7 +4,9 @@
 //! (e.g. nginx serving the same files) for a same-run baseline.
 //!
 //! Cluster requests go through `ais-client`; only the `--urls` baseline (any
-//! HTTP server, not an AIStore API) uses a plain HTTP client.
+//! HTTP server, not an AIStore API) uses a plain HTTP client. `--verify K`
+//! checks every Kth GET body against the bytes PUT wrote; any failed
+//! request makes the run exit non-zero.
 
 use ais_client::{Client, ClientError};
 use clap::Parser;
@@ -51,9 +53,23 @@ struct Args {
     /// map (the SDK's `direct=True`), instead of following the proxy's redirect.
     #[arg(long)]
     direct: bool,
+    /// Check every Kth GET body byte for byte against the content PUT
+    /// writes (the pattern below; 0 = never). A mismatch counts as an error.
+    #[arg(long, default_value_t = 0)]
+    verify: usize,
     /// Print one JSON object per phase.
     #[arg(long)]
     json: bool,
+}
+
+/// Byte `i` of every object body aisloader writes (and of the files a
+/// baseline server is given): `(i mod 1 MiB) * 2654435761`, low byte.
+fn pattern() -> bytes::Bytes {
+    bytes::Bytes::from(
+        (0..(1usize << 20))
+            .map(|i| (i as u64).wrapping_mul(2654435761) as u8)
+            .collect::<Vec<u8>>(),
+    )
 }
 
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
@@ -82,6 +98,19 @@ struct Stats {
 }
 
 impl Stats {
+    /// A phase with any error fails the run (after its report): a
+    /// benchmark that counted failures as speed would be fooled.
+    fn outcome(&self) -> anyhow::Result<()> {
+        if self.errors > 0 {
+            anyhow::bail!(
+                "{} requests failed; first: {}",
+                self.errors,
+                self.first_error.as_deref().unwrap_or("?")
+            );
+        }
+        Ok(())
+    }
+
     fn report(&self, phase: &str, json: bool) {
         let n = self.lat.len();
         let mut l = self.lat.clone();
@@ -131,12 +160,37 @@ fn body(size: u64, chunk: &bytes::Bytes) -> reqwest::Body {
     reqwest::Body::wrap_stream(stream)
 }
 
-/// Counts the bytes of a response body as they arrive.
-async fn drain(resp: reqwest::Response) -> Result<u64, String> {
+/// Counts the bytes of a response body as they arrive; with `expect`
+/// (size, pattern) also checks them against what was written.
+async fn drain(
+    resp: reqwest::Response,
+    expect: Option<(u64, &bytes::Bytes)>,
+) -> Result<u64, String> {
     let mut n = 0u64;
     let mut s = resp.bytes_stream();
     while let Some(c) = s.next().await {
-        n += c.map_err(|e| e.to_string())?.len() as u64;
+        let c = c.map_err(|e| e.to_string())?;
+        if let Some((_, pat)) = expect {
+            let plen = pat.len() as u64;
+            let mut off = 0usize;
+            while off < c.len() {
+                let at = ((n + off as u64) % plen) as usize;
+                let k = (c.len() - off).min(pat.len() - at);
+                if c[off..off + k] != pat[at..at + k] {
+                    return Err(format!(
+                        "body differs from what was written near byte {}",
+                        n + off as u64
+                    ));
+                }
+                off += k;
+            }
+        }
+        n += c.len() as u64;
+    }
+    if let Some((size, _)) = expect {
+        if n != size {
+            return Err(format!("body has {n} bytes, expected {size}"));
+        }
     }
     Ok(n)
 }
@@ -150,7 +204,11 @@ fn client_err(e: ClientError) -> String {
 }
 
 /// Plain HTTP GET (the `--urls` baseline), following redirects.
-async fn get_follow(http: &reqwest::Client, mut url: String) -> Result<u64, String> {
+async fn get_follow(
+    http: &reqwest::Client,
+    mut url: String,
+    expect: Option<(u64, &bytes::Bytes)>,
+) -> Result<u64, String> {
     for _ in 0..4 {
         let resp = http.get(&url).send().await.map_err(|e| e.to_string())?;
         if resp.status().is_redirection() {
@@ -169,7 +227,7 @@ async fn get_follow(http: &reqwest::Client, mut url: String) -> Result<u64, Stri
                 resp.text().await.unwrap_or_default()
             ));
         }
-        return drain(resp).await;
+        return drain(resp, expect).await;
     }
     Err("too many redirects".into())
 }
@@ -221,12 +279,18 @@ pub async fn main_async() -> anyhow::Result<()> {
             .pool_max_idle_per_host(a.conc * 2)
             .build()?;
         let base = base.trim_end_matches('/').to_string();
+        let pat = pattern();
         let st = run_phase(a.num, a.conc, |i| {
-            get_follow(&http, format!("{base}/{}{}", a.prefix, i % distinct))
+            let expect = (a.verify > 0 && i % a.verify == 0).then_some((size, &pat));
+            get_follow(
+                &http,
+                format!("{base}/{}{}", a.prefix, i % distinct),
+                expect,
+            )
         })
         .await;
         st.report("GET", a.json);
-        return Ok(());
+        return st.outcome();
     }
     let client = Client::new(&a.endpoint);
     if a.mode.contains("put") {
@@ -238,11 +302,7 @@ pub async fn main_async() -> anyhow::Result<()> {
         // Fetch (and cache) the cluster map up front: PUTs go straight to
         // the owner target (as the SDK's direct mode).
         client.smap().await?;
-        let chunk = bytes::Bytes::from(
-            (0..(1usize << 20))
-                .map(|i| (i as u64).wrapping_mul(2654435761) as u8)
-                .collect::<Vec<u8>>(),
-        );
+        let chunk = pattern();
         let st = run_phase(a.num, a.conc, |i| {
             let name = format!("{}{i}", a.prefix);
             let (client, bucket, chunk) = (&client, &a.bucket, &chunk);
@@ -256,25 +316,29 @@ pub async fn main_async() -> anyhow::Result<()> {
         })
         .await;
         st.report("PUT", a.json);
+        st.outcome()?;
     }
     if a.mode.contains("get") {
         if a.direct {
             // Owners come from the cached map: fetch it once, not per worker.
             client.smap().await?;
         }
+        let pat = pattern();
         let st = run_phase(a.num, a.conc, |i| {
             let name = format!("{}{}", a.prefix, i % distinct);
             let (client, a) = (&client, &a);
+            let expect = (a.verify > 0 && i % a.verify == 0).then_some((size, &pat));
             async move {
                 let resp = client
                     .get_raw_query(&a.bucket, &name, &a.query, a.direct)
                     .await
                     .map_err(client_err)?;
-                drain(resp).await
+                drain(resp, expect).await
             }
         })
         .await;
         st.report("GET", a.json);
+        st.outcome()?;
     }
     Ok(())
 }

@@ -344,18 +344,21 @@ impl Store {
         if md.is_dir() {
             return Err(StorageError::NotFound);
         }
-        let info = ObjInfo::read(&path, &md)?;
+        // Metadata through the open descriptor: no second path walk.
+        let info = ObjInfo::from_open(&file, &md)?;
         let size = md.len();
+        // Exactly `size` bytes (std's read_to_end would stat and seek again
+        // to size its buffer): a file that ends early is damage.
         let read_all = move |mut file: std::fs::File, path: &Path| -> Result<Vec<u8>> {
-            let mut buf = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut buf)
-                .map_err(io_err(format!("read {}", path.display())))?;
-            if buf.len() as u64 != size {
-                return Err(StorageError::Io {
-                    context: format!("read {}", path.display()),
-                    source: io::Error::other("object changed size while being read"),
-                });
-            }
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact(&mut buf).map_err(|e| StorageError::Io {
+                context: format!("read {}", path.display()),
+                source: if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::other("object changed size while being read")
+                } else {
+                    e
+                },
+            })?;
             Ok(buf)
         };
         let body = if size <= INLINE_READ {
@@ -631,8 +634,18 @@ pub struct ObjInfo {
 
 impl ObjInfo {
     fn read(path: &Path, md: &std::fs::Metadata) -> Result<Self> {
+        Self::from_raw(xattr::get(path, XATTR_META), md)
+    }
+
+    /// Like [`ObjInfo::read`], from an open file (fgetxattr).
+    fn from_open(file: &std::fs::File, md: &std::fs::Metadata) -> Result<Self> {
+        use xattr::FileExt;
+        Self::from_raw(file.get_xattr(XATTR_META), md)
+    }
+
+    fn from_raw(raw: io::Result<Option<Vec<u8>>>, md: &std::fs::Metadata) -> Result<Self> {
         use std::os::unix::fs::MetadataExt;
-        let attrs = match xattr::get(path, XATTR_META) {
+        let attrs = match raw {
             Ok(Some(raw)) => {
                 let attrs = serde_json::from_slice::<ObjAttrs>(&raw).unwrap_or_default();
                 // A file shorter or longer than what was committed is damage

@@ -287,3 +287,30 @@ def test_etl_inline_batch_and_offline_on_remote_objects(rcluster: Cluster, s3: S
     out = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
     assert out == {k: v.upper() for k, v in objs.items()}
     dst.delete(missing_ok=True)
+
+
+def test_s3_clients_read_and_write_a_remote_bucket_through_the_s3_front_door(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """boto3 pointed at the cluster's /s3 reads an s3:// bucket through the
+    cache and writes through to its backend (single PUT and multipart)."""
+    from boto3.s3.transfer import TransferConfig
+
+    objs = fill(s3, remote, 6)
+    ours = boto3.client("s3", endpoint_url=f"{rcluster.url}/s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    requests.head(f"{rcluster.url}/v1/buckets/{remote}", params={"provider": "aws"}, timeout=HTTP)
+    listed = [o["Key"] for o in ours.list_objects_v2(Bucket=remote)["Contents"]]
+    assert listed == sorted(objs)
+    for k, v in objs.items():
+        assert ours.get_object(Bucket=remote, Key=k)["Body"].read() == v
+    ours.put_object(Bucket=remote, Key="via-s3/one", Body=b"through the front door")
+    assert s3.s3.get_object(Bucket=remote, Key="via-s3/one")["Body"].read() == b"through the front door"
+    big = os.urandom(12 << 20)
+    src = Path(os.environ.get("TMPDIR", "/tmp")) / f"mpu-{uuid.uuid4().hex}"
+    src.write_bytes(big)
+    try:
+        ours.upload_file(str(src), remote, "via-s3/big", Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+    finally:
+        src.unlink()
+    assert s3.s3.get_object(Bucket=remote, Key="via-s3/big")["Body"].read() == big
+    ours.delete_object(Bucket=remote, Key="via-s3/one")
+    with pytest.raises(s3.s3.exceptions.NoSuchKey):
+        s3.s3.get_object(Bucket=remote, Key="via-s3/one")

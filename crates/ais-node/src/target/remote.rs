@@ -103,7 +103,8 @@ pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiRe
 }
 
 /// Cold GET on the owner: the backend's bytes go to the client and into
-/// the cache at once. A backend failure mid-way ends the client's body
+/// the cache at once; the last chunk goes after the commit, so a client
+/// that has read the object finds it cached. A backend failure mid-way ends the client's body
 /// early (its Content-Length is never met: no partial object is served as
 /// whole) and caches nothing; a client that hangs up does not stop the
 /// caching.
@@ -132,14 +133,19 @@ pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -
     tokio::spawn(async move {
         let mut body = resp.bytes_stream();
         let mut client = true;
+        // The last chunk is held back until the copy is committed: when a
+        // client has the whole object, the cluster has it too.
+        let mut held: Option<bytes::Bytes> = None;
         let failed = loop {
             match body.next().await {
                 Some(Ok(chunk)) => {
                     if let Err(e) = w.write(&chunk).await {
                         break Some(serr(e).to_string());
                     }
-                    if client && tx.send(Ok(chunk)).await.is_err() {
-                        client = false;
+                    if let Some(prev) = held.replace(chunk) {
+                        if client && tx.send(Ok(prev)).await.is_err() {
+                            client = false;
+                        }
                     }
                 }
                 Some(Err(e)) => break Some(format!("the backend stream failed: {e}")),
@@ -155,10 +161,12 @@ pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -
             let _ = tx.send(Err(std::io::Error::other(why))).await;
             return;
         }
-        drop(tx);
         if let Err(e) = w.commit(custom).await {
             let e = error::storage(&t2.core.name, &bck2, &obj2, e);
             tracing::warn!(object = %cname, error = %e, "cold GET served but not cached");
+        }
+        if let (Some(last), true) = (held, client) {
+            let _ = tx.send(Ok(last)).await;
         }
     });
     let mut r = Response::new(Body::from_stream(rx));
@@ -296,4 +304,26 @@ pub async fn put_through(
         .map_err(|e| ApiError::internal(format!("backend upload: {e}")))??;
     custom.extend(custom_of(&attrs));
     w.commit(custom).await.map_err(serr)
+}
+
+/// Writes an object just committed here through to its remote bucket's
+/// backend (S3 front door PUTs and multipart uploads, whose bodies arrive
+/// in forms `put_through` does not take). If the backend refuses it, the
+/// cached copy goes too: the cluster never holds what the backend lacks.
+pub async fn push(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
+    let Some(remote) = backend_of(t, bck).transpose()? else {
+        return Ok(());
+    };
+    let path = t.store.obj_path(bck, obj);
+    let io =
+        |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
+    let file = tokio::fs::File::open(&path).await.map_err(io)?;
+    let len = file.metadata().await.map_err(io)?.len();
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    if let Err(e) = remote.put_object(backend::http(), obj, body, len).await {
+        let _ = t.store.delete(bck, obj).await;
+        return Err(e.into());
+    }
+    Ok(())
 }

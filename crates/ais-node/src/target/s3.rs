@@ -235,6 +235,8 @@ async fn commit(
         .await
         .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
     t.mark_deleted(&bck.obj_uname(obj), false);
+    // An s3:// bucket's object goes through to its backend.
+    super::remote::push(t, bck, obj).await?;
     super::ec::protect(t, bck, obj).await?;
     Ok(attrs)
 }

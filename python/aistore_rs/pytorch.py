@@ -464,6 +464,9 @@ class BatchDataset(_Base, _TorchIterable):
         self.seed = seed
         self.epoch = 0
         self.consumed = 0
+        # Batches of this worker's share to skip (a torchdata
+        # StatefulDataLoader resume) and yielded so far.
+        self._skip = self._done = 0
         self.rank, self.world_size = _dist_info(rank, world_size)
         self.with_names = with_names
         self.stack = stack
@@ -472,9 +475,22 @@ class BatchDataset(_Base, _TorchIterable):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
         self.consumed = 0
+        self._skip = self._done = 0
 
     def state_dict(self) -> dict:
-        return {"seed": self.seed, "epoch": self.epoch, "consumed": self.consumed}
+        """Where the epoch stands: `consumed` samples of the global order
+        (set by the caller, e.g. from a checkpoint, for any split), and —
+        as torchdata's `StatefulDataLoader` snapshots it inside each
+        DataLoader worker — how many of this worker's batches it has
+        yielded (`batches_done`, for the same ranks x workers split)."""
+        info = get_worker_info()
+        return {
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "consumed": self.consumed,
+            "batches_done": self._skip + self._done,
+            "split": [self.rank, self.world_size, info.num_workers if info else 0],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed:
@@ -483,6 +499,16 @@ class BatchDataset(_Base, _TorchIterable):
         self.consumed = int(state.get("consumed", 0))
         if not 0 <= self.consumed <= len(self.names):
             raise ValueError(f"consumed={self.consumed} is outside the epoch (0..{len(self.names)})")
+        self._skip, self._done = int(state.get("batches_done", 0)), 0
+        split = state.get("split")
+        if self._skip and split is not None:
+            info = get_worker_info()
+            here = [self.rank, self.world_size, info.num_workers if info else 0]
+            if list(split) != here:
+                raise ValueError(
+                    f"batches_done is for rank/world size/workers {split}, this loader is {here}; "
+                    "resume with the same split, or by `consumed` samples"
+                )
 
     # -- order
     def global_batches(self) -> list[np.ndarray]:
@@ -541,7 +567,8 @@ class BatchDataset(_Base, _TorchIterable):
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        batches = self.batches_for(wid, nw)
+        batches = self.batches_for(wid, nw)[self._skip :]
+        self._done = 0
         if not batches:
             return
         ex = self._executor()
@@ -552,4 +579,5 @@ class BatchDataset(_Base, _TorchIterable):
             if nxt < len(batches):
                 futs.append(ex.submit(self._fetch_batch, batches[nxt]))
                 nxt += 1
+            self._done += 1
             yield out

@@ -86,7 +86,8 @@ def test_resume_yields_exactly_the_remainder(endpoint: str, arrays) -> None:
             for rank in range(world):
                 ds = BatchDataset(endpoint, arrays.name, prefix="s/", batch_size=BS, seed=7, rank=rank, world_size=world, with_names=True)
                 ds.load_state_dict({"seed": 7, "epoch": 3, "consumed": k})
-                assert ds.state_dict() == {"seed": 7, "epoch": 3, "consumed": k}
+                st = ds.state_dict()
+                assert {k2: st[k2] for k2 in ("seed", "epoch", "consumed")} == {"seed": 7, "epoch": 3, "consumed": k}
                 per_rank.append([list(n) for _, _, n in DataLoader(ds, batch_size=None, num_workers=workers)])
             assert interleave(per_rank) == ref[k:], (k, world, workers)
     ds = BatchDataset(endpoint, arrays.name, prefix="s/", batch_size=BS, seed=7)
@@ -94,6 +95,33 @@ def test_resume_yields_exactly_the_remainder(endpoint: str, arrays) -> None:
         ds.load_state_dict({"seed": 8, "epoch": 0, "consumed": 0})
     with pytest.raises(ValueError):
         ds.load_state_dict({"seed": 7, "epoch": 0, "consumed": N + 1})
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torchdata_stateful_dataloader_resumes_exactly(endpoint: str, arrays, workers: int) -> None:
+    """torchdata's StatefulDataLoader snapshots the dataset in each worker;
+    a loader restored from its state_dict yields exactly the rest of the
+    epoch, nothing replayed."""
+    from torchdata.stateful_dataloader import StatefulDataLoader
+
+    names = [f"s/{i:05d}.npy" for i in range(N)]
+    ref = [names[i] for i in epoch_order(N, 7, 3)]
+
+    def make() -> StatefulDataLoader:
+        ds = BatchDataset(endpoint, arrays.name, prefix="s/", batch_size=BS, seed=7, with_names=True)
+        ds.set_epoch(3)
+        return StatefulDataLoader(ds, batch_size=None, num_workers=workers)
+
+    for k in (1, 4, 7):
+        dl = make()
+        it = iter(dl)
+        first = [list(next(it)[2]) for _ in range(k)]
+        state = dl.state_dict()
+        del it, dl
+        dl2 = make()
+        dl2.load_state_dict(state)
+        rest = [list(b[2]) for b in dl2]
+        assert sum(first + rest, []) == ref, (workers, k)
 
 
 def test_npy_to_tensor_shares_memory() -> None:

@@ -7,12 +7,7 @@
 #  4. peak target RSS while a 10,000-item batch streams
 #   QUICK=1 ./bench/batch.sh   smaller counts
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -r python/requirements-test.txt
-build_release
-WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
-trap 'stop_cluster; rm -rf "$WORK"' EXIT
+bench_setup
 export AIS_PYTHON=$ROOT/.venv/bin/python
 export AIS_ETL_ENV_CACHE=$WORK/envs
 start_cluster 3

@@ -5,12 +5,7 @@
 # work with the same concurrency; plus job start latency on an idle cluster.
 #   QUICK=1 ./bench/jobs.sh   fewer objects
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -r python/requirements-test.txt
-build_release
-WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
-trap 'stop_cluster; rm -rf "$WORK"' EXIT
+bench_setup
 export AIS_PYTHON=$ROOT/.venv/bin/python
 start_cluster 3
 .venv/bin/python bench/jobs_bench.py --endpoint "$EP" --bin "$BIN" ${QUICK:+--quick} | tee "$OUT/jobs.md"

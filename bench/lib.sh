@@ -13,6 +13,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 build_release() { (cd "$ROOT" && cargo build --release --bins -q); }
 
+# The Python benchmarks' set-up: the venv with the test packages, release
+# binaries, a scratch dir ($WORK) removed with the cluster on exit.
+bench_setup() {
+  cd "$ROOT"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q -r python/requirements-test.txt
+  build_release
+  WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
+  trap 'stop_cluster; rm -rf "$WORK"' EXIT
+}
+
 # node_field ROLE FIELD: FIELD (pid, url, id, log, restarts) of every node with ROLE (proxy|target|all), space-separated.
 node_field() {
   python3 - "$STATE" "$1" "$2" <<'PY'

@@ -6,11 +6,7 @@
 # The backend: moto's S3 server on loopback behind a delaying HTTP proxy.
 #   N=200 SIZE=131072 DELAY_MS=20 ./bench/remote.sh
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -r python/requirements-test.txt
-build_release
-WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
+bench_setup
 MOTO_PORT=$(free_port)
 PROXY_PORT=$(free_port)
 .venv/bin/moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &

@@ -6,12 +6,7 @@
 # peak RSS: bodies stream, nothing holds an object in memory.
 #   SECONDS_PER_RUN=8 ROUNDS=3 CONC=1,8 BIG_MIB=1024 ./bench/s3.sh
 source "$(dirname "$0")/lib.sh"
-cd "$ROOT"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q -r python/requirements-test.txt
-build_release
-WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
-trap 'stop_cluster; rm -rf "$WORK"' EXIT
+bench_setup
 start_cluster 3
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); cores: $(nproc)"
 .venv/bin/python bench/s3_bench.py --endpoint "$EP" --seconds "${SECONDS_PER_RUN:-8}" \

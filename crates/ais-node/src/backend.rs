@@ -109,6 +109,15 @@ impl S3Bucket {
         BackendError::Unreachable(self.endpoint.clone(), e.to_string())
     }
 
+    /// Sends a presigned request; `None`: the backend answered 404.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Option<reqwest::Response>> {
+        let r = req.send().await.map_err(|e| self.unreachable(e))?;
+        if r.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        self.check(r).await.map(Some)
+    }
+
     async fn check(&self, r: reqwest::Response) -> Result<reqwest::Response> {
         if r.status().is_success() {
             return Ok(r);
@@ -126,15 +135,7 @@ impl S3Bucket {
     /// Whether the bucket exists there.
     pub async fn head_bucket(&self, http: &reqwest::Client) -> Result<bool> {
         let url = self.bucket.head_bucket(self.creds.as_ref()).sign(SIGN_FOR);
-        let r = http
-            .head(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        match r.status().as_u16() {
-            404 => Ok(false),
-            _ => self.check(r).await.map(|_| true),
-        }
+        Ok(self.send(http.head(url)).await?.is_some())
     }
 
     /// The object's attributes there; `None`: it does not exist.
@@ -147,16 +148,10 @@ impl S3Bucket {
             .bucket
             .head_object(self.creds.as_ref(), key)
             .sign(SIGN_FOR);
-        let r = http
-            .head(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if r.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        let r = self.check(r).await?;
-        Ok(Some(attrs_of(r.headers())))
+        Ok(self
+            .send(http.head(url))
+            .await?
+            .map(|r| attrs_of(r.headers())))
     }
 
     /// Starts a GET of the object (the body streams from the response);
@@ -170,20 +165,13 @@ impl S3Bucket {
             .bucket
             .get_object(self.creds.as_ref(), key)
             .sign(SIGN_FOR);
-        let r = http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if r.status().as_u16() == 404 {
-            return Ok(None);
-        }
-        let r = self.check(r).await?;
-        let mut a = attrs_of(r.headers());
-        if let Some(n) = r.content_length() {
-            a.size = n;
-        }
-        Ok(Some((a, r)))
+        Ok(self.send(http.get(url)).await?.map(|r| {
+            let mut a = attrs_of(r.headers());
+            if let Some(n) = r.content_length() {
+                a.size = n;
+            }
+            (a, r)
+        }))
     }
 
     /// Uploads `len` bytes of `body` as `key`; the new ETag.
@@ -217,15 +205,7 @@ impl S3Bucket {
             .bucket
             .delete_object(self.creds.as_ref(), key)
             .sign(SIGN_FOR);
-        let r = http
-            .delete(url)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if r.status().as_u16() == 404 {
-            return Ok(());
-        }
-        self.check(r).await.map(drop)
+        self.send(http.delete(url)).await.map(drop)
     }
 
     /// One page of the remote listing (keys in order), and the token of

@@ -216,53 +216,43 @@ pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res 
     let props = super::remote::props(p, bck).await?;
     if props.provider == "ais" {
         return Err(ApiError::bad_request(format!(
-            "{}: {} is for remote buckets (s3://); {} is an ais:// bucket",
+            "{}: {} is an ais:// bucket; this is for remote (s3://) buckets",
             msg.action,
-            msg.action.split('-').next().unwrap_or("prefetch"),
             bck.cname()
         )));
     }
-    let mut tcb: TcbMsg = if msg.value.is_null() {
-        TcbMsg::default()
-    } else {
-        serde_json::from_value(msg.value)
-            .map_err(|e| ApiError::bad_request(format!("malformed {} message: {e}", msg.action)))?
-    };
+    let tcb = tcb_of(&msg)?;
     if !tcb.template.is_empty() {
         expand_template(&tcb.template, MAX_TEMPLATE)?;
     }
-    tcb.coer = true;
-    let spec = JobSpec {
-        id: format!(
-            "{}-{}",
-            kind.split('-').next().unwrap_or(kind),
-            ais_core::gen_id(10)
-        ),
-        kind: kind.into(),
-        src: bck.name.clone(),
-        dst: bck.name.clone(),
-        msg: tcb,
-        skip_unchanged: false,
-        archive: None,
-    };
-    launch(p, spec).await
+    let prefix = kind.split('-').next().unwrap_or(kind);
+    bucket_job(p, bck, kind, prefix, tcb).await
 }
 
 /// `POST /v1/buckets/B` with `scrub-bck`: every target verifies its objects
 /// of B (size, checksum, mirror copies) and repairs what redundancy allows.
 pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     p.core.bucket_props(bck)?;
-    let mut tcb: TcbMsg = if msg.value.is_null() {
-        TcbMsg::default()
-    } else {
-        serde_json::from_value(msg.value)
-            .map_err(|e| ApiError::bad_request(format!("malformed scrub-bck message: {e}")))?
-    };
-    // A scrub reports every damaged object: it never stops at the first.
+    let tcb = tcb_of(&msg)?;
+    bucket_job(p, bck, crate::rpc::types::JOB_SCRUB, "scrub", tcb).await
+}
+
+/// The selection of a bucket job's message (`null`: everything).
+fn tcb_of(msg: &ActMsg) -> ApiResult<TcbMsg> {
+    if msg.value.is_null() {
+        return Ok(TcbMsg::default());
+    }
+    serde_json::from_value(msg.value.clone())
+        .map_err(|e| ApiError::bad_request(format!("malformed {} message: {e}", msg.action)))
+}
+
+/// Starts a job of `kind` over one bucket's objects on every target. It
+/// reports every object's error rather than stopping at the first.
+async fn bucket_job(p: &Proxy, bck: &Bck, kind: &str, id_prefix: &str, mut tcb: TcbMsg) -> Res {
     tcb.coer = true;
     let spec = JobSpec {
-        id: format!("scrub-{}", ais_core::gen_id(10)),
-        kind: crate::rpc::types::JOB_SCRUB.into(),
+        id: format!("{id_prefix}-{}", ais_core::gen_id(10)),
+        kind: kind.into(),
         src: bck.name.clone(),
         dst: bck.name.clone(),
         msg: tcb,

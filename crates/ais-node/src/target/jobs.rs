@@ -771,14 +771,19 @@ async fn move_one(
     };
     // Small objects are read whole in one blocking call (and sent again as
     // is on a retry); larger ones stream.
+    let read_whole = || {
+        let p = path.clone();
+        async move {
+            tokio::task::spawn_blocking(move || std::fs::read(p))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+                .map(bytes::Bytes::from)
+                .map_err(open_err)
+        }
+    };
     let mut whole: Option<bytes::Bytes> = None;
     if size <= SMALL_MOVE {
-        let p = path.clone();
-        let data = tokio::task::spawn_blocking(move || std::fs::read(p))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(open_err)?;
-        whole = Some(data.into());
+        whole = Some(read_whole().await?);
     }
     // The owner may be busy (a job reading the bucket there: 503) or
     // restarting: wait and retry rather than fail the object.
@@ -826,12 +831,7 @@ async fn move_one(
                 verified = true;
                 // Healed from a mirror: send the repaired file.
                 if whole.is_some() {
-                    let p = path.clone();
-                    let data = tokio::task::spawn_blocking(move || std::fs::read(p))
-                        .await
-                        .map_err(|e| ApiError::internal(e.to_string()))?
-                        .map_err(open_err)?;
-                    whole = Some(data.into());
+                    whole = Some(read_whole().await?);
                 }
             }
             Err(e)

@@ -209,7 +209,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
 }
 
 /// A writer for `bck/obj` here, with the copies its bucket asks for.
-async fn begin(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
+pub(super) async fn begin(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
     let copies = t
         .core
         .bucket_props(bck)

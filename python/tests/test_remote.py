@@ -213,13 +213,17 @@ def test_validate_warm_get_detects_an_overwrite_behind_our_back(rcluster: Cluste
     s3.s3.put_object(Bucket=remote, Key="o", Body=b"version two, longer")
     # Without validation the cached copy is served.
     assert bck.object("o").get_reader().read_all() == b"version one"
+    # One GET may ask for the latest version (the SDK's `latest=True`).
+    assert bck.object("o").get_reader(latest=True).read_all() == b"version two, longer"
+    s3.s3.put_object(Bucket=remote, Key="o", Body=b"version three")
+    assert bck.object("o").get_reader().read_all() == b"version two, longer"
     r = requests.patch(
         f"{rcluster.url}/v1/buckets/{remote}", params={"provider": "aws"},
         json={"action": "set-bprops", "value": {"checksum": {"validate_warm_get": True}}}, timeout=HTTP,
     )
     assert r.status_code == 200, r.text
-    assert bck.object("o").get_reader().read_all() == b"version two, longer"
-    assert bck.object("o").get_reader().read_all() == b"version two, longer"
+    assert bck.object("o").get_reader().read_all() == b"version three"
+    assert bck.object("o").get_reader().read_all() == b"version three"
     s3.s3.delete_object(Bucket=remote, Key="o")
     r = requests.get(f"{rcluster.url}/v1/objects/{remote}/o", params={"provider": "aws"}, timeout=HTTP)
     assert r.status_code == 404, r.text

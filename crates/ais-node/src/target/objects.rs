@@ -80,7 +80,12 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
                 Err(StorageError::NotFound) if !ranged => {
                     return super::remote::cold_get(t, remote, bck, obj).await;
                 }
-                Ok(info) if props.checksum.validate_warm_get => {
+                // `latest-ver=true` (the SDK's `latest=True`): this GET
+                // checks the backend's version as validate_warm_get does.
+                Ok(info)
+                    if props.checksum.validate_warm_get
+                        || ctx.query.get("latest-ver").is_some_and(|v| v == "true") =>
+                {
                     use super::remote::Warm;
                     match super::remote::validate(t, &remote, bck, obj, &info.attrs.custom).await? {
                         Warm::Current => {}

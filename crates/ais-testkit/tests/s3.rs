@@ -381,3 +381,70 @@ fn bad_s3_input_gets_s3_errors() {
     let (st, _) = with_host(&url, "GET", "elsewhere", "/v1/health", b"");
     assert_eq!(st, 200);
 }
+
+/// Pending multipart uploads do not outlive their bucket, nor their time to
+/// live (`AIS_S3_MPU_TTL_HOURS`; 0 here, so the sweep a restarted target
+/// runs when it joins removes every pending upload it holds).
+#[test]
+fn pending_uploads_go_with_their_bucket_and_their_ttl() {
+    let mut c = Cluster::start_with(Opts {
+        targets: 2,
+        env: vec![("AIS_S3_MPU_TTL_HOURS".into(), "0".into())],
+        ..Default::default()
+    })
+    .unwrap();
+    let url = c.url().to_string();
+    let start = |bucket: &str| {
+        let (st, body) =
+            raw_http(&url, "POST", &format!("/s3/{bucket}/obj?uploads"), &[], b"").unwrap();
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        let id = upload_id(&body);
+        let (st, _) = raw_http(
+            &url,
+            "PUT",
+            &format!("/s3/{bucket}/obj?partNumber=1&uploadId={id}"),
+            &[],
+            b"part one",
+        )
+        .unwrap();
+        assert_eq!(st, 200);
+        id
+    };
+    // The bucket goes (no objects, one pending upload): the upload goes too.
+    assert_eq!(raw_http(&url, "PUT", "/s3/gone", &[], b"").unwrap().0, 200);
+    start("gone");
+    assert_eq!(files(&c, ".ais-s3-mpu", "upload.json"), 1);
+    let (st, body) = raw_http(&url, "DELETE", "/s3/gone", &[], b"").unwrap();
+    assert!(
+        st == 204 || st == 200,
+        "{st}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    wait_for("the upload of the deleted bucket to go", 10, || {
+        files(&c, ".ais-s3-mpu", "upload.json") == 0
+    });
+    // Past its time to live: removed by the sweep its target runs on joining.
+    assert_eq!(raw_http(&url, "PUT", "/s3/kept", &[], b"").unwrap().0, 200);
+    let id = start("kept");
+    assert_eq!(files(&c, ".ais-s3-mpu", "upload.json"), 1);
+    let holder = c
+        .targets
+        .iter()
+        .position(|t| id.ends_with(&format!("_{}", t.id)))
+        .expect("the upload id names a target");
+    c.restart_target(holder).unwrap();
+    c.wait_targets(2).unwrap();
+    wait_for("the expired upload to go", 15, || {
+        files(&c, ".ais-s3-mpu", "upload.json") == 0
+    });
+    let (st, body) = raw_http(
+        &url,
+        "PUT",
+        &format!("/s3/kept/obj?partNumber=2&uploadId={id}"),
+        &[],
+        b"late",
+    )
+    .unwrap();
+    assert_eq!(st, 404, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(code(&body), "NoSuchUpload");
+}

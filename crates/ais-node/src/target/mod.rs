@@ -400,6 +400,14 @@ impl Member for Target {
         }
         if let Some(old) = &applied.bmd {
             self.destroy_buckets(old);
+            // Pending S3 multipart uploads of a destroyed bucket go too.
+            let new = self.core.meta.bmd();
+            if old.buckets.keys().any(|b| !new.buckets.contains_key(b)) {
+                let t = self.clone();
+                tokio::spawn(async move {
+                    s3::sweep_uploads(&t).await;
+                });
+            }
         }
         Ok(())
     }
@@ -407,6 +415,7 @@ impl Member for Target {
     fn joined(self: &Arc<Self>) {
         // (Re)start the ETLs this node should run, e.g. after a restart.
         etl::reconcile(self, self.core.meta.etlmd());
+        s3::start_sweeper(self);
     }
 }
 

@@ -595,3 +595,74 @@ async fn uploads(t: &Target, bck: &Bck) -> Vec<Upload> {
     }
     out
 }
+
+/// Pending multipart uploads are removed after this many hours
+/// (`AIS_S3_MPU_TTL_HOURS`, default 168 = 7 days), as S3 lifecycle rules
+/// abort incomplete uploads.
+fn upload_ttl() -> std::time::Duration {
+    static H: OnceLock<u64> = OnceLock::new();
+    let h = *H.get_or_init(|| {
+        std::env::var("AIS_S3_MPU_TTL_HOURS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(168)
+    });
+    std::time::Duration::from_secs(h * 3600)
+}
+
+/// Removes the pending uploads held here whose bucket is gone or that are
+/// older than [`upload_ttl`], and the directories of creates that died
+/// before writing their `upload.json` (after an hour); skips uploads being
+/// completed or aborted. Returns how many were removed.
+pub async fn sweep_uploads(t: &Target) -> usize {
+    let bmd = t.core.meta.bmd();
+    let now = ais_core::now_ns();
+    let ttl = upload_ttl().as_nanos() as i64;
+    let mut removed = 0;
+    for mp in t.store.mountpaths() {
+        let Ok(mut rd) = tokio::fs::read_dir(mp.path.join(MPU_DIR)).await else {
+            continue;
+        };
+        while let Ok(Some(e)) = rd.next_entry().await {
+            let dir = e.path();
+            let id = e.file_name().to_string_lossy().into_owned();
+            let stale = match read_upload(&dir).await {
+                Ok(up) => !bmd.buckets.contains_key(&up.bucket) || now - up.initiated_ns > ttl,
+                Err(_) => e
+                    .metadata()
+                    .await
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > std::time::Duration::from_secs(3600)),
+            };
+            if !stale {
+                continue;
+            }
+            let Ok(_busy) = Busy::take(&id) else {
+                continue;
+            };
+            remove_dir(&dir).await;
+            removed += 1;
+            tracing::info!(upload = %id, "removed a stale multipart upload");
+        }
+    }
+    removed
+}
+
+/// Sweeps stale uploads now and every 10 minutes (once per process).
+pub fn start_sweeper(t: &Arc<Target>) {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    if STARTED.set(()).is_err() {
+        return;
+    }
+    let t = Arc::downgrade(t);
+    tokio::spawn(async move {
+        loop {
+            let Some(t) = t.upgrade() else { return };
+            sweep_uploads(&t).await;
+            drop(t);
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        }
+    });
+}

@@ -260,6 +260,12 @@ def test_ranged_read_large(bucket: Bucket) -> None:
     assert got == data[start : end + 1]
     tail = obj.get_reader(byte_range="bytes=-1000").read_all()
     assert tail == data[-1000:]
+    # Large bodies are sent from mapped windows: whole, and from offsets
+    # that are not page- or window-aligned.
+    assert obj.get_reader().read_all() == data
+    for start, end in ((12_289, 3 * MiB), (2 * MiB + 1, 3 * MiB + 122), (MiB, MiB)):
+        got = obj.get_reader(byte_range=f"bytes={start}-{end}").read_all()
+        assert got == data[start : end + 1], (start, end)
 
 
 def test_ranged_read_raw_http(bucket: Bucket, endpoint: str) -> None:

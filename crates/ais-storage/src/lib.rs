@@ -617,6 +617,65 @@ pub enum ObjBody {
     File(std::fs::File),
 }
 
+/// Bytes of a large object's file mapped per window: a GET's body goes
+/// from the page cache to the socket without a read() copy into a buffer.
+const MAP_WINDOW: u64 = 1 << 20;
+
+/// Reads `len` bytes of `file` from `start` as a sequence of read-only
+/// mappings of at most [`MAP_WINDOW`] each, each mapped (and pre-faulted,
+/// which may read the disk) on the blocking pool. Memory stays flat: a
+/// window is unmapped once its bytes are written. Safe with our writes for
+/// the reason given in [`Store::open_obj`]: objects are replaced by rename,
+/// never truncated in place.
+pub struct MappedChunks {
+    file: std::sync::Arc<std::fs::File>,
+    pos: u64,
+    end: u64,
+}
+
+impl MappedChunks {
+    pub fn new(file: std::fs::File, start: u64, len: u64) -> Self {
+        Self {
+            file: std::sync::Arc::new(file),
+            pos: start,
+            end: start.saturating_add(len),
+        }
+    }
+
+    /// The next window's bytes; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<io::Result<bytes::Bytes>> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let page = 4096u64;
+        let at = self.pos - self.pos % page;
+        let skip = (self.pos - at) as usize;
+        let want = (self.end - self.pos).min(MAP_WINDOW);
+        let (file, map_len) = (self.file.clone(), skip as u64 + want);
+        let res = tokio::task::spawn_blocking(move || {
+            // SAFETY: see the type's docs; the map is read-only.
+            unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(at)
+                    .len(map_len as usize)
+                    .populate()
+                    .map(&*file)
+            }
+        })
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r);
+        Some(match res {
+            Ok(m) if m.len() as u64 == map_len => {
+                self.pos += want;
+                Ok(bytes::Bytes::from_owner(m).slice(skip..))
+            }
+            Ok(_) => Err(io::Error::other("object changed size while being read")),
+            Err(e) => Err(e),
+        })
+    }
+}
+
 /// An object opened for reading.
 pub struct ObjReader {
     pub info: ObjInfo,

@@ -156,16 +156,12 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
             })
         }
         ObjBody::File(file) => {
-            use std::io::Seek;
-            let mut file = file;
-            if start > 0 {
-                file.seek(std::io::SeekFrom::Start(start))
-                    .map_err(|e| ApiError::internal(format!("seek {}/{obj}: {e}", bck.cname())))?;
-            }
-            let file = tokio::fs::File::from_std(file);
-            use tokio::io::AsyncReadExt;
-            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1024 * 1024);
-            Body::from_stream(stream)
+            // Mapped per window: no read() copy between the page cache
+            // and the socket.
+            let chunks = ais_storage::MappedChunks::new(file, start, len);
+            Body::from_stream(futures::stream::unfold(chunks, |mut c| async move {
+                c.next_chunk().await.map(|r| (r, c))
+            }))
         }
     };
     let mut r = Response::new(body);

@@ -61,6 +61,10 @@ tag() { sed "s/^{/{\"case\":\"$1\",\"round\":$2,/"; }
 ROUNDS=${ROUNDS:-3}
 {
   run --bucket b1m --mode put --num "$N1M" --size 1MiB --conc 16 | tag put_1m 0
+  # The same into a scratch bucket (write_policy.data=never: no flushes).
+  curl -sf -X POST "$EP/v1/buckets/b1ms" -H 'Content-Type: application/json' \
+    -d '{"action":"create-bck","value":{"write_policy":{"data":"never"}}}' >/dev/null
+  run --bucket b1ms --mode put --num "$N1M" --size 1MiB --conc 16 | tag put_1m_scratch 0
   run --bucket b16k --mode put --num "$N16K" --size 16KiB --conc 32 | tag put_16k 0
   # GETs: ROUNDS rounds, each with the cluster through the proxy, straight
   # to the owner (--direct, the SDK's direct=True) and nginx back to back.
@@ -99,7 +103,7 @@ rounds = sorted({d["round"] for d in rows if d.get("round")})
 out = [f"Load average at the end: {sys.argv[2]}.", ""]
 out.append("| case | round | obj/s | MiB/s | p50 ms | p99 ms | errors |")
 out.append("|---|---|---|---|---|---|---|")
-order = ["put_1m", "put_16k", "get_1m", "get_1m_direct", "nginx_1m", "get_16k", "get_16k_direct", "nginx_16k"]
+order = ["put_1m", "put_1m_scratch", "put_16k", "get_1m", "get_1m_direct", "nginx_1m", "get_16k", "get_16k_direct", "nginx_16k"]
 for c in order:
     for d in get(c):
         out.append(f"| {c} | {d['round'] or '-'} | {d['obj_per_s']:.0f} | {d['mib_per_s']:.1f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['errors']} |")
@@ -117,6 +121,8 @@ line("GET 16 KiB direct to the owner vs nginx (requests/s)", "get_16k_direct", "
 put = get("put_1m")[0]["obj_per_s"]
 g1 = statistics.median(d["obj_per_s"] for d in get("get_1m"))
 out.append(f"- PUT 1 MiB vs GET 1 MiB through the proxy (obj/s): **{put / g1:.2f}x** (goal >= 0.5; durable: every PUT acknowledged after its data and name are on disk)")
+scratch = get("put_1m_scratch")[0]["obj_per_s"]
+out.append(f"- PUT 1 MiB into a scratch bucket (write_policy.data=never, no flushes) vs GET 1 MiB: {scratch / g1:.2f}x")
 for c in ["get_1m", "get_16k", "get_16k_direct"]:
     ng = "nginx_1m" if "1m" in c else "nginx_16k"
     p99 = statistics.median(d["p99_ms"] for d in get(c))

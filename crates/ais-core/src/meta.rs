@@ -297,6 +297,28 @@ pub struct BucketProps {
     /// Remote-backend settings (`extra.aws.endpoint`, ...), AIStore's names.
     #[serde(default)]
     pub extra: ExtraConf,
+    /// When a PUT's bytes must be on disk (`write_policy.data`).
+    #[serde(default)]
+    pub write_policy: WritePolicyConf,
+}
+
+/// `write_policy`: `data` is `immediate` (default; `""` means the same: a
+/// PUT is acknowledged once its data and name are durable) or `never`
+/// (scratch data: acknowledged once written, left to the kernel's
+/// writeback — survives a crash of the node, not of the machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WritePolicyConf {
+    #[serde(default)]
+    pub data: String,
+    #[serde(default)]
+    pub md: String,
+}
+
+impl WritePolicyConf {
+    /// Whether PUTs skip the flushes.
+    pub fn never_sync(&self) -> bool {
+        self.data == "never"
+    }
 }
 
 /// `extra`: per-provider settings of a remote bucket.
@@ -329,6 +351,7 @@ impl Default for BucketProps {
             bid: String::new(),
             created: String::new(),
             extra: ExtraConf::default(),
+            write_policy: WritePolicyConf::default(),
         }
     }
 }
@@ -349,6 +372,16 @@ impl BucketProps {
                 "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",
                 next.checksum.kind
             )));
+        }
+        for (k, v) in [
+            ("data", &next.write_policy.data),
+            ("md", &next.write_policy.md),
+        ] {
+            if !matches!(v.as_str(), "" | "immediate" | "never") {
+                return Err(CoreError::invalid(format!(
+                    "write_policy.{k} must be \"immediate\" or \"never\", not \"{v}\""
+                )));
+            }
         }
         if !(1..=16).contains(&next.mirror.copies) {
             return Err(CoreError::invalid(format!(

@@ -301,6 +301,7 @@ impl Store {
         Ok(PutWriter {
             file: None,
             done: false,
+            sync: true,
             flush: flush::Flusher::of(&mp.path),
             buf: Vec::new(),
             tmp: Some(tmp),
@@ -741,6 +742,8 @@ const WRITE_BUF: usize = 1 << 20;
 pub struct PutWriter {
     file: Option<std::fs::File>,
     done: bool,
+    /// Flush before acknowledging (off for `write_policy.data=never`).
+    sync: bool,
     /// The mountpath's durability mode and group flush ([`flush`]).
     flush: std::sync::Arc<flush::Flusher>,
     buf: Vec<u8>,
@@ -800,6 +803,12 @@ impl PutWriter {
         self.size
     }
 
+    /// Acknowledge without flushing (scratch buckets, `write_policy.data`
+    /// `never`): the same temp → rename steps, no fsync or syncfs.
+    pub fn without_sync(&mut self) {
+        self.sync = false;
+    }
+
     /// The xxhash64 of the bytes written so far, as stored (16 hex digits).
     pub fn cksum_so_far(&self) -> String {
         format!("{:016x}", self.hasher.digest())
@@ -857,6 +866,7 @@ impl PutWriter {
         let buf = std::mem::take(&mut self.buf);
         let tmp = self.tmp.clone().unwrap_or_default();
         let flusher = self.flush.clone();
+        let sync = self.sync;
         let dst = self.dst.clone();
         let mirrors = std::mem::take(&mut self.mirrors);
         let stale = std::mem::take(&mut self.stale);
@@ -869,7 +879,9 @@ impl PutWriter {
             let group = flusher.mode == flush::SyncMode::Group;
             let mut file = open_temp(file, &tmp)?;
             file.write_all(&buf).map_err(io_err("write temp file"))?;
-            if group {
+            if !sync {
+                drop(file);
+            } else if group {
                 drop(file);
                 // The data durable before the name can point at it; shared
                 // with the other PUTs on this mountpath.
@@ -941,7 +953,9 @@ impl PutWriter {
                 return Err(io_err(format!("rename into {}", dst.display()))(e));
             }
             drop(serial);
-            if group {
+            if !sync {
+                // Scratch data: durability left to the kernel's writeback.
+            } else if group {
                 // The metadata and the rename, in the next shared round.
                 flusher
                     .sync()

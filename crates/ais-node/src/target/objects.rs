@@ -389,6 +389,12 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .begin_put_copies(bck, obj, copies)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
+    if t.core
+        .bucket_props(bck)
+        .is_ok_and(|p| p.write_policy.never_sync())
+    {
+        w.without_sync();
+    }
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {

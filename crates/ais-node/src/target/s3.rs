@@ -210,15 +210,17 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
 
 /// A writer for `bck/obj` here, with the copies its bucket asks for.
 pub(super) async fn begin(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
-    let copies = t
-        .core
-        .bucket_props(bck)
-        .map(|p| p.mirror.effective())
-        .unwrap_or(1);
-    t.store
+    let props = t.core.bucket_props(bck).ok();
+    let copies = props.as_ref().map(|p| p.mirror.effective()).unwrap_or(1);
+    let mut w = t
+        .store
         .begin_put_copies(bck, obj, copies)
         .await
-        .map_err(|e| error::storage(&t.core.name, bck, obj, e))
+        .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
+    if props.is_some_and(|p| p.write_policy.never_sync()) {
+        w.without_sync();
+    }
+    Ok(w)
 }
 
 /// Commits (atomically), clears a recent delete, and makes the bucket's

@@ -67,6 +67,16 @@ fn hang_up(c: &Cluster, url: &str, head: &str, sent: usize, dir: &str, pfx: &str
     wait_for("the temp file to go", 10, || files(c, dir, pfx) == before);
 }
 
+/// Restarts the target that holds upload `id` (its id names it).
+fn restart_holder(c: &mut Cluster, id: &str) {
+    let holder = c
+        .targets
+        .iter()
+        .position(|t| id.ends_with(&format!("_{}", t.id)))
+        .expect("the upload id names a target");
+    c.restart_target(holder).unwrap();
+}
+
 fn upload_id(xml: &[u8]) -> String {
     let s = String::from_utf8_lossy(xml);
     let a = s.find("<UploadId>").unwrap() + "<UploadId>".len();
@@ -173,12 +183,7 @@ fn multipart_upload_survives_a_restart_of_its_target() {
     )
     .unwrap();
     assert_eq!(st, 200);
-    let holder = c
-        .targets
-        .iter()
-        .position(|t| id.ends_with(&format!("_{}", t.id)))
-        .expect("the upload id names a target");
-    c.restart_target(holder).unwrap();
+    restart_holder(&mut c, &id);
     c.wait_targets(3).unwrap();
     let (st, res) = raw_http(
         &url,
@@ -427,12 +432,7 @@ fn pending_uploads_go_with_their_bucket_and_their_ttl() {
     assert_eq!(raw_http(&url, "PUT", "/s3/kept", &[], b"").unwrap().0, 200);
     let id = start("kept");
     assert_eq!(files(&c, ".ais-s3-mpu", "upload.json"), 1);
-    let holder = c
-        .targets
-        .iter()
-        .position(|t| id.ends_with(&format!("_{}", t.id)))
-        .expect("the upload id names a target");
-    c.restart_target(holder).unwrap();
+    restart_holder(&mut c, &id);
     c.wait_targets(2).unwrap();
     wait_for("the expired upload to go", 15, || {
         files(&c, ".ais-s3-mpu", "upload.json") == 0

@@ -697,10 +697,27 @@ impl ObjInfo {
         Self::from_raw(xattr::get(path, XATTR_META), md)
     }
 
-    /// Like [`ObjInfo::read`], from an open file (fgetxattr).
+    /// Like [`ObjInfo::read`], from an open file: the metadata of a file
+    /// seen before comes from [`MetaCache`] (no getxattr, no JSON parse).
     fn from_open(file: &std::fs::File, md: &std::fs::Metadata) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
         use xattr::FileExt;
-        Self::from_raw(file.get_xattr(XATTR_META), md)
+        let key = (md.dev(), md.ino(), md.ctime(), md.ctime_nsec());
+        if let Some(attrs) = META_CACHE.get(&key) {
+            if attrs.size != md.len() {
+                return Err(StorageError::SizeMismatch {
+                    stored: attrs.size,
+                    actual: md.len(),
+                });
+            }
+            let atime_ns = md.atime() * 1_000_000_000 + md.atime_nsec();
+            return Ok(Self { attrs, atime_ns });
+        }
+        let info = Self::from_raw(file.get_xattr(XATTR_META), md)?;
+        if !info.attrs.cksum_value.is_empty() {
+            META_CACHE.put(key, &info.attrs);
+        }
+        Ok(info)
     }
 
     fn from_raw(raw: io::Result<Option<Vec<u8>>>, md: &std::fs::Metadata) -> Result<Self> {
@@ -725,6 +742,46 @@ impl ObjInfo {
         };
         let atime_ns = md.atime() * 1_000_000_000 + md.atime_nsec();
         Ok(Self { attrs, atime_ns })
+    }
+}
+
+/// Object metadata by file identity: (device, inode, ctime). A write
+/// replaces an object by rename (a new inode) and any xattr or content
+/// change moves the ctime, so an entry can only describe the file it was
+/// read from; small GETs of hot objects skip the getxattr and its JSON.
+/// Bounded: a shard that fills up is cleared.
+struct MetaCache {
+    shards: [std::sync::Mutex<std::collections::BTreeMap<MetaKey, ObjAttrs>>; 16],
+}
+
+type MetaKey = (u64, u64, i64, i64);
+
+/// Entries per shard before it is cleared.
+const META_CACHE_SHARD: usize = 4096;
+
+static META_CACHE: MetaCache = MetaCache {
+    shards: [const { std::sync::Mutex::new(std::collections::BTreeMap::new()) }; 16],
+};
+
+impl MetaCache {
+    fn shard(
+        &self,
+        k: &MetaKey,
+    ) -> &std::sync::Mutex<std::collections::BTreeMap<MetaKey, ObjAttrs>> {
+        &self.shards[(k.1 % self.shards.len() as u64) as usize]
+    }
+
+    fn get(&self, k: &MetaKey) -> Option<ObjAttrs> {
+        self.shard(k).lock().ok()?.get(k).cloned()
+    }
+
+    fn put(&self, k: MetaKey, a: &ObjAttrs) {
+        if let Ok(mut m) = self.shard(&k).lock() {
+            if m.len() >= META_CACHE_SHARD {
+                m.clear();
+            }
+            m.insert(k, a.clone());
+        }
     }
 }
 

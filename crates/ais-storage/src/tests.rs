@@ -238,3 +238,35 @@ async fn a_put_larger_than_the_write_buffer_is_whole() {
     let got = std::fs::read(store.obj_path(&bck, "big")).unwrap();
     assert!(got == data, "stored bytes differ");
 }
+
+#[tokio::test]
+async fn cached_metadata_never_hides_a_changed_file() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1")]).unwrap();
+    let bck = Bck::ais("b");
+    let a1 = put(&store, &bck, "o", &[7u8; 5000]).await.unwrap();
+    // Twice: the second open is served from the metadata cache.
+    for _ in 0..2 {
+        let r = store.open_obj(&bck, "o").await.unwrap();
+        assert_eq!(r.info.attrs, a1);
+    }
+    // A new version is a new file: its own metadata.
+    let a2 = put(&store, &bck, "o", &[8u8; 6000]).await.unwrap();
+    let r = store.open_obj(&bck, "o").await.unwrap();
+    assert_eq!(
+        (r.info.attrs.version, r.info.attrs.size),
+        (a2.version, 6000)
+    );
+    // Truncated in place behind our back: a size error, cached or not.
+    let path = store.obj_path(&bck, "o");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert!(matches!(
+        store.open_obj(&bck, "o").await.map(|r| r.info.attrs.size),
+        Err(StorageError::SizeMismatch { .. })
+    ));
+}

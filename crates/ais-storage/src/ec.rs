@@ -432,13 +432,7 @@ impl Store {
 /// xattr `key`: set the xattr, rename into place, fsync the directory.
 fn publish(tmp: &Path, dst: &Path, key: &str, raw: &[u8]) -> Result<()> {
     xattr::set(tmp, key, raw).map_err(io_err("set metadata"))?;
-    let parent = dst.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-    std::fs::rename(tmp, dst).map_err(io_err(format!("rename into {}", dst.display())))?;
-    if let Ok(d) = std::fs::File::open(parent) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::rename_durably(tmp, dst)
 }
 
 fn read_part_meta(p: &Path) -> Result<Option<EcMeta>> {

@@ -1114,6 +1114,12 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(io_err(format!("fsync {}", tmp.display())))?;
+    rename_durably(tmp, dst)
+}
+
+/// Renames the fsynced `tmp` over `dst` (creating its directory) and fsyncs
+/// the directory, so the new name survives a power loss.
+pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
     let parent = dst.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
     std::fs::rename(tmp, dst).map_err(io_err(format!("rename into {}", dst.display())))?;

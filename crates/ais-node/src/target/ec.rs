@@ -427,7 +427,7 @@ async fn restore_once(t: &Target, bck: &Bck, obj: &str) -> ApiResult<bool> {
 /// applicable or nothing to rebuild from.
 pub async fn recover(t: &Target, bck: &Bck, obj: &str, e: &StorageError) -> ApiResult<bool> {
     // A remote bucket's object missing here comes from its backend.
-    if bck.is_remote() || super::remote::backend_of(t, bck).is_some() {
+    if super::remote::is_remote_bucket(t, bck) {
         return super::remote::recover(t, bck, obj, e).await;
     }
     if !matches!(

@@ -350,7 +350,7 @@ impl Cursor {
         // Jobs that read a remote bucket's objects walk the backend's names
         // (each target the ones it owns); the others walk what is here.
         let remote = if walks_backend(&spec.kind) {
-            super::remote::backend_of(t, &src).transpose()?
+            super::remote::backend_of(t, &src)?
         } else {
             None
         };
@@ -593,8 +593,7 @@ async fn remote_one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> 
         job.done_one(info.attrs.size);
         return Ok(());
     }
-    let remote = super::remote::backend_of(t, &bck)
-        .transpose()?
+    let remote = super::remote::backend_of(t, &bck)?
         .ok_or_else(|| ApiError::bad_request(format!("{} is not a remote bucket", bck.cname())))?;
     if !super::remote::fetch(t, &remote, &bck, name).await? {
         return Err(ApiError::object_not_found(&t.core.name, &bck, name));

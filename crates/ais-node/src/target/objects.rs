@@ -74,8 +74,8 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     // backend (ranges fetch it whole first, below); a warm copy is checked
     // against the backend when the bucket asks for it.
     let ranged = ctx.headers.contains_key(header::RANGE);
-    if foreign.is_none() {
-        if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+    if foreign.is_none() && props.provider == ais_core::names::PROVIDER_AWS {
+        if let Some(remote) = super::remote::backend_of(t, bck)? {
             match store.head(bck, obj).await {
                 Err(StorageError::NotFound) if !ranged => {
                     return super::remote::cold_get(t, remote, bck, obj).await;
@@ -252,7 +252,7 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     } else {
         PropSet::parse(ctx.query.get("props").unwrap_or(""))?
     };
-    let remote_bucket = bck.is_remote() || super::remote::backend_of(t, bck).is_some();
+    let remote_bucket = super::remote::is_remote_bucket(t, bck);
     let found = match store.head(bck, obj).await {
         Err(e) if !remote_bucket && super::ec::recover(t, bck, obj, &e).await? => {
             store.head(bck, obj).await
@@ -264,7 +264,7 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         Err(StorageError::NotFound) => {
             let foreign = t.foreign_owner(ctx, bck, obj);
             if foreign.is_none() {
-                if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+                if let Some(remote) = super::remote::backend_of(t, bck)? {
                     return super::remote::head(t, &remote, bck, obj).await;
                 }
             }
@@ -365,7 +365,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     if moved_version.is_none() {
-        if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+        if let Some(remote) = super::remote::backend_of(t, bck)? {
             let len = expected.ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "PUT {}/{obj}: a PUT into a remote bucket needs a Content-Length",
@@ -502,7 +502,7 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     // A remote bucket's object goes at its backend first (a failure there
     // leaves the cached copy as it was).
     let mut at_backend = false;
-    if let Some(remote) = super::remote::backend_of(t, bck).transpose()? {
+    if let Some(remote) = super::remote::backend_of(t, bck)? {
         at_backend = remote
             .head_object(crate::backend::http(), obj)
             .await?

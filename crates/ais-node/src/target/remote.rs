@@ -20,13 +20,22 @@ use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The bucket's backend, if it is a remote bucket.
-pub fn backend_of(t: &Target, bck: &Bck) -> Option<ApiResult<S3Bucket>> {
-    let props = t.core.bucket_props(bck).ok()?;
-    if props.provider != ais_core::names::PROVIDER_AWS {
-        return None;
+/// Whether `bck` is a remote bucket (one BMD lookup, no copy).
+pub fn is_remote_bucket(t: &Target, bck: &Bck) -> bool {
+    t.core.meta.with_bmd(|b| {
+        b.buckets
+            .get(&bck.name)
+            .is_some_and(|p| p.provider == ais_core::names::PROVIDER_AWS)
+    })
+}
+
+/// The bucket's backend if it is a remote bucket; `None` for an `ais://` one.
+pub fn backend_of(t: &Target, bck: &Bck) -> ApiResult<Option<S3Bucket>> {
+    if !is_remote_bucket(t, bck) {
+        return Ok(None);
     }
-    Some(S3Bucket::new(&bck.name, &props).map_err(ApiError::from))
+    let props = t.core.bucket_props(bck)?;
+    Ok(Some(S3Bucket::new(&bck.name, &props)?))
 }
 
 fn custom_of(a: &RemoteAttrs) -> BTreeMap<String, String> {
@@ -53,10 +62,10 @@ pub async fn recover(t: &Target, bck: &Bck, obj: &str, e: &StorageError) -> ApiR
     if !matches!(e, StorageError::NotFound) || !owned_here(t, bck, obj) {
         return Ok(false);
     }
-    let Some(remote) = backend_of(t, bck) else {
+    let Some(remote) = backend_of(t, bck)? else {
         return Ok(false);
     };
-    fetch(t, &remote?, bck, obj).await
+    fetch(t, &remote, bck, obj).await
 }
 
 /// Copies the object from the backend into the cache (whole, then
@@ -284,7 +293,7 @@ pub async fn put_through(
 /// in forms `put_through` does not take). If the backend refuses it, the
 /// cached copy goes too: the cluster never holds what the backend lacks.
 pub async fn push(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
-    let Some(remote) = backend_of(t, bck).transpose()? else {
+    let Some(remote) = backend_of(t, bck)? else {
         return Ok(());
     };
     let path = t.store.obj_path(bck, obj);

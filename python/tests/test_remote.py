@@ -387,3 +387,36 @@ def test_a_backend_dying_mid_object_serves_no_whole_object_and_caches_nothing(rc
     finally:
         srv.shutdown()
         requests.delete(f"{rcluster.url}/v1/buckets/{name}", params={"provider": "aws"}, json={"action": "evict-remote-bck"}, timeout=HTTP)
+
+
+def test_clients_hanging_up_mid_cold_get_or_mid_write_through(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """A client that hangs up during a cold GET does not stop the caching
+    (the next read is warm and whole); one that hangs up during a PUT into
+    an s3:// bucket leaves nothing at the backend and nothing cached."""
+    big = os.urandom(8 << 20)
+    s3.s3.put_object(Bucket=remote, Key="big", Body=big)
+    bck = Client(rcluster.url).bucket(remote, provider="aws")
+    with requests.get(f"{rcluster.url}/v1/objects/{remote}/big", params={"provider": "aws"}, stream=True, timeout=HTTP) as r:
+        assert r.status_code == 200
+        next(r.iter_content(1 << 16))
+    # (closed after the first 64 KiB)
+    deadline = time.monotonic() + 30
+    while "big" not in cached(rcluster.url, remote):
+        assert time.monotonic() < deadline, "the hung-up cold GET was not cached"
+        time.sleep(0.1)
+    s3.s3.delete_object(Bucket=remote, Key="big")  # proves the next read is local
+    assert bck.object("big").get_reader().read_all() == big
+    # A PUT that stops half-way: straight to a target, raw socket.
+    tgt = rcluster.targets[0].url.split("//", 1)[1]
+    host, port = tgt.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.sendall(
+        f"PUT /v1/objects/{remote}/half?provider=aws&ais_hop=1 HTTP/1.1\r\nHost: x\r\nContent-Length: {4 << 20}\r\n\r\n".encode()
+        + b"y" * (1 << 20)
+    )
+    time.sleep(0.5)
+    s.close()
+    time.sleep(1.0)
+    with pytest.raises(s3.s3.exceptions.NoSuchKey):
+        s3.s3.get_object(Bucket=remote, Key="half")
+    assert "half" not in cached(rcluster.url, remote)

@@ -96,6 +96,7 @@ pub async fn start(p: &Proxy, src: &Bck, msg: ActMsg) -> Res {
             include_src: m.isbn,
             append: m.aate,
         }),
+        smap: None,
     };
     super::jobs::launch(p, spec).await
 }

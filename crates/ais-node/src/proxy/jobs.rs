@@ -205,6 +205,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         msg: tcb,
         skip_unchanged: dst_existed,
         archive: None,
+        smap: None,
     };
     launch(p, spec).await
 }
@@ -258,6 +259,7 @@ async fn bucket_job(p: &Proxy, bck: &Bck, kind: &str, id_prefix: &str, mut tcb: 
         msg: tcb,
         skip_unchanged: false,
         archive: None,
+        smap: None,
     };
     launch(p, spec).await
 }
@@ -277,6 +279,7 @@ pub async fn start_ec_encode(p: &Proxy, bck: &Bck) -> Res {
         },
         skip_unchanged: false,
         archive: None,
+        smap: None,
     };
     launch(p, spec).await
 }
@@ -293,17 +296,13 @@ pub async fn start_rebalance(p: &Proxy) -> Res {
 /// left out (it may be shut down on purpose).
 pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
     let id = format!("rebalance-{}", ais_core::gen_id(10));
-    let (active, all) = p.core.meta.with_smap(|s| {
-        s.map(|s| {
-            (
-                s.active_targets()
-                    .map(|t| t.daemon_id.clone())
-                    .collect::<Vec<_>>(),
-                s.tmap.values().cloned().collect::<Vec<_>>(),
-            )
-        })
-        .unwrap_or_default()
-    });
+    let smap = p
+        .core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let active: Vec<String> = smap.active_targets().map(|t| t.daemon_id.clone()).collect();
+    let all: Vec<Snode> = smap.tmap.values().cloned().collect();
     let previous = p
         .rebalance
         .lock()
@@ -320,6 +319,7 @@ pub async fn rebalance_now(p: &Proxy) -> ApiResult<String> {
         msg: TcbMsg::default(),
         skip_unchanged: false,
         archive: None,
+        smap: Some(smap),
     };
     launch_on(p, spec, all, |t| t.flags & FLAGGED != 0).await?;
     mark_balanced(p, active);

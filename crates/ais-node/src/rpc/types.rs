@@ -49,6 +49,12 @@ pub struct JobSpec {
     /// `archive` jobs: the shard to write.
     #[serde(default)]
     pub archive: Option<ArchiveSpec>,
+    /// Rebalance: the cluster map it moves objects to. A target applies it
+    /// before starting (a metadata push it missed would otherwise leave it
+    /// moving by an older map: objects kept where they no longer belong and
+    /// a job that says it finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smap: Option<ais_core::meta::Smap>,
 }
 
 /// Job kind that packs objects into one shard (`archive`).

@@ -207,6 +207,13 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
     match (ctx.method.clone(), id, what) {
         (Method::POST, "start", "") => {
             let spec: JobSpec = read_json(body, 64 << 20, "job").await?;
+            if let Some(smap) = &spec.smap {
+                use crate::state::Member;
+                t.apply_sync(&ais_core::meta::MetaSync {
+                    smap: Some(smap.clone()),
+                    ..Default::default()
+                })?;
+            }
             start_local(t, spec);
             Ok(empty(StatusCode::OK))
         }

@@ -100,6 +100,7 @@ pub fn start(t: &Arc<Target>) -> String {
         msg: TcbMsg::default(),
         skip_unchanged: false,
         archive: None,
+        smap: None,
     };
     start_local(t, spec).id().to_string()
 }

@@ -60,6 +60,11 @@ struct Args {
     /// Print one JSON object per phase.
     #[arg(long)]
     json: bool,
+    /// Append every successful request's start (Unix ns) and duration (ns)
+    /// to this file, one "START DURATION" line each: for latency over a
+    /// time window (e.g. while a rebalance runs) rather than per phase.
+    #[arg(long)]
+    latencies: Option<std::path::PathBuf>,
 }
 
 /// Byte `i` of every object body aisloader writes (and of the files a
@@ -91,6 +96,8 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
 
 struct Stats {
     lat: Vec<Duration>,
+    /// Start of each request in `lat` (Unix ns).
+    starts: Vec<u128>,
     bytes: u64,
     errors: usize,
     first_error: Option<String>,
@@ -108,6 +115,25 @@ impl Stats {
                 self.first_error.as_deref().unwrap_or("?")
             );
         }
+        Ok(())
+    }
+
+    /// Appends the requests' start and duration to `path` (`--latencies`).
+    fn save_latencies(&self, path: Option<&std::path::Path>) -> anyhow::Result<()> {
+        use std::io::Write;
+        let Some(path) = path else {
+            return Ok(());
+        };
+        let mut out = std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+        for (at, lat) in self.starts.iter().zip(&self.lat) {
+            writeln!(out, "{at} {}", lat.as_nanos())?;
+        }
+        out.flush()?;
         Ok(())
     }
 
@@ -240,6 +266,7 @@ where
     let t0 = Instant::now();
     let mut st = Stats {
         lat: Vec::with_capacity(num),
+        starts: Vec::with_capacity(num),
         bytes: 0,
         errors: 0,
         first_error: None,
@@ -248,16 +275,20 @@ where
     let mut s = futures::stream::iter((0..num).map(|i| {
         let fut = f(i);
         async move {
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
             let t = Instant::now();
-            (fut.await, t.elapsed())
+            (fut.await, t.elapsed(), at)
         }
     }))
     .buffer_unordered(conc);
-    while let Some((r, lat)) = s.next().await {
+    while let Some((r, lat, at)) = s.next().await {
         match r {
             Ok(b) => {
                 st.bytes += b;
                 st.lat.push(lat);
+                st.starts.push(at);
             }
             Err(e) => {
                 st.errors += 1;
@@ -290,6 +321,7 @@ pub async fn main_async() -> anyhow::Result<()> {
         })
         .await;
         st.report("GET", a.json);
+        st.save_latencies(a.latencies.as_deref())?;
         return st.outcome();
     }
     let client = Client::new(&a.endpoint);
@@ -316,6 +348,7 @@ pub async fn main_async() -> anyhow::Result<()> {
         })
         .await;
         st.report("PUT", a.json);
+        st.save_latencies(a.latencies.as_deref())?;
         st.outcome()?;
     }
     if a.mode.contains("get") {
@@ -338,6 +371,7 @@ pub async fn main_async() -> anyhow::Result<()> {
         })
         .await;
         st.report("GET", a.json);
+        st.save_latencies(a.latencies.as_deref())?;
         st.outcome()?;
     }
     Ok(())

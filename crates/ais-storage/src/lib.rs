@@ -10,6 +10,7 @@
 //! Temp files live in `<mountpath>/.ais-work/` and are removed at start-up.
 
 pub mod archive;
+pub mod background;
 mod ec;
 pub mod flush;
 mod list;
@@ -310,6 +311,7 @@ impl Store {
             stale,
             hasher: Xxh64::new(0),
             size: 0,
+            background: false,
             _gen: self.write_guard(),
         })
     }
@@ -334,7 +336,7 @@ impl Store {
     async fn open_main(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         use std::io::Read;
         let path = self.obj_path(bck, obj);
-        let mut file = match std::fs::File::open(&path) {
+        let mut file = match open_noatime(&path) {
             Ok(f) => f,
             Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
             Err(e) => return Err(io_err(format!("open {}", path.display()))(e)),
@@ -812,6 +814,8 @@ pub struct PutWriter {
     stale: Vec<PathBuf>,
     hasher: Xxh64,
     size: u64,
+    /// Runs its file work on the low-priority pool ([`background`]).
+    background: bool,
     _gen: mpaths::WriteGuard,
 }
 
@@ -844,12 +848,16 @@ impl PutWriter {
             std::mem::take(&mut self.buf),
             self.tmp.clone().unwrap_or_default(),
         );
-        let (file, mut buf) = blocking("write temp file", move || {
+        let write = move || {
             let mut file = open_temp(file, &tmp)?;
             file.write_all(&buf).map_err(io_err("write temp file"))?;
             Ok((file, buf))
-        })
-        .await?;
+        };
+        let (file, mut buf) = if self.background {
+            background::run("write temp file", write).await?
+        } else {
+            blocking("write temp file", write).await?
+        };
         buf.clear();
         self.file = Some(file);
         self.buf = buf;
@@ -864,6 +872,13 @@ impl PutWriter {
     /// `never`): the same temp → rename steps, no fsync or syncfs.
     pub fn without_sync(&mut self) {
         self.sync = false;
+    }
+
+    /// Background work (a rebalance move): the file writes, fsyncs and
+    /// rename run on the low-priority pool, so client requests on this node
+    /// get the CPU first ([`background`]).
+    pub fn in_background(&mut self) {
+        self.background = true;
     }
 
     /// The xxhash64 of the bytes written so far, as stored (16 hex digits).
@@ -929,7 +944,8 @@ impl PutWriter {
         let stale = std::mem::take(&mut self.stale);
         let size = self.size;
         let cksum = format!("{:016x}", self.hasher.digest());
-        let res = tokio::task::spawn_blocking(move || -> Result<Option<ObjAttrs>> {
+        let background = self.background;
+        let job = move || -> Result<Option<ObjAttrs>> {
             if if_absent && dst.is_file() {
                 return Ok(None);
             }
@@ -1021,8 +1037,12 @@ impl PutWriter {
                 let _ = d.sync_all();
             }
             Ok(Some(attrs))
-        })
-        .await
+        };
+        let res = if background {
+            background::spawn(job).await
+        } else {
+            tokio::task::spawn_blocking(job).await
+        }
         .map_err(|e| StorageError::Io {
             context: "commit".into(),
             source: io::Error::other(e),
@@ -1079,10 +1099,27 @@ pub enum Verified {
     Healed,
 }
 
+/// Opens an object file for reading without updating its access time. A
+/// file's first read after it was written would otherwise (relatime)
+/// dirty its inode, and that update waits for the journal: behind every
+/// fsync of concurrent PUTs and rebalance moves on the filesystem.
+pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        // O_NOATIME needs the file's owner (or CAP_FOWNER).
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => std::fs::File::open(path),
+        r => r,
+    }
+}
+
 /// Recomputes a file's xxhash and compares it with `stored`.
 fn check_file(path: &Path, stored: &str) -> Result<()> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut f = open_noatime(path).map_err(io_err(format!("open {}", path.display())))?;
     let mut h = Xxh64::new(0);
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -650,6 +650,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     // that job is done (its walk must see every object it holds exactly
     // once); the other buckets go first.
     let mut pending = buckets;
+    super::lifecycle::hot_first(&mut pending);
     while !pending.is_empty() {
         if job.aborted.load(Ordering::Relaxed) {
             return Ok(());
@@ -780,11 +781,17 @@ async fn move_one(
     let read_whole = || {
         let p = path.clone();
         async move {
-            tokio::task::spawn_blocking(move || std::fs::read(p))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?
-                .map(bytes::Bytes::from)
-                .map_err(open_err)
+            // Read on the low-priority pool: client requests first.
+            ais_storage::background::spawn(move || {
+                use std::io::Read;
+                let mut buf = Vec::with_capacity(size as usize);
+                ais_storage::open_noatime(&p)?.read_to_end(&mut buf)?;
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map(bytes::Bytes::from)
+            .map_err(open_err)
         }
     };
     let mut whole: Option<bytes::Bytes> = None;

@@ -63,6 +63,10 @@ pub struct Target {
     /// Objects deleted here lately (uname → when): a rebuild from
     /// erasure-coded parts racing with the delete must not bring them back.
     deleted: Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The map before the last change of active targets: an object this
+    /// target owns but lacks is most likely on its owner under that map
+    /// (not moved yet), asked first.
+    prev_smap: Mutex<Option<Arc<ais_core::meta::Smap>>>,
 }
 
 impl Target {
@@ -74,6 +78,7 @@ impl Target {
             jobs: Default::default(),
             departed: Mutex::new(BTreeMap::new()),
             deleted: Mutex::new(std::collections::HashMap::new()),
+            prev_smap: Mutex::new(None),
         }
     }
 
@@ -157,6 +162,21 @@ impl Target {
     /// answered no; `Err`: none has it but some could not be asked.
     async fn find_on_neighbors(&self, bck: &Bck, obj: &str) -> ApiResult<Option<Snode>> {
         let others = self.holders();
+        // Its owner under the previous map first: one question, not all.
+        let likely = self
+            .prev_smap
+            .lock()
+            .ok()
+            .and_then(|m| {
+                m.as_ref()
+                    .and_then(|m| m.owner(&bck.obj_uname(obj)).map(|o| o.daemon_id.clone()))
+            })
+            .and_then(|id| others.iter().find(|t| t.daemon_id == id).cloned());
+        if let Some(t) = likely {
+            if let Ok(Some(_)) = self.core.rpc.obj_attrs(&(&t).into(), &bck.name, obj).await {
+                return Ok(Some(t));
+            }
+        }
         let res = fan_out(&others, Duration::from_secs(5), |t| async move {
             self.core.rpc.obj_attrs(&t, &bck.name, obj).await
         })
@@ -366,6 +386,28 @@ impl Target {
         }
     }
 
+    /// Remembers `old` when the active targets changed (a new version with
+    /// the same targets, e.g. a changed address, keeps the earlier one).
+    fn keep_prev_smap(&self, old: Option<&ais_core::meta::Smap>) {
+        let Some(old) = old else {
+            return;
+        };
+        let ids = |s: &ais_core::meta::Smap| {
+            s.active_targets()
+                .map(|t| t.daemon_id.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let changed = self
+            .core
+            .meta
+            .with_smap(|new| new.is_some_and(|new| ids(new) != ids(old)));
+        if changed {
+            if let Ok(mut p) = self.prev_smap.lock() {
+                *p = Some(Arc::new(old.clone()));
+            }
+        }
+    }
+
     fn track_departed(&self, old: Option<&ais_core::meta::Smap>) {
         let Some(new) = self.core.meta.smap() else {
             return;
@@ -394,6 +436,7 @@ impl Member for Target {
         let applied = self.core.apply_meta(sync)?;
         if let Some(old) = &applied.smap {
             self.track_departed(old.as_ref());
+            self.keep_prev_smap(old.as_ref());
         }
         if applied.etlmd.is_some() {
             etl::reconcile(self, self.core.meta.etlmd());

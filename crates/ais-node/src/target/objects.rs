@@ -27,6 +27,9 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
         },
         Err(e) => return Err(e),
     };
+    if matches!(ctx.method, Method::GET | Method::HEAD) {
+        super::lifecycle::note_read(&bck.name);
+    }
     match ctx.method {
         Method::GET => get(t, ctx, &bck, &obj, &props).await,
         Method::HEAD => head(t, ctx, &bck, &obj).await,
@@ -394,6 +397,9 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         .is_ok_and(|p| p.write_policy.never_sync())
     {
         w.without_sync();
+    }
+    if moved_version.is_some() {
+        w.in_background();
     }
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {

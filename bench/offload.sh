@@ -38,4 +38,8 @@ run "$TRAINER_CPUS" local
 run "$TRAINER_CPUS" seed
 run "$TRAINER_CPUS" ready
 run "$ALL_CPUS" local-all
+# The local loader again with the malloc settings aisnode and its ETL workers
+# use (crates/ais-etl WORKER_MALLOC_TUNABLES), so the comparison shows what
+# they alone are worth to a trainer.
+GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728 run "$TRAINER_CPUS" local-tuned
 .venv/bin/python bench/offload_bench.py report --out "$WORK/rows.jsonl" --trainer-cpus "$TRAINER_CPUS" --cluster-cpus "$CLUSTER_CPUS" | tee "$OUT/offload.md"

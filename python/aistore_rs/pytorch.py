@@ -384,6 +384,76 @@ def to_npy(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _read_exact(raw: Any, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        b = raw.read(n - got)
+        if not b:
+            raise RuntimeError("Get-Batch response ended in the middle of the archive")
+        chunks.append(b)
+        got += len(b)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _tar_size(field: bytes) -> int:
+    if field[0] & 0x80:  # GNU base-256
+        return int.from_bytes(field[1:], "big")
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _tar_members(raw: Any) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each regular file of a TAR stream (ustar, GNU long
+    names, PAX paths), read straight from `raw`: one read per member, none
+    of `tarfile`'s buffering and per-member objects."""
+    long_name: Optional[str] = None
+    while True:
+        h = _read_exact(raw, 512)
+        if h.count(0) == 512:
+            return
+        size = _tar_size(h[124:136])
+        kind = h[156:157]
+        pad = -size % 512
+        if kind in (b"L", b"x", b"g", b"K"):
+            meta = _read_exact(raw, size + pad)[:size]
+            if kind == b"L":
+                long_name = meta.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            elif kind == b"x":
+                for rec in meta.decode("utf-8", "surrogateescape").splitlines():
+                    key, _, val = rec.partition(" ")[2].partition("=")
+                    if key == "path":
+                        long_name = val
+            continue
+        data = _read_exact(raw, size) if size else b""
+        if pad:
+            _read_exact(raw, pad)
+        if kind not in (b"0", b"\0", b"7"):
+            long_name = None
+            continue
+        if long_name is not None:
+            name, long_name = long_name, None
+        else:
+            name = h[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            prefix = h[345:500].split(b"\0", 1)[0] if h[257:262] == b"ustar" else b""
+            if prefix:
+                name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+        yield name, data
+
+
+def _batch_tensor(n: int, shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
+    """An empty (n, *shape) tensor; in shared memory inside a DataLoader
+    worker (as `default_collate` does), so sending it to the trainer
+    process moves no bytes."""
+    t = torch.from_numpy(np.empty(0, dtype=dtype))
+    if get_worker_info() is not None:
+        try:
+            numel = n * int(np.prod(shape))
+            storage = t._typed_storage()._new_shared(numel, device=t.device)
+            return t.new(storage).resize_(n, *shape)
+        except (AttributeError, RuntimeError):
+            pass
+    return torch.from_numpy(np.empty((n, *shape), dtype=dtype))
+
+
 def normalize_on_gpu(
     batch: torch.Tensor,
     mean: Sequence[float] = (0.485, 0.456, 0.406),
@@ -528,8 +598,6 @@ class BatchDataset(_Base, _TorchIterable):
 
     # -- fetching
     def _fetch_batch(self, idx: np.ndarray) -> Any:
-        import tarfile
-
         names = [self.names[int(i)] for i in idx]
         params = {}
         if self.transform_id:
@@ -542,20 +610,10 @@ class BatchDataset(_Base, _TorchIterable):
         r = s.get(url, params=params, json={"in": items, "onob": True}, stream=True, timeout=self.fetcher.timeout)
         if r.status_code != 200:
             raise from_response(r)
-        samples = []
         try:
-            with tarfile.open(fileobj=r.raw, mode="r|") as tf:
-                for k, m in enumerate(tf):
-                    f = tf.extractfile(m)
-                    buf = bytearray(m.size)
-                    if f is not None and m.size:
-                        f.readinto(buf)
-                    samples.append(self.decode(names[k], buf))
+            out = self._assemble(names, _tar_members(r.raw))
         finally:
             r.close()
-        if len(samples) != len(names):
-            raise RuntimeError(f"Get-Batch returned {len(samples)} of {len(names)} samples")
-        out = torch.stack(samples) if self.stack else samples
         if not self.with_labels:
             return (out, names) if self.with_names else out
         if self.labels is not None:
@@ -563,6 +621,47 @@ class BatchDataset(_Base, _TorchIterable):
         else:
             labels = torch.tensor([int(self.fetcher.get(n.rpartition(".")[0] + self.label_ext).decode()) for n in names])
         return (out, labels, names) if self.with_names else (out, labels)
+
+    def _assemble(self, names: list[str], members: Iterator[tuple[str, bytes]]) -> Any:
+        """The batch from the archive's members, in order. Ready arrays
+        (`.npy` of one shape, the default decode, stacked) are copied once,
+        straight into the batch tensor — allocated in shared memory inside a
+        DataLoader worker, so handing it to the trainer process is not
+        another copy; anything else goes through `decode` and `torch.stack`."""
+        n = len(names)
+        fast = self.stack and self.decode is decode_ready
+        out: Optional[np.ndarray] = None
+        batch: Optional[torch.Tensor] = None
+        shape: tuple[int, ...] = ()
+        dtype: Optional[np.dtype] = None
+        samples: list[torch.Tensor] = []
+        got = 0
+        for k, (_name, data) in enumerate(members):
+            got = k + 1
+            if k >= n:
+                raise RuntimeError(f"Get-Batch returned more than the {n} samples asked for")
+            if fast and data[:6] == b"\x93NUMPY":
+                dt, shp, fortran, off = npy_header(data)
+                if batch is None and not fortran:
+                    dtype, shape = dt, shp
+                    batch = _batch_tensor(n, shape, dtype)
+                    out = batch.numpy()
+                if out is not None and dt == dtype and shp == shape and not fortran:
+                    out[k] = np.frombuffer(data, dtype=dt, offset=off, count=int(np.prod(shp)) if shp else 1).reshape(shp)
+                    continue
+            if fast and out is not None:
+                # Not one more array of the same kind: the rows so far join
+                # the generic path.
+                samples = [torch.from_numpy(out[i].copy()) for i in range(k)]
+                out = None
+                fast = False
+            fast = False
+            samples.append(self.decode(names[k], bytearray(data)))
+        if got != n:
+            raise RuntimeError(f"Get-Batch returned {got} of {n} samples")
+        if out is not None and batch is not None:
+            return batch
+        return torch.stack(samples) if self.stack else samples
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from aistore_rs import Client
-from aistore_rs.pytorch import BatchDataset, epoch_order, normalize_on_gpu, npy_to_tensor, to_npy
+from aistore_rs.pytorch import BatchDataset, _tar_members, epoch_order, normalize_on_gpu, npy_to_tensor, to_npy
 
 N = 42
 BS = 4
@@ -134,6 +134,70 @@ def test_npy_to_tensor_shares_memory() -> None:
     assert npy_to_tensor(buf)[0, 0, 0] == 42
     x = normalize_on_gpu(torch.full((2, 3, 4, 4), 255, dtype=torch.uint8), mean=(0, 0, 0), std=(1, 1, 1), device="cpu")
     assert x.dtype == torch.float32 and torch.all(x == 1.0)
+
+
+def _tar(members: list[tuple[str, bytes]], fmt: int) -> io.BytesIO:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that answers at most 7 bytes per read (as a socket may)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.b = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.b.read(min(n, 7) if n and n > 0 else 7)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax", "ustar"])
+def test_tar_reader_reads_what_tarfile_writes(fmt: str) -> None:
+    import tarfile
+
+    long = "d/" + "x" * 150 + "/sample.npy"  # past ustar's 100-byte name
+    members = [("a.npy", to_npy(np.arange(6, dtype=np.uint8))), ("empty", b""), (long, b"y" * 1000), ("z.cls", b"3")]
+    if fmt == "ustar":
+        members[2] = ("p" * 90 + "/" + "q" * 90, b"y" * 1000)  # prefix + name
+    f = {"gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT, "ustar": tarfile.USTAR_FORMAT}[fmt]
+    raw = _Trickle(_tar(members, f).getvalue())
+    assert list(_tar_members(raw)) == members
+    cut = _tar(members, f).getvalue()[:1500]
+    with pytest.raises(RuntimeError, match="ended in the middle"):
+        list(_tar_members(io.BytesIO(cut)))
+
+
+def test_batches_of_ready_arrays_and_of_anything_else() -> None:
+    from aistore_rs.pytorch import decode_ready
+
+    ds = BatchDataset.__new__(BatchDataset)  # only what _assemble reads
+    ds.stack, ds.decode = True, decode_ready
+    same = [to_npy(np.full((3, 2, 2), i, dtype=np.uint8)) for i in range(4)]
+    out = ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(same)]))
+    assert out.shape == (4, 3, 2, 2) and all(int(out[i].max()) == i for i in range(4))
+    # A different shape part-way: the generic path, which torch.stack refuses.
+    odd = same[:2] + [to_npy(np.zeros((3, 3, 3), dtype=np.uint8))] + same[3:]
+    with pytest.raises(RuntimeError):
+        ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(odd)]))
+    # A different dtype part-way: the generic path (torch.stack promotes),
+    # the rows already copied kept.
+    mixed = same[:2] + [to_npy(np.full((3, 2, 2), 2, dtype=np.int16))] + same[3:]
+    out = ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(mixed)]))
+    assert out.dtype == torch.int16 and [int(out[i].max()) for i in range(4)] == [0, 1, 2, 3]
+    ds.stack = False
+    lst = ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(same)]))
+    assert [int(t.max()) for t in lst] == [0, 1, 2, 3]
+    ds.stack = True
+    with pytest.raises(RuntimeError, match="3 of 4"):
+        ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(same[:3])]))
 
 
 READY = '''

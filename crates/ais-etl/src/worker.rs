@@ -13,6 +13,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+/// glibc malloc settings of ETL workers: allocations up to 32 MiB from the
+/// heap, freed memory kept up to 128 MiB (see `Worker::spawn`).
+pub const WORKER_MALLOC_TUNABLES: &str =
+    "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728";
+
 /// How a worker is started.
 #[derive(Debug, Clone)]
 pub struct WorkerCfg {
@@ -204,6 +209,13 @@ impl Worker {
             .env("OMP_NUM_THREADS", "1")
             .env("MKL_NUM_THREADS", "1")
             .env("OPENBLAS_NUM_THREADS", "1");
+        // Transform outputs of a few hundred KiB each: glibc would map and
+        // unmap every one of them (its mmap threshold is 128 KiB), paying
+        // page faults and zeroing per item; keep them on the heap. An
+        // operator's own GLIBC_TUNABLES is left alone.
+        if std::env::var_os("GLIBC_TUNABLES").is_none() {
+            cmd.env("GLIBC_TUNABLES", WORKER_MALLOC_TUNABLES);
+        }
         cmd.env("AIS_ETL_WORKER_SLOT", slot.to_string());
         if !cfg.gpus.is_empty() {
             cmd.env("CUDA_VISIBLE_DEVICES", &cfg.gpus[slot % cfg.gpus.len()]);

@@ -83,14 +83,17 @@ rss_during() {
   local log=$WORK/rss.$$; : >"$log"
   ( while :; do for p in $TPIDS; do awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null; done >>"$log"; sleep 0.1; done ) &
   local sampler=$!
-  "$@" >/dev/null
+  local rc=0
+  "$@" >/dev/null || rc=$?
   kill $sampler; wait $sampler 2>/dev/null || true
+  # A failed transfer (an error or a mismatched body) fails the run.
+  [ "$rc" = 0 ] || { echo "rss_during: '$*' failed ($rc)" >&2; return "$rc"; }
   sort -n "$log" | tail -1
 }
 BIGN=32; BIG=1GiB; HUGE=5GiB
 [ -n "$QUICK" ] && { BIGN=8; BIG=256MiB; HUGE=1GiB; }
 $L --bucket big --mode put --num 1 --size $BIG --prefix big- >/dev/null
-RSS_GET=$(rss_during $L --bucket big --mode get --num $BIGN --distinct 1 --conc $BIGN --prefix big-)
+RSS_GET=$(rss_during $L --bucket big --mode get --num $BIGN --distinct 1 --conc $BIGN --size $BIG --prefix big-)
 RSS_HUGE=$(rss_during $L --bucket huge --mode putget --num 1 --size $HUGE --prefix huge- --conc 1)
 echo "{\"case\":\"rss\",\"round\":0,\"concurrent_get_kib\":$RSS_GET,\"huge_putget_kib\":$RSS_HUGE,\"big\":\"$BIG\",\"bign\":$BIGN,\"huge\":\"$HUGE\"}" >>"$OUT/core.jsonl"
 

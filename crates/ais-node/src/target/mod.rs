@@ -173,7 +173,11 @@ impl Target {
             })
             .and_then(|id| others.iter().find(|t| t.daemon_id == id).cloned());
         if let Some(t) = likely {
-            if let Ok(Some(_)) = self.core.rpc.obj_attrs(&(&t).into(), &bck.name, obj).await {
+            // Briefly: a hung target must not hold the GET up before the
+            // fan-out below (which has its own limit) asks everyone.
+            let dest = (&t).into();
+            let ask = self.core.rpc.obj_attrs(&dest, &bck.name, obj);
+            if let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::from_secs(1), ask).await {
                 return Ok(Some(t));
             }
         }

@@ -387,7 +387,8 @@ def to_npy(arr: np.ndarray) -> bytes:
 def _read_exact(raw: Any, n: int) -> bytes:
     chunks, got = [], 0
     while got < n:
-        b = raw.read(n - got)
+        # Bounded reads: a damaged size field must not ask for one huge buffer.
+        b = raw.read(min(n - got, 1 << 20))
         if not b:
             raise RuntimeError("Get-Batch response ended in the middle of the archive")
         chunks.append(b)
@@ -437,6 +438,22 @@ def _tar_members(raw: Any) -> Iterator[tuple[str, bytes]]:
             if prefix:
                 name = prefix.decode("utf-8", "surrogateescape") + "/" + name
         yield name, data
+
+
+def _ready_row(data: bytes) -> Optional[np.ndarray]:
+    """`data` as an array if it is a well-formed C-order `.npy` whose payload
+    is exactly as long as its header says (a damaged or lying header, e.g.
+    from a buggy transform, must not size the batch), else None."""
+    if data[:6] != b"\x93NUMPY":
+        return None
+    try:
+        dtype, shape, fortran, off = npy_header(data)
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        return None
+    count = int(np.prod(shape)) if shape else 1
+    if fortran or dtype.kind not in "biuf" or not dtype.isnative or len(data) - off != count * dtype.itemsize:
+        return None
+    return np.frombuffer(data, dtype=dtype, offset=off, count=count).reshape(shape)
 
 
 def _batch_tensor(n: int, shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
@@ -629,37 +646,34 @@ class BatchDataset(_Base, _TorchIterable):
         DataLoader worker, so handing it to the trainer process is not
         another copy; anything else goes through `decode` and `torch.stack`."""
         n = len(names)
+        # While every member so far is a ready array of one kind: the batch
+        # and its rows (numpy view).
         fast = self.stack and self.decode is decode_ready
-        out: Optional[np.ndarray] = None
         batch: Optional[torch.Tensor] = None
-        shape: tuple[int, ...] = ()
-        dtype: Optional[np.dtype] = None
-        samples: list[torch.Tensor] = []
+        out: Optional[np.ndarray] = None
+        samples: list[Any] = []
         got = 0
         for k, (_name, data) in enumerate(members):
             got = k + 1
             if k >= n:
                 raise RuntimeError(f"Get-Batch returned more than the {n} samples asked for")
-            if fast and data[:6] == b"\x93NUMPY":
-                dt, shp, fortran, off = npy_header(data)
-                if batch is None and not fortran:
-                    dtype, shape = dt, shp
-                    batch = _batch_tensor(n, shape, dtype)
+            if fast:
+                row = _ready_row(data)
+                if row is not None and out is None:
+                    batch = _batch_tensor(n, row.shape, row.dtype)
                     out = batch.numpy()
-                if out is not None and dt == dtype and shp == shape and not fortran:
-                    out[k] = np.frombuffer(data, dtype=dt, offset=off, count=int(np.prod(shp)) if shp else 1).reshape(shp)
+                if row is not None and out is not None and row.dtype == out.dtype and row.shape == out.shape[1:]:
+                    out[k] = row
                     continue
-            if fast and out is not None:
                 # Not one more array of the same kind: the rows so far join
                 # the generic path.
-                samples = [torch.from_numpy(out[i].copy()) for i in range(k)]
-                out = None
                 fast = False
-            fast = False
+                if out is not None:
+                    samples = [torch.from_numpy(out[i].copy()) for i in range(k)]
             samples.append(self.decode(names[k], bytearray(data)))
         if got != n:
             raise RuntimeError(f"Get-Batch returned {got} of {n} samples")
-        if out is not None and batch is not None:
+        if fast and batch is not None:
             return batch
         return torch.stack(samples) if self.stack else samples
 

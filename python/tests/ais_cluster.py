@@ -72,6 +72,27 @@ def unique_bucket_name(prefix: str = "test") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def put_etl(url: str, name: str, code: str, comm: str = "hpush://", timeout: float = 600, **extra) -> None:
+    """Initialises ETL `name` running Python `code` (`PUT /v1/etl`, a code
+    init message; `extra` adds or overrides fields); a refusal fails the
+    test with the cluster's message."""
+    import base64
+
+    import requests
+
+    body = {
+        "name": name,
+        "runtime": "python3",
+        "communication": comm,
+        "code": base64.b64encode(code.encode()).decode(),
+        "dependencies": "",
+        "init_timeout": "5m",
+        **extra,
+    }
+    r = requests.put(f"{url}/v1/etl", json=body, timeout=timeout)
+    assert r.status_code == 200, r.text
+
+
 def default_bin_dir() -> Path:
     """Directory holding the ``aisnode`` binary."""
     env = os.environ.get("AIS_BIN_DIR")

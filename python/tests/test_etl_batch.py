@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from ais_cluster import Cluster
+from ais_cluster import Cluster, put_etl
 
 CODE = '''
 import sys
@@ -45,20 +45,8 @@ def transform_batch(items):
 
 
 def _init(url: str, name: str, **extra) -> None:
-    body = {
-        "name": name,
-        "runtime": "python3",
-        "communication": "hpush://",
-        "code": base64.b64encode(CODE.encode()).decode(),
-        "dependencies": "",
-        "init_timeout": "2m",
-        "pool_size": 1,
-        "batch_size": 8,
-        "batch_ms": 20,
-        **extra,
-    }
-    r = requests.put(f"{url}/v1/etl", json=body, timeout=180)
-    assert r.status_code == 200, r.text
+    fields = {"init_timeout": "2m", "pool_size": 1, "batch_size": 8, "batch_ms": 20, **extra}
+    put_etl(url, name, CODE, timeout=180, **fields)
 
 
 def test_transform_batch_equals_per_item_and_keeps_errors_per_item(cluster: Cluster) -> None:

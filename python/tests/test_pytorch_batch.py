@@ -4,7 +4,6 @@ resume, and ready-to-train `.npy` outputs equal to local decoding."""
 
 from __future__ import annotations
 
-import base64
 import io
 import uuid
 
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from ais_cluster import put_etl
 from aistore_rs import Client
 from aistore_rs.pytorch import BatchDataset, _tar_members, epoch_order, normalize_on_gpu, npy_to_tensor, to_npy
 
@@ -173,6 +173,20 @@ def test_tar_reader_reads_what_tarfile_writes(fmt: str) -> None:
     cut = _tar(members, f).getvalue()[:1500]
     with pytest.raises(RuntimeError, match="ended in the middle"):
         list(_tar_members(io.BytesIO(cut)))
+    # A damaged size field (8 GiB, then the stream ends): an error, read in
+    # bounded pieces, not one 8 GiB buffer.
+    big = bytearray(_tar([("x", b"abc")], tarfile.GNU_FORMAT).getvalue())
+    big[124:136] = b"77777777777\0"
+    asked = []
+
+    class Recording(io.BytesIO):
+        def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+            asked.append(n)
+            return super().read(n)
+
+    with pytest.raises(RuntimeError, match="ended in the middle"):
+        list(_tar_members(Recording(bytes(big))))
+    assert max(asked) <= 1 << 20, max(asked)
 
 
 def test_batches_of_ready_arrays_and_of_anything_else() -> None:
@@ -192,6 +206,15 @@ def test_batches_of_ready_arrays_and_of_anything_else() -> None:
     mixed = same[:2] + [to_npy(np.full((3, 2, 2), 2, dtype=np.int16))] + same[3:]
     out = ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(mixed)]))
     assert out.dtype == torch.int16 and [int(out[i].max()) for i in range(4)] == [0, 1, 2, 3]
+    # A damaged header that claims far more than it carries (a buggy or
+    # hostile transform): an error naming the short buffer, and the batch is
+    # never sized from it.
+    hdr = io.BytesIO()
+    np.lib.format.write_array_header_1_0(hdr, {"descr": "|u1", "fortran_order": False, "shape": (100000, 100000, 3)})
+    lying = hdr.getvalue() + b"0123456789"
+    for first in (lying, same[0]):
+        with pytest.raises(ValueError, match="smaller than requested"):
+            ds._assemble(["a"] * 2, iter([("0", first), ("1", lying)]))
     ds.stack = False
     lst = ds._assemble(["a"] * 4, iter([(str(i), d) for i, d in enumerate(same)]))
     assert [int(t.max()) for t in lst] == [0, 1, 2, 3]
@@ -233,16 +256,7 @@ def test_ready_arrays_through_the_etl_equal_local_decoding(endpoint: str) -> Non
             jpegs[f"r/{i:04d}.jpg"] = buf.getvalue()
             b.object(f"r/{i:04d}.jpg").put(buf.getvalue())
             b.object(f"r/{i:04d}.cls").put(str(i % 3).encode())
-        body = {
-            "name": name,
-            "runtime": "python3",
-            "communication": "hpush://",
-            "code": base64.b64encode(READY.encode()).decode(),
-            "dependencies": "",
-            "init_timeout": "5m",
-        }
-        r = requests.put(f"{endpoint}/v1/etl", json=body, timeout=600)
-        assert r.status_code == 200, r.text
+        put_etl(endpoint, name, READY)
         ds = BatchDataset(endpoint, b.name, prefix="r/", batch_size=5, seed=1, transform_id=name, etl_args="123", with_names=True)
         ns: dict = {}
         exec(READY, ns)  # the same transform, locally

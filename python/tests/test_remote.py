@@ -6,7 +6,6 @@ flag, inline ETL, Get-Batch and an offline transform from ``s3://`` into
 
 from __future__ import annotations
 
-import base64
 import http.server
 import os
 import socket
@@ -23,7 +22,7 @@ import pytest
 import requests
 from aistore.sdk import Client
 
-from ais_cluster import Cluster
+from ais_cluster import Cluster, put_etl
 
 HTTP = 60
 
@@ -259,24 +258,12 @@ def test_missing_remote_bucket_and_unreachable_backend_are_clear_errors(rcluster
 CODE = "def transform(data):\n    return data.upper()\n"
 
 
-def init_etl(url: str, name: str) -> None:
-    body = {
-        "name": name,
-        "runtime": "python3",
-        "communication": "hpush://",
-        "code": base64.b64encode(CODE.encode()).decode(),
-        "init_timeout": "3m",
-    }
-    r = requests.put(f"{url}/v1/etl", json=body, timeout=300)
-    assert r.status_code == 200, r.text
-
-
 def test_etl_inline_batch_and_offline_on_remote_objects(rcluster: Cluster, s3: S3Server, remote: str) -> None:
     objs = {f"t/{i:03d}": (b"hello %d " % i) * (i + 1) for i in range(12)}
     for k, v in objs.items():
         s3.s3.put_object(Bucket=remote, Key=k, Body=v)
     etl = f"up-{uuid.uuid4().hex[:6]}"
-    init_etl(rcluster.url, etl)
+    put_etl(rcluster.url, etl, CODE)
     client = Client(rcluster.url)
     bck = client.bucket(remote, provider="aws")
     # Inline, on a cold object: fetched next to its target, transformed there.

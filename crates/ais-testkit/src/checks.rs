@@ -111,6 +111,63 @@ pub async fn rebalances(cl: &Client) -> anyhow::Result<Vec<JobStatus>> {
         .collect())
 }
 
+fn start_time(j: &JobStatus) -> i64 {
+    j.extra
+        .get("start_time")
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0)
+}
+
+/// Waits until the rebalance a new cluster starts when its first targets
+/// join (or its retry, when a target was down at the time) has finished
+/// cleanly and none runs: a test that counts the rebalances of a later
+/// join must not mistake that one for its own.
+pub async fn settled(cl: &Client, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let jobs = rebalances(cl).await?;
+        let newest = jobs.iter().max_by_key(|j| start_time(j));
+        if jobs.iter().all(|j| j.end_time != 0) && newest.is_some_and(|j| !j.aborted) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("no clean rebalance, or one still running, after {within:?}: {jobs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until more than `after` rebalance jobs exist, none is running and
+/// the newest one ran on target `id` (a rebalance started just before that
+/// target joined is not the one its join needs); returns the jobs after
+/// the first `after`, oldest first.
+pub async fn rebalanced_onto(
+    cl: &Client,
+    after: usize,
+    id: &str,
+    within: Duration,
+) -> anyhow::Result<Vec<JobStatus>> {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut jobs = rebalances(cl).await?;
+        jobs.sort_by_key(start_time);
+        if jobs.len() > after && jobs.iter().all(|j| j.end_time != 0) {
+            if let Some(newest) = jobs.last() {
+                let snaps = cl.job_snaps(&newest.uuid).await.unwrap_or_default();
+                if snaps.contains_key(id) {
+                    return Ok(jobs.split_off(after));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no finished rebalance on t[{id}] after {within:?} (had {after} before): {jobs:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until more than `after` rebalance jobs exist and none is running;
 /// returns the one that ended last.
 pub async fn finished_rebalance(

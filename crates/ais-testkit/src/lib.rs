@@ -1040,6 +1040,22 @@ impl Drop for Cluster {
             t.kill();
         }
         self.proxy.kill();
+        // A failed test's node logs, kept where AIS_TEST_KEEP_LOGS says
+        // (the data directories go with the cluster).
+        if std::thread::panicking() {
+            if let Some(dir) = std::env::var_os("AIS_TEST_KEEP_LOGS") {
+                let dir = std::path::PathBuf::from(dir);
+                let _ = std::fs::create_dir_all(&dir);
+                for (i, n) in std::iter::once(&self.proxy)
+                    .chain(self.targets.iter())
+                    .enumerate()
+                {
+                    let _ =
+                        std::fs::copy(n.data.join("node.log"), dir.join(format!("node{i}.log")));
+                }
+                eprintln!("ais-testkit: node logs kept in {}", dir.display());
+            }
+        }
         let bad = if self.scanned || std::thread::panicking() {
             Vec::new()
         } else {

@@ -56,8 +56,17 @@ fn loaded(
     let rt = rt();
     let url = c.url().to_string();
     let names = preload(&rt, &url, bucket, n);
-    std::thread::sleep(Duration::from_millis(1500));
+    settle(&rt, &url);
     (c, rt, url, names)
+}
+
+/// The new cluster's first rebalance is done (a later one is the test's).
+fn settle(rt: &tokio::runtime::Runtime, url: &str) {
+    rt.block_on(ais_testkit::checks::settled(
+        &Client::new(url),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
 }
 
 fn preload(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, n: usize) -> Vec<String> {
@@ -345,7 +354,7 @@ fn etl_gets_and_copy_job_keep_working_during_rebalance() {
         v.extend(content(n).iter().rev());
         v
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    settle(&rt, &url);
     let cl = Client::new(&url);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let etl_clients: Vec<_> = (0..4)

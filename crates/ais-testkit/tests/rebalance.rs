@@ -35,8 +35,12 @@ fn join_and_leave_under_load_move_objects_to_their_owners() {
     // Readers and writers keep going across the join and the rebalance.
     let load = Load::start(&rt, &url, "rb", &names, 8);
     std::thread::sleep(Duration::from_millis(300));
-    // Let a rebalance from the initial joins finish first, then count.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Let the rebalance of the initial joins finish first, then count.
+    rt.block_on(ais_testkit::checks::settled(
+        &Client::new(&url),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
     let before = rt.block_on(async { rebalances(&Client::new(&url)).await });
     c.add_target().unwrap();
     let moved = rt.block_on(async {

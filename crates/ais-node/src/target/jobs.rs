@@ -633,6 +633,12 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             old.abort(&format!("superseded by {}", job.id()));
         }
     }
+    tracing::info!(
+        job = %job.id(),
+        smap = t.core.meta.smap().map_or(0, |s| s.version),
+        spec_smap = job.spec.smap.as_ref().map_or(0, |s| s.version),
+        "rebalance starts here"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while t
         .jobs

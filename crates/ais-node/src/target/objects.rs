@@ -19,12 +19,15 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
     let (bck, obj) = ctx.bck_obj(bucket, obj)?;
     let props = match t.core.bucket_props(&bck) {
         Ok(p) => p,
-        // Redirected here by a proxy that may know more (a bucket created,
-        // or this target just joined): catch up once before saying 404.
-        Err(e) if ctx.query.get("pid").is_some() => match crate::state::sync_now(t).await {
-            Ok(true) => t.core.bucket_props(&bck)?,
-            _ => return Err(e),
-        },
+        // Redirected here by a proxy, or sent by another target (a
+        // rebalance move), that may know more (a bucket created, or this
+        // target just joined): catch up once before saying 404.
+        Err(e) if ctx.query.get("pid").is_some() || ctx.query.get("ais_hop").is_some() => {
+            match crate::state::sync_now(t).await {
+                Ok(true) => t.core.bucket_props(&bck)?,
+                _ => return Err(e),
+            }
+        }
         Err(e) => return Err(e),
     };
     if matches!(ctx.method, Method::GET | Method::HEAD) {

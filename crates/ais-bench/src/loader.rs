@@ -65,6 +65,47 @@ struct Args {
     /// time window (e.g. while a rebalance runs) rather than per phase.
     #[arg(long)]
     latencies: Option<std::path::PathBuf>,
+    /// Instead of PUTting to the cluster, write the objects as files into
+    /// this directory (temp file, write, rename): the file system's own
+    /// ceiling for the same sizes and concurrency, as a same-run baseline.
+    #[arg(long)]
+    fs_dir: Option<std::path::PathBuf>,
+    /// With --fs-dir: make each file durable as a durable PUT does
+    /// (fdatasync the file, rename, fsync the directory) before it counts.
+    #[arg(long)]
+    fs_sync: bool,
+}
+
+/// One baseline file: `size` bytes of the pattern into a temp file in
+/// `dir`, renamed to `name` (made durable with `sync`).
+fn write_file(
+    dir: &std::path::Path,
+    name: &str,
+    size: u64,
+    chunk: &[u8],
+    sync: bool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!(".tmp-{name}"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    if sync {
+        f.sync_data()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Byte `i` of every object body aisloader writes (and of the files a
@@ -324,6 +365,24 @@ pub async fn main_async() -> anyhow::Result<()> {
         st.save_latencies(a.latencies.as_deref())?;
         return st.outcome();
     }
+    if let Some(dir) = &a.fs_dir {
+        std::fs::create_dir_all(dir)?;
+        let chunk = pattern();
+        let st = run_phase(a.num, a.conc, |i| {
+            let (dir, chunk, sync) = (dir.clone(), chunk.clone(), a.fs_sync);
+            let name = format!("{}{i}", a.prefix);
+            async move {
+                tokio::task::spawn_blocking(move || write_file(&dir, &name, size, &chunk, sync))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok(size)
+            }
+        })
+        .await;
+        st.report("FSWRITE", a.json);
+        return st.outcome();
+    }
     let client = Client::new(&a.endpoint);
     if a.mode.contains("put") {
         match client.create_bucket(&a.bucket).await {
@@ -375,4 +434,29 @@ pub async fn main_async() -> anyhow::Result<()> {
         st.outcome()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn baseline_files_hold_the_pattern_and_no_temp_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pat = pattern();
+        for (name, size, sync) in [("a", 1u64 << 20, false), ("b", (3 << 20) + 5, true)] {
+            write_file(dir.path(), name, size, &pat, sync).unwrap();
+            let got = std::fs::read(dir.path().join(name)).unwrap();
+            assert_eq!(got.len() as u64, size);
+            assert!(got.chunks(pat.len()).all(|c| c == &pat[..c.len()]));
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // An existing temp name is an error, never a silent overwrite.
+        std::fs::write(dir.path().join(".tmp-c"), b"x").unwrap();
+        assert!(write_file(dir.path(), "c", 10, &pat, false).is_err());
+    }
 }

@@ -169,6 +169,9 @@ pub async fn serve(
             continue;
         }
         conns.accepted.fetch_add(1, Relaxed);
+        // A response's last partial segment must not wait for the ACK of
+        // the previous one (Nagle with delayed ACKs: tens of ms).
+        let _ = stream.set_nodelay(true);
         let shared = Arc::new(Shared {
             svc: TowerToHyperService::new(router.clone()),
             app: app.clone(),

@@ -26,6 +26,15 @@ fn netns_or_skip() -> bool {
     }
 }
 
+/// Held while a test starts a cluster (whose network set-up sweeps what
+/// dead test processes left) and by the test that plants such leftovers:
+/// a sweep from a test beside it would remove them while they are made.
+static SWEEPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sweeps() -> std::sync::MutexGuard<'static, ()> {
+    SWEEPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `host` of `http://host:port`.
 fn host_of(url: &str) -> &str {
     let hp = url.trim_start_matches("http://");
@@ -39,6 +48,7 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
     if !netns_or_skip() {
         return;
     }
+    let sweeping = sweeps();
     let mut c = Cluster::start_with(Opts {
         targets: 3,
         mpaths: 2,
@@ -47,6 +57,7 @@ fn nodes_on_distinct_hosts_survive_loss_and_rebalance() {
         ..Default::default()
     })
     .unwrap();
+    drop(sweeping);
     let net = c.net().expect("multi-host mode");
     let gateway = net.gateway();
     let addrs: Vec<String> = net.hosts().iter().map(|h| h.addr.clone()).collect();
@@ -234,12 +245,14 @@ fn a_panicking_test_leaves_no_namespace_or_bridge() {
     }
     let made = std::sync::Mutex::new((Vec::new(), String::new()));
     let r = std::panic::catch_unwind(|| {
+        let sweeping = sweeps();
         let c = Cluster::start_with(Opts {
             targets: 1,
             netns: true,
             ..Default::default()
         })
         .unwrap();
+        drop(sweeping);
         let net = c.net().unwrap();
         let mut m = made.lock().unwrap();
         m.0 = net.hosts().iter().map(|h| h.netns.clone()).collect();
@@ -262,6 +275,7 @@ fn leftovers_of_a_killed_test_process_are_swept() {
     if !netns_or_skip() {
         return;
     }
+    let _sweeping = sweeps();
     // A pid that no longer runs.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();

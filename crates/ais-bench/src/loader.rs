@@ -70,21 +70,11 @@ struct Args {
     /// ceiling for the same sizes and concurrency, as a same-run baseline.
     #[arg(long)]
     fs_dir: Option<std::path::PathBuf>,
-    /// With --fs-dir: make each file durable as a durable PUT does
-    /// (fdatasync the file, rename, fsync the directory) before it counts.
-    #[arg(long)]
-    fs_sync: bool,
 }
 
 /// One baseline file: `size` bytes of the pattern into a temp file in
-/// `dir`, renamed to `name` (made durable with `sync`).
-fn write_file(
-    dir: &std::path::Path,
-    name: &str,
-    size: u64,
-    chunk: &[u8],
-    sync: bool,
-) -> std::io::Result<()> {
+/// `dir`, renamed to `name`; no flush (an upper bound for a store).
+fn write_file(dir: &std::path::Path, name: &str, size: u64, chunk: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!(".tmp-{name}"));
     let mut f = std::fs::OpenOptions::new()
@@ -97,15 +87,8 @@ fn write_file(
         f.write_all(&chunk[..n])?;
         left -= n as u64;
     }
-    if sync {
-        f.sync_data()?;
-    }
     drop(f);
-    std::fs::rename(&tmp, dir.join(name))?;
-    if sync {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// Byte `i` of every object body aisloader writes (and of the files a
@@ -369,10 +352,10 @@ pub async fn main_async() -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         let chunk = pattern();
         let st = run_phase(a.num, a.conc, |i| {
-            let (dir, chunk, sync) = (dir.clone(), chunk.clone(), a.fs_sync);
+            let (dir, chunk) = (dir.clone(), chunk.clone());
             let name = format!("{}{i}", a.prefix);
             async move {
-                tokio::task::spawn_blocking(move || write_file(&dir, &name, size, &chunk, sync))
+                tokio::task::spawn_blocking(move || write_file(&dir, &name, size, &chunk))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
@@ -444,8 +427,8 @@ mod tests {
     fn baseline_files_hold_the_pattern_and_no_temp_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let pat = pattern();
-        for (name, size, sync) in [("a", 1u64 << 20, false), ("b", (3 << 20) + 5, true)] {
-            write_file(dir.path(), name, size, &pat, sync).unwrap();
+        for (name, size) in [("a", 1u64 << 20), ("b", (3 << 20) + 5)] {
+            write_file(dir.path(), name, size, &pat).unwrap();
             let got = std::fs::read(dir.path().join(name)).unwrap();
             assert_eq!(got.len() as u64, size);
             assert!(got.chunks(pat.len()).all(|c| c == &pat[..c.len()]));
@@ -457,6 +440,6 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
         // An existing temp name is an error, never a silent overwrite.
         std::fs::write(dir.path().join(".tmp-c"), b"x").unwrap();
-        assert!(write_file(dir.path(), "c", 10, &pat, false).is_err());
+        assert!(write_file(dir.path(), "c", 10, &pat).is_err());
     }
 }

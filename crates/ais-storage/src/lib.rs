@@ -853,11 +853,7 @@ impl PutWriter {
             file.write_all(&buf).map_err(io_err("write temp file"))?;
             Ok((file, buf))
         };
-        let (file, mut buf) = if self.background {
-            background::run("write temp file", write).await?
-        } else {
-            blocking("write temp file", write).await?
-        };
+        let (file, mut buf) = blocking_on(self.background, "write temp file", write).await?;
         buf.clear();
         self.file = Some(file);
         self.buf = buf;
@@ -1038,15 +1034,7 @@ impl PutWriter {
             }
             Ok(Some(attrs))
         };
-        let res = if background {
-            background::spawn(job).await
-        } else {
-            tokio::task::spawn_blocking(job).await
-        }
-        .map_err(|e| StorageError::Io {
-            context: "commit".into(),
-            source: io::Error::other(e),
-        })?;
+        let res = blocking_on(background, "commit", job).await;
         if matches!(res, Ok(Some(_))) {
             self.tmp = None;
         }
@@ -1089,6 +1077,19 @@ async fn blocking<T: Send + 'static>(
             context: what.into(),
             source: io::Error::other(e),
         })?
+}
+
+/// [`blocking`], or on the low-priority pool for background work.
+async fn blocking_on<T: Send + 'static>(
+    background: bool,
+    what: &'static str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if background {
+        background::run(what, f).await
+    } else {
+        blocking(what, f).await
+    }
 }
 
 /// What [`Store::verify`] found.

@@ -111,7 +111,8 @@ pub async fn rebalances(cl: &Client) -> anyhow::Result<Vec<JobStatus>> {
         .collect())
 }
 
-fn start_time(j: &JobStatus) -> i64 {
+/// A job's start (Unix ns; 0 if not reported).
+pub fn start_time(j: &JobStatus) -> i64 {
     j.extra
         .get("start_time")
         .and_then(|v| v.as_i64())

@@ -15,13 +15,6 @@ pub fn content(name: &str) -> Vec<u8> {
     v
 }
 
-fn started(j: &JobStatus) -> i64 {
-    j.extra
-        .get("start_time")
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0)
-}
-
 /// Rebalance jobs so far (one may run when the first targets join).
 pub async fn rebalances(cl: &Client) -> usize {
     checks::rebalances(cl).await.map(|j| j.len()).unwrap_or(0)
@@ -37,13 +30,21 @@ pub async fn finished_rebalance(cl: &Client, after: usize, timeout: Duration) ->
     }
 }
 
+/// Waits (up to a minute) for the new cluster's first rebalance to end
+/// cleanly, so that a test's own join or leave is the next one.
+pub fn settle(rt: &tokio::runtime::Runtime, url: &str) {
+    if let Err(e) = rt.block_on(checks::settled(&Client::new(url), Duration::from_secs(60))) {
+        panic!("{e:#}");
+    }
+}
+
 /// The newest rebalance job (by start), if any.
 pub async fn newest_rebalance(cl: &Client) -> Option<JobStatus> {
     checks::rebalances(cl)
         .await
         .ok()?
         .into_iter()
-        .max_by_key(started)
+        .max_by_key(checks::start_time)
 }
 
 /// Every object is stored on its HRW owner, and only there (targets in

@@ -7,7 +7,8 @@ use ais_client::Client;
 use ais_core::api::RmNodeMsg;
 use ais_core::meta::{Smap, NODE_FLAG_MAINTENANCE};
 use ais_testkit::rebal::{
-    assert_placed, content, count_on, finished_rebalance, newest_rebalance, rebalances, Load,
+    assert_placed, content, count_on, finished_rebalance, newest_rebalance, rebalances, settle,
+    Load,
 };
 use ais_testkit::{bin, Cluster, Opts};
 use std::process::Command;
@@ -58,15 +59,6 @@ fn loaded(
     let names = preload(&rt, &url, bucket, n);
     settle(&rt, &url);
     (c, rt, url, names)
-}
-
-/// The new cluster's first rebalance is done (a later one is the test's).
-fn settle(rt: &tokio::runtime::Runtime, url: &str) {
-    rt.block_on(ais_testkit::checks::settled(
-        &Client::new(url),
-        Duration::from_secs(60),
-    ))
-    .unwrap();
 }
 
 fn preload(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, n: usize) -> Vec<String> {

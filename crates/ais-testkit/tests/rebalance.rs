@@ -2,7 +2,7 @@
 //! HRW owners as a tracked job while clients keep reading and writing.
 
 use ais_client::Client;
-use ais_testkit::rebal::{assert_placed, content, rebalances, Load};
+use ais_testkit::rebal::{assert_placed, content, rebalances, settle, Load};
 use ais_testkit::{Cluster, Opts};
 use std::time::Duration;
 
@@ -36,11 +36,7 @@ fn join_and_leave_under_load_move_objects_to_their_owners() {
     let load = Load::start(&rt, &url, "rb", &names, 8);
     std::thread::sleep(Duration::from_millis(300));
     // Let the rebalance of the initial joins finish first, then count.
-    rt.block_on(ais_testkit::checks::settled(
-        &Client::new(&url),
-        Duration::from_secs(60),
-    ))
-    .unwrap();
+    settle(&rt, &url);
     let before = rt.block_on(async { rebalances(&Client::new(&url)).await });
     c.add_target().unwrap();
     let moved = rt.block_on(async {

@@ -637,7 +637,7 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         job = %job.id(),
         smap = t.core.meta.smap().map_or(0, |s| s.version),
         spec_smap = job.spec.smap.as_ref().map_or(0, |s| s.version),
-        "rebalance starts here"
+        "rebalance starting"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while t

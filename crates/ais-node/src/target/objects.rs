@@ -3,7 +3,7 @@
 //! single-object copy/transform into another bucket (`object_to`).
 
 use super::Target;
-use crate::error::{self, ApiError};
+use crate::error::{self, ApiError, ApiResult};
 use crate::http::{empty, Ctx, Res};
 use ais_core::api::PropSet;
 use ais_core::meta::{BucketProps, ObjAttrs};
@@ -386,21 +386,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
             return Ok(r);
         }
     }
-    let copies = t
-        .core
-        .bucket_props(bck)
-        .map(|p| p.mirror.effective())
-        .unwrap_or(1);
-    let mut w = store
-        .begin_put_copies(bck, obj, copies)
-        .await
-        .map_err(|e| storage_err(t, bck, obj, e))?;
-    if t.core
-        .bucket_props(bck)
-        .is_ok_and(|p| p.write_policy.never_sync())
-    {
-        w.without_sync();
-    }
+    let mut w = writer(t, bck, obj).await?;
     if moved_version.is_some() {
         w.in_background();
     }
@@ -457,6 +443,23 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);
     Ok(r)
+}
+
+/// A writer for `bck/obj` here, as its bucket asks: its mirror copies, and
+/// no flushes for a scratch bucket (`write_policy.data=never`). Every PUT
+/// path (native, S3, remote-bucket caching) starts here.
+pub(super) async fn writer(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
+    let props = t.core.bucket_props(bck).ok();
+    let copies = props.as_ref().map(|p| p.mirror.effective()).unwrap_or(1);
+    let mut w = t
+        .store
+        .begin_put_copies(bck, obj, copies)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    if props.is_some_and(|p| p.write_policy.never_sync()) {
+        w.without_sync();
+    }
+    Ok(w)
 }
 
 /// `PUT /v1/objects/SRC/O?object_to=ais/@#/DST/O2[&etl_name=E]`: copy (or

@@ -75,7 +75,7 @@ pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiRe
         return Ok(false);
     };
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
-    let mut w = super::s3::begin(t, bck, obj).await?;
+    let mut w = super::objects::writer(t, bck, obj).await?;
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
@@ -116,7 +116,7 @@ pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -
         let (name, bck, obj) = (t.core.name.clone(), bck.clone(), obj.to_string());
         move |e| error::storage(&name, &bck, &obj, e)
     };
-    let mut w = super::s3::begin(t, bck, obj).await?;
+    let mut w = super::objects::writer(t, bck, obj).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     let (size, cname) = (attrs.size, format!("{}/{obj}", bck.cname()));
     let (t2, bck2, obj2) = (t.clone(), bck.clone(), obj.to_string());
@@ -238,7 +238,7 @@ pub async fn put_through(
     mut custom: BTreeMap<String, String>,
 ) -> ApiResult<ais_core::meta::ObjAttrs> {
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
-    let mut w = super::s3::begin(t, bck, obj).await?;
+    let mut w = super::objects::writer(t, bck, obj).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     let key = obj.to_string();
     let up = tokio::spawn(async move {

@@ -188,7 +188,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let mut custom = meta_of(ctx)?;
     let what = format!("PUT {}/{obj}", bck.cname());
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
-    let mut w = begin(t, bck, obj).await?;
+    let mut w = super::objects::writer(t, bck, obj).await?;
     let mut md5 = Md5::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -206,21 +206,6 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         size: attrs.size,
         mtime_ns: attrs.mtime_ns,
     })
-}
-
-/// A writer for `bck/obj` here, with the copies its bucket asks for.
-pub(super) async fn begin(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_storage::PutWriter> {
-    let props = t.core.bucket_props(bck).ok();
-    let copies = props.as_ref().map(|p| p.mirror.effective()).unwrap_or(1);
-    let mut w = t
-        .store
-        .begin_put_copies(bck, obj, copies)
-        .await
-        .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
-    if props.is_some_and(|p| p.write_policy.never_sync()) {
-        w.without_sync();
-    }
-    Ok(w)
 }
 
 /// Commits (atomically), clears a recent delete, and makes the bucket's
@@ -551,7 +536,7 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
         .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
     let mtime_ns = if owner.daemon_id == t.core.id {
         let serr = |e| error::storage(&t.core.name, bck, obj, e);
-        let mut w = begin(t, bck, obj).await?;
+        let mut w = super::objects::writer(t, bck, obj).await?;
         let mut s = std::pin::pin!(concat(paths));
         let io = io_err(t, "read a part");
         while let Some(chunk) = s.next().await {

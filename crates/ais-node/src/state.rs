@@ -35,6 +35,41 @@ pub struct NodeCore {
     pub leaving: AtomicBool,
     /// Notified to make the node exit cleanly (as on SIGTERM).
     pub shutdown: tokio::sync::Notify,
+    /// On-demand catch-ups with the primary ([`sync_now`]).
+    pub sync_gate: SyncGate,
+}
+
+/// Catching up with the primary on demand (a request named a bucket this
+/// node does not know yet) one at a time: callers that arrive while one
+/// runs share the next one, which starts after they came. A flood of such
+/// requests (a client naming missing buckets, with `pid` or `ais_hop` in
+/// the query) costs the primary one keepalive at a time, not one each.
+#[derive(Default)]
+pub struct SyncGate {
+    /// Catch-ups started so far.
+    started: std::sync::atomic::AtomicU64,
+    /// The number of the last one finished, and whether it brought news.
+    last: tokio::sync::Mutex<(u64, bool)>,
+}
+
+impl SyncGate {
+    /// Runs `sync`, or answers with the outcome of one that started after
+    /// this call did.
+    pub async fn run<F, Fut>(&self, sync: F) -> ApiResult<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<bool>>,
+    {
+        let arrived = self.started.load(Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        if last.0 > arrived {
+            return Ok(last.1);
+        }
+        let n = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let res = sync().await;
+        *last = (n, matches!(res, Ok(true)));
+        res
+    }
 }
 
 impl NodeCore {
@@ -55,6 +90,7 @@ impl NodeCore {
             metrics,
             leaving: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
+            sync_gate: SyncGate::default(),
             joined: AtomicBool::new(join_url.is_none()),
             join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
         })
@@ -221,8 +257,9 @@ async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
 /// a bucket we do not know yet: the proxy may be a push ahead of us).
 /// `Ok(false)`: nothing to ask (this node is the primary).
 pub async fn sync_now<M: Member>(m: &Arc<M>) -> ApiResult<bool> {
-    match m.core().join_url.clone() {
-        Some(url) => keepalive(m, &url).await,
+    let core = m.core();
+    match core.join_url.clone() {
+        Some(url) => core.sync_gate.run(|| keepalive(m, &url)).await,
         None => Ok(false),
     }
 }
@@ -270,5 +307,71 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
             }
             Err(e) => tracing::debug!(error = %e, "keepalive failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[tokio::test]
+    async fn callers_during_a_catch_up_share_the_next_one() {
+        let gate = Arc::new(SyncGate::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(tokio::sync::Notify::new());
+        let sync = |calls: Arc<AtomicUsize>, release: Arc<tokio::sync::Notify>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            release.notified().await;
+            Ok(true)
+        };
+        // The first caller's catch-up is held open while 99 more arrive.
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (g, c, r) = (gate.clone(), calls.clone(), release.clone());
+            tasks.push(tokio::spawn(async move { g.run(|| sync(c, r)).await }));
+            tokio::task::yield_now().await;
+        }
+        while calls.load(Ordering::SeqCst) < 1 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        // The next one (for all 99 who came during the first) runs once.
+        while calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        // Each caller running its own would leave the rest waiting here.
+        let all = futures::future::join_all(tasks);
+        let done = tokio::time::timeout(Duration::from_secs(5), all).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        for r in done.expect("every caller answered") {
+            assert!(r.unwrap().unwrap());
+        }
+        // A caller after they all finished gets a catch-up of its own (an
+        // error goes to it as is).
+        let failed = gate
+            .run(|| async { Err(ApiError::unavailable("primary down")) })
+            .await;
+        assert!(failed.is_err());
+        let (g, c, r) = (gate.clone(), calls.clone(), release.clone());
+        let later = tokio::spawn(async move { g.run(|| sync(c, r)).await });
+        while calls.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_one();
+        assert!(later.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_hangs_up_leaves_the_gate_usable() {
+        let gate = SyncGate::default();
+        let hung = tokio::time::timeout(
+            Duration::from_millis(20),
+            gate.run(std::future::pending::<ApiResult<bool>>),
+        )
+        .await;
+        assert!(hung.is_err());
+        assert!(gate.run(|| async { Ok(true) }).await.unwrap());
     }
 }

@@ -1,7 +1,9 @@
 //! Connection hygiene of a node exposed on a network, against real
 //! `aisnode` processes: slow request heads are cut at the header timeout, a
 //! stalled PUT body is aborted without leaving anything behind, and past
-//! the connection cap new clients get a 503 while existing ones are served.
+//! the connection cap new clients get a 503 while existing ones are served;
+//! a flood of requests naming missing buckets does not turn into a flood of
+//! catch-ups at the primary.
 
 use ais_testkit::{raw_http, Cluster, Opts};
 use std::io::{ErrorKind, Read, Write};
@@ -351,4 +353,65 @@ fn idle_keepalive_is_closed_and_oversized_heads_get_431() {
     )
     .unwrap();
     assert_eq!(st, 200);
+}
+
+#[test]
+fn a_flood_naming_missing_buckets_costs_the_primary_little() {
+    // A client (or a broken one) sends a target many requests for buckets
+    // that do not exist, as if redirected (`pid`): each would make the
+    // target catch up with the primary; concurrent ones share a catch-up.
+    let c = Cluster::start_with(Opts {
+        targets: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let target = c.targets[0].url.clone();
+    let keepalives = || {
+        metric(
+            c.url(),
+            "ais_proxy_http_responses_total",
+            Some(("class", "2xx")),
+        )
+    };
+    let before = keepalives();
+    const THREADS: usize = 30;
+    const EACH: usize = 10;
+    let answers: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|w| {
+                let target = &target;
+                s.spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let path = format!("/v1/objects/nope-{w}/o{i}?pid=x");
+                            raw_http(target, "GET", &path, &[], b"").unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (st, body) in &answers {
+        assert_eq!(*st, 404, "{}", String::from_utf8_lossy(body));
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert!(v["message"].as_str().unwrap().contains("nope-"), "{v}");
+    }
+    let spent = keepalives() - before;
+    assert!(
+        spent < (THREADS * EACH / 2) as f64,
+        "{spent} requests at the primary for {} requests naming missing buckets",
+        THREADS * EACH
+    );
+    // The node serves as before.
+    let cl = c.client();
+    let rt = ais_testkit::checks::runtime().unwrap();
+    rt.block_on(async {
+        cl.create_bucket("after").await.unwrap();
+        cl.put_bytes("after", "o", b"x".to_vec()).await.unwrap();
+        assert_eq!(cl.get("after", "o").await.unwrap().as_ref(), b"x");
+    });
 }

@@ -378,16 +378,18 @@ impl Client {
     /// Base URL of the object's owner target per the cached cluster map
     /// (fetched once if there is none; the proxy's URL if still unknown).
     async fn owner_base(&self, bucket: &str, obj: &str) -> String {
-        let cached = self.smap.read().ok().and_then(|g| g.clone());
-        let smap = match cached {
-            Some(s) => Some(s),
-            None => self.smap().await.ok(),
+        // Placement under the read lock: a GET must not copy the whole map.
+        let uname = Bck::ais(bucket).obj_uname(obj);
+        let owner = |s: &Smap| s.owner(&uname).map(|t| t.url().to_string());
+        let cached = match self.smap.read() {
+            Ok(g) => g.as_ref().map(owner),
+            Err(_) => None,
         };
-        smap.and_then(|s| {
-            s.owner(&Bck::ais(bucket).obj_uname(obj))
-                .map(|t| t.url().to_string())
-        })
-        .unwrap_or_else(|| self.base.clone())
+        let found = match cached {
+            Some(o) => o,
+            None => self.smap().await.ok().and_then(|s| owner(&s)),
+        };
+        found.unwrap_or_else(|| self.base.clone())
     }
 
     /// URL of the object on its owner target (see [`Client::owner_base`]).

@@ -115,8 +115,9 @@ pub struct Smap {
 impl Smap {
     /// The target that owns `uname`; `None` when there are no targets.
     pub fn owner(&self, uname: &str) -> Option<&Snode> {
-        let active: Vec<&Snode> = self.active_targets().collect();
-        hrw::select(uname, active.iter().map(|t| t.id_digest)).map(|i| active[i])
+        // Walked twice rather than collected: this runs on every redirect.
+        let i = hrw::select(uname, self.active_targets().map(|t| t.id_digest))?;
+        self.active_targets().nth(i)
     }
 
     /// Every active target in `uname`'s HRW order: the owner first, then

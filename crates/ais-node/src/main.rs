@@ -27,6 +27,9 @@ enum Cmd {
     Playground(playground::PlaygroundArgs),
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Object bodies move in buffers of 128 KiB to a few MiB (chunks, ETL
 /// outputs, Get-Batch items): past glibc's default mmap threshold (128 KiB)
 /// each would be mapped and unmapped, a page fault and a zeroed page per

@@ -8,10 +8,9 @@ use crate::proxy::{self, Proxy};
 use crate::state::{Member, NodeCore};
 use crate::target::{self, Target};
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -31,15 +30,9 @@ impl App {
     }
 }
 
-pub fn router(app: App) -> Router {
-    Router::new().fallback(dispatch).with_state(app)
-}
-
-async fn dispatch(
-    State(app): State<App>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+/// One request from the socket (`serve.rs` calls this directly: no tower
+/// router in between, the [`Endpoint`] parse is the routing).
+pub async fn dispatch(app: App, remote: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let (query, bad_query) = match Query::parse(&raw_query) {

@@ -26,18 +26,16 @@
 
 use crate::metrics::{Metrics, Op, BODY_TIMEOUTS};
 use crate::router::{self, App};
-use axum::extract::ConnectInfo;
 use axum::http::{header, Request};
 use axum::response::Response;
-use axum::Router;
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
-use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -107,7 +105,6 @@ struct ConnWatch {
 }
 
 struct Shared {
-    svc: TowerToHyperService<Router>,
     app: App,
     remote: SocketAddr,
     body_timeout: Option<Duration>,
@@ -129,7 +126,6 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let router = router::router(app.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(limits.max_header_size.max(8192))
         .keep_alive(true);
@@ -173,7 +169,6 @@ pub async fn serve(
         // the previous one (Nagle with delayed ACKs: tens of ms).
         let _ = stream.set_nodelay(true);
         let shared = Arc::new(Shared {
-            svc: TowerToHyperService::new(router.clone()),
             app: app.clone(),
             remote,
             body_timeout: nonzero(limits.body_timeout),
@@ -383,7 +378,10 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let r = match zerocopy_at(bufs) {
+            Some((i, fd, off)) => self.poll_sendfile(cx, bufs, i, fd, off),
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        };
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.shared.watch.writes.fetch_add(1, Relaxed);
         }
@@ -400,6 +398,91 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// Slices shorter than this are never looked up as file pages (response
+/// heads, small bodies: not worth the registry's lock).
+const ZEROCOPY_MIN: usize = 4096;
+
+/// The first slice that is a file's mapped pages (`ais_storage::zerocopy`):
+/// its index, the file, and the file offset it starts at.
+fn zerocopy_at(bufs: &[io::IoSlice<'_>]) -> Option<(usize, RawFd, u64)> {
+    bufs.iter().enumerate().find_map(|(i, b)| {
+        (b.len() >= ZEROCOPY_MIN)
+            .then(|| ais_storage::zerocopy::file_range(b.as_ptr(), b.len()))
+            .flatten()
+            .map(|(fd, off)| (i, fd, off))
+    })
+}
+
+impl Watched {
+    /// Writes `bufs[..i]` (the response head, with MSG_MORE so it leaves
+    /// with the first file bytes) and then `bufs[i]` straight from its file
+    /// with sendfile(2): the page cache goes to the socket without a copy
+    /// into user space. A partial write reports what went out, like writev;
+    /// hyper passes the rest again.
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+        i: usize,
+        fd: RawFd,
+        off: u64,
+    ) -> Poll<io::Result<usize>> {
+        let sock = self.inner.as_raw_fd();
+        let len = bufs[i].len();
+        loop {
+            std::task::ready!(self.inner.poll_write_ready(cx))?;
+            match self.inner.try_io(tokio::io::Interest::WRITABLE, || {
+                send_head_and_file(sock, &bufs[..i], fd, off, len)
+            }) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+}
+
+fn send_head_and_file(
+    sock: RawFd,
+    head: &[io::IoSlice<'_>],
+    fd: RawFd,
+    off: u64,
+    len: usize,
+) -> io::Result<usize> {
+    let head_len: usize = head.iter().map(|b| b.len()).sum();
+    let mut sent = 0usize;
+    if head_len > 0 {
+        // SAFETY: an all-zero msghdr is valid; iov points at `head`, whose
+        // IoSlices are ABI-compatible with iovec and outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = head.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = head.len() as _;
+        // SAFETY: a valid socket and message (above).
+        let n = unsafe { libc::sendmsg(sock, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        sent = n as usize;
+        if sent < head_len {
+            return Ok(sent);
+        }
+    }
+    let mut o = off as libc::off_t;
+    // SAFETY: valid descriptors (the file's is kept open by the bytes being
+    // written) and an offset variable the call updates.
+    let n = unsafe { libc::sendfile(sock, fd, &mut o, len) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        // The head went out: report it; the error (or EAGAIN) comes again
+        // on the next call.
+        return if sent > 0 { Ok(sent) } else { Err(e) };
+    }
+    if n == 0 && sent == 0 {
+        // The file ended before its mapping: never send other bytes.
+        return Err(io::Error::other("object file shorter than its mapping"));
+    }
+    Ok(sent + n as usize)
+}
+
 /// The per-connection service: remote address for `ConnectInfo`, body
 /// timeout, metrics, then the router.
 struct Svc(Arc<Shared>);
@@ -409,7 +492,7 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
     type Error = Infallible;
     type Future = ReqFuture;
 
-    fn call(&self, mut req: Request<Incoming>) -> ReqFuture {
+    fn call(&self, req: Request<Incoming>) -> ReqFuture {
         let sh = &self.0;
         let w = &sh.watch;
         w.heads.fetch_add(1, Relaxed);
@@ -425,15 +508,16 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         } else {
             (None, None, 0)
         };
-        req.extensions_mut().insert(ConnectInfo(sh.remote));
         let timeout = sh.body_timeout;
-        let req = req.map(|b| StallBody {
-            inner: b,
-            timeout,
-            timer: None,
+        let req = req.map(|b| {
+            axum::body::Body::new(StallBody {
+                inner: b,
+                timeout,
+                timer: None,
+            })
         });
         ReqFuture {
-            inner: sh.svc.call(req),
+            inner: Box::pin(router::dispatch(sh.app.clone(), sh.remote, req)),
             shared: self.0.clone(),
             start,
             op,
@@ -452,7 +536,7 @@ fn content_length(h: &axum::http::HeaderMap) -> u64 {
 /// The router's future, counting the request when its response is ready
 /// and marking it done for the watchdog when dropped.
 struct ReqFuture {
-    inner: TowerToHyperServiceFuture<Router, Request<StallBody>>,
+    inner: Pin<Box<dyn Future<Output = Response> + Send>>,
     shared: Arc<Shared>,
     start: Option<Instant>,
     op: Option<Op>,
@@ -464,7 +548,7 @@ impl Future for ReqFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll(cx);
+        let r = this.inner.as_mut().poll(cx).map(Ok);
         if let (Poll::Ready(Ok(resp)), Some(start)) = (&r, this.start) {
             let status = resp.status().as_u16();
             let bytes = match this.op {

@@ -117,8 +117,14 @@ impl NodeCore {
 
     /// The HRW owner of `uname` (`bucket`'s object) in the current map.
     pub fn owner(&self, uname: &str) -> Option<Snode> {
+        self.owner_with(uname, Snode::clone)
+    }
+
+    /// What `f` takes from the owner of `uname`, without copying the node
+    /// (every GET and redirect asks).
+    pub fn owner_with<R>(&self, uname: &str, f: impl FnOnce(&Snode) -> R) -> Option<R> {
         self.meta
-            .with_smap(|s| s.and_then(|s| s.owner(uname).cloned()))
+            .with_smap(|s| s.and_then(|s| s.owner(uname)).map(f))
     }
 
     /// `/v1/health`: 200 once this node is in the cluster.

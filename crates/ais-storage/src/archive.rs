@@ -175,7 +175,7 @@ pub fn members(path: &Path, kind: ArchKind) -> Result<Arc<Vec<Member>>> {
 }
 
 fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
-    let f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let f = std::fs::File::open(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
     let mut out = Vec::new();
     match kind {
         ArchKind::Tar => {
@@ -269,7 +269,7 @@ pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> 
             len: member.size,
         });
     }
-    let f = std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+    let f = std::fs::File::open(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
     let mut buf = Vec::with_capacity(member.size.min(64 << 20) as usize);
     match kind {
         ArchKind::Zip => {
@@ -305,10 +305,10 @@ pub fn read_bytes(path: &Path, kind: ArchKind, member: &Member) -> Result<Vec<u8
     match read(path, kind, member)? {
         MemberData::Bytes(b) => Ok(b),
         MemberData::Range { offset, len } => {
-            let mut f =
-                std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+            let mut f = std::fs::File::open(path)
+                .map_err(|e| io_err(format!("open {}", path.display()))(e))?;
             f.seek(SeekFrom::Start(offset))
-                .map_err(io_err(format!("seek {}", path.display())))?;
+                .map_err(|e| io_err(format!("seek {}", path.display()))(e))?;
             let mut buf = vec![0u8; len as usize];
             f.read_exact(&mut buf)
                 .map_err(|e| bad(path, kind, format!("member {}: {e}", member.name)))?;

@@ -116,7 +116,8 @@ pub fn encode_stream(
     mut sink: impl FnMut(usize, Vec<u8>) -> io::Result<()>,
 ) -> Result<()> {
     let shard = SHARD as usize;
-    let mut f = std::fs::File::open(src).map_err(io_err(format!("open {}", src.display())))?;
+    let mut f =
+        std::fs::File::open(src).map_err(|e| io_err(format!("open {}", src.display()))(e))?;
     let mut src_hash = Xxh64::new(0);
     let mut bufs = vec![vec![0u8; shard]; data];
     let mut enc =
@@ -141,7 +142,7 @@ pub fn encode_stream(
     };
     for stripe in 0..n {
         for b in bufs.iter_mut() {
-            let k = fill(&mut f, b).map_err(io_err(format!("read {}", src.display())))?;
+            let k = fill(&mut f, b).map_err(|e| io_err(format!("read {}", src.display()))(e))?;
             src_hash.update(&b[..k]);
             read += k as u64;
             enc.add_original_shard(&*b).map_err(rs_err)?;
@@ -152,7 +153,9 @@ pub fn encode_stream(
         if stripe + 1 == n {
             // Anything left in the file beyond `size` is damage too.
             let mut extra = [0u8; 1];
-            if fill(&mut f, &mut extra).map_err(io_err(format!("read {}", src.display())))? > 0 {
+            if fill(&mut f, &mut extra).map_err(|e| io_err(format!("read {}", src.display()))(e))?
+                > 0
+            {
                 read += 1;
             }
             check(read, &src_hash)?;
@@ -179,7 +182,8 @@ pub fn encode_file(
 ) -> Result<Vec<String>> {
     let mut files = Vec::with_capacity(outs.len());
     for p in outs {
-        let file = std::fs::File::create(p).map_err(io_err(format!("create {}", p.display())))?;
+        let file =
+            std::fs::File::create(p).map_err(|e| io_err(format!("create {}", p.display()))(e))?;
         files.push(io::BufWriter::with_capacity(1 << 20, file));
     }
     let mut hashers: Vec<Xxh64> = (0..data + parity).map(|_| Xxh64::new(0)).collect();
@@ -217,10 +221,11 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
     }
     let mut readers = Vec::new();
     for (idx, p) in parts {
-        let f = std::fs::File::open(p).map_err(io_err(format!("open {}", p.display())))?;
+        let f = std::fs::File::open(p).map_err(|e| io_err(format!("open {}", p.display()))(e))?;
         readers.push((*idx as usize - 1, io::BufReader::with_capacity(1 << 20, f)));
     }
-    let file = std::fs::File::create(out).map_err(io_err(format!("create {}", out.display())))?;
+    let file =
+        std::fs::File::create(out).map_err(|e| io_err(format!("create {}", out.display()))(e))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, file);
     let mut dec =
         reed_solomon_simd::ReedSolomonDecoder::new(data, parity, shard).map_err(rs_err)?;
@@ -269,7 +274,7 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
             };
             let take = (b.len() as u64).min(left) as usize;
             w.write_all(&b[..take])
-                .map_err(io_err(format!("write {}", out.display())))?;
+                .map_err(|e| io_err(format!("write {}", out.display()))(e))?;
             hash.update(&b[..take]);
             left -= take as u64;
         }
@@ -278,7 +283,7 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
         .into_inner()
         .map_err(|e| io_err(format!("write {}", out.display()))(e.into_error()))?;
     file.sync_all()
-        .map_err(io_err(format!("fsync {}", out.display())))?;
+        .map_err(|e| io_err(format!("fsync {}", out.display()))(e))?;
     let computed = format!("{:016x}", hash.digest());
     if computed != meta.obj_cksum {
         return Err(StorageError::Corrupt {
@@ -331,7 +336,7 @@ impl Store {
         let tmp = self.work_file(bck, obj, "ec");
         let file = tokio::fs::File::create(&tmp)
             .await
-            .map_err(io_err(format!("create {}", tmp.display())))?;
+            .map_err(|e| io_err(format!("create {}", tmp.display()))(e))?;
         Ok(PartWriter {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             tmp: Some(tmp),
@@ -394,8 +399,8 @@ impl Store {
         let dst = self.obj_path(bck, obj);
         crate::blocking("restore", move || {
             let res = (|| -> Result<bool> {
-                let md =
-                    std::fs::metadata(&tmp).map_err(io_err(format!("stat {}", tmp.display())))?;
+                let md = std::fs::metadata(&tmp)
+                    .map_err(|e| io_err(format!("stat {}", tmp.display()))(e))?;
                 if md.len() != attrs.size {
                     return Err(StorageError::SizeMismatch {
                         stored: attrs.size,

@@ -16,6 +16,7 @@ pub mod flush;
 mod list;
 mod mpaths;
 mod timefmt;
+pub mod zerocopy;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
 pub use list::list_objects;
@@ -237,7 +238,8 @@ impl Store {
             for p in stale {
                 let _ = std::fs::remove_file(p);
             }
-            let md = std::fs::metadata(&dst).map_err(io_err(format!("stat {}", dst.display())))?;
+            let md = std::fs::metadata(&dst)
+                .map_err(|e| io_err(format!("stat {}", dst.display()))(e))?;
             let cksum = ObjInfo::read(&dst, &md)?.attrs.cksum_value;
             let mut rebuilt = 0;
             for (work, mdst) in want {
@@ -343,37 +345,43 @@ impl Store {
         };
         let md = file
             .metadata()
-            .map_err(io_err(format!("stat {}", path.display())))?;
+            .map_err(|e| io_err(format!("stat {}", path.display()))(e))?;
         if md.is_dir() {
             return Err(StorageError::NotFound);
         }
         // Metadata through the open descriptor: no second path walk.
         let info = ObjInfo::from_open(&file, &md)?;
         let size = md.len();
-        // Exactly `size` bytes (std's read_to_end would stat and seek again
-        // to size its buffer): a file that ends early is damage.
-        let read_all = move |mut file: std::fs::File, path: &Path| -> Result<Vec<u8>> {
-            let mut buf = vec![0u8; size as usize];
-            file.read_exact(&mut buf).map_err(|e| StorageError::Io {
-                context: format!("read {}", path.display()),
-                source: if e.kind() == io::ErrorKind::UnexpectedEof {
-                    io::Error::other("object changed size while being read")
-                } else {
-                    e
-                },
-            })?;
+        // Exactly `size` bytes into an exactly sized, unzeroed buffer (`take`
+        // stops at `size` without another read(); plain read_to_end would
+        // stat and seek again to size its buffer): a file that ends early is
+        // damage.
+        let read_all = move |file: std::fs::File, path: &Path| -> Result<Vec<u8>> {
+            let mut buf = Vec::with_capacity(size as usize);
+            let n = file
+                .take(size)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_err(format!("read {}", path.display()))(e))?;
+            if n as u64 != size {
+                return Err(StorageError::Io {
+                    context: format!("read {}", path.display()),
+                    source: io::Error::other("object changed size while being read"),
+                });
+            }
             Ok(buf)
         };
         let body = if size <= INLINE_READ {
             ObjBody::Small(read_all(file, &path)?)
         } else if size <= SMALL_OBJECT {
-            // Mapped, pre-faulted in one syscall: the socket write copies from
-            // the page cache directly, saving a read() copy per GET. Safe with
+            // Mapped, not pre-faulted: a GET's socket layer sends these pages
+            // with sendfile (`zerocopy`), never touching them here. Safe with
             // our writes: objects are replaced by rename (a new inode) and never
             // truncated in place, so a mapping stays valid and complete.
             // SAFETY: see above; the map is read-only.
-            match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
-                Ok(m) if m.len() as u64 == size => ObjBody::Mapped(m),
+            match unsafe { memmap2::MmapOptions::new().map(&file) } {
+                Ok(m) if m.len() as u64 == size => {
+                    ObjBody::Mapped(zerocopy::file_bytes(m, std::sync::Arc::new(file), 0))
+                }
                 _ => {
                     let p = path.clone();
                     let buf = tokio::task::spawn_blocking(move || read_all(file, &p))
@@ -490,7 +498,8 @@ impl Store {
                 Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
                 Err(e) => return Err(io_err(format!("stat {}", path.display()))(e)),
             }
-            std::fs::remove_file(&path).map_err(io_err(format!("remove {}", path.display())))?;
+            std::fs::remove_file(&path)
+                .map_err(|e| io_err(format!("remove {}", path.display()))(e))?;
             prune_empty_dirs(path.parent(), &stop);
             Ok(())
         })
@@ -521,7 +530,7 @@ impl Store {
                 .work_dir()
                 .join(format!("trash-{}", ais_core::gen_id(12)));
             std::fs::rename(&dir, &trash)
-                .map_err(io_err(format!("remove bucket dir {}", dir.display())))?;
+                .map_err(|e| io_err(format!("remove bucket dir {}", dir.display()))(e))?;
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(trash);
             });
@@ -558,16 +567,17 @@ impl Store {
 /// empty work dir (temp files a crash left behind are removed), the buckets
 /// dir, and user xattr support.
 fn prepare_mountpath(p: &Path) -> Result<Mountpath> {
-    std::fs::create_dir_all(p).map_err(io_err(format!("create mountpath {}", p.display())))?;
+    std::fs::create_dir_all(p)
+        .map_err(|e| io_err(format!("create mountpath {}", p.display()))(e))?;
     let path = p
         .canonicalize()
-        .map_err(io_err(format!("resolve mountpath {}", p.display())))?;
+        .map_err(|e| io_err(format!("resolve mountpath {}", p.display()))(e))?;
     // Only the node's user may enter a mountpath (ETL code runs as
     // another uid and must not read objects by path).
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err(format!("chmod 0700 {}", path.display())))?;
+            .map_err(|e| io_err(format!("chmod 0700 {}", path.display()))(e))?;
     }
     let work = path.join(WORK_DIR);
     if work.exists() {
@@ -575,11 +585,12 @@ fn prepare_mountpath(p: &Path) -> Result<Mountpath> {
         if n > 0 {
             tracing::info!(mountpath = %path.display(), leftovers = n, "removing orphaned temp files");
         }
-        std::fs::remove_dir_all(&work).map_err(io_err(format!("clean {}", work.display())))?;
+        std::fs::remove_dir_all(&work)
+            .map_err(|e| io_err(format!("clean {}", work.display()))(e))?;
     }
-    std::fs::create_dir_all(&work).map_err(io_err(format!("create {}", work.display())))?;
+    std::fs::create_dir_all(&work).map_err(|e| io_err(format!("create {}", work.display()))(e))?;
     std::fs::create_dir_all(path.join(BUCKETS_DIR))
-        .map_err(io_err(format!("create {}", path.display())))?;
+        .map_err(|e| io_err(format!("create {}", path.display()))(e))?;
     let probe = work.join("xattr-probe");
     std::fs::write(&probe, b"").map_err(io_err("write xattr probe"))?;
     if let Err(e) = xattr::set(&probe, XATTR_META, b"{}") {
@@ -616,12 +627,14 @@ pub const INLINE_READ: u64 = 256 * 1024;
 
 pub enum ObjBody {
     Small(Vec<u8>),
-    Mapped(memmap2::Mmap),
+    /// The whole file mapped (see [`zerocopy`]).
+    Mapped(bytes::Bytes),
     File(std::fs::File),
 }
 
 /// Bytes of a large object's file mapped per window: a GET's body goes
-/// from the page cache to the socket without a read() copy into a buffer.
+/// from the page cache to the socket with sendfile ([`zerocopy`]); the
+/// pre-fault on the blocking pool reads a cold file off the request's task.
 const MAP_WINDOW: u64 = 1 << 20;
 
 /// Reads `len` bytes of `file` from `start` as a sequence of read-only
@@ -671,7 +684,7 @@ impl MappedChunks {
         Some(match res {
             Ok(m) if m.len() as u64 == map_len => {
                 self.pos += want;
-                Ok(bytes::Bytes::from_owner(m).slice(skip..))
+                Ok(zerocopy::file_bytes(m, self.file.clone(), at).slice(skip..))
             }
             Ok(_) => Err(io::Error::other("object changed size while being read")),
             Err(e) => Err(e),
@@ -1120,13 +1133,13 @@ pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
 /// Recomputes a file's xxhash and compares it with `stored`.
 fn check_file(path: &Path, stored: &str) -> Result<()> {
     use std::io::Read;
-    let mut f = open_noatime(path).map_err(io_err(format!("open {}", path.display())))?;
+    let mut f = open_noatime(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
     let mut h = Xxh64::new(0);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f
             .read(&mut buf)
-            .map_err(io_err(format!("read {}", path.display())))?;
+            .map_err(|e| io_err(format!("read {}", path.display()))(e))?;
         if n == 0 {
             break;
         }
@@ -1145,13 +1158,13 @@ fn check_file(path: &Path, stored: &str) -> Result<()> {
 /// Copies `src` (data and metadata) to `tmp`, makes it durable, and renames
 /// it over `dst` (creating its directory); the caller removes `tmp` on error.
 fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
-    std::fs::copy(src, tmp).map_err(io_err(format!("copy {}", src.display())))?;
+    std::fs::copy(src, tmp).map_err(|e| io_err(format!("copy {}", src.display()))(e))?;
     if let Ok(Some(meta)) = xattr::get(src, XATTR_META) {
         xattr::set(tmp, XATTR_META, &meta).map_err(io_err("set object metadata"))?;
     }
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
-        .map_err(io_err(format!("fsync {}", tmp.display())))?;
+        .map_err(|e| io_err(format!("fsync {}", tmp.display()))(e))?;
     rename_durably(tmp, dst)
 }
 
@@ -1159,8 +1172,9 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
 /// the directory, so the new name survives a power loss.
 pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
     let parent = dst.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-    std::fs::rename(tmp, dst).map_err(io_err(format!("rename into {}", dst.display())))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| io_err(format!("create {}", parent.display()))(e))?;
+    std::fs::rename(tmp, dst).map_err(|e| io_err(format!("rename into {}", dst.display()))(e))?;
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }
@@ -1172,7 +1186,7 @@ fn open_temp(file: Option<std::fs::File>, tmp: &Path) -> Result<std::fs::File> {
     match file {
         Some(f) => Ok(f),
         None => std::fs::File::create(tmp)
-            .map_err(io_err(format!("create temp file {}", tmp.display()))),
+            .map_err(|e| io_err(format!("create temp file {}", tmp.display()))(e)),
     }
 }
 

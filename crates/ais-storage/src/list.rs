@@ -121,7 +121,7 @@ pub(crate) fn walk(
             Err(e) => return Err(io_err(format!("read dir {}", dir.display()))(e)),
         };
         for ent in rd {
-            let ent = ent.map_err(io_err(format!("read dir {}", dir.display())))?;
+            let ent = ent.map_err(|e| io_err(format!("read dir {}", dir.display()))(e))?;
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };

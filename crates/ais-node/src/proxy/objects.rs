@@ -82,28 +82,36 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
             super::etl::check_usable(p, &etl)?;
         }
     }
-    let owner = core.owner(&bck.obj_uname(&obj)).ok_or_else(|| {
-        ApiError::unavailable("the cluster has no storage targets yet; start a target")
-    })?;
-    if let Some(silent) = p
-        .primary
-        .as_ref()
-        .and_then(|pr| pr.silent_for(&owner.daemon_id))
-        .filter(|s| *s > SILENT_OWNER)
-    {
-        return Err(ApiError::unavailable(format!(
-            "target {} that stores {}/{obj} is not responding (no keepalive for {:.1}s); retry shortly",
-            owner.name(),
-            bck.cname(),
-            silent.as_secs_f64()
-        )));
-    }
     let status = if ctx.method == Method::GET {
         StatusCode::MOVED_PERMANENTLY
     } else {
         StatusCode::TEMPORARY_REDIRECT
     };
-    Ok(redirect(ctx, owner.url(), status, &core.id, ""))
+    // The redirect is built under the map's read lock (no copy of the node);
+    // the keepalive check runs after it, holding no other lock.
+    let (id, r) = core
+        .owner_with(&bck.obj_uname(&obj), |owner| {
+            (
+                owner.daemon_id.clone(),
+                redirect(ctx, owner.url(), status, &core.id, ""),
+            )
+        })
+        .ok_or_else(|| {
+            ApiError::unavailable("the cluster has no storage targets yet; start a target")
+        })?;
+    if let Some(silent) = p
+        .primary
+        .as_ref()
+        .and_then(|pr| pr.silent_for(&id))
+        .filter(|s| *s > SILENT_OWNER)
+    {
+        return Err(ApiError::unavailable(format!(
+            "target t[{id}] that stores {}/{obj} is not responding (no keepalive for {:.1}s); retry shortly",
+            bck.cname(),
+            silent.as_secs_f64()
+        )));
+    }
+    Ok(r)
 }
 
 /// `GET /v1/ml/moss[/BUCKET]` (Get-Batch): the request is checked here (a

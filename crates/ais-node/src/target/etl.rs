@@ -232,7 +232,7 @@ pub async fn transformer_object(
     let size = reader.info.attrs.size;
     let body = match reader.body {
         ais_storage::ObjBody::Small(b) => Body::from(b),
-        ais_storage::ObjBody::Mapped(m) => Body::from(bytes::Bytes::from_owner(m)),
+        ais_storage::ObjBody::Mapped(b) => Body::from(b),
         ais_storage::ObjBody::File(f) => Body::from_stream(tokio_util::io::ReaderStream::new(
             tokio::fs::File::from_std(f),
         )),

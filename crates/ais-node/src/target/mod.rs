@@ -119,9 +119,10 @@ impl Target {
             return None;
         }
         self.core
-            .owner(&bck.obj_uname(obj))
-            .filter(|o| o.daemon_id != self.core.id)
-            .map(|o| o.url().to_string())
+            .owner_with(&bck.obj_uname(obj), |o| {
+                (o.daemon_id != self.core.id).then(|| o.url().to_string())
+            })
+            .flatten()
     }
 
     pub fn other_targets(&self) -> Vec<Snode> {
@@ -336,7 +337,7 @@ impl Target {
             .map_err(RawErr::Storage)?;
         let data = match r.body {
             ais_storage::ObjBody::Small(b) => bytes::Bytes::from(b),
-            ais_storage::ObjBody::Mapped(m) => bytes::Bytes::from_owner(m),
+            ais_storage::ObjBody::Mapped(b) => b,
             ais_storage::ObjBody::File(_) => {
                 let path = r.path.clone();
                 bytes::Bytes::from(tokio::fs::read(&path).await.map_err(|e| {

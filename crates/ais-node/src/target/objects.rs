@@ -148,10 +148,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     };
     let (start, len) = range.unwrap_or((0, size));
     let body = match reader.body {
-        ObjBody::Mapped(m) => {
-            let b = bytes::Bytes::from_owner(m);
-            Body::from(b.slice(start as usize..(start + len) as usize))
-        }
+        ObjBody::Mapped(b) => Body::from(b.slice(start as usize..(start + len) as usize)),
         ObjBody::Small(buf) => {
             let s = start as usize;
             let e = (start + len) as usize;
@@ -178,11 +175,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    obj_headers(
-        h,
-        &reader.info,
-        &PropSet::parse("checksum,atime,version,custom")?,
-    );
+    obj_headers(h, &reader.info, &GET_PROPS);
     if range.is_some() {
         *r.status_mut() = StatusCode::PARTIAL_CONTENT;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", start, start + len - 1))
@@ -224,26 +217,40 @@ pub fn parse_range(spec: &str, size: u64) -> Option<(u64, u64)> {
     Some((start, end - start + 1))
 }
 
+/// What a GET reports about the object (checksum, atime, version, custom).
+const GET_PROPS: PropSet = PropSet {
+    size: false,
+    version: true,
+    checksum: true,
+    atime: true,
+    cached: false,
+    custom: true,
+    location: false,
+    copies: false,
+};
+
 fn obj_headers(h: &mut HeaderMap, info: &ObjInfo, props: &PropSet) {
     let a = &info.attrs;
-    let mut put = |k: &'static str, v: String| {
-        if let Ok(v) = HeaderValue::from_str(&v) {
+    // Values go straight into header values (no String per header: this
+    // runs on every GET).
+    fn put(h: &mut HeaderMap, k: &'static str, v: &str) {
+        if let Ok(v) = HeaderValue::from_str(v) {
             h.append(k, v);
         }
-    };
+    }
     if props.checksum && !a.cksum_type.is_empty() {
-        put("Ais-Checksum-Type", a.cksum_type.clone());
-        put("Ais-Checksum-Value", a.cksum_value.clone());
+        put(h, "Ais-Checksum-Type", &a.cksum_type);
+        put(h, "Ais-Checksum-Value", &a.cksum_value);
     }
     if props.atime {
-        put("Ais-Atime", info.atime_ns.to_string());
+        h.append("Ais-Atime", HeaderValue::from(info.atime_ns));
     }
     if props.version {
-        put("Ais-Version", a.version.to_string());
+        h.append("Ais-Version", HeaderValue::from(a.version));
     }
     if props.custom {
         for (k, v) in &a.custom {
-            put("Ais-Custom-Md", format!("{k}={v}"));
+            put(h, "Ais-Custom-Md", &format!("{k}={v}"));
         }
     }
 }

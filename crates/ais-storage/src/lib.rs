@@ -322,8 +322,10 @@ impl Store {
     /// and reads of objects up to [`INLINE_READ`] run on the calling task:
     /// on a page-cached file they take microseconds, less than a hop to the
     /// blocking pool (profiling showed those hops dominating small GETs).
-    /// Objects up to [`SMALL_OBJECT`] are read whole in one blocking call;
-    /// larger ones are returned open, to stream from.
+    /// Objects up to [`SMALL_OBJECT`] are mapped whole (not pre-faulted);
+    /// larger ones are returned open, to stream from. From
+    /// [`ZEROCOPY_READ`] on, the bytes are registered with the file for the
+    /// socket layer's sendfile ([`zerocopy`]).
     pub async fn open_obj(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         match self.open_main(bck, obj).await {
             Err(StorageError::NotFound | StorageError::SizeMismatch { .. })
@@ -352,26 +354,30 @@ impl Store {
         // Metadata through the open descriptor: no second path walk.
         let info = ObjInfo::from_open(&file, &md)?;
         let size = md.len();
-        // Exactly `size` bytes into an exactly sized, unzeroed buffer (`take`
-        // stops at `size` without another read(); plain read_to_end would
-        // stat and seek again to size its buffer): a file that ends early is
-        // damage.
-        let read_all = move |file: std::fs::File, path: &Path| -> Result<Vec<u8>> {
-            let mut buf = Vec::with_capacity(size as usize);
-            let n = file
-                .take(size)
-                .read_to_end(&mut buf)
-                .map_err(|e| io_err(format!("read {}", path.display()))(e))?;
-            if n as u64 != size {
-                return Err(StorageError::Io {
-                    context: format!("read {}", path.display()),
-                    source: io::Error::other("object changed size while being read"),
-                });
-            }
+        // Exactly `size` bytes in one read() (std's read_to_end would stat
+        // and seek again to size its buffer, then read in 8 KiB steps): a
+        // file that ends early is damage.
+        let read_all = move |mut file: &std::fs::File, path: &Path| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; size as usize];
+            file.read_exact(&mut buf).map_err(|e| StorageError::Io {
+                context: format!("read {}", path.display()),
+                source: if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::other("object changed size while being read")
+                } else {
+                    e
+                },
+            })?;
             Ok(buf)
         };
-        let body = if size <= INLINE_READ {
-            ObjBody::Small(read_all(file, &path)?)
+        let body = if size < ZEROCOPY_READ {
+            ObjBody::Small(read_all(&file, &path)?)
+        } else if size <= INLINE_READ {
+            // Read here (the bytes are in memory for anyone who wants them),
+            // and registered with the file: the GET's socket layer sends the
+            // file's pages with sendfile instead of copying the buffer into
+            // the socket (profiled as the largest single cost of a 16 KiB GET).
+            let buf = read_all(&file, &path)?;
+            ObjBody::Mapped(zerocopy::file_bytes(buf, std::sync::Arc::new(file), 0))
         } else if size <= SMALL_OBJECT {
             // Mapped, not pre-faulted: a GET's socket layer sends these pages
             // with sendfile (`zerocopy`), never touching them here. Safe with
@@ -384,7 +390,7 @@ impl Store {
                 }
                 _ => {
                     let p = path.clone();
-                    let buf = tokio::task::spawn_blocking(move || read_all(file, &p))
+                    let buf = tokio::task::spawn_blocking(move || read_all(&file, &p))
                         .await
                         .map_err(|e| StorageError::Io {
                             context: "read".into(),
@@ -624,10 +630,15 @@ fn prune_empty_dirs(mut dir: Option<&Path>, stop: &Path) {
 pub const SMALL_OBJECT: u64 = 1024 * 1024;
 /// Objects up to this size are read on the request's task (no thread hop).
 pub const INLINE_READ: u64 = 256 * 1024;
+/// Objects read into memory from this size on are also registered for
+/// sendfile ([`zerocopy`]); below it one more syscall costs more than the
+/// copy it saves.
+pub const ZEROCOPY_READ: u64 = 8 * 1024;
 
 pub enum ObjBody {
     Small(Vec<u8>),
-    /// The whole file mapped (see [`zerocopy`]).
+    /// The object's bytes registered with its open file ([`zerocopy`]): a
+    /// buffer read from it (8–256 KiB) or its mapping (up to 1 MiB).
     Mapped(bytes::Bytes),
     File(std::fs::File),
 }

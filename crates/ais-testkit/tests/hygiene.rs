@@ -438,8 +438,9 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn large_gets_survive_clients_that_hang_up_or_read_slowly() {
-    // Objects over 256 KiB leave the target with sendfile from their file
-    // (one mapping up to 1 MiB, 1 MiB windows beyond): partial sends to a
+    // Objects from 8 KiB leave the target with sendfile from their file
+    // (read into memory up to 256 KiB, one mapping up to 1 MiB, 1 MiB
+    // windows beyond): partial sends to a
     // slow reader, ranges at odd offsets and clients vanishing mid-body must
     // all leave the node whole, with no descriptor or mapping kept.
     let c = Cluster::start(1).unwrap();
@@ -448,6 +449,7 @@ fn large_gets_survive_clients_that_hang_up_or_read_slowly() {
     let t = &c.targets[0];
     let addr = hostport(&t.url);
     let objs = [
+        ("small", content((20 << 10) + 3, 3)),
         ("mid", content(600 << 10, 1)),
         ("big", content((5 << 20) + 4097, 2)),
     ];
@@ -468,7 +470,7 @@ fn large_gets_survive_clients_that_hang_up_or_read_slowly() {
 
     // 40 clients that read the head and a few KiB, then hang up.
     for i in 0..40 {
-        let name = objs[i % 2].0;
+        let name = objs[i % 3].0;
         let mut s = TcpStream::connect(&addr).unwrap();
         s.write_all(format!("GET /v1/objects/zc/{name} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .unwrap();
@@ -494,22 +496,24 @@ fn large_gets_survive_clients_that_hang_up_or_read_slowly() {
             break i + 4;
         }
     };
-    while got.len() < head_end + objs[1].1.len() {
+    while got.len() < head_end + objs[2].1.len() {
         std::thread::sleep(Duration::from_millis(5));
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "closed after {} bytes", got.len() - head_end);
         got.extend_from_slice(&chunk[..n]);
     }
-    assert!(got[head_end..] == objs[1].1[..], "slow read: body differs");
+    assert!(got[head_end..] == objs[2].1[..], "slow read: body differs");
     assert!(t0.elapsed() > Duration::from_millis(100));
     // The same connection serves the next request (keep-alive intact).
     let (st, body) = get_on(&mut s, "/v1/objects/zc/mid").unwrap();
     assert_eq!(st, 200);
-    assert!(body == objs[0].1, "mid after slow read: body differs");
+    assert!(body == objs[1].1, "mid after slow read: body differs");
 
     // Ranges at offsets that are not page-aligned, inside and across windows.
     for (name, start, end) in [
-        ("mid", 10usize, 600 * 1024 - 1),
+        ("small", 4095usize, 9000),
+        ("small", 1, (20 << 10) + 2),
+        ("mid", 10, 600 * 1024 - 1),
         ("mid", 4095, 300_001),
         ("big", 4095, 1_200_000),
         ("big", (1 << 20) - 3, (3 << 20) + 5),

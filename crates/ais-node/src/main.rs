@@ -27,27 +27,14 @@ enum Cmd {
     Playground(playground::PlaygroundArgs),
 }
 
+/// mimalloc, not glibc's malloc. Object bodies move in buffers of 16 KiB
+/// to a few MiB (reads, chunks, ETL outputs, Get-Batch items): glibc maps
+/// and unmaps each one past its mmap threshold (profiled at a quarter of
+/// the node's CPU serving ready-to-train arrays) and, with that threshold
+/// raised, spends 18% of a target serving 16 KiB GETs searching its bins
+/// (`_int_malloc`). mimalloc keeps per-thread pages of each size class.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Object bodies move in buffers of 128 KiB to a few MiB (chunks, ETL
-/// outputs, Get-Batch items): past glibc's default mmap threshold (128 KiB)
-/// each would be mapped and unmapped, a page fault and a zeroed page per
-/// 4 KiB every time — profiled at a quarter of the node's CPU while serving
-/// ready-to-train arrays. Keep them on the heap (up to 32 MiB) and keep up
-/// to 128 MiB of freed memory for reuse. Skipped when the operator set
-/// GLIBC_TUNABLES.
-fn tune_malloc() {
-    if std::env::var_os("GLIBC_TUNABLES").is_some() {
-        return;
-    }
-    // SAFETY: mallopt only changes allocator parameters; called before any
-    // thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
-    }
-}
 
 fn main() {
     if let Err(e) = real_main() {
@@ -57,7 +44,6 @@ fn main() {
 }
 
 fn real_main() -> anyhow::Result<()> {
-    tune_malloc();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

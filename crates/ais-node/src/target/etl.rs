@@ -43,15 +43,30 @@ pub fn default_pool(t: &Target) -> usize {
     (cores / local.max(1)).max(1)
 }
 
+/// How long an ETL started by an init may run here before the cluster's
+/// EtlMD lists it: an init starts it on every target first and commits the
+/// EtlMD entry after, so a reconcile in between (a rejoin, another ETL's
+/// update) must not stop it. Stops and deletes stop targets directly too;
+/// this only delays the cleanup of an init whose proxy died mid-way.
+const PENDING_INIT_NS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Whether a runtime of `generation` must stop, given its EtlMD entry.
+fn must_stop(entry: Option<&ais_core::meta::EtlMdEntry>, generation: u64, now_ns: u64) -> bool {
+    match entry {
+        Some(e) => e.stopped,
+        // Not listed (yet): an init in progress, unless it is long past.
+        None => now_ns.saturating_sub(generation) > PENDING_INIT_NS,
+    }
+}
+
 /// Starts/stops local runtimes to match EtlMD (idempotent).
 pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
     let mgr = &t.etl;
+    let now = ais_core::now_ns() as u64;
     for name in mgr.names() {
-        match md.etls.get(&name) {
-            Some(e) if !e.stopped => {}
-            _ => {
-                mgr.stop(&name);
-            }
+        let generation = mgr.get(&name).map_or(0, |rt| rt.generation);
+        if must_stop(md.etls.get(&name), generation, now) {
+            mgr.stop(&name);
         }
     }
     for e in md.etls.into_values().filter(|e| !e.stopped) {
@@ -245,4 +260,35 @@ pub async fn transformer_object(
     r.headers_mut()
         .insert(axum::http::header::CONTENT_LENGTH, size.into());
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ais_core::meta::EtlMdEntry;
+
+    fn entry(stopped: bool) -> EtlMdEntry {
+        EtlMdEntry {
+            name: "e".into(),
+            init_msg: serde_json::Value::Null,
+            stopped,
+            xaction_id: String::new(),
+            generation: 5,
+        }
+    }
+
+    #[test]
+    fn an_init_not_yet_in_etlmd_keeps_running_until_long_past() {
+        let now = 1_000 * PENDING_INIT_NS;
+        // Listed: runs unless stopped.
+        assert!(!must_stop(Some(&entry(false)), now - 1, now));
+        assert!(must_stop(Some(&entry(true)), now - 1, now));
+        // Not listed: an init between its start on the targets and its
+        // EtlMD commit...
+        assert!(!must_stop(None, now - 1_000_000_000, now));
+        // ...or one whose proxy never committed it, long ago.
+        assert!(must_stop(None, now - PENDING_INIT_NS - 1, now));
+        // A runtime that vanished meanwhile (generation 0): stop.
+        assert!(must_stop(None, 0, now));
+    }
 }

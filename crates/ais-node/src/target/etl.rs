@@ -63,11 +63,27 @@ fn must_stop(entry: Option<&ais_core::meta::EtlMdEntry>, generation: u64, now_ns
 pub fn reconcile(t: &Arc<Target>, md: EtlMd) {
     let mgr = &t.etl;
     let now = ais_core::now_ns() as u64;
+    let mut recheck = false;
     for name in mgr.names() {
         let generation = mgr.get(&name).map_or(0, |rt| rt.generation);
-        if must_stop(md.etls.get(&name), generation, now) {
+        let entry = md.etls.get(&name);
+        if must_stop(entry, generation, now) {
             mgr.stop(&name);
+        } else if entry.is_none() {
+            recheck = true;
         }
+    }
+    if recheck {
+        // An init kept running while unlisted: look again once its grace
+        // is over, so one whose proxy never committed it does not linger.
+        let t = t.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_nanos(
+                PENDING_INIT_NS + 1_000_000_000,
+            ))
+            .await;
+            reconcile(&t, t.core.meta.etlmd());
+        });
     }
     for e in md.etls.into_values().filter(|e| !e.stopped) {
         let running = mgr

@@ -68,7 +68,15 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         match found {
             Ok(_) => {
                 let args = ctx.query.get("etl_args").unwrap_or("");
-                return super::etl::transform_local(t, &etl, bck, obj, args).await;
+                return match super::etl::transform_local(t, &etl, bck, obj, args).await {
+                    // Moved away between the lookup and the worker's read (a
+                    // rebalance committed it on its new owner): go where it is.
+                    Err(ApiError::ObjectNotFound { .. }) if store.head(bck, obj).await.is_err() => {
+                        t.not_here(ctx, bck, obj, t.foreign_owner(ctx, bck, obj))
+                            .await
+                    }
+                    r => r,
+                };
             }
             Err(StorageError::NotFound) => {
                 return t.not_here(ctx, bck, obj, foreign).await;

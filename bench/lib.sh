@@ -75,3 +75,38 @@ stop_cluster() {
     PG=
   fi
 }
+
+# need_pkg CMD...: installs each missing command's Debian package (same name).
+need_pkg() {
+  local c
+  for c in "$@"; do
+    if ! command -v "$c" >/dev/null; then
+      echo "installing $c (Debian package)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$c" >/dev/null
+    fi
+  done
+}
+
+# start_nginx PORT WORKERS: nginx serving $WORK/www on 127.0.0.1:PORT the way
+# the comparisons need it (sendfile, no access log, keep-alive without limit);
+# sets NGINX_PIDS (its workers). Stop it with stop_nginx.
+start_nginx() {
+  cat >"$WORK/nginx.conf" <<NG
+user root;
+worker_processes $2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$1; root $WORK/www; }
+}
+NG
+  nginx -c "$WORK/nginx.conf"
+  sleep 0.5
+  NGINX_PIDS=$(pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ')
+}
+
+stop_nginx() {
+  if [ -f "${WORK:-}/nginx.pid" ]; then kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true; fi
+}

@@ -9,15 +9,12 @@
 source "$(dirname "$0")/lib.sh"
 QUICK=${QUICK:-}
 
-if ! command -v nginx >/dev/null; then
-  echo "installing nginx (Debian package)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-fi
+need_pkg nginx
 build_release
 WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
 cleanup() {
   stop_cluster
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  stop_nginx
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -39,19 +36,7 @@ for i in range(n1):
 for i in range(n16):
     open(f"{root}/b16k/obj-{i}", "wb").write(blob[: 16 << 10])
 PY
-cat >"$WORK/nginx.conf" <<NG
-user root;
-worker_processes 2;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err;
-events { worker_connections 4096; }
-http {
-  access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$NPORT; root $WORK/www; }
-}
-NG
-nginx -c "$WORK/nginx.conf"
-sleep 0.5
+start_nginx "$NPORT" 2
 
 # Every 10th GET body is compared byte for byte with what was written (ours
 # and nginx's); any failed request or mismatch fails the run.

@@ -428,11 +428,10 @@ impl Watched {
         off: u64,
     ) -> Poll<io::Result<usize>> {
         let sock = self.inner.as_raw_fd();
-        let len = bufs[i].len();
         loop {
             std::task::ready!(self.inner.poll_write_ready(cx))?;
             match self.inner.try_io(tokio::io::Interest::WRITABLE, || {
-                send_head_and_file(sock, &bufs[..i], fd, off, len)
+                send_head_and_file(sock, &bufs[..i], fd, off, &bufs[i])
             }) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 r => return Poll::Ready(r),
@@ -441,12 +440,15 @@ impl Watched {
     }
 }
 
+/// Sends `head`, then `body` — bytes equal to `fd`'s from `off` — from the
+/// file; from memory where the file cannot be sendfile'd (EINVAL, ENOSYS,
+/// EOPNOTSUPP, ESPIPE: some filesystems and special files).
 fn send_head_and_file(
     sock: RawFd,
     head: &[io::IoSlice<'_>],
     fd: RawFd,
     off: u64,
-    len: usize,
+    body: &[u8],
 ) -> io::Result<usize> {
     let head_len: usize = head.iter().map(|b| b.len()).sum();
     let mut sent = 0usize;
@@ -469,12 +471,23 @@ fn send_head_and_file(
     let mut o = off as libc::off_t;
     // SAFETY: valid descriptors (the file's is kept open by the bytes being
     // written) and an offset variable the call updates.
-    let n = unsafe { libc::sendfile(sock, fd, &mut o, len) };
+    let mut n = unsafe { libc::sendfile(sock, fd, &mut o, body.len()) };
     if n < 0 {
         let e = io::Error::last_os_error();
-        // The head went out: report it; the error (or EAGAIN) comes again
-        // on the next call.
-        return if sent > 0 { Ok(sent) } else { Err(e) };
+        let unsupported = matches!(
+            e.raw_os_error(),
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE)
+        );
+        if !unsupported || sent > 0 {
+            // The head went out: report it; the error (or EAGAIN) comes
+            // again on the next call.
+            return if sent > 0 { Ok(sent) } else { Err(e) };
+        }
+        // SAFETY: a valid socket and a readable buffer of body.len() bytes.
+        n = unsafe { libc::send(sock, body.as_ptr().cast(), body.len(), libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     if n == 0 && sent == 0 {
         // The file ended before its mapping: never send other bytes.
@@ -728,5 +741,54 @@ mod tests {
         w3.reads.store(1, Relaxed);
         w3.inflight.store(1, Relaxed);
         assert!(matches!(d.check(&w3, h, i, s(60_000)), Verdict::Fine));
+    }
+}
+
+#[cfg(test)]
+mod sendfile_tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    fn received(rx: &mut std::os::unix::net::UnixStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        rx.read_exact(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn head_then_body_from_the_file_or_from_memory_when_it_cannot_be_sent() {
+        let (tx, mut rx) = std::os::unix::net::UnixStream::pair().unwrap();
+        let head = b"HTTP/1.1 200 OK\r\n\r\n";
+        // A regular file: the body comes from the file at `off`.
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"0123456789abcdef").unwrap();
+        let body = b"6789ab";
+        let n = send_head_and_file(
+            tx.as_raw_fd(),
+            &[io::IoSlice::new(head)],
+            f.as_raw_fd(),
+            6,
+            body,
+        )
+        .unwrap();
+        assert_eq!(n, head.len() + body.len());
+        assert_eq!(received(&mut rx, n), [&head[..], &body[..]].concat());
+        // A descriptor sendfile refuses (a pipe): the same bytes from memory.
+        let mut fds = [0; 2];
+        // SAFETY: a two-element array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let n =
+            send_head_and_file(tx.as_raw_fd(), &[io::IoSlice::new(head)], fds[0], 0, body).unwrap();
+        // The head first; the body on the next call (as hyper makes it).
+        assert_eq!(n, head.len());
+        let m = send_head_and_file(tx.as_raw_fd(), &[], fds[0], 0, body).unwrap();
+        assert_eq!(m, body.len());
+        assert_eq!(received(&mut rx, n + m), [&head[..], &body[..]].concat());
+        // SAFETY: closing the pipe's descriptors we own.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
     }
 }

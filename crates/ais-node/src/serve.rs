@@ -496,8 +496,8 @@ fn send_head_and_file(
     Ok(sent + n as usize)
 }
 
-/// The per-connection service: remote address for `ConnectInfo`, body
-/// timeout, metrics, then the router.
+/// The per-connection service: body timeout and metrics around
+/// `router::dispatch`, which gets the connection's remote address.
 struct Svc(Arc<Shared>);
 
 impl hyper::service::Service<Request<Incoming>> for Svc {

@@ -9,7 +9,7 @@
 //! inflated on their own (zip) or the stream is decompressed up to the
 //! member (tar.gz: gzip cannot seek).
 
-use crate::{io_err, Result, StorageError};
+use crate::{io_at, io_err, Result, StorageError};
 use std::collections::HashMap;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ fn key_of(path: &Path) -> Result<Key> {
         if e.kind() == io::ErrorKind::NotFound {
             StorageError::NotFound
         } else {
-            io_err(format!("stat {}", path.display()))(e)
+            io_at("stat", path)(e)
         }
     })?;
     Ok((
@@ -175,7 +175,7 @@ pub fn members(path: &Path, kind: ArchKind) -> Result<Arc<Vec<Member>>> {
 }
 
 fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
-    let f = std::fs::File::open(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
+    let f = std::fs::File::open(path).map_err(io_at("open", path))?;
     let mut out = Vec::new();
     match kind {
         ArchKind::Tar => {
@@ -269,7 +269,7 @@ pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> 
             len: member.size,
         });
     }
-    let f = std::fs::File::open(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
+    let f = std::fs::File::open(path).map_err(io_at("open", path))?;
     let mut buf = Vec::with_capacity(member.size.min(64 << 20) as usize);
     match kind {
         ArchKind::Zip => {
@@ -305,10 +305,9 @@ pub fn read_bytes(path: &Path, kind: ArchKind, member: &Member) -> Result<Vec<u8
     match read(path, kind, member)? {
         MemberData::Bytes(b) => Ok(b),
         MemberData::Range { offset, len } => {
-            let mut f = std::fs::File::open(path)
-                .map_err(|e| io_err(format!("open {}", path.display()))(e))?;
+            let mut f = std::fs::File::open(path).map_err(io_at("open", path))?;
             f.seek(SeekFrom::Start(offset))
-                .map_err(|e| io_err(format!("seek {}", path.display()))(e))?;
+                .map_err(io_at("seek", path))?;
             let mut buf = vec![0u8; len as usize];
             f.read_exact(&mut buf)
                 .map_err(|e| bad(path, kind, format!("member {}: {e}", member.name)))?;

@@ -14,7 +14,7 @@
 //! parity slices follow the data slices.
 
 use crate::list::walk;
-use crate::{commit_lock, io_err, is_not_found, Result, StorageError, Store};
+use crate::{commit_lock, io_at, io_err, is_not_found, Result, StorageError, Store};
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};
 use ais_core::Bck;
 use serde::{Deserialize, Serialize};
@@ -116,8 +116,7 @@ pub fn encode_stream(
     mut sink: impl FnMut(usize, Vec<u8>) -> io::Result<()>,
 ) -> Result<()> {
     let shard = SHARD as usize;
-    let mut f =
-        std::fs::File::open(src).map_err(|e| io_err(format!("open {}", src.display()))(e))?;
+    let mut f = std::fs::File::open(src).map_err(io_at("open", src))?;
     let mut src_hash = Xxh64::new(0);
     let mut bufs = vec![vec![0u8; shard]; data];
     let mut enc =
@@ -142,7 +141,7 @@ pub fn encode_stream(
     };
     for stripe in 0..n {
         for b in bufs.iter_mut() {
-            let k = fill(&mut f, b).map_err(|e| io_err(format!("read {}", src.display()))(e))?;
+            let k = fill(&mut f, b).map_err(io_at("read", src))?;
             src_hash.update(&b[..k]);
             read += k as u64;
             enc.add_original_shard(&*b).map_err(rs_err)?;
@@ -153,9 +152,7 @@ pub fn encode_stream(
         if stripe + 1 == n {
             // Anything left in the file beyond `size` is damage too.
             let mut extra = [0u8; 1];
-            if fill(&mut f, &mut extra).map_err(|e| io_err(format!("read {}", src.display()))(e))?
-                > 0
-            {
+            if fill(&mut f, &mut extra).map_err(io_at("read", src))? > 0 {
                 read += 1;
             }
             check(read, &src_hash)?;
@@ -182,8 +179,7 @@ pub fn encode_file(
 ) -> Result<Vec<String>> {
     let mut files = Vec::with_capacity(outs.len());
     for p in outs {
-        let file =
-            std::fs::File::create(p).map_err(|e| io_err(format!("create {}", p.display()))(e))?;
+        let file = std::fs::File::create(p).map_err(io_at("create", p))?;
         files.push(io::BufWriter::with_capacity(1 << 20, file));
     }
     let mut hashers: Vec<Xxh64> = (0..data + parity).map(|_| Xxh64::new(0)).collect();
@@ -193,7 +189,7 @@ pub fn encode_file(
     })?;
     for (i, w) in files.into_iter().enumerate() {
         w.into_inner()
-            .map_err(|e| io_err(format!("write {}", outs[i].display()))(e.into_error()))?;
+            .map_err(|e| io_at("write", &outs[i])(e.into_error()))?;
     }
     Ok(hashers
         .into_iter()
@@ -221,11 +217,10 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
     }
     let mut readers = Vec::new();
     for (idx, p) in parts {
-        let f = std::fs::File::open(p).map_err(|e| io_err(format!("open {}", p.display()))(e))?;
+        let f = std::fs::File::open(p).map_err(io_at("open", p))?;
         readers.push((*idx as usize - 1, io::BufReader::with_capacity(1 << 20, f)));
     }
-    let file =
-        std::fs::File::create(out).map_err(|e| io_err(format!("create {}", out.display()))(e))?;
+    let file = std::fs::File::create(out).map_err(io_at("create", out))?;
     let mut w = io::BufWriter::with_capacity(1 << 20, file);
     let mut dec =
         reed_solomon_simd::ReedSolomonDecoder::new(data, parity, shard).map_err(rs_err)?;
@@ -273,17 +268,15 @@ pub fn decode_file(meta: &EcMeta, parts: &[(u32, PathBuf)], out: &Path) -> Resul
                 })?,
             };
             let take = (b.len() as u64).min(left) as usize;
-            w.write_all(&b[..take])
-                .map_err(|e| io_err(format!("write {}", out.display()))(e))?;
+            w.write_all(&b[..take]).map_err(io_at("write", out))?;
             hash.update(&b[..take]);
             left -= take as u64;
         }
     }
     let file = w
         .into_inner()
-        .map_err(|e| io_err(format!("write {}", out.display()))(e.into_error()))?;
-    file.sync_all()
-        .map_err(|e| io_err(format!("fsync {}", out.display()))(e))?;
+        .map_err(|e| io_at("write", out)(e.into_error()))?;
+    file.sync_all().map_err(io_at("fsync", out))?;
     let computed = format!("{:016x}", hash.digest());
     if computed != meta.obj_cksum {
         return Err(StorageError::Corrupt {
@@ -327,7 +320,7 @@ impl Store {
         match std::fs::File::open(&p) {
             Ok(f) => Ok(Some((meta, f))),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(io_err(format!("open {}", p.display()))(e)),
+            Err(e) => Err(io_at("open", &p)(e)),
         }
     }
 
@@ -336,7 +329,7 @@ impl Store {
         let tmp = self.work_file(bck, obj, "ec");
         let file = tokio::fs::File::create(&tmp)
             .await
-            .map_err(|e| io_err(format!("create {}", tmp.display()))(e))?;
+            .map_err(io_at("create", &tmp))?;
         Ok(PartWriter {
             file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
             tmp: Some(tmp),
@@ -399,8 +392,7 @@ impl Store {
         let dst = self.obj_path(bck, obj);
         crate::blocking("restore", move || {
             let res = (|| -> Result<bool> {
-                let md = std::fs::metadata(&tmp)
-                    .map_err(|e| io_err(format!("stat {}", tmp.display()))(e))?;
+                let md = std::fs::metadata(&tmp).map_err(io_at("stat", &tmp))?;
                 if md.len() != attrs.size {
                     return Err(StorageError::SizeMismatch {
                         stored: attrs.size,
@@ -445,7 +437,7 @@ fn read_part_meta(p: &Path) -> Result<Option<EcMeta>> {
         Ok(m) if m.is_file() => m,
         Ok(_) => return Ok(None),
         Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(io_err(format!("stat {}", p.display()))(e)),
+        Err(e) => return Err(io_at("stat", p)(e)),
     };
     let raw = match xattr::get(p, XATTR_EC) {
         Ok(Some(raw)) => raw,

@@ -66,6 +66,15 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError 
     move |source| StorageError::Io { context, source }
 }
 
+/// [`io_err`] naming `what` was done to `path`, formatted only on an error
+/// (these run on every GET).
+fn io_at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        context: format!("{what} {}", path.display()),
+        source,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Mountpath {
     pub path: PathBuf,
@@ -238,8 +247,7 @@ impl Store {
             for p in stale {
                 let _ = std::fs::remove_file(p);
             }
-            let md = std::fs::metadata(&dst)
-                .map_err(|e| io_err(format!("stat {}", dst.display()))(e))?;
+            let md = std::fs::metadata(&dst).map_err(io_at("stat", &dst))?;
             let cksum = ObjInfo::read(&dst, &md)?.attrs.cksum_value;
             let mut rebuilt = 0;
             for (work, mdst) in want {
@@ -343,11 +351,9 @@ impl Store {
         let mut file = match open_noatime(&path) {
             Ok(f) => f,
             Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_err(format!("open {}", path.display()))(e)),
+            Err(e) => return Err(io_at("open", &path)(e)),
         };
-        let md = file
-            .metadata()
-            .map_err(|e| io_err(format!("stat {}", path.display()))(e))?;
+        let md = file.metadata().map_err(io_at("stat", &path))?;
         if md.is_dir() {
             return Err(StorageError::NotFound);
         }
@@ -424,7 +430,7 @@ impl Store {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Err(StorageError::NotFound),
             Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_err(format!("stat {}", path.display()))(e)),
+            Err(e) => return Err(io_at("stat", &path)(e)),
         };
         ObjInfo::read(&path, &md)
     }
@@ -502,10 +508,9 @@ impl Store {
                 Ok(_) | Err(_) if stray => return Ok(()),
                 Ok(_) => return Err(StorageError::NotFound),
                 Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-                Err(e) => return Err(io_err(format!("stat {}", path.display()))(e)),
+                Err(e) => return Err(io_at("stat", &path)(e)),
             }
-            std::fs::remove_file(&path)
-                .map_err(|e| io_err(format!("remove {}", path.display()))(e))?;
+            std::fs::remove_file(&path).map_err(io_at("remove", &path))?;
             prune_empty_dirs(path.parent(), &stop);
             Ok(())
         })
@@ -535,8 +540,7 @@ impl Store {
             let trash = mp
                 .work_dir()
                 .join(format!("trash-{}", ais_core::gen_id(12)));
-            std::fs::rename(&dir, &trash)
-                .map_err(|e| io_err(format!("remove bucket dir {}", dir.display()))(e))?;
+            std::fs::rename(&dir, &trash).map_err(io_at("remove bucket dir", &dir))?;
             std::thread::spawn(move || {
                 let _ = std::fs::remove_dir_all(trash);
             });
@@ -573,17 +577,14 @@ impl Store {
 /// empty work dir (temp files a crash left behind are removed), the buckets
 /// dir, and user xattr support.
 fn prepare_mountpath(p: &Path) -> Result<Mountpath> {
-    std::fs::create_dir_all(p)
-        .map_err(|e| io_err(format!("create mountpath {}", p.display()))(e))?;
-    let path = p
-        .canonicalize()
-        .map_err(|e| io_err(format!("resolve mountpath {}", p.display()))(e))?;
+    std::fs::create_dir_all(p).map_err(io_at("create mountpath", p))?;
+    let path = p.canonicalize().map_err(io_at("resolve mountpath", p))?;
     // Only the node's user may enter a mountpath (ETL code runs as
     // another uid and must not read objects by path).
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err(format!("chmod 0700 {}", path.display()))(e))?;
+            .map_err(io_at("chmod 0700", &path))?;
     }
     let work = path.join(WORK_DIR);
     if work.exists() {
@@ -591,12 +592,10 @@ fn prepare_mountpath(p: &Path) -> Result<Mountpath> {
         if n > 0 {
             tracing::info!(mountpath = %path.display(), leftovers = n, "removing orphaned temp files");
         }
-        std::fs::remove_dir_all(&work)
-            .map_err(|e| io_err(format!("clean {}", work.display()))(e))?;
+        std::fs::remove_dir_all(&work).map_err(io_at("clean", &work))?;
     }
-    std::fs::create_dir_all(&work).map_err(|e| io_err(format!("create {}", work.display()))(e))?;
-    std::fs::create_dir_all(path.join(BUCKETS_DIR))
-        .map_err(|e| io_err(format!("create {}", path.display()))(e))?;
+    std::fs::create_dir_all(&work).map_err(io_at("create", &work))?;
+    std::fs::create_dir_all(path.join(BUCKETS_DIR)).map_err(io_at("create", &path))?;
     let probe = work.join("xattr-probe");
     std::fs::write(&probe, b"").map_err(io_err("write xattr probe"))?;
     if let Err(e) = xattr::set(&probe, XATTR_META, b"{}") {
@@ -1035,7 +1034,7 @@ impl PutWriter {
                         "a parent of this name is an existing object".into(),
                     ));
                 }
-                return Err(io_err(format!("create {}", parent.display()))(e));
+                return Err(io_at("create", parent)(e));
             }
             if let Err(e) = std::fs::rename(&tmp, &dst) {
                 if dst.is_dir() {
@@ -1043,7 +1042,7 @@ impl PutWriter {
                         "the name is a virtual directory holding other objects".into(),
                     ));
                 }
-                return Err(io_err(format!("rename into {}", dst.display()))(e));
+                return Err(io_at("rename into", &dst)(e));
             }
             drop(serial);
             if !sync {
@@ -1144,13 +1143,11 @@ pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
 /// Recomputes a file's xxhash and compares it with `stored`.
 fn check_file(path: &Path, stored: &str) -> Result<()> {
     use std::io::Read;
-    let mut f = open_noatime(path).map_err(|e| io_err(format!("open {}", path.display()))(e))?;
+    let mut f = open_noatime(path).map_err(io_at("open", path))?;
     let mut h = Xxh64::new(0);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| io_err(format!("read {}", path.display()))(e))?;
+        let n = f.read(&mut buf).map_err(io_at("read", path))?;
         if n == 0 {
             break;
         }
@@ -1169,13 +1166,13 @@ fn check_file(path: &Path, stored: &str) -> Result<()> {
 /// Copies `src` (data and metadata) to `tmp`, makes it durable, and renames
 /// it over `dst` (creating its directory); the caller removes `tmp` on error.
 fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
-    std::fs::copy(src, tmp).map_err(|e| io_err(format!("copy {}", src.display()))(e))?;
+    std::fs::copy(src, tmp).map_err(io_at("copy", src))?;
     if let Ok(Some(meta)) = xattr::get(src, XATTR_META) {
         xattr::set(tmp, XATTR_META, &meta).map_err(io_err("set object metadata"))?;
     }
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
-        .map_err(|e| io_err(format!("fsync {}", tmp.display()))(e))?;
+        .map_err(io_at("fsync", tmp))?;
     rename_durably(tmp, dst)
 }
 
@@ -1183,9 +1180,8 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
 /// the directory, so the new name survives a power loss.
 pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
     let parent = dst.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| io_err(format!("create {}", parent.display()))(e))?;
-    std::fs::rename(tmp, dst).map_err(|e| io_err(format!("rename into {}", dst.display()))(e))?;
+    std::fs::create_dir_all(parent).map_err(io_at("create", parent))?;
+    std::fs::rename(tmp, dst).map_err(io_at("rename into", dst))?;
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }
@@ -1196,8 +1192,7 @@ pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
 fn open_temp(file: Option<std::fs::File>, tmp: &Path) -> Result<std::fs::File> {
     match file {
         Some(f) => Ok(f),
-        None => std::fs::File::create(tmp)
-            .map_err(|e| io_err(format!("create temp file {}", tmp.display()))(e)),
+        None => std::fs::File::create(tmp).map_err(io_at("create temp file", tmp)),
     }
 }
 

@@ -7,7 +7,7 @@
 //! per page is O(limit) whatever the bucket size; the cost of a page is one
 //! pass over the directories on the path to the next names.
 
-use crate::{io_err, timefmt, ObjInfo, Result, Store};
+use crate::{io_at, timefmt, ObjInfo, Result, Store};
 use ais_core::api::{LsoEntry, PropSet, TargetPage, ENTRY_FLAG_CACHED};
 use ais_core::Bck;
 use std::collections::BinaryHeap;
@@ -118,10 +118,10 @@ pub(crate) fn walk(
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err(format!("read dir {}", dir.display()))(e)),
+            Err(e) => return Err(io_at("read dir", dir)(e)),
         };
         for ent in rd {
-            let ent = ent.map_err(|e| io_err(format!("read dir {}", dir.display()))(e))?;
+            let ent = ent.map_err(io_at("read dir", dir))?;
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };

@@ -16,7 +16,7 @@
 //! delete removes every copy.
 
 use crate::{
-    commit_lock, copy_durably, io_err, is_not_found, list, prepare_mountpath, prune_empty_dirs,
+    commit_lock, copy_durably, io_at, is_not_found, list, prepare_mountpath, prune_empty_dirs,
     Mountpath, ObjInfo, Result, StorageError, Store,
 };
 use ais_core::Bck;
@@ -323,7 +323,7 @@ impl Store {
                 match std::fs::remove_file(&src) {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => {}
-                    Err(e) => return Err(io_err(format!("remove {}", src.display()))(e)),
+                    Err(e) => return Err(io_at("remove", &src)(e)),
                 }
                 if let Some(stop) = stops.iter().find(|s| src.starts_with(s)) {
                     prune_empty_dirs(src.parent(), stop);

@@ -4,7 +4,8 @@
 //! the connection cap new clients get a 503 while existing ones are served;
 //! a flood of requests naming missing buckets does not turn into a flood of
 //! catch-ups at the primary; large GETs (sent from the file with sendfile)
-//! stay whole and leak nothing when clients read slowly or hang up.
+//! stay whole and leak nothing when clients read slowly, hang up, or never
+//! read at all (cut at the idle timeout).
 
 use ais_testkit::{raw_http, Cluster, Opts};
 use std::io::{ErrorKind, Read, Write};
@@ -546,4 +547,51 @@ fn large_gets_survive_clients_that_hang_up_or_read_slowly() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_client_that_never_reads_a_large_body_is_cut_at_the_idle_timeout() {
+    // The body leaves with sendfile, which stops at a full socket buffer:
+    // the connection must not stay open (with its object file) forever.
+    let c = Cluster::start_with(Opts {
+        targets: 1,
+        env: env(&[("AIS_IDLE_TIMEOUT", "1")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(c.client().create_bucket("stuck")).unwrap();
+    let t = &c.targets[0];
+    // Larger than what the kernel buffers on both sides of a loopback
+    // connection, so the target's sends block.
+    let data = content(32 << 20, 7);
+    let (st, _) = raw_http(&t.url, "PUT", "/v1/objects/stuck/big", &[], &data).unwrap();
+    assert_eq!(st, 200);
+    let pid = t.pid().unwrap();
+    let fds_before = open_fds(pid);
+    let mut s = TcpStream::connect(hostport(&t.url)).unwrap();
+    s.write_all(b"GET /v1/objects/stuck/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The connection and the object's file are open while the body is sent.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(open_fds(pid) > fds_before, "no GET in progress");
+    // Nobody reads: both are closed within a few idle periods.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while open_fds(pid) > fds_before {
+        assert!(
+            Instant::now() < deadline,
+            "a never-read response kept {} descriptors open",
+            open_fds(pid) - fds_before
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What arrives is a cut body, never the whole object.
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.len() < data.len(), "the whole body arrived unread");
+    // The node serves the next client.
+    let (st, body) = raw_http(&t.url, "GET", "/v1/objects/stuck/big", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    assert!(body == data, "body differs");
 }

@@ -8,6 +8,7 @@ access, and the CLI's ``ais auth login/logout``.
 """
 
 import base64
+import json
 import os
 import subprocess
 import time
@@ -36,6 +37,9 @@ def acluster(tmp_path_factory):
             "AIS_AUTH_SECRET": "test-cluster-secret",
             "AIS_AUTH_ADMIN_PASSWORD": ADMIN_PW,
             "AIS_ETL_ENV_CACHE": envs,
+            # Canaries: the node's credentials must never reach ETL code.
+            "AWS_SECRET_ACCESS_KEY": "canary-aws-secret-0123",
+            "AWS_ACCESS_KEY_ID": "canary-aws-id",
         },
     )
     c.start()
@@ -272,3 +276,113 @@ def test_get_batch_and_archive_need_the_buckets_permissions(acluster, admin):
     finally:
         mine.delete()
         other.delete()
+
+
+def test_get_batch_redirect_is_good_for_its_own_body_only(acluster, admin):
+    """The proxy authorizes the buckets a Get-Batch body names, then
+    redirects: the redirect's credential binds that body, so the same URL
+    with another body (no token, or a token limited to one bucket) reads
+    nothing of another bucket."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    mine = admin.bucket(unique_bucket_name("swap-mine")).create()
+    other = admin.bucket(unique_bucket_name("swap-other")).create()
+    try:
+        mine.object("a").get_writer().put_content(b"A")
+        other.object("s").get_writer().put_content(b"top-secret")
+        authn.role_manager().create(
+            "swap-ro", "read one bucket", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
+            bucket_name=mine.name,
+        )
+        authn.user_manager().create("swapper", ["swap-ro"], "swapper-pw")
+        tok = AuthNClient(url).login("swapper", "swapper-pw")
+        hdr = {"Authorization": f"Bearer {tok}"}
+        good = {"in": [{"objname": "a"}], "mime": ".tar"}
+        evil = {"in": [{"objname": "a"}, {"objname": "s", "bucket": other.name}], "mime": ".tar"}
+        r = requests.get(f"{url}/v1/ml/moss/{mine.name}", json=good, headers=hdr, allow_redirects=False, timeout=30)
+        assert r.status_code == 307, r.text
+        loc = r.headers["Location"]
+        # The redirect as issued works, without a token.
+        r = requests.get(loc, json=good, timeout=30)
+        assert r.status_code == 200, r.text
+        # The same URL with a swapped body: refused, with and without the token.
+        for h in ({}, hdr):
+            r = requests.get(loc, json=evil, headers=h, timeout=30)
+            assert r.status_code in (401, 403), (h, r.status_code)
+            assert b"top-secret" not in r.content
+        # A parameter added to the signed query: refused too.
+        r = requests.get(loc.replace("?", "?etl_name=x&", 1), json=good, timeout=30)
+        assert r.status_code == 401, r.text
+        # Straight at the target with the limited token: the body is checked there.
+        r = requests.get(loc.split("?")[0], json=evil, headers=hdr, timeout=30)
+        assert r.status_code == 403 and other.name in r.text, r.text
+    finally:
+        mine.delete()
+        other.delete()
+
+
+SECRET_SPY = r'''
+import json, os
+
+
+def _read(p):
+    try:
+        with open(p, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except BaseException as e:
+        return "%s" % type(e).__name__
+
+
+def transform(data, path, etl_args):
+    out = {"env": dict(os.environ), "fds": sorted(os.listdir("/proc/self/fd"))}
+    procs = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            procs[pid] = {"environ": _read("/proc/%s/environ" % pid), "cmdline": _read("/proc/%s/cmdline" % pid)}
+    out["procs"] = procs
+    files = {}
+    for root, _, names in os.walk("."):
+        for n in names:
+            files[os.path.join(root, n)] = _read(os.path.join(root, n))[:100000]
+    out["files"] = files
+    return json.dumps(out).encode()
+'''
+
+
+def test_etl_code_finds_no_secret_of_the_node(acluster, admin, admin_token):
+    """A transform dumping its environment, every /proc/*/environ and
+    cmdline it can read, and its work dir finds neither the cluster's auth
+    secret, nor the admin password, nor the node's cloud credentials."""
+    url = acluster.url
+    hdr = {"Authorization": f"Bearer {admin_token}"}
+    b = admin.bucket(unique_bucket_name("spy")).create()
+    name = "etl-secret-spy"
+    msg = {
+        "name": name, "runtime": "python3", "communication": "hpush://",
+        "init_timeout": "2m", "obj_timeout": "30s", "funcs": {"transform": "transform"},
+        "code": base64.b64encode(SECRET_SPY.encode()).decode(), "dependencies": "", "argument": "",
+    }
+    try:
+        b.object("o").get_writer().put_content(b"x")
+        r = requests.put(f"{url}/v1/etl", json=msg, headers=hdr, timeout=180)
+        assert r.status_code == 200, r.text
+        r = requests.get(f"{url}/v1/objects/{b.name}/o", params={"etl_name": name}, headers=hdr, timeout=60)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        if os.geteuid() != 0:
+            # Without root the workers share the node's uid and can read its
+            # /proc/PID/environ (the node does not scrub it yet): only what
+            # the sandbox gives them is checked then.
+            out["procs"] = {}
+        dump = json.dumps(out)
+        for secret in ("test-cluster-secret", ADMIN_PW, "canary-aws-secret-0123"):
+            assert secret not in dump, secret
+        for k in out["env"]:
+            assert not k.startswith(("AIS_AUTH", "AWS_", "AIS_S3")), k
+        # stdio, the worker's socket, and what Python itself opened: no
+        # descriptor of the node's.
+        assert len(out["fds"]) <= 8, out["fds"]
+    finally:
+        requests.delete(f"{url}/v1/etl/{name}", headers=hdr, timeout=30)
+        b.delete()

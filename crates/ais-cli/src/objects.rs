@@ -192,6 +192,10 @@ pub struct PutArgs {
     /// Parallel uploads for -r.
     #[arg(long, default_value_t = 16)]
     conc: usize,
+    /// Append the file to the object (created if absent) instead of
+    /// replacing it; the object changes at once, when the whole file is in.
+    #[arg(long)]
+    append: bool,
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -213,6 +217,9 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
     let (bck, name) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{e}"))?;
     if a.src == "-" {
+        if a.append {
+            bail!("--append needs a file (standard input cannot be re-sent on a redirect)");
+        }
         if name.is_empty() {
             bail!("reading from stdin needs an object name: ais put - ais://BUCKET/NAME");
         }
@@ -225,6 +232,21 @@ pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
     }
     let src = PathBuf::from(&a.src);
     let md = std::fs::metadata(&src).with_context(|| format!("cannot read \"{}\"", a.src))?;
+    if a.append {
+        if md.is_dir() || a.recursive || name.is_empty() || name.ends_with('/') {
+            bail!(
+                "--append appends one file to one object: ais put --append FILE ais://BUCKET/NAME"
+            );
+        }
+        client.append_file(&bck.name, &name, &src).await?;
+        println!(
+            "APPEND \"{}\" => {}/{name} ({})",
+            a.src,
+            bck.cname(),
+            size_iec(md.len())
+        );
+        return Ok(());
+    }
     if md.is_dir() {
         if !a.recursive {
             bail!(

@@ -445,7 +445,62 @@ impl Client {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<reqwest::Body>>,
     {
+        let h = self.put_body_with(bucket, obj, "", len, body).await?;
+        Ok(ObjProps::from_headers(&h))
+    }
+
+    /// Appends a file to an object (created if absent; AIStore's append:
+    /// one append, then the flush that makes the whole object visible).
+    pub async fn append_file(&self, bucket: &str, obj: &str, path: &Path) -> Result<ObjProps> {
+        let len = tokio::fs::metadata(path).await?.len();
+        let h = self
+            .put_body_with(
+                bucket,
+                obj,
+                "append_type=append&append_handle=",
+                len,
+                || async {
+                    let file = tokio::fs::File::open(path).await?;
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+                    Ok(reqwest::Body::wrap_stream(stream))
+                },
+            )
+            .await?;
+        let handle = h
+            .get("ais-append-handle")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                ClientError::Decode("append: no Ais-Append-Handle in the answer".into())
+            })?;
+        let q = format!(
+            "append_type=flush&append_handle={}",
+            percent_encoding::utf8_percent_encode(handle, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let h = self
+            .put_body_with(bucket, obj, &q, 0, || async { Ok(reqwest::Body::from("")) })
+            .await?;
+        Ok(ObjProps::from_headers(&h))
+    }
+
+    /// A PUT of `bck/obj` with a query string (already escaped; empty for
+    /// none), following redirects; returns the answer's headers.
+    async fn put_body_with<F, Fut>(
+        &self,
+        bucket: &str,
+        obj: &str,
+        query: &str,
+        len: u64,
+        body: F,
+    ) -> Result<reqwest::header::HeaderMap>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<reqwest::Body>>,
+    {
         let mut url = self.put_url(bucket, obj).await;
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(query);
+        }
         for _ in 0..5 {
             let rb = self
                 .http
@@ -457,7 +512,7 @@ impl Client {
                 url = location(&resp)?;
                 continue;
             }
-            return Ok(ObjProps::from_headers(resp.headers()));
+            return Ok(resp.headers().clone());
         }
         Err(ClientError::Decode(format!("too many redirects for {url}")))
     }

@@ -295,7 +295,9 @@ fn which(cmd: &str) -> Option<PathBuf> {
 /// Runs a command, streaming its output into the ETL log; on failure the
 /// error carries the output's tail (pip's message).
 async fn run_logged(exe: &str, args: &[&str], log: &LogSink, what: &str) -> Result<(), EtlError> {
-    let mut child = tokio::process::Command::new(exe)
+    // pip runs packages' build scripts: user code, with the index settings
+    // of the host and none of the node's secrets.
+    let mut child = crate::procs::clean_command(exe, crate::procs::PIP_ENV)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,6 +9,66 @@ use crate::sandbox::{Jail, Sandbox};
 use ais_proc::{PidRegistry, ProcId, SpawnOpts};
 use std::sync::Arc;
 
+/// What a process running ETL code (a pool worker, a `runtime.command`
+/// server, a dependency install that runs packages' build scripts) gets of
+/// the target's environment: the locale, the search path and Python's own
+/// switches. Nothing else: the target's environment holds secrets (the auth
+/// secret, S3 keys, cloud credentials) that user code must never see. The
+/// caller adds what the child needs (`HOME`, `TMPDIR`, the spec's `env`).
+pub const ENV_ALLOW: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH"];
+
+/// Prefixes of [`ENV_ALLOW`]'s kind: locale categories and Python's own
+/// settings (`PYTHONPATH`, `PYTHONHASHSEED`, ...) and the GPU stack's
+/// (`CUDA_VISIBLE_DEVICES`, `NVIDIA_*`), never credentials.
+pub const ENV_ALLOW_PREFIX: &[&str] = &["LC_", "PYTHON", "CUDA_", "NVIDIA_"];
+
+/// A command for ETL code with an empty environment but [`ENV_ALLOW`]'s
+/// variables taken from this process ([`ENV_ALLOW_PREFIX`] too, `extra`
+/// names as well: pip's proxy and index settings for an install).
+pub fn clean_command(
+    program: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        if allowed_env(name, extra) {
+            cmd.env(&k, v);
+        }
+    }
+    cmd
+}
+
+/// Whether [`clean_command`] passes `name` on.
+pub fn allowed_env(name: &str, extra: &[&str]) -> bool {
+    ENV_ALLOW.contains(&name)
+        || extra.contains(&name)
+        || ENV_ALLOW_PREFIX.iter().any(|p| name.starts_with(p))
+}
+
+/// Variables a dependency install may need to reach a package index (on
+/// top of [`ENV_ALLOW`]); none of them is the node's.
+pub const PIP_ENV: &[&str] = &[
+    "HOME",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_NO_INDEX",
+    "PIP_FIND_LINKS",
+    "PIP_CACHE_DIR",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+];
+
 /// Where a spawned process is recorded: the target's registry (if any) and
 /// a label for people reading the file (`etl <name> worker`).
 #[derive(Clone, Debug, Default)]

@@ -53,7 +53,8 @@ impl CommandServer {
         let Some((exe, args)) = command.split_first() else {
             return Err(EtlError::Invalid("runtime.command is empty".into()));
         };
-        let mut cmd = tokio::process::Command::new(exe);
+        // A clean environment: nothing of the target's reaches user code.
+        let mut cmd = crate::procs::clean_command(exe, &[]);
         cmd.args(args)
             .current_dir(&cfg.workdir)
             .env("PORT", port.to_string())

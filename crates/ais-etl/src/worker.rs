@@ -196,7 +196,8 @@ impl Worker {
     pub async fn spawn(cfg: &WorkerCfg, log: &LogSink, slot: usize) -> Result<Worker, SpawnError> {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(SpawnError::Socketpair)?;
-        let mut cmd = tokio::process::Command::new(&cfg.python);
+        // A clean environment: nothing of the target's reaches user code.
+        let mut cmd = crate::procs::clean_command(&cfg.python, &[]);
         cmd.arg("-u")
             .arg(&cfg.script)
             .current_dir(&cfg.workdir)
@@ -213,9 +214,10 @@ impl Worker {
         // unmap every one of them (its mmap threshold is 128 KiB), paying
         // page faults and zeroing per item; keep them on the heap. An
         // operator's own GLIBC_TUNABLES is left alone.
-        if std::env::var_os("GLIBC_TUNABLES").is_none() {
-            cmd.env("GLIBC_TUNABLES", WORKER_MALLOC_TUNABLES);
-        }
+        match std::env::var_os("GLIBC_TUNABLES") {
+            Some(own) => cmd.env("GLIBC_TUNABLES", own),
+            None => cmd.env("GLIBC_TUNABLES", WORKER_MALLOC_TUNABLES),
+        };
         cmd.env("AIS_ETL_WORKER_SLOT", slot.to_string());
         if !cfg.gpus.is_empty() {
             cmd.env("CUDA_VISIBLE_DEVICES", &cfg.gpus[slot % cfg.gpus.len()]);

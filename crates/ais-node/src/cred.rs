@@ -121,6 +121,23 @@ pub fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
+/// A redirected request's raw query split into the part its credential
+/// signs and the credential, which must be the last parameter
+/// (`...&ais_auth=EXP.SIG`); `None` when there is none.
+pub fn split_redirect(raw: &str) -> Option<(&str, &str)> {
+    let key = "ais_auth=";
+    let at = raw.rfind(key)?;
+    let (signed, v) = (&raw[..at], &raw[at + key.len()..]);
+    let signed = match signed {
+        "" => "",
+        s => s.strip_suffix('&')?,
+    };
+    if v.contains('&') || v.is_empty() {
+        return None;
+    }
+    Some((signed, v))
+}
+
 /// Id of a token in the revoked list (its SHA-256, hex).
 pub fn token_id(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -167,19 +184,53 @@ impl Cred {
         ct_eq(v.as_bytes(), self.cluster_token.as_bytes())
     }
 
-    /// `EXPIRY.SIG` for a redirected `method path` (valid [`REDIRECT_TTL_S`]).
-    pub fn sign_redirect(&self, method: &str, path: &str) -> String {
+    /// `EXPIRY.SIG` for a redirected request (valid [`REDIRECT_TTL_S`]):
+    /// bound to its method, path, the whole query string before the
+    /// credential (so no parameter can be added, dropped or changed) and,
+    /// for a request whose body selects data (Get-Batch), the body's
+    /// SHA-256: the credential authorizes exactly the request the node
+    /// authorized, not another one sent to the same URL.
+    pub fn sign_redirect(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<&[u8]>,
+    ) -> String {
         let exp = (now_s() + REDIRECT_TTL_S).to_string();
-        let sig = self.mac(&[
-            b"redirect",
-            method.as_bytes(),
-            path.as_bytes(),
-            exp.as_bytes(),
-        ]);
+        let sig = self.redirect_mac(method, path, query, body, &exp);
         format!("{exp}.{}", B64.encode(sig))
     }
 
-    pub fn check_redirect(&self, method: &str, path: &str, v: &str) -> bool {
+    fn redirect_mac(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<&[u8]>,
+        exp: &str,
+    ) -> Vec<u8> {
+        let digest = body.map(|b| hex(&Sha256::digest(b)));
+        self.mac(&[
+            b"redirect-v2",
+            method.as_bytes(),
+            path.as_bytes(),
+            query.as_bytes(),
+            digest.as_deref().unwrap_or("-").as_bytes(),
+            exp.as_bytes(),
+        ])
+    }
+
+    /// Whether `v` is a live credential for exactly this request (see
+    /// [`Cred::sign_redirect`]).
+    pub fn check_redirect(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Option<&[u8]>,
+        v: &str,
+    ) -> bool {
         let Some((exp, sig)) = v.split_once('.') else {
             return false;
         };
@@ -189,12 +240,7 @@ impl Cred {
         if e < now_s() {
             return false;
         }
-        let want = self.mac(&[
-            b"redirect",
-            method.as_bytes(),
-            path.as_bytes(),
-            exp.as_bytes(),
-        ]);
+        let want = self.redirect_mac(method, path, query, body, exp);
         B64.decode(sig).is_ok_and(|s| ct_eq(&s, &want))
     }
 
@@ -374,10 +420,25 @@ mod tests {
     #[test]
     fn redirect_and_password() {
         let c = Cred::new(b"secret-123");
-        let s = c.sign_redirect("GET", "/v1/objects/b/o");
-        assert!(c.check_redirect("GET", "/v1/objects/b/o", &s));
-        assert!(!c.check_redirect("PUT", "/v1/objects/b/o", &s));
-        assert!(!c.check_redirect("GET", "/v1/objects/b/x", &s));
+        let s = c.sign_redirect("GET", "/v1/objects/b/o", "pid=p", None);
+        assert!(c.check_redirect("GET", "/v1/objects/b/o", "pid=p", None, &s));
+        assert!(!c.check_redirect("PUT", "/v1/objects/b/o", "pid=p", None, &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/x", "pid=p", None, &s));
+        // Another query (a parameter added or changed) or a body where
+        // none was signed: refused.
+        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=p&etl_name=x", None, &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=q", None, &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=p", Some(b"{}"), &s));
+        // A body-bound credential holds for that body only.
+        let b = c.sign_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[1]}"));
+        assert!(c.check_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[1]}"), &b));
+        assert!(!c.check_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[2]}"), &b));
+        assert!(!c.check_redirect("GET", "/v1/ml/moss", "pid=p", None, &b));
+        assert_eq!(split_redirect("a=1&ais_auth=X.Y"), Some(("a=1", "X.Y")));
+        assert_eq!(split_redirect("ais_auth=X.Y"), Some(("", "X.Y")));
+        assert_eq!(split_redirect("a=1&ais_auth=X.Y&b=2"), None);
+        assert_eq!(split_redirect("a=1&xais_auth=X.Y"), None);
+        assert_eq!(split_redirect("a=1"), None);
         let h = hash_password("pw");
         assert!(!h.contains("pw$") && verify_password("pw", &h) && !verify_password("px", &h));
         // RFC 7914 / known PBKDF2-HMAC-SHA256 vector ("password", "salt", 1).

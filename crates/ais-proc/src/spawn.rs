@@ -168,9 +168,47 @@ fn pre_exec(opts: SpawnOpts, parent: u32) -> impl FnMut() -> std::io::Result<()>
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Nothing else crosses the exec: a descriptor the parent
+            // inherited without FD_CLOEXEC (a pipe of the shell that started
+            // the node, a socket a library opened) must not reach a child
+            // that runs untrusted code. Marked close-on-exec, not closed, so
+            // the spawner's exec-status pipe still reports a failed exec.
+            let first: libc::c_uint = if opts.fd3.is_some() { 4 } else { 3 };
+            cloexec_from(first)?;
         }
         Ok(())
     }
+}
+
+/// Marks every descriptor from `first` up close-on-exec: one
+/// `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11+), else `fcntl` over the
+/// descriptor table's size. Async-signal-safe (runs between fork and exec).
+fn cloexec_from(first: libc::c_uint) -> std::io::Result<()> {
+    // SAFETY: raw syscalls on this (child) process's descriptor table.
+    unsafe {
+        let r = libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if r == 0 {
+            return Ok(());
+        }
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        let top = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 20) as libc::c_int
+        } else {
+            1 << 16
+        };
+        for fd in first as libc::c_int..top {
+            let fl = libc::fcntl(fd, libc::F_GETFD);
+            if fl >= 0 && fl & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, fl | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn identify(pid: u32, token: String, opts: &SpawnOpts) -> Result<ProcId, ProcError> {

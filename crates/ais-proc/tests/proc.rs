@@ -421,3 +421,45 @@ fn child_starts_with_an_empty_signal_mask() {
     assert_eq!(u64::from_str_radix(&blk, 16).unwrap(), 0, "SigBlk {blk}");
     assert!(took < Duration::from_secs(5), "TERM was honoured: {took:?}");
 }
+
+/// A descriptor the parent holds without close-on-exec (as one inherited
+/// from the shell that started the node) never reaches a child: only stdio
+/// and the child's own fd 3 cross the exec.
+#[test]
+fn children_get_stdio_and_fd3_only() {
+    use std::os::fd::AsRawFd;
+    let (keep, leak) = std::os::unix::net::UnixStream::pair().unwrap();
+    // Clear FD_CLOEXEC on `leak`, as a launching shell's pipe would be.
+    let fd = leak.as_raw_fd();
+    // SAFETY: plain fcntl on a descriptor this test owns.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFD);
+        assert!(fl >= 0 && libc::fcntl(fd, libc::F_SETFD, fl & !libc::FD_CLOEXEC) == 0);
+    }
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let leaked = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+    let ours = std::fs::read_link(format!("/proc/self/fd/{}", theirs.as_raw_fd())).unwrap();
+    let mut cmd = sh("for f in /proc/self/fd/*; do echo \"${f##*/} $(readlink $f)\"; done");
+    cmd.stdout(Stdio::piped());
+    let opts = SpawnOpts {
+        fd3: Some(theirs.as_raw_fd()),
+        ..SpawnOpts::isolated()
+    };
+    let (child, _) = spawn(&mut cmd, &opts).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let targets: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|x| x.1))
+        .collect();
+    assert!(
+        out.lines().any(|l| l == format!("3 {}", ours.display())),
+        "the child's fd 3 is its socket: {out}"
+    );
+    assert!(
+        !targets.contains(&leaked.to_str().unwrap()),
+        "{} leaked into the child: {out}",
+        leaked.display()
+    );
+    drop((keep, leak, mine));
+}

@@ -887,6 +887,14 @@ impl PutWriter {
         self.size
     }
 
+    /// Writes what is buffered to the temp file and lets the buffer go: a
+    /// writer kept open between requests (an append handle) holds no memory.
+    pub async fn park(&mut self) -> Result<()> {
+        self.flush_buf().await?;
+        self.buf = Vec::new();
+        Ok(())
+    }
+
     /// Acknowledge without flushing (scratch buckets, `write_policy.data`
     /// `never`): the same temp → rename steps, no fsync or syncfs.
     pub fn without_sync(&mut self) {

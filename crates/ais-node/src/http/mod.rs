@@ -8,7 +8,9 @@ mod endpoint;
 mod render;
 
 pub use endpoint::{Endpoint, EtlPath};
-pub use render::{bytes_response, empty, error_response, json_ok, redirect, text_ok};
+pub use render::{
+    bytes_response, empty, error_response, json_ok, redirect, redirect_bound, text_ok,
+};
 
 use crate::error::{ApiError, ApiResult};
 use ais_core::Bck;
@@ -136,6 +138,24 @@ pub const GET_OBJECT_PARAMS: &[&str] = &[
     "archmode",
     "latest-ver",
 ];
+
+/// Query parameters an object PUT understands: a plain PUT, an append or
+/// flush (`target::append`), a one-object copy/transform (`object_to`), a
+/// rebalance move.
+pub const PUT_OBJECT_PARAMS: &[&str] = &[
+    "append_type",
+    "append_handle",
+    "appendty",
+    "handle",
+    "object_to",
+    "etl_name",
+    "etl_args",
+    "uuid",
+    "ais_rebalance",
+];
+
+/// Query parameters an object DELETE understands.
+pub const DELETE_OBJECT_PARAMS: &[&str] = &[];
 
 /// Query parameters an object HEAD understands.
 pub const HEAD_OBJECT_PARAMS: &[&str] = &["props", "silent", "latest-ver"];

@@ -82,6 +82,20 @@ pub fn error_response(node_name: &str, ctx: &Ctx, e: ApiError) -> Response {
 
 /// 301/307 to `base` + the original path and query, tagged with our id.
 pub fn redirect(ctx: &Ctx, base: &str, status: StatusCode, pid: &str, extra: &str) -> Response {
+    redirect_bound(ctx, base, status, pid, extra, None)
+}
+
+/// [`redirect`] for a request whose body selects data (Get-Batch): with auth
+/// on, its credential also binds `body`, so the same URL with another body
+/// is not let in.
+pub fn redirect_bound(
+    ctx: &Ctx,
+    base: &str,
+    status: StatusCode,
+    pid: &str,
+    extra: &str,
+    body: Option<&[u8]>,
+) -> Response {
     let mut loc = String::with_capacity(base.len() + ctx.path.len() + ctx.raw_query.len() + 48);
     loc.push_str(base);
     loc.push_str(&ctx.path);
@@ -98,10 +112,14 @@ pub fn redirect(ctx: &Ctx, base: &str, status: StatusCode, pid: &str, extra: &st
     if let Some(c) = crate::cred::get() {
         // Auth on: this request was authorized; let the redirected one in
         // even when the client drops `Authorization` (another host:port).
+        // It signs everything in the query so far: the credential must stay
+        // the last parameter (`cred::split_redirect`).
+        let q = loc.find('?').map_or("", |i| &loc[i + 1..]);
+        let sig = c.sign_redirect(ctx.method.as_str(), &ctx.path, q, body);
         loc.push('&');
         loc.push_str(crate::cred::REDIRECT_PARAM);
         loc.push('=');
-        loc.push_str(&c.sign_redirect(ctx.method.as_str(), &ctx.path));
+        loc.push_str(&sig);
     }
     let mut r = empty(status);
     if let Ok(v) = HeaderValue::from_str(&loc) {

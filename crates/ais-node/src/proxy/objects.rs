@@ -77,6 +77,24 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
         ctx.query
             .reject_unknown("HEAD of an object", crate::http::HEAD_OBJECT_PARAMS)?;
     }
+    // A parameter the target would ignore must not turn a request into
+    // another one (an append that overwrites): 400 here, before the hop.
+    if ctx.method == Method::PUT {
+        ctx.query
+            .reject_unknown("PUT of an object", crate::http::PUT_OBJECT_PARAMS)?;
+    }
+    if ctx.method == Method::DELETE {
+        ctx.query
+            .reject_unknown("DELETE of an object", crate::http::DELETE_OBJECT_PARAMS)?;
+    }
+    if matches!(ctx.method, Method::POST | Method::PATCH) {
+        let what = format!("{} of an object", ctx.method);
+        ctx.query.reject_unknown(&what, &[])?;
+        return Err(ApiError::NotImplemented(format!(
+            "{} of an object (rename, promote, custom properties) is not supported yet by aistore-rs",
+            ctx.method
+        )));
+    }
     if ctx.method == Method::GET {
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {
             super::etl::check_usable(p, &etl)?;
@@ -139,7 +157,9 @@ pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
     if let Some(e) = ctx.query.get("etl_name").filter(|e| !e.is_empty()) {
         super::etl::check_usable(p, e)?;
     }
-    let req: Req = crate::http::read_json(body, 64 << 20, "Get-Batch request").await?;
+    let raw = crate::http::read_body(body, 64 << 20).await?;
+    let req: Req = serde_json::from_slice(&raw)
+        .map_err(|e| ApiError::bad_request(format!("malformed Get-Batch request: {e}")))?;
     let first = req
         .items
         .first()
@@ -153,11 +173,14 @@ pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
     let dt = core.owner(&bck.obj_uname(&first.obj_name)).ok_or_else(|| {
         ApiError::unavailable("the cluster has no storage targets yet; start a target")
     })?;
-    Ok(redirect(
+    // The body says which objects are read: the redirect's credential is
+    // good for this body only (the target checks it again).
+    Ok(crate::http::redirect_bound(
         ctx,
         dt.url(),
         StatusCode::TEMPORARY_REDIRECT,
         &core.id,
         "",
+        Some(&raw),
     ))
 }

@@ -5,6 +5,7 @@
 //! and a GET that misses locally looks on the other targets before
 //! answering 404 — or 503 while a target that may hold it is away.
 
+pub mod append;
 pub mod archive;
 pub mod batch;
 pub mod ec;
@@ -67,6 +68,8 @@ pub struct Target {
     /// target owns but lacks is most likely on its owner under that map
     /// (not moved yet), asked first.
     prev_smap: Mutex<Option<Arc<ais_core::meta::Smap>>>,
+    /// Open object appends ([`append`]).
+    pub appends: append::Appends,
 }
 
 impl Target {
@@ -79,6 +82,7 @@ impl Target {
             departed: Mutex::new(BTreeMap::new()),
             deleted: Mutex::new(std::collections::HashMap::new()),
             prev_smap: Mutex::new(None),
+            appends: Default::default(),
         }
     }
 

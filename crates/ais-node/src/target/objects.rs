@@ -38,7 +38,11 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
         Method::HEAD => head(t, ctx, &bck, &obj).await,
         Method::PUT => put(t, ctx, &bck, &obj, body).await,
         Method::DELETE => delete(t, ctx, &bck, &obj).await,
-        _ => Err(ctx.not_allowed()),
+        _ => {
+            let what = format!("{} of an object", ctx.method);
+            ctx.query.reject_unknown(&what, &[])?;
+            Err(ctx.not_allowed())
+        }
     }
 }
 
@@ -323,7 +327,7 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
 
 /// Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
 /// or comma-separated), kept with the object.
-fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String> {
+pub(super) fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String> {
     ctx.headers
         .get_all("ais-custom-md")
         .iter()
@@ -334,7 +338,7 @@ fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-fn put_headers(r: &mut Response, a: &ObjAttrs) {
+pub(super) fn put_headers(r: &mut Response, a: &ObjAttrs) {
     let h = r.headers_mut();
     for (k, v) in [
         ("Ais-Checksum-Type", a.cksum_type.clone()),
@@ -352,6 +356,11 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let store = &t.store;
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
+    }
+    ctx.query
+        .reject_unknown("PUT of an object", crate::http::PUT_OBJECT_PARAMS)?;
+    if super::append::is_append(ctx) {
+        return super::append::put(t, ctx, bck, obj, body).await;
     }
     if let Some(to) = ctx.query.get("object_to") {
         return copy_object(t, ctx, bck, obj, to).await;
@@ -523,6 +532,8 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
 }
 
 async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    ctx.query
+        .reject_unknown("DELETE of an object", crate::http::DELETE_OBJECT_PARAMS)?;
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }

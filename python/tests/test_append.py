@@ -1,0 +1,125 @@
+"""Object append with the official SDK (``append_content``, ``as_file()``),
+and no request half-understood: an object request carrying a query
+parameter the node does not implement is refused with 400 naming it, on
+every method, instead of being served as another request (an append that
+silently overwrote the object with 0 bytes).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+from aistore.sdk.bucket import Bucket
+from aistore.sdk.errors import AISError
+
+from ais_cluster import Cluster
+
+HTTP_TIMEOUT = 30
+
+
+def test_a_thousand_appends_then_flush_is_the_concatenation(bucket: Bucket) -> None:
+    w = bucket.object("log/appended").get_writer()
+    parts = [os.urandom(1 + (i * 37) % 700) for i in range(1000)]
+    handle = ""
+    for p in parts:
+        handle = w.append_content(p, handle=handle)
+        assert handle
+    # Nothing is visible before the flush.
+    with pytest.raises(AISError) as ei:
+        bucket.object("log/appended").head()
+    assert ei.value.status_code == 404
+    w.append_content(b"", handle=handle, flush=True)
+    got = bucket.object("log/appended").get_reader().read_all()
+    assert got == b"".join(parts)
+    # The stored checksum is the whole object's (a plain GET with
+    # validation on would refuse a mismatch).
+    props = bucket.object("log/appended").head()
+    assert props.size == len(got)
+
+
+def test_file_like_writer_writes_and_appends(bucket: Bucket) -> None:
+    obj = bucket.object("as-file")
+    with obj.get_writer().as_file(mode="w") as f:
+        for i in range(50):
+            f.write(b"line %d\n" % i)
+    first = b"".join(b"line %d\n" % i for i in range(50))
+    assert obj.get_reader().read_all() == first
+    # 'a' keeps what is there and adds to it.
+    with obj.get_writer().as_file(mode="a") as f:
+        f.write(b"more\n")
+        f.flush()
+        f.write(b"and more\n")
+    assert obj.get_reader().read_all() == first + b"more\nand more\n"
+    # 'w' starts over.
+    with obj.get_writer().as_file(mode="w") as f:
+        f.write(b"fresh")
+    assert obj.get_reader().read_all() == b"fresh"
+
+
+def _put(url: str, bck: str, obj: str, data: bytes, **params: str) -> requests.Response:
+    return requests.put(f"{url}/v1/objects/{bck}/{obj}", params=params, data=data, timeout=HTTP_TIMEOUT)
+
+
+def test_append_handles_are_bound_to_their_object_and_expire_on_failure(cluster: Cluster, bucket: Bucket) -> None:
+    url, b = cluster.url, bucket.name
+    r = _put(url, b, "a", b"one", append_type="append", append_handle="")
+    assert r.status_code == 200, r.text
+    h = r.headers["Ais-Append-Handle"]
+    # The handle writes only the object it was issued for.
+    r = _put(url, b, "b", b"x", append_type="append", append_handle=h)
+    assert r.status_code in (400, 404), r.text
+    assert "another object" in r.text or "unknown" in r.text
+    # A made-up handle (or one that looks like a path) is unknown: nothing stored.
+    for fake in ("deadbeef", "/etc/passwd", "../../x"):
+        r = _put(url, b, "a", b"x", append_type="append", append_handle=fake)
+        assert r.status_code == 404 and "nothing of that append is stored" in r.text, r.text
+    r = _put(url, b, "a", b"", append_type="flush", append_handle="")
+    assert r.status_code == 400 and "append_handle" in r.text, r.text
+    r = _put(url, b, "a", b"", append_type="bogus", append_handle=h)
+    assert r.status_code == 400 and "bogus" in r.text, r.text
+    r = _put(url, b, "a", b"", append_type="flush", append_handle=h)
+    assert r.status_code == 200, r.text
+    assert bucket.object("a").get_reader().read_all() == b"one"
+    # A flushed handle is gone.
+    r = _put(url, b, "a", b"", append_type="flush", append_handle=h)
+    assert r.status_code == 404, r.text
+    r = requests.put(
+        f"{url}/v1/objects/{b}/c",
+        params={"append_type": "append", "append_handle": ""},
+        data=b"abc",
+        timeout=HTTP_TIMEOUT,
+    )
+    h2 = r.headers["Ais-Append-Handle"]
+    # A flush whose checksum does not match the bytes stores nothing.
+    r = requests.put(
+        f"{url}/v1/objects/{b}/c",
+        params={"append_type": "flush", "append_handle": h2},
+        headers={"Ais-Checksum-Type": "xxhash", "Ais-Checksum-Value": "0123456789abcdef"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 400 and "checksum mismatch" in r.text, r.text
+    with pytest.raises(AISError) as ei:
+        bucket.object("c").head()
+    assert ei.value.status_code == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH"])
+def test_unknown_query_parameters_are_refused_on_every_method(cluster: Cluster, bucket: Bucket, method: str) -> None:
+    obj = bucket.object("keep")
+    obj.get_writer().put_content(b"precious")
+    # Through the proxy, and straight at every target (owner or not).
+    for base in [cluster.url] + [t.url for t in cluster.targets]:
+        r = requests.request(
+            method,
+            f"{base}/v1/objects/{bucket.name}/keep",
+            params={"appendty_typo": "append", "provider": "ais"},
+            data=b"" if method in ("GET", "HEAD", "DELETE") else b"overwrite?",
+            timeout=HTTP_TIMEOUT,
+            allow_redirects=True,
+        )
+        assert r.status_code == 400, (base, method, r.status_code, r.text)
+        if method != "HEAD":
+            assert "appendty_typo" in r.text, r.text
+    assert obj.get_reader().read_all() == b"precious"

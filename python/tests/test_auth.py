@@ -386,3 +386,102 @@ def test_etl_code_finds_no_secret_of_the_node(acluster, admin, admin_token):
     finally:
         requests.delete(f"{url}/v1/etl/{name}", headers=hdr, timeout=30)
         b.delete()
+
+
+def _claims(tok: str) -> dict:
+    body = tok.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def test_tokens_die_with_their_user_and_roles(acluster, admin):
+    """Deleting a user, or changing its roles, voids the tokens it holds at
+    once, on the proxy and on a target (no wait for expiry)."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    b = admin.bucket(unique_bucket_name("gone")).create()
+    turl = target_url(acluster)
+    try:
+        b.object("o").get_writer().put_content(b"data")
+        authn.role_manager().create(
+            "gone-ro", "read", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
+            bucket_name=b.name,
+        )
+        for user in ("leaver", "mover"):
+            authn.user_manager().create(user, ["gone-ro"], f"{user}-pw")
+        toks = {u: AuthNClient(url).login(u, f"{u}-pw") for u in ("leaver", "mover")}
+        for tok in toks.values():
+            assert Client(url, token=tok).bucket(b.name).object("o").get_reader().read_all() == b"data"
+        authn.user_manager().delete("leaver")
+        authn.user_manager().update("mover", roles=["ClusterOwner"])
+        for u, tok in toks.items():
+            st, msg = status_of(lambda: Client(url, token=tok).bucket(b.name).object("o").get_reader().read_all())
+            assert st == 401, (u, st, msg)
+            r = requests.get(f"{turl}/v1/objects/{b.name}/o", headers={"Authorization": f"Bearer {tok}"}, timeout=5, allow_redirects=False)
+            assert r.status_code == 401, (u, r.text)
+        # A new login of the changed user works at once, with its new roles.
+        tok = AuthNClient(url).login("mover", "mover-pw")
+        assert Client(url, token=tok).bucket(b.name).object("o").get_reader().read_all() == b"data"
+        # A re-created user of the same name is a new user: old tokens stay void.
+        authn.user_manager().create("leaver", ["gone-ro"], "leaver-pw")
+        st, _ = status_of(lambda: Client(url, token=toks["leaver"]).bucket(b.name).object("o").get_reader().read_all())
+        assert st == 401
+        fresh = AuthNClient(url).login("leaver", "leaver-pw")
+        assert Client(url, token=fresh).bucket(b.name).object("o").get_reader().read_all() == b"data"
+    finally:
+        for u in ("leaver", "mover"):
+            try:
+                authn.user_manager().delete(u)
+            except (AISError, AuthNError):
+                pass
+        b.delete()
+
+
+def test_generated_admin_password_token_cap_and_login_throttling(tmp_path):
+    """Without AIS_AUTH_ADMIN_PASSWORD the generated password goes to a 0600
+    file, never to the log; a token asked for 100 years gets the operator's
+    maximum; failed logins are throttled per user and per client (429 with
+    Retry-After, before the password is even checked)."""
+    c = Cluster(
+        base_dir=tmp_path / "ais-auth-gen",
+        num_targets=1,
+        env={"AIS_AUTH": "1", "AIS_AUTH_SECRET": "another-cluster-secret", "AIS_AUTH_MAX_TOKEN_TTL": "1h"},
+    )
+    c.start()
+    try:
+        files = list((tmp_path / "ais-auth-gen").rglob("admin-password"))
+        assert len(files) == 1, files
+        f = files[0]
+        assert f.stat().st_mode & 0o777 == 0o600
+        pw = f.read_text().strip()
+        assert len(pw) >= 16
+        for n in c.nodes:
+            assert pw not in n.log_path.read_text(errors="replace")
+        for log in (tmp_path / "ais-auth-gen").rglob("*.log"):
+            assert pw not in log.read_text(errors="replace"), log
+        tok = AuthNClient(c.url).login("admin", pw, expires_in=100 * 365 * 24 * 3600)
+        cl = _claims(tok)
+        assert cl["exp"] - cl["iat"] <= 3600, cl
+        # Throttling: 5 free failures, then 429 + Retry-After, even with the
+        # right password.
+        codes = []
+        for _ in range(6):
+            r = requests.post(f"{c.url}/v1/users/admin", json={"password": "nope"}, timeout=5)
+            codes.append(r.status_code)
+        assert codes[:5] == [401] * 5, codes
+        r = requests.post(f"{c.url}/v1/users/admin", json={"password": pw}, timeout=5)
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1, (r.status_code, r.text)
+        assert "too many failed logins" in r.json()["message"]
+        # Another user from the same client is throttled too (per client).
+        r = requests.post(f"{c.url}/v1/users/nobody-here", json={"password": "x"}, timeout=5)
+        assert r.status_code == 429, r.text
+        # After the wait, the right password gets in (and clears the count).
+        deadline = time.time() + 70
+        while True:
+            r = requests.post(f"{c.url}/v1/users/admin", json={"password": pw}, timeout=5)
+            if r.status_code != 429 or time.time() > deadline:
+                break
+            time.sleep(min(int(r.headers.get("Retry-After", "1")), 5))
+        assert r.status_code == 200, r.text
+    finally:
+        c.stop()

@@ -35,6 +35,10 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub iat: u64,
+    /// Issue time in milliseconds: a user's tokens issued before a change
+    /// of the user (deleted, roles or password changed) are refused.
+    #[serde(default)]
+    pub iat_ms: u64,
     /// Random id: two logins in the same second get different tokens (and
     /// revoking one does not revoke the other).
     #[serde(default)]
@@ -74,6 +78,8 @@ pub struct Cred {
     cluster_token: String,
     /// Revoked token ids (sha256 of the token) -> their expiry.
     revoked: RwLock<HashMap<String, u64>>,
+    /// Users whose tokens issued before a time are void (user -> (ms, expiry)).
+    user_cutoffs: RwLock<HashMap<String, (u64, u64)>>,
 }
 
 static CRED: OnceLock<Option<Cred>> = OnceLock::new();
@@ -157,6 +163,7 @@ impl Cred {
             secret: secret.to_vec(),
             cluster_token: String::new(),
             revoked: RwLock::new(HashMap::new()),
+            user_cutoffs: RwLock::new(HashMap::new()),
         };
         c.cluster_token = B64.encode(c.mac(&[b"ais-intra-cluster-v1"]));
         c
@@ -295,7 +302,23 @@ impl Cred {
         if self.is_revoked(&token_id(token)) {
             return Err(TokenError::Revoked);
         }
+        let issued_ms = if claims.iat_ms > 0 {
+            claims.iat_ms
+        } else {
+            claims.iat.saturating_mul(1000)
+        };
+        if self.user_cutoff(&claims.username) > issued_ms {
+            return Err(TokenError::Revoked);
+        }
         Ok(claims)
+    }
+
+    /// Tokens of `user` issued before this time (ms) are void (0: none).
+    pub fn user_cutoff(&self, user: &str) -> u64 {
+        self.user_cutoffs
+            .read()
+            .map(|m| m.get(user).map_or(0, |c| c.0))
+            .unwrap_or(u64::MAX)
     }
 
     pub fn is_revoked(&self, id: &str) -> bool {
@@ -308,18 +331,29 @@ impl Cred {
     /// Replaces the revoked set (expired entries dropped).
     pub fn set_revoked(&self, list: &[Revoked]) {
         let now = now_s();
+        let live = list.iter().filter(|t| t.exp > now);
         if let Ok(mut r) = self.revoked.write() {
-            *r = list
-                .iter()
-                .filter(|t| t.exp > now)
+            *r = live
+                .clone()
+                .filter(|t| t.user.is_empty())
                 .map(|t| (t.id.clone(), t.exp))
                 .collect();
+        }
+        if let Ok(mut u) = self.user_cutoffs.write() {
+            u.clear();
+            for t in live.filter(|t| !t.user.is_empty()) {
+                let e = u.entry(t.user.clone()).or_insert((0, 0));
+                if t.before_ms >= e.0 {
+                    *e = (t.before_ms, t.exp);
+                }
+            }
         }
     }
 
     pub fn revoked_list(&self) -> Vec<Revoked> {
         let now = now_s();
-        self.revoked
+        let mut out: Vec<Revoked> = self
+            .revoked
             .read()
             .map(|r| {
                 r.iter()
@@ -327,18 +361,76 @@ impl Cred {
                     .map(|(id, exp)| Revoked {
                         id: id.clone(),
                         exp: *exp,
+                        ..Default::default()
                     })
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(u) = self.user_cutoffs.read() {
+            out.extend(
+                u.iter()
+                    .filter(|(_, c)| c.1 > now)
+                    .map(|(user, c)| Revoked {
+                        id: format!("user:{user}"),
+                        exp: c.1,
+                        user: user.clone(),
+                        before_ms: c.0,
+                    }),
+            );
+        }
+        out
     }
 }
 
-/// One revoked token: its id ([`token_id`]) and expiry (dropped after it).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// One revoked token (its id, [`token_id`]) or, with `user`, every token
+/// of that user issued before `before_ms`; dropped after `exp`, when every
+/// such token has expired anyway.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 pub struct Revoked {
     pub id: String,
     pub exp: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub before_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The longest lifetime a token gets (`AIS_AUTH_MAX_TOKEN_TTL`: seconds, or
+/// with a unit `s`/`m`/`h`/`d`; default 24 h, AIStore's default expiry): a
+/// login asking for more gets this.
+pub fn max_token_ttl_s() -> u64 {
+    static MAX: OnceLock<u64> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("AIS_AUTH_MAX_TOKEN_TTL")
+            .ok()
+            .and_then(|v| parse_secs(&v))
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_TOKEN_TTL_S)
+    })
+}
+
+/// `90`, `90s`, `15m`, `24h`, `7d` as seconds.
+pub fn parse_secs(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mul) = match v.char_indices().last()? {
+        (i, 's') => (&v[..i], 1),
+        (i, 'm') => (&v[..i], 60),
+        (i, 'h') => (&v[..i], 3600),
+        (i, 'd') => (&v[..i], 86400),
+        _ => (v, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
 }
 
 const PBKDF2_ITERS: u32 = 20_000;
@@ -413,8 +505,44 @@ mod tests {
         c.set_revoked(&[Revoked {
             id: token_id(&t),
             exp: claims.exp,
+            ..Default::default()
         }]);
         assert_eq!(c.verify_jwt(&t).unwrap_err(), TokenError::Revoked);
+        // A user cut-off voids that user's earlier tokens only, and
+        // survives the round trip through the pushed list.
+        let c = Cred::new(b"secret-123");
+        let early = c.sign_jwt(&Claims {
+            iat_ms: 1_000,
+            ..claims.clone()
+        });
+        let late = c.sign_jwt(&Claims {
+            iat_ms: 3_000,
+            ..claims.clone()
+        });
+        let someone = c.sign_jwt(&Claims {
+            username: "v".into(),
+            iat_ms: 1_000,
+            ..claims.clone()
+        });
+        let cut = Revoked {
+            id: "user:u".into(),
+            exp: claims.exp,
+            user: "u".into(),
+            before_ms: 2_000,
+        };
+        c.set_revoked(std::slice::from_ref(&cut));
+        assert_eq!(c.verify_jwt(&early).unwrap_err(), TokenError::Revoked);
+        assert!(c.verify_jwt(&late).is_ok() && c.verify_jwt(&someone).is_ok());
+        let wire = serde_json::to_vec(&c.revoked_list()).unwrap();
+        let back: Vec<Revoked> = serde_json::from_slice(&wire).unwrap();
+        assert_eq!(back, vec![cut]);
+        // Old-format lists (no user fields) still parse.
+        let old: Vec<Revoked> = serde_json::from_str(r#"[{"id":"x","exp":5}]"#).unwrap();
+        assert!(old[0].user.is_empty());
+        assert_eq!(parse_secs("24h"), Some(86400));
+        assert_eq!(parse_secs("90"), Some(90));
+        assert_eq!(parse_secs("15m"), Some(900));
+        assert_eq!(parse_secs("x"), None);
     }
 
     #[test]

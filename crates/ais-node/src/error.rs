@@ -51,6 +51,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     InsufficientStorage(String),
+    /// 429 with `Retry-After` (throttled logins, too many connections).
+    #[error("{msg}")]
+    TooManyRequests { msg: String, retry_after_s: u64 },
     /// An error another node answered with, relayed as is.
     #[error("{message}")]
     Peer {
@@ -105,6 +108,7 @@ impl ApiError {
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Peer { status, .. } => *status,
         }
     }

@@ -146,8 +146,14 @@ impl Store {
                 },
             );
             if shown {
-                // Printed once: the only place this password ever appears.
-                eprintln!("AIS_AUTH: created user \"admin\" with password {pw} (set AIS_AUTH_ADMIN_PASSWORD to choose it)");
+                // Never into a log: a file only its owner can read.
+                let file = dir.join("admin-password");
+                write_private(&file, pw.as_bytes())?;
+                eprintln!(
+                    "AIS_AUTH: created user \"admin\"; its generated password is in {} (mode 0600; \
+                     set AIS_AUTH_ADMIN_PASSWORD to choose it)",
+                    file.display()
+                );
             }
             tracing::info!("auth: created the first admin user \"admin\"");
         }
@@ -159,6 +165,22 @@ impl Store {
         let _ = STORE.set(store);
         Ok(())
     }
+}
+
+/// Writes `data` to a new file readable by its owner only (0600 from the
+/// start: never a moment world-readable).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 fn save(path: &Path, data: &Data) -> std::io::Result<()> {
@@ -218,12 +240,15 @@ fn role_names(d: &Data, v: Option<&Value>) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-fn claims_for(d: &Data, u: &User, ttl_s: u64) -> Claims {
+fn claims_for(d: &Data, u: &User, ttl_s: u64, cutoff_ms: u64) -> Claims {
     let now = cred::now_s();
     let mut c = Claims {
         username: u.id.clone(),
         exp: now + ttl_s,
         iat: now,
+        // Never before the user's last change (a clock step back, or a
+        // login in the same millisecond as the change).
+        iat_ms: cred::now_ms().max(cutoff_ms),
         jti: format!("{:032x}", rand::random::<u128>()),
         roles: u.roles.clone(),
         ..Default::default()
@@ -273,7 +298,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
     let m = &ctx.method;
     // Login needs no token.
     if kind == "users" && !name.is_empty() && m == Method::POST {
-        return login(cred, &name, body).await;
+        return login(cred, ctx, &name, body).await;
     }
     let caller = super::user(cred, ctx)?;
     match (kind, m.clone(), name.is_empty()) {
@@ -368,6 +393,15 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                 },
                 true,
             )?;
+            // Tokens carry the roles they were issued with: new roles or a
+            // new password take effect for every token at once.
+            let changed = v.get("roles").is_some_and(|r| !r.is_null())
+                || v.get("pass")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| !p.is_empty());
+            if changed {
+                void_user_tokens(core, cred, std::slice::from_ref(&name)).await?;
+            }
             Ok(empty(StatusCode::OK))
         }
         ("users", Method::DELETE, false) => {
@@ -386,6 +420,8 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                 },
                 true,
             )?;
+            // A deleted user's tokens stop working on every node now.
+            void_user_tokens(core, cred, std::slice::from_ref(&name)).await?;
             tracing::info!(user = %name, by = %caller.username, "auth: user removed");
             Ok(empty(StatusCode::OK))
         }
@@ -425,7 +461,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     r.name
                 )));
             }
-            with_data(
+            let holders = with_data(
                 |d| {
                     match (creating, d.roles.contains_key(&r.name)) {
                         (true, true) => {
@@ -437,11 +473,19 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                         (false, false) => return Err(role_not_found(&r.name)),
                         _ => {}
                     }
+                    let holders: Vec<String> = d
+                        .users
+                        .values()
+                        .filter(|u| u.roles.contains(&r.name))
+                        .map(|u| u.id.clone())
+                        .collect();
                     d.roles.insert(r.name.clone(), r);
-                    Ok(())
+                    Ok(holders)
                 },
                 true,
             )?;
+            // Its holders' tokens carry the old permissions.
+            void_user_tokens(core, cred, &holders).await?;
             Ok(empty(StatusCode::OK))
         }
         ("roles", Method::DELETE, false) => {
@@ -499,27 +543,131 @@ fn role_not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("role \"{name}\" does not exist"))
 }
 
-async fn login(cred: &Cred, name: &str, body: Body) -> Res {
+async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
+    let client = ctx.remote.ip().to_string();
+    throttle::check(name, &client)?;
     let v = body_json(body).await?;
     let pw = v.get("password").and_then(Value::as_str).unwrap_or("");
-    // expires_in: nanoseconds (AIStore's time.Duration), 0/absent = default.
+    // expires_in: nanoseconds (AIStore's time.Duration), 0/absent = default;
+    // never past the operator's maximum.
+    let max = cred::max_token_ttl_s();
     let ttl_s = v
         .get("expires_in")
         .and_then(Value::as_f64)
         .filter(|n| *n > 0.0)
         .map(|ns| ((ns / 1e9).ceil() as u64).max(1))
-        .unwrap_or(cred::DEFAULT_TOKEN_TTL_S);
+        .unwrap_or(cred::DEFAULT_TOKEN_TTL_S)
+        .min(max);
+    let cutoff = cred.user_cutoff(name);
     let claims = with_data(
         |d| match d.users.get(name) {
-            Some(u) if cred::verify_password(pw, &u.pass_hash) => Ok(claims_for(d, u, ttl_s)),
-            _ => Err(ApiError::Unauthorized(format!(
-                "invalid credentials for user \"{name}\""
-            ))),
+            Some(u) if cred::verify_password(pw, &u.pass_hash) => {
+                Ok(Some(claims_for(d, u, ttl_s, cutoff)))
+            }
+            _ => Ok(None),
         },
         false,
     )?;
+    let Some(claims) = claims else {
+        throttle::failed(name, &client);
+        tracing::info!(user = %name, client = %client, "auth: failed login");
+        return Err(ApiError::Unauthorized(format!(
+            "invalid credentials for user \"{name}\""
+        )));
+    };
+    throttle::succeeded(name, &client);
     tracing::info!(user = %name, "auth: login");
     json_ok(&json!({"token": cred.sign_jwt(&claims)}))
+}
+
+/// Failed logins, per user and per client address: after
+/// [`throttle::FREE`] failures in a row, each further try waits (1 s,
+/// doubling up to [`throttle::MAX_WAIT`]) and is answered 429 with
+/// `Retry-After` before the password is even looked at.
+mod throttle {
+    use crate::error::{ApiError, ApiResult};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    pub const FREE: u32 = 5;
+    pub const MAX_WAIT: Duration = Duration::from_secs(60);
+    /// Entries kept at most (failed tries from many addresses).
+    const MAX_ENTRIES: usize = 100_000;
+
+    struct Entry {
+        fails: u32,
+        until: Instant,
+        last: Instant,
+    }
+
+    static FAILS: Mutex<Option<HashMap<String, Entry>>> = Mutex::new(None);
+
+    fn keys(user: &str, client: &str) -> [String; 2] {
+        [format!("u:{user}"), format!("c:{client}")]
+    }
+
+    pub fn check(user: &str, client: &str) -> ApiResult<()> {
+        let Ok(mut g) = FAILS.lock() else {
+            return Ok(());
+        };
+        let m = g.get_or_insert_with(HashMap::new);
+        let now = Instant::now();
+        for k in keys(user, client) {
+            if let Some(e) = m.get(&k).filter(|e| e.until > now) {
+                let wait = (e.until - now).as_secs().max(1);
+                let who = if k.starts_with("u:") {
+                    format!("user \"{user}\"")
+                } else {
+                    format!("client {client}")
+                };
+                return Err(ApiError::TooManyRequests {
+                    msg: format!("too many failed logins for {who}: retry in {wait} s"),
+                    retry_after_s: wait,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn failed(user: &str, client: &str) {
+        let Ok(mut g) = FAILS.lock() else { return };
+        let m = g.get_or_insert_with(HashMap::new);
+        let now = Instant::now();
+        if m.len() >= MAX_ENTRIES {
+            m.retain(|_, e| now.duration_since(e.last) < Duration::from_secs(900));
+            if m.len() >= MAX_ENTRIES {
+                m.clear();
+            }
+        }
+        for k in keys(user, client) {
+            let e = m.entry(k).or_insert(Entry {
+                fails: 0,
+                until: now,
+                last: now,
+            });
+            // A quiet quarter of an hour starts the count again.
+            if now.duration_since(e.last) > Duration::from_secs(900) {
+                e.fails = 0;
+            }
+            e.fails += 1;
+            e.last = now;
+            if e.fails >= FREE {
+                let wait = Duration::from_secs(1 << (e.fails - FREE).min(6)).min(MAX_WAIT);
+                e.until = now + wait;
+            }
+        }
+    }
+
+    pub fn succeeded(user: &str, client: &str) {
+        if let Ok(mut g) = FAILS.lock() {
+            if let Some(m) = g.as_mut() {
+                for k in keys(user, client) {
+                    m.remove(&k);
+                }
+            }
+        }
+    }
 }
 
 /// After a join: pushes the revoked list (if any) to every node a moment
@@ -547,6 +695,7 @@ async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
     list.push(Revoked {
         id: cred::token_id(tok),
         exp,
+        ..Default::default()
     });
     cred.set_revoked(&list);
     with_data(
@@ -558,6 +707,36 @@ async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
     )?;
     push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
     Ok(empty(StatusCode::OK))
+}
+
+/// Voids every token `users` hold now (a user deleted, its roles or
+/// password changed, a role it has changed): recorded, persisted and pushed
+/// to every node before the change is acknowledged.
+async fn void_user_tokens(core: &NodeCore, cred: &Cred, users: &[String]) -> ApiResult<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let before_ms = cred::now_ms() + 1;
+    // Every token they hold expires within the longest lifetime.
+    let exp = cred::now_s() + cred::max_token_ttl_s() + 60;
+    let mut list = cred.revoked_list();
+    list.retain(|r| !users.contains(&r.user));
+    list.extend(users.iter().map(|u| Revoked {
+        id: format!("user:{u}"),
+        exp,
+        user: u.clone(),
+        before_ms,
+    }));
+    cred.set_revoked(&list);
+    with_data(
+        |d| {
+            d.revoked = list.clone();
+            Ok(())
+        },
+        true,
+    )?;
+    push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
+    Ok(())
 }
 
 async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked]) {

@@ -54,6 +54,10 @@ struct ErrBody {
 
 pub fn error_response(node_name: &str, ctx: &Ctx, e: ApiError) -> Response {
     let status = e.status();
+    let retry_after = match &e {
+        ApiError::TooManyRequests { retry_after_s, .. } => Some(*retry_after_s),
+        _ => None,
+    };
     let body = ErrBody {
         tcode: e.tcode().to_string(),
         message: e.to_string(),
@@ -77,6 +81,10 @@ pub fn error_response(node_name: &str, ctx: &Ctx, e: ApiError) -> Response {
         "X-Content-Type-Options",
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(s) = retry_after {
+        r.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(s));
+    }
     r
 }
 

@@ -697,15 +697,7 @@ async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
         exp,
         ..Default::default()
     });
-    cred.set_revoked(&list);
-    with_data(
-        |d| {
-            d.revoked = list.clone();
-            Ok(())
-        },
-        true,
-    )?;
-    push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
+    publish_revoked(core, cred, list).await?;
     Ok(empty(StatusCode::OK))
 }
 
@@ -727,6 +719,11 @@ async fn void_user_tokens(core: &NodeCore, cred: &Cred, users: &[String]) -> Api
         user: u.clone(),
         before_ms,
     }));
+    publish_revoked(core, cred, list).await
+}
+
+/// Makes `list` the revoked set: applied here, persisted, pushed to every node.
+async fn publish_revoked(core: &NodeCore, cred: &Cred, list: Vec<Revoked>) -> ApiResult<()> {
     cred.set_revoked(&list);
     with_data(
         |d| {

@@ -123,3 +123,23 @@ def test_unknown_query_parameters_are_refused_on_every_method(cluster: Cluster, 
         if method != "HEAD":
             assert "appendty_typo" in r.text, r.text
     assert obj.get_reader().read_all() == b"precious"
+
+
+def test_sdk_object_copy_with_its_parameters(client, bucket: Bucket) -> None:
+    """The SDK's Object.copy sends latest-ver and synchronize with object_to:
+    accepted (a bucket of ours always holds the latest version); a copy's
+    parameters on a plain PUT, or a handle without append_type, are 400."""
+    src = bucket.object("src")
+    src.get_writer().put_content(b"copy me")
+    dst = client.bucket(bucket.name).object("dst")
+    r = src.copy(dst)
+    assert r.status_code == 200, r.text
+    assert dst.get_reader().read_all() == b"copy me"
+    url = client.bucket(bucket.name).object("x").get_url()
+    base = url.split("/v1/")[0]
+    for params in ({"etl_name": "x"}, {"latest-ver": "true"}, {"append_handle": "h"}):
+        r = requests.put(f"{base}/v1/objects/{bucket.name}/x", params=params, data=b"x", timeout=HTTP_TIMEOUT)
+        assert r.status_code == 400 and list(params)[0] in r.text, r.text
+    with pytest.raises(AISError) as ei:
+        bucket.object("x").head()
+    assert ei.value.status_code == 404

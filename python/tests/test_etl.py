@@ -290,7 +290,7 @@ def etl_procs(cluster: Cluster, name: Optional[str] = None) -> Dict[int, str]:
 
     A process counts if its command line runs this cluster's worker script
     (``<data>/etl/ais_etl_worker.py``), or if it runs in one of this cluster's
-    ETL work directories (``<data>/etl/<name>``, e.g. --fresh-process children).
+    ETL work directories (``<data>/etl/work/<name>.<rand>``, e.g. --fresh-process children).
     """
     base = str(cluster.base_dir)
     out = {}
@@ -305,7 +305,8 @@ def etl_procs(cluster: Cluster, name: Optional[str] = None) -> Dict[int, str]:
         in_etl_dir = cwd.startswith(base + os.sep) and f"{os.sep}etl{os.sep}" in cwd
         if not (is_worker or in_etl_dir):
             continue
-        if name is not None and os.path.basename(cwd) != name:
+        # Work dirs are <data>/etl/work/<name>.<rand> (fresh per start).
+        if name is not None and not any(part.rsplit(".", 1)[0] == name for part in Path(cwd).parts):
             continue
         out[int(pid)] = f"{cmd} (cwd {cwd})"
     return out
@@ -327,14 +328,14 @@ def pid_alive(pid: int) -> bool:
 def wait_for_workdir_file(cluster: Cluster, name: str, fname: str, timeout: float = 15.0) -> None:
     """Waits until a worker of ETL ``name`` created ``fname`` in its work dir (on any target)."""
     deadline = time.monotonic() + timeout
-    while not list(Path(cluster.base_dir).glob(f"*/etl/{name}/{fname}")):
+    while not list(Path(cluster.base_dir).glob(f"*/etl/work/{name}.*/{fname}")):
         assert time.monotonic() < deadline, f"{fname} did not appear in a work dir of {name}"
         time.sleep(0.05)
 
 
 def workdir_files(cluster: Cluster, name: str, fname: str) -> List[Path]:
     """``fname`` in ETL ``name``'s work dir on every target that has it."""
-    return sorted(Path(cluster.base_dir).glob(f"*/etl/{name}/{fname}"))
+    return sorted(Path(cluster.base_dir).glob(f"*/etl/work/{name}.*/{fname}"))
 
 
 # ------------------------------------------------------------------ fixtures
@@ -707,7 +708,7 @@ def transform(fqn):
         # A private copy in the worker's temp dir, never the object's file in the store.
         assert path.endswith(obj), path
         assert not any(path.startswith(str(mp)) for t in cluster.targets for mp in t.mpaths), path
-        assert f"{os.sep}etl{os.sep}{name}{os.sep}tmp{os.sep}" in path, path
+        assert re.search(rf"{os.sep}etl{os.sep}work{os.sep}{name}\.[^{os.sep}]+{os.sep}tmp{os.sep}", path), path
 
 
 def test_io_import_time_work_runs_once_per_worker(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
@@ -1139,7 +1140,8 @@ def assert_init_failed_cleanly(cluster: Cluster, name: str) -> None:
     wait_no_procs(cluster, name)
     assert_not_registered(cluster.url, name)
     for t in cluster.targets:
-        assert not (t.data_dir / "etl" / name).exists(), f"work dir of failed {name} left on {t.node_id}"
+        left = list((t.data_dir / "etl").glob(f"*/{name}.*"))
+        assert not left, f"work/code dir of failed {name} left on {t.node_id}: {left}"
 
 
 def test_init_syntax_error(cluster: Cluster, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict, List
 from urllib.parse import urlparse
 
+import pytest
 import requests
 
 from ais_cluster import NUM_TARGETS, Cluster, unique_bucket_name
@@ -104,9 +105,10 @@ def test_workers_are_unprivileged_and_the_sandbox_is_reported(cluster: Cluster, 
     obj = next(iter(src))
     out = spy(url, src.bucket, obj, name)
     if os.geteuid() == 0:
-        assert out["uid"] == 65534 and out["gid"] != 0, out
+        # Its own identity: from AIS_ETL_UID_RANGE (default below), gid = uid.
+        assert 1_900_000_000 <= out["uid"] <= 1_900_065_535 and out["gid"] == out["uid"], out
     assert out["uid"] != 0 and out["groups"] in ([], [out["gid"]]), out
-    assert out["cwd"].endswith(f"{os.sep}etl{os.sep}{name}"), out
+    assert Path(out["cwd"]).parent.name == "work" and Path(out["cwd"]).name.startswith(name + "."), out
     assert out["tmpdir"] == out["cwd"] + os.sep + "tmp", out
     # The worker got the object's bytes and its name, not its file.
     assert out["path_arg"] == f"ais://{src.bucket}/{obj}" and out["len"] == len(src[obj]), out
@@ -179,7 +181,7 @@ def test_no_writes_outside_the_work_dir(cluster: Cluster, src, etls: List[str]) 
         assert denied(out["write " + p]), out
         assert not Path(p).exists(), p
     assert out[f"write inside-{tag}"] == "ok:5" and out[f"write tmp/inside-{tag}"] == "ok:5", out
-    written = list(Path(cluster.base_dir).glob(f"*/etl/{name}/inside-{tag}"))
+    written = list(Path(cluster.base_dir).glob(f"*/etl/work/{name}.*/inside-{tag}"))
     assert len(written) == 1 and written[0].read_bytes() == b"pwned", written
     assert written[0].stat().st_uid == out["uid"]
 
@@ -421,6 +423,20 @@ def transform(data):
     assert all(n.proc.poll() is None for n in cluster.targets)
 
 
+def kill_and_restart_first_target(c: Cluster):
+    """SIGKILLs the cluster's first target and starts it again on the same
+    data (its metadata, ETLs included, as it left them); returns the new node."""
+    old = c.targets[0]
+    old.proc.send_signal(signal.SIGKILL)
+    old.proc.wait(timeout=10)
+    c.targets.remove(old)
+    mpath = old.mpaths[0]
+    new = c._spawn("target", old.data_dir, ["--join", c.proxy.url, "--mpath", str(mpath)], mpaths=[mpath])
+    c.targets.append(new)
+    c._wait_for_targets()
+    return new
+
+
 def test_failing_etl_from_metadata_does_not_loop_at_start_up(tmp_path: Path) -> None:
     """A target restarting with an ETL in its metadata that can no longer start
     (here: it refuses a second import) marks it failed once and keeps serving."""
@@ -432,25 +448,23 @@ def test_failing_etl_from_metadata_does_not_loop_at_start_up(tmp_path: Path) -> 
         assert r.status_code == 200, r.text
         put_obj(c.url, bck, "o1", b"payload")
         name = unique_etl("sbx-boot")
+        # Work dirs are fresh per start (nothing the ETL wrote survives), so
+        # the test marks the ETL's environment (read-only to the worker; a
+        # requirement the host already meets gives the ETL its own venv).
         code = (
-            "import os\n"
-            "if os.path.exists('booted'):\n"
-            "    raise SystemExit('refusing to start twice')\n"
-            "open('booted', 'w').close()\n\n"
+            "import os, sys\n"
+            "if os.path.exists(os.path.join(sys.prefix, 'refuse-start')):\n"
+            "    raise SystemExit('refusing to start twice')\n\n"
             "def transform(data):\n"
             "    return data\n"
         )
-        must_init(c.url, name, code, pool_size=1)
+        must_init(c.url, name, code, pool_size=1, deps="requests\n")
         assert etl_get(c.url, bck, "o1", name).content == b"payload"
+        venvs = [p.parent for p in (tmp_path / "envs").rglob("pyvenv.cfg")]
+        assert len(venvs) == 1, venvs
+        (venvs[0] / "refuse-start").write_text("x")
 
-        old = c.targets[0]
-        old.proc.send_signal(signal.SIGKILL)
-        old.proc.wait(timeout=10)
-        c.targets.remove(old)
-        mpath = old.mpaths[0]
-        new = c._spawn("target", old.data_dir, ["--join", c.proxy.url, "--mpath", str(mpath)], mpaths=[mpath])
-        c.targets.append(new)
-        c._wait_for_targets()
+        new = kill_and_restart_first_target(c)
 
         deadline = time.monotonic() + 30
         st: dict = {}
@@ -491,3 +505,153 @@ def test_cpu_time_limit(cluster: Cluster, src, etls: List[str]) -> None:
     assert "worker exceeded its CPU time limit (1 s)" in err_message(r), err_message(r)
     r = etl_get(url, src.bucket, obj, name)
     assert r.status_code == 200 and r.content == data, r.text
+
+
+PLANTER = r'''
+import os
+
+
+def transform(data, path, etl_args):
+    # etl_args: a directory of the host's that the node must never touch.
+    victim = etl_args
+    for name, to in (("code.py", os.path.join(victim, "pwned-code")), ("ais_etl_worker.py", os.path.join(victim, "pwned-worker"))):
+        try:
+            os.remove(name)
+        except FileNotFoundError:
+            pass
+        os.symlink(to, name)
+    if not os.path.islink("tmp"):
+        os.rename("tmp", "tmp.orig")
+        os.symlink(victim, "tmp")
+    return b"planted in " + os.getcwd().encode()
+'''
+
+
+def test_links_planted_in_the_work_dir_are_never_followed(tmp_path: Path) -> None:
+    """A transform replaces files of its work dir with links to a directory
+    of the host (its code file, the worker script, tmp/). Stop + start,
+    re-init under the same name and a kill -9 of the target each start the
+    ETL again: the node writes, chowns and chmods nothing through them, and
+    every start gets a fresh work dir."""
+    c = Cluster(base_dir=tmp_path / "links", num_targets=1, env={"AIS_ETL_ENV_CACHE": str(tmp_path / "envs")})
+    c.start()
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.chmod(victim, 0o755)
+    (victim / "keep").write_bytes(b"keep")
+    before = victim.stat()
+
+    def plant() -> str:
+        r = etl_get(c.url, bck, "o1", name, args=str(victim))
+        assert r.status_code == 200, r.text
+        return r.content.decode().removeprefix("planted in ")
+
+    def untouched() -> None:
+        st = victim.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode) == (before.st_uid, before.st_gid, before.st_mode)
+        assert sorted(p.name for p in victim.iterdir()) == ["keep"]
+        assert (victim / "keep").read_bytes() == b"keep"
+
+    try:
+        bck = unique_bucket_name("links")
+        r = requests.post(f"{c.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, r.text
+        put_obj(c.url, bck, "o1", b"payload")
+        name = unique_etl("sbx-links")
+        must_init(c.url, name, PLANTER, pool_size=1)
+        dirs = [plant()]
+        # 1. stop + start
+        assert requests.post(f"{c.url}/v1/etl/{name}/stop", timeout=HTTP_TIMEOUT).status_code == 200
+        r = requests.post(f"{c.url}/v1/etl/{name}/start", timeout=HTTP_TIMEOUT * 3)
+        assert r.status_code == 200, r.text
+        untouched()
+        dirs.append(plant())
+        # 2. re-init under the same name
+        assert requests.delete(f"{c.url}/v1/etl/{name}", timeout=HTTP_TIMEOUT).status_code == 200
+        untouched()
+        must_init(c.url, name, PLANTER, pool_size=1)
+        untouched()
+        dirs.append(plant())
+        # 3. the target killed and restarted with the ETL in its metadata
+        kill_and_restart_first_target(c)
+        deadline = time.monotonic() + 60
+        while True:
+            r = etl_get(c.url, bck, "o1", name, args=str(victim))
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert r.status_code == 200, r.text
+        dirs.append(r.content.decode().removeprefix("planted in "))
+        untouched()
+        # Every start had its own work dir; only the running one is left.
+        assert len(set(dirs)) == len(dirs), dirs
+        assert [Path(d).exists() for d in dirs] == [False, False, False, True], dirs
+        assert requests.delete(f"{c.url}/v1/etl/{name}", timeout=HTTP_TIMEOUT).status_code == 200
+        deadline = time.monotonic() + 10
+        while Path(dirs[-1]).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(dirs[-1]).exists(), "rm leaves the work dir behind"
+        untouched()
+    finally:
+        c.stop()
+
+
+NEIGHBOUR = r'''
+import json, os, signal
+
+
+def _try(fn):
+    try:
+        fn()
+        return "ok"
+    except BaseException as e:
+        return type(e).__name__
+
+
+def _read(p):
+    with open(p, "rb") as f:
+        return f.read(64)
+
+
+def transform(data, path, etl_args):
+    out = {"uid": os.getuid()}
+    for pid in json.loads(etl_args):
+        out["environ %d" % pid] = _try(lambda: _read("/proc/%d/environ" % pid))
+        out["mem %d" % pid] = _try(lambda: _read("/proc/%d/mem" % pid))
+        out["cwd %d" % pid] = _try(lambda: os.listdir("/proc/%d/cwd" % pid))
+        out["kill %d" % pid] = _try(lambda: os.kill(pid, signal.SIGKILL))
+    return json.dumps(out).encode()
+'''
+
+
+def test_one_etl_cannot_read_or_kill_another(cluster: Cluster, src, etls: List[str]) -> None:
+    """Each ETL runs under its own uid: one ETL's transform can neither read
+    another's worker memory, environment or files through /proc, nor kill
+    its workers; the victim keeps serving and never fails."""
+    if os.geteuid() != 0:
+        pytest.skip("ETLs get their own uid only when the target is root (it can switch uids)")
+    url = cluster.url
+    victim = unique_etl("sbx-victim")
+    etls.append(victim)
+    must_init(url, victim, "def transform(data):\n    return data.upper()\n", pool_size=1)
+    attacker = unique_etl("sbx-neigh")
+    etls.append(attacker)
+    must_init(url, attacker, NEIGHBOUR, pool_size=1)
+    pids = sorted({p for s in target_stats(url, victim).values() for p in s["worker_pids"]})
+    assert len(pids) == NUM_TARGETS, pids
+    for obj in list(src)[:6]:
+        r = etl_get(url, src.bucket, obj, attacker, args=json.dumps(pids))
+        assert r.status_code == 200, r.text
+        out = r.json()
+        for pid in pids:
+            for what in ("environ", "mem", "cwd", "kill"):
+                assert out[f"{what} {pid}"] in ("PermissionError", "ProcessLookupError"), (what, pid, out)
+        if os.geteuid() == 0:
+            st = target_stats(url, victim)
+            assert out["uid"] not in {s["sandbox"]["uid"] for s in st.values()}, (out, st)
+    for obj, data in list(src.items())[:6]:
+        r = etl_get(url, src.bucket, obj, victim)
+        assert r.status_code == 200 and r.content == data.upper(), r.text
+    st = target_stats(url, victim)
+    assert all(s["stage"] == "Running" for s in st.values()), st
+    assert sorted(p for s in st.values() for p in s["worker_pids"]) == pids, st

@@ -4,7 +4,7 @@
 use crate::fmt::{size_iec, table};
 use ais_client::Client;
 use ais_core::api::RmNodeMsg;
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
@@ -102,11 +102,47 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
         ..Default::default()
     };
     let id = client.node_lifecycle(action, &msg).await?;
-    println!("{action} t[{}]: done", a.node_id);
     if !id.is_empty() {
         println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
     }
+    if matches!(action, "decommission-node" | "shutdown-node") {
+        // Done means done: the node's objects moved and the node left (or
+        // shut down). A rebalance that could not move everything is an
+        // error here, not a "done".
+        wait_lifecycle(client, action, &a.node_id).await?;
+    }
+    println!("{action} t[{}]: done", a.node_id);
     Ok(())
+}
+
+/// Polls the primary until `sid`'s `action` ends (the primary records it
+/// as running before it answers the action); an error unless it finished.
+async fn wait_lifecycle(client: &Client, action: &str, sid: &str) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let states = client.node_lifecycle_states().await?;
+        let rec = states.get(sid).filter(|r| r["action"] == action);
+        if rec.is_none()
+            && action == "decommission-node"
+            && !client.smap().await?.tmap.contains_key(sid)
+        {
+            // A primary that restarted meanwhile knows nothing of it, but
+            // the node is gone from the map: decommissioned.
+            return Ok(());
+        }
+        if let Some(r) = rec {
+            let err = r["err"].as_str().unwrap_or("");
+            match r["state"].as_str().unwrap_or("") {
+                "finished" => return Ok(()),
+                "running" => {}
+                state => bail!("{action} t[{sid}] {state}: {err}"),
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{action} t[{sid}]: still running after an hour; see 'ais show rebalance'");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// `ais show rebalance`: the newest rebalance, per target.

@@ -45,16 +45,46 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A node's STATUS column: its lifecycle flag, and `offline` when it does
+/// not answer.
+fn node_status(flags: u64, alive: bool) -> String {
+    use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
+    let state = if flags & NODE_FLAG_DECOMMISSION != 0 {
+        Some("decommissioning")
+    } else if flags & NODE_FLAG_MAINTENANCE != 0 {
+        Some("maintenance")
+    } else {
+        None
+    };
+    match (state, alive) {
+        (None, true) => "online".into(),
+        (None, false) => "offline".into(),
+        (Some(s), true) => s.into(),
+        (Some(s), false) => format!("{s}, offline"),
+    }
+}
+
 pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
     let smap = client.smap().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&smap)?);
         return Ok(());
     }
+    // What each node is, truthfully: its flags in the map and whether it
+    // answers now (a shut-down target stays in the map, in maintenance).
+    let alive = futures::future::join_all(
+        smap.pmap
+            .values()
+            .chain(smap.tmap.values())
+            .map(|n| client.node_alive(n.url())),
+    )
+    .await;
+    let (p_alive, t_alive) = alive.split_at(smap.pmap.len());
     let rows: Vec<Vec<String>> = smap
         .pmap
         .values()
-        .map(|p| {
+        .zip(p_alive)
+        .map(|(p, up)| {
             let mark = if p.daemon_id == smap.proxy_si.daemon_id {
                 "[P]"
             } else {
@@ -63,7 +93,7 @@ pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
             vec![
                 format!("p[{}]{mark}", p.daemon_id),
                 p.url().to_string(),
-                "online".into(),
+                node_status(p.flags, *up),
             ]
         })
         .collect();
@@ -79,11 +109,12 @@ pub async fn show_cluster(client: &Client, json: bool) -> anyhow::Result<()> {
         .tmap
         .values()
         .zip(caps)
-        .map(|(t, cap)| {
+        .zip(t_alive)
+        .map(|((t, cap), up)| {
             let mut r = vec![
                 format!("t[{}]", t.daemon_id),
                 t.url().to_string(),
-                "online".into(),
+                node_status(t.flags, *up),
             ];
             r.extend(cap);
             r

@@ -251,6 +251,12 @@ impl Client {
         crate::json(resp).await
     }
 
+    /// How the last decommission/shutdown of each node went, by node id
+    /// (`state`: running, finished, failed, cancelled; `err`).
+    pub async fn node_lifecycle_states(&self) -> Result<BTreeMap<String, Value>> {
+        self.job_query("node_lifecycle", json!({})).await
+    }
+
     /// One job's status, summed over the targets.
     pub async fn job_status(&self, id: &str) -> Result<JobStatus> {
         self.job_query("status", json!({ "ID": id })).await

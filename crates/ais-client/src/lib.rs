@@ -266,6 +266,17 @@ impl Client {
         Ok(smap)
     }
 
+    /// Whether the node at `node_url` answers its health check now (2 s).
+    pub async fn node_alive(&self, node_url: &str) -> bool {
+        let url = format!("{}{}", node_url.trim_end_matches('/'), paths::HEALTH);
+        self.http
+            .get(url)
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     pub async fn health(&self) -> Result<()> {
         self.request(Method::GET, self.url(paths::HEALTH), None, &[])
             .await

@@ -12,6 +12,7 @@ mod procs;
 pub mod sandbox;
 mod server;
 pub mod spec;
+pub mod workdir;
 mod worker;
 
 #[cfg(test)]
@@ -149,6 +150,8 @@ pub struct EtlRuntime {
     /// Gathers concurrent byte transforms into batches (code with
     /// `transform_batch` only).
     batcher: Option<tokio::sync::mpsc::Sender<BatchJob>>,
+    /// Its work dir and code, removed with the runtime.
+    _dirs: workdir::RuntimeDirs,
 }
 
 /// The host's GPUs for `device: cuda` ETLs: `AIS_ETL_GPUS` (comma-separated
@@ -436,6 +439,9 @@ pub struct EtlManager {
     /// What the kernel lets this target do to confine ETL processes.
     host: Arc<sandbox::Host>,
     default_limits: Limits,
+    /// Each ETL's own uid (= gid) from the host's range: one ETL's
+    /// processes cannot signal, trace or read another's.
+    uids: Mutex<HashMap<String, u32>>,
 }
 
 impl EtlManager {
@@ -450,6 +456,8 @@ impl EtlManager {
             .map_err(|e| EtlError::Internal(format!("create {}: {e}", dir.display())))?;
         let procs = Arc::new(ais_proc::PidRegistry::new(dir.join(PID_REGISTRY)));
         kill_stale(&dir, &procs);
+        // Nothing runs yet: what runtimes of an earlier run left goes.
+        workdir::reset(&dir);
         let worker_script = dir.join("ais_etl_worker.py");
         std::fs::write(&worker_script, WORKER_PY)
             .map_err(|e| EtlError::Internal(format!("write worker script: {e}")))?;
@@ -471,7 +479,40 @@ impl EtlManager {
             start_failures: Mutex::new(HashMap::new()),
             host,
             default_limits: sandbox::default_limits(),
+            uids: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The uid/gid ETL `name` runs as: its own, from the host's range (kept
+    /// for the name while this target runs), else the host's shared one
+    /// (`None`: not root, processes keep the target's).
+    fn identity(&self, name: &str) -> Option<(u32, u32)> {
+        let shared = self.host.ids.filter(|_| self.host.enabled);
+        let Some((first, last)) = self.host.uid_range.filter(|_| shared.is_some()) else {
+            return shared;
+        };
+        let mut m = self.uids.lock().ok()?;
+        if let Some(u) = m.get(name) {
+            return Some((*u, *u));
+        }
+        let span = u64::from(last - first) + 1;
+        let start = xxhash_rust::xxh64::xxh64(name.as_bytes(), 0) % span;
+        let used: std::collections::HashSet<u32> = m.values().copied().collect();
+        let free = (0..span.min(1 << 20))
+            .map(|i| first + ((start + i) % span) as u32)
+            .find(|u| !used.contains(u));
+        match free {
+            Some(u) => {
+                m.insert(name.to_string(), u);
+                Some((u, u))
+            }
+            None => {
+                tracing::warn!(
+                    "etl: uid range {first}-{last} exhausted: {name} shares the default uid"
+                );
+                shared
+            }
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<EtlRuntime>> {
@@ -532,7 +573,6 @@ impl EtlManager {
                 if let Ok(mut f) = self.logs_of_failed.lock() {
                     f.insert(spec.name.clone(), log);
                 }
-                let _ = std::fs::remove_dir_all(self.dir.join(&spec.name));
                 Err(e)
             }
         }
@@ -562,10 +602,12 @@ impl EtlManager {
             deps.push_str("\ncloudpickle\naistore\n");
         }
         let python = self.envs.ensure(&py, &deps, &log).await?;
-        let workdir = self.dir.join(&spec.name);
-        self.make_workdir(&workdir)?;
+        let owner = self.identity(&spec.name);
+        let dirs = workdir::RuntimeDirs::create(&self.dir, &spec.name, owner)
+            .map_err(|e| EtlError::Internal(format!("work dir for etl {}: {e}", spec.name)))?;
+        let workdir = dirs.work.clone();
         let limits = spec.limits.or(&self.default_limits);
-        let mut ro = vec![self.worker_script.clone()];
+        let mut ro = vec![self.worker_script.clone(), dirs.code_dir.clone()];
         ro.extend(python_dirs(&python));
         ro.extend(python_dirs(&py.exe));
         if let Some(d) = self.envs.default_python_dirs() {
@@ -574,10 +616,7 @@ impl EtlManager {
         // Private home and temp dir, owned by the sandbox's uid.
         let mut env = vec![
             ("HOME".to_string(), workdir.display().to_string()),
-            (
-                "TMPDIR".to_string(),
-                workdir.join("tmp").display().to_string(),
-            ),
+            ("TMPDIR".to_string(), dirs.tmp().display().to_string()),
         ];
         env.extend(spec.env.iter().cloned());
         let (mode, code_path, func, arg_type) = match &spec.kind {
@@ -587,8 +626,10 @@ impl EtlManager {
                 arg_type,
                 fresh_process,
             } => {
-                let p = workdir.join("code.py");
-                std::fs::write(&p, code).map_err(|e| EtlError::Internal(e.to_string()))?;
+                // Next to nothing the worker can write: the node's own copy.
+                let p = dirs
+                    .write_code("code.py", code)
+                    .map_err(|e| EtlError::Internal(format!("write etl code: {e}")))?;
                 let mode = match (spec.comm, fresh_process) {
                     (Comm::Io, true) => "fresh",
                     (Comm::Io, false) => "io",
@@ -625,6 +666,7 @@ impl EtlManager {
                     true,
                     &workdir,
                     &ro,
+                    owner,
                 )?;
                 let info = sb.info();
                 // The command finds the environment's interpreter first on PATH.
@@ -669,6 +711,7 @@ impl EtlManager {
                     python: String::new(),
                     sandbox: Some(info),
                     batcher: None,
+                    _dirs: dirs,
                 });
             }
         };
@@ -687,6 +730,7 @@ impl EtlManager {
             spec.network,
             &workdir,
             &ro,
+            owner,
         )?;
         let info = sb.info();
         let gpus = if spec.cuda { host_gpus() } else { Vec::new() };
@@ -747,23 +791,8 @@ impl EtlManager {
             errors: Mutex::new(VecDeque::new()),
             python: py.version,
             sandbox: Some(info),
+            _dirs: dirs,
         })
-    }
-
-    /// The ETL's private work dir (with `tmp/`): owned by the sandbox's uid,
-    /// mode 0700.
-    fn make_workdir(&self, workdir: &std::path::Path) -> Result<(), EtlError> {
-        use std::os::unix::fs::PermissionsExt;
-        let e = |e: std::io::Error| EtlError::Internal(format!("{}: {e}", workdir.display()));
-        let tmp = workdir.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(e)?;
-        for d in [workdir, tmp.as_path()] {
-            if self.host.enabled && self.host.ids.is_some() {
-                std::os::unix::fs::chown(d, Some(self.host.uid), Some(self.host.gid)).map_err(e)?;
-            }
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).map_err(e)?;
-        }
-        Ok(())
     }
 
     /// The generation and error of this ETL's failed start here, if any.

@@ -15,12 +15,28 @@ use std::sync::Arc;
 /// switches. Nothing else: the target's environment holds secrets (the auth
 /// secret, S3 keys, cloud credentials) that user code must never see. The
 /// caller adds what the child needs (`HOME`, `TMPDIR`, the spec's `env`).
-pub const ENV_ALLOW: &[&str] = &["PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH"];
+pub const ENV_ALLOW: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TERM",
+    "LD_LIBRARY_PATH",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "PYTHONUNBUFFERED",
+    "PYTHONIOENCODING",
+    "PYTHONUTF8",
+    "PYTHONWARNINGS",
+    "PYTHONFAULTHANDLER",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+];
 
-/// Prefixes of [`ENV_ALLOW`]'s kind: locale categories and Python's own
-/// settings (`PYTHONPATH`, `PYTHONHASHSEED`, ...) and the GPU stack's
-/// (`CUDA_VISIBLE_DEVICES`, `NVIDIA_*`), never credentials.
-pub const ENV_ALLOW_PREFIX: &[&str] = &["LC_", "PYTHON", "CUDA_", "NVIDIA_"];
+/// Prefixes of [`ENV_ALLOW`]'s kind: locale categories and the CUDA
+/// runtime's settings (`CUDA_VISIBLE_DEVICES`, ...). Names, not prefixes,
+/// wherever a prefix could also match a credential (`NVIDIA_API_KEY`).
+pub const ENV_ALLOW_PREFIX: &[&str] = &["LC_", "CUDA_"];
 
 /// A command for ETL code with an empty environment but [`ENV_ALLOW`]'s
 /// variables taken from this process ([`ENV_ALLOW_PREFIX`] too, `extra`

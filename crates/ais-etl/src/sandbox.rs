@@ -104,6 +104,9 @@ pub struct Host {
     pub enabled: bool,
     /// Ids to switch to (None: the target is not root, keep its own).
     pub ids: Option<(u32, u32)>,
+    /// Each ETL's own uid (= gid) comes from this range (`AIS_ETL_UID_RANGE`,
+    /// `FIRST-LAST`; `off`: every ETL runs as [`Host::ids`]).
+    pub uid_range: Option<(u32, u32)>,
     pub uid: u32,
     pub gid: u32,
     /// Per-controller base directory of this target's ETL cgroups.
@@ -199,6 +202,17 @@ fn sweep_dead(parent: &Path, c: Ctrl) {
     }
 }
 
+/// Where ETLs' own uids come from by default: far above any account's uid
+/// (and below the 32-bit "no id"), unnamed in `/etc/passwd`.
+pub const DEFAULT_UID_RANGE: (u32, u32) = (1_900_000_000, 1_900_065_535);
+
+/// `FIRST-LAST` (both above 0, FIRST <= LAST).
+fn parse_range(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.trim().split_once('-')?;
+    let (a, b): (u32, u32) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && a <= b && b < u32::MAX).then_some((a, b))
+}
+
 impl Host {
     /// Detects what is allowed; `tag` names this target's cgroups.
     pub fn detect(tag: &str) -> Host {
@@ -210,6 +224,7 @@ impl Host {
             return Host {
                 enabled: false,
                 ids: None,
+                uid_range: None,
                 uid: euid,
                 gid: egid,
                 cgroups: Vec::new(),
@@ -237,9 +252,25 @@ impl Host {
         } else {
             Vec::new()
         };
+        let uid_range = match std::env::var("AIS_ETL_UID_RANGE") {
+            Ok(v) if v == "off" || v == "0" => None,
+            Ok(v) => match parse_range(&v) {
+                Some(r) => Some(r),
+                None => {
+                    notes.push(format!(
+                        "AIS_ETL_UID_RANGE={v:?} is not FIRST-LAST (uids above 0): using {}-{}",
+                        DEFAULT_UID_RANGE.0, DEFAULT_UID_RANGE.1
+                    ));
+                    Some(DEFAULT_UID_RANGE)
+                }
+            },
+            Err(_) => Some(DEFAULT_UID_RANGE),
+        }
+        .filter(|_| ids.is_some());
         let mut host = Host {
             enabled: true,
             ids,
+            uid_range,
             uid,
             gid,
             cgroups,
@@ -322,6 +353,8 @@ pub struct Sandbox {
     label: String,
     mount: Option<MountPlan>,
     workdir: CString,
+    /// The uid/gid its processes run as (`None`: the target's own).
+    ids: Option<(u32, u32)>,
 }
 
 /// Sandbox protections as `GET /v1/etl/NAME` reports them.
@@ -342,7 +375,8 @@ pub struct SandboxInfo {
 
 impl Sandbox {
     /// `rw`: the work dir; `ro`: what else the process must read (script,
-    /// interpreter, environment, the command's files).
+    /// interpreter, environment, the command's files); `ids`: the ETL's own
+    /// uid/gid ([`Host::identity`]), `None` for the host's default.
     pub fn new(
         host: Arc<Host>,
         label: &str,
@@ -350,7 +384,10 @@ impl Sandbox {
         network: bool,
         workdir: &Path,
         ro: &[PathBuf],
+        ids: Option<(u32, u32)>,
     ) -> Result<Sandbox, EtlError> {
+        let ids = ids.or(host.ids).filter(|_| host.ids.is_some());
+        let (uid, gid) = ids.unwrap_or((host.uid, host.gid));
         let cs = |p: &Path| {
             CString::new(p.as_os_str().as_bytes())
                 .map_err(|_| EtlError::Invalid(format!("path {} has a NUL byte", p.display())))
@@ -358,7 +395,7 @@ impl Sandbox {
         let mount = if host.enabled && host.mountns {
             let mut exp = vec![(workdir.to_path_buf(), true)];
             exp.extend(ro.iter().map(|p| (p.clone(), false)));
-            Some(MountPlan::build(&exp, host.uid, host.gid)?)
+            Some(MountPlan::build(&exp, uid, gid)?)
         } else {
             None
         };
@@ -370,6 +407,7 @@ impl Sandbox {
             mount,
             // The path as bound in the mount namespace (symlinks resolved).
             workdir: cs(&std::fs::canonicalize(workdir).unwrap_or_else(|_| workdir.to_path_buf()))?,
+            ids,
         })
     }
 
@@ -389,10 +427,11 @@ impl Sandbox {
         } else {
             "RLIMIT_NPROC (per uid)"
         };
+        let (uid, gid) = self.ids.unwrap_or((h.uid, h.gid));
         SandboxInfo {
             enabled: h.enabled,
-            uid: h.uid,
-            gid: h.gid,
+            uid,
+            gid,
             kill: if h.cgroup(Ctrl::Freezer).is_some() || h.cgroup(Ctrl::Pids).is_some() {
                 "cgroup".into()
             } else {
@@ -469,7 +508,7 @@ impl Sandbox {
                 rlimits.push((Rl::As, m, m));
             }
         }
-        if h.cgroup(Ctrl::Pids).is_none() && h.ids.is_some() {
+        if h.cgroup(Ctrl::Pids).is_none() && self.ids.is_some() {
             if let Some(p) = self.limits.nproc {
                 rlimits.push((Rl::Nproc, p, p));
             }
@@ -485,7 +524,7 @@ impl Sandbox {
             mount: self.mount.clone(),
             netns: h.netns && !self.network,
             chdir: self.mount.as_ref().map(|_| self.workdir.clone()),
-            ids: h.ids,
+            ids: self.ids,
         };
         Ok((jail, plan.hook()))
     }
@@ -1060,7 +1099,7 @@ mod tests {
             nofile: Some(64),
             ..Default::default()
         };
-        let sb = Sandbox::new(host.clone(), "unit", limits, false, &work, &[]).unwrap();
+        let sb = Sandbox::new(host.clone(), "unit", limits, false, &work, &[], None).unwrap();
         let info = sb.info();
         assert!(info.enabled && info.uid != 0, "{info:?}");
         let outside = format!("/tmp/ais-sbx-unit-{}", std::process::id());

@@ -127,6 +127,24 @@ pub fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
+/// Query parameter carrying the SHA-256 (hex) of a redirected request's
+/// body when the body selects data (Get-Batch): signed with the query.
+pub const BODY_PARAM: &str = "ais_body";
+
+/// The hex SHA-256 that [`BODY_PARAM`] carries for `body`.
+pub fn body_digest(body: &[u8]) -> String {
+    hex(&Sha256::digest(body))
+}
+
+/// `raw` decoded into pairs and encoded again one way: what a redirect
+/// credential signs (unparsable input signs as itself).
+pub fn canonical_query(raw: &str) -> String {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(raw)
+        .ok()
+        .and_then(|pairs| serde_urlencoded::to_string(pairs).ok())
+        .unwrap_or_else(|| raw.to_string())
+}
+
 /// A redirected request's raw query split into the part its credential
 /// signs and the credential, which must be the last parameter
 /// (`...&ais_auth=EXP.SIG`); `None` when there is none.
@@ -192,52 +210,32 @@ impl Cred {
     }
 
     /// `EXPIRY.SIG` for a redirected request (valid [`REDIRECT_TTL_S`]):
-    /// bound to its method, path, the whole query string before the
-    /// credential (so no parameter can be added, dropped or changed) and,
-    /// for a request whose body selects data (Get-Batch), the body's
-    /// SHA-256: the credential authorizes exactly the request the node
-    /// authorized, not another one sent to the same URL.
-    pub fn sign_redirect(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: Option<&[u8]>,
-    ) -> String {
+    /// bound to its method, path and the whole query before the credential
+    /// (so no parameter can be added, dropped or changed; for a request
+    /// whose body selects data the query carries the body's SHA-256 in
+    /// [`BODY_PARAM`]): it authorizes exactly the request the node
+    /// authorized. The query is signed in a canonical form (decoded pairs,
+    /// re-encoded), so a client re-quoting the `Location` does not break it.
+    pub fn sign_redirect(&self, method: &str, path: &str, query: &str) -> String {
         let exp = (now_s() + REDIRECT_TTL_S).to_string();
-        let sig = self.redirect_mac(method, path, query, body, &exp);
+        let sig = self.redirect_mac(method, path, query, &exp);
         format!("{exp}.{}", B64.encode(sig))
     }
 
-    fn redirect_mac(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: Option<&[u8]>,
-        exp: &str,
-    ) -> Vec<u8> {
-        let digest = body.map(|b| hex(&Sha256::digest(b)));
+    fn redirect_mac(&self, method: &str, path: &str, query: &str, exp: &str) -> Vec<u8> {
         self.mac(&[
             b"redirect-v2",
             method.as_bytes(),
             path.as_bytes(),
-            query.as_bytes(),
-            digest.as_deref().unwrap_or("-").as_bytes(),
+            canonical_query(query).as_bytes(),
             exp.as_bytes(),
         ])
     }
 
     /// Whether `v` is a live credential for exactly this request (see
-    /// [`Cred::sign_redirect`]).
-    pub fn check_redirect(
-        &self,
-        method: &str,
-        path: &str,
-        query: &str,
-        body: Option<&[u8]>,
-        v: &str,
-    ) -> bool {
+    /// [`Cred::sign_redirect`]); a body digest in the query is the caller's
+    /// to compare ([`body_digest`]).
+    pub fn check_redirect(&self, method: &str, path: &str, query: &str, v: &str) -> bool {
         let Some((exp, sig)) = v.split_once('.') else {
             return false;
         };
@@ -247,7 +245,7 @@ impl Cred {
         if e < now_s() {
             return false;
         }
-        let want = self.redirect_mac(method, path, query, body, exp);
+        let want = self.redirect_mac(method, path, query, exp);
         B64.decode(sig).is_ok_and(|s| ct_eq(&s, &want))
     }
 
@@ -297,6 +295,12 @@ impl Cred {
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenError::Malformed)?;
         if claims.exp <= now_s() {
+            return Err(TokenError::Expired);
+        }
+        // Never longer-lived than the cap (a token issued before the cap
+        // was lowered, or before there was one): a user cut-off is kept only
+        // that long.
+        if claims.exp.saturating_sub(claims.iat) > max_token_ttl_s() + 60 {
             return Err(TokenError::Expired);
         }
         if self.is_revoked(&token_id(token)) {
@@ -489,11 +493,18 @@ mod tests {
         let c = Cred::new(b"secret-123");
         let claims = Claims {
             username: "u".into(),
+            iat: now_s(),
             exp: now_s() + 60,
             ..Default::default()
         };
         let t = c.sign_jwt(&claims);
         assert_eq!(c.verify_jwt(&t).unwrap().username, "u");
+        // Longer-lived than the cap (signed before there was one): refused.
+        let long = c.sign_jwt(&Claims {
+            exp: now_s() + 100 * 365 * 86400,
+            ..claims.clone()
+        });
+        assert_eq!(c.verify_jwt(&long).unwrap_err(), TokenError::Expired);
         let other = Cred::new(b"another-secret");
         assert_eq!(other.verify_jwt(&t).unwrap_err(), TokenError::BadSignature);
         assert_eq!(c.verify_jwt("a.b").unwrap_err(), TokenError::Malformed);
@@ -548,20 +559,18 @@ mod tests {
     #[test]
     fn redirect_and_password() {
         let c = Cred::new(b"secret-123");
-        let s = c.sign_redirect("GET", "/v1/objects/b/o", "pid=p", None);
-        assert!(c.check_redirect("GET", "/v1/objects/b/o", "pid=p", None, &s));
-        assert!(!c.check_redirect("PUT", "/v1/objects/b/o", "pid=p", None, &s));
-        assert!(!c.check_redirect("GET", "/v1/objects/b/x", "pid=p", None, &s));
-        // Another query (a parameter added or changed) or a body where
-        // none was signed: refused.
-        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=p&etl_name=x", None, &s));
-        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=q", None, &s));
-        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=p", Some(b"{}"), &s));
-        // A body-bound credential holds for that body only.
-        let b = c.sign_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[1]}"));
-        assert!(c.check_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[1]}"), &b));
-        assert!(!c.check_redirect("GET", "/v1/ml/moss", "pid=p", Some(b"{\"in\":[2]}"), &b));
-        assert!(!c.check_redirect("GET", "/v1/ml/moss", "pid=p", None, &b));
+        let s = c.sign_redirect("GET", "/v1/objects/b/o", "pid=p");
+        assert!(c.check_redirect("GET", "/v1/objects/b/o", "pid=p", &s));
+        assert!(!c.check_redirect("PUT", "/v1/objects/b/o", "pid=p", &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/x", "pid=p", &s));
+        // Another query (a parameter added or changed): refused.
+        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=p&etl_name=x", &s));
+        assert!(!c.check_redirect("GET", "/v1/objects/b/o", "pid=q", &s));
+        // The same query quoted another way (a client re-quoting the
+        // Location) is the same query.
+        let q = c.sign_redirect("GET", "/v1/objects/b/o", "a=%7E&b=x%27y");
+        assert!(c.check_redirect("GET", "/v1/objects/b/o", "a=~&b=x'y", &q));
+        assert_eq!(body_digest(b"abc").len(), 64);
         assert_eq!(split_redirect("a=1&ais_auth=X.Y"), Some(("a=1", "X.Y")));
         assert_eq!(split_redirect("ais_auth=X.Y"), Some(("", "X.Y")));
         assert_eq!(split_redirect("a=1&ais_auth=X.Y&b=2"), None);

@@ -189,6 +189,20 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Runs the `ais` CLI against `endpoint`: (success, stdout, stderr).
+pub fn run_ais(endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(bin("ais"))
+        .args(args)
+        .env("AIS_ENDPOINT", endpoint)
+        .output()
+        .expect("run ais");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Path of binary `name` (`aisnode`, `ais`, ...). Panics with a clear
 /// message when it is missing or older than its sources (see
 /// [`fresh_bin`]).

@@ -5,16 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn ais(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin("ais"))
-        .args(args)
-        .env("AIS_ENDPOINT", endpoint)
-        .output()
-        .expect("run ais");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    ais_testkit::run_ais(endpoint, args)
 }
 
 fn ok(endpoint: &str, args: &[&str]) -> String {

@@ -10,8 +10,7 @@ use ais_testkit::rebal::{
     assert_placed, content, count_on, finished_rebalance, newest_rebalance, rebalances, settle,
     Load,
 };
-use ais_testkit::{bin, Cluster, Opts};
-use std::process::Command;
+use ais_testkit::{Cluster, Opts};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -89,17 +88,29 @@ fn smap(c: &Cluster) -> Smap {
 }
 
 fn ais(endpoint: &str, args: &[&str]) -> String {
-    let out = Command::new(bin("ais"))
-        .args(args)
-        .env("AIS_ENDPOINT", endpoint)
-        .output()
-        .expect("run ais");
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    );
-    assert!(out.status.success(), "ais {args:?} failed:\n{o}\n{e}");
+    let (ok, o, e) = ais_status(endpoint, args);
+    assert!(ok, "ais {args:?} failed:\n{o}\n{e}");
     o
+}
+
+/// `ais` with `args`: (success, stdout, stderr).
+fn ais_status(endpoint: &str, args: &[&str]) -> (bool, String, String) {
+    ais_testkit::run_ais(endpoint, args)
+}
+
+/// Flips a byte of one object target `i` holds in `bucket` (same size,
+/// metadata kept) and answers its name.
+fn damage_one(c: &Cluster, i: usize, bucket: &str) -> String {
+    let t = &c.targets[i];
+    let victim = ais_testkit::rebal::names_on(&t.url, bucket).unwrap()[0].clone();
+    let file = ais_testkit::checks::object_files(&t.data, bucket)
+        .into_iter()
+        .find(|p| p.ends_with(&victim) && p.to_string_lossy().contains("/@ais/"))
+        .unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[7] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    victim
 }
 
 /// Waits for a node that was told to leave to exit, with the status that
@@ -602,15 +613,7 @@ fn damaged_object_is_never_moved_by_a_rebalance() {
     let (c, rt, url, names) = loaded(3, &[], "cb", 90);
     let t1 = &c.targets[1];
     let held = ais_testkit::rebal::names_on(&t1.url, "cb").unwrap();
-    let victim = held[0].clone();
-    // Flip a byte in place (same size, metadata kept).
-    let file = ais_testkit::checks::object_files(&t1.data, "cb")
-        .into_iter()
-        .find(|p| p.ends_with(&victim) && p.to_string_lossy().contains("/@ais/"))
-        .unwrap();
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[7] ^= 0xff;
-    std::fs::write(&file, &bytes).unwrap();
+    let victim = damage_one(&c, 1, "cb");
     let cl = Client::new(&url);
     let before = rt.block_on(rebalances(&cl));
     rt.block_on(node_action(&cl, "start-maintenance", &t1.id))
@@ -698,4 +701,89 @@ fn decommission_completes_across_a_primary_restart() {
     assert_eq!((st.err_count, st.aborted), (0, false), "{st:?}");
     assert_placed(&c, "pb", &names);
     assert_readable(&rt, &url, "pb", &names);
+}
+
+/// A decommission that cannot finish is reported as failed — the CLI exits
+/// non-zero and says why, the primary records it — and the node stays in
+/// the map with what it could not move; one that cannot even start (an
+/// erasure-coded bucket would be left with too few targets) is refused
+/// before anything moves.
+#[test]
+fn a_decommission_that_cannot_finish_is_reported_as_failed() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let (c, rt, url, names) = loaded(3, &[], "df", 60);
+    c.allow_log("did not complete");
+    let cl = Client::new(&url);
+    // 1. EC 1+1 needs three targets: decommissioning one of three is refused.
+    rt.block_on(async {
+        cl.create_bucket("ec11").await.unwrap();
+        cl.set_bucket_props(
+            "ec11",
+            serde_json::json!({"ec": {"enabled": true, "data_slices": 1, "parity_slices": 1}}),
+        )
+        .await
+        .unwrap();
+    });
+    let t1 = c.targets[1].id.clone();
+    let (ok, out, err) = ais_status(&url, &["cluster", "add-remove-nodes", "decommission", &t1]);
+    assert!(!ok, "decommission accepted:\n{out}\n{err}");
+    assert!(err.contains("ec11") && err.contains("too few"), "{err}");
+    assert_eq!(smap(&c).tmap[&t1].flags, 0, "flagged although refused");
+    rt.block_on(cl.destroy_bucket("ec11")).unwrap();
+    // 2. A damaged object on the node cannot be moved: the rebalance reports
+    //    it, so the decommission fails and the node keeps it.
+    let victim = damage_one(&c, 1, "df");
+    let (ok, out, err) = ais_status(&url, &["cluster", "add-remove-nodes", "decommission", &t1]);
+    assert!(!ok, "decommission reported success:\n{out}\n{err}");
+    assert!(
+        err.contains("failed") && err.contains("run the action again"),
+        "{err}"
+    );
+    assert!(!out.contains(": done"), "{out}");
+    let states = rt.block_on(cl.node_lifecycle_states()).unwrap();
+    assert_eq!(states[&t1]["state"], "failed", "{states:?}");
+    assert!(
+        smap(&c).tmap.contains_key(&t1),
+        "removed although it holds {victim}"
+    );
+    let moved: Vec<String> = names.into_iter().filter(|n| *n != victim).collect();
+    assert_readable(&rt, &url, "df", &moved);
+}
+
+/// A target that was shut down shows as offline (and in maintenance) in
+/// `ais show cluster`; once it is decommissioned too, a missing object is a
+/// plain 404 at once (not a 503 "may be on a target that left", which the
+/// SDK would retry for 90 s).
+#[test]
+fn shut_down_then_decommissioned_target_shows_truthfully_and_misses_are_404() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut c, rt, url, names) = loaded(3, &[], "sd", 100);
+    c.allow_log("could not tell the node");
+    let cl = Client::new(&url);
+    let t2 = c.targets[2].id.clone();
+    let (ok, out, err) = ais_status(&url, &["cluster", "add-remove-nodes", "shutdown", &t2]);
+    assert!(ok && out.contains(": done"), "{out}\n{err}");
+    assert_left(&mut c.targets[2], Duration::from_secs(60));
+    let (ok, show, _) = ais_status(&url, &["show", "cluster"]);
+    assert!(ok);
+    let row = show
+        .lines()
+        .find(|l| l.starts_with(&format!("t[{t2}]")))
+        .unwrap_or_else(|| panic!("no row for t[{t2}]:\n{show}"));
+    assert!(row.contains("maintenance, offline"), "{row}");
+    for t in &c.targets[..2] {
+        let row = show
+            .lines()
+            .find(|l| l.starts_with(&format!("t[{}]", t.id)))
+            .unwrap();
+        assert!(row.contains("online"), "{row}");
+    }
+    let (ok, out, err) = ais_status(&url, &["cluster", "add-remove-nodes", "decommission", &t2]);
+    assert!(ok && out.contains(": done"), "{out}\n{err}");
+    assert!(!smap(&c).tmap.contains_key(&t2));
+    let t0 = Instant::now();
+    let e = rt.block_on(cl.get("sd", "no-such-object")).unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_readable(&rt, &url, "sd", &names);
 }

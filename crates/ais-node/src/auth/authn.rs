@@ -580,10 +580,11 @@ async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
     json_ok(&json!({"token": cred.sign_jwt(&claims)}))
 }
 
-/// Failed logins, per user and per client address: after
-/// [`throttle::FREE`] failures in a row, each further try waits (1 s,
-/// doubling up to [`throttle::MAX_WAIT`]) and is answered 429 with
-/// `Retry-After` before the password is even looked at.
+/// Failed logins: after [`throttle::FREE`] failures in a row of one user
+/// from one client, or [`throttle::FREE_WIDE`] of one user from anywhere or
+/// of one client for any users, each further try waits (1 s, doubling up to
+/// [`throttle::MAX_WAIT`]) and is answered 429 with `Retry-After` before the
+/// password is even looked at. Clients are addresses (IPv6: their /64).
 mod throttle {
     use crate::error::{ApiError, ApiResult};
     use std::collections::HashMap;
@@ -591,9 +592,13 @@ mod throttle {
     use std::time::{Duration, Instant};
 
     pub const FREE: u32 = 5;
+    pub const FREE_WIDE: u32 = 20;
     pub const MAX_WAIT: Duration = Duration::from_secs(60);
-    /// Entries kept at most (failed tries from many addresses).
+    /// Entries kept at most (failed tries from many addresses): when full,
+    /// unlocked ones go first and no counter that locks is ever dropped.
     const MAX_ENTRIES: usize = 100_000;
+    /// A quiet quarter of an hour starts a count again.
+    const QUIET: Duration = Duration::from_secs(900);
 
     struct Entry {
         fails: u32,
@@ -603,8 +608,26 @@ mod throttle {
 
     static FAILS: Mutex<Option<HashMap<String, Entry>>> = Mutex::new(None);
 
-    fn keys(user: &str, client: &str) -> [String; 2] {
-        [format!("u:{user}"), format!("c:{client}")]
+    /// The client part of a key: an IPv4 address, or an IPv6 /64 (one
+    /// host commonly holds a whole /64).
+    fn client_key(client: &str) -> String {
+        match client.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(a)) => {
+                let s = a.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => client.to_string(),
+        }
+    }
+
+    /// (key, failures allowed before it locks).
+    fn keys(user: &str, client: &str) -> [(String, u32); 3] {
+        let c = client_key(client);
+        [
+            (format!("uc:{user}|{c}"), FREE),
+            (format!("u:{user}"), FREE_WIDE),
+            (format!("c:{c}"), FREE_WIDE),
+        ]
     }
 
     pub fn check(user: &str, client: &str) -> ApiResult<()> {
@@ -613,13 +636,13 @@ mod throttle {
         };
         let m = g.get_or_insert_with(HashMap::new);
         let now = Instant::now();
-        for k in keys(user, client) {
+        for (k, _) in keys(user, client) {
             if let Some(e) = m.get(&k).filter(|e| e.until > now) {
                 let wait = (e.until - now).as_secs().max(1);
-                let who = if k.starts_with("u:") {
-                    format!("user \"{user}\"")
-                } else {
-                    format!("client {client}")
+                let who = match k.split_once(':').map(|x| x.0) {
+                    Some("u") => format!("user \"{user}\""),
+                    Some("c") => format!("client {client}"),
+                    _ => format!("user \"{user}\" from {client}"),
                 };
                 return Err(ApiError::TooManyRequests {
                     msg: format!("too many failed logins for {who}: retry in {wait} s"),
@@ -635,34 +658,38 @@ mod throttle {
         let m = g.get_or_insert_with(HashMap::new);
         let now = Instant::now();
         if m.len() >= MAX_ENTRIES {
-            m.retain(|_, e| now.duration_since(e.last) < Duration::from_secs(900));
+            m.retain(|_, e| e.until > now || now.duration_since(e.last) < QUIET);
             if m.len() >= MAX_ENTRIES {
-                m.clear();
+                m.retain(|_, e| e.until > now);
             }
         }
-        for k in keys(user, client) {
+        for (k, free) in keys(user, client) {
+            if !m.contains_key(&k) && m.len() >= MAX_ENTRIES {
+                continue;
+            }
             let e = m.entry(k).or_insert(Entry {
                 fails: 0,
                 until: now,
                 last: now,
             });
-            // A quiet quarter of an hour starts the count again.
-            if now.duration_since(e.last) > Duration::from_secs(900) {
+            if now.duration_since(e.last) > QUIET {
                 e.fails = 0;
             }
             e.fails += 1;
             e.last = now;
-            if e.fails >= FREE {
-                let wait = Duration::from_secs(1 << (e.fails - FREE).min(6)).min(MAX_WAIT);
+            if e.fails >= free {
+                let wait = Duration::from_secs(1 << (e.fails - free).min(6)).min(MAX_WAIT);
                 e.until = now + wait;
             }
         }
     }
 
+    /// A right password clears that user's and that pair's counts (not the
+    /// client's: it may be guessing other users' passwords).
     pub fn succeeded(user: &str, client: &str) {
         if let Ok(mut g) = FAILS.lock() {
             if let Some(m) = g.as_mut() {
-                for k in keys(user, client) {
+                for (k, _) in keys(user, client).into_iter().take(2) {
                     m.remove(&k);
                 }
             }

@@ -85,22 +85,30 @@ pub async fn gate(
         return Err(no_cluster_cred());
     }
     if let Some((query, v)) = cred::split_redirect(&ctx.raw_query) {
-        // A Get-Batch's body names the objects it reads: its credential
-        // binds the body, so the body is read (bounded) and checked here.
-        let (ok, body) = if matches!(ep, Endpoint::Moss(_)) {
+        if cred.check_redirect(ctx.method.as_str(), &ctx.path, query, v) {
+            if !matches!(ep, Endpoint::Moss(_)) {
+                return Ok(Gate::Pass(body));
+            }
+            // A Get-Batch's body names the objects it reads: the signed
+            // query carries its digest. Read (bounded) only now that the
+            // credential is known good, and compared.
+            // The last one: the proxy appends its own after whatever the
+            // client sent (a client's own `ais_body` must not count).
+            let want = ctx
+                .query
+                .0
+                .iter()
+                .rev()
+                .find(|(k, _)| k == cred::BODY_PARAM)
+                .map_or("", |(_, v)| v.as_str());
             let raw = read_body(body, 64 << 20).await?;
-            let ok = cred.check_redirect(ctx.method.as_str(), &ctx.path, query, Some(&raw), v);
-            (ok, Body::from(raw))
-        } else {
-            let ok = cred.check_redirect(ctx.method.as_str(), &ctx.path, query, None, v);
-            (ok, body)
-        };
-        if ok {
-            return Ok(Gate::Pass(body));
+            if !want.is_empty() && cred::body_digest(&raw) == want {
+                return Ok(Gate::Pass(Body::from(raw)));
+            }
+            return gate_user(cred, ctx, ep, Body::from(raw)).await;
         }
-        // Not this request's credential (another body, an edited query, or
-        // expired): it is judged by its token like any other.
-        return gate_user(cred, ctx, ep, body).await;
+        // Not this request's credential (an edited query, or expired): it is
+        // judged by its token like any other.
     }
     gate_user(cred, ctx, ep, body).await
 }

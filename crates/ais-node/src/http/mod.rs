@@ -112,6 +112,7 @@ impl Query {
             "ais_hop",
             "ais_hop2",
             "ais_verify",
+            crate::cred::BODY_PARAM,
             crate::cred::REDIRECT_PARAM,
         ];
         match self
@@ -151,8 +152,44 @@ pub const PUT_OBJECT_PARAMS: &[&str] = &[
     "etl_name",
     "etl_args",
     "uuid",
+    "latest-ver",
+    "synchronize",
     "ais_rebalance",
 ];
+
+/// An object PUT's parameters: known ones only, and each with the request
+/// it belongs to (a copy's `etl_name` on a plain PUT, or a handle without
+/// `append_type`, would otherwise be ignored and the PUT mean another thing).
+pub fn check_object_put(q: &Query) -> ApiResult<()> {
+    q.reject_unknown("PUT of an object", PUT_OBJECT_PARAMS)?;
+    let has = |k: &str| q.get(k).is_some();
+    let copy = has("object_to");
+    let append = has("append_type") || has("appendty");
+    let misplaced = |k: &str, needs: &str| {
+        ApiError::bad_request(format!(
+            "query parameter \"{k}\" applies to {needs} only; this PUT has none"
+        ))
+    };
+    if !copy {
+        if let Some(k) = ["etl_name", "etl_args", "uuid", "latest-ver", "synchronize"]
+            .into_iter()
+            .find(|k| has(k))
+        {
+            return Err(misplaced(k, "a copy (object_to)"));
+        }
+    }
+    if !append {
+        if let Some(k) = ["append_handle", "handle"].into_iter().find(|k| has(k)) {
+            return Err(misplaced(k, "an append (append_type)"));
+        }
+    }
+    if copy && append {
+        return Err(ApiError::bad_request(
+            "a PUT is either a copy (object_to) or an append (append_type), not both",
+        ));
+    }
+    Ok(())
+}
 
 /// Query parameters an object DELETE understands.
 pub const DELETE_OBJECT_PARAMS: &[&str] = &[];

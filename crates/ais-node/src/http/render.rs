@@ -120,10 +120,16 @@ pub fn redirect_bound(
     if let Some(c) = crate::cred::get() {
         // Auth on: this request was authorized; let the redirected one in
         // even when the client drops `Authorization` (another host:port).
+        if let Some(b) = body {
+            loc.push('&');
+            loc.push_str(crate::cred::BODY_PARAM);
+            loc.push('=');
+            loc.push_str(&crate::cred::body_digest(b));
+        }
         // It signs everything in the query so far: the credential must stay
         // the last parameter (`cred::split_redirect`).
         let q = loc.find('?').map_or("", |i| &loc[i + 1..]);
-        let sig = c.sign_redirect(ctx.method.as_str(), &ctx.path, q, body);
+        let sig = c.sign_redirect(ctx.method.as_str(), &ctx.path, q);
         loc.push('&');
         loc.push_str(crate::cred::REDIRECT_PARAM);
         loc.push('=');

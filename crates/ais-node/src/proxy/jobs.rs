@@ -39,8 +39,9 @@ pub struct ProxyJob {
     /// Unix nanoseconds, for pruning the oldest.
     #[serde(default)]
     started_ns: i64,
-    /// Final snapshots of targets that left the cluster on purpose after
-    /// finishing their part (decommissioned), by target name (`t[ID]`).
+    /// Final snapshots, by target name (`t[ID]`): of targets that left the
+    /// cluster on purpose after finishing their part (decommissioned), and
+    /// of every target once the job ended everywhere.
     #[serde(default)]
     left: HashMap<String, Value>,
 }
@@ -98,6 +99,19 @@ impl Registry {
         };
         if let Some(j) = m.get_mut(id) {
             j.left.insert(target.to_string(), snap);
+        }
+        self.persist(&m)
+    }
+    /// Keeps every target's final snapshot of a job that has ended
+    /// everywhere (one write): a target restarting later, which forgets its
+    /// jobs, must not turn a finished job into a lost one.
+    fn set_final(&self, id: &str, snaps: Vec<(String, Value)>) -> ApiResult<()> {
+        let Ok(mut m) = self.jobs.write() else {
+            return Err(ApiError::internal("job index lock poisoned"));
+        };
+        match m.get_mut(id) {
+            Some(j) => j.left.extend(snaps),
+            None => return Ok(()),
         }
         self.persist(&m)
     }
@@ -663,6 +677,20 @@ pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
                     .map(|v| v["end_ns"].as_i64().unwrap_or(0) != 0)
                     .unwrap_or(true)
             }));
+    // Ended on every target, each answering: that is the job's outcome for
+    // good (kept by the proxy; a target restarting later forgets it).
+    if all_done && snaps.iter().all(|(_, s)| s.is_ok()) {
+        let fresh: Vec<(String, Value)> = snaps
+            .iter()
+            .filter(|(t, _)| !job.left.contains_key(&t.name()))
+            .filter_map(|(t, s)| s.as_ref().ok().map(|v| (t.name(), v.clone())))
+            .collect();
+        if !fresh.is_empty() {
+            if let Err(e) = p.jobs.set_final(id, fresh) {
+                tracing::warn!(job = %id, error = %e, "could not keep the job's final snapshots");
+            }
+        }
+    }
     Ok(json!({
         "uuid": id,
         "kind": job.kind,
@@ -681,7 +709,8 @@ pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
     }))
 }
 
-/// `/v1/cluster?what=status|qryxstats|running_all|status_all` (else metadata).
+/// `/v1/cluster?what=status|qryxstats|running_all|status_all|node_lifecycle`
+/// (else metadata).
 pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
     let raw = read_body(body, 1 << 20).await?;
     let q: JobQuery = if raw.iter().all(|b| b.is_ascii_whitespace()) {
@@ -692,6 +721,10 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
     };
     let id = ctx.query.get("id").map(str::to_string).unwrap_or(q.id);
     match ctx.query.get("what").unwrap_or("") {
+        "node_lifecycle" => {
+            let m = p.lifecycle.lock().map(|m| m.clone()).unwrap_or_default();
+            json_ok(&m)
+        }
         "status" => {
             if id.is_empty() {
                 return Err(ApiError::bad_request("job status: missing job ID"));

@@ -89,6 +89,32 @@ pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
             "{action}: {name} is the last active target; its objects would have nowhere to go"
         )));
     }
+    // Erasure-coded buckets need `data + parity + 1` active targets: moving
+    // this one's objects away must not leave them unprotectable (the
+    // rebalance would move the objects, not their redundancy).
+    if !v.skip_rebalance {
+        let short: Vec<String> = p.core.meta.with_bmd(|b| {
+            b.buckets
+                .iter()
+                .filter(|(_, pr)| pr.ec.enabled && pr.ec.targets_needed() > others)
+                .map(|(n, pr)| {
+                    format!(
+                        "{n} (erasure coding {}+{} needs {} targets)",
+                        pr.ec.data_slices,
+                        pr.ec.parity_slices,
+                        pr.ec.targets_needed()
+                    )
+                })
+                .collect()
+        });
+        if !short.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{action}: without {name} the cluster has {others} active target(s), too few for bucket(s) {}; \
+                 add a target first (or disable erasure coding on them)",
+                short.join(", ")
+            )));
+        }
+    }
     let flag = if action == DECOMMISSION {
         NODE_FLAG_DECOMMISSION
     } else {
@@ -98,14 +124,64 @@ pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
     tracing::info!(node = %name, %action, "node flagged; its objects move to other targets");
     let reb = rebalance_or_skip(p, &v).await?;
     if action != START_MAINTENANCE {
+        record(p, &node, &action, &reb, RUNNING, "");
         let (p, reb) = (p.clone(), (!reb.is_empty()).then(|| reb.clone()));
         tokio::spawn(async move {
-            if let Err(e) = finish(&p, &action, node, v, reb).await {
-                tracing::error!(%action, error = %e, "node lifecycle action did not complete");
-            }
+            finish_recorded(&p, &action, node, v, reb).await;
         });
     }
     Ok(text_ok(&reb))
+}
+
+/// States of a decommission or shutdown in [`Proxy::lifecycle`].
+pub const RUNNING: &str = "running";
+pub const FINISHED: &str = "finished";
+pub const FAILED: &str = "failed";
+pub const CANCELLED: &str = "cancelled";
+
+/// Records where `node`'s decommission/shutdown stands, for the CLI (which
+/// reports done only once it is `finished`) and operators.
+fn record(p: &Proxy, node: &Snode, action: &str, reb: &str, state: &str, err: &str) {
+    if let Ok(mut m) = p.lifecycle.lock() {
+        m.insert(
+            node.daemon_id.clone(),
+            serde_json::json!({
+                "node": node.name(),
+                "action": action,
+                "rebalance": reb,
+                "state": state,
+                "err": err,
+                "time_ns": ais_core::now_ns(),
+            }),
+        );
+    }
+}
+
+/// [`finish`], with its outcome recorded.
+async fn finish_recorded(
+    p: &Arc<Proxy>,
+    action: &str,
+    node: Snode,
+    v: RmNodeMsg,
+    reb: Option<String>,
+) {
+    let job = reb.clone().unwrap_or_default();
+    let n = node.clone();
+    match finish(p, action, node, v, reb).await {
+        Ok(true) => record(p, &n, action, &job, FINISHED, ""),
+        Ok(false) => record(
+            p,
+            &n,
+            action,
+            &job,
+            CANCELLED,
+            "the node was taken out of maintenance (or left the map) before it finished",
+        ),
+        Err(e) => {
+            tracing::error!(%action, node = %n.name(), error = %e, "node lifecycle action did not complete");
+            record(p, &n, action, &job, FAILED, &e.to_string());
+        }
+    }
 }
 
 /// After a primary restart, decommissions it was finishing resume: each
@@ -133,9 +209,15 @@ pub fn resume(p: &Arc<Proxy>) {
             };
             tracing::info!(node = %node.name(), "resuming its decommission");
             let reb = super::jobs::current_rebalance(&p);
-            if let Err(e) = finish(&p, DECOMMISSION, node, v, reb).await {
-                tracing::error!(error = %e, "decommission did not complete");
-            }
+            record(
+                &p,
+                &node,
+                DECOMMISSION,
+                reb.as_deref().unwrap_or(""),
+                RUNNING,
+                "",
+            );
+            finish_recorded(&p, DECOMMISSION, node, v, reb).await;
         });
     }
 }
@@ -170,18 +252,18 @@ async fn rebalance_or_skip(p: &Proxy, v: &RmNodeMsg) -> ApiResult<String> {
 }
 
 /// After the rebalance (if any): tell the node to leave, and for a
-/// decommission remove it from the map.
+/// decommission remove it from the map. `Ok(false)`: called off meanwhile.
 async fn finish(
     p: &Arc<Proxy>,
     action: &str,
     node: Snode,
     v: RmNodeMsg,
     reb: Option<String>,
-) -> ApiResult<()> {
+) -> ApiResult<bool> {
     let name = node.name();
     if let Some(id) = reb {
         if wait_rebalanced(p, &node, id).await?.is_none() {
-            return Ok(());
+            return Ok(false);
         }
     }
     // Its part of every job (the rebalance that emptied it included) stays
@@ -206,7 +288,7 @@ async fn finish(
     } else {
         tracing::info!(node = %name, "shut down (stays in the map, in maintenance)");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Waits for the rebalance that moves `node`'s objects away. A newer

@@ -32,6 +32,9 @@ pub struct Proxy {
     /// Set when a rebalance for the current active targets was started (or
     /// skipped on purpose) outside the membership watcher, which takes it.
     pub balanced: std::sync::Mutex<Option<Vec<String>>>,
+    /// The last decommission/shutdown per node id and how it ended
+    /// (`GET /v1/cluster?what=node_lifecycle`, `lifecycle::record`).
+    pub lifecycle: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl Proxy {
@@ -42,6 +45,7 @@ impl Proxy {
             jobs,
             rebalance: std::sync::Mutex::new(None),
             balanced: std::sync::Mutex::new(None),
+            lifecycle: Default::default(),
         }
     }
 

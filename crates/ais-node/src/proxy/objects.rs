@@ -80,8 +80,7 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
     // A parameter the target would ignore must not turn a request into
     // another one (an append that overwrites): 400 here, before the hop.
     if ctx.method == Method::PUT {
-        ctx.query
-            .reject_unknown("PUT of an object", crate::http::PUT_OBJECT_PARAMS)?;
+        crate::http::check_object_put(&ctx.query)?;
     }
     if ctx.method == Method::DELETE {
         ctx.query

@@ -42,6 +42,10 @@ struct Open {
     /// `None` once flushed or failed (the entry is being removed).
     writer: Option<PutWriter>,
     last: Instant,
+    /// The mountpath set the writer chose its place in: a change (attach,
+    /// detach, a resilver) ends the handle rather than commit to a place
+    /// reads no longer look.
+    mpath_gen: u64,
 }
 
 /// A target's open append handles.
@@ -52,7 +56,9 @@ pub struct Appends {
 
 impl Appends {
     fn get(&self, handle: &str) -> Option<Arc<tokio::sync::Mutex<Open>>> {
-        self.open.lock().ok()?.get(handle).cloned()
+        let mut m = self.open.lock().ok()?;
+        sweep(&mut m);
+        m.get(handle).cloned()
     }
 
     fn remove(&self, handle: &str) {
@@ -65,8 +71,7 @@ impl Appends {
     /// [`MAX_OPEN`] are in use.
     fn insert(&self, open: Open) -> Option<(String, Arc<tokio::sync::Mutex<Open>>)> {
         let mut m = self.open.lock().ok()?;
-        // An entry locked right now is in use: never idle.
-        m.retain(|_, o| o.try_lock().map_or(true, |o| o.last.elapsed() < IDLE));
+        sweep(&mut m);
         if m.len() >= MAX_OPEN {
             return None;
         }
@@ -84,6 +89,12 @@ impl Appends {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Drops handles unused for [`IDLE`] (with their temp files); an entry
+/// locked right now is in use, never idle.
+fn sweep(m: &mut HashMap<String, Arc<tokio::sync::Mutex<Open>>>) {
+    m.retain(|_, o| o.try_lock().map_or(true, |o| o.last.elapsed() < IDLE));
 }
 
 /// Whether this PUT is an append or a flush (`append_type` present).
@@ -133,6 +144,15 @@ fn lookup(
     })
 }
 
+fn mpaths_changed(t: &Target, bck: &Bck, obj: &str, handle: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "{}: the mountpaths changed since append handle \"{handle}\" for {}/{obj} was \
+         opened; nothing of that append is stored - start again with an empty handle",
+        t.core.name,
+        bck.cname()
+    ))
+}
+
 fn wrong_object(t: &Target, bck: &Bck, obj: &str, handle: &str) -> ApiError {
     ApiError::bad_request(format!(
         "{}: append handle \"{handle}\" was issued for another object, not {}/{obj}",
@@ -154,6 +174,7 @@ async fn append(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, 
             uname: uname.clone(),
             writer: Some(w),
             last: Instant::now(),
+            mpath_gen: t.store.mpath_gen(),
         };
         t.appends.insert(open).ok_or_else(|| {
             ApiError::unavailable(format!(
@@ -169,6 +190,12 @@ async fn append(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, 
     let mut open = entry.lock().await;
     if open.uname != uname {
         return Err(wrong_object(t, bck, obj, &handle));
+    }
+    if open.mpath_gen != t.store.mpath_gen() {
+        open.writer = None;
+        drop(open);
+        t.appends.remove(&handle);
+        return Err(mpaths_changed(t, bck, obj, &handle));
     }
     let Some(w) = open.writer.as_mut() else {
         return Err(ApiError::NotFound(format!(
@@ -204,6 +231,12 @@ async fn flush(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, b
     let mut open = entry.lock().await;
     if open.uname != bck.obj_uname(obj) {
         return Err(wrong_object(t, bck, obj, handle));
+    }
+    if open.mpath_gen != t.store.mpath_gen() {
+        open.writer = None;
+        drop(open);
+        t.appends.remove(handle);
+        return Err(mpaths_changed(t, bck, obj, handle));
     }
     let Some(mut w) = open.writer.take() else {
         return Err(ApiError::NotFound(format!(

@@ -426,10 +426,18 @@ impl Target {
         };
         if let Some(old) = old {
             for (id, t) in &old.tmap {
-                if !new.tmap.contains_key(id) {
-                    tracing::warn!(target = %t.name(), "target left the cluster map");
-                    d.insert(id.clone(), t.name());
+                if new.tmap.contains_key(id) {
+                    continue;
                 }
+                // Decommissioned: removed only after the rebalance moved all
+                // it held (or on purpose without one): it holds nothing the
+                // cluster is still waiting for, and a miss is a 404.
+                if t.flags & ais_core::meta::NODE_FLAG_DECOMMISSION != 0 {
+                    tracing::info!(target = %t.name(), "decommissioned target left the cluster map");
+                    continue;
+                }
+                tracing::warn!(target = %t.name(), "target left the cluster map");
+                d.insert(id.clone(), t.name());
             }
         }
         d.retain(|id, _| !new.tmap.contains_key(id));

@@ -357,8 +357,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
-    ctx.query
-        .reject_unknown("PUT of an object", crate::http::PUT_OBJECT_PARAMS)?;
+    crate::http::check_object_put(&ctx.query)?;
     if super::append::is_append(ctx) {
         return super::append::put(t, ctx, bck, obj, body).await;
     }
@@ -489,6 +488,16 @@ pub(super) async fn writer(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_st
 /// `PUT /v1/objects/SRC/O?object_to=ais/@#/DST/O2[&etl_name=E]`: copy (or
 /// transform) one object stored here into another bucket, no job needed.
 async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str) -> Res {
+    // The SDK always sends these: for a bucket of ours the copy is of the
+    // latest version by definition; for a remote bucket we cannot honour them.
+    let asked = |k: &str| ctx.query.get(k) == Some("true");
+    if (asked("latest-ver") || asked("synchronize")) && super::remote::backend_of(t, bck)?.is_some()
+    {
+        return Err(ApiError::NotImplemented(format!(
+            "copy of {}/{obj} with latest-ver/synchronize: checking the remote version on a copy is not supported",
+            bck.cname()
+        )));
+    }
     let (dbck, dobj) = Bck::parse_uname(to)?;
     ais_core::names::validate_object_name(&dobj)?;
     t.core.bucket_props(&dbck)?;

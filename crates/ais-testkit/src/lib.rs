@@ -191,16 +191,18 @@ pub fn bin_dir() -> PathBuf {
 
 /// Runs the `ais` CLI against `endpoint`: (success, stdout, stderr).
 pub fn run_ais(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(bin("ais"))
+    match std::process::Command::new(bin("ais"))
         .args(args)
         .env("AIS_ENDPOINT", endpoint)
         .output()
-        .expect("run ais");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    {
+        Ok(out) => (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ),
+        Err(e) => (false, String::new(), format!("cannot run ais: {e}")),
+    }
 }
 
 /// Path of binary `name` (`aisnode`, `ais`, ...). Panics with a clear

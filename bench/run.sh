@@ -66,6 +66,15 @@ tag() { sed "s/^{/{\"case\":\"$1\",\"round\":$2,/"; }
   sync
   run --bucket b1ms --mode put --num "$N1M" --size 1MiB --conc 16 | tag put_1m_scratch 0
   run --bucket b16k --mode put --num "$N16K" --size 16KiB --conc 32 | tag put_16k 0
+  # The same objects in buckets that store no checksum (checksum.type=none):
+  # GETs there verify nothing, the baseline for the cost of verified reads
+  # (every GET of a default bucket checks the object against its checksum).
+  for b in b1mu b16ku; do
+    curl -sf -X POST "$EP/v1/buckets/$b" -H 'Content-Type: application/json' \
+      -d '{"action":"create-bck","value":{"checksum":{"type":"none"}}}' >/dev/null
+  done
+  run --bucket b1mu --mode put --num "$N1M" --size 1MiB --conc 16 | tag put_1m_unverified 0
+  run --bucket b16ku --mode put --num "$N16K" --size 16KiB --conc 32 | tag put_16k_unverified 0
   # GETs: ROUNDS rounds, each with the cluster through the proxy, straight
   # to the owner (--direct, the SDK's direct=True) and nginx back to back.
   for R in $(seq "$ROUNDS"); do
@@ -75,6 +84,8 @@ tag() { sed "s/^{/{\"case\":\"$1\",\"round\":$2,/"; }
     run --bucket b16k --mode get --num "$G16K" --distinct "$N16K" --size 16KiB --conc 32 | tag get_16k "$R"
     run --bucket b16k --mode get --num "$G16K" --distinct "$N16K" --size 16KiB --conc 32 --direct | tag get_16k_direct "$R"
     run --mode get --urls "http://127.0.0.1:$NPORT/b16k" --num "$G16K" --distinct "$N16K" --size 16KiB --conc 32 | tag nginx_16k "$R"
+    run --bucket b1mu --mode get --num "$G1M" --distinct "$N1M" --size 1MiB --conc 16 | tag get_1m_unverified "$R"
+    run --bucket b16ku --mode get --num "$G16K" --distinct "$N16K" --size 16KiB --conc 32 | tag get_16k_unverified "$R"
   done
 } >"$OUT/core.jsonl"
 
@@ -106,7 +117,7 @@ rounds = sorted({d["round"] for d in rows if d.get("round")})
 out = [f"Load average at the end: {sys.argv[2]}.", ""]
 out.append("| case | round | obj/s | MiB/s | p50 ms | p99 ms | errors |")
 out.append("|---|---|---|---|---|---|---|")
-order = ["put_1m_seed", "put_1m", "fs_1m", "put_1m_scratch", "put_16k", "get_1m", "get_1m_direct", "nginx_1m", "get_16k", "get_16k_direct", "nginx_16k"]
+order = ["put_1m_seed", "put_1m", "fs_1m", "put_1m_scratch", "put_16k", "get_1m", "get_1m_direct", "nginx_1m", "get_16k", "get_16k_direct", "nginx_16k", "get_1m_unverified", "get_16k_unverified"]
 for c in order:
     for d in get(c):
         out.append(f"| {c} | {d['round'] or '-'} | {d['obj_per_s']:.0f} | {d['mib_per_s']:.1f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | {d['errors']} |")
@@ -121,6 +132,8 @@ line("GET 1 MiB through the proxy vs nginx (MiB/s)", "get_1m", "nginx_1m", "mib_
 line("GET 1 MiB direct to the owner vs nginx (MiB/s)", "get_1m_direct", "nginx_1m", "mib_per_s", "-")
 line("GET 16 KiB through the proxy vs nginx (requests/s)", "get_16k", "nginx_16k", "obj_per_s", ">= 0.5")
 line("GET 16 KiB direct to the owner vs nginx (requests/s)", "get_16k_direct", "nginx_16k", "obj_per_s", ">= 0.9")
+line("GET 1 MiB verified (default bucket) vs unverified (checksum.type=none), through the proxy (MiB/s)", "get_1m", "get_1m_unverified", "mib_per_s", ">= 0.9")
+line("GET 16 KiB verified vs unverified, through the proxy (requests/s)", "get_16k", "get_16k_unverified", "obj_per_s", "-")
 put = statistics.median(d["obj_per_s"] for d in get("put_1m"))
 g1 = statistics.median(d["obj_per_s"] for d in get("get_1m"))
 out.append(f"- PUT 1 MiB vs GET 1 MiB through the proxy (obj/s, medians of {len(get('put_1m'))} and {len(get('get_1m'))} rounds): **{put / g1:.2f}x** (goal >= 0.5; durable: every PUT acknowledged after its data and name are on disk)")

@@ -31,7 +31,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("ais-cluster")
     # ETL dependency environments: built per test session, not taken from a
     # previous run's cache in $HOME (so dependency installs are exercised).
-    env = {"AIS_ETL_ENV_CACHE": str(tmp_path_factory.mktemp("etl-envs"))}
+    env = {
+        "AIS_ETL_ENV_CACHE": str(tmp_path_factory.mktemp("etl-envs")),
+        # No auth here: host-network ETLs (network: true, runtime.command
+        # servers) need the operator's consent.
+        "AIS_ETL_ALLOW_HOST_NETWORK": "1",
+    }
     # A generous keepalive timeout: on a loaded 2-core machine a 2 s one
     # dropped healthy targets from the map (no test here needs fast detection).
     c = Cluster(base_dir=base, num_targets=NUM_TARGETS, keepalive_timeout=6.0, env=env)

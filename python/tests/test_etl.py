@@ -1561,6 +1561,8 @@ class H(BaseHTTPRequestHandler):
         if u.path == "/health":
             return self._reply(200, b"OK")
         q = urllib.parse.parse_qs(u.query)
+        with open("read-back-urls", "a") as f:
+            f.write(os.environ["AIS_TARGET_URL"] + u.path + "\\n")
         data = urllib.request.urlopen(os.environ["AIS_TARGET_URL"] + u.path).read()
         self._reply(200, b"PULL:" + data[::-1] + b"|" + q.get("etl_args", [""])[0].encode())
 
@@ -1630,10 +1632,20 @@ def test_runtime_command_hpull_reads_back_through_target(cluster: Cluster, src, 
         r = etl_get(cluster.url, src.bucket, obj, name, args="k=v")
         assert r.status_code == 200, r.text
         assert r.content == b"PULL:" + data[::-1] + b"|k=v"
-    # The object endpoint refuses a wrong secret.
+    # The object endpoint refuses a made-up token; the server's environment
+    # holds no standing key, and the tokens it was given are void once their
+    # request is over (for that object or any other).
     t = cluster.targets[0]
     r = requests.get(f"{t.url}/v1/etl/_object/{name}/wrong-secret/ais%2F%40%23%2F{src.bucket}%2Fobj-00.txt", timeout=HTTP_TIMEOUT)
     assert r.status_code == 401, r.text
+    used = [u for f in Path(cluster.base_dir).glob(f"*/etl/work/{name}.*/read-back-urls") for u in f.read_text().split()]
+    assert len(used) == len(src), used
+    for u in used:
+        base, token, uname = u.rsplit("/", 2)
+        assert base.endswith(f"/v1/etl/_object/{name}"), u
+        assert requests.get(u, timeout=HTTP_TIMEOUT).status_code == 401, u
+        other = uname.replace("obj-", "zzz-")
+        assert requests.get(f"{base}/{token}/{other}", timeout=HTTP_TIMEOUT).status_code == 401
 
 
 def test_runtime_command_failures(cluster: Cluster, etls: List[str], tmp_path: Path) -> None:

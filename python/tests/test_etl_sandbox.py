@@ -28,6 +28,7 @@ from test_etl import (  # noqa: F401 - fixtures are used by name
     details,
     err_message,
     etl_get,
+    init_code,
     etl_procs,
     etls,
     must_init,
@@ -295,13 +296,58 @@ def test_no_network_unless_asked(cluster: Cluster, src, etls: List[str]) -> None
         v = out[f"connect {p}"]
         assert v.split(":")[0] in ("ConnectionRefusedError", "OSError", "TimeoutError"), out
     assert all(s["sandbox"]["netns"] for s in target_stats(url, closed).values())
+    assert all(s["sandbox"]["network"].startswith("private") for s in target_stats(url, closed).values())
+    assert "NETWORK:       private" in ais(cluster, "etl", "show", closed).stdout
 
+    # (The session cluster runs with AIS_ETL_ALLOW_HOST_NETWORK=1; without
+    # it, see test_host_network_needs_auth_or_the_operators_consent.)
     opened = unique_etl("sbx-net")
     etls.append(opened)
     must_init(url, opened, SPY, pool_size=1, network=True)
     out = spy(url, src.bucket, obj, opened, connect=[port])
     assert out[f"connect {port}"] == "ok:connected", out
     assert not any(s["sandbox"]["netns"] for s in target_stats(url, opened).values())
+    assert "NETWORK:       host" in ais(cluster, "etl", "show", opened).stdout
+
+
+def test_host_network_needs_auth_or_the_operators_consent(tmp_path: Path) -> None:
+    """Without authentication a host-network ETL could call the admin API
+    (delete buckets): "network": true and runtime.command servers are refused
+    unless the operator set AIS_ETL_ALLOW_HOST_NETWORK=1."""
+    c = Cluster(base_dir=tmp_path / "nonet", num_targets=1, env={"AIS_ETL_ENV_CACHE": str(tmp_path / "envs")})
+    c.start()
+    try:
+        r = init_code(c.url, unique_etl("net-no"), SPY, network=True)
+        assert r.status_code == 400 and "AIS_ETL_ALLOW_HOST_NETWORK" in err_message(r), r.text
+        msg = {
+            "name": unique_etl("cmd-no"),
+            "communication": "hpush://",
+            "runtime": {"image": "x", "command": ["/bin/true"]},
+        }
+        r = requests.put(f"{c.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 400 and "runtime.command" in err_message(r), r.text
+        # Nothing registered; a private-network ETL still works.
+        assert requests.get(f"{c.url}/v1/etl", timeout=HTTP_TIMEOUT).json() == []
+        must_init(c.url, unique_etl("net-ok"), SPY, pool_size=1)
+    finally:
+        c.stop()
+
+
+def test_pool_size_and_limits_cannot_exceed_the_operators(cluster: Cluster) -> None:
+    """An init asking for more workers or larger limits than the operator
+    allows (defaults: 2x cores workers; AIS_ETL_MEM_LIMIT etc.) is a 400
+    naming the limit; lower limits are fine."""
+    url = cluster.url
+    for kw, want in (
+        ({"pool_size": 100000}, "AIS_ETL_MAX_POOL_SIZE"),
+        ({"limits": {"memory": "64GiB"}}, "limits.memory"),
+        ({"limits": {"nproc": 1000000}}, "limits.nproc"),
+        ({"limits": {"output": "1TiB"}}, "limits.output"),
+        ({"limits": {"memory": 0}}, "limits.memory"),
+    ):
+        r = init_code(url, unique_etl("caps"), "def transform(data):\n    return data\n", **kw)
+        assert r.status_code == 400 and want in err_message(r), (kw, r.text)
+    assert not [e for e in requests.get(f"{url}/v1/etl", timeout=HTTP_TIMEOUT).json() if e["id"].startswith("caps-")]
 
 
 KILLER = r'''

@@ -402,3 +402,47 @@ def test_aws_cli_sync(endpoint, sbucket, tmp_path):
     assert len(listing.strip().splitlines()) == 13
     run("rm", f"s3://{sbucket}/sync", "--recursive")
     assert run("ls", f"s3://{sbucket}/", "--recursive").strip() == ""
+
+
+def test_ten_thousand_parts_complete_and_small_parts_are_refused_by_default(s3, sbucket, tmp_path):
+    """S3's limit of 10,000 parts, all stored and completed byte-exact (part
+    sizes checked against AIS_S3_MIN_PART_SIZE, here 0); the default
+    cluster keeps S3's 5 MiB minimum for every part but the last."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ais_cluster import Cluster
+
+    # Default minimum: a small first part is EntityTooSmall.
+    uid = s3.create_multipart_upload(Bucket=sbucket, Key="small")["UploadId"]
+    e1 = s3.upload_part(Bucket=sbucket, Key="small", UploadId=uid, PartNumber=1, Body=b"a")["ETag"]
+    e2 = s3.upload_part(Bucket=sbucket, Key="small", UploadId=uid, PartNumber=2, Body=b"b")["ETag"]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=sbucket, Key="small", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert code_of(e.value) == "EntityTooSmall"
+    s3.abort_multipart_upload(Bucket=sbucket, Key="small", UploadId=uid)
+
+    c = Cluster(base_dir=tmp_path / "mpu", num_targets=1, env={"AIS_S3_MIN_PART_SIZE": "0"})
+    c.start()
+    try:
+        cl = s3_client(c.url)
+        cl.create_bucket(Bucket="many")
+        uid = cl.create_multipart_upload(Bucket="many", Key="k")["UploadId"]
+        n = 10_000
+        body = {i: b"%05d|" % i for i in range(1, n + 1)}
+
+        def put(i: int) -> str:
+            return cl.upload_part(Bucket="many", Key="k", UploadId=uid, PartNumber=i, Body=body[i])["ETag"]
+
+        with ThreadPoolExecutor(8) as ex:
+            etags = list(ex.map(put, range(1, n + 1)))
+        done = cl.complete_multipart_upload(Bucket="many", Key="k", UploadId=uid, MultipartUpload={
+            "Parts": [{"PartNumber": i, "ETag": e} for i, e in enumerate(etags, 1)]})
+        assert done["ETag"].endswith(f'-{n}"'), done["ETag"]
+        got = cl.get_object(Bucket="many", Key="k")["Body"].read()
+        assert got == b"".join(body[i] for i in range(1, n + 1))
+        with pytest.raises(ClientError) as e:
+            cl.upload_part(Bucket="many", Key="k2", UploadId=uid, PartNumber=n + 1, Body=b"x")
+        assert code_of(e.value) in ("InvalidArgument", "NoSuchUpload")
+    finally:
+        c.stop()

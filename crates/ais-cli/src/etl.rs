@@ -310,6 +310,9 @@ async fn show(client: &Client, name: &str) -> anyhow::Result<()> {
     }
     if let Some(sb) = v.targets.iter().find_map(|t| t.sandbox.as_ref()) {
         println!("SANDBOX:       {}", sandbox_line(sb));
+        if let Some(n) = sb["network"].as_str() {
+            println!("NETWORK:       {n}");
+        }
     }
     if let Some(c) = v.code() {
         println!("\nCODE:\n{c}");

@@ -139,8 +139,6 @@ enum Backend {
 pub struct EtlRuntime {
     pub spec: EtlSpec,
     pub generation: u64,
-    /// Authorises the transformer's calls back to `/v1/etl/_object/...`.
-    pub secret: String,
     backend: Backend,
     pub log: LogSink,
     pub stats: Counters,
@@ -412,6 +410,15 @@ impl EtlRuntime {
             Backend::Server(s) => s.stop(),
         }
     }
+
+    /// Whether a transformer server may read `uname` back with `token`:
+    /// only while the request that gave it the token is in flight.
+    pub fn object_token_ok(&self, token: &str, uname: &str) -> bool {
+        match &self.backend {
+            Backend::Server(s) => s.token_ok(token, uname),
+            Backend::Pool(_) => false,
+        }
+    }
 }
 
 /// `ais://bucket/obj` -> (`bucket`, `obj`).
@@ -602,6 +609,9 @@ impl EtlManager {
             deps.push_str("\ncloudpickle\naistore\n");
         }
         let python = self.envs.ensure(&py, &deps, &log).await?;
+        // The target's own bounds too (its environment may differ from the
+        // proxy's, and a start from metadata skips the proxy).
+        spec.check_caps(&self.default_limits)?;
         let owner = self.identity(&spec.name);
         let dirs = workdir::RuntimeDirs::create(&self.dir, &spec.name, owner)
             .map_err(|e| EtlError::Internal(format!("work dir for etl {}: {e}", spec.name)))?;
@@ -644,7 +654,6 @@ impl EtlManager {
             }
             Kind::Class { .. } => ("class", String::new(), String::new(), String::new()),
             Kind::Command { command } => {
-                let secret = ais_core::gen_id(16);
                 // The command's own files (its executable, absolute paths in
                 // its arguments) must stay readable in the sandbox.
                 if let Some(exe) = command.first() {
@@ -683,10 +692,7 @@ impl EtlManager {
                     workdir: workdir.display().to_string(),
                     comm: spec.comm,
                     ready_timeout: spec.init_timeout,
-                    target_url: format!(
-                        "{}/v1/etl/_object/{}/{secret}",
-                        self.target_url, spec.name
-                    ),
+                    target_url: format!("{}/v1/etl/_object/{}", self.target_url, spec.name),
                     tracker: procs::Tracker::new(
                         self.procs.clone(),
                         format!("etl {} server", spec.name),
@@ -703,7 +709,6 @@ impl EtlManager {
                 return Ok(EtlRuntime {
                     spec: spec.clone(),
                     generation,
-                    secret,
                     backend: Backend::Server(Box::new(srv)),
                     log,
                     stats: Counters::default(),
@@ -784,7 +789,6 @@ impl EtlManager {
             batcher,
             spec: spec.clone(),
             generation,
-            secret: ais_core::gen_id(16),
             backend: Backend::Pool(pool),
             log,
             stats: Counters::default(),

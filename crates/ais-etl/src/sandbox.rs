@@ -368,6 +368,8 @@ pub struct SandboxInfo {
     pub pidns: bool,
     pub mountns: bool,
     pub netns: bool,
+    /// "private (loopback only)" or "host" (and why).
+    pub network: String,
     pub cgroups: Vec<Ctrl>,
     pub limits: serde_json::Value,
     pub notes: Vec<String>,
@@ -440,6 +442,13 @@ impl Sandbox {
             pidns: false,
             mountns: h.enabled && h.mountns,
             netns: h.enabled && h.netns && !self.network,
+            network: if self.network {
+                "host (asked for, or a transformer server)".into()
+            } else if h.enabled && h.netns {
+                "private (loopback only)".into()
+            } else {
+                "host (this target cannot make network namespaces)".into()
+            },
             cgroups: cg,
             limits: serde_json::json!({
                 "memory": l.memory, "memory_enforced_by": mem_how,

@@ -21,7 +21,9 @@ pub struct ServerCfg {
     pub workdir: String,
     pub comm: Comm,
     pub ready_timeout: Duration,
-    /// `<target url>/v1/etl/_object/<etl>/<secret>`.
+    /// `<target url>/v1/etl/_object/<etl>`: the server reads an object back
+    /// at this URL + the path of the request it got (`/<token>/<uname>`);
+    /// the token is good for that object, during that request only.
     pub target_url: String,
     /// Where the server process is recorded while it lives.
     pub tracker: Tracker,
@@ -36,6 +38,20 @@ pub struct CommandServer {
     base: String,
     http: reqwest::Client,
     comm: Comm,
+    /// Read-back tokens of the hpull requests in flight: token -> uname.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// Removes a read-back token when its request ends (also on a timeout or
+/// an error).
+struct TokenGuard<'a>(&'a CommandServer, String);
+
+impl Drop for TokenGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.tokens.lock() {
+            m.remove(&self.1);
+        }
+    }
 }
 
 fn free_port() -> Result<u16, EtlError> {
@@ -83,6 +99,7 @@ impl CommandServer {
             base,
             http,
             comm: cfg.comm,
+            tokens: Default::default(),
         };
         let deadline = Instant::now() + cfg.ready_timeout;
         loop {
@@ -134,10 +151,18 @@ impl CommandServer {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
+        let mut _token = None;
         let req = match self.comm {
             Comm::Hpull => {
                 let uname = format!("ais/@#/{bucket}/{obj}");
-                let url = format!("{}/{}", self.base, escape_segment(&uname));
+                // A token for this object and this request: the server (host
+                // network, readable environment) holds no standing credential.
+                let token = ais_core::gen_id(32);
+                if let Ok(mut m) = self.tokens.lock() {
+                    m.insert(token.clone(), uname.clone());
+                }
+                let url = format!("{}/{token}/{}", self.base, escape_segment(&uname));
+                _token = Some(TokenGuard(self, token));
                 self.http.get(url).query(&[("etl_args", args)])
             }
             Comm::Hpush | Comm::Io => {
@@ -176,6 +201,13 @@ impl CommandServer {
 
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether `token` is a read-back token of a request in flight for `uname`.
+    pub fn token_ok(&self, token: &str, uname: &str) -> bool {
+        self.tokens
+            .lock()
+            .is_ok_and(|m| m.get(token).is_some_and(|u| u == uname))
     }
 
     /// The server's exit status, once it exited (reaps it).

@@ -301,7 +301,111 @@ fn runtime_python_minor(image: &str) -> Option<String> {
     (minor.matches('.').count() == 1).then_some(minor)
 }
 
+/// The most workers one ETL may ask for per target (`pool_size`):
+/// `AIS_ETL_MAX_POOL_SIZE`, default twice the host's cores (at least 4).
+pub fn max_pool_size() -> usize {
+    std::env::var("AIS_ETL_MAX_POOL_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(4)
+                .max(4)
+        })
+}
+
+/// Whether ETLs may keep the host's network (`"network": true`, and every
+/// `runtime.command` server) on a cluster without authentication:
+/// `AIS_ETL_ALLOW_HOST_NETWORK=1`. Without auth, anything on the host
+/// network can call the cluster's admin API.
+pub fn host_network_allowed() -> bool {
+    std::env::var("AIS_ETL_ALLOW_HOST_NETWORK").is_ok_and(|v| v == "1" || v == "true")
+}
+
 impl EtlSpec {
+    /// The operator's bounds: `pool_size` at most [`max_pool_size`], and no
+    /// limit above (or switched off where there is) the operator's default
+    /// (`AIS_ETL_MEM_LIMIT`, ...): an ETL may lower its limits, never raise
+    /// them. An error names the first one exceeded.
+    pub fn check_caps(&self, defaults: &Limits) -> Result<(), EtlError> {
+        let max = max_pool_size();
+        if self.pool_size > max {
+            return Err(EtlError::Invalid(format!(
+                "pool_size {} exceeds this cluster's maximum of {max} workers per target \
+                 (AIS_ETL_MAX_POOL_SIZE)",
+                self.pool_size
+            )));
+        }
+        let fmt = |size: bool, n: u64| {
+            if size {
+                crate::sandbox::fmt_size(n)
+            } else {
+                n.to_string()
+            }
+        };
+        for (name, var, size, asked, cap) in [
+            (
+                "memory",
+                "AIS_ETL_MEM_LIMIT",
+                true,
+                self.limits.memory,
+                defaults.memory,
+            ),
+            (
+                "nproc",
+                "AIS_ETL_NPROC",
+                false,
+                self.limits.nproc,
+                defaults.nproc,
+            ),
+            (
+                "nofile",
+                "AIS_ETL_NOFILE",
+                false,
+                self.limits.nofile,
+                defaults.nofile,
+            ),
+            (
+                "cpu_seconds",
+                "AIS_ETL_CPU_SECONDS",
+                false,
+                self.limits.cpu_seconds,
+                defaults.cpu_seconds,
+            ),
+            (
+                "output",
+                "AIS_ETL_MAX_OUTPUT",
+                true,
+                self.limits.output,
+                defaults.output,
+            ),
+        ] {
+            let (Some(asked), Some(cap)) = (asked, cap) else {
+                continue;
+            };
+            if asked == 0 || asked > cap {
+                let what = if asked == 0 {
+                    "0 (no limit)".to_string()
+                } else {
+                    fmt(size, asked)
+                };
+                return Err(EtlError::Invalid(format!(
+                    "limits.{name} {what} exceeds this cluster's maximum of {} ({var})",
+                    fmt(size, cap)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this ETL keeps the host's network: asked for, or a
+    /// `runtime.command` server (the target must reach it).
+    pub fn host_network(&self) -> bool {
+        self.network || matches!(self.kind, Kind::Command { .. })
+    }
+
     /// Parses any supported init message; `fallback_name` is used when the
     /// message carries none (legacy `id: ""` ⇒ a generated name).
     pub fn from_json(v: &Value) -> Result<Self, EtlError> {

@@ -92,6 +92,10 @@ pub struct NodeArgs {
     /// below the open-file limit (whose soft value is raised to the hard one).
     #[arg(long, env = "AIS_MAX_CONNS", default_value_t = 8192)]
     pub max_conns: usize,
+    /// Concurrent connections from one source address; past it its new
+    /// ones get 503 (others are still served). 0 = a quarter of the cap.
+    #[arg(long, env = "AIS_MAX_CONNS_PER_CLIENT", default_value_t = 0)]
+    pub max_conns_per_client: usize,
     /// Largest request head in bytes (larger: 431). Also caps hyper's read
     /// buffer, so one body chunk is at most this big (minimum 8192).
     #[arg(long, env = "AIS_MAX_HEADER_SIZE", default_value_t = 64 << 10)]
@@ -125,6 +129,7 @@ impl NodeArgs {
             idle_timeout: secs(self.idle_timeout),
             body_timeout: secs(self.body_timeout),
             max_conns,
+            max_conns_per_client: self.max_conns_per_client,
             max_header_size: self.max_header_size,
         }
     }

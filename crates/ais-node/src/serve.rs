@@ -5,6 +5,10 @@
 //!   `503` in AIStore's JSON error shape and is closed; existing connections
 //!   keep being served. The cap is clamped below `RLIMIT_NOFILE` (whose soft
 //!   limit is raised to the hard one at start-up).
+//! - **per-client cap** (`--max-conns-per-client`, default a quarter of the
+//!   cap): connections from one source address past it get the same `503`,
+//!   so one client holding thousands of keep-alive connections cannot lock
+//!   the others out.
 //! - **header timeout** (`--header-timeout`): a request head must be complete
 //!   within this long of its first byte (or of the accept, for a connection
 //!   that sends nothing); else the connection is closed.
@@ -52,7 +56,55 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub body_timeout: Duration,
     pub max_conns: usize,
+    /// Connections one source address may hold (0: a quarter of `max_conns`).
+    pub max_conns_per_client: usize,
     pub max_header_size: usize,
+}
+
+impl Limits {
+    fn per_client(&self) -> usize {
+        match self.max_conns_per_client {
+            0 => (self.max_conns / 4).max(1),
+            n => n.min(self.max_conns),
+        }
+    }
+}
+
+/// Open connections per source address.
+type PerClient = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection's place in [`PerClient`], given back when it closes.
+struct ClientSlot {
+    map: PerClient,
+    ip: std::net::IpAddr,
+}
+
+impl ClientSlot {
+    /// Takes a place for `ip`, unless it already holds `cap`.
+    fn take(map: &PerClient, ip: std::net::IpAddr, cap: usize) -> Option<ClientSlot> {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Raises `RLIMIT_NOFILE`'s soft limit to the hard one; returns the soft
@@ -109,6 +161,8 @@ struct Shared {
     remote: SocketAddr,
     body_timeout: Option<Duration>,
     watch: ConnWatch,
+    /// Its source address's place (freed with the connection).
+    _slot: ClientSlot,
 }
 
 impl Shared {
@@ -131,6 +185,8 @@ pub async fn serve(
         .keep_alive(true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let rejecting = Arc::new(AtomicUsize::new(0));
+    let per_client: PerClient = Default::default();
+    let client_cap = limits.per_client();
     tokio::pin!(shutdown);
     loop {
         let (stream, remote) = tokio::select! {
@@ -148,12 +204,21 @@ pub async fn serve(
         let core = app.core();
         let conns = &core.metrics.conns;
         let open = conns.open.fetch_add(1, Relaxed) + 1;
-        if open as usize > limits.max_conns {
+        let slot = if open as usize > limits.max_conns {
+            None
+        } else {
+            ClientSlot::take(&per_client, remote.ip(), client_cap)
+        };
+        let Some(slot) = slot else {
             conns.open.fetch_sub(1, Relaxed);
             conns.rejected.fetch_add(1, Relaxed);
             // Bound the sockets spent on refusals too.
             if rejecting.fetch_add(1, Relaxed) < 256 {
-                let msg = too_many(&core.name, remote, limits.max_conns);
+                let msg = if open as usize > limits.max_conns {
+                    too_many(&core.name, remote, "", limits.max_conns)
+                } else {
+                    too_many(&core.name, remote, " from this address", client_cap)
+                };
                 let rejecting = rejecting.clone();
                 tokio::spawn(async move {
                     refuse(stream, msg).await;
@@ -163,7 +228,7 @@ pub async fn serve(
                 rejecting.fetch_sub(1, Relaxed);
             }
             continue;
-        }
+        };
         conns.accepted.fetch_add(1, Relaxed);
         // A response's last partial segment must not wait for the ACK of
         // the previous one (Nagle with delayed ACKs: tens of ms).
@@ -173,6 +238,7 @@ pub async fn serve(
             remote,
             body_timeout: nonzero(limits.body_timeout),
             watch: ConnWatch::default(),
+            _slot: slot,
         });
         tokio::spawn(connection(
             stream,
@@ -650,9 +716,9 @@ impl HttpBody for StallBody {
 }
 
 /// The whole 503 answer to a connection past the cap.
-fn too_many(node: &str, remote: SocketAddr, cap: usize) -> Bytes {
+fn too_many(node: &str, remote: SocketAddr, scope: &str, cap: usize) -> Bytes {
     let body = serde_json::json!({
-        "message": format!("{node}: too many open connections (limit {cap}); try again later"),
+        "message": format!("{node}: too many open connections{scope} (limit {cap}); try again later"),
         "method": "",
         "url_path": "",
         "remote_addr": remote.to_string(),

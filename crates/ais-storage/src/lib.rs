@@ -16,6 +16,7 @@ pub mod flush;
 mod list;
 mod mpaths;
 mod timefmt;
+mod verified;
 pub mod zerocopy;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
@@ -443,8 +444,13 @@ impl Store {
             return Ok(Verified::Ok);
         }
         let path = self.obj_path(bck, obj);
+        // The common case, on the calling task (one stat, no pool hop): this
+        // file was hashed before and has not changed since.
+        if std::fs::metadata(&path).is_ok_and(|md| verified::known_good(&md, &attrs.cksum_value)) {
+            return Ok(Verified::Ok);
+        }
         let stored = attrs.cksum_value.clone();
-        let res = tokio::task::spawn_blocking(move || check_file(&path, &stored))
+        let res = tokio::task::spawn_blocking(move || check_file_with(&path, &stored, true))
             .await
             .map_err(|e| StorageError::Io {
                 context: "verify".into(),
@@ -1149,9 +1155,20 @@ pub fn open_noatime(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Recomputes a file's xxhash and compares it with `stored`.
+/// Hashes the file (always: scrubs, repairs) and compares.
 fn check_file(path: &Path, stored: &str) -> Result<()> {
+    check_file_with(path, stored, false)
+}
+
+/// Like [`check_file`]; with `cached`, a file hashed before and unchanged
+/// since is taken as good without reading it (reads: see `verified`).
+fn check_file_with(path: &Path, stored: &str, cached: bool) -> Result<()> {
     use std::io::Read;
     let mut f = open_noatime(path).map_err(io_at("open", path))?;
+    let md = f.metadata().map_err(io_at("stat", path))?;
+    if cached && verified::known_good(&md, stored) {
+        return Ok(());
+    }
     let mut h = Xxh64::new(0);
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -1163,11 +1180,14 @@ fn check_file(path: &Path, stored: &str) -> Result<()> {
     }
     let computed = format!("{:016x}", h.digest());
     if computed != stored {
+        // Damage that left the identity as it was (bit rot): not good any more.
+        verified::forget(&md);
         return Err(StorageError::Corrupt {
             stored: stored.to_string(),
             computed,
         });
     }
+    verified::remember(&md, stored);
     Ok(())
 }
 

@@ -382,9 +382,13 @@ fn corrupted_object_is_an_error_never_bad_bytes() {
         std::os::unix::fs::FileExt::write_at(&f, b"XX", 100).unwrap();
     }
     rt.block_on(async {
-        // Without validation plain GETs serve the bytes as stored (as
-        // AIStore does), but nothing copies them elsewhere.
-        assert!(cl.get("ck", "f").await.is_ok());
+        // Every read checks the stored checksum: a plain GET is an error
+        // (AIStore's 500 ErrBadCksum), and nothing copies the bytes elsewhere.
+        for name in ["f", "big"] {
+            let e = cl.get("ck", name).await.unwrap_err();
+            assert_eq!(e.status(), Some(500), "{e}");
+            assert!(e.to_string().contains("corrupted"), "{e}");
+        }
         let st = copy_and_wait(&cl, "ck", "ck-copy").await;
         assert_eq!(st.err_count, 2, "{st:?}");
         for name in ["f", "big"] {

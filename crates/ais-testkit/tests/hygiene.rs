@@ -245,7 +245,7 @@ fn a_stalled_put_is_aborted_and_leaves_nothing() {
 fn past_the_connection_cap_new_clients_get_503() {
     let c = Cluster::start_with(Opts {
         targets: 0,
-        env: env(&[("AIS_MAX_CONNS", "50")]),
+        env: env(&[("AIS_MAX_CONNS", "50"), ("AIS_MAX_CONNS_PER_CLIENT", "50")]),
         ..Default::default()
     })
     .unwrap();
@@ -594,4 +594,66 @@ fn a_client_that_never_reads_a_large_body_is_cut_at_the_idle_timeout() {
     let (st, body) = raw_http(&t.url, "GET", "/v1/objects/stuck/big", &[], b"").unwrap();
     assert_eq!(st, 200);
     assert!(body == data, "body differs");
+}
+
+/// One client holding 9,000 keep-alive connections from one source address
+/// (127.0.0.2) takes at most its share (a quarter of the node's cap); a
+/// client from another address (127.0.0.1) is served at once, and so is
+/// `/metrics`.
+#[test]
+fn one_address_holding_thousands_of_connections_does_not_lock_out_the_rest() {
+    raise_nofile();
+    let c = Cluster::start_with(Opts {
+        targets: 0,
+        ..Default::default()
+    })
+    .unwrap();
+    let addr: std::net::SocketAddr = hostport(c.url()).parse().unwrap();
+    let rt = ais_testkit::checks::runtime().unwrap();
+    let (held, refused) = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut held = Vec::new();
+        let mut refused = 0usize;
+        for _ in 0..9000 {
+            // (This process out of descriptors: as many as it could.)
+            let Ok(sock) = tokio::net::TcpSocket::new_v4() else {
+                break;
+            };
+            sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let Ok(mut s) = sock.connect(addr).await else {
+                refused += 1;
+                continue;
+            };
+            if s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .is_err()
+            {
+                refused += 1;
+                continue;
+            }
+            let mut buf = [0u8; 512];
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(n)) if buf[..n].starts_with(b"HTTP/1.1 200") => held.push(s),
+                _ => refused += 1,
+            }
+        }
+        (held, refused)
+    });
+    // The default cap is 8192 (lower where the descriptor limit is): one
+    // address gets a quarter of it.
+    assert!(
+        (100..=2048).contains(&held.len()),
+        "one address holds {} connections ({refused} refused)",
+        held.len()
+    );
+    assert!(refused >= 1, "nothing refused: {} held", held.len());
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (st, _) = get_on(&mut s, "/v1/health").unwrap();
+    assert_eq!(st, 200);
+    let (st, _) = get_on(&mut s, "/metrics").unwrap();
+    assert_eq!(st, 200);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    drop(held);
 }

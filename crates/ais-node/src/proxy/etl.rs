@@ -122,6 +122,24 @@ async fn init(p: &Proxy, body: Body, legacy: bool) -> Res {
         ApiError::bad_request(format!("malformed ETL init message (expected JSON): {e}"))
     })?;
     let spec = EtlSpec::from_json(&msg).map_err(|e| crate::error::etl(node, "", e))?;
+    spec.check_caps(&ais_etl::sandbox::default_limits())
+        .map_err(|e| crate::error::etl(node, "", e))?;
+    // On the host network a process reaches every node's API: without
+    // authentication that is the whole cluster, so the operator must say so.
+    if spec.host_network() && crate::cred::get().is_none() && !ais_etl::spec::host_network_allowed()
+    {
+        return Err(ApiError::bad_request(format!(
+            "etl {}: {} would run on the host network, which on a cluster without \
+             authentication (AIS_AUTH) reaches the admin API; refused unless every node runs \
+             with AIS_ETL_ALLOW_HOST_NETWORK=1",
+            spec.name,
+            if spec.network {
+                "\"network\": true"
+            } else {
+                "a runtime.command transformer server"
+            }
+        )));
+    }
     let name = spec.name.clone();
     if p.core.meta.etlmd().etls.contains_key(&name) {
         return Err(ApiError::EtlExists {

@@ -118,8 +118,7 @@ pub async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, spec: ArchSpe
         Err(StorageError::NotFound) => return t.not_here(ctx, bck, obj, foreign).await,
         Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
     }
-    if t.core.bucket_props(bck)?.checksum.validate_warm_get || ctx.query.get("ais_verify").is_some()
-    {
+    if super::verify_reads(&t.core.bucket_props(bck)?) || ctx.query.get("ais_verify").is_some() {
         t.verified_source(bck, obj).await?;
     }
     let body = match &spec {

@@ -235,7 +235,7 @@ pub async fn transform_local(
     ))
 }
 
-/// `GET|HEAD /v1/etl/_object/<etl>/<secret>/<escaped uname>`: how a
+/// `GET|HEAD /v1/etl/_object/<etl>/<token>/<escaped uname>`: how a
 /// `runtime.command` transformer (hpull) reads the object it was asked to
 /// transform, per AIStore's transformer contract.
 pub async fn transformer_object(
@@ -249,10 +249,15 @@ pub async fn transformer_object(
         .etl
         .get(etl)
         .ok_or_else(|| ApiError::etl_not_found(&t.core.name, etl))?;
-    if rt.secret != secret {
-        return Err(ApiError::Unauthorized("invalid ETL object secret".into()));
-    }
     let uname = pct_decode(uname)?;
+    // A token the target gave the server for this object, for the request
+    // in flight: no standing key to any other object on this target.
+    if !rt.object_token_ok(secret, &uname) {
+        return Err(ApiError::Unauthorized(format!(
+            "invalid ETL read-back token for {uname} (a token is good for the object of one \
+             transform request, while it runs)"
+        )));
+    }
     let (bck, obj) = ais_core::Bck::parse_uname(&uname)?;
     ais_core::names::validate_object_name(&obj)?;
     let reader = t

@@ -52,6 +52,20 @@ impl RawErr {
 /// How long a delete keeps an object from being rebuilt from its parts.
 const DELETED_TTL: Duration = Duration::from_secs(600);
 
+/// Whether reads of a bucket check each object against its stored checksum
+/// before serving it: yes by default (a cached verification keyed by file
+/// identity makes repeated reads cost a `stat`: `ais_storage::Store::verify`);
+/// `AIS_VERIFY_ON_READ=0` turns it off node-wide (`validate_warm_get` keeps
+/// it on for its bucket), and a bucket with `checksum.type` `none` opts out.
+pub fn verify_reads(props: &ais_core::meta::BucketProps) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    props.checksum.kind != "none"
+        && (props.checksum.validate_warm_get
+            || *ON.get_or_init(|| {
+                !std::env::var("AIS_VERIFY_ON_READ").is_ok_and(|v| v == "0" || v == "false")
+            }))
+}
+
 pub struct Target {
     pub core: NodeCore,
     pub store: Store,

@@ -133,9 +133,11 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         }
         Err(e) => return Err(storage_err(t, bck, obj, e)),
     };
-    // Bytes leaving for another place (a Get-Batch item assembled on
-    // another target: `ais_verify`) are checked whatever the bucket says.
-    if props.checksum.validate_warm_get || ctx.query.get("ais_verify").is_some() {
+    // Checked against the stored checksum before a byte leaves (by default:
+    // a damaged object is never served as good; see `verify_reads`), and
+    // always for bytes leaving for another place (a Get-Batch item
+    // assembled on another target: `ais_verify`).
+    if super::verify_reads(props) || ctx.query.get("ais_verify").is_some() {
         let v = match store.verify(bck, obj, &reader.info.attrs).await {
             Err(e) if super::ec::recover(t, bck, obj, &e).await? => ais_storage::Verified::Healed,
             r => r.map_err(|e| storage_err(t, bck, obj, e))?,

@@ -34,6 +34,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 const MPU_DIR: &str = ".ais-s3-mpu";
 /// S3's smallest part (all but the last).
 pub const MIN_PART: u64 = 5 << 20;
+
+/// The smallest part (all but the last) this cluster accepts:
+/// `AIS_S3_MIN_PART_SIZE` (bytes, 0 = any), default S3's [`MIN_PART`].
+fn min_part() -> u64 {
+    static MIN: OnceLock<u64> = OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var("AIS_S3_MIN_PART_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(MIN_PART)
+    })
+}
 /// S3's part numbers: 1..=10000.
 pub const MAX_PART: u32 = 10_000;
 
@@ -371,6 +383,14 @@ async fn remove_dir(dir: &Path) {
     }
 }
 
+/// Part `n`'s record, if it was stored.
+async fn part(dir: &Path, n: u32) -> Option<Part> {
+    let raw = tokio::fs::read(dir.join(format!("part-{n:05}.json")))
+        .await
+        .ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
 /// Every whole part of an upload, by number.
 async fn parts(dir: &Path) -> ApiResult<Vec<Part>> {
     let mut out = Vec::new();
@@ -440,7 +460,9 @@ async fn put_part(
     let digest = md5.finalize();
     check_body(ctx, &what, size, &digest)?;
     let etag = hex(&digest);
-    let old = parts(&dir).await?.into_iter().find(|p| p.number == n);
+    // The part this one replaces, if any: its own record only (reading
+    // every part's made each UploadPart O(parts), the whole upload O(n²)).
+    let old = part(&dir, n).await;
     let part = Part {
         number: n,
         size,
@@ -486,7 +508,12 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
     let dir = upload_dir(t, id, bck, obj).await?;
     let _busy = Busy::take(id)?;
     let up = read_upload(&dir).await?;
-    let have = parts(&dir).await?;
+    // By number: the request's list is checked in one pass (O(parts)).
+    let have: std::collections::HashMap<u32, Part> = parts(&dir)
+        .await?
+        .into_iter()
+        .map(|p| (p.number, p))
+        .collect();
     if req.parts.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(s3err(
             StatusCode::BAD_REQUEST,
@@ -497,8 +524,8 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
     let mut chosen = Vec::with_capacity(req.parts.len());
     for (i, (n, etag)) in req.parts.iter().enumerate() {
         let p = have
-            .iter()
-            .find(|p| p.number == *n && p.etag == etag.trim_matches('"'))
+            .get(n)
+            .filter(|p| p.etag == etag.trim_matches('"'))
             .ok_or_else(|| {
                 s3err(
                     StatusCode::BAD_REQUEST,
@@ -506,12 +533,13 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
                     format!("part {n} (ETag {etag}) was not uploaded to {id}"),
                 )
             })?;
-        if p.size < MIN_PART && i + 1 < req.parts.len() {
+        let min = min_part();
+        if p.size < min && i + 1 < req.parts.len() {
             return Err(s3err(
                 StatusCode::BAD_REQUEST,
                 "EntityTooSmall",
                 format!(
-                    "part {n} is {} bytes; every part but the last must be at least {MIN_PART}",
+                    "part {n} is {} bytes; every part but the last must be at least {min}",
                     p.size
                 ),
             ));

@@ -569,7 +569,19 @@ fn a_client_that_never_reads_a_large_body_is_cut_at_the_idle_timeout() {
     assert_eq!(st, 200);
     let pid = t.pid().unwrap();
     let fds_before = open_fds(pid);
-    let mut s = TcpStream::connect(hostport(&t.url)).unwrap();
+    // A small receive buffer set before connecting switches the kernel's
+    // autotuning off: however large this host lets buffers grow (here
+    // tcp_rmem's max may be 32 MiB), the client side holds little.
+    let mut s = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.set_recv_buffer_size(64 << 10)?;
+            let addr: std::net::SocketAddr =
+                hostport(&t.url).parse().map_err(std::io::Error::other)?;
+            sock.connect(addr).await?.into_std()
+        })
+        .unwrap();
+    s.set_nonblocking(false).unwrap();
     s.write_all(b"GET /v1/objects/stuck/big HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     // The connection and the object's file are open while the body is sent.

@@ -701,3 +701,70 @@ def test_one_etl_cannot_read_or_kill_another(cluster: Cluster, src, etls: List[s
     st = target_stats(url, victim)
     assert all(s["stage"] == "Running" for s in st.values()), st
     assert sorted(p for s in st.values() for p in s["worker_pids"]) == pids, st
+
+
+FILLER = r'''
+import json, os
+
+
+def transform(data, path, etl_args):
+    out = {}
+    try:
+        with open("big.bin", "wb") as f:
+            for _ in range(64):
+                f.write(b"x" * (1 << 20))
+        out["big"] = "ok"
+    except OSError as e:
+        out["big"] = "errno %d" % e.errno
+    try:
+        os.remove("big.bin")
+    except OSError:
+        pass
+    try:
+        for i in range(5000):
+            open("f%05d" % i, "wb").close()
+        out["files"] = "ok"
+    except OSError as e:
+        out["files"] = "errno %d" % e.errno
+    return json.dumps(out).encode()
+'''
+
+
+def etl_mounts(base: Path) -> List[str]:
+    """Mount points of ETL work dirs under ``base`` (this mount namespace)."""
+    with open("/proc/self/mountinfo") as f:
+        return [l.split()[4] for l in f if l.split()[4].startswith(str(base)) and "/etl/work/" in l.split()[4]]
+
+
+def test_work_dir_quota_is_enforced_by_the_kernel(tmp_path: Path) -> None:
+    """A work dir is a size-limited tmpfs (AIS_ETL_WORKDIR_LIMIT): a transform
+    writing past it, or creating too many files, gets ENOSPC; rm leaves no
+    mount and no file behind."""
+    if os.geteuid() != 0:
+        pytest.skip("work dir quotas need a target that may mount (root)")
+    c = Cluster(
+        base_dir=tmp_path / "quota",
+        num_targets=1,
+        env={"AIS_ETL_ENV_CACHE": str(tmp_path / "envs"), "AIS_ETL_WORKDIR_LIMIT": "16MiB"},
+    )
+    c.start()
+    try:
+        bck = unique_bucket_name("quota")
+        r = requests.post(f"{c.url}/v1/buckets/{bck}", params={"provider": "ais"}, json={"action": "create-bck"}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, r.text
+        put_obj(c.url, bck, "o1", b"x")
+        name = unique_etl("sbx-quota")
+        must_init(c.url, name, FILLER, pool_size=1)
+        assert len(etl_mounts(tmp_path)) == 1, etl_mounts(tmp_path)
+        r = etl_get(c.url, bck, "o1", name)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out == {"big": "errno 28", "files": "errno 28"}, out
+        assert requests.delete(f"{c.url}/v1/etl/{name}", timeout=HTTP_TIMEOUT).status_code == 200
+        deadline = time.monotonic() + 10
+        while etl_mounts(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert etl_mounts(tmp_path) == []
+        assert not list((tmp_path / "quota").glob("*/etl/work/*"))
+    finally:
+        c.stop()

@@ -613,7 +613,10 @@ impl EtlManager {
         // proxy's, and a start from metadata skips the proxy).
         spec.check_caps(&self.default_limits)?;
         let owner = self.identity(&spec.name);
-        let dirs = workdir::RuntimeDirs::create(&self.dir, &spec.name, owner)
+        // A size-limited tmpfs where the sandbox is on (the target is root).
+        let quota =
+            workdir::workdir_limit().filter(|_| self.host.enabled && self.host.ids.is_some());
+        let dirs = workdir::RuntimeDirs::create(&self.dir, &spec.name, owner, quota)
             .map_err(|e| EtlError::Internal(format!("work dir for etl {}: {e}", spec.name)))?;
         let workdir = dirs.work.clone();
         let limits = spec.limits.or(&self.default_limits);

@@ -13,6 +13,11 @@
 //! bound read-only into the sandbox. Both go when the runtime does (stop,
 //! `rm`, a replaced generation, a failed start); whatever a killed target
 //! left is wiped at its next start ([`reset`]).
+//!
+//! Where the target may mount (root), the work dir is a size-limited tmpfs
+//! (`AIS_ETL_WORKDIR_LIMIT`, default 1 GiB, and one inode per 16 KiB of it):
+//! the kernel ends a transform that fills it with `ENOSPC`, and nothing it
+//! wrote outlives the runtime.
 
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -28,13 +33,37 @@ pub const CODE: &str = "code";
 pub struct RuntimeDirs {
     pub work: PathBuf,
     pub code_dir: PathBuf,
+    /// The work dir's size limit, when it is a tmpfs of its own.
+    pub quota: Option<u64>,
+}
+
+/// `AIS_ETL_WORKDIR_LIMIT`: bytes (or `512MiB`, ...) an ETL runtime's work
+/// dir may hold; default 1 GiB; `0`: no limit.
+pub fn workdir_limit() -> Option<u64> {
+    match std::env::var("AIS_ETL_WORKDIR_LIMIT") {
+        Ok(v) => match crate::spec::parse_size(v.trim()) {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                tracing::warn!("etl: ignoring AIS_ETL_WORKDIR_LIMIT={v:?} (not a size)");
+                Some(1 << 30)
+            }
+        },
+        Err(_) => Some(1 << 30),
+    }
 }
 
 impl RuntimeDirs {
     /// Makes fresh dirs for ETL `name` under `etl_dir`; the work dir (and
     /// its `tmp/`) owned by `owner` (the sandbox's uid/gid) when given,
-    /// mode 0700.
-    pub fn create(etl_dir: &Path, name: &str, owner: Option<(u32, u32)>) -> io::Result<Self> {
+    /// mode 0700, and with `quota` a tmpfs of that size (where mounting is
+    /// allowed: else a plain directory, `quota` reads `None`).
+    pub fn create(
+        etl_dir: &Path,
+        name: &str,
+        owner: Option<(u32, u32)>,
+        quota: Option<u64>,
+    ) -> io::Result<Self> {
         let tag = format!("{name}.{}", ais_core::gen_id(12));
         let work_root = etl_dir.join(WORK);
         let code_root = etl_dir.join(CODE);
@@ -44,12 +73,24 @@ impl RuntimeDirs {
                 .mode(0o711)
                 .create(d)?;
         }
-        let dirs = RuntimeDirs {
+        let mut dirs = RuntimeDirs {
             work: work_root.join(&tag),
             code_dir: code_root.join(&tag),
+            quota: None,
         };
         // New names: `create` fails rather than reuse anything that exists.
-        let work = new_dir(&dirs.work, 0o700, owner)?;
+        let mut work = new_dir(&dirs.work, 0o700, owner)?;
+        if let Some(q) = quota {
+            if mount_tmpfs(&dirs.work, q, owner).is_ok() {
+                dirs.quota = Some(q);
+                // The tmpfs's root, opened beneath nothing a worker wrote.
+                work = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(&dirs.work)?;
+                fix(&work, 0o700, owner)?;
+            }
+        }
         new_dir_at(&work, "tmp", 0o700, owner)?;
         new_dir(&dirs.code_dir, 0o755, None)?;
         Ok(dirs)
@@ -77,6 +118,10 @@ impl RuntimeDirs {
 
 impl Drop for RuntimeDirs {
     fn drop(&mut self) {
+        if self.quota.is_some() {
+            // Lazily: a worker still dying may hold it open.
+            unmount(&self.work);
+        }
         for d in [&self.work, &self.code_dir] {
             if let Err(e) = std::fs::remove_dir_all(d) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -136,11 +181,67 @@ fn fix(dir: &std::fs::File, mode: u32, owner: Option<(u32, u32)>) -> io::Result<
     dir.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
+/// A tmpfs of `size` bytes (and one inode per 16 KiB, at least 1,024) at
+/// `dir`, owned by `owner`, mode 0700.
+fn mount_tmpfs(dir: &Path, size: u64, owner: Option<(u32, u32)>) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut opts = format!(
+        "size={size},nr_inodes={},mode=0700",
+        (size / (16 << 10)).max(1024)
+    );
+    if let Some((u, g)) = owner {
+        opts.push_str(&format!(",uid={u},gid={g}"));
+    }
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let o = std::ffi::CString::new(opts).map_err(io::Error::other)?;
+    // SAFETY: mount(2) with NUL-terminated strings we own.
+    let r = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            o.as_ptr().cast(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Detaches whatever is mounted at `dir` (lazily; best effort).
+fn unmount(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) {
+        // SAFETY: umount2(2) with a NUL-terminated string we own.
+        unsafe {
+            libc::umount2(c.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW);
+        }
+    }
+}
+
+/// Mount points at or below `root` (this process's mount table).
+fn mounts_below(root: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ").replace("\\011", "\t")))
+        .filter(|p| p.starts_with(root))
+        .collect()
+}
+
 /// At a target's start: removes every work and code dir an earlier run left
-/// (no runtime is running yet), and the work dirs of the layout before this
-/// one (`<etl>/<name>/` holding `tmp/` or `code.py`), without following any
-/// link in them.
+/// (no runtime is running yet; their tmpfs mounts are detached first), and
+/// the work dirs of the layout before this one (`<etl>/<name>/` holding
+/// `tmp/` or `code.py`), without following any link in them.
 pub fn reset(etl_dir: &Path) {
+    for m in mounts_below(&etl_dir.join(WORK)) {
+        unmount(&m);
+    }
     for d in [WORK, CODE] {
         let p = etl_dir.join(d);
         if let Err(e) = std::fs::remove_dir_all(&p) {
@@ -175,14 +276,14 @@ mod tests {
         let victim = root.path().join("victim");
         std::fs::create_dir(&victim).unwrap();
         std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let a = RuntimeDirs::create(&etl, "x", None).unwrap();
+        let a = RuntimeDirs::create(&etl, "x", None, None).unwrap();
         a.write_code("code.py", b"print(1)").unwrap();
         // User code plants links in its work dir.
         std::fs::remove_dir(a.tmp()).unwrap();
         std::os::unix::fs::symlink(&victim, a.tmp()).unwrap();
         std::os::unix::fs::symlink(victim.join("pwned"), a.work.join("code.py")).unwrap();
         // The next start gets new dirs; the old ones go without following.
-        let b = RuntimeDirs::create(&etl, "x", None).unwrap();
+        let b = RuntimeDirs::create(&etl, "x", None, None).unwrap();
         assert_ne!(a.work, b.work);
         let code = b.write_code("code.py", b"print(2)").unwrap();
         assert!(code.starts_with(etl.join(CODE)));

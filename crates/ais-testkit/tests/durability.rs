@@ -744,3 +744,53 @@ fn scrub_repairs_what_redundancy_allows_and_reports_the_rest() {
         );
     });
 }
+
+/// A listing while a target is frozen (SIGSTOP) and then dropped from the
+/// map for silence is a 503 naming it — never a silent partial list; once
+/// it is back (SIGCONT, it rejoins), the listing is whole again.
+#[test]
+fn listing_with_a_frozen_target_is_503_never_a_partial_list() {
+    let c = Cluster::start(3).unwrap();
+    let rt = rt();
+    let cl = c.client();
+    let names: Vec<String> = (0..60).map(|i| format!("l/{i:03}")).collect();
+    rt.block_on(async {
+        cl.create_bucket("lz").await.unwrap();
+        for n in &names {
+            cl.put_bytes("lz", n, n.as_bytes().to_vec()).await.unwrap();
+        }
+        assert_eq!(cl.list_all("lz", "", "").await.unwrap().len(), 60);
+    });
+    let frozen = c.targets[1].id.clone();
+    let pid = c.targets[1].pid().unwrap() as i32;
+    // SAFETY: signals to our own child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.smap().unwrap()["tmap"].get(&frozen).is_some() {
+        assert!(Instant::now() < deadline, "frozen target still in the map");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let res = rt.block_on(cl.list_all("lz", "", ""));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let e = res.expect_err("a partial listing was answered as whole");
+    assert_eq!(e.status(), Some(503), "{e}");
+    assert!(e.to_string().contains(&frozen), "{e}");
+    c.wait_targets(3).unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match cl.list_all("lz", "", "").await {
+                Ok(l) => {
+                    assert_eq!(l.len(), 60);
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("listing after the target came back: {e}"),
+            }
+        }
+    });
+}

@@ -14,6 +14,19 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
     ctx.expect_method(&[Method::GET])?;
     let bck = t.core.bck(bucket);
     t.core.bucket_props(&bck)?;
+    // A target that left the map without being decommissioned may hold
+    // objects of this bucket: a listing without them would be a silent
+    // partial answer (a GET of one is a 503 for the same reason).
+    let away = t.departed();
+    if !away.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "{}: listing {} may be incomplete: target(s) {} left the cluster and may hold its \
+             objects; retry when they are back (or decommission them)",
+            t.core.name,
+            bck.cname(),
+            away.join(", ")
+        )));
+    }
     let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
     let after = ctx.query.get("after").unwrap_or("").to_string();
     let limit: usize = ctx

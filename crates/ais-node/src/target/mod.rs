@@ -123,7 +123,7 @@ impl Target {
             .unwrap_or(false)
     }
 
-    fn departed(&self) -> Vec<String> {
+    pub(crate) fn departed(&self) -> Vec<String> {
         self.departed
             .lock()
             .map(|d| d.values().cloned().collect())

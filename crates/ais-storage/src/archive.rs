@@ -176,6 +176,7 @@ pub fn members(path: &Path, kind: ArchKind) -> Result<Arc<Vec<Member>>> {
 
 fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
     let f = std::fs::File::open(path).map_err(io_at("open", path))?;
+    let file_len = f.metadata().map_err(io_at("stat", path))?.len();
     let mut out = Vec::new();
     match kind {
         ArchKind::Tar => {
@@ -183,6 +184,11 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
             // Seeks over member data: only headers are read.
             let entries = a.entries_with_seek().map_err(|e| bad(path, kind, e))?;
             tar_members(entries, path, kind, true, &mut out)?;
+            // A header may claim more than the file holds (a damaged or
+            // hostile shard): refused here, before anyone promises a length.
+            for m in &out {
+                beyond_end(path, kind, &m.name, m.data_offset, m.size, file_len)?;
+            }
         }
         ArchKind::TarGz | ArchKind::TarLz4 => {
             let mut a = tar::Archive::new(decompressed(f, kind));
@@ -198,6 +204,16 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
                     continue;
                 }
                 let stored = e.compression() == zip::CompressionMethod::Stored && !e.encrypted();
+                if stored {
+                    beyond_end(
+                        path,
+                        kind,
+                        e.name(),
+                        Some(e.data_start()),
+                        e.size(),
+                        file_len,
+                    )?;
+                }
                 out.push(Member {
                     name: e.name().to_string(),
                     size: e.size(),
@@ -210,6 +226,30 @@ fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
     Ok(out)
 }
 
+/// An error when a member stored at `offset` claims more bytes than the
+/// `file_len`-byte archive holds (a damaged or hostile shard): refused when
+/// the index is built, before anyone promises that length.
+fn beyond_end(
+    path: &Path,
+    kind: ArchKind,
+    name: &str,
+    offset: Option<u64>,
+    size: u64,
+    file_len: u64,
+) -> Result<()> {
+    match offset {
+        Some(o) if o.checked_add(size).is_some_and(|end| end <= file_len) => Ok(()),
+        None => Ok(()),
+        Some(_) => Err(bad(
+            path,
+            kind,
+            format!(
+                "member {name} claims {size} bytes, more than the {file_len}-byte archive holds"
+            ),
+        )),
+    }
+}
+
 /// The file members of a tar; their data offsets when the tar is not
 /// compressed (`seekable`).
 fn tar_members<R: Read>(
@@ -220,7 +260,7 @@ fn tar_members<R: Read>(
     out: &mut Vec<Member>,
 ) -> Result<()> {
     for (i, e) in entries.enumerate() {
-        let e = e.map_err(|e| bad(path, kind, e))?;
+        let mut e = e.map_err(|e| bad(path, kind, e))?;
         if !e.header().entry_type().is_file() {
             continue;
         }
@@ -229,10 +269,26 @@ fn tar_members<R: Read>(
             .map_err(|e| bad(path, kind, e))?
             .to_string_lossy()
             .to_string();
+        let size = e.size();
+        let data_offset = seekable.then(|| e.raw_file_position());
+        if !seekable {
+            // The stream is read through anyway: check that the member's
+            // bytes are really there (a header may claim 10 GiB of a tiny
+            // compressed stream), in bounded pieces.
+            let got = io::copy(&mut (&mut e).take(size), &mut io::sink())
+                .map_err(|err| bad(path, kind, format!("member {name}: {err}")))?;
+            if got != size {
+                return Err(bad(
+                    path,
+                    kind,
+                    format!("member {name} claims {size} bytes, the archive holds {got}"),
+                ));
+            }
+        }
         out.push(Member {
             name,
-            size: e.size(),
-            data_offset: seekable.then(|| e.raw_file_position()),
+            size,
+            data_offset,
             index: i,
         });
     }
@@ -250,33 +306,68 @@ fn decompressed(f: std::fs::File, kind: ArchKind) -> Box<dyn Read> {
 }
 
 /// Where a member's bytes are: a range of the shard file (read with one
-/// seek), or inflated bytes.
+/// seek), or to be inflated ([`stream_member`]).
 pub enum MemberData {
     Range { offset: u64, len: u64 },
-    Bytes(Vec<u8>),
+    Inflate { len: u64 },
 }
 
-/// Finds the first member `m` matches.
-pub fn find<'a>(list: &'a [Member], m: &Matcher) -> Option<&'a Member> {
-    list.iter().find(|x| m.matches(&x.name))
+/// The most bytes of one member read into memory at once (Get-Batch items,
+/// ETL input, `archregx` results, archive appends): `AIS_MAX_MEMBER_INMEM`,
+/// default 64 MiB. A larger member is an error naming the limit; an
+/// `archpath` GET streams members of any size.
+pub fn max_member_inmem() -> u64 {
+    static MAX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("AIS_MAX_MEMBER_INMEM")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(64 << 20)
+    })
 }
 
-/// Reads one member of the shard at `path`.
-pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> {
-    if let Some(offset) = member.data_offset {
-        return Ok(MemberData::Range {
-            offset,
-            len: member.size,
-        });
-    }
+fn too_big(path: &Path, kind: ArchKind, name: &str, size: u64) -> StorageError {
+    bad(
+        path,
+        kind,
+        format!(
+            "member {name} is {size} bytes, more than the {} this request reads into memory \
+             (AIS_MAX_MEMBER_INMEM); GET it alone with ?archpath= (streamed)",
+            max_member_inmem()
+        ),
+    )
+}
+
+/// Inflates `member` of the shard at `path`, handing its bytes to `sink` in
+/// pieces of at most 256 KiB (memory: that buffer, whatever the member's
+/// size); an error if the archive holds fewer bytes than the member claims.
+pub fn stream_member(
+    path: &Path,
+    kind: ArchKind,
+    member: &Member,
+    mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<()> {
     let f = std::fs::File::open(path).map_err(io_at("open", path))?;
-    let mut buf = Vec::with_capacity(member.size.min(64 << 20) as usize);
+    let mut got = 0u64;
+    let mut pump = |r: &mut dyn Read| -> Result<()> {
+        let mut buf = vec![0u8; 256 << 10];
+        let mut r = r.take(member.size);
+        loop {
+            let n = r.read(&mut buf).map_err(|e| bad(path, kind, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            got += n as u64;
+            sink(&buf[..n]).map_err(io_err("send member"))?;
+        }
+    };
     match kind {
         ArchKind::Zip => {
             let mut z =
                 zip::ZipArchive::new(io::BufReader::new(f)).map_err(|e| bad(path, kind, e))?;
             let mut e = z.by_index(member.index).map_err(|e| bad(path, kind, e))?;
-            e.read_to_end(&mut buf).map_err(|e| bad(path, kind, e))?;
+            pump(&mut e)?;
         }
         ArchKind::TarGz | ArchKind::TarLz4 | ArchKind::Tar => {
             let mut a = tar::Archive::new(decompressed(f, kind));
@@ -284,26 +375,56 @@ pub fn read(path: &Path, kind: ArchKind, member: &Member) -> Result<MemberData> 
             for (i, e) in entries.enumerate() {
                 let mut e = e.map_err(|e| bad(path, kind, e))?;
                 if i == member.index {
-                    e.read_to_end(&mut buf).map_err(|e| bad(path, kind, e))?;
+                    pump(&mut e)?;
                     break;
                 }
             }
         }
     }
-    if buf.len() as u64 != member.size {
+    if got != member.size {
         return Err(bad(
             path,
             kind,
-            format!("member {} is truncated", member.name),
+            format!(
+                "member {} is truncated ({got} of {} bytes)",
+                member.name, member.size
+            ),
         ));
     }
-    Ok(MemberData::Bytes(buf))
+    Ok(())
 }
 
-/// Reads a member fully into memory (Get-Batch items, ETL input, tests).
+/// Finds the first member `m` matches.
+pub fn find<'a>(list: &'a [Member], m: &Matcher) -> Option<&'a Member> {
+    list.iter().find(|x| m.matches(&x.name))
+}
+
+/// Where one member of the shard at `path` is.
+pub fn read(_path: &Path, _kind: ArchKind, member: &Member) -> Result<MemberData> {
+    Ok(match member.data_offset {
+        Some(offset) => MemberData::Range {
+            offset,
+            len: member.size,
+        },
+        None => MemberData::Inflate { len: member.size },
+    })
+}
+
+/// Reads a member fully into memory (Get-Batch items, ETL input, tests):
+/// at most [`max_member_inmem`] bytes.
 pub fn read_bytes(path: &Path, kind: ArchKind, member: &Member) -> Result<Vec<u8>> {
+    if member.size > max_member_inmem() {
+        return Err(too_big(path, kind, &member.name, member.size));
+    }
     match read(path, kind, member)? {
-        MemberData::Bytes(b) => Ok(b),
+        MemberData::Inflate { len } => {
+            let mut buf = Vec::with_capacity(len as usize);
+            stream_member(path, kind, member, |b| {
+                buf.extend_from_slice(b);
+                Ok(())
+            })?;
+            Ok(buf)
+        }
         MemberData::Range { offset, len } => {
             let mut f = std::fs::File::open(path).map_err(io_at("open", path))?;
             f.seek(SeekFrom::Start(offset))
@@ -320,6 +441,14 @@ pub fn read_bytes(path: &Path, kind: ArchKind, member: &Member) -> Result<Vec<u8
 /// returns for `archregx`).
 pub fn read_matching_as_tar(path: &Path, kind: ArchKind, m: &Matcher) -> Result<Vec<u8>> {
     let list = members(path, kind)?;
+    let total: u64 = list
+        .iter()
+        .filter(|x| m.matches(&x.name))
+        .map(|x| x.size)
+        .sum();
+    if total > max_member_inmem() {
+        return Err(too_big(path, kind, "matches (together)", total));
+    }
     let mut b = tar::Builder::new(Vec::new());
     for x in list.iter().filter(|x| m.matches(&x.name)) {
         let data = read_bytes(path, kind, x)?;

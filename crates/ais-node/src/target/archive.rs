@@ -131,18 +131,39 @@ pub async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, spec: ArchSpe
                 bck.clone(),
                 obj.to_string(),
             );
-            let (data, path) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+            let (node2, b2, o2) = (node.clone(), bck.clone(), obj.to_string());
+            let (data, path, member) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
                 let serr = |e| error::storage(&node, &b, &o, e);
                 let list = archive::members(&path, kind).map_err(serr)?;
                 let m = archive::find(&list, &Matcher::Exact(p2.clone())).ok_or_else(|| {
                     ApiError::NotFound(format!("{node}: {p2} not found in {cname}"))
                 })?;
-                Ok((archive::read(&path, kind, m).map_err(serr)?, path))
+                Ok((
+                    archive::read(&path, kind, m).map_err(serr)?,
+                    path,
+                    m.clone(),
+                ))
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??;
             match data {
-                MemberData::Bytes(b) => (b.len() as u64, Body::from(b)),
+                // Inflated as the client reads (a bounded channel of 256 KiB
+                // pieces): memory stays flat whatever the member's size; the
+                // index already checked that its bytes are there.
+                MemberData::Inflate { len } => {
+                    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+                    tokio::task::spawn_blocking(move || {
+                        let res = archive::stream_member(&path, kind, &member, |b| {
+                            tx.blocking_send(Ok(bytes::Bytes::copy_from_slice(b)))
+                                .map_err(|_| std::io::Error::other("client went away"))
+                        });
+                        if let Err(e) = res {
+                            let e = error::storage(&node2, &b2, &o2, e);
+                            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                        }
+                    });
+                    (len, Body::from_stream(tokio_stream_of(rx)))
+                }
                 MemberData::Range { offset, len } => {
                     use std::io::Seek;
                     use tokio::io::AsyncReadExt;
@@ -216,22 +237,28 @@ pub async fn run_job(t: &Arc<Target>, job: &Arc<super::jobs::TargetJob>) -> ApiR
     if a.append {
         let existing = t.store.obj_path(&dst, &a.name);
         if existing.is_file() {
+            // One member in memory at a time (each at most
+            // AIS_MAX_MEMBER_INMEM): appending to a large shard, or a bomb,
+            // never holds the shard.
             let (p, name) = (existing.clone(), a.name.clone());
-            let old = tokio::task::spawn_blocking(move || -> ApiResult<Vec<(String, Vec<u8>)>> {
-                let serr = |e: StorageError| ApiError::BadRequest(format!("append to {name}: {e}"));
-                let list = archive::members(&p, kind).map_err(serr)?;
-                list.iter()
-                    .map(|m| {
-                        Ok((
-                            m.name.clone(),
-                            archive::read_bytes(&p, kind, m).map_err(serr)?,
-                        ))
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
-            for (n, d) in old {
+            let serr =
+                move |e: StorageError| ApiError::BadRequest(format!("append to {name}: {e}"));
+            let list = {
+                let (p, serr) = (p.clone(), serr.clone());
+                tokio::task::spawn_blocking(move || archive::members(&p, kind).map_err(serr))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))??
+            };
+            for m in list.iter().cloned() {
+                let (p, serr) = (p.clone(), serr.clone());
+                let (n, d) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+                    Ok((
+                        m.name.clone(),
+                        archive::read_bytes(&p, kind, &m).map_err(serr)?,
+                    ))
+                })
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))??;
                 w.add(&n, &d).map_err(io)?;
                 flush(&mut w, &mut out).map_err(io)?;
             }
@@ -298,4 +325,11 @@ impl Drop for Spool {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// A receiver as a body stream.
+fn tokio_stream_of(
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
 }

@@ -35,6 +35,7 @@ The binary directory defaults to ``$AIS_BIN_DIR`` or ``<repo>/target/debug``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -105,6 +106,18 @@ def _healthy(url: str) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def unmount_below(root: Path) -> None:
+    """Detaches every mount below ``root`` (this process's mount table)."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [l.split()[4].replace("\\040", " ") for l in f]
+    except OSError:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for p in sorted((p for p in points if p.startswith(str(root) + os.sep)), key=len, reverse=True):
+        libc.umount2(p.encode(), 2)  # MNT_DETACH
 
 
 class ClusterError(RuntimeError):
@@ -360,6 +373,9 @@ class Cluster:
             if n.proc.stdout is not None:
                 n.proc.stdout.close()
         left = [f"{n.role} pid {n.proc.pid}" for n in nodes if n.running]
+        if not left:
+            # ETL work dirs are tmpfs mounts: a SIGKILLed target leaves its own.
+            unmount_below(self.base_dir)
         findings = self.log_findings()
         if remove_data is None:
             remove_data = self._own_dir

@@ -768,3 +768,53 @@ def test_work_dir_quota_is_enforced_by_the_kernel(tmp_path: Path) -> None:
         assert not list((tmp_path / "quota").glob("*/etl/work/*"))
     finally:
         c.stop()
+
+
+SYSCALLS = r'''
+import ctypes, errno, json, os, platform, threading
+
+libc = ctypes.CDLL(None, use_errno=True)
+KEYCTL = {"x86_64": 250, "aarch64": 219}.get(platform.machine())
+
+
+def _r(rc):
+    return "ok" if rc >= 0 else errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+
+
+def transform(data, path, etl_args):
+    out = {}
+    out["ptrace"] = _r(libc.ptrace(0, 0, None, None))  # PTRACE_TRACEME
+    out["process_vm_readv"] = _r(libc.process_vm_readv(os.getpid(), None, 0, None, 0, 0))
+    out["unshare_user"] = _r(libc.unshare(0x10000000))  # CLONE_NEWUSER
+    if KEYCTL:
+        out["keyctl"] = _r(libc.syscall(KEYCTL, 0, -3, 0))  # KEYCTL_GET_KEYRING_ID, session
+    out["mount"] = _r(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(1))
+    t.start()
+    t.join()
+    out["thread"] = "ok" if seen else "failed"
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    out["fork"] = "ok" if os.waitpid(pid, 0)[1] >> 8 == 7 else "failed"
+    return json.dumps(out).encode()
+'''
+
+
+def test_seccomp_denies_tracing_namespaces_and_keyrings(cluster: Cluster, src, etls: List[str]) -> None:
+    """Tracing, reading a process's memory, new user namespaces, keyrings and
+    mounts fail with EPERM in a transform; threads and fork still work."""
+    url = cluster.url
+    name = unique_etl("sbx-sys")
+    etls.append(name)
+    must_init(url, name, SYSCALLS, pool_size=1)
+    obj = next(iter(src))
+    r = etl_get(url, src.bucket, obj, name)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    for k in ("ptrace", "process_vm_readv", "unshare_user", "keyctl", "mount"):
+        if k in out:
+            assert out[k] == "EPERM", (k, out)
+    assert out["thread"] == "ok" and out["fork"] == "ok", out
+    assert all(s["sandbox"]["seccomp"] for s in target_stats(url, name).values())

@@ -10,6 +10,7 @@ mod logs;
 mod pool;
 mod procs;
 pub mod sandbox;
+mod seccomp;
 mod server;
 pub mod spec;
 pub mod workdir;
@@ -409,6 +410,8 @@ impl EtlRuntime {
             Backend::Pool(p) => p.stop(),
             Backend::Server(s) => s.stop(),
         }
+        // Its processes are dead: nothing it wrote outlives it.
+        self._dirs.remove();
     }
 
     /// Whether a transformer server may read `uname` back with `token`:

@@ -113,6 +113,8 @@ pub struct Host {
     cgroups: Vec<(Ctrl, PathBuf)>,
     pub mountns: bool,
     pub netns: bool,
+    /// Processes get the seccomp filter (`crate::seccomp`; probed).
+    pub seccomp: bool,
     pub notes: Vec<String>,
 }
 
@@ -230,6 +232,7 @@ impl Host {
                 cgroups: Vec::new(),
                 mountns: false,
                 netns: false,
+                seccomp: false,
                 notes: vec!["sandbox disabled (AIS_ETL_SANDBOX=off)".into()],
             };
         }
@@ -276,6 +279,7 @@ impl Host {
             cgroups,
             mountns: euid == 0,
             netns: euid == 0,
+            seccomp: false,
             notes,
         };
         // Probe the namespaces with a real spawn (as the sandboxed uid).
@@ -293,6 +297,19 @@ impl Host {
                 )),
             }
         }
+        // The seccomp filter on top of what worked (a kernel without it, or
+        // an architecture seccompiler does not know, runs without).
+        if crate::seccomp::filters().is_some() {
+            host.seccomp = true;
+            if let Err(e) = host.probe() {
+                host.seccomp = false;
+                host.notes
+                    .push(format!("seccomp filter could not be installed: {e}"));
+            }
+        } else {
+            host.notes
+                .push("no seccomp filter for this architecture".into());
+        }
         host
     }
 
@@ -304,6 +321,7 @@ impl Host {
             netns: self.netns,
             chdir: None,
             ids: self.ids,
+            seccomp: self.seccomp.then(crate::seccomp::filters).flatten(),
         };
         let mut cmd = std::process::Command::new("/bin/true");
         cmd.current_dir("/");
@@ -370,6 +388,9 @@ pub struct SandboxInfo {
     pub netns: bool,
     /// "private (loopback only)" or "host" (and why).
     pub network: String,
+    /// A seccomp filter denies tracing, other processes' memory, new user
+    /// namespaces, mounts, keyrings and kernel loading.
+    pub seccomp: bool,
     pub cgroups: Vec<Ctrl>,
     pub limits: serde_json::Value,
     pub notes: Vec<String>,
@@ -449,6 +470,7 @@ impl Sandbox {
             } else {
                 "host (this target cannot make network namespaces)".into()
             },
+            seccomp: h.enabled && h.seccomp,
             cgroups: cg,
             limits: serde_json::json!({
                 "memory": l.memory, "memory_enforced_by": mem_how,
@@ -534,6 +556,7 @@ impl Sandbox {
             netns: h.netns && !self.network,
             chdir: self.mount.as_ref().map(|_| self.workdir.clone()),
             ids: self.ids,
+            seccomp: h.seccomp.then(crate::seccomp::filters).flatten(),
         };
         Ok((jail, plan.hook()))
     }
@@ -557,6 +580,8 @@ struct Plan {
     netns: bool,
     chdir: Option<CString>,
     ids: Option<(u32, u32)>,
+    /// The seccomp filters to install last (`crate::seccomp`).
+    seccomp: Option<&'static [seccompiler::BpfProgram]>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -904,6 +929,9 @@ impl Plan {
             if self.ids.is_some() || self.mount.is_some() {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             }
+        }
+        if let Some(f) = self.seccomp {
+            crate::seccomp::install(f)?;
         }
         Ok(())
     }

@@ -116,8 +116,10 @@ impl RuntimeDirs {
     }
 }
 
-impl Drop for RuntimeDirs {
-    fn drop(&mut self) {
+impl RuntimeDirs {
+    /// Unmounts and removes both dirs (idempotent): when the runtime stops
+    /// — the node may exit right after, without dropping it — and on drop.
+    pub fn remove(&self) {
         if self.quota.is_some() {
             // Lazily: a worker still dying may hold it open.
             unmount(&self.work);
@@ -129,6 +131,12 @@ impl Drop for RuntimeDirs {
                 }
             }
         }
+    }
+}
+
+impl Drop for RuntimeDirs {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

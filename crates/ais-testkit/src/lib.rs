@@ -618,6 +618,19 @@ fn mount_tmpfs(dir: &Path, bytes: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Mount points below `root` in this process's mount table, deepest first.
+pub fn mounts_below(root: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(root) && p != root)
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out
+}
+
 fn unmount(dir: &Path) {
     if let Ok(target) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
         // SAFETY: a valid path; MNT_DETACH never blocks.
@@ -1079,6 +1092,11 @@ impl Drop for Cluster {
         };
         for m in &self.mounts {
             unmount(m);
+        }
+        // What killed nodes left mounted under the cluster's dir (ETL work
+        // dirs are tmpfs mounts a SIGKILLed target cannot take down).
+        for m in mounts_below(self.dir.path()) {
+            unmount(&m);
         }
         if !bad.is_empty() {
             panic!(

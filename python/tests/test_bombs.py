@@ -1,5 +1,5 @@
 """Decompression bombs and lying archives: a small .tar.gz and a .zip that
-inflate to 512 MiB each are read through archpath GETs (three at once:
+inflate to 1 GiB each are read through archpath GETs (three at once:
 streamed, each target's RSS grows by less than 256 MiB), Get-Batch and
 archive append (refused past the in-memory limit, naming it); a tar member
 that claims 10 GiB inside a tiny shard is an error before any 200."""
@@ -20,7 +20,7 @@ from aistore.sdk.bucket import Bucket
 from ais_cluster import Cluster
 
 HTTP_TIMEOUT = 300
-BOMB = 512 << 20
+BOMB = 1 << 30
 
 
 class Zeros(io.RawIOBase):

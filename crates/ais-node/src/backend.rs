@@ -94,7 +94,8 @@ impl S3Bucket {
         })?;
         let bucket = Bucket::new(url, UrlStyle::Path, name.to_string(), region)
             .map_err(|e| BackendError::BadEndpoint(endpoint.clone(), e.to_string()))?;
-        let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+        let secret = crate::secrets::get("AWS_SECRET_ACCESS_KEY").filter(|v| !v.trim().is_empty());
+        let creds = match (env("AWS_ACCESS_KEY_ID"), secret) {
             (Some(k), Some(s)) => Some(Credentials::new(k, s)),
             _ => None,
         };

@@ -6,7 +6,7 @@
 //! hashes, and this node's set of revoked tokens.
 //!
 //! A leaf module: `http::render` and `rpc` use it; it imports no other module
-//! of the node. Auth off = [`get`] is `None` and nothing here runs.
+//! of the node but the leaf `secrets`. Auth off = [`get`] is `None` and nothing here runs.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -90,7 +90,7 @@ pub fn init_from_env() -> anyhow::Result<()> {
         .map(|v| matches!(v.as_str(), "1" | "true" | "yes" | "on"))
         .unwrap_or(false);
     let cred = if on {
-        let secret = std::env::var("AIS_AUTH_SECRET").unwrap_or_default();
+        let secret = crate::secrets::get("AIS_AUTH_SECRET").unwrap_or_default();
         if secret.len() < 8 {
             anyhow::bail!(
                 "AIS_AUTH=1 needs AIS_AUTH_SECRET (at least 8 characters, the same on every node)"

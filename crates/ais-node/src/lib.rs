@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod router;
 pub mod rpc;
 pub mod s3;
+pub mod secrets;
 pub mod serve;
 pub mod state;
 pub mod target;

@@ -55,6 +55,9 @@ fn real_main() -> anyhow::Result<()> {
     match cli.cmd {
         Some(Cmd::Playground(a)) => Ok(playground::run(a)?),
         None => {
+            // Before any thread exists: the node's credentials leave its
+            // environment block (see `secrets`).
+            ais_node::secrets::take_and_wipe();
             let mut b = tokio::runtime::Builder::new_multi_thread();
             if let Some(n) = cli.node.threads {
                 b.worker_threads(n.max(1));

@@ -469,6 +469,51 @@ impl Store {
         }
     }
 
+    /// Checks the bytes an open reader holds (in memory, or its own open
+    /// file read by offset) against its stored checksum: for when the
+    /// object's path changed after it was opened (a rebalance moved it, a
+    /// PUT replaced it), so [`Store::verify`] cannot find the file the
+    /// reader will send.
+    pub async fn verify_reader(&self, r: &ObjReader) -> Result<()> {
+        let a = &r.info.attrs;
+        if a.cksum_type != CKSUM_XXHASH || a.cksum_value.is_empty() {
+            return Ok(());
+        }
+        let computed = match &r.body {
+            ObjBody::Small(b) => format!("{:016x}", xxhash_rust::xxh64::xxh64(b, 0)),
+            ObjBody::Mapped(b) => format!("{:016x}", xxhash_rust::xxh64::xxh64(b, 0)),
+            ObjBody::File(f) => {
+                let f = f.try_clone().map_err(io_err("dup object file"))?;
+                let size = a.size;
+                blocking("verify", move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut h = Xxh64::new(0);
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut off = 0u64;
+                    while off < size {
+                        let n = f
+                            .read_at(&mut buf, off)
+                            .map_err(io_err("read object file"))?;
+                        if n == 0 {
+                            break;
+                        }
+                        h.update(&buf[..n]);
+                        off += n as u64;
+                    }
+                    Ok(format!("{:016x}", h.digest()))
+                })
+                .await?
+            }
+        };
+        if computed != a.cksum_value {
+            return Err(StorageError::Corrupt {
+                stored: a.cksum_value.clone(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
     /// Removes an object, its mirror copies and any erasure-coded part held
     /// here, and any directories their removal left empty.
     pub async fn delete(&self, bck: &Bck, obj: &str) -> Result<()> {

@@ -270,3 +270,47 @@ async fn cached_metadata_never_hides_a_changed_file() {
         Err(StorageError::SizeMismatch { .. })
     ));
 }
+
+/// Verification keyed by file identity: a file found good is not re-read,
+/// a write to it (any byte) makes it checked again; a reader whose file
+/// moved away after it was opened is checked on its own bytes.
+#[tokio::test]
+async fn verified_reads_follow_the_file_and_the_open_reader() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1")]).unwrap();
+    let bck = Bck::ais("b");
+    let big = vec![5u8; 3 << 20];
+    for (name, data) in [("small", b"abc".to_vec()), ("big", big.clone())] {
+        let a = put(&store, &bck, name, &data).await.unwrap();
+        assert_eq!(store.verify(&bck, name, &a).await.unwrap(), Verified::Ok);
+        let path = store.obj_path(&bck, name);
+        // Moved away after the reader opened it: the path is gone, the
+        // reader's own bytes are checked.
+        let r = store.open_obj(&bck, name).await.unwrap();
+        let moved = d.path().join(format!("moved-{name}"));
+        std::fs::rename(&path, &moved).unwrap();
+        assert!(store.verify(&bck, name, &a).await.is_err());
+        store.verify_reader(&r).await.unwrap();
+        std::fs::rename(&moved, &path).unwrap();
+        // A byte changed in place after a good read: caught.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"Z", 1).unwrap();
+        drop(f);
+        assert!(matches!(
+            store.verify(&bck, name, &a).await,
+            Err(StorageError::Corrupt { .. })
+        ));
+    }
+    // A reader of a damaged file fails its own check too.
+    let a = put(&store, &bck, "f", &big).await.unwrap();
+    let path = store.obj_path(&bck, "f");
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"Z", 2 << 20).unwrap();
+    drop(f);
+    let r = store.open_obj(&bck, "f").await.unwrap();
+    assert_eq!(r.info.attrs.cksum_value, a.cksum_value);
+    assert!(matches!(
+        store.verify_reader(&r).await,
+        Err(StorageError::Corrupt { .. })
+    ));
+}

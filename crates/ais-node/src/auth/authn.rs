@@ -130,8 +130,8 @@ impl Store {
             .values()
             .any(|u| u.roles.iter().any(|r| r == "Admin"))
         {
-            let (pw, shown) = match std::env::var("AIS_AUTH_ADMIN_PASSWORD") {
-                Ok(p) if !p.is_empty() => (p, false),
+            let (pw, shown) = match crate::secrets::get("AIS_AUTH_ADMIN_PASSWORD") {
+                Some(p) if !p.is_empty() => (p, false),
                 _ => {
                     let b: [u8; 12] = rand::random();
                     (b.iter().map(|x| format!("{x:02x}")).collect(), true)

@@ -33,16 +33,16 @@ fn keys() -> &'static HashMap<String, String> {
     static KEYS: OnceLock<HashMap<String, String>> = OnceLock::new();
     KEYS.get_or_init(|| {
         let mut m = HashMap::new();
-        if let Ok(list) = std::env::var("AIS_S3_KEYS") {
+        if let Some(list) = crate::secrets::get("AIS_S3_KEYS") {
             for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
                 if let Some((a, s)) = pair.trim().split_once(':') {
                     m.insert(a.to_string(), s.to_string());
                 }
             }
         }
-        if let (Ok(a), Ok(s)) = (
+        if let (Ok(a), Some(s)) = (
             std::env::var("AIS_S3_ACCESS_KEY"),
-            std::env::var("AIS_S3_SECRET_KEY"),
+            crate::secrets::get("AIS_S3_SECRET_KEY"),
         ) {
             if !a.is_empty() {
                 m.insert(a, s);

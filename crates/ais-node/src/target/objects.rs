@@ -139,6 +139,18 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     // assembled on another target: `ais_verify`).
     if super::verify_reads(props) || ctx.query.get("ais_verify").is_some() {
         let v = match store.verify(bck, obj, &reader.info.attrs).await {
+            // The object's path no longer holds the file this reader opened
+            // (a rebalance moved it, or it was replaced, meanwhile): check
+            // the bytes this reader will send instead.
+            Err(StorageError::Io { ref source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                store
+                    .verify_reader(&reader)
+                    .await
+                    .map_err(|e| storage_err(t, bck, obj, e))?;
+                ais_storage::Verified::Ok
+            }
             Err(e) if super::ec::recover(t, bck, obj, &e).await? => ais_storage::Verified::Healed,
             r => r.map_err(|e| storage_err(t, bck, obj, e))?,
         };

@@ -745,6 +745,82 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
 /// Objects up to this size move as one buffer (read in one blocking call).
 const SMALL_MOVE: u64 = 1 << 20;
 
+/// A client's PUT committed here after the cluster map gave `bck/obj` to
+/// another target (the map changed while its body was uploading: a join, a
+/// decommission or maintenance of this target). A rebalance walking this
+/// target may already have passed the name: the object goes to its owner
+/// now (as a rebalance move: version and checksum kept; a newer copy there
+/// wins) and is removed here, before the PUT is acknowledged — else a
+/// decommissioned target could leave with it.
+pub async fn hand_over(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let Some(owner) = t
+            .core
+            .owner(&bck.obj_uname(obj))
+            .filter(|o| o.daemon_id != t.core.id)
+        else {
+            return Ok(());
+        };
+        let info = match t.store.head(bck, obj).await {
+            Ok(i) => i,
+            // Moved by a rebalance (or deleted) meanwhile.
+            Err(ais_storage::StorageError::NotFound) => return Ok(()),
+            Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
+        };
+        let path = t.store.obj_path(bck, obj);
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
+        })?;
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        let cksum = if info.attrs.cksum_type == ais_core::meta::CKSUM_XXHASH {
+            info.attrs.cksum_value.as_str()
+        } else {
+            ""
+        };
+        let res = t
+            .core
+            .rpc
+            .move_object(
+                &Dest::from(&owner),
+                &bck.name,
+                obj,
+                body,
+                &info.attrs.custom,
+                info.attrs.version,
+                cksum,
+            )
+            .await;
+        match res {
+            Ok(()) => {
+                match t.store.delete(bck, obj).await {
+                    Ok(()) | Err(ais_storage::StorageError::NotFound) => {}
+                    Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
+                }
+                tracing::info!(obj = %format!("{}/{obj}", bck.cname()), owner = %owner.name(),
+                    "PUT committed after its owner changed: handed over");
+                return Ok(());
+            }
+            Err(e)
+                if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))
+                    && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(ApiError::unavailable(format!(
+                    "{}: {}/{obj} was stored here while its owner changed to {}, and could \
+                     not be handed over ({e}); retry the PUT",
+                    t.core.name,
+                    bck.cname(),
+                    owner.name()
+                )))
+            }
+        }
+    }
+}
+
 /// Moves one object to its owner. `Ok(false)`: not now — a job started
 /// reading the bucket here meanwhile (try again after it).
 async fn move_one(

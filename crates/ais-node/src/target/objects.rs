@@ -476,6 +476,9 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     // (a moved object keeps its parts; the rebalance re-places them).
     if moved_version.is_none() {
         super::ec::protect(t, bck, obj).await?;
+        // The map may have given the name to another target while the body
+        // was uploading: it goes there before the PUT is acknowledged.
+        super::jobs::hand_over(t, bck, obj).await?;
     }
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);

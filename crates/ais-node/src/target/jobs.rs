@@ -878,7 +878,13 @@ async fn move_one(
     };
     let mut whole: Option<bytes::Bytes> = None;
     if size <= SMALL_MOVE {
-        whole = Some(read_whole().await?);
+        match read_whole().await {
+            Ok(b) => whole = Some(b),
+            // Gone since the head (a client's DELETE, or a PUT's hand-over
+            // to the owner moved it): nothing left to move.
+            Err(_) if t.store.head(bck, name).await.is_err() => return Ok(true),
+            Err(e) => return Err(e),
+        }
     }
     // The owner may be busy (a job reading the bucket there: 503) or
     // restarting: wait and retry rather than fail the object.
@@ -891,7 +897,12 @@ async fn move_one(
         let body = match &whole {
             Some(b) => reqwest::Body::from(b.clone()),
             None => {
-                let file = tokio::fs::File::open(&path).await.map_err(open_err)?;
+                let file = match tokio::fs::File::open(&path).await {
+                    Ok(f) => f,
+                    // Gone since the head (see above).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+                    Err(e) => return Err(open_err(e)),
+                };
                 reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
                     file,
                     1 << 20,

@@ -752,7 +752,21 @@ const SMALL_MOVE: u64 = 1 << 20;
 /// now (as a rebalance move: version and checksum kept; a newer copy there
 /// wins) and is removed here, before the PUT is acknowledged — else a
 /// decommissioned target could leave with it.
+///
+/// Only while this target is in maintenance or being decommissioned: it
+/// is then nobody's owner in any map, so the owner never hands the object
+/// back (two targets with different maps handing one object to each other
+/// could each delete their copy). Between active targets the rebalance and
+/// get-from-neighbor keep such an object reachable.
 pub async fn hand_over(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
+    use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
+    let flagged = t.core.meta.with_smap(|s| {
+        s.and_then(|s| s.tmap.get(&t.core.id))
+            .is_some_and(|n| n.flags & (NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION) != 0)
+    });
+    if !flagged {
+        return Ok(());
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let Some(owner) = t

@@ -8,6 +8,7 @@ silently overwrote the object with 0 bytes).
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import requests
@@ -142,4 +143,38 @@ def test_sdk_object_copy_with_its_parameters(client, bucket: Bucket) -> None:
         assert r.status_code == 400 and list(params)[0] in r.text, r.text
     with pytest.raises(AISError) as ei:
         bucket.object("x").head()
+    assert ei.value.status_code == 404
+
+
+def test_a_client_hanging_up_mid_append_ends_its_handle(cluster: Cluster, bucket: Bucket) -> None:
+    """An append whose body stops half-way (the client hangs up) stores
+    nothing of it and ends the handle: a later flush of that handle is 404,
+    never an object with a torn chunk."""
+    import socket
+    from urllib.parse import urlparse
+
+    url, b = cluster.url, bucket.name
+    r = _put(url, b, "torn", b"first", append_type="append", append_handle="")
+    assert r.status_code == 200, r.text
+    h = r.headers["Ais-Append-Handle"]
+    # The owner target, straight (no redirect to follow on a raw socket).
+    r = requests.put(f"{url}/v1/objects/{b}/torn", params={"append_type": "append", "append_handle": h},
+                     data=b"", allow_redirects=False, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 307, r.status_code
+    loc = urlparse(r.headers["Location"])
+    with socket.create_connection((loc.hostname, loc.port), timeout=10) as s:
+        s.sendall(f"PUT {loc.path}?{loc.query} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode() + b"x" * 1000)
+    # The node notices the hang-up and ends the handle (empty appends change
+    # nothing while it has not yet).
+    deadline = time.monotonic() + 30
+    while True:
+        r = _put(url, b, "torn", b"", append_type="append", append_handle=h)
+        if r.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status_code == 404 and "nothing of that append is stored" in r.text, (r.status_code, r.text)
+    r = _put(url, b, "torn", b"", append_type="flush", append_handle=h)
+    assert r.status_code == 404, (r.status_code, r.text)
+    with pytest.raises(AISError) as ei:
+        bucket.object("torn").head()
     assert ei.value.status_code == 404

@@ -80,15 +80,6 @@ impl Appends {
         m.insert(handle.clone(), entry.clone());
         Some((handle, entry))
     }
-
-    /// Open handles now (for tests and `ais show`).
-    pub fn len(&self) -> usize {
-        self.open.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Drops handles unused for [`IDLE`] (with their temp files); an entry

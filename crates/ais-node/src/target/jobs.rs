@@ -745,26 +745,26 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
 /// Objects up to this size move as one buffer (read in one blocking call).
 const SMALL_MOVE: u64 = 1 << 20;
 
-/// A client's PUT committed here after the cluster map gave `bck/obj` to
-/// another target (the map changed while its body was uploading: a join, a
-/// decommission or maintenance of this target). A rebalance walking this
-/// target may already have passed the name: the object goes to its owner
-/// now (as a rebalance move: version and checksum kept; a newer copy there
-/// wins) and is removed here, before the PUT is acknowledged — else a
-/// decommissioned target could leave with it.
+/// A client's PUT committed here while this target is being decommissioned,
+/// after the cluster map gave `bck/obj` to another target (the map changed
+/// while the body was uploading): the rebalance walking this target may
+/// already have passed the name, and the target will leave with it. A copy
+/// goes to the owner now (as a rebalance move: version and checksum kept; a
+/// copy already there wins) before the PUT is acknowledged.
 ///
-/// Only while this target is in maintenance or being decommissioned: it
-/// is then nobody's owner in any map, so the owner never hands the object
-/// back (two targets with different maps handing one object to each other
-/// could each delete their copy). Between active targets the rebalance and
-/// get-from-neighbor keep such an object reachable.
+/// A copy, never a move: the local one is not deleted (it leaves with the
+/// target). Deleting it raced the rebalance — the owner, moving its own
+/// copy back to a target whose map made it the owner again, deleted it on
+/// finding ours, and then we deleted ours (an acknowledged object on no
+/// target, seen in maintenance runs). Targets in maintenance are left to
+/// their rebalances, as before.
 pub async fn hand_over(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
-    use ais_core::meta::{NODE_FLAG_DECOMMISSION, NODE_FLAG_MAINTENANCE};
-    let flagged = t.core.meta.with_smap(|s| {
+    use ais_core::meta::NODE_FLAG_DECOMMISSION;
+    let leaving = t.core.meta.with_smap(|s| {
         s.and_then(|s| s.tmap.get(&t.core.id))
-            .is_some_and(|n| n.flags & (NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION) != 0)
+            .is_some_and(|n| n.flags & NODE_FLAG_DECOMMISSION != 0)
     });
-    if !flagged {
+    if !leaving {
         return Ok(());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -808,12 +808,8 @@ pub async fn hand_over(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
             .await;
         match res {
             Ok(()) => {
-                match t.store.delete(bck, obj).await {
-                    Ok(()) | Err(ais_storage::StorageError::NotFound) => {}
-                    Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
-                }
                 tracing::info!(obj = %format!("{}/{obj}", bck.cname()), owner = %owner.name(),
-                    "PUT committed after its owner changed: handed over");
+                    "PUT committed on a leaving target after its owner changed: copied to the owner");
                 return Ok(());
             }
             Err(e)

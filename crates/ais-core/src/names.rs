@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 /// Longest single path component most Linux filesystems accept.
 pub const MAX_COMPONENT_LEN: usize = 255;
+/// The one path component no object name may have: the storage layout uses
+/// it as the file name of object `p` inside the directory `p/` when other
+/// objects are named `p/…` (`ais_storage::layout`).
+pub const RESERVED_COMPONENT: &str = ".ais~self";
 /// Upper bound on a whole object name; keeps `<mountpath>/<bucket>/<name>` under PATH_MAX.
 pub const MAX_OBJ_NAME_LEN: usize = 3072;
 
@@ -181,6 +185,11 @@ pub fn validate_object_name(name: &str) -> Result<(), CoreError> {
         match comp {
             "" => return bad("contains an empty path component (\"//\")"),
             "." | ".." => return bad("contains a \".\" or \"..\" path component"),
+            RESERVED_COMPONENT => {
+                return bad(&format!(
+                    "\"{RESERVED_COMPONENT}\" is a reserved path component"
+                ))
+            }
             c if c.len() > MAX_COMPONENT_LEN => {
                 return bad(&format!(
                     "a path component is longer than {MAX_COMPONENT_LEN} bytes"
@@ -211,6 +220,7 @@ mod tests {
     fn object_names() {
         assert!(validate_object_name("train/0001.jpg").is_ok());
         assert!(validate_object_name(".hidden/x").is_ok());
+        assert!(validate_object_name("p/.ais~selfie").is_ok());
         for bad in [
             "",
             "a/../b",
@@ -221,6 +231,9 @@ mod tests {
             "dir/",
             "a\0b",
             "~/x",
+            ".ais~self",
+            "p/.ais~self",
+            "p/.ais~self/q",
             &"x".repeat(256),
         ] {
             assert!(

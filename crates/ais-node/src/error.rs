@@ -179,9 +179,6 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
 pub fn storage(node: &str, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
     match e {
         StorageError::NotFound => ApiError::object_not_found(node, bck, obj),
-        StorageError::Conflict(why) => {
-            ApiError::Conflict(format!("cannot store {}/{obj}: {why}", bck.cname()))
-        }
         StorageError::Corrupt { stored, computed } => ApiError::Corrupt(format!(
             "{node}: {}/{obj} is corrupted: stored xxhash {stored}, computed {computed}",
             bck.cname()

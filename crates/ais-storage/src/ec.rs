@@ -313,7 +313,7 @@ impl Store {
 
     /// The part held here, open for reading.
     pub fn open_part(&self, bck: &Bck, obj: &str) -> Result<Option<(EcMeta, std::fs::File)>> {
-        let p = self.part_path(bck, obj);
+        let p = crate::layout::file_at(&self.part_path(bck, obj));
         let Some(meta) = read_part_meta(&p)? else {
             return Ok(None);
         };
@@ -344,11 +344,13 @@ impl Store {
         let mp = self.mpath_for(bck, obj);
         let p = self.part_path(bck, obj);
         let _serial = commit_lock(&p);
-        let removed = p.is_file() && std::fs::remove_file(&p).is_ok();
-        if removed {
-            crate::prune_empty_dirs(p.parent(), &mp.path.join(EC_DIR).join(&bck.name));
+        match crate::layout::remove(&p) {
+            Ok(removed) => {
+                crate::prune_empty_dirs(removed.parent(), &mp.path.join(EC_DIR).join(&bck.name));
+                true
+            }
+            Err(_) => false,
         }
-        removed
     }
 
     /// Up to `limit` parts of `bck` held here, in name order after `after`.
@@ -389,7 +391,7 @@ impl Store {
         tmp: PathBuf,
         attrs: ObjAttrs,
     ) -> Result<bool> {
-        let dst = self.obj_path(bck, obj);
+        let dst = self.logical_path(bck, obj);
         crate::blocking("restore", move || {
             let res = (|| -> Result<bool> {
                 let md = std::fs::metadata(&tmp).map_err(io_at("stat", &tmp))?;
@@ -401,11 +403,12 @@ impl Store {
                 }
                 crate::check_file(&tmp, &attrs.cksum_value)?;
                 let _serial = commit_lock(&dst);
-                if let Ok(md) = std::fs::metadata(&dst) {
-                    if let Ok(cur) = crate::ObjInfo::read(&dst, &md) {
+                let file = crate::layout::file_at(&dst);
+                if let Ok(md) = std::fs::metadata(&file) {
+                    if let Ok(cur) = crate::ObjInfo::read(&file, &md) {
                         if cur.attrs.version > attrs.version
                             || (cur.attrs.version == attrs.version
-                                && crate::check_file(&dst, &cur.attrs.cksum_value).is_ok())
+                                && crate::check_file(&file, &cur.attrs.cksum_value).is_ok())
                         {
                             return Ok(false);
                         }
@@ -432,7 +435,9 @@ fn publish(tmp: &Path, dst: &Path, key: &str, raw: &[u8]) -> Result<()> {
     crate::rename_durably(tmp, dst)
 }
 
+/// The metadata of the part whose logical path is `p` ([`crate::layout`]).
 fn read_part_meta(p: &Path) -> Result<Option<EcMeta>> {
+    let p = &crate::layout::file_at(p);
     let md = match std::fs::metadata(p) {
         Ok(m) if m.is_file() => m,
         Ok(_) => return Ok(None),

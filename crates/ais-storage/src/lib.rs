@@ -4,7 +4,9 @@
 //! the old object or the new one and never a partial one), how it is read,
 //! deleted and listed in name order without loading a bucket into memory.
 //!
-//! Layout: `<mountpath>/@ais/<bucket>/<object name>`; object attributes
+//! Layout: `<mountpath>/@ais/<bucket>/<object name>` (or
+//! `…/<object name>/.ais~self` when other objects are named `<object
+//! name>/…`: [`layout`]); object attributes
 //! ([`ais_core::meta::ObjAttrs`]) live in the `user.ais.meta` xattr of the
 //! file itself, so data and metadata become visible in one atomic rename.
 //! Temp files live in `<mountpath>/.ais-work/` and are removed at start-up.
@@ -13,6 +15,7 @@ pub mod archive;
 pub mod background;
 mod ec;
 pub mod flush;
+pub mod layout;
 mod list;
 mod mpaths;
 mod timefmt;
@@ -41,8 +44,6 @@ const MIRROR_DIR: &str = "@mirror";
 pub enum StorageError {
     #[error("object not found")]
     NotFound,
-    #[error("{0}")]
-    Conflict(String),
     #[error("checksum mismatch: stored {stored}, computed {computed}")]
     Corrupt { stored: String, computed: String },
     #[error("size mismatch: {stored} bytes were stored, the file has {actual}")]
@@ -162,7 +163,7 @@ impl Store {
     fn mirror_copies(&self, bck: &Bck, obj: &str) -> Vec<PathBuf> {
         self.mps()
             .iter()
-            .map(|m| m.mirror_dir(bck).join(obj))
+            .map(|m| layout::file_at(&m.mirror_dir(bck).join(obj)))
             .filter(|p| p.is_file())
             .collect()
     }
@@ -214,6 +215,7 @@ impl Store {
     /// main copy if missing or damaged; copies no longer asked for removed).
     pub async fn scrub(&self, bck: &Bck, obj: &str, copies: usize) -> Result<Scrubbed> {
         let mut out = Scrubbed::default();
+        let home = self.mpath_for(bck, obj).bucket_dir(bck).join(obj);
         let main = self.obj_path(bck, obj);
         let main_ok = match self.head_main(bck, obj) {
             Ok(info) => {
@@ -240,23 +242,24 @@ impl Store {
             .mps()
             .iter()
             .map(|m| m.mirror_dir(bck).join(obj))
-            .filter(|p| p.is_file() && !want.iter().any(|(_, d)| d == p))
+            .filter(|p| layout::is_obj(p) && !want.iter().any(|(_, d)| d == p))
             .collect();
-        let dst = main.clone();
         out.mirrors_rebuilt = blocking("scrub", move || -> Result<usize> {
-            let _serial = commit_lock(&dst);
+            let _serial = commit_lock(&home);
             for p in stale {
-                let _ = std::fs::remove_file(p);
+                let _ = layout::remove(&p);
             }
+            let dst = layout::file_at(&home);
             let md = std::fs::metadata(&dst).map_err(io_at("stat", &dst))?;
             let cksum = ObjInfo::read(&dst, &md)?.attrs.cksum_value;
             let mut rebuilt = 0;
             for (work, mdst) in want {
-                let healthy = std::fs::metadata(&mdst)
+                let mfile = layout::file_at(&mdst);
+                let healthy = std::fs::metadata(&mfile)
                     .ok()
-                    .and_then(|md| ObjInfo::read(&mdst, &md).ok())
+                    .and_then(|md| ObjInfo::read(&mfile, &md).ok())
                     .is_some_and(|i| {
-                        i.attrs.cksum_value == cksum && check_file(&mdst, &cksum).is_ok()
+                        i.attrs.cksum_value == cksum && check_file(&mfile, &cksum).is_ok()
                     });
                 if healthy {
                     continue;
@@ -279,8 +282,14 @@ impl Store {
     /// validated): on its HRW mountpath, or — while a resilver has not yet
     /// moved it there — wherever it is.
     pub fn obj_path(&self, bck: &Bck, obj: &str) -> PathBuf {
+        layout::file_at(&self.logical_path(bck, obj))
+    }
+
+    /// [`Store::obj_path`] before the [`layout`] rule: the file, or the
+    /// directory holding it as `.ais~self`.
+    pub(crate) fn logical_path(&self, bck: &Bck, obj: &str) -> PathBuf {
         let home = self.mpath_for(bck, obj).bucket_dir(bck).join(obj);
-        if self.resilvering.load(std::sync::atomic::Ordering::Relaxed) && !home.is_file() {
+        if self.resilvering.load(std::sync::atomic::Ordering::Relaxed) && !layout::is_obj(&home) {
             if let Some(p) = self.misplaced_copies(bck, obj).into_iter().next() {
                 return p;
             }
@@ -348,16 +357,26 @@ impl Store {
 
     async fn open_main(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         use std::io::Read;
-        let path = self.obj_path(bck, obj);
-        let mut file = match open_noatime(&path) {
-            Ok(f) => f,
-            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_at("open", &path)(e)),
+        // The logical path first: one open in the common case, a second one
+        // only for an object stored as `<name>/.ais~self` ([`layout`]).
+        let mut path = self.logical_path(bck, obj);
+        let mut nested = false;
+        let (mut file, md) = loop {
+            let file = match open_noatime(&path) {
+                Ok(f) => f,
+                Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+                Err(e) => return Err(io_at("open", &path)(e)),
+            };
+            let md = file.metadata().map_err(io_at("stat", &path))?;
+            if !md.is_dir() {
+                break (file, md);
+            }
+            if nested {
+                return Err(StorageError::NotFound);
+            }
+            nested = true;
+            path = path.join(layout::SELF);
         };
-        let md = file.metadata().map_err(io_at("stat", &path))?;
-        if md.is_dir() {
-            return Err(StorageError::NotFound);
-        }
         // Metadata through the open descriptor: no second path walk.
         let info = ObjInfo::from_open(&file, &md)?;
         let size = md.len();
@@ -529,8 +548,7 @@ impl Store {
     pub async fn delete_copies(&self, bck: &Bck, obj: &str) -> Result<()> {
         let mut had_copy = false;
         for m in self.mps().iter() {
-            let p = m.mirror_dir(bck).join(obj);
-            if p.is_file() && std::fs::remove_file(&p).is_ok() {
+            if let Ok(p) = layout::remove(&m.mirror_dir(bck).join(obj)) {
                 had_copy = true;
                 prune_empty_dirs(p.parent(), &m.mirror_dir(bck));
             }
@@ -547,22 +565,20 @@ impl Store {
         let mut stray = false;
         if self.resilvering.load(std::sync::atomic::Ordering::Relaxed) {
             for p in self.misplaced_copies(bck, obj) {
-                stray |= std::fs::remove_file(&p).is_ok();
+                stray |= layout::remove(&p).is_ok();
             }
         }
         let mp = self.mpath_for(bck, obj);
         let path = mp.bucket_dir(bck).join(obj);
         let stop = mp.bucket_dir(bck);
         tokio::task::spawn_blocking(move || {
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) | Err(_) if stray => return Ok(()),
-                Ok(_) => return Err(StorageError::NotFound),
+            let removed = match layout::remove(&path) {
+                Ok(p) => p,
+                Err(_) if stray => return Ok(()),
                 Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-                Err(e) => return Err(io_at("stat", &path)(e)),
-            }
-            std::fs::remove_file(&path).map_err(io_at("remove", &path))?;
-            prune_empty_dirs(path.parent(), &stop);
+                Err(e) => return Err(io_at("remove", &path)(e)),
+            };
+            prune_empty_dirs(removed.parent(), &stop);
             Ok(())
         })
         .await
@@ -1024,7 +1040,7 @@ impl PutWriter {
         let cksum = format!("{:016x}", self.hasher.digest());
         let background = self.background;
         let job = move || -> Result<Option<ObjAttrs>> {
-            if if_absent && dst.is_file() {
+            if if_absent && layout::is_obj(&dst) {
                 return Ok(None);
             }
             let group = flusher.mode == flush::SyncMode::Group;
@@ -1047,10 +1063,10 @@ impl PutWriter {
             // per name, so concurrent PUTs of one object get distinct,
             // increasing versions.
             let serial = commit_lock(&dst);
-            if if_absent && dst.is_file() {
+            if if_absent && layout::is_obj(&dst) {
                 return Ok(None);
             }
-            let prev_version = xattr::get(&dst, XATTR_META)
+            let prev_version = xattr::get(layout::file_at(&dst), XATTR_META)
                 .ok()
                 .flatten()
                 .and_then(|raw| serde_json::from_slice::<ObjAttrs>(&raw).ok())
@@ -1072,9 +1088,7 @@ impl PutWriter {
             // Every copy durable before the object is acknowledged; stale
             // copies (fewer copies asked for now) must never be healed from.
             for p in &stale {
-                if p.is_file() {
-                    let _ = std::fs::remove_file(p);
-                }
+                let _ = layout::remove(p);
             }
             for (work, mdst) in &mirrors {
                 let mtmp = work.join(format!("put-{}", ais_core::gen_id(16)));
@@ -1084,26 +1098,9 @@ impl PutWriter {
                 }
                 res?;
             }
-            let parent = dst.parent().unwrap_or(Path::new("/"));
-            if let Err(e) = std::fs::create_dir_all(parent) {
-                if e.kind() == io::ErrorKind::AlreadyExists
-                    || e.raw_os_error() == Some(libc::ENOTDIR)
-                {
-                    return Err(StorageError::Conflict(
-                        "a parent of this name is an existing object".into(),
-                    ));
-                }
-                return Err(io_at("create", parent)(e));
-            }
-            if let Err(e) = std::fs::rename(&tmp, &dst) {
-                if dst.is_dir() {
-                    return Err(StorageError::Conflict(
-                        "the name is a virtual directory holding other objects".into(),
-                    ));
-                }
-                return Err(io_at("rename into", &dst)(e));
-            }
+            let placed = layout::place(&tmp, &dst).map_err(io_at("rename into", &dst))?;
             drop(serial);
+            let parent = placed.parent().unwrap_or(Path::new("/"));
             if !sync {
                 // Scratch data: durability left to the kernel's writeback.
             } else if group {
@@ -1252,9 +1249,8 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
 /// Renames the fsynced `tmp` over `dst` (creating its directory) and fsyncs
 /// the directory, so the new name survives a power loss.
 pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
-    let parent = dst.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(io_at("create", parent))?;
-    std::fs::rename(tmp, dst).map_err(io_at("rename into", dst))?;
+    let placed = layout::place(tmp, dst).map_err(io_at("rename into", dst))?;
+    let parent = placed.parent().unwrap_or(Path::new("/"));
     if let Ok(d) = std::fs::File::open(parent) {
         let _ = d.sync_all();
     }

@@ -6,8 +6,12 @@
 //! keeps only the `limit` smallest candidate keys in a bounded heap, so memory
 //! per page is O(limit) whatever the bucket size; the cost of a page is one
 //! pass over the directories on the path to the next names.
+//!
+//! A directory `p/` may also hold object `p` itself, as `p/.ais~self`
+//! ([`crate::layout`]): the walk offers key `p` for it next to `p/`, so it
+//! sorts where the name `p` belongs (before "p.x", which sorts before "p/").
 
-use crate::{io_at, timefmt, ObjInfo, Result, Store};
+use crate::{io_at, layout, timefmt, ObjInfo, Result, Store};
 use ais_core::api::{LsoEntry, PropSet, TargetPage, ENTRY_FLAG_CACHED};
 use ais_core::Bck;
 use std::collections::BinaryHeap;
@@ -113,7 +117,9 @@ pub(crate) fn walk(
         if need == 0 {
             return Ok(());
         }
-        let mut heap: BinaryHeap<(String, bool)> = BinaryHeap::new();
+        // A file's key is its name, a directory's ends in '/'; a directory
+        // also offers its own name (`Kind::Held`), for an object it may hold.
+        let mut heap: BinaryHeap<(String, Kind)> = BinaryHeap::new();
         let mut truncated = false;
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
@@ -125,39 +131,50 @@ pub(crate) fn walk(
             let Some(name) = ent.file_name().to_str().map(str::to_string) else {
                 continue;
             };
+            if name == layout::SELF {
+                // Listed by the parent's walk, under the directory's name.
+                continue;
+            }
             let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
             let mut key = String::with_capacity(rel.len() + name.len() + 1);
             key.push_str(rel);
             key.push_str(&name);
+            let mut keys = [None, None];
             if is_dir {
+                keys[0] = Some((key.clone(), Kind::Held));
                 key.push('/');
+                keys[1] = Some((key, Kind::Dir));
+            } else {
+                keys[1] = Some((key, Kind::File));
             }
-            if !wanted(&key, is_dir, prefix, after) {
-                continue;
-            }
-            if bound.as_ref().is_some_and(|b| key.as_str() <= b.as_str()) {
-                continue;
-            }
-            if heap.len() == need {
-                if let Some(top) = heap.peek() {
-                    if key >= top.0 {
-                        truncated = true;
-                        continue;
-                    }
+            for (key, kind) in keys.into_iter().flatten() {
+                if !wanted(&key, kind == Kind::Dir, prefix, after) {
+                    continue;
                 }
-                heap.pop();
-                truncated = true;
+                if bound.as_ref().is_some_and(|b| key.as_str() <= b.as_str()) {
+                    continue;
+                }
+                if heap.len() == need {
+                    if let Some(top) = heap.peek() {
+                        if key >= top.0 {
+                            truncated = true;
+                            continue;
+                        }
+                    }
+                    heap.pop();
+                    truncated = true;
+                }
+                heap.push((key, kind));
             }
-            heap.push((key, is_dir));
         }
         let cands = heap.into_sorted_vec();
         let last = cands.last().map(|c| c.0.clone());
-        for (key, is_dir) in cands {
+        for (key, kind) in cands {
             if out.len() >= limit {
                 return Ok(());
             }
             let name = &key[rel.len()..];
-            if is_dir {
+            if kind == Kind::Dir {
                 walk(
                     &dir.join(name.trim_end_matches('/')),
                     &key,
@@ -166,8 +183,14 @@ pub(crate) fn walk(
                     limit,
                     out,
                 )?;
-            } else {
+            } else if kind == Kind::File {
                 out.push((key.clone(), dir.join(name)));
+            } else {
+                // A directory's own name: an object only if it holds one.
+                let file = dir.join(name).join(layout::SELF);
+                if file.is_file() {
+                    out.push((key.clone(), file));
+                }
             }
         }
         if !truncated || out.len() >= limit {
@@ -175,4 +198,13 @@ pub(crate) fn walk(
         }
         bound = last;
     }
+}
+
+/// What a walk key stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    File,
+    Dir,
+    /// The object a directory may hold as [`layout::SELF`].
+    Held,
 }

@@ -16,8 +16,8 @@
 //! delete removes every copy.
 
 use crate::{
-    commit_lock, copy_durably, io_at, is_not_found, list, prepare_mountpath, prune_empty_dirs,
-    Mountpath, ObjInfo, Result, StorageError, Store,
+    commit_lock, copy_durably, io_at, is_not_found, layout, list, prepare_mountpath,
+    prune_empty_dirs, Mountpath, ObjInfo, Result, StorageError, Store,
 };
 use ais_core::Bck;
 use std::path::{Path, PathBuf};
@@ -252,14 +252,15 @@ impl Store {
         true
     }
 
-    /// Copies of `obj` on readable mountpaths other than its HRW one.
+    /// Copies of `obj` on readable mountpaths other than its HRW one (their
+    /// logical paths: see [`crate::layout`]).
     pub(crate) fn misplaced_copies(&self, bck: &Bck, obj: &str) -> Vec<PathBuf> {
         let home = self.mpath_for(bck, obj);
         self.readable_mps()
             .into_iter()
             .filter(|m| m.path != home.path)
             .map(|m| m.bucket_dir(bck).join(obj))
-            .filter(|p| p.is_file())
+            .filter(|p| layout::is_obj(p))
             .collect()
     }
 
@@ -301,8 +302,9 @@ impl Store {
         tokio::task::spawn_blocking(move || -> Result<u64> {
             let _serial = commit_lock(&dst);
             let version = |p: &Path| -> Option<u64> {
-                let md = std::fs::metadata(p).ok()?;
-                ObjInfo::read(p, &md).ok().map(|i| i.attrs.version)
+                let f = layout::file_at(p);
+                let md = std::fs::metadata(&f).ok()?;
+                ObjInfo::read(&f, &md).ok().map(|i| i.attrs.version)
             };
             let mut moved = 0;
             for src in strays {
@@ -313,20 +315,23 @@ impl Store {
                 };
                 if newer {
                     let tmp = work.join(format!("resilver-{}", ais_core::gen_id(16)));
-                    let res = copy_durably(&src, &tmp, &dst);
+                    let res = copy_durably(&layout::file_at(&src), &tmp, &dst);
                     if res.is_err() {
                         let _ = std::fs::remove_file(&tmp);
                     }
                     res?;
-                    moved += std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0);
+                    moved += std::fs::metadata(layout::file_at(&dst))
+                        .map(|m| m.len())
+                        .unwrap_or(0);
                 }
-                match std::fs::remove_file(&src) {
-                    Ok(()) => {}
+                match layout::remove(&src) {
+                    Ok(removed) => {
+                        if let Some(stop) = stops.iter().find(|s| src.starts_with(s)) {
+                            prune_empty_dirs(removed.parent(), stop);
+                        }
+                    }
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(io_at("remove", &src)(e)),
-                }
-                if let Some(stop) = stops.iter().find(|s| src.starts_with(s)) {
-                    prune_empty_dirs(src.parent(), stop);
                 }
             }
             Ok(moved)

@@ -80,21 +80,149 @@ async fn corrupt_is_detected() {
     ));
 }
 
+async fn get(store: &Store, bck: &Bck, name: &str) -> Vec<u8> {
+    let r = store.open_obj(bck, name).await.unwrap();
+    match r.body {
+        ObjBody::Small(b) => b,
+        ObjBody::Mapped(b) => b.to_vec(),
+        ObjBody::File(mut f) => {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+            v
+        }
+    }
+}
+
+/// Objects `p` and `p/child` live side by side whichever comes first
+/// (`layout`): reads, versions, listing order, paging, deletes, mirrors.
 #[tokio::test]
-async fn file_dir_conflicts() {
+async fn names_that_are_also_directories() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1"), d.path().join("m2")]).unwrap();
+    let bck = Bck::ais("b");
+    // The file first, then a name below it (the file is nested).
+    put(&store, &bck, "a", b"A1").await.unwrap();
+    put(&store, &bck, "a/b", b"AB").await.unwrap();
+    put(&store, &bck, "a/b/c", b"ABC").await.unwrap();
+    // The directory first, then its own name.
+    put(&store, &bck, "c/d", b"CD").await.unwrap();
+    put(&store, &bck, "c", b"C1").await.unwrap();
+    for n in ["a.x", "a0", "c.x"] {
+        put(&store, &bck, n, n.as_bytes()).await.unwrap();
+    }
+    assert_eq!(get(&store, &bck, "a").await, b"A1");
+    assert_eq!(get(&store, &bck, "a/b").await, b"AB");
+    assert_eq!(get(&store, &bck, "a/b/c").await, b"ABC");
+    assert_eq!(get(&store, &bck, "c").await, b"C1");
+    assert_eq!(get(&store, &bck, "c/d").await, b"CD");
+    // Versions continue through the nest.
+    let a2 = put(&store, &bck, "a", b"A2").await.unwrap();
+    assert_eq!(a2.version, 2);
+    assert_eq!(put(&store, &bck, "c", b"C2").await.unwrap().version, 2);
+    assert_eq!(get(&store, &bck, "a").await, b"A2");
+    let info = store.head(&bck, "a").await.unwrap();
+    assert_eq!(info.attrs.cksum_value, a2.cksum_value);
+    store.verify(&bck, "a", &info.attrs).await.unwrap();
+    let want = ["a", "a.x", "a/b", "a/b/c", "a0", "c", "c.x", "c/d"];
+    assert_eq!(names(&store, &bck, "", "", 100).0, want);
+    // Page by page, one name at a time: the held names come in order.
+    let mut after = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let (page, done) = names(&store, &bck, "", &after, 1);
+        paged.extend(page.clone());
+        if done {
+            break;
+        }
+        after = page.last().unwrap().clone();
+    }
+    assert_eq!(paged, want);
+    assert_eq!(names(&store, &bck, "a/b", "", 100).0, ["a/b", "a/b/c"]);
+    assert_eq!(names(&store, &bck, "c", "c", 100).0, ["c.x", "c/d"]);
+    // Deleting one leaves the other.
+    store.delete(&bck, "a").await.unwrap();
+    assert!(matches!(
+        store.head(&bck, "a").await,
+        Err(StorageError::NotFound)
+    ));
+    assert_eq!(get(&store, &bck, "a/b").await, b"AB");
+    store.delete(&bck, "c/d").await.unwrap();
+    assert_eq!(get(&store, &bck, "c").await, b"C2");
+    store.delete(&bck, "a/b").await.unwrap();
+    assert_eq!(get(&store, &bck, "a/b/c").await, b"ABC");
+    assert_eq!(
+        names(&store, &bck, "", "", 100).0,
+        ["a.x", "a/b/c", "a0", "c", "c.x"]
+    );
+    // Mirrored: every copy follows the layout, and heals from it.
+    let mut w = store.begin_put_copies(&bck, "m", 2).await.unwrap();
+    w.write(b"M").await.unwrap();
+    w.commit(BTreeMap::new()).await.unwrap();
+    let mut w = store.begin_put_copies(&bck, "m/n", 2).await.unwrap();
+    w.write(b"MN").await.unwrap();
+    w.commit(BTreeMap::new()).await.unwrap();
+    std::fs::remove_file(store.obj_path(&bck, "m")).unwrap();
+    assert_eq!(get(&store, &bck, "m").await, b"M");
+    assert_eq!(get(&store, &bck, "m/n").await, b"MN");
+    // The reserved component never reaches a listing as a name.
+    assert!(!names(&store, &bck, "", "", 100)
+        .0
+        .iter()
+        .any(|n| n.contains(layout::SELF)));
+}
+
+/// A reader of `p` sees it (old or new bytes) at every instant while
+/// names below it are stored and `p` itself is rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nesting_is_atomic_for_readers() {
     let d = tempfile::tempdir().unwrap();
     let store = Store::open(&[d.path().to_path_buf()]).unwrap();
     let bck = Bck::ais("b");
-    put(&store, &bck, "a", b"1").await.unwrap();
-    assert!(matches!(
-        put(&store, &bck, "a/b", b"2").await,
-        Err(StorageError::Conflict(_))
-    ));
-    put(&store, &bck, "c/d", b"1").await.unwrap();
-    assert!(matches!(
-        put(&store, &bck, "c", b"2").await,
-        Err(StorageError::Conflict(_))
-    ));
+    for round in 0..20 {
+        let p = format!("p{round}");
+        put(&store, &bck, &p, b"old").await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, bck, p, stop) = (store.clone(), bck.clone(), p.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                    let body = get(&store, &bck, &p).await;
+                    assert!(body == b"old" || body == b"new", "{body:?}");
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let writers: Vec<_> = (0..4)
+            .map(|i| {
+                let (store, bck, p) = (store.clone(), bck.clone(), p.clone());
+                tokio::spawn(async move {
+                    put(&store, &bck, &format!("{p}/c{i}"), b"child")
+                        .await
+                        .unwrap();
+                    if i == 0 {
+                        put(&store, &bck, &p, b"new").await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.await.unwrap();
+        assert_eq!(get(&store, &bck, &p).await, b"new");
+        let (listed, _) = names(&store, &bck, &p, "", 100);
+        let mut want = vec![p.clone()];
+        want.extend((0..4).map(|i| format!("{p}/c{i}")));
+        assert_eq!(listed, want);
+    }
+    assert_eq!(
+        std::fs::read_dir(d.path().join(WORK_DIR)).unwrap().count(),
+        0,
+        "nesting leaves nothing in the work area"
+    );
 }
 
 #[tokio::test]

@@ -710,7 +710,13 @@ impl Cluster {
 
     fn spawn_target(&mut self, mpaths: usize) -> anyhow::Result<usize> {
         let i = self.targets.len();
-        let tdata = self.dir.path().join(format!("target{}", i + 1));
+        // A fresh data dir even when a departed target was taken out of
+        // `targets` (its dir stays behind).
+        let mut k = i + 1;
+        while self.dir.path().join(format!("target{k}")).exists() {
+            k += 1;
+        }
+        let tdata = self.dir.path().join(format!("target{k}"));
         if let Some(bytes) = self.tmpfs {
             mount_tmpfs(&tdata, bytes)?;
             self.mounts.push(tdata.clone());

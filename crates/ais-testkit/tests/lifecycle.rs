@@ -787,3 +787,107 @@ fn shut_down_then_decommissioned_target_shows_truthfully_and_misses_are_404() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert_readable(&rt, &url, "sd", &names);
 }
+
+/// Object `p` on one target and `p/child` on another (AIStore allows both
+/// names): a decommission and a join bring such names onto one target, and
+/// both finish with every object readable, in place and listed in order.
+#[test]
+fn names_that_are_also_directories_survive_decommission_and_join() {
+    let _g = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Cluster::start_with(opts(3, &[])).unwrap();
+    let rt = rt();
+    let url = c.url().to_string();
+    let cl = Client::new(&url);
+    rt.block_on(cl.create_bucket("pc")).unwrap();
+    let mut names = Vec::new();
+    for i in 0..40 {
+        // Half with the short name first, half with the long ones first.
+        let group = [
+            format!("d{i:02}"),
+            format!("d{i:02}/x"),
+            format!("d{i:02}/x/y"),
+        ];
+        if i % 2 == 0 {
+            names.extend(group);
+        } else {
+            names.extend(group.into_iter().rev());
+        }
+    }
+    rt.block_on(async {
+        for n in &names {
+            cl.put_bytes("pc", n, content(n)).await.unwrap();
+        }
+    });
+    // Some pairs are split across targets (else the test proves nothing).
+    let held: Vec<Vec<String>> = c
+        .targets
+        .iter()
+        .map(|t| ais_testkit::rebal::names_on(&t.url, "pc").unwrap())
+        .collect();
+    let where_is = |n: &str| held.iter().position(|h| h.iter().any(|x| x == n));
+    let split = (0..40)
+        .filter(|i| where_is(&format!("d{i:02}")) != where_is(&format!("d{i:02}/x")))
+        .count();
+    assert!(
+        split >= 10,
+        "only {split} of 40 pairs are split across targets"
+    );
+
+    let gone = c.targets[1].id.clone();
+    let (ok, out, err) = ais_status(
+        &url,
+        &["cluster", "add-remove-nodes", "decommission", &gone],
+    );
+    assert!(ok, "decommission failed:\n{out}\n{err}");
+    assert_left(&mut c.targets[1], Duration::from_secs(60));
+    c.targets.remove(1);
+    let j = rt.block_on(newest_rebalance(&cl)).unwrap();
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    assert_placed(&c, "pc", &names);
+    assert_readable(&rt, &url, "pc", &names);
+
+    let before = rt.block_on(rebalances(&cl));
+    c.add_target().unwrap();
+    let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
+    assert_eq!(
+        (j.err_count, j.err.as_str(), j.aborted),
+        (0, "", false),
+        "{j:?}"
+    );
+    assert!(j.objs > 0, "{j:?}");
+    assert_placed(&c, "pc", &names);
+    assert_readable(&rt, &url, "pc", &names);
+    let mut sorted = names.clone();
+    sorted.sort();
+    let listed: Vec<String> = rt
+        .block_on(cl.list_all("pc", "", ""))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(listed, sorted);
+    // Deleting the short names leaves the long ones, and the other way.
+    rt.block_on(async {
+        for i in 0..40 {
+            let n = if i % 2 == 0 {
+                format!("d{i:02}")
+            } else {
+                format!("d{i:02}/x/y")
+            };
+            cl.delete_object("pc", &n).await.unwrap();
+            assert_eq!(cl.get("pc", &n).await.unwrap_err().status(), Some(404));
+        }
+    });
+    let left: Vec<String> = names
+        .iter()
+        .filter(|n| !(n.len() == 3 && n[1..].parse::<u32>().is_ok_and(|i| i % 2 == 0)))
+        .filter(|n| !(n.ends_with("/x/y") && n[1..3].parse::<u32>().is_ok_and(|i| i % 2 == 1)))
+        .cloned()
+        .collect();
+    assert_eq!(left.len(), 80);
+    assert_readable(&rt, &url, "pc", &left);
+}

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import stat
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -818,3 +819,41 @@ def test_seccomp_denies_tracing_namespaces_and_keyrings(cluster: Cluster, src, e
             assert out[k] == "EPERM", (k, out)
     assert out["thread"] == "ok" and out["fork"] == "ok", out
     assert all(s["sandbox"]["seccomp"] for s in target_stats(url, name).values())
+
+
+def test_a_command_cannot_name_the_nodes_data(cluster: Cluster, src, etls: List[str]) -> None:
+    """A runtime.command's executable and absolute arguments are bound into
+    its sandbox (so a server's own files stay readable): one naming an
+    object file, a mountpath or a data dir — of any target on the host —
+    is refused, and nothing of it runs."""
+    holder = node_of(cluster, owner_target(cluster, src.bucket, next(iter(src))))
+    other = next(t for t in cluster.targets if t.node_id != holder.node_id)
+    obj_files = [f for mp in holder.mpaths for f in (mp / "@ais" / src.bucket).rglob("*") if f.is_file()]
+    assert obj_files
+    attempts = [
+        [sys.executable, "-c", "import sys; print(open(sys.argv[1]).read())", str(obj_files[0])],
+        [sys.executable, "-c", "pass", str(other.mpaths[0])],
+        [sys.executable, "-c", "pass", str(other.data_dir / "meta")],
+        [str(holder.data_dir / "x" / "bin" / "python"), "-c", "pass"],
+    ]
+    # The last one's "executable" exists, so its prefix would be bound.
+    exe = holder.data_dir / "x" / "bin" / "python"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    exe.write_text("")
+    try:
+        for cmd in attempts:
+            name = unique_etl("cmd-data")
+            msg = {
+                "name": name,
+                "communication": "hpush://",
+                "init_timeout": "30s",
+                "runtime": {"image": "x", "command": cmd},
+            }
+            r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
+            assert r.status_code == 400, (cmd, r.text)
+            assert "inside a node's own data" in err_message(r), r.text
+            assert name not in [e["id"] for e in requests.get(f"{cluster.url}/v1/etl", timeout=HTTP_TIMEOUT).json()]
+    finally:
+        exe.unlink()
+        exe.parent.rmdir()
+        exe.parent.parent.rmdir()

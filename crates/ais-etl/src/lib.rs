@@ -452,9 +452,52 @@ pub struct EtlManager {
     /// Each ETL's own uid (= gid) from the host's range: one ETL's
     /// processes cannot signal, trace or read another's.
     uids: Mutex<HashMap<String, u32>>,
+    /// The node's own data (its data dir, mountpaths): no path a spec names
+    /// may lie inside (the sandbox would bind it back for the ETL's uid).
+    protected: Vec<PathBuf>,
 }
 
 impl EtlManager {
+    /// Paths of the node's own (its data dir, mountpaths, secret files)
+    /// that a `runtime.command` may not name ([`EtlManager::check_named_path`]).
+    pub fn protect(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Self {
+        for p in paths {
+            let canon = std::fs::canonicalize(&p).ok();
+            self.protected.push(p);
+            self.protected.extend(canon);
+        }
+        self
+    }
+
+    /// A path a spec names (a command's executable, its arguments) and the
+    /// sandbox would make readable for the ETL: refused inside the node's
+    /// own data, as written and with its links resolved.
+    fn check_named_path(&self, what: &str, p: &std::path::Path) -> Result<(), EtlError> {
+        let canon = std::fs::canonicalize(p).ok();
+        for q in std::iter::once(p.to_path_buf()).chain(canon) {
+            // This node's, and any other node's on the host (a playground's
+            // targets share one): a mountpath holds `.ais-work`, a data dir
+            // `meta/` and `etl/`.
+            let node_data = q.ancestors().find(|a| {
+                a.join(".ais-work").is_dir() || (a.join("meta").is_dir() && a.join("etl").is_dir())
+            });
+            let found = self
+                .protected
+                .iter()
+                .find(|d| q.starts_with(d))
+                .map(PathBuf::as_path)
+                .or(node_data);
+            if let Some(d) = found {
+                return Err(EtlError::Invalid(format!(
+                    "{what} {} is inside a node's own data ({}): an ETL may not read it",
+                    p.display(),
+                    d.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// `dir`: this target's ETL work area; `env_cache`: the host-wide environment cache.
     pub fn new(
         dir: PathBuf,
@@ -490,6 +533,7 @@ impl EtlManager {
             host,
             default_limits: sandbox::default_limits(),
             uids: Mutex::new(HashMap::new()),
+            protected: Vec::new(),
         })
     }
 
@@ -663,15 +707,21 @@ impl EtlManager {
                 // The command's own files (its executable, absolute paths in
                 // its arguments) must stay readable in the sandbox.
                 if let Some(exe) = command.first() {
-                    ro.extend(python_dirs(exe));
+                    self.check_named_path("runtime.command's executable", exe.as_ref())?;
+                    for d in python_dirs(exe) {
+                        self.check_named_path("runtime.command's executable's prefix", &d)?;
+                        ro.push(d);
+                    }
                 }
-                ro.extend(
-                    command
-                        .iter()
-                        .skip(1)
-                        .map(std::path::PathBuf::from)
-                        .filter(|p| p.is_absolute() && p.exists()),
-                );
+                for p in command
+                    .iter()
+                    .skip(1)
+                    .map(std::path::PathBuf::from)
+                    .filter(|p| p.is_absolute() && p.exists())
+                {
+                    self.check_named_path("runtime.command's argument", &p)?;
+                    ro.push(p);
+                }
                 // Transformer servers must listen where the target reaches
                 // them: they keep the host network (uid, limits, kill apply).
                 let sb = sandbox::Sandbox::new(

@@ -204,12 +204,15 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
                     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
                         .join(".cache/aistore-rs/etl-envs")
                 });
-            let etl = Arc::new(ais_etl::EtlManager::new(
-                data.join("etl"),
-                cache,
-                args.python.clone(),
-                core.snode.url().to_string(),
-            )?);
+            let etl = Arc::new(
+                ais_etl::EtlManager::new(
+                    data.join("etl"),
+                    cache,
+                    args.python.clone(),
+                    core.snode.url().to_string(),
+                )?
+                .protect(std::iter::once(data.clone()).chain(mpaths.iter().cloned())),
+            );
             Ok(App::Target(Arc::new(target::Target::new(core, store, etl))))
         }
     }

@@ -857,3 +857,84 @@ def test_a_command_cannot_name_the_nodes_data(cluster: Cluster, src, etls: List[
         exe.unlink()
         exe.parent.rmdir()
         exe.parent.parent.rmdir()
+
+
+# A package whose build backend (run by pip at install time, no index
+# needed) tries what SPY tries, prints what it got on one line and fails.
+EVIL_BACKEND = r'''
+import json, os, sys
+req = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "attempts.json")))
+def _try(fn):
+    try:
+        r = fn()
+        return "ok" if r is None else "ok:%s" % (r,)
+    except BaseException as e:
+        return "%s: %s" % (type(e).__name__, e)
+out = {"uid": os.getuid(), "env": sorted(os.environ)}
+for p in req["read"]:
+    out["read " + p] = _try(lambda: len(open(p, "rb").read()))
+for p in req["write"]:
+    out["write " + p] = _try(lambda: open(p, "wb").write(b"pwned"))
+print("EVIL-REPORT " + json.dumps(out), file=sys.stderr, flush=True)
+raise SystemExit("evil backend done")
+'''
+
+
+def test_dependency_install_runs_sandboxed(cluster: Cluster, src, etls: List[str]) -> None:
+    """pip runs packages' build code at install time: it runs in the ETL
+    sandbox under an identity of its own (not root, not the ETL's), with
+    the node's secrets, data and the rest of the host out of reach."""
+    holder = node_of(cluster, owner_target(cluster, src.bucket, next(iter(src))))
+    obj_files = [str(f) for mp in holder.mpaths for f in (mp / "@ais" / src.bucket).rglob("*") if f.is_file()]
+    meta_files = [str(p) for p in (holder.data_dir / "meta").iterdir() if p.is_file()]
+    pkg = Path(f"/tmp/ais-evil-{uuid.uuid4().hex[:8]}") / "evilpkg"
+    pkg.mkdir(parents=True)
+    victim = pkg.parent / "written-by-the-install"
+    try:
+        (pkg / "pyproject.toml").write_text(
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+            '[project]\nname = "evilpkg"\nversion = "1.0"\n'
+        )
+        (pkg / "backend.py").write_text(EVIL_BACKEND)
+        attempts = {
+            "read": obj_files[:1] + meta_files[:2] + ["/etc/shadow"],
+            "write": [str(victim), "/etc/ais-evil", str(holder.data_dir / "evil"), obj_files[0]],
+        }
+        (pkg / "attempts.json").write_text(json.dumps(attempts))
+        for p in [pkg.parent, pkg]:
+            p.chmod(0o755)
+        for f in pkg.iterdir():
+            f.chmod(0o644)
+        name = unique_etl("evil-deps")
+        etls.append(name)
+        r = init_code(cluster.url, name, "def transform(data):\n    return data\n", deps=f"evilpkg @ file://{pkg}\n")
+        assert r.status_code == 400, r.text
+        msg = err_message(r)
+        line = next((l for l in msg.splitlines() if "EVIL-REPORT " in l), None)
+        assert line, msg
+        out = json.loads(line.split("EVIL-REPORT ", 1)[1])
+        assert out["uid"] not in (0, os.getuid()), out
+        # (AIS_PROC_TOKEN: the process's own identity token, ais-proc's.)
+        leaked = [k for k in out["env"] if k.startswith(("AIS_", "AWS_", "AZURE_", "GOOGLE_")) and k != "AIS_PROC_TOKEN"]
+        assert not leaked, out["env"]
+        attempts_out = {k: v for k, v in out.items() if k.split()[0] in ("read", "write")}
+        assert len(attempts_out) == 8, out
+        assert all(denied(v) for v in attempts_out.values()), attempts_out
+        assert not victim.exists() and not Path("/etc/ais-evil").exists()
+        assert not (holder.data_dir / "evil").exists()
+        # The object is intact and nothing of the install is left running.
+        name_in_src = next(iter(src))
+        assert plain_get(cluster.url, src.bucket, name_in_src) == src[name_in_src]
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"requirements-missing.txt" in cmd or str(pkg.parent).encode() in cmd:
+                left.append(cmd)
+        assert not left, left
+    finally:
+        import shutil
+
+        shutil.rmtree(pkg.parent, ignore_errors=True)

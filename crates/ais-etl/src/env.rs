@@ -6,12 +6,37 @@
 //! Environments are venvs that also see the base interpreter's packages
 //! (through a `.pth` file), so what the host already has is not downloaded
 //! again; what the requirements add lives only in the environment.
+//!
+//! An install runs packages' build scripts: user code. It runs in the ETL
+//! sandbox ([`Builder`]) under an identity of its own, in a fresh staging
+//! directory, with the host network only where ETLs may have it (auth on,
+//! or `AIS_ETL_ALLOW_HOST_NETWORK=1`). When it is over (every process of
+//! it killed), the node copies the venv out of the staging directory
+//! without following anything planted there ([`crate::untrusted`]): the
+//! environment ETLs run with is the node's, read-only to all of them.
 
 use crate::logs::LogSink;
 use crate::EtlError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Where a dependency install runs: the ETL host's sandbox, as `ids`.
+pub struct Builder {
+    pub host: Arc<crate::sandbox::Host>,
+    /// The install's own uid/gid (`None`: the node's, when it is not root).
+    pub ids: Option<(u32, u32)>,
+    pub tracker: crate::procs::Tracker,
+    /// What it must read: the interpreter's directories.
+    pub ro: Vec<PathBuf>,
+    /// The host network (to reach a package index); else loopback only.
+    pub network: bool,
+}
+
+/// Exit codes of [`BUILD_SCRIPT`] for its steps.
+const EXIT_VENV: i32 = 3;
+const EXIT_PIP: i32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct Python {
@@ -112,7 +137,13 @@ impl EnvManager {
 
     /// Returns the interpreter to run workers with: the base one when there
     /// are no requirements, else the (possibly freshly built) environment's.
-    pub async fn ensure(&self, py: &Python, deps: &str, log: &LogSink) -> Result<String, EtlError> {
+    pub async fn ensure(
+        &self,
+        py: &Python,
+        deps: &str,
+        log: &LogSink,
+        builder: &Builder,
+    ) -> Result<String, EtlError> {
         let reqs: Vec<&str> = deps
             .lines()
             .map(str::trim)
@@ -156,7 +187,7 @@ impl EnvManager {
             dir.display(),
             reqs.join(" ")
         ));
-        let res = self.build(py, &dir, &reqs, log).await;
+        let res = self.build(py, &dir, &reqs, log, builder).await;
         if let Err(e) = res {
             let _ = std::fs::remove_dir_all(&dir);
             drop(lock);
@@ -173,85 +204,149 @@ impl EnvManager {
         dir: &Path,
         reqs: &[&str],
         log: &LogSink,
+        builder: &Builder,
     ) -> Result<(), EtlError> {
-        run_logged(
-            &py.exe,
-            &["-m", "venv", "--without-pip", &dir.display().to_string()],
-            log,
-            "create venv",
-        )
-        .await?;
-        // Let the environment see the base interpreter's packages (after its own).
+        let init = |what: &str, e: std::io::Error| EtlError::Init(format!("{what}: {e}"));
+        // The base interpreter's packages (after the environment's own):
+        // asked of the host's interpreter itself, no user code involved.
         let base = tokio::process::Command::new(&py.exe)
             .args(["-c", "import site,sysconfig; ps=list(dict.fromkeys([sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']] + site.getsitepackages())); print('\\n'.join(ps))"])
             .output()
             .await
             .map_err(|e| EtlError::Init(format!("inspect {}: {e}", py.exe)))?;
-        let site = dir
-            .join("lib")
-            .join(format!("python{}", py.minor))
-            .join("site-packages");
-        std::fs::create_dir_all(&site).map_err(|e| EtlError::Init(e.to_string()))?;
-        std::fs::write(site.join("_aistore_rs_base.pth"), &base.stdout)
-            .map_err(|e| EtlError::Init(e.to_string()))?;
-        let req_file = dir.join("requirements.txt");
-        std::fs::write(&req_file, reqs.join("\n")).map_err(|e| EtlError::Init(e.to_string()))?;
-        let env_py = dir.join("bin").join("python").display().to_string();
-        // What the environment already has (the base interpreter's packages
-        // included) is not fetched: a host without network access can still
-        // build environments whose requirements its Python satisfies.
-        let unmet = tokio::process::Command::new(&env_py)
-            .args(["-c", UNMET_SCRIPT, &req_file.display().to_string()])
-            .output()
-            .await
-            .map_err(|e| EtlError::Init(format!("check requirements with {env_py}: {e}")))?;
-        let missing: Vec<String> = if unmet.status.success() {
-            String::from_utf8_lossy(&unmet.stdout)
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        } else {
-            reqs.iter().map(|r| r.to_string()).collect()
+        let base = String::from_utf8_lossy(&base.stdout).trim().to_string();
+        // A fresh staging dir the install owns; the requirements go in
+        // before any of its processes exists.
+        let staging = self.cache.join(format!(".build-{}", ais_core::gen_id(12)));
+        let _cleanup = RemoveOnDrop(staging.clone());
+        crate::workdir::new_dir(&staging, 0o700, builder.ids)
+            .map_err(|e| init("create a staging dir", e))?;
+        let req_file = staging.join("requirements.txt");
+        crate::untrusted::write_beneath(
+            &staging,
+            Path::new("requirements.txt"),
+            reqs.join("\n").as_bytes(),
+        )
+        .map_err(|e| init("write requirements", e))?;
+        let limits = crate::spec::Limits {
+            cpu_seconds: None,
+            output: None,
+            ..crate::sandbox::default_limits()
         };
-        if missing.is_empty() {
-            log.line("every requirement is already satisfied by the base interpreter: nothing to install");
-            return Ok(());
+        let sb = crate::sandbox::Sandbox::new(
+            builder.host.clone(),
+            "deps",
+            limits,
+            builder.network,
+            &staging,
+            &builder.ro,
+            builder.ids,
+        )?;
+        let venv = staging.join("venv");
+        let installer = if which("uv").is_some() { "uv" } else { "pip" };
+        let mut cmd = crate::procs::clean_command(&py.exe, crate::procs::PIP_ENV);
+        cmd.args(["-c", BUILD_SCRIPT])
+            .arg(&req_file)
+            .arg(&venv)
+            .arg(installer)
+            .arg(UNMET_SCRIPT)
+            .env("HOME", &staging)
+            .env("TMPDIR", &staging)
+            .env("PYTHONPATH", base.replace('\n', ":"))
+            .current_dir(&staging);
+        let mut proc =
+            crate::procs::spawn_isolated(&mut cmd, None, &builder.tracker, log, Some(&sb))
+                .map_err(|e| init(&format!("start the dependency install ({})", py.exe), e))?;
+        let status = follow(&mut proc.child, log).await;
+        // Nothing of the install lives on (its group and cgroup killed)
+        // before the node reads what it left.
+        proc.kill();
+        let (status, tail) = status.map_err(|e| init("dependency install", e))?;
+        if !status.success() {
+            let what = match status.code() {
+                Some(EXIT_VENV) => "create venv",
+                Some(EXIT_PIP) => "pip install",
+                _ => "dependency install",
+            };
+            let hint = if builder.network {
+                ""
+            } else {
+                "\n(the install ran without network: on a cluster without authentication it gets \
+                 none unless every node runs with AIS_ETL_ALLOW_HOST_NETWORK=1)"
+            };
+            return Err(EtlError::Init(format!(
+                "{what} failed ({status}):\n{tail}{hint}"
+            )));
         }
-        log.line(&format!("installing: {}", missing.join(" ")));
-        let todo = dir.join("requirements-missing.txt");
-        std::fs::write(&todo, missing.join("\n")).map_err(|e| EtlError::Init(e.to_string()))?;
-        let req = todo.display().to_string();
-        if which("uv").is_some() {
-            run_logged(
-                "uv",
-                &["pip", "install", "--python", &env_py, "-r", &req],
-                log,
-                "uv pip install",
-            )
-            .await
-        } else {
-            run_logged(
-                &py.exe,
-                &[
-                    "-m",
-                    "pip",
-                    "--python",
-                    &env_py,
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "-r",
-                    &req,
-                ],
-                log,
-                "pip install",
-            )
-            .await
+        let uid = builder.ids.map(|i| i.0).unwrap_or_else(|| {
+            // SAFETY: geteuid has no failure mode.
+            unsafe { libc::geteuid() }
+        });
+        let (src, dst) = (venv.clone(), dir.to_path_buf());
+        let site = Path::new("lib")
+            .join(format!("python{}", py.minor))
+            .join("site-packages")
+            .join("_aistore_rs_base.pth");
+        let copied = tokio::task::spawn_blocking(move || {
+            let c = crate::untrusted::copy_tree(&src, &dst, uid)?;
+            crate::untrusted::write_beneath(&dst, &site, base.as_bytes())?;
+            Ok::<_, std::io::Error>(c)
+        })
+        .await
+        .map_err(|e| EtlError::Init(e.to_string()))?
+        .map_err(|e| init("take the environment from its staging dir", e))?;
+        if copied.skipped > 0 {
+            log.line(&format!(
+                "left out {} entries of the staging dir (not the install's own files)",
+                copied.skipped
+            ));
         }
+        Ok(())
     }
 }
+
+/// Removes a staging dir however the build ends (`remove_dir_all` never
+/// follows links).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Run in the sandbox by the base interpreter: argv = requirements file,
+/// venv dir, installer (`uv` or `pip`), the unmet-requirements script.
+/// Creates the venv, installs what the environment (which sees the base
+/// interpreter's packages through PYTHONPATH) does not already satisfy.
+const BUILD_SCRIPT: &str = r##"
+import os, shutil, subprocess, sys, venv
+req, env, installer, unmet = sys.argv[1:5]
+try:
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+except Exception as e:
+    print("create venv: %s" % e, file=sys.stderr)
+    sys.exit(3)
+py = os.path.join(env, "bin", "python")
+r = subprocess.run([py, "-c", unmet, req], capture_output=True, text=True)
+if r.returncode == 0:
+    missing = [l.strip() for l in r.stdout.splitlines() if l.strip()]
+else:
+    missing = [l.strip() for l in open(req) if l.strip() and not l.startswith("#")]
+if not missing:
+    print("every requirement is already satisfied by the base interpreter: nothing to install")
+    sys.exit(0)
+print("installing: " + " ".join(missing), flush=True)
+todo = os.path.join(os.path.dirname(env), "requirements-missing.txt")
+with open(todo, "w") as f:
+    f.write("\n".join(missing))
+if installer == "uv":
+    cmd = ["uv", "pip", "install", "--python", py, "-r", todo]
+else:
+    cmd = [sys.executable, "-m", "pip", "--python", py, "install",
+           "--disable-pip-version-check", "--no-input", "-r", todo]
+sys.exit(0 if subprocess.run(cmd).returncode == 0 else 4)
+"##;
 
 /// Prints the requirement lines (file in argv[1]) that the running
 /// interpreter does not satisfy; anything it cannot parse counts as unmet.
@@ -292,19 +387,12 @@ fn which(cmd: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Runs a command, streaming its output into the ETL log; on failure the
-/// error carries the output's tail (pip's message).
-async fn run_logged(exe: &str, args: &[&str], log: &LogSink, what: &str) -> Result<(), EtlError> {
-    // pip runs packages' build scripts: user code, with the index settings
-    // of the host and none of the node's secrets.
-    let mut child = crate::procs::clean_command(exe, crate::procs::PIP_ENV)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| EtlError::Init(format!("{what}: cannot run {exe}: {e}")))?;
+/// Streams a child's output into the ETL log until it exits; answers its
+/// status and the output's last lines (pip's message on a failure).
+async fn follow(
+    child: &mut tokio::process::Child,
+    log: &LogSink,
+) -> std::io::Result<(std::process::ExitStatus, String)> {
     let tail = std::sync::Arc::new(std::sync::Mutex::new(
         std::collections::VecDeque::<String>::new(),
     ));
@@ -333,21 +421,15 @@ async fn run_logged(exe: &str, args: &[&str], log: &LogSink, what: &str) -> Resu
             }
         }));
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| EtlError::Init(format!("{what}: {e}")))?;
+    let status = child.wait().await?;
     for t in tasks {
         let _ = t.await;
-    }
-    if status.success() {
-        return Ok(());
     }
     let tail = tail
         .lock()
         .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
         .unwrap_or_default();
-    Err(EtlError::Init(format!("{what} failed ({status}):\n{tail}")))
+    Ok((status, tail))
 }
 
 struct FileLock(std::fs::File);

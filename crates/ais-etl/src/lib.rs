@@ -13,6 +13,7 @@ pub mod sandbox;
 mod seccomp;
 mod server;
 pub mod spec;
+pub mod untrusted;
 pub mod workdir;
 mod worker;
 
@@ -455,6 +456,8 @@ pub struct EtlManager {
     /// The node's own data (its data dir, mountpaths): no path a spec names
     /// may lie inside (the sandbox would bind it back for the ETL's uid).
     protected: Vec<PathBuf>,
+    /// Dependency installs get the host network (to reach a package index).
+    deps_network: bool,
 }
 
 impl EtlManager {
@@ -466,6 +469,14 @@ impl EtlManager {
             self.protected.push(p);
             self.protected.extend(canon);
         }
+        self
+    }
+
+    /// Whether dependency installs get the host network: where ETLs may
+    /// have it (auth on, or the operator's `AIS_ETL_ALLOW_HOST_NETWORK=1`);
+    /// else loopback only (requirements the host meets, local indexes).
+    pub fn deps_network(mut self, allowed: bool) -> Self {
+        self.deps_network = allowed;
         self
     }
 
@@ -534,6 +545,7 @@ impl EtlManager {
             default_limits: sandbox::default_limits(),
             uids: Mutex::new(HashMap::new()),
             protected: Vec::new(),
+            deps_network: false,
         })
     }
 
@@ -655,7 +667,21 @@ impl EtlManager {
             // Unpickling needs the SDK (for the ETLServer base class) and cloudpickle.
             deps.push_str("\ncloudpickle\naistore\n");
         }
-        let python = self.envs.ensure(&py, &deps, &log).await?;
+        let mut build_ro = python_dirs(&py.exe);
+        build_ro.extend(self.envs.default_python_dirs().unwrap_or_default());
+        let builder = env::Builder {
+            host: self.host.clone(),
+            // An identity of its own: the install's code cannot reach the
+            // ETL's processes, nor any other ETL's.
+            ids: self.identity(&format!("~deps:{}", spec.name)),
+            tracker: procs::Tracker::new(
+                self.procs.clone(),
+                format!("etl {} dependency install", spec.name),
+            ),
+            ro: build_ro,
+            network: self.deps_network,
+        };
+        let python = self.envs.ensure(&py, &deps, &log, &builder).await?;
         // The target's own bounds too (its environment may differ from the
         // proxy's, and a start from metadata skips the proxy).
         spec.check_caps(&self.default_limits)?;
@@ -668,7 +694,16 @@ impl EtlManager {
         let workdir = dirs.work.clone();
         let limits = spec.limits.or(&self.default_limits);
         let mut ro = vec![self.worker_script.clone(), dirs.code_dir.clone()];
-        ro.extend(python_dirs(&python));
+        if python == py.exe {
+            ro.extend(python_dirs(&python));
+        } else if let Some(env_dir) = std::path::Path::new(&python)
+            .parent()
+            .and_then(|b| b.parent())
+        {
+            // The environment's own dir only, never where its `bin/python`
+            // link points: the install wrote that link.
+            ro.push(env_dir.to_path_buf());
+        }
         ro.extend(python_dirs(&py.exe));
         if let Some(d) = self.envs.default_python_dirs() {
             ro.extend(d);

@@ -142,7 +142,11 @@ impl Drop for RuntimeDirs {
 
 /// Creates `path` (which must not exist) and returns it open; owner and
 /// mode are set through that descriptor.
-fn new_dir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<std::fs::File> {
+pub(crate) fn new_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<std::fs::File> {
     std::fs::DirBuilder::new().mode(mode).create(path)?;
     let dir = std::fs::OpenOptions::new()
         .read(true)

@@ -211,7 +211,10 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
                     args.python.clone(),
                     core.snode.url().to_string(),
                 )?
-                .protect(std::iter::once(data.clone()).chain(mpaths.iter().cloned())),
+                .protect(std::iter::once(data.clone()).chain(mpaths.iter().cloned()))
+                .deps_network(
+                    crate::cred::get().is_some() || ais_etl::spec::host_network_allowed(),
+                ),
             );
             Ok(App::Target(Arc::new(target::Target::new(core, store, etl))))
         }

@@ -126,6 +126,34 @@ def test_unknown_query_parameters_are_refused_on_every_method(cluster: Cluster, 
     assert obj.get_reader().read_all() == b"precious"
 
 
+@pytest.mark.parametrize("param", ["ais_rebalance", "ais_hop", "ais_hop2", "ais_verify", "ais_body", "ais_auth"])
+def test_parameters_internal_to_the_cluster_are_refused_from_clients(cluster: Cluster, bucket: Bucket, param: str) -> None:
+    """A client's PUT carrying `ais_rebalance` was taken for a rebalance
+    move: answered 200 and not stored when the object existed (and stored
+    with a version the client chose when it did not)."""
+    obj = bucket.object("keep-internal")
+    obj.get_writer().put_content(b"precious")
+    r = requests.put(
+        f"{cluster.url}/v1/objects/{bucket.name}/keep-internal",
+        params={param: "1"},
+        headers={"Ais-Version": "999"},
+        data=b"replaced?",
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 400 and param in r.text and "internal to the cluster" in r.text, r.text
+    r = requests.get(f"{cluster.url}/v1/objects/{bucket.name}/keep-internal", params={param: "1"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and param in r.text, r.text
+    assert obj.get_reader().read_all() == b"precious"
+    # A plain PUT still works, and versions go on from the stored one.
+    def version() -> int:
+        r = requests.head(f"{cluster.url}/v1/objects/{bucket.name}/keep-internal", timeout=HTTP_TIMEOUT, allow_redirects=True)
+        return int(r.headers["Ais-Version"])
+
+    before = version()
+    assert _put(cluster.url, bucket.name, "keep-internal", b"new").status_code == 200
+    assert version() == before + 1
+
+
 def test_sdk_object_copy_with_its_parameters(client, bucket: Bucket) -> None:
     """The SDK's Object.copy sends latest-ver and synchronize with object_to:
     accepted (a bucket of ours always holds the latest version); a copy's

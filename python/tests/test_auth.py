@@ -409,8 +409,19 @@ def test_tokens_die_with_their_user_and_roles(acluster, admin):
         toks = {u: AuthNClient(url).login(u, f"{u}-pw") for u in ("leaver", "mover")}
         for tok in toks.values():
             assert Client(url, token=tok).bucket(b.name).object("o").get_reader().read_all() == b"data"
+        # Redirects issued while the tokens were good (valid for 60 s, and
+        # followed without the token, as clients do across host:port).
+        locs = {}
+        for u, tok in toks.items():
+            r = requests.get(f"{url}/v1/objects/{b.name}/o", headers={"Authorization": f"Bearer {tok}"}, timeout=5, allow_redirects=False)
+            assert r.status_code in (301, 302, 307), r.text
+            locs[u] = r.headers["Location"]
+        assert requests.get(locs["leaver"], timeout=5).content == b"data"
         authn.user_manager().delete("leaver")
         authn.user_manager().update("mover", roles=["ClusterOwner"])
+        for u, loc in locs.items():
+            r = requests.get(loc, timeout=5)
+            assert r.status_code == 401 and "revoked" in r.text, (u, r.status_code, r.text)
         for u, tok in toks.items():
             st, msg = status_of(lambda: Client(url, token=tok).bucket(b.name).object("o").get_reader().read_all())
             assert st == 401, (u, st, msg)

@@ -22,6 +22,10 @@ type HmacSha = Hmac<Sha256>;
 pub const CLUSTER_HDR: &str = "ais-cluster-auth";
 /// Query parameter carrying a redirect credential (`EXPIRY.SIGNATURE`).
 pub const REDIRECT_PARAM: &str = "ais_auth";
+/// Query parameter naming the user token a redirected request was
+/// authorized with (`ISSUED_MS.TOKEN_ID.USER`, signed with the query): the
+/// serving node refuses the redirect once that token or its user is revoked.
+pub const TOKEN_PARAM: &str = "ais_tok";
 /// How long a redirect credential is valid.
 pub const REDIRECT_TTL_S: u64 = 60;
 /// Default token lifetime (AIStore's AuthN default is 24 h).
@@ -162,6 +166,28 @@ pub fn split_redirect(raw: &str) -> Option<(&str, &str)> {
     Some((signed, v))
 }
 
+/// When a token was issued, in ms (older tokens carry seconds only).
+fn issued_ms(c: &Claims) -> u64 {
+    if c.iat_ms > 0 {
+        c.iat_ms
+    } else {
+        c.iat.saturating_mul(1000)
+    }
+}
+
+/// The bearer token of a request's `Authorization` header.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let t = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))?
+        .trim();
+    (!t.is_empty()).then_some(t)
+}
+
 /// Id of a token in the revoked list (its SHA-256, hex).
 pub fn token_id(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
@@ -249,6 +275,31 @@ impl Cred {
         B64.decode(sig).is_ok_and(|s| ct_eq(&s, &want))
     }
 
+    /// [`TOKEN_PARAM`]'s value for a request authorized by `token` (`None`:
+    /// not a live token).
+    pub fn token_ref(&self, token: &str) -> Option<String> {
+        let c = self.verify_jwt(token).ok()?;
+        Some(format!(
+            "{}.{}.{}",
+            issued_ms(&c),
+            token_id(token),
+            c.username
+        ))
+    }
+
+    /// Whether the token a [`TOKEN_PARAM`] names, and its user, are still
+    /// good (not revoked since the redirect was signed).
+    pub fn token_ref_live(&self, r: &str) -> bool {
+        let mut it = r.splitn(3, '.');
+        let (Some(ms), Some(id), Some(user)) = (it.next(), it.next(), it.next()) else {
+            return false;
+        };
+        let Ok(ms) = ms.parse::<u64>() else {
+            return false;
+        };
+        !self.is_revoked(id) && self.user_cutoff(user) <= ms
+    }
+
     /// A signed HS256 JWT for `claims`.
     pub fn sign_jwt(&self, claims: &Claims) -> String {
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
@@ -306,12 +357,7 @@ impl Cred {
         if self.is_revoked(&token_id(token)) {
             return Err(TokenError::Revoked);
         }
-        let issued_ms = if claims.iat_ms > 0 {
-            claims.iat_ms
-        } else {
-            claims.iat.saturating_mul(1000)
-        };
-        if self.user_cutoff(&claims.username) > issued_ms {
+        if self.user_cutoff(&claims.username) > issued_ms(&claims) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)

@@ -73,6 +73,7 @@ const INTERNAL_PARAMS: &[&str] = &[
     "ais_verify",
     crate::cred::BODY_PARAM,
     crate::cred::REDIRECT_PARAM,
+    crate::cred::TOKEN_PARAM,
 ];
 
 fn reject_internal_params(ctx: &Ctx) -> Result<(), ApiError> {

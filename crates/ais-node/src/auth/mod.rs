@@ -25,7 +25,7 @@ use crate::http::{empty, read_body, Ctx, Endpoint};
 use crate::state::NodeCore;
 use ais_core::paths;
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
 /// What the gate decided: go on to the handler (with the body, possibly
@@ -86,6 +86,23 @@ pub async fn gate(
     }
     if let Some((query, v)) = cred::split_redirect(&ctx.raw_query) {
         if cred.check_redirect(ctx.method.as_str(), &ctx.path, query, v) {
+            // Good for as long as the token it was issued for (the proxy
+            // appends the token's reference after whatever the client sent).
+            if let Some((_, r)) = ctx
+                .query
+                .0
+                .iter()
+                .rev()
+                .find(|(k, _)| k == cred::TOKEN_PARAM)
+            {
+                if !cred.token_ref_live(r) {
+                    return Err(ApiError::Unauthorized(
+                        "token revoked: the token this redirect was issued for, or its user, \
+                         was revoked"
+                            .into(),
+                    ));
+                }
+            }
             if !matches!(ep, Endpoint::Moss(_)) {
                 return Ok(Gate::Pass(body));
             }
@@ -140,12 +157,7 @@ pub fn user(cred: &Cred, ctx: &Ctx) -> ApiResult<Claims> {
 }
 
 pub fn bearer(ctx: &Ctx) -> Option<&str> {
-    let v = ctx.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let t = v
-        .strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))?
-        .trim();
-    (!t.is_empty()).then_some(t)
+    cred::bearer(&ctx.headers)
 }
 
 fn no_cluster_cred() -> ApiError {

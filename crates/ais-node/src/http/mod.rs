@@ -114,6 +114,7 @@ impl Query {
             "ais_verify",
             crate::cred::BODY_PARAM,
             crate::cred::REDIRECT_PARAM,
+            crate::cred::TOKEN_PARAM,
         ];
         match self
             .0

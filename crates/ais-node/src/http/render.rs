@@ -120,6 +120,12 @@ pub fn redirect_bound(
     if let Some(c) = crate::cred::get() {
         // Auth on: this request was authorized; let the redirected one in
         // even when the client drops `Authorization` (another host:port).
+        if let Some(r) = crate::cred::bearer(&ctx.headers).and_then(|t| c.token_ref(t)) {
+            loc.push('&');
+            if let Ok(pair) = serde_urlencoded::to_string([(crate::cred::TOKEN_PARAM, r)]) {
+                loc.push_str(&pair);
+            }
+        }
         if let Some(b) = body {
             loc.push('&');
             loc.push_str(crate::cred::BODY_PARAM);

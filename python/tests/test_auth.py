@@ -445,6 +445,31 @@ def test_tokens_die_with_their_user_and_roles(acluster, admin):
         b.delete()
 
 
+def test_targets_refuse_parameters_only_nodes_send(acluster, admin):
+    """A user with a token reaching a target directly cannot pass a PUT off
+    as a rebalance move (stored at a version it chose, or skipped with 200
+    when the object exists) nor ask for a node's Get-Batch item checks."""
+    url = acluster.url
+    tok = AuthNClient(url).login("admin", ADMIN_PW)
+    b = admin.bucket(unique_bucket_name("internal")).create()
+    try:
+        b.object("o").get_writer().put_content(b"precious")
+        for t in acluster.targets:
+            for param in ("ais_rebalance", "ais_verify"):
+                r = requests.put(
+                    f"{t.url}/v1/objects/{b.name}/o",
+                    params={param: "1", "ais_hop": "1"},
+                    headers={"Authorization": f"Bearer {tok}", "Ais-Version": "999"},
+                    data=b"replaced?",
+                    timeout=5,
+                    allow_redirects=False,
+                )
+                assert r.status_code == 400 and param in r.text, (t.url, param, r.status_code, r.text)
+        assert b.object("o").get_reader().read_all() == b"precious"
+    finally:
+        b.delete()
+
+
 def test_generated_admin_password_token_cap_and_login_throttling(tmp_path):
     """Without AIS_AUTH_ADMIN_PASSWORD the generated password goes to a 0600
     file, never to the log; a token asked for 100 years gets the operator's

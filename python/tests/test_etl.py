@@ -1577,11 +1577,26 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 '''
 
 
-def test_runtime_command_spec_yaml_hpush_via_cli(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory any uid can read: a transformer server's files are bound
+    into its sandbox only where its uid could read them anyway (pytest's
+    tmp_path sits below a 0700 directory)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="ais-servers-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_runtime_command_spec_yaml_hpush_via_cli(cluster: Cluster, src, etls: List[str], tmp_path: Path, server_dir: Path) -> None:
     name = unique_etl("cmd-push")
     etls.append(name)
-    server = tmp_path / "server.py"
+    server = server_dir / "server.py"
     server.write_text(TRANSFORMER_SERVER)
+    server.chmod(0o644)
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         f"name: {name}\n"
@@ -1614,11 +1629,12 @@ def test_runtime_command_spec_yaml_hpush_via_cli(cluster: Cluster, src, etls: Li
     wait_no_procs(cluster, name)
 
 
-def test_runtime_command_hpull_reads_back_through_target(cluster: Cluster, src, etls: List[str], tmp_path: Path) -> None:
+def test_runtime_command_hpull_reads_back_through_target(cluster: Cluster, src, etls: List[str], server_dir: Path) -> None:
     name = unique_etl("cmd-pull")
     etls.append(name)
-    server = tmp_path / "server.py"
+    server = server_dir / "server.py"
     server.write_text(TRANSFORMER_SERVER)
+    server.chmod(0o644)
     msg = {
         "name": name,
         "communication": "hpull://",

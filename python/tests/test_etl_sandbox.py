@@ -840,6 +840,13 @@ def test_a_command_cannot_name_the_nodes_data(cluster: Cluster, src, etls: List[
     exe = holder.data_dir / "x" / "bin" / "python"
     exe.parent.mkdir(parents=True, exist_ok=True)
     exe.write_text("")
+    # A file the ETL's uid could not read by itself (0644 in a 0700 dir,
+    # like a proxy's user store or ~/.pip/pip.conf), named as an argument.
+    closed = holder.data_dir.parent / f"closed-{uuid.uuid4().hex[:8]}"
+    closed.mkdir(mode=0o700)
+    (closed / "secret.conf").write_text("index-password")
+    (closed / "secret.conf").chmod(0o644)
+    attempts.append([sys.executable, "-c", "pass", str(closed / "secret.conf")])
     try:
         for cmd in attempts:
             name = unique_etl("cmd-data")
@@ -851,12 +858,34 @@ def test_a_command_cannot_name_the_nodes_data(cluster: Cluster, src, etls: List[
             }
             r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
             assert r.status_code == 400, (cmd, r.text)
-            assert "inside a node's own data" in err_message(r), r.text
+            assert "inside a node's own data" in err_message(r) or "not readable by the ETL's uid" in err_message(r), r.text
             assert name not in [e["id"] for e in requests.get(f"{cluster.url}/v1/etl", timeout=HTTP_TIMEOUT).json()]
     finally:
         exe.unlink()
         exe.parent.rmdir()
         exe.parent.parent.rmdir()
+        (closed / "secret.conf").unlink()
+        closed.rmdir()
+
+
+def local_package(name: str, backend: str, files: Dict[str, str]) -> Path:
+    """A package dir any uid can read (`/tmp/ais-NAME-RAND/NAME`) whose
+    in-tree build backend is `backend`: pip runs it at install time with no
+    index; the caller removes the dir's parent."""
+    pkg = Path(f"/tmp/ais-{name}-{uuid.uuid4().hex[:8]}") / name
+    pkg.mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        f'[project]\nname = "{name}"\nversion = "1.0"\n'
+    )
+    (pkg / "backend.py").write_text(backend)
+    for f, text in files.items():
+        (pkg / f).write_text(text)
+    for p in [pkg.parent, pkg]:
+        p.chmod(0o755)
+    for f in pkg.iterdir():
+        f.chmod(0o644)
+    return pkg
 
 
 # A package whose build backend (run by pip at install time, no index
@@ -887,24 +916,13 @@ def test_dependency_install_runs_sandboxed(cluster: Cluster, src, etls: List[str
     holder = node_of(cluster, owner_target(cluster, src.bucket, next(iter(src))))
     obj_files = [str(f) for mp in holder.mpaths for f in (mp / "@ais" / src.bucket).rglob("*") if f.is_file()]
     meta_files = [str(p) for p in (holder.data_dir / "meta").iterdir() if p.is_file()]
-    pkg = Path(f"/tmp/ais-evil-{uuid.uuid4().hex[:8]}") / "evilpkg"
-    pkg.mkdir(parents=True)
-    victim = pkg.parent / "written-by-the-install"
+    victim = Path(f"/tmp/ais-written-by-the-install-{uuid.uuid4().hex[:8]}")
+    attempts = {
+        "read": obj_files[:1] + meta_files[:2] + ["/etc/shadow"],
+        "write": [str(victim), "/etc/ais-evil", str(holder.data_dir / "evil"), obj_files[0]],
+    }
+    pkg = local_package("evilpkg", EVIL_BACKEND, {"attempts.json": json.dumps(attempts)})
     try:
-        (pkg / "pyproject.toml").write_text(
-            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
-            '[project]\nname = "evilpkg"\nversion = "1.0"\n'
-        )
-        (pkg / "backend.py").write_text(EVIL_BACKEND)
-        attempts = {
-            "read": obj_files[:1] + meta_files[:2] + ["/etc/shadow"],
-            "write": [str(victim), "/etc/ais-evil", str(holder.data_dir / "evil"), obj_files[0]],
-        }
-        (pkg / "attempts.json").write_text(json.dumps(attempts))
-        for p in [pkg.parent, pkg]:
-            p.chmod(0o755)
-        for f in pkg.iterdir():
-            f.chmod(0o644)
         name = unique_etl("evil-deps")
         etls.append(name)
         r = init_code(cluster.url, name, "def transform(data):\n    return data\n", deps=f"evilpkg @ file://{pkg}\n")
@@ -934,6 +952,52 @@ def test_dependency_install_runs_sandboxed(cluster: Cluster, src, etls: List[str
             if b"requirements-missing.txt" in cmd or str(pkg.parent).encode() in cmd:
                 left.append(cmd)
         assert not left, left
+    finally:
+        import shutil
+
+        shutil.rmtree(pkg.parent, ignore_errors=True)
+
+
+DAEMON_BACKEND = r'''
+import os, sys
+if os.fork() == 0:
+    os.setsid()
+    # Keeps the install's stdout and stderr open, detached from its group.
+    os.execv("/bin/sleep", ["sleep", "987654"])
+raise SystemExit("left a daemon behind")
+'''
+
+
+def test_dependency_install_leaves_nothing_running(cluster: Cluster, etls: List[str]) -> None:
+    """An install whose build code leaves a detached process holding its
+    output ends anyway (the node does not wait for that output), and the
+    process is killed with everything else of the install's uid."""
+    pkg = local_package("daemonpkg", DAEMON_BACKEND, {})
+    try:
+        name = unique_etl("daemon-deps")
+        etls.append(name)
+        t0 = time.monotonic()
+        r = init_code(
+            cluster.url, name, "def transform(data):\n    return data\n", deps=f"daemonpkg @ file://{pkg}\n", init_timeout="20s"
+        )
+        took = time.monotonic() - t0
+        # pip itself waits for the daemon's end of its pipe: the init
+        # timeout ends the install (all targets build at once).
+        msg = err_message(r)
+        assert r.status_code == 400 and ("left a daemon behind" in msg or "did not finish within" in msg), r.text
+        assert took < 50, took
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if b"987654" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    left.append(pid)
+            except OSError:
+                pass
+        assert not left, left
+        # The target starts other ETLs as before.
+        ok = unique_etl("after-daemon")
+        etls.append(ok)
+        must_init(cluster.url, ok, "def transform(data):\n    return data\n", pool_size=1)
     finally:
         import shutil
 

@@ -56,11 +56,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ObjectCmd,
     },
-    /// Remove objects: `ais rm ais://B/O ...`.
-    Rm {
-        #[arg(required = true)]
-        objects: Vec<String>,
-    },
+    /// Remove objects: `ais rm ais://B/O ...`, or many as one job:
+    /// `ais rm ais://B --list a,b`, `--template "shard-{000..999}.tar"`, `--prefix P`.
+    #[command(alias = "rmo")]
+    Rm(objects::RmArgs),
     /// Initialise, list, run and manage ETL transforms.
     Etl {
         #[command(subcommand)]
@@ -247,6 +246,8 @@ enum PropsCmd {
 enum ObjectCmd {
     /// Print an object's content to stdout.
     Cat { object: String },
+    /// Remove objects (as `ais rm`).
+    Rm(objects::RmArgs),
 }
 
 fn main() {
@@ -439,15 +440,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Get(a) => objects::get(&client, a).await,
         Cmd::Object { cmd } => match cmd {
             ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
+            ObjectCmd::Rm(a) => objects::rm(&client, a).await,
         },
-        Cmd::Rm { objects: objs } => {
-            for o in objs {
-                let (bck, name) = objects::parse_object(&o)?;
-                client.delete_object(&bck.name, &name).await?;
-                println!("deleted \"{name}\" from {}", bck.cname());
-            }
-            Ok(())
-        }
+        Cmd::Rm(a) => objects::rm(&client, a).await,
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
         Cmd::Auth { cmd } => auth::run(&client, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(&client, cmd).await,

@@ -82,6 +82,62 @@ pub struct RemoteArgs {
     wait: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// ais://BUCKET/OBJECT ... (one by one), or ais://BUCKET with --list,
+    /// --template or --prefix (one job).
+    #[arg(required = true)]
+    objects: Vec<String>,
+    /// Comma-separated object names.
+    #[arg(long, default_value = "")]
+    list: String,
+    /// A name template, e.g. "shard-{0000..0999}.tar".
+    #[arg(long, default_value = "")]
+    template: String,
+    /// Every object whose name starts with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Wait for the job (progress bar).
+    #[arg(long)]
+    wait: bool,
+}
+
+/// A `--list` value: comma-separated names, blanks dropped.
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `ais rm` / `ais rmo` / `ais object rm`.
+pub async fn rm(client: &Client, a: RmArgs) -> anyhow::Result<()> {
+    let names = split_list(&a.list);
+    if names.is_empty() && a.template.is_empty() && a.prefix.is_empty() {
+        for o in &a.objects {
+            let (bck, name) = parse_object(o)?;
+            client.delete_object(&bck.name, &name).await?;
+            println!("deleted \"{name}\" from {}", bck.cname());
+        }
+        return Ok(());
+    }
+    let [b] = a.objects.as_slice() else {
+        bail!("--list, --template and --prefix take one bucket (ais://BUCKET)");
+    };
+    let bck = parse_bucket(b)?;
+    let id = client
+        .delete_objects(&bck.name, &bck.provider, &names, &a.template, &a.prefix)
+        .await?;
+    println!("removing objects from {}: job {id}", bck.cname());
+    if a.wait {
+        crate::jobs::wait(client, &id, None).await
+    } else {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+        Ok(())
+    }
+}
+
 /// `ais prefetch` / `ais evict`.
 pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> anyhow::Result<()> {
     let (bck, obj) = Bck::parse_uri(&a.bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,13 +147,7 @@ pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> a
             bck.cname()
         );
     }
-    let mut names: Vec<String> = a
-        .list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut names = split_list(&a.list);
     if !obj.is_empty() {
         names.push(obj);
     }

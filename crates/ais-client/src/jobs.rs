@@ -148,6 +148,28 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Deletes a selection of a bucket's objects as one job
+    /// (`delete-listrange`): `names`, or a `template`, or every object under
+    /// `prefix` (for a remote bucket, at its backend too); returns the job
+    /// id. `provider`: `ais`, `aws`, ...
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        provider: &str,
+        names: &[String],
+        template: &str,
+        prefix: &str,
+    ) -> Result<String> {
+        let act = ActMsg {
+            action: "delete-listrange".into(),
+            name: String::new(),
+            value: serde_json::json!({"objnames": names, "template": template, "prefix": prefix}),
+        };
+        let path = format!("{}?provider={provider}", paths::bucket(bucket));
+        let resp = self.action(Method::DELETE, &path, &act).await?;
+        crate::text(resp).await
+    }
+
     /// Removes the remote bucket `bucket` and every cached copy of its
     /// objects from the cluster (`evict-remote-bck`); the backend keeps it.
     pub async fn evict_bucket(&self, bucket: &str) -> Result<()> {

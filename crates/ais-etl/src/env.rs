@@ -32,6 +32,11 @@ pub struct Builder {
     pub ro: Vec<PathBuf>,
     /// The host network (to reach a package index); else loopback only.
     pub network: bool,
+    /// How long the install may take (the ETL's init timeout).
+    pub timeout: std::time::Duration,
+    /// `ids` is the install's alone (not a uid shared with ETLs): whatever
+    /// still runs under it when the install is over is killed.
+    pub own_uid: bool,
 }
 
 /// Exit codes of [`BUILD_SCRIPT`] for its steps.
@@ -257,11 +262,37 @@ impl EnvManager {
         let mut proc =
             crate::procs::spawn_isolated(&mut cmd, None, &builder.tracker, log, Some(&sb))
                 .map_err(|e| init(&format!("start the dependency install ({})", py.exe), e))?;
-        let status = follow(&mut proc.child, log).await;
-        // Nothing of the install lives on (its group and cgroup killed)
-        // before the node reads what it left.
+        // If this future is dropped (the caller's timeout), what runs under
+        // the install's uid is killed all the same.
+        let mut reaper = UidReaper(
+            builder
+                .own_uid
+                .then_some(builder.ids)
+                .flatten()
+                .map(|i| i.0),
+        );
+        let status = tokio::time::timeout(builder.timeout, follow(&mut proc.child, log)).await;
+        // Nothing of the install lives on (its group and cgroup killed, and
+        // any process left under its own uid) before the node reads what it
+        // left.
         proc.kill();
-        let (status, tail) = status.map_err(|e| init("dependency install", e))?;
+        if let Some(uid) = reaper.0.take() {
+            let left = tokio::task::spawn_blocking(move || crate::procs::kill_uid(uid))
+                .await
+                .unwrap_or(0);
+            if left > 0 {
+                log.line(&format!("killed {left} processes the install left running"));
+            }
+        }
+        let (status, tail) = match status {
+            Err(_) => {
+                return Err(EtlError::Init(format!(
+                    "dependency install did not finish within {:?} (the ETL's init_timeout)",
+                    builder.timeout
+                )))
+            }
+            Ok(r) => r.map_err(|e| init("dependency install", e))?,
+        };
         if !status.success() {
             let what = match status.code() {
                 Some(EXIT_VENV) => "create venv",
@@ -302,6 +333,18 @@ impl EnvManager {
             ));
         }
         Ok(())
+    }
+}
+
+/// Kills what runs under a dependency install's own uid when dropped
+/// (unless the build did it already and took the uid).
+struct UidReaper(Option<u32>);
+
+impl Drop for UidReaper {
+    fn drop(&mut self) {
+        if let Some(uid) = self.0.take() {
+            std::thread::spawn(move || crate::procs::kill_uid(uid));
+        }
     }
 }
 
@@ -422,8 +465,15 @@ async fn follow(
         }));
     }
     let status = child.wait().await?;
-    for t in tasks {
-        let _ = t.await;
+    // A descendant may hold the pipes open after the child exited: its
+    // output is not waited for (the caller kills it).
+    for mut t in tasks {
+        if tokio::time::timeout(std::time::Duration::from_secs(2), &mut t)
+            .await
+            .is_err()
+        {
+            t.abort();
+        }
     }
     let tail = tail
         .lock()

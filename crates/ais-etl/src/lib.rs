@@ -487,10 +487,12 @@ impl EtlManager {
         let canon = std::fs::canonicalize(p).ok();
         for q in std::iter::once(p.to_path_buf()).chain(canon) {
             // This node's, and any other node's on the host (a playground's
-            // targets share one): a mountpath holds `.ais-work`, a data dir
-            // `meta/` and `etl/`.
+            // nodes share one): a mountpath holds `.ais-work`, a node's data
+            // dir its `node.json` (a proxy's too: its users' password hashes).
             let node_data = q.ancestors().find(|a| {
-                a.join(".ais-work").is_dir() || (a.join("meta").is_dir() && a.join("etl").is_dir())
+                a.join(".ais-work").is_dir()
+                    || a.join("node.json").is_file()
+                    || (a.join("meta").is_dir() && a.join("etl").is_dir())
             });
             let found = self
                 .protected
@@ -669,19 +671,34 @@ impl EtlManager {
         }
         let mut build_ro = python_dirs(&py.exe);
         build_ro.extend(self.envs.default_python_dirs().unwrap_or_default());
+        // An identity of its own: the install's code cannot reach the ETL's
+        // processes, nor any other ETL's.
+        let deps_ids = self.identity(&format!("~deps:{}", spec.name));
         let builder = env::Builder {
             host: self.host.clone(),
-            // An identity of its own: the install's code cannot reach the
-            // ETL's processes, nor any other ETL's.
-            ids: self.identity(&format!("~deps:{}", spec.name)),
+            ids: deps_ids,
             tracker: procs::Tracker::new(
                 self.procs.clone(),
                 format!("etl {} dependency install", spec.name),
             ),
             ro: build_ro,
             network: self.deps_network,
+            timeout: spec.init_timeout,
+            own_uid: deps_ids.is_some() && deps_ids != self.host.ids,
         };
-        let python = self.envs.ensure(&py, &deps, &log, &builder).await?;
+        // The whole of it within the init timeout: waiting for another
+        // target's build of the same environment (host-wide lock) included.
+        let python = tokio::time::timeout(
+            spec.init_timeout,
+            self.envs.ensure(&py, &deps, &log, &builder),
+        )
+        .await
+        .map_err(|_| {
+            EtlError::Init(format!(
+                "dependency install did not finish within {:?} (the ETL's init_timeout)",
+                spec.init_timeout
+            ))
+        })??;
         // The target's own bounds too (its environment may differ from the
         // proxy's, and a start from metadata skips the proxy).
         spec.check_caps(&self.default_limits)?;
@@ -755,7 +772,20 @@ impl EtlManager {
                     .filter(|p| p.is_absolute() && p.exists())
                 {
                     self.check_named_path("runtime.command's argument", &p)?;
-                    ro.push(p);
+                    // The bind makes a file visible, never readable beyond
+                    // its permissions: the ETL's uid must reach it itself.
+                    if let Some((uid, gid)) = owner.filter(|_| self.host.enabled) {
+                        if !sandbox::reachable(&p, uid, gid) {
+                            return Err(EtlError::Invalid(format!(
+                                "runtime.command's argument {} is not readable by the ETL's \
+                                 uid {uid} (a directory above it, or the file, is closed to \
+                                 it): put the command's files where that uid can read them",
+                                p.display()
+                            )));
+                        }
+                    }
+                    // Bound as checked, not wherever a link points later.
+                    ro.push(std::fs::canonicalize(&p).unwrap_or(p));
                 }
                 // Transformer servers must listen where the target reaches
                 // them: they keep the host network (uid, limits, kill apply).

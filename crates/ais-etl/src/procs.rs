@@ -85,6 +85,50 @@ pub const PIP_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
 ];
 
+/// SIGKILLs every process running as `uid` (real or effective), until none
+/// is left (a few rounds: one may fork while it is being killed); answers
+/// how many were killed. Only for a uid no one else runs as (a dependency
+/// install's own).
+pub fn kill_uid(uid: u32) -> usize {
+    let mut killed = 0;
+    for _ in 0..50 {
+        let mut found = 0;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
+            let runs_as = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .is_some_and(|ids| {
+                    ids.split_whitespace()
+                        .take(2)
+                        .any(|u| u.parse::<u32>() == Ok(uid))
+                });
+            let zombie = status
+                .lines()
+                .find_map(|l| l.strip_prefix("State:"))
+                .is_some_and(|s| s.trim_start().starts_with('Z'));
+            if runs_as && !zombie {
+                found += 1;
+                // SAFETY: a signal to a process of the install's own uid.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        killed += found;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed
+}
+
 /// Where a spawned process is recorded: the target's registry (if any) and
 /// a label for people reading the file (`etl <name> worker`).
 #[derive(Clone, Debug, Default)]

@@ -597,6 +597,31 @@ struct MountPlan {
 }
 
 /// Whether `uid`/`gid` may traverse a directory with these metadata.
+/// Whether `uid`/`gid` can reach `p` by itself (every directory above it
+/// traversable, `p` readable): what a bind into the sandbox may expose
+/// without granting anything the permissions do not.
+pub(crate) fn reachable(p: &Path, uid: u32, gid: u32) -> bool {
+    let Ok(p) = std::fs::canonicalize(p) else {
+        return false;
+    };
+    let ancestors_ok = p
+        .ancestors()
+        .skip(1)
+        .all(|a| std::fs::metadata(a).is_ok_and(|m| traversable(&m, uid, gid)));
+    let readable = std::fs::metadata(&p).is_ok_and(|m| {
+        let mode = m.mode();
+        let bit = if m.uid() == uid {
+            0o400
+        } else if m.gid() == gid {
+            0o040
+        } else {
+            0o004
+        };
+        mode & bit != 0
+    });
+    ancestors_ok && readable
+}
+
 fn traversable(m: &std::fs::Metadata, uid: u32, gid: u32) -> bool {
     let mode = m.mode();
     if m.uid() == uid {

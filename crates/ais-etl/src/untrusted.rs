@@ -14,8 +14,19 @@ use std::path::Path;
 
 /// Deepest directory nesting copied (a venv is ~10 deep).
 const MAX_DEPTH: usize = 64;
-/// Most entries copied from one tree.
-const MAX_ENTRIES: u64 = 2_000_000;
+/// Most entries copied from one tree (a venv with torch has ~50,000).
+const MAX_ENTRIES: u64 = 500_000;
+
+/// `AIS_ETL_ENV_MAX_BYTES`: the most bytes one environment may hold
+/// (default 16 GiB; sizes as `16GiB`). Counted by the files' sizes, so a
+/// sparse file cannot turn into a disk full of zeros.
+pub fn max_bytes() -> u64 {
+    std::env::var("AIS_ETL_ENV_MAX_BYTES")
+        .ok()
+        .and_then(|v| crate::spec::parse_size(v.trim()).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(16 << 30)
+}
 
 /// What [`copy_tree`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,16 +36,27 @@ pub struct Copied {
     pub links: u64,
     /// Entries left out: not the writer's, or not a file, dir or link.
     pub skipped: u64,
+    pub bytes: u64,
+    /// At most this many bytes are copied ([`max_bytes`]).
+    pub limit: u64,
 }
 
 /// Copies the tree at `src` (written by `writer_uid`) to `dst`, which must
 /// not exist; see the module docs.
 pub fn copy_tree(src: &Path, dst: &Path, writer_uid: u32) -> io::Result<Copied> {
+    copy_tree_upto(src, dst, writer_uid, max_bytes())
+}
+
+/// [`copy_tree`] of at most `limit` bytes.
+pub fn copy_tree_upto(src: &Path, dst: &Path, writer_uid: u32, limit: u64) -> io::Result<Copied> {
     let s = open_dir(libc::AT_FDCWD, &cpath(src)?)?;
     std::fs::DirBuilder::new().create(dst)?;
     let d = open_dir(libc::AT_FDCWD, &cpath(dst)?)?;
     fix_dir(&d)?;
-    let mut out = Copied::default();
+    let mut out = Copied {
+        limit,
+        ..Copied::default()
+    };
     copy_dir(&s, &d, writer_uid, 0, &mut out)?;
     Ok(out)
 }
@@ -94,6 +116,7 @@ fn copy_dir(
         match kind {
             libc::S_IFDIR => {
                 let s = open_dir(src.as_raw_fd(), &name)?;
+                same_entry(&s, &st)?;
                 // SAFETY: mkdirat on a descriptor we own.
                 if unsafe { libc::mkdirat(dst.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
                     return Err(io::Error::last_os_error());
@@ -104,7 +127,17 @@ fn copy_dir(
                 copy_dir(&s, &d, uid, depth + 1, out)?;
             }
             libc::S_IFREG => {
-                let mut s = open_at(src, &name, libc::O_RDONLY, 0)?;
+                out.bytes = out.bytes.saturating_add(st.st_size as u64);
+                if out.bytes > out.limit {
+                    return Err(io::Error::other(format!(
+                        "the environment holds more than {} bytes (AIS_ETL_ENV_MAX_BYTES)",
+                        out.limit
+                    )));
+                }
+                // Non-blocking: a fifo swapped in after the stat must not
+                // hang the node; the opened file must be the one checked.
+                let mut s = open_at(src, &name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+                same_entry(&s, &st)?;
                 // Executable bits kept, nothing else: no set-id, no group or
                 // other write.
                 let mode = if st.st_mode & 0o111 != 0 {
@@ -132,6 +165,24 @@ fn copy_dir(
             }
             _ => out.skipped += 1,
         }
+    }
+    Ok(())
+}
+
+/// The opened descriptor is the entry `st` described (same kind, device,
+/// inode and owner): nothing was swapped in between.
+fn same_entry(f: &std::fs::File, st: &libc::stat) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    let kind = m.mode() & libc::S_IFMT;
+    if kind != st.st_mode & libc::S_IFMT
+        || m.dev() != st.st_dev
+        || m.ino() != st.st_ino
+        || m.uid() != st.st_uid
+    {
+        return Err(io::Error::other(
+            "an entry changed while it was being copied",
+        ));
     }
     Ok(())
 }
@@ -306,5 +357,24 @@ mod tests {
         // Entries of another uid are left out.
         let c = copy_tree(&src, &t.path().join("dst2"), me + 1).unwrap();
         assert_eq!((c.files, c.dirs), (0, 0), "{c:?}");
+    }
+
+    #[test]
+    fn sizes_are_capped_and_fifos_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        // A sparse file: nothing on disk, a terabyte if copied.
+        let f = std::fs::File::create(src.join("sparse")).unwrap();
+        f.set_len(1 << 40).unwrap();
+        let me = std::fs::metadata(&src).unwrap().uid();
+        let e = copy_tree_upto(&src, &t.path().join("d1"), me, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("AIS_ETL_ENV_MAX_BYTES"), "{e}");
+        std::fs::remove_file(src.join("sparse")).unwrap();
+        let fifo = std::ffi::CString::new(src.join("fifo").as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo with a valid path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let c = copy_tree_upto(&src, &t.path().join("d2"), me, 1 << 20).unwrap();
+        assert_eq!((c.files, c.skipped), (0, 1), "{c:?}");
     }
 }

@@ -62,35 +62,6 @@ pub async fn dispatch(app: App, remote: SocketAddr, req: Request) -> Response {
     }
 }
 
-/// Query parameters only nodes put on their own requests (a rebalance move,
-/// a hop between targets, a Get-Batch item, a redirect's credential). A
-/// client sending one to the proxy would change what a target does (a PUT
-/// taken as a rebalance move is skipped when the object exists): 400.
-const INTERNAL_PARAMS: &[&str] = &[
-    "ais_rebalance",
-    "ais_hop",
-    "ais_hop2",
-    "ais_verify",
-    crate::cred::BODY_PARAM,
-    crate::cred::REDIRECT_PARAM,
-    crate::cred::TOKEN_PARAM,
-];
-
-fn reject_internal_params(ctx: &Ctx) -> Result<(), ApiError> {
-    match ctx
-        .query
-        .0
-        .iter()
-        .find(|(k, _)| INTERNAL_PARAMS.contains(&k.as_str()))
-    {
-        Some((k, _)) => Err(ApiError::bad_request(format!(
-            "query parameter \"{k}\" is internal to the cluster (its nodes set it on their own \
-             requests); a client may not send it"
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// Handles one request in-process (what `dispatch` does minus the socket):
 /// tests can call it without a server.
 pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
@@ -106,7 +77,7 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     }
     let is_proxy = matches!(app, App::Proxy(_));
     if is_proxy {
-        reject_internal_params(ctx)?;
+        crate::http::reject_internal_params(ctx)?;
     }
     let body = match crate::auth::gate(app.core(), is_proxy, ctx, &ep, body).await? {
         crate::auth::Gate::Pass(b) => b,

@@ -402,6 +402,9 @@ impl Store {
                     });
                 }
                 crate::check_file(&tmp, &attrs.cksum_value)?;
+                let scratch = tmp.parent().unwrap_or(Path::new("/"));
+                crate::layout::prepare_parents(&dst, scratch)
+                    .map_err(io_at("create the parents of", &dst))?;
                 let _serial = commit_lock(&dst);
                 let file = crate::layout::file_at(&dst);
                 if let Ok(md) = std::fs::metadata(&file) {
@@ -515,6 +518,9 @@ impl PartWriter {
         let dst = self.dst.clone();
         crate::blocking("commit part", move || {
             let res = (|| -> Result<bool> {
+                let scratch = tmp.parent().unwrap_or(Path::new("/"));
+                crate::layout::prepare_parents(&dst, scratch)
+                    .map_err(io_at("create the parents of", &dst))?;
                 let _serial = commit_lock(&dst);
                 if let Ok(Some(cur)) = read_part_meta(&dst) {
                     if cur.version > meta.version {

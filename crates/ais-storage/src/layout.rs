@@ -14,8 +14,16 @@
 //! into a fresh directory in the mountpath's work area, which is then
 //! exchanged with the file's name (`renameat2(RENAME_EXCHANGE)`), so a
 //! reader of `p` finds the file or the directory holding it, never neither.
-//! Nesting and removing a name are serialised per name ([`name_lock`]); a
-//! commit replacing the file meanwhile is detected by its inode and wins.
+//! Nesting `p` holds `p`'s commit lock (no commit of `p` runs meanwhile)
+//! and its [`name_lock`] (nor a removal of `p`), so it runs only where no
+//! commit lock is held: writers call [`prepare_parents`] before they take
+//! theirs, and [`place`], under it, only renames (its `ENOTDIR` means "a
+//! parent is a file again: release, prepare, retry"). A mirror copy or part
+//! replaced meanwhile (other lock keys) is detected by its inode and wins.
+//!
+//! Readers open the name and, if it is a directory, `SELF` beneath that
+//! descriptor ([`open`]): what they read is one file, whatever a nest does
+//! between their steps.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -47,20 +55,86 @@ fn name_lock(p: &Path) -> std::sync::MutexGuard<'static, ()> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Opens the object file of the logical path `p` for reading: `p`, or
+/// `SELF` beneath it when it is a directory (through the directory's
+/// descriptor, so a nest between the steps cannot make it read something
+/// else). `NotFound` when neither is a regular file. Also answers the
+/// file's path.
+pub(crate) fn open(p: &Path) -> io::Result<(std::fs::File, std::fs::Metadata, PathBuf)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let f = crate::open_noatime(p)?;
+    let md = f.metadata()?;
+    if md.is_file() {
+        return Ok((f, md, p.to_path_buf()));
+    }
+    if !md.is_dir() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    let name = std::ffi::CString::new(SELF).map_err(io::Error::other)?;
+    // SAFETY: openat beneath a descriptor we own; the result is owned by the File.
+    let fd = unsafe {
+        libc::openat(
+            f.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    Ok((f, md, p.join(SELF)))
+}
+
+/// Makes the directories above the logical path `dst` exist, nesting
+/// object files that stand where a directory is needed. Call it holding no
+/// commit lock (a nest takes the nested name's); `scratch`: the mountpath's
+/// work area.
+pub(crate) fn prepare_parents(dst: &Path, scratch: &Path) -> io::Result<()> {
+    let parent = dst.parent().unwrap_or(Path::new("/"));
+    // Each round nests one ancestor (or saw a concurrent nest, prune or
+    // removal); names are at most a few dozen levels deep.
+    for _ in 0..64 {
+        match std::fs::create_dir_all(parent) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOTDIR)
+                    || e.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                nest_blocking_ancestor(parent, scratch)?
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other(format!(
+        "the directories above {} kept changing while storing it",
+        dst.display()
+    )))
+}
+
+/// Whether an error from [`place`] asks its caller to release the commit
+/// lock, call [`prepare_parents`] and retry.
+pub(crate) fn needs_parents(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
 /// Renames the complete file `tmp` into place as the object whose logical
-/// path is `dst`, creating directories and nesting object files that stand
-/// where a directory is needed. Answers the file's final path. `tmp` must
-/// sit in the mountpath's work area (nesting uses it as scratch space).
+/// path is `dst`, under the caller's commit lock of `dst` and after
+/// [`prepare_parents`]. Answers the file's final path; an error for which
+/// [`needs_parents`] holds when a parent is a file (again).
 pub(crate) fn place(tmp: &Path, dst: &Path) -> io::Result<PathBuf> {
-    let scratch = tmp.parent().unwrap_or(Path::new("/"));
     let parent = dst.parent().unwrap_or(Path::new("/"));
     // Each round either succeeds or saw the tree change shape under it (a
-    // concurrent nest, prune or removal); a handful of rounds settles it.
+    // concurrent prune or removal); a handful of rounds settles it.
     for _ in 0..16 {
         if let Err(e) = std::fs::create_dir_all(parent) {
             if e.raw_os_error() == Some(libc::ENOTDIR) || e.kind() == io::ErrorKind::AlreadyExists {
-                nest_blocking_ancestor(parent, scratch)?;
-                continue;
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
             }
             return Err(e);
         }
@@ -127,8 +201,10 @@ fn nest_blocking_ancestor(dir: &Path, scratch: &Path) -> io::Result<()> {
 }
 
 /// Turns the object file `a` into the directory `a/` holding it as
-/// [`SELF`], atomically for readers (see the module docs).
+/// [`SELF`], atomically for readers (see the module docs). Takes `a`'s
+/// commit lock: never call it holding one.
 fn nest(a: &Path, scratch: &Path) -> io::Result<()> {
+    let _c = crate::commit_lock(a);
     let _g = name_lock(a);
     match std::fs::symlink_metadata(a) {
         Ok(m) if m.is_file() => {}
@@ -157,16 +233,25 @@ fn nest(a: &Path, scratch: &Path) -> io::Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             // A filesystem without RENAME_EXCHANGE: the same in two steps (a
             // reader may see neither name for an instant).
+            // Only the file linked above (a mirror copy replaced meanwhile
+            // is newer: then nothing is nested, the caller retries).
+            if std::fs::symlink_metadata(a).map(|m| m.ino()).ok() != Some(linked) {
+                undo(&w);
+                return Ok(());
+            }
             std::fs::remove_file(a)?;
             if std::fs::rename(&w, a).is_err() {
                 // A writer of a name below `a` made it a directory meanwhile:
-                // the object goes in, unless a newer one is there already.
+                // the object goes in, unless a newer one is there already;
+                // if `a` went again, back where it was.
                 match std::fs::hard_link(&inner, a.join(SELF)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(e),
+                    Ok(()) => undo(&w),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => undo(&w),
+                    Err(_) => {
+                        std::fs::rename(&inner, a)?;
+                        let _ = std::fs::remove_dir(&w);
+                    }
                 }
-                undo(&w);
             }
             sync_dir(a);
             return Ok(());

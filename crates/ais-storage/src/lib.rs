@@ -190,6 +190,7 @@ impl Store {
                 if verify && check_file(&src, &info.attrs.cksum_value).is_err() {
                     continue;
                 }
+                layout::prepare_parents(&dst, &work).map_err(io_at("create the parents of", &dst))?;
                 let _serial = commit_lock(&dst);
                 let tmp = work.join(format!("heal-{}", ais_core::gen_id(16)));
                 let res = copy_durably(&src, &tmp, &dst);
@@ -245,6 +246,10 @@ impl Store {
             .filter(|p| layout::is_obj(p) && !want.iter().any(|(_, d)| d == p))
             .collect();
         out.mirrors_rebuilt = blocking("scrub", move || -> Result<usize> {
+            for (work, mdst) in &want {
+                layout::prepare_parents(mdst, work)
+                    .map_err(io_at("create the parents of", mdst))?;
+            }
             let _serial = commit_lock(&home);
             for p in stale {
                 let _ = layout::remove(&p);
@@ -357,25 +362,13 @@ impl Store {
 
     async fn open_main(&self, bck: &Bck, obj: &str) -> Result<ObjReader> {
         use std::io::Read;
-        // The logical path first: one open in the common case, a second one
-        // only for an object stored as `<name>/.ais~self` ([`layout`]).
-        let mut path = self.logical_path(bck, obj);
-        let mut nested = false;
-        let (mut file, md) = loop {
-            let file = match open_noatime(&path) {
-                Ok(f) => f,
-                Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-                Err(e) => return Err(io_at("open", &path)(e)),
-            };
-            let md = file.metadata().map_err(io_at("stat", &path))?;
-            if !md.is_dir() {
-                break (file, md);
-            }
-            if nested {
-                return Err(StorageError::NotFound);
-            }
-            nested = true;
-            path = path.join(layout::SELF);
+        // One open in the common case, a second one beneath it for an
+        // object stored as `<name>/.ais~self` ([`layout`]).
+        let logical = self.logical_path(bck, obj);
+        let (mut file, md, path) = match layout::open(&logical) {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+            Err(e) => return Err(io_at("open", &logical)(e)),
         };
         // Metadata through the open descriptor: no second path walk.
         let info = ObjInfo::from_open(&file, &md)?;
@@ -445,14 +438,14 @@ impl Store {
     }
 
     fn head_main(&self, bck: &Bck, obj: &str) -> Result<ObjInfo> {
-        let path = self.obj_path(bck, obj);
-        let md = match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(StorageError::NotFound),
-            Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
-            Err(e) => return Err(io_at("stat", &path)(e)),
-        };
-        ObjInfo::read(&path, &md)
+        // Through one descriptor: a nest between a stat and a getxattr by
+        // path would read the directory's (version 0, no checksum).
+        let path = self.logical_path(bck, obj);
+        match layout::open(&path) {
+            Ok((f, md, _)) => ObjInfo::from_open(&f, &md),
+            Err(e) if is_not_found(&e) => Err(StorageError::NotFound),
+            Err(e) => Err(io_at("open", &path)(e)),
+        }
     }
 
     /// Recomputes the checksum of an object's file and compares it with the
@@ -814,6 +807,10 @@ impl ObjInfo {
 
     fn from_raw(raw: io::Result<Option<Vec<u8>>>, md: &std::fs::Metadata) -> Result<Self> {
         use std::os::unix::fs::MetadataExt;
+        // A directory (a name nested meanwhile, `layout`) is not the object.
+        if !md.is_file() {
+            return Err(StorageError::NotFound);
+        }
         let attrs = match raw {
             Ok(Some(raw)) => {
                 let attrs = serde_json::from_slice::<ObjAttrs>(&raw).unwrap_or_default();
@@ -1059,47 +1056,67 @@ impl PutWriter {
                 file.sync_all().map_err(io_err("fsync temp file"))?;
                 drop(file);
             }
-            // Reading the previous version and renaming over it is one step
-            // per name, so concurrent PUTs of one object get distinct,
-            // increasing versions.
-            let serial = commit_lock(&dst);
-            if if_absent && layout::is_obj(&dst) {
-                return Ok(None);
-            }
-            let prev_version = xattr::get(layout::file_at(&dst), XATTR_META)
-                .ok()
-                .flatten()
-                .and_then(|raw| serde_json::from_slice::<ObjAttrs>(&raw).ok())
-                .map(|a| a.version)
-                .unwrap_or(0);
-            let attrs = ObjAttrs {
-                size,
-                cksum_type: CKSUM_XXHASH.into(),
-                cksum_value: cksum,
-                version: version.unwrap_or(prev_version + 1),
-                mtime_ns: ais_core::now_ns(),
-                custom,
-            };
-            let raw = serde_json::to_vec(&attrs).map_err(|e| StorageError::Io {
-                context: "encode metadata".into(),
-                source: io::Error::other(e),
-            })?;
-            xattr::set(&tmp, XATTR_META, &raw).map_err(io_err("set object metadata"))?;
-            // Every copy durable before the object is acknowledged; stale
-            // copies (fewer copies asked for now) must never be healed from.
-            for p in &stale {
-                let _ = layout::remove(p);
-            }
+            // Directories above the name (and mirror copies' names) first,
+            // holding no lock: a nest takes the nested name's commit lock.
+            let scratch = tmp.parent().unwrap_or(Path::new("/")).to_path_buf();
             for (work, mdst) in &mirrors {
-                let mtmp = work.join(format!("put-{}", ais_core::gen_id(16)));
-                let res = copy_durably(&tmp, &mtmp, mdst);
-                if res.is_err() {
-                    let _ = std::fs::remove_file(&mtmp);
-                }
-                res?;
+                layout::prepare_parents(mdst, work)
+                    .map_err(io_at("create the parents of", mdst))?;
             }
-            let placed = layout::place(&tmp, &dst).map_err(io_at("rename into", &dst))?;
-            drop(serial);
+            let mut attempts = 0;
+            let (placed, attrs) = loop {
+                attempts += 1;
+                layout::prepare_parents(&dst, &scratch)
+                    .map_err(io_at("create the parents of", &dst))?;
+                // Reading the previous version and renaming over it is one step
+                // per name, so concurrent PUTs of one object get distinct,
+                // increasing versions.
+                let serial = commit_lock(&dst);
+                if if_absent && layout::is_obj(&dst) {
+                    return Ok(None);
+                }
+                let prev_version = xattr::get(layout::file_at(&dst), XATTR_META)
+                    .ok()
+                    .flatten()
+                    .and_then(|raw| serde_json::from_slice::<ObjAttrs>(&raw).ok())
+                    .map(|a| a.version)
+                    .unwrap_or(0);
+                let attrs = ObjAttrs {
+                    size,
+                    cksum_type: CKSUM_XXHASH.into(),
+                    cksum_value: cksum.clone(),
+                    version: version.unwrap_or(prev_version + 1),
+                    mtime_ns: ais_core::now_ns(),
+                    custom: custom.clone(),
+                };
+                let raw = serde_json::to_vec(&attrs).map_err(|e| StorageError::Io {
+                    context: "encode metadata".into(),
+                    source: io::Error::other(e),
+                })?;
+                xattr::set(&tmp, XATTR_META, &raw).map_err(io_err("set object metadata"))?;
+                // Every copy durable before the object is acknowledged; stale
+                // copies (fewer copies asked for now) must never be healed from.
+                for p in &stale {
+                    let _ = layout::remove(p);
+                }
+                for (work, mdst) in &mirrors {
+                    let mtmp = work.join(format!("put-{}", ais_core::gen_id(16)));
+                    let res = copy_durably(&tmp, &mtmp, mdst);
+                    if res.is_err() {
+                        let _ = std::fs::remove_file(&mtmp);
+                    }
+                    res?;
+                }
+                match layout::place(&tmp, &dst) {
+                    Ok(p) => {
+                        drop(serial);
+                        break (p, attrs);
+                    }
+                    // A parent became a file again since it was prepared.
+                    Err(e) if layout::needs_parents(&e) && attempts < 8 => drop(serial),
+                    Err(e) => return Err(io_at("rename into", &dst)(e)),
+                }
+            };
             let parent = placed.parent().unwrap_or(Path::new("/"));
             if !sync {
                 // Scratch data: durability left to the kernel's writeback.
@@ -1206,8 +1223,7 @@ fn check_file(path: &Path, stored: &str) -> Result<()> {
 /// since is taken as good without reading it (reads: see `verified`).
 fn check_file_with(path: &Path, stored: &str, cached: bool) -> Result<()> {
     use std::io::Read;
-    let mut f = open_noatime(path).map_err(io_at("open", path))?;
-    let md = f.metadata().map_err(io_at("stat", path))?;
+    let (mut f, md, _) = layout::open(path).map_err(io_at("open", path))?;
     if cached && verified::known_good(&md, stored) {
         return Ok(());
     }
@@ -1248,6 +1264,8 @@ fn copy_durably(src: &Path, tmp: &Path, dst: &Path) -> Result<()> {
 
 /// Renames the fsynced `tmp` over `dst` (creating its directory) and fsyncs
 /// the directory, so the new name survives a power loss.
+/// The caller holds `dst`'s commit lock and prepared its parents
+/// ([`layout::prepare_parents`]).
 pub(crate) fn rename_durably(tmp: &Path, dst: &Path) -> Result<()> {
     let placed = layout::place(tmp, dst).map_err(io_at("rename into", dst))?;
     let parent = placed.parent().unwrap_or(Path::new("/"));

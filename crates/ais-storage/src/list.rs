@@ -44,8 +44,16 @@ pub fn list_objects(
     all.truncate(limit);
     let mut entries = Vec::with_capacity(all.len());
     for (name, path, loc) in all {
-        let md = match std::fs::metadata(&path) {
-            Ok(m) => m,
+        let (path, md) = match std::fs::metadata(&path) {
+            // Nested since the walk saw it (`layout`): the object is beneath.
+            Ok(m) if m.is_dir() => {
+                let p = path.join(layout::SELF);
+                match std::fs::metadata(&p) {
+                    Ok(m) => (p, m),
+                    Err(_) => continue,
+                }
+            }
+            Ok(m) => (path, m),
             Err(_) => continue, // deleted while listing
         };
         let mut e = LsoEntry {
@@ -141,7 +149,11 @@ pub(crate) fn walk(
             key.push_str(&name);
             let mut keys = [None, None];
             if is_dir {
-                keys[0] = Some((key.clone(), Kind::Held));
+                // Offered only where it is (a heap slot each would cost
+                // directories of directories extra passes).
+                if dir.join(&name).join(layout::SELF).is_file() {
+                    keys[0] = Some((key.clone(), Kind::Held));
+                }
                 key.push('/');
                 keys[1] = Some((key, Kind::Dir));
             } else {

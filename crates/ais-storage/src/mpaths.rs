@@ -300,11 +300,11 @@ impl Store {
             .map(|m| m.bucket_dir(bck))
             .collect();
         tokio::task::spawn_blocking(move || -> Result<u64> {
+            layout::prepare_parents(&dst, &work).map_err(io_at("create the parents of", &dst))?;
             let _serial = commit_lock(&dst);
             let version = |p: &Path| -> Option<u64> {
-                let f = layout::file_at(p);
-                let md = std::fs::metadata(&f).ok()?;
-                ObjInfo::read(&f, &md).ok().map(|i| i.attrs.version)
+                let (f, md, _) = layout::open(p).ok()?;
+                ObjInfo::from_open(&f, &md).ok().map(|i| i.attrs.version)
             };
             let mut moved = 0;
             for src in strays {

@@ -442,3 +442,56 @@ async fn verified_reads_follow_the_file_and_the_open_reader() {
         Err(StorageError::Corrupt { .. })
     ));
 }
+
+/// While names below `p` nest it, PUTs of `p` keep their order (versions
+/// 1, 2, 3, ... with the last PUT's bytes) and a reader of `p`'s attributes
+/// never sees it missing nor its version go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn versions_survive_nesting() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().to_path_buf()]).unwrap();
+    let bck = Bck::ais("b");
+    for round in 0..10 {
+        let p = format!("v{round}");
+        put(&store, &bck, &p, b"n-first").await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, bck, p, stop) = (store.clone(), bck.clone(), p.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut last = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v = store.head(&bck, &p).await.unwrap().attrs.version;
+                    assert!(v >= last, "version went from {last} to {v}");
+                    last = v;
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut tasks = Vec::new();
+        {
+            let (store, bck, p) = (store.clone(), bck.clone(), p.clone());
+            tasks.push(tokio::spawn(async move {
+                for k in 0..5 {
+                    put(&store, &bck, &p, format!("n{k}").as_bytes())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for i in 0..4 {
+            let (store, bck, p) = (store.clone(), bck.clone(), p.clone());
+            tasks.push(tokio::spawn(async move {
+                put(&store, &bck, &format!("{p}/c{i}"), b"child")
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.await.unwrap();
+        assert_eq!(store.head(&bck, &p).await.unwrap().attrs.version, 6);
+        assert_eq!(get(&store, &bck, &p).await, b"n4");
+    }
+}

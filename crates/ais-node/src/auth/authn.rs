@@ -184,8 +184,9 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn save(path: &Path, data: &Data) -> std::io::Result<()> {
+    // Users' password hashes: owner-only, like the admin password.
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(data)?)?;
+    write_private(&tmp, &serde_json::to_vec_pretty(data)?)?;
     std::fs::rename(&tmp, path)
 }
 

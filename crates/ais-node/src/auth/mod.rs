@@ -132,6 +132,9 @@ pub async fn gate(
 
 /// A request without a valid redirect credential: its token decides.
 async fn gate_user(cred: &Cred, ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<Gate> {
+    // Straight from a client (a target reached directly with a token): no
+    // parameter only nodes may set.
+    crate::http::reject_params_of(ctx, crate::http::RPC_ONLY_PARAMS)?;
     let claims = user(cred, ctx)?;
     if claims.admin {
         return Ok(Gate::Pass(body));

@@ -104,23 +104,13 @@ impl Query {
     /// request may carry): a parameter we would ignore must not silently
     /// change what the client gets.
     pub fn reject_unknown(&self, what: &str, allowed: &[&str]) -> ApiResult<()> {
-        const ALWAYS: &[&str] = &[
-            "provider",
-            "namespace",
-            "pid",
-            "utm",
-            "ais_hop",
-            "ais_hop2",
-            "ais_verify",
-            crate::cred::BODY_PARAM,
-            crate::cred::REDIRECT_PARAM,
-            crate::cred::TOKEN_PARAM,
-        ];
-        match self
-            .0
-            .iter()
-            .find(|(k, _)| !ALWAYS.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
-        {
+        // (The nodes' own, `INTERNAL_PARAMS`, reach a target only from a
+        // node: the proxy and the auth gate refuse them from clients.)
+        const ALWAYS: &[&str] = &["provider", "namespace", "pid", "utm"];
+        match self.0.iter().find(|(k, _)| {
+            let k = k.as_str();
+            !ALWAYS.contains(&k) && !INTERNAL_PARAMS.contains(&k) && !allowed.contains(&k)
+        }) {
             Some((k, _)) => Err(ApiError::bad_request(format!(
                 "unsupported query parameter \"{k}\" for {what} (supported: {})",
                 allowed.join(", ")
@@ -128,6 +118,45 @@ impl Query {
             None => Ok(()),
         }
     }
+}
+
+/// Query parameters only nodes put on their own requests (a rebalance move,
+/// a hop between targets, a Get-Batch item, a redirect's credential). A
+/// client sending one would change what a target does (a PUT taken as a
+/// rebalance move is skipped when the object exists): 400 at the proxy
+/// ([`RPC_ONLY_PARAMS`] at a target too).
+pub const INTERNAL_PARAMS: &[&str] = &[
+    "ais_rebalance",
+    "ais_hop",
+    "ais_hop2",
+    "ais_verify",
+    crate::cred::BODY_PARAM,
+    crate::cred::REDIRECT_PARAM,
+    crate::cred::TOKEN_PARAM,
+];
+
+/// The ones only node-to-node calls carry (never a redirect a client
+/// follows): refused at a target on any request not from a node.
+pub const RPC_ONLY_PARAMS: &[&str] = &["ais_rebalance", "ais_verify"];
+
+/// A 400 naming the first of `names` the request carries.
+pub fn reject_params_of(ctx: &Ctx, names: &[&str]) -> ApiResult<()> {
+    match ctx
+        .query
+        .0
+        .iter()
+        .find(|(k, _)| names.contains(&k.as_str()))
+    {
+        Some((k, _)) => Err(ApiError::bad_request(format!(
+            "query parameter \"{k}\" is internal to the cluster (its nodes set it on their own \
+             requests); a client may not send it"
+        ))),
+        None => Ok(()),
+    }
+}
+
+pub fn reject_internal_params(ctx: &Ctx) -> ApiResult<()> {
+    reject_params_of(ctx, INTERNAL_PARAMS)
 }
 
 /// Query parameters an object GET understands.

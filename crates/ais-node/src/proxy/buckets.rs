@@ -125,6 +125,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                 "evict-listrange" => {
                     super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_EVICT).await
                 }
+                crate::rpc::types::JOB_DELETE => super::jobs::start_delete(p, &bck, msg).await,
                 // A remote bucket leaves the cluster with its cached copies;
                 // the backend keeps it.
                 act::DESTROY_BCK | "evict-remote-bck" => {

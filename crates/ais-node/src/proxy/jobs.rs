@@ -244,6 +244,29 @@ pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res 
     bucket_job(p, bck, kind, prefix, tcb).await
 }
 
+/// `DELETE /v1/buckets/B` with `delete-listrange`: the objects named, those
+/// a template expands to, or those under a prefix, deleted by one job (each
+/// target deletes what it holds, in parallel); answers the job id. An empty
+/// selection is refused rather than taken as "every object".
+pub async fn start_delete(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
+    super::remote::props(p, bck).await?;
+    let tcb = tcb_of(&msg)?;
+    if tcb.objnames.is_empty() && tcb.template.is_empty() && tcb.prefix.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "delete-listrange of {}: name the objects (objnames), a template or a prefix \
+             (to remove every object, destroy the bucket)",
+            bck.cname()
+        )));
+    }
+    if !tcb.template.is_empty() {
+        expand_template(&tcb.template, MAX_TEMPLATE)?;
+    }
+    for n in &tcb.objnames {
+        ais_core::names::validate_object_name(n)?;
+    }
+    bucket_job(p, bck, crate::rpc::types::JOB_DELETE, "delete", tcb).await
+}
+
 /// `POST /v1/buckets/B` with `scrub-bck`: every target verifies its objects
 /// of B (size, checksum, mirror copies) and repairs what redundancy allows.
 pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {

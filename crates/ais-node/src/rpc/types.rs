@@ -34,6 +34,12 @@ pub const JOB_PREFETCH: &str = "prefetch-listrange";
 /// (`evict-listrange`); the backend keeps them.
 pub const JOB_EVICT: &str = "evict-listrange";
 
+/// Job kind that deletes a selection of a bucket's objects
+/// (`delete-listrange`): names, a template or a prefix; each target deletes
+/// the copies it holds (for a remote bucket the owner also deletes at the
+/// backend).
+pub const JOB_DELETE: &str = "delete-listrange";
+
 /// Proxy → target: one offline job, as each target runs its share of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {

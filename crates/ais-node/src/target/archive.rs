@@ -235,8 +235,11 @@ pub async fn run_job(t: &Arc<Target>, job: &Arc<super::jobs::TargetJob>) -> ApiR
         out.write_all(&chunk)
     };
     if a.append {
+        // By its attributes (`is_file` on the path would say no for a shard
+        // that a name below it nested meanwhile, and the append would
+        // replace it).
         let existing = t.store.obj_path(&dst, &a.name);
-        if existing.is_file() {
+        if t.store.head(&dst, &a.name).await.is_ok() {
             // One member in memory at a time (each at most
             // AIS_MAX_MEMBER_INMEM): appending to a large shard, or a bomb,
             // never holds the shard.

@@ -497,6 +497,9 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     if spec.kind == crate::rpc::types::JOB_PREFETCH || spec.kind == crate::rpc::types::JOB_EVICT {
         return remote_one(t, job, name, size).await;
     }
+    if spec.kind == crate::rpc::types::JOB_DELETE {
+        return delete_one(t, job, name, size).await;
+    }
     let dst_name = spec.msg.dst_name(name);
     ais_core::names::validate_object_name(&dst_name)?;
     job.in_bytes.fetch_add(size, Ordering::Relaxed);
@@ -578,7 +581,44 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
 /// Whether a job of `kind` reads a remote bucket's objects from its
 /// backend (copies, transforms, prefetch) rather than only the cached ones.
 fn walks_backend(kind: &str) -> bool {
-    kind.starts_with("etl") || kind == "copy-bck" || kind == crate::rpc::types::JOB_PREFETCH
+    kind.starts_with("etl")
+        || kind == "copy-bck"
+        || kind == crate::rpc::types::JOB_PREFETCH
+        || kind == crate::rpc::types::JOB_DELETE
+}
+
+/// Deletes one object of a `delete-listrange` job: the copy here (with its
+/// mirrors and any erasure-coded part), at the backend too when this target
+/// owns a remote bucket's object, and — for an erasure-coded bucket — the
+/// parts other targets hold (else a rebuild would bring it back).
+async fn delete_one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
+    let bck = t.core.bck(job.spec.src.clone());
+    if let Some(remote) = super::remote::backend_of(t, &bck)? {
+        let owned = t
+            .core
+            .owner(&bck.obj_uname(name))
+            .is_some_and(|o| o.daemon_id == t.core.id);
+        if owned {
+            remote.delete_object(crate::backend::http(), name).await?;
+        }
+    }
+    t.mark_deleted(&bck.obj_uname(name), true);
+    match t.store.delete(&bck, name).await {
+        Ok(()) | Err(ais_storage::StorageError::NotFound) => {}
+        Err(e) => return Err(error::storage(&t.core.name, &bck, name, e)),
+    }
+    if t.core.bucket_props(&bck).is_ok_and(|p| p.ec.enabled) {
+        if let Err(away) = super::delete_elsewhere(t, &bck, name).await {
+            return Err(ApiError::unavailable(format!(
+                "{}: erasure-coded parts of {}/{name} on {} could not be removed",
+                t.core.name,
+                bck.cname(),
+                away.join(", ")
+            )));
+        }
+    }
+    job.done_one(size);
+    Ok(())
 }
 
 /// Prefetch (fetch into the cache unless cached) or evict (remove the

@@ -511,12 +511,7 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     let src = t.core.bck(spec.src.clone());
     let path = t.store.obj_path(&src, name);
     let rt = if spec.kind.starts_with("etl") {
-        Some(t.etl.get(&spec.msg.id).ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "etl job {} is not running on {}",
-                spec.msg.id, t.core.name
-            ))
-        })?)
+        Some(running_etl(t, &spec.msg.id).await?)
     } else {
         None
     };
@@ -576,6 +571,40 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
     Ok(())
+}
+
+/// The local runtime of ETL `name` for a job: one the cluster lists but this
+/// target is still starting (from metadata: it was away or busy at the
+/// init, or restarted) is waited for, up to its init timeout, rather than
+/// failing the job's objects.
+async fn running_etl(t: &Target, name: &str) -> ApiResult<Arc<ais_etl::EtlRuntime>> {
+    let not_running =
+        || ApiError::NotFound(format!("etl job {name} is not running on {}", t.core.name));
+    if let Some(rt) = t.etl.get(name) {
+        return Ok(rt);
+    }
+    let Some(entry) = t.core.meta.etlmd().etls.get(name).cloned() else {
+        return Err(not_running());
+    };
+    let wait = ais_etl::spec::EtlSpec::from_json(&entry.init_msg)
+        .map(|s| s.init_timeout)
+        .unwrap_or(Duration::from_secs(60))
+        .min(Duration::from_secs(300));
+    let deadline = std::time::Instant::now() + wait;
+    while !entry.stopped && std::time::Instant::now() < deadline {
+        if let Some(rt) = t.etl.get(name) {
+            return Ok(rt);
+        }
+        // Its start here failed: no point waiting.
+        if t.etl
+            .start_failure(name)
+            .is_some_and(|(g, _)| g == entry.generation)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.etl.get(name).ok_or_else(not_running)
 }
 
 /// Whether a job of `kind` reads a remote bucket's objects from its

@@ -445,6 +445,45 @@ def test_tokens_die_with_their_user_and_roles(acluster, admin):
         b.delete()
 
 
+def test_bulk_delete_needs_object_deletes_not_bucket_destroy(acluster, admin):
+    """`delete-listrange` is a delete of objects: a user allowed to delete
+    objects (not to destroy the bucket) may run it; a read-only one may not."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    b = admin.bucket(unique_bucket_name("bulkdel")).create()
+    try:
+        for i in range(5):
+            b.object(f"o{i}").get_writer().put_content(b"x")
+        authn.role_manager().create(
+            "bulk-deleter", "delete objects", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD, AccessAttr.OBJ_DELETE],
+            bucket_name=b.name,
+        )
+        authn.role_manager().create(
+            "bulk-reader", "read", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
+            bucket_name=b.name,
+        )
+        authn.user_manager().create("deleter", ["bulk-deleter"], "deleter-pw")
+        authn.user_manager().create("reader", ["bulk-reader"], "reader-pw")
+        reader = Client(url, token=AuthNClient(url).login("reader", "reader-pw"))
+        st, msg = status_of(lambda: reader.bucket(b.name).objects(obj_names=["o0"]).delete())
+        assert st == 403, (st, msg)
+        deleter = Client(url, token=AuthNClient(url).login("deleter", "deleter-pw"))
+        job = deleter.bucket(b.name).objects(obj_template="o{0..3}").delete()
+        admin.job(job_id=job).wait(timeout=60)
+        assert sorted(e.name for e in admin.bucket(b.name).list_all_objects()) == ["o4"]
+        st, _ = status_of(lambda: deleter.bucket(b.name).delete())
+        assert st == 403
+    finally:
+        for u in ("deleter", "reader"):
+            try:
+                authn.user_manager().delete(u)
+            except (AISError, AuthNError):
+                pass
+        b.delete()
+
+
 def test_targets_refuse_parameters_only_nodes_send(acluster, admin):
     """A user with a token reaching a target directly cannot pass a PUT off
     as a rebalance move (stored at a version it chose, or skipped with 200

@@ -56,6 +56,8 @@ pub enum StorageCmd {
         #[command(subcommand)]
         cmd: MpathCmd,
     },
+    /// Objects, sizes and disk use per bucket (as `ais bucket summary`).
+    Summary(crate::objects::SummaryArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,7 +207,10 @@ pub async fn show_rebalance(client: &Client, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn storage(client: &Client, cmd: StorageCmd) -> anyhow::Result<()> {
-    let StorageCmd::Mountpath { cmd } = cmd;
+    let cmd = match cmd {
+        StorageCmd::Mountpath { cmd } => cmd,
+        StorageCmd::Summary(a) => return crate::objects::summary(client, a).await,
+    };
     let smap = client.smap().await?;
     let (action, tid, path) = match cmd {
         MpathCmd::Show { json } => {

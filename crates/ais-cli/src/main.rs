@@ -186,6 +186,8 @@ enum BucketCmd {
     },
     /// Copy a bucket (or a selection of it) into another, as a job.
     Cp(jobs::SelectArgs),
+    /// Objects, sizes and disk use of one bucket or of every bucket.
+    Summary(objects::SummaryArgs),
     /// Show or set bucket properties (mirror.*, ec.*, checksum.*, ...).
     Props {
         #[command(subcommand)]
@@ -248,6 +250,21 @@ enum ObjectCmd {
     Cat { object: String },
     /// Remove objects (as `ais rm`).
     Rm(objects::RmArgs),
+    /// Show an object's properties (size, checksum, version, atime, custom).
+    Show {
+        object: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set custom properties: `ais object set-custom ais://B/O key=value ...`
+    /// (or one JSON object); `--overwrite` replaces the ones it has.
+    SetCustom {
+        object: String,
+        #[arg(required = true)]
+        props: Vec<String>,
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 fn main() {
@@ -426,6 +443,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     props::set(&client, &objects::parse_bucket(&bucket)?.name, &props).await
                 }
             },
+            BucketCmd::Summary(a) => objects::summary(&client, a).await,
             BucketCmd::Rm { buckets } => {
                 for b in buckets {
                     let bck = objects::parse_bucket(&b)?;
@@ -441,6 +459,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Object { cmd } => match cmd {
             ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
             ObjectCmd::Rm(a) => objects::rm(&client, a).await,
+            ObjectCmd::Show { object, json } => objects::show(&client, &object, json).await,
+            ObjectCmd::SetCustom {
+                object,
+                props,
+                overwrite,
+            } => objects::set_custom(&client, &object, &props, overwrite).await,
         },
         Cmd::Rm(a) => objects::rm(&client, a).await,
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,

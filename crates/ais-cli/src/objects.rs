@@ -102,6 +102,137 @@ pub struct RmArgs {
     wait: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// ais://BUCKET (or s3://BUCKET); every bucket when left out.
+    bucket: Option<String>,
+    /// Only objects whose names start with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Remote buckets: only the objects cached in the cluster.
+    #[arg(long)]
+    cached: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `ais bucket summary` / `ais storage summary`.
+pub async fn summary(client: &Client, a: SummaryArgs) -> anyhow::Result<()> {
+    let buckets = match &a.bucket {
+        Some(b) => vec![parse_bucket(b)?],
+        None => client.list_buckets().await?,
+    };
+    let mut all = Vec::new();
+    for b in &buckets {
+        all.push(
+            client
+                .bucket_summary(&b.name, &b.provider, &a.prefix, a.cached)
+                .await?,
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    let num = |v: &serde_json::Value| -> u64 {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    let rows: Vec<Vec<String>> = buckets
+        .iter()
+        .zip(&all)
+        .map(|(b, s)| {
+            let remote = num(&s["ObjCount"]["obj_count_remote"]);
+            vec![
+                b.cname(),
+                if remote > 0 {
+                    format!(
+                        "{} (remote {remote})",
+                        num(&s["ObjCount"]["obj_count_present"])
+                    )
+                } else {
+                    num(&s["ObjCount"]["obj_count_present"]).to_string()
+                },
+                size_iec(num(&s["TotalSize"]["size_all_present_objs"])),
+                size_iec(num(&s["TotalSize"]["size_on_disk"])),
+                format!("{}%", num(&s["used_pct"])),
+            ]
+        })
+        .collect();
+    crate::fmt::table(
+        &["NAME", "OBJECTS", "SIZE", "SIZE ON DISK", "USAGE(%)"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `ais object show ais://B/O`.
+pub async fn show(client: &Client, object: &str, json: bool) -> anyhow::Result<()> {
+    let (bck, name) = parse_object(object)?;
+    let p = client.head_object(&bck.name, &name).await?;
+    let custom: Vec<String> = p.custom.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if json {
+        let v = serde_json::json!({
+            "name": name, "size": p.size, "checksum": {"type": p.cksum_type, "value": p.cksum_value},
+            "version": p.version, "atime": p.atime,
+            "custom": p.custom.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    table(
+        &["PROPERTY", "VALUE"],
+        &[
+            vec!["name".into(), format!("{}/{name}", bck.cname())],
+            vec!["size".into(), size_iec(p.size)],
+            vec![
+                "checksum".into(),
+                format!("{} {}", p.cksum_type, p.cksum_value),
+            ],
+            vec!["version".into(), p.version],
+            vec!["atime".into(), p.atime],
+            vec![
+                "custom".into(),
+                if custom.is_empty() {
+                    "-".into()
+                } else {
+                    custom.join(", ")
+                },
+            ],
+        ],
+    );
+    Ok(())
+}
+
+/// `ais object set-custom ais://B/O k=v ...` (or one JSON object).
+pub async fn set_custom(
+    client: &Client,
+    object: &str,
+    props: &[String],
+    overwrite: bool,
+) -> anyhow::Result<()> {
+    let (bck, name) = parse_object(object)?;
+    let map: std::collections::BTreeMap<String, String> = match props {
+        [one] if one.trim_start().starts_with('{') => {
+            serde_json::from_str(one).with_context(|| {
+                format!("custom properties: expected a JSON object of strings, got {one}")
+            })?
+        }
+        _ => props
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("expected KEY=VALUE, got \"{kv}\""))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    client.set_custom(&bck.name, &name, &map, overwrite).await?;
+    println!("custom properties of {}/{name} set", bck.cname());
+    Ok(())
+}
+
 /// A `--list` value: comma-separated names, blanks dropped.
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')

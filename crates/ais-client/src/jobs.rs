@@ -148,6 +148,39 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// A bucket's summary (`summary-bck`: started, then polled until done):
+    /// AIStore's summary element (`ObjCount`, `ObjSize`, `TotalSize`, ...).
+    /// `cached`: only the objects the cluster holds.
+    pub async fn bucket_summary(
+        &self,
+        bucket: &str,
+        provider: &str,
+        prefix: &str,
+        cached: bool,
+    ) -> Result<Value> {
+        let path = format!("{}?provider={provider}", paths::bucket(bucket));
+        let msg = |uuid: &str| ActMsg {
+            action: "summary-bck".into(),
+            name: String::new(),
+            value: serde_json::json!({"uuid": uuid, "prefix": prefix, "cached": cached, "present": cached}),
+        };
+        let id = crate::text(self.action(Method::GET, &path, &msg("")).await?).await?;
+        let id = id.trim().trim_matches('"').to_string();
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let r = self.action(Method::GET, &path, &msg(&id)).await?;
+            if r.status() == reqwest::StatusCode::OK {
+                let all: Vec<Value> = crate::json(r).await?;
+                return all
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ClientError::Decode("empty bucket summary".into()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+
     /// Deletes a selection of a bucket's objects as one job
     /// (`delete-listrange`): `names`, or a `template`, or every object under
     /// `prefix` (for a remote bucket, at its backend too); returns the job

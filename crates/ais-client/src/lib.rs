@@ -626,6 +626,27 @@ impl Client {
         Ok(ObjProps::from_headers(resp.headers()))
     }
 
+    /// Sets custom properties of an object (added to what it has, or with
+    /// `replace` instead of it), as the SDK's `set_custom_props`.
+    pub async fn set_custom(
+        &self,
+        bucket: &str,
+        obj: &str,
+        props: &std::collections::BTreeMap<String, String>,
+        replace: bool,
+    ) -> Result<()> {
+        let mut path = Self::obj_path(bucket, obj);
+        if replace {
+            path.push_str("?set-new-custom=true");
+        }
+        let msg = ActMsg {
+            action: String::new(),
+            name: String::new(),
+            value: serde_json::to_value(props).map_err(|e| ClientError::Decode(e.to_string()))?,
+        };
+        self.action(Method::PATCH, &path, &msg).await.map(drop)
+    }
+
     pub async fn delete_object(&self, bucket: &str, obj: &str) -> Result<()> {
         self.request(
             Method::DELETE,

@@ -23,7 +23,7 @@ mod verified;
 pub mod zerocopy;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
-pub use list::list_objects;
+pub use list::{list_objects, summarize, Summary};
 pub use timefmt::{go_rfc822, rfc3339};
 
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};
@@ -524,6 +524,54 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Sets an object's custom metadata (added to what it has, or with
+    /// `replace` instead of it), on its main copy and every mirror copy;
+    /// data and version unchanged. Answers the new attributes.
+    pub async fn set_custom(
+        &self,
+        bck: &Bck,
+        obj: &str,
+        custom: std::collections::BTreeMap<String, String>,
+        replace: bool,
+    ) -> Result<ObjAttrs> {
+        let home = self.logical_path(bck, obj);
+        let mirrors = self.mirror_copies(bck, obj);
+        blocking("set custom metadata", move || {
+            use xattr::FileExt;
+            // Under the commit lock: no PUT of the name replaces the file
+            // between the read and the write of its metadata.
+            let _serial = commit_lock(&home);
+            let (f, md, path) = match layout::open(&home) {
+                Ok(x) => x,
+                Err(e) if is_not_found(&e) => return Err(StorageError::NotFound),
+                Err(e) => return Err(io_at("open", &home)(e)),
+            };
+            let mut attrs = ObjInfo::from_raw(f.get_xattr(XATTR_META), &md)?.attrs;
+            if replace {
+                attrs.custom = custom;
+            } else {
+                attrs.custom.extend(custom);
+            }
+            let raw = serde_json::to_vec(&attrs).map_err(|e| StorageError::Io {
+                context: "encode metadata".into(),
+                source: io::Error::other(e),
+            })?;
+            f.set_xattr(XATTR_META, &raw)
+                .map_err(io_at("set metadata of", &path))?;
+            f.sync_all().map_err(io_at("fsync", &path))?;
+            for m in mirrors {
+                // A copy must never be healed from with the old metadata.
+                if let Ok(mf) = std::fs::OpenOptions::new().write(true).open(&m) {
+                    if mf.set_xattr(XATTR_META, &raw).is_err() {
+                        let _ = std::fs::remove_file(&m);
+                    }
+                }
+            }
+            Ok(attrs)
+        })
+        .await
     }
 
     /// Removes an object, its mirror copies and any erasure-coded part held

@@ -94,6 +94,54 @@ pub fn list_objects(
     Ok(TargetPage { entries, done })
 }
 
+/// What one target holds of a bucket (main copies; names under `prefix`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub objs: u64,
+    /// Their sizes.
+    pub bytes: u64,
+    /// Their allocated blocks.
+    pub disk: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// Counts `bck`'s objects here a page at a time (memory O(page) whatever
+/// the bucket's size).
+pub fn summarize(store: &Store, bck: &Bck, prefix: &str) -> Result<Summary> {
+    use std::os::unix::fs::MetadataExt;
+    const PAGE: usize = 10_000;
+    let mut s = Summary {
+        min: u64::MAX,
+        ..Summary::default()
+    };
+    for (dir, _) in store.bucket_dirs_for(bck) {
+        let mut after = String::new();
+        loop {
+            let mut out = Vec::new();
+            walk(&dir, "", prefix, &after, PAGE, &mut out)?;
+            for (_, path) in &out {
+                let Ok(md) = std::fs::metadata(path) else {
+                    continue; // deleted meanwhile
+                };
+                s.objs += 1;
+                s.bytes += md.len();
+                s.disk += md.blocks() * 512;
+                s.min = s.min.min(md.len());
+                s.max = s.max.max(md.len());
+            }
+            match out.last() {
+                Some((name, _)) if out.len() == PAGE => after = name.clone(),
+                _ => break,
+            }
+        }
+    }
+    if s.objs == 0 {
+        s.min = 0;
+    }
+    Ok(s)
+}
+
 /// Is a walk key (file name or `dir/`) worth visiting for this prefix/after?
 fn wanted(key: &str, is_dir: bool, prefix: &str, after: &str) -> bool {
     let prefix_ok = key.starts_with(prefix) || (is_dir && prefix.starts_with(key));

@@ -113,7 +113,20 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
             match *m {
                 Method::GET => vec![need(OBJ_LIST, Some(&b), "list objects")],
                 Method::HEAD => vec![need(BCK_HEAD, Some(&b), "HEAD bucket")],
-                Method::DELETE => vec![need(DESTROY_BUCKET, Some(&b), "destroy bucket")],
+                Method::DELETE => {
+                    // Deleting objects by list, template or prefix needs
+                    // object deletes; anything else (destroy, evict) the
+                    // bucket's.
+                    let raw = read_body(body, 16 << 20).await?;
+                    let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                    let needs = match msg.get("action").and_then(|a| a.as_str()) {
+                        Some("delete-listrange") => {
+                            vec![need(OBJ_DELETE, Some(&b), "DELETE objects")]
+                        }
+                        _ => vec![need(DESTROY_BUCKET, Some(&b), "destroy bucket")],
+                    };
+                    return Ok((needs, Body::from(raw)));
+                }
                 Method::POST => {
                     let raw = read_body(body, 16 << 20).await?;
                     let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();

@@ -159,6 +159,9 @@ pub fn reject_internal_params(ctx: &Ctx) -> ApiResult<()> {
     reject_params_of(ctx, INTERNAL_PARAMS)
 }
 
+/// Query parameters an object PATCH (custom properties) understands.
+pub const PATCH_OBJECT_PARAMS: &[&str] = &["set-new-custom"];
+
 /// Query parameters an object GET understands.
 pub const GET_OBJECT_PARAMS: &[&str] = &[
     "etl_name",

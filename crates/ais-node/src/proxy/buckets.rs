@@ -51,6 +51,9 @@ pub fn list_buckets(p: &Proxy, ctx: &Ctx) -> Res {
 pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
     let bck = ctx.bck(name)?;
     match ctx.method {
+        Method::HEAD if ctx.query.get("presence").is_some() || ctx.query.get("uuid").is_some() => {
+            info(p, ctx, &bck).await
+        }
         Method::HEAD => {
             let props = super::remote::props(p, &bck).await?;
             let mut r = empty(StatusCode::OK);
@@ -76,6 +79,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     };
                     super::listing::list_objects(p, ctx, &bck, lso).await
                 }
+                "summary-bck" => summary(p, &bck, &msg.value).await,
                 other => Err(unknown_action(other, &bck)),
             }
         }
@@ -171,6 +175,105 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
             Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.not_allowed()),
+    }
+}
+
+/// `GET /v1/buckets/B` with `summary-bck`, value `{uuid, prefix, cached,
+/// present}`: no uuid starts a summary (202, its id as text); a uuid polls
+/// it (202 while it runs, 200 with `[summary]` when done).
+async fn summary(p: &Arc<Proxy>, bck: &Bck, value: &serde_json::Value) -> Res {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Msg {
+        #[serde(default)]
+        uuid: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default)]
+        cached: bool,
+        #[serde(default)]
+        present: bool,
+    }
+    let m: Msg = if value.is_null() {
+        Msg::default()
+    } else {
+        serde_json::from_value(value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed summary-bck request: {e}")))?
+    };
+    if m.uuid.is_empty() {
+        let ask = super::summary::Ask {
+            prefix: m.prefix,
+            remote: !(m.cached || m.present),
+        };
+        let id = super::summary::start(p, bck, ask)?;
+        return Ok(crate::http::bytes_response(
+            StatusCode::ACCEPTED,
+            "text/plain; charset=utf-8",
+            id.into_bytes(),
+        ));
+    }
+    match super::summary::poll(p, &m.uuid)? {
+        None => Ok(empty(StatusCode::ACCEPTED)),
+        Some(v) => json_ok(&[v]),
+    }
+}
+
+/// `HEAD /v1/buckets/B?presence=N[&bsumm_remote=B][&uuid=ID]`: bucket info
+/// (props and a summary) as AIStore's `Bucket.info()` asks for it: 202
+/// with the summary's id in `Ais-Xaction-Id`, then, polled with `uuid`,
+/// 202 until 200 with `Ais-Bucket-Summ`.
+async fn info(p: &Arc<Proxy>, ctx: &Ctx, bck: &Bck) -> Res {
+    ctx.query.reject_unknown(
+        "HEAD of a bucket (info)",
+        &[
+            "presence",
+            "bsumm_remote",
+            "uuid",
+            "prefix",
+            "dont_add_remote",
+        ],
+    )?;
+    let presence = ctx.query.get("presence").unwrap_or("0");
+    if !matches!(presence, "0" | "1" | "2" | "3" | "4" | "5") {
+        return Err(ApiError::bad_request(format!(
+            "presence={presence}: expected 0..5 (FLTPresence)"
+        )));
+    }
+    let props = super::remote::props(p, bck).await?;
+    let raw = serde_json::to_string(&props).map_err(|e| ApiError::internal(e.to_string()))?;
+    let with_props = |mut r: axum::response::Response| {
+        if let Ok(v) = HeaderValue::from_str(&raw) {
+            r.headers_mut().insert("Ais-Bucket-Props", v);
+        }
+        r
+    };
+    match ctx.query.get("uuid").filter(|u| !u.is_empty()) {
+        None => {
+            let remote = ctx
+                .query
+                .get("bsumm_remote")
+                .is_none_or(|v| v == "true" || v == "True");
+            let ask = super::summary::Ask {
+                prefix: ctx.query.get("prefix").unwrap_or("").to_string(),
+                remote,
+            };
+            let id = super::summary::start(p, bck, ask)?;
+            let mut r = with_props(empty(StatusCode::ACCEPTED));
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                r.headers_mut().insert("Ais-Xaction-Id", v);
+            }
+            Ok(r)
+        }
+        Some(id) => match super::summary::poll(p, id)? {
+            None => Ok(with_props(empty(StatusCode::ACCEPTED))),
+            Some(v) => {
+                let mut r = with_props(empty(StatusCode::OK));
+                if let Ok(v) = HeaderValue::from_str(&v.to_string()) {
+                    r.headers_mut().insert("Ais-Bucket-Summ", v);
+                }
+                Ok(r)
+            }
+        },
     }
 }
 

@@ -11,6 +11,7 @@ pub mod lifecycle;
 pub mod listing;
 pub mod objects;
 pub mod remote;
+pub mod summary;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Member, NodeCore};
@@ -35,6 +36,8 @@ pub struct Proxy {
     /// The last decommission/shutdown per node id and how it ended
     /// (`GET /v1/cluster?what=node_lifecycle`, `lifecycle::record`).
     pub lifecycle: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Bucket summaries started here, and their results (`summary`).
+    pub summaries: summary::Summaries,
 }
 
 impl Proxy {
@@ -46,6 +49,7 @@ impl Proxy {
             rebalance: std::sync::Mutex::new(None),
             balanced: std::sync::Mutex::new(None),
             lifecycle: Default::default(),
+            summaries: Default::default(),
         }
     }
 

@@ -86,13 +86,15 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
         ctx.query
             .reject_unknown("DELETE of an object", crate::http::DELETE_OBJECT_PARAMS)?;
     }
-    if matches!(ctx.method, Method::POST | Method::PATCH) {
-        let what = format!("{} of an object", ctx.method);
-        ctx.query.reject_unknown(&what, &[])?;
-        return Err(ApiError::NotImplemented(format!(
-            "{} of an object (rename, promote, custom properties) is not supported yet by aistore-rs",
-            ctx.method
-        )));
+    if ctx.method == Method::PATCH {
+        ctx.query
+            .reject_unknown("PATCH of an object", crate::http::PATCH_OBJECT_PARAMS)?;
+    }
+    if ctx.method == Method::POST {
+        ctx.query.reject_unknown("POST of an object", &[])?;
+        return Err(ApiError::NotImplemented(
+            "POST of an object (rename, promote) is not supported yet by aistore-rs".into(),
+        ));
     }
     if ctx.method == Method::GET {
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {

@@ -261,6 +261,20 @@ impl Rpc {
         self.json(to, req).await
     }
 
+    /// What `to` holds of `bucket` under `prefix` (bucket summary).
+    pub async fn bucket_summary(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<types::TargetSummary, RpcError> {
+        let req = self
+            .get(to, &format!("{}/{bucket}", routes::INT_LIST))
+            .timeout(Duration::from_secs(3600))
+            .query(&[("summary", "1"), ("prefix", prefix)]);
+        self.json(to, req).await
+    }
+
     /// Attributes of `bucket/obj` stored on `to` (`None`: not there).
     pub async fn obj_attrs(
         &self,

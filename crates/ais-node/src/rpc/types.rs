@@ -40,6 +40,14 @@ pub const JOB_EVICT: &str = "evict-listrange";
 /// backend).
 pub const JOB_DELETE: &str = "delete-listrange";
 
+/// Target → proxy: a bucket's summary on one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetSummary {
+    pub held: ais_storage::Summary,
+    /// Capacity of the target's mountpaths, in bytes.
+    pub disks: u64,
+}
+
 /// Proxy → target: one offline job, as each target runs its share of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSpec {

@@ -28,6 +28,9 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
         )));
     }
     let prefix = ctx.query.get("prefix").unwrap_or("").to_string();
+    if ctx.query.get("summary").is_some() {
+        return summary(t, bck, prefix).await;
+    }
     let after = ctx.query.get("after").unwrap_or("").to_string();
     let limit: usize = ctx
         .query
@@ -54,6 +57,18 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(|e| ApiError::internal(format!("{}: listing failed: {e}", t.core.name)))?;
     json_ok(&page)
+}
+
+/// `INT_LIST/B?summary=1`: what this target holds of B (counts, sizes)
+/// and the capacity of its mountpaths.
+async fn summary(t: &Target, bck: ais_core::Bck, prefix: String) -> Res {
+    let store = t.store.clone();
+    let s = tokio::task::spawn_blocking(move || ais_storage::summarize(&store, &bck, &prefix))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(format!("{}: summary failed: {e}", t.core.name)))?;
+    let disks: u64 = super::stats::mountpaths(t).iter().map(|m| m.total).sum();
+    json_ok(&crate::rpc::types::TargetSummary { held: s, disks })
 }
 
 /// `GET /v1/internal/objattrs/B/O`.

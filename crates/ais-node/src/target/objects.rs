@@ -38,6 +38,7 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
         Method::HEAD => head(t, ctx, &bck, &obj).await,
         Method::PUT => put(t, ctx, &bck, &obj, body).await,
         Method::DELETE => delete(t, ctx, &bck, &obj).await,
+        Method::PATCH => set_custom(t, ctx, &bck, &obj, body).await,
         _ => {
             let what = format!("{} of an object", ctx.method);
             ctx.query.reject_unknown(&what, &[])?;
@@ -555,6 +556,72 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
             ))
         })?;
     Ok(empty(StatusCode::OK))
+}
+
+/// `PATCH /v1/objects/B/O`, `{"action": "", "value": {KEY: VALUE, ...}}`
+/// (the SDK's `set_custom_props`; `set-new-custom=true` replaces what the
+/// object has instead of adding to it).
+async fn set_custom(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
+    ctx.query
+        .reject_unknown("PATCH of an object", crate::http::PATCH_OBJECT_PARAMS)?;
+    if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
+        return Ok(t.hop_redirect(ctx, &owner));
+    }
+    let msg: ais_core::api::ActMsg =
+        crate::http::read_json(body, 1 << 20, "set custom properties").await?;
+    if !msg.action.is_empty() && msg.action != "set-custom" {
+        return Err(ApiError::bad_request(format!(
+            "unsupported action \"{}\" for PATCH of an object (supported: custom properties, \
+             {{\"value\": {{KEY: VALUE}}}})",
+            msg.action
+        )));
+    }
+    let custom = custom_props(&msg.value)?;
+    let replace = matches!(ctx.query.get("set-new-custom"), Some("true" | "True" | "1"));
+    t.store
+        .set_custom(bck, obj, custom, replace)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    Ok(empty(StatusCode::OK))
+}
+
+type CustomProps = std::collections::BTreeMap<String, String>;
+
+/// Custom properties as the SDK sends them: a JSON object of strings
+/// (numbers and booleans are taken as their text), at most 64 KiB.
+fn custom_props(v: &serde_json::Value) -> ApiResult<CustomProps> {
+    let Some(m) = v.as_object() else {
+        return Err(ApiError::bad_request(
+            "custom properties: expected a JSON object {KEY: VALUE, ...}",
+        ));
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let mut total = 0;
+    for (k, v) in m {
+        let v = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "custom property \"{k}\": expected a string, got {other}"
+                )))
+            }
+        };
+        if k.is_empty() || k.contains(['=', ',']) {
+            return Err(ApiError::bad_request(format!(
+                "custom property name \"{k}\": must be non-empty, without '=' or ','"
+            )));
+        }
+        total += k.len() + v.len();
+        out.insert(k.clone(), v);
+    }
+    if total > 64 << 10 {
+        return Err(ApiError::bad_request(
+            "custom properties: more than 64 KiB in all",
+        ));
+    }
+    Ok(out)
 }
 
 async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {

@@ -1,0 +1,130 @@
+"""AIStore calls users rely on, as the official SDK and the CLI make them:
+bucket summary (`Bucket.summary`, `ais bucket summary`, `ais storage
+summary`) and bucket info (`Bucket.info`): asynchronous (202, then polled),
+exact counts and sizes, a prefix honoured, a target that cannot be asked
+named rather than left out."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+from aistore.sdk import Client
+from aistore.sdk.bucket import Bucket
+
+from ais_cluster import Cluster
+from test_etl import ais
+
+HTTP_TIMEOUT = 30
+
+
+def _fill(bucket: Bucket) -> dict[str, int]:
+    sizes = {}
+    for i in range(40):
+        name = f"{'img' if i % 2 else 'txt'}/{i:03}"
+        data = b"x" * (100 + 37 * i)
+        bucket.object(name).get_writer().put_content(data)
+        sizes[name] = len(data)
+    return sizes
+
+
+def test_sdk_summary_counts_every_object_and_honours_the_prefix(client: Client, bucket: Bucket) -> None:
+    sizes = _fill(bucket)
+    s = bucket.summary()
+    assert s["name"] == bucket.name and s["provider"] == "ais", s
+    assert int(s["ObjCount"]["obj_count_present"]) == len(sizes)
+    assert int(s["TotalSize"]["size_all_present_objs"]) == sum(sizes.values())
+    assert int(s["TotalSize"]["size_on_disk"]) >= sum(sizes.values())
+    assert int(s["TotalSize"]["total_disks_size"]) > 0
+    assert s["ObjSize"]["obj_min_size"] == min(sizes.values())
+    assert s["ObjSize"]["obj_max_size"] == max(sizes.values())
+    img = {k: v for k, v in sizes.items() if k.startswith("img/")}
+    s = bucket.summary(prefix="img/")
+    assert int(s["ObjCount"]["obj_count_present"]) == len(img)
+    assert int(s["TotalSize"]["size_all_present_objs"]) == sum(img.values())
+    # An empty bucket is a summary of zeros, not an error.
+    empty = client.bucket(bucket.name + "-empty").create(exist_ok=True)
+    try:
+        s = empty.summary()
+        assert s["ObjCount"]["obj_count_present"] == "0" and s["ObjSize"]["obj_min_size"] == 0, s
+    finally:
+        empty.delete(missing_ok=True)
+
+
+def test_sdk_info_answers_props_and_summary(bucket: Bucket) -> None:
+    sizes = _fill(bucket)
+    props, summ = bucket.info()
+    assert json.loads(props)["provider"] == "ais", props
+    assert int(summ["ObjCount"]["obj_count_present"]) == len(sizes), summ
+
+
+def test_rest_shapes_and_refusals(cluster: Cluster, bucket: Bucket) -> None:
+    _fill(bucket)
+    url = f"{cluster.url}/v1/buckets/{bucket.name}"
+    r = requests.get(url, json={"action": "summary-bck", "value": {"uuid": "", "prefix": "", "cached": False, "present": False}}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 202 and r.text.startswith("summary-"), (r.status_code, r.text)
+    r = requests.get(url, json={"action": "summary-bck", "value": {"uuid": "summary-nosuch", "prefix": "", "cached": False, "present": False}}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404, r.text
+    r = requests.get(url, json={"action": "summary-bck", "value": {"uuid": "", "bogus": 1}}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and "bogus" in r.text, r.text
+    r = requests.head(url, params={"presence": "9"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400, r.status_code
+    r = requests.head(url, params={"presence": "0", "typo": "1"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400, r.status_code
+    r = requests.head(url, params={"presence": "0"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 202 and r.headers["Ais-Xaction-Id"].startswith("summary-"), r.headers
+    # A plain HEAD is still the props, at once.
+    r = requests.head(url, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200 and "Ais-Bucket-Props" in r.headers
+
+
+def test_cli_bucket_and_storage_summary(cluster: Cluster, bucket: Bucket) -> None:
+    sizes = _fill(bucket)
+    out = ais(cluster, "bucket", "summary", f"ais://{bucket.name}").stdout
+    line = next(l for l in out.splitlines() if bucket.name in l)
+    assert f" {len(sizes)} " in f" {line} ", out
+    out = ais(cluster, "storage", "summary", "--json").stdout
+    mine = [s for s in json.loads(out) if s["name"] == bucket.name]
+    assert len(mine) == 1 and int(mine[0]["ObjCount"]["obj_count_present"]) == len(sizes), out
+
+
+def test_sdk_set_custom_props_adds_replaces_and_survives_reads(cluster: Cluster, bucket: Bucket) -> None:
+    obj = bucket.object("with/custom")
+    obj.get_writer().put_content(b"payload")
+    version = obj.head("version,custom").obj_version
+    obj.get_writer().set_custom_props({"team": "vision", "epoch": "3"})
+    obj.get_writer().set_custom_props({"epoch": "4"})
+    props = obj.head("version,custom")
+    assert props.custom_metadata == {"team": "vision", "epoch": "4"}, props.custom_metadata
+    assert props.obj_version == version, "metadata changes keep the version"
+    obj.get_writer().set_custom_props({"only": "this"}, replace_existing=True)
+    assert obj.head("version,custom").custom_metadata == {"only": "this"}
+    # The bytes are untouched and still verify (the checksum is kept).
+    assert obj.get_reader().read_all() == b"payload"
+    url = f"{cluster.url}/v1/objects/{bucket.name}/with/custom"
+    for body, params in [
+        ({"action": "", "value": ["not", "a", "map"]}, {}),
+        ({"action": "", "value": {"k": {"nested": 1}}}, {}),
+        ({"action": "", "value": {"a=b": "x"}}, {}),
+        ({"action": "", "value": {"k": "v"}}, {"typo": "1"}),
+        ({"action": "bogus", "value": {"k": "v"}}, {}),
+    ]:
+        r = requests.patch(url, json=body, params=params, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 400, (body, params, r.status_code, r.text)
+    assert obj.head("version,custom").custom_metadata == {"only": "this"}
+    r = requests.patch(f"{cluster.url}/v1/objects/{bucket.name}/no-such", json={"action": "", "value": {"k": "v"}}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404, r.text
+
+
+def test_cli_object_set_custom_and_show(cluster: Cluster, bucket: Bucket) -> None:
+    bucket.object("o").get_writer().put_content(b"abc")
+    o = f"ais://{bucket.name}/o"
+    ais(cluster, "object", "set-custom", o, "a=1", "b=two")
+    ais(cluster, "object", "set-custom", o, '{"c": "3"}')
+    shown = json.loads(ais(cluster, "object", "show", o, "--json").stdout)
+    assert shown["custom"] == {"a": "1", "b": "two", "c": "3"} and shown["size"] == 3, shown
+    ais(cluster, "object", "set-custom", o, "z=9", "--overwrite")
+    out = ais(cluster, "object", "show", o).stdout
+    assert "z=9" in out and "a=1" not in out, out
+    p = ais(cluster, "object", "set-custom", o, "novalue", ok=False)
+    assert "KEY=VALUE" in p.stderr, p.stderr

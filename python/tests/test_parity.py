@@ -128,3 +128,27 @@ def test_cli_object_set_custom_and_show(cluster: Cluster, bucket: Bucket) -> Non
     assert "z=9" in out and "a=1" not in out, out
     p = ais(cluster, "object", "set-custom", o, "novalue", ok=False)
     assert "KEY=VALUE" in p.stderr, p.stderr
+
+
+def test_listing_one_level_with_and_without_directories(cluster: Cluster, bucket: Bucket) -> None:
+    """AIStore's NO_RECURSION (and NO_DIRS) list flags: directory-style
+    browsing; every entry once across targets and pages."""
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    names = ["a/1", "a/2", "a/sub/x", "a/sub/y/z", "a/t/q", "b", "c/d"] + [f"a/many/{i}" for i in range(30)]
+    for n in names:
+        bucket.object(n).get_writer().put_content(n.encode())
+
+    def level(prefix: str, *flags: ListObjectFlag, page_size: int = 0) -> list[tuple[str, bool]]:
+        got = bucket.list_all_objects(prefix=prefix, flags=list(flags), page_size=page_size)
+        return [(e.name, bool(e.flags & (1 << 8))) for e in got]
+
+    assert level("", ListObjectFlag.NO_RECURSION) == [("a/", True), ("b", False), ("c/", True)]
+    want = [("a/1", False), ("a/2", False), ("a/many/", True), ("a/sub/", True), ("a/t/", True)]
+    assert level("a/", ListObjectFlag.NO_RECURSION) == want
+    assert level("a/", ListObjectFlag.NO_RECURSION, page_size=1) == want
+    assert level("a/", ListObjectFlag.NO_RECURSION, ListObjectFlag.NO_DIRS) == [("a/1", False), ("a/2", False)]
+    # Without the flag, everything below the prefix, as before.
+    assert len(level("a/")) == len([n for n in names if n.startswith("a/")])
+    out = ais(cluster, "ls", f"ais://{bucket.name}", "--prefix", "a/", "--no-recursion").stdout
+    assert "a/sub/" in out and "a/sub/x" not in out, out

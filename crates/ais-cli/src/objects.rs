@@ -62,6 +62,12 @@ pub struct LsArgs {
     /// Remote buckets: only the objects cached in the cluster.
     #[arg(long)]
     cached: bool,
+    /// One level below the prefix: its objects and its "directories" (NAME/).
+    #[arg(long)]
+    no_recursion: bool,
+    /// With --no-recursion: objects only, no directories.
+    #[arg(long)]
+    no_dirs: bool,
 }
 
 #[derive(Args, Debug)]
@@ -319,7 +325,17 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
             ais_core::api::LSO_ARCH_DIR
         } else {
             0
-        } | if a.cached { 1 } else { 0 },
+        } | if a.cached { 1 } else { 0 }
+            | if a.no_recursion {
+                ais_core::api::LSO_NO_RECURSION
+            } else {
+                0
+            }
+            | if a.no_dirs {
+                ais_core::api::LSO_NO_DIRS
+            } else {
+                0
+            },
         ..Default::default()
     };
     let mut rows = Vec::new();

@@ -191,8 +191,15 @@ impl PropSet {
 pub const ENTRY_FLAG_CACHED: u16 = 1 << 6;
 /// A member of an archive object, listed as `SHARD/MEMBER` (`LSO_ARCH_DIR`).
 pub const ENTRY_FLAG_IN_ARCH: u16 = 1 << 7;
+/// A "directory" (names below it exist), listed with `LSO_NO_RECURSION`.
+pub const ENTRY_FLAG_DIR: u16 = 1 << 8;
 /// List-objects flag: list archives' members after each archive.
 pub const LSO_ARCH_DIR: u64 = 1 << 3;
+/// List-objects flag: one level below the prefix: its objects and its
+/// "directories" (`name/`, flagged [`ENTRY_FLAG_DIR`]).
+pub const LSO_NO_RECURSION: u64 = 1 << 11;
+/// List-objects flag (with `LSO_NO_RECURSION`): no directory entries.
+pub const LSO_NO_DIRS: u64 = 1 << 13;
 
 /// One listed object, as targets send it to the proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]

@@ -23,7 +23,7 @@ mod verified;
 pub mod zerocopy;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
-pub use list::{list_objects, summarize, Summary};
+pub use list::{list_objects, list_objects_in, summarize, Summary};
 pub use timefmt::{go_rfc822, rfc3339};
 
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};

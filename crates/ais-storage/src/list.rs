@@ -12,7 +12,7 @@
 //! sorts where the name `p` belongs (before "p.x", which sorts before "p/").
 
 use crate::{io_at, layout, timefmt, ObjInfo, Result, Store};
-use ais_core::api::{LsoEntry, PropSet, TargetPage, ENTRY_FLAG_CACHED};
+use ais_core::api::{LsoEntry, PropSet, TargetPage, ENTRY_FLAG_CACHED, ENTRY_FLAG_DIR};
 use ais_core::Bck;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,23 @@ pub fn list_objects(
     props: &PropSet,
     node_name: &str,
 ) -> Result<TargetPage> {
+    list_objects_in(store, bck, prefix, after, limit, props, node_name, None)
+}
+
+/// [`list_objects`]; with `shallow` (`Some(with_dirs)`), one level below
+/// the prefix: the objects there and (`with_dirs`) each directory below it
+/// as one entry `name/` flagged [`ENTRY_FLAG_DIR`], not its contents.
+#[allow(clippy::too_many_arguments)]
+pub fn list_objects_in(
+    store: &Store,
+    bck: &Bck,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+    props: &PropSet,
+    node_name: &str,
+    shallow: Option<bool>,
+) -> Result<TargetPage> {
     let limit = limit.max(1);
     let mut all: Vec<(String, PathBuf, String)> = Vec::new();
     for (dir, mp) in store.bucket_dirs_for(bck) {
@@ -35,15 +52,26 @@ pub fn list_objects(
         }
         let mut out = Vec::new();
         // One more than asked: only then do we know whether more names follow.
-        walk(&dir, "", prefix, after, limit + 1, &mut out)?;
+        walk_in(&dir, "", prefix, after, limit + 1, shallow, &mut out)?;
         let loc = format!("{node_name}:mp[{}]", mp.path.display());
         all.extend(out.into_iter().map(|(n, p)| (n, p, loc.clone())));
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
+    // A directory is on every mountpath (and an object found twice while a
+    // resilver runs is one object).
+    all.dedup_by(|a, b| a.0 == b.0);
     let done = all.len() <= limit;
     all.truncate(limit);
     let mut entries = Vec::with_capacity(all.len());
     for (name, path, loc) in all {
+        if name.ends_with('/') {
+            entries.push(LsoEntry {
+                name,
+                flags: ENTRY_FLAG_DIR,
+                ..Default::default()
+            });
+            continue;
+        }
         let (path, md) = match std::fs::metadata(&path) {
             // Nested since the walk saw it (`layout`): the object is beneath.
             Ok(m) if m.is_dir() => {
@@ -166,6 +194,20 @@ pub(crate) fn walk(
     limit: usize,
     out: &mut Vec<(String, PathBuf)>,
 ) -> Result<()> {
+    walk_in(dir, rel, prefix, after, limit, None, out)
+}
+
+/// [`walk`]; `shallow` as in [`list_objects_in`] (a directory entry's name
+/// ends in '/').
+fn walk_in(
+    dir: &Path,
+    rel: &str,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+    shallow: Option<bool>,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<()> {
     // Keys strictly greater than `bound` are still to be visited in this dir.
     let mut bound: Option<String> = None;
     loop {
@@ -235,12 +277,22 @@ pub(crate) fn walk(
             }
             let name = &key[rel.len()..];
             if kind == Kind::Dir {
-                walk(
+                // Below the prefix's level, a shallow listing names the
+                // directory (once: strictly after the continuation token)
+                // instead of walking into it.
+                if let Some(with_dirs) = shallow.filter(|_| key.len() > prefix.len()) {
+                    if with_dirs && key.as_str() > after {
+                        out.push((key.clone(), dir.join(name.trim_end_matches('/'))));
+                    }
+                    continue;
+                }
+                walk_in(
                     &dir.join(name.trim_end_matches('/')),
                     &key,
                     prefix,
                     after,
                     limit,
+                    shallow,
                     out,
                 )?;
             } else if kind == Kind::File {

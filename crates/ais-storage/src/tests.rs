@@ -495,3 +495,76 @@ async fn versions_survive_nesting() {
         assert_eq!(get(&store, &bck, &p).await, b"n4");
     }
 }
+
+/// One level below the prefix: its objects and its directories, each once,
+/// page after page (the continuation token may be a directory).
+#[tokio::test]
+async fn shallow_listing_names_directories_once() {
+    let d = tempfile::tempdir().unwrap();
+    let store = Store::open(&[d.path().join("m1"), d.path().join("m2")]).unwrap();
+    let bck = Bck::ais("b");
+    for n in [
+        "a/1",
+        "a/2",
+        "a/sub/x",
+        "a/sub/y/z",
+        "a/sub",
+        "a/t/q",
+        "b",
+        "c/d",
+    ] {
+        put(&store, &bck, n, n.as_bytes()).await.unwrap();
+    }
+    let shallow = |prefix: &str, after: &str, limit: usize, dirs: bool| {
+        let mut p = list_objects_in(
+            &store,
+            &bck,
+            prefix,
+            after,
+            limit,
+            &PropSet::default(),
+            "t[x]",
+            Some(dirs),
+        )
+        .unwrap();
+        p.entries.sort_by(|a, b| a.name.cmp(&b.name));
+        (
+            p.entries
+                .iter()
+                .map(|e| (e.name.clone(), e.flags & ais_core::api::ENTRY_FLAG_DIR != 0))
+                .collect::<Vec<_>>(),
+            p.done,
+        )
+    };
+    let (top, _) = shallow("", "", 100, true);
+    assert_eq!(
+        top,
+        [
+            ("a/".into(), true),
+            ("b".into(), false),
+            ("c/".into(), true)
+        ]
+    );
+    let (a, _) = shallow("a/", "", 100, true);
+    let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a/1", "a/2", "a/sub", "a/sub/", "a/t/"]);
+    let (a, _) = shallow("a/", "", 100, false);
+    let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a/1", "a/2", "a/sub"]);
+    // A page at a time: every entry once.
+    let mut after = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let (page, done) = shallow("a/", &after, 1, true);
+        paged.extend(page.iter().map(|(n, _)| n.clone()));
+        if done || page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().0.clone();
+    }
+    assert_eq!(paged, ["a/1", "a/2", "a/sub", "a/sub/", "a/t/"]);
+    // A prefix inside a level: the names that start with it.
+    let (s, _) = shallow("a/s", "", 100, true);
+    let names: Vec<&str> = s.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a/sub", "a/sub/"]);
+}

@@ -19,6 +19,16 @@ const LSO_CACHED: u64 = 1;
 pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let core = &p.core;
     let bprops = super::remote::props(p, bck).await?;
+    if bprops.provider != "ais"
+        && msg.flags & ais_core::api::LSO_NO_RECURSION != 0
+        && msg.flags & LSO_CACHED == 0
+    {
+        return Err(ApiError::NotImplemented(format!(
+            "listing {} one level deep (no-recursion) is supported for the objects the \
+             cluster holds only: add the cached flag",
+            bck.cname()
+        )));
+    }
     let props = PropSet::parse(&msg.props)?;
     let page_size = if msg.pagesize == 0 || msg.pagesize > MAX_PAGE_SIZE {
         MAX_PAGE_SIZE

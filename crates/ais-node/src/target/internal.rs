@@ -43,11 +43,14 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
         .get("flags")
         .and_then(|f| f.parse().ok())
         .unwrap_or(0);
+    let shallow = (flags & ais_core::api::LSO_NO_RECURSION != 0)
+        .then_some(flags & ais_core::api::LSO_NO_DIRS == 0);
     let store = t.store.clone();
     let name = t.core.name.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let mut page =
-            ais_storage::list_objects(&store, &bck, &prefix, &after, limit, &props, &name)?;
+        let mut page = ais_storage::list_objects_in(
+            &store, &bck, &prefix, &after, limit, &props, &name, shallow,
+        )?;
         if flags & ais_core::api::LSO_ARCH_DIR != 0 {
             expand_archives(&store, &bck, &mut page);
         }

@@ -152,3 +152,44 @@ def test_listing_one_level_with_and_without_directories(cluster: Cluster, bucket
     assert len(level("a/")) == len([n for n in names if n.startswith("a/")])
     out = ais(cluster, "ls", f"ais://{bucket.name}", "--prefix", "a/", "--no-recursion").stdout
     assert "a/sub/" in out and "a/sub/x" not in out, out
+
+
+def test_node_status_and_logs_through_the_proxy(client: Client, cluster: Cluster, tmp_path) -> None:
+    """The SDK's get_performance, get_node_log(_archive) and
+    get_cluster_logs: `/v1/reverse/daemon` with `Ais-Node-Id`, answered by
+    the node the header names; and `ais log show|get`."""
+    import io
+    import tarfile
+
+    from aistore.sdk.enums import LogSeverity, NodeFilter
+
+    perf = client.cluster().get_performance()
+    tids = {t.node_id for t in cluster.targets}
+    assert set(perf) == tids, perf.keys()
+    for tid, p in perf.items():
+        assert p["snode"]["daemon_id"] == tid and p["status"] == "online", p
+        assert p["capacity"] and p["tracker"], p
+    smap = client.cluster().get_info()
+    pid = next(iter(smap.pmap))
+    tid = next(iter(smap.tmap))
+    for node in (pid, tid):
+        log = client.cluster().get_node_log(node)
+        assert "listening" in log, log[-500:]
+    assert "INFO" not in client.cluster().get_node_log(tid, severity=LogSeverity.ERROR)
+    logs = client.cluster().get_cluster_logs(role=NodeFilter.ALL)
+    assert set(logs) == set(smap.tmap) | set(smap.pmap)
+    tgz = client.cluster().get_node_log_archive(tid)
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        assert tar.getnames() == [f"{tid}.log"]
+    url = f"{cluster.url}/v1/reverse/daemon"
+    r = requests.get(url, params={"what": "log"}, headers={"Ais-Node-Id": "nosuch"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404, r.text
+    r = requests.get(url, params={"what": "log"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and "Ais-Node-Id" in r.text, r.text
+    r = requests.get(url, params={"what": "log", "severity": "loud"}, headers={"Ais-Node-Id": tid}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and "severity" in r.text, r.text
+    out = ais(cluster, "log", "show", tid).stdout
+    assert "listening" in out
+    ais(cluster, "log", "get", tid, str(tmp_path / "t.tar.gz"))
+    with tarfile.open(tmp_path / "t.tar.gz", mode="r:gz") as tar:
+        assert tar.getnames() == [f"{tid}.log"]

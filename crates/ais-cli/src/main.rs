@@ -115,6 +115,12 @@ enum Cmd {
         #[command(subcommand)]
         what: StopCmd,
     },
+    /// A node's recent log: `ais log show NODE_ID [--severity warning]`,
+    /// `ais log get NODE_ID [FILE]` (a .tar.gz).
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
     /// Cluster membership: maintenance, decommission, shutdown, rebalance.
     Cluster {
         #[command(subcommand)]
@@ -241,6 +247,24 @@ enum PropsCmd {
         /// KEY=VALUE pairs (dotted keys for nested properties).
         #[arg(required = true)]
         props: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LogCmd {
+    /// Print a node's recent log.
+    Show {
+        node_id: String,
+        /// info (every line), warning (warnings and errors) or error.
+        #[arg(long, default_value = "info")]
+        severity: String,
+    },
+    /// Save a node's recent log as a .tar.gz (default: NODE_ID.log.tar.gz).
+    Get {
+        node_id: String,
+        file: Option<String>,
+        #[arg(long, default_value = "info")]
+        severity: String,
     },
 }
 
@@ -467,6 +491,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } => objects::set_custom(&client, &object, &props, overwrite).await,
         },
         Cmd::Rm(a) => objects::rm(&client, a).await,
+        Cmd::Log { cmd } => match cmd {
+            LogCmd::Show { node_id, severity } => {
+                let b = client.node_log(&node_id, &severity, false).await?;
+                std::io::Write::write_all(&mut std::io::stdout(), &b)?;
+                Ok(())
+            }
+            LogCmd::Get {
+                node_id,
+                file,
+                severity,
+            } => {
+                let b = client.node_log(&node_id, &severity, true).await?;
+                let file = file.unwrap_or_else(|| format!("{node_id}.log.tar.gz"));
+                std::fs::write(&file, &b)?;
+                println!("{}'s log saved to {file} ({} bytes)", node_id, b.len());
+                Ok(())
+            }
+        },
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
         Cmd::Auth { cmd } => auth::run(&client, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(&client, cmd).await,

@@ -626,6 +626,27 @@ impl Client {
         Ok(ObjProps::from_headers(resp.headers()))
     }
 
+    /// A node's recent log through the proxy (`/v1/reverse/daemon`,
+    /// `Ais-Node-Id`): `severity` info|warning|error; `all`: as a tar.gz.
+    pub async fn node_log(&self, node_id: &str, severity: &str, all: bool) -> Result<Bytes> {
+        let mut url = self.url(&format!("/v1/reverse/daemon?what=log&severity={severity}"));
+        if all {
+            url.push_str("&all=true");
+        }
+        let resp = self
+            .request(
+                Method::GET,
+                url,
+                None,
+                &[("ais-node-id", node_id.to_string())],
+            )
+            .await?;
+        resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: format!("log of {node_id}"),
+            source: e,
+        })
+    }
+
     /// Sets custom properties of an object (added to what it has, or with
     /// `replace` instead of it), as the SDK's `set_custom_props`.
     pub async fn set_custom(

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod cred;
 pub mod error;
 pub mod http;
+pub mod logring;
 pub mod metrics;
 pub mod proxy;
 pub mod router;

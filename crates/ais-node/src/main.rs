@@ -50,7 +50,7 @@ fn real_main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("AIS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(ais_node::logring::Tee)
         .init();
     match cli.cmd {
         Some(Cmd::Playground(a)) => Ok(playground::run(a)?),

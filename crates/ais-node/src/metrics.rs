@@ -141,6 +141,7 @@ pub struct ConnStats {
 }
 
 /// A mountpath's capacity, from `statvfs` at scrape time.
+#[derive(serde::Serialize)]
 pub struct MpathCap {
     pub path: String,
     pub total: u64,

@@ -95,6 +95,9 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         (Endpoint::DaemonMountpaths, App::Target(t)) => {
             target::resilver::action(t, ctx, body).await
         }
+        (Endpoint::Daemon, _) if matches!(ctx.query.get("what"), Some("node_status" | "log")) => {
+            node_report(app, ctx).await
+        }
         (Endpoint::Daemon, _) => app.core().daemon_info(ctx),
         (Endpoint::Metasync, _) => {
             ctx.expect_method(&[Method::PUT])?;
@@ -115,6 +118,65 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
 
 /// `GET /metrics`: this node's counters, plus a target's mountpath
 /// capacity and ETL counters gathered now.
+/// `GET /v1/daemon?what=node_status` (this node's identity, state and
+/// counters, as the SDK's `get_performance` reads them) or `what=log`
+/// (`severity=info|warning|error`; `all=true`: the same as a tar.gz).
+async fn node_report(app: &App, ctx: &Ctx) -> Res {
+    ctx.query
+        .reject_unknown("a node report", &["what", "severity", "all"])?;
+    let core = app.core();
+    if ctx.query.get("what") == Some("log") {
+        let sev = ctx.query.get("severity").unwrap_or("info");
+        let text = crate::logring::snapshot(sev).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "severity=\"{sev}\": expected info, warning or error"
+            ))
+        })?;
+        if ctx.query.get("all") == Some("true") {
+            let pack = || -> std::io::Result<Vec<u8>> {
+                let mut w =
+                    ais_storage::archive::Writer::new(ais_storage::archive::OutFmt::TarGz, None)?;
+                w.add(&format!("{}.log", core.snode.daemon_id), text.as_bytes())?;
+                w.finish()
+            };
+            let gz = pack().map_err(|e| ApiError::internal(format!("pack the log: {e}")))?;
+            return Ok(crate::http::bytes_response(
+                StatusCode::OK,
+                "application/gzip",
+                gz,
+            ));
+        }
+        return Ok(crate::http::bytes_response(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            text.into_bytes(),
+        ));
+    }
+    let text = match app {
+        App::Proxy(p) => p.core.metrics.render(&[], &[]),
+        App::Target(t) => target::stats::render_metrics(t).await,
+    };
+    // Prometheus lines `name{labels} value` as a map (comments left out).
+    let tracker: serde_json::Map<String, serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| Some((k.to_string(), serde_json::json!(v.parse::<f64>().ok()?))))
+        .collect();
+    let capacity = match app {
+        App::Target(t) => serde_json::to_value(target::stats::mountpaths(t))
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+        App::Proxy(_) => serde_json::Value::Null,
+    };
+    crate::http::json_ok(&serde_json::json!({
+        "snode": core.snode,
+        "status": "online",
+        "tracker": tracker,
+        "capacity": capacity,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
 async fn metrics(app: &App, ctx: &Ctx) -> Res {
     ctx.expect_method(&[Method::GET])?;
     let text = match app {
@@ -138,6 +200,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         Endpoint::Object { bucket, obj } => proxy::objects::object(p, ctx, bucket, obj, body).await,
         Endpoint::Etl(path) => proxy::etl::control(p, ctx, path, body).await,
         Endpoint::Moss(b) => proxy::objects::get_batch(p, ctx, b, body).await,
+        Endpoint::ReverseDaemon => proxy::cluster::reverse_daemon(p, ctx).await,
         _ => Err(ctx.unknown_path()),
     }
 }

@@ -216,7 +216,10 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                 vec![need(ADMIN, None, format!("{m} buckets (admin only)"))]
             }
         }
-        Endpoint::Cluster | Endpoint::Daemon | Endpoint::DaemonMountpaths => {
+        Endpoint::Cluster
+        | Endpoint::Daemon
+        | Endpoint::DaemonMountpaths
+        | Endpoint::ReverseDaemon => {
             vec![show("cluster")]
         }
         Endpoint::Etl(_) => vec![show("ETL")],

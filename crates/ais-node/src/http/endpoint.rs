@@ -13,6 +13,9 @@ pub enum Endpoint<'a> {
     Daemon,
     /// `/v1/daemon/mountpaths`: a target's mountpaths.
     DaemonMountpaths,
+    /// `/v1/reverse/daemon` (proxy): a `/v1/daemon` query for the node the
+    /// `Ais-Node-Id` header names, forwarded to it.
+    ReverseDaemon,
     Metasync,
     /// `/v1/cluster`: membership/job queries and actions.
     Cluster,
@@ -143,6 +146,7 @@ impl<'a> Endpoint<'a> {
         match (res, rest) {
             ("health", _) => Self::Health,
             ("daemon", "mountpaths") => Self::DaemonMountpaths,
+            ("reverse", "daemon") => Self::ReverseDaemon,
             ("daemon", _) => Self::Daemon,
             ("metasync", _) => Self::Metasync,
             ("ml", r) => match split_first(r) {
@@ -198,6 +202,7 @@ mod tests {
         assert_eq!(Endpoint::parse("/v1/health"), Health);
         assert_eq!(Endpoint::parse("/metrics"), Metrics);
         assert_eq!(Endpoint::parse("/v1/daemon"), Daemon);
+        assert_eq!(Endpoint::parse("/v1/reverse/daemon"), ReverseDaemon);
         assert_eq!(Endpoint::parse("/v1/daemon/mountpaths"), DaemonMountpaths);
         assert_eq!(Endpoint::parse("/metrics/x"), Unknown);
         assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);

@@ -2,11 +2,51 @@
 //! queries and actions, and cluster metadata queries.
 
 use super::{Proxy, CONTROL_BODY_LIMIT};
+use crate::error::ApiError;
 use crate::http::{json_ok, read_json, Ctx, Res};
 use ais_core::meta::{JoinReq, Keepalive};
 use axum::body::Body;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use std::sync::Arc;
+
+/// `GET /v1/reverse/daemon?what=...` with `Ais-Node-Id: ID`: the node's
+/// `/v1/daemon` answer (its log, its status and counters), fetched by the
+/// proxy (clients need not reach every node).
+pub async fn reverse_daemon(p: &Arc<Proxy>, ctx: &Ctx) -> Res {
+    ctx.expect_method(&[Method::GET])?;
+    let id = ctx
+        .headers
+        .get("ais-node-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing Ais-Node-Id header (the node to ask)"))?;
+    let node = p
+        .core
+        .meta
+        .with_smap(|s| s.and_then(|s| s.tmap.get(id).or_else(|| s.pmap.get(id)).cloned()))
+        .ok_or_else(|| ApiError::NotFound(format!("node \"{id}\" is not in the cluster map")))?;
+    let resp = p
+        .core
+        .rpc
+        .daemon_query(&(&node).into(), &ctx.raw_query)
+        .await?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
+    let ctype = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{}: reading its answer: {e}", node.name())))?;
+    let mut r = crate::http::bytes_response(status, "application/octet-stream", body.to_vec());
+    if let Ok(v) = axum::http::HeaderValue::from_str(&ctype) {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    Ok(r)
+}
 
 pub async fn join(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
     ctx.expect_method(&[Method::POST])?;

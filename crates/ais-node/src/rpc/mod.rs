@@ -261,6 +261,19 @@ impl Rpc {
         self.json(to, req).await
     }
 
+    /// `GET /v1/daemon?{query}` at `to` (a node report), as it answered.
+    pub async fn daemon_query(
+        &self,
+        to: &Dest,
+        query: &str,
+    ) -> Result<reqwest::Response, RpcError> {
+        let req = self
+            .http
+            .get(format!("{}/v1/daemon?{query}", to.url))
+            .timeout(Duration::from_secs(60));
+        self.send(to, req).await
+    }
+
     /// What `to` holds of `bucket` under `prefix` (bucket summary).
     pub async fn bucket_summary(
         &self,

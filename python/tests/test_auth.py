@@ -464,19 +464,19 @@ def test_bulk_delete_needs_object_deletes_not_bucket_destroy(acluster, admin):
             perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
             bucket_name=b.name,
         )
-        authn.user_manager().create("deleter", ["bulk-deleter"], "deleter-pw")
-        authn.user_manager().create("reader", ["bulk-reader"], "reader-pw")
-        reader = Client(url, token=AuthNClient(url).login("reader", "reader-pw"))
+        authn.user_manager().create("bulk-del-user", ["bulk-deleter"], "deleter-pw")
+        authn.user_manager().create("bulk-read-user", ["bulk-reader"], "reader-pw")
+        reader = Client(url, token=AuthNClient(url).login("bulk-read-user", "reader-pw"))
         st, msg = status_of(lambda: reader.bucket(b.name).objects(obj_names=["o0"]).delete())
         assert st == 403, (st, msg)
-        deleter = Client(url, token=AuthNClient(url).login("deleter", "deleter-pw"))
+        deleter = Client(url, token=AuthNClient(url).login("bulk-del-user", "deleter-pw"))
         job = deleter.bucket(b.name).objects(obj_template="o{0..3}").delete()
         admin.job(job_id=job).wait(timeout=60)
         assert sorted(e.name for e in admin.bucket(b.name).list_all_objects()) == ["o4"]
         st, _ = status_of(lambda: deleter.bucket(b.name).delete())
         assert st == 403
     finally:
-        for u in ("deleter", "reader"):
+        for u in ("bulk-del-user", "bulk-read-user"):
             try:
                 authn.user_manager().delete(u)
             except (AISError, AuthNError):

@@ -193,3 +193,62 @@ def test_node_status_and_logs_through_the_proxy(client: Client, cluster: Cluster
     ais(cluster, "log", "get", tid, str(tmp_path / "t.tar.gz"))
     with tarfile.open(tmp_path / "t.tar.gz", mode="r:gz") as tar:
         assert tar.getnames() == [f"{tid}.log"]
+
+
+def test_bucket_rename_moves_every_object_and_the_old_name_goes(client: Client, cluster: Cluster) -> None:
+    """The SDK's Bucket.rename (move-bck) and `ais bucket mv`: every object
+    (bytes, custom properties) under the new name, the old one gone; a
+    rename that cannot finish keeps the old bucket whole and writable."""
+    import time as _time
+
+    src = client.bucket("rename-src").create(exist_ok=True)
+    names = [f"r/{i:03}" for i in range(60)]
+    for n in names:
+        src.object(n).get_writer().put_content(n.encode() * 10)
+    src.object(names[0]).get_writer().set_custom_props({"k": "v"})
+    job = src.rename("rename-dst")
+    assert job.startswith("move-bck-"), job
+    client.job(job_id=job).wait(timeout=120)
+    deadline = _time.monotonic() + 30
+    while any(b.name == "rename-src" for b in client.cluster().list_buckets()):
+        assert _time.monotonic() < deadline, "the old bucket is still there"
+        _time.sleep(0.1)
+    dst = client.bucket("rename-dst")
+    assert sorted(e.name for e in dst.list_all_objects()) == names
+    for n in names:
+        assert dst.object(n).get_reader().read_all() == n.encode() * 10
+    assert dst.object(names[0]).head("custom").custom_metadata == {"k": "v"}
+    r = requests.head(f"{cluster.url}/v1/buckets/rename-src", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404
+    # Refusals: onto an existing bucket, from a missing one, without a name.
+    other = client.bucket("rename-other").create(exist_ok=True)
+    r = requests.post(f"{cluster.url}/v1/buckets/rename-dst", params={"bck_to": "ais/@#/rename-other/"}, json={"action": "move-bck"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 409, r.text
+    r = requests.post(f"{cluster.url}/v1/buckets/rename-dst", json={"action": "move-bck"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and "bck_to" in r.text, r.text
+    # The CLI, waiting.
+    out = ais(cluster, "bucket", "mv", "ais://rename-dst", "ais://rename-cli", "--wait").stdout
+    assert "renamed" in out, out
+    assert len(client.bucket("rename-cli").list_all_objects()) == len(names)
+    # A damaged object cannot be copied: the rename fails, the old bucket
+    # keeps everything and takes writes again.
+    holder = next(t for t in cluster.targets for mp in t.mpaths if (mp / "@ais" / "rename-cli" / names[5]).exists())
+    f = next(mp / "@ais" / "rename-cli" / names[5] for mp in holder.mpaths if (mp / "@ais" / "rename-cli" / names[5]).exists())
+    raw = bytearray(f.read_bytes())
+    raw[0] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    job = client.bucket("rename-cli").rename("rename-fail")
+    client.job(job_id=job).wait(timeout=120)
+    deadline = _time.monotonic() + 30
+    while True:
+        r = requests.put(f"{cluster.url}/v1/objects/rename-cli/after-failure", data=b"ok", timeout=HTTP_TIMEOUT)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 503 and "being renamed" in r.text, r.text
+        assert _time.monotonic() < deadline, "the old bucket never took writes again"
+        _time.sleep(0.1)
+    left = {e.name for e in client.bucket("rename-cli").list_all_objects()}
+    assert set(names) | {"after-failure"} == left
+    for b in ("rename-cli", "rename-fail", "rename-other"):
+        client.bucket(b).delete(missing_ok=True)
+    del other

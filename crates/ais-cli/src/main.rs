@@ -194,6 +194,15 @@ enum BucketCmd {
     Cp(jobs::SelectArgs),
     /// Objects, sizes and disk use of one bucket or of every bucket.
     Summary(objects::SummaryArgs),
+    /// Rename a bucket: `ais bucket mv ais://OLD ais://NEW` (a job; the old
+    /// name takes no writes until it is done).
+    Mv {
+        from: String,
+        to: String,
+        /// Wait until the rename is over.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show or set bucket properties (mirror.*, ec.*, checksum.*, ...).
     Props {
         #[command(subcommand)]
@@ -468,6 +477,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             },
             BucketCmd::Summary(a) => objects::summary(&client, a).await,
+            BucketCmd::Mv { from, to, wait } => {
+                let (from, to) = (objects::parse_bucket(&from)?, objects::parse_bucket(&to)?);
+                let id = client.rename_bucket(&from.name, &to.name).await?;
+                println!("renaming {} to {}: job {id}", from.cname(), to.cname());
+                if !wait {
+                    println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+                    return Ok(());
+                }
+                jobs::wait(&client, &id, None).await?;
+                // The old name goes once the job is done.
+                for _ in 0..100 {
+                    if !client
+                        .list_buckets()
+                        .await?
+                        .iter()
+                        .any(|b| b.name == from.name)
+                    {
+                        println!("{} renamed to {}", from.cname(), to.cname());
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                anyhow::bail!(
+                    "job {id} is over but {} still exists: the rename did not complete (see 'ais show job {id}')",
+                    from.cname()
+                )
+            }
             BucketCmd::Rm { buckets } => {
                 for b in buckets {
                     let bck = objects::parse_bucket(&b)?;

@@ -181,6 +181,17 @@ impl Client {
         }
     }
 
+    /// Renames the ais:// bucket `from` to `to` (`move-bck`, as the SDK's
+    /// `Bucket.rename`): a job that moves every object; `from` takes no
+    /// writes meanwhile and goes when the job is done. Returns the job id.
+    pub async fn rename_bucket(&self, from: &str, to: &str) -> Result<String> {
+        let path = format!("{}?provider=ais&bck_to=ais/@%23/{to}/", paths::bucket(from));
+        let resp = self
+            .action(Method::POST, &path, &ActMsg::new("move-bck"))
+            .await?;
+        crate::text(resp).await
+    }
+
     /// Deletes a selection of a bucket's objects as one job
     /// (`delete-listrange`): `names`, or a `template`, or every object under
     /// `prefix` (for a remote bucket, at its backend too); returns the job

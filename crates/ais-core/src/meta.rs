@@ -301,6 +301,10 @@ pub struct BucketProps {
     /// When a PUT's bytes must be on disk (`write_policy.data`).
     #[serde(default)]
     pub write_policy: WritePolicyConf,
+    /// Set while the bucket is being renamed (`move-bck`) to this name:
+    /// it takes no writes until the move is over. Only the rename sets it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub renaming: String,
 }
 
 /// `write_policy`: `data` is `immediate` (default; `""` means the same: a
@@ -353,6 +357,7 @@ impl Default for BucketProps {
             created: String::new(),
             extra: ExtraConf::default(),
             write_policy: WritePolicyConf::default(),
+            renaming: String::new(),
         }
     }
 }
@@ -366,8 +371,14 @@ impl BucketProps {
         let mut cur =
             serde_json::to_value(&*self).map_err(|e| CoreError::Internal(e.to_string()))?;
         merge_json(&mut cur, patch);
-        let next: BucketProps = serde_json::from_value(cur)
+        if patch.get("renaming").is_some() {
+            return Err(CoreError::invalid(
+                "\"renaming\" is set by a bucket rename (move-bck) only",
+            ));
+        }
+        let mut next: BucketProps = serde_json::from_value(cur)
             .map_err(|e| CoreError::invalid(format!("invalid bucket properties: {e}")))?;
+        next.renaming = self.renaming.clone();
         if next.checksum.kind != CKSUM_XXHASH && next.checksum.kind != "none" {
             return Err(CoreError::invalid(format!(
                 "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",

@@ -93,6 +93,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
                 "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
+                "move-bck" => super::jobs::start_move(p, ctx, &bck).await,
                 "prefetch-listrange" => {
                     super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_PREFETCH).await
                 }
@@ -329,6 +330,7 @@ async fn set_props(
                 next = BucketProps {
                     bid: std::mem::take(&mut next.bid),
                     created: std::mem::take(&mut next.created),
+                    renaming: std::mem::take(&mut next.renaming),
                     ..Default::default()
                 };
             } else {

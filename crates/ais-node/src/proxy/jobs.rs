@@ -224,6 +224,122 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
     launch(p, spec).await
 }
 
+/// `POST /v1/buckets/SRC?bck_to=ais/@#/DST/` with `move-bck` (the SDK's
+/// `Bucket.rename`, `ais bucket mv`): DST is created with SRC's props, SRC
+/// takes no writes while a copy job moves every object (placement follows
+/// the new name), and SRC is destroyed when the job finished with no
+/// error; if it did not, SRC takes writes again and both stay (the job's
+/// status says why). Answers the job id.
+pub async fn start_move(p: &std::sync::Arc<Proxy>, ctx: &Ctx, src: &Bck) -> Res {
+    let to = ctx
+        .query
+        .get("bck_to")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::bad_request("move-bck: missing the new name (bck_to)"))?;
+    let dst = Bck::parse_uname(to)?.0;
+    let props = p.core.bucket_props(src)?;
+    if props.provider != "ais" || dst.is_remote() {
+        return Err(ApiError::bad_request(format!(
+            "move-bck: {} → {}: only ais:// buckets can be renamed",
+            src.cname(),
+            dst.cname()
+        )));
+    }
+    if src.name == dst.name {
+        return Err(ApiError::bad_request(format!(
+            "move-bck: {} already has that name",
+            src.cname()
+        )));
+    }
+    let primary = p.primary()?;
+    let mut new_props = props.clone();
+    new_props.bid = ais_core::gen_id(10);
+    new_props.created = ais_core::now_ns().to_string();
+    new_props.renaming = String::new();
+    primary
+        .update_bmd(|bmd| {
+            if bmd.buckets.contains_key(&dst.name) {
+                return Err(ApiError::BucketExists(dst.cname()));
+            }
+            let s = bmd
+                .buckets
+                .get_mut(&src.name)
+                .ok_or_else(|| ApiError::bucket_not_found(src))?;
+            if !s.renaming.is_empty() {
+                return Err(ApiError::Conflict(format!(
+                    "{} is already being renamed to ais://{}",
+                    src.cname(),
+                    s.renaming
+                )));
+            }
+            s.renaming = dst.name.clone();
+            bmd.buckets.insert(dst.name.clone(), new_props);
+            Ok(())
+        })
+        .await?;
+    let spec = JobSpec {
+        id: format!("move-bck-{}", ais_core::gen_id(10)),
+        kind: crate::rpc::types::JOB_MOVE_BCK.into(),
+        src: src.name.clone(),
+        dst: dst.name.clone(),
+        msg: TcbMsg::default(),
+        skip_unchanged: false,
+        archive: None,
+        smap: None,
+    };
+    let id = match launch_on(p, spec, p.core.targets(), |_| false).await {
+        Ok(id) => id,
+        Err(e) => {
+            end_move(p, src, &dst, false).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(job = %id, from = %src.cname(), to = %dst.cname(), "bucket rename started");
+    let (p2, src2, id2) = (p.clone(), src.clone(), id.clone());
+    tokio::spawn(async move {
+        let ok = loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            match status(&p2, &id2).await {
+                Ok(v) if v["end_time"].as_i64().unwrap_or(0) != 0 => {
+                    break v["err"].as_str().unwrap_or("").is_empty()
+                        && v["err_count"].as_u64().unwrap_or(0) == 0
+                        && !v["aborted"].as_bool().unwrap_or(false);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(job = %id2, error = %e, "bucket rename: job status"),
+            }
+        };
+        end_move(&p2, &src2, &dst, ok).await;
+    });
+    Ok(text_ok(&id))
+}
+
+/// Ends a rename: `done`, the old bucket goes; else it takes writes again.
+async fn end_move(p: &Proxy, src: &Bck, dst: &Bck, done: bool) {
+    let Ok(primary) = p.primary() else { return };
+    let res = primary
+        .update_bmd(|bmd| {
+            if done {
+                bmd.buckets.remove(&src.name);
+            } else if let Some(s) = bmd.buckets.get_mut(&src.name) {
+                s.renaming = String::new();
+            }
+            Ok::<_, ApiError>(())
+        })
+        .await;
+    match (res, done) {
+        (Err(e), _) => {
+            tracing::error!(from = %src.cname(), to = %dst.cname(), error = %e, "bucket rename: could not update the bucket map")
+        }
+        (Ok(_), true) => {
+            tracing::info!(from = %src.cname(), to = %dst.cname(), "bucket renamed")
+        }
+        (Ok(_), false) => {
+            tracing::warn!(from = %src.cname(), to = %dst.cname(), "bucket rename failed: both buckets kept, the old one takes writes again")
+        }
+    }
+}
+
 /// `POST /v1/buckets/B` with `prefetch-listrange`, `DELETE` with
 /// `evict-listrange`: a remote bucket's objects (names, a template, or a
 /// prefix) fetched into the cluster, or their cached copies removed.

@@ -34,6 +34,10 @@ pub const JOB_PREFETCH: &str = "prefetch-listrange";
 /// (`evict-listrange`); the backend keeps them.
 pub const JOB_EVICT: &str = "evict-listrange";
 
+/// Job kind of a bucket rename's copy (`move-bck`): objects keep their
+/// custom properties and get no bookkeeping of their own.
+pub const JOB_MOVE_BCK: &str = "move-bck";
+
 /// Job kind that deletes a selection of a bucket's objects
 /// (`delete-listrange`): names, a template or a prefix; each target deletes
 /// the copies it holds (for a remote bucket the owner also deletes at the

@@ -517,16 +517,20 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     };
     // A copy streams the file: verify it now. A transform verifies the
     // bytes it reads (below), so here only the stored checksum is needed.
-    let src_cksum = match &rt {
-        None => t.verified_source(&src, name).await?.attrs.cksum_value,
-        Some(_) => {
+    let (src_cksum, src_custom) = match &rt {
+        None => {
+            let a = t.verified_source(&src, name).await?.attrs;
+            (a.cksum_value, a.custom)
+        }
+        Some(_) => (
             t.store
                 .head(&src, name)
                 .await
                 .map_err(|e| error::storage(&t.core.name, &src, name, e))?
                 .attrs
-                .cksum_value
-        }
+                .cksum_value,
+            BTreeMap::new(),
+        ),
     };
     // Identifies the transform (ETL name + its init generation, or a copy).
     let made_by = match &rt {
@@ -538,10 +542,14 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         ),
         None => "copy".to_string(),
     };
-    let custom = BTreeMap::from([
-        (MD_SRC.to_string(), src_cksum.clone()),
-        (MD_BY.to_string(), made_by.clone()),
-    ]);
+    // A copy keeps the object's custom properties (a rename nothing else);
+    // a copy or transform also records what it was made from, for reruns
+    // that skip what is unchanged.
+    let mut custom = src_custom;
+    if spec.kind != crate::rpc::types::JOB_MOVE_BCK {
+        custom.insert(MD_SRC.to_string(), src_cksum.clone());
+        custom.insert(MD_BY.to_string(), made_by.clone());
+    }
     if spec.skip_unchanged && !spec.msg.force && !src_cksum.is_empty() {
         if let Some(attrs) = dst_attrs(t, &spec.dst, &dst_name).await {
             if attrs.custom.get(MD_SRC) == Some(&src_cksum)
@@ -622,6 +630,7 @@ fn walks_backend(kind: &str) -> bool {
 /// parts other targets hold (else a rebuild would bring it back).
 async fn delete_one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let bck = t.core.bck(job.spec.src.clone());
+    t.check_writable(&bck)?;
     if let Some(remote) = super::remote::backend_of(t, &bck)? {
         let owned = t
             .core

@@ -132,6 +132,21 @@ impl Target {
 
     /// The owner of an object if it is not this target (`None`: we own it,
     /// or the request already hopped once and must be served here).
+    /// A client's write (PUT, append, delete, custom properties) into
+    /// `bck`: refused while the bucket is being renamed (its objects are
+    /// being copied to the new name; a write now would be lost with it).
+    pub fn check_writable(&self, bck: &Bck) -> ApiResult<()> {
+        match self.core.bucket_props(bck) {
+            Ok(p) if !p.renaming.is_empty() => Err(ApiError::unavailable(format!(
+                "{} is being renamed to ais://{}: it takes no writes until the rename is \
+                 over (then write to the new name)",
+                bck.cname(),
+                p.renaming
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub fn foreign_owner(&self, ctx: &Ctx, bck: &Bck, obj: &str) -> Option<String> {
         if ctx.query.get("ais_hop").is_some() {
             return None;

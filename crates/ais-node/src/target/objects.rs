@@ -424,6 +424,9 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
             return Ok(r);
         }
     }
+    if moved_version.is_none() {
+        t.check_writable(bck)?;
+    }
     let mut w = writer(t, bck, obj).await?;
     if moved_version.is_some() {
         w.in_background();
@@ -567,6 +570,7 @@ async fn set_custom(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
+    t.check_writable(bck)?;
     let msg: ais_core::api::ActMsg =
         crate::http::read_json(body, 1 << 20, "set custom properties").await?;
     if !msg.action.is_empty() && msg.action != "set-custom" {
@@ -630,6 +634,7 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
+    t.check_writable(bck)?;
     // A remote bucket's object goes at its backend first (a failure there
     // leaves the cached copy as it was).
     let mut at_backend = false;

@@ -200,6 +200,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let mut custom = meta_of(ctx)?;
     let what = format!("PUT {}/{obj}", bck.cname());
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
+    t.check_writable(bck)?;
     let mut w = super::objects::writer(t, bck, obj).await?;
     let mut md5 = Md5::new();
     let mut stream = body.into_data_stream();

@@ -484,6 +484,22 @@ def test_bulk_delete_needs_object_deletes_not_bucket_destroy(acluster, admin):
         b.delete()
 
 
+def test_node_logs_are_for_admins_only(acluster, admin):
+    """A node's log names every bucket's objects (and may quote a backend's
+    URLs): a user who may see the cluster but is not an admin gets 403."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    authn.user_manager().create("log-guest", ["Guest"], "guest-pw")
+    try:
+        tok = AuthNClient(url).login("log-guest", "guest-pw")
+        tid = next(iter(requests.get(f"{url}/v1/daemon?what=smap", timeout=5).json()["tmap"]))
+        r = requests.get(f"{url}/v1/reverse/daemon", params={"what": "log"}, headers={"Authorization": f"Bearer {tok}", "Ais-Node-Id": tid}, timeout=5)
+        assert r.status_code == 403, (r.status_code, r.text)
+        assert "listening" in admin.cluster().get_node_log(tid)
+    finally:
+        authn.user_manager().delete("log-guest")
+
+
 def test_targets_refuse_parameters_only_nodes_send(acluster, admin):
     """A user with a token reaching a target directly cannot pass a PUT off
     as a rebalance move (stored at a version it chose, or skipped with 200

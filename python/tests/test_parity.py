@@ -252,3 +252,31 @@ def test_bucket_rename_moves_every_object_and_the_old_name_goes(client: Client, 
     for b in ("rename-cli", "rename-fail", "rename-other"):
         client.bucket(b).delete(missing_ok=True)
     del other
+
+
+def test_object_rename_over_rest_and_cli(cluster: Cluster, bucket: Bucket) -> None:
+    """`rename-obj` (POST /v1/objects/B/O, `ais object mv`): the bytes and
+    custom properties under the new name (any owner), the old name 404."""
+    obj = bucket.object("old/name")
+    obj.get_writer().put_content(b"content")
+    obj.get_writer().set_custom_props({"k": "v"})
+    url = f"{cluster.url}/v1/objects/{bucket.name}"
+    r = requests.post(f"{url}/old/name", json={"action": "rename-obj", "name": "new/name"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert bucket.object("new/name").get_reader().read_all() == b"content"
+    assert bucket.object("new/name").head("custom").custom_metadata == {"k": "v"}
+    assert requests.head(f"{url}/old/name", timeout=HTTP_TIMEOUT, allow_redirects=True).status_code == 404
+    assert [e.name for e in bucket.list_all_objects()] == ["new/name"]
+    for body, code in [
+        ({"action": "rename-obj", "name": "new/name"}, 400),  # same name
+        ({"action": "rename-obj", "name": "../x"}, 400),
+        ({"action": "bogus", "name": "x"}, 400),
+        ({"action": "promote", "name": "x"}, 501),
+    ]:
+        r = requests.post(f"{url}/new/name", json=body, timeout=HTTP_TIMEOUT)
+        assert r.status_code == code, (body, r.status_code, r.text)
+    r = requests.post(f"{url}/no-such", json={"action": "rename-obj", "name": "y"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404, r.text
+    ais(cluster, "object", "mv", f"ais://{bucket.name}/new/name", "third")
+    assert [e.name for e in bucket.list_all_objects()] == ["third"]
+    assert bucket.object("third").get_reader().read_all() == b"content"

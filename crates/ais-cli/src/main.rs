@@ -283,6 +283,8 @@ enum ObjectCmd {
     Cat { object: String },
     /// Remove objects (as `ais rm`).
     Rm(objects::RmArgs),
+    /// Rename an object within its bucket: `ais object mv ais://B/OLD NEW`.
+    Mv { object: String, new_name: String },
     /// Show an object's properties (size, checksum, version, atime, custom).
     Show {
         object: String,
@@ -520,6 +522,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
             ObjectCmd::Rm(a) => objects::rm(&client, a).await,
             ObjectCmd::Show { object, json } => objects::show(&client, &object, json).await,
+            ObjectCmd::Mv { object, new_name } => {
+                let (bck, name) = objects::parse_object(&object)?;
+                // AIStore's form, or a full ais://B/NEW in the same bucket.
+                let new = match new_name.split_once("://") {
+                    Some(_) => {
+                        let (b2, n2) = objects::parse_object(&new_name)?;
+                        if b2.name != bck.name {
+                            anyhow::bail!("ais object mv renames within a bucket; use 'ais object cp' to copy to another");
+                        }
+                        n2
+                    }
+                    None => new_name,
+                };
+                client.rename_object(&bck.name, &name, &new).await?;
+                println!("{}/{name} renamed to {new}", bck.cname());
+                Ok(())
+            }
             ObjectCmd::SetCustom {
                 object,
                 props,

@@ -647,6 +647,18 @@ impl Client {
         })
     }
 
+    /// Renames an object within its bucket (`rename-obj`).
+    pub async fn rename_object(&self, bucket: &str, obj: &str, new: &str) -> Result<()> {
+        let msg = ActMsg {
+            action: "rename-obj".into(),
+            name: new.to_string(),
+            value: serde_json::Value::Null,
+        };
+        self.action(Method::POST, &Self::obj_path(bucket, obj), &msg)
+            .await
+            .map(drop)
+    }
+
     /// Sets custom properties of an object (added to what it has, or with
     /// `replace` instead of it), as the SDK's `set_custom_props`.
     pub async fn set_custom(

@@ -489,6 +489,8 @@ pub struct EtlTargetStats {
 
 /// Most names a list/range template may expand to.
 pub const MAX_TEMPLATE: usize = 10_000_000;
+/// Most bytes a template's expansion may take (names and their overhead).
+pub const MAX_TEMPLATE_BYTES: usize = 256 << 20;
 
 pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> {
     let bad = |why: &str| CoreError::invalid(format!("invalid template \"{t}\": {why}"));
@@ -520,6 +522,17 @@ pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> 
         if out.len().saturating_mul(count) > limit {
             return Err(bad(&format!("expands to more than {limit} names")));
         }
+        // Memory too, not only the count: long literals or wide padding
+        // make few names large (each also costs a String's 24 bytes).
+        // (Bounded from above by the whole template's length: its literals,
+        // the trailing one included, and 20 digits a range.)
+        let longest = t.len() + 20 * t.matches('{').count() + 24;
+        if out.len().saturating_mul(count).saturating_mul(longest) > MAX_TEMPLATE_BYTES {
+            return Err(bad(&format!(
+                "its names would take more than {} MiB",
+                MAX_TEMPLATE_BYTES >> 20
+            )));
+        }
         let mut next = Vec::with_capacity(out.len() * count);
         for p in &out {
             let mut i = a;
@@ -537,6 +550,24 @@ pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> 
 #[cfg(test)]
 mod tcb_tests {
     use super::*;
+
+    #[test]
+    fn templates_are_bounded_in_bytes_too() {
+        for t in [
+            format!("{}{{0..99999}}", "p".repeat(4096)),
+            // The trailing literal counts too.
+            format!("x-{{0..9999}}-{}", "y".repeat(1 << 20)),
+        ] {
+            let e = expand_template(&t, MAX_TEMPLATE).unwrap_err();
+            assert!(e.to_string().contains("MiB"), "{e}");
+        }
+        assert_eq!(
+            expand_template("o-{000000..099999}", MAX_TEMPLATE)
+                .unwrap()
+                .len(),
+            100_000
+        );
+    }
 
     #[test]
     fn templates() {

@@ -574,6 +574,29 @@ impl Store {
         .await
     }
 
+    /// [`Store::delete`] if the object here is still `version` (a rename
+    /// copied that one: a newer PUT of the name must not go with it).
+    /// `Ok(false)`: it changed, nothing was removed.
+    pub async fn delete_version(&self, bck: &Bck, obj: &str, version: u64) -> Result<bool> {
+        let home = self.logical_path(bck, obj);
+        let same = blocking("check version", move || {
+            let _serial = commit_lock(&home);
+            match layout::open(&home) {
+                Ok((f, md, _)) => Ok(ObjInfo::from_open(&f, &md)?.attrs.version == version),
+                Err(e) if is_not_found(&e) => Ok(true),
+                Err(e) => Err(io_at("open", &home)(e)),
+            }
+        })
+        .await?;
+        if !same {
+            return Ok(false);
+        }
+        match self.delete(bck, obj).await {
+            Ok(()) | Err(StorageError::NotFound) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes an object, its mirror copies and any erasure-coded part held
     /// here, and any directories their removal left empty.
     pub async fn delete(&self, bck: &Bck, obj: &str) -> Result<()> {

@@ -216,6 +216,11 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                 vec![need(ADMIN, None, format!("{m} buckets (admin only)"))]
             }
         }
+        // Logs name every bucket's objects and may quote a backend's
+        // (presigned) URLs: admins only.
+        Endpoint::Daemon | Endpoint::ReverseDaemon if ctx.query.get("what") == Some("log") => {
+            vec![need(ADMIN, None, "read a node's log (admin only)")]
+        }
         Endpoint::Cluster
         | Endpoint::Daemon
         | Endpoint::DaemonMountpaths

@@ -263,7 +263,7 @@ pub async fn start_move(p: &std::sync::Arc<Proxy>, ctx: &Ctx, src: &Bck) -> Res 
             }
             let s = bmd
                 .buckets
-                .get_mut(&src.name)
+                .get(&src.name)
                 .ok_or_else(|| ApiError::bucket_not_found(src))?;
             if !s.renaming.is_empty() {
                 return Err(ApiError::Conflict(format!(
@@ -272,6 +272,18 @@ pub async fn start_move(p: &std::sync::Arc<Proxy>, ctx: &Ctx, src: &Bck) -> Res 
                     s.renaming
                 )));
             }
+            // Nor the destination of one still running (its objects are
+            // still arriving).
+            if let Some((from, _)) = bmd.buckets.iter().find(|(_, b)| b.renaming == src.name) {
+                return Err(ApiError::Conflict(format!(
+                    "{} is being filled by the rename of ais://{from}: rename it when that is over",
+                    src.cname()
+                )));
+            }
+            let s = bmd
+                .buckets
+                .get_mut(&src.name)
+                .ok_or_else(|| ApiError::bucket_not_found(src))?;
             s.renaming = dst.name.clone();
             bmd.buckets.insert(dst.name.clone(), new_props);
             Ok(())
@@ -287,7 +299,8 @@ pub async fn start_move(p: &std::sync::Arc<Proxy>, ctx: &Ctx, src: &Bck) -> Res 
         archive: None,
         smap: None,
     };
-    let id = match launch_on(p, spec, p.core.targets(), |_| false).await {
+    // Every target in the map: one in maintenance may still hold objects.
+    let id = match launch_on(p, spec, map_targets(p), |_| false).await {
         Ok(id) => id,
         Err(e) => {
             end_move(p, src, &dst, false).await;
@@ -306,6 +319,9 @@ pub async fn start_move(p: &std::sync::Arc<Proxy>, ctx: &Ctx, src: &Bck) -> Res 
                         && !v["aborted"].as_bool().unwrap_or(false);
                 }
                 Ok(_) => {}
+                // The job is unknown here now (evicted, or this proxy lost
+                // it): the move cannot be confirmed, so it did not happen.
+                Err(ApiError::NotFound(_)) => break false,
                 Err(e) => tracing::warn!(job = %id2, error = %e, "bucket rename: job status"),
             }
         };
@@ -380,7 +396,26 @@ pub async fn start_delete(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     for n in &tcb.objnames {
         ais_core::names::validate_object_name(n)?;
     }
-    bucket_job(p, bck, crate::rpc::types::JOB_DELETE, "delete", tcb).await
+    // Every target in the map: a copy left on one in maintenance would
+    // come back.
+    bucket_job_on(
+        p,
+        bck,
+        crate::rpc::types::JOB_DELETE,
+        "delete",
+        tcb,
+        map_targets(p),
+    )
+    .await
+}
+
+/// Every target in the current map, in maintenance or being decommissioned
+/// included (they hold objects until a rebalance moved them).
+fn map_targets(p: &Proxy) -> Vec<Snode> {
+    p.core
+        .meta
+        .with_smap(|s| s.map(|s| s.tmap.values().cloned().collect()))
+        .unwrap_or_default()
 }
 
 /// `POST /v1/buckets/B` with `scrub-bck`: every target verifies its objects
@@ -402,7 +437,19 @@ fn tcb_of(msg: &ActMsg) -> ApiResult<TcbMsg> {
 
 /// Starts a job of `kind` over one bucket's objects on every target. It
 /// reports every object's error rather than stopping at the first.
-async fn bucket_job(p: &Proxy, bck: &Bck, kind: &str, id_prefix: &str, mut tcb: TcbMsg) -> Res {
+async fn bucket_job(p: &Proxy, bck: &Bck, kind: &str, id_prefix: &str, tcb: TcbMsg) -> Res {
+    bucket_job_on(p, bck, kind, id_prefix, tcb, p.core.targets()).await
+}
+
+/// [`bucket_job`] on `targets`.
+async fn bucket_job_on(
+    p: &Proxy,
+    bck: &Bck,
+    kind: &str,
+    id_prefix: &str,
+    mut tcb: TcbMsg,
+    targets: Vec<Snode>,
+) -> Res {
     tcb.coer = true;
     let spec = JobSpec {
         id: format!("{id_prefix}-{}", ais_core::gen_id(10)),
@@ -414,7 +461,7 @@ async fn bucket_job(p: &Proxy, bck: &Bck, kind: &str, id_prefix: &str, mut tcb: 
         archive: None,
         smap: None,
     };
-    launch(p, spec).await
+    Ok(text_ok(&launch_on(p, spec, targets, |_| false).await?))
 }
 
 /// Starts an `ec-encode` job on B: every target erasure-codes the objects

@@ -92,9 +92,6 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
     }
     if ctx.method == Method::POST {
         ctx.query.reject_unknown("POST of an object", &[])?;
-        return Err(ApiError::NotImplemented(
-            "POST of an object (rename, promote) is not supported yet by aistore-rs".into(),
-        ));
     }
     if ctx.method == Method::GET {
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {

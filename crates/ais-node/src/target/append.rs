@@ -99,7 +99,7 @@ fn param<'a>(ctx: &'a Ctx, names: &[&str]) -> &'a str {
 
 /// `PUT ...?append_type=append|flush[&append_handle=H]` on the owner target.
 pub async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
-    t.check_writable(bck)?;
+    let _write = t.check_writable(bck)?;
     let op = param(ctx, TYPE_PARAMS);
     let handle = param(ctx, HANDLE_PARAMS);
     let cname = format!("{}/{obj}", bck.cname());

@@ -439,6 +439,9 @@ impl Cursor {
 
 async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     let spec = job.spec.clone();
+    if spec.kind == crate::rpc::types::JOB_MOVE_BCK {
+        settle_writes_before_move(t, &spec.src).await?;
+    }
     // Rebalance moves of the source bucket pause while this job runs; the
     // ones already in flight finish first, so the walk below sees every
     // object this target holds, once.
@@ -484,6 +487,43 @@ async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         }))
         .buffer_unordered(workers);
         while s.next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// A bucket rename's move on this target starts once the bucket takes no
+/// more writes here (the rename's mark is in this target's bucket map,
+/// fetched from the primary if a push of it was missed) and the writes
+/// that began before the mark are over: none of them can land after the
+/// walk passed their name.
+async fn settle_writes_before_move(t: &Arc<Target>, src: &str) -> ApiResult<()> {
+    let bck = t.core.bck(src.to_string());
+    let marked = |t: &Target| {
+        t.core
+            .bucket_props(&bck)
+            .is_ok_and(|p| !p.renaming.is_empty())
+    };
+    if !marked(t) {
+        let _ = crate::state::sync_now(t).await;
+        if !marked(t) {
+            return Err(ApiError::unavailable(format!(
+                "{}: {} is not marked as being renamed in this target's bucket map; the rename \
+                 cannot be made safe here",
+                t.core.name,
+                bck.cname()
+            )));
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while t.writes_in(src) > 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(ApiError::unavailable(format!(
+                "{}: writes into {} did not end within 10 minutes",
+                t.core.name,
+                bck.cname()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
@@ -630,7 +670,7 @@ fn walks_backend(kind: &str) -> bool {
 /// parts other targets hold (else a rebuild would bring it back).
 async fn delete_one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let bck = t.core.bck(job.spec.src.clone());
-    t.check_writable(&bck)?;
+    let _write = t.check_writable(&bck)?;
     if let Some(remote) = super::remote::backend_of(t, &bck)? {
         let owned = t
             .core
@@ -1139,6 +1179,8 @@ pub async fn put_to_owner(
     custom: BTreeMap<String, String>,
 ) -> ApiResult<()> {
     let dbck = t.core.bck(dst);
+    // Nothing written into a bucket being renamed (it goes when done).
+    let _write = t.check_writable(&dbck)?;
     let owner = t
         .core
         .owner(&dbck.obj_uname(name))

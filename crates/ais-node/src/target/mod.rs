@@ -84,6 +84,28 @@ pub struct Target {
     prev_smap: Mutex<Option<Arc<ais_core::meta::Smap>>>,
     /// Open object appends ([`append`]).
     pub appends: append::Appends,
+    /// Clients' writes in progress per bucket ([`Target::check_writable`]):
+    /// a bucket rename's move waits for them before it walks the bucket.
+    writes: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// A client's write into a bucket, counted while it runs.
+pub struct WriteGuard {
+    writes: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    bucket: String,
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.writes.lock() {
+            if let Some(n) = m.get_mut(&self.bucket) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.bucket);
+                }
+            }
+        }
+    }
 }
 
 impl Target {
@@ -97,7 +119,16 @@ impl Target {
             deleted: Mutex::new(std::collections::HashMap::new()),
             prev_smap: Mutex::new(None),
             appends: Default::default(),
+            writes: Default::default(),
         }
+    }
+
+    /// Clients' writes into `bucket` in progress here.
+    pub fn writes_in(&self, bucket: &str) -> usize {
+        self.writes
+            .lock()
+            .map(|m| m.get(bucket).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Marks `uname` deleted (a later PUT of it clears the mark).
@@ -135,7 +166,21 @@ impl Target {
     /// A client's write (PUT, append, delete, custom properties) into
     /// `bck`: refused while the bucket is being renamed (its objects are
     /// being copied to the new name; a write now would be lost with it).
-    pub fn check_writable(&self, bck: &Bck) -> ApiResult<()> {
+    /// Hold the guard until the write is done (committed or failed).
+    pub fn check_writable(&self, bck: &Bck) -> ApiResult<WriteGuard> {
+        // Counted first, then checked: a rename that marks the bucket after
+        // this check waits for this write (`writes_in`).
+        let guard = {
+            let mut m = self
+                .writes
+                .lock()
+                .map_err(|_| ApiError::internal("write registry poisoned"))?;
+            *m.entry(bck.name.clone()).or_insert(0) += 1;
+            WriteGuard {
+                writes: self.writes.clone(),
+                bucket: bck.name.clone(),
+            }
+        };
         match self.core.bucket_props(bck) {
             Ok(p) if !p.renaming.is_empty() => Err(ApiError::unavailable(format!(
                 "{} is being renamed to ais://{}: it takes no writes until the rename is \
@@ -143,7 +188,7 @@ impl Target {
                 bck.cname(),
                 p.renaming
             ))),
-            _ => Ok(()),
+            _ => Ok(guard),
         }
     }
 

@@ -39,6 +39,7 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
         Method::PUT => put(t, ctx, &bck, &obj, body).await,
         Method::DELETE => delete(t, ctx, &bck, &obj).await,
         Method::PATCH => set_custom(t, ctx, &bck, &obj, body).await,
+        Method::POST => post(t, ctx, &bck, &obj, body).await,
         _ => {
             let what = format!("{} of an object", ctx.method);
             ctx.query.reject_unknown(&what, &[])?;
@@ -424,9 +425,10 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
             return Ok(r);
         }
     }
-    if moved_version.is_none() {
-        t.check_writable(bck)?;
-    }
+    let _write = match moved_version {
+        None => Some(t.check_writable(bck)?),
+        Some(_) => None,
+    };
     let mut w = writer(t, bck, obj).await?;
     if moved_version.is_some() {
         w.in_background();
@@ -561,6 +563,74 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
     Ok(empty(StatusCode::OK))
 }
 
+/// `POST /v1/objects/B/O` with an action: `rename-obj` (`name`: the new
+/// name in the same bucket; `ais object mv`).
+async fn post(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
+    ctx.query.reject_unknown("POST of an object", &[])?;
+    if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
+        return Ok(t.hop_redirect(ctx, &owner));
+    }
+    let msg: ais_core::api::ActMsg =
+        crate::http::read_json(body, 64 << 10, "object action").await?;
+    match msg.action.as_str() {
+        "rename-obj" => rename(t, bck, obj, &msg.name).await,
+        "promote" => Err(ApiError::NotImplemented(
+            "promote (a file on a target's host into a bucket) is not supported by aistore-rs"
+                .into(),
+        )),
+        other => Err(ApiError::bad_request(format!(
+            "unsupported action \"{other}\" for POST of an object (supported: rename-obj)"
+        ))),
+    }
+}
+
+/// Renames `obj` to `new` in `bck`: the verified bytes (and custom
+/// properties) go to the new name's owner, then the old name goes
+/// everywhere, unless a newer PUT of it landed meanwhile (then both stay).
+async fn rename(t: &Arc<Target>, bck: &Bck, obj: &str, new: &str) -> Res {
+    ais_core::names::validate_object_name(new)?;
+    if new == obj {
+        return Err(ApiError::bad_request(format!(
+            "rename-obj: {}/{obj} already has that name",
+            bck.cname()
+        )));
+    }
+    if super::remote::backend_of(t, bck)?.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "rename-obj: {} is a remote bucket; rename its objects at the backend",
+            bck.cname()
+        )));
+    }
+    let _write = t.check_writable(bck)?;
+    let info = t.verified_source(bck, obj).await?;
+    let path = t.store.obj_path(bck, obj);
+    super::jobs::put_to_owner(t, &bck.name, new, None, &path, info.attrs.custom.clone()).await?;
+    let gone = t
+        .store
+        .delete_version(bck, obj, info.attrs.version)
+        .await
+        .map_err(|e| storage_err(t, bck, obj, e))?;
+    if gone {
+        t.mark_deleted(&bck.obj_uname(obj), true);
+    } else {
+        return Err(ApiError::Conflict(format!(
+            "{}/{obj} was written while it was being renamed: {new} has the old content, \
+             {obj} the new one",
+            bck.cname()
+        )));
+    }
+    if let Err(away) = super::delete_elsewhere(t, bck, obj).await {
+        return Err(ApiError::unavailable(format!(
+            "{}: {}/{obj} was renamed to {new} but copies on {} could not be removed; delete it \
+             again",
+            t.core.name,
+            bck.cname(),
+            away.join(", ")
+        )));
+    }
+    Ok(empty(StatusCode::OK))
+}
+
 /// `PATCH /v1/objects/B/O`, `{"action": "", "value": {KEY: VALUE, ...}}`
 /// (the SDK's `set_custom_props`; `set-new-custom=true` replaces what the
 /// object has instead of adding to it).
@@ -570,7 +640,7 @@ async fn set_custom(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
-    t.check_writable(bck)?;
+    let _write = t.check_writable(bck)?;
     let msg: ais_core::api::ActMsg =
         crate::http::read_json(body, 1 << 20, "set custom properties").await?;
     if !msg.action.is_empty() && msg.action != "set-custom" {
@@ -634,7 +704,7 @@ async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
-    t.check_writable(bck)?;
+    let _write = t.check_writable(bck)?;
     // A remote bucket's object goes at its backend first (a failure there
     // leaves the cached copy as it was).
     let mut at_backend = false;

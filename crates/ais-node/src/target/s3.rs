@@ -200,7 +200,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     let mut custom = meta_of(ctx)?;
     let what = format!("PUT {}/{obj}", bck.cname());
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
-    t.check_writable(bck)?;
+    let _write = t.check_writable(bck)?;
     let mut w = super::objects::writer(t, bck, obj).await?;
     let mut md5 = Md5::new();
     let mut stream = body.into_data_stream();
@@ -563,6 +563,7 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
         .core
         .owner(&bck.obj_uname(obj))
         .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
+    let _write = t.check_writable(bck)?;
     let mtime_ns = if owner.daemon_id == t.core.id {
         let serr = |e| error::storage(&t.core.name, bck, obj, e);
         let mut w = super::objects::writer(t, bck, obj).await?;

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 /// Finished summaries kept for their polls (the oldest go first).
 const KEPT: usize = 256;
+/// Summaries running at once.
+const RUNNING: usize = 8;
 
 #[derive(Default)]
 pub struct Summaries(Mutex<BTreeMap<String, State>>);
@@ -45,6 +47,13 @@ pub fn start(p: &Arc<Proxy>, bck: &Bck, ask: Ask) -> ApiResult<String> {
             .0
             .lock()
             .map_err(|_| ApiError::internal("summary registry poisoned"))?;
+        // Each walks whole buckets on every target: a few at a time.
+        let running = m.values().filter(|s| matches!(s, State::Running)).count();
+        if running >= RUNNING {
+            return Err(ApiError::unavailable(format!(
+                "{RUNNING} bucket summaries are running: retry when one is done"
+            )));
+        }
         while m.len() >= KEPT {
             let done = m
                 .iter()

@@ -108,6 +108,10 @@ def test_sdk_set_custom_props_adds_replaces_and_survives_reads(cluster: Cluster,
         ({"action": "", "value": {"a=b": "x"}}, {}),
         ({"action": "", "value": {"k": "v"}}, {"typo": "1"}),
         ({"action": "bogus", "value": {"k": "v"}}, {}),
+        # The cluster's own keys (an S3 ETag, a remote version, copy bookkeeping).
+        ({"action": "", "value": {"ETag": "forged"}}, {}),
+        ({"action": "", "value": {"remote.etag": "forged"}}, {}),
+        ({"action": "", "value": {"src-cksum": "forged"}}, {}),
     ]:
         r = requests.patch(url, json=body, params=params, timeout=HTTP_TIMEOUT)
         assert r.status_code == 400, (body, params, r.status_code, r.text)
@@ -280,3 +284,21 @@ def test_object_rename_over_rest_and_cli(cluster: Cluster, bucket: Bucket) -> No
     ais(cluster, "object", "mv", f"ais://{bucket.name}/new/name", "third")
     assert [e.name for e in bucket.list_all_objects()] == ["third"]
     assert bucket.object("third").get_reader().read_all() == b"content"
+
+
+def test_replacing_custom_props_keeps_the_s3_etag(cluster: Cluster, bucket: Bucket) -> None:
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"{cluster.url}/s3",
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    etag = s3.put_object(Bucket=bucket.name, Key="s3obj", Body=b"hello")["ETag"]
+    bucket.object("s3obj").get_writer().set_custom_props({"mine": "1"}, replace_existing=True)
+    assert s3.head_object(Bucket=bucket.name, Key="s3obj")["ETag"] == etag
+    assert bucket.object("s3obj").head("custom").custom_metadata.get("mine") == "1"

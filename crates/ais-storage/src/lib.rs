@@ -527,14 +527,16 @@ impl Store {
     }
 
     /// Sets an object's custom metadata (added to what it has, or with
-    /// `replace` instead of it), on its main copy and every mirror copy;
-    /// data and version unchanged. Answers the new attributes.
+    /// `replace` instead of it but for the `keep` keys), on its main copy
+    /// and every mirror copy; data and version unchanged. Answers the new
+    /// attributes.
     pub async fn set_custom(
         &self,
         bck: &Bck,
         obj: &str,
         custom: std::collections::BTreeMap<String, String>,
         replace: bool,
+        keep: &'static [&'static str],
     ) -> Result<ObjAttrs> {
         let home = self.logical_path(bck, obj);
         let mirrors = self.mirror_copies(bck, obj);
@@ -550,7 +552,14 @@ impl Store {
             };
             let mut attrs = ObjInfo::from_raw(f.get_xattr(XATTR_META), &md)?.attrs;
             if replace {
+                let kept: Vec<(String, String)> = attrs
+                    .custom
+                    .iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 attrs.custom = custom;
+                attrs.custom.extend(kept);
             } else {
                 attrs.custom.extend(custom);
             }

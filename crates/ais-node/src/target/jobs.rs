@@ -26,8 +26,8 @@ use std::time::Duration;
 const MAX_KEPT_JOBS: usize = 1000;
 
 /// Custom metadata a job leaves on every output: where it came from.
-const MD_SRC: &str = "src-cksum";
-const MD_BY: &str = "made-by";
+pub(super) const MD_SRC: &str = "src-cksum";
+pub(super) const MD_BY: &str = "made-by";
 
 /// One job's state on one target.
 pub struct TargetJob {

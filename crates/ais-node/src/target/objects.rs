@@ -651,15 +651,35 @@ async fn set_custom(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body
         )));
     }
     let custom = custom_props(&msg.value)?;
+    if let Some(k) = custom
+        .keys()
+        .find(|k| INTERNAL_CUSTOM.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "custom property \"{k}\" is the cluster's own (kept for S3 ETags, remote versions \
+             and copies); choose another name"
+        )));
+    }
     let replace = matches!(ctx.query.get("set-new-custom"), Some("true" | "True" | "1"));
     t.store
-        .set_custom(bck, obj, custom, replace)
+        .set_custom(bck, obj, custom, replace, INTERNAL_CUSTOM)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
     Ok(empty(StatusCode::OK))
 }
 
 type CustomProps = std::collections::BTreeMap<String, String>;
+
+/// Custom-metadata keys the cluster itself keeps with an object (an S3
+/// ETag, a remote object's version, what a copy was made from): users may
+/// not set them, and replacing the custom properties keeps them.
+const INTERNAL_CUSTOM: &[&str] = &[
+    crate::rpc::s3::ETAG_KEY,
+    crate::backend::MD_ETAG,
+    crate::backend::MD_LAST_MODIFIED,
+    super::jobs::MD_SRC,
+    super::jobs::MD_BY,
+];
 
 /// Custom properties as the SDK sends them: a JSON object of strings
 /// (numbers and booleans are taken as their text), at most 64 KiB.

@@ -379,6 +379,13 @@ impl Cursor {
                     }
                 } else if let Ok(info) = t.store.head(&src, n).await {
                     page.push((n.clone(), info.attrs.size));
+                } else if spec.kind == crate::rpc::types::JOB_DELETE
+                    && t.store.part_meta(&src, n).is_ok_and(|m| m.is_some())
+                {
+                    // Only an erasure-coded part of it here (no main copy
+                    // anywhere, maybe): deleted too, or a rebuild would bring
+                    // the object back.
+                    page.push((n.clone(), 0));
                 }
             }
             self.pos = end;

@@ -23,7 +23,7 @@ mod verified;
 pub mod zerocopy;
 
 pub use ec::{decode_file, encode_file, encode_stream, stripes, EcMeta, PartWriter, SHARD};
-pub use list::{list_objects, list_objects_in, summarize, Summary};
+pub use list::{list_objects, summarize, Summary};
 pub use timefmt::{go_rfc822, rfc3339};
 
 use ais_core::meta::{ObjAttrs, CKSUM_XXHASH};
@@ -455,10 +455,16 @@ impl Store {
         if attrs.cksum_type != CKSUM_XXHASH || attrs.cksum_value.is_empty() {
             return Ok(Verified::Ok);
         }
-        let path = self.obj_path(bck, obj);
         // The common case, on the calling task (one stat, no pool hop): this
-        // file was hashed before and has not changed since.
-        if std::fs::metadata(&path).is_ok_and(|md| verified::known_good(&md, &attrs.cksum_value)) {
+        // file was hashed before and has not changed since. (The logical
+        // path first: a second stat only for a `.ais~self` object.)
+        let mut path = self.logical_path(bck, obj);
+        let mut md = std::fs::metadata(&path);
+        if md.as_ref().is_ok_and(|m| m.is_dir()) {
+            path = path.join(layout::SELF);
+            md = std::fs::metadata(&path);
+        }
+        if md.is_ok_and(|md| verified::known_good(&md, &attrs.cksum_value)) {
             return Ok(Verified::Ok);
         }
         let stored = attrs.cksum_value.clone();

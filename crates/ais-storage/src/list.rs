@@ -17,24 +17,8 @@ use ais_core::Bck;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
-/// Lists up to `limit` names of `bck` that start with `prefix` and sort after `after`.
-pub fn list_objects(
-    store: &Store,
-    bck: &Bck,
-    prefix: &str,
-    after: &str,
-    limit: usize,
-    props: &PropSet,
-    node_name: &str,
-) -> Result<TargetPage> {
-    list_objects_in(store, bck, prefix, after, limit, props, node_name, None)
-}
-
-/// [`list_objects`]; with `shallow` (`Some(with_dirs)`), one level below
-/// the prefix: the objects there and (`with_dirs`) each directory below it
-/// as one entry `name/` flagged [`ENTRY_FLAG_DIR`], not its contents.
 #[allow(clippy::too_many_arguments)]
-pub fn list_objects_in(
+pub fn list_objects(
     store: &Store,
     bck: &Bck,
     prefix: &str,
@@ -197,7 +181,7 @@ pub(crate) fn walk(
     walk_in(dir, rel, prefix, after, limit, None, out)
 }
 
-/// [`walk`]; `shallow` as in [`list_objects_in`] (a directory entry's name
+/// [`walk`]; `shallow` as in [`list_objects`] (a directory entry's name
 /// ends in '/').
 fn walk_in(
     dir: &Path,

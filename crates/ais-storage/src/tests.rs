@@ -17,6 +17,7 @@ fn names(store: &Store, bck: &Bck, prefix: &str, after: &str, limit: usize) -> (
         limit,
         &PropSet::default(),
         "t[x]",
+        None,
     )
     .unwrap();
     (p.entries.into_iter().map(|e| e.name).collect(), p.done)
@@ -516,7 +517,7 @@ async fn shallow_listing_names_directories_once() {
         put(&store, &bck, n, n.as_bytes()).await.unwrap();
     }
     let shallow = |prefix: &str, after: &str, limit: usize, dirs: bool| {
-        let mut p = list_objects_in(
+        let mut p = list_objects(
             &store,
             &bck,
             prefix,

@@ -226,13 +226,7 @@ async fn summary(p: &Arc<Proxy>, bck: &Bck, value: &serde_json::Value) -> Res {
 async fn info(p: &Arc<Proxy>, ctx: &Ctx, bck: &Bck) -> Res {
     ctx.query.reject_unknown(
         "HEAD of a bucket (info)",
-        &[
-            "presence",
-            "bsumm_remote",
-            "uuid",
-            "prefix",
-            "dont_add_remote",
-        ],
+        &["presence", "bsumm_remote", "uuid", "prefix"],
     )?;
     let presence = ctx.query.get("presence").unwrap_or("0");
     if !matches!(presence, "0" | "1" | "2" | "3" | "4" | "5") {

@@ -507,7 +507,7 @@ pub async fn repair_bucket(t: &Arc<Target>, bck: &Bck, job: &TargetJob) -> ApiRe
             bck.clone(),
         );
         let page = tokio::task::spawn_blocking(move || {
-            ais_storage::list_objects(&store, &b, "", &a, 1000, &Default::default(), &name)
+            ais_storage::list_objects(&store, &b, "", &a, 1000, &Default::default(), &name, None)
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?

@@ -48,7 +48,7 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
     let store = t.store.clone();
     let name = t.core.name.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let mut page = ais_storage::list_objects_in(
+        let mut page = ais_storage::list_objects(
             &store, &bck, &prefix, &after, limit, &props, &name, shallow,
         )?;
         if flags & ais_core::api::LSO_ARCH_DIR != 0 {

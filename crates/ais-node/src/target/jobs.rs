@@ -429,6 +429,7 @@ impl Cursor {
                 1000,
                 &PropSet::parse("size").unwrap_or_default(),
                 &name,
+                None,
             )
         })
         .await

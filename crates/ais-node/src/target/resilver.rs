@@ -198,7 +198,7 @@ async fn remirror(t: &Target, job: &TargetJob, bck: &Bck, copies: usize) -> ApiR
             t.core.name.clone(),
         );
         let page = tokio::task::spawn_blocking(move || {
-            ais_storage::list_objects(&store, &b, "", &a, 1000, &PropSet::default(), &name)
+            ais_storage::list_objects(&store, &b, "", &a, 1000, &PropSet::default(), &name, None)
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cluster;
+mod config;
 mod etl;
 mod fmt;
 mod jobs;
@@ -131,6 +132,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cluster::StorageCmd,
     },
+    /// Configure the cluster and its nodes: `ais config cluster|node|reset|show`.
+    Config {
+        #[command(subcommand)]
+        cmd: config::ConfigCmd,
+    },
     /// Authentication: login, logout, users, roles, tokens (cluster with AIS_AUTH=1).
     Auth {
         #[command(subcommand)]
@@ -163,6 +169,14 @@ enum ShowCmd {
     /// The newest global rebalance: objects and bytes moved, state, per target.
     Rebalance {
         #[arg(long)]
+        json: bool,
+    },
+    /// A configuration: `ais show config cluster [SECTION]`, `ais show config NODE_ID [SECTION]`.
+    Config {
+        /// `cluster` or a node id.
+        which: String,
+        section: Option<String>,
+        #[arg(long, short = 'j')]
         json: bool,
     },
     /// Jobs (all, or one): progress, errors, state.
@@ -359,6 +373,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
             ShowCmd::Rebalance { json } => cluster::show_rebalance(&client, json).await,
+            ShowCmd::Config {
+                which,
+                section,
+                json,
+            } => config::show(&client, &which, section.as_deref(), json).await,
         },
         Cmd::EcEncode {
             bucket,
@@ -566,6 +585,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Cmd::Etl { cmd } => etl::run(&client, cmd).await,
         Cmd::Auth { cmd } => auth::run(&client, cmd).await,
+        Cmd::Config { cmd } => config::run(&client, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(&client, cmd).await,
         Cmd::Storage { cmd } => cluster::storage(&client, cmd).await,
     }

@@ -44,7 +44,7 @@ pub fn patch(kvs: &[String]) -> Result<Value> {
     Ok(Value::Object(root))
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+pub fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub mod auth;
 mod cluster;
+mod config;
 mod etl;
 mod jobs;
 pub mod metrics;

@@ -8,7 +8,7 @@ mod primary;
 mod store;
 
 pub use primary::{Primary, PrimaryConfig, PushFailure, Transport};
-pub use store::{save_bytes, Applied, MetaStore};
+pub use store::{save_bytes, save_json, Applied, MetaStore};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -4,6 +4,7 @@
 //! whole cluster knows, e.g. a new bucket accepts PUTs on every target).
 
 use crate::{ClusterError, MetaStore};
+use ais_core::config::ClusterConfig;
 use ais_core::meta::{
     Bmd, EtlMd, JoinReq, Keepalive, KeepaliveResp, MetaSync, NodeType, Smap, Snode,
 };
@@ -43,7 +44,8 @@ pub trait Transport: Send + Sync + 'static {
 pub struct Primary {
     meta: MetaStore,
     me: Snode,
-    cfg: PrimaryConfig,
+    /// `timeout.max_keepalive` in milliseconds (changed live).
+    keepalive_ms: std::sync::atomic::AtomicU64,
     last_seen: Mutex<HashMap<String, Instant>>,
     change: tokio::sync::Mutex<()>,
     transport: Arc<dyn Transport>,
@@ -97,7 +99,9 @@ impl Primary {
         Ok(Arc::new(Self {
             meta,
             me,
-            cfg,
+            keepalive_ms: std::sync::atomic::AtomicU64::new(
+                cfg.keepalive_timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+            ),
             last_seen: Mutex::new(last_seen),
             change: tokio::sync::Mutex::new(()),
             transport,
@@ -161,9 +165,12 @@ impl Primary {
         self.touch(&ka.daemon_id);
         KeepaliveResp {
             known: true,
-            sync: self
-                .meta
-                .newer_than(ka.smap_version, ka.bmd_version, ka.etlmd_version),
+            sync: self.meta.newer_than(
+                ka.smap_version,
+                ka.bmd_version,
+                ka.etlmd_version,
+                ka.config_version,
+            ),
         }
     }
 
@@ -201,6 +208,38 @@ impl Primary {
         };
         self.commit(sync).await?;
         Ok(smap)
+    }
+
+    /// Changes the cluster configuration under the metadata lock and pushes
+    /// it to every node. Answers the new configuration.
+    pub async fn update_config<F, E>(&self, f: F) -> Result<ClusterConfig, E>
+    where
+        F: FnOnce(&mut ClusterConfig) -> Result<(), E>,
+        E: From<ClusterError>,
+    {
+        let _g = self.change.lock().await;
+        let mut cfg = self.meta.config();
+        f(&mut cfg)?;
+        cfg.uuid = self.meta.cluster_uuid();
+        cfg.version += 1;
+        self.commit(MetaSync {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        })
+        .await?;
+        Ok(cfg)
+    }
+
+    /// Sets how long a node may stay silent before it leaves the map
+    /// (`timeout.max_keepalive`, applied live).
+    pub fn set_keepalive_timeout(&self, d: Duration) {
+        let ms = d.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.keepalive_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     pub async fn update_etlmd<F, E>(&self, f: F) -> Result<EtlMd, E>
@@ -272,7 +311,7 @@ impl Primary {
                     })
                     .filter(|id| {
                         seen.get(*id)
-                            .is_none_or(|t| t.elapsed() > self.cfg.keepalive_timeout)
+                            .is_none_or(|t| t.elapsed() > self.keepalive_timeout())
                     })
                     .cloned()
                     .collect()

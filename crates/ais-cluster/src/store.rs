@@ -1,6 +1,7 @@
 //! A node's persisted copy of the cluster metadata.
 
 use crate::ClusterError;
+use ais_core::config::ClusterConfig;
 use ais_core::meta::{Bmd, EtlMd, MetaSync, Smap};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ pub struct Applied {
     pub smap: Option<Option<Smap>>,
     pub bmd: Option<Bmd>,
     pub etlmd: Option<EtlMd>,
+    pub config: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Default)]
@@ -19,6 +21,7 @@ struct Inner {
     smap: Option<Smap>,
     bmd: Bmd,
     etlmd: EtlMd,
+    config: ClusterConfig,
 }
 
 /// Thread-safe, persisted metadata of one node.
@@ -83,6 +86,7 @@ impl MetaStore {
             smap: load(&dir.join("smap.json"))?,
             bmd: load(&dir.join("bmd.json"))?.unwrap_or_default(),
             etlmd: load(&dir.join("etlmd.json"))?.unwrap_or_default(),
+            config: load(&dir.join("config.json"))?.unwrap_or_default(),
         };
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -101,6 +105,16 @@ impl MetaStore {
             .read()
             .map(|i| i.etlmd.clone())
             .unwrap_or_default()
+    }
+    /// The cluster's configuration overrides.
+    pub fn config(&self) -> ClusterConfig {
+        self.inner
+            .read()
+            .map(|i| i.config.clone())
+            .unwrap_or_default()
+    }
+    pub fn config_version(&self) -> u64 {
+        self.inner.read().map(|i| i.config.version).unwrap_or(0)
     }
     /// Reads without cloning the whole map.
     pub fn with_smap<R>(&self, f: impl FnOnce(Option<&Smap>) -> R) -> R {
@@ -161,6 +175,9 @@ impl MetaStore {
         if let Some(e) = &sync.etlmd {
             check(&e.uuid, "ETL metadata")?;
         }
+        if let Some(c) = &sync.config {
+            check(&c.uuid, "cluster configuration")?;
+        }
         let mut applied = Applied::default();
         if let Some(s) = &sync.smap {
             let cur = inner.smap.as_ref().map(|s| s.version).unwrap_or(0);
@@ -181,11 +198,17 @@ impl MetaStore {
                 applied.etlmd = Some(std::mem::replace(&mut inner.etlmd, e.clone()));
             }
         }
+        if let Some(c) = &sync.config {
+            if c.version > inner.config.version {
+                save_json(&self.dir.join("config.json"), c)?;
+                applied.config = Some(std::mem::replace(&mut inner.config, c.clone()));
+            }
+        }
         Ok(applied)
     }
 
     /// Everything this node has, for pushing to a node that lags.
-    pub fn newer_than(&self, smap_v: u64, bmd_v: u64, etlmd_v: u64) -> MetaSync {
+    pub fn newer_than(&self, smap_v: u64, bmd_v: u64, etlmd_v: u64, config_v: u64) -> MetaSync {
         let Ok(i) = self.inner.read() else {
             return MetaSync::default();
         };
@@ -193,11 +216,12 @@ impl MetaStore {
             smap: i.smap.clone().filter(|s| s.version > smap_v),
             bmd: Some(i.bmd.clone()).filter(|b| b.version > bmd_v),
             etlmd: Some(i.etlmd.clone()).filter(|e| e.version > etlmd_v),
+            config: Some(i.config.clone()).filter(|c| c.version > config_v),
         }
     }
 
     pub fn full(&self) -> MetaSync {
-        self.newer_than(0, 0, 0)
+        self.newer_than(0, 0, 0, 0)
     }
 }
 

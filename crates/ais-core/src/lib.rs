@@ -3,6 +3,7 @@
 //! AIStore's REST API. Nothing here does I/O.
 
 pub mod api;
+pub mod config;
 pub mod error;
 pub mod hrw;
 pub mod meta;

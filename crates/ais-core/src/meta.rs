@@ -538,6 +538,9 @@ pub struct MetaSync {
     pub bmd: Option<Bmd>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etlmd: Option<EtlMd>,
+    /// The cluster's configuration overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<crate::config::ClusterConfig>,
 }
 
 /// A node asking the primary to (re)join.
@@ -556,6 +559,8 @@ pub struct Keepalive {
     pub smap_version: u64,
     pub bmd_version: u64,
     pub etlmd_version: u64,
+    #[serde(default)]
+    pub config_version: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod config;
 pub mod cred;
 pub mod error;
 pub mod http;
@@ -173,7 +174,14 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
     let id = state::load_identity(&data, &role)?;
     let snode = Snode::new(&id, kind, &args.host, port);
     let meta = MetaStore::open(&data.join("meta"))?;
-    let core = state::NodeCore::new(id, snode.clone(), meta.clone(), args.join.clone())?;
+    let base = ais_core::config::Updates::from([(
+        "timeout.max_keepalive".to_string(),
+        ais_core::config::fmt_duration(Duration::from_secs_f64(
+            args.keepalive_timeout.clamp(1.0, 86400.0),
+        )),
+    )]);
+    let config = config::NodeConfig::open(data.join("meta"), base, &meta.config());
+    let core = state::NodeCore::new(id, snode.clone(), meta.clone(), args.join.clone(), config)?;
     match kind {
         NodeType::Proxy => {
             let primary = match args.join {
@@ -234,6 +242,18 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         App::Proxy(p) => match &p.primary {
             Some(pr) => {
                 tokio::spawn(pr.clone().run_failure_detector());
+                // `timeout.max_keepalive`, applied live.
+                let mut cfg = p.core.config.subscribe();
+                let pr2 = pr.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let d = cfg.borrow_and_update().duration("timeout.max_keepalive");
+                        pr2.set_keepalive_timeout(d);
+                        if cfg.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
                 tokio::spawn(proxy::jobs::rebalance_on_membership_change(
                     p.clone(),
                     Duration::from_secs_f64(args.rebalance_settle),

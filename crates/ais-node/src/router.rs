@@ -86,8 +86,18 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     match (&ep, app) {
         (Endpoint::Health, _) => app.core().health(),
         (Endpoint::Metrics, _) => metrics(app, ctx).await,
-        (Endpoint::Daemon, App::Target(t)) if ctx.method == Method::PUT => {
-            target::lifecycle::daemon_action(t, ctx, body).await
+        (Endpoint::DaemonSetConfig, _) => app.core().config.set_node(&app.core().meta, ctx),
+        (Endpoint::Daemon, _) if ctx.method == Method::PUT => {
+            let msg = ais_core::api::ActMsg::parse(&crate::http::read_body(body, 1 << 20).await?)?;
+            let core = app.core();
+            match (core.config.node_action(&core.meta, ctx, &msg), app) {
+                (Some(r), _) => r,
+                (None, App::Target(t)) => target::lifecycle::daemon_action(t, ctx, msg).await,
+                (None, App::Proxy(_)) => Err(ApiError::bad_request(format!(
+                    "invalid node action \"{}\" (supported: set-config, reset-config)",
+                    msg.action
+                ))),
+            }
         }
         (Endpoint::Daemon, App::Target(t)) if ctx.query.get("what") == Some("mountpaths") => {
             target::resilver::show(t)
@@ -200,7 +210,12 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         Endpoint::Object { bucket, obj } => proxy::objects::object(p, ctx, bucket, obj, body).await,
         Endpoint::Etl(path) => proxy::etl::control(p, ctx, path, body).await,
         Endpoint::Moss(b) => proxy::objects::get_batch(p, ctx, b, body).await,
-        Endpoint::ReverseDaemon => proxy::cluster::reverse_daemon(p, ctx).await,
+        Endpoint::ReverseDaemon => proxy::cluster::reverse_daemon(p, ctx, body).await,
+        Endpoint::ReverseDaemonSetConfig => {
+            ctx.expect_method(&[Method::PUT])?;
+            proxy::config::reverse_put(p, ctx, "/set-config", body).await
+        }
+        Endpoint::ClusterSetConfig => proxy::config::set_cluster(p, ctx).await,
         _ => Err(ctx.unknown_path()),
     }
 }
@@ -243,7 +258,9 @@ mod tests {
     fn proxy(dir: &std::path::Path) -> App {
         let snode = Snode::new("p1", NodeType::Proxy, "127.0.0.1", 1);
         let meta = MetaStore::open(dir).unwrap();
-        let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None).unwrap();
+        let config =
+            crate::config::NodeConfig::open(dir.into(), Default::default(), &meta.config());
+        let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None, config).unwrap();
         let transport = Arc::new(core.rpc.clone());
         let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport).unwrap();
         App::Proxy(Arc::new(Proxy::new(

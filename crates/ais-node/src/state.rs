@@ -37,6 +37,8 @@ pub struct NodeCore {
     pub shutdown: tokio::sync::Notify,
     /// On-demand catch-ups with the primary ([`sync_now`]).
     pub sync_gate: SyncGate,
+    /// The node's effective configuration (cluster's and its own overrides).
+    pub config: crate::config::NodeConfig,
 }
 
 /// Catching up with the primary on demand (a request named a bucket this
@@ -78,6 +80,7 @@ impl NodeCore {
         snode: Snode,
         meta: MetaStore,
         join_url: Option<String>,
+        config: crate::config::NodeConfig,
     ) -> anyhow::Result<Self> {
         let metrics = crate::metrics::Metrics::new(snode.daemon_type == NodeType::Proxy, &id);
         Ok(NodeCore {
@@ -91,6 +94,7 @@ impl NodeCore {
             leaving: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             sync_gate: SyncGate::default(),
+            config,
             joined: AtomicBool::new(join_url.is_none()),
             join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
         })
@@ -151,8 +155,9 @@ impl NodeCore {
             "bmd" => json_ok(&self.meta.bmd()),
             "etlmd" => json_ok(&self.meta.etlmd()),
             "snode" => json_ok(&self.snode),
+            "config" => self.config.show(&self.meta),
             other => Err(ApiError::bad_request(format!(
-                "unsupported what=\"{other}\" (supported: smap, bmd, etlmd, snode)"
+                "unsupported what=\"{other}\" (supported: smap, bmd, etlmd, snode, config)"
             ))),
         }
     }
@@ -185,9 +190,14 @@ impl NodeCore {
     }
 
     pub fn apply_meta(&self, sync: &MetaSync) -> ApiResult<ais_cluster::Applied> {
-        self.meta
+        let applied = self
+            .meta
             .apply(sync)
-            .map_err(|e| ApiError::Conflict(format!("{}: {e}", self.name)))
+            .map_err(|e| ApiError::Conflict(format!("{}: {e}", self.name)))?;
+        if applied.config.is_some() {
+            self.config.cluster_changed(&self.meta.config());
+        }
+        Ok(applied)
     }
 }
 
@@ -251,6 +261,7 @@ async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
         smap_version: s,
         bmd_version: b,
         etlmd_version: e,
+        config_version: core.meta.config_version(),
     };
     let kr = core.rpc.keepalive(&Dest::primary(url), &ka).await?;
     if kr.known {

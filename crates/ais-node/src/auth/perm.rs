@@ -221,6 +221,11 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
         Endpoint::Daemon | Endpoint::ReverseDaemon if ctx.query.get("what") == Some("log") => {
             vec![need(ADMIN, None, "read a node's log (admin only)")]
         }
+        Endpoint::ClusterSetConfig
+        | Endpoint::DaemonSetConfig
+        | Endpoint::ReverseDaemonSetConfig => {
+            vec![need(ADMIN, None, "change the configuration (admin only)")]
+        }
         Endpoint::Cluster
         | Endpoint::Daemon
         | Endpoint::DaemonMountpaths

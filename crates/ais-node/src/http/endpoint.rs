@@ -16,6 +16,12 @@ pub enum Endpoint<'a> {
     /// `/v1/reverse/daemon` (proxy): a `/v1/daemon` query for the node the
     /// `Ais-Node-Id` header names, forwarded to it.
     ReverseDaemon,
+    /// `/v1/reverse/daemon/set-config` (proxy): a node's set-config, forwarded.
+    ReverseDaemonSetConfig,
+    /// `/v1/daemon/set-config?k=v`: this node's own configuration.
+    DaemonSetConfig,
+    /// `/v1/cluster/set-config?k=v`: the cluster's configuration.
+    ClusterSetConfig,
     Metasync,
     /// `/v1/cluster`: membership/job queries and actions.
     Cluster,
@@ -147,6 +153,8 @@ impl<'a> Endpoint<'a> {
             ("health", _) => Self::Health,
             ("daemon", "mountpaths") => Self::DaemonMountpaths,
             ("reverse", "daemon") => Self::ReverseDaemon,
+            ("reverse", "daemon/set-config") => Self::ReverseDaemonSetConfig,
+            ("daemon", "set-config") => Self::DaemonSetConfig,
             ("daemon", _) => Self::Daemon,
             ("metasync", _) => Self::Metasync,
             ("ml", r) => match split_first(r) {
@@ -156,6 +164,7 @@ impl<'a> Endpoint<'a> {
             ("cluster", "") => Self::Cluster,
             ("cluster", "join") => Self::Join,
             ("cluster", "keepalive") => Self::Keepalive,
+            ("cluster", "set-config") => Self::ClusterSetConfig,
             ("buckets", "") => Self::Buckets,
             ("buckets", r) => match split_first(r) {
                 (b, "") => Self::Bucket(b),
@@ -203,6 +212,12 @@ mod tests {
         assert_eq!(Endpoint::parse("/metrics"), Metrics);
         assert_eq!(Endpoint::parse("/v1/daemon"), Daemon);
         assert_eq!(Endpoint::parse("/v1/reverse/daemon"), ReverseDaemon);
+        assert_eq!(
+            Endpoint::parse("/v1/reverse/daemon/set-config"),
+            ReverseDaemonSetConfig
+        );
+        assert_eq!(Endpoint::parse("/v1/daemon/set-config"), DaemonSetConfig);
+        assert_eq!(Endpoint::parse("/v1/cluster/set-config"), ClusterSetConfig);
         assert_eq!(Endpoint::parse("/v1/daemon/mountpaths"), DaemonMountpaths);
         assert_eq!(Endpoint::parse("/metrics/x"), Unknown);
         assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);

@@ -285,9 +285,19 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
     let mut props = BucketProps {
         bid: ais_core::gen_id(10),
         created: ais_core::now_ns().to_string(),
-        ..Default::default()
+        ..p.core.config.current().bucket_defaults()
     };
     props.apply_patch(&msg.value)?;
+    let targets = p.core.targets().len();
+    if props.ec.enabled && props.ec.targets_needed() > targets {
+        return Err(ApiError::bad_request(format!(
+            "erasure coding {}+{} for {} needs at least {} targets (the owner and one per slice); the cluster has {targets}",
+            props.ec.data_slices,
+            props.ec.parity_slices,
+            bck.cname(),
+            props.ec.targets_needed()
+        )));
+    }
     primary
         .update_bmd(|bmd| {
             if bmd.buckets.contains_key(&bck.name) {
@@ -311,6 +321,7 @@ async fn set_props(
     reset: bool,
 ) -> ApiResult<bool> {
     let targets = p.core.targets().len();
+    let defaults = p.core.config.current().bucket_defaults();
     let mut turned_on = false;
     p.primary()?
         .update_bmd(|bmd| {
@@ -322,10 +333,12 @@ async fn set_props(
             let mut next = props.clone();
             if reset {
                 next = BucketProps {
+                    provider: std::mem::take(&mut next.provider),
+                    extra: std::mem::take(&mut next.extra),
                     bid: std::mem::take(&mut next.bid),
                     created: std::mem::take(&mut next.created),
                     renaming: std::mem::take(&mut next.renaming),
-                    ..Default::default()
+                    ..defaults.clone()
                 };
             } else {
                 next.apply_patch(patch).map_err(ApiError::from)?;

@@ -12,8 +12,22 @@ use std::sync::Arc;
 /// `GET /v1/reverse/daemon?what=...` with `Ais-Node-Id: ID`: the node's
 /// `/v1/daemon` answer (its log, its status and counters), fetched by the
 /// proxy (clients need not reach every node).
-pub async fn reverse_daemon(p: &Arc<Proxy>, ctx: &Ctx) -> Res {
+pub async fn reverse_daemon(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
+    if ctx.method == Method::PUT {
+        return super::config::reverse_put(p, ctx, "", body).await;
+    }
     ctx.expect_method(&[Method::GET])?;
+    let node = named_node(p, ctx)?;
+    let resp = p
+        .core
+        .rpc
+        .daemon_query(&(&node).into(), &ctx.raw_query)
+        .await?;
+    relay(&node, resp).await
+}
+
+/// The node an `Ais-Node-Id` header names.
+pub fn named_node(p: &Proxy, ctx: &Ctx) -> crate::error::ApiResult<ais_core::meta::Snode> {
     let id = ctx
         .headers
         .get("ais-node-id")
@@ -25,11 +39,11 @@ pub async fn reverse_daemon(p: &Arc<Proxy>, ctx: &Ctx) -> Res {
         .meta
         .with_smap(|s| s.and_then(|s| s.tmap.get(id).or_else(|| s.pmap.get(id)).cloned()))
         .ok_or_else(|| ApiError::NotFound(format!("node \"{id}\" is not in the cluster map")))?;
-    let resp = p
-        .core
-        .rpc
-        .daemon_query(&(&node).into(), &ctx.raw_query)
-        .await?;
+    Ok(node)
+}
+
+/// A node's answer, passed on as it came (status, type, body).
+pub async fn relay(node: &ais_core::meta::Snode, resp: reqwest::Response) -> Res {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
     let ctype = resp
         .headers()
@@ -63,8 +77,13 @@ pub async fn keepalive(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
 /// `GET /v1/cluster?what=...` (jobs, else metadata) and `PUT` actions.
 pub async fn cluster(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
     match ctx.method {
+        Method::GET if ctx.query.get("what") == Some("config") => {
+            ctx.query
+                .reject_unknown("a configuration query", &["what"])?;
+            super::config::show(p)
+        }
         Method::GET => super::jobs::cluster_query(p, ctx, body).await,
-        Method::PUT => super::jobs::cluster_action(p, body).await,
+        Method::PUT => super::jobs::cluster_action(p, ctx, body).await,
         _ => Err(ctx.not_allowed()),
     }
 }

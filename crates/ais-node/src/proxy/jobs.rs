@@ -613,6 +613,12 @@ pub async fn rebalance_on_membership_change(p: std::sync::Arc<Proxy>, settle: Du
             continue;
         }
         let why = if seen != balanced {
+            if !p.core.config.current().bool("rebalance.enabled") {
+                // `rebalance.enabled=false`: the operator rebalances by
+                // hand (`ais job start rebalance`); turned back on, the
+                // pending change is rebalanced then.
+                continue;
+            }
             restarts = 0;
             "membership changed"
         } else if tick.is_multiple_of(4)
@@ -970,9 +976,10 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
 }
 
 /// `PUT /v1/cluster` with `{"action": "stop", "value": {"ID": ...}}`.
-pub async fn cluster_action(p: &std::sync::Arc<Proxy>, body: Body) -> Res {
+pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
     let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     match msg.action.as_str() {
+        "set-config" | "reset-config" => super::config::cluster_action(p, ctx, &msg).await,
         "rebalance" | "start-rebalance" => {
             p.primary()?;
             start_rebalance(p).await
@@ -1002,7 +1009,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, body: Body) -> Res {
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
+            "invalid cluster action \"{other}\" (supported: set-config, reset-config, stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
 }

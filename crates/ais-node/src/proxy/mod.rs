@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod buckets;
 pub mod cluster;
+pub mod config;
 pub mod etl;
 pub mod jobs;
 pub mod lifecycle;

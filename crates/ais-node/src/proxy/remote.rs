@@ -35,7 +35,7 @@ pub async fn add(p: &Proxy, bck: &Bck, patch: &serde_json::Value) -> ApiResult<B
         provider: bck.provider.clone(),
         bid: ais_core::gen_id(10),
         created: ais_core::now_ns().to_string(),
-        ..Default::default()
+        ..p.core.config.current().bucket_defaults()
     };
     props.apply_patch(patch)?;
     let remote = S3Bucket::new(&bck.name, &props)?;

@@ -274,6 +274,24 @@ impl Rpc {
         self.send(to, req).await
     }
 
+    /// `PUT /v1/daemon{suffix}?{query}` at `to` with `body` (a node's
+    /// configuration change asked of the proxy), as it answered.
+    pub async fn daemon_put(
+        &self,
+        to: &Dest,
+        suffix: &str,
+        query: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, RpcError> {
+        let req = self
+            .http
+            .put(format!("{}{}{suffix}?{query}", to.url, routes::DAEMON))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(Duration::from_secs(60));
+        self.transport(to, req).await
+    }
+
     /// What `to` holds of `bucket` under `prefix` (bucket summary).
     pub async fn bucket_summary(
         &self,

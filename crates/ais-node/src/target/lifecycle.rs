@@ -7,18 +7,16 @@
 
 use super::Target;
 use crate::error::ApiError;
-use crate::http::{empty, read_body, Ctx, Res};
+use crate::http::{empty, Ctx, Res};
 use ais_core::api::{ActMsg, RmNodeMsg};
-use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// `PUT /v1/daemon` on a target.
-pub async fn daemon_action(t: &Arc<Target>, ctx: &Ctx, body: Body) -> Res {
+pub async fn daemon_action(t: &Arc<Target>, ctx: &Ctx, msg: ActMsg) -> Res {
     ctx.expect_method(&[Method::PUT])?;
-    let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     let v: RmNodeMsg = if msg.value.is_null() {
         RmNodeMsg::default()
     } else {
@@ -58,7 +56,7 @@ pub async fn daemon_action(t: &Arc<Target>, ctx: &Ctx, body: Body) -> Res {
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid node action \"{other}\" (supported: shutdown-node, decommission-node)"
+            "invalid node action \"{other}\" (supported: set-config, reset-config, shutdown-node, decommission-node)"
         ))),
     }
 }

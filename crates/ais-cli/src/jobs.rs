@@ -223,10 +223,40 @@ pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::
     Ok(())
 }
 
-pub async fn stop(client: &Client, id: &str) -> anyhow::Result<()> {
-    client.stop_job(id).await?;
-    println!("job {id} stopped");
+/// Job kinds started or stopped by name (`ais job start KIND`).
+pub const KINDS: &[&str] = &["rebalance", "resilver", "lru", "ec-encode"];
+
+/// `ais job stop ID|KIND`.
+pub async fn stop(client: &Client, what: &str) -> anyhow::Result<()> {
+    if KINDS.contains(&what) {
+        client.stop_jobs_of_kind(what).await?;
+        println!("{what} jobs stopped");
+        return Ok(());
+    }
+    client.stop_job(what).await?;
+    println!("job {what} stopped");
     Ok(())
+}
+
+/// `ais job start KIND [NODE_ID] [--bucket B] [--wait]`.
+pub async fn start_kind(
+    client: &Client,
+    kind: &str,
+    node: Option<&str>,
+    bucket: Option<&str>,
+    wait_for: bool,
+) -> anyhow::Result<()> {
+    let bucket = bucket
+        .map(|b| b.rsplit("://").next().unwrap_or(b).trim_end_matches('/'))
+        .filter(|b| !b.is_empty());
+    let id = client.start_job(kind, node.unwrap_or(""), bucket).await?;
+    println!("Started {kind}[{id}]");
+    if wait_for {
+        wait(client, &id, None).await
+    } else {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+        Ok(())
+    }
 }
 
 /// `ais etl show errors NAME JOB`: every per-object failure of a job.

@@ -116,6 +116,13 @@ enum Cmd {
         #[command(subcommand)]
         what: StopCmd,
     },
+    /// Jobs: `ais job start rebalance|resilver|lru [NODE_ID]`,
+    /// `ais job start ec-encode --bucket ais://B`, `ais job stop ID|KIND`,
+    /// `ais job show [ID]`, `ais job wait ID`.
+    Job {
+        #[command(subcommand)]
+        cmd: JobCmd,
+    },
     /// A node's recent log: `ais log show NODE_ID [--severity warning]`,
     /// `ais log get NODE_ID [FILE]` (a .tar.gz).
     Log {
@@ -142,6 +149,32 @@ enum Cmd {
         #[command(subcommand)]
         cmd: auth::AuthCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobCmd {
+    /// Start a job by kind (rebalance, resilver, lru, ec-encode).
+    Start {
+        kind: String,
+        /// Only on this target (resilver, lru).
+        node_id: Option<String>,
+        /// The bucket (ec-encode).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Wait for the job (progress bar).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a job by id, or every running job of a kind.
+    Stop { what: String },
+    /// Jobs (all, or one): progress, errors, state.
+    Show {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait for a job to finish.
+    Wait { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -475,6 +508,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             jobs::wait(&client, &id, t).await
         }
+        Cmd::Job { cmd } => match cmd {
+            JobCmd::Start {
+                kind,
+                node_id,
+                bucket,
+                wait,
+            } => {
+                jobs::start_kind(&client, &kind, node_id.as_deref(), bucket.as_deref(), wait).await
+            }
+            JobCmd::Stop { what } => jobs::stop(&client, &what).await,
+            JobCmd::Show { id, json } => jobs::show(&client, id.as_deref(), json).await,
+            JobCmd::Wait { id } => jobs::wait(&client, &id, None).await,
+        },
         Cmd::Stop { what } => match what {
             StopCmd::Job { id } => jobs::stop(&client, &id).await,
         },

@@ -344,6 +344,33 @@ impl Client {
         self.job_query("qryxstats", json!({ "ID": id })).await
     }
 
+    /// Starts a job by kind (`rebalance`, `resilver`, `lru`, `ec-encode`
+    /// with a bucket), on every target or on `node`; answers its id.
+    pub async fn start_job(&self, kind: &str, node: &str, bucket: Option<&str>) -> Result<String> {
+        let act = ActMsg {
+            action: "start".into(),
+            name: String::new(),
+            value: json!({
+                "kind": kind,
+                "node": node,
+                "Bck": bucket.map(|b| json!({"name": b, "provider": "ais"})),
+            }),
+        };
+        crate::text(self.action(Method::PUT, paths::CLUSTER, &act).await?).await
+    }
+
+    /// Stops every running job of `kind`.
+    pub async fn stop_jobs_of_kind(&self, kind: &str) -> Result<()> {
+        let act = ActMsg {
+            action: "stop".into(),
+            name: String::new(),
+            value: json!({ "kind": kind }),
+        };
+        self.action(Method::PUT, paths::CLUSTER, &act)
+            .await
+            .map(|_| ())
+    }
+
     /// Stops a job on every target (`PUT /v1/cluster`, action `stop`).
     pub async fn stop_job(&self, id: &str) -> Result<()> {
         let act = ActMsg {

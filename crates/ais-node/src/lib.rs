@@ -265,6 +265,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         },
         App::Target(t) => {
             tokio::spawn(state::membership_loop(t.clone()));
+            tokio::spawn(target::lru::run_periodic(t.clone()));
         }
     }
     let core = app.core();

@@ -523,14 +523,15 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             revoke(core, cred, &tok).await
         }
         ("clusters", Method::GET, _) => {
+            // One cluster is registered: this one, as `local` (by id or alias).
             let uuid = core.meta.cluster_uuid();
-            let alias = if name.is_empty() {
-                "local".to_string()
-            } else {
-                name
-            };
+            if !name.is_empty() && name != uuid && name != "local" {
+                return Err(ApiError::NotFound(format!(
+                    "cluster \"{name}\" is not registered (this AuthN serves only its own cluster: \"{uuid}\", alias \"local\")"
+                )));
+            }
             json_ok(&json!({"clusters": {uuid.clone(): {
-                "id": uuid, "alias": alias, "urls": [core.snode.url()]}}}))
+                "id": uuid, "alias": "local", "urls": [core.snode.url()]}}}))
         }
         _ => Err(ctx.not_allowed()),
     }

@@ -721,8 +721,13 @@ async fn launch_on(
 }
 
 async fn abort_everywhere(p: &Proxy, id: &str) {
-    let Ok(job) = p.jobs.get(&p.core.name, id) else {
-        return;
+    let job = match p.jobs.get(&p.core.name, id) {
+        Ok(j) => j,
+        // One a target started by itself (resilver, LRU).
+        Err(_) => match local_job(p, id).await {
+            Some(j) => j,
+            None => return,
+        },
     };
     for (t, r) in fan_out(&job.targets, CONTROL_TIMEOUT, |t| async move {
         p.core.rpc.job_abort(&t, id).await
@@ -771,9 +776,9 @@ fn num(v: &Value) -> u64 {
 /// A job one target started by itself (a resilver after a mountpath
 /// change): the targets that know it.
 async fn local_job(p: &Proxy, id: &str) -> Option<ProxyJob> {
-    if !id.starts_with("resilver-") {
-        return None;
-    }
+    let kind = LOCAL_KINDS
+        .iter()
+        .find(|k| id.starts_with(&format!("{k}-")))?;
     let all = p.core.targets();
     let found = fan_out(&all, Duration::from_secs(5), |t| async move {
         p.core.rpc.job_snap(&t, id).await
@@ -790,14 +795,18 @@ async fn local_job(p: &Proxy, id: &str) -> Option<ProxyJob> {
         })
         .collect();
     (!targets.is_empty()).then(|| ProxyJob {
-        kind: crate::rpc::types::JOB_RESILVER.into(),
+        kind: kind.to_string(),
         targets,
         started_ns,
         left: HashMap::new(),
     })
 }
 
-/// Ids of the jobs targets started by themselves (resilvers).
+/// Kinds of jobs a target starts by itself (after a mountpath change; past
+/// its high watermark): their ids are `KIND-...`.
+const LOCAL_KINDS: &[&str] = &[crate::rpc::types::JOB_RESILVER, crate::rpc::types::JOB_LRU];
+
+/// Ids of the jobs targets started by themselves (resilvers, LRU evictions).
 async fn local_job_ids(p: &Proxy) -> Vec<String> {
     let all = p.core.targets();
     let mut ids: Vec<String> = fan_out(&all, Duration::from_secs(5), |t| async move {
@@ -807,7 +816,7 @@ async fn local_job_ids(p: &Proxy) -> Vec<String> {
     .into_iter()
     .filter_map(|(_, r)| r.ok())
     .flatten()
-    .filter(|v| v["kind"] == crate::rpc::types::JOB_RESILVER)
+    .filter(|v| LOCAL_KINDS.iter().any(|k| v["kind"] == *k))
     .filter_map(|v| v["id"].as_str().map(str::to_string))
     .collect();
     ids.sort();
@@ -947,6 +956,9 @@ pub async fn cluster_query(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
             let mut out = Vec::new();
             let mut ids = p.jobs.ids();
             ids.extend(local_job_ids(p).await);
+            // A job the proxy started on targets is also in their lists.
+            ids.sort();
+            ids.dedup();
             for id in ids {
                 if let Ok(s) = status(p, &id).await {
                     if q.kind.is_empty() || s["kind"] == q.kind.as_str() {
@@ -980,6 +992,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
     let msg = ActMsg::parse(&read_body(body, 1 << 20).await?)?;
     match msg.action.as_str() {
         "set-config" | "reset-config" => super::config::cluster_action(p, ctx, &msg).await,
+        "start" => start_by_kind(p, ctx, msg.value).await,
         "rebalance" | "start-rebalance" => {
             p.primary()?;
             start_rebalance(p).await
@@ -995,10 +1008,15 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
                 serde_json::from_value(msg.value)
                     .map_err(|e| ApiError::bad_request(format!("malformed stop request: {e}")))?
             };
-            if q.id.is_empty() {
-                return Err(ApiError::bad_request("stop: missing job ID"));
+            if q.id.is_empty() && !q.kind.is_empty() {
+                return stop_by_kind(p, &q.kind).await;
             }
-            p.jobs.get(&p.core.name, &q.id)?;
+            if q.id.is_empty() {
+                return Err(ApiError::bad_request("stop: missing job ID (or kind)"));
+            }
+            if let Err(e) = p.jobs.get(&p.core.name, &q.id) {
+                local_job(p, &q.id).await.ok_or(e)?;
+            }
             if let Ok(mut cur) = p.rebalance.lock() {
                 // Stopped on purpose: not restarted as "interrupted".
                 if cur.as_deref() == Some(q.id.as_str()) {
@@ -1012,6 +1030,106 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
             "invalid cluster action \"{other}\" (supported: set-config, reset-config, stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
+}
+
+/// `{"action": "start", "value": {"kind": K, "node": ID}}` (the SDK sends
+/// `Kind`, `DaemonID`, `Bck`): starts a job by kind; answers its id.
+async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Res {
+    ctx.query.reject_unknown("start", &["force"])?;
+    #[derive(Deserialize, Default)]
+    struct StartMsg {
+        #[serde(default, alias = "Kind")]
+        kind: String,
+        #[serde(default, alias = "DaemonID", alias = "daemon_id")]
+        node: String,
+        #[serde(default, alias = "Bck")]
+        bck: Option<Value>,
+        #[serde(default, alias = "Buckets")]
+        buckets: Option<Value>,
+        #[serde(default, alias = "ID")]
+        #[allow(dead_code)]
+        id: String,
+    }
+    let m: StartMsg = if value.is_null() {
+        StartMsg::default()
+    } else {
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::bad_request(format!("malformed start request: {e}")))?
+    };
+    let bucket = m
+        .bck
+        .as_ref()
+        .filter(|b| !b.is_null())
+        .and_then(|b| b.get("name").and_then(Value::as_str))
+        .map(str::to_string);
+    if m.buckets.as_ref().is_some_and(|b| !b.is_null()) {
+        return Err(ApiError::bad_request(
+            "start: one bucket at a time (\"Bck\"), not a list",
+        ));
+    }
+    let targets = match m.node.as_str() {
+        "" => p.core.targets(),
+        id => vec![p
+            .core
+            .targets()
+            .into_iter()
+            .find(|t| t.daemon_id == id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("target \"{id}\" is not in the cluster map"))
+            })?],
+    };
+    let local = |kind: &str| JobSpec {
+        id: format!("{kind}-{}", ais_core::gen_id(10)),
+        kind: kind.into(),
+        src: String::new(),
+        dst: String::new(),
+        msg: TcbMsg::default(),
+        skip_unchanged: false,
+        archive: None,
+        smap: None,
+    };
+    match (m.kind.as_str(), bucket) {
+        (crate::rpc::types::JOB_REBALANCE, None) if m.node.is_empty() => {
+            p.primary()?;
+            start_rebalance(p).await
+        }
+        (k @ (crate::rpc::types::JOB_RESILVER | crate::rpc::types::JOB_LRU), None) => {
+            Ok(text_ok(&launch_on(p, local(k), targets, |_| false).await?))
+        }
+        (crate::rpc::types::JOB_EC_ENCODE, Some(b)) => {
+            start_ec_encode(p, &p.core.bck(b)).await
+        }
+        ("", _) => Err(ApiError::bad_request("start: missing job kind")),
+        (k, _) => Err(ApiError::bad_request(format!(
+            "start: cannot start \"{k}\" this way (supported: rebalance, resilver [node], lru [node], ec-encode with a bucket); other jobs start with their own request (e.g. copy-bck, etl-bck, prefetch-listrange)"
+        ))),
+    }
+}
+
+/// `{"action": "stop", "value": {"kind": K}}`: stops every running job of
+/// that kind.
+async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
+    let mut ids = p.jobs.ids();
+    ids.extend(local_job_ids(p).await);
+    // A job the proxy started on targets is also in their lists.
+    ids.sort();
+    ids.dedup();
+    let mut stopped = 0;
+    for id in ids {
+        if let Ok(s) = status(p, &id).await {
+            if s["kind"] == kind && s["end_time"] == 0 {
+                if let Ok(mut cur) = p.rebalance.lock() {
+                    if cur.as_deref() == Some(id.as_str()) {
+                        *cur = None;
+                    }
+                }
+                abort_everywhere(p, &id).await;
+                stopped += 1;
+            }
+        }
+    }
+    tracing::info!(kind, stopped, "jobs stopped by kind");
+    Ok(empty(StatusCode::OK))
 }
 
 /// Per-object errors of a job, from every target (for `GET /v1/etl/NAME?uuid=JOB`).

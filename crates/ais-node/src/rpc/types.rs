@@ -22,6 +22,10 @@ pub const JOB_EC_ENCODE: &str = "ec-encode";
 /// mountpaths after a mountpath change; started by the target itself).
 pub const JOB_RESILVER: &str = "resilver";
 
+/// Job kind of an LRU eviction (one target evicts the least recently used
+/// cached copies of remote objects down to `space.lowwm`).
+pub const JOB_LRU: &str = "lru";
+
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 

@@ -262,6 +262,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
         let res = match j.spec.kind.as_str() {
             REBALANCE => rebalance(&t, &j).await,
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
+            crate::rpc::types::JOB_LRU => super::lru::run(&t, &j).await,
             ARCHIVE => super::archive::run_job(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB => match run(&t, &j).await {

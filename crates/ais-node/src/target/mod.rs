@@ -13,6 +13,7 @@ pub mod etl;
 pub mod internal;
 pub mod jobs;
 pub mod lifecycle;
+pub mod lru;
 pub mod objects;
 pub mod remote;
 pub mod resilver;
@@ -87,6 +88,8 @@ pub struct Target {
     /// Clients' writes in progress per bucket ([`Target::check_writable`]):
     /// a bucket rename's move waits for them before it walks the bucket.
     writes: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// Recent GETs of cached remote objects, for LRU eviction ([`lru`]).
+    pub lru: lru::Access,
 }
 
 /// A client's write into a bucket, counted while it runs.
@@ -120,6 +123,7 @@ impl Target {
             prev_smap: Mutex::new(None),
             appends: Default::default(),
             writes: Default::default(),
+            lru: Default::default(),
         }
     }
 

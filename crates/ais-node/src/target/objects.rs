@@ -98,6 +98,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         if let Some(remote) = super::remote::backend_of(t, bck)? {
             match store.head(bck, obj).await {
                 Err(StorageError::NotFound) if !ranged => {
+                    super::lru::check(t);
                     return super::remote::cold_get(t, remote, bck, obj).await;
                 }
                 // `latest-ver=true` (the SDK's `latest=True`): this GET
@@ -120,6 +121,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
                 }
                 _ => {}
             }
+            super::lru::touch(t, bck, obj);
         }
     }
     let opened = match store.open_obj(bck, obj).await {
@@ -417,6 +419,7 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
                     bck.cname()
                 ))
             })?;
+            super::lru::check(t);
             let attrs =
                 super::remote::put_through(t, remote, bck, obj, len, body, custom_md(ctx)).await?;
             t.mark_deleted(&bck.obj_uname(obj), false);

@@ -7,6 +7,7 @@ mod config;
 mod etl;
 mod fmt;
 mod jobs;
+mod mpu;
 mod objects;
 mod perf;
 mod props;
@@ -56,6 +57,12 @@ enum Cmd {
     Object {
         #[command(subcommand)]
         cmd: ObjectCmd,
+    },
+    /// Multipart upload: `ais mpu create|put-part|complete|abort` (as `ais object mpu`).
+    #[command(alias = "multipart-upload")]
+    Mpu {
+        #[command(subcommand)]
+        cmd: mpu::MpuCmd,
     },
     /// Remove objects: `ais rm ais://B/O ...`, or many as one job:
     /// `ais rm ais://B --list a,b`, `--template "shard-{000..999}.tar"`, `--prefix P`.
@@ -330,6 +337,12 @@ enum ObjectCmd {
     Cat { object: String },
     /// Remove objects (as `ais rm`).
     Rm(objects::RmArgs),
+    /// Multipart upload: create, put-part, complete, abort.
+    #[command(alias = "multipart-upload")]
+    Mpu {
+        #[command(subcommand)]
+        cmd: mpu::MpuCmd,
+    },
     /// Rename an object within its bucket: `ais object mv ais://B/OLD NEW`.
     Mv { object: String, new_name: String },
     /// Show an object's properties (size, checksum, version, atime, custom).
@@ -585,6 +598,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Get(a) => objects::get(&client, a).await,
         Cmd::Object { cmd } => match cmd {
             ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
+            ObjectCmd::Mpu { cmd } => mpu::run(&client, cmd).await,
             ObjectCmd::Rm(a) => objects::rm(&client, a).await,
             ObjectCmd::Show { object, json } => objects::show(&client, &object, json).await,
             ObjectCmd::Mv { object, new_name } => {
@@ -611,6 +625,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } => objects::set_custom(&client, &object, &props, overwrite).await,
         },
         Cmd::Rm(a) => objects::rm(&client, a).await,
+        Cmd::Mpu { cmd } => mpu::run(&client, cmd).await,
         Cmd::Log { cmd } => match cmd {
             LogCmd::Show { node_id, severity } => {
                 let b = client.node_log(&node_id, &severity, false).await?;

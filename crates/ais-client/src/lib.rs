@@ -24,6 +24,7 @@ mod config;
 mod etl;
 mod jobs;
 pub mod metrics;
+mod mpu;
 pub mod paths;
 
 pub use cluster::{Mountpaths, RebalanceInfo, TargetRebalance};

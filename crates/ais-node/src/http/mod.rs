@@ -177,6 +177,8 @@ pub const GET_OBJECT_PARAMS: &[&str] = &[
 /// flush (`target::append`), a one-object copy/transform (`object_to`), a
 /// rebalance move.
 pub const PUT_OBJECT_PARAMS: &[&str] = &[
+    "uploadId",
+    "partNumber",
     "append_type",
     "append_handle",
     "appendty",
@@ -216,6 +218,16 @@ pub fn check_object_put(q: &Query) -> ApiResult<()> {
             return Err(misplaced(k, "an append (append_type)"));
         }
     }
+    if has("uploadId") != has("partNumber") {
+        return Err(ApiError::bad_request(
+            "a multipart part needs both uploadId and partNumber",
+        ));
+    }
+    if has("uploadId") && (copy || append) {
+        return Err(ApiError::bad_request(
+            "a multipart part is neither a copy (object_to) nor an append (append_type)",
+        ));
+    }
     if copy && append {
         return Err(ApiError::bad_request(
             "a PUT is either a copy (object_to) or an append (append_type), not both",
@@ -225,7 +237,10 @@ pub fn check_object_put(q: &Query) -> ApiResult<()> {
 }
 
 /// Query parameters an object DELETE understands.
-pub const DELETE_OBJECT_PARAMS: &[&str] = &[];
+pub const DELETE_OBJECT_PARAMS: &[&str] = &["uploadId"];
+
+/// Query parameters an object POST understands (`mpt-complete`'s upload).
+pub const POST_OBJECT_PARAMS: &[&str] = &["uploadId"];
 
 /// Query parameters an object HEAD understands.
 pub const HEAD_OBJECT_PARAMS: &[&str] = &["props", "silent", "latest-ver"];

@@ -91,7 +91,27 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
             .reject_unknown("PATCH of an object", crate::http::PATCH_OBJECT_PARAMS)?;
     }
     if ctx.method == Method::POST {
-        ctx.query.reject_unknown("POST of an object", &[])?;
+        ctx.query
+            .reject_unknown("POST of an object", crate::http::POST_OBJECT_PARAMS)?;
+    }
+    // A multipart upload's requests go to the target that holds it (its
+    // id names it), whatever the map says since it was created.
+    if let Some(id) = ctx.query.get("uploadId") {
+        let status = StatusCode::TEMPORARY_REDIRECT;
+        let tid = crate::rpc::s3::upload_holder(id).ok_or_else(|| {
+            ApiError::NotFound(format!("multipart upload \"{id}\" does not exist"))
+        })?;
+        return core
+            .meta
+            .with_smap(|s| {
+                s.and_then(|s| s.tmap.get(tid))
+                    .map(|t| redirect(ctx, t.url(), status, &core.id, ""))
+            })
+            .ok_or_else(|| {
+                ApiError::unavailable(format!(
+                    "the target {tid} that holds upload {id} is not in the cluster map"
+                ))
+            });
     }
     if ctx.method == Method::GET {
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {

@@ -58,6 +58,16 @@ pub struct CompleteReq {
 }
 
 /// Lower-case hex of bytes (MD5 ETags, SigV4).
+/// The target id in an upload id (`<24 alphanumerics>_<target id>`).
+pub fn upload_holder(upload: &str) -> Option<&str> {
+    upload
+        .split_once('_')
+        .filter(|(r, t)| {
+            r.len() == 24 && r.bytes().all(|b| b.is_ascii_alphanumeric()) && !t.is_empty()
+        })
+        .map(|(_, t)| t)
+}
+
 pub fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
     b.iter()

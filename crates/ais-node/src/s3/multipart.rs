@@ -21,13 +21,8 @@ use axum::response::Response;
 /// The target holding an upload (named in its id).
 fn holder(r: &Req<'_>, upload: &str) -> S3Result<Dest> {
     // `<24 random alphanumerics>_<target id>` (`target::s3::create`).
-    let tid = upload
-        .split_once('_')
-        .filter(|(r, t)| {
-            r.len() == 24 && r.bytes().all(|b| b.is_ascii_alphanumeric()) && !t.is_empty()
-        })
-        .map(|(_, t)| t)
-        .ok_or_else(|| S3Error::no_such_upload(upload))?;
+    let tid =
+        crate::rpc::s3::upload_holder(upload).ok_or_else(|| S3Error::no_such_upload(upload))?;
     r.core
         .meta
         .with_smap(|s| s.and_then(|s| s.tmap.get(tid).map(Dest::from)))

@@ -37,7 +37,7 @@ pub async fn object(t: &Arc<Target>, ctx: &Ctx, bucket: &str, obj: &str, body: B
         Method::GET => get(t, ctx, &bck, &obj, &props).await,
         Method::HEAD => head(t, ctx, &bck, &obj).await,
         Method::PUT => put(t, ctx, &bck, &obj, body).await,
-        Method::DELETE => delete(t, ctx, &bck, &obj).await,
+        Method::DELETE => delete(t, ctx, &bck, &obj, body).await,
         Method::PATCH => set_custom(t, ctx, &bck, &obj, body).await,
         Method::POST => post(t, ctx, &bck, &obj, body).await,
         _ => {
@@ -372,10 +372,15 @@ pub(super) fn put_headers(r: &mut Response, a: &ObjAttrs) {
 
 async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
     let store = &t.store;
+    crate::http::check_object_put(&ctx.query)?;
+    // A multipart part goes to the target holding its upload (the proxy
+    // sent it there), whoever owns the name now.
+    if ctx.query.get("uploadId").is_some() {
+        return super::s3::native(t, ctx, bck, obj, None, body).await;
+    }
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }
-    crate::http::check_object_put(&ctx.query)?;
     if super::append::is_append(ctx) {
         return super::append::put(t, ctx, bck, obj, body).await;
     }
@@ -569,20 +574,34 @@ async fn copy_object(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, to: &str)
 /// `POST /v1/objects/B/O` with an action: `rename-obj` (`name`: the new
 /// name in the same bucket; `ais object mv`).
 async fn post(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
-    ctx.query.reject_unknown("POST of an object", &[])?;
-    if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
-        return Ok(t.hop_redirect(ctx, &owner));
+    ctx.query
+        .reject_unknown("POST of an object", crate::http::POST_OBJECT_PARAMS)?;
+    // Completing an upload happens where it is held (the proxy sent it there).
+    let held = ctx.query.get("uploadId").is_some();
+    if !held {
+        if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
+            return Ok(t.hop_redirect(ctx, &owner));
+        }
     }
-    let msg: ais_core::api::ActMsg =
-        crate::http::read_json(body, 64 << 10, "object action").await?;
+    // A completion lists up to 10,000 parts.
+    let msg: ais_core::api::ActMsg = crate::http::read_json(body, 2 << 20, "object action").await?;
+    if held && msg.action != "mpt-complete" {
+        return Err(ApiError::bad_request(format!(
+            "uploadId applies to mpt-complete only, not \"{}\"",
+            msg.action
+        )));
+    }
     match msg.action.as_str() {
+        "mpt-upload" | "mpt-complete" => {
+            super::s3::native(t, ctx, bck, obj, Some(&msg), Body::empty()).await
+        }
         "rename-obj" => rename(t, bck, obj, &msg.name).await,
         "promote" => Err(ApiError::NotImplemented(
             "promote (a file on a target's host into a bucket) is not supported by aistore-rs"
                 .into(),
         )),
         other => Err(ApiError::bad_request(format!(
-            "unsupported action \"{other}\" for POST of an object (supported: rename-obj)"
+            "unsupported action \"{other}\" for POST of an object (supported: rename-obj, mpt-upload, mpt-complete)"
         ))),
     }
 }
@@ -721,9 +740,19 @@ fn custom_props(v: &serde_json::Value) -> ApiResult<CustomProps> {
     Ok(out)
 }
 
-async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+async fn delete(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Res {
     ctx.query
         .reject_unknown("DELETE of an object", crate::http::DELETE_OBJECT_PARAMS)?;
+    if ctx.query.get("uploadId").is_some() {
+        // `mpt-abort` (the SDK sends the action; none is the same).
+        let raw = crate::http::read_body(body, 64 << 10).await?;
+        let msg = if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            None
+        } else {
+            Some(ais_core::api::ActMsg::parse(&raw)?)
+        };
+        return super::s3::native(t, ctx, bck, obj, msg.as_ref(), Body::empty()).await;
+    }
     if let Some(owner) = t.foreign_owner(ctx, bck, obj) {
         return Ok(t.hop_redirect(ctx, &owner));
     }

@@ -104,7 +104,7 @@ pub async fn internal(
         }
         (&Method::POST, "mpu", false, false) => {
             let req: CompleteReq = read_json(body, 16 << 20, "complete request").await?;
-            complete(t, upload, &bck, &obj, req).await
+            complete(t, upload, &bck, &obj, req, false).await
         }
         (&Method::DELETE, "mpu", false, false) => {
             let dir = upload_dir(t, upload, &bck, &obj).await?;
@@ -243,6 +243,85 @@ async fn commit(
 
 // ------------------------------------------------------------ multipart
 
+/// AIStore's native multipart upload on `/v1/objects/B/O` (the SDK's
+/// `MultipartUpload`): `POST {action: mpt-upload}` answers an upload id,
+/// `PUT ?uploadId=&partNumber=` stores a part, `POST ?uploadId=
+/// {action: mpt-complete, value: [{part_number, etag}]}` assembles the
+/// object, `DELETE ?uploadId= {action: mpt-abort}` drops it. The uploads are
+/// the S3 front door's (same directory, same durability, same limits).
+pub async fn native(
+    t: &Arc<Target>,
+    ctx: &Ctx,
+    bck: &Bck,
+    obj: &str,
+    msg: Option<&ais_core::api::ActMsg>,
+    body: Body,
+) -> Res {
+    let id = ctx.query.get("uploadId").unwrap_or("");
+    match (&ctx.method, msg.map(|m| m.action.as_str())) {
+        (&Method::POST, Some("mpt-upload")) => {
+            ais_core::names::validate_object_name(obj)?;
+            let up = create_upload(t, ctx, bck, obj).await?;
+            Ok(crate::http::text_ok(&up.upload_id))
+        }
+        (&Method::PUT, None) => {
+            let n: u32 = ctx
+                .query
+                .get("partNumber")
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (1..=MAX_PART).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "partNumber must be an integer from 1 to {MAX_PART}"
+                    ))
+                })?;
+            put_part(t, ctx, id, bck, obj, n, body).await
+        }
+        (&Method::POST, Some("mpt-complete")) => {
+            #[derive(serde::Deserialize)]
+            struct Done {
+                // AIStore's `part-number` (the SDK's wire form).
+                #[serde(rename = "part-number", alias = "part_number")]
+                part_number: u32,
+                #[serde(default)]
+                etag: String,
+            }
+            let value = msg.map(|m| m.value.clone()).unwrap_or_default();
+            let mut done: Vec<Done> = serde_json::from_value(value).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "mpt-complete: expected a list of {{\"part-number\", \"etag\"}}: {e}"
+                ))
+            })?;
+            if done.is_empty() {
+                return Err(ApiError::bad_request("mpt-complete: no parts listed"));
+            }
+            if done.len() > MAX_PART as usize {
+                return Err(ApiError::bad_request(format!(
+                    "mpt-complete: at most {MAX_PART} parts"
+                )));
+            }
+            done.sort_by_key(|d| d.part_number);
+            if done.windows(2).any(|w| w[0].part_number == w[1].part_number) {
+                return Err(ApiError::bad_request("mpt-complete: a part is listed twice"));
+            }
+            let req = CompleteReq {
+                parts: done.into_iter().map(|d| (d.part_number, d.etag)).collect(),
+            };
+            complete(t, id, bck, obj, req, true).await
+        }
+        (&Method::DELETE, Some("mpt-abort") | None) => {
+            let dir = upload_dir(t, id, bck, obj).await?;
+            let _busy = Busy::take(id)?;
+            remove_dir(&dir).await;
+            Ok(crate::http::empty(StatusCode::OK))
+        }
+        (m, a) => Err(ApiError::bad_request(format!(
+            "{m} with uploadId: unsupported action {} (multipart: POST mpt-upload, PUT a part, POST mpt-complete, DELETE mpt-abort)",
+            a.map(|a| format!("\"{a}\"")).unwrap_or_else(|| "(none)".into())
+        ))),
+    }
+}
+
 /// Upload ids: `<random>_<target id>`, so any node can find the target.
 pub fn upload_target(upload_id: &str) -> Option<&str> {
     upload_id.split_once('_').map(|(_, t)| t)
@@ -315,6 +394,10 @@ async fn write_durably(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<(
 }
 
 async fn create(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
+    json_ok(&create_upload(t, ctx, bck, obj).await?)
+}
+
+async fn create_upload(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> ApiResult<Upload> {
     let id = format!("{}_{}", ais_core::gen_id(24), t.core.id);
     if !valid_upload_id(&id) {
         return Err(ApiError::internal(format!(
@@ -342,7 +425,7 @@ async fn create(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         remove_dir(&dir).await;
         return Err(io(e));
     }
-    json_ok(&up)
+    Ok(up)
 }
 
 /// The directory of an upload of `bck/obj` held here.
@@ -505,7 +588,17 @@ fn concat(paths: Vec<PathBuf>) -> impl Stream<Item = std::io::Result<Bytes>> + S
         .flatten()
 }
 
-async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: CompleteReq) -> Res {
+/// Completes an upload with the listed parts. `native` (AIStore's
+/// `mpt-complete`): parts named by number alone (an empty ETag is any) and
+/// of any size; S3's rules otherwise.
+async fn complete(
+    t: &Arc<Target>,
+    id: &str,
+    bck: &Bck,
+    obj: &str,
+    req: CompleteReq,
+    native: bool,
+) -> Res {
     let dir = upload_dir(t, id, bck, obj).await?;
     let _busy = Busy::take(id)?;
     let up = read_upload(&dir).await?;
@@ -526,7 +619,7 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
     for (i, (n, etag)) in req.parts.iter().enumerate() {
         let p = have
             .get(n)
-            .filter(|p| p.etag == etag.trim_matches('"'))
+            .filter(|p| p.etag == etag.trim_matches('"') || (native && etag.is_empty()))
             .ok_or_else(|| {
                 s3err(
                     StatusCode::BAD_REQUEST,
@@ -534,7 +627,7 @@ async fn complete(t: &Arc<Target>, id: &str, bck: &Bck, obj: &str, req: Complete
                     format!("part {n} (ETag {etag}) was not uploaded to {id}"),
                 )
             })?;
-        let min = min_part();
+        let min = if native { 0 } else { min_part() };
         if p.size < min && i + 1 < req.parts.len() {
             return Err(s3err(
                 StatusCode::BAD_REQUEST,

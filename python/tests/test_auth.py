@@ -591,3 +591,62 @@ def test_nodes_wipe_their_secrets_from_their_environment_block(acluster, admin):
             assert secret not in env, (n.role, secret)
         assert b"AIS_AUTH_SECRET=" in env  # the entry is there, its value wiped
 
+
+
+def test_multipart_needs_put_and_its_redirect_binds_the_action(acluster, admin):
+    """A multipart upload writes the object: creating, completing and
+    aborting one need PUT (a rename's OBJ_MOVE is not enough, and PUT
+    alone is); an object action's redirect is good for its own body only
+    (a redirect issued for one action cannot carry another)."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    b = admin.bucket(unique_bucket_name("mpuauth")).create()
+    try:
+        authn.role_manager().create(
+            "mpu-writer", "put only", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD, AccessAttr.PUT],
+            bucket_name=b.name,
+        )
+        authn.role_manager().create(
+            "mpu-mover", "rename only", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD, AccessAttr.OBJ_MOVE],
+            bucket_name=b.name,
+        )
+        authn.user_manager().create("mpu-w", ["mpu-writer"], "w-pw")
+        authn.user_manager().create("mpu-m", ["mpu-mover"], "m-pw")
+        writer = Client(url, token=AuthNClient(url).login("mpu-w", "w-pw"))
+        mover = Client(url, token=AuthNClient(url).login("mpu-m", "m-pw"))
+        # The mover can neither start nor complete nor abort an upload.
+        st, _ = status_of(lambda: mover.bucket(b.name).object("m").multipart_upload().create())
+        assert st == 403, st
+        mpu = writer.bucket(b.name).object("m").multipart_upload().create()
+        mpu.add_part(1).put_content(b"one")
+        foreign = mover.bucket(b.name).object("m").multipart_upload()
+        foreign.upload_id, foreign.parts = mpu.upload_id, [1]
+        assert status_of(foreign.complete)[0] == 403
+        assert status_of(foreign.abort)[0] == 403
+        # The writer can do it all (no OBJ_MOVE needed).
+        assert mpu.complete().status_code == 200
+        assert admin.bucket(b.name).object("m").get_reader().read_all() == b"one"
+        # A redirect issued for a rename does not carry a multipart create.
+        admin.bucket(b.name).object("r").get_writer().put_content(b"r")
+        tok = AuthNClient(url).login("mpu-m", "m-pw")
+        hdr = {"Authorization": f"Bearer {tok}"}
+        rename = {"action": "rename-obj", "name": "r2"}
+        r = requests.post(f"{url}/v1/objects/{b.name}/r", json=rename, headers=hdr,
+                          allow_redirects=False, timeout=30)
+        assert r.status_code == 307, r.text
+        loc = r.headers["Location"]
+        r = requests.post(loc, json={"action": "mpt-upload"}, timeout=30)
+        assert r.status_code in (401, 403), (r.status_code, r.text)
+        r = requests.post(loc, json=rename, timeout=30)
+        assert r.status_code == 200, r.text
+        names = sorted(e.name for e in admin.bucket(b.name).list_all_objects())
+        assert names == ["m", "r2"], names
+    finally:
+        for u in ("mpu-w", "mpu-m"):
+            try:
+                authn.user_manager().delete(u)
+            except (AISError, AuthNError):
+                pass
+        b.delete()

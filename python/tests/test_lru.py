@@ -164,3 +164,33 @@ def test_lru_disabled_and_started_by_hand(lcluster: Cluster) -> None:
         assert not st.aborted, st
     finally:
         ais(c, "config", "reset")
+
+
+def test_lru_says_when_it_cannot_reach_the_low_watermark(lcluster: Cluster) -> None:
+    """Past the cached remote objects there is only ``ais://`` data: the
+    job evicts every cached copy, then ends with an error saying why usage
+    is still above the low watermark (never a silent success); the
+    ``ais://`` objects are all still there."""
+    c = lcluster
+    client = Client(c.url)
+    mp = c.targets[0].mpaths[0]
+    ais(c, "config", "cluster", "lru.enabled=false")
+    try:
+        ais(
+            c, "config", "cluster",
+            "space.cleanupwm=0", "space.lowwm=1", "space.highwm=2", "lru.dont_evict_time=0s",
+        )
+        assert used_pct(mp) > 2
+        job_id = client.job(job_kind="lru").start()
+        deadline = time.monotonic() + 60
+        while not (st := client.job(job_id).status()).end_time:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert "space.lowwm" in st.err and "ais://" in st.err, st
+        # The ais:// data stayed, whole.
+        own = client.bucket("own")
+        assert sorted(e.name for e in own.list_all_objects()) == ["keep-0", "keep-1", "keep-2"]
+        for e in own.list_all_objects():
+            assert len(own.object(e.name).get_reader().read_all()) == MIB
+    finally:
+        ais(c, "config", "reset")

@@ -966,7 +966,10 @@ def test_job_start(client: Client) -> None:
         while not (st := client.job(job_id).status()).end_time:
             assert time.monotonic() < deadline, f"{kind} job {job_id} still running"
             time.sleep(0.1)
-        assert not st.err and not st.aborted, st
+        assert not st.aborted, st
+        # LRU has nothing to do below the high watermark; on a host whose
+        # disk is fuller than that it says why it could not get lower.
+        assert not st.err or (kind == "lru" and "space.lowwm" in st.err), st
     # A kind that does not start this way says which do.
     st, msg = status_of(lambda: client.job(job_kind="copy-bck").start())
     assert st == 400 and "rebalance, resilver" in msg, (st, msg)

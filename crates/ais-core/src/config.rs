@@ -76,7 +76,7 @@ pub static KEYS: &[Key] = &[
         "timeout.max_keepalive",
         Kind::Duration { min_ms: 1000 },
         "4s",
-        Scope::Any,
+        Scope::Cluster,
         "the primary removes a node silent for this long from the cluster map",
     ),
     key(
@@ -313,7 +313,12 @@ pub fn parse_updates<'a>(
     let mut out = Updates::new();
     let mut unknown = Vec::new();
     let mut bad = Vec::new();
+    let mut given = std::collections::BTreeSet::new();
     for (k, v) in pairs {
+        if !given.insert(k) {
+            bad.push(format!("{k}: given more than once"));
+            continue;
+        }
         match find(k) {
             None => unknown.push(k.to_string()),
             Some(key) if node_level && key.scope == Scope::Cluster => bad.push(format!(

@@ -21,11 +21,31 @@ pub struct NodeConfig {
     /// Values from the node's flags (e.g. `--keepalive-timeout`), under
     /// the cluster's and the node's overrides.
     base: Updates,
-    /// This node's own overrides.
-    local: Mutex<Updates>,
-    /// Where `local` is kept.
+    /// This node's own overrides and the cluster version composed last;
+    /// held while composing and publishing, so concurrent changes publish
+    /// in order and none is lost.
+    state: Mutex<Local>,
+    /// Where the saved overrides are kept.
     path: PathBuf,
     tx: tokio::sync::watch::Sender<Arc<Config>>,
+}
+
+#[derive(Default)]
+struct Local {
+    /// Kept in `config.local.json`.
+    saved: Updates,
+    /// `transient=true`: in memory only, over `saved`.
+    transient: Updates,
+    /// The cluster configuration composed last (older ones are ignored).
+    cluster: ClusterConfig,
+}
+
+impl Local {
+    fn own(&self) -> Updates {
+        let mut all = self.saved.clone();
+        all.extend(self.transient.clone());
+        all
+    }
 }
 
 impl NodeConfig {
@@ -33,15 +53,20 @@ impl NodeConfig {
     /// persisted cluster configuration.
     pub fn open(meta_dir: PathBuf, base: Updates, cluster: &ClusterConfig) -> Self {
         let path = meta_dir.join("config.local.json");
-        let local: Updates = std::fs::read(&path)
+        let saved: Updates = std::fs::read(&path)
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok())
             .unwrap_or_default();
-        let cfg = compose(&base, cluster, &local);
+        let local = Local {
+            saved,
+            transient: Updates::new(),
+            cluster: cluster.clone(),
+        };
+        let cfg = compose(&base, cluster, &local.own());
         let (tx, _) = tokio::sync::watch::channel(Arc::new(cfg));
         Self {
             base,
-            local: Mutex::new(local),
+            state: Mutex::new(local),
             path,
             tx,
         }
@@ -57,47 +82,74 @@ impl NodeConfig {
         self.tx.subscribe()
     }
 
-    fn local(&self) -> Updates {
-        self.local.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
     /// The cluster's configuration changed (a push, a join, this primary's
-    /// own change): recompute.
+    /// own change): recompute. An older version than the one composed last
+    /// is ignored. Node watermarks that no longer fit the cluster's are
+    /// dropped (with a warning), so the node never runs an invalid set.
     pub fn cluster_changed(&self, cluster: &ClusterConfig) {
-        self.tx
-            .send_replace(Arc::new(compose(&self.base, cluster, &self.local())));
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if cluster.version < st.cluster.version {
+            return;
+        }
+        st.cluster = cluster.clone();
+        let mut cfg = compose(&self.base, cluster, &st.own());
+        if cfg.validate().is_err() {
+            let dropped: Vec<String> = st
+                .own()
+                .keys()
+                .filter(|k| k.starts_with("space."))
+                .cloned()
+                .collect();
+            st.saved.retain(|k, _| !k.starts_with("space."));
+            st.transient.retain(|k, _| !k.starts_with("space."));
+            if let Err(e) = ais_cluster::save_json(&self.path, &st.saved) {
+                tracing::error!(error = %e, "saving the node's configuration");
+            }
+            tracing::warn!(
+                ?dropped,
+                "the cluster's watermarks conflict with this node's own: the node's dropped"
+            );
+            cfg = compose(&self.base, cluster, &st.own());
+        }
+        self.tx.send_replace(Arc::new(cfg));
     }
 
-    /// The cluster-wide values with `updates` on top, for validating a
-    /// cluster change before it is committed.
+    /// The cluster-wide values (no node's own), for showing and for
+    /// validating a cluster change before it is committed.
     pub fn preview_cluster(&self, cluster: &ClusterConfig) -> Config {
         compose(&self.base, cluster, &Updates::new())
     }
 
     /// Sets (or, with `None`, clears) this node's own overrides.
-    fn set_local(
-        &self,
-        cluster: &ClusterConfig,
-        updates: Option<Updates>,
-        persist: bool,
-    ) -> ApiResult<()> {
-        let mut local = self
-            .local
+    fn set_local(&self, updates: Option<Updates>, transient: bool) -> ApiResult<()> {
+        let mut st = self
+            .state
             .lock()
             .map_err(|_| ApiError::internal("configuration lock poisoned"))?;
-        let mut next = match &updates {
-            Some(_) => local.clone(),
-            None => Updates::new(),
+        let (mut saved, mut trans) = match &updates {
+            Some(_) => (st.saved.clone(), st.transient.clone()),
+            None => (Updates::new(), Updates::new()),
         };
-        next.extend(updates.unwrap_or_default());
-        let cfg = compose(&self.base, cluster, &next);
+        for (k, v) in updates.unwrap_or_default() {
+            if transient {
+                trans.insert(k, v);
+            } else {
+                trans.remove(&k);
+                saved.insert(k, v);
+            }
+        }
+        let mut own = saved.clone();
+        own.extend(trans.clone());
+        let cfg = compose(&self.base, &st.cluster, &own);
         cfg.validate()?;
-        if persist {
-            ais_cluster::save_json(&self.path, &next)
+        if saved != st.saved {
+            ais_cluster::save_json(&self.path, &saved)
                 .map_err(|e| ApiError::internal(format!("saving the node's configuration: {e}")))?;
         }
-        *local = next;
-        drop(local);
+        st.saved = saved;
+        st.transient = trans;
         self.tx.send_replace(Arc::new(cfg));
         Ok(())
     }
@@ -109,17 +161,19 @@ fn compose(base: &Updates, cluster: &ClusterConfig, local: &Updates) -> Config {
     Config::compose(&lower, local, cluster.version)
 }
 
+fn transient(ctx: &Ctx) -> ApiResult<bool> {
+    match ctx.query.get("transient") {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "transient=\"{v}\": expected true or false"
+        ))),
+    }
+}
+
 /// The `key=value` pairs of a set-config query (all but `transient`).
 pub fn query_updates(ctx: &Ctx, node_level: bool) -> ApiResult<(Updates, bool)> {
-    let transient = match ctx.query.get("transient") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(v) => {
-            return Err(ApiError::bad_request(format!(
-                "transient=\"{v}\": expected true or false"
-            )))
-        }
-    };
+    let transient = transient(ctx)?;
     let pairs = ctx
         .query
         .0
@@ -148,28 +202,27 @@ impl NodeConfig {
     }
 
     /// `PUT /v1/daemon/set-config?k=v[&transient=true]`: this node only.
-    pub fn set_node(&self, meta: &MetaStore, ctx: &Ctx) -> Res {
+    pub fn set_node(&self, ctx: &Ctx) -> Res {
         ctx.expect_method(&[Method::PUT])?;
         let (updates, transient) = query_updates(ctx, true)?;
-        self.set_local(&meta.config(), Some(updates.clone()), !transient)?;
+        self.set_local(Some(updates.clone()), transient)?;
         tracing::info!(?updates, transient, "node configuration changed");
         Ok(empty(StatusCode::OK))
     }
 
     /// `PUT /v1/daemon` with a `set-config` or `reset-config` action; `None`
     /// when the action is another one.
-    pub fn node_action(&self, meta: &MetaStore, ctx: &Ctx, msg: &ActMsg) -> Option<Res> {
+    pub fn node_action(&self, ctx: &Ctx, msg: &ActMsg) -> Option<Res> {
         let res = match msg.action.as_str() {
             "set-config" => (|| {
                 ctx.query.reject_unknown("set-config", &["transient"])?;
                 let updates = msg_updates(msg, true)?;
-                let transient = ctx.query.get("transient") == Some("true");
-                self.set_local(&meta.config(), Some(updates), !transient)?;
+                self.set_local(Some(updates), transient(ctx)?)?;
                 Ok(empty(StatusCode::OK))
             })(),
             "reset-config" => (|| {
                 ctx.query.reject_unknown("reset-config", &[])?;
-                self.set_local(&meta.config(), None, true)?;
+                self.set_local(None, false)?;
                 tracing::info!("node configuration reset to the cluster's");
                 Ok(empty(StatusCode::OK))
             })(),

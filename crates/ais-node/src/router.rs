@@ -86,11 +86,11 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
     match (&ep, app) {
         (Endpoint::Health, _) => app.core().health(),
         (Endpoint::Metrics, _) => metrics(app, ctx).await,
-        (Endpoint::DaemonSetConfig, _) => app.core().config.set_node(&app.core().meta, ctx),
+        (Endpoint::DaemonSetConfig, _) => app.core().config.set_node(ctx),
         (Endpoint::Daemon, _) if ctx.method == Method::PUT => {
             let msg = ais_core::api::ActMsg::parse(&crate::http::read_body(body, 1 << 20).await?)?;
             let core = app.core();
-            match (core.config.node_action(&core.meta, ctx, &msg), app) {
+            match (core.config.node_action(ctx, &msg), app) {
                 (Some(r), _) => r,
                 (None, App::Target(t)) => target::lifecycle::daemon_action(t, ctx, msg).await,
                 (None, App::Proxy(_)) => Err(ApiError::bad_request(format!(

@@ -72,21 +72,41 @@ fn invalid_changes_are_refused_whole() {
             "",
             "transient",
         ),
+        (
+            "/v1/cluster/set-config?space.highwm=80&space.highwm=81",
+            "",
+            "given more than once",
+        ),
+        // Jobs by kind: a misspelt field or an unknown kind is refused, not
+        // taken for "every target" or "nothing to stop".
+        (
+            "/v1/cluster",
+            r#"{"action": "start", "value": {"kind": "resilver", "DaemonId": "t1"}}"#,
+            "DaemonId",
+        ),
+        (
+            "/v1/cluster",
+            r#"{"action": "stop", "value": {"kind": "lr"}}"#,
+            "unknown job kind",
+        ),
     ] {
         let (st, msg) = put(&url, path, &[], body);
         assert_eq!(st, 400, "{path}: {msg}");
         assert!(msg.contains(want), "{path}: {msg}");
     }
-    // A cluster-only key cannot be set for one node.
+    // Cluster-only keys cannot be set for one node (the keepalive timeout
+    // is the primary's, for every node).
     let tid = c.targets[0].id.clone();
-    let (st, msg) = put(
-        &url,
-        "/v1/reverse/daemon/set-config?mirror.copies=3",
-        &[("Ais-Node-Id", &tid)],
-        "",
-    );
-    assert_eq!(st, 400, "{msg}");
-    assert!(msg.contains("cluster-wide only"), "{msg}");
+    for key in ["mirror.copies=3", "timeout.max_keepalive=9s"] {
+        let (st, msg) = put(
+            &url,
+            &format!("/v1/reverse/daemon/set-config?{key}"),
+            &[("Ais-Node-Id", &tid)],
+            "",
+        );
+        assert_eq!(st, 400, "{key}: {msg}");
+        assert!(msg.contains("cluster-wide only"), "{msg}");
+    }
     assert_eq!(get_json(&url, "/v1/cluster?what=config", &[]), before);
 }
 
@@ -187,11 +207,20 @@ fn config_changes_apply_live_and_survive_restarts() {
     });
     c.wait_settled().unwrap();
 
-    // One node's own value, through the proxy (`ais config node`).
+    // One node's own value, through the proxy (`ais config node`); one of
+    // them transient (gone after a restart, even when a later change is
+    // saved).
     let tid = c.targets[0].id.clone();
     let (st, msg) = put(
         &url,
-        "/v1/reverse/daemon/set-config?space.highwm=85&lru.enabled=false",
+        "/v1/reverse/daemon/set-config?lru.enabled=false&transient=true",
+        &[("Ais-Node-Id", &tid)],
+        "",
+    );
+    assert_eq!(st, 200, "{msg}");
+    let (st, msg) = put(
+        &url,
+        "/v1/reverse/daemon/set-config?space.highwm=85",
         &[("Ais-Node-Id", &tid)],
         "",
     );
@@ -221,6 +250,41 @@ fn config_changes_apply_live_and_survive_restarts() {
     assert_eq!(cfg["rebalance"]["enabled"], true);
     let i0 = c.targets.iter().position(|t| t.id == tid).unwrap();
     assert_eq!(node_cfg(&c, i0)["space"]["highwm"], 85);
+    assert_eq!(
+        node_cfg(&c, i0)["lru"]["enabled"],
+        true,
+        "a transient value outlived a restart"
+    );
+
+    // A cluster change that the node's own watermarks no longer fit: the
+    // node drops its own (it never runs lowwm >= highwm).
+    let (st, msg) = put(
+        &url,
+        "/v1/reverse/daemon",
+        &[("Ais-Node-Id", &tid), ("Content-Type", "application/json")],
+        r#"{"action": "reset-config"}"#,
+    );
+    assert_eq!(st, 200, "{msg}");
+    let (st, msg) = put(
+        &url,
+        "/v1/reverse/daemon/set-config?space.lowwm=84",
+        &[("Ais-Node-Id", &tid)],
+        "",
+    );
+    assert_eq!(st, 200, "{msg}");
+    let (st, msg) = put(&url, "/v1/cluster/set-config?space.highwm=80", &[], "");
+    assert_eq!(st, 200, "{msg}");
+    let nc = node_cfg(&c, i0);
+    assert_eq!(nc["space"]["highwm"], 80, "{nc}");
+    assert_eq!(nc["space"]["lowwm"], 75, "{nc}");
+    // And the node takes changes again.
+    let (st, msg) = put(
+        &url,
+        "/v1/reverse/daemon/set-config?lru.enabled=false",
+        &[("Ais-Node-Id", &tid)],
+        "",
+    );
+    assert_eq!(st, 200, "{msg}");
 
     // Node reset: back to the cluster's values; cluster reset: defaults.
     let (st, msg) = put(
@@ -230,7 +294,7 @@ fn config_changes_apply_live_and_survive_restarts() {
         r#"{"action": "reset-config"}"#,
     );
     assert_eq!(st, 200, "{msg}");
-    assert_eq!(node_cfg(&c, i0)["space"]["highwm"], 90);
+    assert_eq!(node_cfg(&c, i0)["space"]["highwm"], 80);
     assert_eq!(node_cfg(&c, i0)["lru"]["enabled"], true);
     let (st, msg) = put(
         &url,

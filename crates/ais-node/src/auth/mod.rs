@@ -103,11 +103,14 @@ pub async fn gate(
                     ));
                 }
             }
-            if !matches!(ep, Endpoint::Moss(_)) {
+            let bound = matches!(ep, Endpoint::Moss(_))
+                || (matches!(ep, Endpoint::Object { .. })
+                    && ctx.method == axum::http::Method::POST);
+            if !bound {
                 return Ok(Gate::Pass(body));
             }
-            // A Get-Batch's body names the objects it reads: the signed
-            // query carries its digest. Read (bounded) only now that the
+            // A Get-Batch's body names the objects it reads, an object
+            // action's says what it does: the signed query carries its digest. Read (bounded) only now that the
             // credential is known good, and compared.
             // The last one: the proxy appends its own after whatever the
             // client sent (a client's own `ais_body` must not count).

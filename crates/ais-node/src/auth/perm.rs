@@ -96,14 +96,33 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
         }
     };
     let needs = match ep {
+        Endpoint::Object { bucket, .. } if *m == Method::POST => {
+            // The action decides: a multipart create or completion writes
+            // the object (PUT); a rename moves it.
+            let b = bucket_name(bucket)?;
+            let raw = read_body(body, 2 << 20).await?;
+            let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+            let action = msg.get("action").and_then(|a| a.as_str()).unwrap_or("");
+            let n = if ctx.query.get("uploadId").is_some()
+                || matches!(action, "mpt-upload" | "mpt-complete")
+            {
+                need(PUT, Some(&b), "PUT objects (multipart upload)")
+            } else {
+                need(OBJ_MOVE, Some(&b), "move/rename objects")
+            };
+            return Ok((vec![n], Body::from(raw)));
+        }
         Endpoint::Object { bucket, .. } => {
             let b = bucket_name(bucket)?;
             let (bits, verb) = match *m {
                 Method::GET => (GET, "GET"),
                 Method::HEAD => (OBJ_HEAD, "HEAD"),
                 Method::PUT => (PUT, "PUT"),
+                // Aborting a multipart upload drops what was written.
+                Method::DELETE if ctx.query.get("uploadId").is_some() => {
+                    (PUT, "abort multipart uploads of")
+                }
                 Method::DELETE => (OBJ_DELETE, "DELETE"),
-                Method::POST => (OBJ_MOVE, "move/rename"),
                 _ => (OBJ_UPDATE, "update"),
             };
             vec![need(bits, Some(&b), format!("{verb} objects"))]

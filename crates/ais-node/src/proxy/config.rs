@@ -94,10 +94,10 @@ pub async fn reverse_put(p: &Proxy, ctx: &Ctx, suffix: &str, body: Body) -> Res 
                 let msg = ActMsg::parse(&raw)?;
                 p.core
                     .config
-                    .node_action(&p.core.meta, ctx, &msg)
+                    .node_action(ctx, &msg)
                     .unwrap_or_else(|| Err(ApiError::bad_request("invalid node action")))
             }
-            _ => p.core.config.set_node(&p.core.meta, ctx),
+            _ => p.core.config.set_node(ctx),
         };
     }
     let resp = p

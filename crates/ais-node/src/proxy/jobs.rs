@@ -1035,8 +1035,9 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
 /// `{"action": "start", "value": {"kind": K, "node": ID}}` (the SDK sends
 /// `Kind`, `DaemonID`, `Bck`): starts a job by kind; answers its id.
 async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Res {
-    ctx.query.reject_unknown("start", &["force"])?;
+    ctx.query.reject_unknown("start", &[])?;
     #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
     struct StartMsg {
         #[serde(default, alias = "Kind")]
         kind: String,
@@ -1046,8 +1047,8 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
         bck: Option<Value>,
         #[serde(default, alias = "Buckets")]
         buckets: Option<Value>,
+        /// The SDK sends an empty one.
         #[serde(default, alias = "ID")]
-        #[allow(dead_code)]
         id: String,
     }
     let m: StartMsg = if value.is_null() {
@@ -1056,6 +1057,11 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
         serde_json::from_value(value)
             .map_err(|e| ApiError::bad_request(format!("malformed start request: {e}")))?
     };
+    if !m.id.is_empty() {
+        return Err(ApiError::bad_request(
+            "start: a new job gets its id from the cluster (\"ID\" must be empty)",
+        ));
+    }
     let bucket = m
         .bck
         .as_ref()
@@ -1096,7 +1102,7 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
         (k @ (crate::rpc::types::JOB_RESILVER | crate::rpc::types::JOB_LRU), None) => {
             Ok(text_ok(&launch_on(p, local(k), targets, |_| false).await?))
         }
-        (crate::rpc::types::JOB_EC_ENCODE, Some(b)) => {
+        (crate::rpc::types::JOB_EC_ENCODE, Some(b)) if m.node.is_empty() => {
             start_ec_encode(p, &p.core.bck(b)).await
         }
         ("", _) => Err(ApiError::bad_request("start: missing job kind")),
@@ -1106,15 +1112,37 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
     }
 }
 
+/// Job kinds the cluster runs (what `stop` by kind accepts).
+const STOPPABLE_KINDS: &[&str] = &[
+    crate::rpc::types::JOB_REBALANCE,
+    crate::rpc::types::JOB_RESILVER,
+    crate::rpc::types::JOB_LRU,
+    crate::rpc::types::JOB_EC_ENCODE,
+    crate::rpc::types::JOB_SCRUB,
+    crate::rpc::types::JOB_PREFETCH,
+    crate::rpc::types::JOB_EVICT,
+    crate::rpc::types::JOB_MOVE_BCK,
+    crate::rpc::types::JOB_DELETE,
+    crate::rpc::types::JOB_ARCHIVE,
+    "copy-bck",
+    "etl-bck",
+];
+
 /// `{"action": "stop", "value": {"kind": K}}`: stops every running job of
-/// that kind.
+/// that kind; answers their ids (one per line).
 async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
+    if !STOPPABLE_KINDS.contains(&kind) {
+        return Err(ApiError::bad_request(format!(
+            "stop: unknown job kind \"{kind}\" (kinds: {})",
+            STOPPABLE_KINDS.join(", ")
+        )));
+    }
     let mut ids = p.jobs.ids();
     ids.extend(local_job_ids(p).await);
     // A job the proxy started on targets is also in their lists.
     ids.sort();
     ids.dedup();
-    let mut stopped = 0;
+    let mut stopped = Vec::new();
     for id in ids {
         if let Ok(s) = status(p, &id).await {
             if s["kind"] == kind && s["end_time"] == 0 {
@@ -1124,12 +1152,12 @@ async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
                     }
                 }
                 abort_everywhere(p, &id).await;
-                stopped += 1;
+                stopped.push(id);
             }
         }
     }
-    tracing::info!(kind, stopped, "jobs stopped by kind");
-    Ok(empty(StatusCode::OK))
+    tracing::info!(kind, ?stopped, "jobs stopped by kind");
+    Ok(text_ok(&stopped.join("\n")))
 }
 
 /// Per-object errors of a job, from every target (for `GET /v1/etl/NAME?uuid=JOB`).

@@ -5,7 +5,7 @@
 
 use super::Proxy;
 use crate::error::ApiError;
-use crate::http::{redirect, Ctx, Res};
+use crate::http::{redirect_bound, Ctx, Res};
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use std::time::Duration;
@@ -22,7 +22,13 @@ const SILENT_OWNER: Duration = Duration::from_millis(2500);
 /// and a large one left unread with `Connection: close`, so no client reuses
 /// a connection the server is about to drop.
 pub async fn object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -> Res {
-    let mut r = redirect_object(p, ctx, bucket, obj).await?;
+    if ctx.method == Method::POST {
+        // An object action (rename, multipart create or complete): its
+        // body says what it does, so the redirect's credential binds it.
+        let raw = crate::http::read_body(body, POST_BODY_LIMIT).await?;
+        return redirect_object(p, ctx, bucket, obj, Some(&raw)).await;
+    }
+    let mut r = redirect_object(p, ctx, bucket, obj, None).await?;
     let len: Option<u64> = ctx
         .headers
         .get(header::CONTENT_LENGTH)
@@ -57,7 +63,17 @@ pub async fn object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -
     Ok(r)
 }
 
-async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
+/// The largest object action body (a multipart completion lists up to
+/// 10,000 parts).
+pub const POST_BODY_LIMIT: usize = 2 << 20;
+
+async fn redirect_object(
+    p: &Proxy,
+    ctx: &Ctx,
+    bucket: &str,
+    obj: &str,
+    body: Option<&[u8]>,
+) -> Res {
     ctx.expect_method(&[
         Method::GET,
         Method::PUT,
@@ -105,7 +121,7 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
             .meta
             .with_smap(|s| {
                 s.and_then(|s| s.tmap.get(tid))
-                    .map(|t| redirect(ctx, t.url(), status, &core.id, ""))
+                    .map(|t| redirect_bound(ctx, t.url(), status, &core.id, "", body))
             })
             .ok_or_else(|| {
                 ApiError::unavailable(format!(
@@ -129,7 +145,7 @@ async fn redirect_object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str) -> Res {
         .owner_with(&bck.obj_uname(&obj), |owner| {
             (
                 owner.daemon_id.clone(),
-                redirect(ctx, owner.url(), status, &core.id, ""),
+                redirect_bound(ctx, owner.url(), status, &core.id, "", body),
             )
         })
         .ok_or_else(|| {

@@ -35,7 +35,7 @@ pub async fn add(p: &Proxy, bck: &Bck, patch: &serde_json::Value) -> ApiResult<B
         provider: bck.provider.clone(),
         bid: ais_core::gen_id(10),
         created: ais_core::now_ns().to_string(),
-        ..p.core.config.current().bucket_defaults()
+        ..remote_defaults(p)
     };
     props.apply_patch(patch)?;
     let remote = S3Bucket::new(&bck.name, &props)?;
@@ -95,4 +95,13 @@ pub async fn list_page(
         _ => String::new(),
     };
     Ok((out, token))
+}
+
+/// What a remote bucket starts with: the cluster's bucket defaults, but
+/// never erasure coding (asked for by name only: LRU evicts cached copies,
+/// not parts, and the target count is not checked on first use).
+fn remote_defaults(p: &Proxy) -> BucketProps {
+    let mut d = p.core.config.current().bucket_defaults();
+    d.ec.enabled = false;
+    d
 }

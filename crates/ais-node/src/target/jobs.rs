@@ -214,7 +214,19 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
                     ..Default::default()
                 })?;
             }
-            start_local(t, spec);
+            // One resilver and one LRU at a time here: a newer resilver
+            // supersedes the running one; a second LRU is refused.
+            match spec.kind.as_str() {
+                super::resilver::RESILVER => {
+                    super::resilver::start_with(t, spec);
+                }
+                crate::rpc::types::JOB_LRU => {
+                    super::lru::start_with(t, spec)?;
+                }
+                _ => {
+                    start_local(t, spec);
+                }
+            }
             Ok(empty(StatusCode::OK))
         }
         (Method::GET, "", "") => {

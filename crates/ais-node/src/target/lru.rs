@@ -18,39 +18,69 @@
 
 use super::jobs::{start_local, TargetJob};
 use super::Target;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::rpc::types::{JobSpec, JOB_LRU};
 use ais_core::api::{PropSet, TcbMsg};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Recorded accesses kept at most (a cache with more cached objects falls
-/// back to the files' times for the rest).
+/// Recorded accesses kept at most (8 bytes of key and 8 of time each: a
+/// few tens of MiB at most). Past it the oldest half is dropped.
 const MAX_TRACKED: usize = 1 << 20;
 /// Candidates considered per pass (the oldest ones; memory stays bounded
 /// whatever the number of cached objects).
 const PASS: usize = 50_000;
 
-/// Recent GETs of cached remote objects: uname → unix ns.
+/// A target's LRU state: recent GETs of cached remote objects (by a hash
+/// of the uname → unix ns), the start gate, and the last run that could
+/// not get down to the low watermark.
 #[derive(Default)]
-pub struct Access(Mutex<HashMap<String, i64>>);
+pub struct Access {
+    seen: Mutex<HashMap<u64, i64>>,
+    /// Held from "is one running?" to "started": one LRU job at a time.
+    gate: Mutex<()>,
+    /// When a run ended above `space.lowwm`, and the bytes used then: no
+    /// automatic restart before `lru.capacity_upd_time` has passed and
+    /// usage has grown.
+    stuck: Mutex<Option<(Instant, u64)>>,
+}
+
+fn key(bck: &ais_core::Bck, obj: &str) -> u64 {
+    xxhash_rust::xxh64::xxh64(bck.obj_uname(obj).as_bytes(), 0)
+}
 
 /// Records a GET of `bck/obj` (a remote bucket's cached object).
 pub fn touch(t: &Target, bck: &ais_core::Bck, obj: &str) {
-    if let Ok(mut m) = t.lru.0.lock() {
-        if m.len() < MAX_TRACKED || m.contains_key(&bck.obj_uname(obj)) {
-            m.insert(bck.obj_uname(obj), ais_core::now_ns());
+    if let Ok(mut m) = t.lru.seen.lock() {
+        if m.len() >= MAX_TRACKED {
+            // Keep the newer half: the older entries are the eviction
+            // candidates anyway, and their files' times still order them.
+            let mut times: Vec<i64> = m.values().copied().collect();
+            let mid = times.len() / 2;
+            let (_, cut, _) = times.select_nth_unstable(mid);
+            let cut = *cut;
+            m.retain(|_, v| *v > cut);
+        }
+        m.insert(key(bck, obj), ais_core::now_ns());
+    }
+}
+
+/// Forgets `bck/obj` (deleted or evicted).
+pub fn forget(t: &Target, bck: &ais_core::Bck, obj: &str) {
+    if let Ok(mut m) = t.lru.seen.lock() {
+        if !m.is_empty() {
+            m.remove(&key(bck, obj));
         }
     }
 }
 
-fn last_access(t: &Target, uname: &str) -> i64 {
+fn last_access(t: &Target, bck: &ais_core::Bck, obj: &str) -> i64 {
     t.lru
-        .0
+        .seen
         .lock()
         .ok()
-        .and_then(|m| m.get(uname).copied())
+        .and_then(|m| m.get(&key(bck, obj)).copied())
         .unwrap_or(0)
 }
 
@@ -83,22 +113,32 @@ fn pct(used: u64, total: u64) -> i64 {
 }
 
 /// Starts an LRU job here when usage is above the high watermark, LRU is
-/// enabled, and none runs yet.
+/// enabled, none runs, and the last run that could not reach the low
+/// watermark is not still the latest news.
 pub fn check(t: &Arc<Target>) {
     let cfg = t.core.config.current();
-    if !cfg.bool("lru.enabled") || !t.jobs.running(JOB_LRU).is_empty() {
+    if !cfg.bool("lru.enabled") {
         return;
     }
     let (used, total) = usage(t);
-    if pct(used, total) > cfg.int("space.highwm") {
-        let id = start(t, format!("lru-{}", ais_core::gen_id(10)));
+    if pct(used, total) <= cfg.int("space.highwm") {
+        return;
+    }
+    if let Ok(stuck) = t.lru.stuck.lock() {
+        if let Some((when, at)) = *stuck {
+            if when.elapsed() < cfg.duration("lru.capacity_upd_time") || used <= at {
+                return;
+            }
+        }
+    }
+    let spec = spec(format!("lru-{}", ais_core::gen_id(10)));
+    if let Ok(id) = start_with(t, spec) {
         tracing::info!(node = %t.core.name, job = %id, used, total, "above the high watermark: LRU eviction started");
     }
 }
 
-/// Starts an LRU job here with id `id`; answers it.
-pub fn start(t: &Arc<Target>, id: String) -> String {
-    let spec = JobSpec {
+fn spec(id: String) -> JobSpec {
+    JobSpec {
         id,
         kind: JOB_LRU.into(),
         src: String::new(),
@@ -107,8 +147,24 @@ pub fn start(t: &Arc<Target>, id: String) -> String {
         skip_unchanged: false,
         archive: None,
         smap: None,
-    };
-    start_local(t, spec).id().to_string()
+    }
+}
+
+/// Starts LRU job `spec` here unless one runs (409 naming it).
+pub fn start_with(t: &Arc<Target>, spec: JobSpec) -> ApiResult<String> {
+    let _gate = t
+        .lru
+        .gate
+        .lock()
+        .map_err(|_| ApiError::internal("LRU gate poisoned"))?;
+    if let Some(j) = t.jobs.running(JOB_LRU).first() {
+        return Err(ApiError::Conflict(format!(
+            "{}: LRU job {} is already running",
+            t.core.name,
+            j.id()
+        )));
+    }
+    Ok(start_local(t, spec).id().to_string())
 }
 
 /// Checks capacity every `lru.capacity_upd_time` (re-read each time).
@@ -129,14 +185,16 @@ pub async fn run_periodic(t: Arc<Target>) {
 }
 
 /// The job: evict the least recently used cached remote objects until
-/// usage is at or below `space.lowwm`. Nothing to do below `space.highwm`.
+/// usage is at or below `space.lowwm`. Nothing to do at or below
+/// `space.highwm`; an error when what is left cannot be evicted.
 pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     let cfg = t.core.config.current();
     let (used, total) = usage(t);
     if pct(used, total) <= cfg.int("space.highwm") {
         return Ok(());
     }
-    let low = (total as u128 * cfg.int("space.lowwm").max(0) as u128 / 100) as u64;
+    let lowwm = cfg.int("space.lowwm").max(0);
+    let low = (total as u128 * lowwm as u128 / 100) as u64;
     let recent = ais_core::now_ns() - cfg.duration("lru.dont_evict_time").as_nanos() as i64;
     let buckets: Vec<ais_core::Bck> = t.core.meta.with_bmd(|b| {
         b.buckets
@@ -173,7 +231,7 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                     )
                 })
                 .await
-                .map_err(|e| crate::error::ApiError::internal(e.to_string()))?
+                .map_err(|e| ApiError::internal(e.to_string()))?
                 .map_err(|e| crate::error::storage(&t.core.name, bck, "", e))?;
                 for e in &page.entries {
                     if e.flags & ais_core::api::ENTRY_FLAG_DIR != 0 {
@@ -182,7 +240,7 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                     let Ok(info) = t.store.head(bck, &e.name).await else {
                         continue;
                     };
-                    let used_at = info.atime_ns.max(last_access(t, &bck.obj_uname(&e.name)));
+                    let used_at = info.atime_ns.max(last_access(t, bck, &e.name));
                     if used_at > recent {
                         continue;
                     }
@@ -198,28 +256,44 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                 }
             }
         }
-        let mut victims = heap.into_sorted_vec();
+        let victims = heap.into_sorted_vec();
         let evicted_any = !victims.is_empty();
-        for (_, bi, name, size) in victims.drain(..) {
+        for (_, bi, name, size) in victims {
             if usage(t).0 <= low || job.is_aborted() {
-                return Ok(());
+                return done(t);
             }
             let bck = &buckets[bi];
             match t.store.delete_copies(bck, &name).await {
-                Ok(()) | Err(ais_storage::StorageError::NotFound) => {
-                    if let Ok(mut m) = t.lru.0.lock() {
-                        m.remove(&bck.obj_uname(&name));
-                    }
+                Ok(()) => {
+                    forget(t, bck, &name);
                     job.done_one(size);
                 }
+                // Deleted by someone else meanwhile: not our eviction.
+                Err(ais_storage::StorageError::NotFound) => forget(t, bck, &name),
                 Err(e) => return Err(crate::error::storage(&t.core.name, bck, &name, e)),
             }
         }
-        if !more || !evicted_any || usage(t).0 <= low {
-            if usage(t).0 > low {
-                tracing::warn!(node = %t.core.name, "LRU: nothing more to evict (remaining data is ais:// or used within lru.dont_evict_time)");
+        let now = usage(t).0;
+        if now <= low {
+            return done(t);
+        }
+        if !more || !evicted_any {
+            if let Ok(mut stuck) = t.lru.stuck.lock() {
+                *stuck = Some((Instant::now(), now));
             }
-            return Ok(());
+            return Err(ApiError::Conflict(format!(
+                "{}: {}% used after evicting what could be: the rest is ais:// data, in use within lru.dont_evict_time, or not a cached remote object (space.lowwm is {lowwm}%)",
+                t.core.name,
+                pct(now, total)
+            )));
         }
     }
+}
+
+/// A run that reached the low watermark clears the "stuck" mark.
+fn done(t: &Target) -> ApiResult<()> {
+    if let Ok(mut stuck) = t.lru.stuck.lock() {
+        *stuck = None;
+    }
+    Ok(())
 }

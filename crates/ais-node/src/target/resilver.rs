@@ -89,9 +89,6 @@ pub async fn action(t: &Arc<Target>, ctx: &Ctx, body: Body) -> Res {
 
 /// Starts a resilver here (a running one is superseded); answers its id.
 pub fn start(t: &Arc<Target>) -> String {
-    for j in t.jobs.running(RESILVER) {
-        j.abort("superseded by a newer mountpath change");
-    }
     let spec = JobSpec {
         id: format!("resilver-{}", ais_core::gen_id(10)),
         kind: RESILVER.into(),
@@ -102,6 +99,14 @@ pub fn start(t: &Arc<Target>) -> String {
         archive: None,
         smap: None,
     };
+    start_with(t, spec)
+}
+
+/// Starts the resilver `spec` here, superseding a running one.
+pub fn start_with(t: &Arc<Target>, spec: JobSpec) -> String {
+    for j in t.jobs.running(RESILVER) {
+        j.abort("superseded by a newer resilver");
+    }
     start_local(t, spec).id().to_string()
 }
 

@@ -370,6 +370,30 @@ impl BucketProps {
         }
         let mut cur =
             serde_json::to_value(&*self).map_err(|e| CoreError::Internal(e.to_string()))?;
+        // `force` (AIStore's override flag rides in the value): nothing here
+        // needs overriding, so only `false` is understood.
+        let mut patch = patch.clone();
+        if let Some(m) = patch.as_object_mut() {
+            match m.remove("force") {
+                None | Some(serde_json::Value::Bool(false)) => {}
+                Some(v) => return Err(CoreError::invalid(format!(
+                    "\"force\": {v} is not supported (aistore-rs has no restriction to override)"
+                ))),
+            }
+        }
+        let patch = &patch;
+        // A property we do not have is refused by name, never dropped.
+        let mut unknown = Vec::new();
+        unknown_keys(&cur, patch, "", &mut unknown);
+        unknown.retain(|k| k != "renaming");
+        if !unknown.is_empty() {
+            return Err(CoreError::invalid(format!(
+                "unknown bucket propert{} {} (aistore-rs does not support {})",
+                if unknown.len() > 1 { "ies" } else { "y" },
+                unknown.join(", "),
+                if unknown.len() > 1 { "them" } else { "it" }
+            )));
+        }
         merge_json(&mut cur, patch);
         if patch.get("renaming").is_some() {
             return Err(CoreError::invalid(
@@ -432,6 +456,30 @@ impl BucketProps {
         }
         *self = next;
         Ok(())
+    }
+}
+
+/// Keys of `patch` (dotted) that `cur` does not have.
+fn unknown_keys(
+    cur: &serde_json::Value,
+    patch: &serde_json::Value,
+    prefix: &str,
+    out: &mut Vec<String>,
+) {
+    let serde_json::Value::Object(p) = patch else {
+        return;
+    };
+    for (k, v) in p {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match cur.get(k) {
+            None => out.push(format!("\"{path}\"")),
+            Some(c) if c.is_object() => unknown_keys(c, v, &path, out),
+            Some(_) => {}
+        }
     }
 }
 

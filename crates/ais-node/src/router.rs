@@ -30,18 +30,43 @@ impl App {
     }
 }
 
+/// AIStore's "easy URL" of an `s3://` bucket (`/aws/B[/O]`) as the native
+/// request it stands for (`/v1/buckets/B` or `/v1/objects/B/O` with
+/// `provider=aws`); every other path as it is.
+fn easy_url(path: &str, query: &str) -> (String, String) {
+    let Some(rest) = path.strip_prefix("/aws/") else {
+        return (path.to_string(), query.to_string());
+    };
+    let native = match rest.split_once('/') {
+        Some((b, o)) if !b.is_empty() && !o.is_empty() => format!("/v1/objects/{b}/{o}"),
+        Some((_, "")) | None if !rest.trim_end_matches('/').is_empty() => {
+            format!("/v1/buckets/{}", rest.trim_end_matches('/'))
+        }
+        _ => return (path.to_string(), query.to_string()),
+    };
+    let has_provider = query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("provider"));
+    let query = match (query.is_empty(), has_provider) {
+        (_, true) => query.to_string(),
+        (true, false) => "provider=aws".to_string(),
+        (false, false) => format!("{query}&provider=aws"),
+    };
+    (native, query)
+}
+
 /// One request from the socket (`serve.rs` calls this directly: no tower
 /// router in between, the [`Endpoint`] parse is the routing).
 pub async fn dispatch(app: App, remote: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let (path, raw_query) = easy_url(parts.uri.path(), parts.uri.query().unwrap_or(""));
     let (query, bad_query) = match Query::parse(&raw_query) {
         Ok(q) => (q, None),
         Err(e) => (Query::default(), Some(e)),
     };
     let ctx = Ctx {
         method: parts.method,
-        path: parts.uri.path().to_string(),
+        path,
         raw_query,
         query,
         headers: parts.headers,
@@ -84,7 +109,7 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         crate::auth::Gate::Done(r) => return Ok(r),
     };
     match (&ep, app) {
-        (Endpoint::Health, _) => app.core().health(),
+        (Endpoint::Health, _) => app.core().health(ctx),
         (Endpoint::Metrics, _) => metrics(app, ctx).await,
         (Endpoint::DaemonSetConfig, _) => app.core().config.set_node(ctx),
         (Endpoint::Daemon, _) if ctx.method == Method::PUT => {
@@ -105,8 +130,17 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         (Endpoint::DaemonMountpaths, App::Target(t)) => {
             target::resilver::action(t, ctx, body).await
         }
-        (Endpoint::Daemon, _) if matches!(ctx.query.get("what"), Some("node_status" | "log")) => {
+        (Endpoint::Daemon, _)
+            if matches!(
+                ctx.query.get("what"),
+                Some("node_status" | "status" | "stats" | "log")
+            ) =>
+        {
             node_report(app, ctx).await
+        }
+        (Endpoint::Daemon, _) if ctx.query.get("what") == Some("sysinfo") => {
+            ctx.query.reject_unknown("sysinfo", &["what"])?;
+            crate::http::json_ok(&crate::state::sysinfo())
         }
         (Endpoint::Daemon, _) => app.core().daemon_info(ctx),
         (Endpoint::Metasync, _) => {
@@ -128,8 +162,9 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
 
 /// `GET /metrics`: this node's counters, plus a target's mountpath
 /// capacity and ETL counters gathered now.
-/// `GET /v1/daemon?what=node_status` (this node's identity, state and
-/// counters, as the SDK's `get_performance` reads them) or `what=log`
+/// `GET /v1/daemon?what=node_status` (also `status` and `stats`: this
+/// node's identity, state and counters, as the SDK's `get_performance`
+/// reads them) or `what=log`
 /// (`severity=info|warning|error`; `all=true`: the same as a tar.gz).
 async fn node_report(app: &App, ctx: &Ctx) -> Res {
     ctx.query
@@ -216,6 +251,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
             proxy::config::reverse_put(p, ctx, "/set-config", body).await
         }
         Endpoint::ClusterSetConfig => proxy::config::set_cluster(p, ctx).await,
+        Endpoint::SetPrimary(id) => proxy::cluster::set_primary(p, ctx, id),
         _ => Err(ctx.unknown_path()),
     }
 }

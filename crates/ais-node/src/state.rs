@@ -132,7 +132,11 @@ impl NodeCore {
     }
 
     /// `/v1/health`: 200 once this node is in the cluster.
-    pub fn health(&self) -> Res {
+    pub fn health(&self, ctx: &Ctx) -> Res {
+        // `prr`: "primary ready for rebalance" (the SDK's is_ready): this
+        // node answers once it is part of the cluster, as for a plain probe.
+        ctx.query
+            .reject_unknown("a health probe", &["prr", "cii"])?;
         if self.is_joined() {
             Ok(empty(StatusCode::OK))
         } else {
@@ -199,6 +203,47 @@ impl NodeCore {
         }
         Ok(applied)
     }
+}
+
+/// `what=sysinfo`: the host's CPUs, memory and load, and this process's
+/// memory (AIStore's `sysinfo` fields where they match).
+pub fn sysinfo() -> serde_json::Value {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let load: Vec<f64> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024;
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "mem_total": kib("MemTotal:"),
+        "mem_free": kib("MemFree:"),
+        "mem_available": kib("MemAvailable:"),
+        "proc_mem_rss": rss,
+        "load_avg": {
+            "one": load.first().copied().unwrap_or(0.0),
+            "five": load.get(1).copied().unwrap_or(0.0),
+            "fifteen": load.get(2).copied().unwrap_or(0.0),
+        },
+    })
 }
 
 /// A node's role-specific half: reacts to metadata it is sent.

@@ -240,6 +240,7 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
         Endpoint::Daemon | Endpoint::ReverseDaemon if ctx.query.get("what") == Some("log") => {
             vec![need(ADMIN, None, "read a node's log (admin only)")]
         }
+        Endpoint::SetPrimary(_) => vec![need(ADMIN, None, "set the primary proxy (admin only)")],
         Endpoint::ClusterSetConfig
         | Endpoint::DaemonSetConfig
         | Endpoint::ReverseDaemonSetConfig => {

@@ -22,6 +22,8 @@ pub enum Endpoint<'a> {
     DaemonSetConfig,
     /// `/v1/cluster/set-config?k=v`: the cluster's configuration.
     ClusterSetConfig,
+    /// `/v1/cluster/proxy/ID`: make proxy ID the primary.
+    SetPrimary(&'a str),
     Metasync,
     /// `/v1/cluster`: membership/job queries and actions.
     Cluster,
@@ -165,6 +167,9 @@ impl<'a> Endpoint<'a> {
             ("cluster", "join") => Self::Join,
             ("cluster", "keepalive") => Self::Keepalive,
             ("cluster", "set-config") => Self::ClusterSetConfig,
+            ("cluster", r) if r.starts_with("proxy/") && r.len() > 6 && !r[6..].contains('/') => {
+                Self::SetPrimary(&r[6..])
+            }
             ("buckets", "") => Self::Buckets,
             ("buckets", r) => match split_first(r) {
                 (b, "") => Self::Bucket(b),
@@ -218,6 +223,8 @@ mod tests {
         );
         assert_eq!(Endpoint::parse("/v1/daemon/set-config"), DaemonSetConfig);
         assert_eq!(Endpoint::parse("/v1/cluster/set-config"), ClusterSetConfig);
+        assert_eq!(Endpoint::parse("/v1/cluster/proxy/p1"), SetPrimary("p1"));
+        assert_eq!(Endpoint::parse("/v1/cluster/proxy/"), Unknown);
         assert_eq!(Endpoint::parse("/v1/daemon/mountpaths"), DaemonMountpaths);
         assert_eq!(Endpoint::parse("/metrics/x"), Unknown);
         assert_eq!(Endpoint::parse("/v1/cluster"), Cluster);

@@ -243,7 +243,7 @@ pub const DELETE_OBJECT_PARAMS: &[&str] = &["uploadId"];
 pub const POST_OBJECT_PARAMS: &[&str] = &["uploadId"];
 
 /// Query parameters an object HEAD understands.
-pub const HEAD_OBJECT_PARAMS: &[&str] = &["props", "silent", "latest-ver"];
+pub const HEAD_OBJECT_PARAMS: &[&str] = &["props", "silent", "latest-ver", "check_cached"];
 
 pub fn split_first(s: &str) -> (&str, &str) {
     match s.split_once('/') {

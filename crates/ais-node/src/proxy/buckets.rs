@@ -31,12 +31,27 @@ fn unknown_action(action: &str, bck: &Bck) -> ApiError {
 /// `/v1/buckets`: every bucket.
 pub fn list_buckets(p: &Proxy, ctx: &Ctx) -> Res {
     ctx.expect_method(&[Method::GET])?;
-    if let Some(prov) = ctx.query.get("provider") {
-        ais_core::names::normalize_provider(prov)?;
+    // `presence`: every bucket here is in the cluster (a remote bucket is
+    // added on first use), so each value lists the same ones.
+    ctx.query
+        .reject_unknown("a bucket listing", &["presence"])?;
+    let provider = match ctx.query.get("provider").filter(|p| !p.is_empty()) {
+        Some(prov) => Some(ais_core::names::normalize_provider(prov)?),
+        None => None,
+    };
+    if let Some(v) = ctx.query.get("presence") {
+        if !matches!(v, "0" | "1" | "2" | "3") {
+            return Err(ApiError::bad_request(format!(
+                "presence=\"{v}\": expected 0 (any), 1 (in the cluster or its backend), 2 (in the cluster), 3 (at the backend only)"
+            )));
+        }
     }
     let list: Vec<Bck> = p.core.meta.with_bmd(|b| {
         b.buckets
             .iter()
+            .filter(|(_, props)| provider.as_deref().is_none_or(|pv| props.provider == pv))
+            // presence=3: buckets only at a backend, never added here (none known).
+            .filter(|_| ctx.query.get("presence") != Some("3"))
             .map(|(n, props)| Bck {
                 name: n.clone(),
                 provider: props.provider.clone(),
@@ -93,6 +108,25 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
                 "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
+                "make-n-copies" => {
+                    // AIStore's n-way mirror: the value is the number of
+                    // copies (1 turns mirroring off); then every object
+                    // gets that many (extra copies are removed).
+                    let n = msg
+                        .value
+                        .as_u64()
+                        .or_else(|| msg.value.as_str().and_then(|s| s.parse().ok()))
+                        .filter(|n| (1..=16).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "make-n-copies: the value must be a number of copies from 1 to 16, not {}",
+                                msg.value
+                            ))
+                        })?;
+                    let patch = serde_json::json!({"mirror": {"enabled": n > 1, "copies": n}});
+                    set_props(p, &bck, &patch, false).await?;
+                    super::jobs::start_make_n_copies(p, &bck).await
+                }
                 "move-bck" => super::jobs::start_move(p, ctx, &bck).await,
                 "prefetch-listrange" => {
                     super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_PREFETCH).await

@@ -82,8 +82,109 @@ pub async fn cluster(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
                 .reject_unknown("a configuration query", &["what"])?;
             super::config::show(p)
         }
+        Method::GET
+            if matches!(
+                ctx.query.get("what"),
+                Some("remote" | "stats" | "sysinfo" | "mountpaths" | "target_ips")
+            ) =>
+        {
+            ctx.query.reject_unknown("a cluster query", &["what"])?;
+            cluster_what(p, ctx.query.get("what").unwrap_or("")).await
+        }
         Method::GET => super::jobs::cluster_query(p, ctx, body).await,
         Method::PUT => super::jobs::cluster_action(p, ctx, body).await,
         _ => Err(ctx.not_allowed()),
     }
+}
+
+/// `GET /v1/cluster?what=remote|stats|sysinfo|mountpaths|target_ips`:
+/// the same question asked of every node, answered per node. A node that
+/// does not answer fails the query, naming it (never a partial answer).
+async fn cluster_what(p: &Proxy, what: &str) -> Res {
+    use crate::rpc::{all_ok, fan_out};
+    use serde_json::{json, Map, Value};
+    let smap = p
+        .core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let targets: Vec<ais_core::meta::Snode> = smap.tmap.values().cloned().collect();
+    match what {
+        // No remote AIS clusters can be attached to aistore-rs.
+        "remote" => json_ok(&json!({"a": [], "ver": "0"})),
+        "target_ips" => {
+            let mut ips: Vec<String> = targets
+                .iter()
+                .map(|t| t.public_net.node_ip_addr.clone())
+                .collect();
+            ips.sort();
+            ips.dedup();
+            Ok(crate::http::text_ok(&ips.join(",")))
+        }
+        _ => {
+            let query = match what {
+                "stats" => "what=node_status",
+                "mountpaths" => "what=mountpaths",
+                _ => "what=sysinfo",
+            };
+            let nodes: Vec<ais_core::meta::Snode> = match what {
+                "mountpaths" => targets,
+                _ => smap
+                    .pmap
+                    .values()
+                    .chain(smap.tmap.values())
+                    .cloned()
+                    .collect(),
+            };
+            let answers = all_ok(
+                &format!("cluster {what}"),
+                fan_out(&nodes, crate::rpc::CONTROL_TIMEOUT, |d| async move {
+                    let resp = p.core.rpc.daemon_query(&d, query).await?;
+                    resp.json::<Value>()
+                        .await
+                        .map_err(|e| crate::rpc::RpcError::Decode {
+                            node: d.name.clone(),
+                            why: e.to_string(),
+                        })
+                })
+                .await,
+            )?;
+            let (mut proxies, mut tgts) = (Map::new(), Map::new());
+            for (node, v) in answers {
+                if smap.pmap.contains_key(&node.daemon_id) {
+                    proxies.insert(node.daemon_id.clone(), v);
+                } else {
+                    tgts.insert(node.daemon_id.clone(), v);
+                }
+            }
+            if what == "mountpaths" {
+                return json_ok(&json!({ "targets": tgts }));
+            }
+            json_ok(&json!({ "proxy": proxies, "target": tgts }))
+        }
+    }
+}
+
+/// `PUT /v1/cluster/proxy/ID` (`ais cluster set-primary`): this cluster
+/// has one proxy, the primary; naming it is a no-op, naming another node
+/// is refused until proxies can hand the role over.
+pub fn set_primary(p: &Proxy, ctx: &Ctx, id: &str) -> Res {
+    ctx.expect_method(&[Method::PUT])?;
+    ctx.query.reject_unknown("set-primary", &[])?;
+    let me = &p.core.id;
+    let is_proxy = p
+        .core
+        .meta
+        .with_smap(|s| s.is_some_and(|s| s.pmap.contains_key(id)));
+    if id == me.as_str() && p.primary.is_some() {
+        return Ok(crate::http::empty(StatusCode::OK));
+    }
+    if !is_proxy {
+        return Err(ApiError::NotFound(format!(
+            "set-primary: \"{id}\" is not a proxy in the cluster map"
+        )));
+    }
+    Err(ApiError::NotImplemented(format!(
+        "set-primary: handing the primary role to {id} is not supported yet (p[{me}] stays primary)"
+    )))
 }

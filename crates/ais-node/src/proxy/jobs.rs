@@ -426,6 +426,19 @@ pub async fn start_scrub(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     bucket_job(p, bck, crate::rpc::types::JOB_SCRUB, "scrub", tcb).await
 }
 
+/// `make-n-copies` (after the bucket's mirror props were set): every
+/// target brings its objects to that many copies.
+pub async fn start_make_n_copies(p: &Proxy, bck: &Bck) -> Res {
+    bucket_job(
+        p,
+        bck,
+        crate::rpc::types::JOB_MAKE_N_COPIES,
+        "make-n-copies",
+        TcbMsg::default(),
+    )
+    .await
+}
+
 /// The selection of a bucket job's message (`null`: everything).
 fn tcb_of(msg: &ActMsg) -> ApiResult<TcbMsg> {
     if msg.value.is_null() {
@@ -993,6 +1006,10 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
     match msg.action.as_str() {
         "set-config" | "reset-config" => super::config::cluster_action(p, ctx, &msg).await,
         "start" => start_by_kind(p, ctx, msg.value).await,
+        "shutdown" => super::lifecycle::shutdown_cluster(p).await,
+        "decommission" => Err(ApiError::NotImplemented(
+            "decommission of the whole cluster is not supported by aistore-rs: decommission its targets one by one (decommission-node), then stop the proxy".into(),
+        )),
         "rebalance" | "start-rebalance" => {
             p.primary()?;
             start_rebalance(p).await
@@ -1027,7 +1044,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: set-config, reset-config, stop, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
+            "invalid cluster action \"{other}\" (supported: set-config, reset-config, start, stop, shutdown, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
 }
@@ -1119,6 +1136,7 @@ const STOPPABLE_KINDS: &[&str] = &[
     crate::rpc::types::JOB_LRU,
     crate::rpc::types::JOB_EC_ENCODE,
     crate::rpc::types::JOB_SCRUB,
+    crate::rpc::types::JOB_MAKE_N_COPIES,
     crate::rpc::types::JOB_PREFETCH,
     crate::rpc::types::JOB_EVICT,
     crate::rpc::types::JOB_MOVE_BCK,

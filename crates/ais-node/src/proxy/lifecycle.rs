@@ -333,3 +333,52 @@ async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<O
         return Ok(Some(id));
     }
 }
+
+/// `PUT /v1/cluster {"action": "shutdown"}`: every target leaves and exits
+/// (its data and place in the map kept: a restart brings the cluster back
+/// as it was), then this proxy. Answered once every target has taken it;
+/// a target that cannot be reached fails the request, naming it, and
+/// nothing else stops.
+pub async fn shutdown_cluster(p: &Arc<Proxy>) -> Res {
+    p.primary()?;
+    let targets = p.core.targets();
+    // First make sure every target is there to take it.
+    crate::rpc::all_ok(
+        "cluster shutdown (health of every target)",
+        crate::rpc::fan_out(&targets, crate::rpc::CONTROL_TIMEOUT, |d| async move {
+            p.core.rpc.daemon_query(&d, "what=snode").await.map(drop)
+        })
+        .await,
+    )?;
+    let results = crate::rpc::fan_out(&targets, crate::rpc::CONTROL_TIMEOUT, |d| async move {
+        let msg = ActMsg {
+            action: SHUTDOWN.into(),
+            name: String::new(),
+            value: serde_json::Value::Null,
+        };
+        p.core.rpc.node_action(&d, &msg).await
+    })
+    .await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{}: {e}", n.name())))
+        .collect();
+    if !failed.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "cluster shutdown: {} of {} targets did not take it ({}); the proxy keeps running",
+            failed.len(),
+            targets.len(),
+            failed.join("; ")
+        )));
+    }
+    tracing::warn!(
+        targets = targets.len(),
+        "cluster shutdown: every target is leaving; this proxy exits next"
+    );
+    let core = p.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        core.core.leave();
+    });
+    Ok(crate::http::empty(axum::http::StatusCode::OK))
+}

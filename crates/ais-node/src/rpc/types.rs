@@ -29,6 +29,10 @@ pub const JOB_LRU: &str = "lru";
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 
+/// Job kind of `make-n-copies`: a scrub after the bucket's mirror copies
+/// were set (missing copies made, extra ones removed).
+pub const JOB_MAKE_N_COPIES: &str = "make-n-copies";
+
 /// Job kind that fetches a remote bucket's objects into the cluster
 /// (`prefetch-listrange`): names, a template, or a prefix of the backend's
 /// listing; each target fetches the ones it owns.

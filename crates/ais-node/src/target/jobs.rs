@@ -277,7 +277,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             crate::rpc::types::JOB_LRU => super::lru::run(&t, &j).await,
             ARCHIVE => super::archive::run_job(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
-            SCRUB => match run(&t, &j).await {
+            SCRUB | crate::rpc::types::JOB_MAKE_N_COPIES => match run(&t, &j).await {
                 // Then the bucket's erasure-coded parts.
                 Ok(()) => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
                 e => e,
@@ -552,7 +552,7 @@ async fn settle_writes_before_move(t: &Arc<Target>, src: &str) -> ApiResult<()> 
 /// Transforms (or copies) one local object and writes it to the destination owner.
 async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let spec = &job.spec;
-    if spec.kind == SCRUB {
+    if spec.kind == SCRUB || spec.kind == crate::rpc::types::JOB_MAKE_N_COPIES {
         return scrub_one(t, job, name, size).await;
     }
     if spec.kind == crate::rpc::types::JOB_PREFETCH || spec.kind == crate::rpc::types::JOB_EVICT {

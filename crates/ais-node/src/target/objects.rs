@@ -306,7 +306,9 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
         Ok(i) => i,
         Err(StorageError::NotFound) => {
             let foreign = t.foreign_owner(ctx, bck, obj);
-            if foreign.is_none() {
+            // `check_cached=true`: is it in the cluster (not at the backend)?
+            let cached_only = ctx.query.get("check_cached") == Some("true");
+            if foreign.is_none() && !cached_only {
                 if let Some(remote) = super::remote::backend_of(t, bck)? {
                     return super::remote::head(t, &remote, bck, obj).await;
                 }

@@ -217,3 +217,86 @@ fn malformed_multipart_requests_are_refused() {
     let out = ok(&url, &["object", "cat", "ais://m2/o"]);
     assert_eq!(out, "one");
 }
+
+/// A part damaged on disk after it was stored is found at completion: the
+/// object is not assembled from it (an error, nothing stored) and the
+/// upload is left as it was, to re-send the part or abort.
+#[test]
+fn a_part_damaged_on_disk_is_never_assembled() {
+    let c = Cluster::start(1).unwrap();
+    let url = c.url().to_string();
+    let (st, _) = raw_http(
+        &url,
+        "POST",
+        "/v1/buckets/dmg",
+        &[("Content-Type", "application/json")],
+        br#"{"action": "create-bck"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let t = &c.targets[0].url;
+    let json = [("Content-Type", "application/json")];
+    let (st, id) = raw_http(
+        t,
+        "POST",
+        "/v1/objects/dmg/o",
+        &json,
+        br#"{"action": "mpt-upload"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let id = String::from_utf8(id).unwrap();
+    for (n, body) in [(1, vec![b'a'; 4096]), (2, vec![b'b'; 10])] {
+        let (st, msg) = raw_http(
+            t,
+            "PUT",
+            &format!("/v1/objects/dmg/o?uploadId={id}&partNumber={n}"),
+            &[],
+            &body,
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&msg));
+    }
+    // Flip one byte of part 1's data file.
+    let dir = c.targets[0].data.join("mp1").join(".ais-s3-mpu").join(&id);
+    let data = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("data-00001-")
+        })
+        .unwrap_or_else(|| panic!("no part 1 in {}", dir.display()));
+    let mut raw = std::fs::read(&data).unwrap();
+    raw[100] ^= 0xff;
+    std::fs::write(&data, raw).unwrap();
+    let complete =
+        br#"{"action": "mpt-complete", "value": [{"part-number": 1}, {"part-number": 2}]}"#;
+    let path = format!("/v1/objects/dmg/o?uploadId={id}");
+    let (st, msg) = raw_http(t, "POST", &path, &json, complete).unwrap();
+    let msg = String::from_utf8_lossy(&msg);
+    assert!(st >= 500, "{st}: {msg}");
+    assert!(msg.contains("part 1 is damaged"), "{msg}");
+    let (st, _) = raw_http(&url, "HEAD", "/v1/objects/dmg/o", &[], b"").unwrap();
+    assert!(st == 404 || st == 307, "{st}");
+    let (st, _) = raw_http(t, "HEAD", "/v1/objects/dmg/o", &[], b"").unwrap();
+    assert_eq!(st, 404, "a damaged assembly was stored");
+    // The part sent again, completion works.
+    let (st, _) = raw_http(
+        t,
+        "PUT",
+        &format!("/v1/objects/dmg/o?uploadId={id}&partNumber=1"),
+        &[],
+        &[b'a'; 4096],
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let (st, msg) = raw_http(t, "POST", &path, &json, complete).unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&msg));
+    let (st, body) = raw_http(t, "GET", "/v1/objects/dmg/o", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(body.len(), 4106);
+    assert!(body[..4096].iter().all(|b| *b == b'a'));
+}

@@ -578,11 +578,45 @@ async fn put_part(
 }
 
 /// The parts' bytes, in order, as one stream.
-fn concat(paths: Vec<PathBuf>) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    futures::stream::iter(paths)
-        .then(|p| async move { tokio::fs::File::open(p).await })
-        .map(|r| match r {
-            Ok(f) => tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).left_stream(),
+/// Each part's bytes are checked against what was recorded when it was
+/// stored (size and MD5): a part damaged on disk since ends the stream
+/// with an error, so the object is never assembled from it.
+fn concat(
+    parts: Vec<(PathBuf, Part)>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::iter(parts)
+        .then(|(path, part)| async move { (tokio::fs::File::open(path).await, part) })
+        .map(|(r, part)| match r {
+            Ok(f) => {
+                let seen = Arc::new(Mutex::new((Md5::new(), 0u64)));
+                let s2 = seen.clone();
+                let data = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20).inspect(
+                    move |c| {
+                        if let (Ok(c), Ok(mut s)) = (c, s2.lock()) {
+                            s.0.update(c);
+                            s.1 += c.len() as u64;
+                        }
+                    },
+                );
+                let check = futures::stream::once(async move {
+                    let (md5, n) = match seen.lock() {
+                        Ok(mut s) => (std::mem::take(&mut s.0).finalize(), s.1),
+                        Err(_) => return Some(Err(std::io::Error::other("part check poisoned"))),
+                    };
+                    if n != part.size || hex(&md5) != part.etag {
+                        return Some(Err(std::io::Error::other(format!(
+                            "part {} is damaged on disk ({n} bytes with MD5 {}; stored: {} bytes, {})",
+                            part.number,
+                            hex(&md5),
+                            part.size,
+                            part.etag
+                        ))));
+                    }
+                    None
+                })
+                .filter_map(|r| async move { r });
+                data.chain(check).left_stream()
+            }
             Err(e) => futures::stream::once(async move { Err(e) }).right_stream(),
         })
         .flatten()
@@ -651,7 +685,10 @@ async fn complete(
     let size: u64 = chosen.iter().map(|p| p.size).sum();
     let mut custom = up.meta.clone();
     custom.insert(ETAG_KEY.into(), etag.clone());
-    let paths: Vec<PathBuf> = chosen.iter().map(|p| dir.join(&p.file)).collect();
+    let paths: Vec<(PathBuf, Part)> = chosen
+        .iter()
+        .map(|p| (dir.join(&p.file), p.clone()))
+        .collect();
     let owner = t
         .core
         .owner(&bck.obj_uname(obj))
@@ -661,7 +698,13 @@ async fn complete(
         let serr = |e| error::storage(&t.core.name, bck, obj, e);
         let mut w = super::objects::writer(t, bck, obj).await?;
         let mut s = std::pin::pin!(concat(paths));
-        let io = io_err(t, "read a part");
+        let io = |e: std::io::Error| {
+            ApiError::internal(format!(
+                "{}: completing upload {id} of {}/{obj}: {e}; nothing was stored",
+                t.core.name,
+                bck.cname()
+            ))
+        };
         while let Some(chunk) = s.next().await {
             w.write(&chunk.map_err(&io)?).await.map_err(serr)?;
         }

@@ -31,13 +31,20 @@ pub enum AuthCmd {
         #[command(subcommand)]
         what: ShowCmd,
     },
-    /// Remove a user.
+    /// Remove a user or a role, or revoke a token.
     Rm {
         #[command(subcommand)]
         what: RmCmd,
     },
-    /// Revoke a token (admin, or your own).
+    /// Change a user (password, roles) or a role (permissions).
+    Set {
+        #[command(subcommand)]
+        what: SetCmd,
+    },
+    /// Revoke a token (admin, or your own); as `ais auth rm token`.
     Revoke { token: String },
+    /// Who the saved token says you are: user, expiry, roles, permissions.
+    Whoami,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,13 +70,42 @@ pub enum AddCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ShowCmd {
+    /// Users and their roles.
     User,
+    /// Roles.
     Role,
+    /// The cluster AuthN serves (one: this cluster, alias "local").
+    Cluster,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RmCmd {
+    /// Remove a user.
     User { name: String },
+    /// Remove a role (refused while users hold it).
+    Role { name: String },
+    /// Revoke a token.
+    Token { token: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetCmd {
+    /// `ais auth set user NAME [PASSWORD] [--role R ...]`
+    User {
+        name: String,
+        password: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// `ais auth set role NAME PERM [--bucket B]` (replaces its permissions).
+    Role {
+        name: String,
+        perm: String,
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long, default_value = "")]
+        desc: String,
+    },
 }
 
 fn perm_bits(s: &str) -> anyhow::Result<u64> {
@@ -155,6 +191,29 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
                     println!("{name:<20} {}", roles.join(", "));
                 }
             }
+            ShowCmd::Cluster => {
+                let v = client.auth_clusters().await?;
+                let list: Vec<serde_json::Value> = match &v["clusters"] {
+                    serde_json::Value::Object(m) => m.values().cloned().collect(),
+                    serde_json::Value::Array(a) => a.clone(),
+                    _ => Vec::new(),
+                };
+                println!("{:<16} {:<10} URLS", "CLUSTER ID", "ALIAS");
+                for c in list {
+                    let urls: Vec<String> = c["urls"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|u| u.as_str().map(str::to_string))
+                        .collect();
+                    println!(
+                        "{:<16} {:<10} {}",
+                        c["id"].as_str().unwrap_or(""),
+                        c["alias"].as_str().unwrap_or(""),
+                        urls.join(", ")
+                    );
+                }
+            }
             ShowCmd::Role => {
                 let roles = client.roles().await?;
                 println!("{:<16} {:<6} DESCRIPTION", "ROLE", "ADMIN");
@@ -173,7 +232,42 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
                 client.remove_user(&name).await?;
                 println!("User \"{name}\" removed");
             }
+            RmCmd::Role { name } => {
+                client.remove_role(&name).await?;
+                println!("Role \"{name}\" removed");
+            }
+            RmCmd::Token { token } => {
+                client.revoke_token(&token).await?;
+                println!("Token revoked");
+            }
         },
+        AuthCmd::Set { what } => match what {
+            SetCmd::User {
+                name,
+                password,
+                roles,
+            } => {
+                if password.is_none() && roles.is_empty() {
+                    anyhow::bail!("nothing to change: give a new PASSWORD and/or --role");
+                }
+                client
+                    .update_user(&name, password.as_deref().unwrap_or(""), &roles)
+                    .await?;
+                println!("User \"{name}\" updated");
+            }
+            SetCmd::Role {
+                name,
+                perm,
+                bucket,
+                desc,
+            } => {
+                client
+                    .update_role(&name, &desc, perm_bits(&perm)?, bucket.as_deref())
+                    .await?;
+                println!("Role \"{name}\" updated");
+            }
+        },
+        AuthCmd::Whoami => crate::views::whoami(client).await?,
         AuthCmd::Revoke { token } => {
             client.revoke_token(&token).await?;
             println!("Token revoked");

@@ -15,8 +15,46 @@ pub enum ClusterCmd {
         #[command(subcommand)]
         cmd: NodeCmd,
     },
+    /// Start a global rebalance now (`ais cluster rebalance`), show the
+    /// newest one (`... show`), or stop it (`... stop`).
+    Rebalance {
+        #[command(subcommand)]
+        cmd: Option<RebalanceCmd>,
+    },
+    /// The cluster, its throughput and its jobs at a glance (as `ais show dashboard`).
+    Dashboard,
+    /// The cluster map (as `ais show cluster`).
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save every node's log archive (one .tar.gz per node) in OUT_DIR
+    /// (default: the system's temporary directory).
+    DownloadLogs {
+        out_dir: Option<String>,
+        /// info (every line), warning or error.
+        #[arg(long, default_value = "info")]
+        severity: String,
+    },
+    /// Shut the whole cluster down (every target, then the proxy).
+    Shutdown {
+        /// Do it (there is no prompt).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RebalanceCmd {
     /// Start a global rebalance now.
-    Rebalance,
+    Start,
+    /// The newest rebalance, per target.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running rebalance.
+    Stop,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +96,22 @@ pub enum StorageCmd {
     },
     /// Objects, sizes and disk use per bucket (as `ais bucket summary`).
     Summary(crate::objects::SummaryArgs),
+    /// Capacity per target and mountpath (as `ais show storage`).
+    Show {
+        target_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read-only report of a bucket's objects: counts, sizes, missing
+    /// copies, small and large objects (as `ais scrub`).
+    Validate(crate::views::ScrubArgs),
+    /// Start a resilver (every target, or one): objects move to the
+    /// mountpaths they belong on.
+    Resilver {
+        target_id: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,9 +134,42 @@ pub enum MpathCmd {
 pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
     let cmd = match cmd {
         ClusterCmd::AddRemoveNodes { cmd } => cmd,
-        ClusterCmd::Rebalance => {
-            let id = client.start_rebalance().await?;
-            println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
+        ClusterCmd::Rebalance { cmd } => {
+            return match cmd.unwrap_or(RebalanceCmd::Start) {
+                RebalanceCmd::Start => {
+                    let id = client.start_rebalance().await?;
+                    println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
+                    Ok(())
+                }
+                RebalanceCmd::Show { json } => show_rebalance(client, json).await,
+                RebalanceCmd::Stop => {
+                    client.stop_jobs_of_kind("rebalance").await?;
+                    println!("rebalance stopped");
+                    Ok(())
+                }
+            };
+        }
+        ClusterCmd::Show { json } => return crate::fmt::show_cluster(client, json).await,
+        ClusterCmd::Dashboard => return crate::views::dashboard(client).await,
+        ClusterCmd::DownloadLogs { out_dir, severity } => {
+            return crate::views::download_logs(client, out_dir.as_deref(), &severity).await;
+        }
+        ClusterCmd::Shutdown { yes } => {
+            if !yes {
+                bail!(
+                    "this stops every node of the cluster at {}: run again with --yes",
+                    client.endpoint()
+                );
+            }
+            let msg = ais_core::api::ActMsg::new("shutdown");
+            client
+                .raw(
+                    ais_client::HttpMethod::PUT,
+                    "/v1/cluster",
+                    Some(serde_json::to_vec(&msg)?.into()),
+                )
+                .await?;
+            println!("Cluster shutting down");
             return Ok(());
         }
     };
@@ -210,6 +297,15 @@ pub async fn storage(client: &Client, cmd: StorageCmd) -> anyhow::Result<()> {
     let cmd = match cmd {
         StorageCmd::Mountpath { cmd } => cmd,
         StorageCmd::Summary(a) => return crate::objects::summary(client, a).await,
+        StorageCmd::Show { target_id, json } => {
+            return crate::views::storage(client, target_id.as_deref(), json).await
+        }
+        StorageCmd::Validate(a) => return crate::views::scrub(client, a).await,
+        StorageCmd::Resilver { target_id, wait } => {
+            let node =
+                target_id.map(|t| t.trim_start_matches("t[").trim_end_matches(']').to_string());
+            return crate::jobs::start_kind(client, "resilver", node.as_deref(), None, wait).await;
+        }
     };
     let smap = client.smap().await?;
     let (action, tid, path) = match cmd {

@@ -25,6 +25,7 @@ pub enum EtlCmd {
         job2: Option<String>,
     },
     /// Print an ETL's logs (all targets, or one).
+    #[command(name = "view-logs", visible_alias = "logs")]
     Logs {
         name: String,
         target: Option<String>,

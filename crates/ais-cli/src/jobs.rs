@@ -184,7 +184,22 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
 
 pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::Result<()> {
     let list: Vec<JobStatus> = match id {
-        Some(id) => vec![client.job_status(id).await?],
+        // A job id, or (as AIStore's `ais show job KIND`) every job of a kind.
+        Some(id) => match client.job_status(id).await {
+            Ok(s) => vec![s],
+            Err(e) => {
+                let of_kind: Vec<JobStatus> = client
+                    .jobs()
+                    .await?
+                    .into_iter()
+                    .filter(|j| j.kind == id)
+                    .collect();
+                if of_kind.is_empty() {
+                    return Err(e.into());
+                }
+                of_kind
+            }
+        },
         None => client.jobs().await?,
     };
     if json_out {
@@ -226,6 +241,51 @@ pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::
 /// Job kinds started or stopped by name (`ais job start KIND`).
 pub const KINDS: &[&str] = &["rebalance", "resilver", "lru", "ec-encode"];
 
+/// `ais job stop` / `ais stop`: `[job|xaction] ID`, `KIND`, `KIND ID`, or `--all [KIND]`.
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// A job id, a kind (rebalance, resilver, lru, ec-encode, ...), or KIND ID.
+    pub args: Vec<String>,
+    /// Every running job (of the kind, when one is given).
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub async fn stop_cmd(client: &Client, a: StopArgs) -> anyhow::Result<()> {
+    let words: Vec<&str> = a
+        .args
+        .iter()
+        .map(String::as_str)
+        .skip_while(|w| matches!(*w, "job" | "xaction"))
+        .collect();
+    if a.all {
+        let kind = words.first().copied();
+        let mut n = 0;
+        for r in client.running_jobs().await? {
+            // `KIND[ID]`
+            let (k, id) = match r.split_once('[') {
+                Some((k, rest)) => (k, rest.trim_end_matches(']')),
+                None => ("", r.as_str()),
+            };
+            if kind.is_some_and(|want| want != k) {
+                continue;
+            }
+            client.stop_job(id).await?;
+            println!("job {id} ({k}) stopped");
+            n += 1;
+        }
+        if n == 0 {
+            println!("No running jobs");
+        }
+        return Ok(());
+    }
+    match words.as_slice() {
+        [what] => stop(client, what).await,
+        [_kind, id] => stop(client, id).await,
+        _ => bail!("usage: ais stop JOB_ID | KIND | KIND JOB_ID | --all [KIND]"),
+    }
+}
+
 /// `ais job stop ID|KIND`.
 pub async fn stop(client: &Client, what: &str) -> anyhow::Result<()> {
     if KINDS.contains(&what) {
@@ -257,6 +317,75 @@ pub async fn start_kind(
         println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
         Ok(())
     }
+}
+
+/// `ais job start` / `ais start`: `KIND [NODE_ID | BUCKET]`.
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// rebalance, resilver, lru, ec-encode or mirror (make-n-copies).
+    pub kind: String,
+    /// NODE_ID (resilver, lru: one target) or BUCKET (ec-encode).
+    pub target: Option<String>,
+    /// The bucket (ec-encode).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// ec-encode: data slices (switches erasure coding on with these).
+    #[arg(long, short = 'd')]
+    pub data_slices: Option<u32>,
+    /// ec-encode: parity slices.
+    #[arg(long, short = 'p')]
+    pub parity_slices: Option<u32>,
+    /// mirror: the number of copies of every object (1 turns mirroring off).
+    #[arg(long)]
+    pub copies: Option<u32>,
+    /// Wait for the job (progress bar).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
+    let (mut node, mut bucket) = (None, a.bucket.clone());
+    if let Some(t) = &a.target {
+        if t.contains("://") {
+            bucket = Some(t.clone());
+        } else {
+            node = Some(t.clone());
+        }
+    }
+    if a.kind == "mirror" || a.kind == "make-n-copies" {
+        let Some(b) = &bucket else {
+            bail!("mirror takes a bucket: ais start mirror ais://BUCKET --copies 2");
+        };
+        let bck = parse_bucket(b)?;
+        let n = a.copies.unwrap_or(2);
+        let id = client.make_n_copies(&bck.name, n).await?;
+        println!(
+            "Started make-n-copies[{id}] ({n} copies of every object of {})",
+            bck.cname()
+        );
+        return if a.wait {
+            wait(client, &id, None).await
+        } else {
+            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+            Ok(())
+        };
+    }
+    if a.kind == "ec-encode" && (a.data_slices.is_some() || a.parity_slices.is_some()) {
+        let Some(b) = &bucket else {
+            bail!("ec-encode takes a bucket: ais start ec-encode ais://BUCKET -d 2 -p 2");
+        };
+        let bck = parse_bucket(b)?;
+        let (d, p) = (a.data_slices.unwrap_or(2), a.parity_slices.unwrap_or(2));
+        let id = client.ec_encode(&bck.name, d, p).await?;
+        println!("Started ec-encode[{id}] ({d} data + {p} parity slices)");
+        return if a.wait {
+            wait(client, &id, None).await
+        } else {
+            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+            Ok(())
+        };
+    }
+    start_kind(client, &a.kind, node.as_deref(), bucket.as_deref(), a.wait).await
 }
 
 /// `ais etl show errors NAME JOB`: every per-object failure of a job.

@@ -1,6 +1,7 @@
 //! `ais`: the command-line tool, with AIStore's verbs and output style.
 //! Talks to the cluster at `AIS_ENDPOINT` (default http://localhost:8080).
 
+mod archive;
 mod auth;
 mod cluster;
 mod config;
@@ -9,12 +10,15 @@ mod fmt;
 mod jobs;
 mod mpu;
 mod objects;
+mod parity;
 mod perf;
 mod props;
+mod template;
+mod views;
 
 use ais_client::Client;
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,7 +41,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show cluster, buckets, ETLs or jobs.
+    /// Show cluster, buckets, objects, storage, performance, configuration, jobs, logs.
     Show {
         #[command(subcommand)]
         what: ShowCmd,
@@ -47,13 +51,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BucketCmd,
     },
-    /// List buckets, or objects in a bucket: `ais ls ais://B --prefix P`.
+    /// List buckets, or objects in a bucket: `ais ls ais://B --prefix P` (as `ais bucket ls`).
     Ls(objects::LsArgs),
-    /// Upload a file, a directory (-r) or stdin (-) into a bucket.
+    /// Upload a file, a directory (-r), a template or list of files, or stdin (-) (as `ais object put`).
     Put(objects::PutArgs),
-    /// Download an object to a file (default: its base name) or stdout (-).
+    /// Download an object (or a range, or a shard's member) to a file or stdout (-) (as `ais object get`).
     Get(objects::GetArgs),
-    /// Object commands (cat, ...).
+    /// Object commands: get, put, cp, mv, rm, cat, show, concat, set-custom, mpu, ...
     Object {
         #[command(subcommand)]
         cmd: ObjectCmd,
@@ -65,9 +69,25 @@ enum Cmd {
         cmd: mpu::MpuCmd,
     },
     /// Remove objects: `ais rm ais://B/O ...`, or many as one job:
-    /// `ais rm ais://B --list a,b`, `--template "shard-{000..999}.tar"`, `--prefix P`.
-    #[command(alias = "rmo")]
+    /// `ais rm ais://B --list a,b`, `--template "shard-{000..999}.tar"`, `--prefix P`
+    /// (AIStore's `ais rmo`, as `ais object rm`).
+    #[command(visible_alias = "rmo")]
     Rm(objects::RmArgs),
+    /// Create buckets (as `ais bucket create`).
+    Create {
+        #[arg(required = true)]
+        buckets: Vec<String>,
+    },
+    /// Copy a bucket, a selection of it, or one object (as `ais bucket cp`).
+    Cp(jobs::SelectArgs),
+    /// Destroy buckets and every object in them (as `ais bucket rm`).
+    Rmb {
+        #[arg(required = true)]
+        buckets: Vec<String>,
+    },
+    /// Start a job: `ais start rebalance|resilver|lru [NODE_ID]`,
+    /// `ais start ec-encode ais://B -d 2 -p 2` (as `ais job start`).
+    Start(jobs::StartArgs),
     /// Initialise, list, run and manage ETL transforms.
     Etl {
         #[command(subcommand)]
@@ -80,15 +100,10 @@ enum Cmd {
     /// them): s3://BUCKET/OBJECT, --prefix, --list, --template, or the
     /// whole bucket (it leaves the cluster).
     Evict(objects::RemoteArgs),
-    /// Verify every object of a bucket (size, checksum, mirror copies) and
-    /// repair what its redundancy allows, as a job.
-    Scrub {
-        /// ais://BUCKET
-        bucket: String,
-        /// Wait for the job (progress bar).
-        #[arg(long)]
-        wait: bool,
-    },
+    /// Check buckets (read-only): objects, sizes, missing copies, small and
+    /// large objects (as `ais storage validate`); `--repair`: aistore-rs's
+    /// scrub job, which verifies every object and repairs what redundancy allows.
+    Scrub(views::ScrubArgs),
     /// Erasure-code a bucket: switch `ec` on with DATA+PARITY slices and code
     /// its existing objects, as a job (objects up to ec.objsize_limit are
     /// replicated to PARITY other targets instead).
@@ -103,28 +118,31 @@ enum Cmd {
         #[arg(long)]
         wait: bool,
     },
-    /// Create shards: `ais archive bucket ais://SRC ais://DST/shard.tar --template "o-{00..99}"`.
+    /// Shards: `ais archive bucket|put|get|ls|gen-shards`.
     Archive {
         #[command(subcommand)]
         cmd: ArchiveCmd,
     },
     /// Get many objects (or shard members) in one request, as one tar in the
-    /// order given (AIStore's Get-Batch).
+    /// order given (AIStore's Get-Batch; as `ais ml get-batch`).
     Batch(objects::BatchArgs),
-    /// Wait for a job to finish (progress bar).
+    /// Machine-learning operations: `ais ml get-batch` (Get-Batch).
+    Ml {
+        #[command(subcommand)]
+        cmd: MlCmd,
+    },
+    /// Wait for a job to finish (progress bar) (as `ais job wait`).
     Wait {
         id: String,
         /// Give up waiting after this long (e.g. 10m).
         #[arg(long, default_value = "")]
         timeout: String,
     },
-    /// Stop things: `ais stop job ID`.
-    Stop {
-        #[command(subcommand)]
-        what: StopCmd,
-    },
+    /// Stop jobs: `ais stop JOB_ID`, `ais stop KIND`, `ais stop job JOB_ID`,
+    /// `ais stop --all` (as `ais job stop`).
+    Stop(jobs::StopArgs),
     /// Jobs: `ais job start rebalance|resilver|lru [NODE_ID]`,
-    /// `ais job start ec-encode --bucket ais://B`, `ais job stop ID|KIND`,
+    /// `ais job start ec-encode ais://B`, `ais job stop ID|KIND`,
     /// `ais job show [ID]`, `ais job wait ID`.
     Job {
         #[command(subcommand)]
@@ -136,44 +154,62 @@ enum Cmd {
         #[command(subcommand)]
         cmd: LogCmd,
     },
-    /// Cluster membership: maintenance, decommission, shutdown, rebalance.
+    /// Cluster membership: maintenance, decommission, shutdown, rebalance, logs.
     Cluster {
         #[command(subcommand)]
         cmd: cluster::ClusterCmd,
     },
-    /// Storage: a target's mountpaths (attach, detach, enable, disable).
+    /// Storage: capacity, bucket summaries, validation, mountpaths, resilver.
     Storage {
         #[command(subcommand)]
         cmd: cluster::StorageCmd,
+    },
+    /// Performance: counters, throughput, latency, capacity (as `ais show performance`).
+    Performance {
+        #[command(subcommand)]
+        view: Option<views::PerfView>,
     },
     /// Configure the cluster and its nodes: `ais config cluster|node|reset|show`.
     Config {
         #[command(subcommand)]
         cmd: config::ConfigCmd,
     },
-    /// Authentication: login, logout, users, roles, tokens (cluster with AIS_AUTH=1).
+    /// Authentication: login, logout, whoami, users, roles, tokens (cluster with AIS_AUTH=1).
     Auth {
         #[command(subcommand)]
         cmd: auth::AuthCmd,
     },
+    /// Top-level aliases: show (built-in and yours), set, rm, reset.
+    Alias {
+        #[command(subcommand)]
+        cmd: Option<parity::AliasCmd>,
+    },
+    /// Search the commands: `ais search bucket copy` (every word must match).
+    Search {
+        #[arg(required = true)]
+        keywords: Vec<String>,
+    },
+    /// Shell completion script: `source <(ais completion bash)`.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum MlCmd {
+    /// Get many objects (or shard members) in one request, as one tar.
+    GetBatch(objects::BatchArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum JobCmd {
     /// Start a job by kind (rebalance, resilver, lru, ec-encode).
-    Start {
-        kind: String,
-        /// Only on this target (resilver, lru).
-        node_id: Option<String>,
-        /// The bucket (ec-encode).
-        #[arg(long)]
-        bucket: Option<String>,
-        /// Wait for the job (progress bar).
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Stop a job by id, or every running job of a kind.
-    Stop { what: String },
+    Start(jobs::StartArgs),
+    /// Stop a job by id, every running job of a kind, or --all.
+    Stop(jobs::StopArgs),
     /// Jobs (all, or one): progress, errors, state.
     Show {
         id: Option<String>,
@@ -181,30 +217,35 @@ enum JobCmd {
         json: bool,
     },
     /// Wait for a job to finish.
-    Wait { id: String },
-}
-
-#[derive(Subcommand, Debug)]
-enum StopCmd {
-    /// Stop a running job on every target.
-    Job { id: String },
+    Wait {
+        id: String,
+        /// Give up waiting after this long (e.g. 10m).
+        #[arg(long, default_value = "")]
+        timeout: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum ShowCmd {
-    /// Proxies and targets in the cluster map.
+    /// Proxies and targets in the cluster map; `smap`, `bmd`, `config`,
+    /// `stats`, `cpu`, `memory` for parts of it.
     Cluster {
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        view: Option<ShowClusterCmd>,
     },
     /// GET/PUT counts and throughput per node (two scrapes of every
-    /// node's /metrics, an interval apart).
+    /// node's /metrics, an interval apart); or one view: counters,
+    /// throughput, latency, capacity.
     Performance {
         /// Seconds between the two scrapes.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        view: Option<views::PerfView>,
     },
     /// The newest global rebalance: objects and bytes moved, state, per target.
     Rebalance {
@@ -225,6 +266,95 @@ enum ShowCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Users, roles, clusters (as `ais auth show`).
+    Auth {
+        #[command(subcommand)]
+        what: auth::ShowCmd,
+    },
+    /// An object's properties (as `ais object show`).
+    Object {
+        object: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A bucket's properties (as `ais bucket props show`).
+    Bucket {
+        bucket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Storage: capacity per target and mountpath; `mountpath`, `capacity`, `summary`.
+    Storage {
+        target_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        view: Option<ShowStorageCmd>,
+    },
+    /// The cluster, its throughput and its jobs at a glance.
+    Dashboard,
+    /// Attached remote AIS clusters (none can be attached to aistore-rs).
+    RemoteCluster {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A node's recent log (as `ais log show`).
+    Log {
+        node_id: String,
+        #[arg(long, default_value = "info")]
+        severity: String,
+    },
+    /// ETLs (as `ais etl show`).
+    Etl {
+        name: Option<String>,
+        job: Option<String>,
+        job2: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowClusterCmd {
+    /// The cluster map (Smap).
+    Smap {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The bucket metadata (BMD).
+    Bmd {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The cluster's configuration (as `ais show config cluster`).
+    Config {
+        section: Option<String>,
+        #[arg(long, short = 'j')]
+        json: bool,
+    },
+    /// Per-node counters (as `ais performance counters`).
+    Stats(views::PerfArgs),
+    /// Per-node CPUs and load.
+    Cpu {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-node memory.
+    Memory {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowStorageCmd {
+    /// Every target's mountpaths.
+    Mountpath {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Capacity per target and mountpath.
+    Capacity(views::PerfArgs),
+    /// Objects, sizes and disk use per bucket (as `ais bucket summary`).
+    Summary(objects::SummaryArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,20 +364,38 @@ enum BucketCmd {
         #[arg(required = true)]
         buckets: Vec<String>,
     },
-    /// List buckets.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
+    /// List buckets, or a bucket's objects (as `ais ls`).
+    Ls(objects::LsArgs),
     /// Destroy buckets and every object in them.
     Rm {
         #[arg(required = true)]
         buckets: Vec<String>,
     },
-    /// Copy a bucket (or a selection of it) into another, as a job.
+    /// Copy a bucket, a selection of it, or one object into another, as a job.
     Cp(jobs::SelectArgs),
     /// Objects, sizes and disk use of one bucket or of every bucket.
     Summary(objects::SummaryArgs),
+    /// Read-only check of a bucket's objects (as `ais scrub`).
+    Validate(views::ScrubArgs),
+    /// Remove cached copies of a remote bucket's objects (as `ais evict`).
+    Evict(objects::RemoteArgs),
+    /// Fetch a remote bucket's objects (as `ais prefetch`).
+    Prefetch(objects::RemoteArgs),
+    /// A bucket's properties (as `ais bucket props show`).
+    Show {
+        bucket: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pack objects into a shard (as `ais archive bucket`).
+    Archive(archive::BucketArgs),
+    /// Transform a bucket into another with an ETL (as `ais etl bucket`).
+    Etl {
+        /// ETL name.
+        name: String,
+        #[command(flatten)]
+        sel: jobs::SelectArgs,
+    },
     /// Rename a bucket: `ais bucket mv ais://OLD ais://NEW` (a job; the old
     /// name takes no writes until it is done).
     Mv {
@@ -267,30 +415,20 @@ enum BucketCmd {
 #[derive(Subcommand, Debug)]
 enum ArchiveCmd {
     /// Pack objects of a bucket into one shard (.tar, .tgz, .tar.gz, .zip), as a job.
-    Bucket {
-        /// ais://SRC
-        src: String,
-        /// ais://DST/SHARD.tar
-        dst: String,
-        /// Comma-separated object names.
-        #[arg(long, conflicts_with = "template")]
-        list: Option<String>,
-        /// Name template, e.g. "o-{000..099}.jpg".
-        #[arg(long)]
-        template: Option<String>,
-        /// Add to an existing shard instead of replacing it.
-        #[arg(long)]
-        append: bool,
-        /// Name members SRC/OBJECT instead of OBJECT.
-        #[arg(long)]
-        include_src_bck: bool,
-        /// Skip missing objects instead of failing.
-        #[arg(long)]
-        cont_on_err: bool,
-        /// Wait for the job (progress bar).
-        #[arg(long)]
-        wait: bool,
+    Bucket(archive::BucketArgs),
+    /// Pack local files into a shard (.tar, .tgz, .tar.gz) and upload it;
+    /// --append adds to an existing one.
+    Put(archive::PutArgs),
+    /// A shard's member (--archpath, or SHARD.tar/MEMBER), its members
+    /// matching --archregx (as a tar), or the whole shard extracted.
+    Get(archive::GetArgs),
+    /// Objects with their archived members (as `ais ls --archive`).
+    Ls {
+        /// ais://BUCKET[/SHARD]
+        uri: String,
     },
+    /// Generate shards of random files: `ais archive gen-shards "ais://B/s-{0..9}.tar"`.
+    GenShards(archive::GenShardsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,11 +441,12 @@ enum PropsCmd {
         json: bool,
     },
     /// Set properties: `ais bucket props set ais://b mirror.enabled=true mirror.copies=2`,
-    /// `... ec.enabled=true ec.data_slices=2 ec.parity_slices=1` (needs data+parity+1 targets).
+    /// `... ec.enabled=true ec.data_slices=2 ec.parity_slices=1` (needs data+parity+1 targets),
+    /// `KEY VALUE` pairs, or one JSON object: `ais bucket props set ais://b '{"mirror": {"enabled": true}}'`.
     Set {
         /// ais://BUCKET
         bucket: String,
-        /// KEY=VALUE pairs (dotted keys for nested properties).
+        /// KEY=VALUE (or KEY VALUE) pairs, dotted keys for nested properties; or one JSON object.
         #[arg(required = true)]
         props: Vec<String>,
     },
@@ -333,12 +472,39 @@ enum LogCmd {
 
 #[derive(Subcommand, Debug)]
 enum ObjectCmd {
+    /// Download an object (as `ais get`).
+    Get(objects::GetArgs),
+    /// List objects (as `ais ls`).
+    Ls(objects::LsArgs),
+    /// Upload files or stdin (as `ais put`).
+    Put(objects::PutArgs),
+    /// Copy one object (`ais object cp ais://A/O ais://B/NEW`), or objects
+    /// by name or prefix into another bucket (as `ais cp`).
+    Cp(jobs::SelectArgs),
+    /// Pack objects into a shard (as `ais archive bucket`).
+    Archive(archive::BucketArgs),
+    /// Transform one object with an ETL (as `ais etl object`).
+    Etl(etl::ObjectArgs),
+    /// Append files, in order, to one object (created if absent):
+    /// `ais object concat a.txt dir/ ais://B/ALL`.
+    Concat {
+        /// FILE|DIRECTORY ... then ais://BUCKET/OBJECT.
+        #[arg(num_args = 2.., required = true)]
+        args: Vec<String>,
+        /// Recurse into directories.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Fetch remote objects into the cluster (as `ais prefetch`).
+    Prefetch(objects::RemoteArgs),
+    /// Remove cached copies of remote objects (as `ais evict`).
+    Evict(objects::RemoteArgs),
     /// Print an object's content to stdout.
     Cat { object: String },
     /// Remove objects (as `ais rm`).
     Rm(objects::RmArgs),
     /// Multipart upload: create, put-part, complete, abort.
-    #[command(alias = "multipart-upload")]
+    #[command(name = "multipart-upload", alias = "mpu")]
     Mpu {
         #[command(subcommand)]
         cmd: mpu::MpuCmd,
@@ -357,7 +523,7 @@ enum ObjectCmd {
         object: String,
         #[arg(required = true)]
         props: Vec<String>,
-        #[arg(long)]
+        #[arg(long, visible_alias = "set-new-custom")]
         overwrite: bool,
     },
 }
@@ -368,7 +534,12 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let args = parity::expand_alias(std::env::args().collect());
+    if let Some((path, why)) = parity::unsupported(&args[1..]) {
+        eprintln!("Error: \"ais {path}\" is not supported by aistore-rs: {why}");
+        std::process::exit(1);
+    }
+    let cli = Cli::parse_from(args);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -412,19 +583,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Prefetch(a) => objects::prefetch_or_evict(&client, a, false).await,
         Cmd::Evict(a) => objects::prefetch_or_evict(&client, a, true).await,
-        Cmd::Show { what } => match what {
-            ShowCmd::Cluster { json } => fmt::show_cluster(&client, json).await,
-            ShowCmd::Performance { interval, json } => {
-                perf::show_performance(&client, interval, json).await
-            }
-            ShowCmd::Job { id, json } => jobs::show(&client, id.as_deref(), json).await,
-            ShowCmd::Rebalance { json } => cluster::show_rebalance(&client, json).await,
-            ShowCmd::Config {
-                which,
-                section,
-                json,
-            } => config::show(&client, &which, section.as_deref(), json).await,
-        },
+        Cmd::Show { what } => show(&client, what).await,
         Cmd::EcEncode {
             bucket,
             data_slices,
@@ -446,108 +605,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Cmd::Batch(a) => objects::batch(&client, a).await,
-        Cmd::Archive {
-            cmd:
-                ArchiveCmd::Bucket {
-                    src,
-                    dst,
-                    list,
-                    template,
-                    append,
-                    include_src_bck,
-                    cont_on_err,
-                    wait,
-                },
-        } => {
-            let src = objects::parse_bucket(&src)?;
-            let (dbck, shard) =
-                ais_core::Bck::parse_uri(&dst).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if shard.is_empty() {
-                anyhow::bail!("{dst}: name the shard, e.g. ais://bucket/shard-000.tar");
-            }
-            let names: Vec<String> = list
-                .map(|l| {
-                    l.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let template = template.unwrap_or_default();
-            if names.is_empty() && template.is_empty() {
-                anyhow::bail!("name the objects to pack: --list a,b,c or --template 'o-{{0..9}}'");
-            }
-            let id = client
-                .archive(
-                    &src.name,
-                    &dbck.name,
-                    &shard,
-                    &names,
-                    &template,
-                    append,
-                    include_src_bck,
-                    cont_on_err,
-                )
-                .await?;
-            println!(
-                "archive {} -> {}/{shard}: job {id}",
-                src.cname(),
-                dbck.cname()
-            );
-            if wait {
-                jobs::wait(&client, &id, None).await
-            } else {
-                println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-                Ok(())
-            }
-        }
-        Cmd::Scrub { bucket, wait } => {
-            let (bck, _) = ais_core::Bck::parse_uri(&bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let id = client.scrub_bucket(&bck.name).await?;
-            println!("scrub {}: job {id}", bck.cname());
-            if wait {
-                jobs::wait(&client, &id, None).await
-            } else {
-                println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-                Ok(())
-            }
-        }
-        Cmd::Wait { id, timeout } => {
-            let t = if timeout.is_empty() {
-                None
-            } else {
-                Some(std::time::Duration::from_secs_f64(parse_secs(&timeout)?))
-            };
-            jobs::wait(&client, &id, t).await
-        }
+        Cmd::Batch(a)
+        | Cmd::Ml {
+            cmd: MlCmd::GetBatch(a),
+        } => objects::batch(&client, a).await,
+        Cmd::Archive { cmd } => match cmd {
+            ArchiveCmd::Bucket(a) => archive::bucket(&client, a).await,
+            ArchiveCmd::Put(a) => archive::put(&client, a).await,
+            ArchiveCmd::Get(a) => archive::get(&client, a).await,
+            ArchiveCmd::Ls { uri } => objects::ls(&client, objects::LsArgs::for_archive(uri)).await,
+            ArchiveCmd::GenShards(a) => archive::gen_shards(&client, a).await,
+        },
+        Cmd::Scrub(a) => views::scrub(&client, a).await,
+        Cmd::Wait { id, timeout } => wait(&client, &id, &timeout).await,
         Cmd::Job { cmd } => match cmd {
-            JobCmd::Start {
-                kind,
-                node_id,
-                bucket,
-                wait,
-            } => {
-                jobs::start_kind(&client, &kind, node_id.as_deref(), bucket.as_deref(), wait).await
-            }
-            JobCmd::Stop { what } => jobs::stop(&client, &what).await,
+            JobCmd::Start(a) => jobs::start_cmd(&client, a).await,
+            JobCmd::Stop(a) => jobs::stop_cmd(&client, a).await,
             JobCmd::Show { id, json } => jobs::show(&client, id.as_deref(), json).await,
-            JobCmd::Wait { id } => jobs::wait(&client, &id, None).await,
+            JobCmd::Wait { id, timeout } => wait(&client, &id, &timeout).await,
         },
-        Cmd::Stop { what } => match what {
-            StopCmd::Job { id } => jobs::stop(&client, &id).await,
-        },
+        Cmd::Start(a) => jobs::start_cmd(&client, a).await,
+        Cmd::Stop(a) => jobs::stop_cmd(&client, a).await,
+        Cmd::Create { buckets } => create_buckets(&client, &buckets).await,
+        Cmd::Rmb { buckets } => destroy_buckets(&client, &buckets).await,
+        Cmd::Cp(a) => objects::cp(&client, a).await,
         Cmd::Bucket { cmd } => match cmd {
-            BucketCmd::Create { buckets } => {
-                for b in buckets {
-                    let bck = objects::parse_bucket(&b)?;
-                    client.create_bucket(&bck.name).await?;
-                    println!("\"{}\" created", bck.cname());
-                }
-                Ok(())
-            }
-            BucketCmd::Ls { json } => objects::list_buckets(&client, json).await,
-            BucketCmd::Cp(a) => jobs::start(&client, None, a).await,
+            BucketCmd::Create { buckets } => create_buckets(&client, &buckets).await,
+            BucketCmd::Ls(a) => objects::ls(&client, a).await,
+            BucketCmd::Cp(a) => objects::cp(&client, a).await,
             BucketCmd::Props { cmd } => match cmd {
                 PropsCmd::Show { bucket, json } => {
                     props::show(&client, &objects::parse_bucket(&bucket)?.name, json).await
@@ -556,47 +641,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     props::set(&client, &objects::parse_bucket(&bucket)?.name, &props).await
                 }
             },
+            BucketCmd::Show { bucket, json } => {
+                props::show(&client, &objects::parse_bucket(&bucket)?.name, json).await
+            }
             BucketCmd::Summary(a) => objects::summary(&client, a).await,
-            BucketCmd::Mv { from, to, wait } => {
-                let (from, to) = (objects::parse_bucket(&from)?, objects::parse_bucket(&to)?);
-                let id = client.rename_bucket(&from.name, &to.name).await?;
-                println!("renaming {} to {}: job {id}", from.cname(), to.cname());
-                if !wait {
-                    println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-                    return Ok(());
-                }
-                jobs::wait(&client, &id, None).await?;
-                // The old name goes once the job is done.
-                for _ in 0..100 {
-                    if !client
-                        .list_buckets()
-                        .await?
-                        .iter()
-                        .any(|b| b.name == from.name)
-                    {
-                        println!("{} renamed to {}", from.cname(), to.cname());
-                        return Ok(());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                anyhow::bail!(
-                    "job {id} is over but {} still exists: the rename did not complete (see 'ais show job {id}')",
-                    from.cname()
-                )
+            BucketCmd::Validate(a) => views::scrub(&client, a).await,
+            BucketCmd::Evict(a) => objects::prefetch_or_evict(&client, a, true).await,
+            BucketCmd::Prefetch(a) => objects::prefetch_or_evict(&client, a, false).await,
+            BucketCmd::Archive(a) => archive::bucket(&client, a).await,
+            BucketCmd::Etl { name, sel } => {
+                etl::run(&client, etl::EtlCmd::Bucket { name, sel }).await
             }
-            BucketCmd::Rm { buckets } => {
-                for b in buckets {
-                    let bck = objects::parse_bucket(&b)?;
-                    client.destroy_bucket(&bck.name).await?;
-                    println!("\"{}\" destroyed", bck.cname());
-                }
-                Ok(())
-            }
+            BucketCmd::Mv { from, to, wait } => rename_bucket(&client, &from, &to, wait).await,
+            BucketCmd::Rm { buckets } => destroy_buckets(&client, &buckets).await,
         },
         Cmd::Ls(a) => objects::ls(&client, a).await,
         Cmd::Put(a) => objects::put(&client, a).await,
         Cmd::Get(a) => objects::get(&client, a).await,
         Cmd::Object { cmd } => match cmd {
+            ObjectCmd::Get(a) => objects::get(&client, a).await,
+            ObjectCmd::Ls(a) => objects::ls(&client, a).await,
+            ObjectCmd::Put(a) => objects::put(&client, a).await,
+            ObjectCmd::Cp(a) => objects::cp(&client, a).await,
+            ObjectCmd::Archive(a) => archive::bucket(&client, a).await,
+            ObjectCmd::Etl(a) => etl::run(&client, etl::EtlCmd::Object(a)).await,
+            ObjectCmd::Concat { args, recursive } => {
+                objects::concat(&client, &args, recursive).await
+            }
+            ObjectCmd::Prefetch(a) => objects::prefetch_or_evict(&client, a, false).await,
+            ObjectCmd::Evict(a) => objects::prefetch_or_evict(&client, a, true).await,
             ObjectCmd::Cat { object } => objects::cat(&client, &object, &[]).await,
             ObjectCmd::Mpu { cmd } => mpu::run(&client, cmd).await,
             ObjectCmd::Rm(a) => objects::rm(&client, a).await,
@@ -627,11 +700,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Rm(a) => objects::rm(&client, a).await,
         Cmd::Mpu { cmd } => mpu::run(&client, cmd).await,
         Cmd::Log { cmd } => match cmd {
-            LogCmd::Show { node_id, severity } => {
-                let b = client.node_log(&node_id, &severity, false).await?;
-                std::io::Write::write_all(&mut std::io::stdout(), &b)?;
-                Ok(())
-            }
+            LogCmd::Show { node_id, severity } => log_show(&client, &node_id, &severity).await,
             LogCmd::Get {
                 node_id,
                 file,
@@ -649,7 +718,157 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Config { cmd } => config::run(&client, cmd).await,
         Cmd::Cluster { cmd } => cluster::run(&client, cmd).await,
         Cmd::Storage { cmd } => cluster::storage(&client, cmd).await,
+        Cmd::Performance { view } => match view {
+            Some(v) => views::performance(&client, v).await,
+            None => perf::show_performance(&client, 1.0, false).await,
+        },
+        Cmd::Alias { cmd } => {
+            let top: Vec<String> = Cli::command()
+                .get_subcommands()
+                .flat_map(|c| {
+                    std::iter::once(c.get_name().to_string())
+                        .chain(c.get_all_aliases().map(str::to_string))
+                })
+                .collect();
+            parity::alias(cmd, &top)
+        }
+        Cmd::Search { keywords } => parity::search(&Cli::command(), &keywords),
+        Cmd::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ais", &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Version => {
+            println!("ais (aistore-rs) {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
     }
+}
+
+async fn show(client: &Client, what: ShowCmd) -> anyhow::Result<()> {
+    match what {
+        ShowCmd::Cluster { json, view } => match view {
+            None => fmt::show_cluster(client, json).await,
+            Some(ShowClusterCmd::Smap { json: j }) => views::smap(client, json || j).await,
+            Some(ShowClusterCmd::Bmd { json: j }) => views::bmd(client, json || j).await,
+            Some(ShowClusterCmd::Config { section, json: j }) => {
+                config::show(client, "cluster", section.as_deref(), json || j).await
+            }
+            Some(ShowClusterCmd::Stats(a)) => {
+                views::performance(client, views::PerfView::Counters(a)).await
+            }
+            Some(ShowClusterCmd::Cpu { json: j }) => views::sysinfo(client, true, json || j).await,
+            Some(ShowClusterCmd::Memory { json: j }) => {
+                views::sysinfo(client, false, json || j).await
+            }
+        },
+        ShowCmd::Performance {
+            interval,
+            json,
+            view,
+        } => match view {
+            Some(v) => views::performance(client, v).await,
+            None => perf::show_performance(client, interval, json).await,
+        },
+        ShowCmd::Job { id, json } => jobs::show(client, id.as_deref(), json).await,
+        ShowCmd::Rebalance { json } => cluster::show_rebalance(client, json).await,
+        ShowCmd::Config {
+            which,
+            section,
+            json,
+        } => config::show(client, &which, section.as_deref(), json).await,
+        ShowCmd::Auth { what } => auth::run(client, auth::AuthCmd::Show { what }).await,
+        ShowCmd::Object { object, json } => objects::show(client, &object, json).await,
+        ShowCmd::Bucket { bucket, json } => {
+            props::show(client, &objects::parse_bucket(&bucket)?.name, json).await
+        }
+        ShowCmd::Storage {
+            target_id,
+            json,
+            view,
+        } => match view {
+            None => views::storage(client, target_id.as_deref(), json).await,
+            Some(ShowStorageCmd::Mountpath { json: j }) => {
+                cluster::storage(
+                    client,
+                    cluster::StorageCmd::Mountpath {
+                        cmd: cluster::MpathCmd::Show { json: json || j },
+                    },
+                )
+                .await
+            }
+            Some(ShowStorageCmd::Capacity(a)) => {
+                views::performance(client, views::PerfView::Capacity(a)).await
+            }
+            Some(ShowStorageCmd::Summary(a)) => objects::summary(client, a).await,
+        },
+        ShowCmd::Dashboard => views::dashboard(client).await,
+        ShowCmd::RemoteCluster { json } => views::remote_clusters(client, json).await,
+        ShowCmd::Log { node_id, severity } => log_show(client, &node_id, &severity).await,
+        ShowCmd::Etl { name, job, job2 } => {
+            etl::run(client, etl::EtlCmd::Show { name, job, job2 }).await
+        }
+    }
+}
+
+async fn log_show(client: &Client, node_id: &str, severity: &str) -> anyhow::Result<()> {
+    let b = client.node_log(node_id, severity, false).await?;
+    std::io::Write::write_all(&mut std::io::stdout(), &b)?;
+    Ok(())
+}
+
+async fn wait(client: &Client, id: &str, timeout: &str) -> anyhow::Result<()> {
+    let t = if timeout.is_empty() {
+        None
+    } else {
+        Some(std::time::Duration::from_secs_f64(parse_secs(timeout)?))
+    };
+    jobs::wait(client, id, t).await
+}
+
+async fn create_buckets(client: &Client, buckets: &[String]) -> anyhow::Result<()> {
+    for b in buckets {
+        let bck = objects::parse_bucket(b)?;
+        client.create_bucket(&bck.name).await?;
+        println!("\"{}\" created", bck.cname());
+    }
+    Ok(())
+}
+
+async fn destroy_buckets(client: &Client, buckets: &[String]) -> anyhow::Result<()> {
+    for b in buckets {
+        let bck = objects::parse_bucket(b)?;
+        client.destroy_bucket(&bck.name).await?;
+        println!("\"{}\" destroyed", bck.cname());
+    }
+    Ok(())
+}
+
+async fn rename_bucket(client: &Client, from: &str, to: &str, wait: bool) -> anyhow::Result<()> {
+    let (from, to) = (objects::parse_bucket(from)?, objects::parse_bucket(to)?);
+    let id = client.rename_bucket(&from.name, &to.name).await?;
+    println!("renaming {} to {}: job {id}", from.cname(), to.cname());
+    if !wait {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+        return Ok(());
+    }
+    jobs::wait(client, &id, None).await?;
+    // The old name goes once the job is done.
+    for _ in 0..100 {
+        if !client
+            .list_buckets()
+            .await?
+            .iter()
+            .any(|b| b.name == from.name)
+        {
+            println!("{} renamed to {}", from.cname(), to.cname());
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "job {id} is over but {} still exists: the rename did not complete (see 'ais show job {id}')",
+        from.cname()
+    )
 }
 
 /// "90s", "10m", "1h" -> seconds.

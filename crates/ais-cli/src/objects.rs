@@ -29,25 +29,14 @@ pub fn parse_object(s: &str) -> anyhow::Result<(Bck, String)> {
     Ok((bck, obj))
 }
 
-pub async fn list_buckets(client: &Client, json: bool) -> anyhow::Result<()> {
-    let list = client.list_buckets().await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = list.iter().map(|b| vec![b.cname()]).collect();
-    table(&["NAME"], &rows);
-    Ok(())
-}
-
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct LsArgs {
-    /// Bucket (ais://BUCKET); omit to list buckets.
+    /// Bucket (ais://BUCKET[/PREFIX]); omit (or give a provider: ais) to list buckets.
     bucket: Option<String>,
     /// Only objects whose names start with this prefix.
     #[arg(long, default_value = "")]
     prefix: String,
-    /// Comma-separated properties: name,size,checksum,version,atime,location,custom.
+    /// Comma-separated properties: name,size,checksum,version,atime,location,copies,custom (or all).
     #[arg(long, default_value = "name,size")]
     props: String,
     /// Page size for each request (0 = server maximum).
@@ -62,12 +51,52 @@ pub struct LsArgs {
     /// Remote buckets: only the objects cached in the cluster.
     #[arg(long)]
     cached: bool,
-    /// One level below the prefix: its objects and its "directories" (NAME/).
-    #[arg(long)]
+    /// One level below the prefix: its objects and its "directories" (NAME/)
+    /// (AIStore's --non-recursive, --nr).
+    #[arg(long, visible_alias = "non-recursive", alias = "nr")]
     no_recursion: bool,
     /// With --no-recursion: objects only, no directories.
     #[arg(long)]
     no_dirs: bool,
+    /// Objects, sizes and disk use instead of the names (as 'ais bucket summary').
+    #[arg(long)]
+    summary: bool,
+    /// Print only the number of objects listed (and the time it took).
+    #[arg(long)]
+    count_only: bool,
+    /// Names only (faster: --props is ignored).
+    #[arg(long)]
+    name_only: bool,
+    /// List at most this many objects (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: u64,
+    /// Only names (of objects, or of buckets) matching this regular expression.
+    #[arg(long)]
+    regex: Option<String>,
+    /// Only names matching this template, e.g. "shard-{000..099}.tar" (a plain prefix works too).
+    #[arg(long)]
+    template: Option<String>,
+    /// Start listing after this name.
+    #[arg(long)]
+    start_after: Option<String>,
+    /// Tables without the header line.
+    #[arg(long, short = 'H')]
+    no_headers: bool,
+    /// Accepted for AIStore compatibility: every bucket and object is listed anyway.
+    #[arg(long)]
+    all: bool,
+}
+
+impl LsArgs {
+    /// `ais archive ls ais://B[/SHARD]`: objects with their archived members.
+    pub fn for_archive(uri: String) -> Self {
+        LsArgs {
+            bucket: Some(uri),
+            props: "name,size".into(),
+            archive: true,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -306,21 +335,97 @@ pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> a
     }
 }
 
+/// `ais ls ais` / `ais ls ais://` / `ais ls`: the buckets (of a provider).
+fn is_provider_only(b: &str) -> bool {
+    matches!(
+        b.trim_end_matches('/').trim_end_matches(':'),
+        "ais" | "s3" | "aws"
+    )
+}
+
 pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
-    let Some(b) = a.bucket else {
-        return list_buckets(client, a.json).await;
+    let regex = a
+        .regex
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--regex")?;
+    let bucket = a.bucket.clone().filter(|b| !is_provider_only(b));
+    let Some(b) = bucket else {
+        if a.summary {
+            return summary(
+                client,
+                SummaryArgs {
+                    bucket: None,
+                    prefix: a.prefix.clone(),
+                    cached: a.cached,
+                    json: a.json,
+                },
+            )
+            .await;
+        }
+        let mut list = client.list_buckets().await?;
+        if let Some(r) = &regex {
+            list.retain(|b| r.is_match(&b.name));
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = list.iter().map(|b| vec![b.cname()]).collect();
+        if a.no_headers {
+            rows.iter().for_each(|r| println!("{}", r[0]));
+        } else {
+            table(&["NAME"], &rows);
+        }
+        return Ok(());
     };
     let (bck, obj_prefix) = Bck::parse_uri(&b).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let prefix = if a.prefix.is_empty() {
+    let mut prefix = if a.prefix.is_empty() {
         obj_prefix
     } else {
         a.prefix.clone()
     };
-    let props: Vec<String> = a.props.split(',').map(|s| s.trim().to_string()).collect();
+    // A template narrows the listing to its names; its literal head is a prefix.
+    let wanted: Option<std::collections::HashSet<String>> = match a.template.as_deref() {
+        Some(t) if crate::template::is_template(t) => {
+            let head = &t[..t.find('{').unwrap_or(t.len())];
+            if prefix.is_empty() || head.starts_with(prefix.as_str()) {
+                prefix = head.to_string();
+            }
+            Some(crate::template::expand(t)?.into_iter().collect())
+        }
+        Some(t) if !t.is_empty() && t != "*" => {
+            prefix = t.to_string();
+            None
+        }
+        _ => None,
+    };
+    if a.summary {
+        return summary(
+            client,
+            SummaryArgs {
+                bucket: Some(bck.cname()),
+                prefix,
+                cached: a.cached,
+                json: a.json,
+            },
+        )
+        .await;
+    }
+    let props_s = if a.name_only {
+        "name".to_string()
+    } else if a.props.trim() == "all" {
+        "name,size,checksum,version,atime,copies,location,custom".to_string()
+    } else {
+        a.props.clone()
+    };
+    let props: Vec<String> = props_s.split(',').map(|s| s.trim().to_string()).collect();
     let mut msg = LsoMsg {
         prefix,
-        props: a.props.clone(),
+        props: props_s.clone(),
         pagesize: a.page_size,
+        start_after: a.start_after.clone().unwrap_or_default(),
         flags: if a.archive {
             ais_core::api::LSO_ARCH_DIR
         } else {
@@ -338,11 +443,25 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
             },
         ..Default::default()
     };
+    let started = Instant::now();
     let mut rows = Vec::new();
     let mut all = Vec::new();
-    loop {
+    let mut count = 0u64;
+    'pages: loop {
         let page = client.list_page(&bck.name, &msg).await?;
         for e in page.entries {
+            if a.limit > 0 && count >= a.limit {
+                break 'pages;
+            }
+            if regex.as_ref().is_some_and(|r| !r.is_match(&e.name))
+                || wanted.as_ref().is_some_and(|w| !w.contains(&e.name))
+            {
+                continue;
+            }
+            count += 1;
+            if a.count_only {
+                continue;
+            }
             if a.json {
                 all.push(e);
                 continue;
@@ -355,6 +474,7 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
                     "version" => e.version.clone(),
                     "atime" => e.atime.clone(),
                     "location" => e.location.clone(),
+                    "copies" => e.copies.to_string(),
                     "custom" => e.custom.clone(),
                     _ => String::new(),
                 });
@@ -367,8 +487,21 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
         msg.uuid = page.uuid;
         msg.continuation_token = page.continuation_token;
     }
+    if a.count_only {
+        println!(
+            "Listed {count} names in {:.3}s",
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    if a.no_headers {
+        for r in rows {
+            println!("{}", r.join("  "));
+        }
         return Ok(());
     }
     let header: Vec<String> = props.iter().map(|p| p.to_uppercase()).collect();
@@ -379,20 +512,37 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
 
 #[derive(Args, Debug)]
 pub struct PutArgs {
-    /// File, directory (with -r) or - for stdin.
-    src: String,
-    /// Destination: ais://BUCKET[/NAME or /PREFIX/].
-    dst: String,
+    /// [SRC] DST: SRC is a file, a directory (-r), - (stdin), a name
+    /// template ("f-{0..9}.txt"), a shell pattern ("docs/*.md") or "a,b";
+    /// DST is ais://BUCKET[/NAME or /PREFIX]. With --list or --template,
+    /// DST alone.
+    #[arg(num_args = 1..=2, required = true)]
+    args: Vec<String>,
     /// Upload a directory recursively.
     #[arg(short, long)]
     recursive: bool,
-    /// Parallel uploads for -r.
-    #[arg(long, default_value_t = 16)]
+    /// Parallel uploads (many files).
+    #[arg(long, visible_alias = "num-workers", default_value_t = 16)]
     conc: usize,
-    /// Append the file to the object (created if absent) instead of
-    /// replacing it; the object changes at once, when the whole file is in.
+    /// Append the file(s) to the object (created if absent) instead of
+    /// replacing it; the object changes at once, when all of it is in.
     #[arg(long)]
     append: bool,
+    /// Comma-separated files to upload.
+    #[arg(long)]
+    list: Option<String>,
+    /// Files named by a template, e.g. "/data/shard-{000..099}.tar".
+    #[arg(long)]
+    template: Option<String>,
+    /// Prefix object names with the source directory's name.
+    #[arg(long)]
+    include_src_dir: bool,
+    /// Show what would be uploaded; upload nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Assume yes (there are no questions here).
+    #[arg(short = 'y', long)]
+    yes: bool,
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
@@ -412,11 +562,52 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
-    let (bck, name) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if a.src == "-" {
-        if a.append {
+    let (src, dst) = match a.args.as_slice() {
+        [dst] if a.list.is_some() || a.template.is_some() => (None, dst.clone()),
+        [src, dst] => (Some(src.clone()), dst.clone()),
+        _ => bail!("usage: ais put FILE|DIRECTORY|- ais://BUCKET[/NAME] (or ais put ais://BUCKET[/PREFIX] --list|--template ...)"),
+    };
+    let (bck, name) = Bck::parse_uri(&dst).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let many = a.list.is_some()
+        || a.template.is_some()
+        || src.as_deref().is_some_and(|s| {
+            crate::template::is_template(s) || s.contains(',') || s.contains('*') || s.contains('?')
+        });
+    if a.append {
+        if name.is_empty() || name.ends_with('/') {
+            bail!("--append appends to one object: ais put --append FILE... ais://BUCKET/NAME");
+        }
+        if src.as_deref() == Some("-") {
             bail!("--append needs a file (standard input cannot be re-sent on a redirect)");
         }
+        let files: Vec<PathBuf> = crate::archive::collect_sources(
+            src.as_deref(),
+            a.list.as_deref(),
+            a.template.as_deref(),
+            true,
+            false,
+        )?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+        return append(client, &bck, &name, &files, a.dry_run).await;
+    }
+    if many {
+        let files = crate::archive::collect_sources(
+            src.as_deref(),
+            a.list.as_deref(),
+            a.template.as_deref(),
+            a.recursive,
+            a.include_src_dir,
+        )?;
+        let named: Vec<(String, PathBuf)> = files
+            .into_iter()
+            .map(|(n, p)| (format!("{name}{n}"), p))
+            .collect();
+        return put_many(client, &bck, named, a.conc.max(1), a.dry_run).await;
+    }
+    let src = src.unwrap_or_default();
+    if src == "-" {
         if name.is_empty() {
             bail!("reading from stdin needs an object name: ais put - ais://BUCKET/NAME");
         }
@@ -427,34 +618,39 @@ pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
         println!("PUT \"{name}\" => {} ({})", bck.cname(), size_iec(n));
         return Ok(());
     }
-    let src = PathBuf::from(&a.src);
-    let md = std::fs::metadata(&src).with_context(|| format!("cannot read \"{}\"", a.src))?;
-    if a.append {
-        if md.is_dir() || a.recursive || name.is_empty() || name.ends_with('/') {
-            bail!(
-                "--append appends one file to one object: ais put --append FILE ais://BUCKET/NAME"
-            );
-        }
-        client.append_file(&bck.name, &name, &src).await?;
-        println!(
-            "APPEND \"{}\" => {}/{name} ({})",
-            a.src,
-            bck.cname(),
-            size_iec(md.len())
-        );
-        return Ok(());
-    }
+    let path = PathBuf::from(&src);
+    let md = std::fs::metadata(&path).with_context(|| format!("cannot read \"{src}\""))?;
     if md.is_dir() {
         if !a.recursive {
-            bail!(
-                "\"{}\" is a directory: use -r to upload it recursively",
-                a.src
-            );
+            bail!("\"{src}\" is a directory: use -r to upload it recursively");
         }
-        return put_dir(client, &bck, &name, &src, a.conc.max(1)).await;
+        let mut files = Vec::new();
+        collect_files(&path, &mut files)?;
+        let mut prefix = if name.is_empty() || name.ends_with('/') {
+            name.clone()
+        } else {
+            format!("{name}/")
+        };
+        if a.include_src_dir {
+            if let Some(d) = path.file_name() {
+                prefix.push_str(&format!("{}/", d.to_string_lossy()));
+            }
+        }
+        let named: Vec<(String, PathBuf)> = files
+            .into_iter()
+            .map(|f| {
+                let rel = f
+                    .strip_prefix(&path)
+                    .unwrap_or(&f)
+                    .to_string_lossy()
+                    .to_string();
+                (format!("{prefix}{rel}"), f)
+            })
+            .collect();
+        return put_many(client, &bck, named, a.conc.max(1), a.dry_run).await;
     }
     let obj = if name.is_empty() || name.ends_with('/') {
-        let base = src
+        let base = path
             .file_name()
             .and_then(|f| f.to_str())
             .context("source file has no usable name")?;
@@ -462,34 +658,90 @@ pub async fn put(client: &Client, a: PutArgs) -> anyhow::Result<()> {
     } else {
         name
     };
-    client.put_file(&bck.name, &obj, &src).await?;
+    if a.dry_run {
+        println!("[dry-run] PUT \"{src}\" => {}/{obj}", bck.cname());
+        return Ok(());
+    }
+    client.put_file(&bck.name, &obj, &path).await?;
     println!(
-        "PUT \"{}\" => {}/{obj} ({})",
-        a.src,
+        "PUT \"{src}\" => {}/{obj} ({})",
         bck.cname(),
         size_iec(md.len())
     );
     Ok(())
 }
 
-async fn put_dir(
+/// Appends `files` to one object (`ais put --append`, `ais object concat`).
+pub async fn append(
     client: &Client,
     bck: &Bck,
-    prefix: &str,
-    dir: &Path,
-    conc: usize,
+    name: &str,
+    files: &[PathBuf],
+    dry_run: bool,
 ) -> anyhow::Result<()> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
     let total: u64 = files
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
-        prefix.to_string()
-    } else {
-        format!("{prefix}/")
+    if dry_run {
+        for f in files {
+            println!(
+                "[dry-run] APPEND \"{}\" => {}/{name}",
+                f.display(),
+                bck.cname()
+            );
+        }
+        return Ok(());
+    }
+    client.append_files(&bck.name, name, files).await?;
+    println!(
+        "APPEND {} file(s) ({}) => {}/{name}",
+        files.len(),
+        size_iec(total),
+        bck.cname()
+    );
+    Ok(())
+}
+
+/// `ais object concat FILE|DIR... ais://B/OBJ`.
+pub async fn concat(client: &Client, args: &[String], recursive: bool) -> anyhow::Result<()> {
+    let [srcs @ .., dst] = args else {
+        bail!("usage: ais object concat FILE|DIRECTORY [...] ais://BUCKET/OBJECT");
     };
+    if srcs.is_empty() {
+        bail!("usage: ais object concat FILE|DIRECTORY [...] ais://BUCKET/OBJECT");
+    }
+    let (bck, name) = parse_object(dst)?;
+    let mut files = Vec::new();
+    for s in srcs {
+        files.extend(
+            crate::archive::collect_sources(Some(s), None, None, recursive, false)?
+                .into_iter()
+                .map(|(_, p)| p),
+        );
+    }
+    append(client, &bck, &name, &files, false).await
+}
+
+/// Uploads (object name, file) pairs in parallel with a progress bar.
+async fn put_many(
+    client: &Client,
+    bck: &Bck,
+    files: Vec<(String, PathBuf)>,
+    conc: usize,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if dry_run {
+        for (n, f) in &files {
+            println!("[dry-run] PUT \"{}\" => {}/{n}", f.display(), bck.cname());
+        }
+        println!("[dry-run] {} file(s) => {}", files.len(), bck.cname());
+        return Ok(());
+    }
+    let total: u64 = files
+        .iter()
+        .map(|(_, f)| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let pb = ProgressBar::new(total);
     pb.set_style(
         ProgressStyle::with_template(
@@ -502,13 +754,7 @@ async fn put_dir(
     let started = Instant::now();
     let mut done = 0usize;
     let mut errors = Vec::new();
-    let mut stream = futures::stream::iter(files.into_iter().map(|f| {
-        let rel = f
-            .strip_prefix(dir)
-            .unwrap_or(&f)
-            .to_string_lossy()
-            .to_string();
-        let name = format!("{prefix}{rel}");
+    let mut stream = futures::stream::iter(files.into_iter().map(|(name, f)| {
         let client = client.clone();
         let bucket = bck.name.clone();
         async move {
@@ -554,6 +800,34 @@ pub struct GetArgs {
     object: String,
     /// Output file, or - for stdout (default: the object's base name).
     out: Option<String>,
+    /// Read this many bytes from --offset (a range read).
+    #[arg(long)]
+    length: Option<u64>,
+    /// Start reading at this byte (a range read).
+    #[arg(long)]
+    offset: Option<u64>,
+    /// The object is a shard: get this member of it.
+    #[arg(long)]
+    archpath: Option<String>,
+    /// The object is a shard: get every member matching this, as a tar (see --archmode).
+    #[arg(long)]
+    archregx: Option<String>,
+    /// How --archregx matches: regexp, prefix, suffix, substr, wdskey.
+    #[arg(long)]
+    archmode: Option<String>,
+}
+
+/// `Range` header for --offset/--length.
+fn range_header(offset: Option<u64>, length: Option<u64>) -> anyhow::Result<Option<String>> {
+    Ok(match (offset, length) {
+        (None, None) => None,
+        (_, Some(0)) => bail!("--length must be positive"),
+        (off, Some(len)) => {
+            let o = off.unwrap_or(0);
+            Some(format!("bytes={o}-{}", o + len - 1))
+        }
+        (Some(o), None) => Some(format!("bytes={o}-")),
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -634,11 +908,24 @@ pub async fn save(resp: ais_client::Response, out: &str) -> anyhow::Result<u64> 
 }
 
 pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<()> {
+    if a.archpath.is_some() || a.archregx.is_some() {
+        if a.offset.is_some() || a.length.is_some() {
+            bail!("--offset/--length read a range of an object, not of a shard's member");
+        }
+        return crate::archive::get(
+            client,
+            crate::archive::GetArgs::new(a.object, a.out, a.archpath, a.archregx, a.archmode),
+        )
+        .await;
+    }
     let (bck, name) = parse_object(&a.object)?;
     let out = a
         .out
         .unwrap_or_else(|| name.rsplit('/').next().unwrap_or(&name).to_string());
-    let resp = client.get_stream(&bck.name, &name, &[], None).await?;
+    let range = range_header(a.offset, a.length)?;
+    let resp = client
+        .get_stream(&bck.name, &name, &[], range.as_deref())
+        .await?;
     let n = save(resp, &out).await?;
     if out != "-" {
         println!(
@@ -648,6 +935,56 @@ pub async fn get(client: &Client, a: GetArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `ais cp` / `ais bucket cp` / `ais object cp`: a bucket, a selection
+/// (`SRC/PREFIX`, `SRC/TEMPLATE`, --list, --template, --prefix) as a job,
+/// or one object to a new name (`ais cp ais://A/O ais://B/NEW`).
+pub async fn cp(client: &Client, mut a: crate::jobs::SelectArgs) -> anyhow::Result<()> {
+    let (sbck, sobj) = Bck::parse_uri(&a.src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (dbck, dobj) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if !dobj.is_empty() {
+        if sobj.is_empty() {
+            bail!(
+                "missing source object name: cannot copy from bucket ({}) to object ({}/{dobj})",
+                sbck.cname(),
+                dbck.cname()
+            );
+        }
+        let tmp = std::env::temp_dir().join(format!(
+            ".ais-cp-{}-{}",
+            std::process::id(),
+            sobj.replace('/', "_")
+        ));
+        let tmp_s = tmp.to_string_lossy().to_string();
+        let resp = client.get_stream(&sbck.name, &sobj, &[], None).await?;
+        let res = async {
+            let n = save(resp, &tmp_s).await?;
+            client.put_file(&dbck.name, &dobj, &tmp).await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        let _ = std::fs::remove_file(&tmp);
+        let n = res?;
+        println!(
+            "copied {}/{sobj} => {}/{dobj} ({})",
+            sbck.cname(),
+            dbck.cname(),
+            size_iec(n)
+        );
+        return Ok(());
+    }
+    if !sobj.is_empty() {
+        if crate::template::is_template(&sobj) {
+            a.template = sobj;
+        } else if client.head_object(&sbck.name, &sobj).await.is_ok() {
+            a.list = sobj;
+        } else {
+            a.prefix = sobj;
+        }
+        a.src = sbck.cname();
+    }
+    crate::jobs::start(client, None, a).await
 }
 
 pub async fn cat(client: &Client, object: &str, query: &[(&str, &str)]) -> anyhow::Result<()> {

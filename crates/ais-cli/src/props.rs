@@ -78,8 +78,31 @@ pub async fn show(client: &Client, bucket: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `KEY=VALUE` pairs, `KEY VALUE` pairs, or one JSON object
+/// (`'{"mirror": {"enabled": true}}'`), as AIStore's `ais bucket props set`.
+pub fn patch_or_json(kvs: &[String]) -> Result<Value> {
+    match kvs {
+        [one] if one.trim_start().starts_with('{') => {
+            let v: Value = serde_json::from_str(one)
+                .map_err(|e| anyhow::anyhow!("invalid JSON properties: {e}"))?;
+            if !v.is_object() {
+                bail!("invalid JSON properties: expected an object");
+            }
+            Ok(v)
+        }
+        _ if kvs.len().is_multiple_of(2) && kvs.iter().all(|a| !a.contains('=')) => {
+            let pairs: Vec<String> = kvs
+                .chunks(2)
+                .map(|p| format!("{}={}", p[0], p[1]))
+                .collect();
+            patch(&pairs)
+        }
+        _ => patch(kvs),
+    }
+}
+
 pub async fn set(client: &Client, bucket: &str, kvs: &[String]) -> Result<()> {
-    let p = patch(kvs)?;
+    let p = patch_or_json(kvs)?;
     let job = client.set_bucket_props(bucket, p).await?;
     println!("Bucket props successfully updated.");
     if !job.is_empty() {
@@ -108,5 +131,14 @@ mod tests {
         assert!(patch(&["noequals".into()]).is_err());
         assert!(patch(&["a..b=1".into()]).is_err());
         assert!(patch(&["a=1".into(), "a.b=2".into()]).is_err());
+        assert_eq!(
+            patch_or_json(&[r#"{"mirror": {"enabled": true}}"#.into()]).unwrap(),
+            serde_json::json!({"mirror": {"enabled": true}})
+        );
+        assert!(patch_or_json(&["[1]".into()]).is_err());
+        assert_eq!(
+            patch_or_json(&["ec.enabled".into(), "true".into()]).unwrap(),
+            serde_json::json!({"ec": {"enabled": true}})
+        );
     }
 }

@@ -233,6 +233,19 @@ impl Client {
     /// Switches erasure coding on for `bucket` (`data`+`parity` slices) and
     /// starts the `ec-encode` job that codes its existing objects; returns
     /// the job id.
+    /// AIStore's n-way mirror (`make-n-copies`): every object of `bucket`
+    /// gets `copies` copies (1: mirroring off); answers the job id.
+    pub async fn make_n_copies(&self, bucket: &str, copies: u32) -> Result<String> {
+        let act = ActMsg {
+            action: "make-n-copies".into(),
+            name: String::new(),
+            value: serde_json::json!(copies),
+        };
+        let path = format!("{}?provider=ais", paths::bucket(bucket));
+        let resp = self.action(Method::POST, &path, &act).await?;
+        crate::text(resp).await
+    }
+
     pub async fn ec_encode(&self, bucket: &str, data: u32, parity: u32) -> Result<String> {
         let act = ActMsg {
             action: "ec-encode".into(),

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub mod auth;
 mod cluster;
+mod concat;
 mod config;
 mod etl;
 mod jobs;

@@ -68,7 +68,7 @@ const fn key(
     }
 }
 
-const CKSUMS: &[&str] = &["xxhash", "none"];
+const CKSUMS: &[&str] = crate::meta::CKSUM_TYPES;
 
 /// Every key aistore-rs honours. Changes apply live unless `help` says otherwise.
 pub static KEYS: &[Key] = &[

@@ -266,6 +266,10 @@ impl Default for ChecksumConf {
 /// Checksum type we compute: xxhash64 (seed 0), named as AIStore names it.
 pub const CKSUM_XXHASH: &str = "xxhash";
 
+/// A bucket's `checksum.type`: xxhash is always computed (and verified on
+/// reads); md5, sha256, sha512 or crc32c also, and shown to clients.
+pub const CKSUM_TYPES: &[&str] = &["xxhash", "md5", "sha256", "sha512", "crc32c", "none"];
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct VersioningConf {
     #[serde(default = "yes")]
@@ -376,9 +380,11 @@ impl BucketProps {
         if let Some(m) = patch.as_object_mut() {
             match m.remove("force") {
                 None | Some(serde_json::Value::Bool(false)) => {}
-                Some(v) => return Err(CoreError::invalid(format!(
+                Some(v) => {
+                    return Err(CoreError::invalid(format!(
                     "\"force\": {v} is not supported (aistore-rs has no restriction to override)"
-                ))),
+                )))
+                }
             }
         }
         let patch = &patch;
@@ -403,10 +409,11 @@ impl BucketProps {
         let mut next: BucketProps = serde_json::from_value(cur)
             .map_err(|e| CoreError::invalid(format!("invalid bucket properties: {e}")))?;
         next.renaming = self.renaming.clone();
-        if next.checksum.kind != CKSUM_XXHASH && next.checksum.kind != "none" {
+        if !CKSUM_TYPES.contains(&next.checksum.kind.as_str()) {
             return Err(CoreError::invalid(format!(
-                "checksum type \"{}\" is not supported (supported: \"{CKSUM_XXHASH}\", \"none\")",
-                next.checksum.kind
+                "checksum type \"{}\" is not supported (supported: {})",
+                next.checksum.kind,
+                CKSUM_TYPES.join(", ")
             )));
         }
         for (k, v) in [
@@ -518,6 +525,25 @@ pub struct ObjAttrs {
     pub mtime_ns: i64,
     #[serde(default)]
     pub custom: BTreeMap<String, String>,
+    /// The bucket's checksum type at write time when not xxhash (md5,
+    /// sha256, sha512, crc32c) and its value: what clients are shown.
+    /// `cksum_*` (xxhash) stays the integrity checksum reads verify.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_cksum_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_cksum_value: String,
+}
+
+impl ObjAttrs {
+    /// The checksum clients are shown: the bucket's type if one was
+    /// computed, else xxhash.
+    pub fn shown_cksum(&self) -> (&str, &str) {
+        if self.user_cksum_type.is_empty() {
+            (&self.cksum_type, &self.cksum_value)
+        } else {
+            (&self.user_cksum_type, &self.user_cksum_value)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -549,8 +575,10 @@ mod tests {
         assert!(p.checksum.validate_warm_get);
         assert_eq!(p.checksum.kind, CKSUM_XXHASH);
         assert!(p
-            .apply_patch(&serde_json::json!({"checksum": {"type": "md5"}}))
+            .apply_patch(&serde_json::json!({"checksum": {"type": "md4"}}))
             .is_err());
+        p.apply_patch(&serde_json::json!({"checksum": {"type": "sha256"}}))
+            .unwrap();
     }
 }
 

@@ -44,6 +44,12 @@ pub struct EcMeta {
     pub custom: BTreeMap<String, String>,
     /// xxhash64 of this part's bytes.
     pub part_cksum: String,
+    /// The object's checksum of the bucket's type, if not xxhash
+    /// (`ObjAttrs::user_cksum_*`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_cksum_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_cksum_value: String,
 }
 
 impl EcMeta {
@@ -69,6 +75,8 @@ impl EcMeta {
             version: self.version,
             mtime_ns: ais_core::now_ns(),
             custom: self.custom.clone(),
+            user_cksum_type: self.user_cksum_type.clone(),
+            user_cksum_value: self.user_cksum_value.clone(),
         }
     }
 }
@@ -574,6 +582,8 @@ mod tests {
             version: 1,
             custom: Default::default(),
             part_cksum: String::new(),
+            user_cksum_type: String::new(),
+            user_cksum_value: String::new(),
         };
         for p in &outs {
             assert_eq!(std::fs::metadata(p).unwrap().len(), meta.part_size());
@@ -618,6 +628,8 @@ mod tests {
             version: 1,
             custom: Default::default(),
             part_cksum: String::new(),
+            user_cksum_type: String::new(),
+            user_cksum_value: String::new(),
         };
         let e = decode_file(&meta, &[(1, outs[0].clone())], &dir.path().join("o")).unwrap_err();
         assert!(e.to_string().contains("1 of the 2 slices"), "{e}");

@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod background;
+pub mod cksum;
 mod ec;
 pub mod flush;
 pub mod layout;
@@ -335,6 +336,7 @@ impl Store {
             mirrors,
             stale,
             hasher: Xxh64::new(0),
+            extra: None,
             size: 0,
             background: false,
             _gen: self.write_guard(),
@@ -986,6 +988,8 @@ pub struct PutWriter {
     /// Mirror copies elsewhere that this write makes stale (removed).
     stale: Vec<PathBuf>,
     hasher: Xxh64,
+    /// The bucket's checksum type when it is not xxhash ([`cksum`]).
+    extra: Option<cksum::Hasher>,
     size: u64,
     /// Runs its file work on the low-priority pool ([`background`]).
     background: bool,
@@ -995,6 +999,9 @@ pub struct PutWriter {
 impl PutWriter {
     pub async fn write(&mut self, chunk: &[u8]) -> Result<()> {
         self.hasher.update(chunk);
+        if let Some(h) = &mut self.extra {
+            h.update(chunk);
+        }
         self.size += chunk.len() as u64;
         if self.buf.capacity() == 0 {
             self.buf.reserve_exact(WRITE_BUF);
@@ -1056,6 +1063,19 @@ impl PutWriter {
     /// get the CPU first ([`background`]).
     pub fn in_background(&mut self) {
         self.background = true;
+    }
+
+    /// Also computes the bucket's checksum type `kind` (md5, sha256,
+    /// sha512, crc32c; anything else: only xxhash). Before the first write.
+    pub fn also_hash(&mut self, kind: &str) {
+        if self.size == 0 {
+            self.extra = cksum::Hasher::new(kind);
+        }
+    }
+
+    /// The bucket's checksum of the bytes written so far: (type, hex).
+    pub fn extra_so_far(&self) -> Option<(&'static str, String)> {
+        self.extra.as_ref().map(|h| (h.kind(), h.hex()))
     }
 
     /// The xxhash64 of the bytes written so far, as stored (16 hex digits).
@@ -1121,6 +1141,11 @@ impl PutWriter {
         let stale = std::mem::take(&mut self.stale);
         let size = self.size;
         let cksum = format!("{:016x}", self.hasher.digest());
+        let (user_type, user_value) = self
+            .extra
+            .as_ref()
+            .map(|h| (h.kind().to_string(), h.hex()))
+            .unwrap_or_default();
         let background = self.background;
         let job = move || -> Result<Option<ObjAttrs>> {
             if if_absent && layout::is_obj(&dst) {
@@ -1174,6 +1199,8 @@ impl PutWriter {
                     version: version.unwrap_or(prev_version + 1),
                     mtime_ns: ais_core::now_ns(),
                     custom: custom.clone(),
+                    user_cksum_type: user_type.clone(),
+                    user_cksum_value: user_value.clone(),
                 };
                 let raw = serde_json::to_vec(&attrs).map_err(|e| StorageError::Io {
                     context: "encode metadata".into(),

@@ -77,7 +77,7 @@ pub fn list_objects(
         if props.needs_attrs() || props.atime {
             let info = ObjInfo::read(&path, &md)?;
             if props.checksum {
-                e.checksum = info.attrs.cksum_value.clone();
+                e.checksum = info.attrs.shown_cksum().1.to_string();
             }
             if props.version {
                 e.version = info.attrs.version.to_string();

@@ -241,18 +241,7 @@ async fn flush(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, b
     // A flush may carry the last bytes too.
     write_body(t, ctx, bck, obj, &mut w, body).await?;
     // A checksum the client computed over the whole object must match.
-    let ty = header(ctx, "ais-checksum-type");
-    let want = header(ctx, "ais-checksum-value");
-    if !want.is_empty() && (ty.is_empty() || ty.eq_ignore_ascii_case("xxhash")) {
-        let got = w.cksum_so_far();
-        if !want.eq_ignore_ascii_case(&got) {
-            return Err(ApiError::bad_request(format!(
-                "flush of {}/{obj}: checksum mismatch: the appended bytes hash to xxhash {got}, \
-                 the client sent {want}; nothing was stored",
-                bck.cname()
-            )));
-        }
-    }
+    super::objects::check_client_cksum(ctx, &w, bck, obj)?;
     let attrs = w
         .commit(super::objects::custom_md(ctx))
         .await
@@ -262,13 +251,6 @@ async fn flush(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, b
     let mut r = empty(StatusCode::OK);
     super::objects::put_headers(&mut r, &attrs);
     Ok(r)
-}
-
-fn header<'a>(ctx: &'a Ctx, name: &str) -> &'a str {
-    ctx.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
 }
 
 /// The request body onto `w`, then parked (buffer written, memory freed);

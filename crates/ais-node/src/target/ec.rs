@@ -111,6 +111,8 @@ fn plan(
                 } else {
                     String::new()
                 },
+                user_cksum_type: attrs.user_cksum_type.clone(),
+                user_cksum_value: attrs.user_cksum_value.clone(),
             };
             (h, meta)
         })

@@ -268,9 +268,10 @@ fn obj_headers(h: &mut HeaderMap, info: &ObjInfo, props: &PropSet) {
             h.append(k, v);
         }
     }
-    if props.checksum && !a.cksum_type.is_empty() {
-        put(h, "Ais-Checksum-Type", &a.cksum_type);
-        put(h, "Ais-Checksum-Value", &a.cksum_value);
+    let (ty, value) = a.shown_cksum();
+    if props.checksum && !ty.is_empty() {
+        put(h, "Ais-Checksum-Type", ty);
+        put(h, "Ais-Checksum-Value", value);
     }
     if props.atime {
         h.append("Ais-Atime", HeaderValue::from(info.atime_ns));
@@ -360,9 +361,10 @@ pub(super) fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String>
 
 pub(super) fn put_headers(r: &mut Response, a: &ObjAttrs) {
     let h = r.headers_mut();
+    let (ty, value) = a.shown_cksum();
     for (k, v) in [
-        ("Ais-Checksum-Type", a.cksum_type.clone()),
-        ("Ais-Checksum-Value", a.cksum_value.clone()),
+        ("Ais-Checksum-Type", ty.to_string()),
+        ("Ais-Checksum-Value", value.to_string()),
         ("Ais-Version", a.version.to_string()),
         ("Ais-Atime", a.mtime_ns.to_string()),
     ] {
@@ -479,6 +481,9 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
             )));
         }
     }
+    if moved_version.is_none() {
+        check_client_cksum(ctx, &w, bck, obj)?;
+    }
     let committed = match moved_version {
         Some(v) => w.commit_moved(custom, v).await,
         None => w.commit(custom).await.map(Some),
@@ -512,10 +517,58 @@ pub(super) async fn writer(t: &Target, bck: &Bck, obj: &str) -> ApiResult<ais_st
         .begin_put_copies(bck, obj, copies)
         .await
         .map_err(|e| storage_err(t, bck, obj, e))?;
-    if props.is_some_and(|p| p.write_policy.never_sync()) {
-        w.without_sync();
+    if let Some(p) = &props {
+        w.also_hash(&p.checksum.kind);
+        if p.write_policy.never_sync() {
+            w.without_sync();
+        }
     }
     Ok(w)
+}
+
+/// A checksum the client sent with its bytes (`Ais-Checksum-Type` and
+/// `-Value`) must match what was received: xxhash (always computed) or the
+/// bucket's type; nothing is stored otherwise.
+pub(super) fn check_client_cksum(
+    ctx: &Ctx,
+    w: &ais_storage::PutWriter,
+    bck: &Bck,
+    obj: &str,
+) -> ApiResult<()> {
+    let header = |k: &str| {
+        ctx.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let (ty, want) = (header("ais-checksum-type"), header("ais-checksum-value"));
+    if want.is_empty() || ty.eq_ignore_ascii_case("none") {
+        return Ok(());
+    }
+    let got = if ty.is_empty() || ty.eq_ignore_ascii_case(ais_core::meta::CKSUM_XXHASH) {
+        ("xxhash", w.cksum_so_far())
+    } else {
+        match w.extra_so_far() {
+            Some((kind, hex)) if kind.eq_ignore_ascii_case(ty) => (kind, hex),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "PUT {}/{obj}: checksum type \"{ty}\" is not computed for this bucket (it computes xxhash{}); set checksum.type={ty} on the bucket, or send one of those",
+                    bck.cname(),
+                    other.map(|(k, _)| format!(" and {k}")).unwrap_or_default()
+                )))
+            }
+        }
+    };
+    if !want.eq_ignore_ascii_case(&got.1) {
+        return Err(ApiError::bad_request(format!(
+            "PUT {}/{obj}: checksum mismatch: the bytes received hash to {} {}, the client sent {want}; nothing was stored",
+            bck.cname(),
+            got.0,
+            got.1
+        )));
+    }
+    Ok(())
 }
 
 /// `PUT /v1/objects/SRC/O?object_to=ais/@#/DST/O2[&etl_name=E]`: copy (or

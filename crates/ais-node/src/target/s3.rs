@@ -261,7 +261,7 @@ pub async fn native(
     match (&ctx.method, msg.map(|m| m.action.as_str())) {
         (&Method::POST, Some("mpt-upload")) => {
             ais_core::names::validate_object_name(obj)?;
-            let up = create_upload(t, ctx, bck, obj).await?;
+            let up = create_upload(t, bck, obj, BTreeMap::new()).await?;
             Ok(crate::http::text_ok(&up.upload_id))
         }
         (&Method::PUT, None) => {
@@ -394,10 +394,17 @@ async fn write_durably(dir: &Path, name: &str, data: &[u8]) -> std::io::Result<(
 }
 
 async fn create(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
-    json_ok(&create_upload(t, ctx, bck, obj).await?)
+    json_ok(&create_upload(t, bck, obj, meta_of(ctx)?).await?)
 }
 
-async fn create_upload(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> ApiResult<Upload> {
+/// `meta`: the object's custom metadata; only the S3 front door (a node)
+/// sets it: a client's header could name the cluster's own keys.
+async fn create_upload(
+    t: &Arc<Target>,
+    bck: &Bck,
+    obj: &str,
+    meta: BTreeMap<String, String>,
+) -> ApiResult<Upload> {
     let id = format!("{}_{}", ais_core::gen_id(24), t.core.id);
     if !valid_upload_id(&id) {
         return Err(ApiError::internal(format!(
@@ -418,7 +425,7 @@ async fn create_upload(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> ApiR
         bucket: bck.name.clone(),
         key: obj.to_string(),
         initiated_ns: ais_core::now_ns(),
-        meta: meta_of(ctx)?,
+        meta,
     };
     let raw = serde_json::to_vec(&up).map_err(|e| ApiError::internal(e.to_string()))?;
     if let Err(e) = write_durably(&dir, "upload.json", &raw).await {

@@ -444,6 +444,27 @@ def test_auth_whoami_roles_users_tokens(acluster: Cluster, tmp_path: Path) -> No
     cli(acluster, "auth", "rm", "user", "cli-bob", env=env)
 
 
+def test_auth_cluster_registration(acluster: Cluster, cluster: Cluster, tmp_path: Path) -> None:
+    """Another cluster (here: the session one) registered with the
+    auth cluster's AuthN, renamed, removed; "local" is built in."""
+    env = {"AIS_AUTHN_TOKEN_FILE": str(tmp_path / "tok")}
+    cli(acluster, "auth", "login", "admin", "-p", ADMIN_PW, env=env)
+    out, _ = cli(acluster, "auth", "add", "cluster", "second", cluster.url, env=env)
+    assert "registered as \"second\"" in out, out
+    out, _ = cli(acluster, "auth", "show", "cluster", env=env)
+    assert "second" in out and cluster.url in out and "local" in out, out
+    _, err = cli(acluster, "auth", "add", "cluster", "again", cluster.url, env=env, ok=False)
+    assert "registered already" in err, err
+    cli(acluster, "auth", "update", "cluster", "second", "renamed", env=env)
+    out, _ = cli(acluster, "auth", "show", "cluster", env=env)
+    assert "renamed" in out and "second" not in out, out
+    _, err = cli(acluster, "auth", "rm", "cluster", "local", env=env, ok=False)
+    assert "built in" in err, err
+    cli(acluster, "auth", "rm", "cluster", "renamed", env=env)
+    out, _ = cli(acluster, "auth", "show", "cluster", env=env)
+    assert "renamed" not in out and cluster.url not in out, out
+
+
 def test_whoami_reads_the_token_it_is_given(cluster: Cluster, tmp_path: Path) -> None:
     def b64(d: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")

@@ -164,11 +164,6 @@ COVERED = "covered"
 NA = "n/a"
 
 # Why ClusterManager.register/update/delete do not apply.
-_NA_CLUSTERS = (
-    "aistore-rs's AuthN is built into the primary proxy and serves this one cluster "
-    "(alias 'local'); there is no separate AuthN server that registers other clusters. "
-    "User gets AuthNError 405 'method POST|PUT|DELETE is not allowed on /v1/clusters...'"
-)
 _NA_PROMOTE = (
     "promote copies files from a target's host filesystem (AIS 4.x: below "
     "/var/lib/ais/promote) into a bucket; aistore-rs does not take host files (PUT them). "
@@ -309,9 +304,9 @@ COVERAGE: Dict[str, Tuple[str, ...]] = {
     "AuthNClient.token_manager": (COVERED, "test_authn_token_revoke"),
     "ClusterManager.list": (COVERED, "test_authn_cluster_list"),
     "ClusterManager.get": (COVERED, "test_authn_cluster_get"),
-    "ClusterManager.register": (NA, "test_na_authn_cluster_register_update_delete", _NA_CLUSTERS),
-    "ClusterManager.update": (NA, "test_na_authn_cluster_register_update_delete", _NA_CLUSTERS),
-    "ClusterManager.delete": (NA, "test_na_authn_cluster_register_update_delete", _NA_CLUSTERS),
+    "ClusterManager.register": (COVERED, "test_authn_cluster_register_update_delete"),
+    "ClusterManager.update": (COVERED, "test_authn_cluster_register_update_delete"),
+    "ClusterManager.delete": (COVERED, "test_authn_cluster_register_update_delete"),
     "RoleManager.list": (COVERED, "test_authn_roles"),
     "RoleManager.get": (COVERED, "test_authn_roles"),
     "RoleManager.create": (COVERED, "test_authn_roles"),
@@ -1256,19 +1251,39 @@ def test_authn_cluster_get(acluster: Cluster, authn: AuthNClient) -> None:  # no
     assert st == 404 and "not registered" in msg, (st, msg)
 
 
-def test_na_authn_cluster_register_update_delete(
-    acluster: Cluster, authn: AuthNClient  # noqa: F811
+def test_authn_cluster_register_update_delete(
+    acluster: Cluster, authn: AuthNClient, tmp_path: Path  # noqa: F811
 ) -> None:
-    cm = authn.cluster_manager()
-    uid = cm.get(cluster_alias="local").id
-    for call, verb in (
-        (lambda: cm.register("other", [acluster.url]), "POST"),
-        (lambda: cm.update(uid, cluster_alias="renamed"), "PUT"),
-        (lambda: cm.delete(cluster_id=uid), "DELETE"),
-    ):
-        st, msg = status_of(call)
-        assert st == 405 and f"method {verb} is not allowed on /v1/clusters" in msg, (st, msg)
-    assert cm.get(cluster_alias="local").id == uid  # nothing changed
+    """Another cluster registered here (the SDK reads its UUID from its
+    map), renamed, given another URL, removed; this cluster's own
+    registration ("local") cannot be changed or removed."""
+    other = Cluster(base_dir=tmp_path / "other", num_targets=1)
+    other.start()
+    try:
+        cm = authn.cluster_manager()
+        info = cm.register("other", [other.url])
+        assert info.alias == "other" and info.urls == [other.url], info
+        assert set(cm.list().clusters) == {info.id, cm.get(cluster_alias="local").id}
+        assert cm.get(cluster_alias="other").id == info.id
+        st, msg = status_of(lambda: cm.register("again", [other.url]))
+        assert st == 409 and "registered already" in msg, (st, msg)
+        upd = cm.update(info.id, cluster_alias="renamed", urls=[other.url, "http://127.0.0.1:1"])
+        assert upd.alias == "renamed" and len(upd.urls) == 2, upd
+        st, msg = status_of(lambda: cm.update(info.id, cluster_alias="local"))
+        assert st == 409, (st, msg)
+        uid = cm.get(cluster_alias="local").id
+        for call in (lambda: cm.update(uid, cluster_alias="x"), lambda: cm.delete(cluster_alias="local")):
+            st, msg = status_of(call)
+            assert st == 400 and "built in" in msg, (st, msg)
+        cm.delete(cluster_alias="renamed")
+        st, _ = status_of(lambda: cm.get(cluster_id=info.id))
+        assert st == 404
+        assert list(cm.list().clusters) == [uid]
+        # Only admins register clusters.
+        st, _ = status_of(lambda: AuthNClient(acluster.url).cluster_manager().register("x", [other.url]))
+        assert st == 401
+    finally:
+        other.stop()
 
 
 def test_authn_roles(authn: AuthNClient) -> None:

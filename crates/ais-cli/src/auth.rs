@@ -41,6 +41,11 @@ pub enum AuthCmd {
         #[command(subcommand)]
         what: SetCmd,
     },
+    /// `ais auth update cluster CLUSTER_ID [ALIAS] [URL...]`.
+    Update {
+        #[command(subcommand)]
+        what: UpdateCmd,
+    },
     /// Revoke a token (admin, or your own); as `ais auth rm token`.
     Revoke { token: String },
     /// Who the saved token says you are: user, expiry, roles, permissions.
@@ -66,6 +71,9 @@ pub enum AddCmd {
         #[arg(long, default_value = "")]
         desc: String,
     },
+    /// `ais auth add cluster [ALIAS] [URL...]`: register another cluster
+    /// (default URL: this CLI's endpoint).
+    Cluster { args: Vec<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +94,30 @@ pub enum RmCmd {
     Role { name: String },
     /// Revoke a token.
     Token { token: String },
+    /// Remove a registered cluster (by id or alias).
+    Cluster { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UpdateCmd {
+    /// Change a registered cluster's alias and/or URLs.
+    Cluster { id: String, args: Vec<String> },
+}
+
+/// `[ALIAS] [URL...]`: the words that are URLs, and the one that is not.
+fn alias_and_urls(args: &[String]) -> anyhow::Result<(String, Vec<String>)> {
+    let (urls, names): (Vec<String>, Vec<String>) = args
+        .iter()
+        .cloned()
+        .partition(|a| a.starts_with("http://") || a.starts_with("https://"));
+    if names.len() > 1 {
+        anyhow::bail!(
+            "expected [ALIAS] [URL...], got {} names: {}",
+            names.len(),
+            names.join(" ")
+        );
+    }
+    Ok((names.into_iter().next().unwrap_or_default(), urls))
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +129,8 @@ pub enum SetCmd {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// As `ais auth update cluster CLUSTER_ID [ALIAS] [URL...]`.
+    Cluster { id: String, args: Vec<String> },
     /// `ais auth set role NAME PERM [--bucket B]` (replaces its permissions).
     Role {
         name: String,
@@ -176,6 +210,21 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
                     .await?;
                 println!("Role \"{name}\" added");
             }
+            AddCmd::Cluster { args } => {
+                let (alias, mut urls) = alias_and_urls(&args)?;
+                if urls.is_empty() {
+                    urls.push(client.endpoint().to_string());
+                }
+                let id = client.auth_add_cluster(&alias, &urls).await?;
+                println!(
+                    "Cluster \"{id}\" registered{}",
+                    if alias.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" as \"{alias}\"")
+                    }
+                );
+            }
         },
         AuthCmd::Show { what } => match what {
             ShowCmd::User => {
@@ -240,8 +289,16 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
                 client.revoke_token(&token).await?;
                 println!("Token revoked");
             }
+            RmCmd::Cluster { id } => {
+                client.auth_rm_cluster(&id).await?;
+                println!("Cluster \"{id}\" removed");
+            }
         },
+        AuthCmd::Update {
+            what: UpdateCmd::Cluster { id, args },
+        } => update_cluster(client, &id, &args).await?,
         AuthCmd::Set { what } => match what {
+            SetCmd::Cluster { id, args } => update_cluster(client, &id, &args).await?,
             SetCmd::User {
                 name,
                 password,
@@ -273,6 +330,16 @@ pub async fn run(client: &Client, cmd: AuthCmd) -> anyhow::Result<()> {
             println!("Token revoked");
         }
     }
+    Ok(())
+}
+
+async fn update_cluster(client: &Client, id: &str, args: &[String]) -> anyhow::Result<()> {
+    let (alias, urls) = alias_and_urls(args)?;
+    if alias.is_empty() && urls.is_empty() {
+        anyhow::bail!("nothing to change: give a new ALIAS and/or URLs");
+    }
+    client.auth_update_cluster(id, &alias, &urls).await?;
+    println!("Cluster \"{id}\" updated");
     Ok(())
 }
 

@@ -17,9 +17,6 @@ use std::path::PathBuf;
 /// support, with the reason users get.
 pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("advanced", "AIStore's developer commands (preload, remove-from-smap, random-node, random-mountpath, rotate-logs, check-lock, enable/disable-backend) have no aistore-rs counterpart"),
-    ("auth add cluster", "AuthN serves only its own cluster (\"local\"); clusters cannot be added"),
-    ("auth rm cluster", "AuthN serves only its own cluster (\"local\"); clusters cannot be removed"),
-    ("auth set cluster", "AuthN serves only its own cluster (\"local\"); clusters cannot be changed"),
     ("auth set config", "AuthN configuration is not exposed (it is the cluster's auth settings)"),
     ("auth show config", "AuthN configuration is not exposed (it is the cluster's auth settings)"),
     ("auth show oidc", "tokens are HS256 JWTs signed with the cluster secret: no OIDC discovery"),

@@ -94,6 +94,54 @@ impl Client {
     }
 
     /// The clusters AuthN serves (`/v1/clusters`).
+    /// Registers another cluster (its UUID read from its map at `urls[0]`).
+    pub async fn auth_add_cluster(&self, alias: &str, urls: &[String]) -> Result<String> {
+        let first = urls
+            .first()
+            .ok_or_else(|| crate::ClientError::Decode("no cluster URL given".into()))?;
+        let smap: Value = crate::json(
+            self.request(
+                Method::GET,
+                format!("{}/v1/daemon?what=smap", first.trim_end_matches('/')),
+                None,
+                &[],
+            )
+            .await?,
+        )
+        .await?;
+        let id = smap["uuid"].as_str().unwrap_or("").to_string();
+        if id.is_empty() {
+            return Err(crate::ClientError::Decode(format!(
+                "{first} answered no cluster UUID"
+            )));
+        }
+        let body = serde_json::json!({"id": id, "alias": alias, "urls": urls});
+        self.authn_json(Method::POST, "/v1/clusters", Some(body))
+            .await?;
+        Ok(id)
+    }
+
+    /// Changes a registered cluster's alias and/or URLs.
+    pub async fn auth_update_cluster(&self, id: &str, alias: &str, urls: &[String]) -> Result<()> {
+        let mut body = serde_json::json!({"id": id});
+        if !alias.is_empty() {
+            body["alias"] = Value::String(alias.into());
+        }
+        if !urls.is_empty() {
+            body["urls"] = serde_json::json!(urls);
+        }
+        self.authn_json(Method::PUT, &format!("/v1/clusters/{id}"), Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Removes a registered cluster (by id or alias).
+    pub async fn auth_rm_cluster(&self, id: &str) -> Result<()> {
+        self.authn_json(Method::DELETE, &format!("/v1/clusters/{id}"), None)
+            .await
+            .map(drop)
+    }
+
     pub async fn auth_clusters(&self) -> Result<Value> {
         crate::json(self.authn_json(Method::GET, "/v1/clusters", None).await?).await
     }

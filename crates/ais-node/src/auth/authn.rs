@@ -9,10 +9,15 @@
 //! | `GET /v1/roles[/NAME]` | any valid token |
 //! | `POST /v1/roles`, `PUT|DELETE /v1/roles/NAME` | admin |
 //! | `DELETE /v1/tokens {token}` (revoke; logout) | admin or the token's owner |
-//! | `GET /v1/clusters[/ID]` | any valid token |
+//! | `GET /v1/clusters[/ID-or-alias]` | any valid token |
+//! | `POST /v1/clusters {id, alias, urls}`, `PUT|DELETE /v1/clusters/ID-or-alias` | admin |
 //!
-//! Users (salted PBKDF2 password hashes, never plaintext), custom roles and
-//! the revoked-token list persist in `<primary data>/auth/authn.json`. A
+//! This cluster is always registered, as `local`. Other clusters an admin
+//! registers (AIStore's `ClusterManager`) are kept so that roles can name
+//! them; they accept this AuthN's tokens when they share its secret.
+//!
+//! Users (salted PBKDF2 password hashes, never plaintext), custom roles,
+//! registered clusters and the revoked-token list persist in `<primary data>/auth/authn.json`. A
 //! revocation is pushed to every node in the map before the call returns.
 
 use super::perm::{self, canonical_role, BUILTIN_ROLES};
@@ -86,6 +91,61 @@ struct Data {
     users: BTreeMap<String, User>,
     roles: BTreeMap<String, RoleInfo>,
     revoked: Vec<Revoked>,
+    /// Other clusters registered here (id → alias and URLs).
+    #[serde(default)]
+    clusters: BTreeMap<String, ClusterReg>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+struct ClusterReg {
+    #[serde(default)]
+    alias: String,
+    #[serde(default)]
+    urls: Vec<String>,
+}
+
+/// At most this many registered clusters (each a few URLs).
+const MAX_CLUSTERS: usize = 1000;
+
+/// Checks a cluster registration's fields (id, alias, URLs).
+fn check_reg(id: &str, alias: &str, urls: &[String]) -> ApiResult<()> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !word(id) {
+        return Err(ApiError::bad_request(format!(
+            "cluster id \"{id}\": 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if !alias.is_empty() && !word(alias) {
+        return Err(ApiError::bad_request(format!(
+            "cluster alias \"{alias}\": 1 to 64 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if urls.is_empty() || urls.len() > 16 {
+        return Err(ApiError::bad_request(
+            "a cluster registration needs 1 to 16 URLs (\"urls\")",
+        ));
+    }
+    if let Some(u) = urls
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")) || u.len() > 512)
+    {
+        return Err(ApiError::bad_request(format!(
+            "cluster URL \"{u}\" is not an http(s) URL"
+        )));
+    }
+    Ok(())
+}
+
+/// The registered cluster named by id or alias.
+fn find_cluster<'a>(d: &'a Data, name: &str) -> Option<(&'a String, &'a ClusterReg)> {
+    d.clusters
+        .get_key_value(name)
+        .or_else(|| d.clusters.iter().find(|(_, c)| c.alias == name))
 }
 
 pub struct Store {
@@ -523,15 +583,144 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             revoke(core, cred, &tok).await
         }
         ("clusters", Method::GET, _) => {
-            // One cluster is registered: this one, as `local` (by id or alias).
+            // This cluster, as `local`, and the ones registered (by id or alias).
             let uuid = core.meta.cluster_uuid();
-            if !name.is_empty() && name != uuid && name != "local" {
-                return Err(ApiError::NotFound(format!(
-                    "cluster \"{name}\" is not registered (this AuthN serves only its own cluster: \"{uuid}\", alias \"local\")"
+            let local = json!({"id": uuid, "alias": "local", "urls": [core.snode.url()]});
+            if name.is_empty() {
+                let mut all = serde_json::Map::new();
+                all.insert(uuid.clone(), local);
+                with_data(
+                    |d| {
+                        for (id, c) in &d.clusters {
+                            all.insert(
+                                id.clone(),
+                                json!({"id": id, "alias": c.alias, "urls": c.urls}),
+                            );
+                        }
+                        Ok(())
+                    },
+                    false,
+                )?;
+                return json_ok(&json!({ "clusters": all }));
+            }
+            if name == uuid || name == "local" {
+                return json_ok(&json!({"clusters": {uuid.clone(): local}}));
+            }
+            let found = with_data(
+                |d| Ok(find_cluster(d, &name).map(|(id, c)| (id.clone(), c.clone()))),
+                false,
+            )?;
+            match found {
+                Some((id, c)) => json_ok(&json!({"clusters": {id.clone(): {
+                    "id": id, "alias": c.alias, "urls": c.urls}}})),
+                None => Err(ApiError::NotFound(format!(
+                    "cluster \"{name}\" is not registered (this cluster is \"{uuid}\", alias \"local\")"
+                ))),
+            }
+        }
+        ("clusters", Method::POST, true) => {
+            need_admin(&caller)?;
+            let v = body_json(body).await?;
+            let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let (id, alias) = (text("id"), text("alias"));
+            let urls: Vec<String> =
+                serde_json::from_value(v.get("urls").cloned().unwrap_or_default())
+                    .map_err(|_| ApiError::bad_request("\"urls\" must be a list of URLs"))?;
+            check_reg(&id, &alias, &urls)?;
+            let uuid = core.meta.cluster_uuid();
+            if id == uuid || alias == "local" || alias == uuid {
+                return Err(ApiError::Conflict(format!(
+                    "cluster \"{id}\" (alias \"{alias}\"): this cluster is registered already, as \"local\""
                 )));
             }
-            json_ok(&json!({"clusters": {uuid.clone(): {
-                "id": uuid, "alias": "local", "urls": [core.snode.url()]}}}))
+            with_data(
+                |d| {
+                    if d.clusters.contains_key(&id) {
+                        return Err(ApiError::Conflict(format!(
+                            "cluster \"{id}\" is registered already"
+                        )));
+                    }
+                    if !alias.is_empty() && find_cluster(d, &alias).is_some() {
+                        return Err(ApiError::Conflict(format!(
+                            "alias \"{alias}\" names another registered cluster"
+                        )));
+                    }
+                    if d.clusters.len() >= MAX_CLUSTERS {
+                        return Err(ApiError::bad_request(format!(
+                            "at most {MAX_CLUSTERS} clusters can be registered"
+                        )));
+                    }
+                    d.clusters.insert(id.clone(), ClusterReg { alias, urls });
+                    Ok(())
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
+        ("clusters", Method::PUT, false) => {
+            need_admin(&caller)?;
+            let v = body_json(body).await?;
+            let uuid = core.meta.cluster_uuid();
+            if name == uuid || name == "local" {
+                return Err(ApiError::bad_request(
+                    "this cluster's registration (\"local\") is built in and cannot be changed",
+                ));
+            }
+            with_data(
+                |d| {
+                    let id = find_cluster(d, &name)
+                        .map(|(id, _)| id.clone())
+                        .ok_or_else(|| {
+                            ApiError::NotFound(format!("cluster \"{name}\" is not registered"))
+                        })?;
+                    let mut next = d.clusters.get(&id).cloned().unwrap_or_default();
+                    if let Some(a) = v
+                        .get("alias")
+                        .and_then(Value::as_str)
+                        .filter(|a| !a.is_empty())
+                    {
+                        if a == "local" || find_cluster(d, a).is_some_and(|(other, _)| *other != id)
+                        {
+                            return Err(ApiError::Conflict(format!(
+                                "alias \"{a}\" names another cluster"
+                            )));
+                        }
+                        next.alias = a.to_string();
+                    }
+                    if let Some(u) = v.get("urls").filter(|u| !u.is_null()) {
+                        next.urls = serde_json::from_value(u.clone()).map_err(|_| {
+                            ApiError::bad_request("\"urls\" must be a list of URLs")
+                        })?;
+                    }
+                    check_reg(&id, &next.alias, &next.urls)?;
+                    d.clusters.insert(id, next);
+                    Ok(())
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
+        ("clusters", Method::DELETE, false) => {
+            need_admin(&caller)?;
+            let uuid = core.meta.cluster_uuid();
+            if name == uuid || name == "local" {
+                return Err(ApiError::bad_request(
+                    "this cluster's registration (\"local\") is built in and cannot be removed",
+                ));
+            }
+            with_data(
+                |d| {
+                    let id = find_cluster(d, &name)
+                        .map(|(id, _)| id.clone())
+                        .ok_or_else(|| {
+                            ApiError::NotFound(format!("cluster \"{name}\" is not registered"))
+                        })?;
+                    d.clusters.remove(&id);
+                    Ok(())
+                },
+                true,
+            )?;
+            Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.not_allowed()),
     }

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Dict, Iterator
@@ -407,3 +408,18 @@ def test_clients_hanging_up_mid_cold_get_or_mid_write_through(rcluster: Cluster,
     with pytest.raises(s3.s3.exceptions.NoSuchKey):
         s3.s3.get_object(Bucket=remote, Key="half")
     assert "half" not in cached(rcluster.url, remote)
+
+
+def test_blob_download_through_the_cli(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """`ais blob-download s3://B/O` (and `ais start blob-download`): the
+    object cached whole, from ranges fetched in parallel."""
+    big = os.urandom(200_000)
+    s3.s3.put_object(Bucket=remote, Key="blob", Body=big)
+    p = ais(rcluster, "blob-download", f"s3://{remote}/blob", "--chunk-size", "65536", "--num-workers", "4", "--wait")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Started blob-download[" in p.stdout, p.stdout
+    assert "blob" in cached(rcluster.url, remote)
+    got = urllib.request.urlopen(f"{rcluster.url}/v1/objects/{remote}/blob?provider=aws", timeout=30).read()
+    assert got == big
+    p = ais(rcluster, "start", "blob-download", f"s3://{remote}/nope", "--wait")
+    assert p.returncode != 0

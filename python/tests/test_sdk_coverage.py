@@ -732,11 +732,6 @@ def test_object_copy(bucket: Bucket, other: Bucket) -> None:
     assert get(other, "dst") == b"copy me"
 
 
-@xfail(
-    "the SDK POSTs {action: promote} to /v1/objects/BUCKET; the proxy answers 400 "
-    "'missing object name in URL path (expected /v1/objects/B/OBJECT)' instead of the "
-    "intended 501 'promote ... not supported'"
-)
 def test_na_object_promote(bucket: Bucket, tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_bytes(b"host file")
     st, msg = status_of(lambda: bucket.object("promoted").promote(str(tmp_path / "f.txt")))
@@ -1187,16 +1182,23 @@ def test_remote_object_group_evict(rbucket) -> None:
     assert cached(bck) == {"d/0": True, "d/1": False, "d/2": False, "d/3": True}
 
 
-@xfail(
-    "Object.blob_download: the SDK POSTs {action: blob-download, name: OBJ} to "
-    "/v1/objects/BUCKET; proxy answers 400 'missing object name in URL path "
-    "(expected /v1/objects/B/OBJECT)'"
-)
-def test_remote_object_blob_download(rbucket) -> None:
+def test_remote_object_blob_download(rbucket, s3: S3Server, remote: str) -> None:  # noqa: F811
     rclient, bck, objs = rbucket
-    job_id = bck.object("d/3").blob_download(chunk_size=1 << 20, num_workers=2)
+    big = bytes(range(256)) * 1200 + b"tail"  # 307,204 bytes: 5 ranges of 64 KiB
+    s3.s3.put_object(Bucket=remote, Key="big", Body=big)
+    job_id = bck.object("big").blob_download(chunk_size=64 << 10, num_workers=3)
+    assert job_id.startswith("blob-download-"), job_id
+    assert rclient.job(job_id).wait(timeout=JOB_TIMEOUT, verbose=False).success
+    assert cached(bck)["big"] and get(bck, "big") == big
+    # Defaults, on a small object.
+    job_id = bck.object("d/3").blob_download()
     assert rclient.job(job_id).wait(timeout=JOB_TIMEOUT, verbose=False).success
     assert cached(bck)["d/3"] and get(bck, "d/3") == objs["d/3"]
+    # What it refuses.
+    st, msg = status_of(lambda: bck.object("d/2").blob_download(chunk_size=10))
+    assert st == 400 and "chunk-size" in msg, (st, msg)
+    st, msg = status_of(lambda: rclient.bucket("no-such-bucket-here", provider="aws").object("x").blob_download())
+    assert st in (400, 404), (st, msg)
 
 
 @xfail(

@@ -322,7 +322,8 @@ pub async fn start_kind(
 /// `ais job start` / `ais start`: `KIND [NODE_ID | BUCKET]`.
 #[derive(Args, Debug)]
 pub struct StartArgs {
-    /// rebalance, resilver, lru, ec-encode or mirror (make-n-copies).
+    /// rebalance, resilver, lru, ec-encode, mirror (make-n-copies) or
+    /// blob-download.
     pub kind: String,
     /// NODE_ID (resilver, lru: one target) or BUCKET (ec-encode).
     pub target: Option<String>,
@@ -338,6 +339,15 @@ pub struct StartArgs {
     /// mirror: the number of copies of every object (1 turns mirroring off).
     #[arg(long)]
     pub copies: Option<u32>,
+    /// blob-download: bytes per range (64KiB..256MiB; default 4MiB).
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// blob-download: ranges fetched at once (1..16; default 4).
+    #[arg(long)]
+    pub num_workers: Option<i64>,
+    /// blob-download: fetch again when the backend has a newer version.
+    #[arg(long)]
+    pub latest: bool,
     /// Wait for the job (progress bar).
     #[arg(long)]
     pub wait: bool,
@@ -351,6 +361,22 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
         } else {
             node = Some(t.clone());
         }
+    }
+    if a.kind == "blob-download" {
+        let Some(t) = &a.target else {
+            bail!("blob-download takes an object: ais blob-download s3://BUCKET/OBJECT");
+        };
+        let (bck, obj) = crate::objects::parse_object(t)?;
+        let id = client
+            .blob_download(&bck.name, &obj, a.chunk_size, a.num_workers, a.latest)
+            .await?;
+        println!("Started blob-download[{id}] of {}/{obj}", bck.cname());
+        return if a.wait {
+            wait(client, &id, None).await
+        } else {
+            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+            Ok(())
+        };
     }
     if a.kind == "mirror" || a.kind == "make-n-copies" {
         let Some(b) = &bucket else {
@@ -403,4 +429,43 @@ pub async fn errors(client: &Client, etl: &str, job: &str) -> anyhow::Result<()>
 /// Tables show the first line of an error (messages may carry a traceback).
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
+}
+
+/// `ais blob-download s3://BUCKET/OBJECT`: one large remote object into the
+/// cluster in parallel ranges (as `ais start blob-download`).
+#[derive(Args, Debug)]
+pub struct BlobArgs {
+    /// s3://BUCKET/OBJECT
+    pub object: String,
+    /// Bytes per range (64KiB..256MiB; default 4MiB).
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// Ranges fetched at once (1..16; default 4).
+    #[arg(long)]
+    pub num_workers: Option<i64>,
+    /// Fetch again when the backend has a newer version.
+    #[arg(long)]
+    pub latest: bool,
+    /// Wait for the job (progress bar).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn blob_cmd(client: &Client, a: BlobArgs) -> anyhow::Result<()> {
+    start_cmd(
+        client,
+        StartArgs {
+            kind: "blob-download".into(),
+            target: Some(a.object),
+            bucket: None,
+            data_slices: None,
+            parity_slices: None,
+            copies: None,
+            chunk_size: a.chunk_size,
+            num_workers: a.num_workers,
+            latest: a.latest,
+            wait: a.wait,
+        },
+    )
+    .await
 }

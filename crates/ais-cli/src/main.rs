@@ -88,6 +88,10 @@ enum Cmd {
     /// Start a job: `ais start rebalance|resilver|lru [NODE_ID]`,
     /// `ais start ec-encode ais://B -d 2 -p 2` (as `ais job start`).
     Start(jobs::StartArgs),
+    /// Fetch one large object of a remote bucket into the cluster in
+    /// parallel ranges: `ais blob-download s3://B/O [--chunk-size N]
+    /// [--num-workers N] [--latest] [--wait]`.
+    BlobDownload(jobs::BlobArgs),
     /// Initialise, list, run and manage ETL transforms.
     Etl {
         #[command(subcommand)]
@@ -625,6 +629,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             JobCmd::Wait { id, timeout } => wait(&client, &id, &timeout).await,
         },
         Cmd::Start(a) => jobs::start_cmd(&client, a).await,
+        Cmd::BlobDownload(a) => jobs::blob_cmd(&client, a).await,
         Cmd::Stop(a) => jobs::stop_cmd(&client, a).await,
         Cmd::Create { buckets } => create_buckets(&client, &buckets).await,
         Cmd::Rmb { buckets } => destroy_buckets(&client, &buckets).await,

@@ -233,6 +233,33 @@ impl Client {
     /// Switches erasure coding on for `bucket` (`data`+`parity` slices) and
     /// starts the `ec-encode` job that codes its existing objects; returns
     /// the job id.
+    /// AIStore's blob download: one remote object fetched into the cluster
+    /// in parallel ranges by its owner, as a job; answers its id.
+    pub async fn blob_download(
+        &self,
+        bucket: &str,
+        obj: &str,
+        chunk_size: Option<u64>,
+        num_workers: Option<i64>,
+        latest: bool,
+    ) -> Result<String> {
+        let mut value = serde_json::json!({ "latest-ver": latest });
+        if let Some(c) = chunk_size {
+            value["chunk-size"] = c.into();
+        }
+        if let Some(n) = num_workers {
+            value["num-workers"] = n.into();
+        }
+        let act = ActMsg {
+            action: "blob-download".into(),
+            name: obj.into(),
+            value,
+        };
+        let path = format!("/v1/objects/{bucket}?provider=aws");
+        let resp = self.action(Method::POST, &path, &act).await?;
+        crate::text(resp).await
+    }
+
     /// AIStore's n-way mirror (`make-n-copies`): every object of `bucket`
     /// gets `copies` copies (1: mirroring off); answers the job id.
     pub async fn make_n_copies(&self, bucket: &str, copies: u32) -> Result<String> {

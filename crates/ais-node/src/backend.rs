@@ -175,6 +175,33 @@ impl S3Bucket {
         }))
     }
 
+    /// Bytes `start..=end` of `key`, only from the version whose ETag is
+    /// `etag` (a changed object fails with the backend's 412, never mixing
+    /// versions); `None`: the object is gone.
+    pub async fn get_range(
+        &self,
+        http: &reqwest::Client,
+        key: &str,
+        start: u64,
+        end: u64,
+        etag: &str,
+    ) -> Result<Option<bytes::Bytes>> {
+        let url = self
+            .bucket
+            .get_object(self.creds.as_ref(), key)
+            .sign(SIGN_FOR);
+        let mut req = http
+            .get(url)
+            .header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
+        if !etag.is_empty() {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
+        }
+        let Some(r) = self.send(req).await? else {
+            return Ok(None);
+        };
+        r.bytes().await.map(Some).map_err(|e| self.unreachable(e))
+    }
+
     /// Uploads `len` bytes of `body` as `key`; the new ETag.
     pub async fn put_object(
         &self,

@@ -107,6 +107,9 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                 || matches!(action, "mpt-upload" | "mpt-complete")
             {
                 need(PUT, Some(&b), "PUT objects (multipart upload)")
+            } else if action == "blob-download" {
+                // Into the cache, as a cold GET would.
+                need(GET, Some(&b), "GET objects (blob download)")
             } else {
                 need(OBJ_MOVE, Some(&b), "move/rename objects")
             };

@@ -376,6 +376,75 @@ pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res 
     bucket_job(p, bck, kind, prefix, tcb).await
 }
 
+/// `POST /v1/objects/B {"action": "blob-download", "name": O, "value":
+/// {"chunk-size", "num-workers", "latest-ver"}}`: one large object of a
+/// remote bucket fetched into the cluster by its owner in parallel ranges,
+/// as a job; answers its id.
+pub async fn start_blob_download(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
+    let props = super::remote::props(p, bck).await?;
+    if props.provider == "ais" {
+        return Err(ApiError::bad_request(format!(
+            "blob-download: {} is an ais:// bucket; blob download fetches from a remote (s3://) bucket's backend",
+            bck.cname()
+        )));
+    }
+    ais_core::names::validate_object_name(&msg.name)?;
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct BlobMsg {
+        #[serde(default, rename = "chunk-size")]
+        chunk_size: Option<u64>,
+        #[serde(default, rename = "num-workers")]
+        num_workers: Option<i64>,
+        #[serde(default, rename = "latest-ver")]
+        latest: bool,
+    }
+    let v: BlobMsg = if msg.value.is_null() {
+        BlobMsg::default()
+    } else {
+        serde_json::from_value(msg.value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed blob-download message: {e}")))?
+    };
+    let chunk = v.chunk_size.unwrap_or(4 << 20);
+    if !(64 << 10..=256 << 20).contains(&chunk) {
+        return Err(ApiError::bad_request(format!(
+            "blob-download: chunk-size {chunk} is outside 64KiB..=256MiB"
+        )));
+    }
+    let workers = v.num_workers.unwrap_or(4);
+    if !(1..=16).contains(&workers) {
+        return Err(ApiError::bad_request(format!(
+            "blob-download: num-workers {workers} is outside 1..=16"
+        )));
+    }
+    let owner = p
+        .core
+        .owner(&bck.obj_uname(&msg.name))
+        .ok_or_else(|| ApiError::unavailable("the cluster has no storage targets yet"))?;
+    let tcb = TcbMsg {
+        objnames: vec![msg.name.clone()],
+        num_workers: workers,
+        ext: [
+            ("chunk-size".to_string(), chunk.to_string()),
+            ("latest-ver".to_string(), v.latest.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let spec = JobSpec {
+        id: format!("blob-download-{}", ais_core::gen_id(10)),
+        kind: crate::rpc::types::JOB_BLOB_DOWNLOAD.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: tcb,
+        skip_unchanged: false,
+        archive: None,
+        smap: None,
+    };
+    Ok(text_ok(&launch_on(p, spec, vec![owner], |_| false).await?))
+}
+
 /// `DELETE /v1/buckets/B` with `delete-listrange`: the objects named, those
 /// a template expands to, or those under a prefix, deleted by one job (each
 /// target deletes what it holds, in parallel); answers the job id. An empty
@@ -1137,6 +1206,7 @@ const STOPPABLE_KINDS: &[&str] = &[
     crate::rpc::types::JOB_EC_ENCODE,
     crate::rpc::types::JOB_SCRUB,
     crate::rpc::types::JOB_MAKE_N_COPIES,
+    crate::rpc::types::JOB_BLOB_DOWNLOAD,
     crate::rpc::types::JOB_PREFETCH,
     crate::rpc::types::JOB_EVICT,
     crate::rpc::types::JOB_MOVE_BCK,

@@ -26,6 +26,23 @@ pub async fn object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -
         // An object action (rename, multipart create or complete): its
         // body says what it does, so the redirect's credential binds it.
         let raw = crate::http::read_body(body, POST_BODY_LIMIT).await?;
+        if obj.is_empty() {
+            // `POST /v1/objects/B` names its object in the body (the SDK's
+            // blob download).
+            ctx.query.reject_unknown("POST of an object", &[])?;
+            let msg = ais_core::api::ActMsg::parse(&raw)?;
+            let bck = ctx.bck(bucket)?;
+            return match msg.action.as_str() {
+                "blob-download" => super::jobs::start_blob_download(p, &bck, msg).await,
+                "promote" => Err(ApiError::NotImplemented(
+                    "promote (files on a target's host into a bucket) is not supported by aistore-rs".into(),
+                )),
+                other => Err(ApiError::bad_request(format!(
+                    "unsupported action \"{other}\" for POST of /v1/objects/{} (supported: blob-download; other actions name the object in the path)",
+                    bck.name
+                ))),
+            };
+        }
         return redirect_object(p, ctx, bucket, obj, Some(&raw)).await;
     }
     let mut r = redirect_object(p, ctx, bucket, obj, None).await?;

@@ -29,6 +29,11 @@ pub const JOB_LRU: &str = "lru";
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 
+/// Job kind of a blob download (one large remote object fetched in
+/// parallel ranges on its owner; `msg.objnames[0]`, `msg.num_workers`,
+/// `msg.ext["chunk-size"]`, `msg.ext["latest-ver"]`).
+pub const JOB_BLOB_DOWNLOAD: &str = "blob-download";
+
 /// Job kind of `make-n-copies`: a scrub after the bucket's mirror copies
 /// were set (missing copies made, extra ones removed).
 pub const JOB_MAKE_N_COPIES: &str = "make-n-copies";

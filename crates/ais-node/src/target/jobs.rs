@@ -39,7 +39,7 @@ pub struct TargetJob {
     pub(super) objs: AtomicU64,
     pub(super) bytes: AtomicU64,
     in_bytes: AtomicU64,
-    skipped: AtomicU64,
+    pub(super) skipped: AtomicU64,
     /// Scrub: objects with a copy restored or rebuilt.
     pub(super) repaired: AtomicU64,
     pub(super) total_objs: AtomicU64,
@@ -275,6 +275,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             REBALANCE => rebalance(&t, &j).await,
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
             crate::rpc::types::JOB_LRU => super::lru::run(&t, &j).await,
+            crate::rpc::types::JOB_BLOB_DOWNLOAD => super::remote::blob_download(&t, &j).await,
             ARCHIVE => super::archive::run_job(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB | crate::rpc::types::JOB_MAKE_N_COPIES => match run(&t, &j).await {

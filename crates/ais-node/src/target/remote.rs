@@ -309,3 +309,79 @@ pub async fn push(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
     }
     Ok(())
 }
+
+/// A blob download (AIStore's `blob-download`): one large object of a
+/// remote bucket fetched in `num_workers` parallel ranges of `chunk-size`
+/// bytes, written in order into the cache (memory: workers x chunk), all
+/// ranges from the one version the backend had at the start (ETag), and
+/// committed with that version's attributes. A cached copy is kept unless
+/// `latest-ver` asks to check the backend's.
+pub async fn blob_download(t: &Arc<Target>, job: &super::jobs::TargetJob) -> ApiResult<()> {
+    let spec = &job.spec;
+    let bck = t.core.bck(spec.src.clone());
+    let obj = spec
+        .msg
+        .objnames
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request("blob-download: no object named"))?;
+    let remote = backend_of(t, &bck)?.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "blob-download: {} is not a remote bucket",
+            bck.cname()
+        ))
+    })?;
+    let latest = spec.msg.ext.get("latest-ver").map(String::as_str) == Some("true");
+    let http = backend::http();
+    let attrs = remote
+        .head_object(http, &obj)
+        .await?
+        .ok_or_else(|| ApiError::object_not_found(&t.core.name, &bck, &obj))?;
+    if let Ok(info) = t.store.head(&bck, &obj).await {
+        let same = info.attrs.custom.get(MD_ETAG) == Some(&attrs.etag);
+        if !latest || same {
+            job.skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            job.done_one(info.attrs.size);
+            return Ok(());
+        }
+    }
+    let chunk: u64 = spec
+        .msg
+        .ext
+        .get("chunk-size")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(4 << 20);
+    let workers = spec.msg.num_workers.clamp(1, 16) as usize;
+    let size = attrs.size;
+    let ranges: Vec<(u64, u64)> = (0..size.div_ceil(chunk.max(1)))
+        .map(|i| (i * chunk, ((i + 1) * chunk).min(size) - 1))
+        .collect();
+    let serr = |e| error::storage(&t.core.name, &bck, &obj, e);
+    let mut w = super::objects::writer(t, &bck, &obj).await?;
+    let etag = attrs.etag.clone();
+    let mut parts = futures::stream::iter(ranges)
+        .map(|(a, b)| {
+            let (remote, obj, etag) = (&remote, &obj, &etag);
+            async move { (a, b, remote.get_range(http, obj, a, b, etag).await) }
+        })
+        .buffered(workers);
+    while let Some((a, b, got)) = parts.next().await {
+        if job.is_aborted() {
+            return Ok(());
+        }
+        let bytes = got?.ok_or_else(|| ApiError::object_not_found(&t.core.name, &bck, &obj))?;
+        if bytes.len() as u64 != b - a + 1 {
+            return Err(ApiError::unavailable(format!(
+                "blob-download of {}/{obj}: the backend sent {} bytes for range {a}-{b}; nothing was cached",
+                bck.cname(),
+                bytes.len()
+            )));
+        }
+        w.write(&bytes).await.map_err(serr)?;
+    }
+    w.commit(custom_of(&attrs)).await.map_err(serr)?;
+    job.done_one(size);
+    tracing::info!(object = %format!("{}/{obj}", bck.cname()), size, workers, chunk, "blob downloaded");
+    Ok(())
+}

@@ -23,6 +23,7 @@ import os
 import subprocess
 import tarfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -482,3 +483,39 @@ def test_whoami_reads_the_token_it_is_given(cluster: Cluster, tmp_path: Path) ->
     out, _ = cli(cluster, "auth", "whoami", env={"AIS_AUTHN_TOKEN_FILE": str(tmp_path / "tok")})
     assert "User     alice" in out and "Admin    no" in out and "1h" in out, out
     assert "GET, HEAD-OBJECT, LIST-BUCKETS" in out and "ais://b1" in out and "PUT" in out, out
+
+
+def test_reset_stats_and_space_cleanup(cluster: Cluster, bucket: Bucket) -> None:
+    """`ais cluster reset-stats` zeroes every node's request counters (or
+    one node's, or only the errors); `ais storage cleanup` removes leftover
+    temp files no write has touched for space.dont_cleanup_time, and
+    nothing else."""
+
+    def counter(url: str, name: str) -> float:
+        text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(name))
+
+    bucket.object("s").get_writer().put_content(b"stats")
+    for _ in range(3):
+        bucket.object("s").get_reader().read_all()
+    t = cluster.targets[0]
+    assert counter(cluster.url, "ais_proxy_redirect_n") > 0
+    cli(cluster, "cluster", "reset-stats", "--errors-only")
+    assert counter(cluster.url, "ais_proxy_redirect_n") > 0
+    cli(cluster, "cluster", "reset-stats", t.node_id)
+    assert counter(t.url, "ais_target_get_n") == 0
+    cli(cluster, "cluster", "reset-stats")
+    assert counter(cluster.url, "ais_proxy_redirect_n") == 0
+    # A leftover temp file, made old; a fresh one; then the cleanup.
+    work = t.mpaths[0] / ".ais-work"
+    old, fresh = work / "put-leftover-old", work / "put-leftover-new"
+    old.write_bytes(b"x" * 1000)
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 3 * 3600, time.time() - 3 * 3600))
+    out, _ = cli(cluster, "storage", "cleanup", "--wait")
+    assert "Started cleanup[" in out, out
+    assert not old.exists() and fresh.exists()
+    fresh.unlink()
+    assert bucket.object("s").get_reader().read_all() == b"stats"
+    out, _ = cli(cluster, "space-cleanup", t.node_id, "--wait")
+    assert "Started cleanup[" in out, out

@@ -36,6 +36,13 @@ pub enum ClusterCmd {
         #[arg(long, default_value = "info")]
         severity: String,
     },
+    /// Reset every node's request counters (`--errors-only`: only the
+    /// error counts), or one node's.
+    ResetStats {
+        node_id: Option<String>,
+        #[arg(long)]
+        errors_only: bool,
+    },
     /// Shut the whole cluster down (every target, then the proxy).
     Shutdown {
         /// Do it (there is no prompt).
@@ -112,6 +119,13 @@ pub enum StorageCmd {
         #[arg(long)]
         wait: bool,
     },
+    /// Remove leftovers (temp files untouched for space.dont_cleanup_time,
+    /// expired multipart uploads) on every target, or one.
+    Cleanup {
+        target_id: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +167,40 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Dashboard => return crate::views::dashboard(client).await,
         ClusterCmd::DownloadLogs { out_dir, severity } => {
             return crate::views::download_logs(client, out_dir.as_deref(), &severity).await;
+        }
+        ClusterCmd::ResetStats {
+            node_id,
+            errors_only,
+        } => {
+            let msg = ais_core::api::ActMsg {
+                action: "reset-stats".into(),
+                name: String::new(),
+                value: serde_json::Value::Bool(errors_only),
+            };
+            let body = serde_json::to_vec(&msg)?;
+            match &node_id {
+                None => {
+                    client
+                        .raw(
+                            ais_client::HttpMethod::PUT,
+                            "/v1/cluster",
+                            Some(body.into()),
+                        )
+                        .await?;
+                    println!(
+                        "Cluster statistics reset{}",
+                        if errors_only { " (errors only)" } else { "" }
+                    );
+                }
+                Some(id) => {
+                    client.node_put(id, body.into()).await?;
+                    println!(
+                        "Node \"{id}\" statistics reset{}",
+                        if errors_only { " (errors only)" } else { "" }
+                    );
+                }
+            }
+            return Ok(());
         }
         ClusterCmd::Shutdown { yes } => {
             if !yes {
@@ -301,6 +349,11 @@ pub async fn storage(client: &Client, cmd: StorageCmd) -> anyhow::Result<()> {
             return crate::views::storage(client, target_id.as_deref(), json).await
         }
         StorageCmd::Validate(a) => return crate::views::scrub(client, a).await,
+        StorageCmd::Cleanup { target_id, wait } => {
+            let node =
+                target_id.map(|t| t.trim_start_matches("t[").trim_end_matches(']').to_string());
+            return crate::jobs::start_kind(client, "cleanup", node.as_deref(), None, wait).await;
+        }
         StorageCmd::Resilver { target_id, wait } => {
             let node =
                 target_id.map(|t| t.trim_start_matches("t[").trim_end_matches(']').to_string());

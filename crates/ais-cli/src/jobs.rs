@@ -322,8 +322,8 @@ pub async fn start_kind(
 /// `ais job start` / `ais start`: `KIND [NODE_ID | BUCKET]`.
 #[derive(Args, Debug)]
 pub struct StartArgs {
-    /// rebalance, resilver, lru, ec-encode, mirror (make-n-copies) or
-    /// blob-download.
+    /// rebalance, resilver, lru, cleanup, ec-encode, mirror (make-n-copies)
+    /// or blob-download.
     pub kind: String,
     /// NODE_ID (resilver, lru: one target) or BUCKET (ec-encode).
     pub target: Option<String>,

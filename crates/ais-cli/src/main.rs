@@ -92,6 +92,12 @@ enum Cmd {
     /// parallel ranges: `ais blob-download s3://B/O [--chunk-size N]
     /// [--num-workers N] [--latest] [--wait]`.
     BlobDownload(jobs::BlobArgs),
+    /// Remove leftovers on every target, or one (as `ais storage cleanup`).
+    SpaceCleanup {
+        target_id: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
     /// Initialise, list, run and manage ETL transforms.
     Etl {
         #[command(subcommand)]
@@ -630,6 +636,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Cmd::Start(a) => jobs::start_cmd(&client, a).await,
         Cmd::BlobDownload(a) => jobs::blob_cmd(&client, a).await,
+        Cmd::SpaceCleanup { target_id, wait } => {
+            cluster::storage(&client, cluster::StorageCmd::Cleanup { target_id, wait }).await
+        }
         Cmd::Stop(a) => jobs::stop_cmd(&client, a).await,
         Cmd::Create { buckets } => create_buckets(&client, &buckets).await,
         Cmd::Rmb { buckets } => destroy_buckets(&client, &buckets).await,

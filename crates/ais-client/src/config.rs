@@ -64,6 +64,21 @@ impl Client {
         .map(drop)
     }
 
+    /// `PUT /v1/reverse/daemon` with an action body, for one node.
+    pub async fn node_put(&self, node_id: &str, body: bytes::Bytes) -> Result<()> {
+        self.request(
+            Method::PUT,
+            self.url("/v1/reverse/daemon"),
+            Some(body),
+            &[
+                ("ais-node-id", node_id.to_string()),
+                ("content-type", "application/json".into()),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
     /// Back to the defaults (cluster), or to the cluster's values (a node).
     pub async fn reset_config(&self, node_id: Option<&str>) -> Result<()> {
         let msg = ActMsg::new("reset-config");

@@ -115,6 +115,13 @@ pub static KEYS: &[Key] = &[
         "kept in order with the other watermarks (AIStore's space-cleanup threshold)",
     ),
     key(
+        "space.dont_cleanup_time",
+        Kind::Duration { min_ms: 60_000 },
+        "2h",
+        Scope::Any,
+        "space cleanup removes leftover temp files not touched for this long",
+    ),
+    key(
         "space.lowwm",
         Kind::Int { min: 0, max: 100 },
         "75",

@@ -235,6 +235,41 @@ impl Metrics {
         }
     }
 
+    /// AIStore's `reset-stats`: request counters back to zero (or only the
+    /// error counts). Open connections are a state, not a count: kept.
+    pub fn reset(&self, errors_only: bool) {
+        for sh in self.shards.iter() {
+            for c in &sh.classes[3..] {
+                c.store(0, Relaxed);
+            }
+            for o in &sh.ops {
+                o.err4.store(0, Relaxed);
+                o.err5.store(0, Relaxed);
+                if errors_only {
+                    continue;
+                }
+                for a in [&o.n, &o.bytes, &o.ns_total, &o.redirects] {
+                    a.store(0, Relaxed);
+                }
+                for h in &o.hist {
+                    h.store(0, Relaxed);
+                }
+            }
+            if !errors_only {
+                for c in &sh.classes[..3] {
+                    c.store(0, Relaxed);
+                }
+            }
+        }
+        self.conns.rejected.store(0, Relaxed);
+        self.conns.header_timeouts.store(0, Relaxed);
+        BODY_TIMEOUTS.store(0, Relaxed);
+        if !errors_only {
+            self.conns.accepted.store(0, Relaxed);
+            self.conns.idle_closed.store(0, Relaxed);
+        }
+    }
+
     /// Client object reads answered so far (GET and HEAD, any status): a
     /// cheap signal of foreground activity.
     pub fn reads(&self) -> u64 {

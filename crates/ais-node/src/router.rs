@@ -115,6 +115,12 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         (Endpoint::Daemon, _) if ctx.method == Method::PUT => {
             let msg = ais_core::api::ActMsg::parse(&crate::http::read_body(body, 1 << 20).await?)?;
             let core = app.core();
+            if msg.action == "reset-stats" {
+                ctx.query.reject_unknown("reset-stats", &[])?;
+                core.metrics
+                    .reset(crate::http::reset_errors_only(&msg.value)?);
+                return Ok(crate::http::empty(StatusCode::OK));
+            }
             match (core.config.node_action(ctx, &msg), app) {
                 (Some(r), _) => r,
                 (None, App::Target(t)) => target::lifecycle::daemon_action(t, ctx, msg).await,

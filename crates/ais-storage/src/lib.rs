@@ -169,6 +169,36 @@ impl Store {
             .collect()
     }
 
+    /// Space cleanup: removes files in the mountpaths' work directories not
+    /// modified for `older_than` (temp files of writes that died: a live
+    /// write touches its file with every chunk). Answers (files, bytes).
+    pub async fn cleanup_work(&self, older_than: std::time::Duration) -> (u64, u64) {
+        let dirs: Vec<PathBuf> = self.mps().iter().map(|m| m.work_dir()).collect();
+        tokio::task::spawn_blocking(move || {
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for d in dirs {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let Ok(md) = e.metadata() else { continue };
+                    let old = md
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|age| age > older_than);
+                    if md.is_file() && old && std::fs::remove_file(e.path()).is_ok() {
+                        n += 1;
+                        bytes += md.len();
+                    }
+                }
+            }
+            (n, bytes)
+        })
+        .await
+        .unwrap_or((0, 0))
+    }
+
     /// Restores a missing or damaged main copy from a healthy mirror copy
     /// (right size, and with `verify` the right checksum). `Ok(false)`: no
     /// healthy copy exists.

@@ -274,3 +274,14 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&read_body(body, limit).await?)
         .map_err(|e| ApiError::bad_request(format!("malformed {what}: {e}")))
 }
+
+/// `reset-stats`'s value: `true` resets only the error counts.
+pub fn reset_errors_only(v: &serde_json::Value) -> ApiResult<bool> {
+    match v {
+        serde_json::Value::Null => Ok(false),
+        serde_json::Value::Bool(b) => Ok(*b),
+        other => Err(ApiError::bad_request(format!(
+            "reset-stats: the value is true (errors only) or false, not {other}"
+        ))),
+    }
+}

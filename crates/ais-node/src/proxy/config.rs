@@ -81,9 +81,12 @@ pub async fn reverse_put(p: &Proxy, ctx: &Ctx, suffix: &str, body: Body) -> Res 
         // Only configuration goes this way: lifecycle actions are the
         // cluster's (`PUT /v1/cluster`), so they reach the map's owner.
         let msg = ActMsg::parse(&raw)?;
-        if !matches!(msg.action.as_str(), "set-config" | "reset-config") {
+        if !matches!(
+            msg.action.as_str(),
+            "set-config" | "reset-config" | "reset-stats"
+        ) {
             return Err(ApiError::bad_request(format!(
-                "invalid node action \"{}\" (supported: set-config, reset-config)",
+                "invalid node action \"{}\" (supported: set-config, reset-config, reset-stats)",
                 msg.action
             )));
         }
@@ -92,6 +95,12 @@ pub async fn reverse_put(p: &Proxy, ctx: &Ctx, suffix: &str, body: Body) -> Res 
         return match suffix {
             "" => {
                 let msg = ActMsg::parse(&raw)?;
+                if msg.action == "reset-stats" {
+                    p.core
+                        .metrics
+                        .reset(crate::http::reset_errors_only(&msg.value)?);
+                    return Ok(empty(StatusCode::OK));
+                }
                 p.core
                     .config
                     .node_action(ctx, &msg)

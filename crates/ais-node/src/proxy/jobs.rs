@@ -1076,6 +1076,24 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
         "set-config" | "reset-config" => super::config::cluster_action(p, ctx, &msg).await,
         "start" => start_by_kind(p, ctx, msg.value).await,
         "shutdown" => super::lifecycle::shutdown_cluster(p).await,
+        "reset-stats" => {
+            // Every node's counters (this proxy's too); a node that does
+            // not take it fails the request, naming it.
+            crate::http::reset_errors_only(&msg.value)?;
+            let nodes: Vec<Snode> = p.core.meta.with_smap(|s| {
+                s.map(|s| s.pmap.values().chain(s.tmap.values()).cloned().collect())
+                    .unwrap_or_default()
+            });
+            let msg = &msg;
+            all_ok(
+                "reset-stats",
+                fan_out(&nodes, CONTROL_TIMEOUT, |d| async move {
+                    p.core.rpc.node_action(&d, msg).await
+                })
+                .await,
+            )?;
+            Ok(empty(StatusCode::OK))
+        }
         "decommission" => Err(ApiError::NotImplemented(
             "decommission of the whole cluster is not supported by aistore-rs: decommission its targets one by one (decommission-node), then stop the proxy".into(),
         )),
@@ -1113,7 +1131,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: set-config, reset-config, start, stop, shutdown, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
+            "invalid cluster action \"{other}\" (supported: set-config, reset-config, reset-stats, start, stop, shutdown, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
 }
@@ -1185,7 +1203,12 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
             p.primary()?;
             start_rebalance(p).await
         }
-        (k @ (crate::rpc::types::JOB_RESILVER | crate::rpc::types::JOB_LRU), None) => {
+        (
+            k @ (crate::rpc::types::JOB_RESILVER
+            | crate::rpc::types::JOB_LRU
+            | crate::rpc::types::JOB_CLEANUP),
+            None,
+        ) => {
             Ok(text_ok(&launch_on(p, local(k), targets, |_| false).await?))
         }
         (crate::rpc::types::JOB_EC_ENCODE, Some(b)) if m.node.is_empty() => {
@@ -1193,7 +1216,7 @@ async fn start_by_kind(p: &std::sync::Arc<Proxy>, ctx: &Ctx, value: Value) -> Re
         }
         ("", _) => Err(ApiError::bad_request("start: missing job kind")),
         (k, _) => Err(ApiError::bad_request(format!(
-            "start: cannot start \"{k}\" this way (supported: rebalance, resilver [node], lru [node], ec-encode with a bucket); other jobs start with their own request (e.g. copy-bck, etl-bck, prefetch-listrange)"
+            "start: cannot start \"{k}\" this way (supported: rebalance, resilver [node], lru [node], cleanup [node], ec-encode with a bucket); other jobs start with their own request (e.g. copy-bck, etl-bck, prefetch-listrange)"
         ))),
     }
 }
@@ -1207,6 +1230,7 @@ const STOPPABLE_KINDS: &[&str] = &[
     crate::rpc::types::JOB_SCRUB,
     crate::rpc::types::JOB_MAKE_N_COPIES,
     crate::rpc::types::JOB_BLOB_DOWNLOAD,
+    crate::rpc::types::JOB_CLEANUP,
     crate::rpc::types::JOB_PREFETCH,
     crate::rpc::types::JOB_EVICT,
     crate::rpc::types::JOB_MOVE_BCK,

@@ -29,6 +29,10 @@ pub const JOB_LRU: &str = "lru";
 /// Job kind of a bucket scrub (`scrub-bck`).
 pub const JOB_SCRUB: &str = "scrub";
 
+/// Job kind of a space cleanup (AIStore's `cleanup`): each target removes
+/// leftovers (old temp files, expired multipart uploads).
+pub const JOB_CLEANUP: &str = "cleanup";
+
 /// Job kind of a blob download (one large remote object fetched in
 /// parallel ranges on its owner; `msg.objnames[0]`, `msg.num_workers`,
 /// `msg.ext["chunk-size"]`, `msg.ext["latest-ver"]`).

@@ -276,6 +276,16 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
             crate::rpc::types::JOB_LRU => super::lru::run(&t, &j).await,
             crate::rpc::types::JOB_BLOB_DOWNLOAD => super::remote::blob_download(&t, &j).await,
+            crate::rpc::types::JOB_CLEANUP => {
+                let age = t.core.config.current().duration("space.dont_cleanup_time");
+                let (n, bytes) = t.store.cleanup_work(age).await;
+                for i in 0..n {
+                    j.done_one(if i == 0 { bytes } else { 0 });
+                }
+                let uploads = super::s3::sweep_uploads(&t).await;
+                tracing::info!(node = %t.core.name, files = n, bytes, uploads, "space cleanup");
+                Ok(())
+            }
             ARCHIVE => super::archive::run_job(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB | crate::rpc::types::JOB_MAKE_N_COPIES => match run(&t, &j).await {

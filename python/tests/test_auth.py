@@ -650,3 +650,46 @@ def test_multipart_needs_put_and_its_redirect_binds_the_action(acluster, admin):
             except (AISError, AuthNError):
                 pass
         b.delete()
+
+
+def test_roles_for_other_clusters_and_redundancy_changes_are_not_granted_here(acluster, admin, cluster):
+    """A role's permissions for another registered cluster give nothing on
+    this one; changing a bucket's redundancy (make-n-copies, ec-encode)
+    needs the bucket-properties bit, not just PUT."""
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    b = admin.bucket(unique_bucket_name("perm-scope")).create()
+    cm = authn.cluster_manager()
+    try:
+        cm.register("elsewhere", [cluster.url])
+        authn.role_manager().create(
+            "su-elsewhere", "everything on another cluster", cluster_alias="elsewhere",
+            perms=[AccessAttr.ACCESS_SU],
+        )
+        authn.role_manager().create(
+            "writer-here", "put, no props", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.PUT, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD],
+            bucket_name=b.name,
+        )
+        authn.user_manager().create("scoped", ["su-elsewhere", "writer-here"], "scoped-pw")
+        lim = Client(url, token=AuthNClient(url).login("scoped", "scoped-pw"))
+        st, _ = status_of(lambda: lim.bucket(b.name).delete())
+        assert st == 403, st
+        st, _ = status_of(lambda: lim.cluster().list_buckets())
+        assert st == 403, st
+        lim.bucket(b.name).object("o").get_writer().put_content(b"x")
+        for body in ({"action": "make-n-copies", "value": 2}, {"action": "ec-encode"}):
+            r = requests.post(f"{url}/v1/buckets/{b.name}", json=body, timeout=30,
+                              headers={"Authorization": f"Bearer {AuthNClient(url).login('scoped', 'scoped-pw')}"})
+            assert r.status_code == 403, (body, r.status_code, r.text)
+    finally:
+        for u in ("scoped",):
+            try:
+                authn.user_manager().delete(u)
+            except (AISError, AuthNError):
+                pass
+        try:
+            cm.delete(cluster_alias="elsewhere")
+        except (AISError, AuthNError):
+            pass
+        b.delete()

@@ -529,6 +529,9 @@ def test_op(name: str, cluster: Cluster) -> None:
 def test_remote_ops(rcluster: Cluster, s3: S3Server, remote: str) -> None:  # noqa: F811
     """The operations on an s3:// bucket (the examples' gs:// and aws)."""
     url = rcluster.url
+    # The easy URL names its provider: another one in the query is refused.
+    r = call(url, "GET", f"/aws/{remote}/x?provider=ais")
+    assert r.status_code == 400 and "contradicts" in r.text, r.text
     objs = fill(s3, remote, 6, prefix="__tst/test-")
     keys = sorted(objs)
     # GET with provider=aws, then list only what is cached (flags=1).

@@ -1197,6 +1197,8 @@ def test_remote_object_blob_download(rbucket, s3: S3Server, remote: str) -> None
     # What it refuses.
     st, msg = status_of(lambda: bck.object("d/2").blob_download(chunk_size=10))
     assert st == 400 and "chunk-size" in msg, (st, msg)
+    st, msg = status_of(lambda: bck.object("d/2").blob_download(chunk_size=256 << 20, num_workers=2))
+    assert st == 400 and "in flight" in msg, (st, msg)
     st, msg = status_of(lambda: rclient.bucket("no-such-bucket-here", provider="aws").object("x").blob_download())
     assert st in (400, 404), (st, msg)
 

@@ -391,7 +391,17 @@ impl BucketProps {
         // A property we do not have is refused by name, never dropped.
         let mut unknown = Vec::new();
         unknown_keys(&cur, patch, "", &mut unknown);
-        unknown.retain(|k| k != "renaming");
+        unknown.retain(|k| k != "\"renaming\"");
+        // Set by the cluster: the provider places every object (HRW), the
+        // id and creation time identify the bucket.
+        if let Some(k) = ["provider", "bid", "created"]
+            .into_iter()
+            .find(|k| patch.get(*k).is_some())
+        {
+            return Err(CoreError::invalid(format!(
+                "bucket property \"{k}\" is set by the cluster and cannot be changed"
+            )));
+        }
         if !unknown.is_empty() {
             return Err(CoreError::invalid(format!(
                 "unknown bucket propert{} {} (aistore-rs does not support {})",
@@ -579,6 +589,16 @@ mod tests {
             .is_err());
         p.apply_patch(&serde_json::json!({"checksum": {"type": "sha256"}}))
             .unwrap();
+        for k in ["provider", "bid", "created"] {
+            assert!(
+                p.apply_patch(&serde_json::json!({ k: "aws" })).is_err(),
+                "{k}"
+            );
+        }
+        let e = p
+            .apply_patch(&serde_json::json!({"backend_bck": {"name": "x"}}))
+            .unwrap_err();
+        assert!(e.to_string().contains("backend_bck"), "{e}");
     }
 }
 

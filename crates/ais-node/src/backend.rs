@@ -175,31 +175,67 @@ impl S3Bucket {
         }))
     }
 
-    /// Bytes `start..=end` of `key`, only from the version whose ETag is
-    /// `etag` (a changed object fails with the backend's 412, never mixing
-    /// versions); `None`: the object is gone.
+    /// Bytes `start..=end` of `key` (of `total`), only from the version
+    /// whose ETag is `etag`: the backend must answer 206 with exactly that
+    /// range of that total and that ETag (a backend that ignores `Range` or
+    /// `If-Match` is caught, never mixed in); at most `end - start + 1`
+    /// bytes are read. `None`: the object is gone.
     pub async fn get_range(
         &self,
         http: &reqwest::Client,
         key: &str,
-        start: u64,
-        end: u64,
+        (start, end, total): (u64, u64, u64),
         etag: &str,
     ) -> Result<Option<bytes::Bytes>> {
+        use futures::StreamExt;
         let url = self
             .bucket
             .get_object(self.creds.as_ref(), key)
             .sign(SIGN_FOR);
-        let mut req = http
+        let req = http
             .get(url)
-            .header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
-        if !etag.is_empty() {
-            req = req.header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
-        }
+            .header(reqwest::header::RANGE, format!("bytes={start}-{end}"))
+            .header(reqwest::header::IF_MATCH, format!("\"{etag}\""));
         let Some(r) = self.send(req).await? else {
             return Ok(None);
         };
-        r.bytes().await.map(Some).map_err(|e| self.unreachable(e))
+        let bad = |why: String| BackendError::Status {
+            url: key.to_string(),
+            status: 502,
+            body: format!("range {start}-{end} of {key}: {why}"),
+        };
+        if r.status().as_u16() != 206 {
+            return Err(bad(format!(
+                "expected 206 Partial Content, got {}",
+                r.status()
+            )));
+        }
+        let h = r.headers();
+        let want = format!("bytes {start}-{end}/{total}");
+        let got = h
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if got != want {
+            return Err(bad(format!("Content-Range \"{got}\", expected \"{want}\"")));
+        }
+        let tag = attrs_of(h).etag;
+        if !tag.is_empty() && tag != etag {
+            return Err(bad(format!(
+                "the object changed (ETag {tag}, started with {etag})"
+            )));
+        }
+        let len = end - start + 1;
+        let mut out = bytes::BytesMut::with_capacity(len as usize);
+        let mut body = r.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.unreachable(e))?;
+            if out.len() as u64 + chunk.len() as u64 > len {
+                return Err(bad(format!("more than the {len} bytes asked for")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Some(out.freeze()))
     }
 
     /// Uploads `len` bytes of `body` as `key`; the new ETag.

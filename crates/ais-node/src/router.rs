@@ -32,34 +32,46 @@ impl App {
 
 /// AIStore's "easy URL" of an `s3://` bucket (`/aws/B[/O]`) as the native
 /// request it stands for (`/v1/buckets/B` or `/v1/objects/B/O` with
-/// `provider=aws`); every other path as it is.
-fn easy_url(path: &str, query: &str) -> (String, String) {
-    let Some(rest) = path.strip_prefix("/aws/") else {
-        return (path.to_string(), query.to_string());
+/// `provider=aws`); `None` for every other path. A `provider` in the query
+/// other than aws is a 400 (the path says aws).
+fn easy_url(ctx: &Ctx) -> crate::error::ApiResult<Option<Ctx>> {
+    let Some(rest) = ctx.path.strip_prefix("/aws/") else {
+        return Ok(None);
     };
     let native = match rest.split_once('/') {
         Some((b, o)) if !b.is_empty() && !o.is_empty() => format!("/v1/objects/{b}/{o}"),
         Some((_, "")) | None if !rest.trim_end_matches('/').is_empty() => {
             format!("/v1/buckets/{}", rest.trim_end_matches('/'))
         }
-        _ => return (path.to_string(), query.to_string()),
+        _ => return Ok(None),
     };
-    let has_provider = query
-        .split('&')
-        .any(|kv| kv.split('=').next() == Some("provider"));
-    let query = match (query.is_empty(), has_provider) {
-        (_, true) => query.to_string(),
-        (true, false) => "provider=aws".to_string(),
-        (false, false) => format!("{query}&provider=aws"),
+    let raw_query = match ctx.query.get("provider") {
+        Some("aws" | "s3") => ctx.raw_query.clone(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "{}: provider=\"{other}\" contradicts the path (an s3:// bucket)",
+                ctx.path
+            )))
+        }
+        None if ctx.raw_query.is_empty() => "provider=aws".to_string(),
+        None => format!("{}&provider=aws", ctx.raw_query),
     };
-    (native, query)
+    Ok(Some(Ctx {
+        method: ctx.method.clone(),
+        path: native,
+        query: Query::parse(&raw_query)?,
+        raw_query,
+        headers: ctx.headers.clone(),
+        remote: ctx.remote,
+    }))
 }
 
 /// One request from the socket (`serve.rs` calls this directly: no tower
 /// router in between, the [`Endpoint`] parse is the routing).
 pub async fn dispatch(app: App, remote: SocketAddr, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let (path, raw_query) = easy_url(parts.uri.path(), parts.uri.query().unwrap_or(""));
+    let path = parts.uri.path().to_string();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
     let (query, bad_query) = match Query::parse(&raw_query) {
         Ok(q) => (q, None),
         Err(e) => (Query::default(), Some(e)),
@@ -96,6 +108,14 @@ pub async fn handle(app: &App, ctx: &Ctx, body: Body) -> Res {
         let key = ctx.path.trim_start_matches('/');
         return Ok(crate::s3::serve(app.core(), ctx, &bucket, key, body).await);
     }
+    if let Some(native) = easy_url(ctx)? {
+        return route(app, &native, body).await;
+    }
+    route(app, ctx, body).await
+}
+
+/// [`handle`] past the S3 front door and the easy URLs.
+async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
     let ep = Endpoint::parse(&ctx.path);
     if let Endpoint::S3 { bucket, key } = ep {
         return Ok(crate::s3::serve(app.core(), ctx, bucket, key, body).await);

@@ -378,6 +378,11 @@ fn bad_s3_input_gets_s3_errors() {
     assert_eq!(st, 200);
     let (st, body) = req("GET", "/s3/bad/v/h", b"");
     assert_eq!((st, body.as_slice()), (200, &b"vhost"[..]));
+    // A key that starts like AIStore's `/aws/` easy URL stays a key.
+    let (st, _) = with_host(&url, "PUT", "bad.s3.test", "/aws/a/b", b"not an easy URL");
+    assert_eq!(st, 200);
+    let (st, body) = req("GET", "/s3/bad/aws/a/b", b"");
+    assert_eq!((st, body.as_slice()), (200, &b"not an easy URL"[..]));
     let (st, body) = with_host(&url, "GET", "bad.s3.test", "/?list-type=2&prefix=v/", b"");
     assert!(st == 200 && String::from_utf8_lossy(&body).contains("<Key>v/h</Key>"));
     let (st, body) = with_host(&url, "GET", "nob.s3.test", "/o", b"");

@@ -141,6 +141,20 @@ fn check_reg(id: &str, alias: &str, urls: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
+/// A 400 naming a field of `v` not in `allowed` (never ignored).
+fn reject_fields(v: &Value, allowed: &[&str]) -> ApiResult<()> {
+    match v.as_object() {
+        Some(m) => match m.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::bad_request(format!(
+                "unknown field \"{k}\" (expected: {})",
+                allowed.join(", ")
+            ))),
+            None => Ok(()),
+        },
+        None => Err(ApiError::bad_request("expected a JSON object")),
+    }
+}
+
 /// The registered cluster named by id or alias.
 fn find_cluster<'a>(d: &'a Data, name: &str) -> Option<(&'a String, &'a ClusterReg)> {
     d.clusters
@@ -301,7 +315,10 @@ fn role_names(d: &Data, v: Option<&Value>) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
-fn claims_for(d: &Data, u: &User, ttl_s: u64, cutoff_ms: u64) -> Claims {
+/// A token for `u` on this cluster (`uuid`): only the role entries for
+/// this cluster (by id, `local`, or every cluster `*`) count; those naming
+/// another registered cluster are that cluster's business.
+fn claims_for(d: &Data, u: &User, ttl_s: u64, cutoff_ms: u64, uuid: &str) -> Claims {
     let now = cred::now_s();
     let mut c = Claims {
         username: u.id.clone(),
@@ -317,9 +334,20 @@ fn claims_for(d: &Data, u: &User, ttl_s: u64, cutoff_ms: u64) -> Claims {
     for r in u.roles.iter().filter_map(|r| role_of(d, r)) {
         c.admin |= r.admin;
         for cp in r.clusters.iter().flatten() {
-            c.cluster_perm |= perm_bits(&cp.perm);
+            if matches!(cp.id.as_str(), "*" | "local") || cp.id == uuid {
+                c.cluster_perm |= perm_bits(&cp.perm);
+            }
         }
         for bp in r.buckets.iter().flatten() {
+            let ns = bp
+                .bck
+                .namespace
+                .get("uuid")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !ns.is_empty() && ns != uuid {
+                continue;
+            }
             c.buckets.push(cred::BucketPerm {
                 bucket: bp.bck.name.clone(),
                 perm: perm_bits(&bp.perm),
@@ -359,7 +387,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
     let m = &ctx.method;
     // Login needs no token.
     if kind == "users" && !name.is_empty() && m == Method::POST {
-        return login(cred, ctx, &name, body).await;
+        return login(cred, ctx, &name, body, &core.meta.cluster_uuid()).await;
     }
     let caller = super::user(cred, ctx)?;
     match (kind, m.clone(), name.is_empty()) {
@@ -621,6 +649,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         ("clusters", Method::POST, true) => {
             need_admin(&caller)?;
             let v = body_json(body).await?;
+            reject_fields(&v, &["id", "alias", "urls"])?;
             let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
             let (id, alias) = (text("id"), text("alias"));
             let urls: Vec<String> =
@@ -628,7 +657,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     .map_err(|_| ApiError::bad_request("\"urls\" must be a list of URLs"))?;
             check_reg(&id, &alias, &urls)?;
             let uuid = core.meta.cluster_uuid();
-            if id == uuid || alias == "local" || alias == uuid {
+            if id == uuid || id == "local" || alias == "local" || alias == uuid {
                 return Err(ApiError::Conflict(format!(
                     "cluster \"{id}\" (alias \"{alias}\"): this cluster is registered already, as \"local\""
                 )));
@@ -640,7 +669,9 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                             "cluster \"{id}\" is registered already"
                         )));
                     }
-                    if !alias.is_empty() && find_cluster(d, &alias).is_some() {
+                    if find_cluster(d, &id).is_some()
+                        || (!alias.is_empty() && find_cluster(d, &alias).is_some())
+                    {
                         return Err(ApiError::Conflict(format!(
                             "alias \"{alias}\" names another registered cluster"
                         )));
@@ -660,6 +691,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
         ("clusters", Method::PUT, false) => {
             need_admin(&caller)?;
             let v = body_json(body).await?;
+            reject_fields(&v, &["id", "alias", "urls"])?;
             let uuid = core.meta.cluster_uuid();
             if name == uuid || name == "local" {
                 return Err(ApiError::bad_request(
@@ -679,7 +711,9 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                         .and_then(Value::as_str)
                         .filter(|a| !a.is_empty())
                     {
-                        if a == "local" || find_cluster(d, a).is_some_and(|(other, _)| *other != id)
+                        if a == "local"
+                            || a == uuid
+                            || find_cluster(d, a).is_some_and(|(other, _)| *other != id)
                         {
                             return Err(ApiError::Conflict(format!(
                                 "alias \"{a}\" names another cluster"
@@ -734,7 +768,7 @@ fn role_not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("role \"{name}\" does not exist"))
 }
 
-async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
+async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body, uuid: &str) -> Res {
     let client = ctx.remote.ip().to_string();
     throttle::check(name, &client)?;
     let v = body_json(body).await?;
@@ -753,7 +787,7 @@ async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
     let claims = with_data(
         |d| match d.users.get(name) {
             Some(u) if cred::verify_password(pw, &u.pass_hash) => {
-                Ok(Some(claims_for(d, u, ttl_s, cutoff)))
+                Ok(Some(claims_for(d, u, ttl_s, cutoff, uuid)))
             }
             _ => Ok(None),
         },

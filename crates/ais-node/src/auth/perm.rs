@@ -164,6 +164,13 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                             }
                             v
                         }
+                        // They change the bucket's properties (mirror, ec)
+                        // first: what a PATCH of them needs, and PUT.
+                        "make-n-copies" | "ec-encode" => vec![need(
+                            PATCH | PUT,
+                            Some(&b),
+                            format!("change the bucket's redundancy (\"{action}\")"),
+                        )],
                         _ => vec![need(
                             PUT,
                             Some(&b),

@@ -127,14 +127,12 @@ async fn cluster_what(p: &Proxy, what: &str) -> Res {
                 "mountpaths" => "what=mountpaths",
                 _ => "what=sysinfo",
             };
+            // A target in maintenance (or shut down on purpose) is listed
+            // as such rather than asked: it may not be running.
+            let active: Vec<ais_core::meta::Snode> = smap.active_targets().cloned().collect();
             let nodes: Vec<ais_core::meta::Snode> = match what {
-                "mountpaths" => targets,
-                _ => smap
-                    .pmap
-                    .values()
-                    .chain(smap.tmap.values())
-                    .cloned()
-                    .collect(),
+                "mountpaths" => active.clone(),
+                _ => smap.pmap.values().cloned().chain(active.clone()).collect(),
             };
             let answers = all_ok(
                 &format!("cluster {what}"),
@@ -150,6 +148,12 @@ async fn cluster_what(p: &Proxy, what: &str) -> Res {
                 .await,
             )?;
             let (mut proxies, mut tgts) = (Map::new(), Map::new());
+            for t in targets
+                .iter()
+                .filter(|t| !active.iter().any(|a| a.daemon_id == t.daemon_id))
+            {
+                tgts.insert(t.daemon_id.clone(), json!({"status": "maintenance"}));
+            }
             for (node, v) in answers {
                 if smap.pmap.contains_key(&node.daemon_id) {
                     proxies.insert(node.daemon_id.clone(), v);

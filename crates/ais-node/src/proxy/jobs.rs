@@ -417,6 +417,12 @@ pub async fn start_blob_download(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
             "blob-download: num-workers {workers} is outside 1..=16"
         )));
     }
+    if workers as u64 * chunk > 256 << 20 {
+        return Err(ApiError::bad_request(format!(
+            "blob-download: num-workers x chunk-size is {} bytes; at most 256MiB in flight",
+            workers as u64 * chunk
+        )));
+    }
     let owner = p
         .core
         .owner(&bck.obj_uname(&msg.name))

@@ -341,8 +341,18 @@ async fn wait_rebalanced(p: &Proxy, node: &Snode, mut id: String) -> ApiResult<O
 /// nothing else stops.
 pub async fn shutdown_cluster(p: &Arc<Proxy>) -> Res {
     p.primary()?;
+    // Every target in the map: one in maintenance may still be running.
+    let all: Vec<Snode> = p.core.meta.with_smap(|s| {
+        s.map(|s| s.tmap.values().cloned().collect())
+            .unwrap_or_default()
+    });
     let targets = p.core.targets();
-    // First make sure every target is there to take it.
+    let flagged: Vec<Snode> = all
+        .iter()
+        .filter(|t| !targets.iter().any(|a| a.daemon_id == t.daemon_id))
+        .cloned()
+        .collect();
+    // First make sure every active target is there to take it.
     crate::rpc::all_ok(
         "cluster shutdown (health of every target)",
         crate::rpc::fan_out(&targets, crate::rpc::CONTROL_TIMEOUT, |d| async move {
@@ -359,13 +369,24 @@ pub async fn shutdown_cluster(p: &Arc<Proxy>) -> Res {
         p.core.rpc.node_action(&d, &msg).await
     })
     .await;
+    // Those in maintenance that are running take it too; one that does not
+    // answer is down already.
+    let _ = crate::rpc::fan_out(&flagged, crate::rpc::CONTROL_TIMEOUT, |d| async move {
+        let msg = ActMsg {
+            action: SHUTDOWN.into(),
+            name: String::new(),
+            value: serde_json::Value::Null,
+        };
+        p.core.rpc.node_action(&d, &msg).await
+    })
+    .await;
     let failed: Vec<String> = results
         .iter()
         .filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{}: {e}", n.name())))
         .collect();
     if !failed.is_empty() {
         return Err(ApiError::unavailable(format!(
-            "cluster shutdown: {} of {} targets did not take it ({}); the proxy keeps running",
+            "cluster shutdown: {} of {} targets did not take it ({}); the others are exiting; the proxy keeps running",
             failed.len(),
             targets.len(),
             failed.join("; ")

@@ -223,6 +223,16 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
                 crate::rpc::types::JOB_LRU => {
                     super::lru::start_with(t, spec)?;
                 }
+                crate::rpc::types::JOB_BLOB_DOWNLOAD => {
+                    let running = t.jobs.running(crate::rpc::types::JOB_BLOB_DOWNLOAD).len();
+                    if running >= super::remote::MAX_BLOB_JOBS {
+                        return Err(ApiError::unavailable(format!(
+                            "{node}: {running} blob downloads are running (at most {}); retry when one is done",
+                            super::remote::MAX_BLOB_JOBS
+                        )));
+                    }
+                    start_local(t, spec);
+                }
                 _ => {
                     start_local(t, spec);
                 }
@@ -1221,16 +1231,8 @@ pub async fn put_to_owner(
         |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
     if owner.daemon_id == t.core.id {
         let serr = |e| error::storage(&t.core.name, &dbck, name, e);
-        let copies = t
-            .core
-            .bucket_props(&dbck)
-            .map(|p| p.mirror.effective())
-            .unwrap_or(1);
-        let mut w = t
-            .store
-            .begin_put_copies(&dbck, name, copies)
-            .await
-            .map_err(serr)?;
+        // As every write: the bucket's copies, checksum type, write policy.
+        let mut w = super::objects::writer(t, &dbck, name).await?;
         match &data {
             Some(b) => w.write(b).await.map_err(serr)?,
             None => {

@@ -310,6 +310,12 @@ pub async fn push(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The most bytes one blob download holds in flight (workers x chunk).
+pub const MAX_BLOB_INFLIGHT: u64 = 256 << 20;
+
+/// Blob downloads a target runs at once (more: 503, retry later).
+pub const MAX_BLOB_JOBS: usize = 4;
+
 /// A blob download (AIStore's `blob-download`): one large object of a
 /// remote bucket fetched in `num_workers` parallel ranges of `chunk-size`
 /// bytes, written in order into the cache (memory: workers x chunk), all
@@ -346,24 +352,35 @@ pub async fn blob_download(t: &Arc<Target>, job: &super::jobs::TargetJob) -> Api
             return Ok(());
         }
     }
+    if attrs.size == 0 || attrs.etag.is_empty() {
+        // No size or no version to pin the ranges to: one plain GET, its
+        // length checked.
+        if !fetch(t, &remote, &bck, &obj).await? {
+            return Err(ApiError::object_not_found(&t.core.name, &bck, &obj));
+        }
+        job.done_one(attrs.size);
+        return Ok(());
+    }
     let chunk: u64 = spec
         .msg
         .ext
         .get("chunk-size")
         .and_then(|c| c.parse().ok())
-        .unwrap_or(4 << 20);
-    let workers = spec.msg.num_workers.clamp(1, 16) as usize;
+        .unwrap_or(4 << 20)
+        .clamp(64 << 10, 256 << 20);
+    // In flight at most MAX_BLOB_INFLIGHT bytes, whatever was asked.
+    let workers =
+        (spec.msg.num_workers.clamp(1, 16) as u64).min((MAX_BLOB_INFLIGHT / chunk).max(1)) as usize;
     let size = attrs.size;
-    let ranges: Vec<(u64, u64)> = (0..size.div_ceil(chunk.max(1)))
-        .map(|i| (i * chunk, ((i + 1) * chunk).min(size) - 1))
-        .collect();
+    let ranges =
+        (0..size.div_ceil(chunk)).map(move |i| (i * chunk, ((i + 1) * chunk).min(size) - 1));
     let serr = |e| error::storage(&t.core.name, &bck, &obj, e);
     let mut w = super::objects::writer(t, &bck, &obj).await?;
     let etag = attrs.etag.clone();
     let mut parts = futures::stream::iter(ranges)
         .map(|(a, b)| {
             let (remote, obj, etag) = (&remote, &obj, &etag);
-            async move { (a, b, remote.get_range(http, obj, a, b, etag).await) }
+            async move { (a, b, remote.get_range(http, obj, (a, b, size), etag).await) }
         })
         .buffered(workers);
     while let Some((a, b, got)) = parts.next().await {

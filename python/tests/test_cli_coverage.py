@@ -519,3 +519,16 @@ def test_reset_stats_and_space_cleanup(cluster: Cluster, bucket: Bucket) -> None
     assert bucket.object("s").get_reader().read_all() == b"stats"
     out, _ = cli(cluster, "space-cleanup", t.node_id, "--wait")
     assert "Started cleanup[" in out, out
+
+
+def test_bucket_props_reset(cluster: Cluster, bucket: Bucket) -> None:
+    cli(cluster, "bucket", "props", "set", f"ais://{bucket.name}", "mirror.enabled=true", "mirror.copies=2")
+    out, _ = cli(cluster, "bucket", "props", "show", f"ais://{bucket.name}", "--json")
+    assert json.loads(out)["mirror"]["copies"] == 2, out
+    out, _ = cli(cluster, "bucket", "props", "reset", f"ais://{bucket.name}")
+    assert "reset" in out, out
+    out, _ = cli(cluster, "bucket", "props", "show", f"ais://{bucket.name}", "--json")
+    props = json.loads(out)
+    assert props["mirror"]["enabled"] is False and props["mirror"]["copies"] == 1, props
+    _, err = cli(cluster, "bucket", "props", "reset", "ais://no-such-bucket-here", ok=False)
+    assert "does not exist" in err or "not found" in err.lower(), err

@@ -460,6 +460,12 @@ enum PropsCmd {
         #[arg(required = true)]
         props: Vec<String>,
     },
+    /// Reset a bucket's properties to the cluster's defaults (`ais config
+    /// cluster mirror|ec|checksum|versioning`).
+    Reset {
+        /// ais://BUCKET
+        bucket: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -653,6 +659,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 PropsCmd::Set { bucket, props } => {
                     props::set(&client, &objects::parse_bucket(&bucket)?.name, &props).await
+                }
+                PropsCmd::Reset { bucket } => {
+                    let bck = objects::parse_bucket(&bucket)?;
+                    client.reset_bucket_props(&bck.name).await?;
+                    println!(
+                        "Bucket {} properties reset to the cluster's defaults",
+                        bck.cname()
+                    );
+                    Ok(())
                 }
             },
             BucketCmd::Show { bucket, json } => {

@@ -24,7 +24,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("auth show pubkey", "tokens are HS256 JWTs signed with the cluster secret: no public key"),
     ("auth rotate-key", "tokens are HS256 JWTs signed with the cluster secret: no signing key rotation"),
     ("bucket lru", "buckets have no LRU properties; LRU is configured cluster-wide ('ais config cluster lru.enabled=true')"),
-    ("bucket props reset", "resetting bucket properties is not implemented; set them with 'ais bucket props set'"),
     ("bucket rechunk", "chunked objects (rechunk) are not implemented"),
     ("bucket shard-index", "shard indexes are not implemented"),
     ("cluster add-remove-nodes join", "a node joins by starting it with the primary's URL; there is no join by request"),

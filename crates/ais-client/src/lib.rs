@@ -320,6 +320,17 @@ impl Client {
         text(resp).await
     }
 
+    /// Back to the cluster's bucket defaults (`reset-bprops`).
+    pub async fn reset_bucket_props(&self, name: &str) -> Result<()> {
+        self.action(
+            Method::PATCH,
+            &paths::bucket(name),
+            &ActMsg::new("reset-bprops"),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn list_buckets(&self) -> Result<Vec<Bck>> {
         let resp = self
             .action(

@@ -660,3 +660,41 @@ fn job_status_survives_a_proxy_restart() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains(&id), "{text}");
 }
+
+/// A stop that cannot reach a target running the job says so (503 naming
+/// it: the job may still run there) instead of answering 200.
+#[test]
+fn a_stop_that_misses_a_target_says_so() {
+    let mut c = Cluster::start(3).unwrap();
+    c.allow_log("could not abort job on target");
+    c.allow_log("request failed");
+    let url = c.url().to_string();
+    fill(&url, "src", 600);
+    init_etl(&url, "slow-etl2", UPPER);
+    let (id, _) = start(
+        &url,
+        "src",
+        "dst",
+        "etl-bck",
+        json!({"id": "slow-etl2", "prefix": "d/", "etl_args": "slow", "num-workers": 1}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let lost = c.targets[2].id.clone();
+    c.targets[2].kill();
+    let (st, body) = raw_http(
+        &url,
+        "PUT",
+        "/v1/cluster",
+        &[],
+        json!({"action": "stop", "value": {"ID": id}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let msg = String::from_utf8_lossy(&body);
+    assert_eq!(st, 503, "{msg}");
+    assert!(
+        msg.contains(&lost) && msg.contains("may still run"),
+        "{msg}"
+    );
+}

@@ -808,24 +808,50 @@ async fn launch_on(
     Ok(id)
 }
 
-async fn abort_everywhere(p: &Proxy, id: &str) {
+/// Aborts job `id` on every target running it; answers the targets that
+/// could not be told ("NAME: error"), so a stop can say so.
+async fn abort_everywhere(p: &Proxy, id: &str) -> Vec<String> {
     let job = match p.jobs.get(&p.core.name, id) {
         Ok(j) => j,
         // One a target started by itself (resilver, LRU).
         Err(_) => match local_job(p, id).await {
             Some(j) => j,
-            None => return,
+            None => return Vec::new(),
         },
     };
+    let mut failed = Vec::new();
     for (t, r) in fan_out(&job.targets, CONTROL_TIMEOUT, |t| async move {
         p.core.rpc.job_abort(&t, id).await
     })
     .await
     {
-        if let Err(e) = r {
-            tracing::warn!(job = %id, target = %t.name(), error = %e, "could not abort job on target");
+        match r {
+            // Not there (restarted since, or long done): nothing runs.
+            Err(RpcError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {}
+            Err(e) => {
+                tracing::warn!(job = %id, target = %t.name(), error = %e, "could not abort job on target");
+                failed.push(format!("{}: {e}", t.name()));
+            }
+            Ok(()) => {}
         }
     }
+    failed
+}
+
+/// A stop that did not reach every target running the job: 503 naming them.
+fn stop_outcome(what: &str, failed: Vec<String>) -> ApiResult<()> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::unavailable(format!(
+        "{what}: could not be stopped on {} (it may still run there): {}",
+        if failed.len() == 1 {
+            "one target"
+        } else {
+            "some targets"
+        },
+        failed.join("; ")
+    )))
 }
 
 /// Job query body: Go-style capitalised keys or lower-case.
@@ -1133,7 +1159,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
                     *cur = None;
                 }
             }
-            abort_everywhere(p, &q.id).await;
+            stop_outcome(&format!("job {}", q.id), abort_everywhere(p, &q.id).await)?;
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
@@ -1261,6 +1287,7 @@ async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
     ids.sort();
     ids.dedup();
     let mut stopped = Vec::new();
+    let mut failed = Vec::new();
     for id in ids {
         if let Ok(s) = status(p, &id).await {
             if s["kind"] == kind && s["end_time"] == 0 {
@@ -1269,12 +1296,18 @@ async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
                         *cur = None;
                     }
                 }
-                abort_everywhere(p, &id).await;
+                failed.extend(
+                    abort_everywhere(p, &id)
+                        .await
+                        .into_iter()
+                        .map(|f| format!("{id} on {f}")),
+                );
                 stopped.push(id);
             }
         }
     }
     tracing::info!(kind, ?stopped, "jobs stopped by kind");
+    stop_outcome(&format!("{kind} jobs"), failed)?;
     Ok(text_ok(&stopped.join("\n")))
 }
 

@@ -698,3 +698,60 @@ fn a_stop_that_misses_a_target_says_so() {
         "{msg}"
     );
 }
+
+/// make-n-copies: with a mountpath per copy, every object gets its copies
+/// and the job succeeds; asking for more copies than a target has
+/// mountpaths keeps one per mountpath and fails the job saying so.
+#[test]
+fn make_n_copies_makes_them_or_says_why_not() {
+    let c = Cluster::start_with(ais_testkit::Opts {
+        targets: 1,
+        mpaths: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let url = c.url().to_string();
+    fill(&url, "mirrored", 20);
+    let post = |v: Value| {
+        let (st, body) = raw_http(
+            &url,
+            "POST",
+            "/v1/buckets/mirrored",
+            &[("Content-Type", "application/json")],
+            json!({"action": "make-n-copies", "value": v})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        String::from_utf8(body).unwrap()
+    };
+    let s = wait(&url, &post(json!(2)));
+    assert_eq!(s["err"], "", "{s}");
+    fn files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => files(&e.path()),
+                        Ok(_) => 1,
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    let copies = |mp: &str| files(&c.targets[0].data.join(mp).join("@mirror").join("mirrored"));
+    // Every object (20 + 3) has its second copy on the other mountpath.
+    assert_eq!(copies("mp1") + copies("mp2"), 23);
+    let s = wait(&url, &post(json!(3)));
+    let err = s["err"].as_str().unwrap_or("");
+    assert!(err.contains("3 copies") && err.contains("has 2"), "{s}");
+    let s = wait(&url, &post(json!(1)));
+    assert_eq!(s["err"], "", "{s}");
+    assert_eq!(
+        copies("mp1") + copies("mp2"),
+        0,
+        "copies left after make-n-copies 1"
+    );
+}

@@ -305,6 +305,21 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             },
             _ => run(&t, &j).await,
         };
+        // make-n-copies made what fits; fewer mountpaths than copies is
+        // said, never reported as done.
+        let res = match res {
+            Ok(()) if j.spec.kind == crate::rpc::types::JOB_MAKE_N_COPIES
+                && !enough_mountpaths(&t, &j) =>
+            {
+                Err(ApiError::Conflict(format!(
+                    "{}: make-n-copies: {} copies of every object need as many mountpaths; this target has {} (it keeps one copy per mountpath)",
+                    t.core.name,
+                    copies_of(&t, &j),
+                    t.store.mountpaths().len()
+                )))
+            }
+            r => r,
+        };
         if let Err(e) = res {
             j.fail(e.to_string());
         }
@@ -1168,6 +1183,21 @@ pub const ARCHIVE: &str = crate::rpc::types::JOB_ARCHIVE;
 
 /// Job kind: erasure-code a bucket's objects (see [`super::ec::repair_bucket`]).
 pub const EC_ENCODE: &str = crate::rpc::types::JOB_EC_ENCODE;
+
+/// The copies a bucket job's bucket asks for (1 when mirroring is off).
+fn copies_of(t: &Target, job: &TargetJob) -> usize {
+    t.core
+        .bucket_props(&t.core.bck(job.spec.src.clone()))
+        .map(|p| p.mirror.effective())
+        .unwrap_or(1)
+}
+
+/// Whether this target has a mountpath for every copy the bucket asks for
+/// (a copy lives on a mountpath of its own): make-n-copies must not report
+/// success with fewer.
+fn enough_mountpaths(t: &Target, job: &TargetJob) -> bool {
+    copies_of(t, job) <= t.store.mountpaths().len()
+}
 
 async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiResult<()> {
     let bck = t.core.bck(job.spec.src.clone());

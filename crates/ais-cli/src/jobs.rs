@@ -311,8 +311,13 @@ pub async fn start_kind(
         .filter(|b| !b.is_empty());
     let id = client.start_job(kind, node.unwrap_or(""), bucket).await?;
     println!("Started {kind}[{id}]");
+    follow(client, &id, wait_for).await
+}
+
+/// After a job started: wait for it (progress bar), or say how to follow it.
+pub async fn follow(client: &Client, id: &str, wait_for: bool) -> anyhow::Result<()> {
     if wait_for {
-        wait(client, &id, None).await
+        wait(client, id, None).await
     } else {
         println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
         Ok(())
@@ -371,12 +376,7 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
             .blob_download(&bck.name, &obj, a.chunk_size, a.num_workers, a.latest)
             .await?;
         println!("Started blob-download[{id}] of {}/{obj}", bck.cname());
-        return if a.wait {
-            wait(client, &id, None).await
-        } else {
-            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-            Ok(())
-        };
+        return follow(client, &id, a.wait).await;
     }
     if a.kind == "mirror" || a.kind == "make-n-copies" {
         let Some(b) = &bucket else {
@@ -389,12 +389,7 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
             "Started make-n-copies[{id}] ({n} copies of every object of {})",
             bck.cname()
         );
-        return if a.wait {
-            wait(client, &id, None).await
-        } else {
-            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-            Ok(())
-        };
+        return follow(client, &id, a.wait).await;
     }
     if a.kind == "ec-encode" && (a.data_slices.is_some() || a.parity_slices.is_some()) {
         let Some(b) = &bucket else {
@@ -404,12 +399,7 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
         let (d, p) = (a.data_slices.unwrap_or(2), a.parity_slices.unwrap_or(2));
         let id = client.ec_encode(&bck.name, d, p).await?;
         println!("Started ec-encode[{id}] ({d} data + {p} parity slices)");
-        return if a.wait {
-            wait(client, &id, None).await
-        } else {
-            println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
-            Ok(())
-        };
+        return follow(client, &id, a.wait).await;
     }
     start_kind(client, &a.kind, node.as_deref(), bucket.as_deref(), a.wait).await
 }

@@ -155,6 +155,13 @@ fn reject_fields(v: &Value, allowed: &[&str]) -> ApiResult<()> {
     }
 }
 
+/// The id of the registered cluster named by id or alias, or 404.
+fn registered_id(d: &Data, name: &str) -> ApiResult<String> {
+    find_cluster(d, name)
+        .map(|(id, _)| id.clone())
+        .ok_or_else(|| ApiError::NotFound(format!("cluster \"{name}\" is not registered")))
+}
+
 /// The registered cluster named by id or alias.
 fn find_cluster<'a>(d: &'a Data, name: &str) -> Option<(&'a String, &'a ClusterReg)> {
     d.clusters
@@ -700,11 +707,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             }
             with_data(
                 |d| {
-                    let id = find_cluster(d, &name)
-                        .map(|(id, _)| id.clone())
-                        .ok_or_else(|| {
-                            ApiError::NotFound(format!("cluster \"{name}\" is not registered"))
-                        })?;
+                    let id = registered_id(d, &name)?;
                     let mut next = d.clusters.get(&id).cloned().unwrap_or_default();
                     if let Some(a) = v
                         .get("alias")
@@ -744,11 +747,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             }
             with_data(
                 |d| {
-                    let id = find_cluster(d, &name)
-                        .map(|(id, _)| id.clone())
-                        .ok_or_else(|| {
-                            ApiError::NotFound(format!("cluster \"{name}\" is not registered"))
-                        })?;
+                    let id = registered_id(d, &name)?;
                     d.clusters.remove(&id);
                     Ok(())
                 },

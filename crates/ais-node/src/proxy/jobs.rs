@@ -838,6 +838,17 @@ async fn abort_everywhere(p: &Proxy, id: &str) -> Vec<String> {
     failed
 }
 
+/// Stops job `id` on purpose (a rebalance stopped so is not restarted as
+/// "interrupted"); answers the targets that could not be told.
+async fn stop_job(p: &Proxy, id: &str) -> Vec<String> {
+    if let Ok(mut cur) = p.rebalance.lock() {
+        if cur.as_deref() == Some(id) {
+            *cur = None;
+        }
+    }
+    abort_everywhere(p, id).await
+}
+
 /// A stop that did not reach every target running the job: 503 naming them.
 fn stop_outcome(what: &str, failed: Vec<String>) -> ApiResult<()> {
     if failed.is_empty() {
@@ -1153,13 +1164,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
             if let Err(e) = p.jobs.get(&p.core.name, &q.id) {
                 local_job(p, &q.id).await.ok_or(e)?;
             }
-            if let Ok(mut cur) = p.rebalance.lock() {
-                // Stopped on purpose: not restarted as "interrupted".
-                if cur.as_deref() == Some(q.id.as_str()) {
-                    *cur = None;
-                }
-            }
-            stop_outcome(&format!("job {}", q.id), abort_everywhere(p, &q.id).await)?;
+            stop_outcome(&format!("job {}", q.id), stop_job(p, &q.id).await)?;
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
@@ -1291,13 +1296,8 @@ async fn stop_by_kind(p: &Proxy, kind: &str) -> Res {
     for id in ids {
         if let Ok(s) = status(p, &id).await {
             if s["kind"] == kind && s["end_time"] == 0 {
-                if let Ok(mut cur) = p.rebalance.lock() {
-                    if cur.as_deref() == Some(id.as_str()) {
-                        *cur = None;
-                    }
-                }
                 failed.extend(
-                    abort_everywhere(p, &id)
+                    stop_job(p, &id)
                         .await
                         .into_iter()
                         .map(|f| format!("{id} on {f}")),

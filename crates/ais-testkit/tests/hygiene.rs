@@ -12,6 +12,15 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// Held by the tests that flood a node with connections, and by the one
+/// that counts how requests arriving together share a catch-up: run beside
+/// a flood, its "together" spreads out and every request pays alone.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn hostport(url: &str) -> String {
     url.trim_start_matches("http://")
         .trim_end_matches('/')
@@ -243,6 +252,7 @@ fn a_stalled_put_is_aborted_and_leaves_nothing() {
 
 #[test]
 fn past_the_connection_cap_new_clients_get_503() {
+    let _alone = alone();
     let c = Cluster::start_with(Opts {
         targets: 0,
         env: env(&[("AIS_MAX_CONNS", "50"), ("AIS_MAX_CONNS_PER_CLIENT", "50")]),
@@ -359,6 +369,7 @@ fn idle_keepalive_is_closed_and_oversized_heads_get_431() {
 
 #[test]
 fn a_flood_naming_missing_buckets_costs_the_primary_little() {
+    let _alone = alone();
     // A client (or a broken one) sends a target many requests for buckets
     // that do not exist, as if redirected (`pid`): each would make the
     // target catch up with the primary; concurrent ones share a catch-up.
@@ -378,13 +389,16 @@ fn a_flood_naming_missing_buckets_costs_the_primary_little() {
     let before = keepalives();
     const THREADS: usize = 30;
     const EACH: usize = 10;
+    // Each wave leaves together (a barrier), as a flood's requests do.
+    let wave = std::sync::Barrier::new(THREADS);
     let answers: Vec<(u16, Vec<u8>)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..THREADS)
             .map(|w| {
-                let target = &target;
+                let (target, wave) = (&target, &wave);
                 s.spawn(move || {
                     (0..EACH)
                         .map(|i| {
+                            wave.wait();
                             let path = format!("/v1/objects/nope-{w}/o{i}?pid=x");
                             raw_http(target, "GET", &path, &[], b"").unwrap()
                         })
@@ -618,6 +632,7 @@ fn a_client_that_never_reads_a_large_body_is_cut_at_the_idle_timeout() {
 /// `/metrics`.
 #[test]
 fn one_address_holding_thousands_of_connections_does_not_lock_out_the_rest() {
+    let _alone = alone();
     raise_nofile();
     let c = Cluster::start_with(Opts {
         targets: 0,

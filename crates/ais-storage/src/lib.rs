@@ -1082,6 +1082,13 @@ impl PutWriter {
         Ok(())
     }
 
+    /// The temp file holding what was written so far, once [`Self::park`]
+    /// (or a full buffer) wrote it: read it to send the bytes elsewhere
+    /// (it is removed with the writer).
+    pub fn spilled(&self) -> Option<&Path> {
+        self.file.as_ref().and(self.tmp.as_deref())
+    }
+
     /// Acknowledge without flushing (scratch buckets, `write_policy.data`
     /// `never`): the same temp → rename steps, no fsync or syncfs.
     pub fn without_sync(&mut self) {

@@ -242,12 +242,19 @@ async fn flush(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, handle: &str, b
     write_body(t, ctx, bck, obj, &mut w, body).await?;
     // A checksum the client computed over the whole object must match.
     super::objects::check_client_cksum(ctx, &w, bck, obj)?;
-    let attrs = w
-        .commit(super::objects::custom_md(ctx))
-        .await
-        .map_err(|e| crate::error::storage(&t.core.name, bck, obj, e))?;
-    t.mark_deleted(&bck.obj_uname(obj), false);
-    super::ec::protect(t, bck, obj).await?;
+    // The map may have given the name to another target since the
+    // appends began: the object goes there ([`super::placement`]).
+    let attrs = match t
+        .commit_or_forward(bck, obj, w, super::objects::custom_md(ctx), true)
+        .await?
+    {
+        Ok(attrs) => {
+            super::ec::protect(t, bck, obj).await?;
+            attrs
+        }
+        Err(Some(attrs)) => attrs,
+        Err(None) => return Ok(empty(StatusCode::OK)),
+    };
     let mut r = empty(StatusCode::OK);
     super::objects::put_headers(&mut r, &attrs);
     Ok(r)

@@ -827,6 +827,13 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Commits judged by an older map (that this target owned the name)
+    // land before the walk, so it sees them; later ones judge by this map
+    // and go to the owner ([`super::placement`]).
+    let ver = t.core.meta.smap().map_or(0, |s| s.version);
+    t.placement
+        .settled(ver, || job.aborted.load(Ordering::Relaxed))
+        .await;
     // A bucket that an offline job on this target is reading waits until
     // that job is done (its walk must see every object it holds exactly
     // once); the other buckets go first.
@@ -919,92 +926,6 @@ async fn rebalance(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
 
 /// Objects up to this size move as one buffer (read in one blocking call).
 const SMALL_MOVE: u64 = 1 << 20;
-
-/// A client's PUT committed here while this target is being decommissioned,
-/// after the cluster map gave `bck/obj` to another target (the map changed
-/// while the body was uploading): the rebalance walking this target may
-/// already have passed the name, and the target will leave with it. A copy
-/// goes to the owner now (as a rebalance move: version and checksum kept; a
-/// copy already there wins) before the PUT is acknowledged.
-///
-/// A copy, never a move: the local one is not deleted (it leaves with the
-/// target). Deleting it raced the rebalance — the owner, moving its own
-/// copy back to a target whose map made it the owner again, deleted it on
-/// finding ours, and then we deleted ours (an acknowledged object on no
-/// target, seen in maintenance runs). Targets in maintenance are left to
-/// their rebalances, as before.
-pub async fn hand_over(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
-    use ais_core::meta::NODE_FLAG_DECOMMISSION;
-    let leaving = t.core.meta.with_smap(|s| {
-        s.and_then(|s| s.tmap.get(&t.core.id))
-            .is_some_and(|n| n.flags & NODE_FLAG_DECOMMISSION != 0)
-    });
-    if !leaving {
-        return Ok(());
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let Some(owner) = t
-            .core
-            .owner(&bck.obj_uname(obj))
-            .filter(|o| o.daemon_id != t.core.id)
-        else {
-            return Ok(());
-        };
-        let info = match t.store.head(bck, obj).await {
-            Ok(i) => i,
-            // Moved by a rebalance (or deleted) meanwhile.
-            Err(ais_storage::StorageError::NotFound) => return Ok(()),
-            Err(e) => return Err(error::storage(&t.core.name, bck, obj, e)),
-        };
-        let path = t.store.obj_path(bck, obj);
-        let file = tokio::fs::File::open(&path).await.map_err(|e| {
-            ApiError::internal(format!("{}: open {}: {e}", t.core.name, path.display()))
-        })?;
-        let body =
-            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-        let cksum = if info.attrs.cksum_type == ais_core::meta::CKSUM_XXHASH {
-            info.attrs.cksum_value.as_str()
-        } else {
-            ""
-        };
-        let res = t
-            .core
-            .rpc
-            .move_object(
-                &Dest::from(&owner),
-                &bck.name,
-                obj,
-                body,
-                &info.attrs.custom,
-                info.attrs.version,
-                cksum,
-            )
-            .await;
-        match res {
-            Ok(()) => {
-                tracing::info!(obj = %format!("{}/{obj}", bck.cname()), owner = %owner.name(),
-                    "PUT committed on a leaving target after its owner changed: copied to the owner");
-                return Ok(());
-            }
-            Err(e)
-                if (e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE))
-                    && std::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => {
-                return Err(ApiError::unavailable(format!(
-                    "{}: {}/{obj} was stored here while its owner changed to {}, and could \
-                     not be handed over ({e}); retry the PUT",
-                    t.core.name,
-                    bck.cname(),
-                    owner.name()
-                )))
-            }
-        }
-    }
-}
 
 /// Moves one object to its owner. `Ok(false)`: not now — a job started
 /// reading the bucket here meanwhile (try again after it).
@@ -1253,40 +1174,49 @@ pub async fn put_to_owner(
     let dbck = t.core.bck(dst);
     // Nothing written into a bucket being renamed (it goes when done).
     let _write = t.check_writable(&dbck)?;
-    let owner = t
-        .core
-        .owner(&dbck.obj_uname(name))
-        .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
     let io =
         |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
-    if owner.daemon_id == t.core.id {
-        let serr = |e| error::storage(&t.core.name, &dbck, name, e);
-        // As every write: the bucket's copies, checksum type, write policy.
-        let mut w = super::objects::writer(t, &dbck, name).await?;
-        match &data {
-            Some(b) => w.write(b).await.map_err(serr)?,
-            None => {
-                use tokio::io::AsyncReadExt;
-                let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = f.read(&mut buf).await.map_err(io)?;
-                    if n == 0 {
-                        break;
+    // Busy or restarting owners, and maps that disagree for a moment (the
+    // owner answers 503 until it has this target's map), are retried for a
+    // while, asking the map for the owner again each time; other server
+    // errors a few times.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut attempt, mut last) = (0u64, None);
+    loop {
+        if last.is_some() {
+            tokio::time::sleep(Duration::from_millis(200 * attempt.max(1))).await;
+        }
+        let owner = t
+            .core
+            .owner(&dbck.obj_uname(name))
+            .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
+        if owner.daemon_id == t.core.id {
+            let serr = |e| error::storage(&t.core.name, &dbck, name, e);
+            // As every write: the bucket's copies, checksum type, write policy.
+            let mut w = super::objects::writer(t, &dbck, name).await?;
+            match &data {
+                Some(b) => w.write(b).await.map_err(serr)?,
+                None => {
+                    use tokio::io::AsyncReadExt;
+                    let mut f = tokio::fs::File::open(path).await.map_err(io)?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).await.map_err(io)?;
+                        if n == 0 {
+                            break;
+                        }
+                        w.write(&buf[..n]).await.map_err(serr)?;
                     }
-                    w.write(&buf[..n]).await.map_err(serr)?;
                 }
             }
-        }
-        w.commit(custom).await.map_err(serr)?;
-        t.mark_deleted(&dbck.obj_uname(name), false);
-        return super::ec::protect(t, &dbck, name).await;
-    }
-    let to = Dest::from(&owner);
-    let mut last = None;
-    for attempt in 0..3u64 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            // The map may have changed since the owner was looked up.
+            if t.commit_or_forward(&dbck, name, w, custom, true)
+                .await?
+                .is_ok()
+            {
+                super::ec::protect(t, &dbck, name).await?;
+            }
+            return Ok(());
         }
         let body = match &data {
             Some(b) => reqwest::Body::from(b.clone()),
@@ -1295,17 +1225,28 @@ pub async fn put_to_owner(
                 reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
             }
         };
-        match t.core.rpc.put_object(&to, dst, name, body, &custom).await {
+        let e = match t
+            .core
+            .rpc
+            .put_object(&Dest::from(&owner), dst, name, body, &custom)
+            .await
+        {
             Ok(()) => return Ok(()),
-            // Transient (the owner is busy or restarting): try again.
-            Err(e) if e.is_unreachable() || e.status().is_some_and(|s| s.is_server_error()) => {
-                last = Some(e)
-            }
-            Err(e) => return Err(ApiError::from(e).context(format!("PUT to {}", owner.name()))),
+            Err(e) => e,
+        };
+        let transient = e.is_unreachable() || e.status() == Some(StatusCode::SERVICE_UNAVAILABLE);
+        if transient && std::time::Instant::now() < deadline {
+            last = Some(e);
+        } else if e.status().is_some_and(|s| s.is_server_error()) && attempt < 2 {
+            attempt += 1;
+            last = Some(e);
+        } else if transient || e.status().is_some_and(|s| s.is_server_error()) {
+            return Err(ApiError::unavailable(format!(
+                "PUT to {}: {e}",
+                owner.name()
+            )));
+        } else {
+            return Err(ApiError::from(e).context(format!("PUT to {}", owner.name())));
         }
     }
-    Err(match last {
-        Some(e) => ApiError::unavailable(format!("PUT to {}: {e}", owner.name())),
-        None => ApiError::internal("PUT to owner: no attempt made"),
-    })
 }

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod lru;
 pub mod objects;
+pub mod placement;
 pub mod remote;
 pub mod resilver;
 pub mod s3;
@@ -90,6 +91,8 @@ pub struct Target {
     writes: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     /// Recent GETs of cached remote objects, for LRU eviction ([`lru`]).
     pub lru: lru::Access,
+    /// Commits in progress by the map they were judged by ([`placement`]).
+    pub placement: placement::Placement,
 }
 
 /// A client's write into a bucket, counted while it runs.
@@ -124,6 +127,7 @@ impl Target {
             appends: Default::default(),
             writes: Default::default(),
             lru: Default::default(),
+            placement: Default::default(),
         }
     }
 

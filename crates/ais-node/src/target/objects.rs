@@ -484,23 +484,46 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
     if moved_version.is_none() {
         check_client_cksum(ctx, &w, bck, obj)?;
     }
-    let committed = match moved_version {
-        Some(v) => w.commit_moved(custom, v).await,
-        None => w.commit(custom).await.map(Some),
+    let attrs = match moved_version {
+        Some(v) => {
+            // A move judged by a map this target does not share (yet, or
+            // any more): the sender retries once the maps agree.
+            let _commit = match t.admit_commit(bck, obj) {
+                super::placement::Admit::Here(g) => g,
+                super::placement::Admit::Owner(o, ver) => {
+                    return Err(t.not_owner(bck, obj, &o, ver))
+                }
+            };
+            let committed = w
+                .commit_moved(custom, v)
+                .await
+                .map_err(|e| storage_err(t, bck, obj, e))?;
+            let Some(attrs) = committed else {
+                // Moved here while a client's PUT of the name landed: that
+                // is newer.
+                return Ok(empty(StatusCode::OK));
+            };
+            t.mark_deleted(&bck.obj_uname(obj), false);
+            attrs
+        }
+        None => {
+            // The map may have given the name to another target while the
+            // body was uploading: it goes there, and nothing stays here. A
+            // write already sent here as to its owner is not sent on again.
+            let forward = ctx.query.get("ais_hop").is_none();
+            match t.commit_or_forward(bck, obj, w, custom, forward).await? {
+                Ok(attrs) => {
+                    // Acknowledged only once the redundancy the bucket asks
+                    // for is durable (a moved object keeps its parts; the
+                    // rebalance re-places them).
+                    super::ec::protect(t, bck, obj).await?;
+                    attrs
+                }
+                Err(Some(attrs)) => attrs,
+                Err(None) => return Ok(empty(StatusCode::OK)),
+            }
+        }
     };
-    let Some(attrs) = committed.map_err(|e| storage_err(t, bck, obj, e))? else {
-        // Moved here while a client's PUT of the name landed: that is newer.
-        return Ok(empty(StatusCode::OK));
-    };
-    t.mark_deleted(&bck.obj_uname(obj), false);
-    // Acknowledged only once the redundancy the bucket asks for is durable
-    // (a moved object keeps its parts; the rebalance re-places them).
-    if moved_version.is_none() {
-        super::ec::protect(t, bck, obj).await?;
-        // The map may have given the name to another target while the body
-        // was uploading: it goes there before the PUT is acknowledged.
-        super::jobs::hand_over(t, bck, obj).await?;
-    }
     let mut r = empty(StatusCode::OK);
     put_headers(&mut r, &attrs);
     Ok(r)

@@ -230,15 +230,33 @@ async fn commit(
     w: ais_storage::PutWriter,
     custom: Meta,
 ) -> ApiResult<ais_core::meta::ObjAttrs> {
-    let attrs = w
-        .commit(custom)
-        .await
-        .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
-    t.mark_deleted(&bck.obj_uname(obj), false);
-    // An s3:// bucket's object goes through to its backend.
-    super::remote::push(t, bck, obj).await?;
-    super::ec::protect(t, bck, obj).await?;
-    Ok(attrs)
+    if super::remote::backend_of(t, bck)?.is_some() {
+        // An s3:// bucket's object goes through to its backend (the copy
+        // here is a cache: the backend is where it lives).
+        let attrs = w
+            .commit(custom)
+            .await
+            .map_err(|e| error::storage(&t.core.name, bck, obj, e))?;
+        t.mark_deleted(&bck.obj_uname(obj), false);
+        super::remote::push(t, bck, obj).await?;
+        super::ec::protect(t, bck, obj).await?;
+        return Ok(attrs);
+    }
+    let size = w.written();
+    // The map may have given the name to another target while the body
+    // arrived: it goes there ([`super::placement`]).
+    match t.commit_or_forward(bck, obj, w, custom, true).await? {
+        Ok(attrs) => {
+            super::ec::protect(t, bck, obj).await?;
+            Ok(attrs)
+        }
+        Err(Some(attrs)) => Ok(attrs),
+        Err(None) => Ok(ais_core::meta::ObjAttrs {
+            size,
+            mtime_ns: ais_core::now_ns(),
+            ..Default::default()
+        }),
+    }
 }
 
 // ------------------------------------------------------------ multipart

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -423,3 +424,158 @@ def test_blob_download_through_the_cli(rcluster: Cluster, s3: S3Server, remote: 
     assert got == big
     p = ais(rcluster, "start", "blob-download", f"s3://{remote}/nope", "--wait")
     assert p.returncode != 0
+
+
+# ------------------------------------------------- native bucket inventories
+
+
+def nbi_page(url: str, bucket: str, inv: str = "", **value) -> requests.Response:
+    """One list-objects request with the NBI flag (bit 15) and ``value``'s
+    other fields (``flags`` added to it)."""
+    value["flags"] = str((1 << 15) | int(value.get("flags", 0)))
+    headers = {"Ais-Inv-Name": inv} if inv else {}
+    return requests.get(
+        f"{url}/v1/buckets/{bucket}",
+        params={"provider": "aws"},
+        json={"action": "list", "value": value},
+        headers=headers,
+        timeout=HTTP,
+    )
+
+
+def test_inventory_is_a_snapshot_listed_instead_of_the_backend(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """`create-inventory` (SDK and `ais nbi create`): every target keeps the
+    backend's names it owns, in small chunks; listings with the NBI flag
+    read that snapshot (pages merged across targets, prefixes, one level
+    deep, the cached flag live), while the backend changes underneath;
+    show, force, remove, and every refusal."""
+    names = [f"d/{i:04d}" for i in range(120)] + [f"e/{s}/{i}" for s in "xyz" for i in range(10)] + ["e/top"]
+    for n in names:
+        s3.s3.put_object(Bucket=remote, Key=n, Body=n.encode())
+    client = Client(rcluster.url)
+    bck = client.bucket(remote, provider="aws")
+    bck.object("d/0007").get_reader().read_all()  # cached in the cluster
+
+    job = bck.create_inventory(name="inv1", names_per_chunk=7)
+    assert client.job(job).wait(timeout=60, verbose=False).success
+    shown = bck.show_inventory()
+    assert list(shown) == [f"aws/@#/{remote}/inv1"], shown
+    info = shown[f"aws/@#/{remote}/inv1"]
+    assert (info.name, info.bucket, info.ntotal, info.nat) == ("inv1", remote, len(names), 3)
+    assert info.chunks >= len(names) // 7 and info.size > 0 and info.finished >= info.started > 0
+
+    # A snapshot: the backend changes, the inventory's listing does not.
+    s3.s3.put_object(Bucket=remote, Key="d/new", Body=b"new")
+    s3.s3.delete_object(Bucket=remote, Key="d/0000")
+    want = sorted(names)
+    got = [e.name for e in bck.list_all_objects(inventory_name="inv1", page_size=9)]
+    assert got == want
+    assert "d/new" in [e.name for e in bck.list_all_objects()]
+    entries = {e.name: e for e in bck.list_all_objects(inventory_name="inv1", props="name,size,cached")}
+    assert entries["d/0007"].is_cached() and not entries["d/0008"].is_cached()
+    assert entries["d/0008"].size == len(b"d/0008")
+    # Its only inventory when none is named; a prefix; one level deep.
+    r = nbi_page(rcluster.url, remote, prefix="e/y/", props="name")
+    assert r.status_code == 200, r.text
+    assert [e["name"] for e in r.json()["entries"]] == [f"e/y/{i}" for i in range(10)]
+    r = nbi_page(rcluster.url, remote, "inv1", prefix="e/", flags=1 << 11, props="name")
+    assert r.status_code == 200, r.text
+    assert [e["name"] for e in r.json()["entries"]] == ["e/top", "e/x/", "e/y/", "e/z/"]
+    r = nbi_page(rcluster.url, remote, "inv1", prefix="e/", flags=(1 << 11) | (1 << 13), props="name")
+    assert [e["name"] for e in r.json()["entries"]] == ["e/top"]
+
+    # Refusals, each naming why.
+    r = nbi_page(rcluster.url, remote, "nope")
+    assert r.status_code == 404 and "nope" in r.text, r.text
+    r = nbi_page(rcluster.url, remote, "inv1", start_after="d/0001")
+    assert r.status_code == 400 and "start_after" in r.text, r.text
+    r = nbi_page(rcluster.url, remote, "inv1", flags=1 << 9)
+    assert r.status_code == 400 and "flags" in r.text, r.text
+
+    def create(value: dict) -> requests.Response:
+        return requests.post(
+            f"{rcluster.url}/v1/buckets/{remote}",
+            params={"provider": "aws"},
+            json={"action": "create-inventory", "value": value},
+            timeout=HTTP,
+        )
+
+    r = create({"name": "inv1"})
+    assert r.status_code == 409 and "inv1" in r.text, r.text
+    r = create({"name": "inv2"})
+    assert r.status_code == 409 and "force" in r.text, r.text
+    for bad, why in (
+        ({"names_per_chunk": 1}, "names_per_chunk"),
+        ({"name": "../x"}, "invalid inventory name"),
+        ({"start_after": "a"}, "start_after"),
+        ({"flags": "1"}, "flags"),
+        ({"bogus": 1}, "bogus"),
+    ):
+        r = create(bad)
+        assert r.status_code == 400 and why in r.text, (bad, r.text)
+    ab = client.bucket(f"ais-{uuid.uuid4().hex[:8]}")
+    ab.create()
+    with pytest.raises(Exception, match="remote bucket"):
+        ab.create_inventory()
+    r = requests.get(
+        f"{rcluster.url}/v1/buckets/{ab.name}",
+        json={"action": "list", "value": {"flags": str(1 << 15)}},
+        timeout=HTTP,
+    )
+    assert r.status_code == 400 and "ais://" in r.text, r.text
+    ab.delete()
+
+    # The CLI: force a new one, show it, list from it, remove it.
+    p = ais(rcluster, "nbi", "create", f"s3://{remote}", "--inv-name", "inv2", "--prefix", "e/", "--force", "--wait")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "create-inventory[" in p.stdout, p.stdout
+    assert [i.name for i in bck.show_inventory().values()] == ["inv2"]
+    p = ais(rcluster, "show", "nbi", f"s3://{remote}", "-v")
+    assert p.returncode == 0 and "inv2" in p.stdout and "e/" in p.stdout, p.stdout + p.stderr
+    p = ais(rcluster, "nbi", "show")
+    assert p.returncode == 0 and "inv2" in p.stdout, p.stdout + p.stderr
+    p = ais(rcluster, "ls", f"s3://{remote}", "--inventory", "--props", "name,size", "-H")
+    assert p.returncode == 0, p.stdout + p.stderr
+    listed = [l.split()[0] for l in p.stdout.splitlines() if l.strip() and not l.startswith("Listed")]
+    assert listed == sorted(n for n in names if n.startswith("e/")), p.stdout
+    p = ais(rcluster, "nbi", "rm", f"s3://{remote}", "--inv-name", "inv2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert bck.show_inventory() == {}
+    p = ais(rcluster, "ls", f"s3://{remote}", "--inventory")
+    assert p.returncode != 0 and "no inventory" in (p.stdout + p.stderr), p.stdout + p.stderr
+    p = ais(rcluster, "nbi", "rm", f"s3://{remote}")
+    assert p.returncode != 0 and "no inventory" in (p.stdout + p.stderr), p.stdout + p.stderr
+
+
+def test_an_inventory_missing_a_targets_share_is_never_listed_partially(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """A target's share lost (its directory removed): the listing says the
+    inventory is incomplete instead of answering two thirds of it; a bucket
+    evicted from the cluster takes its inventories along."""
+    for i in range(30):
+        s3.s3.put_object(Bucket=remote, Key=f"o/{i:03d}", Body=b"x")
+    client = Client(rcluster.url)
+    bck = client.bucket(remote, provider="aws")
+    assert client.job(bck.create_inventory(name="snap")).wait(timeout=60, verbose=False).success
+    r = nbi_page(rcluster.url, remote, "snap", props="name")
+    assert r.status_code == 200 and len(r.json()["entries"]) == 30, r.text
+    share = rcluster.targets[1].data_dir / "mp1" / ".ais-nbi" / remote / "snap"
+    assert share.is_dir(), share
+    # A target's inventory endpoint takes only a bucket of the map by a
+    # valid name: its name becomes a directory there.
+    turl = rcluster.targets[1].url
+    for path in ("%2e%2e", "..%2F..", f"{remote}%2F..", "no-such-bucket"):
+        r = requests.delete(f"{turl}/v1/internal/nbi/{path}", timeout=HTTP)
+        assert r.status_code in (400, 404), (path, r.status_code, r.text)
+    r = requests.delete(f"{turl}/v1/internal/nbi/{remote}", params={"name": "../snap"}, timeout=HTTP)
+    assert r.status_code == 400, r.text
+    assert share.is_dir() and (rcluster.targets[1].data_dir / "mp1").is_dir()
+    shutil.rmtree(share)
+    r = nbi_page(rcluster.url, remote, "snap", props="name")
+    assert r.status_code == 503 and "incomplete" in r.text, r.text
+    # Evicting the bucket removes the rest.
+    bck.evict(keep_md=False)
+    left = [t.data_dir / "mp1" / ".ais-nbi" / remote for t in rcluster.targets]
+    deadline = time.monotonic() + 20
+    while any(p.exists() for p in left) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(p.exists() for p in left), left

@@ -1203,11 +1203,6 @@ def test_remote_object_blob_download(rbucket, s3: S3Server, remote: str) -> None
     assert st in (400, 404), (st, msg)
 
 
-@xfail(
-    "Bucket.create_inventory: proxy answers 400 'invalid action \"create-inventory\" for bucket "
-    "s3://B (e.g. create-bck, destroy-bck, list, set-bprops)' (same for show-/destroy-inventory); "
-    "list_objects(inventory_name=...) silently lists the bucket instead"
-)
 def test_remote_bucket_inventory(rbucket) -> None:
     rclient, bck, objs = rbucket
     job_id = bck.create_inventory(name="inv1")

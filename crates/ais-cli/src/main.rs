@@ -9,6 +9,7 @@ mod etl;
 mod fmt;
 mod jobs;
 mod mpu;
+mod nbi;
 mod objects;
 mod parity;
 mod perf;
@@ -67,6 +68,12 @@ enum Cmd {
     Mpu {
         #[command(subcommand)]
         cmd: mpu::MpuCmd,
+    },
+    /// Native bucket inventories of remote buckets: create (a snapshot of
+    /// the names, for fast listing with `ais ls s3://B --inventory`), show, rm.
+    Nbi {
+        #[command(subcommand)]
+        cmd: nbi::NbiCmd,
     },
     /// Remove objects: `ais rm ais://B/O ...`, or many as one job:
     /// `ais rm ais://B --list a,b`, `--template "shard-{000..999}.tar"`, `--prefix P`
@@ -303,6 +310,8 @@ enum ShowCmd {
     },
     /// The cluster, its throughput and its jobs at a glance.
     Dashboard,
+    /// Native bucket inventories (as `ais nbi show`).
+    Nbi(nbi::ShowArgs),
     /// Attached remote AIS clusters (none can be attached to aistore-rs).
     RemoteCluster {
         #[arg(long)]
@@ -728,6 +737,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Cmd::Rm(a) => objects::rm(&client, a).await,
         Cmd::Mpu { cmd } => mpu::run(&client, cmd).await,
+        Cmd::Nbi { cmd } => nbi::run(&client, cmd).await,
         Cmd::Log { cmd } => match cmd {
             LogCmd::Show { node_id, severity } => log_show(&client, &node_id, &severity).await,
             LogCmd::Get {
@@ -831,6 +841,7 @@ async fn show(client: &Client, what: ShowCmd) -> anyhow::Result<()> {
             Some(ShowStorageCmd::Summary(a)) => objects::summary(client, a).await,
         },
         ShowCmd::Dashboard => views::dashboard(client).await,
+        ShowCmd::Nbi(a) => nbi::run(client, nbi::NbiCmd::Show(a)).await,
         ShowCmd::RemoteCluster { json } => views::remote_clusters(client, json).await,
         ShowCmd::Log { node_id, severity } => log_show(client, &node_id, &severity).await,
         ShowCmd::Etl { name, job, job2 } => {

@@ -85,6 +85,13 @@ pub struct LsArgs {
     /// Accepted for AIStore compatibility: every bucket and object is listed anyway.
     #[arg(long)]
     all: bool,
+    /// Remote buckets: list from the bucket's native inventory (a snapshot
+    /// made by 'ais nbi create') instead of its backend.
+    #[arg(long)]
+    inventory: bool,
+    /// With --inventory: the inventory to read (default: the bucket's only one).
+    #[arg(long)]
+    inv_name: Option<String>,
 }
 
 impl LsArgs {
@@ -440,15 +447,21 @@ pub async fn ls(client: &Client, a: LsArgs) -> anyhow::Result<()> {
                 ais_core::api::LSO_NO_DIRS
             } else {
                 0
+            }
+            | if a.inventory || a.inv_name.is_some() {
+                ais_core::api::LSO_NBI
+            } else {
+                0
             },
         ..Default::default()
     };
+    let inv = a.inv_name.clone().unwrap_or_default();
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut all = Vec::new();
     let mut count = 0u64;
     'pages: loop {
-        let page = client.list_page(&bck.name, &msg).await?;
+        let page = client.list_page_inv(&bck.name, &msg, &inv).await?;
         for e in page.entries {
             if a.limit > 0 && count >= a.limit {
                 break 'pages;

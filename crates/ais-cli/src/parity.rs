@@ -40,17 +40,13 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("job rm", "AIStore removes finished download and dsort jobs; aistore-rs has neither"),
     ("job start download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("job start dsort", "distributed sort/shuffle (dsort) is not implemented"),
-    ("ls --inventory", "bucket inventories are not supported"),
-    ("bucket ls --inventory", "bucket inventories are not supported"),
     ("ml lhotse-get-batch", "Lhotse manifests are not supported; use 'ais ml get-batch'"),
-    ("nbi", "native bucket inventories (nbi) are not supported"),
     ("object promote", "promote (files on a target's own filesystem) is not supported; use 'ais put'"),
     ("performance disk", "per-disk statistics are not collected"),
     ("performance intra-data", "intra-cluster data traffic is not measured"),
     ("show performance disk", "per-disk statistics are not collected"),
     ("show performance intra-data", "intra-cluster data traffic is not measured"),
     ("remote-cluster", "attaching remote AIS clusters is not supported"),
-    ("show nbi", "native bucket inventories (nbi) are not supported"),
     ("show remote", "attaching remote AIS clusters is not supported"),
     ("show storage disk", "per-disk statistics are not collected"),
     ("show tls", "TLS certificates are not managed by aistore-rs"),
@@ -306,9 +302,10 @@ mod tests {
         );
         assert_eq!(unsupported(&a("start mirror ais://b --copies 2")), None);
         assert_eq!(
-            unsupported(&a("ls ais://b --inventory")).map(|u| u.0),
-            Some("ls --inventory")
+            unsupported(&a("job start dsort spec.json")).map(|u| u.0),
+            Some("job start dsort")
         );
+        assert!(unsupported(&a("ls s3://b --inventory")).is_none());
         assert_eq!(
             unsupported(&a("--endpoint http://x tls show")).map(|u| u.0),
             Some("tls")

@@ -332,12 +332,14 @@ impl Client {
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<Bck>> {
+        self.list_buckets_of("ais").await
+    }
+
+    /// The buckets of one provider (`ais`, `aws`) in the cluster.
+    pub async fn list_buckets_of(&self, provider: &str) -> Result<Vec<Bck>> {
+        let q = format!("provider={}", ais_core::paths::escape_segment(provider));
         let resp = self
-            .action(
-                Method::GET,
-                &paths::buckets_query("provider=ais"),
-                &ActMsg::new("list"),
-            )
+            .action(Method::GET, &paths::buckets_query(&q), &ActMsg::new("list"))
             .await?;
         resp.json()
             .await
@@ -359,10 +361,65 @@ impl Client {
 
     /// One page of a listing.
     pub async fn list_page(&self, bucket: &str, msg: &LsoMsg) -> Result<LsoResJson> {
+        self.list_page_inv(bucket, msg, "").await
+    }
+
+    /// One page of a listing; `inv`: the native bucket inventory to read
+    /// (with the `LSO_NBI` flag; empty: the bucket's only one).
+    pub async fn list_page_inv(&self, bucket: &str, msg: &LsoMsg, inv: &str) -> Result<LsoResJson> {
         let act = ActMsg {
             action: "list".into(),
             name: String::new(),
             value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
+        };
+        let body = serde_json::to_vec(&act).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if !inv.is_empty() {
+            headers.push((ais_core::api::HDR_INV_NAME, inv.to_string()));
+        }
+        let resp = self
+            .request(
+                Method::GET,
+                self.url(&paths::bucket(bucket)),
+                Some(body.into()),
+                &headers,
+            )
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `create-inventory` of a remote bucket; answers the job id.
+    pub async fn create_inventory(
+        &self,
+        bucket: &str,
+        msg: &ais_core::api::CreateNbiMsg,
+    ) -> Result<String> {
+        let act = ActMsg {
+            action: "create-inventory".into(),
+            name: String::new(),
+            value: serde_json::to_value(msg).map_err(|e| ClientError::Decode(e.to_string()))?,
+        };
+        let resp = self
+            .action(Method::POST, &paths::bucket(bucket), &act)
+            .await?;
+        resp.text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// A bucket's native inventories (`name`: that one), by inventory
+    /// object name.
+    pub async fn show_inventory(
+        &self,
+        bucket: &str,
+        name: &str,
+    ) -> Result<std::collections::BTreeMap<String, ais_core::api::NbiInfo>> {
+        let act = ActMsg {
+            action: "show-inventory".into(),
+            name: name.into(),
+            value: serde_json::Value::Null,
         };
         let resp = self
             .action(Method::GET, &paths::bucket(bucket), &act)
@@ -370,6 +427,18 @@ impl Client {
         resp.json()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Removes a bucket's inventory `name` (empty: all of them).
+    pub async fn destroy_inventory(&self, bucket: &str, name: &str) -> Result<()> {
+        let act = ActMsg {
+            action: "destroy-inventory".into(),
+            name: name.into(),
+            value: serde_json::Value::Null,
+        };
+        self.action(Method::DELETE, &paths::bucket(bucket), &act)
+            .await
+            .map(|_| ())
     }
 
     /// Every object under `prefix`, page by page.

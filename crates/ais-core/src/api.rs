@@ -200,6 +200,86 @@ pub const LSO_ARCH_DIR: u64 = 1 << 3;
 pub const LSO_NO_RECURSION: u64 = 1 << 11;
 /// List-objects flag (with `LSO_NO_RECURSION`): no directory entries.
 pub const LSO_NO_DIRS: u64 = 1 << 13;
+/// List-objects flag: list a remote bucket from its native bucket
+/// inventory (a snapshot; [`NbiInfo`]) instead of its backend.
+pub const LSO_NBI: u64 = 1 << 15;
+/// List-objects flags a listing from an inventory refuses: missing,
+/// deleted, archive members, not-cached, only-remote-props, diff.
+pub const LSO_NBI_REFUSED: u64 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 9) | (1 << 10) | (1 << 12);
+/// The header naming the inventory a listing reads (`LSO_NBI`).
+pub const HDR_INV_NAME: &str = "ais-inv-name";
+
+/// `create-inventory`'s value (AIStore's `CreateNBIMsg`: its own fields and
+/// the list-objects message it embeds).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNbiMsg {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub names_per_chunk: i64,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub prefix: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub props: String,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub flags: u64,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    pub pagesize: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub uuid: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub continuation_token: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub start_after: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub target: String,
+}
+
+/// Whether `name` may name an inventory: letters, digits, `-`, `_`, `.`,
+/// at most 64, not starting with `.` (it names a directory on targets).
+pub fn valid_nbi_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Names per inventory chunk: the default, and the bounds a request may ask.
+pub const NBI_NAMES_PER_CHUNK: (i64, i64, i64) = (20_000, 2, 640_000);
+
+/// One native bucket inventory (AIStore's `NBIInfo`): on one target, or
+/// merged over the cluster (sizes, counts and chunks summed; the earliest
+/// start, the latest finish).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct NbiInfo {
+    pub bucket: String,
+    pub name: String,
+    pub obj_name: String,
+    /// Bytes the inventory takes on disk.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    #[serde(default)]
+    pub started: i64,
+    #[serde(default)]
+    pub finished: i64,
+    /// Names in it.
+    #[serde(default)]
+    pub ntotal: u64,
+    /// The cluster map it was made by.
+    #[serde(default)]
+    pub smap_ver: u64,
+    #[serde(default)]
+    pub chunks: u64,
+    /// Active targets when it was made (each holds its share).
+    #[serde(default)]
+    pub nat: u32,
+}
 
 /// One listed object, as targets send it to the proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -229,6 +309,10 @@ pub struct TargetPage {
     pub entries: Vec<LsoEntry>,
     /// True when the target has no more names after the last entry.
     pub done: bool,
+    /// A page of an inventory (`LSO_NBI`): the active targets it was made
+    /// with, each of which holds a share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbi_nat: Option<u32>,
 }
 
 /// JSON spelling of a list-objects page.

@@ -31,6 +31,9 @@ pub const INT_OBJECTS: &str = "/v1/internal/objects";
 pub const INT_EC: &str = "/v1/internal/ec";
 /// ETL runtimes on a target: `/init`, `/NAME`, `/NAME/stats|errors|logs`.
 pub const INT_ETL: &str = "/v1/internal/etl";
+/// Native bucket inventories on a target: `INT_NBI/B?name=` (GET: what
+/// it holds; DELETE: remove).
+pub const INT_NBI: &str = "/v1/internal/nbi";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.
 pub const INT_JOBS: &str = "/v1/internal/jobs";
 /// The revoked-token list, pushed by the primary to every node (auth on).

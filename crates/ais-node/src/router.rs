@@ -293,6 +293,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         }
         Endpoint::Moss(b) => target::batch::serve(t, ctx, b, body).await,
         Endpoint::IntList(b) => target::internal::list(t, ctx, b).await,
+        Endpoint::IntNbi(b) => target::nbi::internal(t, ctx, b).await,
         Endpoint::IntObjAttrs { bucket, obj } => {
             target::internal::obj_attrs(t, ctx, bucket, obj).await
         }

@@ -103,7 +103,11 @@ pub fn list_objects(
         }
         entries.push(e);
     }
-    Ok(TargetPage { entries, done })
+    Ok(TargetPage {
+        entries,
+        done,
+        nbi_nat: None,
+    })
 }
 
 /// What one target holds of a bucket (main copies; names under `prefix`).

@@ -193,6 +193,7 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::Join
             | Endpoint::Keepalive
             | Endpoint::IntList(_)
+            | Endpoint::IntNbi(_)
             | Endpoint::IntObjAttrs { .. }
             | Endpoint::IntObject { .. }
             | Endpoint::IntEc { .. }

@@ -48,6 +48,8 @@ pub enum Endpoint<'a> {
     },
     /// Node-to-node calls (targets): `/v1/internal/...`.
     IntList(&'a str),
+    /// `/v1/internal/nbi/B`: a target's native bucket inventories of B.
+    IntNbi(&'a str),
     IntObjAttrs {
         bucket: &'a str,
         obj: &'a str,
@@ -103,6 +105,9 @@ impl<'a> Endpoint<'a> {
     pub fn parse(path: &'a str) -> Self {
         if let Some(r) = sub(path, routes::INT_LIST) {
             return Self::IntList(r);
+        }
+        if let Some(r) = sub(path, routes::INT_NBI) {
+            return Self::IntNbi(r);
         }
         if let Some(r) = sub(path, routes::INT_OBJATTRS) {
             let (bucket, obj) = split_first(r);

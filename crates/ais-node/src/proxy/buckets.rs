@@ -95,6 +95,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::listing::list_objects(p, ctx, &bck, lso).await
                 }
                 "summary-bck" => summary(p, &bck, &msg.value).await,
+                "show-inventory" => super::nbi::show(p, &bck, &msg).await,
                 other => Err(unknown_action(other, &bck)),
             }
         }
@@ -108,6 +109,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start(p, ctx, &bck, msg).await
                 }
                 "scrub-bck" => super::jobs::start_scrub(p, &bck, msg).await,
+                "create-inventory" => super::nbi::create(p, &bck, &msg).await,
                 "make-n-copies" => {
                     // AIStore's n-way mirror: the value is the number of
                     // copies (1 turns mirroring off); then every object
@@ -165,6 +167,7 @@ pub async fn bucket(p: &Arc<Proxy>, ctx: &Ctx, name: &str, body: Body) -> Res {
                     super::jobs::start_remote(p, &bck, msg, crate::rpc::types::JOB_EVICT).await
                 }
                 crate::rpc::types::JOB_DELETE => super::jobs::start_delete(p, &bck, msg).await,
+                "destroy-inventory" => super::nbi::destroy(p, &bck, &msg).await,
                 // A remote bucket leaves the cluster with its cached copies;
                 // the backend keeps it.
                 act::DESTROY_BCK | "evict-remote-bck" => {

@@ -484,6 +484,19 @@ pub async fn start_delete(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     .await
 }
 
+/// A `create-inventory` job on every active target (each writes the
+/// names it owns); answers its id.
+pub async fn start_create_nbi(p: &Proxy, bck: &Bck, tcb: TcbMsg) -> Res {
+    bucket_job(
+        p,
+        bck,
+        crate::rpc::types::JOB_CREATE_NBI,
+        crate::rpc::types::JOB_CREATE_NBI,
+        tcb,
+    )
+    .await
+}
+
 /// Every target in the current map, in maintenance or being decommissioned
 /// included (they hold objects until a rebalance moved them).
 fn map_targets(p: &Proxy) -> Vec<Snode> {

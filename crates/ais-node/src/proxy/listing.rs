@@ -19,7 +19,18 @@ const LSO_CACHED: u64 = 1;
 pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let core = &p.core;
     let bprops = super::remote::props(p, bck).await?;
+    let nbi = msg.flags & ais_core::api::LSO_NBI != 0;
+    if nbi {
+        super::nbi::check_listing(bck, &bprops.provider, msg.flags, &msg.start_after)?;
+    }
+    let inv = ctx
+        .headers
+        .get(ais_core::api::HDR_INV_NAME)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     if bprops.provider != "ais"
+        && !nbi
         && msg.flags & ais_core::api::LSO_NO_RECURSION != 0
         && msg.flags & LSO_CACHED == 0
     {
@@ -59,19 +70,25 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         limit: page_size,
         props: &props_q,
         flags: msg.flags,
+        inv: &inv,
     };
     let flagged = NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION;
-    let pages = all_ok(
-        &format!("listing {}", bck.cname()),
-        fan_out(&targets, CONTROL_TIMEOUT, |t| {
-            let q = &q;
-            async move { core.rpc.list_page(&t, &bck.name, q).await }
-        })
-        .await
-        .into_iter()
-        .filter(|(t, r)| r.is_ok() || t.flags & flagged == 0)
-        .collect(),
-    )?;
+    let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
+        let q = &q;
+        async move { core.rpc.list_page(&t, &bck.name, q).await }
+    })
+    .await;
+    let pages = if nbi {
+        super::nbi::pages(bck, results)?
+    } else {
+        all_ok(
+            &format!("listing {}", bck.cname()),
+            results
+                .into_iter()
+                .filter(|(t, r)| r.is_ok() || t.flags & flagged == 0)
+                .collect(),
+        )?
+    };
     let mut all_done = true;
     let mut merged: Vec<(LsoEntry, bool)> = Vec::new();
     for (t, page) in pages {
@@ -109,7 +126,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     } else {
         String::new()
     };
-    if bprops.provider != "ais" {
+    if bprops.provider != "ais" && !nbi {
         let bck = &Bck {
             provider: bprops.provider.clone(),
             ..bck.clone()

@@ -10,6 +10,7 @@ pub mod etl;
 pub mod jobs;
 pub mod lifecycle;
 pub mod listing;
+pub mod nbi;
 pub mod objects;
 pub mod remote;
 pub mod summary;

@@ -257,7 +257,32 @@ impl Rpc {
                 ("limit", limit.as_str()),
                 ("props", q.props),
                 ("flags", flags.as_str()),
+                ("inv", q.inv),
             ]);
+        self.json(to, req).await
+    }
+
+    /// The native bucket inventories of `bucket` on `to` (`name`: that
+    /// one only), by inventory object name.
+    pub async fn nbi_show(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, ais_core::api::NbiInfo>, RpcError> {
+        let req = self
+            .get(to, &format!("{}/{bucket}", routes::INT_NBI))
+            .query(&[("name", name)]);
+        self.json(to, req).await
+    }
+
+    /// Removes `bucket`'s inventory `name` (empty: all of them) on `to`;
+    /// answers how many it removed.
+    pub async fn nbi_destroy(&self, to: &Dest, bucket: &str, name: &str) -> Result<u64, RpcError> {
+        let req = self
+            .http
+            .delete(format!("{}{}/{bucket}", to.url, routes::INT_NBI))
+            .query(&[("name", name)]);
         self.json(to, req).await
     }
 

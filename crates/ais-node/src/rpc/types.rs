@@ -123,4 +123,10 @@ pub struct ListQuery<'a> {
     pub props: &'a str,
     /// The list-objects flags (`LsoMsg::flags`), e.g. archive members.
     pub flags: u64,
+    /// With `LSO_NBI`: the inventory to read (empty: the bucket's only one).
+    pub inv: &'a str,
 }
+
+/// Job kind: a native bucket inventory of a remote bucket, each target
+/// writing the names it owns ([`crate::target::nbi`]).
+pub const JOB_CREATE_NBI: &str = "create-inventory";

@@ -45,6 +45,16 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
         .unwrap_or(0);
     let shallow = (flags & ais_core::api::LSO_NO_RECURSION != 0)
         .then_some(flags & ais_core::api::LSO_NO_DIRS == 0);
+    if flags & ais_core::api::LSO_NBI != 0 {
+        let q = super::nbi::PageQuery {
+            inv: ctx.query.get("inv").unwrap_or("").to_string(),
+            prefix,
+            after,
+            limit,
+            shallow,
+        };
+        return json_ok(&super::nbi::list_page(t, &bck, q).await?);
+    }
     let store = t.store.clone();
     let name = t.core.name.clone();
     let page = tokio::task::spawn_blocking(move || {

@@ -286,6 +286,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             super::resilver::RESILVER => super::resilver::run(&t, &j).await,
             crate::rpc::types::JOB_LRU => super::lru::run(&t, &j).await,
             crate::rpc::types::JOB_BLOB_DOWNLOAD => super::remote::blob_download(&t, &j).await,
+            crate::rpc::types::JOB_CREATE_NBI => super::nbi::create(&t, &j).await,
             crate::rpc::types::JOB_CLEANUP => {
                 let age = t.core.config.current().duration("space.dont_cleanup_time");
                 let (n, bytes) = t.store.cleanup_work(age).await;

@@ -14,6 +14,7 @@ pub mod internal;
 pub mod jobs;
 pub mod lifecycle;
 pub mod lru;
+pub mod nbi;
 pub mod objects;
 pub mod placement;
 pub mod remote;
@@ -471,6 +472,7 @@ impl Target {
         let new = self.core.meta.bmd();
         for name in old.buckets.keys().filter(|b| !new.buckets.contains_key(*b)) {
             let bck = self.core.bck(name.clone());
+            nbi::bucket_destroyed(self, name);
             if let Err(e) = self.store.destroy_bucket(&bck) {
                 tracing::error!(bucket = %bck.cname(), error = %e, "failed to remove destroyed bucket");
             }

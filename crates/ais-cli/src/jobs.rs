@@ -286,6 +286,66 @@ pub async fn stop_cmd(client: &Client, a: StopArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `ais job rm`: `KIND [JOB_ID]`, `JOB_ID`, or `--all [KIND]` / `--regex R`
+/// (AIStore's, for download and dsort jobs; here for every kind).
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// A job kind (download, dsort, copy-bck, ...) and/or a job id.
+    pub args: Vec<String>,
+    /// Every finished job (of the kind, when one is given).
+    #[arg(long)]
+    pub all: bool,
+    /// Every finished job whose id matches this regular expression.
+    #[arg(long)]
+    pub regex: Option<String>,
+}
+
+pub async fn rm_cmd(client: &Client, a: RmArgs) -> anyhow::Result<()> {
+    let words: Vec<&str> = a.args.iter().map(String::as_str).collect();
+    if a.all || a.regex.is_some() {
+        let kind = match words.as_slice() {
+            [] => "",
+            [k] => k,
+            _ => bail!("usage: ais job rm --all [KIND] | --regex REGEX [KIND]"),
+        };
+        let removed = match &a.regex {
+            None => client.remove_jobs("", kind, true).await?,
+            Some(r) => {
+                let re = regex::Regex::new(r).map_err(|e| anyhow::anyhow!("--regex: {e}"))?;
+                let mut out = Vec::new();
+                for j in client.jobs().await? {
+                    let finished = j.end_time != 0;
+                    if finished && re.is_match(&j.uuid) && (kind.is_empty() || j.kind == kind) {
+                        out.extend(client.remove_jobs(&j.uuid, kind, false).await?);
+                    }
+                }
+                out
+            }
+        };
+        if removed.is_empty() {
+            let of = if kind.is_empty() {
+                String::new()
+            } else {
+                format!(" {kind}")
+            };
+            println!("No finished{of} jobs to remove");
+        }
+        for id in removed {
+            println!("Removed finished job {id}");
+        }
+        return Ok(());
+    }
+    let (kind, id) = match words.as_slice() {
+        [id] => ("", *id),
+        [kind, id] => (*kind, *id),
+        _ => bail!("usage: ais job rm [KIND] JOB_ID | --all [KIND] | --regex REGEX [KIND]"),
+    };
+    for id in client.remove_jobs(id, kind, false).await? {
+        println!("Removed finished job {id}");
+    }
+    Ok(())
+}
+
 /// `ais job stop ID|KIND`.
 pub async fn stop(client: &Client, what: &str) -> anyhow::Result<()> {
     if KINDS.contains(&what) {

@@ -227,6 +227,9 @@ enum JobCmd {
     Start(jobs::StartArgs),
     /// Stop a job by id, every running job of a kind, or --all.
     Stop(jobs::StopArgs),
+    /// Remove finished jobs from the cluster's records: `ais job rm [KIND] JOB_ID`,
+    /// `--all [KIND]`, `--regex REGEX`.
+    Rm(jobs::RmArgs),
     /// Jobs (all, or one): progress, errors, state.
     Show {
         id: Option<String>,
@@ -646,6 +649,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Job { cmd } => match cmd {
             JobCmd::Start(a) => jobs::start_cmd(&client, a).await,
             JobCmd::Stop(a) => jobs::stop_cmd(&client, a).await,
+            JobCmd::Rm(a) => jobs::rm_cmd(&client, a).await,
             JobCmd::Show { id, json } => jobs::show(&client, id.as_deref(), json).await,
             JobCmd::Wait { id, timeout } => wait(&client, &id, &timeout).await,
         },

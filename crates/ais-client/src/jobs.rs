@@ -411,6 +411,21 @@ impl Client {
             .map(|_| ())
     }
 
+    /// Forgets finished jobs (`PUT /v1/cluster`, action `remove-job`): job
+    /// `id`, or with `all` every finished one (of `kind` when not empty);
+    /// answers the ids removed.
+    pub async fn remove_jobs(&self, id: &str, kind: &str, all: bool) -> Result<Vec<String>> {
+        let act = ActMsg {
+            action: "remove-job".into(),
+            name: String::new(),
+            value: json!({ "id": id, "kind": kind, "all": all }),
+        };
+        let resp = self.action(Method::PUT, paths::CLUSTER, &act).await?;
+        resp.json()
+            .await
+            .map_err(|e| crate::ClientError::Decode(e.to_string()))
+    }
+
     /// Stops a job on every target (`PUT /v1/cluster`, action `stop`).
     pub async fn stop_job(&self, id: &str) -> Result<()> {
         let act = ActMsg {

@@ -368,6 +368,23 @@ fn stop_job_and_lose_a_target_mid_job() {
     // Stop: every target stops promptly.
     let (id, _) = slow("stopped");
     std::thread::sleep(Duration::from_millis(500));
+    // A running job is not removed from the records (`ais job rm`).
+    let rm = |id: &str| {
+        raw_http(
+            &url,
+            "PUT",
+            "/v1/cluster",
+            &[],
+            json!({"action": "remove-job", "value": {"id": id}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    let (st, body) = rm(&id);
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains("still running"), "{body}");
     let t0 = Instant::now();
     let (st, _) = raw_http(
         &url,
@@ -392,6 +409,13 @@ fn stop_job_and_lose_a_target_mid_job() {
         "{s}"
     );
     assert!(s["objs"].as_u64().unwrap() < 600, "{s}");
+    // Finished (stopped): removed here and on the targets; then unknown.
+    let (st, body) = rm(&id);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let removed: Vec<String> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(removed, vec![id.clone()]);
+    let (st, _) = rm(&id);
+    assert_eq!(st, 404);
 
     // A target dies mid-job: the job fails and names it.
     let (id, _) = slow("lost");

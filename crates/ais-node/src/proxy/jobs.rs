@@ -124,6 +124,15 @@ impl Registry {
                 .map(|(id, _)| id.clone())
         })
     }
+    fn remove(&self, id: &str) -> ApiResult<()> {
+        let Ok(mut m) = self.jobs.write() else {
+            return Err(ApiError::internal("job index lock poisoned"));
+        };
+        if m.remove(id).is_some() {
+            self.persist(&m)?;
+        }
+        Ok(())
+    }
     fn ids(&self) -> Vec<String> {
         self.jobs
             .read()
@@ -1161,6 +1170,7 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
         | super::lifecycle::STOP_MAINTENANCE
         | super::lifecycle::DECOMMISSION
         | super::lifecycle::SHUTDOWN => super::lifecycle::node_action(p, msg).await,
+        "remove-job" => remove_jobs(p, msg.value).await,
         "stop" => {
             let q: JobQuery = if msg.value.is_null() {
                 JobQuery::default()
@@ -1181,9 +1191,93 @@ pub async fn cluster_action(p: &std::sync::Arc<Proxy>, ctx: &Ctx, body: Body) ->
             Ok(empty(StatusCode::OK))
         }
         other => Err(ApiError::bad_request(format!(
-            "invalid cluster action \"{other}\" (supported: set-config, reset-config, reset-stats, start, stop, shutdown, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
+            "invalid cluster action \"{other}\" (supported: set-config, reset-config, reset-stats, start, stop, remove-job, shutdown, rebalance, start-maintenance, stop-maintenance, decommission-node, shutdown-node)"
         ))),
     }
+}
+
+/// `{"action": "remove-job", "value": {"id": ID}}` (one finished job) or
+/// `{"kind": K, "all": true}` (every finished job, of kind K when given):
+/// forgets them (AIStore's `ais job rm`), here and on the targets; answers
+/// the ids removed. A running job is refused: stop it first.
+async fn remove_jobs(p: &Proxy, value: Value) -> Res {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct RmMsg {
+        #[serde(default, alias = "ID")]
+        id: String,
+        #[serde(default, alias = "Kind")]
+        kind: String,
+        #[serde(default)]
+        all: bool,
+    }
+    let m: RmMsg = if value.is_null() {
+        RmMsg::default()
+    } else {
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::bad_request(format!("malformed remove-job request: {e}")))?
+    };
+    let ids =
+        match (m.id.is_empty(), m.all) {
+            (false, false) => vec![m.id.clone()],
+            (true, true) => {
+                let mut ids = p.jobs.ids();
+                ids.extend(local_job_ids(p).await);
+                ids.sort();
+                ids.dedup();
+                ids
+            }
+            _ => return Err(ApiError::bad_request(
+                "remove-job: name one job (id), or every finished job (all, with a kind or not)",
+            )),
+        };
+    let mut removed = Vec::new();
+    for id in ids {
+        let st = status(p, &id).await?;
+        if !m.kind.is_empty() && st["kind"] != m.kind.as_str() {
+            if m.all {
+                continue;
+            }
+            return Err(ApiError::NotFound(format!(
+                "job {id} is a {} job, not {}",
+                st["kind"].as_str().unwrap_or("?"),
+                m.kind
+            )));
+        }
+        if st["end_time"].as_i64().unwrap_or(0) == 0 {
+            if m.all {
+                continue;
+            }
+            return Err(ApiError::Conflict(format!(
+                "job {id} is still running: stop it first (ais job stop {id})"
+            )));
+        }
+        // Targets first: a job they still report would come back.
+        let targets = p
+            .jobs
+            .get(&p.core.name, &id)
+            .map(|j| j.targets)
+            .unwrap_or_else(|_| {
+                p.core.meta.with_smap(|s| {
+                    s.map(|s| s.tmap.values().cloned().collect())
+                        .unwrap_or_default()
+                })
+            });
+        let core = &p.core;
+        let id_ref = &id;
+        for (t, r) in fan_out(&targets, CONTROL_TIMEOUT, |t| async move {
+            core.rpc.remove_job(&t, id_ref).await
+        })
+        .await
+        {
+            if let Err(e) = r {
+                tracing::warn!(job = %id, target = %t.name(), error = %e, "could not remove the job's record");
+            }
+        }
+        p.jobs.remove(&id)?;
+        removed.push(id);
+    }
+    json_ok(&removed)
 }
 
 /// `{"action": "start", "value": {"kind": K, "node": ID}}` (the SDK sends

@@ -262,6 +262,14 @@ impl Rpc {
         self.json(to, req).await
     }
 
+    /// Forgets the finished job `id` on `to`.
+    pub async fn remove_job(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
+        let req = self
+            .http
+            .delete(format!("{}{}/{}", to.url, routes::INT_JOBS, enc(id)));
+        self.send(to, req).await.map(drop)
+    }
+
     /// The native bucket inventories of `bucket` on `to` (`name`: that
     /// one only), by inventory object name.
     pub async fn nbi_show(

@@ -252,6 +252,24 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
                 .map(|e| e.clone())
                 .unwrap_or_default(),
         ),
+        (Method::DELETE, id, "") => {
+            // A finished job's record goes (`ais job rm`); a running one stays.
+            let Ok(mut m) = t.jobs.0.write() else {
+                return Err(ApiError::internal("job registry lock poisoned"));
+            };
+            match m.get(id) {
+                Some(j) if j.ended_ns.load(Ordering::Relaxed) == 0 => {
+                    return Err(ApiError::Conflict(format!(
+                        "{node}: job {id} is still running"
+                    )))
+                }
+                Some(_) => {
+                    m.remove(id);
+                }
+                None => {}
+            }
+            Ok(empty(StatusCode::OK))
+        }
         (Method::POST, id, "abort") => {
             t.jobs.get(node, id)?.fail("aborted by user".into());
             Ok(empty(StatusCode::OK))

@@ -7,6 +7,7 @@ flag, inline ETL, Get-Batch and an offline transform from ``s3://`` into
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -284,6 +285,27 @@ def test_etl_inline_batch_and_offline_on_remote_objects(rcluster: Cluster, s3: S
     dst.delete(missing_ok=True)
 
 
+def test_an_offline_transform_of_objects_never_read_fetches_them(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """Every source object cold (never read through the cluster): each
+    target fetches the ones it owns from the backend, transforms them, and
+    the job reports success only with every output written."""
+    objs = {f"c/{i:03d}": (b"cold %d " % i) * (i + 1) for i in range(12)}
+    for k, v in objs.items():
+        s3.s3.put_object(Bucket=remote, Key=k, Body=v)
+    etl = f"up-{uuid.uuid4().hex[:6]}"
+    put_etl(rcluster.url, etl, CODE)
+    client = Client(rcluster.url)
+    bck = client.bucket(remote, provider="aws")
+    dst = client.bucket(f"dst-{uuid.uuid4().hex[:6]}")
+    job = bck.transform(to_bck=dst, etl_name=etl)
+    client.job(job_id=job).wait(timeout=180)
+    st = requests.get(f"{rcluster.url}/v1/cluster", params={"what": "status"}, json={"ID": job}, timeout=HTTP).json()
+    assert (st["err"], st["err_count"], st["objs"]) == ("", 0, len(objs)), st
+    out = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
+    assert out == {k: v.upper() for k, v in objs.items()}
+    dst.delete(missing_ok=True)
+
+
 def test_s3_clients_read_and_write_a_remote_bucket_through_the_s3_front_door(rcluster: Cluster, s3: S3Server, remote: str) -> None:
     """boto3 pointed at the cluster's /s3 reads an s3:// bucket through the
     cache and writes through to its backend (single PUT and multipart)."""
@@ -449,20 +471,21 @@ def test_inventory_is_a_snapshot_listed_instead_of_the_backend(rcluster: Cluster
     read that snapshot (pages merged across targets, prefixes, one level
     deep, the cached flag live), while the backend changes underneath;
     show, force, remove, and every refusal."""
-    names = [f"d/{i:04d}" for i in range(120)] + [f"e/{s}/{i}" for s in "xyz" for i in range(10)] + ["e/top"]
+    # Enough names for several chunks of 100 per target; "d/" spans chunks.
+    names = [f"d/{i:04d}" for i in range(420)] + [f"e/{s}/{i}" for s in "xyz" for i in range(10)] + ["e/top"]
     for n in names:
         s3.s3.put_object(Bucket=remote, Key=n, Body=n.encode())
     client = Client(rcluster.url)
     bck = client.bucket(remote, provider="aws")
     bck.object("d/0007").get_reader().read_all()  # cached in the cluster
 
-    job = bck.create_inventory(name="inv1", names_per_chunk=7)
+    job = bck.create_inventory(name="inv1", names_per_chunk=100)
     assert client.job(job).wait(timeout=60, verbose=False).success
     shown = bck.show_inventory()
     assert list(shown) == [f"aws/@#/{remote}/inv1"], shown
     info = shown[f"aws/@#/{remote}/inv1"]
     assert (info.name, info.bucket, info.ntotal, info.nat) == ("inv1", remote, len(names), 3)
-    assert info.chunks >= len(names) // 7 and info.size > 0 and info.finished >= info.started > 0
+    assert info.chunks >= len(names) // 100 and info.size > 0 and info.finished >= info.started > 0
 
     # A snapshot: the backend changes, the inventory's listing does not.
     s3.s3.put_object(Bucket=remote, Key="d/new", Body=b"new")
@@ -483,6 +506,10 @@ def test_inventory_is_a_snapshot_listed_instead_of_the_backend(rcluster: Cluster
     assert [e["name"] for e in r.json()["entries"]] == ["e/top", "e/x/", "e/y/", "e/z/"]
     r = nbi_page(rcluster.url, remote, "inv1", prefix="e/", flags=(1 << 11) | (1 << 13), props="name")
     assert [e["name"] for e in r.json()["entries"]] == ["e/top"]
+    r = nbi_page(rcluster.url, remote, "inv1", flags=1 << 11, props="name", pagesize=1)
+    assert r.status_code == 200 and [e["name"] for e in r.json()["entries"]] == ["d/"], r.text
+    r = nbi_page(rcluster.url, remote, "inv1", flags=1 << 11, props="name", continuation_token="d/")
+    assert [e["name"] for e in r.json()["entries"]] == ["e/"], r.text
 
     # Refusals, each naming why.
     r = nbi_page(rcluster.url, remote, "nope")
@@ -534,6 +561,8 @@ def test_inventory_is_a_snapshot_listed_instead_of_the_backend(rcluster: Cluster
     assert p.returncode == 0 and "inv2" in p.stdout and "e/" in p.stdout, p.stdout + p.stderr
     p = ais(rcluster, "nbi", "show")
     assert p.returncode == 0 and "inv2" in p.stdout, p.stdout + p.stderr
+    r = nbi_page(rcluster.url, remote, "inv2", prefix="d/")
+    assert r.status_code == 400 and "under" in r.text, r.text
     p = ais(rcluster, "ls", f"s3://{remote}", "--inventory", "--props", "name,size", "-H")
     assert p.returncode == 0, p.stdout + p.stderr
     listed = [l.split()[0] for l in p.stdout.splitlines() if l.strip() and not l.startswith("Listed")]
@@ -569,9 +598,26 @@ def test_an_inventory_missing_a_targets_share_is_never_listed_partially(rcluster
     r = requests.delete(f"{turl}/v1/internal/nbi/{remote}", params={"name": "../snap"}, timeout=HTTP)
     assert r.status_code == 400, r.text
     assert share.is_dir() and (rcluster.targets[1].data_dir / "mp1").is_dir()
+    # A share of another creation (a target back with an old one): never mixed in.
+    meta = share / "meta.json"
+    saved = meta.read_bytes()
+    m = json.loads(saved)
+    m["job"] = "create-inventory-older"
+    meta.write_text(json.dumps(m))
+    r = nbi_page(rcluster.url, remote, "snap", props="name")
+    assert r.status_code == 409 and "different inventories" in r.text, r.text
+    meta.write_bytes(saved)
+    assert nbi_page(rcluster.url, remote, "snap", props="name").status_code == 200
     shutil.rmtree(share)
     r = nbi_page(rcluster.url, remote, "snap", props="name")
     assert r.status_code == 503 and "incomplete" in r.text, r.text
+    # A target's internal listing page is bounded whatever it is asked.
+    r = requests.get(
+        f"{turl}/v1/internal/list/{remote}",
+        params={"flags": str(1 << 15), "inv": "snap", "limit": "1000000000000"},
+        timeout=HTTP,
+    )
+    assert r.status_code in (200, 404), r.text
     # Evicting the bucket removes the rest.
     bck.evict(keep_md=False)
     left = [t.data_dir / "mp1" / ".ais-nbi" / remote for t in rcluster.targets]

@@ -249,8 +249,10 @@ pub fn valid_nbi_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Names per inventory chunk: the default, and the bounds a request may ask.
-pub const NBI_NAMES_PER_CHUNK: (i64, i64, i64) = (20_000, 2, 640_000);
+/// Names per inventory chunk: the default, and the bounds a request may ask
+/// (AIStore's minimum is 2; here 100: a listing page reads the chunk index,
+/// which smaller chunks would make as long as the inventory).
+pub const NBI_NAMES_PER_CHUNK: (i64, i64, i64) = (20_000, 100, 640_000);
 
 /// One native bucket inventory (AIStore's `NBIInfo`): on one target, or
 /// merged over the cluster (sizes, counts and chunks summed; the earliest
@@ -309,10 +311,18 @@ pub struct TargetPage {
     pub entries: Vec<LsoEntry>,
     /// True when the target has no more names after the last entry.
     pub done: bool,
-    /// A page of an inventory (`LSO_NBI`): the active targets it was made
-    /// with, each of which holds a share.
+    /// A page of an inventory (`LSO_NBI`): which creation its share is of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbi_nat: Option<u32>,
+    pub nbi: Option<NbiShare>,
+}
+
+/// What a target's share of an inventory was made by: the job, its map
+/// version, and the active targets of that map (each holds a share).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct NbiShare {
+    pub job: String,
+    pub smap_ver: u64,
+    pub nat: u32,
 }
 
 /// JSON spelling of a list-objects page.

@@ -106,7 +106,7 @@ pub fn list_objects(
     Ok(TargetPage {
         entries,
         done,
-        nbi_nat: None,
+        nbi: None,
     })
 }
 

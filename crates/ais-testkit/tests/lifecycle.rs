@@ -297,6 +297,17 @@ fn a_put_whose_body_spans_a_map_change_lands_on_the_new_owner() {
         .map(|i| format!("slow/{i}"))
         .find(|n| m.owner(&bck.obj_uname(n)).map(|o| o.daemon_id.as_str()) == Some(t1.as_str()))
         .unwrap();
+    // An object on t1 with custom properties that a `key=value` header
+    // would split or drop: they move with it, exactly.
+    let tagged = names
+        .iter()
+        .find(|n| m.owner(&bck.obj_uname(n)).map(|o| o.daemon_id.as_str()) == Some(t1.as_str()))
+        .unwrap()
+        .clone();
+    let props: std::collections::BTreeMap<String, String> =
+        [("note".to_string(), "a, b=c é".to_string())].into();
+    rt.block_on(cl.set_custom("pb", &tagged, &props, false))
+        .unwrap();
     let body: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
     let addr = c.targets[1]
         .url
@@ -347,6 +358,25 @@ fn a_put_whose_body_spans_a_map_change_lands_on_the_new_owner() {
     assert_eq!(
         rt.block_on(cl.get("pb", &name)).unwrap().as_ref(),
         &body[..]
+    );
+    // (Read where it is stored: a HEAD's header cannot carry the 'é'.)
+    let owner = smap(&c).owner(&bck.obj_uname(&tagged)).unwrap().clone();
+    assert_ne!(owner.daemon_id, t1);
+    let (st, raw) = ais_testkit::raw_http(
+        owner.url(),
+        "GET",
+        &format!("/v1/internal/objattrs/pb/{tagged}"),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let attrs: ais_core::meta::ObjAttrs = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        attrs.custom.get("note").map(String::as_str),
+        Some("a, b=c é"),
+        "{:?}",
+        attrs.custom
     );
 
     // And back to it when the maintenance ends.

@@ -495,15 +495,33 @@ pub async fn start_delete(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
 
 /// A `create-inventory` job on every active target (each writes the
 /// names it owns); answers its id.
-pub async fn start_create_nbi(p: &Proxy, bck: &Bck, tcb: TcbMsg) -> Res {
-    bucket_job(
-        p,
-        bck,
-        crate::rpc::types::JOB_CREATE_NBI,
-        crate::rpc::types::JOB_CREATE_NBI,
-        tcb,
-    )
-    .await
+pub async fn start_create_nbi(p: &Proxy, bck: &Bck, mut tcb: TcbMsg) -> Res {
+    // One map for every target: each keeps the names that map gives it, so
+    // the shares partition the bucket's names whatever joins or leaves
+    // meanwhile (a target judging by a newer map would skip names the
+    // others leave to it).
+    let smap = p
+        .core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let targets: Vec<Snode> = smap.active_targets().cloned().collect();
+    tcb.coer = true;
+    let spec = JobSpec {
+        id: format!(
+            "{}-{}",
+            crate::rpc::types::JOB_CREATE_NBI,
+            ais_core::gen_id(10)
+        ),
+        kind: crate::rpc::types::JOB_CREATE_NBI.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: tcb,
+        skip_unchanged: false,
+        archive: None,
+        smap: Some(smap),
+    };
+    Ok(text_ok(&launch_on(p, spec, targets, |_| false).await?))
 }
 
 /// Every target in the current map, in maintenance or being decommissioned

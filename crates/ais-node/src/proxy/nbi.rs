@@ -275,13 +275,28 @@ pub fn pages(
             None => ApiError::unavailable("no targets in the cluster map"),
         });
     }
-    let nat = ok.iter().filter_map(|(_, p)| p.nbi_nat).max().unwrap_or(0) as usize;
-    if ok.len() < nat {
+    // One creation's shares, all of them: shares of different creations
+    // (a target back with an old one, creations racing) never mix.
+    let shares: Vec<_> = ok.iter().filter_map(|(_, p)| p.nbi.clone()).collect();
+    let first = shares.first().cloned().unwrap_or_default();
+    if shares.len() != ok.len() || shares.iter().any(|s| s.job != first.job) {
+        let mut jobs: Vec<&str> = shares.iter().map(|s| s.job.as_str()).collect();
+        jobs.sort();
+        jobs.dedup();
+        return Err(ApiError::Conflict(format!(
+            "the targets hold parts of different inventories of {} (made by {}); recreate it \
+             (ais nbi create --force)",
+            bck.cname(),
+            jobs.join(", ")
+        )));
+    }
+    if ok.len() != first.nat as usize {
         return Err(ApiError::unavailable(format!(
-            "the inventory of {} is incomplete: {} of the {nat} targets that made it hold \
+            "the inventory of {} is incomplete: {} of the {} targets that made it hold \
              their share (targets left or lost it); recreate it (ais nbi create --force)",
             bck.cname(),
-            ok.len()
+            ok.len(),
+            first.nat
         )));
     }
     Ok(ok)

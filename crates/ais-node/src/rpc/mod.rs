@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
-use types::{EtlInitReq, JobSpec, ListQuery, ObjErr};
+use types::{EtlInitReq, JobSpec, ListQuery, ObjErr, CUSTOM_MD_JSON};
 
 pub use ais_core::paths::escape_path as enc;
 
@@ -439,8 +439,18 @@ impl Rpc {
             None => self.http.put(url),
         }
         .timeout(Duration::from_secs(600));
-        for (k, v) in custom {
-            req = req.header("Ais-Custom-Md", format!("{k}={v}"));
+        // The whole map in one header, exactly (commas, '=' and non-ASCII
+        // survive: `key=value` headers would split or drop them).
+        if !custom.is_empty() {
+            use base64::Engine as _;
+            let raw = serde_json::to_vec(custom).map_err(|e| RpcError::Decode {
+                node: to.name.clone(),
+                why: e.to_string(),
+            })?;
+            req = req.header(
+                CUSTOM_MD_JSON,
+                base64::engine::general_purpose::STANDARD.encode(raw),
+            );
         }
         self.send(to, req.body(body)).await.map(drop)
     }

@@ -130,3 +130,7 @@ pub struct ListQuery<'a> {
 /// Job kind: a native bucket inventory of a remote bucket, each target
 /// writing the names it owns ([`crate::target::nbi`]).
 pub const JOB_CREATE_NBI: &str = "create-inventory";
+
+/// An object's custom metadata on intra-cluster PUTs (moves, forwards):
+/// the map as base64 JSON, exactly.
+pub const CUSTOM_MD_JSON: &str = "ais-custom-md-json";

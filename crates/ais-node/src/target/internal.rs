@@ -9,8 +9,12 @@ use ais_core::api::PropSet;
 use ais_core::Bck;
 use axum::http::{Method, StatusCode};
 
+/// The most entries one internal listing page holds (the proxy asks for at
+/// most `MAX_PAGE_SIZE`; tests count a target's objects in one page).
+const MAX_INTERNAL_PAGE: usize = 100_000;
+
 /// `GET /v1/internal/list/B?prefix=&after=&limit=&props=`.
-pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
+pub async fn list(t: &std::sync::Arc<Target>, ctx: &Ctx, bucket: &str) -> Res {
     ctx.expect_method(&[Method::GET])?;
     let bck = t.core.bck(bucket);
     t.core.bucket_props(&bck)?;
@@ -32,11 +36,13 @@ pub async fn list(t: &Target, ctx: &Ctx, bucket: &str) -> Res {
         return summary(t, bck, prefix).await;
     }
     let after = ctx.query.get("after").unwrap_or("").to_string();
+    // Bounded whatever the caller asks: a page is held whole in memory.
     let limit: usize = ctx
         .query
         .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(1000);
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(1000)
+        .clamp(1, MAX_INTERNAL_PAGE);
     let props = PropSet::parse(ctx.query.get("props").unwrap_or(""))?;
     let flags: u64 = ctx
         .query

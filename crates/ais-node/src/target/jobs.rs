@@ -638,15 +638,23 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
             let a = t.verified_source(&src, name).await?.attrs;
             (a.cksum_value, a.custom)
         }
-        Some(_) => (
-            t.store
-                .head(&src, name)
-                .await
-                .map_err(|e| error::storage(&t.core.name, &src, name, e))?
-                .attrs
-                .cksum_value,
-            BTreeMap::new(),
-        ),
+        Some(_) => {
+            // Not here yet (a remote bucket's object never read, or one to
+            // rebuild from erasure-coded parts): fetched or rebuilt first.
+            let info = match t.store.head(&src, name).await {
+                Ok(i) => i,
+                Err(e) => {
+                    if !super::ec::recover(t, &src, name, &e).await? {
+                        return Err(error::storage(&t.core.name, &src, name, e));
+                    }
+                    t.store
+                        .head(&src, name)
+                        .await
+                        .map_err(|e| error::storage(&t.core.name, &src, name, e))?
+                }
+            };
+            (info.attrs.cksum_value, BTreeMap::new())
+        }
     };
     // Identifies the transform (ETL name + its init generation, or a copy).
     let made_by = match &rt {

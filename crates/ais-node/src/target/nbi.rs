@@ -15,7 +15,7 @@ use super::jobs::TargetJob;
 use super::Target;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{json_ok, Ctx, Res};
-use ais_core::api::{LsoEntry, NbiInfo, TargetPage, ENTRY_FLAG_CACHED, ENTRY_FLAG_DIR};
+use ais_core::api::{LsoEntry, NbiInfo, NbiShare, TargetPage, ENTRY_FLAG_CACHED, ENTRY_FLAG_DIR};
 use ais_core::Bck;
 use axum::http::Method;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,10 @@ const TMP: &str = ".tmp-";
 struct Meta {
     info: NbiInfo,
     props: String,
+    /// The job that made it (every target's share of one inventory has
+    /// the same).
+    #[serde(default)]
+    job: String,
 }
 
 /// One name of an inventory chunk.
@@ -265,6 +269,43 @@ pub async fn create(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             bck.cname()
         ))
     })?;
+    // The job's id names a directory here.
+    if spec.id.is_empty()
+        || !spec
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "create-inventory: invalid job id \"{}\"",
+            spec.id
+        )));
+    }
+    let others: Vec<String> = t
+        .jobs
+        .running(crate::rpc::types::JOB_CREATE_NBI)
+        .iter()
+        .filter(|j| j.spec.src == spec.src && j.id() != spec.id)
+        .map(|j| j.id().to_string())
+        .collect();
+    if !others.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "{}: another create-inventory of {} is running ({}); one at a time",
+            t.core.name,
+            bck.cname(),
+            others.join(", ")
+        )));
+    }
+    // Every target judges ownership by the map the job was started with:
+    // the shares partition the names whatever the map does meanwhile.
+    let smap = match &spec.smap {
+        Some(m) => m.clone(),
+        None => t
+            .core
+            .meta
+            .smap()
+            .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?,
+    };
     let ext = |k: &str| spec.msg.ext.get(k).cloned().unwrap_or_default();
     let name = ext("name");
     if !ais_core::api::valid_nbi_name(&name) {
@@ -273,7 +314,11 @@ pub async fn create(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         )));
     }
     let per_chunk: u64 = ext("names_per_chunk").parse().unwrap_or(20_000);
-    if find(t, &bck.name).iter().any(|(_, m)| m.info.name == name) {
+    let (t2, b2) = (t.clone(), bck.name.clone());
+    let existing = tokio::task::spawn_blocking(move || find(&t2, &b2))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if existing.iter().any(|(_, m)| m.info.name == name) {
         return Err(ApiError::Conflict(format!(
             "{}: {} already has an inventory \"{name}\"",
             t.core.name,
@@ -287,10 +332,7 @@ pub async fn create(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         .map(|m| m.path.join(DIR).join(&bck.name))
         .ok_or_else(|| io_err(t, "create", "no mountpaths"))?;
     let tmp = root.join(format!("{TMP}{}", spec.id));
-    let (smap_ver, nat) = t.core.meta.with_smap(|s| {
-        s.map(|s| (s.version, s.active_targets().count() as u32))
-            .unwrap_or((0, 0))
-    });
+    let (smap_ver, nat) = (smap.version, smap.active_targets().count() as u32);
     let mut meta = Meta {
         info: NbiInfo {
             bucket: bck.name.clone(),
@@ -303,6 +345,7 @@ pub async fn create(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             ..Default::default()
         },
         props: ext("props"),
+        job: spec.id.clone(),
     };
     let dir = tmp.clone();
     let mut w = tokio::task::spawn_blocking(move || Writer::new(dir, per_chunk.max(1)))
@@ -338,8 +381,7 @@ pub async fn create(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                     });
                 }
                 w.last = Some(e.name.clone());
-                let owned = t
-                    .core
+                let owned = smap
                     .owner(&bck.obj_uname(&e.name))
                     .is_some_and(|o| o.daemon_id == t.core.id);
                 if owned {
@@ -413,9 +455,27 @@ pub struct PageQuery {
 
 /// The next names of `bck`'s inventory after `q.after`: what this target
 /// holds of it, each flagged cached when a copy is here.
-pub async fn list_page(t: &Target, bck: &Bck, q: PageQuery) -> ApiResult<TargetPage> {
-    let (dir, meta) = select(t, bck, &q.inv)?;
-    let nat = meta.info.nat;
+pub async fn list_page(t: &Arc<Target>, bck: &Bck, q: PageQuery) -> ApiResult<TargetPage> {
+    let (t2, b2, inv) = (t.clone(), bck.clone(), q.inv.clone());
+    let (dir, meta) = tokio::task::spawn_blocking(move || select(&t2, &b2, &inv))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    // What it holds is the names under its prefix: a listing of another
+    // part of the bucket would be silently empty.
+    let ip = &meta.info.prefix;
+    if !q.prefix.starts_with(ip.as_str()) && !ip.starts_with(q.prefix.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "inventory \"{}\" of {} holds the names under \"{ip}\" only; list a prefix \
+             within it (or without one)",
+            meta.info.name,
+            bck.cname()
+        )));
+    }
+    let share = NbiShare {
+        job: meta.job.clone(),
+        smap_ver: meta.info.smap_ver,
+        nat: meta.info.nat,
+    };
     let tname = t.core.name.clone();
     let mut page = tokio::task::spawn_blocking(move || read_page(&dir, &q))
         .await
@@ -426,34 +486,42 @@ pub async fn list_page(t: &Target, bck: &Bck, q: PageQuery) -> ApiResult<TargetP
             e.flags |= ENTRY_FLAG_CACHED;
         }
     }
-    page.nbi_nat = Some(nat);
+    page.nbi = Some(share);
     Ok(page)
 }
 
+/// Each chunk's first name (the index): one line per chunk, at least 100
+/// names each, so a tenth of a percent of the inventory at most.
+fn read_index(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut firsts = Vec::new();
+    for l in std::io::BufReader::new(std::fs::File::open(dir.join(INDEX))?).lines() {
+        firsts.push(serde_json::from_str(&l?).map_err(std::io::Error::other)?);
+    }
+    Ok(firsts)
+}
+
+/// The chunk where names not before `key` start: the last whose first
+/// name is not past it.
+fn chunk_for(firsts: &[String], key: &str) -> usize {
+    firsts
+        .partition_point(|f| f.as_str() <= key)
+        .saturating_sub(1)
+}
+
 fn read_page(dir: &Path, q: &PageQuery) -> std::io::Result<TargetPage> {
-    // The chunk to start in: the last whose first name is not past where
-    // the page starts.
+    let firsts = read_index(dir)?;
     let start = if q.prefix > q.after {
         q.prefix.as_str()
     } else {
         q.after.as_str()
     };
-    let mut first_chunk = 0u64;
-    let mut chunks = 0u64;
-    for (i, l) in std::io::BufReader::new(std::fs::File::open(dir.join(INDEX))?)
-        .lines()
-        .enumerate()
-    {
-        let first: String = serde_json::from_str(&l?).map_err(std::io::Error::other)?;
-        if first.as_str() <= start {
-            first_chunk = i as u64;
-        }
-        chunks = i as u64 + 1;
-    }
+    let mut c = chunk_for(&firsts, start);
     let mut entries: Vec<LsoEntry> = Vec::new();
     let mut last_dir: Option<String> = None;
-    for c in first_chunk..chunks {
-        let f = std::fs::File::open(Writer::chunk_path(dir, c))?;
+    'chunks: while c < firsts.len() {
+        let f = std::fs::File::open(Writer::chunk_path(dir, c as u64))?;
+        let current = c;
+        c += 1;
         for l in std::io::BufReader::new(f).lines() {
             let l: Line = serde_json::from_str(&l?).map_err(std::io::Error::other)?;
             if l.n.as_str() <= q.after.as_str() {
@@ -469,21 +537,27 @@ fn read_page(dir: &Path, q: &PageQuery) -> std::io::Result<TargetPage> {
                 let rel = &l.n[q.prefix.len()..];
                 if let Some(i) = rel.find('/') {
                     let d = format!("{}{}", q.prefix, &rel[..=i]);
-                    // Listed once, on the page that reaches it first.
-                    if last_dir.as_deref() == Some(d.as_str()) || d.as_str() <= q.after.as_str() {
-                        continue;
-                    }
-                    last_dir = Some(d.clone());
-                    if !dirs {
-                        continue;
-                    }
-                    entries.push(LsoEntry {
-                        name: d,
-                        flags: ENTRY_FLAG_DIR,
-                        ..Default::default()
-                    });
-                    if entries.len() >= q.limit {
-                        return Ok(page(entries, false));
+                    if last_dir.as_deref() != Some(d.as_str()) {
+                        last_dir = Some(d.clone());
+                        // Listed once, on the page that reaches it first.
+                        if dirs && d.as_str() > q.after.as_str() {
+                            entries.push(LsoEntry {
+                                name: d.clone(),
+                                flags: ENTRY_FLAG_DIR,
+                                ..Default::default()
+                            });
+                            if entries.len() >= q.limit {
+                                return Ok(page(entries, false));
+                            }
+                        }
+                        // Past the directory's names at once when they
+                        // run on into later chunks ('0' follows '/').
+                        let past = format!("{}0", &d[..d.len() - 1]);
+                        let pc = chunk_for(&firsts, &past);
+                        if pc > current {
+                            c = pc;
+                            continue 'chunks;
+                        }
                     }
                     continue;
                 }
@@ -506,6 +580,120 @@ fn page(entries: Vec<LsoEntry>, done: bool) -> TargetPage {
     TargetPage {
         entries,
         done,
-        nbi_nat: None,
+        nbi: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Names as a bucket might hold them: files at the top, directories of
+    /// every size (one spans many chunks), nested ones.
+    fn names() -> Vec<String> {
+        let mut v: Vec<String> = (0..450).map(|i| format!("big/{i:04}")).collect();
+        v.extend((0..30).map(|i| format!("small{}/x/{i}", i % 3)));
+        v.extend((0..40).map(|i| format!("top{i:03}")));
+        v.extend(["a", "a/", "a/b", "a0", "big", "big0/z"].map(String::from));
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn write(dir: &Path, names: &[String], per_chunk: u64) {
+        let mut w = Writer::new(dir.to_path_buf(), per_chunk).unwrap();
+        for n in names {
+            w.add(&Line {
+                n: n.clone(),
+                s: n.len() as u64,
+                v: String::new(),
+            })
+            .unwrap();
+        }
+        let mut meta = Meta {
+            info: NbiInfo::default(),
+            props: String::new(),
+            job: "j".into(),
+        };
+        w.finish(&mut meta).unwrap();
+        assert_eq!(meta.info.ntotal, names.len() as u64);
+        assert_eq!(meta.info.chunks, (names.len() as u64).div_ceil(per_chunk));
+    }
+
+    /// What a listing must answer: every name under `prefix`, or one level
+    /// of it (files, and directories unless `dirs` is false).
+    fn model(names: &[String], prefix: &str, shallow: Option<bool>) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for n in names.iter().filter(|n| n.starts_with(prefix)) {
+            let rel = &n[prefix.len()..];
+            match (shallow, rel.find('/')) {
+                (Some(dirs), Some(i)) => {
+                    if dirs {
+                        out.insert(format!("{prefix}{}", &rel[..=i]));
+                    }
+                }
+                _ => {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Pages of `limit` until done, each starting after the last name.
+    fn list_all(dir: &Path, prefix: &str, shallow: Option<bool>, limit: usize) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut after = String::new();
+        for _ in 0..10_000 {
+            let q = PageQuery {
+                inv: String::new(),
+                prefix: prefix.into(),
+                after: after.clone(),
+                limit,
+                shallow,
+            };
+            let p = read_page(dir, &q).unwrap();
+            assert!(p.entries.len() <= limit);
+            out.extend(p.entries.iter().map(|e| e.name.clone()));
+            if p.done {
+                return out;
+            }
+            after = out.last().cloned().unwrap_or_default();
+        }
+        panic!("listing did not end");
+    }
+
+    #[test]
+    fn pages_prefixes_and_one_level_views_match_the_names() {
+        let names = names();
+        for per_chunk in [2, 7, 100, 10_000] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("inv");
+            write(&dir, &names, per_chunk);
+            for prefix in ["", "a", "a/", "big/", "big", "small1/", "top0", "zzz"] {
+                for shallow in [None, Some(true), Some(false)] {
+                    let want = model(&names, prefix, shallow);
+                    for limit in [1, 3, 50, 10_000] {
+                        let got = list_all(&dir, prefix, shallow, limit);
+                        assert_eq!(
+                            got, want,
+                            "per_chunk {per_chunk}, prefix {prefix:?}, shallow {shallow:?}, limit {limit}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_chunk_for_a_key_is_the_last_starting_at_or_before_it() {
+        let f: Vec<String> = ["b", "d", "f"].map(String::from).to_vec();
+        assert_eq!(chunk_for(&f, ""), 0);
+        assert_eq!(chunk_for(&f, "a"), 0);
+        assert_eq!(chunk_for(&f, "b"), 0);
+        assert_eq!(chunk_for(&f, "c"), 0);
+        assert_eq!(chunk_for(&f, "d"), 1);
+        assert_eq!(chunk_for(&f, "zz"), 2);
     }
 }

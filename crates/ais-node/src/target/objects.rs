@@ -349,6 +349,20 @@ async fn head(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str) -> Res {
 /// Custom metadata as `Ais-Custom-Md: key=value` headers (one per pair,
 /// or comma-separated), kept with the object.
 pub(super) fn custom_md(ctx: &Ctx) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine as _;
+    // From another node: the whole map, exactly.
+    if let Some(m) = ctx
+        .headers
+        .get(crate::rpc::types::CUSTOM_MD_JSON)
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_bytes())
+                .ok()
+        })
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+    {
+        return m;
+    }
     ctx.headers
         .get_all("ais-custom-md")
         .iter()

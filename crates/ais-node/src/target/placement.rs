@@ -121,6 +121,30 @@ impl Target {
         ))
     }
 
+    /// Commits a cached copy of a remote bucket's object (the backend holds
+    /// the object) if this target owns the name now; else nothing is kept
+    /// here (`Ok(None)`): a copy on a non-owner would be left behind.
+    pub async fn commit_cached(
+        &self,
+        bck: &Bck,
+        obj: &str,
+        w: ais_storage::PutWriter,
+        custom: BTreeMap<String, String>,
+    ) -> Result<Option<ObjAttrs>, ais_storage::StorageError> {
+        match self.admit_commit(bck, obj) {
+            Admit::Here(g) => {
+                let attrs = w.commit(custom).await?;
+                drop(g);
+                Ok(Some(attrs))
+            }
+            Admit::Owner(o, _) => {
+                tracing::debug!(obj = %format!("{}/{obj}", bck.cname()), owner = %o.name(),
+                    "not cached here: the cluster map gave the name to another target");
+                Ok(None)
+            }
+        }
+    }
+
     /// Commits a client's write of `bck/obj` here if this target owns the
     /// name, else sends the received bytes to the owner (nothing stays
     /// here). `forward`: whether sending on is allowed (a write that was
@@ -136,6 +160,7 @@ impl Target {
         forward: bool,
     ) -> ApiResult<Result<ObjAttrs, Option<ObjAttrs>>> {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let hop_deadline = std::time::Instant::now() + Duration::from_secs(2);
         loop {
             let (owner, ver) = match self.admit_commit(bck, obj) {
                 Admit::Here(g) => {
@@ -150,6 +175,13 @@ impl Target {
                 Admit::Owner(o, v) => (o, v),
             };
             if !forward {
+                // Sent here as to the owner by a node whose map says so:
+                // this one's may be a push behind (or ahead); a moment for
+                // the maps to agree before the sender is told to retry.
+                if std::time::Instant::now() < hop_deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 return Err(self.not_owner(bck, obj, &owner, ver));
             }
             w.park()

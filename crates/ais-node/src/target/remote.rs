@@ -97,7 +97,18 @@ pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiRe
             bck.cname()
         )));
     }
-    w.commit(custom_of(&attrs)).await.map_err(serr)?;
+    if t.commit_cached(bck, obj, w, custom_of(&attrs))
+        .await
+        .map_err(serr)?
+        .is_none()
+    {
+        return Err(ApiError::unavailable(format!(
+            "{}: {}/{obj}: the cluster map gave the object to another target while it was \
+             fetched; retry (it is read there)",
+            t.core.name,
+            bck.cname()
+        )));
+    }
     tracing::debug!(object = %format!("{}/{obj}", bck.cname()), size = attrs.size, "cached from backend");
     Ok(true)
 }
@@ -152,7 +163,7 @@ pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -
             let _ = tx.send(Err(std::io::Error::other(why))).await;
             return;
         }
-        if let Err(e) = w.commit(custom).await {
+        if let Err(e) = t2.commit_cached(&bck2, &obj2, w, custom).await {
             let e = error::storage(&t2.core.name, &bck2, &obj2, e);
             tracing::warn!(object = %cname, error = %e, "cold GET served but not cached");
         }
@@ -285,7 +296,17 @@ pub async fn put_through(
         .await
         .map_err(|e| ApiError::internal(format!("backend upload: {e}")))??;
     custom.extend(custom_of(&attrs));
-    w.commit(custom).await.map_err(serr)
+    let size = w.written();
+    // Stored at the backend; a copy here only if this target owns it now.
+    Ok(t.commit_cached(bck, obj, w, custom.clone())
+        .await
+        .map_err(serr)?
+        .unwrap_or(ais_core::meta::ObjAttrs {
+            size,
+            mtime_ns: ais_core::now_ns(),
+            custom,
+            ..Default::default()
+        }))
 }
 
 /// Writes an object just committed here through to its remote bucket's
@@ -397,7 +418,18 @@ pub async fn blob_download(t: &Arc<Target>, job: &super::jobs::TargetJob) -> Api
         }
         w.write(&bytes).await.map_err(serr)?;
     }
-    w.commit(custom_of(&attrs)).await.map_err(serr)?;
+    if t.commit_cached(&bck, &obj, w, custom_of(&attrs))
+        .await
+        .map_err(serr)?
+        .is_none()
+    {
+        return Err(ApiError::unavailable(format!(
+            "{}: blob-download of {}/{obj}: the cluster map gave the object to another \
+             target meanwhile; nothing was kept, run it again",
+            t.core.name,
+            bck.cname()
+        )));
+    }
     job.done_one(size);
     tracing::info!(object = %format!("{}/{obj}", bck.cname()), size, workers, chunk, "blob downloaded");
     Ok(())

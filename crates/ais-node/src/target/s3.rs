@@ -19,7 +19,6 @@ use super::Target;
 use crate::error::{self, ApiError, ApiResult};
 use crate::http::{json_ok, read_json, Ctx, Res};
 use crate::rpc::s3::{hex, CompleteReq, Part, Stored, Upload, ETAG_KEY, META_HEADER, SIZE_HEADER};
-use crate::rpc::Dest;
 use ais_core::Bck;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -714,12 +713,11 @@ async fn complete(
         .iter()
         .map(|p| (dir.join(&p.file), p.clone()))
         .collect();
-    let owner = t
-        .core
-        .owner(&bck.obj_uname(obj))
-        .ok_or_else(|| ApiError::unavailable("no targets in the cluster map"))?;
     let _write = t.check_writable(bck)?;
-    let mtime_ns = if owner.daemon_id == t.core.id {
+    // Assembled here; committed here if this target owns the name, else
+    // sent to its owner (the map changed since the upload began), with
+    // retries while the maps settle ([`super::placement`]).
+    let mtime_ns = {
         let serr = |e| error::storage(&t.core.name, bck, obj, e);
         let mut w = super::objects::writer(t, bck, obj).await?;
         let mut s = std::pin::pin!(concat(paths));
@@ -734,19 +732,6 @@ async fn complete(
             w.write(&chunk.map_err(&io)?).await.map_err(serr)?;
         }
         commit(t, bck, obj, w, custom).await?.mtime_ns
-    } else {
-        // The map changed since the upload began: stream to the owner.
-        t.core
-            .rpc
-            .put_object(
-                &Dest::from(&owner),
-                &bck.name,
-                obj,
-                reqwest::Body::wrap_stream(concat(paths)),
-                &custom,
-            )
-            .await?;
-        ais_core::now_ns()
     };
     remove_dir(&dir).await;
     json_ok(&Stored {

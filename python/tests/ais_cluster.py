@@ -270,6 +270,7 @@ class Cluster:
         self.keepalive_timeout = keepalive_timeout
         self.env = dict(env or {})
         self.proxy: Optional[Node] = None
+        self.proxies: List[Node] = []
         self.targets: List[Node] = []
         self.log_allow: List[str] = [*DEFAULT_LOG_ALLOW, *allow_log]
 
@@ -284,8 +285,30 @@ class Cluster:
 
     @property
     def nodes(self) -> List[Node]:
-        """All started nodes, proxy first."""
-        return ([self.proxy] if self.proxy else []) + list(self.targets)
+        """All started nodes, the primary proxy first, then the other proxies."""
+        return ([self.proxy] if self.proxy else []) + list(self.proxies) + list(self.targets)
+
+    def add_proxy(self) -> Node:
+        """Start one more (non-primary) proxy joined to the primary; wait
+        until the cluster map lists it and it answers."""
+        i = len(self.proxies) + 2
+        node = self._spawn(
+            "proxy",
+            self.base_dir / f"proxy{i}",
+            ["--join", self.url, "--keepalive-timeout", str(self.keepalive_timeout)],
+        )
+        self.proxies.append(node)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                listed = node.node_id in (self.smap().get("pmap") or {})
+                with urllib.request.urlopen(f"{node.url}/v1/health", timeout=5) as r:
+                    if listed and r.status == 200:
+                        return node
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise ClusterError(f"proxy {node.node_id} did not join within 30 s")
 
     def target_by_id(self, node_id: str) -> Node:
         """The target node with daemon id ``node_id``."""

@@ -120,6 +120,13 @@ async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
     if let Endpoint::S3 { bucket, key } = ep {
         return Ok(crate::s3::serve(app.core(), ctx, bucket, key, body).await);
     }
+    // A non-primary proxy serves the data path and sends the rest to the
+    // primary (which checks everything itself).
+    if let App::Proxy(p) = app {
+        if proxy::forward::needed(p, ctx, &ep) {
+            return proxy::forward::to_primary(p, ctx, body).await;
+        }
+    }
     let is_proxy = matches!(app, App::Proxy(_));
     if is_proxy {
         crate::http::reject_internal_params(ctx)?;

@@ -39,6 +39,9 @@ pub struct NodeCore {
     pub sync_gate: SyncGate,
     /// The node's effective configuration (cluster's and its own overrides).
     pub config: crate::config::NodeConfig,
+    /// When the primary last answered a keepalive (every node but the
+    /// primary): a non-primary proxy does not forward to a silent one.
+    pub primary_seen: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// Catching up with the primary on demand (a request named a bucket this
@@ -94,6 +97,7 @@ impl NodeCore {
             leaving: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             sync_gate: SyncGate::default(),
+            primary_seen: std::sync::Mutex::new(None),
             config,
             joined: AtomicBool::new(join_url.is_none()),
             join_url: join_url.map(|u| u.trim_end_matches('/').to_string()),
@@ -109,6 +113,15 @@ impl NodeCore {
 
     pub fn is_joined(&self) -> bool {
         self.joined.load(Ordering::Relaxed)
+    }
+
+    /// How long since the primary last answered a keepalive (`None`: never
+    /// yet, or this node is the primary).
+    pub fn primary_silent_for(&self) -> Option<std::time::Duration> {
+        self.primary_seen
+            .lock()
+            .ok()
+            .and_then(|s| s.map(|t| t.elapsed()))
     }
 
     /// Active targets in the current cluster map.
@@ -309,6 +322,9 @@ async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
         config_version: core.meta.config_version(),
     };
     let kr = core.rpc.keepalive(&Dest::primary(url), &ka).await?;
+    if let Ok(mut seen) = core.primary_seen.lock() {
+        *seen = Some(std::time::Instant::now());
+    }
     if kr.known {
         m.apply_sync(&kr.sync)?;
     }

@@ -45,6 +45,11 @@ pub struct PlaygroundArgs {
     /// Number of storage targets.
     #[arg(long, default_value_t = 3)]
     pub targets: usize,
+    /// Number of proxies (gateways): the primary on --port, the others on
+    /// the ports after it, each serving clients (data requests themselves,
+    /// metadata changes through the primary).
+    #[arg(long, default_value_t = 1)]
+    pub proxies: usize,
     /// Proxy (gateway) port; clients use http://HOST:PORT.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
@@ -390,6 +395,11 @@ pub fn run_with(a: PlaygroundArgs, exe: &Path) -> Result<(), PlaygroundError> {
             "--targets must be at least 1".into(),
         ));
     }
+    if a.proxies == 0 || a.proxies > 16 {
+        return Err(PlaygroundError::Usage(
+            "--proxies must be from 1 to 16".into(),
+        ));
+    }
     std::fs::create_dir_all(&a.data).map_err(io(format!("create {}", a.data.display())))?;
     let data = a
         .data
@@ -439,7 +449,7 @@ pub fn run_with(a: PlaygroundArgs, exe: &Path) -> Result<(), PlaygroundError> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let threads = (cores / (a.targets + 1)).max(1).to_string();
+    let threads = (cores / (a.targets + a.proxies)).max(1).to_string();
     let pdir = data.join("proxy");
     let proxy_args: Vec<String> = vec![
         "--role".into(),
@@ -457,6 +467,32 @@ pub fn run_with(a: PlaygroundArgs, exe: &Path) -> Result<(), PlaygroundError> {
     proxy.start(exe, &c.reg)?;
     let purl = proxy.url.clone();
     c.nodes.push(proxy);
+    for i in 1..a.proxies {
+        let name = format!("proxy{}", i + 1);
+        let dir = data.join(&name);
+        let port = if a.port == 0 {
+            0
+        } else {
+            a.port.saturating_add(i as u16)
+        };
+        let args: Vec<String> = vec![
+            "--role".into(),
+            "proxy".into(),
+            "--host".into(),
+            a.host.clone(),
+            "--port".into(),
+            port.to_string(),
+            "--data".into(),
+            dir.display().to_string(),
+            "--join".into(),
+            purl.clone(),
+            "--threads".into(),
+            threads.clone(),
+        ];
+        let mut p = Node::new(name, "proxy", args, dir);
+        p.start(exe, &c.reg)?;
+        c.nodes.push(p);
+    }
     for i in 0..a.targets {
         let name = format!("target{}", i + 1);
         let tdir = data.join(&name);
@@ -488,10 +524,12 @@ pub fn run_with(a: PlaygroundArgs, exe: &Path) -> Result<(), PlaygroundError> {
         c.nodes.push(t);
     }
     c.write_state();
-    wait_ready(&purl, a.targets)?;
+    wait_ready(&purl, a.proxies, a.targets)?;
     println!();
     println!(
-        "aistore-rs cluster is up: 1 proxy + {} targets, data in {}",
+        "aistore-rs cluster is up: {} prox{} + {} targets, data in {}",
+        a.proxies,
+        if a.proxies == 1 { "y" } else { "ies" },
         a.targets,
         data.display()
     );
@@ -512,10 +550,10 @@ pub fn run_with(a: PlaygroundArgs, exe: &Path) -> Result<(), PlaygroundError> {
     Ok(())
 }
 
-fn wait_ready(purl: &str, targets: usize) -> Result<(), PlaygroundError> {
+fn wait_ready(purl: &str, proxies: usize, targets: usize) -> Result<(), PlaygroundError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     while Instant::now() < deadline {
-        if count_targets(purl).is_some_and(|n| n >= targets) {
+        if count_nodes(purl).is_some_and(|(p, t)| p >= proxies && t >= targets) {
             return Ok(());
         }
         std::thread::sleep(TICK);
@@ -523,8 +561,8 @@ fn wait_ready(purl: &str, targets: usize) -> Result<(), PlaygroundError> {
     Err(PlaygroundError::NotReady)
 }
 
-/// Number of targets in the proxy's cluster map (plain HTTP/1.0, no runtime needed).
-fn count_targets(purl: &str) -> Option<usize> {
+/// Proxies and targets in the proxy's cluster map (plain HTTP/1.0, no runtime needed).
+fn count_nodes(purl: &str) -> Option<(usize, usize)> {
     use std::io::Read;
     let hostport = purl.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(hostport).ok()?;
@@ -538,7 +576,8 @@ fn count_targets(purl: &str) -> Option<usize> {
     s.read_to_string(&mut buf).ok()?;
     let body = buf.split_once("\r\n\r\n").map(|x| x.1)?;
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some(v["tmap"].as_object().map(|m| m.len()).unwrap_or(0))
+    let n = |k: &str| v[k].as_object().map(|m| m.len()).unwrap_or(0);
+    Some((n("pmap"), n("tmap")))
 }
 
 /// SIGINT and SIGTERM, blocked in every thread and taken by `sigwait`.

@@ -549,7 +549,10 @@ impl Drop for NodeProc {
 }
 
 pub struct Cluster {
+    /// The primary proxy.
     pub proxy: NodeProc,
+    /// More proxies, joined to the primary ([`Cluster::add_proxy`]).
+    pub proxies: Vec<NodeProc>,
     pub targets: Vec<NodeProc>,
     pub env: Vec<(String, String)>,
     /// Extra allowed ` ERROR ` log substrings ([`Cluster::allow_log`]).
@@ -692,6 +695,7 @@ impl Cluster {
         )?;
         let mut c = Self {
             proxy,
+            proxies: Vec::new(),
             targets: Vec::new(),
             env: opts.env.clone(),
             allow: Mutex::new(Vec::new()),
@@ -739,6 +743,45 @@ impl Cluster {
         let t = NodeProc::spawn(args, tdata, &self.env, host)?;
         self.targets.push(t);
         Ok(i)
+    }
+
+    /// Starts one more (non-primary) proxy joined to the primary and waits
+    /// until the map lists it; answers its index in `proxies`.
+    pub fn add_proxy(&mut self) -> anyhow::Result<usize> {
+        let i = self.proxies.len();
+        let pdata = self.dir.path().join(format!("proxy{}", i + 2));
+        let args: Vec<String> = vec![
+            "--role".into(),
+            "proxy".into(),
+            "--port".into(),
+            "0".into(),
+            "--data".into(),
+            pdata.display().to_string(),
+            "--keepalive-timeout".into(),
+            "2".into(),
+            "--join".into(),
+            self.proxy.url.clone(),
+        ];
+        let host = self.net.as_mut().map(netns::Net::add_host).transpose()?;
+        let p = NodeProc::spawn(args, pdata, &self.env, host)?;
+        let id = p.id.clone();
+        self.proxies.push(p);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = self
+                .smap()
+                .ok()
+                .is_some_and(|m| m["pmap"].get(&id).is_some());
+            let ready = raw_http(&self.proxies[i].url, "GET", "/v1/health", &[], b"")
+                .is_ok_and(|(st, _)| st == 200);
+            if listed && ready {
+                return Ok(i);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("proxy {id} did not join within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Starts one more target and waits until the proxy has it in the map.
@@ -1026,6 +1069,7 @@ impl Cluster {
             allow.extend(a.iter().cloned());
         }
         std::iter::once(&self.proxy)
+            .chain(self.proxies.iter())
             .chain(self.targets.iter())
             .flat_map(|n| {
                 let name = n
@@ -1043,11 +1087,15 @@ impl Cluster {
     /// SIGTERM to every running node at once, SIGKILL after the grace.
     fn stop_nodes(&mut self) {
         let mut kids: Vec<&mut Child> = std::iter::once(&mut self.proxy)
+            .chain(self.proxies.iter_mut())
             .chain(self.targets.iter_mut())
             .filter_map(|n| n.child.as_mut())
             .collect();
         ais_proc::stop_all(&mut kids, STOP_GRACE);
-        for n in std::iter::once(&mut self.proxy).chain(self.targets.iter_mut()) {
+        for n in std::iter::once(&mut self.proxy)
+            .chain(self.proxies.iter_mut())
+            .chain(self.targets.iter_mut())
+        {
             n.child = None;
         }
     }
@@ -1074,6 +1122,9 @@ impl Drop for Cluster {
         for t in &mut self.targets {
             t.kill();
         }
+        for p in &mut self.proxies {
+            p.kill();
+        }
         self.proxy.kill();
         // A failed test's node logs, kept where AIS_TEST_KEEP_LOGS says
         // (the data directories go with the cluster).
@@ -1082,6 +1133,7 @@ impl Drop for Cluster {
                 let dir = std::path::PathBuf::from(dir);
                 let _ = std::fs::create_dir_all(&dir);
                 for (i, n) in std::iter::once(&self.proxy)
+                    .chain(self.proxies.iter())
                     .chain(self.targets.iter())
                     .enumerate()
                 {

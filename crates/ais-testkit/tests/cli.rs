@@ -205,3 +205,95 @@ fn playground_runs_stops_cleanly_and_keeps_data() {
         interrupt_and_reap(&mut child, &data, Duration::from_secs(15)).unwrap();
     }
 }
+
+/// `aisnode playground --proxies 3`: three proxies (the primary and two on
+/// the next ports), each serving clients, listed in playground.json; one
+/// killed with SIGKILL is restarted and rejoins.
+#[test]
+fn playground_with_three_proxies_restarts_a_killed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut child = Command::new(bin("aisnode"))
+        .args([
+            "playground",
+            "--targets",
+            "1",
+            "--proxies",
+            "3",
+            "--port",
+            "0",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = |want_pid_not: Option<u64>| -> Option<serde_json::Value> {
+        let raw = std::fs::read(data.join("playground.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+        let proxies = v["nodes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["role"] == "proxy" && n["running"] == true)
+            .count();
+        let p2_pid = v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["name"] == "proxy2")?["pid"]
+            .as_u64();
+        (proxies == 3 && p2_pid.is_some() && p2_pid != want_pid_not).then_some(v)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(v) = state(None) {
+            let primary = v["proxy_url"].as_str().unwrap_or("").to_string();
+            let (okk, out, _) = ais(&primary, &["show", "cluster"]);
+            if okk && out.contains("Proxies:       3") && out.contains("Targets:       1") {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "playground did not come up");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let node = |name: &str| -> serde_json::Value {
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (p2, p3) = (node("proxy2"), node("proxy3"));
+    let p3url = p3["url"].as_str().unwrap().to_string();
+    let out = ok(&p3url, &["show", "cluster"]);
+    assert!(
+        out.contains("[P]") && out.contains("Proxies:       3"),
+        "{out}"
+    );
+    // Through a non-primary proxy: a bucket, an object, a listing.
+    ok(&p3url, &["bucket", "create", "ais://pp"]);
+    let f = tmp.path().join("x");
+    std::fs::write(&f, "through proxy3").unwrap();
+    ok(&p3url, &["put", f.to_str().unwrap(), "ais://pp/x"]);
+    assert!(ok(&p3url, &["ls", "ais://pp"]).contains('x'));
+
+    // SIGKILL proxy2: the playground restarts it, and it serves again.
+    let old = p2["pid"].as_u64().unwrap();
+    // SAFETY: kill(2) on a pid the playground reports as its child.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    let p2url = p2["url"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if state(Some(old)).is_some() {
+            let (okk, out, _) = ais(&p2url, &["object", "cat", "ais://pp/x"]);
+            if okk && out == "through proxy3" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy2 was not restarted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    interrupt_and_reap(&mut child, &data, Duration::from_secs(15)).unwrap();
+}

@@ -7,6 +7,7 @@ pub mod buckets;
 pub mod cluster;
 pub mod config;
 pub mod etl;
+pub mod forward;
 pub mod jobs;
 pub mod lifecycle;
 pub mod listing;

@@ -1,0 +1,169 @@
+//! Several proxies: any of them serves clients. A non-primary proxy
+//! redirects object requests and answers listings itself, from its copy of
+//! the metadata, and forwards metadata changes, jobs and the rest to the
+//! primary; `ais show cluster` lists every proxy and marks the primary.
+//! With the primary frozen, the data path through the other proxies keeps
+//! working, and what needs the primary fails fast, saying so.
+
+use ais_client::Client;
+use ais_testkit::{raw_http, raw_http_full, run_ais, Cluster};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn header<'a>(h: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    ais_testkit::checks::runtime().unwrap()
+}
+
+#[test]
+fn any_proxy_serves_clients_and_forwards_what_the_primary_owns() {
+    let mut c = Cluster::start(3).unwrap();
+    c.add_proxy().unwrap();
+    c.add_proxy().unwrap();
+    let (p2, p3) = (c.proxies[0].url.clone(), c.proxies[1].url.clone());
+    let smap = c.smap().unwrap();
+    assert_eq!(smap["pmap"].as_object().map(|m| m.len()), Some(3), "{smap}");
+
+    // A bucket created through one non-primary proxy is known to all.
+    let (st, body) = raw_http(
+        &p2,
+        "POST",
+        "/v1/buckets/mb",
+        &[("content-type", "application/json")],
+        json!({"action": "create-bck"}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let rt = rt();
+    // Objects through the other one: redirected to their targets from there.
+    let targets: Vec<String> = c.targets.iter().map(|t| t.url.clone()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let loc = loop {
+        let (st, h, body) = raw_http_full(&p3, "PUT", "/v1/objects/mb/o1", &[], b"").unwrap();
+        if st == 307 {
+            break header(&h, "location").unwrap_or("").to_string();
+        }
+        // (The bucket may reach this proxy a push later.)
+        assert!(
+            Instant::now() < deadline,
+            "{st}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(targets.iter().any(|t| loc.starts_with(t.as_str())), "{loc}");
+    let cl3 = Client::new(&p3);
+    for i in 0..20 {
+        rt.block_on(cl3.put_bytes("mb", &format!("o/{i}"), format!("v{i}").into_bytes()))
+            .unwrap();
+    }
+    let (st, h, _) = raw_http_full(&p2, "GET", "/v1/objects/mb/o/7", &[], b"").unwrap();
+    assert!(st == 301 || st == 307, "{st}");
+    assert!(
+        header(&h, "location").is_some_and(|l| targets.iter().any(|t| l.starts_with(t.as_str())))
+    );
+    // Listings are answered by any proxy.
+    let cl2 = Client::new(&p2);
+    assert_eq!(rt.block_on(cl2.list_all("mb", "o/", "")).unwrap().len(), 20);
+    // Jobs start and are followed through any proxy (the primary keeps them).
+    let (ok, out, err) = run_ais(&p2, &["bucket", "cp", "ais://mb", "ais://mb2", "--wait"]);
+    assert!(ok, "{out}\n{err}");
+    let (ok, out, err) = run_ais(&p3, &["show", "job", "--json"]);
+    assert!(ok && out.contains("copy-bck"), "{out}\n{err}");
+    assert_eq!(
+        rt.block_on(cl3.list_all("mb2", "o/", "")).unwrap().len(),
+        20
+    );
+    // `ais show cluster` through a non-primary proxy: three proxies, the
+    // primary marked.
+    let (ok, out, err) = run_ais(&p2, &["show", "cluster"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("p[{}][P]", c.proxy.id)), "{out}");
+    for p in &c.proxies {
+        assert!(out.contains(&format!("p[{}]", p.id)), "{out}");
+    }
+    assert!(out.contains("Proxies:       3"), "{out}");
+    // A forwarded request that reaches a proxy that is not the primary is
+    // refused, never sent on again.
+    let (st, body) = raw_http(
+        &p2,
+        "POST",
+        "/v1/buckets/loop",
+        &[
+            ("content-type", "application/json"),
+            ("ais-forwarded-by", "someone"),
+        ],
+        json!({"action": "create-bck"}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("not the primary"));
+
+    // The primary frozen: the data path through the others keeps working;
+    // a change that needs the primary fails fast, naming why.
+    let pid = c.proxy.pid().unwrap() as i32;
+    // SAFETY: kill(2) on a child this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frozen = Instant::now();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for i in 0..20 {
+            let got = rt.block_on(cl2.get("mb", &format!("o/{i}"))).unwrap();
+            assert_eq!(got.as_ref(), format!("v{i}").as_bytes());
+        }
+        rt.block_on(cl3.put_bytes("mb", "during", b"frozen".to_vec()))
+            .unwrap();
+        assert_eq!(rt.block_on(cl2.list_all("mb", "", "")).unwrap().len(), 21);
+        // Past the keepalive timeout (2 s here), no waiting on the primary.
+        std::thread::sleep(Duration::from_secs(3).saturating_sub(frozen.elapsed()));
+        let t0 = Instant::now();
+        let (st, body) = raw_http(
+            &p2,
+            "POST",
+            "/v1/buckets/during",
+            &[("content-type", "application/json")],
+            json!({"action": "create-bck"}).to_string().as_bytes(),
+        )
+        .unwrap();
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(st, 503, "{body}");
+        assert!(body.contains("has not answered"), "{body}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    }));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    if let Err(e) = res {
+        std::panic::resume_unwind(e);
+    }
+    // Back: the change goes through once the nodes are in the map again.
+    c.wait_targets(3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, body) = raw_http(
+            &p2,
+            "POST",
+            "/v1/buckets/after",
+            &[("content-type", "application/json")],
+            json!({"action": "create-bck"}).to_string().as_bytes(),
+        )
+        .unwrap();
+        if st == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{st}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        rt.block_on(cl3.get("mb", "during")).unwrap().as_ref(),
+        b"frozen"
+    );
+    c.allow_log("no keepalive");
+    c.allow_log("keepalive");
+    c.stop().unwrap();
+}

@@ -322,9 +322,32 @@ impl Primary {
 
     /// Removes nodes that stopped sending keepalives. Runs forever.
     pub async fn run_failure_detector(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        const TICK: Duration = Duration::from_millis(500);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Instant::now();
         loop {
             tick.tick().await;
+            // This process did not run for a while (frozen, SIGSTOPped,
+            // starved): the keepalives sent meanwhile are still queued, so
+            // silence measured across the pause says nothing about the
+            // nodes. Everyone gets a fresh timeout from now.
+            let gap = last.elapsed();
+            last = Instant::now();
+            if gap > TICK * 3 {
+                tracing::warn!(
+                    paused_ms = gap.as_millis() as u64,
+                    "the failure detector did not run for a while (this process was paused): \
+                     restarting every node's keepalive timeout"
+                );
+                if let Ok(mut m) = self.last_seen.lock() {
+                    let now = Instant::now();
+                    for t in m.values_mut() {
+                        *t = now;
+                    }
+                }
+                continue;
+            }
             if self.silent_nodes().is_empty() {
                 continue;
             }

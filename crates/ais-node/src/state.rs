@@ -358,6 +358,9 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
             match join(&m, &url).await {
                 Ok(()) => {
                     tracing::info!(node = %core.name, primary = %url, "joined cluster");
+                    if let Ok(mut seen) = core.primary_seen.lock() {
+                        *seen = Some(std::time::Instant::now());
+                    }
                     core.joined.store(true, Ordering::Relaxed);
                     attempts = 0;
                 }

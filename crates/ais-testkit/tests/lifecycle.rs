@@ -451,7 +451,33 @@ fn sigkill_mid_rebalance_converges_with_nothing_lost() {
     let before = rt.block_on(rebalances(&cl));
     c.restart_target(2).unwrap();
     c.wait_targets(5).unwrap();
+    // The rebalance for the map without it (it left, its objects out of
+    // reach) may end before the one for its return starts (a settle time
+    // later): the one to wait for is the one that starts after the return.
+    let back = now_ns();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let newest = rt.block_on(newest_rebalance(&cl));
+        let after_return = newest
+            .as_ref()
+            .is_some_and(|j| ais_testkit::checks::start_time(j) > back);
+        if after_return {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance after the target's return: {newest:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     converged(&c, &rt, before, &names);
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 const ETL_CODE: &str = "def transform(data, path, args):\n    return b'T:' + data[::-1]\n";

@@ -298,6 +298,7 @@ class Cluster:
             ["--join", self.url, "--keepalive-timeout", str(self.keepalive_timeout)],
         )
         self.proxies.append(node)
+        assert self.proxy is not node
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -471,15 +472,19 @@ class Cluster:
             daemon=True,
         )
         node._drain.start()
-        if role == "proxy":
+        # The first proxy is the primary; later ones are kept by add_proxy.
+        primary = role == "proxy" and self.proxy is None
+        if primary:
             self.proxy = node
         try:
             line = ready.get(timeout=READY_TIMEOUT_S)
         except queue.Empty:
             line = None
         if not line:
-            if role != "proxy":
+            if role == "target":
                 self.targets.append(node)  # so stop() reaps it
+            elif not primary:
+                self.proxies.append(node)
             why = "timed out" if line is None else f"exited ({proc.poll()})"
             raise ClusterError(
                 f"{role} in {data_dir} did not print {READY_MARKER} ({why}); "

@@ -40,7 +40,7 @@ start_cluster() {
   PORT=$(free_port)
   EP=http://127.0.0.1:$PORT
   STATE=$WORK/cluster.json
-  ${CLUSTER_PREFIX:-} "$BIN/aisnode" playground --targets "$targets" --mpaths "${MPATHS:-1}" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
+  ${CLUSTER_PREFIX:-} "$BIN/aisnode" playground --targets "$targets" --proxies "${PROXIES:-1}" --mpaths "${MPATHS:-1}" --port "$PORT" --data "$WORK/cluster" --state "$STATE" >"$WORK/cluster.log" 2>&1 &
   PG=$!
   local n=0
   for _ in $(seq 150); do

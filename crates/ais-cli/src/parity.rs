@@ -32,7 +32,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("cluster reload-backend-creds", "backend credentials are read when a node starts; reloading them by request is not implemented"),
     ("cluster remote-attach", "attaching remote AIS clusters is not supported"),
     ("cluster remote-detach", "attaching remote AIS clusters is not supported"),
-    ("cluster set-primary", "the cluster has one primary proxy; handing the primary role over is not supported"),
     ("config cli", "the CLI has no config file: it is configured by environment (AIS_ENDPOINT, AIS_AUTHN_TOKEN, AIS_AUTHN_TOKEN_FILE); aliases: 'ais alias'"),
     ("download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("dsort", "distributed sort/shuffle (dsort) is not implemented"),

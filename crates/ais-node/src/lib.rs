@@ -194,7 +194,10 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
                 }
             };
             let jobs = proxy::jobs::Registry::open(data.join("jobs.json"));
-            Ok(App::Proxy(Arc::new(proxy::Proxy::new(core, primary, jobs))))
+            Ok(App::Proxy(Arc::new(
+                proxy::Proxy::new(core, primary, jobs)
+                    .with_rebalance_settle(Duration::from_secs_f64(args.rebalance_settle)),
+            )))
         }
         NodeType::Target => {
             target::lifecycle::Throttle::init(args.rebalance_bps.as_deref())?;
@@ -239,29 +242,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     let app = build(&args, port)?;
     match &app {
-        App::Proxy(p) => match &p.primary {
-            Some(pr) => {
-                tokio::spawn(pr.clone().run_failure_detector());
-                // `timeout.max_keepalive`, applied live.
-                let mut cfg = p.core.config.subscribe();
-                let pr2 = pr.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let d = cfg.borrow_and_update().duration("timeout.max_keepalive");
-                        pr2.set_keepalive_timeout(d);
-                        if cfg.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                tokio::spawn(proxy::jobs::rebalance_on_membership_change(
-                    p.clone(),
-                    Duration::from_secs_f64(args.rebalance_settle),
-                ));
-            }
-            None => {
-                tokio::spawn(state::membership_loop(p.clone()));
-            }
+        App::Proxy(p) => match p.primary_opt() {
+            Some(pr) => proxy::role::become_primary(p, pr),
+            None => proxy::role::become_follower(p),
         },
         App::Target(t) => {
             tokio::spawn(state::membership_loop(t.clone()));

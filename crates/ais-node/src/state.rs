@@ -115,6 +115,18 @@ impl NodeCore {
         self.joined.load(Ordering::Relaxed)
     }
 
+    /// The primary's URL: the one the cluster map names, unless that is this
+    /// node; else the one it was started with (`--join`). `None` on a
+    /// primary with no map naming another.
+    pub fn primary_url(&self) -> Option<String> {
+        self.meta
+            .with_smap(|s| {
+                s.filter(|s| s.proxy_si.daemon_id != self.id)
+                    .map(|s| s.proxy_si.url().to_string())
+            })
+            .or_else(|| self.join_url.clone())
+    }
+
     /// How long since the primary last answered a keepalive (`None`: never
     /// yet, or this node is the primary).
     pub fn primary_silent_for(&self) -> Option<std::time::Duration> {
@@ -336,7 +348,7 @@ async fn keepalive<M: Member>(m: &Arc<M>, url: &str) -> ApiResult<bool> {
 /// `Ok(false)`: nothing to ask (this node is the primary).
 pub async fn sync_now<M: Member>(m: &Arc<M>) -> ApiResult<bool> {
     let core = m.core();
-    match core.join_url.clone() {
+    match core.primary_url() {
         Some(url) => core.sync_gate.run(|| keepalive(m, &url)).await,
         None => Ok(false),
     }
@@ -346,14 +358,17 @@ pub async fn sync_now<M: Member>(m: &Arc<M>) -> ApiResult<bool> {
 /// rejoins whenever the primary no longer knows this node.
 pub async fn membership_loop<M: Member>(m: Arc<M>) {
     let core = m.core();
-    let Some(url) = core.join_url.clone() else {
-        return;
-    };
     let mut attempts = 0u32;
     loop {
         if core.leaving.load(Ordering::Relaxed) {
             return;
         }
+        // The primary the cluster map names (it may have been handed over
+        // since this node joined), else the one it was started with.
+        let Some(url) = core.primary_url() else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
         if !core.is_joined() {
             match join(&m, &url).await {
                 Ok(()) => {

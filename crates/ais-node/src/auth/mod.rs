@@ -194,6 +194,7 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::Keepalive
             | Endpoint::IntList(_)
             | Endpoint::IntNbi(_)
+            | Endpoint::IntTakeover
             | Endpoint::IntObjAttrs { .. }
             | Endpoint::IntObject { .. }
             | Endpoint::IntEc { .. }

@@ -168,27 +168,3 @@ async fn cluster_what(p: &Proxy, what: &str) -> Res {
         }
     }
 }
-
-/// `PUT /v1/cluster/proxy/ID` (`ais cluster set-primary`): this cluster
-/// has one proxy, the primary; naming it is a no-op, naming another node
-/// is refused until proxies can hand the role over.
-pub fn set_primary(p: &Proxy, ctx: &Ctx, id: &str) -> Res {
-    ctx.expect_method(&[Method::PUT])?;
-    ctx.query.reject_unknown("set-primary", &[])?;
-    let me = &p.core.id;
-    let is_proxy = p
-        .core
-        .meta
-        .with_smap(|s| s.is_some_and(|s| s.pmap.contains_key(id)));
-    if id == me.as_str() && p.primary.is_some() {
-        return Ok(crate::http::empty(StatusCode::OK));
-    }
-    if !is_proxy {
-        return Err(ApiError::NotFound(format!(
-            "set-primary: \"{id}\" is not a proxy in the cluster map"
-        )));
-    }
-    Err(ApiError::NotImplemented(format!(
-        "set-primary: handing the primary role to {id} is not supported yet (p[{me}] stays primary)"
-    )))
-}

@@ -22,7 +22,7 @@ pub const FORWARDED: &str = "ais-forwarded-by";
 
 /// Whether this (non-primary) proxy sends `ctx` to the primary.
 pub fn needed(p: &Proxy, ctx: &Ctx, ep: &Endpoint<'_>) -> bool {
-    if p.primary.is_some() {
+    if p.is_primary() {
         return false;
     }
     if crate::auth::authn::is_authn_path(&ctx.path) {
@@ -43,6 +43,7 @@ pub fn needed(p: &Proxy, ctx: &Ctx, ep: &Endpoint<'_>) -> bool {
         | Endpoint::Moss(_)
         | Endpoint::S3 { .. }
         | Endpoint::Provider(_)
+        | Endpoint::IntTakeover
         | Endpoint::Unknown => false,
         // Reads of a bucket this proxy knows: listings, summaries, props.
         Endpoint::Bucket(b) => !(matches!(ctx.method, Method::GET | Method::HEAD) && known(b)),

@@ -14,6 +14,7 @@ pub mod listing;
 pub mod nbi;
 pub mod objects;
 pub mod remote;
+pub mod role;
 pub mod summary;
 
 use crate::error::{ApiError, ApiResult};
@@ -27,8 +28,14 @@ pub const CONTROL_BODY_LIMIT: usize = 16 << 20;
 
 pub struct Proxy {
     pub core: NodeCore,
-    /// Set on the primary proxy only.
-    pub primary: Option<Arc<Primary>>,
+    /// Set while this proxy is the primary ([`role`]).
+    primary: std::sync::RwLock<Option<Arc<Primary>>>,
+    /// The background work of this proxy's current role, aborted when the
+    /// role changes ([`role`]).
+    pub(crate) role_tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Seconds the set of targets must stay unchanged before a rebalance
+    /// (for the primary's rebalance watcher, whenever this proxy is it).
+    pub rebalance_settle: std::time::Duration,
     /// Where each offline job runs.
     pub jobs: jobs::Registry,
     /// The rebalance started last (aborted when another starts).
@@ -47,7 +54,9 @@ impl Proxy {
     pub fn new(core: NodeCore, primary: Option<Arc<Primary>>, jobs: jobs::Registry) -> Self {
         Proxy {
             core,
-            primary,
+            primary: std::sync::RwLock::new(primary),
+            role_tasks: Default::default(),
+            rebalance_settle: std::time::Duration::from_secs(5),
             jobs,
             rebalance: std::sync::Mutex::new(None),
             balanced: std::sync::Mutex::new(None),
@@ -56,13 +65,34 @@ impl Proxy {
         }
     }
 
-    pub fn primary(&self) -> ApiResult<&Arc<Primary>> {
-        self.primary.as_ref().ok_or_else(|| {
+    /// The primary's authority, while this proxy is the primary.
+    pub fn primary(&self) -> ApiResult<Arc<Primary>> {
+        self.primary_opt().ok_or_else(|| {
             ApiError::unavailable(format!(
                 "{} is not the primary proxy; send this request to the primary",
                 self.core.name
             ))
         })
+    }
+
+    /// Seconds the set of targets must stay unchanged before a rebalance.
+    pub fn with_rebalance_settle(mut self, d: std::time::Duration) -> Self {
+        self.rebalance_settle = d;
+        self
+    }
+
+    pub fn primary_opt(&self) -> Option<Arc<Primary>> {
+        self.primary.read().ok().and_then(|g| g.clone())
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.primary.read().is_ok_and(|g| g.is_some())
+    }
+
+    pub(crate) fn set_primary(&self, pr: Option<Arc<Primary>>) {
+        if let Ok(mut g) = self.primary.write() {
+            *g = pr;
+        }
     }
 }
 
@@ -71,6 +101,10 @@ impl Member for Proxy {
         &self.core
     }
     fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> ApiResult<()> {
-        self.core.apply_meta(sync).map(drop)
+        self.core.apply_meta(sync)?;
+        if sync.smap.is_some() {
+            role::follow_map(self)?;
+        }
+        Ok(())
     }
 }

@@ -169,8 +169,7 @@ async fn redirect_object(
             ApiError::unavailable("the cluster has no storage targets yet; start a target")
         })?;
     if let Some(silent) = p
-        .primary
-        .as_ref()
+        .primary_opt()
         .and_then(|pr| pr.silent_for(&id))
         .filter(|s| *s > SILENT_OWNER)
     {

@@ -359,13 +359,28 @@ pub async fn sync_now<M: Member>(m: &Arc<M>) -> ApiResult<bool> {
 pub async fn membership_loop<M: Member>(m: Arc<M>) {
     let core = m.core();
     let mut attempts = 0u32;
+    // Consecutive failures to reach the primary: every other try goes to
+    // the other address we know (the map's may be stale after a primary
+    // restarted elsewhere; `--join`'s after a handover).
+    let mut fails = 0u32;
     loop {
         if core.leaving.load(Ordering::Relaxed) {
             return;
         }
-        // The primary the cluster map names (it may have been handed over
-        // since this node joined), else the one it was started with.
-        let Some(url) = core.primary_url() else {
+        // Joined: the primary the cluster map names (it may have been
+        // handed over since); not yet: the one it was started with.
+        let named = core.primary_url();
+        let (first, other) = if core.is_joined() {
+            (named, core.join_url.clone())
+        } else {
+            (core.join_url.clone().or(named.clone()), named)
+        };
+        let pick = if fails % 2 == 1 {
+            other.or(first.clone())
+        } else {
+            first.clone()
+        };
+        let Some(url) = pick.or(first) else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -378,9 +393,11 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
                     }
                     core.joined.store(true, Ordering::Relaxed);
                     attempts = 0;
+                    fails = 0;
                 }
                 Err(e) => {
                     attempts += 1;
+                    fails += 1;
                     let refused = e.status() == axum::http::StatusCode::CONFLICT;
                     if attempts % 25 == 1 {
                         if refused {
@@ -396,12 +413,15 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
         match keepalive(&m, &url).await {
-            Ok(true) => {}
+            Ok(true) => fails = 0,
             Ok(false) => {
                 tracing::warn!("primary does not know this node: rejoining");
                 core.joined.store(false, Ordering::Relaxed);
             }
-            Err(e) => tracing::debug!(error = %e, "keepalive failed"),
+            Err(e) => {
+                fails += 1;
+                tracing::debug!(error = %e, "keepalive failed")
+            }
         }
     }
 }

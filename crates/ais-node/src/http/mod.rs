@@ -129,6 +129,7 @@ pub const INTERNAL_PARAMS: &[&str] = &[
     "ais_rebalance",
     "ais_hop",
     "ais_hop2",
+    "ais_fwd",
     "ais_verify",
     crate::cred::BODY_PARAM,
     crate::cred::REDIRECT_PARAM,
@@ -137,7 +138,7 @@ pub const INTERNAL_PARAMS: &[&str] = &[
 
 /// The ones only node-to-node calls carry (never a redirect a client
 /// follows): refused at a target on any request not from a node.
-pub const RPC_ONLY_PARAMS: &[&str] = &["ais_rebalance", "ais_verify"];
+pub const RPC_ONLY_PARAMS: &[&str] = &["ais_rebalance", "ais_verify", "ais_fwd"];
 
 /// A 400 naming the first of `names` the request carries.
 pub fn reject_params_of(ctx: &Ctx, names: &[&str]) -> ApiResult<()> {

@@ -450,7 +450,11 @@ impl Rpc {
                 url.push_str("&ais_rebalance=1");
                 self.http.put(url).header("Ais-Version", v)
             }
-            None => self.http.put(url),
+            // A write sent on to its owner: never sent on again there.
+            None => {
+                url.push_str("&ais_fwd=1");
+                self.http.put(url)
+            }
         }
         .timeout(Duration::from_secs(600));
         // The whole map in one header, exactly (commas, '=' and non-ASCII

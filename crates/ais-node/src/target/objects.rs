@@ -522,9 +522,11 @@ async fn put(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, body: Body) -> Re
         }
         None => {
             // The map may have given the name to another target while the
-            // body was uploading: it goes there, and nothing stays here. A
-            // write already sent here as to its owner is not sent on again.
-            let forward = ctx.query.get("ais_hop").is_none();
+            // body was uploading (or the target that redirected the client
+            // here judged by another map): it goes there, and nothing stays
+            // here. A write another target already sent on (`ais_fwd`) is
+            // not sent on again.
+            let forward = ctx.query.get("ais_fwd").is_none();
             match t.commit_or_forward(bck, obj, w, custom, forward).await? {
                 Ok(attrs) => {
                     // Acknowledged only once the redundancy the bucket asks

@@ -259,9 +259,9 @@ unsupported(
 elsewhere("shut down a node", "ais-testkit lifecycle.rs::shutdown_node_moves_objects_exits_and_rejoins_in_maintenance")
 
 
-elsewhere(
-    "set primary proxy (another proxy)",
-    "ais-testkit proxies.rs::the_primary_role_is_handed_over_and_every_node_follows",
+unsupported(
+    "set primary proxy (another proxy)", 404, "is not a proxy",
+    "PUT", "/v1/cluster/proxy/26869:8080", None,
 )
 
 

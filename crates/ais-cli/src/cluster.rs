@@ -43,10 +43,6 @@ pub enum ClusterCmd {
         #[arg(long)]
         errors_only: bool,
     },
-    /// Hand the primary role to another proxy (`p[ID]` or `ID`, as `ais
-    /// show cluster` lists it): its jobs go along, every node follows it.
-    #[command(name = "set-primary")]
-    SetPrimary { node_id: String },
     /// Shut the whole cluster down (every target, then the proxy).
     Shutdown {
         /// Do it (there is no prompt).
@@ -204,22 +200,6 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
                     );
                 }
             }
-            return Ok(());
-        }
-        ClusterCmd::SetPrimary { node_id } => {
-            let id = node_id
-                .trim()
-                .trim_start_matches("p[")
-                .trim_end_matches(']')
-                .to_string();
-            client
-                .raw(
-                    ais_client::HttpMethod::PUT,
-                    &format!("/v1/cluster/proxy/{}", ais_core::paths::escape_segment(&id)),
-                    None,
-                )
-                .await?;
-            println!("p[{id}] is now the primary");
             return Ok(());
         }
         ClusterCmd::Shutdown { yes } => {

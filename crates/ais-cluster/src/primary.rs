@@ -48,8 +48,6 @@ pub struct Primary {
     keepalive_ms: std::sync::atomic::AtomicU64,
     last_seen: Mutex<HashMap<String, Instant>>,
     change: tokio::sync::Mutex<()>,
-    /// Handed the role over ([`Primary::retire`]): commits nothing more.
-    retired: std::sync::atomic::AtomicBool,
     transport: Arc<dyn Transport>,
 }
 
@@ -106,23 +104,8 @@ impl Primary {
             ),
             last_seen: Mutex::new(last_seen),
             change: tokio::sync::Mutex::new(()),
-            retired: std::sync::atomic::AtomicBool::new(false),
             transport,
         }))
-    }
-
-    /// Holds every metadata change off while the guard lives (a handover
-    /// of the role: nothing may be committed here once another proxy took
-    /// the map over).
-    pub async fn quiesce(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.change.lock().await
-    }
-
-    /// The role went to another proxy: every later commit is refused (a
-    /// request that still holds this authority must not change the map).
-    pub fn retire(&self) {
-        self.retired
-            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn meta(&self) -> &MetaStore {
@@ -277,12 +260,6 @@ impl Primary {
     }
 
     async fn commit(&self, sync: MetaSync) -> Result<(), ClusterError> {
-        if self.retired.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(ClusterError::Refused(format!(
-                "p[{}] is no longer the primary (the role was handed over); retry",
-                self.me.daemon_id
-            )));
-        }
         self.meta.apply(&sync)?;
         for f in self.push(&sync).await {
             tracing::warn!(node = %f.node, error = %f.error, "metadata push failed");

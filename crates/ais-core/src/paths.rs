@@ -34,9 +34,6 @@ pub const INT_ETL: &str = "/v1/internal/etl";
 /// Native bucket inventories on a target: `INT_NBI/B?name=` (GET: what
 /// it holds; DELETE: remove).
 pub const INT_NBI: &str = "/v1/internal/nbi";
-/// A proxy takes the primary's role over (`set-primary`): PUT with the job
-/// registry.
-pub const INT_TAKEOVER: &str = "/v1/internal/takeover";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.
 pub const INT_JOBS: &str = "/v1/internal/jobs";
 /// The revoked-token list, pushed by the primary to every node (auth on).

@@ -285,7 +285,6 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         }
         Endpoint::ClusterSetConfig => proxy::config::set_cluster(p, ctx).await,
         Endpoint::SetPrimary(id) => proxy::role::set_primary(p, ctx, id).await,
-        Endpoint::IntTakeover => proxy::role::take_over(p, ctx, body).await,
         _ => Err(ctx.unknown_path()),
     }
 }

@@ -194,7 +194,6 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::Keepalive
             | Endpoint::IntList(_)
             | Endpoint::IntNbi(_)
-            | Endpoint::IntTakeover
             | Endpoint::IntObjAttrs { .. }
             | Endpoint::IntObject { .. }
             | Endpoint::IntEc { .. }

@@ -50,8 +50,6 @@ pub enum Endpoint<'a> {
     IntList(&'a str),
     /// `/v1/internal/nbi/B`: a target's native bucket inventories of B.
     IntNbi(&'a str),
-    /// `/v1/internal/takeover`: this proxy takes the primary's role over.
-    IntTakeover,
     IntObjAttrs {
         bucket: &'a str,
         obj: &'a str,
@@ -110,9 +108,6 @@ impl<'a> Endpoint<'a> {
         }
         if let Some(r) = sub(path, routes::INT_NBI) {
             return Self::IntNbi(r);
-        }
-        if path == routes::INT_TAKEOVER {
-            return Self::IntTakeover;
         }
         if let Some(r) = sub(path, routes::INT_OBJATTRS) {
             let (bucket, obj) = split_first(r);

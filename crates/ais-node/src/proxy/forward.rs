@@ -43,7 +43,6 @@ pub fn needed(p: &Proxy, ctx: &Ctx, ep: &Endpoint<'_>) -> bool {
         | Endpoint::Moss(_)
         | Endpoint::S3 { .. }
         | Endpoint::Provider(_)
-        | Endpoint::IntTakeover
         | Endpoint::Unknown => false,
         // Reads of a bucket this proxy knows: listings, summaries, props.
         Endpoint::Bucket(b) => !(matches!(ctx.method, Method::GET | Method::HEAD) && known(b)),
@@ -95,6 +94,18 @@ pub async fn to_primary(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
         return Err(ApiError::unavailable(format!(
             "{} is not the primary proxy either (the cluster map is changing); retry shortly",
             p.core.name
+        )));
+    }
+    // A dot segment would be collapsed on the way (`b/d/../x` reaching the
+    // primary as `b/x`): the request would act on another resource.
+    let dot = ctx.path.split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+        seg == "." || seg == ".."
+    });
+    if dot {
+        return Err(ApiError::bad_request(format!(
+            "{}: a \".\" or \"..\" path segment is not a valid name",
+            ctx.path
         )));
     }
     let primary = p

@@ -133,20 +133,6 @@ impl Registry {
         }
         Ok(())
     }
-    /// Every job this proxy knows (a handover sends them along).
-    pub fn export(&self) -> HashMap<String, ProxyJob> {
-        self.jobs.read().map(|m| m.clone()).unwrap_or_default()
-    }
-    /// Takes over another proxy's jobs (kept where both know one).
-    pub fn import(&self, jobs: HashMap<String, ProxyJob>) -> ApiResult<()> {
-        let Ok(mut m) = self.jobs.write() else {
-            return Err(ApiError::internal("job index lock poisoned"));
-        };
-        for (k, v) in jobs {
-            m.entry(k).or_insert(v);
-        }
-        self.persist(&m)
-    }
     fn ids(&self) -> Vec<String> {
         self.jobs
             .read()

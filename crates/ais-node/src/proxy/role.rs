@@ -6,21 +6,19 @@
 //! (keepalives to whichever proxy the cluster map names primary). A change
 //! of role aborts the one set of tasks and starts the other.
 //!
-//! A handover, on the primary: its offline-job registry goes to the new
-//! primary, which takes the role by committing a cluster map that names it
-//! (pushed to every node: the targets and proxies follow it), then this one
-//! steps down. Not yet: the AuthN database (it stays with the first
-//! primary, so a handover is refused while authentication is on), and an
-//! election when the primary dies (the role moves only on purpose).
+//! Handing the role over on purpose (`ais cluster set-primary`, AIStore's
+//! `PUT /v1/cluster/proxy/ID`) is refused for now: a safe handover needs a
+//! fence (an epoch in the cluster map, so a retired or restarted primary
+//! can never commit again), the whole metadata carried to the new primary
+//! (its copy may be a push behind), and a restart that follows the map
+//! rather than `--join`. An adversarial review of a first version found
+//! each of these missing; they come with the replicated control plane.
 
 use super::Proxy;
 use crate::error::{ApiError, ApiResult};
-use crate::http::{empty, read_json, Ctx, Res};
-use crate::rpc::Dest;
-use ais_cluster::{Primary, PrimaryConfig};
-use axum::body::Body;
+use crate::http::{empty, Ctx, Res};
+use ais_cluster::Primary;
 use axum::http::{Method, StatusCode};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 fn abort_tasks(p: &Proxy) {
@@ -91,76 +89,28 @@ pub fn become_follower(p: &Arc<Proxy>) {
     }
 }
 
-/// `PUT /v1/cluster/proxy/ID` on the primary: hands the role to proxy ID.
+/// `PUT /v1/cluster/proxy/ID`: naming the current primary is a no-op;
+/// another proxy is refused (501) until a handover can be fenced.
 pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
     ctx.expect_method(&[Method::PUT])?;
     ctx.query.reject_unknown("set-primary", &[])?;
     let me = p.core.id.clone();
-    let target = p
+    let is_proxy = p
         .core
         .meta
-        .with_smap(|s| s.and_then(|s| s.pmap.get(id).cloned()));
+        .with_smap(|s| s.is_some_and(|s| s.pmap.contains_key(id)));
     if id == me && p.is_primary() {
         return Ok(empty(StatusCode::OK));
     }
-    let Some(target) = target else {
+    if !is_proxy {
         return Err(ApiError::NotFound(format!(
             "set-primary: \"{id}\" is not a proxy in the cluster map"
         )));
-    };
-    let pr = p.primary()?;
-    if crate::cred::get().is_some() {
-        return Err(ApiError::NotImplemented(
-            "set-primary: the AuthN database stays with this primary; handing the role over \
-             while authentication is on is not supported yet"
-                .into(),
-        ));
     }
-    // No metadata change commits here from now on (the failure detector's
-    // included): the new primary's map must be the newest.
-    let _quiet = pr.quiesce().await;
-    // Its jobs go along: their status is asked of the primary.
-    let jobs = p.jobs.export();
-    p.core
-        .rpc
-        .take_over(&Dest::from(&target), &jobs)
-        .await
-        .map_err(|e| {
-            ApiError::from(e).context(format!(
-                "set-primary: p[{id}] did not take the role over; p[{me}] stays primary"
-            ))
-        })?;
-    pr.retire();
-    become_follower(p);
-    tracing::info!(new = %format!("p[{id}]"), "primary role handed over");
-    Ok(empty(StatusCode::OK))
-}
-
-/// `PUT INT_TAKEOVER` on the proxy the primary hands its role to: the job
-/// registry in the body; answers once this proxy is the primary and every
-/// node was sent the map that says so.
-pub async fn take_over(p: &Arc<Proxy>, ctx: &Ctx, body: Body) -> Res {
-    ctx.expect_method(&[Method::PUT])?;
-    if p.is_primary() {
-        return Ok(empty(StatusCode::OK));
-    }
-    let jobs: HashMap<String, super::jobs::ProxyJob> =
-        read_json(body, 64 << 20, "job registry").await?;
-    p.jobs.import(jobs)?;
-    let cfg = PrimaryConfig {
-        keepalive_timeout: p.core.config.current().duration("timeout.max_keepalive"),
-    };
-    let pr = Primary::new(
-        p.core.meta.clone(),
-        p.core.snode.clone(),
-        cfg,
-        Arc::new(p.core.rpc.clone()),
-    )?;
-    for f in pr.push(&p.core.meta.full()).await {
-        tracing::warn!(node = %f.node, error = %f.error, "taking over: metadata push failed");
-    }
-    become_primary(p, pr);
-    Ok(empty(StatusCode::OK))
+    Err(ApiError::NotImplemented(format!(
+        "set-primary: handing the primary role to p[{id}] is not supported yet (a handover \
+         needs fencing so that two proxies can never both commit); p[{me}] stays primary"
+    )))
 }
 
 /// A cluster map that names another primary while this proxy still acts

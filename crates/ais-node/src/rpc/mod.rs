@@ -262,20 +262,6 @@ impl Rpc {
         self.json(to, req).await
     }
 
-    /// Hands the primary's role to proxy `to`, with the job registry.
-    pub async fn take_over<T: serde::Serialize>(
-        &self,
-        to: &Dest,
-        jobs: &T,
-    ) -> Result<(), RpcError> {
-        let req = self
-            .http
-            .put(format!("{}{}", to.url, routes::INT_TAKEOVER))
-            .timeout(Duration::from_secs(60))
-            .json(jobs);
-        self.send(to, req).await.map(drop)
-    }
-
     /// Forgets the finished job `id` on `to`.
     pub async fn remove_job(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
         let req = self

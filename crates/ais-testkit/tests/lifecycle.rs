@@ -455,22 +455,28 @@ fn sigkill_mid_rebalance_converges_with_nothing_lost() {
     // reach) may end before the one for its return starts (a settle time
     // later): the one to wait for is the one that starts after the return.
     let back = now_ns();
+    wait_rebalance_started_after(&rt, &cl, back);
+    converged(&c, &rt, before, &names);
+}
+
+/// Waits (up to 2 minutes) until the newest rebalance started after
+/// `since_ns` (wall clock, as the jobs' start times).
+fn wait_rebalance_started_after(rt: &tokio::runtime::Runtime, cl: &Client, since_ns: i64) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let newest = rt.block_on(newest_rebalance(&cl));
-        let after_return = newest
+        let newest = rt.block_on(newest_rebalance(cl));
+        if newest
             .as_ref()
-            .is_some_and(|j| ais_testkit::checks::start_time(j) > back);
-        if after_return {
-            break;
+            .is_some_and(|j| ais_testkit::checks::start_time(j) > since_ns)
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "no rebalance after the target's return: {newest:?}"
+            "no rebalance started after {since_ns}: {newest:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    converged(&c, &rt, before, &names);
 }
 
 fn now_ns() -> i64 {
@@ -989,7 +995,11 @@ fn names_that_are_also_directories_survive_decommission_and_join() {
     assert_readable(&rt, &url, "pc", &names);
 
     let before = rt.block_on(rebalances(&cl));
+    let joining = now_ns();
     c.add_target().unwrap();
+    // The join's rebalance (not one that may still be counted from the
+    // decommission): one that started after the join.
+    wait_rebalance_started_after(&rt, &cl, joining);
     let j = rt.block_on(finished_rebalance(&cl, before, Duration::from_secs(60)));
     assert_eq!(
         (j.err_count, j.err.as_str(), j.aborted),

@@ -611,13 +611,23 @@ def test_an_inventory_missing_a_targets_share_is_never_listed_partially(rcluster
     shutil.rmtree(share)
     r = nbi_page(rcluster.url, remote, "snap", props="name")
     assert r.status_code == 503 and "incomplete" in r.text, r.text
-    # A target's internal listing page is bounded whatever it is asked.
-    r = requests.get(
-        f"{turl}/v1/internal/list/{remote}",
-        params={"flags": str(1 << 15), "inv": "snap", "limit": "1000000000000"},
-        timeout=HTTP,
-    )
-    assert r.status_code in (200, 404), r.text
+    # A target's internal listing page is bounded whatever it is asked:
+    # a limit past the bound is clamped (not refused, not taken), 0 is one.
+    t0url = rcluster.targets[0].url
+    for limit, most in (("1000000000000", 30), ("0", 1)):
+        r = requests.get(
+            f"{t0url}/v1/internal/list/{remote}",
+            params={"flags": str(1 << 15), "inv": "snap", "limit": limit},
+            timeout=HTTP,
+        )
+        assert r.status_code == 200, r.text
+        n = len(r.json()["entries"])
+        assert 1 <= n <= most, (limit, n)
+    # One target's part, or the cached ones only: refused, never answered as the inventory.
+    r = nbi_page(rcluster.url, remote, "snap", target=rcluster.targets[0].node_id)
+    assert r.status_code == 400 and "target" in r.text, r.text
+    r = nbi_page(rcluster.url, remote, "snap", flags=1)
+    assert r.status_code == 400 and "cached" in r.text, r.text
     # Evicting the bucket removes the rest.
     bck.evict(keep_md=False)
     left = [t.data_dir / "mp1" / ".ais-nbi" / remote for t in rcluster.targets]

@@ -21,7 +21,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let bprops = super::remote::props(p, bck).await?;
     let nbi = msg.flags & ais_core::api::LSO_NBI != 0;
     if nbi {
-        super::nbi::check_listing(bck, &bprops.provider, msg.flags, &msg.start_after)?;
+        super::nbi::check_listing(bck, &bprops.provider, &msg)?;
     }
     let inv = ctx
         .headers

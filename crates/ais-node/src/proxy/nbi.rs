@@ -12,6 +12,9 @@ use ais_core::api::{
 };
 use ais_core::meta::Snode;
 use ais_core::Bck;
+
+/// List flag: only what the cluster holds.
+const LSO_CACHED: u64 = 1;
 use axum::http::StatusCode;
 use std::collections::BTreeMap;
 
@@ -224,7 +227,8 @@ pub async fn destroy(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
 }
 
 /// What a listing from an inventory refuses (AIStore's rules).
-pub fn check_listing(bck: &Bck, provider: &str, flags: u64, start_after: &str) -> ApiResult<()> {
+pub fn check_listing(bck: &Bck, provider: &str, msg: &ais_core::api::LsoMsg) -> ApiResult<()> {
+    let (flags, start_after) = (msg.flags, msg.start_after.as_str());
     if provider == "ais" {
         return Err(ApiError::bad_request(format!(
             "{} is an ais:// bucket: it has no inventory to list from",
@@ -234,6 +238,20 @@ pub fn check_listing(bck: &Bck, provider: &str, flags: u64, start_after: &str) -
     if !start_after.is_empty() {
         return Err(ApiError::bad_request(
             "invalid list via native bucket inventory: start_after is not supported",
+        ));
+    }
+    // Read whole from every target's share: one target's part, or the
+    // cached ones only, would be answered as if it were the inventory.
+    if !msg.target.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid list via native bucket inventory: a listing of one target (target) does \
+             not apply; an inventory is listed whole",
+        ));
+    }
+    if flags & LSO_CACHED != 0 {
+        return Err(ApiError::bad_request(
+            "invalid list via native bucket inventory: the cached-only flag does not apply \
+             (each entry carries its cached flag: ask for the 'cached' property)",
         ));
     }
     if flags & LSO_NBI_REFUSED != 0 {

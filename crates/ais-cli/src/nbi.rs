@@ -117,6 +117,9 @@ fn when(ns: i64) -> String {
     crate::views::rfc3339((ns / 1_000_000_000) as u64)
 }
 
+/// A column of `ais nbi show`: header, in the compact view, cell.
+type Column<'a> = (&'static str, bool, &'a dyn Fn(&NbiInfo) -> String);
+
 async fn show(client: &Client, a: ShowArgs) -> anyhow::Result<()> {
     // The buckets to ask: one, a provider's remote buckets, or every
     // remote bucket.
@@ -167,54 +170,27 @@ async fn show(client: &Client, a: ShowArgs) -> anyhow::Result<()> {
             i.prefix.clone()
         }
     };
-    if a.verbose {
-        let rows: Vec<Vec<String>> = all
-            .values()
-            .map(|i| {
-                vec![
-                    cname(i),
-                    i.name.clone(),
-                    i.obj_name.clone(),
-                    crate::fmt::size_iec(i.size),
-                    i.ntotal.to_string(),
-                    i.chunks.to_string(),
-                    i.nat.to_string(),
-                    format!("v{}", i.smap_ver),
-                    when(i.started),
-                    when(i.finished),
-                    prefix(i),
-                ]
-            })
-            .collect();
-        crate::fmt::table(
-            &[
-                "BUCKET", "NAME", "OBJECT", "SIZE", "OBJECTS", "CHUNKS", "TARGETS", "SMAP",
-                "STARTED", "FINISHED", "PREFIX",
-            ],
-            &rows,
-        );
-    } else {
-        let rows: Vec<Vec<String>> = all
-            .values()
-            .map(|i| {
-                vec![
-                    cname(i),
-                    i.name.clone(),
-                    crate::fmt::size_iec(i.size),
-                    i.ntotal.to_string(),
-                    when(i.started),
-                    when(i.finished),
-                    prefix(i),
-                ]
-            })
-            .collect();
-        crate::fmt::table(
-            &[
-                "BUCKET", "NAME", "SIZE", "OBJECTS", "STARTED", "FINISHED", "PREFIX",
-            ],
-            &rows,
-        );
-    }
+    // Every column, each marked whether the compact view shows it.
+    let cols: [Column; 11] = [
+        ("BUCKET", true, &cname),
+        ("NAME", true, &|i| i.name.clone()),
+        ("OBJECT", false, &|i| i.obj_name.clone()),
+        ("SIZE", true, &|i| crate::fmt::size_iec(i.size)),
+        ("OBJECTS", true, &|i| i.ntotal.to_string()),
+        ("CHUNKS", false, &|i| i.chunks.to_string()),
+        ("TARGETS", false, &|i| i.nat.to_string()),
+        ("SMAP", false, &|i| format!("v{}", i.smap_ver)),
+        ("STARTED", true, &|i| when(i.started)),
+        ("FINISHED", true, &|i| when(i.finished)),
+        ("PREFIX", true, &prefix),
+    ];
+    let shown: Vec<_> = cols.iter().filter(|c| a.verbose || c.1).collect();
+    let header: Vec<&str> = shown.iter().map(|c| c.0).collect();
+    let rows: Vec<Vec<String>> = all
+        .values()
+        .map(|i| shown.iter().map(|c| (c.2)(i)).collect())
+        .collect();
+    crate::fmt::table(&header, &rows);
     Ok(())
 }
 

@@ -5,9 +5,11 @@
 //! keepalive-based failure detection, version bumps and pushes to every node.
 
 mod primary;
+pub mod raft;
 mod store;
 
 pub use primary::{Primary, PrimaryConfig, PushFailure, Transport};
+pub use raft::{Applier, ControlPlane, LocalLog, RaftTiming, RaftTransport, Replicator};
 pub use store::{save_bytes, save_json, Applied, MetaStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,15 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// This proxy is not the control plane's leader (any more): the change
+    /// was not made.
+    #[error(
+        "this proxy is not the primary (the control plane's leader is {0}): nothing was changed"
+    )]
+    NotLeader(String),
+    /// The change could not be committed by a majority of proxies.
+    #[error("control plane: {0}")]
+    Replication(String),
     #[error("corrupted metadata file {path}: {msg}")]
     Corrupt { path: String, msg: String },
 }

@@ -3,7 +3,7 @@
 //! other node and wait for their answers (so a reply to the client means the
 //! whole cluster knows, e.g. a new bucket accepts PUTs on every target).
 
-use crate::{ClusterError, MetaStore};
+use crate::{ClusterError, MetaStore, Replicator};
 use ais_core::config::ClusterConfig;
 use ais_core::meta::{
     Bmd, EtlMd, JoinReq, Keepalive, KeepaliveResp, MetaSync, NodeType, Smap, Snode,
@@ -49,30 +49,66 @@ pub struct Primary {
     last_seen: Mutex<HashMap<String, Instant>>,
     change: tokio::sync::Mutex<()>,
     transport: Arc<dyn Transport>,
+    log: Arc<dyn Replicator>,
 }
 
 impl Primary {
-    /// Creates the cluster map on first start, or takes over the persisted one
-    /// (with this node as primary at its current address).
+    /// The primary's authority over `meta`, committing through `log`
+    /// (the replicated control plane, or [`crate::LocalLog`]). Nothing is
+    /// written until [`Primary::take_office`].
     pub fn new(
         meta: MetaStore,
         me: Snode,
         cfg: PrimaryConfig,
         transport: Arc<dyn Transport>,
-    ) -> Result<Arc<Self>, ClusterError> {
-        let mut smap = meta.smap().unwrap_or_else(|| Smap {
+        log: Arc<dyn Replicator>,
+    ) -> Arc<Self> {
+        // Nodes already in the map get a full timeout to check in after a
+        // restart or a change of primary.
+        let now = Instant::now();
+        let last_seen = meta.with_smap(|s| {
+            s.map(|s| {
+                s.tmap
+                    .keys()
+                    .chain(s.pmap.keys())
+                    .map(|k| (k.clone(), now))
+                    .collect()
+            })
+            .unwrap_or_default()
+        });
+        Arc::new(Self {
+            meta,
+            me,
+            keepalive_ms: std::sync::atomic::AtomicU64::new(
+                cfg.keepalive_timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+            ),
+            last_seen: Mutex::new(last_seen),
+            change: tokio::sync::Mutex::new(()),
+            transport,
+            log,
+        })
+    }
+
+    /// Becomes the primary of record: waits until this node has applied
+    /// every change committed before (it may have been a follower a moment
+    /// ago), then commits the cluster map naming it primary (creating the
+    /// map, BMD and EtlMD on a new cluster's first start) and pushes it.
+    pub async fn take_office(&self) -> Result<(), ClusterError> {
+        let _g = self.change.lock().await;
+        self.log.catch_up().await?;
+        let mut smap = self.meta.smap().unwrap_or_else(|| Smap {
             version: 0,
             uuid: ais_core::gen_id(12),
             creation_time: format!("{}", ais_core::now_ns()),
             tmap: BTreeMap::new(),
             pmap: BTreeMap::new(),
-            proxy_si: me.clone(),
+            proxy_si: self.me.clone(),
         });
-        smap.pmap.insert(me.daemon_id.clone(), me.clone());
-        smap.proxy_si = me.clone();
+        smap.pmap.insert(self.me.daemon_id.clone(), self.me.clone());
+        smap.proxy_si = self.me.clone();
         smap.version += 1;
-        let mut bmd = meta.bmd();
-        let mut etlmd = meta.etlmd();
+        let mut bmd = self.meta.bmd();
+        let mut etlmd = self.meta.etlmd();
         let mut sync = MetaSync {
             smap: Some(smap.clone()),
             ..Default::default()
@@ -87,25 +123,19 @@ impl Primary {
             etlmd.version += 1;
             sync.etlmd = Some(etlmd);
         }
-        meta.apply(&sync)?;
-        // Nodes already in the map get a full timeout to check in after a restart.
-        let now = Instant::now();
-        let last_seen = smap
-            .tmap
-            .keys()
-            .chain(smap.pmap.keys())
-            .map(|k| (k.clone(), now))
-            .collect();
-        Ok(Arc::new(Self {
-            meta,
-            me,
-            keepalive_ms: std::sync::atomic::AtomicU64::new(
-                cfg.keepalive_timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
-            ),
-            last_seen: Mutex::new(last_seen),
-            change: tokio::sync::Mutex::new(()),
-            transport,
-        }))
+        self.commit(sync).await?;
+        // Every node's silence counts from the moment this primary is in
+        // office, not from when it was elected (catching up and the first
+        // commit may take a while).
+        // Nodes learn of the new primary from the push just made and may
+        // still be waiting on a keepalive to the old one: one more timeout.
+        if let Ok(mut m) = self.last_seen.lock() {
+            let now = Instant::now() + self.keepalive_timeout();
+            for id in smap.tmap.keys().chain(smap.pmap.keys()) {
+                m.insert(id.clone(), now);
+            }
+        }
+        Ok(())
     }
 
     pub fn meta(&self) -> &MetaStore {
@@ -141,6 +171,10 @@ impl Primary {
         // lifecycle commands set or clear them.
         if let Some(old) = map.get(&node.daemon_id) {
             node.flags = old.flags;
+        }
+        if node.daemon_type == NodeType::Proxy {
+            // A voting member of the control plane before it is in the map.
+            self.log.add_voter(&node).await?;
         }
         if map.get(&node.daemon_id) != Some(&node) {
             tracing::info!(node = %node.name(), url = %node.url(), "node joined");
@@ -259,8 +293,10 @@ impl Primary {
         Ok(md)
     }
 
+    /// Commits `sync` (a majority of proxies has it), then pushes it to
+    /// every node; a primary that lost its majority fails here.
     async fn commit(&self, sync: MetaSync) -> Result<(), ClusterError> {
-        self.meta.apply(&sync)?;
+        self.log.write(sync.clone()).await?;
         for f in self.push(&sync).await {
             tracing::warn!(node = %f.node, error = %f.error, "metadata push failed");
         }
@@ -269,11 +305,12 @@ impl Primary {
 
     /// Sends `sync` to every node but this one, in parallel.
     pub async fn push(&self, sync: &MetaSync) -> Vec<PushFailure> {
+        let proxies = !self.log.reaches_proxies();
         let nodes: Vec<Snode> = self.meta.with_smap(|s| {
             s.map(|s| {
                 s.tmap
                     .values()
-                    .chain(s.pmap.values())
+                    .chain(s.pmap.values().filter(|_| proxies))
                     .filter(|n| n.daemon_id != self.me.daemon_id)
                     .cloned()
                     .collect()

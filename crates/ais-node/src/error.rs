@@ -156,6 +156,9 @@ impl From<ClusterError> for ApiError {
             e @ ClusterError::ForeignNode { .. } => Self::Conflict(e.to_string()),
             e @ ClusterError::Refused(_) => Self::Conflict(e.to_string()),
             e @ ClusterError::NoMap => Self::Unavailable(e.to_string()),
+            e @ (ClusterError::NotLeader(_) | ClusterError::Replication(_)) => {
+                Self::Unavailable(e.to_string())
+            }
             ClusterError::Io { context, source } if is_no_space(&source) => {
                 Self::InsufficientStorage(format!(
                     "cluster metadata: {context}: {source}; free some space and retry"

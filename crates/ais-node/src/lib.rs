@@ -31,7 +31,7 @@ pub mod target;
 
 pub use error::{ApiError, ApiResult};
 
-use ais_cluster::{MetaStore, Primary, PrimaryConfig};
+use ais_cluster::MetaStore;
 use ais_core::meta::{NodeType, Snode};
 use ais_storage::Store;
 use anyhow::{bail, Context};
@@ -64,6 +64,11 @@ pub struct NodeArgs {
     /// Seconds without keepalive after which the primary drops a node from the map.
     #[arg(long, default_value_t = 4.0)]
     pub keepalive_timeout: f64,
+    /// Seconds a proxy hears nothing from the primary before it calls an
+    /// election among the proxies (the actual wait is randomised between
+    /// this and twice this; the primary's heartbeat is a sixth of it).
+    #[arg(long, env = "AIS_ELECTION_TIMEOUT", default_value_t = 1.5)]
+    pub election_timeout: f64,
     /// Seconds the set of targets must stay unchanged after a join or leave
     /// before the primary starts a rebalance.
     #[arg(long, env = "AIS_REBALANCE_SETTLE", default_value_t = 5.0)]
@@ -184,18 +189,10 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
     let core = state::NodeCore::new(id, snode.clone(), meta.clone(), args.join.clone(), config)?;
     match kind {
         NodeType::Proxy => {
-            let primary = match args.join {
-                Some(_) => None,
-                None => {
-                    let cfg = PrimaryConfig {
-                        keepalive_timeout: Duration::from_secs_f64(args.keepalive_timeout),
-                    };
-                    Some(Primary::new(meta, snode, cfg, Arc::new(core.rpc.clone()))?)
-                }
-            };
+            // The primary is whoever leads the control plane (`run`).
             let jobs = proxy::jobs::Registry::open(data.join("jobs.json"));
             Ok(App::Proxy(Arc::new(
-                proxy::Proxy::new(core, primary, jobs)
+                proxy::Proxy::new(core, None, jobs)
                     .with_rebalance_settle(Duration::from_secs_f64(args.rebalance_settle)),
             )))
         }
@@ -241,17 +238,47 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listen on {}:{}", args.host, args.port))?;
     let port = listener.local_addr()?.port();
     let app = build(&args, port)?;
+    let core = app.core();
+    let limits = args.limits();
+    tracing::info!(?limits, "connection limits");
+    // Serving starts before the control plane: proxies elect over it.
+    let server = tokio::spawn(serve::serve(
+        listener,
+        app.clone(),
+        limits,
+        shutdown_signal(app.clone()),
+    ));
     match &app {
-        App::Proxy(p) => match p.primary_opt() {
-            Some(pr) => proxy::role::become_primary(p, pr),
-            None => proxy::role::become_follower(p),
-        },
+        App::Proxy(p) => {
+            let data = args.data.clone().context("--data DIR is required")?;
+            let timing = ais_cluster::RaftTiming {
+                election_timeout: Duration::from_secs_f64(args.election_timeout.clamp(0.2, 600.0)),
+                ..Default::default()
+            };
+            proxy::role::start_control_plane(
+                p,
+                &data.join("meta/raft"),
+                args.join.is_none(),
+                timing,
+            )
+            .await?;
+            if args.join.is_none() {
+                // The founding proxy (or a whole cluster restarting): ready
+                // once a primary is in office, or after a bound.
+                let until = std::time::Instant::now() + Duration::from_secs(15);
+                while std::time::Instant::now() < until
+                    && !p.is_primary()
+                    && core.primary_url().is_none()
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
         App::Target(t) => {
             tokio::spawn(state::membership_loop(t.clone()));
             tokio::spawn(target::lru::run_periodic(t.clone()));
         }
     }
-    let core = app.core();
     tracing::info!(node = %core.name, url = %core.snode.url(), "listening");
     // Harnesses read this line to learn the port.
     println!(
@@ -261,9 +288,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         core.snode.url()
     );
     let name = core.name.clone();
-    let limits = args.limits();
-    tracing::info!(?limits, "connection limits");
-    serve::serve(listener, app.clone(), limits, shutdown_signal(app.clone())).await?;
+    server.await.context("server task")??;
     stop(&app);
     tracing::info!(node = %name, "stopped");
     exit_if_left(&app);

@@ -45,10 +45,18 @@ fn main() {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let spec = std::env::var("AIS_LOG").unwrap_or_else(|_| "info".into());
+    // The consensus library narrates every vote and heartbeat at info:
+    // warnings and errors only, unless AIS_LOG names it.
+    let spec = if spec.contains("openraft") {
+        spec
+    } else {
+        format!("{spec},openraft=warn")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_new(&spec)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(ais_node::logring::Tee)
         .init();

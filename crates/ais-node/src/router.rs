@@ -185,6 +185,9 @@ async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
             }
             Ok(crate::http::empty(StatusCode::OK))
         }
+        (Endpoint::Raft(kind), App::Proxy(p)) => {
+            proxy::role::raft_message(p, ctx, kind, body).await
+        }
         (Endpoint::Provider(p), _) => Err(ApiError::NotImplemented(format!(
             "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets only"
         ))),
@@ -321,18 +324,20 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
 mod tests {
     //! Handlers in-process: a primary proxy with no targets, no socket.
     use super::*;
-    use ais_cluster::{MetaStore, Primary, PrimaryConfig};
+    use ais_cluster::{LocalLog, MetaStore, Primary, PrimaryConfig};
     use ais_core::meta::{NodeType, Snode};
     use axum::http::HeaderMap;
 
-    fn proxy(dir: &std::path::Path) -> App {
+    async fn proxy(dir: &std::path::Path) -> App {
         let snode = Snode::new("p1", NodeType::Proxy, "127.0.0.1", 1);
         let meta = MetaStore::open(dir).unwrap();
         let config =
             crate::config::NodeConfig::open(dir.into(), Default::default(), &meta.config());
         let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None, config).unwrap();
         let transport = Arc::new(core.rpc.clone());
-        let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport).unwrap();
+        let log = Arc::new(LocalLog(meta.clone()));
+        let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport, log);
+        primary.take_office().await.unwrap();
         App::Proxy(Arc::new(Proxy::new(
             core,
             Some(primary),
@@ -368,7 +373,7 @@ mod tests {
     #[tokio::test]
     async fn buckets_and_errors_in_process() {
         let d = tempfile::tempdir().unwrap();
-        let app = proxy(d.path());
+        let app = proxy(d.path()).await;
         let (st, _) = call(
             &app,
             Method::POST,

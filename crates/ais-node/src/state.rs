@@ -375,12 +375,22 @@ pub async fn membership_loop<M: Member>(m: Arc<M>) {
         } else {
             (core.join_url.clone().or(named.clone()), named)
         };
-        let pick = if fails % 2 == 1 {
-            other.or(first.clone())
-        } else {
-            first.clone()
-        };
-        let Some(url) = pick.or(first) else {
+        // After that, every other proxy in the map: any of them forwards
+        // to the primary it knows (after a failover, the map here may name
+        // one that is gone).
+        let mut candidates: Vec<String> = first.iter().chain(other.iter()).cloned().collect();
+        core.meta.with_smap(|s| {
+            for p in s.map(|s| s.pmap.values()).into_iter().flatten() {
+                let u = p.url().to_string();
+                if p.daemon_id != core.id && !candidates.contains(&u) {
+                    candidates.push(u);
+                }
+            }
+        });
+        let Some(url) = candidates
+            .get(fails as usize % candidates.len().max(1))
+            .cloned()
+        else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

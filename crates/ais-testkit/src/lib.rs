@@ -462,6 +462,17 @@ impl NodeProc {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Sends `sig` to the node's process alone (SIGSTOP/SIGCONT: freeze and
+    /// thaw it).
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on a child this harness started.
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
+        }
+    }
+
     /// SIGKILL (to the node's process group), as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -492,7 +503,9 @@ impl NodeProc {
 
     /// A new process with this one's arguments, data dir and port (it got
     /// the port from `--port 0` the first time). This one must be stopped.
-    fn respawn(&self, env: &[(String, String)]) -> anyhow::Result<Self> {
+    /// Starts the node again (stopped or killed) with its flags, port and
+    /// data dir.
+    pub fn respawn(&self, env: &[(String, String)]) -> anyhow::Result<Self> {
         let mut args = self.args.clone();
         if let Some(p) = args.iter().position(|a| a == "--port") {
             args[p + 1] = self.port();
@@ -766,6 +779,11 @@ impl Cluster {
         let p = NodeProc::spawn(args, pdata, &self.env, host)?;
         let id = p.id.clone();
         self.proxies.push(p);
+        // With several proxies, a stopped or killed one is a peer the
+        // control plane cannot reach: the consensus library logs each
+        // failed heartbeat and vote request at ERROR.
+        self.allow_log("openraft::replication");
+        self.allow_log("while requesting vote");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let listed = self
@@ -803,6 +821,13 @@ impl Cluster {
 
     pub fn url(&self) -> &str {
         &self.proxy.url
+    }
+
+    /// Every proxy: the first started, then those of [`Cluster::add_proxy`].
+    pub fn all_proxies(&self) -> Vec<&NodeProc> {
+        std::iter::once(&self.proxy)
+            .chain(self.proxies.iter())
+            .collect()
     }
 
     pub fn client(&self) -> ais_client::Client {

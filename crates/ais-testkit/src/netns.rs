@@ -146,6 +146,18 @@ impl Net {
         &self.hosts
     }
 
+    /// Cuts (`up` false) or restores the link between `host` and the
+    /// bridge: a partition with the host on one side.
+    pub fn set_link(&self, host: &Host, up: bool) -> anyhow::Result<()> {
+        let k = self
+            .hosts
+            .iter()
+            .position(|h| h.netns == host.netns)
+            .context("host not on this network")?;
+        let veth = self.veths.get(k).context("host has no link")?;
+        ip(&["link", "set", veth, if up { "up" } else { "down" }])
+    }
+
     /// A new namespace on the bridge with the next address.
     pub fn add_host(&mut self) -> anyhow::Result<Host> {
         let k = self.hosts.len();

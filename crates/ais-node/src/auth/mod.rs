@@ -190,6 +190,7 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
     matches!(
         ep,
         Endpoint::Metasync
+            | Endpoint::Raft(_)
             | Endpoint::Join
             | Endpoint::Keepalive
             | Endpoint::IntList(_)

@@ -25,6 +25,8 @@ pub enum Endpoint<'a> {
     /// `/v1/cluster/proxy/ID`: make proxy ID the primary.
     SetPrimary(&'a str),
     Metasync,
+    /// `/v1/metasync/raft/KIND`: the control plane's messages between proxies.
+    Raft(&'a str),
     /// `/v1/cluster`: membership/job queries and actions.
     Cluster,
     Join,
@@ -163,6 +165,7 @@ impl<'a> Endpoint<'a> {
             ("reverse", "daemon/set-config") => Self::ReverseDaemonSetConfig,
             ("daemon", "set-config") => Self::DaemonSetConfig,
             ("daemon", _) => Self::Daemon,
+            ("metasync", r) if r.starts_with("raft/") => Self::Raft(&r[5..]),
             ("metasync", _) => Self::Metasync,
             ("ml", r) => match split_first(r) {
                 ("moss", b) if !b.contains('/') => Self::Moss(b),

@@ -39,6 +39,7 @@ pub fn needed(p: &Proxy, ctx: &Ctx, ep: &Endpoint<'_>) -> bool {
         | Endpoint::Daemon
         | Endpoint::DaemonSetConfig
         | Endpoint::Metasync
+        | Endpoint::Raft(_)
         | Endpoint::Buckets
         | Endpoint::Moss(_)
         | Endpoint::S3 { .. }
@@ -142,16 +143,42 @@ pub async fn to_primary(p: &Proxy, ctx: &Ctx, body: Body) -> Res {
     let stream = body
         .into_data_stream()
         .map_err(|e| std::io::Error::other(e.to_string()));
-    let resp = req
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .map_err(|e| {
+    let send = req.body(reqwest::Body::wrap_stream(stream)).send();
+    // A frozen primary accepts connections and never answers: give up as
+    // soon as it has been silent past the keepalive timeout or the map
+    // names another primary (a new one was elected), so the client retries.
+    let gone = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let named = p
+                .core
+                .meta
+                .with_smap(|s| s.map(|s| s.proxy_si.url().to_string()));
+            let limit = p.core.config.current().duration("timeout.max_keepalive");
+            if named.as_deref().is_some_and(|n| n != primary)
+                || p.core.primary_silent_for().is_some_and(|s| s > limit)
+            {
+                return named;
+            }
+        }
+    };
+    let resp = tokio::select! {
+        r = send => r.map_err(|e| {
             ApiError::unavailable(format!(
                 "{}: forwarding to the primary proxy ({primary}) failed: {e}; retry shortly",
                 p.core.name
             ))
-        })?;
+        })?,
+        named = gone => {
+            return Err(ApiError::unavailable(format!(
+                "{}: the primary proxy ({primary}) stopped answering while this request was \
+                 forwarded to it (the cluster map now names {}); the request may or may not \
+                 have taken effect: check, then retry",
+                p.core.name,
+                named.unwrap_or_default()
+            )))
+        }
+    };
     let mut out = axum::response::Response::builder().status(resp.status().as_u16());
     for (k, v) in resp.headers() {
         if hop_by_hop(k) || k == header::CONTENT_LENGTH {

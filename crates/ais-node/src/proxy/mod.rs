@@ -48,6 +48,8 @@ pub struct Proxy {
     pub lifecycle: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
     /// Bucket summaries started here, and their results (`summary`).
     pub summaries: summary::Summaries,
+    /// This proxy's member of the replicated control plane ([`role`]).
+    pub control: std::sync::OnceLock<Arc<ais_cluster::ControlPlane>>,
 }
 
 impl Proxy {
@@ -62,6 +64,7 @@ impl Proxy {
             balanced: std::sync::Mutex::new(None),
             lifecycle: Default::default(),
             summaries: Default::default(),
+            control: Default::default(),
         }
     }
 

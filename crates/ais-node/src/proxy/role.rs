@@ -1,23 +1,25 @@
-//! Which role a proxy plays, and handing the primary's over
-//! (`ais cluster set-primary`, AIStore's `PUT /v1/cluster/proxy/ID`).
+//! Which role a proxy plays. The primary is the leader of the replicated
+//! control plane (`ais_cluster::ControlPlane`, a Raft group of every
+//! proxy): [`run_control_plane`] watches the leadership and switches roles.
 //!
 //! The primary runs the failure detector, the rebalance watcher and the
 //! keepalive-timeout watcher; every other proxy runs the membership loop
 //! (keepalives to whichever proxy the cluster map names primary). A change
 //! of role aborts the one set of tasks and starts the other.
 //!
-//! Handing the role over on purpose (`ais cluster set-primary`, AIStore's
-//! `PUT /v1/cluster/proxy/ID`) is refused for now: a safe handover needs a
-//! fence (an epoch in the cluster map, so a retired or restarted primary
-//! can never commit again), the whole metadata carried to the new primary
-//! (its copy may be a push behind), and a restart that follows the map
-//! rather than `--join`. An adversarial review of a first version found
-//! each of these missing; they come with the replicated control plane.
+//! A primary that lost its majority (frozen, partitioned away) cannot
+//! commit a change: its writes fail in the Raft log before anything is
+//! pushed, and it steps down as soon as it hears the newer term. Handing
+//! the role over on purpose (`ais cluster set-primary`, AIStore's
+//! `PUT /v1/cluster/proxy/ID`) is refused for now: the consensus library in
+//! use has no leadership transfer, and a forced election would stall every
+//! change for an election timeout.
 
 use super::Proxy;
 use crate::error::{ApiError, ApiResult};
 use crate::http::{empty, Ctx, Res};
-use ais_cluster::Primary;
+use ais_cluster::{ControlPlane, Primary, PrimaryConfig};
+use ais_core::meta::MetaSync;
 use axum::http::{Method, StatusCode};
 use std::sync::Arc;
 
@@ -124,4 +126,102 @@ pub fn follow_map(p: &Arc<Proxy>) -> ApiResult<()> {
         become_follower(p);
     }
     Ok(())
+}
+
+/// Applies committed changes of the control plane's log to this proxy.
+struct ProxyApplier(std::sync::Weak<Proxy>);
+
+impl ais_cluster::Applier for ProxyApplier {
+    fn apply(&self, sync: &MetaSync) {
+        use crate::state::Member;
+        if let Some(p) = self.0.upgrade() {
+            if let Err(e) = p.apply_sync(sync) {
+                tracing::error!(error = %e, "control plane: cannot apply a committed change");
+            }
+        }
+    }
+}
+
+/// Starts this proxy's member of the control plane (its log under
+/// `<data>/meta/raft`); `alone`: a proxy started without `--join` whose log
+/// is empty founds the group. Then follows the leadership for good.
+pub async fn start_control_plane(
+    p: &Arc<Proxy>,
+    dir: &std::path::Path,
+    alone: bool,
+    timing: ais_cluster::RaftTiming,
+) -> Result<(), ais_cluster::ClusterError> {
+    let cp = ControlPlane::start(
+        dir,
+        &p.core.snode,
+        p.core.meta.clone(),
+        Arc::new(ProxyApplier(Arc::downgrade(p))),
+        Arc::new(p.core.rpc.clone()),
+        timing,
+    )
+    .await?;
+    if alone {
+        cp.initialize_alone().await?;
+    }
+    let _ = p.control.set(cp.clone());
+    become_follower(p);
+    tokio::spawn(follow_leadership(p.clone(), cp));
+    Ok(())
+}
+
+/// Leader of the control plane → primary (once it has taken office: caught
+/// up and committed the map naming it); not the leader → follower.
+async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
+    let mut rx = cp.leadership();
+    loop {
+        let l = *rx.borrow_and_update();
+        if l.leading && !p.is_primary() {
+            let cfg = PrimaryConfig {
+                keepalive_timeout: p.core.config.current().duration("timeout.max_keepalive"),
+            };
+            let pr = Primary::new(
+                p.core.meta.clone(),
+                p.core.snode.clone(),
+                cfg,
+                Arc::new(p.core.rpc.clone()),
+                cp.clone(),
+            );
+            match pr.take_office().await {
+                Ok(()) => {
+                    tracing::info!(term = l.term, "elected: taking the primary's role");
+                    become_primary(&p, pr);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "elected, but could not take office yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    continue;
+                }
+            }
+        } else if !l.leading && p.is_primary() {
+            tracing::warn!(term = l.term, leader = ?l.leader, "lost the control plane's leadership");
+            become_follower(&p);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `POST /v1/metasync/raft/KIND`: a Raft message from another proxy.
+pub async fn raft_message(p: &Arc<Proxy>, ctx: &Ctx, kind: &str, body: axum::body::Body) -> Res {
+    ctx.expect_method(&[Method::POST])?;
+    ctx.query.reject_unknown("raft message", &[])?;
+    let cp = p
+        .control
+        .get()
+        .ok_or_else(|| ApiError::unavailable("control plane not started yet"))?;
+    let raw = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("raft {kind}: {e}")))?;
+    let out = cp.handle(kind, &raw).await?;
+    axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(out))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }

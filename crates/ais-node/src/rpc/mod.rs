@@ -231,12 +231,23 @@ impl Rpc {
     }
 
     pub async fn join(&self, to: &Dest, req: &JoinReq) -> Result<MetaSync, RpcError> {
-        self.json(to, self.post(to, routes::JOIN).json(req)).await
+        // Long enough for a proxy to be added to the control plane; short
+        // enough that a frozen primary does not hold a joiner for long.
+        let req = self
+            .post(to, routes::JOIN)
+            .timeout(Duration::from_secs(15))
+            .json(req);
+        self.json(to, req).await
     }
 
     pub async fn keepalive(&self, to: &Dest, ka: &Keepalive) -> Result<KeepaliveResp, RpcError> {
-        self.json(to, self.post(to, routes::KEEPALIVE).json(ka))
-            .await
+        // A frozen primary must not hold the next keepalive (perhaps to its
+        // successor) for long.
+        let req = self
+            .post(to, routes::KEEPALIVE)
+            .timeout(Duration::from_millis(1500))
+            .json(ka);
+        self.json(to, req).await
     }
 
     // ------------------------------------------------------------- objects
@@ -751,6 +762,36 @@ pub fn all_ok<T>(
         RpcError::Decode { .. } => ApiError::Internal(msg),
         _ => ApiError::Unavailable(msg),
     })
+}
+
+impl ais_cluster::RaftTransport for Rpc {
+    fn call<'a>(
+        &'a self,
+        url: &'a str,
+        kind: &'static str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Vec<u8>, ais_cluster::ClusterError>> {
+        Box::pin(async move {
+            let to = Dest {
+                name: format!("proxy {url}"),
+                url: url.to_string(),
+            };
+            let req = self
+                .post(&to, &format!("{}/raft/{kind}", routes::METASYNC))
+                .timeout(timeout.clamp(Duration::from_millis(50), Duration::from_secs(30)))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+            let resp = self
+                .send(&to, req)
+                .await
+                .map_err(|e| ais_cluster::ClusterError::Replication(e.to_string()))?;
+            resp.bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| ais_cluster::ClusterError::Replication(format!("{}: {e}", to.name)))
+        })
+    }
 }
 
 impl Transport for Rpc {

@@ -68,7 +68,7 @@ openraft::declare_raft_types!(
     /// The control plane's Raft types: entries are metadata pushes.
     pub TypeConfig:
         D = MetaSync,
-        R = (),
+        R = bool,
         NodeId = u64,
         Node = RaftNode,
         Entry = Entry<TypeConfig>,
@@ -122,7 +122,25 @@ impl Replicator for LocalLog {
 /// What the state machine does with a committed change on this node
 /// (apply it to the store and react: new config, step down, ...).
 pub trait Applier: Send + Sync + 'static {
-    fn apply(&self, sync: &MetaSync);
+    /// An error stops this node's member of the control plane (it must
+    /// not go on with a store that missed a change).
+    fn apply(&self, sync: &MetaSync) -> Result<(), ClusterError>;
+}
+
+/// Whether `sync` is the next version of every document it carries: the
+/// primary builds each change on the current version, so one built on an
+/// older state (its commit was still pending when the next was built, or
+/// an old leader's) would give a second, different document the same
+/// version. Such an entry is committed but not applied, on every proxy
+/// alike (they apply the same log to the same state), and the primary
+/// that wrote it answers the change as failed.
+fn next_versions(meta: &MetaStore, sync: &MetaSync) -> bool {
+    let (s, b, e) = meta.versions();
+    let c = meta.config_version();
+    sync.smap.as_ref().is_none_or(|x| x.version == s + 1)
+        && sync.bmd.as_ref().is_none_or(|x| x.version == b + 1)
+        && sync.etlmd.as_ref().is_none_or(|x| x.version == e + 1)
+        && sync.config.as_ref().is_none_or(|x| x.version == c + 1)
 }
 
 /// How Raft messages reach another proxy: `kind` is `append`, `vote` or
@@ -205,19 +223,25 @@ impl LogStore {
         let mut entries = BTreeMap::new();
         match std::fs::File::open(s.log_path()) {
             Ok(f) => {
-                for line in std::io::BufReader::new(f).lines() {
+                let mut partial: Option<String> = None;
+                for line in std::io::BufReader::new(f).split(b'\n') {
                     let line = line.map_err(|e| ClusterError::Io {
                         context: "read raft log".into(),
                         source: e,
                     })?;
-                    match serde_json::from_str::<Entry<TypeConfig>>(&line) {
+                    if let Some(e) = partial.take() {
+                        // An unreadable line before the last is damage,
+                        // not a write cut short by a crash.
+                        return Err(ClusterError::Corrupt {
+                            path: s.log_path().display().to_string(),
+                            msg: e,
+                        });
+                    }
+                    match serde_json::from_slice::<Entry<TypeConfig>>(&line) {
                         Ok(e) => {
                             entries.insert(e.log_id.index, e);
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "raft log: dropping a partial last line");
-                            break;
-                        }
+                        Err(e) => partial = Some(e.to_string()),
                     }
                 }
             }
@@ -243,6 +267,25 @@ impl LogStore {
             source: e,
         })?;
         Ok(s)
+    }
+
+    /// A restart of a proxy that led before: forget that it led (its vote
+    /// for itself in that term stays, so it still cannot vote twice). The
+    /// library would otherwise resume leading at once, before hearing
+    /// whether the others elected someone while it was down. Answers
+    /// whether it led.
+    fn forget_leading(&self, me: NodeId) -> Result<bool, ClusterError> {
+        let mut i = self
+            .inner
+            .lock()
+            .map_err(|_| ClusterError::Replication("raft log lock poisoned".into()))?;
+        let Some(v) = i.vote.filter(|v| v.committed && v.leader_id.node_id == me) else {
+            return Ok(false);
+        };
+        let v = Vote::new(v.leader_id.term, me);
+        crate::save_json(&self.dir.join("raft-vote.json"), &v)?;
+        i.vote = Some(v);
+        Ok(true)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, LogInner>, std::io::Error> {
@@ -491,7 +534,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((st.last_applied, st.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<()>, SErr>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<bool>, SErr>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -503,17 +546,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| StorageIOError::write_state_machine(&io_err(e)))?
             .clone();
         for e in entries {
+            let mut applied = true;
             match e.payload {
                 EntryPayload::Blank => {}
-                // Whole documents with versions: the store takes only
-                // newer ones, so a replay after a crash changes nothing.
-                EntryPayload::Normal(sync) => self.applier.apply(&sync),
+                EntryPayload::Normal(sync) => {
+                    applied = next_versions(&self.meta, &sync);
+                    if applied {
+                        self.applier
+                            .apply(&sync)
+                            .map_err(|err| StorageIOError::apply(e.log_id, &io_err(err)))?;
+                    } else {
+                        tracing::warn!(
+                            log_index = e.log_id.index,
+                            "control plane: a change built on an older state was committed \
+                             but not applied (its primary answers it as failed)"
+                        );
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     st.membership = StoredMembership::new(Some(e.log_id), m);
                 }
             }
             st.last_applied = Some(e.log_id);
-            out.push(());
+            out.push(applied);
         }
         self.save(&st)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
@@ -539,7 +594,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let sync: MetaSync = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        self.applier.apply(&sync);
+        self.applier
+            .apply(&sync)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
         let st = SmState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -681,11 +738,36 @@ impl ControlPlane {
         timing: RaftTiming,
     ) -> Result<Arc<Self>, ClusterError> {
         let log = LogStore::open(dir)?;
+        let id = node_id(&me.daemon_id);
+        let led = log.forget_leading(id)?;
         let sm = StateMachine::open(dir, meta, applier)?;
+        // The latest membership this node knows (its state machine's, or
+        // a newer one in the log), before the library has loaded it.
+        let others = {
+            let st = sm
+                .state
+                .lock()
+                .map(|s| s.membership.clone())
+                .unwrap_or_default();
+            let mut latest = (*st.log_id(), st.membership().clone());
+            if let Ok(i) = log.inner.lock() {
+                for e in i.entries.values() {
+                    if let EntryPayload::Membership(m) = &e.payload {
+                        if Some(e.log_id) > latest.0 {
+                            latest = (Some(e.log_id), m.clone());
+                        }
+                    }
+                }
+            }
+            latest.1.voter_ids().any(|v| v != id)
+        };
         let el = timing.election_timeout.as_millis().clamp(200, 600_000) as u64;
         let config = openraft::Config {
             cluster_name: "aistore-rs".into(),
-            heartbeat_interval: (el / 6).max(50),
+            // Also the timeout of each append: room for an fsync on a
+            // loaded host.
+            heartbeat_interval: (el / 3).max(50),
+            max_payload_entries: 32,
             election_timeout_min: el,
             election_timeout_max: el * 2,
             // Metadata changes are few and small: a snapshot (the whole
@@ -696,10 +778,22 @@ impl ControlPlane {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(raft_err)?);
-        let id = node_id(&me.daemon_id);
         let raft = Raft::new(id, config, Network { transport }, log, sm)
             .await
             .map_err(raft_err)?;
+        if led && others {
+            // Back from a crash or restart as the former leader: stand
+            // aside for two election timeouts, so the others (who stopped
+            // hearing from it) elect among themselves and it rejoins as a
+            // follower, rather than racing them with the same log.
+            raft.runtime_config().elect(false);
+            let r = raft.clone();
+            let wait = Duration::from_millis(el * 4);
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                r.runtime_config().elect(true);
+            });
+        }
         Ok(Arc::new(ControlPlane {
             raft,
             me: id,
@@ -834,7 +928,13 @@ impl Replicator for ControlPlane {
             // takes effect only if this proxy reaches a majority again
             // while still leading, otherwise a newer leader drops it).
             match tokio::time::timeout(self.write_timeout, self.raft.client_write(sync)).await {
-                Ok(r) => r.map(drop).map_err(write_err),
+                Ok(Ok(r)) if r.data => Ok(()),
+                Ok(Ok(_)) => Err(ClusterError::Replication(
+                    "the change was built on metadata that changed meanwhile and was not \
+                     applied; retry"
+                        .into(),
+                )),
+                Ok(Err(e)) => Err(write_err(e)),
                 Err(_) => Err(ClusterError::Replication(format!(
                     "the change was not confirmed by a majority of proxies within {:?} \
                      (this proxy may be cut off from them); retry through another proxy",
@@ -858,15 +958,23 @@ impl Replicator for ControlPlane {
                 return Ok(());
             }
             // A learner first: it catches up on the log before it counts
-            // in any majority.
-            self.raft
-                .add_learner(id, rn, true)
+            // in any majority. Bounded: the caller holds the metadata lock.
+            let bound = self.write_timeout * 2;
+            let late = || {
+                ClusterError::Replication(format!(
+                    "proxy {} did not catch up with the control plane within {bound:?}",
+                    node.daemon_id
+                ))
+            };
+            tokio::time::timeout(bound, self.raft.add_learner(id, rn, true))
                 .await
+                .map_err(|_| late())?
                 .map_err(write_err)?;
             if !voter {
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+                let add = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+                tokio::time::timeout(bound, self.raft.change_membership(add, true))
                     .await
+                    .map_err(|_| late())?
                     .map_err(write_err)?;
                 tracing::info!(proxy = %node.daemon_id, "proxy is a voting member of the control plane");
             }

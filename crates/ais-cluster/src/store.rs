@@ -68,7 +68,15 @@ pub fn save_bytes(path: &Path, raw: &[u8]) -> Result<(), ClusterError> {
             .map_err(io(format!("write {}", tmp.display())))?;
         f.sync_all().map_err(io(format!("fsync {}", tmp.display())))
     })()
-    .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display()))));
+    .and_then(|()| std::fs::rename(&tmp, path).map_err(io(format!("rename {}", path.display()))))
+    .and_then(|()| {
+        // The rename itself must survive a power loss (a vote or a
+        // truncated log reverting would break the control plane's rules).
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("fsync {}", dir.display())))
+    });
     if written.is_err() {
         // A full disk must not leave a half-written temp file behind.
         let _ = std::fs::remove_file(&tmp);

@@ -1,6 +1,8 @@
 //! The `ais` CLI and `aisnode playground` as a user runs them.
 
-use ais_testkit::{bin, free_port, interrupt_and_reap, pids_mentioning, target_count_at, Cluster};
+use ais_testkit::{
+    bin, free_port, interrupt_and_reap, pids_mentioning, raw_http, target_count_at, Cluster,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -295,5 +297,52 @@ fn playground_with_three_proxies_restarts_a_killed_one() {
         assert!(Instant::now() < deadline, "proxy2 was not restarted");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // SIGKILL the primary (the first proxy): another proxy is elected, the
+    // playground restarts it and it comes back as a follower.
+    let p1 = node("proxy");
+    let p1_id = p1["id"].as_str().unwrap_or_default().to_string();
+    let old1 = p1["pid"].as_u64().unwrap();
+    let smap_primary = |url: &str| -> Option<String> {
+        let (st, body) = raw_http(url, "GET", "/v1/daemon?what=smap", &[], b"").ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        (st == 200).then(|| v["proxy_si"]["daemon_id"].as_str().map(String::from))?
+    };
+    assert_eq!(smap_primary(&p3url).as_deref(), Some(p1_id.as_str()));
+    // SAFETY: as above.
+    unsafe { libc::kill(old1 as i32, libc::SIGKILL) };
+    let p1url = p1["url"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let restarted = std::fs::read(data.join("playground.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+            .and_then(|v| {
+                v["nodes"]
+                    .as_array()?
+                    .iter()
+                    .find(|n| n["name"] == "proxy")
+                    .map(|n| n["running"] == true && n["pid"].as_u64() != Some(old1))
+            })
+            .unwrap_or(false);
+        let named = [&p1url, &p2url, &p3url].map(|u| smap_primary(u));
+        let agreed = named.iter().all(|n| n.is_some() && *n == named[0])
+            && named[0].as_deref() != Some(p1_id.as_str());
+        if restarted && agreed {
+            let (okk, out, _) = ais(&p1url, &["object", "cat", "ais://pp/x"]);
+            let (okb, _, _) = ais(&p1url, &["bucket", "create", "ais://after-primary"]);
+            if okk && out == "through proxy3" && okb {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new primary with the old one back as a follower: {named:?}, restarted {restarted}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = ok(&p3url, &["show", "cluster"]);
+    assert!(out.contains("Proxies:       3"), "{out}");
+    assert!(!out.contains(&format!("p[{p1_id}][P]")), "{out}");
     interrupt_and_reap(&mut child, &data, Duration::from_secs(15)).unwrap();
 }

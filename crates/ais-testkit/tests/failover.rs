@@ -52,14 +52,17 @@ fn destroy_bucket(url: &str, name: &str) -> (u16, String) {
 }
 
 /// Retries `f` until it answers 200 or `within` passes; answers how long
-/// it took.
+/// it took. After a failed try, 409 (create) or 404 (destroy) also count:
+/// a 503 may say the change may or may not have been made.
 fn until_ok(within: Duration, mut f: impl FnMut() -> (u16, String)) -> Duration {
     let t0 = Instant::now();
+    let mut retried = false;
     loop {
         let (st, body) = f();
-        if st == 200 {
+        if st == 200 || (retried && (st == 409 || st == 404)) {
             return t0.elapsed();
         }
+        retried = true;
         assert!(t0.elapsed() < within, "still {st} after {within:?}: {body}");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -137,8 +137,12 @@ fn any_proxy_serves_clients_and_forwards_what_the_primary_owns() {
         )
         .unwrap();
         let body = String::from_utf8_lossy(&body).to_string();
-        assert_eq!(st, 503, "{body}");
-        assert!(body.contains("has not answered"), "{body}");
+        // Fast either way: refused while no primary answers, or done by a
+        // newly elected one (failover.rs covers the election).
+        assert!(
+            (st == 503 && body.contains("has not answered")) || st == 200,
+            "{st}: {body}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }));
     // SAFETY: as above.

@@ -103,11 +103,16 @@ impl Member for Proxy {
     fn core(&self) -> &NodeCore {
         &self.core
     }
+    /// Pushes, join and keepalive answers: a proxy in the control plane
+    /// takes metadata from its log (in log order, the same on every
+    /// proxy), so these are ignored once it runs, except the first map a
+    /// joining proxy gets (committed metadata: the log's entries up to it
+    /// are then skipped as not newer, and it serves at once).
     fn apply_sync(self: &Arc<Self>, sync: &MetaSync) -> ApiResult<()> {
-        self.core.apply_meta(sync)?;
-        if sync.smap.is_some() {
-            role::follow_map(self)?;
+        if self.control.get().is_some() && self.core.meta.smap().is_some() {
+            return Ok(());
         }
+        self.core.apply_meta(sync)?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@
 //! change for an election timeout.
 
 use super::Proxy;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::http::{empty, Ctx, Res};
 use ais_cluster::{ControlPlane, Primary, PrimaryConfig};
 use ais_core::meta::MetaSync;
@@ -115,29 +115,20 @@ pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
     )))
 }
 
-/// A cluster map that names another primary while this proxy still acts
-/// as one (it was handed over, or a newer map says so): step down.
-pub fn follow_map(p: &Arc<Proxy>) -> ApiResult<()> {
-    let other = p
-        .core
-        .meta
-        .with_smap(|s| s.is_some_and(|s| s.proxy_si.daemon_id != p.core.id));
-    if other && p.is_primary() {
-        become_follower(p);
-    }
-    Ok(())
-}
-
 /// Applies committed changes of the control plane's log to this proxy.
 struct ProxyApplier(std::sync::Weak<Proxy>);
 
 impl ais_cluster::Applier for ProxyApplier {
-    fn apply(&self, sync: &MetaSync) {
-        use crate::state::Member;
-        if let Some(p) = self.0.upgrade() {
-            if let Err(e) = p.apply_sync(sync) {
-                tracing::error!(error = %e, "control plane: cannot apply a committed change");
+    fn apply(&self, sync: &MetaSync) -> Result<(), ais_cluster::ClusterError> {
+        match self.0.upgrade() {
+            Some(p) => {
+                let applied = p.core.meta.apply(sync)?;
+                if applied.config.is_some() {
+                    p.core.config.cluster_changed(&p.core.meta.config());
+                }
+                Ok(())
             }
+            None => Ok(()),
         }
     }
 }
@@ -173,9 +164,13 @@ pub async fn start_control_plane(
 /// up and committed the map naming it); not the leader → follower.
 async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
     let mut rx = cp.leadership();
+    // The term this proxy took office in: leading again in a later term
+    // (it lost and regained leadership between two looks) means taking
+    // office again, on the metadata of that term.
+    let mut office_term = None;
     loop {
         let l = *rx.borrow_and_update();
-        if l.leading && !p.is_primary() {
+        if l.leading && (!p.is_primary() || office_term != Some(l.term)) {
             let cfg = PrimaryConfig {
                 keepalive_timeout: p.core.config.current().duration("timeout.max_keepalive"),
             };
@@ -189,6 +184,7 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
             match pr.take_office().await {
                 Ok(()) => {
                     tracing::info!(term = l.term, "elected: taking the primary's role");
+                    office_term = Some(l.term);
                     become_primary(&p, pr);
                 }
                 Err(e) => {
@@ -202,6 +198,10 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
             become_follower(&p);
         }
         if rx.changed().await.is_err() {
+            // The control plane stopped (a storage failure): never act as
+            // the primary without it.
+            tracing::error!("control plane stopped: this proxy cannot be the primary");
+            become_follower(&p);
             return;
         }
     }

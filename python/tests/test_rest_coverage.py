@@ -259,9 +259,9 @@ unsupported(
 elsewhere("shut down a node", "ais-testkit lifecycle.rs::shutdown_node_moves_objects_exits_and_rejoins_in_maintenance")
 
 
-unsupported(
-    "set primary proxy (another proxy)", 404, "is not a proxy",
-    "PUT", "/v1/cluster/proxy/26869:8080", None,
+elsewhere(
+    "set primary proxy (another proxy)",
+    "ais-testkit proxies.rs::set_primary_hands_the_role_to_another_proxy",
 )
 
 

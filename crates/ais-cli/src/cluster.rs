@@ -43,6 +43,13 @@ pub enum ClusterCmd {
         #[arg(long)]
         errors_only: bool,
     },
+    /// Make another proxy the primary (an election it is set up to win;
+    /// no metadata change is made meanwhile).
+    #[command(name = "set-primary")]
+    SetPrimary {
+        /// The proxy's node id (`ais show cluster proxy`).
+        node_id: String,
+    },
     /// Shut the whole cluster down (every target, then the proxy).
     Shutdown {
         /// Do it (there is no prompt).
@@ -164,6 +171,17 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
             };
         }
         ClusterCmd::Show { json } => return crate::fmt::show_cluster(client, json).await,
+        ClusterCmd::SetPrimary { node_id } => {
+            client
+                .raw(
+                    ais_client::HttpMethod::PUT,
+                    &format!("/v1/cluster/proxy/{node_id}"),
+                    None,
+                )
+                .await?;
+            println!("{node_id} is the new primary");
+            return Ok(());
+        }
         ClusterCmd::Dashboard => return crate::views::dashboard(client).await,
         ClusterCmd::DownloadLogs { out_dir, severity } => {
             return crate::views::download_logs(client, out_dir.as_deref(), &severity).await;

@@ -30,7 +30,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("cluster decommission", "decommission of the whole cluster is not supported: decommission its targets one by one"),
     ("cluster drop-lcache", "dropping the object-metadata cache is not implemented"),
     ("cluster reload-backend-creds", "backend credentials are read when a node starts; reloading them by request is not implemented"),
-    ("cluster set-primary", "handing the primary role to another proxy is not supported yet (it needs fencing so that two proxies can never both act as primary)"),
     ("cluster remote-attach", "attaching remote AIS clusters is not supported"),
     ("cluster remote-detach", "attaching remote AIS clusters is not supported"),
     ("config cli", "the CLI has no config file: it is configured by environment (AIS_ENDPOINT, AIS_AUTHN_TOKEN, AIS_AUTHN_TOKEN_FILE); aliases: 'ais alias'"),

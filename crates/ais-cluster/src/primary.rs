@@ -123,7 +123,18 @@ impl Primary {
             etlmd.version += 1;
             sync.etlmd = Some(etlmd);
         }
-        self.commit(sync).await?;
+        self.log.write(sync.clone()).await?;
+        // Office does not wait on a node that cannot be reached (it may be
+        // why there is a new primary): the rest catch up through their
+        // keepalives, which any proxy forwards here.
+        match tokio::time::timeout(Duration::from_secs(2), self.push(&sync)).await {
+            Ok(failed) => {
+                for f in failed {
+                    tracing::warn!(node = %f.node, error = %f.error, "metadata push failed");
+                }
+            }
+            Err(_) => tracing::warn!("new primary's map: some nodes did not answer within 2 s"),
+        }
         // Every node's silence counts from the moment this primary is in
         // office, not from when it was elected (catching up and the first
         // commit may take a while).
@@ -136,6 +147,13 @@ impl Primary {
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` with the metadata lock held: no change is made meanwhile
+    /// (a handover of the primary's role).
+    pub async fn exclusive<R>(&self, f: impl std::future::Future<Output = R>) -> R {
+        let _g = self.change.lock().await;
+        f.await
     }
 
     pub fn meta(&self) -> &MetaStore {

@@ -721,6 +721,10 @@ pub struct ControlPlane {
     me: NodeId,
     node: RaftNode,
     write_timeout: Duration,
+    election_timeout: Duration,
+    transport: Arc<dyn RaftTransport>,
+    /// Bumped by each hold on elections: only the newest hold lifts it.
+    holds: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn raft_err(e: impl fmt::Display) -> ClusterError {
@@ -778,9 +782,17 @@ impl ControlPlane {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(raft_err)?);
-        let raft = Raft::new(id, config, Network { transport }, log, sm)
-            .await
-            .map_err(raft_err)?;
+        let raft = Raft::new(
+            id,
+            config,
+            Network {
+                transport: transport.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(raft_err)?;
         if led && others {
             // Back from a crash or restart as the former leader: stand
             // aside for two election timeouts, so the others (who stopped
@@ -799,6 +811,9 @@ impl ControlPlane {
             me: id,
             node: RaftNode::from(me),
             write_timeout: timing.write_timeout,
+            election_timeout: Duration::from_millis(el),
+            transport,
+            holds: Default::default(),
         }))
     }
 
@@ -895,13 +910,123 @@ impl ControlPlane {
                     serde_json::from_slice(body).map_err(bad)?;
                 serde_json::to_vec(&self.raft.install_snapshot(req).await)
             }
+            // The primary handing its role over (`hand_over`).
+            "hold" => {
+                let ms: u64 = serde_json::from_slice(body).map_err(bad)?;
+                self.hold_elections(Duration::from_millis(ms.clamp(1, 60_000)));
+                Ok(b"true".to_vec())
+            }
+            "campaign" => {
+                self.raft.trigger().elect().await.map_err(raft_err)?;
+                Ok(b"true".to_vec())
+            }
             other => {
                 return Err(ClusterError::Refused(format!(
-                    "unknown raft message \"{other}\" (expected append, vote or snapshot)"
+                    "unknown raft message \"{other}\" (expected append, vote, snapshot, hold or \
+                     campaign)"
                 )))
             }
         };
         out.map_err(|e| raft_err(format!("encode raft {kind} answer: {e}")))
+    }
+
+    /// No candidacy from this node for `d` (a handover is under way).
+    pub fn hold_elections(&self, d: Duration) {
+        use std::sync::atomic::Ordering;
+        let gen = self.holds.fetch_add(1, Ordering::SeqCst) + 1;
+        self.raft.runtime_config().elect(false);
+        let (raft, holds) = (self.raft.clone(), self.holds.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            if holds.load(Ordering::SeqCst) == gen {
+                raft.runtime_config().elect(true);
+            }
+        });
+    }
+
+    /// Hands leadership to `to` (`ais cluster set-primary`), within the
+    /// protocol's rules: every other voter holds its candidacy, this leader
+    /// stops its heartbeats until the followers' leases lapse, then `to`
+    /// (caught up with the log) calls an election, which it wins with a
+    /// higher term; this leader steps down on seeing it. The caller holds
+    /// the metadata lock, so no change is in flight. If `to` does not take
+    /// over, heartbeats resume and nothing changed.
+    pub async fn hand_over(&self, to: &Snode) -> Result<(), ClusterError> {
+        let to_id = node_id(&to.daemon_id);
+        let (caught_up, voters, nodes) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let last = m.last_log_index;
+            let caught = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&to_id).cloned().flatten())
+                .map(|l| Some(l.index) >= last)
+                .unwrap_or(false);
+            let mem = m.membership_config.membership();
+            let voters: BTreeSet<NodeId> = mem.voter_ids().collect();
+            let nodes: BTreeMap<NodeId, RaftNode> =
+                mem.nodes().map(|(k, v)| (*k, v.clone())).collect();
+            (caught, voters, nodes)
+        };
+        if !voters.contains(&to_id) {
+            return Err(ClusterError::Refused(format!(
+                "p[{}] is not a voting member of the control plane",
+                to.daemon_id
+            )));
+        }
+        if !caught_up {
+            return Err(ClusterError::Replication(format!(
+                "p[{}] has not caught up with the control plane's log; retry shortly",
+                to.daemon_id
+            )));
+        }
+        let lease = self.election_timeout * 2;
+        let hold = lease * 3;
+        let body = serde_json::to_vec(&(hold.as_millis() as u64)).unwrap_or_default();
+        for (id, n) in &nodes {
+            if *id != self.me && *id != to_id && voters.contains(id) {
+                if let Err(e) = self
+                    .transport
+                    .call(&n.url, "hold", body.clone(), Duration::from_secs(2))
+                    .await
+                {
+                    tracing::warn!(proxy = %n, error = %e, "set-primary: could not pause its candidacy");
+                }
+            }
+        }
+        self.hold_elections(hold);
+        self.raft.runtime_config().heartbeat(false);
+        let res = async {
+            tokio::time::sleep(lease + Duration::from_millis(200)).await;
+            let url = nodes
+                .get(&to_id)
+                .map(|n| n.url.clone())
+                .unwrap_or_else(|| to.url().to_string());
+            self.transport
+                .call(&url, "campaign", Vec::new(), Duration::from_secs(5))
+                .await?;
+            let mut m = self.raft.metrics();
+            let deadline = tokio::time::Instant::now() + lease * 2;
+            loop {
+                if m.borrow().current_leader == Some(to_id) {
+                    return Ok(());
+                }
+                if tokio::time::timeout_at(deadline, m.changed())
+                    .await
+                    .is_err()
+                {
+                    return Err(ClusterError::Replication(format!(
+                        "p[{}] did not take over within {:?}; this proxy stays primary",
+                        to.daemon_id,
+                        lease * 2
+                    )));
+                }
+            }
+        }
+        .await;
+        self.raft.runtime_config().heartbeat(true);
+        res
     }
 
     pub async fn shutdown(&self) {

@@ -782,8 +782,16 @@ impl Cluster {
         // With several proxies, a stopped or killed one is a peer the
         // control plane cannot reach: the consensus library logs each
         // failed heartbeat and vote request at ERROR.
-        self.allow_log("openraft::replication");
-        self.allow_log("while requesting vote");
+        for pattern in [
+            "openraft::replication",
+            "while requesting vote",
+            "when Vote ",
+            "when AppendEntries ",
+            "when InstallSnapshot ",
+            "timeout while confirming leadership",
+        ] {
+            self.allow_log(pattern);
+        }
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let listed = self

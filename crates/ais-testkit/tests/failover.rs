@@ -503,6 +503,8 @@ fn proxy_mut(c: &mut Cluster, i: usize) -> &mut NodeProc {
 enum Kind {
     Create,
     Remove,
+    /// The state read at the end (`Done`: present, `Absent`: not).
+    Read,
 }
 
 /// What an answer says happened: `Done` (200), `Already` (create: it
@@ -566,6 +568,8 @@ fn linearizable(ops: &[Op]) -> bool {
                 (Kind::Remove, Outcome::Absent) if !present => vec![false],
                 (Kind::Create, Outcome::Unknown) => vec![true, present],
                 (Kind::Remove, Outcome::Unknown) => vec![false, present],
+                (Kind::Read, Outcome::Done) if present => vec![true],
+                (Kind::Read, Outcome::Absent) if !present => vec![false],
                 _ => vec![],
             };
             for p in next {
@@ -616,6 +620,12 @@ fn the_checker_finds_a_lost_create_and_accepts_a_good_history() {
         op(Kind::Create, 20, Some(30), Outcome::Already),
     ];
     assert!(!linearizable(&bad));
+    // A create acknowledged, then read as absent at the end: lost.
+    let lost_at_end = [
+        op(Kind::Create, 0, Some(10), Outcome::Done),
+        op(Kind::Read, 20, Some(20), Outcome::Absent),
+    ];
+    assert!(!linearizable(&lost_at_end));
 }
 
 /// Seeded (`AIS_TEST_SEED`, printed): clients create and destroy buckets
@@ -657,7 +667,6 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
                 let start = t0.elapsed().as_nanos();
                 let (st, _) = match (etl, kind) {
                     (false, Kind::Create) => create_bucket(&via, &key),
-                    (false, Kind::Remove) => destroy_bucket(&via, &key),
                     (true, Kind::Create) => match init_python_etl(&via, &key, UPPER) {
                         Ok(()) => (200, String::new()),
                         Err(e) => {
@@ -671,12 +680,13 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
                             (code, s)
                         }
                     },
-                    (true, Kind::Remove) => {
+                    (true, _) => {
                         match raw_http(&via, "DELETE", &format!("/v1/etl/{key}"), &[], b"") {
                             Ok((st, b)) => (st, String::from_utf8_lossy(&b).into_owned()),
                             Err(e) => (0, e.to_string()),
                         }
                     }
+                    (false, _) => destroy_bucket(&via, &key),
                 };
                 let outcome = match (kind, st) {
                     (_, 200) => Outcome::Done,
@@ -700,14 +710,25 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
     // The nemesis: freeze the primary, then kill it and bring it back.
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
     std::thread::sleep(Duration::from_millis(rng.gen_range(1000..3000)));
+    // The proxy most of the others name primary.
     let pick = |c: &Cluster| -> usize {
-        let primary = smap_at(&c.proxies[0].url)
-            .and_then(|m| m["proxy_si"]["daemon_id"].as_str().map(String::from))
+        let mut votes: BTreeMap<String, usize> = BTreeMap::new();
+        for p in c.all_proxies() {
+            if let Some(id) =
+                smap_at(&p.url).and_then(|m| m["proxy_si"]["daemon_id"].as_str().map(String::from))
+            {
+                *votes.entry(id).or_default() += 1;
+            }
+        }
+        let primary = votes
+            .into_iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(id, _)| id)
             .unwrap_or_default();
         c.all_proxies()
             .iter()
             .position(|p| p.id == primary)
-            .unwrap_or(0)
+            .expect("the proxies name a primary")
     };
     let i = pick(&c);
     proxy_mut(&mut c, i).signal(libc::SIGSTOP);
@@ -720,10 +741,55 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
     let env = c.env.clone();
     let fresh = proxy_mut(&mut c, i).respawn(&env).unwrap();
     *proxy_mut(&mut c, i) = fresh;
+    // Multi-host: cut the primary off for a while too.
+    if c.net().is_some() {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(2000..4000)));
+        let i = pick(&c);
+        let host = proxy_mut(&mut c, i).host.clone().unwrap();
+        c.net().unwrap().set_link(&host, false).unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(4000..7000)));
+        c.net().unwrap().set_link(&host, true).unwrap();
+    }
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     for h in clients {
         h.join().unwrap();
+    }
+    // The end state, read from the primary every proxy agrees on: each
+    // key's history must also explain it.
+    let primary = agreed_primary(&urls, "");
+    let purl = c
+        .all_proxies()
+        .iter()
+        .find(|p| p.id == primary)
+        .map(|p| p.url.clone())
+        .unwrap();
+    let etls = etls_at(&purl);
+    let keys: Vec<String> = history
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|o| o.key.clone())
+        .collect();
+    for key in keys.into_iter().collect::<std::collections::BTreeSet<_>>() {
+        let present = if key.starts_with("hist-etl") {
+            etls.contains(&key)
+        } else {
+            bucket_known_at(&purl, &key)
+        };
+        let at = t0.elapsed().as_nanos();
+        history.lock().unwrap().push(Op {
+            key,
+            kind: Kind::Read,
+            start: at,
+            end: Some(at),
+            outcome: if present {
+                Outcome::Done
+            } else {
+                Outcome::Absent
+            },
+            via: purl.clone(),
+        });
     }
     let history = history.lock().unwrap().clone();
     let mut by_key: BTreeMap<String, Vec<Op>> = BTreeMap::new();
@@ -732,7 +798,10 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
     }
     let mut known = 0;
     for (key, ops) in &by_key {
-        known += ops.iter().filter(|o| o.outcome != Outcome::Unknown).count();
+        known += ops
+            .iter()
+            .filter(|o| o.outcome != Outcome::Unknown && o.kind != Kind::Read)
+            .count();
         assert!(
             linearizable(ops),
             "seed {seed}: the history of {key} does not linearize:\n{ops:#?}"

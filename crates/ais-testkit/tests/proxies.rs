@@ -187,25 +187,95 @@ fn any_proxy_serves_clients_and_forwards_what_the_primary_owns() {
 }
 
 /// `PUT /v1/cluster/proxy/ID` (AIStore's set-primary): naming the primary
-/// is a no-op; another proxy is refused (501, saying why) and nothing
-/// changes; an unknown one is 404.
+/// is a no-op; an unknown one is 404; another proxy takes the role
+/// (through any proxy, and with the CLI), every proxy and target follows,
+/// and changes go on through the new primary and the old one alike.
 #[test]
-fn set_primary_to_another_proxy_is_refused_and_changes_nothing() {
-    let mut c = Cluster::start(1).unwrap();
+fn set_primary_hands_the_role_to_another_proxy() {
+    let mut c = Cluster::start(2).unwrap();
     c.add_proxy().unwrap();
-    let (p1, p2) = (c.proxy.url.clone(), c.proxies[0].url.clone());
-    let (id1, id2) = (c.proxy.id.clone(), c.proxies[0].id.clone());
-    let (st, _) = raw_http(&p2, "PUT", &format!("/v1/cluster/proxy/{id1}"), &[], b"").unwrap();
+    c.add_proxy().unwrap();
+    let urls: Vec<String> = c.all_proxies().iter().map(|p| p.url.clone()).collect();
+    let ids: Vec<String> = c.all_proxies().iter().map(|p| p.id.clone()).collect();
+    let primary_at = |u: &str| -> String {
+        let (_, body) = raw_http(u, "GET", "/v1/daemon?what=smap", &[], b"").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["proxy_si"]["daemon_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let everyone_names = |id: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let nodes: Vec<String> = urls
+            .iter()
+            .cloned()
+            .chain(c.targets.iter().map(|t| t.url.clone()))
+            .collect();
+        loop {
+            let named: Vec<String> = nodes.iter().map(|u| primary_at(u)).collect();
+            if named.iter().all(|n| n == id) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not all follow {id}: {named:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let (st, _) = raw_http(
+        &urls[1],
+        "PUT",
+        &format!("/v1/cluster/proxy/{}", ids[0]),
+        &[],
+        b"",
+    )
+    .unwrap();
     assert_eq!(st, 200);
-    let (st, body) = raw_http(&p2, "PUT", &format!("/v1/cluster/proxy/{id2}"), &[], b"").unwrap();
-    let body = String::from_utf8_lossy(&body).to_string();
-    assert_eq!(st, 501, "{body}");
-    assert!(body.contains("fencing"), "{body}");
-    let (st, _) = raw_http(&p1, "PUT", "/v1/cluster/proxy/nosuch", &[], b"").unwrap();
+    let (st, _) = raw_http(&urls[0], "PUT", "/v1/cluster/proxy/nosuch", &[], b"").unwrap();
     assert_eq!(st, 404);
-    let m = c.smap().unwrap();
-    assert_eq!(m["proxy_si"]["daemon_id"], id1.as_str(), "{m}");
-    let (ok, _, err) = run_ais(&p1, &["cluster", "set-primary", &id2]);
-    assert!(!ok && err.contains("not supported"), "{err}");
+    // Through a non-primary proxy (forwarded to the primary).
+    let (st, body) = raw_http(
+        &urls[2],
+        "PUT",
+        &format!("/v1/cluster/proxy/{}", ids[1]),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    everyone_names(&ids[1]);
+    let rt = rt();
+    for (i, u) in urls.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (st, body) = raw_http(
+                u,
+                "POST",
+                &format!("/v1/buckets/after{i}"),
+                &[("content-type", "application/json")],
+                json!({"action": "create-bck"}).to_string().as_bytes(),
+            )
+            .unwrap();
+            if st == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{st}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        rt.block_on(Client::new(u).put_bytes(&format!("after{i}"), "o", b"x".to_vec()))
+            .unwrap();
+    }
+    // With the CLI, back to the first proxy.
+    let (ok, out, err) = run_ais(&urls[2], &["cluster", "set-primary", &ids[0]]);
+    assert!(ok, "{out}\n{err}");
+    everyone_names(&ids[0]);
+    let (ok, out, err) = run_ais(&urls[1], &["show", "cluster"]);
+    assert!(
+        ok && out.contains(&format!("p[{}][P]", ids[0])),
+        "{out}\n{err}"
+    );
     c.stop().unwrap();
 }

@@ -11,9 +11,8 @@
 //! commit a change: its writes fail in the Raft log before anything is
 //! pushed, and it steps down as soon as it hears the newer term. Handing
 //! the role over on purpose (`ais cluster set-primary`, AIStore's
-//! `PUT /v1/cluster/proxy/ID`) is refused for now: the consensus library in
-//! use has no leadership transfer, and a forced election would stall every
-//! change for an election timeout.
+//! `PUT /v1/cluster/proxy/ID`) is an election the chosen proxy is set up
+//! to win ([`set_primary`]).
 
 use super::Proxy;
 use crate::error::ApiError;
@@ -91,28 +90,36 @@ pub fn become_follower(p: &Arc<Proxy>) {
     }
 }
 
-/// `PUT /v1/cluster/proxy/ID`: naming the current primary is a no-op;
-/// another proxy is refused (501) until a handover can be fenced.
+/// `PUT /v1/cluster/proxy/ID` (`ais cluster set-primary`): naming the
+/// current primary is a no-op; another proxy of the map takes the role
+/// through a Raft election it is set up to win ([`ControlPlane::hand_over`]),
+/// with no metadata change in flight. Answers once it leads; if it does
+/// not, this proxy stays primary and says so (503).
 pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
     ctx.expect_method(&[Method::PUT])?;
     ctx.query.reject_unknown("set-primary", &[])?;
     let me = p.core.id.clone();
-    let is_proxy = p
+    let to = p
         .core
         .meta
-        .with_smap(|s| s.is_some_and(|s| s.pmap.contains_key(id)));
+        .with_smap(|s| s.and_then(|s| s.pmap.get(id).cloned()));
     if id == me && p.is_primary() {
         return Ok(empty(StatusCode::OK));
     }
-    if !is_proxy {
+    let Some(to) = to else {
         return Err(ApiError::NotFound(format!(
             "set-primary: \"{id}\" is not a proxy in the cluster map"
         )));
-    }
-    Err(ApiError::NotImplemented(format!(
-        "set-primary: handing the primary role to p[{id}] is not supported yet (a handover \
-         needs fencing so that two proxies can never both commit); p[{me}] stays primary"
-    )))
+    };
+    let pr = p.primary()?;
+    let cp = p
+        .control
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::unavailable("control plane not started yet"))?;
+    pr.exclusive(cp.hand_over(&to)).await?;
+    tracing::info!(to = %to.name(), "set-primary: handed the primary's role over");
+    Ok(empty(StatusCode::OK))
 }
 
 /// Applies committed changes of the control plane's log to this proxy.

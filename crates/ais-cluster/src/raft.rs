@@ -1091,6 +1091,16 @@ impl Replicator for ControlPlane {
                     node.daemon_id
                 ))
             };
+            if known.as_ref().is_some_and(|k| *k != rn) {
+                // The same proxy (same id, its own log) back at another
+                // address (a rescheduled pod): replicate to the new one.
+                let set = ChangeMembers::SetNodes(BTreeMap::from([(id, rn.clone())]));
+                tokio::time::timeout(bound, self.raft.change_membership(set, true))
+                    .await
+                    .map_err(|_| late())?
+                    .map_err(write_err)?;
+                tracing::info!(proxy = %rn, "control plane: proxy's address updated");
+            }
             tokio::time::timeout(bound, self.raft.add_learner(id, rn, true))
                 .await
                 .map_err(|_| late())?

@@ -503,6 +503,16 @@ impl NodeProc {
 
     /// A new process with this one's arguments, data dir and port (it got
     /// the port from `--port 0` the first time). This one must be stopped.
+    /// Starts the node again (stopped or killed) with its flags and data
+    /// dir on another (free) port: the same node at a new address.
+    pub fn respawn_elsewhere(&self, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut args = self.args.clone();
+        if let Some(p) = args.iter().position(|a| a == "--port") {
+            args[p + 1] = "0".into();
+        }
+        Self::spawn(args, self.data.clone(), env, self.host.clone())
+    }
+
     /// Starts the node again (stopped or killed) with its flags, port and
     /// data dir.
     pub fn respawn(&self, env: &[(String, String)]) -> anyhow::Result<Self> {

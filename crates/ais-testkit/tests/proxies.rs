@@ -279,3 +279,52 @@ fn set_primary_hands_the_role_to_another_proxy() {
     );
     c.stop().unwrap();
 }
+
+/// A proxy restarted at another address (a rescheduled pod) keeps its
+/// identity and its place in the control plane: the primary replicates to
+/// the new address, and it follows later changes.
+#[test]
+fn a_proxy_back_at_another_address_follows_the_control_plane() {
+    let mut c = Cluster::start(1).unwrap();
+    c.add_proxy().unwrap();
+    c.add_proxy().unwrap();
+    let old_url = c.proxies[0].url.clone();
+    c.proxies[0].stop();
+    let env = c.env.clone();
+    let moved = c.proxies[0].respawn_elsewhere(&env).unwrap();
+    assert_ne!(moved.url, old_url);
+    c.proxies[0] = moved;
+    let url = c.proxies[0].url.clone();
+    let create = |name: &str| {
+        raw_http(
+            c.url(),
+            "POST",
+            &format!("/v1/buckets/{name}"),
+            &[("content-type", "application/json")],
+            json!({"action": "create-bck"}).to_string().as_bytes(),
+        )
+        .unwrap()
+        .0
+    };
+    // The map lists it at its new address; a change made afterwards
+    // reaches it (through the control plane's log, at that address).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let name = format!("moved{n}");
+        assert_eq!(create(&name), 200);
+        std::thread::sleep(Duration::from_millis(500));
+        let known = raw_http(&url, "HEAD", &format!("/v1/buckets/{name}"), &[], b"")
+            .is_ok_and(|(st, _)| st == 200);
+        let listed = c.smap().ok().is_some_and(|m| {
+            m["pmap"][&c.proxies[0].id]["public_net"]["direct_url"].as_str() == Some(url.as_str())
+                || m.to_string().contains(url.trim_start_matches("http://"))
+        });
+        if known && listed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the moved proxy does not follow");
+    }
+    c.stop().unwrap();
+}

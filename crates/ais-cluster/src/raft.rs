@@ -135,12 +135,45 @@ pub trait Applier: Send + Sync + 'static {
 /// alike (they apply the same log to the same state), and the primary
 /// that wrote it answers the change as failed.
 fn next_versions(meta: &MetaStore, sync: &MetaSync) -> bool {
-    let (s, b, e) = meta.versions();
-    let c = meta.config_version();
-    sync.smap.as_ref().is_none_or(|x| x.version == s + 1)
-        && sync.bmd.as_ref().is_none_or(|x| x.version == b + 1)
-        && sync.etlmd.as_ref().is_none_or(|x| x.version == e + 1)
-        && sync.config.as_ref().is_none_or(|x| x.version == c + 1)
+    // The same document already here (a crash between writing the
+    // documents of one entry and recording it applied) counts as next.
+    fn fits<T: Serialize>(new: Option<&T>, new_v: u64, cur: &T, cur_v: u64) -> bool {
+        match new {
+            None => true,
+            Some(_) if new_v == cur_v + 1 => true,
+            Some(d) if new_v == cur_v => {
+                serde_json::to_value(d).ok() == serde_json::to_value(cur).ok()
+            }
+            Some(_) => false,
+        }
+    }
+    let smap = meta.smap();
+    let (bmd, etlmd, config) = (meta.bmd(), meta.etlmd(), meta.config());
+    let sv = smap.as_ref().map(|s| s.version).unwrap_or(0);
+    let smap_ok = match (&sync.smap, &smap) {
+        (None, _) => true,
+        (Some(x), None) => x.version == 1,
+        (Some(x), Some(cur)) => fits(Some(x), x.version, cur, sv),
+    };
+    smap_ok
+        && fits(
+            sync.bmd.as_ref(),
+            sync.bmd.as_ref().map_or(0, |x| x.version),
+            &bmd,
+            bmd.version,
+        )
+        && fits(
+            sync.etlmd.as_ref(),
+            sync.etlmd.as_ref().map_or(0, |x| x.version),
+            &etlmd,
+            etlmd.version,
+        )
+        && fits(
+            sync.config.as_ref(),
+            sync.config.as_ref().map_or(0, |x| x.version),
+            &config,
+            config.version,
+        )
 }
 
 /// How Raft messages reach another proxy: `kind` is `append`, `vote` or
@@ -725,6 +758,19 @@ pub struct ControlPlane {
     transport: Arc<dyn RaftTransport>,
     /// Bumped by each hold on elections: only the newest hold lifts it.
     holds: Arc<std::sync::atomic::AtomicU64>,
+    /// Until when a hold asked by a leader runs (a newer one never
+    /// extends it).
+    held_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// A leader's request to `hold` or `campaign` (`hand_over`): honoured only
+/// from the node this one follows, in its current term.
+#[derive(Serialize, Deserialize)]
+struct FromLeader {
+    leader: NodeId,
+    term: u64,
+    /// `hold`: milliseconds (0: lift the hold).
+    ms: u64,
 }
 
 fn raft_err(e: impl fmt::Display) -> ClusterError {
@@ -793,20 +839,7 @@ impl ControlPlane {
         )
         .await
         .map_err(raft_err)?;
-        if led && others {
-            // Back from a crash or restart as the former leader: stand
-            // aside for two election timeouts, so the others (who stopped
-            // hearing from it) elect among themselves and it rejoins as a
-            // follower, rather than racing them with the same log.
-            raft.runtime_config().elect(false);
-            let r = raft.clone();
-            let wait = Duration::from_millis(el * 4);
-            tokio::spawn(async move {
-                tokio::time::sleep(wait).await;
-                r.runtime_config().elect(true);
-            });
-        }
-        Ok(Arc::new(ControlPlane {
+        let cp = Arc::new(ControlPlane {
             raft,
             me: id,
             node: RaftNode::from(me),
@@ -814,7 +847,16 @@ impl ControlPlane {
             election_timeout: Duration::from_millis(el),
             transport,
             holds: Default::default(),
-        }))
+            held_until: Default::default(),
+        });
+        if led && others {
+            // Back from a crash or restart as the former leader: stand
+            // aside for four election timeouts, so the others (who stopped
+            // hearing from it) elect among themselves and it rejoins as a
+            // follower, rather than racing them with the same log.
+            cp.hold_elections(Duration::from_millis(el * 4));
+        }
+        Ok(cp)
     }
 
     /// Starts a group of one (the first proxy of a new cluster); a proxy
@@ -911,15 +953,39 @@ impl ControlPlane {
                 serde_json::to_vec(&self.raft.install_snapshot(req).await)
             }
             // The primary handing its role over (`hand_over`).
-            "hold" => {
-                let ms: u64 = serde_json::from_slice(body).map_err(bad)?;
-                self.hold_elections(Duration::from_millis(ms.clamp(1, 60_000)));
+            "hold" | "campaign" => {
+                let req: FromLeader = serde_json::from_slice(body).map_err(bad)?;
+                let (leader, term) = {
+                    let m = self.raft.metrics();
+                    let m = m.borrow();
+                    (m.current_leader, m.current_term)
+                };
+                if leader != Some(req.leader) || term != req.term || req.leader == self.me {
+                    return Err(ClusterError::Refused(format!(
+                        "raft {kind}: only the current leader may ask (this node follows {leader:?} \
+                         in term {term})"
+                    )));
+                }
+                if kind == "campaign" {
+                    self.raft.trigger().elect().await.map_err(raft_err)?;
+                } else if req.ms == 0 {
+                    self.lift_hold();
+                } else {
+                    let mut until = self.held_until.lock().map_err(|_| raft_err("lock"))?;
+                    let now = tokio::time::Instant::now();
+                    // A hold runs out: a new one never extends it.
+                    if until.is_none_or(|u| u <= now) {
+                        let d = Duration::from_millis(
+                            req.ms.min((self.election_timeout * 6).as_millis() as u64),
+                        );
+                        *until = Some(now + d);
+                        drop(until);
+                        self.hold_elections(d);
+                    }
+                }
                 Ok(b"true".to_vec())
             }
-            "campaign" => {
-                self.raft.trigger().elect().await.map_err(raft_err)?;
-                Ok(b"true".to_vec())
-            }
+            "whoami" => Ok(serde_json::to_vec(&self.node.daemon_id).unwrap_or_default()),
             other => {
                 return Err(ClusterError::Refused(format!(
                     "unknown raft message \"{other}\" (expected append, vote, snapshot, hold or \
@@ -942,6 +1008,21 @@ impl ControlPlane {
                 raft.runtime_config().elect(true);
             }
         });
+    }
+
+    /// Heartbeats on (a leader taking office: a handover that was cut
+    /// short must not leave them off).
+    pub fn resume_heartbeats(&self) {
+        self.raft.runtime_config().heartbeat(true);
+    }
+
+    /// Lifts any hold on this node's candidacy now.
+    pub fn lift_hold(&self) {
+        self.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut u) = self.held_until.lock() {
+            *u = None;
+        }
+        self.raft.runtime_config().elect(true);
     }
 
     /// Hands leadership to `to` (`ais cluster set-primary`), within the
@@ -983,19 +1064,44 @@ impl ControlPlane {
         }
         let lease = self.election_timeout * 2;
         let hold = lease * 3;
-        let body = serde_json::to_vec(&(hold.as_millis() as u64)).unwrap_or_default();
-        for (id, n) in &nodes {
-            if *id != self.me && *id != to_id && voters.contains(id) {
-                if let Err(e) = self
-                    .transport
-                    .call(&n.url, "hold", body.clone(), Duration::from_secs(2))
-                    .await
-                {
-                    tracing::warn!(proxy = %n, error = %e, "set-primary: could not pause its candidacy");
-                }
+        let term = self.raft.metrics().borrow().current_term;
+        let ask = |ms: u64| {
+            serde_json::to_vec(&FromLeader {
+                leader: self.me,
+                term,
+                ms,
+            })
+            .unwrap_or_default()
+        };
+        let others: Vec<RaftNode> = nodes
+            .iter()
+            .filter(|(id, _)| **id != self.me && **id != to_id && voters.contains(id))
+            .map(|(_, n)| n.clone())
+            .collect();
+        for n in &others {
+            if let Err(e) = self
+                .transport
+                .call(
+                    &n.url,
+                    "hold",
+                    ask(hold.as_millis() as u64),
+                    Duration::from_secs(2),
+                )
+                .await
+            {
+                tracing::warn!(proxy = %n, error = %e, "set-primary: could not pause its candidacy");
             }
         }
         self.hold_elections(hold);
+        // Heartbeats come back however this ends (also if the caller's
+        // future is dropped).
+        struct Beat<'a>(&'a Raft);
+        impl Drop for Beat<'_> {
+            fn drop(&mut self) {
+                self.0.runtime_config().heartbeat(true);
+            }
+        }
+        let _beat = Beat(&self.raft);
         self.raft.runtime_config().heartbeat(false);
         let res = async {
             tokio::time::sleep(lease + Duration::from_millis(200)).await;
@@ -1004,7 +1110,7 @@ impl ControlPlane {
                 .map(|n| n.url.clone())
                 .unwrap_or_else(|| to.url().to_string());
             self.transport
-                .call(&url, "campaign", Vec::new(), Duration::from_secs(5))
+                .call(&url, "campaign", ask(0), Duration::from_secs(5))
                 .await?;
             let mut m = self.raft.metrics();
             let deadline = tokio::time::Instant::now() + lease * 2;
@@ -1012,20 +1118,31 @@ impl ControlPlane {
                 if m.borrow().current_leader == Some(to_id) {
                     return Ok(());
                 }
-                if tokio::time::timeout_at(deadline, m.changed())
-                    .await
-                    .is_err()
-                {
-                    return Err(ClusterError::Replication(format!(
-                        "p[{}] did not take over within {:?}; this proxy stays primary",
-                        to.daemon_id,
-                        lease * 2
-                    )));
+                match tokio::time::timeout_at(deadline, m.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(raft_err("the control plane stopped")),
+                    Err(_) => {
+                        return Err(ClusterError::Replication(format!(
+                            "p[{}] did not take over within {:?}; the primary may or may not \
+                             have changed (see `ais show cluster`)",
+                            to.daemon_id,
+                            lease * 2
+                        )))
+                    }
                 }
             }
         }
         .await;
-        self.raft.runtime_config().heartbeat(true);
+        if res.is_err() {
+            // Nobody waits on a hold any more: let every voter campaign.
+            self.lift_hold();
+            for n in &others {
+                let _ = self
+                    .transport
+                    .call(&n.url, "hold", ask(0), Duration::from_secs(2))
+                    .await;
+            }
+        }
         res
     }
 
@@ -1091,7 +1208,23 @@ impl Replicator for ControlPlane {
                     node.daemon_id
                 ))
             };
-            if known.as_ref().is_some_and(|k| *k != rn) {
+            if let Some(old) = known.as_ref().filter(|k| **k != rn) {
+                // Only if the old address is not still this proxy (two
+                // processes with one identity, e.g. a copied data dir,
+                // must never share a seat).
+                let still = self
+                    .transport
+                    .call(&old.url, "whoami", Vec::new(), Duration::from_secs(2))
+                    .await
+                    .ok()
+                    .and_then(|raw| serde_json::from_slice::<String>(&raw).ok());
+                if still.as_deref() == Some(node.daemon_id.as_str()) {
+                    return Err(ClusterError::Refused(format!(
+                        "proxy {} answers at {} already: refusing a second process with the \
+                         same identity at {}",
+                        node.daemon_id, old.url, rn.url
+                    )));
+                }
                 // The same proxy (same id, its own log) back at another
                 // address (a rescheduled pod): replicate to the new one.
                 let set = ChangeMembers::SetNodes(BTreeMap::from([(id, rn.clone())]));
@@ -1129,5 +1262,42 @@ impl Replicator for ControlPlane {
                 .map(drop)
                 .map_err(raft_err)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ais_core::meta::Bmd;
+
+    fn bmd(v: u64, uuid: &str, tag: &str) -> Bmd {
+        let mut b = Bmd {
+            version: v,
+            uuid: uuid.into(),
+            ..Default::default()
+        };
+        b.buckets.insert(tag.into(), Default::default());
+        b
+    }
+
+    #[test]
+    fn only_the_next_version_or_the_same_document_applies() {
+        let d = tempfile::tempdir().unwrap();
+        let m = MetaStore::open(d.path()).unwrap();
+        let sync = |b: Bmd| MetaSync {
+            bmd: Some(b),
+            ..Default::default()
+        };
+        m.apply(&sync(bmd(5, "u", "x"))).unwrap();
+        // The next version: applies.
+        assert!(next_versions(&m, &sync(bmd(6, "u", "y"))));
+        // The same document again (a replay after a crash): fits.
+        assert!(next_versions(&m, &sync(bmd(5, "u", "x"))));
+        // Another document with the current version (built on an older
+        // state): refused, or two documents would share version 5.
+        assert!(!next_versions(&m, &sync(bmd(5, "u", "z"))));
+        // A gap, or an older one: refused.
+        assert!(!next_versions(&m, &sync(bmd(7, "u", "y"))));
+        assert!(!next_versions(&m, &sync(bmd(4, "u", "x"))));
     }
 }

@@ -503,6 +503,19 @@ impl NodeProc {
 
     /// A new process with this one's arguments, data dir and port (it got
     /// the port from `--port 0` the first time). This one must be stopped.
+    /// Starts a second process with this node's flags and a copy of its
+    /// data dir (`data`), on another (free) port: one identity, twice.
+    pub fn spawn_copy(&self, env: &[(String, String)], data: PathBuf) -> anyhow::Result<Self> {
+        let mut args = self.args.clone();
+        if let Some(p) = args.iter().position(|a| a == "--port") {
+            args[p + 1] = "0".into();
+        }
+        if let Some(p) = args.iter().position(|a| a == "--data") {
+            args[p + 1] = data.display().to_string();
+        }
+        Self::spawn(args, data, env, self.host.clone())
+    }
+
     /// Starts the node again (stopped or killed) with its flags and data
     /// dir on another (free) port: the same node at a new address.
     pub fn respawn_elsewhere(&self, env: &[(String, String)]) -> anyhow::Result<Self> {

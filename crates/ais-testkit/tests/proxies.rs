@@ -328,3 +328,90 @@ fn a_proxy_back_at_another_address_follows_the_control_plane() {
     }
     c.stop().unwrap();
 }
+
+/// The handover's messages and a copied identity: `hold` and `campaign`
+/// from anyone but the current leader are refused and change nothing; a
+/// second process with a proxy's identity (a copied data dir) is refused
+/// its seat while the first still answers.
+#[test]
+fn forged_handover_messages_and_a_copied_identity_are_refused() {
+    let mut c = Cluster::start(1).unwrap();
+    c.add_proxy().unwrap();
+    c.add_proxy().unwrap();
+    let primary = c.proxy.id.clone();
+    let follower = c.proxies[0].url.clone();
+    for kind in ["hold", "campaign"] {
+        for body in [
+            json!({"leader": 1, "term": 1, "ms": 60000}),
+            json!({"leader": 1, "term": 999, "ms": 60000}),
+        ] {
+            let (st, out) = raw_http(
+                &follower,
+                "POST",
+                &format!("/v1/metasync/raft/{kind}"),
+                &[("content-type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(st, 409, "{kind}: {}", String::from_utf8_lossy(&out));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let m = c.smap().unwrap();
+    assert_eq!(m["proxy_si"]["daemon_id"], primary.as_str(), "{m}");
+
+    // A copy of proxy2's data dir, started beside it.
+    let copy = c.dir.path().join("proxy2-copy");
+    let status = std::process::Command::new("cp")
+        .args([
+            "-a",
+            &c.proxies[0].data.display().to_string(),
+            &copy.display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let env = c.env.clone();
+    let mut twin = c.proxies[0].spawn_copy(&env, copy).unwrap();
+    c.allow_log("refusing a second process with the same identity");
+    c.allow_log("cannot join");
+    std::thread::sleep(Duration::from_secs(4));
+    let m = c.smap().unwrap();
+    let url = m["pmap"][&c.proxies[0].id]["public_net"]["direct_url"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| m["pmap"][&c.proxies[0].id].to_string());
+    assert!(
+        url.contains(c.proxies[0].url.trim_start_matches("http://")),
+        "the twin took the seat: {url}"
+    );
+    assert!(
+        !url.contains(twin.url.trim_start_matches("http://")),
+        "{url}"
+    );
+    twin.kill();
+    // The original still follows the control plane.
+    let (st, _) = raw_http(
+        c.url(),
+        "POST",
+        "/v1/buckets/after-twin",
+        &[("content-type", "application/json")],
+        json!({"action": "create-bck"}).to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !raw_http(
+        &c.proxies[0].url,
+        "HEAD",
+        "/v1/buckets/after-twin",
+        &[],
+        b"",
+    )
+    .is_ok_and(|(st, _)| st == 200)
+    {
+        assert!(Instant::now() < deadline, "the original stopped following");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.stop().unwrap();
+}

@@ -117,8 +117,13 @@ pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
         .get()
         .cloned()
         .ok_or_else(|| ApiError::unavailable("control plane not started yet"))?;
-    pr.exclusive(cp.hand_over(&to)).await?;
-    tracing::info!(to = %to.name(), "set-primary: handed the primary's role over");
+    // In a task of its own: a client that disconnects must not cut the
+    // handover short (holds and paused heartbeats are undone at its end).
+    let name = to.name();
+    tokio::spawn(async move { pr.exclusive(cp.hand_over(&to)).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("set-primary to {name}: {e}")))??;
+    tracing::info!(to = %name, "set-primary: handed the primary's role over");
     Ok(empty(StatusCode::OK))
 }
 
@@ -178,6 +183,7 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
     loop {
         let l = *rx.borrow_and_update();
         if l.leading && (!p.is_primary() || office_term != Some(l.term)) {
+            cp.resume_heartbeats();
             let cfg = PrimaryConfig {
                 keepalive_timeout: p.core.config.current().duration("timeout.max_keepalive"),
             };

@@ -125,7 +125,9 @@ def test_lru_keeps_the_cache_under_the_high_watermark(
     # (every second) brings the cache under the high watermark.
     deadline = time.monotonic() + 60
     while used_pct(mp) > 55 or any(j["end_time"] == 0 for j in jobs(c.url, "lru")):
-        assert time.monotonic() < deadline, f"{used_pct(mp):.1f}% used, LRU not done"
+        assert (
+            time.monotonic() < deadline
+        ), f"{used_pct(mp):.1f}% used, LRU not done: {jobs(c.url, 'lru')}"
         time.sleep(0.2)
     done = jobs(c.url, "lru")
     assert done, "no LRU job ran"

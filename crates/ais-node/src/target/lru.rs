@@ -169,14 +169,23 @@ pub fn start_with(t: &Arc<Target>, spec: JobSpec) -> ApiResult<String> {
 
 /// Checks capacity every `lru.capacity_upd_time` (re-read each time).
 pub async fn run_periodic(t: Arc<Target>) {
+    let mut cfg = t.core.config.subscribe();
     loop {
-        let every = t
-            .core
-            .config
-            .current()
+        let every = cfg
+            .borrow_and_update()
             .duration("lru.capacity_upd_time")
             .max(Duration::from_millis(100));
-        tokio::time::sleep(every).await;
+        // A new period applies at once, not after the old one has run out
+        // (the default is minutes long).
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = cfg.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         if t.core.leaving.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -257,7 +266,10 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
             }
         }
         let victims = heap.into_sorted_vec();
-        let evicted_any = !victims.is_empty();
+        // Only what this pass actually deleted counts as progress: a pass
+        // whose victims were all gone already (listed, then removed by
+        // someone else) must not start another identical pass forever.
+        let mut evicted_any = false;
         for (_, bi, name, size) in victims {
             if usage(t).0 <= low || job.is_aborted() {
                 return done(t);
@@ -267,6 +279,7 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
                 Ok(()) => {
                     forget(t, bck, &name);
                     job.done_one(size);
+                    evicted_any = true;
                 }
                 // Deleted by someone else meanwhile: not our eviction.
                 Err(ais_storage::StorageError::NotFound) => forget(t, bck, &name),

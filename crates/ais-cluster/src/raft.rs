@@ -251,8 +251,9 @@ impl LogStore {
             dir: dir.to_path_buf(),
             inner: Default::default(),
         };
-        let vote = read_opt::<Vote<NodeId>>(&dir.join("raft-vote.json"))?;
-        let purged = read_opt::<Purged>(&dir.join("raft-purged.json"))?.unwrap_or_default();
+        let vote = crate::store::load::<Vote<NodeId>>(&dir.join("raft-vote.json"))?;
+        let purged =
+            crate::store::load::<Purged>(&dir.join("raft-purged.json"))?.unwrap_or_default();
         let mut entries = BTreeMap::new();
         match std::fs::File::open(s.log_path()) {
             Ok(f) => {
@@ -338,22 +339,6 @@ impl LogStore {
             }
         }
         crate::save_bytes(&self.log_path(), &raw).map_err(io_err)
-    }
-}
-
-fn read_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, ClusterError> {
-    match std::fs::read(path) {
-        Ok(raw) => serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| ClusterError::Corrupt {
-                path: path.display().to_string(),
-                msg: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ClusterError::Io {
-            context: format!("read {}", path.display()),
-            source: e,
-        }),
     }
 }
 
@@ -503,7 +488,7 @@ impl StateMachine {
         meta: MetaStore,
         applier: Arc<dyn Applier>,
     ) -> Result<Self, ClusterError> {
-        let state = read_opt::<SmState>(&dir.join("raft-sm.json"))?.unwrap_or_default();
+        let state = crate::store::load::<SmState>(&dir.join("raft-sm.json"))?.unwrap_or_default();
         Ok(StateMachine {
             dir: dir.to_path_buf(),
             meta,
@@ -651,7 +636,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
-        let stored = read_opt::<StoredSnapshot>(&self.dir.join("raft-snapshot.json"))
+        let stored = crate::store::load::<StoredSnapshot>(&self.dir.join("raft-snapshot.json"))
             .map_err(|e| StorageIOError::read_snapshot(None, &io_err(e)))?;
         Ok(stored.map(|s| Snapshot {
             meta: s.meta,

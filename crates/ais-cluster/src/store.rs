@@ -31,7 +31,8 @@ pub struct MetaStore {
     inner: Arc<RwLock<Inner>>,
 }
 
-fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ClusterError> {
+/// A JSON file's value; `None` when it does not exist.
+pub(crate) fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ClusterError> {
     match std::fs::read(path) {
         Ok(raw) => serde_json::from_slice(&raw)
             .map(Some)

@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Put targets in or out of maintenance, decommission or shut them down.
+    /// Put targets in or out of maintenance, decommission or shut nodes down
+    /// (a proxy: decommission takes it out of the control plane for good).
     #[command(name = "add-remove-nodes")]
     AddRemoveNodes {
         #[command(subcommand)]
@@ -86,7 +87,8 @@ pub enum NodeCmd {
     StartMaintenance(NodeArgs),
     /// The target takes its share of objects again.
     StopMaintenance(NodeArgs),
-    /// Move the target's objects away, then remove it from the cluster.
+    /// Move the target's objects away, then remove it from the cluster (a
+    /// proxy: out of the control plane's voters and the map, for good).
     Decommission {
         #[command(flatten)]
         node: NodeArgs,
@@ -97,7 +99,8 @@ pub enum NodeCmd {
         #[arg(long)]
         no_shutdown: bool,
     },
-    /// Move the target's objects away, then stop it (it stays in the map, in maintenance).
+    /// Move the target's objects away, then stop it (it stays in the map, in
+    /// maintenance); a proxy just stops (it stays a control-plane member).
     Shutdown(NodeArgs),
 }
 
@@ -256,9 +259,15 @@ pub async fn run(client: &Client, cmd: ClusterCmd) -> anyhow::Result<()> {
         no_shutdown,
         ..Default::default()
     };
+    let proxy = client.smap().await?.pmap.contains_key(&a.node_id);
     let id = client.node_lifecycle(action, &msg).await?;
     if !id.is_empty() {
         println!("Started global rebalance {id}. To monitor: 'ais show rebalance'");
+    }
+    if proxy {
+        // A proxy holds no objects: done when the primary answers.
+        println!("{action} p[{}]: done", a.node_id);
+        return Ok(());
     }
     if matches!(action, "decommission-node" | "shutdown-node") {
         // Done means done: the node's objects moved and the node left (or

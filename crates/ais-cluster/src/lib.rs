@@ -3,6 +3,8 @@
 //! persists each new version atomically and refuses older versions or another
 //! cluster's. [`Primary`] is the primary proxy's authority over them: joins,
 //! keepalive-based failure detection, version bumps and pushes to every node.
+//! [`ControlPlane`] replicates every change among the proxies (Raft), with
+//! the proxies' own documents ([`Doc`]: AuthN database, job registry).
 
 mod primary;
 pub mod raft;
@@ -10,7 +12,9 @@ mod store;
 
 pub use primary::{Primary, PrimaryConfig, PushFailure, Transport};
 pub use raft::{Applier, ControlPlane, LocalLog, RaftTiming, RaftTransport, Replicator};
-pub use store::{save_bytes, save_json, Applied, MetaStore};
+pub use store::{
+    save_bytes, save_json, valid_doc_name, Applied, Change, Doc, DocChange, MetaStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,9 +1,10 @@
 //! The primary proxy's authority over cluster metadata. Every change goes
-//! through one async lock: bump version → persist locally → push to every
-//! other node and wait for their answers (so a reply to the client means the
-//! whole cluster knows, e.g. a new bucket accepts PUTs on every target).
+//! through one async lock: bump version → commit through the control
+//! plane's log (a majority of proxies has it) → push to every target and
+//! wait for their answers (so a reply to the client means the whole cluster
+//! knows, e.g. a new bucket accepts PUTs on every target).
 
-use crate::{ClusterError, MetaStore, Replicator};
+use crate::{Change, ClusterError, DocChange, MetaStore, Replicator};
 use ais_core::config::ClusterConfig;
 use ais_core::meta::{
     Bmd, EtlMd, JoinReq, Keepalive, KeepaliveResp, MetaSync, NodeType, Smap, Snode,
@@ -93,9 +94,16 @@ impl Primary {
     /// every change committed before (it may have been a follower a moment
     /// ago), then commits the cluster map naming it primary (creating the
     /// map, BMD and EtlMD on a new cluster's first start) and pushes it.
-    pub async fn take_office(&self) -> Result<(), ClusterError> {
+    ///
+    /// `seed` may add documents right after (from the caught-up store:
+    /// e.g. the first AuthN admin of a new cluster).
+    pub async fn take_office(
+        &self,
+        seed: impl FnOnce(&MetaStore) -> Vec<DocChange>,
+    ) -> Result<(), ClusterError> {
         let _g = self.change.lock().await;
         self.log.catch_up().await?;
+        let docs = seed(&self.meta);
         let mut smap = self.meta.smap().unwrap_or_else(|| Smap {
             version: 0,
             uuid: ais_core::gen_id(12),
@@ -123,7 +131,18 @@ impl Primary {
             etlmd.version += 1;
             sync.etlmd = Some(etlmd);
         }
-        self.log.write(sync.clone()).await?;
+        self.log.write(sync.clone().into()).await?;
+        // Documents go in an entry of their own: a proxy whose store got a
+        // newer map out of band (a joining proxy's first map) skips older
+        // metadata entries, and must not skip documents with them.
+        if !docs.is_empty() {
+            self.log
+                .write(Change {
+                    sync: MetaSync::default(),
+                    docs,
+                })
+                .await?;
+        }
         // Office does not wait on a node that cannot be reached (it may be
         // why there is a new primary): the rest catch up through their
         // keepalives, which any proxy forwards here.
@@ -311,10 +330,62 @@ impl Primary {
         Ok(md)
     }
 
+    /// Decommissions proxy `id`: out of the control plane's group (it no
+    /// longer counts in a majority), then out of the cluster map.
+    pub async fn remove_proxy(&self, id: &str) -> Result<Smap, ClusterError> {
+        let _g = self.change.lock().await;
+        if id == self.me.daemon_id {
+            return Err(ClusterError::Refused(
+                "the primary cannot be decommissioned: hand its role over first \
+                 (ais cluster set-primary)"
+                    .into(),
+            ));
+        }
+        self.log.remove_member(id).await?;
+        let mut smap = self.meta.smap().ok_or(ClusterError::NoMap)?;
+        if smap.pmap.remove(id).is_none() {
+            return Ok(smap);
+        }
+        smap.version += 1;
+        self.commit(MetaSync {
+            smap: Some(smap.clone()),
+            ..Default::default()
+        })
+        .await?;
+        if let Ok(mut m) = self.last_seen.lock() {
+            m.remove(id);
+        }
+        Ok(smap)
+    }
+
+    /// Changes the proxies' replicated documents under the metadata lock:
+    /// `f` answers the changes (built with [`MetaStore::next_doc`] on the
+    /// store as it is now) and a value; returns once a majority has them.
+    /// Nothing is pushed (targets never get these documents).
+    pub async fn update_docs<T, E>(
+        &self,
+        f: impl FnOnce(&MetaStore) -> Result<(Vec<DocChange>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<ClusterError>,
+    {
+        let _g = self.change.lock().await;
+        let (docs, out) = f(&self.meta)?;
+        if !docs.is_empty() {
+            self.log
+                .write(Change {
+                    sync: MetaSync::default(),
+                    docs,
+                })
+                .await?;
+        }
+        Ok(out)
+    }
+
     /// Commits `sync` (a majority of proxies has it), then pushes it to
     /// every node; a primary that lost its majority fails here.
     async fn commit(&self, sync: MetaSync) -> Result<(), ClusterError> {
-        self.log.write(sync.clone()).await?;
+        self.log.write(sync.clone().into()).await?;
         for f in self.push(&sync).await {
             tracing::warn!(node = %f.node, error = %f.error, "metadata push failed");
         }

@@ -1,7 +1,8 @@
 //! The replicated control plane: every proxy is a member of one Raft group
 //! (the `openraft` crate), whose log carries the cluster's metadata
-//! changes (cluster map, BMD, EtlMD, configuration) and whose state
-//! machine is each proxy's [`MetaStore`]. The leader is the primary.
+//! changes (cluster map, BMD, EtlMD, configuration, and the proxies' own
+//! documents: AuthN database, job registry) and whose state machine is
+//! each proxy's [`MetaStore`]. The leader is the primary.
 //!
 //! - A change is acknowledged only once a majority of proxies has it in
 //!   their log ([`ControlPlane::write`], the [`Replicator`] a [`Primary`]
@@ -16,7 +17,7 @@
 //!
 //! [`Primary`]: crate::Primary
 
-use crate::{ClusterError, MetaStore};
+use crate::{Change, ClusterError, Doc, MetaStore};
 use ais_core::meta::{MetaSync, Snode};
 use futures::future::BoxFuture;
 use openraft::error::{
@@ -65,9 +66,9 @@ impl From<&Snode> for RaftNode {
 }
 
 openraft::declare_raft_types!(
-    /// The control plane's Raft types: entries are metadata pushes.
+    /// The control plane's Raft types: entries are metadata changes.
     pub TypeConfig:
-        D = MetaSync,
+        D = Change,
         R = bool,
         NodeId = u64,
         Node = RaftNode,
@@ -89,10 +90,13 @@ pub fn node_id(daemon_id: &str) -> NodeId {
 /// it; [`ControlPlane`] is the replicated one, [`LocalLog`] the single-node
 /// one (unit tests).
 pub trait Replicator: Send + Sync + 'static {
-    /// Returns once `sync` is committed (and applied here).
-    fn write(&self, sync: MetaSync) -> BoxFuture<'_, Result<(), ClusterError>>;
+    /// Returns once `change` is committed (and applied here).
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<(), ClusterError>>;
     /// Makes `node` (a proxy that joined) a voting member.
     fn add_voter<'a>(&'a self, node: &'a Snode) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// Takes proxy `daemon_id` out of the group for good (decommissioned):
+    /// it no longer counts in any majority.
+    fn remove_member<'a>(&'a self, daemon_id: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
     /// Waits until this node has applied everything committed before now;
     /// fails if it is not the leader.
     fn catch_up(&self) -> BoxFuture<'_, Result<(), ClusterError>>;
@@ -108,10 +112,21 @@ pub trait Replicator: Send + Sync + 'static {
 pub struct LocalLog(pub MetaStore);
 
 impl Replicator for LocalLog {
-    fn write(&self, sync: MetaSync) -> BoxFuture<'_, Result<(), ClusterError>> {
-        Box::pin(async move { self.0.apply(&sync).map(drop) })
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<(), ClusterError>> {
+        Box::pin(async move {
+            if !self.0.docs_fit(&change.docs) {
+                return Err(ClusterError::Replication(
+                    "the change was built on documents that changed meanwhile; retry".into(),
+                ));
+            }
+            self.0.apply(&change.sync)?;
+            self.0.apply_docs(&change.docs)
+        })
     }
     fn add_voter<'a>(&'a self, _: &'a Snode) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn remove_member<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async { Ok(()) })
     }
     fn catch_up(&self) -> BoxFuture<'_, Result<(), ClusterError>> {
@@ -125,6 +140,17 @@ pub trait Applier: Send + Sync + 'static {
     /// An error stops this node's member of the control plane (it must
     /// not go on with a store that missed a change).
     fn apply(&self, sync: &MetaSync) -> Result<(), ClusterError>;
+    /// The replicated documents named were changed (already in the store).
+    fn docs_changed(&self, _names: &[&str]) {}
+}
+
+/// A snapshot of the state machine: every document.
+#[derive(Serialize, Deserialize)]
+struct SnapData {
+    #[serde(flatten)]
+    sync: MetaSync,
+    #[serde(default)]
+    docs: BTreeMap<String, Doc>,
 }
 
 /// Whether `sync` is the next version of every document it carries: the
@@ -507,7 +533,11 @@ impl StateMachine {
             .lock()
             .map_err(|_| io_err("raft state lock poisoned"))?
             .clone();
-        let data = serde_json::to_vec(&self.meta.full()).map_err(io_err)?;
+        let data = serde_json::to_vec(&SnapData {
+            sync: self.meta.full(),
+            docs: self.meta.docs(),
+        })
+        .map_err(io_err)?;
         let id = st
             .last_applied
             .map(|l| format!("{}-{}", l.leader_id, l.index))
@@ -567,12 +597,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut applied = true;
             match e.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(sync) => {
-                    applied = next_versions(&self.meta, &sync);
+                EntryPayload::Normal(change) => {
+                    applied =
+                        next_versions(&self.meta, &change.sync) && self.meta.docs_fit(&change.docs);
                     if applied {
                         self.applier
-                            .apply(&sync)
+                            .apply(&change.sync)
                             .map_err(|err| StorageIOError::apply(e.log_id, &io_err(err)))?;
+                        if !change.docs.is_empty() {
+                            self.meta
+                                .apply_docs(&change.docs)
+                                .map_err(|err| StorageIOError::apply(e.log_id, &io_err(err)))?;
+                            let names: Vec<&str> =
+                                change.docs.iter().map(|d| d.name.as_str()).collect();
+                            self.applier.docs_changed(&names);
+                        }
                     } else {
                         tracing::warn!(
                             log_index = e.log_id.index,
@@ -610,11 +649,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), SErr> {
         let data = snapshot.into_inner();
-        let sync: MetaSync = serde_json::from_slice(&data)
+        let snap: SnapData = serde_json::from_slice(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.applier
-            .apply(&sync)
+            .apply(&snap.sync)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
+        self.meta
+            .replace_docs(&snap.docs)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &io_err(e)))?;
+        let names: Vec<&str> = snap.docs.keys().map(String::as_str).collect();
+        self.applier.docs_changed(&names);
         let st = SmState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -1148,13 +1192,13 @@ fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, RaftNode>>) -> Cluste
 }
 
 impl Replicator for ControlPlane {
-    fn write(&self, sync: MetaSync) -> BoxFuture<'_, Result<(), ClusterError>> {
+    fn write(&self, change: Change) -> BoxFuture<'_, Result<(), ClusterError>> {
         Box::pin(async move {
             // A leader cut off from its majority waits forever: answer
             // within a bound instead (the change was not acknowledged; it
             // takes effect only if this proxy reaches a majority again
             // while still leading, otherwise a newer leader drops it).
-            match tokio::time::timeout(self.write_timeout, self.raft.client_write(sync)).await {
+            match tokio::time::timeout(self.write_timeout, self.raft.client_write(change)).await {
                 Ok(Ok(r)) if r.data => Ok(()),
                 Ok(Ok(_)) => Err(ClusterError::Replication(
                     "the change was built on metadata that changed meanwhile and was not \
@@ -1231,6 +1275,54 @@ impl Replicator for ControlPlane {
                     .map_err(write_err)?;
                 tracing::info!(proxy = %node.daemon_id, "proxy is a voting member of the control plane");
             }
+            Ok(())
+        })
+    }
+
+    fn remove_member<'a>(&'a self, daemon_id: &'a str) -> BoxFuture<'a, Result<(), ClusterError>> {
+        Box::pin(async move {
+            let id = node_id(daemon_id);
+            if id == self.me {
+                return Err(ClusterError::Refused(
+                    "the primary cannot leave the control plane: hand its role over first \
+                     (ais cluster set-primary)"
+                        .into(),
+                ));
+            }
+            let (known, voter, voters) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                let mem = m.membership_config.membership();
+                (
+                    mem.get_node(&id).is_some(),
+                    mem.voter_ids().any(|v| v == id),
+                    mem.voter_ids().count(),
+                )
+            };
+            if voter && voters <= 1 {
+                return Err(ClusterError::Refused(format!(
+                    "proxy {daemon_id} is the control plane's only voter"
+                )));
+            }
+            let bound = self.write_timeout * 2;
+            let late = || {
+                ClusterError::Replication(format!(
+                    "removing proxy {daemon_id} was not committed within {bound:?}"
+                ))
+            };
+            let change = if voter {
+                // Not kept as a learner: gone from the group altogether.
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else if known {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            } else {
+                return Ok(());
+            };
+            tokio::time::timeout(bound, self.raft.change_membership(change, false))
+                .await
+                .map_err(|_| late())?
+                .map_err(write_err)?;
+            tracing::info!(proxy = %daemon_id, "control plane: proxy removed from the group");
             Ok(())
         })
     }

@@ -170,7 +170,7 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("chmod 0700 {}", d.display()))?;
     }
-    auth::init(&data, role == "proxy" && args.join.is_none())?;
+    auth::init(&data, role == "proxy")?;
     let kind = if role == "proxy" {
         NodeType::Proxy
     } else {
@@ -179,6 +179,11 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
     let id = state::load_identity(&data, &role)?;
     let snode = Snode::new(&id, kind, &args.host, port);
     let meta = MetaStore::open(&data.join("meta"))?;
+    if role == "proxy" {
+        // Tokens revoked before a restart stay revoked (the list is part of
+        // the replicated AuthN database).
+        auth::authn::refresh_revoked(&meta);
+    }
     let base = ais_core::config::Updates::from([(
         "timeout.max_keepalive".to_string(),
         ais_core::config::fmt_duration(Duration::from_secs_f64(
@@ -190,7 +195,7 @@ fn build(args: &NodeArgs, port: u16) -> anyhow::Result<App> {
     match kind {
         NodeType::Proxy => {
             // The primary is whoever leads the control plane (`run`).
-            let jobs = proxy::jobs::Registry::open(data.join("jobs.json"));
+            let jobs = proxy::jobs::Registry::new(meta.clone(), Some(data.join("jobs.json")));
             Ok(App::Proxy(Arc::new(
                 proxy::Proxy::new(core, None, jobs)
                     .with_rebalance_settle(Duration::from_secs_f64(args.rebalance_settle)),

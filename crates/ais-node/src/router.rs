@@ -131,7 +131,11 @@ async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
     if is_proxy {
         crate::http::reject_internal_params(ctx)?;
     }
-    let body = match crate::auth::gate(app.core(), is_proxy, ctx, &ep, body).await? {
+    let primary = match app {
+        App::Proxy(p) => p.primary_opt(),
+        _ => None,
+    };
+    let body = match crate::auth::gate(app.core(), is_proxy, primary, ctx, &ep, body).await? {
         crate::auth::Gate::Pass(b) => b,
         crate::auth::Gate::Done(r) => return Ok(r),
     };
@@ -151,10 +155,7 @@ async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
             match (core.config.node_action(ctx, &msg), app) {
                 (Some(r), _) => r,
                 (None, App::Target(t)) => target::lifecycle::daemon_action(t, ctx, msg).await,
-                (None, App::Proxy(_)) => Err(ApiError::bad_request(format!(
-                    "invalid node action \"{}\" (supported: set-config, reset-config)",
-                    msg.action
-                ))),
+                (None, App::Proxy(p)) => proxy::role::daemon_action(p, ctx, msg).await,
             }
         }
         (Endpoint::Daemon, App::Target(t)) if ctx.query.get("what") == Some("mountpaths") => {
@@ -336,12 +337,18 @@ mod tests {
         let core = NodeCore::new("p1".into(), snode.clone(), meta.clone(), None, config).unwrap();
         let transport = Arc::new(core.rpc.clone());
         let log = Arc::new(LocalLog(meta.clone()));
-        let primary = Primary::new(meta, snode, PrimaryConfig::default(), transport, log);
-        primary.take_office().await.unwrap();
+        let primary = Primary::new(
+            meta.clone(),
+            snode,
+            PrimaryConfig::default(),
+            transport,
+            log,
+        );
+        primary.take_office(|_| Vec::new()).await.unwrap();
         App::Proxy(Arc::new(Proxy::new(
             core,
             Some(primary),
-            Default::default(),
+            crate::proxy::jobs::Registry::new(meta, None),
         )))
     }
 

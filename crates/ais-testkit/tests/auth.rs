@@ -116,8 +116,15 @@ fn tokens_roles_buckets_revocation_expiry() {
             users.get("lim").is_some() && users.get("ro").is_some(),
             "{users}"
         );
-        // Passwords are stored hashed only.
-        let store = std::fs::read_to_string(c.proxy.data.join("auth/authn.json")).unwrap();
+        // Passwords are stored hashed only, in a file only the node reads
+        // (the control plane's replicated AuthN document).
+        let file = c.proxy.data.join("meta/docs/authn.json");
+        let store = std::fs::read_to_string(&file).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(
             !store.contains("lim-pw")
                 && !store.contains(ADMIN_PW)

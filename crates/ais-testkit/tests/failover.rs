@@ -818,3 +818,134 @@ fn bucket_and_etl_history_through_random_proxies_under_faults_is_linearizable() 
     );
     c.stop().unwrap();
 }
+
+/// The AuthN database and the job registry are replicated with the rest of
+/// the control plane: after the primary is killed, users, roles and
+/// revocations made through it hold on the new primary and on every node,
+/// a job started before is still known, and changes go on; the old primary
+/// comes back with everything made meanwhile.
+#[test]
+fn users_revocations_and_jobs_survive_the_primary() {
+    const PW: &str = "ha-admin-pw";
+    let mut o = opts(1);
+    o.env = vec![
+        ("AIS_AUTH".into(), "1".into()),
+        ("AIS_AUTH_SECRET".into(), "ha-test-secret".into()),
+        ("AIS_AUTH_ADMIN_PASSWORD".into(), PW.into()),
+    ];
+    let mut c = three_proxies(o);
+    let old = c.proxy.id.clone();
+    let others = others(&c);
+    let turl = c.targets[0].url.clone();
+    let rt = ais_testkit::checks::runtime().unwrap();
+    let login =
+        |url: &str, user: &str, pw: &str| rt.block_on(Client::new(url).login(user, pw, None));
+    let status_with = |url: &str, tok: &str, path: &str| -> u16 {
+        let bearer = format!("Bearer {tok}");
+        raw_http(url, "GET", path, &[("Authorization", &bearer)], b"")
+            .map(|(st, _)| st)
+            .unwrap_or(0)
+    };
+
+    let tok = login(c.url(), "admin", PW).unwrap();
+    let admin = Client::with_token(c.url(), Some(&tok));
+    let (t1, t2, job) = rt.block_on(async {
+        admin
+            .add_user("alice", "alice-pw", &["read-only".into()])
+            .await
+            .unwrap();
+        admin.create_bucket("b").await.unwrap();
+        admin.put_bytes("b", "o", b"x".to_vec()).await.unwrap();
+        let job = admin
+            .copy_bucket("b", "b2", &Default::default())
+            .await
+            .unwrap();
+        let t1 = Client::new(c.url())
+            .login("alice", "alice-pw", None)
+            .await
+            .unwrap();
+        let t2 = Client::new(c.url())
+            .login("alice", "alice-pw", None)
+            .await
+            .unwrap();
+        admin.revoke_token(&t1).await.unwrap();
+        (t1, t2, job)
+    });
+    assert_eq!(status_with(&turl, &t1, "/v1/objects/b/o"), 401);
+    // Every proxy has the database (a file only the node reads).
+    for p in &c.proxies {
+        let file = p.data.join("meta/docs/authn.json");
+        until_ok(Duration::from_secs(10), || {
+            let s = std::fs::read_to_string(&file).unwrap_or_default();
+            let ok =
+                s.contains("\"alice\"") && s.contains("pbkdf2-sha256") && !s.contains("alice-pw");
+            (if ok { 200 } else { 0 }, format!("{}: {s}", file.display()))
+        });
+    }
+
+    c.proxy.kill();
+    // Logins through another proxy, as soon as a new primary is in office.
+    // Until it answers a token (any error, 404 included, is a retry).
+    let login_within = |url: &str, user: &str, pw: &str, within: Duration| {
+        let t0 = Instant::now();
+        loop {
+            match login(url, user, pw) {
+                Ok(t) => return (t, t0.elapsed()),
+                Err(e) => assert!(t0.elapsed() < within, "login {user} at {url}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (tok2, took) = login_within(&others[0], "admin", PW, Duration::from_secs(30));
+    eprintln!(
+        "failover: admin login through another proxy {took:.1?} after SIGKILL of the primary"
+    );
+    // Both remaining proxies follow the new primary (one may still be a
+    // heartbeat away from knowing it).
+    agreed_primary(&others, &old);
+    login_within(&others[1], "alice", "alice-pw", Duration::from_secs(10));
+    assert_eq!(
+        login(&others[1], "alice", "wrong").unwrap_err().status(),
+        Some(401)
+    );
+    // The revoked token stays revoked everywhere; the other one works.
+    for u in [&others[0], &others[1], &turl] {
+        assert_eq!(status_with(u, &t1, "/v1/buckets?provider=ais"), 401, "{u}");
+    }
+    assert_eq!(
+        status_with(&others[1], &t2, "/v1/buckets?provider=ais"),
+        200
+    );
+    let admin2 = Client::with_token(&others[1], Some(&tok2));
+    rt.block_on(async {
+        // The job started through the old primary is known to the new one.
+        let st = admin2.job_status(&job).await.unwrap();
+        assert_eq!(st.kind, "copy-bck", "{st:?}");
+        // Changes go on: a user, a revocation.
+        admin2.add_user("bob", "bob-pw", &[]).await.unwrap();
+        admin2.revoke_token(&t2).await.unwrap();
+    });
+    assert_eq!(
+        status_with(&others[0], &t2, "/v1/buckets?provider=ais"),
+        401
+    );
+
+    // The old primary comes back a follower, with everything made meanwhile.
+    let fresh: NodeProc = c.proxy.respawn(&c.env).unwrap();
+    c.proxy = fresh;
+    let new = agreed_primary(&all_urls(&c), &old);
+    assert_ne!(new, old);
+    until_ok(Duration::from_secs(20), || {
+        let s =
+            std::fs::read_to_string(c.proxy.data.join("meta/docs/authn.json")).unwrap_or_default();
+        (if s.contains("\"bob\"") { 200 } else { 0 }, s)
+    });
+    assert_eq!(status_with(c.url(), &t2, "/v1/buckets?provider=ais"), 401);
+    let admin_old = Client::with_token(c.url(), Some(&tok2));
+    let users = rt.block_on(admin_old.users()).unwrap();
+    assert!(
+        users.get("alice").is_some() && users.get("bob").is_some(),
+        "{users}"
+    );
+    c.stop().unwrap();
+}

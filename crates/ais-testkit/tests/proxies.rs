@@ -415,3 +415,88 @@ fn forged_handover_messages_and_a_copied_identity_are_refused() {
     }
     c.stop().unwrap();
 }
+
+/// A decommissioned proxy leaves the control plane for good: it no longer
+/// counts in a majority. Three proxies, one decommissioned (with the CLI),
+/// a new one added, then one of the two old followers killed: the primary
+/// and the new proxy are two of three voters and changes still commit (had
+/// the decommissioned proxy stayed a voter, two of four would not be a
+/// majority). The primary itself, and maintenance of a proxy, are refused.
+#[test]
+fn a_decommissioned_proxy_no_longer_counts_in_the_majority() {
+    let mut c = Cluster::start(1).unwrap();
+    c.add_proxy().unwrap();
+    c.add_proxy().unwrap();
+    c.allow_log("control plane");
+    c.allow_log("keepalive");
+    let primary = c.proxy.id.clone();
+    let gone = c.proxies[1].id.clone();
+    let put = |url: &str, body: serde_json::Value| {
+        let (st, b) = raw_http(
+            url,
+            "PUT",
+            "/v1/cluster",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        (st, String::from_utf8_lossy(&b).into_owned())
+    };
+    let (st, msg) = put(
+        c.url(),
+        json!({"action": "decommission-node", "value": {"sid": primary}}),
+    );
+    assert_eq!(st, 400, "{msg}");
+    assert!(msg.contains("set-primary"), "{msg}");
+    let (st, msg) = put(
+        c.url(),
+        json!({"action": "start-maintenance", "value": {"sid": gone}}),
+    );
+    assert_eq!(st, 400, "{msg}");
+
+    // Through a non-primary proxy (forwarded), with the CLI.
+    let via = c.proxies[0].url.clone();
+    let (ok, out, err) = run_ais(
+        &via,
+        &["cluster", "add-remove-nodes", "decommission", &gone],
+    );
+    assert!(ok && out.contains("done"), "{out}\n{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.proxies[1].is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the decommissioned proxy still runs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !c.proxies[1].data.join("meta/raft").exists(),
+        "the decommissioned proxy kept its control-plane log"
+    );
+    let smap = c.smap().unwrap();
+    assert!(smap["pmap"].get(&gone).is_none(), "{smap}");
+
+    c.add_proxy().unwrap();
+    c.proxies[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, body) = raw_http(
+            c.url(),
+            "POST",
+            "/v1/buckets/after",
+            &[("content-type", "application/json")],
+            json!({"action": "create-bck"}).to_string().as_bytes(),
+        )
+        .unwrap();
+        if st == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no majority without the decommissioned proxy: {st} {}",
+            String::from_utf8_lossy(&body)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    c.stop().unwrap();
+}

@@ -17,8 +17,12 @@
 //! them; they accept this AuthN's tokens when they share its secret.
 //!
 //! Users (salted PBKDF2 password hashes, never plaintext), custom roles,
-//! registered clusters and the revoked-token list persist in `<primary data>/auth/authn.json`. A
-//! revocation is pushed to every node in the map before the call returns.
+//! registered clusters and the revoked-token list are one document of the
+//! replicated control plane ([`DOC`]): every proxy keeps a copy (mode
+//! 0600), the primary changes it through the log (acknowledged once a
+//! majority of proxies has it), so users, roles and revocations survive a
+//! change of primary. Targets never get it; a revocation is pushed to
+//! every node in the map before the call returns.
 
 use super::perm::{self, canonical_role, BUILTIN_ROLES};
 use crate::cred::{self, Claims, Cred, Revoked, TokenError};
@@ -26,7 +30,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{empty, json_ok, pct_decode, read_body, split_first, Ctx, Res};
 use crate::rpc::{fan_out, Rpc, CONTROL_TIMEOUT};
 use crate::state::NodeCore;
-use ais_cluster::MetaStore;
+use ais_cluster::{DocChange, MetaStore, Primary};
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -34,6 +38,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+
+/// The control plane's document of the AuthN database.
+pub const DOC: &str = "authn";
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct RoleInfo {
@@ -169,12 +176,13 @@ fn find_cluster<'a>(d: &'a Data, name: &str) -> Option<(&'a String, &'a ClusterR
         .or_else(|| d.clusters.iter().find(|(_, c)| c.alias == name))
 }
 
-pub struct Store {
-    path: PathBuf,
-    data: Mutex<Data>,
-}
+/// `<data>/auth` of this proxy: the admin password file of a new cluster,
+/// and where an earlier version kept the AuthN database.
+static AUTH_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-static STORE: OnceLock<Store> = OnceLock::new();
+/// Whether a generated admin password is waiting to be shown (written to
+/// its file once the change that creates the admin is committed).
+static PENDING_PASSWORD: Mutex<Option<String>> = Mutex::new(None);
 
 fn builtin(name: &str) -> Option<RoleInfo> {
     BUILTIN_ROLES
@@ -192,59 +200,108 @@ fn builtin(name: &str) -> Option<RoleInfo> {
         })
 }
 
-impl Store {
-    /// Loads (or creates, with the first admin user) the store in `dir`.
-    pub fn init(dir: &Path, cred: &Cred) -> anyhow::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join("authn.json");
-        let mut data: Data = match std::fs::read(&path) {
-            Ok(raw) => serde_json::from_slice(&raw)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Data::default(),
-            Err(e) => return Err(e.into()),
-        };
-        let store = Store {
-            path,
-            data: Mutex::new(Data::default()),
-        };
-        if !data
-            .users
+/// Called once on a proxy with AuthN on: where its `auth` dir is.
+pub fn init(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let _ = AUTH_DIR.set(dir.to_path_buf());
+    Ok(())
+}
+
+/// The AuthN document a new primary adds to its first change: the first
+/// admin user of a cluster that has none (taking in the database an
+/// earlier version kept in `<data>/auth/authn.json`, if any). Nothing when
+/// AuthN is off or an admin exists.
+pub fn seed(meta: &MetaStore) -> Vec<DocChange> {
+    if cred::get().is_none() {
+        return Vec::new();
+    }
+    let Some(dir) = AUTH_DIR.get() else {
+        return Vec::new();
+    };
+    let mut data = match load(meta) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "auth: the replicated AuthN database is unreadable");
+            return Vec::new();
+        }
+    };
+    let has_admin = |d: &Data| {
+        d.users
             .values()
             .any(|u| u.roles.iter().any(|r| r == "Admin"))
-        {
-            let (pw, shown) = match crate::secrets::get("AIS_AUTH_ADMIN_PASSWORD") {
-                Some(p) if !p.is_empty() => (p, false),
-                _ => {
-                    let b: [u8; 12] = rand::random();
-                    (b.iter().map(|x| format!("{x:02x}")).collect(), true)
-                }
-            };
-            data.users.insert(
-                "admin".into(),
-                User {
-                    id: "admin".into(),
-                    pass_hash: cred::hash_password(&pw),
-                    roles: vec!["Admin".into()],
-                },
-            );
-            if shown {
-                // Never into a log: a file only its owner can read.
-                let file = dir.join("admin-password");
-                write_private(&file, pw.as_bytes())?;
-                eprintln!(
-                    "AIS_AUTH: created user \"admin\"; its generated password is in {} (mode 0600; \
-                     set AIS_AUTH_ADMIN_PASSWORD to choose it)",
-                    file.display()
-                );
+    };
+    if has_admin(&data) {
+        return Vec::new();
+    }
+    if meta.doc(DOC).is_none() {
+        let legacy = dir.join("authn.json");
+        match std::fs::read(&legacy).map(|raw| serde_json::from_slice::<Data>(&raw)) {
+            Ok(Ok(d)) => {
+                tracing::info!(file = %legacy.display(), "auth: taking the AuthN database into the control plane");
+                data = d;
             }
-            tracing::info!("auth: created the first admin user \"admin\"");
+            Ok(Err(e)) => {
+                tracing::warn!(file = %legacy.display(), error = %e, "auth: ignoring an unreadable AuthN database")
+            }
+            Err(_) => {}
         }
-        cred.set_revoked(&data.revoked);
-        save(&store.path, &data)?;
-        if let Ok(mut d) = store.data.lock() {
-            *d = data;
+    }
+    if !has_admin(&data) {
+        let pw = match crate::secrets::get("AIS_AUTH_ADMIN_PASSWORD") {
+            Some(p) if !p.is_empty() => p,
+            _ => {
+                let b: [u8; 12] = rand::random();
+                let pw: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                if let Ok(mut g) = PENDING_PASSWORD.lock() {
+                    *g = Some(pw.clone());
+                }
+                pw
+            }
+        };
+        data.users.insert(
+            "admin".into(),
+            User {
+                id: "admin".into(),
+                pass_hash: cred::hash_password(&pw),
+                roles: vec!["Admin".into()],
+            },
+        );
+        tracing::info!("auth: creating the first admin user \"admin\"");
+    }
+    match serde_json::to_value(&data) {
+        Ok(v) => vec![meta.next_doc(DOC, Some(v))],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The change [`seed`] made is committed: a generated admin password goes
+/// to its file (never into a log), and the legacy database file is retired.
+pub fn seeded() {
+    let Some(dir) = AUTH_DIR.get() else { return };
+    let legacy = dir.join("authn.json");
+    if legacy.exists() {
+        let _ = std::fs::rename(&legacy, dir.join("authn.json.migrated"));
+    }
+    let pw = PENDING_PASSWORD.lock().ok().and_then(|mut g| g.take());
+    if let Some(pw) = pw {
+        let file = dir.join("admin-password");
+        match write_private(&file, pw.as_bytes()) {
+            Ok(()) => eprintln!(
+                "AIS_AUTH: created user \"admin\"; its generated password is in {} (mode 0600; \
+                 set AIS_AUTH_ADMIN_PASSWORD to choose it)",
+                file.display()
+            ),
+            Err(e) => {
+                tracing::error!(file = %file.display(), error = %e, "auth: could not write the admin password")
+            }
         }
-        let _ = STORE.set(store);
-        Ok(())
+    }
+}
+
+/// Sets this node's revoked-token list from its copy of the database.
+pub fn refresh_revoked(meta: &MetaStore) {
+    if let (Some(c), Ok(d)) = (cred::get(), load(meta)) {
+        c.set_revoked(&d.revoked);
     }
 }
 
@@ -264,30 +321,39 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn save(path: &Path, data: &Data) -> std::io::Result<()> {
-    // Users' password hashes: owner-only, like the admin password.
-    let tmp = path.with_extension("json.tmp");
-    write_private(&tmp, &serde_json::to_vec_pretty(data)?)?;
-    std::fs::rename(&tmp, path)
-}
-
-fn store() -> ApiResult<&'static Store> {
-    STORE.get().ok_or_else(|| {
-        ApiError::NotFound("the AuthN API is served by the primary proxy only".into())
-    })
-}
-
-fn with_data<T>(f: impl FnOnce(&mut Data) -> ApiResult<T>, persist: bool) -> ApiResult<T> {
-    let s = store()?;
-    let mut d = s
-        .data
-        .lock()
-        .map_err(|_| ApiError::internal("auth store lock poisoned"))?;
-    let out = f(&mut d)?;
-    if persist {
-        save(&s.path, &d).map_err(|e| ApiError::internal(format!("save auth store: {e}")))?;
+/// This proxy's copy of the database.
+fn load(meta: &MetaStore) -> ApiResult<Data> {
+    match meta.doc(DOC) {
+        Some(d) => serde_json::from_value(d.data)
+            .map_err(|e| ApiError::internal(format!("unreadable AuthN database: {e}"))),
+        None => Ok(Data::default()),
     }
-    Ok(out)
+}
+
+fn read<T>(core: &NodeCore, f: impl FnOnce(&Data) -> ApiResult<T>) -> ApiResult<T> {
+    f(&load(&core.meta)?)
+}
+
+/// Changes the database through the control plane (primary only): `f`
+/// runs on the current copy under the metadata lock; answered once a
+/// majority of proxies has the change.
+async fn update<T>(
+    pr: Option<&Primary>,
+    f: impl FnOnce(&mut Data) -> ApiResult<T>,
+) -> ApiResult<(T, Data)> {
+    let pr = pr.ok_or_else(|| {
+        ApiError::unavailable(
+            "this proxy is not the primary: the AuthN database is changed through the primary",
+        )
+    })?;
+    pr.update_docs(|meta| {
+        let mut d = load(meta)?;
+        let out = f(&mut d)?;
+        let v = serde_json::to_value(&d)
+            .map_err(|e| ApiError::internal(format!("encode AuthN database: {e}")))?;
+        Ok::<_, ApiError>((vec![meta.next_doc(DOC, Some(v))], (out, d)))
+    })
+    .await
 }
 
 pub fn is_authn_path(path: &str) -> bool {
@@ -387,43 +453,43 @@ fn need_admin(c: &Claims) -> ApiResult<()> {
     }
 }
 
-pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
+pub async fn serve(
+    core: &NodeCore,
+    primary: Option<&Primary>,
+    cred: &Cred,
+    ctx: &Ctx,
+    body: Body,
+) -> Res {
     let rest = ctx.path.trim_start_matches("/v1/").trim_end_matches('/');
     let (kind, name) = split_first(rest);
     let name = pct_decode(name)?;
     let m = &ctx.method;
     // Login needs no token.
     if kind == "users" && !name.is_empty() && m == Method::POST {
-        return login(cred, ctx, &name, body, &core.meta.cluster_uuid()).await;
+        return login(core, cred, ctx, &name, body).await;
     }
     let caller = super::user(cred, ctx)?;
     match (kind, m.clone(), name.is_empty()) {
         ("users", Method::GET, true) => {
             need_admin(&caller)?;
-            let map = with_data(
-                |d| {
-                    Ok(d.users
-                        .iter()
-                        .map(|(k, u)| (k.clone(), user_info(d, u)))
-                        .collect::<BTreeMap<_, _>>())
-                },
-                false,
-            )?;
+            let map = read(core, |d| {
+                Ok(d.users
+                    .iter()
+                    .map(|(k, u)| (k.clone(), user_info(d, u)))
+                    .collect::<BTreeMap<_, _>>())
+            })?;
             json_ok(&map)
         }
         ("users", Method::GET, false) => {
             if caller.username != name {
                 need_admin(&caller)?;
             }
-            let v = with_data(
-                |d| {
-                    d.users
-                        .get(&name)
-                        .map(|u| user_info(d, u))
-                        .ok_or_else(|| user_not_found(&name))
-                },
-                false,
-            )?;
+            let v = read(core, |d| {
+                d.users
+                    .get(&name)
+                    .map(|u| user_info(d, u))
+                    .ok_or_else(|| user_not_found(&name))
+            })?;
             json_ok(&v)
         }
         ("users", Method::POST, true) => {
@@ -440,63 +506,63 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     "user id and password (\"pass\") are required",
                 ));
             }
-            with_data(
-                |d| {
-                    if d.users.contains_key(&id) {
-                        return Err(ApiError::Conflict(format!("user \"{id}\" already exists")));
-                    }
-                    let roles = role_names(d, v.get("roles"))?;
-                    d.users.insert(
-                        id.clone(),
-                        User {
-                            id: id.clone(),
-                            pass_hash: cred::hash_password(pass),
-                            roles,
-                        },
-                    );
-                    Ok(())
-                },
-                true,
-            )?;
+            // Hashing is slow on purpose: not under the metadata lock.
+            let hash = cred::hash_password(pass);
+            update(primary, |d| {
+                if d.users.contains_key(&id) {
+                    return Err(ApiError::Conflict(format!("user \"{id}\" already exists")));
+                }
+                let roles = role_names(d, v.get("roles"))?;
+                d.users.insert(
+                    id.clone(),
+                    User {
+                        id: id.clone(),
+                        pass_hash: hash,
+                        roles,
+                    },
+                );
+                Ok(())
+            })
+            .await?;
             tracing::info!(user = %id, by = %caller.username, "auth: user added");
             Ok(empty(StatusCode::OK))
         }
         ("users", Method::PUT, false) => {
             need_admin(&caller)?;
             let v = body_json(body).await?;
-            with_data(
-                |d| {
-                    if !d.users.contains_key(&name) {
-                        return Err(user_not_found(&name));
-                    }
-                    let roles = match v.get("roles") {
-                        Some(r) if !r.is_null() => Some(role_names(d, Some(r))?),
-                        _ => None,
-                    };
-                    if let Some(u) = d.users.get_mut(&name) {
-                        if let Some(p) = v
-                            .get("pass")
-                            .and_then(Value::as_str)
-                            .filter(|p| !p.is_empty())
-                        {
-                            u.pass_hash = cred::hash_password(p);
-                        }
-                        if let Some(r) = roles {
-                            u.roles = r;
-                        }
-                    }
-                    Ok(())
-                },
-                true,
-            )?;
+            let hash = v
+                .get("pass")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+                .map(cred::hash_password);
             // Tokens carry the roles they were issued with: new roles or a
-            // new password take effect for every token at once.
-            let changed = v.get("roles").is_some_and(|r| !r.is_null())
-                || v.get("pass")
-                    .and_then(Value::as_str)
-                    .is_some_and(|p| !p.is_empty());
+            // new password take effect for every token at once (in the same
+            // change: no moment with the change made and old tokens good).
+            let changed = v.get("roles").is_some_and(|r| !r.is_null()) || hash.is_some();
+            let (_, d) = update(primary, |d| {
+                if !d.users.contains_key(&name) {
+                    return Err(user_not_found(&name));
+                }
+                let roles = match v.get("roles") {
+                    Some(r) if !r.is_null() => Some(role_names(d, Some(r))?),
+                    _ => None,
+                };
+                if let Some(u) = d.users.get_mut(&name) {
+                    if let Some(h) = hash {
+                        u.pass_hash = h;
+                    }
+                    if let Some(r) = roles {
+                        u.roles = r;
+                    }
+                }
+                if changed {
+                    void_user_tokens(d, std::slice::from_ref(&name));
+                }
+                Ok(())
+            })
+            .await?;
             if changed {
-                void_user_tokens(core, cred, std::slice::from_ref(&name)).await?;
+                publish_revoked(core, cred, &d.revoked).await;
             }
             Ok(empty(StatusCode::OK))
         }
@@ -507,37 +573,30 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     "cannot delete the user you are logged in as",
                 ));
             }
-            with_data(
-                |d| {
-                    d.users
-                        .remove(&name)
-                        .map(|_| ())
-                        .ok_or_else(|| user_not_found(&name))
-                },
-                true,
-            )?;
             // A deleted user's tokens stop working on every node now.
-            void_user_tokens(core, cred, std::slice::from_ref(&name)).await?;
+            let (_, d) = update(primary, |d| {
+                d.users.remove(&name).ok_or_else(|| user_not_found(&name))?;
+                void_user_tokens(d, std::slice::from_ref(&name));
+                Ok(())
+            })
+            .await?;
+            publish_revoked(core, cred, &d.revoked).await;
             tracing::info!(user = %name, by = %caller.username, "auth: user removed");
             Ok(empty(StatusCode::OK))
         }
         ("roles", Method::GET, true) => {
-            let roles = with_data(
-                |d| {
-                    let mut v: Vec<RoleInfo> =
-                        BUILTIN_ROLES.iter().filter_map(|r| builtin(r.0)).collect();
-                    v.extend(d.roles.values().cloned());
-                    Ok(v)
-                },
-                false,
-            )?;
+            let roles = read(core, |d| {
+                let mut v: Vec<RoleInfo> =
+                    BUILTIN_ROLES.iter().filter_map(|r| builtin(r.0)).collect();
+                v.extend(d.roles.values().cloned());
+                Ok(v)
+            })?;
             json_ok(&roles)
         }
         ("roles", Method::GET, false) => {
-            let r = with_data(
-                |d| role_of(d, &name).ok_or_else(|| role_not_found(&name)),
-                false,
-            )?;
+            let r = read(core, |d| {
+                role_of(d, &name).ok_or_else(|| role_not_found(&name))
+            })?;
             json_ok(&r)
         }
         ("roles", Method::POST, true) | ("roles", Method::PUT, false) => {
@@ -557,49 +616,48 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     r.name
                 )));
             }
-            let holders = with_data(
-                |d| {
-                    match (creating, d.roles.contains_key(&r.name)) {
-                        (true, true) => {
-                            return Err(ApiError::Conflict(format!(
-                                "role \"{}\" already exists",
-                                r.name
-                            )))
-                        }
-                        (false, false) => return Err(role_not_found(&r.name)),
-                        _ => {}
-                    }
-                    let holders: Vec<String> = d
-                        .users
-                        .values()
-                        .filter(|u| u.roles.contains(&r.name))
-                        .map(|u| u.id.clone())
-                        .collect();
-                    d.roles.insert(r.name.clone(), r);
-                    Ok(holders)
-                },
-                true,
-            )?;
             // Its holders' tokens carry the old permissions.
-            void_user_tokens(core, cred, &holders).await?;
+            let (holders, d) = update(primary, |d| {
+                match (creating, d.roles.contains_key(&r.name)) {
+                    (true, true) => {
+                        return Err(ApiError::Conflict(format!(
+                            "role \"{}\" already exists",
+                            r.name
+                        )))
+                    }
+                    (false, false) => return Err(role_not_found(&r.name)),
+                    _ => {}
+                }
+                let holders: Vec<String> = d
+                    .users
+                    .values()
+                    .filter(|u| u.roles.contains(&r.name))
+                    .map(|u| u.id.clone())
+                    .collect();
+                d.roles.insert(r.name.clone(), r);
+                void_user_tokens(d, &holders);
+                Ok(holders)
+            })
+            .await?;
+            if !holders.is_empty() {
+                publish_revoked(core, cred, &d.revoked).await;
+            }
             Ok(empty(StatusCode::OK))
         }
         ("roles", Method::DELETE, false) => {
             need_admin(&caller)?;
-            with_data(
-                |d| {
-                    if d.users.values().any(|u| u.roles.contains(&name)) {
-                        return Err(ApiError::Conflict(format!(
-                            "role \"{name}\" is assigned to users"
-                        )));
-                    }
-                    d.roles
-                        .remove(&name)
-                        .map(|_| ())
-                        .ok_or_else(|| role_not_found(&name))
-                },
-                true,
-            )?;
+            update(primary, |d| {
+                if d.users.values().any(|u| u.roles.contains(&name)) {
+                    return Err(ApiError::Conflict(format!(
+                        "role \"{name}\" is assigned to users"
+                    )));
+                }
+                d.roles
+                    .remove(&name)
+                    .map(|_| ())
+                    .ok_or_else(|| role_not_found(&name))
+            })
+            .await?;
             Ok(empty(StatusCode::OK))
         }
         ("tokens", Method::DELETE, true) => {
@@ -615,7 +673,7 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             if super::bearer(ctx) != Some(tok.as_str()) {
                 need_admin(&caller)?;
             }
-            revoke(core, cred, &tok).await
+            revoke(core, primary, cred, &tok).await
         }
         ("clusters", Method::GET, _) => {
             // This cluster, as `local`, and the ones registered (by id or alias).
@@ -624,27 +682,23 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
             if name.is_empty() {
                 let mut all = serde_json::Map::new();
                 all.insert(uuid.clone(), local);
-                with_data(
-                    |d| {
-                        for (id, c) in &d.clusters {
-                            all.insert(
-                                id.clone(),
-                                json!({"id": id, "alias": c.alias, "urls": c.urls}),
-                            );
-                        }
-                        Ok(())
-                    },
-                    false,
-                )?;
+                read(core, |d| {
+                    for (id, c) in &d.clusters {
+                        all.insert(
+                            id.clone(),
+                            json!({"id": id, "alias": c.alias, "urls": c.urls}),
+                        );
+                    }
+                    Ok(())
+                })?;
                 return json_ok(&json!({ "clusters": all }));
             }
             if name == uuid || name == "local" {
                 return json_ok(&json!({"clusters": {uuid.clone(): local}}));
             }
-            let found = with_data(
-                |d| Ok(find_cluster(d, &name).map(|(id, c)| (id.clone(), c.clone()))),
-                false,
-            )?;
+            let found = read(core, |d| {
+                Ok(find_cluster(d, &name).map(|(id, c)| (id.clone(), c.clone())))
+            })?;
             match found {
                 Some((id, c)) => json_ok(&json!({"clusters": {id.clone(): {
                     "id": id, "alias": c.alias, "urls": c.urls}}})),
@@ -669,30 +723,28 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     "cluster \"{id}\" (alias \"{alias}\"): this cluster is registered already, as \"local\""
                 )));
             }
-            with_data(
-                |d| {
-                    if d.clusters.contains_key(&id) {
-                        return Err(ApiError::Conflict(format!(
-                            "cluster \"{id}\" is registered already"
-                        )));
-                    }
-                    if find_cluster(d, &id).is_some()
-                        || (!alias.is_empty() && find_cluster(d, &alias).is_some())
-                    {
-                        return Err(ApiError::Conflict(format!(
-                            "alias \"{alias}\" names another registered cluster"
-                        )));
-                    }
-                    if d.clusters.len() >= MAX_CLUSTERS {
-                        return Err(ApiError::bad_request(format!(
-                            "at most {MAX_CLUSTERS} clusters can be registered"
-                        )));
-                    }
-                    d.clusters.insert(id.clone(), ClusterReg { alias, urls });
-                    Ok(())
-                },
-                true,
-            )?;
+            update(primary, |d| {
+                if d.clusters.contains_key(&id) {
+                    return Err(ApiError::Conflict(format!(
+                        "cluster \"{id}\" is registered already"
+                    )));
+                }
+                if find_cluster(d, &id).is_some()
+                    || (!alias.is_empty() && find_cluster(d, &alias).is_some())
+                {
+                    return Err(ApiError::Conflict(format!(
+                        "alias \"{alias}\" names another registered cluster"
+                    )));
+                }
+                if d.clusters.len() >= MAX_CLUSTERS {
+                    return Err(ApiError::bad_request(format!(
+                        "at most {MAX_CLUSTERS} clusters can be registered"
+                    )));
+                }
+                d.clusters.insert(id.clone(), ClusterReg { alias, urls });
+                Ok(())
+            })
+            .await?;
             Ok(empty(StatusCode::OK))
         }
         ("clusters", Method::PUT, false) => {
@@ -705,36 +757,33 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     "this cluster's registration (\"local\") is built in and cannot be changed",
                 ));
             }
-            with_data(
-                |d| {
-                    let id = registered_id(d, &name)?;
-                    let mut next = d.clusters.get(&id).cloned().unwrap_or_default();
-                    if let Some(a) = v
-                        .get("alias")
-                        .and_then(Value::as_str)
-                        .filter(|a| !a.is_empty())
+            update(primary, |d| {
+                let id = registered_id(d, &name)?;
+                let mut next = d.clusters.get(&id).cloned().unwrap_or_default();
+                if let Some(a) = v
+                    .get("alias")
+                    .and_then(Value::as_str)
+                    .filter(|a| !a.is_empty())
+                {
+                    if a == "local"
+                        || a == uuid
+                        || find_cluster(d, a).is_some_and(|(other, _)| *other != id)
                     {
-                        if a == "local"
-                            || a == uuid
-                            || find_cluster(d, a).is_some_and(|(other, _)| *other != id)
-                        {
-                            return Err(ApiError::Conflict(format!(
-                                "alias \"{a}\" names another cluster"
-                            )));
-                        }
-                        next.alias = a.to_string();
+                        return Err(ApiError::Conflict(format!(
+                            "alias \"{a}\" names another cluster"
+                        )));
                     }
-                    if let Some(u) = v.get("urls").filter(|u| !u.is_null()) {
-                        next.urls = serde_json::from_value(u.clone()).map_err(|_| {
-                            ApiError::bad_request("\"urls\" must be a list of URLs")
-                        })?;
-                    }
-                    check_reg(&id, &next.alias, &next.urls)?;
-                    d.clusters.insert(id, next);
-                    Ok(())
-                },
-                true,
-            )?;
+                    next.alias = a.to_string();
+                }
+                if let Some(u) = v.get("urls").filter(|u| !u.is_null()) {
+                    next.urls = serde_json::from_value(u.clone())
+                        .map_err(|_| ApiError::bad_request("\"urls\" must be a list of URLs"))?;
+                }
+                check_reg(&id, &next.alias, &next.urls)?;
+                d.clusters.insert(id, next);
+                Ok(())
+            })
+            .await?;
             Ok(empty(StatusCode::OK))
         }
         ("clusters", Method::DELETE, false) => {
@@ -745,14 +794,12 @@ pub async fn serve(core: &NodeCore, cred: &Cred, ctx: &Ctx, body: Body) -> Res {
                     "this cluster's registration (\"local\") is built in and cannot be removed",
                 ));
             }
-            with_data(
-                |d| {
-                    let id = registered_id(d, &name)?;
-                    d.clusters.remove(&id);
-                    Ok(())
-                },
-                true,
-            )?;
+            update(primary, |d| {
+                let id = registered_id(d, &name)?;
+                d.clusters.remove(&id);
+                Ok(())
+            })
+            .await?;
             Ok(empty(StatusCode::OK))
         }
         _ => Err(ctx.not_allowed()),
@@ -767,7 +814,8 @@ fn role_not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("role \"{name}\" does not exist"))
 }
 
-async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body, uuid: &str) -> Res {
+async fn login(core: &NodeCore, cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
+    let uuid = &core.meta.cluster_uuid();
     let client = ctx.remote.ip().to_string();
     throttle::check(name, &client)?;
     let v = body_json(body).await?;
@@ -783,15 +831,12 @@ async fn login(cred: &Cred, ctx: &Ctx, name: &str, body: Body, uuid: &str) -> Re
         .unwrap_or(cred::DEFAULT_TOKEN_TTL_S)
         .min(max);
     let cutoff = cred.user_cutoff(name);
-    let claims = with_data(
-        |d| match d.users.get(name) {
-            Some(u) if cred::verify_password(pw, &u.pass_hash) => {
-                Ok(Some(claims_for(d, u, ttl_s, cutoff, uuid)))
-            }
-            _ => Ok(None),
-        },
-        false,
-    )?;
+    let claims = read(core, |d| match d.users.get(name) {
+        Some(u) if cred::verify_password(pw, &u.pass_hash) => {
+            Ok(Some(claims_for(d, u, ttl_s, cutoff, uuid)))
+        }
+        _ => Ok(None),
+    })?;
     let Some(claims) = claims else {
         throttle::failed(name, &client);
         tracing::info!(user = %name, client = %client, "auth: failed login");
@@ -925,7 +970,7 @@ mod throttle {
 /// later, when the joiner is in the map.
 pub fn push_revoked_soon(core: &NodeCore) {
     let Some(cred) = cred::get() else { return };
-    if STORE.get().is_none() || cred.revoked_list().is_empty() {
+    if cred.revoked_list().is_empty() {
         return;
     }
     let (rpc, meta, id) = (core.rpc.clone(), core.meta.clone(), core.id.clone());
@@ -935,56 +980,56 @@ pub fn push_revoked_soon(core: &NodeCore) {
     });
 }
 
-/// Records the revocation, persists it and pushes the list to every node.
-async fn revoke(core: &NodeCore, cred: &Cred, tok: &str) -> Res {
+/// Records the revocation through the control plane and pushes the list
+/// to every node.
+async fn revoke(core: &NodeCore, primary: Option<&Primary>, cred: &Cred, tok: &str) -> Res {
     let exp = match cred.verify_jwt(tok) {
         Ok(c) => c.exp,
         Err(TokenError::Expired | TokenError::Revoked) => return Ok(empty(StatusCode::OK)),
         Err(e) => return Err(ApiError::bad_request(format!("cannot revoke: {e}"))),
     };
-    let mut list = cred.revoked_list();
-    list.push(Revoked {
-        id: cred::token_id(tok),
-        exp,
-        ..Default::default()
-    });
-    publish_revoked(core, cred, list).await?;
+    let id = cred::token_id(tok);
+    let (_, d) = update(primary, |d| {
+        let now = cred::now_s();
+        d.revoked.retain(|r| r.exp >= now);
+        if !d.revoked.iter().any(|r| r.id == id) {
+            d.revoked.push(Revoked {
+                id,
+                exp,
+                ..Default::default()
+            });
+        }
+        Ok(())
+    })
+    .await?;
+    publish_revoked(core, cred, &d.revoked).await;
     Ok(empty(StatusCode::OK))
 }
 
 /// Voids every token `users` hold now (a user deleted, its roles or
-/// password changed, a role it has changed): recorded, persisted and pushed
-/// to every node before the change is acknowledged.
-async fn void_user_tokens(core: &NodeCore, cred: &Cred, users: &[String]) -> ApiResult<()> {
+/// password changed, a role it has changed), in the change that does it.
+fn void_user_tokens(d: &mut Data, users: &[String]) {
     if users.is_empty() {
-        return Ok(());
+        return;
     }
     let before_ms = cred::now_ms() + 1;
     // Every token they hold expires within the longest lifetime.
-    let exp = cred::now_s() + cred::max_token_ttl_s() + 60;
-    let mut list = cred.revoked_list();
-    list.retain(|r| !users.contains(&r.user));
-    list.extend(users.iter().map(|u| Revoked {
+    let now = cred::now_s();
+    let exp = now + cred::max_token_ttl_s() + 60;
+    d.revoked
+        .retain(|r| r.exp >= now && !users.contains(&r.user));
+    d.revoked.extend(users.iter().map(|u| Revoked {
         id: format!("user:{u}"),
         exp,
         user: u.clone(),
         before_ms,
     }));
-    publish_revoked(core, cred, list).await
 }
 
-/// Makes `list` the revoked set: applied here, persisted, pushed to every node.
-async fn publish_revoked(core: &NodeCore, cred: &Cred, list: Vec<Revoked>) -> ApiResult<()> {
-    cred.set_revoked(&list);
-    with_data(
-        |d| {
-            d.revoked = list.clone();
-            Ok(())
-        },
-        true,
-    )?;
-    push_revoked(&core.rpc, &core.meta, &core.id, &list).await;
-    Ok(())
+/// Makes the committed `list` the revoked set here and on every node.
+async fn publish_revoked(core: &NodeCore, cred: &Cred, list: &[Revoked]) {
+    cred.set_revoked(list);
+    push_revoked(&core.rpc, &core.meta, &core.id, list).await;
 }
 
 async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked]) {

@@ -14,7 +14,8 @@
 //!    not revoked, and grants the AIStore access bits the request needs.
 //!
 //! The AuthN API (`/v1/users`, `/v1/roles`, `/v1/tokens`) is served by the
-//! primary proxy: [`authn`].
+//! primary proxy (others forward it there), its database replicated among
+//! the proxies: [`authn`].
 
 pub mod authn;
 pub mod perm;
@@ -35,12 +36,12 @@ pub enum Gate {
     Done(Response),
 }
 
-/// Sets up credentials from the environment and, on the primary proxy, the
-/// user/role store in `<data>/auth`. Called once while the node is built.
-pub fn init(data: &std::path::Path, primary_proxy: bool) -> anyhow::Result<()> {
+/// Sets up credentials from the environment and, on a proxy, where its
+/// AuthN files go (`<data>/auth`). Called once while the node is built.
+pub fn init(data: &std::path::Path, proxy: bool) -> anyhow::Result<()> {
     cred::init_from_env()?;
-    if let (Some(c), true) = (cred::get(), primary_proxy) {
-        authn::Store::init(&data.join("auth"), c)?;
+    if cred::get().is_some() && proxy {
+        authn::init(&data.join("auth"))?;
     }
     Ok(())
 }
@@ -48,6 +49,7 @@ pub fn init(data: &std::path::Path, primary_proxy: bool) -> anyhow::Result<()> {
 pub async fn gate(
     core: &NodeCore,
     is_proxy: bool,
+    primary: Option<std::sync::Arc<ais_cluster::Primary>>,
     ctx: &Ctx,
     ep: &Endpoint<'_>,
     body: Body,
@@ -71,7 +73,9 @@ pub async fn gate(
         return Ok(Gate::Done(empty(StatusCode::OK)));
     }
     if is_proxy && authn::is_authn_path(&ctx.path) {
-        return authn::serve(core, cred, ctx, body).await.map(Gate::Done);
+        return authn::serve(core, primary.as_deref(), cred, ctx, body)
+            .await
+            .map(Gate::Done);
     }
     if intra && is_proxy && *ep == Endpoint::Join {
         // A (re)joining node starts with an empty revoked list: send it the

@@ -8,6 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{empty, json_ok, read_body, text_ok, Ctx, Res};
 use crate::rpc::types::{JobSpec, ObjErr};
 use crate::rpc::{all_ok, fan_out, RpcError, CONTROL_TIMEOUT};
+use ais_cluster::Primary;
 use ais_core::api::{expand_template, ActMsg, TcbMsg, MAX_TEMPLATE};
 use ais_core::meta::Snode;
 use ais_core::Bck;
@@ -17,19 +18,27 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::RwLock;
 use std::time::Duration;
 
 /// Jobs the proxy remembers (the newest; older ones are forgotten).
 const MAX_KEPT_JOBS: usize = 1000;
 
-/// Which targets run which job, persisted in the proxy's data dir so job
-/// status survives a proxy restart (the targets keep the jobs' state).
-#[derive(Default)]
+/// Which targets run which job: one replicated document per job
+/// (`jobs/ID`, through the control plane), so job status survives a
+/// restart of the primary and a change of primary (the targets keep the
+/// jobs' state). Written by the primary only, read from the local copy.
 pub struct Registry {
-    jobs: RwLock<HashMap<String, ProxyJob>>,
-    /// `<data>/jobs.json`; `None` in tests without a data dir.
-    file: Option<PathBuf>,
+    meta: ais_cluster::MetaStore,
+    /// A job index an earlier version kept in the proxy's data dir: taken
+    /// into the control plane once, by the first primary that finds it.
+    legacy: Option<PathBuf>,
+}
+
+/// The documents' prefix.
+const DOC_PREFIX: &str = "jobs/";
+
+fn doc_name(id: &str) -> String {
+    format!("{DOC_PREFIX}{id}")
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -46,98 +55,172 @@ pub struct ProxyJob {
     left: HashMap<String, Value>,
 }
 
+fn encode(job: &ProxyJob) -> ApiResult<Value> {
+    serde_json::to_value(job).map_err(|e| ApiError::internal(format!("encode job: {e}")))
+}
+
 impl Registry {
-    /// Loads the jobs a previous run of this proxy started.
-    pub fn open(file: PathBuf) -> Self {
-        let jobs = match std::fs::read(&file) {
-            Ok(raw) => serde_json::from_slice(&raw).unwrap_or_else(|e| {
-                tracing::warn!(file = %file.display(), error = %e, "ignoring unreadable job index");
-                HashMap::new()
-            }),
-            Err(_) => HashMap::new(),
-        };
-        Registry {
-            jobs: RwLock::new(jobs),
-            file: Some(file),
-        }
+    pub fn new(meta: ais_cluster::MetaStore, legacy: Option<PathBuf>) -> Self {
+        Registry { meta, legacy }
     }
 
-    fn persist(&self, jobs: &HashMap<String, ProxyJob>) -> ApiResult<()> {
-        let Some(file) = &self.file else {
-            return Ok(());
-        };
-        let raw = serde_json::to_vec(jobs).map_err(|e| ApiError::internal(e.to_string()))?;
-        ais_cluster::save_bytes(file, &raw).map_err(ApiError::from)
+    /// Every job this proxy's copy knows (unreadable documents skipped).
+    fn all(&self) -> Vec<(String, ProxyJob)> {
+        self.meta
+            .docs_under(DOC_PREFIX)
+            .into_iter()
+            .filter_map(|(name, d)| {
+                let id = name.strip_prefix(DOC_PREFIX)?.to_string();
+                match serde_json::from_value(d.data) {
+                    Ok(j) => Some((id, j)),
+                    Err(e) => {
+                        tracing::warn!(job = %id, error = %e, "ignoring an unreadable job record");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn get(&self, node: &str, id: &str) -> ApiResult<ProxyJob> {
-        self.jobs
-            .read()
-            .ok()
-            .and_then(|m| m.get(id).cloned())
+        self.meta
+            .doc(&doc_name(id))
+            .and_then(|d| serde_json::from_value(d.data).ok())
             .ok_or_else(|| ApiError::NotFound(format!("{node}: job {id} not found")))
     }
-    fn insert(&self, id: &str, job: ProxyJob) -> ApiResult<()> {
-        let Ok(mut m) = self.jobs.write() else {
-            return Err(ApiError::internal("job index lock poisoned"));
+
+    /// The jobs a legacy index holds, as document changes (once: when the
+    /// control plane has no job yet). See [`Registry::legacy_done`].
+    pub fn seed(&self, meta: &ais_cluster::MetaStore) -> Vec<ais_cluster::DocChange> {
+        let Some(file) = &self.legacy else {
+            return Vec::new();
         };
-        if m.len() >= MAX_KEPT_JOBS {
-            let mut by_age: Vec<(i64, String)> =
-                m.iter().map(|(k, j)| (j.started_ns, k.clone())).collect();
-            by_age.sort();
-            for (_, old) in by_age.iter().take(m.len() + 1 - MAX_KEPT_JOBS) {
-                m.remove(old);
+        if !meta.docs_under(DOC_PREFIX).is_empty() {
+            return Vec::new();
+        }
+        let Ok(raw) = std::fs::read(file) else {
+            return Vec::new();
+        };
+        let jobs: HashMap<String, ProxyJob> = match serde_json::from_slice(&raw) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "ignoring unreadable job index");
+                return Vec::new();
+            }
+        };
+        let mut by_age: Vec<(String, ProxyJob)> = jobs
+            .into_iter()
+            .filter(|(id, _)| ais_cluster::valid_doc_name(&doc_name(id)))
+            .collect();
+        by_age.sort_by_key(|(id, j)| (std::cmp::Reverse(j.started_ns), id.clone()));
+        by_age
+            .into_iter()
+            .take(MAX_KEPT_JOBS)
+            .filter_map(|(id, j)| {
+                let v = serde_json::to_value(&j).ok()?;
+                Some(meta.next_doc(&doc_name(&id), Some(v)))
+            })
+            .collect()
+    }
+
+    /// The legacy index was taken in: renamed so it is never taken again.
+    pub fn legacy_done(&self) {
+        if let Some(f) = &self.legacy {
+            if f.exists() {
+                let _ = std::fs::rename(f, f.with_extension("json.migrated"));
             }
         }
-        m.insert(id.to_string(), job);
-        self.persist(&m)
     }
-    /// Keeps a departing target's final snapshot of job `id`.
-    fn set_left(&self, id: &str, target: &str, snap: Value) -> ApiResult<()> {
-        let Ok(mut m) = self.jobs.write() else {
-            return Err(ApiError::internal("job index lock poisoned"));
-        };
-        if let Some(j) = m.get_mut(id) {
-            j.left.insert(target.to_string(), snap);
+
+    async fn insert(&self, pr: &Primary, id: &str, job: ProxyJob) -> ApiResult<()> {
+        let name = doc_name(id);
+        if !ais_cluster::valid_doc_name(&name) {
+            return Err(ApiError::internal(format!(
+                "job id {id} is not a valid record name"
+            )));
         }
-        self.persist(&m)
+        let v = encode(&job)?;
+        pr.update_docs(|meta| {
+            let mut changes = Vec::new();
+            if meta.doc(&name).is_none() {
+                // The oldest go first (the same choice on every proxy).
+                let mut by_age: Vec<(i64, String)> = self
+                    .all()
+                    .into_iter()
+                    .map(|(k, j)| (j.started_ns, k))
+                    .collect();
+                if by_age.len() >= MAX_KEPT_JOBS {
+                    by_age.sort();
+                    for (_, old) in by_age.iter().take(by_age.len() + 1 - MAX_KEPT_JOBS) {
+                        changes.push(meta.next_doc(&doc_name(old), None));
+                    }
+                }
+            }
+            changes.push(meta.next_doc(&name, Some(v)));
+            Ok::<_, ApiError>((changes, ()))
+        })
+        .await
+    }
+
+    /// Changes job `id`'s record, if there is one.
+    async fn modify(&self, pr: &Primary, id: &str, f: impl FnOnce(&mut ProxyJob)) -> ApiResult<()> {
+        let name = doc_name(id);
+        pr.update_docs(|meta| {
+            let Some(mut j) = meta
+                .doc(&name)
+                .and_then(|d| serde_json::from_value::<ProxyJob>(d.data).ok())
+            else {
+                return Ok((Vec::new(), ()));
+            };
+            f(&mut j);
+            Ok::<_, ApiError>((vec![meta.next_doc(&name, Some(encode(&j)?))], ()))
+        })
+        .await
+    }
+
+    /// Keeps a departing target's final snapshot of job `id`.
+    async fn set_left(&self, pr: &Primary, id: &str, target: &str, snap: Value) -> ApiResult<()> {
+        self.modify(pr, id, |j| {
+            j.left.insert(target.to_string(), snap);
+        })
+        .await
     }
     /// Keeps every target's final snapshot of a job that has ended
     /// everywhere (one write): a target restarting later, which forgets its
     /// jobs, must not turn a finished job into a lost one.
-    fn set_final(&self, id: &str, snaps: Vec<(String, Value)>) -> ApiResult<()> {
-        let Ok(mut m) = self.jobs.write() else {
-            return Err(ApiError::internal("job index lock poisoned"));
-        };
-        match m.get_mut(id) {
-            Some(j) => j.left.extend(snaps),
-            None => return Ok(()),
-        }
-        self.persist(&m)
+    async fn set_final(
+        &self,
+        pr: &Primary,
+        id: &str,
+        snaps: Vec<(String, Value)>,
+    ) -> ApiResult<()> {
+        self.modify(pr, id, |j| j.left.extend(snaps)).await
     }
     /// The rebalance registered last, if any.
     fn newest_rebalance(&self) -> Option<String> {
-        self.jobs.read().ok().and_then(|m| {
-            m.iter()
-                .filter(|(_, j)| j.kind == crate::rpc::types::JOB_REBALANCE)
-                .max_by_key(|(_, j)| j.started_ns)
-                .map(|(id, _)| id.clone())
-        })
+        self.all()
+            .into_iter()
+            .filter(|(_, j)| j.kind == crate::rpc::types::JOB_REBALANCE)
+            .max_by_key(|(id, j)| (j.started_ns, id.clone()))
+            .map(|(id, _)| id)
     }
-    fn remove(&self, id: &str) -> ApiResult<()> {
-        let Ok(mut m) = self.jobs.write() else {
-            return Err(ApiError::internal("job index lock poisoned"));
-        };
-        if m.remove(id).is_some() {
-            self.persist(&m)?;
-        }
-        Ok(())
+    async fn remove(&self, pr: &Primary, id: &str) -> ApiResult<()> {
+        let name = doc_name(id);
+        pr.update_docs(|meta| {
+            let changes = match meta.doc(&name) {
+                Some(_) => vec![meta.next_doc(&name, None)],
+                None => Vec::new(),
+            };
+            Ok::<_, ApiError>((changes, ()))
+        })
+        .await
     }
     fn ids(&self) -> Vec<String> {
-        self.jobs
-            .read()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.meta
+            .docs_under(DOC_PREFIX)
+            .into_iter()
+            .filter_map(|(k, _)| k.strip_prefix(DOC_PREFIX).map(str::to_string))
+            .collect()
     }
 }
 
@@ -670,19 +753,16 @@ pub fn mark_balanced(p: &Proxy, mut active: Vec<String>) {
 pub async fn keep_final_snaps(p: &Proxy, node: &Snode) {
     let ids: Vec<String> = p
         .jobs
-        .jobs
-        .read()
-        .map(|m| {
-            m.iter()
-                .filter(|(_, j)| j.targets.iter().any(|t| t.daemon_id == node.daemon_id))
-                .map(|(id, _)| id.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+        .all()
+        .into_iter()
+        .filter(|(_, j)| j.targets.iter().any(|t| t.daemon_id == node.daemon_id))
+        .map(|(id, _)| id)
+        .collect();
+    let Ok(pr) = p.primary() else { return };
     for id in ids {
         match p.core.rpc.job_snap(&node.into(), &id).await {
             Ok(v) => {
-                if let Err(e) = p.jobs.set_left(&id, &node.name(), v) {
+                if let Err(e) = p.jobs.set_left(&pr, &id, &node.name(), v).await {
                     tracing::warn!(job = %id, error = %e, "could not keep a final job snapshot");
                 }
             }
@@ -819,7 +899,8 @@ async fn launch_on(
         started_ns: ais_core::now_ns(),
         left: HashMap::new(),
     };
-    p.jobs.insert(&id, job(targets.clone()))?;
+    let pr = p.primary()?;
+    p.jobs.insert(&pr, &id, job(targets.clone())).await?;
     let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
         let spec = &spec;
         async move { core.rpc.job_start(&t, spec).await }
@@ -842,7 +923,7 @@ async fn launch_on(
             .into_iter()
             .filter(|t| !skipped.iter().any(|(s, _)| s.daemon_id == t.daemon_id))
             .collect();
-        p.jobs.insert(&id, job(started))?;
+        p.jobs.insert(&pr, &id, job(started)).await?;
     }
     tracing::info!(job = %id, %kind, src = %spec.src, dst = %spec.dst, "job started");
     Ok(id)
@@ -1052,7 +1133,11 @@ pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
             .filter_map(|(t, s)| s.as_ref().ok().map(|v| (t.name(), v.clone())))
             .collect();
         if !fresh.is_empty() {
-            if let Err(e) = p.jobs.set_final(id, fresh) {
+            let res = match p.primary() {
+                Ok(pr) => p.jobs.set_final(&pr, id, fresh).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
                 tracing::warn!(job = %id, error = %e, "could not keep the job's final snapshots");
             }
         }
@@ -1292,7 +1377,8 @@ async fn remove_jobs(p: &Proxy, value: Value) -> Res {
                 tracing::warn!(job = %id, target = %t.name(), error = %e, "could not remove the job's record");
             }
         }
-        p.jobs.remove(&id)?;
+        let pr = p.primary()?;
+        p.jobs.remove(&pr, &id).await?;
         removed.push(id);
     }
     json_ok(&removed)

@@ -59,10 +59,7 @@ pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
         ))
     })?;
     if node.daemon_type == NodeType::Proxy {
-        return Err(ApiError::bad_request(format!(
-            "{action}: {} is a proxy; only targets can be put in maintenance, decommissioned or shut down here",
-            node.name()
-        )));
+        return proxy_action(p, &primary, &action, node, v).await;
     }
     let name = node.name();
     if action == STOP_MAINTENANCE {
@@ -131,6 +128,43 @@ pub async fn node_action(p: &Arc<Proxy>, msg: ActMsg) -> Res {
         });
     }
     Ok(text_ok(&reb))
+}
+
+/// A proxy shut down (it stays a member of the control plane: it is
+/// expected back) or decommissioned (out of the control plane's group, so
+/// it no longer counts in a majority, and out of the map; it forgets its
+/// control-plane state and exits). Maintenance is for targets.
+async fn proxy_action(
+    p: &Arc<Proxy>,
+    primary: &ais_cluster::Primary,
+    action: &str,
+    node: Snode,
+    v: RmNodeMsg,
+) -> Res {
+    let name = node.name();
+    if action != DECOMMISSION && action != SHUTDOWN {
+        return Err(ApiError::bad_request(format!(
+            "{action}: {name} is a proxy; maintenance is for targets (a proxy can be shut down or decommissioned)"
+        )));
+    }
+    if node.daemon_id == p.core.id {
+        return Err(ApiError::bad_request(format!(
+            "{action}: {name} is the primary proxy; hand its role over first (ais cluster set-primary)"
+        )));
+    }
+    let msg = ActMsg {
+        action: action.to_string(),
+        name: String::new(),
+        value: serde_json::to_value(&v).map_err(|e| ApiError::internal(e.to_string()))?,
+    };
+    if action == DECOMMISSION {
+        primary.remove_proxy(&node.daemon_id).await?;
+        tracing::info!(node = %name, "decommissioned: out of the control plane and the cluster map");
+    }
+    if let Err(e) = p.core.rpc.node_action(&Dest::from(&node), &msg).await {
+        tracing::warn!(node = %name, error = %e, "could not tell the proxy to leave (down already?)");
+    }
+    Ok(text_ok(""))
 }
 
 /// States of a decommission or shutdown in [`Proxy::lifecycle`].

@@ -127,6 +127,63 @@ pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
     Ok(empty(StatusCode::OK))
 }
 
+/// `PUT /v1/daemon` on a proxy with `shutdown-node` or
+/// `decommission-node` (sent by the primary, AIStore's shape). A
+/// decommissioned proxy is out of the control plane: it forgets its log
+/// and its copy of the replicated documents (the AuthN database among
+/// them), so that started again it joins as a new member.
+pub async fn daemon_action(p: &Arc<Proxy>, ctx: &Ctx, msg: ais_core::api::ActMsg) -> Res {
+    ctx.expect_method(&[Method::PUT])?;
+    let v: ais_core::api::RmNodeMsg = if msg.value.is_null() {
+        Default::default()
+    } else {
+        serde_json::from_value(msg.value.clone())
+            .map_err(|e| ApiError::bad_request(format!("malformed {} request: {e}", msg.action)))?
+    };
+    match msg.action.as_str() {
+        "shutdown-node" | "decommission-node" => {
+            if p.is_primary() {
+                return Err(ApiError::bad_request(format!(
+                    "{}: this proxy is the primary; hand its role over first (ais cluster set-primary)",
+                    msg.action
+                )));
+            }
+            if msg.action == "decommission-node" {
+                if let Some(cp) = p.control.get() {
+                    cp.shutdown().await;
+                }
+                let meta = p.core.meta.dir().to_path_buf();
+                let wiped = tokio::task::spawn_blocking(move || {
+                    for d in [meta.join("raft"), meta.join("docs")] {
+                        if let Err(e) = std::fs::remove_dir_all(&d) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                return Err(format!("{}: {e}", d.display()));
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+                if let Err(e) = wiped {
+                    tracing::error!(error = %e, "decommissioned, but could not remove the control-plane state");
+                }
+            }
+            if msg.action == "decommission-node" && v.no_shutdown {
+                p.core.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(node = %p.core.name, "decommissioned: left the cluster, still running");
+            } else {
+                tracing::warn!(node = %p.core.name, action = %msg.action, "leaving the cluster and exiting");
+                p.core.leave();
+            }
+            Ok(empty(StatusCode::OK))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "invalid node action \"{other}\" (supported: set-config, reset-config, shutdown-node, decommission-node)"
+        ))),
+    }
+}
+
 /// Applies committed changes of the control plane's log to this proxy.
 struct ProxyApplier(std::sync::Weak<Proxy>);
 
@@ -141,6 +198,14 @@ impl ais_cluster::Applier for ProxyApplier {
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    fn docs_changed(&self, names: &[&str]) {
+        if names.contains(&crate::auth::authn::DOC) {
+            if let Some(p) = self.0.upgrade() {
+                crate::auth::authn::refresh_revoked(&p.core.meta);
+            }
         }
     }
 }
@@ -194,8 +259,15 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
                 Arc::new(p.core.rpc.clone()),
                 cp.clone(),
             );
-            match pr.take_office().await {
+            let seed = |meta: &ais_cluster::MetaStore| {
+                let mut docs = crate::auth::authn::seed(meta);
+                docs.extend(p.jobs.seed(meta));
+                docs
+            };
+            match pr.take_office(seed).await {
                 Ok(()) => {
+                    crate::auth::authn::seeded();
+                    p.jobs.legacy_done();
                     tracing::info!(term = l.term, "elected: taking the primary's role");
                     office_term = Some(l.term);
                     become_primary(&p, pr);

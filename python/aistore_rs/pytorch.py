@@ -36,6 +36,94 @@ from .errors import from_response
 
 SAMPLE_EXTS = (".jpg", ".jpeg", ".png", ".npy")
 
+_JPEG = b"\xff\xd8\xff"
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class SampleError(RuntimeError):
+    """A sample that could not be decoded (named in the message)."""
+
+
+def _image_device(decode: Any) -> Optional[torch.device]:
+    """The device of `decode="cpu"|"cuda"|"cuda:N"` (or a torch.device);
+    None for a callable or None."""
+    if isinstance(decode, (str, torch.device)):
+        dev = torch.device(decode)
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"decode={decode!r}: use 'cpu', 'cuda', 'cuda:N', a callable or None")
+        return dev
+    return None
+
+
+def decode_images(
+    names: Sequence[str],
+    datas: Sequence[bytes | bytearray],
+    device: Any = "cpu",
+    on_error: str = "raise",
+) -> tuple[list[torch.Tensor], list[int]]:
+    """Encoded samples -> uint8 CHW tensors on `device`, and the indices kept.
+
+    JPEGs go through one batched `torchvision.io.decode_jpeg` call (nvJPEG on
+    CUDA, libjpeg-turbo on CPU: the same code path either way), PNGs through
+    `decode_png`, ready `.npy` arrays as they are; all RGB. A sample that
+    cannot be decoded raises `SampleError` naming it (`on_error="raise"`) or
+    is left out (`"skip"`: the indices say which remain)."""
+    from torchvision.io import ImageReadMode, decode_jpeg, decode_png
+
+    dev = torch.device(device)
+    n = len(datas)
+    out: list[Optional[torch.Tensor]] = [None] * n
+    bad: dict[int, str] = {}
+    jpeg: list[int] = []
+    enc: list[torch.Tensor] = []
+    for k, d in enumerate(datas):
+        head = bytes(d[:8])
+        if head.startswith(_JPEG):
+            t = torch.frombuffer(bytearray(d), dtype=torch.uint8)
+            # nvJPEG reads the bytes from pinned host memory without a staging copy.
+            enc.append(t.pin_memory() if dev.type == "cuda" else t)
+            jpeg.append(k)
+        elif head.startswith(_PNG):
+            try:
+                out[k] = decode_png(torch.frombuffer(bytearray(d), dtype=torch.uint8), mode=ImageReadMode.RGB).to(dev)
+            except RuntimeError as e:
+                bad[k] = str(e)
+        elif head.startswith(b"\x93NUMPY"):
+            row = _ready_row(bytes(d))
+            if row is None:
+                bad[k] = "malformed .npy"
+            else:
+                out[k] = torch.from_numpy(row.copy()).to(dev)
+        else:
+            bad[k] = "not a JPEG, PNG or .npy"
+    if jpeg:
+        try:
+            for k, t in zip(jpeg, decode_jpeg(enc, mode=ImageReadMode.RGB, device=dev)):
+                out[k] = t
+        except RuntimeError:
+            # One bad image fails the whole batched call: find which.
+            for k, e in zip(jpeg, enc):
+                try:
+                    out[k] = decode_jpeg(e, mode=ImageReadMode.RGB, device=dev)
+                except RuntimeError as err:
+                    bad[k] = str(err).strip() or "corrupt JPEG"
+    if bad and on_error != "skip":
+        k = min(bad)
+        more = f" (and {len(bad) - 1} more in this batch)" if len(bad) > 1 else ""
+        raise SampleError(f"{names[k]}: cannot decode: {bad[k]}{more}")
+    kept = [k for k in range(n) if k not in bad]
+    return [out[k] for k in kept], kept  # type: ignore[misc]
+
+
+def _stack_images(names: Sequence[str], tensors: list[torch.Tensor]) -> torch.Tensor:
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise SampleError(
+            f"images of different sizes in one batch ({sorted(shapes)[:3]}, first {names[0]}): "
+            "have the ETL return one size, or use stack=False"
+        )
+    return torch.stack(tensors)
+
 
 class NameArray:
     """Immutable array of strings in two objects (a bytes blob and int64 offsets)."""
@@ -196,7 +284,7 @@ class _Base:
         prefix: str = "",
         transform_id: Optional[str] = None,
         transform_filter: Optional[Callable[[str], bool]] = None,
-        decode: Optional[Callable[[str, bytes], Any]] = None,
+        decode: Optional[Callable[[str, bytes], Any] | str] = None,
         label_ext: str = ".cls",
         sample_exts: Sequence[str] = SAMPLE_EXTS,
         etl_args: Optional[str] = None,
@@ -205,11 +293,22 @@ class _Base:
         labels: bool = True,
         direct: bool = True,
         prefetch_labels: Optional[bool] = None,
+        on_error: str = "raise",
     ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error={on_error!r}: 'raise' or 'skip'")
         self.fetcher = _Fetcher(client_url, _bucket_name(bck), timeout, direct)
         self.transform_id = transform_id
         self.transform_filter = transform_filter or (lambda name: True)
-        self.decode = decode or default_decode
+        # decode="cpu"/"cuda": images to uint8 CHW tensors on that device,
+        # JPEGs decoded a batch at a time (`decode_images`).
+        self.image_device = _image_device(decode)
+        self.on_error = on_error
+        if self.image_device is not None:
+            dev = self.image_device
+            self.decode = lambda name, data: decode_images([name], [data], dev)[0][0]
+        else:
+            self.decode = decode or default_decode  # type: ignore[assignment]
         self.label_ext = label_ext
         self.etl_args = etl_args
         self.threads = threads
@@ -242,6 +341,17 @@ class _Base:
         label_name = name.rpartition(".")[0] + self.label_ext
         return sample, int(self.fetcher.get(label_name).decode().strip())
 
+    def _load_raw(self, i: int) -> tuple[bytes, Optional[int]]:
+        """Sample `i`'s bytes (through the ETL where the filter says) and label."""
+        name = self.names[i]
+        etl = self.transform_id if (self.transform_id and self.transform_filter(name)) else None
+        data = self.fetcher.get(name, etl, self.etl_args)
+        if not self.with_labels:
+            return data, None
+        if self.labels is not None:
+            return data, int(self.labels[i])
+        return data, int(self.fetcher.get(name.rpartition(".")[0] + self.label_ext).decode().strip())
+
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None or self._pool_pid != os.getpid():
             self._pool = ThreadPoolExecutor(self.threads)
@@ -259,7 +369,14 @@ class Dataset(_Base, _TorchDataset):
     doc). Arguments: `Dataset(client_url, bck, prefix="", transform_id=None,
     transform_filter=None, decode=None, label_ext=".cls", sample_exts=...,
     etl_args=None, threads=8, timeout=120.0, labels=True, direct=True,
-    prefetch_labels=None)`."""
+    prefetch_labels=None, on_error="raise")`.
+
+    `decode`: a callable `(name, bytes) -> sample`, None (the seed's default:
+    float CHW in [0, 1]), or `"cpu"` / `"cuda"` / `"cuda:N"`: images become
+    uint8 CHW tensors on that device, a DataLoader batch decoded together
+    (nvJPEG on CUDA, libjpeg-turbo on CPU). With CUDA, decode in the
+    trainer's process (`num_workers=0`) or start workers with
+    `multiprocessing_context="spawn"`: CUDA does not survive a fork."""
 
     def __len__(self) -> int:
         return len(self.names)
@@ -268,8 +385,18 @@ class Dataset(_Base, _TorchDataset):
         return self._load(i)
 
     def __getitems__(self, indices: list[int]) -> list[Any]:
-        """A whole batch at once, requests overlapped (used by DataLoader)."""
-        return list(self._executor().map(self._load, indices))
+        """A whole batch at once, requests overlapped (used by DataLoader);
+        with `decode="cpu"|"cuda"` the batch's images are decoded together."""
+        if self.image_device is None:
+            return list(self._executor().map(self._load, indices))
+        if self.on_error == "skip":
+            raise ValueError("on_error='skip' needs BatchDataset (a map-style dataset must return every index)")
+        raws = list(self._executor().map(self._load_raw, indices))
+        names = [self.names[i] for i in indices]
+        tensors, _ = decode_images(names, [r[0] for r in raws], self.image_device)
+        if not self.with_labels:
+            return [(t, n) for t, n in zip(tensors, names)]
+        return [(t, r[1]) for t, r in zip(tensors, raws)]
 
 
 def _dist_info(rank: Optional[int], world_size: Optional[int]) -> tuple[int, int]:
@@ -527,6 +654,15 @@ class BatchDataset(_Base, _TorchIterable):
     trained on (across all ranks, e.g. `steps * batch_size * world_size`).
     After `load_state_dict`, the epoch yields exactly the samples from that
     point on, re-batched the same way, without fetching the first ones.
+
+    GPU decode: with `decode="cuda"` (or `"cpu"`), a batch of image outputs
+    (JPEG/PNG, e.g. the seed's `img_to_bytes` ETL) is decoded in one
+    batched call into a uint8 (N, C, H, W) tensor on that device; finish the
+    transform there (`normalize_on_gpu`). The next batches are fetched by
+    the dataset's threads while one is decoded. A sample that cannot be
+    decoded raises `SampleError` naming it, or with `on_error="skip"` is
+    left out of its batch (labels and names stay aligned). With CUDA use
+    `num_workers=0`, or workers started with `multiprocessing_context="spawn"`.
     """
 
     def __init__(
@@ -628,7 +764,13 @@ class BatchDataset(_Base, _TorchIterable):
         if r.status_code != 200:
             raise from_response(r)
         try:
-            out = self._assemble(names, _tar_members(r.raw))
+            if self.image_device is not None:
+                out, kept = self._assemble_images(names, _tar_members(r.raw))
+                if len(kept) != len(names):
+                    idx = idx[kept]
+                    names = [names[k] for k in kept]
+            else:
+                out = self._assemble(names, _tar_members(r.raw))
         finally:
             r.close()
         if not self.with_labels:
@@ -638,6 +780,24 @@ class BatchDataset(_Base, _TorchIterable):
         else:
             labels = torch.tensor([int(self.fetcher.get(n.rpartition(".")[0] + self.label_ext).decode()) for n in names])
         return (out, labels, names) if self.with_names else (out, labels)
+
+    def _assemble_images(self, names: list[str], members: Iterator[tuple[str, bytes]]) -> tuple[Any, list[int]]:
+        """The batch's members decoded together on `image_device`; the
+        indices of the samples kept (all, unless `on_error="skip"`)."""
+        n = len(names)
+        datas: list[bytes] = []
+        for k, (_name, data) in enumerate(members):
+            if k >= n:
+                raise RuntimeError(f"Get-Batch returned more than the {n} samples asked for")
+            datas.append(data)
+        if len(datas) != n:
+            raise RuntimeError(f"Get-Batch returned {len(datas)} of {n} samples")
+        tensors, kept = decode_images(names, datas, self.image_device, self.on_error)
+        kept_names = [names[k] for k in kept]
+        if not tensors:
+            empty = torch.empty((0, 3, 0, 0), dtype=torch.uint8, device=self.image_device)
+            return (empty if self.stack else []), kept
+        return (_stack_images(kept_names, tensors) if self.stack else tensors), kept
 
     def _assemble(self, names: list[str], members: Iterator[tuple[str, bytes]]) -> Any:
         """The batch from the archive's members, in order. Ready arrays

@@ -273,3 +273,153 @@ def test_ready_arrays_through_the_etl_equal_local_decoding(endpoint: str) -> Non
     finally:
         requests.delete(f"{endpoint}/v1/etl/{name}", timeout=60)
         b.delete(missing_ok=True)
+
+
+# -- decode="cpu": the GPU-decode code path on the CPU device ---------------
+
+
+def _img(i: int, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(100 + i).integers(0, 255, (size, size, 3), dtype=np.uint8)
+
+
+def _encode(arr: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt, quality=90)
+    return buf.getvalue()
+
+
+def _pil(data: bytes) -> torch.Tensor:
+    """The reference: PIL's decoding of the same bytes, uint8 CHW."""
+    return torch.from_numpy(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).copy()).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def images(endpoint: str):
+    """JPEG, PNG and ready .npy samples of one size, mixed in every batch;
+    labels = index. Answers (bucket, {name: bytes})."""
+    b = Client(endpoint).bucket(f"imgs-{uuid.uuid4().hex[:8]}").create()
+    data = {}
+    for i in range(N):
+        fmt = ("JPEG", "PNG", "NPY")[i % 3]
+        if fmt == "NPY":
+            name, raw = f"s/{i:05d}.npy", to_npy(np.ascontiguousarray(_img(i).transpose(2, 0, 1)))
+        else:
+            name, raw = f"s/{i:05d}.{'jpg' if fmt == 'JPEG' else 'png'}", _encode(_img(i), fmt)
+        b.object(name).put(raw)
+        b.object(f"s/{i:05d}.cls").put(str(i).encode())
+        data[name] = raw
+    yield b, data
+    b.delete(missing_ok=True)
+
+
+def _reference(name: str, raw: bytes) -> torch.Tensor:
+    return npy_to_tensor(bytearray(raw)) if name.endswith(".npy") else _pil(raw)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_decode_cpu_equals_pil_for_mixed_formats(endpoint: str, images, workers: int) -> None:
+    from aistore_rs.pytorch import Dataset
+
+    b, data = images
+    ds = BatchDataset(endpoint, b.name, prefix="s/", batch_size=5, seed=3, decode="cpu", with_names=True)
+    seen = []
+    for samples, labels, names in DataLoader(ds, batch_size=None, num_workers=workers):
+        assert samples.dtype == torch.uint8 and samples.shape[1:] == (3, 32, 32) and samples.device.type == "cpu"
+        for s, lbl, n in zip(samples, labels, names):
+            assert torch.equal(s, _reference(n, data[n])), n
+            assert int(lbl) == int(n[2:7])
+            seen.append(n)
+    assert sorted(seen) == sorted(data)
+    # The seed's map-style Dataset, a DataLoader batch decoded together.
+    ds2 = Dataset(endpoint, b.name, prefix="s/", decode="cpu")
+    for samples, labels in DataLoader(ds2, batch_size=7, num_workers=workers):
+        assert samples.dtype == torch.uint8 and samples.shape[1:] == (3, 32, 32)
+        for s, lbl in zip(samples, labels):
+            n = ds2.names[int(lbl)]
+            assert torch.equal(s, _reference(n, data[n])), n
+    with pytest.raises(ValueError, match="decode="):
+        BatchDataset(endpoint, b.name, prefix="s/", decode="mps")
+
+
+def test_decode_cpu_resume_and_order_hold(endpoint: str, images) -> None:
+    b, data = images
+    names = sorted(data)
+    ref = [names[i] for i in epoch_order(N, 7, 2)]
+    for k in (0, 9, N):
+        ds = BatchDataset(endpoint, b.name, prefix="s/", batch_size=BS, seed=7, decode="cpu", with_names=True)
+        ds.load_state_dict({"seed": 7, "epoch": 2, "consumed": k})
+        got = [n for _, _, ns in DataLoader(ds, batch_size=None, num_workers=2) for n in ns]
+        assert got == ref[k:], k
+
+
+def test_a_corrupt_image_is_named_or_skipped(endpoint: str) -> None:
+    from aistore_rs.pytorch import SampleError
+
+    b = Client(endpoint).bucket(f"bad-{uuid.uuid4().hex[:8]}").create()
+    try:
+        for i in range(10):
+            raw = _encode(_img(i), "JPEG")
+            if i == 6:
+                raw = raw[: len(raw) // 3]  # truncated
+            if i == 8:
+                raw = b"this is not an image"
+            b.object(f"c/{i:03d}.jpg").put(raw)
+            b.object(f"c/{i:03d}.cls").put(str(i).encode())
+        ds = BatchDataset(endpoint, b.name, prefix="c/", batch_size=10, shuffle=False, decode="cpu")
+        with pytest.raises(SampleError, match="c/006.jpg: cannot decode"):
+            next(iter(ds))
+        ds = BatchDataset(endpoint, b.name, prefix="c/", batch_size=4, shuffle=False, decode="cpu", on_error="skip", with_names=True)
+        kept = []
+        for samples, labels, names in DataLoader(ds, batch_size=None, num_workers=0):
+            assert len(samples) == len(labels) == len(names)
+            assert labels.tolist() == [int(n[2:5]) for n in names]
+            kept += list(names)
+        assert kept == [f"c/{i:03d}.jpg" for i in range(10) if i not in (6, 8)]
+        with pytest.raises(ValueError, match="on_error"):
+            BatchDataset(endpoint, b.name, prefix="c/", decode="cpu", on_error="ignore")
+    finally:
+        b.delete(missing_ok=True)
+
+
+SEED_JPEG = '''
+import io
+from PIL import Image
+
+def transform(data, path, args):
+    """The seed's shape: decode, crop, return the image as JPEG bytes."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = img.size
+    s = min(w, h, 48)
+    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+'''
+
+
+def test_seed_jpeg_etl_with_decode_cpu_equals_local(endpoint: str) -> None:
+    """The seed's JPEG-returning ETL, decoded by the loader on the CPU
+    device: equal to PIL decoding of the same transform run locally."""
+    b = Client(endpoint).bucket(f"seedjpg-{uuid.uuid4().hex[:8]}").create()
+    name = f"seedjpg-{uuid.uuid4().hex[:8]}"
+    try:
+        src = {}
+        for i in range(9):
+            raw = _encode(_img(i, 64 + i), "JPEG")
+            src[f"j/{i:03d}.jpg"] = raw
+            b.object(f"j/{i:03d}.jpg").put(raw)
+            b.object(f"j/{i:03d}.cls").put(str(i).encode())
+        put_etl(endpoint, name, SEED_JPEG)
+        ns: dict = {}
+        exec(SEED_JPEG, ns)
+        ds = BatchDataset(endpoint, b.name, prefix="j/", batch_size=4, seed=5, transform_id=name, decode="cpu", with_names=True)
+        seen = 0
+        for samples, _labels, names in DataLoader(ds, batch_size=None, num_workers=2):
+            assert samples.shape[1:] == (3, 48, 48)
+            for s, n in zip(samples, names):
+                assert torch.equal(s, _pil(ns["transform"](src[n], f"ais://{b.name}/{n}", ""))), n
+                seen += 1
+        assert seen == 9
+    finally:
+        requests.delete(f"{endpoint}/v1/etl/{name}", timeout=60)
+        b.delete(missing_ok=True)

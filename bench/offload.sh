@@ -5,6 +5,7 @@
 # images/s of
 #   local ImageFolder-style loading with the seed's transform (trainer cores),
 #   our BatchDataset with the seed's ETL (JPEG out, decoded by the trainer),
+#   the same with decode="cpu" (batched libjpeg-turbo into uint8),
 #   our BatchDataset with ready uint8 arrays (.npy) + transform_batch,
 #   local loading with all cores;
 # data-only on any host; with a GPU also training img/s (resnet50, bf16) and
@@ -36,6 +37,7 @@ CLUSTER_PREFIX="taskset -c $CLUSTER_CPUS" start_cluster "${TARGETS:-2}"
 run() { taskset -c "$1" .venv/bin/python bench/offload_bench.py "$2" --endpoint "$EP" --data "$DATA" --cpus "$1" --out "$WORK/rows.jsonl"; }
 run "$TRAINER_CPUS" local
 run "$TRAINER_CPUS" seed
+run "$TRAINER_CPUS" seed-cpu
 run "$TRAINER_CPUS" ready
 run "$ALL_CPUS" local-all
 # The local loader again with the malloc settings aisnode and its ETL workers

@@ -2,7 +2,7 @@
 
     offload_bench.py setup  --endpoint EP --data DIR     upload the data set, init the ETLs
     offload_bench.py MODE   --endpoint EP --data DIR --cpus LIST --out ROWS
-                            MODE: local | local-all | seed | ready
+                            MODE: local | local-all | seed | seed-cpu | ready
     offload_bench.py report --out ROWS ...
 
 Each MODE runs pinned by the caller (taskset) and appends one JSON row:
@@ -153,9 +153,13 @@ def loader(mode: str, a: argparse.Namespace) -> tuple[DataLoader, bool]:
         return DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=True), False
     from aistore_rs.pytorch import BatchDataset
 
-    etl = "offload-seed" if mode == "seed" else "offload-ready"
-    ds = BatchDataset(a.endpoint, BUCKET, prefix="train/", batch_size=BATCH, transform_id=etl, seed=1, threads=2)
-    return DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True), mode == "ready"
+    etl = "offload-ready" if mode == "ready" else "offload-seed"
+    # seed-cpu: the seed's JPEG outputs decoded a batch at a time into uint8
+    # (libjpeg-turbo; decode="cuda" is the same path on the GPU), normalised
+    # on the device like the ready arrays.
+    decode = "cpu" if mode == "seed-cpu" else None
+    ds = BatchDataset(a.endpoint, BUCKET, prefix="train/", batch_size=BATCH, transform_id=etl, seed=1, threads=2, decode=decode)
+    return DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True), mode in ("ready", "seed-cpu")
 
 
 def cpu_times() -> dict[str, tuple[int, int]]:
@@ -261,6 +265,7 @@ def report(a: argparse.Namespace) -> None:
     label = {
         "local": f"local ImageFolder-style, seed transform, trainer cores ({a.trainer_cpus})",
         "seed": "BatchDataset + the seed's ETL (JPEG out, decoded by the trainer)",
+        "seed-cpu": 'BatchDataset + the seed\'s ETL, decode="cpu" (batched libjpeg-turbo to uint8)',
         "ready": "BatchDataset + ready uint8 arrays (.npy) + transform_batch",
         "local-all": "local ImageFolder-style, all cores",
         "local-tuned": f"local ImageFolder-style, trainer cores ({a.trainer_cpus}), the node's malloc settings (GLIBC_TUNABLES)",
@@ -270,7 +275,7 @@ def report(a: argparse.Namespace) -> None:
     print("| loader | data-only img/s | vs local (trainer cores) |" + (" training img/s |" if gpu else ""))
     print("|---|---|---|" + ("---|" if gpu else ""))
     base = rows["local"]["data_img_s"]
-    for m in [m for m in ("local", "seed", "ready", "local-all", "local-tuned") if m in rows]:
+    for m in [m for m in ("local", "seed", "seed-cpu", "ready", "local-all", "local-tuned") if m in rows]:
         r = rows[m]
         line = f"| {label[m]} | {r['data_img_s']:.0f} | {r['data_img_s'] / base:.2f}x |"
         if gpu:

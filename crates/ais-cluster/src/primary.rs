@@ -341,6 +341,24 @@ impl Primary {
                     .into(),
             ));
         }
+        // The change goes through a joint configuration that needs a
+        // majority of the voters that stay as well: with one of them down
+        // it would never commit, and every later change would wait on it.
+        let limit = self.keepalive_timeout();
+        let down: Vec<String> = self
+            .log
+            .voters()
+            .into_iter()
+            .filter(|v| *v != id && *v != self.me.daemon_id)
+            .filter(|v| self.silent_for(v).is_none_or(|d| d > limit))
+            .collect();
+        if !down.is_empty() {
+            return Err(ClusterError::Refused(format!(
+                "proxy {} is a voter of the control plane and is not answering; removing {id} \
+                 now would need it: bring it back (or decommission it first)",
+                down.join(", ")
+            )));
+        }
         self.log.remove_member(id).await?;
         let mut smap = self.meta.smap().ok_or(ClusterError::NoMap)?;
         if smap.pmap.remove(id).is_none() {
@@ -356,6 +374,18 @@ impl Primary {
             m.remove(id);
         }
         Ok(smap)
+    }
+
+    /// Runs `f` on the store once every change committed before is applied
+    /// here and no change is in flight (the metadata lock held), and only
+    /// while this proxy still leads: a read no later change can precede.
+    pub async fn read_barrier<T>(
+        &self,
+        f: impl FnOnce(&MetaStore) -> T,
+    ) -> Result<T, ClusterError> {
+        let _g = self.change.lock().await;
+        self.log.catch_up().await?;
+        Ok(f(&self.meta))
     }
 
     /// Changes the proxies' replicated documents under the metadata lock:

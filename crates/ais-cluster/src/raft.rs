@@ -97,6 +97,10 @@ pub trait Replicator: Send + Sync + 'static {
     /// Takes proxy `daemon_id` out of the group for good (decommissioned):
     /// it no longer counts in any majority.
     fn remove_member<'a>(&'a self, daemon_id: &'a str) -> BoxFuture<'a, Result<(), ClusterError>>;
+    /// The voting members, by daemon id (empty: not replicated).
+    fn voters(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Waits until this node has applied everything committed before now;
     /// fails if it is not the leader.
     fn catch_up(&self) -> BoxFuture<'_, Result<(), ClusterError>>;
@@ -1329,6 +1333,10 @@ impl Replicator for ControlPlane {
 
     fn reaches_proxies(&self) -> bool {
         true
+    }
+
+    fn voters(&self) -> Vec<String> {
+        self.members().0.into_iter().collect()
     }
 
     fn catch_up(&self) -> BoxFuture<'_, Result<(), ClusterError>> {

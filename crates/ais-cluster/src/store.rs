@@ -392,18 +392,18 @@ impl MetaStore {
     }
 
     /// Applies document changes that [`MetaStore::docs_fit`] accepted.
+    /// Files are written before the in-memory copy changes, without the
+    /// lock readers take (only the control plane's state machine writes,
+    /// one entry at a time).
     pub fn apply_docs(&self, changes: &[DocChange]) -> Result<(), ClusterError> {
-        let mut inner = self
-            .inner
-            .write()
-            .map_err(|_| ClusterError::Refused("metadata lock poisoned".into()))?;
+        if let Some(c) = changes.iter().find(|c| !valid_doc_name(&c.name)) {
+            return Err(ClusterError::Refused(format!(
+                "\"{}\" is not a valid document name",
+                c.name
+            )));
+        }
+        let docs_dir = self.dir.join("docs");
         for c in changes {
-            if !valid_doc_name(&c.name) {
-                return Err(ClusterError::Refused(format!(
-                    "\"{}\" is not a valid document name",
-                    c.name
-                )));
-            }
             let file = doc_file(&self.dir, &c.name);
             match &c.data {
                 Some(data) => {
@@ -411,31 +411,49 @@ impl MetaStore {
                         version: c.version,
                         data: data.clone(),
                     };
-                    if inner.docs.get(&c.name) == Some(&doc) {
+                    let same = self
+                        .inner
+                        .read()
+                        .map(|i| i.docs.get(&c.name) == Some(&doc))
+                        .unwrap_or(false);
+                    if same {
                         continue;
                     }
-                    std::fs::create_dir_all(self.dir.join("docs")).map_err(|e| {
-                        ClusterError::Io {
-                            context: format!("create {}", self.dir.join("docs").display()),
-                            source: e,
-                        }
+                    std::fs::create_dir_all(&docs_dir).map_err(|e| ClusterError::Io {
+                        context: format!("create {}", docs_dir.display()),
+                        source: e,
                     })?;
                     save_json(&file, &doc)?;
-                    inner.docs.insert(c.name.clone(), doc);
+                }
+                None => match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ClusterError::Io {
+                            context: format!("remove {}", file.display()),
+                            source: e,
+                        })
+                    }
+                },
+            }
+        }
+        let mut inner = self
+            .inner
+            .write()
+            .map_err(|_| ClusterError::Refused("metadata lock poisoned".into()))?;
+        for c in changes {
+            match &c.data {
+                Some(data) => {
+                    inner.docs.insert(
+                        c.name.clone(),
+                        Doc {
+                            version: c.version,
+                            data: data.clone(),
+                        },
+                    );
                 }
                 None => {
-                    if inner.docs.remove(&c.name).is_some() {
-                        match std::fs::remove_file(&file) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => {
-                                return Err(ClusterError::Io {
-                                    context: format!("remove {}", file.display()),
-                                    source: e,
-                                })
-                            }
-                        }
-                    }
+                    inner.docs.remove(&c.name);
                 }
             }
         }

@@ -84,9 +84,15 @@ pub struct Cred {
     revoked: RwLock<HashMap<String, u64>>,
     /// Users whose tokens issued before a time are void (user -> (ms, expiry)).
     user_cutoffs: RwLock<HashMap<String, (u64, u64)>>,
+    /// The AuthN database version the revoked set came from (0: unknown):
+    /// an older list pushed late never replaces a newer one.
+    revoked_version: std::sync::Mutex<u64>,
 }
 
 static CRED: OnceLock<Option<Cred>> = OnceLock::new();
+
+/// The AuthN database version a pushed revoked list comes from.
+pub const REVOKED_VERSION_HDR: &str = "ais-authn-version";
 
 /// Reads `AIS_AUTH`/`AIS_AUTH_SECRET` once (the first call wins).
 pub fn init_from_env() -> anyhow::Result<()> {
@@ -207,6 +213,7 @@ impl Cred {
             secret: secret.to_vec(),
             cluster_token: String::new(),
             revoked: RwLock::new(HashMap::new()),
+            revoked_version: Default::default(),
             user_cutoffs: RwLock::new(HashMap::new()),
         };
         c.cluster_token = B64.encode(c.mac(&[b"ais-intra-cluster-v1"]));
@@ -378,6 +385,21 @@ impl Cred {
             .unwrap_or(true)
     }
 
+    /// Replaces the revoked set with that of AuthN database `version`,
+    /// unless this node has a newer one already (a push that arrived late).
+    /// Version 0: replace regardless.
+    pub fn set_revoked_at(&self, list: &[Revoked], version: u64) {
+        // Held while the set is replaced: two pushes never interleave.
+        let Ok(mut cur) = self.revoked_version.lock() else {
+            return;
+        };
+        if version != 0 && *cur > version {
+            return;
+        }
+        *cur = (*cur).max(version);
+        self.set_revoked(list);
+    }
+
     /// Replaces the revoked set (expired entries dropped).
     pub fn set_revoked(&self, list: &[Revoked]) {
         let now = now_s();
@@ -425,6 +447,7 @@ impl Cred {
                         exp: c.1,
                         user: user.clone(),
                         before_ms: c.0,
+                        ..Default::default()
                     }),
             );
         }
@@ -441,6 +464,9 @@ pub struct Revoked {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// A revoked token's user (its entry counts against that user's cap).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub before_ms: u64,
 }
@@ -586,6 +612,7 @@ mod tests {
             exp: claims.exp,
             user: "u".into(),
             before_ms: 2_000,
+            ..Default::default()
         };
         c.set_revoked(std::slice::from_ref(&cut));
         assert_eq!(c.verify_jwt(&early).unwrap_err(), TokenError::Revoked);
@@ -629,5 +656,35 @@ mod tests {
             hex(&pbkdf2(b"password", b"salt", 1)),
             "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
         );
+    }
+
+    #[test]
+    fn a_revoked_list_pushed_late_never_replaces_a_newer_one() {
+        let c = Cred::new(b"secret-123");
+        let claims = Claims {
+            username: "u".into(),
+            iat: now_s(),
+            exp: now_s() + 60,
+            ..Default::default()
+        };
+        let (t1, t2) = (
+            c.sign_jwt(&claims),
+            c.sign_jwt(&Claims {
+                jti: "2".into(),
+                ..claims.clone()
+            }),
+        );
+        let rev = |t: &str| Revoked {
+            id: token_id(t),
+            exp: claims.exp,
+            ..Default::default()
+        };
+        // Version 6 (both revoked) arrives before version 5 (one).
+        c.set_revoked_at(&[rev(&t1), rev(&t2)], 6);
+        c.set_revoked_at(&[rev(&t1)], 5);
+        assert_eq!(c.verify_jwt(&t2).unwrap_err(), TokenError::Revoked);
+        c.set_revoked_at(&[rev(&t1)], 7);
+        assert!(c.verify_jwt(&t2).is_ok());
+        assert_eq!(c.verify_jwt(&t1).unwrap_err(), TokenError::Revoked);
     }
 }

@@ -312,3 +312,69 @@ fn cli_login_ls_logout() {
     let (ok, _, err) = ais(&["bucket", "ls"]);
     assert!(!ok && err.contains("token revoked"), "{err}");
 }
+
+/// A user revoking their own tokens in a loop cannot grow the replicated
+/// AuthN database without bound: past a cap, every token of theirs is
+/// voided with one entry (their earlier tokens included). A proxy's node
+/// action cannot be sent to it by a user, even an admin (only the primary,
+/// with the intra-cluster credential, makes a proxy leave).
+#[test]
+fn self_revocations_are_capped_and_proxies_leave_only_through_the_primary() {
+    let mut c = auth_cluster();
+    c.add_proxy().unwrap();
+    c.allow_log("control plane");
+    let url = c.url().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let tok = Client::new(&url)
+            .login("admin", ADMIN_PW, None)
+            .await
+            .unwrap();
+        let admin = Client::with_token(&url, Some(&tok));
+        admin.add_user("loop", "loop-pw", &[]).await.unwrap();
+        let keep = Client::new(&url)
+            .login("loop", "loop-pw", None)
+            .await
+            .unwrap();
+        for _ in 0..40 {
+            let t = Client::new(&url)
+                .login("loop", "loop-pw", None)
+                .await
+                .unwrap();
+            Client::with_token(&url, Some(&t))
+                .revoke_token(&t)
+                .await
+                .unwrap();
+        }
+        let db = std::fs::read_to_string(c.proxy.data.join("meta/docs/authn.json")).unwrap();
+        let held = db.matches("\"owner\": \"loop\"").count();
+        assert!(held <= 32, "{held} revocations of one user kept");
+        // Folded into one cut-off: the token kept aside is void too.
+        let (st, msg) = status(Client::with_token(&url, Some(&keep)).list_buckets().await);
+        assert_eq!(st, 401, "{msg}");
+
+        // An admin token sent straight to a (non-primary) proxy's node
+        // action: refused, and the proxy keeps running.
+        let other = c.proxies[0].url.clone();
+        let bearer = format!("Bearer {tok}");
+        for action in ["decommission-node", "shutdown-node"] {
+            let (st, body) = raw_http(
+                &other,
+                "PUT",
+                "/v1/daemon",
+                &[
+                    ("Authorization", &bearer),
+                    ("content-type", "application/json"),
+                ],
+                format!("{{\"action\":\"{action}\"}}").as_bytes(),
+            )
+            .unwrap();
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(st, 403, "{action}: {body}");
+            assert!(body.contains("when the primary says so"), "{body}");
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(c.proxies[0].is_running());
+    c.stop().unwrap();
+}

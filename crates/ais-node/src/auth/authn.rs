@@ -184,6 +184,9 @@ static AUTH_DIR: OnceLock<PathBuf> = OnceLock::new();
 /// its file once the change that creates the admin is committed).
 static PENDING_PASSWORD: Mutex<Option<String>> = Mutex::new(None);
 
+/// Whether the change [`seed`] made took in the legacy database file.
+static LEGACY_MERGED: Mutex<bool> = Mutex::new(false);
+
 fn builtin(name: &str) -> Option<RoleInfo> {
     BUILTIN_ROLES
         .iter()
@@ -230,21 +233,40 @@ pub fn seed(meta: &MetaStore) -> Vec<DocChange> {
             .values()
             .any(|u| u.roles.iter().any(|r| r == "Admin"))
     };
-    if has_admin(&data) {
-        return Vec::new();
-    }
-    if meta.doc(DOC).is_none() {
-        let legacy = dir.join("authn.json");
-        match std::fs::read(&legacy).map(|raw| serde_json::from_slice::<Data>(&raw)) {
-            Ok(Ok(d)) => {
-                tracing::info!(file = %legacy.display(), "auth: taking the AuthN database into the control plane");
-                data = d;
+    // A database an earlier version kept in a file on this proxy: merged in
+    // (whoever became primary first may have created an admin already),
+    // and the file retired only once the merge is committed.
+    let legacy = dir.join("authn.json");
+    let mut merged = false;
+    match std::fs::read(&legacy).map(|raw| serde_json::from_slice::<Data>(&raw)) {
+        Ok(Ok(old)) => {
+            tracing::info!(file = %legacy.display(), "auth: taking the AuthN database into the control plane");
+            for (k, u) in old.users {
+                data.users.entry(k).or_insert(u);
             }
-            Ok(Err(e)) => {
-                tracing::warn!(file = %legacy.display(), error = %e, "auth: ignoring an unreadable AuthN database")
+            for (k, r) in old.roles {
+                data.roles.entry(k).or_insert(r);
             }
-            Err(_) => {}
+            for (k, c) in old.clusters {
+                data.clusters.entry(k).or_insert(c);
+            }
+            for r in old.revoked {
+                if !data.revoked.iter().any(|x| x.id == r.id) {
+                    data.revoked.push(r);
+                }
+            }
+            merged = true;
         }
+        Ok(Err(e)) => {
+            tracing::warn!(file = %legacy.display(), error = %e, "auth: ignoring an unreadable AuthN database")
+        }
+        Err(_) => {}
+    }
+    if let Ok(mut g) = LEGACY_MERGED.lock() {
+        *g = merged;
+    }
+    if has_admin(&data) && !merged {
+        return Vec::new();
     }
     if !has_admin(&data) {
         let pw = match crate::secrets::get("AIS_AUTH_ADMIN_PASSWORD") {
@@ -278,9 +300,12 @@ pub fn seed(meta: &MetaStore) -> Vec<DocChange> {
 /// to its file (never into a log), and the legacy database file is retired.
 pub fn seeded() {
     let Some(dir) = AUTH_DIR.get() else { return };
-    let legacy = dir.join("authn.json");
-    if legacy.exists() {
-        let _ = std::fs::rename(&legacy, dir.join("authn.json.migrated"));
+    let merged = LEGACY_MERGED
+        .lock()
+        .map(|mut g| std::mem::take(&mut *g))
+        .unwrap_or(false);
+    if merged {
+        let _ = std::fs::rename(dir.join("authn.json"), dir.join("authn.json.migrated"));
     }
     let pw = PENDING_PASSWORD.lock().ok().and_then(|mut g| g.take());
     if let Some(pw) = pw {
@@ -300,8 +325,8 @@ pub fn seeded() {
 
 /// Sets this node's revoked-token list from its copy of the database.
 pub fn refresh_revoked(meta: &MetaStore) {
-    if let (Some(c), Ok(d)) = (cred::get(), load(meta)) {
-        c.set_revoked(&d.revoked);
+    if let (Some(c), Ok((d, v))) = (cred::get(), load_versioned(meta)) {
+        c.set_revoked_at(&d.revoked, v);
     }
 }
 
@@ -323,10 +348,16 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// This proxy's copy of the database.
 fn load(meta: &MetaStore) -> ApiResult<Data> {
+    load_versioned(meta).map(|(d, _)| d)
+}
+
+/// ... and its version (0: none yet).
+fn load_versioned(meta: &MetaStore) -> ApiResult<(Data, u64)> {
     match meta.doc(DOC) {
         Some(d) => serde_json::from_value(d.data)
+            .map(|data| (data, d.version))
             .map_err(|e| ApiError::internal(format!("unreadable AuthN database: {e}"))),
-        None => Ok(Data::default()),
+        None => Ok((Data::default(), 0)),
     }
 }
 
@@ -466,7 +497,7 @@ pub async fn serve(
     let m = &ctx.method;
     // Login needs no token.
     if kind == "users" && !name.is_empty() && m == Method::POST {
-        return login(core, cred, ctx, &name, body).await;
+        return login(core, primary, cred, ctx, &name, body).await;
     }
     let caller = super::user(cred, ctx)?;
     match (kind, m.clone(), name.is_empty()) {
@@ -539,7 +570,7 @@ pub async fn serve(
             // new password take effect for every token at once (in the same
             // change: no moment with the change made and old tokens good).
             let changed = v.get("roles").is_some_and(|r| !r.is_null()) || hash.is_some();
-            let (_, d) = update(primary, |d| {
+            update(primary, |d| {
                 if !d.users.contains_key(&name) {
                     return Err(user_not_found(&name));
                 }
@@ -562,7 +593,7 @@ pub async fn serve(
             })
             .await?;
             if changed {
-                publish_revoked(core, cred, &d.revoked).await;
+                publish_revoked(core, cred).await;
             }
             Ok(empty(StatusCode::OK))
         }
@@ -574,13 +605,13 @@ pub async fn serve(
                 ));
             }
             // A deleted user's tokens stop working on every node now.
-            let (_, d) = update(primary, |d| {
+            update(primary, |d| {
                 d.users.remove(&name).ok_or_else(|| user_not_found(&name))?;
                 void_user_tokens(d, std::slice::from_ref(&name));
                 Ok(())
             })
             .await?;
-            publish_revoked(core, cred, &d.revoked).await;
+            publish_revoked(core, cred).await;
             tracing::info!(user = %name, by = %caller.username, "auth: user removed");
             Ok(empty(StatusCode::OK))
         }
@@ -617,7 +648,7 @@ pub async fn serve(
                 )));
             }
             // Its holders' tokens carry the old permissions.
-            let (holders, d) = update(primary, |d| {
+            let (holders, _) = update(primary, |d| {
                 match (creating, d.roles.contains_key(&r.name)) {
                     (true, true) => {
                         return Err(ApiError::Conflict(format!(
@@ -640,7 +671,7 @@ pub async fn serve(
             })
             .await?;
             if !holders.is_empty() {
-                publish_revoked(core, cred, &d.revoked).await;
+                publish_revoked(core, cred).await;
             }
             Ok(empty(StatusCode::OK))
         }
@@ -814,7 +845,14 @@ fn role_not_found(name: &str) -> ApiError {
     ApiError::NotFound(format!("role \"{name}\" does not exist"))
 }
 
-async fn login(core: &NodeCore, cred: &Cred, ctx: &Ctx, name: &str, body: Body) -> Res {
+async fn login(
+    core: &NodeCore,
+    primary: Option<&Primary>,
+    cred: &Cred,
+    ctx: &Ctx,
+    name: &str,
+    body: Body,
+) -> Res {
     let uuid = &core.meta.cluster_uuid();
     let client = ctx.remote.ip().to_string();
     throttle::check(name, &client)?;
@@ -830,13 +868,45 @@ async fn login(core: &NodeCore, cred: &Cred, ctx: &Ctx, name: &str, body: Body) 
         .map(|ns| ((ns / 1e9).ceil() as u64).max(1))
         .unwrap_or(cred::DEFAULT_TOKEN_TTL_S)
         .min(max);
-    let cutoff = cred.user_cutoff(name);
-    let claims = read(core, |d| match d.users.get(name) {
-        Some(u) if cred::verify_password(pw, &u.pass_hash) => {
-            Ok(Some(claims_for(d, u, ttl_s, cutoff, uuid)))
-        }
-        _ => Ok(None),
+    // The password is checked (slowly, on purpose) against this proxy's
+    // copy; the token is then built under a read barrier: no AuthN change
+    // in flight, this proxy still leading, the database as committed. A
+    // user deleted, a password or the roles changed a moment ago never get
+    // a token that outlives the change.
+    let verified = read(core, |d| {
+        Ok(d.users
+            .get(name)
+            .filter(|u| cred::verify_password(pw, &u.pass_hash))
+            .map(|u| u.pass_hash.clone()))
     })?;
+    let claims = match (verified, primary) {
+        (Some(hash), Some(pr)) => {
+            pr.read_barrier(|meta| {
+                let d = load(meta)?;
+                let cutoff = d
+                    .revoked
+                    .iter()
+                    .filter(|r| r.user == name)
+                    .map(|r| r.before_ms)
+                    .max()
+                    .unwrap_or(0)
+                    .max(cred.user_cutoff(name));
+                Ok::<_, ApiError>(
+                    d.users
+                        .get(name)
+                        .filter(|u| u.pass_hash == hash)
+                        .map(|u| claims_for(&d, u, ttl_s, cutoff, uuid)),
+                )
+            })
+            .await??
+        }
+        (Some(_), None) => {
+            return Err(ApiError::unavailable(
+                "this proxy is not the primary (any more): log in again",
+            ))
+        }
+        (None, _) => None,
+    };
     let Some(claims) = claims else {
         throttle::failed(name, &client);
         tracing::info!(user = %name, client = %client, "auth: failed login");
@@ -966,43 +1036,67 @@ mod throttle {
     }
 }
 
-/// After a join: pushes the revoked list (if any) to every node a moment
-/// later, when the joiner is in the map.
+/// After a join, or when this proxy becomes the primary: pushes the
+/// revoked list (if any) to every node a moment later (a joiner is then in
+/// the map; a previous primary may have died between a commit and its
+/// push).
 pub fn push_revoked_soon(core: &NodeCore) {
-    let Some(cred) = cred::get() else { return };
-    if cred.revoked_list().is_empty() {
+    if cred::get().is_none() {
         return;
     }
     let (rpc, meta, id) = (core.rpc.clone(), core.meta.clone(), core.id.clone());
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        push_revoked(&rpc, &meta, &id, &cred.revoked_list()).await;
+        if let Ok((d, v)) = load_versioned(&meta) {
+            if !d.revoked.is_empty() {
+                push_revoked(&rpc, &meta, &id, &d.revoked, v).await;
+            }
+        }
     });
 }
+
+/// Revocations one user may hold as single tokens: past it, every token
+/// of theirs is voided at once (one entry): a user revoking their own
+/// tokens in a loop cannot grow the database without bound.
+const MAX_REVOKED_PER_USER: usize = 32;
 
 /// Records the revocation through the control plane and pushes the list
 /// to every node.
 async fn revoke(core: &NodeCore, primary: Option<&Primary>, cred: &Cred, tok: &str) -> Res {
-    let exp = match cred.verify_jwt(tok) {
-        Ok(c) => c.exp,
+    let claims = match cred.verify_jwt(tok) {
+        Ok(c) => c,
         Err(TokenError::Expired | TokenError::Revoked) => return Ok(empty(StatusCode::OK)),
         Err(e) => return Err(ApiError::bad_request(format!("cannot revoke: {e}"))),
     };
     let id = cred::token_id(tok);
-    let (_, d) = update(primary, |d| {
+    let user = claims.username.clone();
+    update(primary, |d| {
         let now = cred::now_s();
         d.revoked.retain(|r| r.exp >= now);
-        if !d.revoked.iter().any(|r| r.id == id) {
+        if d.revoked.iter().any(|r| r.id == id) {
+            return Ok(());
+        }
+        let held = d
+            .revoked
+            .iter()
+            .filter(|r| r.user.is_empty() && r.owner == user)
+            .count();
+        if held >= MAX_REVOKED_PER_USER {
+            d.revoked
+                .retain(|r| !(r.user.is_empty() && r.owner == user));
+            void_user_tokens(d, std::slice::from_ref(&user));
+        } else {
             d.revoked.push(Revoked {
                 id,
-                exp,
+                exp: claims.exp,
+                owner: user.clone(),
                 ..Default::default()
             });
         }
         Ok(())
     })
     .await?;
-    publish_revoked(core, cred, &d.revoked).await;
+    publish_revoked(core, cred).await;
     Ok(empty(StatusCode::OK))
 }
 
@@ -1023,16 +1117,22 @@ fn void_user_tokens(d: &mut Data, users: &[String]) {
         exp,
         user: u.clone(),
         before_ms,
+        ..Default::default()
     }));
 }
 
-/// Makes the committed `list` the revoked set here and on every node.
-async fn publish_revoked(core: &NodeCore, cred: &Cred, list: &[Revoked]) {
-    cred.set_revoked(list);
-    push_revoked(&core.rpc, &core.meta, &core.id, list).await;
+/// Makes the committed revoked set (this proxy's copy, as new as the
+/// change just made or newer) the set here and on every node; versioned,
+/// so a list pushed late never replaces a newer one.
+async fn publish_revoked(core: &NodeCore, cred: &Cred) {
+    let Ok((d, v)) = load_versioned(&core.meta) else {
+        return;
+    };
+    cred.set_revoked_at(&d.revoked, v);
+    push_revoked(&core.rpc, &core.meta, &core.id, &d.revoked, v).await;
 }
 
-async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked]) {
+async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoked], version: u64) {
     let nodes: Vec<_> = meta
         .smap()
         .map(|s| {
@@ -1045,7 +1145,7 @@ async fn push_revoked(rpc: &Rpc, meta: &MetaStore, self_id: &str, list: &[Revoke
         })
         .unwrap_or_default();
     for (node, res) in fan_out(&nodes, CONTROL_TIMEOUT, |dest| async move {
-        rpc.auth_revoked(&dest, list).await
+        rpc.auth_revoked(&dest, list, version).await
     })
     .await
     {

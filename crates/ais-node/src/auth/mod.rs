@@ -69,7 +69,13 @@ pub async fn gate(
         let raw = read_body(body, 64 << 20).await?;
         let list: Vec<cred::Revoked> = serde_json::from_slice(&raw)
             .map_err(|e| ApiError::bad_request(format!("malformed revoked-token list: {e}")))?;
-        cred.set_revoked(&list);
+        let version = ctx
+            .headers
+            .get(cred::REVOKED_VERSION_HDR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        cred.set_revoked_at(&list, version);
         return Ok(Gate::Done(empty(StatusCode::OK)));
     }
     if is_proxy && authn::is_authn_path(&ctx.path) {

@@ -95,9 +95,6 @@ impl Registry {
         let Some(file) = &self.legacy else {
             return Vec::new();
         };
-        if !meta.docs_under(DOC_PREFIX).is_empty() {
-            return Vec::new();
-        }
         let Ok(raw) = std::fs::read(file) else {
             return Vec::new();
         };
@@ -108,9 +105,12 @@ impl Registry {
                 return Vec::new();
             }
         };
+        // Those the control plane does not have yet (another proxy may have
+        // been primary first); the file is retired once they are committed.
         let mut by_age: Vec<(String, ProxyJob)> = jobs
             .into_iter()
             .filter(|(id, _)| ais_cluster::valid_doc_name(&doc_name(id)))
+            .filter(|(id, _)| meta.doc(&doc_name(id)).is_none())
             .collect();
         by_age.sort_by_key(|(id, j)| (std::cmp::Reverse(j.started_ns), id.clone()));
         by_age
@@ -123,7 +123,8 @@ impl Registry {
             .collect()
     }
 
-    /// The legacy index was taken in: renamed so it is never taken again.
+    /// The change [`Registry::seed`] answered is committed: the legacy
+    /// index is renamed so it is never taken again.
     pub fn legacy_done(&self) {
         if let Some(f) = &self.legacy {
             if f.exists() {
@@ -164,18 +165,7 @@ impl Registry {
 
     /// Changes job `id`'s record, if there is one.
     async fn modify(&self, pr: &Primary, id: &str, f: impl FnOnce(&mut ProxyJob)) -> ApiResult<()> {
-        let name = doc_name(id);
-        pr.update_docs(|meta| {
-            let Some(mut j) = meta
-                .doc(&name)
-                .and_then(|d| serde_json::from_value::<ProxyJob>(d.data).ok())
-            else {
-                return Ok((Vec::new(), ()));
-            };
-            f(&mut j);
-            Ok::<_, ApiError>((vec![meta.next_doc(&name, Some(encode(&j)?))], ()))
-        })
-        .await
+        modify_job(pr, id, f).await
     }
 
     /// Keeps a departing target's final snapshot of job `id`.
@@ -186,15 +176,24 @@ impl Registry {
         .await
     }
     /// Keeps every target's final snapshot of a job that has ended
-    /// everywhere (one write): a target restarting later, which forgets its
-    /// jobs, must not turn a finished job into a lost one.
-    async fn set_final(
-        &self,
-        pr: &Primary,
-        id: &str,
-        snaps: Vec<(String, Value)>,
-    ) -> ApiResult<()> {
-        self.modify(pr, id, |j| j.left.extend(snaps)).await
+    /// everywhere (one write, in the background: a status query does not
+    /// wait on a commit; one at a time per job): a target restarting later,
+    /// which forgets its jobs, must not turn a finished job into a lost one.
+    fn set_final_soon(pr: std::sync::Arc<Primary>, id: &str, snaps: Vec<(String, Value)>) {
+        static BUSY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let id = id.to_string();
+        match BUSY.lock() {
+            Ok(mut b) if !b.contains(&id) => b.push(id.clone()),
+            _ => return,
+        }
+        tokio::spawn(async move {
+            if let Err(e) = modify_job(&pr, &id, |j| j.left.extend(snaps)).await {
+                tracing::warn!(job = %id, error = %e, "could not keep the job's final snapshots");
+            }
+            if let Ok(mut b) = BUSY.lock() {
+                b.retain(|x| *x != id);
+            }
+        });
     }
     /// The rebalance registered last, if any.
     fn newest_rebalance(&self) -> Option<String> {
@@ -222,6 +221,26 @@ impl Registry {
             .filter_map(|(k, _)| k.strip_prefix(DOC_PREFIX).map(str::to_string))
             .collect()
     }
+}
+
+/// Changes job `id`'s record, if there is one and `f` changes it.
+async fn modify_job(pr: &Primary, id: &str, f: impl FnOnce(&mut ProxyJob)) -> ApiResult<()> {
+    let name = doc_name(id);
+    pr.update_docs(|meta| {
+        let Some(d) = meta.doc(&name) else {
+            return Ok((Vec::new(), ()));
+        };
+        let Ok(mut j) = serde_json::from_value::<ProxyJob>(d.data.clone()) else {
+            return Ok((Vec::new(), ()));
+        };
+        f(&mut j);
+        let new = encode(&j)?;
+        if new == d.data {
+            return Ok((Vec::new(), ()));
+        }
+        Ok::<_, ApiError>((vec![meta.next_doc(&name, Some(new))], ()))
+    })
+    .await
 }
 
 /// `POST /v1/buckets/SRC` with `etl-bck`, `copy-bck`, `etl-listrange`, `copy-listrange`.
@@ -1133,12 +1152,8 @@ pub async fn status(p: &Proxy, id: &str) -> ApiResult<Value> {
             .filter_map(|(t, s)| s.as_ref().ok().map(|v| (t.name(), v.clone())))
             .collect();
         if !fresh.is_empty() {
-            let res = match p.primary() {
-                Ok(pr) => p.jobs.set_final(&pr, id, fresh).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = res {
-                tracing::warn!(job = %id, error = %e, "could not keep the job's final snapshots");
+            if let Ok(pr) = p.primary() {
+                Registry::set_final_soon(pr, id, fresh);
             }
         }
     }

@@ -128,10 +128,12 @@ pub async fn set_primary(p: &Arc<Proxy>, ctx: &Ctx, id: &str) -> Res {
 }
 
 /// `PUT /v1/daemon` on a proxy with `shutdown-node` or
-/// `decommission-node` (sent by the primary, AIStore's shape). A
-/// decommissioned proxy is out of the control plane: it forgets its log
-/// and its copy of the replicated documents (the AuthN database among
-/// them), so that started again it joins as a new member.
+/// `decommission-node`, sent by the primary (AIStore's shape; with AuthN
+/// on, only with the intra-cluster credential): the proxy stops its
+/// keepalives and exits. Its control-plane log is kept: wiping it while
+/// it may still count as a voter could undo a committed change; a
+/// decommissioned proxy started again with `--join` joins as a new member
+/// and its log is brought in line by the primary.
 pub async fn daemon_action(p: &Arc<Proxy>, ctx: &Ctx, msg: ais_core::api::ActMsg) -> Res {
     ctx.expect_method(&[Method::PUT])?;
     let v: ais_core::api::RmNodeMsg = if msg.value.is_null() {
@@ -142,32 +144,25 @@ pub async fn daemon_action(p: &Arc<Proxy>, ctx: &Ctx, msg: ais_core::api::ActMsg
     };
     match msg.action.as_str() {
         "shutdown-node" | "decommission-node" => {
+            if let Some(c) = crate::cred::get() {
+                let intra = ctx
+                    .headers
+                    .get(crate::cred::CLUSTER_HDR)
+                    .and_then(|h| h.to_str().ok())
+                    .is_some_and(|h| c.check_cluster(h));
+                if !intra {
+                    return Err(ApiError::Forbidden(format!(
+                        "{}: a proxy leaves when the primary says so: PUT /v1/cluster with the \
+                         action (ais cluster add-remove-nodes)",
+                        msg.action
+                    )));
+                }
+            }
             if p.is_primary() {
                 return Err(ApiError::bad_request(format!(
                     "{}: this proxy is the primary; hand its role over first (ais cluster set-primary)",
                     msg.action
                 )));
-            }
-            if msg.action == "decommission-node" {
-                if let Some(cp) = p.control.get() {
-                    cp.shutdown().await;
-                }
-                let meta = p.core.meta.dir().to_path_buf();
-                let wiped = tokio::task::spawn_blocking(move || {
-                    for d in [meta.join("raft"), meta.join("docs")] {
-                        if let Err(e) = std::fs::remove_dir_all(&d) {
-                            if e.kind() != std::io::ErrorKind::NotFound {
-                                return Err(format!("{}: {e}", d.display()));
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-                if let Err(e) = wiped {
-                    tracing::error!(error = %e, "decommissioned, but could not remove the control-plane state");
-                }
             }
             if msg.action == "decommission-node" && v.no_shutdown {
                 p.core.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -267,6 +262,9 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
             match pr.take_office(seed).await {
                 Ok(()) => {
                     crate::auth::authn::seeded();
+                    // The previous primary may have died between a commit
+                    // and its push.
+                    crate::auth::authn::push_revoked_soon(&p.core);
                     p.jobs.legacy_done();
                     tracing::info!(term = l.term, "elected: taking the primary's role");
                     office_term = Some(l.term);

@@ -370,11 +370,15 @@ impl Rpc {
         &self,
         to: &Dest,
         list: &[crate::cred::Revoked],
+        version: u64,
     ) -> Result<(), RpcError> {
         let url = format!("{}{}", to.url, ais_core::paths::INT_AUTH_REVOKED);
-        self.send(to, self.http.put(url).json(list))
-            .await
-            .map(|_| ())
+        let req = self
+            .http
+            .put(url)
+            .header(crate::cred::REVOKED_VERSION_HDR, version.to_string())
+            .json(list);
+        self.send(to, req).await.map(|_| ())
     }
 
     /// Deletes a local copy on `to`; `false` if it had none.

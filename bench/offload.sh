@@ -5,7 +5,8 @@
 # images/s of
 #   local ImageFolder-style loading with the seed's transform (trainer cores),
 #   our BatchDataset with the seed's ETL (JPEG out, decoded by the trainer),
-#   the same with decode="cpu" (batched libjpeg-turbo into uint8),
+#   the same with decode="cpu" (batched libjpeg-turbo into uint8) and, with a
+#   GPU, decode="cuda" (batched nvJPEG in the trainer's process),
 #   our BatchDataset with ready uint8 arrays (.npy) + transform_batch,
 #   local loading with all cores;
 # data-only on any host; with a GPU also training img/s (resnet50, bf16) and
@@ -38,6 +39,9 @@ run() { taskset -c "$1" .venv/bin/python bench/offload_bench.py "$2" --endpoint 
 run "$TRAINER_CPUS" local
 run "$TRAINER_CPUS" seed
 run "$TRAINER_CPUS" seed-cpu
+if .venv/bin/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+  run "$TRAINER_CPUS" seed-gpu
+fi
 run "$TRAINER_CPUS" ready
 run "$ALL_CPUS" local-all
 # The local loader again with the malloc settings aisnode and its ETL workers

@@ -2,7 +2,7 @@
 
     offload_bench.py setup  --endpoint EP --data DIR     upload the data set, init the ETLs
     offload_bench.py MODE   --endpoint EP --data DIR --cpus LIST --out ROWS
-                            MODE: local | local-all | seed | seed-cpu | ready
+                            MODE: local | local-all | seed | seed-cpu | seed-gpu | ready
     offload_bench.py report --out ROWS ...
 
 Each MODE runs pinned by the caller (taskset) and appends one JSON row:
@@ -157,9 +157,14 @@ def loader(mode: str, a: argparse.Namespace) -> tuple[DataLoader, bool]:
     # seed-cpu: the seed's JPEG outputs decoded a batch at a time into uint8
     # (libjpeg-turbo; decode="cuda" is the same path on the GPU), normalised
     # on the device like the ready arrays.
-    decode = "cpu" if mode == "seed-cpu" else None
+    decode = {"seed-cpu": "cpu", "seed-gpu": "cuda"}.get(mode)
     ds = BatchDataset(a.endpoint, BUCKET, prefix="train/", batch_size=BATCH, transform_id=etl, seed=1, threads=2, decode=decode)
-    return DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True), mode in ("ready", "seed-cpu")
+    uint8 = mode in ("ready", "seed-cpu", "seed-gpu")
+    if mode == "seed-gpu":
+        # nvJPEG in the trainer's process (CUDA does not survive a fork); the
+        # dataset's threads fetch the next batches meanwhile.
+        return DataLoader(ds, batch_size=None, num_workers=0), uint8
+    return DataLoader(ds, batch_size=None, num_workers=workers, persistent_workers=True), uint8
 
 
 def cpu_times() -> dict[str, tuple[int, int]]:
@@ -190,6 +195,8 @@ def data_only(dl: DataLoader, ready: bool, epochs: int = 3) -> tuple[float, dict
             m += len(x)
         if epoch >= 1:
             n += m
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # decode="cuda" work queued on the device
     t = time.perf_counter() - t0
     c1 = cpu_times()
     util = {k: round((c1[k][0] - c0[k][0]) / max(1, c1[k][1] - c0[k][1]), 2) for k in c1}
@@ -266,6 +273,7 @@ def report(a: argparse.Namespace) -> None:
         "local": f"local ImageFolder-style, seed transform, trainer cores ({a.trainer_cpus})",
         "seed": "BatchDataset + the seed's ETL (JPEG out, decoded by the trainer)",
         "seed-cpu": 'BatchDataset + the seed\'s ETL, decode="cpu" (batched libjpeg-turbo to uint8)',
+        "seed-gpu": 'BatchDataset + the seed\'s ETL, decode="cuda" (batched nvJPEG)',
         "ready": "BatchDataset + ready uint8 arrays (.npy) + transform_batch",
         "local-all": "local ImageFolder-style, all cores",
         "local-tuned": f"local ImageFolder-style, trainer cores ({a.trainer_cpus}), the node's malloc settings (GLIBC_TUNABLES)",
@@ -275,7 +283,7 @@ def report(a: argparse.Namespace) -> None:
     print("| loader | data-only img/s | vs local (trainer cores) |" + (" training img/s |" if gpu else ""))
     print("|---|---|---|" + ("---|" if gpu else ""))
     base = rows["local"]["data_img_s"]
-    for m in [m for m in ("local", "seed", "seed-cpu", "ready", "local-all", "local-tuned") if m in rows]:
+    for m in [m for m in ("local", "seed", "seed-cpu", "seed-gpu", "ready", "local-all", "local-tuned") if m in rows]:
         r = rows[m]
         line = f"| {label[m]} | {r['data_img_s']:.0f} | {r['data_img_s'] / base:.2f}x |"
         if gpu:

@@ -108,7 +108,7 @@ def test_archpath_on_a_plain_object_is_a_clear_400(bucket: Bucket) -> None:
     assert e.value.status_code == 400 and "not a readable" in str(e.value)
 
 
-@pytest.mark.parametrize("param", ["mpt", "etl_pipeline", "synchronize", "bogus"])
+@pytest.mark.parametrize("param", ["mpt", "synchronize", "bogus"])
 def test_unsupported_query_parameters_are_rejected(cluster: Cluster, bucket: Bucket, param: str) -> None:
     put(bucket, "q.bin", b"payload")
     r = requests.get(f"{cluster.url}/v1/objects/{bucket.name}/q.bin", params={param: "1"}, timeout=HTTP_TIMEOUT)

@@ -1714,3 +1714,72 @@ def test_sdk_bucket_transform_and_copy_jobs(cluster: Cluster, client: Client, sr
     assert cp.object(names[0]).get_reader().read_all() == src[names[0]]
     for b in (dst, cp):
         b.delete(missing_ok=True)
+
+
+# ------------------------------------------------------ ETL pipelines (etl_a >> etl_b)
+
+
+def test_sdk_pipelines_inline_batch_and_offline(cluster: Cluster, client: Client, src, etls: List[str]) -> None:
+    """`client.etl(a) >> client.etl(b)` gives b(a(x)) on an inline GET (the
+    SDK sends etl_name=a&etl_pipeline=b), on Get-Batch items and in
+    `bucket.transform(etl_pipeline=[...])`; the stages run on the target
+    that holds the object, bytes handed from one to the next. A failing
+    stage is named; an unknown stage is a 404; a pipeline without a first
+    ETL, or longer than 8, is a 400 (never ignored)."""
+    import tarfile
+
+    url = cluster.url
+    a, b, bad = unique_etl("pipe-a"), unique_etl("pipe-b"), unique_etl("pipe-x")
+    etls.extend([a, b, bad])
+    must_init(url, a, "def transform(data):\n    return data.upper()\n")
+    must_init(url, b, "def transform(data):\n    return data[::-1] + b'|b'\n")
+    must_init(url, bad, "def transform(data):\n    raise ValueError('stage x refuses')\n")
+    bck = client.bucket(src.bucket)
+    ab = client.etl(a) >> client.etl(b)
+    for obj, data in list(src.items())[:6]:
+        assert bck.object(obj).get_reader(etl=ETLConfig(ab)).read_all() == data.upper()[::-1] + b"|b"
+    obj, data = next(iter(src.items()))
+    ba = client.etl(b) >> client.etl(a)
+    assert bck.object(obj).get_reader(etl=ETLConfig(ba)).read_all() == (data[::-1] + b"|b").upper()
+    aba = client.etl(a) >> client.etl(b) >> client.etl(a)
+    assert bck.object(obj).get_reader(etl=ETLConfig(aba)).read_all() == (data.upper()[::-1] + b"|b").upper()
+
+    # Get-Batch: every item through the pipeline on its owner.
+    names = sorted(src)[:8]
+    r = requests.get(
+        f"{url}/v1/ml/moss/{src.bucket}",
+        params={"etl_name": a, "etl_pipeline": b},
+        json={"in": [{"objname": n} for n in names], "onob": True},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+    assert got == {n: src[n].upper()[::-1] + b"|b" for n in names}
+
+    # Offline: bucket.transform(etl_pipeline=[...]).
+    dst = client.bucket(unique_bucket_name("pipe-dst"))
+    job_id = bck.transform(etl_name=a, etl_pipeline=[b], to_bck=dst, prefix_filter="obj-")
+    assert client.job(job_id).wait(timeout=60, verbose=False).success
+    got = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
+    assert got == {k: v.upper()[::-1] + b"|b" for k, v in src.items()}
+    dst.delete(missing_ok=True)
+
+    # A failing stage is named (stage 2, its ETL), with its error.
+    with pytest.raises(AISError) as ei:
+        bck.object(obj).get_reader(etl=ETLConfig(client.etl(a) >> client.etl(bad))).read_all()
+    assert f"etl pipeline stage 2 ({bad})" in ei.value.message and "stage x refuses" in ei.value.message
+    # Unknown stage: 404 naming it, before any target works on it.
+    ghost = unique_etl("pipe-ghost")
+    r = requests.get(f"{url}/v1/objects/{src.bucket}/{obj}", params={"etl_name": a, "etl_pipeline": ghost}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 404 and ghost in r.text, r.text
+    # No first ETL, an empty stage, too many stages: 400.
+    for params in ({"etl_pipeline": b}, {"etl_name": a, "etl_pipeline": f"{b},,{a}"}, {"etl_name": a, "etl_pipeline": ",".join([b] * 8)}):
+        r = requests.get(f"{url}/v1/objects/{src.bucket}/{obj}", params=params, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 400 and "etl_pipeline" in r.text, (params, r.text)
+    r = requests.post(
+        f"{url}/v1/buckets/{src.bucket}",
+        json={"action": "copy-bck", "name": unique_bucket_name("pipe-cp"), "value": {"pipeline": [b]}},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 400 and "pipeline" in r.text, r.text

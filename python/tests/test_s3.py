@@ -296,6 +296,7 @@ def transform(data):
 
 def test_etl_through_s3(s3, endpoint, sbucket):
     name = "s3up" + unique_bucket_name("")[-6:].lower().replace("-", "")
+    name2 = "s3rv" + unique_bucket_name("")[-6:].lower().replace("-", "")
     import base64
     msg = {"name": name, "runtime": "python3", "communication": "hpush://", "init_timeout": "2m",
            "obj_timeout": "30s", "funcs": {"transform": "transform"},
@@ -319,8 +320,24 @@ def test_etl_through_s3(s3, endpoint, sbucket):
         assert s3.get_object(Bucket=sbucket, Key="t.txt")["Body"].read() == b"hello s3 etl"
         r = requests.get(f"{endpoint}/s3/{sbucket}/t.txt?etl_name=nope", timeout=30)
         assert r.status_code == 404 and b"<Code>" in r.content, r.text
+        # A pipeline: the second ETL after the first, on the target
+        # (query parameter or header); never without a first one.
+        msg2 = dict(msg, name=name2, code=base64.b64encode(b"def transform(data):\n    return data[::-1]\n").decode())
+        r = requests.put(f"{endpoint}/v1/etl", json=msg2, timeout=180)
+        assert r.status_code == 200, r.text
+        r = requests.get(f"{endpoint}/s3/{sbucket}/t.txt?etl_name={name}&etl_pipeline={name2}", timeout=30)
+        assert r.status_code == 200 and r.content == b"LTE 3S OLLEH", r.text
+
+        def add_pipeline(request, **_):
+            request.headers["x-ais-etl-pipeline"] = name2
+
+        c.meta.events.register("before-sign.s3.GetObject", add_pipeline)
+        assert c.get_object(Bucket=sbucket, Key="t.txt")["Body"].read() == b"LTE 3S OLLEH"
+        r = requests.get(f"{endpoint}/s3/{sbucket}/t.txt?etl_pipeline={name2}", timeout=30)
+        assert r.status_code == 400 and b"etl_pipeline" in r.content, r.text
     finally:
         requests.delete(f"{endpoint}/v1/etl/{name}", timeout=60)
+        requests.delete(f"{endpoint}/v1/etl/{name2}", timeout=60)
 
 
 def test_s3fs(endpoint, sbucket):

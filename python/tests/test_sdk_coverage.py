@@ -1028,10 +1028,6 @@ def test_etl_validate_etl_name() -> None:
             Etl.validate_etl_name(bad)
 
 
-@xfail(
-    "ETL pipelines: inline GET answers 400 'unsupported query parameter \"etl_pipeline\" "
-    "for GET of an object'; Bucket.transform(etl_pipeline=[...]) silently runs only the first ETL"
-)
 def test_etl_pipeline(
     cluster: Cluster, client: Client, bucket: Bucket, other: Bucket, upper_etl: str
 ) -> None:

@@ -519,6 +519,10 @@ pub struct TcbMsg {
     /// Passed to the transform as `etl_args`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub etl_args: String,
+    /// ETLs applied after `id`, in order (etl-bck only; the SDK's
+    /// `etl_pipeline=[...]`).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub pipeline: Vec<String>,
 }
 
 fn ext_map<'de, D: Deserializer<'de>>(

@@ -73,6 +73,18 @@ impl Ctx {
         ais_core::names::validate_object_name(&obj)?;
         Ok((bck, obj))
     }
+    /// The later stages of an ETL pipeline: `etl_pipeline=b,c` after
+    /// `etl_name=a` (AIStore's comma-separated list, as the SDK's
+    /// `etl_a >> etl_b` sends it) — checked, never ignored.
+    pub fn etl_pipeline(&self) -> ApiResult<Vec<String>> {
+        let stages = parse_etl_pipeline(self.query.get("etl_pipeline"))?;
+        if !stages.is_empty() && self.query.get("etl_name").is_none_or(|n| n.is_empty()) {
+            return Err(ApiError::bad_request(
+                "etl_pipeline names the stages after the first ETL: it needs etl_name",
+            ));
+        }
+        Ok(stages)
+    }
     /// The ETL named by `etl_name=` (or the seed era's `uuid=`, when
     /// `is_etl` says it names one).
     pub fn etl_param(&self, is_etl: impl FnOnce(&str) -> bool) -> Option<String> {
@@ -82,6 +94,29 @@ impl Ctx {
         let u = self.query.get("uuid").filter(|n| !n.is_empty())?;
         is_etl(u).then(|| u.to_string())
     }
+}
+
+/// Most ETLs one pipeline chains (the first one included).
+pub const MAX_ETL_PIPELINE: usize = 8;
+
+/// `b,c` → `[b, c]`: no empty stage, at most [`MAX_ETL_PIPELINE`] in all.
+pub fn parse_etl_pipeline(raw: Option<&str>) -> ApiResult<Vec<String>> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let stages: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
+    if let Some(bad) = stages.iter().find(|s| s.is_empty() || s.len() > 64) {
+        return Err(ApiError::bad_request(format!(
+            "etl_pipeline \"{raw}\": invalid stage name \"{bad}\" (comma-separated ETL names)"
+        )));
+    }
+    if stages.len() + 1 > MAX_ETL_PIPELINE {
+        return Err(ApiError::bad_request(format!(
+            "etl_pipeline: at most {MAX_ETL_PIPELINE} ETLs in one pipeline ({} given)",
+            stages.len() + 1
+        )));
+    }
+    Ok(stages)
 }
 
 #[derive(Default, Debug)]
@@ -167,6 +202,7 @@ pub const PATCH_OBJECT_PARAMS: &[&str] = &["set-new-custom"];
 pub const GET_OBJECT_PARAMS: &[&str] = &[
     "etl_name",
     "etl_args",
+    "etl_pipeline",
     "uuid",
     "archpath",
     "archregx",

@@ -285,6 +285,17 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
             return Err(ApiError::bad_request("etl-bck: missing ETL name (\"id\")"));
         }
         super::etl::check_usable(p, &tcb.id)?;
+        // The same rules as a GET's `etl_pipeline`; every stage must exist.
+        crate::http::parse_etl_pipeline(Some(&tcb.pipeline.join(",")))?;
+        for s in &tcb.pipeline {
+            super::etl::check_usable(p, s)?;
+        }
+    }
+    if !etl && !tcb.pipeline.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{}: an ETL pipeline applies to a transform (etl-bck) only",
+            msg.action
+        )));
     }
     if !tcb.template.is_empty() {
         expand_template(&tcb.template, MAX_TEMPLATE)?; // validate early: a clear 400

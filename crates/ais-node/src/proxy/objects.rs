@@ -147,8 +147,12 @@ async fn redirect_object(
             });
     }
     if ctx.method == Method::GET {
+        let stages = ctx.etl_pipeline()?;
         if let Some(etl) = ctx.etl_param(|u| core.meta.etlmd().etls.contains_key(u)) {
             super::etl::check_usable(p, &etl)?;
+        }
+        for s in &stages {
+            super::etl::check_usable(p, s)?;
         }
     }
     let status = if ctx.method == Method::GET {
@@ -206,6 +210,9 @@ pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
     }
     if let Some(e) = ctx.query.get("etl_name").filter(|e| !e.is_empty()) {
         super::etl::check_usable(p, e)?;
+    }
+    for s in ctx.etl_pipeline()? {
+        super::etl::check_usable(p, &s)?;
     }
     let raw = crate::http::read_body(body, 64 << 20).await?;
     let req: Req = serde_json::from_slice(&raw)

@@ -20,6 +20,9 @@ pub const ETL_PARAM: &str = "etl_name";
 pub const ETL_HEADER: &str = "x-ais-etl-name";
 pub const ETL_ARGS_PARAM: &str = "etl_args";
 pub const ETL_ARGS_HEADER: &str = "x-ais-etl-args";
+/// The ETLs applied after the first, comma-separated (`etl_a >> etl_b`).
+pub const ETL_PIPELINE_PARAM: &str = "etl_pipeline";
+pub const ETL_PIPELINE_HEADER: &str = "x-ais-etl-pipeline";
 
 /// What a native GET/HEAD told us about an object.
 pub(crate) struct ObjHead {
@@ -182,6 +185,13 @@ pub async fn get_object(r: &Req<'_>) -> S3Result<Response> {
         .or_else(|| r.header(ETL_HEADER))
         .filter(|e| !e.is_empty());
     let range = r.header("range");
+    if etl.is_none()
+        && (r.q(ETL_PIPELINE_PARAM).is_some() || r.header(ETL_PIPELINE_HEADER).is_some())
+    {
+        return Err(S3Error::invalid_request(
+            "etl_pipeline names the stages after the first ETL: it needs etl_name",
+        ));
+    }
     if let Some(etl) = etl {
         if is_head || range.is_some() || has_conditions(r) {
             return Err(S3Error::invalid_request(
@@ -195,6 +205,15 @@ pub async fn get_object(r: &Req<'_>) -> S3Result<Response> {
         let mut query = vec![("etl_name", etl)];
         if !args.is_empty() {
             query.push(("etl_args", args));
+        }
+        // Checked by the target like a native GET's (stages that exist, a
+        // bounded count): never dropped.
+        if let Some(p) = r
+            .q(ETL_PIPELINE_PARAM)
+            .or_else(|| r.header(ETL_PIPELINE_HEADER))
+            .filter(|p| !p.is_empty())
+        {
+            query.push(("etl_pipeline", p));
         }
         let resp = rpc
             .s3_read(&to, Method::GET, &bck.name, key, &query, None)

@@ -71,6 +71,18 @@ pub struct MossReq {
     pub etl_name: Option<String>,
     #[serde(default)]
     pub etl_args: Option<String>,
+    /// ETLs applied after `etl_name`, in order (also `etl_pipeline=b,c`).
+    #[serde(default)]
+    pub etl_pipeline: Option<Vec<String>>,
+}
+
+/// The transform every item of a Get-Batch goes through.
+struct EtlReq {
+    name: String,
+    args: String,
+    stages: Vec<String>,
+    /// `stages` as the query parameter carries them.
+    joined: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,7 +249,7 @@ pub(super) async fn fetch_object(
 async fn fetch(
     t: &Arc<Target>,
     it: &Item,
-    etl: Option<(&str, &str)>,
+    etl: Option<&EtlReq>,
 ) -> ApiResult<Option<bytes::Bytes>> {
     t.core.bucket_props(&it.bck)?;
     let owner = t
@@ -251,10 +263,13 @@ async fn fetch(
     if let Some(a) = &it.arch {
         q.push(("archpath", a));
     }
-    if let Some((name, args)) = etl {
-        q.push(("etl_name", name));
-        if !args.is_empty() {
-            q.push(("etl_args", args));
+    if let Some(e) = etl {
+        q.push(("etl_name", &e.name));
+        if !e.args.is_empty() {
+            q.push(("etl_args", &e.args));
+        }
+        if !e.joined.is_empty() {
+            q.push(("etl_pipeline", &e.joined));
         }
     }
     // A plain object's range is cut by its owner; a member's here.
@@ -283,7 +298,7 @@ async fn fetch(
 async fn fetch_local(
     t: &Arc<Target>,
     it: &Item,
-    etl: Option<(&str, &str)>,
+    etl: Option<&EtlReq>,
 ) -> ApiResult<Option<bytes::Bytes>> {
     let missing = |e: &ApiError| e.status() == StatusCode::NOT_FOUND;
     let data = match &it.arch {
@@ -303,19 +318,20 @@ async fn fetch_local(
         },
     };
     let data = match etl {
-        Some((name, args)) => {
+        Some(e) => {
             let rt = t
                 .etl
-                .get(name)
-                .ok_or_else(|| ApiError::etl_not_found(&t.core.name, name))?;
+                .get(&e.name)
+                .ok_or_else(|| ApiError::etl_not_found(&t.core.name, &e.name))?;
             let cname = format!("{}/{}", it.bck.cname(), it.obj);
-            rt.transform_bytes(&cname, &data, args).await.map_err(|e| {
-                let msg = format!(
-                    "{}: etl job {name} failed to transform {cname}: {e}",
-                    t.core.name
-                );
-                crate::error::etl_kind(&e, msg)
-            })?
+            let first = (!e.stages.is_empty()).then_some(1);
+            let out = rt
+                .transform_bytes(&cname, &data, &e.args)
+                .await
+                .map_err(|err| {
+                    super::etl::stage_error(&t.core.name, &e.name, first, &cname, err)
+                })?;
+            super::etl::run_stages(t, &e.stages, &cname, out, &e.args).await?
         }
         None => data,
     };
@@ -331,6 +347,10 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
     if let Some(a) = ctx.query.get("etl_args") {
         req.etl_args = Some(a.to_string());
     }
+    let from_query = ctx.etl_pipeline()?;
+    if !from_query.is_empty() {
+        req.etl_pipeline = Some(from_query);
+    }
     let fmt = parse_fmt(req.mime.as_deref())?;
     let items = resolve(t, &req, bucket)?;
     if let Some(e) = &req.etl_name {
@@ -343,10 +363,29 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
     let want_stream = req.strm.unwrap_or(true);
     // Zip needs a seekable file: spooled even when streaming was asked.
     let streaming = want_stream && fmt != Fmt::Zip;
-    let etl = req
-        .etl_name
-        .clone()
-        .map(|n| (n, req.etl_args.clone().unwrap_or_default()));
+    let stages = req.etl_pipeline.clone().unwrap_or_default();
+    if !stages.is_empty() {
+        if req.etl_name.is_none() {
+            return Err(ApiError::bad_request(
+                "etl_pipeline names the stages after the first ETL: it needs etl_name",
+            ));
+        }
+        // The same rules as the query parameter's.
+        crate::http::parse_etl_pipeline(Some(&stages.join(",")))?;
+        for s in &stages {
+            if !t.core.meta.etlmd().etls.contains_key(s) {
+                return Err(ApiError::etl_not_found(&t.core.name, s));
+            }
+        }
+    }
+    let etl = req.etl_name.clone().map(|name| {
+        Arc::new(EtlReq {
+            name,
+            args: req.etl_args.clone().unwrap_or_default(),
+            joined: stages.join(","),
+            stages,
+        })
+    });
     let t2 = t.clone();
     let items = Arc::new(items);
     let results = {
@@ -354,10 +393,7 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
         futures::stream::iter(0..items.len())
             .map(move |i| {
                 let (t, items, etl) = (t2.clone(), items.clone(), etl.clone());
-                async move {
-                    let e = etl.as_ref().map(|(n, a)| (n.as_str(), a.as_str()));
-                    fetch(&t, &items[i], e).await
-                }
+                async move { fetch(&t, &items[i], etl.as_deref()).await }
             })
             .buffered(WINDOW)
     };

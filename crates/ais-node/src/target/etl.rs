@@ -178,17 +178,35 @@ const ETL_START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 pub async fn transform_local(
     t: &Arc<Target>,
     name: &str,
+    stages: &[String],
     bck: &ais_core::Bck,
     obj: &str,
     args: &str,
 ) -> Res {
     let node = &t.core.name;
-    // An ETL still starting here (this target just joined or restarted,
-    // and a rebalance brought it objects) is waited for, not an error.
+    let rt = runtime(t, name).await?;
+    let cname = format!("{}/{obj}", bck.cname());
+    let out = t
+        .transform_verified(&rt, bck, obj, args)
+        .await?
+        .map_err(|e| stage_error(node, name, (!stages.is_empty()).then_some(1), &cname, e))?;
+    let out = run_stages(t, stages, &cname, out, args).await?;
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/octet-stream",
+        out.to_vec(),
+    ))
+}
+
+/// This target's runtime of ETL `name`; one still starting here (this
+/// target just joined or restarted, and a rebalance brought it objects)
+/// is waited for, not an error.
+pub async fn runtime(t: &Target, name: &str) -> Result<Arc<ais_etl::EtlRuntime>, ApiError> {
+    let node = &t.core.name;
     let deadline = std::time::Instant::now() + ETL_START_WAIT;
-    let rt = loop {
+    loop {
         if let Some(rt) = t.etl.get(name) {
-            break rt;
+            return Ok(rt);
         }
         let err = match t.core.meta.etlmd().etls.get(name) {
             None => ApiError::etl_not_found(node, name),
@@ -214,25 +232,49 @@ pub async fn transform_local(
             )),
         };
         return Err(err);
+    }
+}
+
+/// An ETL's failure on `cname`, naming the pipeline stage (1-based) when
+/// the ETL is one of several.
+pub fn stage_error(
+    node: &str,
+    name: &str,
+    stage: Option<usize>,
+    cname: &str,
+    e: EtlError,
+) -> ApiError {
+    let which = match stage {
+        Some(k) => format!("etl pipeline stage {k} ({name})"),
+        None => format!("etl job {name}"),
     };
-    let cname = format!("{}/{obj}", bck.cname());
-    let out = t
-        .transform_verified(&rt, bck, obj, args)
-        .await?
-        .map_err(|e| {
-            let msg = match &e {
-                EtlError::Transform { etype, emsg, trace } => format!(
-                    "{node}: etl job {name} failed to transform {cname}: {etype}: {emsg}\n{trace}"
-                ),
-                other => format!("{node}: etl job {name} failed to transform {cname}: {other}"),
-            };
-            error::etl_kind(&e, msg)
-        })?;
-    Ok(bytes_response(
-        StatusCode::OK,
-        "application/octet-stream",
-        out.to_vec(),
-    ))
+    let msg = match &e {
+        EtlError::Transform { etype, emsg, trace } => {
+            format!("{node}: {which} failed to transform {cname}: {etype}: {emsg}\n{trace}")
+        }
+        other => format!("{node}: {which} failed to transform {cname}: {other}"),
+    };
+    error::etl_kind(&e, msg)
+}
+
+/// The later stages of a pipeline, on this target: each gets the bytes the
+/// one before produced (no round trip through a client), with the same
+/// `etl_args`. A stage that fails is named.
+pub async fn run_stages(
+    t: &Target,
+    stages: &[String],
+    cname: &str,
+    mut data: bytes::Bytes,
+    args: &str,
+) -> Result<bytes::Bytes, ApiError> {
+    for (i, name) in stages.iter().enumerate() {
+        let rt = runtime(t, name).await?;
+        data = rt
+            .transform_bytes(cname, &data, args)
+            .await
+            .map_err(|e| stage_error(&t.core.name, name, Some(i + 2), cname, e))?;
+    }
+    Ok(data)
 }
 
 /// `GET|HEAD /v1/etl/_object/<etl>/<token>/<escaped uname>`: how a

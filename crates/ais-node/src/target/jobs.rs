@@ -659,10 +659,16 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     // Identifies the transform (ETL name + its init generation, or a copy).
     let made_by = match &rt {
         Some(rt) => format!(
-            "etl:{}:{}:{:x}",
+            "etl:{}:{}:{:x}{}",
             spec.msg.id,
             rt.generation,
-            xxhash_rust::xxh64::xxh64(spec.msg.etl_args.as_bytes(), 0)
+            xxhash_rust::xxh64::xxh64(spec.msg.etl_args.as_bytes(), 0),
+            // A pipeline's later stages (by name) are part of the transform.
+            spec.msg
+                .pipeline
+                .iter()
+                .map(|s| format!(">{s}"))
+                .collect::<String>()
         ),
         None => "copy".to_string(),
     };
@@ -694,7 +700,13 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         if matches!(r, Err(ais_etl::EtlError::WorkerDied(_))) {
             r = t.transform_verified(rt, &src, name, args).await?;
         }
-        Some(r.map_err(|e| error::etl_kind(&e, e.to_string()))?)
+        let stages = &spec.msg.pipeline;
+        let cname = format!("{}/{name}", src.cname());
+        let out = r.map_err(|e| match stages.is_empty() {
+            true => error::etl_kind(&e, e.to_string()),
+            false => super::etl::stage_error(&t.core.name, &spec.msg.id, Some(1), &cname, e),
+        })?;
+        Some(super::etl::run_stages(t, stages, &cname, out, args).await?)
     } else {
         None
     };

@@ -55,6 +55,7 @@ fn storage_err(t: &Target, bck: &Bck, obj: &str, e: StorageError) -> ApiError {
 async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketProps) -> Res {
     ctx.query
         .reject_unknown("GET of an object", crate::http::GET_OBJECT_PARAMS)?;
+    let stages = ctx.etl_pipeline()?;
     if let Some(spec) = super::archive::ArchSpec::from_query(ctx)? {
         if super::etl::etl_param(t, ctx).is_some() {
             return Err(ApiError::bad_request(
@@ -74,7 +75,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
         match found {
             Ok(_) => {
                 let args = ctx.query.get("etl_args").unwrap_or("");
-                return match super::etl::transform_local(t, &etl, bck, obj, args).await {
+                return match super::etl::transform_local(t, &etl, &stages, bck, obj, args).await {
                     // Moved away between the lookup and the worker's read (a
                     // rebalance committed it on its new owner): go where it is.
                     Err(ApiError::ObjectNotFound { .. }) if store.head(bck, obj).await.is_err() => {

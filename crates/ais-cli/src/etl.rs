@@ -42,10 +42,37 @@ pub enum EtlCmd {
     Object(ObjectArgs),
     /// Transform a bucket (or a selection) into another bucket, as a job.
     Bucket {
-        /// ETL name.
+        /// ETL name, or a pipeline: "a>>b>>c".
         name: String,
         #[command(flatten)]
         sel: crate::jobs::SelectArgs,
+    },
+    /// Run every object of a bucket (or a selection) through an ETL and
+    /// write nothing: validation and policy checks; the objects it fails on
+    /// are the job's errors ('ais etl show errors NAME JOB').
+    Inspect {
+        /// ETL name, or a pipeline: "a>>b>>c".
+        name: String,
+        /// Source bucket ais://SRC.
+        src: String,
+        /// Only objects whose names start with this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Only objects named by this template, e.g. "shard-{0000..0999}.tar".
+        #[arg(long, default_value = "")]
+        template: String,
+        /// Only these objects (comma-separated).
+        #[arg(long, default_value = "")]
+        list: String,
+        /// Concurrent objects per target (0 = default, -1 = serial).
+        #[arg(long = "num-workers", default_value_t = 0)]
+        num_workers: i64,
+        /// Wait for the job, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up waiting after this long (e.g. 10m).
+        #[arg(long, default_value = "")]
+        timeout: String,
     },
 }
 
@@ -130,6 +157,34 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
         } if e == "errors" => crate::jobs::errors(client, &n, &j).await,
         EtlCmd::Show { name: Some(n), .. } => show(client, &n).await,
         EtlCmd::Bucket { name, sel } => crate::jobs::start(client, Some(&name), sel).await,
+        EtlCmd::Inspect {
+            name,
+            src,
+            prefix,
+            template,
+            list,
+            num_workers,
+            wait,
+            timeout,
+        } => {
+            // AIStore's inspect: a dry-run transform of the bucket onto
+            // itself that goes on past errors.
+            let sel = crate::jobs::SelectArgs {
+                dst: src.clone(),
+                src,
+                prefix,
+                template,
+                list,
+                ext: String::new(),
+                prepend: String::new(),
+                dry_run: true,
+                cont_on_err: true,
+                num_workers,
+                wait,
+                timeout,
+            };
+            crate::jobs::start(client, Some(&name), sel).await
+        }
         EtlCmd::Logs { name, target } => {
             for t in client.etl_logs(&name, target.as_deref()).await? {
                 let text = t.text();

@@ -104,18 +104,34 @@ pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow:
         ..Default::default()
     };
     let (action, id) = match etl {
-        Some(name) => (
-            "etl-bck",
-            client
-                .transform_bucket(&src.name, &dst.name, name, &msg)
-                .await?,
-        ),
+        Some(name) => {
+            // "a>>b>>c": the first ETL, then the others in order.
+            let mut names = name.split(">>").map(str::trim);
+            let first = names.next().unwrap_or_default();
+            if first.is_empty() {
+                anyhow::bail!("ETL name cannot be empty");
+            }
+            let msg = BucketJobMsg {
+                pipeline: names.map(str::to_string).collect(),
+                ..msg
+            };
+            (
+                "etl-bck",
+                client
+                    .transform_bucket(&src.name, &dst.name, first, &msg)
+                    .await?,
+            )
+        }
         None => (
             "copy-bck",
             client.copy_bucket(&src.name, &dst.name, &msg).await?,
         ),
     };
-    let what = if a.dry_run { " (dry run)" } else { "" };
+    let what = match (a.dry_run, etl.is_some()) {
+        (true, true) => " (inspect: every object through the ETL, nothing written)",
+        (true, false) => " (dry run)",
+        _ => "",
+    };
     println!(
         "{action} {} => {}{what}: job {id}",
         src.cname(),

@@ -35,7 +35,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("config cli", "the CLI has no config file: it is configured by environment (AIS_ENDPOINT, AIS_AUTHN_TOKEN, AIS_AUTHN_TOKEN_FILE); aliases: 'ais alias'"),
     ("download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("dsort", "distributed sort/shuffle (dsort) is not implemented"),
-    ("etl inspect", "ETL inspection is not implemented; use 'ais etl show' and 'ais etl view-logs'"),
     ("job start download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("job start dsort", "distributed sort/shuffle (dsort) is not implemented"),
     ("ml lhotse-get-batch", "Lhotse manifests are not supported; use 'ais ml get-batch'"),

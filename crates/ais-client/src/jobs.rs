@@ -30,6 +30,9 @@ pub struct BucketJobMsg {
     /// The ETL (set by [`Client::transform_bucket`]).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// ETLs applied after `id`, in order (a pipeline).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pipeline: Vec<String>,
     /// Concurrent objects per target (0 = default, -1 = serial).
     #[serde(rename = "num-workers")]
     pub num_workers: i64,

@@ -199,18 +199,23 @@ fn transform_and_copy_buckets() {
     assert_eq!(wait(&url, &id)["objs"], 2);
     assert_eq!(names(&url, "lst"), vec!["d/0001.txt", "d/0002.txt"]);
 
-    // Dry run: counts, writes nothing, creates nothing.
+    // An ETL's dry run (`ais etl inspect`): every object through the
+    // transform, its failures recorded, nothing written, nothing created.
     let (id, _) = start(
         &url,
         "src",
         "dry",
         "etl-bck",
-        json!({"id": "upper-etl", "dry_run": true}),
+        json!({"id": "upper-etl", "dry_run": true, "coer": true}),
     );
     let s = wait(&url, &id);
     assert_eq!(
-        (s["objs"].as_u64(), s["err"].as_str()),
-        (Some(2003), Some("")),
+        (
+            s["objs"].as_u64(),
+            s["err_count"].as_u64(),
+            s["err"].as_str()
+        ),
+        (Some(2000), Some(3), Some("")),
         "{s}"
     );
     assert!(s["bytes"].as_u64().unwrap() > 2000 * 8);
@@ -585,6 +590,45 @@ fn job_commands_in_the_cli() {
         !ok && err.contains("failed") && err.contains("refusing"),
         "{out}{err}"
     );
+    // Inspect: every object through the ETL, the failures listed, nothing
+    // written (the bucket keeps its objects, no output appears).
+    let before = names(&url, "src").len();
+    let (ok, out, err) = ais(
+        &url,
+        &["etl", "inspect", "cli-upper", "ais://src", "--wait"],
+    );
+    assert!(
+        ok && out.contains("3 errors") && out.contains("inspect"),
+        "{out}{err}"
+    );
+    let id = out
+        .split("job ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| c == ':' || c.is_whitespace())
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, errs, _) = ais(&url, &["etl", "show", "errors", "cli-upper", &id]);
+    assert!(ok && errs.matches("ais://src/bad/").count() == 3, "{errs}");
+    assert_eq!(names(&url, "src").len(), before);
+    // A pipeline by name ("a>>b"), as AIStore's CLI takes it.
+    let (ok, out, err) = ais(
+        &url,
+        &[
+            "etl",
+            "bucket",
+            "cli-upper>>cli-upper",
+            "ais://src",
+            "ais://piped",
+            "--prefix",
+            "d/",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (_, cat, _) = ais(&url, &["object", "cat", "ais://piped/d/0003.txt"]);
+    assert_eq!(cat, "OBJECT 3", "{cat}");
     // Copy, dry run, show job, wait, stop.
     let (ok, out, err) = ais(
         &url,

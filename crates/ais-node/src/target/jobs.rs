@@ -619,18 +619,35 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     let dst_name = spec.msg.dst_name(name);
     ais_core::names::validate_object_name(&dst_name)?;
     job.in_bytes.fetch_add(size, Ordering::Relaxed);
-    if spec.msg.dry_run {
+    let etl = spec.kind.starts_with("etl");
+    if spec.msg.dry_run && !etl {
         job.objs.fetch_add(1, Ordering::Relaxed);
         job.bytes.fetch_add(size, Ordering::Relaxed);
         return Ok(());
     }
     let src = t.core.bck(spec.src.clone());
     let path = t.store.obj_path(&src, name);
-    let rt = if spec.kind.starts_with("etl") {
+    let rt = if etl {
         Some(running_etl(t, &spec.msg.id).await?)
     } else {
         None
     };
+    if let (true, Some(rt)) = (spec.msg.dry_run, &rt) {
+        // An ETL's dry run (`ais etl inspect`, AIStore's semantics): every
+        // object through the transform (and pipeline), nothing written; an
+        // object it fails on is the job's error.
+        let args = &spec.msg.etl_args;
+        let cname = format!("{}/{name}", src.cname());
+        let stages = &spec.msg.pipeline;
+        let out = t
+            .transform_verified(rt, &src, name, args)
+            .await?
+            .map_err(|e| first_stage_error(t, spec, &cname, e))?;
+        let out = super::etl::run_stages(t, stages, &cname, out, args).await?;
+        job.objs.fetch_add(1, Ordering::Relaxed);
+        job.bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+        return Ok(());
+    }
     // A copy streams the file: verify it now. A transform verifies the
     // bytes it reads (below), so here only the stored checksum is needed.
     let (src_cksum, src_custom) = match &rt {
@@ -702,10 +719,7 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
         }
         let stages = &spec.msg.pipeline;
         let cname = format!("{}/{name}", src.cname());
-        let out = r.map_err(|e| match stages.is_empty() {
-            true => error::etl_kind(&e, e.to_string()),
-            false => super::etl::stage_error(&t.core.name, &spec.msg.id, Some(1), &cname, e),
-        })?;
+        let out = r.map_err(|e| first_stage_error(t, spec, &cname, e))?;
         Some(super::etl::run_stages(t, stages, &cname, out, args).await?)
     } else {
         None
@@ -715,6 +729,16 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     job.objs.fetch_add(1, Ordering::Relaxed);
     job.bytes.fetch_add(len, Ordering::Relaxed);
     Ok(())
+}
+
+/// A job's ETL failed on `cname`: the transform's own error, or with a
+/// pipeline, naming stage 1.
+fn first_stage_error(t: &Target, spec: &JobSpec, cname: &str, e: ais_etl::EtlError) -> ApiError {
+    if spec.msg.pipeline.is_empty() {
+        error::etl_kind(&e, e.to_string())
+    } else {
+        super::etl::stage_error(&t.core.name, &spec.msg.id, Some(1), cname, e)
+    }
 }
 
 /// The local runtime of ETL `name` for a job: one the cluster lists but this

@@ -1777,9 +1777,29 @@ def test_sdk_pipelines_inline_batch_and_offline(cluster: Cluster, client: Client
     for params in ({"etl_pipeline": b}, {"etl_name": a, "etl_pipeline": f"{b},,{a}"}, {"etl_name": a, "etl_pipeline": ",".join([b] * 8)}):
         r = requests.get(f"{url}/v1/objects/{src.bucket}/{obj}", params=params, timeout=HTTP_TIMEOUT)
         assert r.status_code == 400 and "etl_pipeline" in r.text, (params, r.text)
+    # A repeated parameter is not half-understood (requests sends a list so).
+    r = requests.get(f"{url}/v1/objects/{src.bucket}/{obj}", params={"etl_name": a, "etl_pipeline": [b, a]}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and "more than once" in r.text, r.text
     r = requests.post(
         f"{url}/v1/buckets/{src.bucket}",
         json={"action": "copy-bck", "name": unique_bucket_name("pipe-cp"), "value": {"pipeline": [b]}},
         timeout=HTTP_TIMEOUT,
     )
     assert r.status_code == 400 and "pipeline" in r.text, r.text
+    r = requests.post(
+        f"{url}/v1/buckets/{src.bucket}",
+        json={"action": "etl-bck", "name": unique_bucket_name("pipe-e"), "value": {"id": a, "pipeline": [b, ""]}},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 400 and "stage" in r.text, r.text
+    # Get-Batch: the request's own etl_name with the query's pipeline.
+    r = requests.get(
+        f"{url}/v1/ml/moss/{src.bucket}",
+        params={"etl_pipeline": b},
+        json={"in": [{"objname": obj}], "onob": True, "etl_name": a},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+        m = next(m for m in tf.getmembers() if m.isfile())
+        assert tf.extractfile(m).read() == data.upper()[::-1] + b"|b"

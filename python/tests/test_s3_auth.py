@@ -111,6 +111,11 @@ def test_presigned_urls(keyed, s3, bucket):
     assert r.status_code == 200 and r.content == b"presigned", r.text
     r = requests.get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"), timeout=10)
     assert r.status_code == 403 and xml_code(r) == "SignatureDoesNotMatch"
+    # A presigned plain GET cannot be turned into an ETL run: our headers
+    # must be signed like x-amz-* ones.
+    for h in ("x-ais-etl-name", "x-ais-etl-pipeline", "x-ais-etl-args"):
+        r = requests.get(url, headers={h: "some-etl"}, timeout=10)
+        assert r.status_code == 403 and xml_code(r) == "AccessDenied" and h in r.text, (h, r.text)
     # Expired: valid for one second.
     short = v4.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "p"}, ExpiresIn=1)
     time.sleep(2.5)

@@ -108,8 +108,10 @@ pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow:
             // "a>>b>>c": the first ETL, then the others in order.
             let mut names = name.split(">>").map(str::trim);
             let first = names.next().unwrap_or_default();
-            if first.is_empty() {
-                anyhow::bail!("ETL name cannot be empty");
+            if name.split(">>").any(|n| n.trim().is_empty()) {
+                anyhow::bail!(
+                    "\"{name}\": an ETL name in the pipeline is empty (expected \"a>>b>>c\")"
+                );
             }
             let msg = BucketJobMsg {
                 pipeline: names.map(str::to_string).collect(),

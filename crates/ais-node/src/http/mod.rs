@@ -77,6 +77,13 @@ impl Ctx {
     /// `etl_name=a` (AIStore's comma-separated list, as the SDK's
     /// `etl_a >> etl_b` sends it) — checked, never ignored.
     pub fn etl_pipeline(&self) -> ApiResult<Vec<String>> {
+        for k in ["etl_name", "etl_pipeline"] {
+            if self.query.0.iter().filter(|(q, _)| q == k).count() > 1 {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter \"{k}\" given more than once (a pipeline is one comma-separated etl_pipeline)"
+                )));
+            }
+        }
         let stages = parse_etl_pipeline(self.query.get("etl_pipeline"))?;
         if !stages.is_empty() && self.query.get("etl_name").is_none_or(|n| n.is_empty()) {
             return Err(ApiError::bad_request(
@@ -98,6 +105,26 @@ impl Ctx {
 
 /// Most ETLs one pipeline chains (the first one included).
 pub const MAX_ETL_PIPELINE: usize = 8;
+
+/// A pipeline's later stages given as a list (a job's or a Get-Batch
+/// request's): the same rules as [`parse_etl_pipeline`].
+pub fn check_etl_stages(stages: &[String]) -> ApiResult<()> {
+    if let Some(bad) = stages
+        .iter()
+        .find(|s| s.trim().is_empty() || s.len() > 64 || s.contains(','))
+    {
+        return Err(ApiError::bad_request(format!(
+            "etl pipeline: invalid stage name \"{bad}\""
+        )));
+    }
+    if stages.len() + 1 > MAX_ETL_PIPELINE {
+        return Err(ApiError::bad_request(format!(
+            "etl pipeline: at most {MAX_ETL_PIPELINE} ETLs in one pipeline ({} given)",
+            stages.len() + 1
+        )));
+    }
+    Ok(())
+}
 
 /// `b,c` → `[b, c]`: no empty stage, at most [`MAX_ETL_PIPELINE`] in all.
 pub fn parse_etl_pipeline(raw: Option<&str>) -> ApiResult<Vec<String>> {

@@ -286,7 +286,7 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         }
         super::etl::check_usable(p, &tcb.id)?;
         // The same rules as a GET's `etl_pipeline`; every stage must exist.
-        crate::http::parse_etl_pipeline(Some(&tcb.pipeline.join(",")))?;
+        crate::http::check_etl_stages(&tcb.pipeline)?;
         for s in &tcb.pipeline {
             super::etl::check_usable(p, s)?;
         }

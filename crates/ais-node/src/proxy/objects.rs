@@ -211,7 +211,9 @@ pub async fn get_batch(p: &Proxy, ctx: &Ctx, bucket: &str, body: Body) -> Res {
     if let Some(e) = ctx.query.get("etl_name").filter(|e| !e.is_empty()) {
         super::etl::check_usable(p, e)?;
     }
-    for s in ctx.etl_pipeline()? {
+    // (The request's own etl_name may be the first ETL: the target checks
+    // that one is named.)
+    for s in crate::http::parse_etl_pipeline(ctx.query.get("etl_pipeline"))? {
         super::etl::check_usable(p, &s)?;
     }
     let raw = crate::http::read_body(body, 64 << 20).await?;

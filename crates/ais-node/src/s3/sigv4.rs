@@ -218,6 +218,24 @@ pub fn verify(ctx: &Ctx) -> S3Result<Signed> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
+    // Our own headers choose what a request does (`x-ais-etl-name`,
+    // `x-ais-etl-pipeline`, ...): like AWS with `x-amz-*`, every one sent
+    // must be signed, or a presigned URL for a plain GET could be made to
+    // run any ETL over the object.
+    let signed_set: Vec<&str> = signed_headers
+        .split(';')
+        .filter(|n| !n.is_empty())
+        .collect();
+    if let Some(h) = ctx
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| k.starts_with("x-ais-") && !signed_set.contains(k))
+    {
+        return Err(S3Error::access_denied(format!(
+            "header {h} is not among the signed headers: sign it (or send it as a query parameter, which the signature covers)"
+        )));
+    }
     let mut cheaders = String::new();
     for name in signed_headers.split(';').filter(|n| !n.is_empty()) {
         let vals: Vec<String> = ctx

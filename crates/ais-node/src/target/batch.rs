@@ -347,8 +347,27 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
     if let Some(a) = ctx.query.get("etl_args") {
         req.etl_args = Some(a.to_string());
     }
-    let from_query = ctx.etl_pipeline()?;
+    // The query's pipeline (checked like a GET's; the body's etl_name may
+    // be its first ETL), or the request's own list; not both.
+    if ctx
+        .query
+        .0
+        .iter()
+        .filter(|(k, _)| k == "etl_pipeline")
+        .count()
+        > 1
+    {
+        return Err(ApiError::bad_request(
+            "query parameter \"etl_pipeline\" given more than once",
+        ));
+    }
+    let from_query = crate::http::parse_etl_pipeline(ctx.query.get("etl_pipeline"))?;
     if !from_query.is_empty() {
+        if req.etl_pipeline.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(ApiError::bad_request(
+                "etl_pipeline given both in the query and in the request: give one",
+            ));
+        }
         req.etl_pipeline = Some(from_query);
     }
     let fmt = parse_fmt(req.mime.as_deref())?;
@@ -370,8 +389,7 @@ pub async fn serve(t: &Arc<Target>, ctx: &Ctx, bucket: &str, body: Body) -> Res 
                 "etl_pipeline names the stages after the first ETL: it needs etl_name",
             ));
         }
-        // The same rules as the query parameter's.
-        crate::http::parse_etl_pipeline(Some(&stages.join(",")))?;
+        crate::http::check_etl_stages(&stages)?;
         for s in &stages {
             if !t.core.meta.etlmd().etls.contains_key(s) {
                 return Err(ApiError::etl_not_found(&t.core.name, s));

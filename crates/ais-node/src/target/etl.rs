@@ -269,6 +269,13 @@ pub async fn run_stages(
 ) -> Result<bytes::Bytes, ApiError> {
     for (i, name) in stages.iter().enumerate() {
         let rt = runtime(t, name).await?;
+        if !rt.takes_bytes() {
+            return Err(ApiError::bad_request(format!(
+                "etl pipeline stage {} ({name}) is a runtime.command ETL: it reads its input \
+                 from the object itself, so it can only be a pipeline's first stage",
+                i + 2
+            )));
+        }
         data = rt
             .transform_bytes(cname, &data, args)
             .await

@@ -632,6 +632,13 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
     } else {
         None
     };
+    // A pipeline's later stages: each waited for like the first, and its
+    // generation part of what made the output (re-init'ed code reruns).
+    let mut stage_gens = String::new();
+    for s in &spec.msg.pipeline {
+        let g = running_etl(t, s).await?.generation;
+        stage_gens.push_str(&format!(">{s}:{g}"));
+    }
     if let (true, Some(rt)) = (spec.msg.dry_run, &rt) {
         // An ETL's dry run (`ais etl inspect`, AIStore's semantics): every
         // object through the transform (and pipeline), nothing written; an
@@ -680,12 +687,7 @@ async fn one(t: &Arc<Target>, job: &TargetJob, name: &str, size: u64) -> ApiResu
             spec.msg.id,
             rt.generation,
             xxhash_rust::xxh64::xxh64(spec.msg.etl_args.as_bytes(), 0),
-            // A pipeline's later stages (by name) are part of the transform.
-            spec.msg
-                .pipeline
-                .iter()
-                .map(|s| format!(">{s}"))
-                .collect::<String>()
+            stage_gens
         ),
         None => "copy".to_string(),
     };

@@ -678,7 +678,8 @@ class BatchDataset(_Base, _TorchIterable):
         **kwargs: Any,
     ) -> None:
         """Takes `Dataset`'s arguments plus the ones above."""
-        kwargs.setdefault("decode", decode_ready)
+        if kwargs.get("decode") is None:
+            kwargs["decode"] = decode_ready
         super().__init__(*args, **kwargs)
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")

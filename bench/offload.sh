@@ -12,14 +12,23 @@
 # data-only on any host; with a GPU also training img/s (resnet50, bf16) and
 # the GPU's synthetic ceiling.
 #   TRAINER_CPUS=0 CLUSTER_CPUS=1 N=1024 ./bench/offload.sh   (defaults: split the cores in half)
+# OFFLINE=1: no pip; PY=python3: an interpreter that has torch/torchvision/Pillow
+# (else .venv); SKIP_BUILD=1: use the release binaries as they are; PHOTOS=DIR:
+# where the photographs' wheel is (make_dataset.py --cache); DATASET=DIR: reuse a
+# data set; OUT_NAME: the result file's name (bench/out/OUT_NAME.md).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
-[ -x .venv/bin/python ] || python3 -m venv .venv
-if [ -z "${OFFLINE:-}" ]; then
-  .venv/bin/python -m pip install -q -r python/requirements-test.txt -r python/requirements-torch.txt
-  .venv/bin/python -m pip install -q -e ./python
+PY=${PY:-$ROOT/.venv/bin/python}
+if [ "$PY" = "$ROOT/.venv/bin/python" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  if [ -z "${OFFLINE:-}" ]; then
+    .venv/bin/python -m pip install -q -r python/requirements-test.txt -r python/requirements-torch.txt
+    .venv/bin/python -m pip install -q -e ./python
+  fi
 fi
-build_release
+# The package from the tree, whatever the interpreter.
+export PYTHONPATH=$ROOT/python${PYTHONPATH:+:$PYTHONPATH}
+[ -n "${SKIP_BUILD:-}" ] || build_release
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 CPUS=$(nproc)
 HALF=$(( CPUS / 2 > 0 ? CPUS / 2 : 1 ))
@@ -29,17 +38,17 @@ ALL_CPUS=0-$(( CPUS - 1 ))
 N=${N:-1024}
 WORK=$(mktemp -d /tmp/ais-bench.XXXXXX)
 trap 'stop_cluster; rm -rf "$WORK"' EXIT
-export AIS_PYTHON=$ROOT/.venv/bin/python
+export AIS_PYTHON=$PY
 export AIS_ETL_ENV_CACHE=$WORK/envs
 DATA=${DATASET:-$WORK/data}
-[ -d "$DATA/train" ] || .venv/bin/python examples/imagenet-etl/make_dataset.py "$DATA" --train "$N" --val 0
+[ -d "$DATA/train" ] || "$PY" examples/imagenet-etl/make_dataset.py "$DATA" --train "$N" --val 0 ${PHOTOS:+--cache "$PHOTOS"}
 CLUSTER_PREFIX="taskset -c $CLUSTER_CPUS" start_cluster "${TARGETS:-2}"
-.venv/bin/python bench/offload_bench.py setup --endpoint "$EP" --data "$DATA"
-run() { taskset -c "$1" .venv/bin/python bench/offload_bench.py "$2" --endpoint "$EP" --data "$DATA" --cpus "$1" --out "$WORK/rows.jsonl"; }
+"$PY" bench/offload_bench.py setup --endpoint "$EP" --data "$DATA"
+run() { taskset -c "$1" "$PY" bench/offload_bench.py "$2" --endpoint "$EP" --data "$DATA" --cpus "$1" --out "$WORK/rows.jsonl"; }
 run "$TRAINER_CPUS" local
 run "$TRAINER_CPUS" seed
 run "$TRAINER_CPUS" seed-cpu
-if .venv/bin/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
   run "$TRAINER_CPUS" seed-gpu
 fi
 run "$TRAINER_CPUS" ready
@@ -48,4 +57,4 @@ run "$ALL_CPUS" local-all
 # use (crates/ais-etl WORKER_MALLOC_TUNABLES), so the comparison shows what
 # they alone are worth to a trainer.
 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728 run "$TRAINER_CPUS" local-tuned
-.venv/bin/python bench/offload_bench.py report --out "$WORK/rows.jsonl" --trainer-cpus "$TRAINER_CPUS" --cluster-cpus "$CLUSTER_CPUS" | tee "$OUT/offload.md"
+"$PY" bench/offload_bench.py report --out "$WORK/rows.jsonl" --trainer-cpus "$TRAINER_CPUS" --cluster-cpus "$CLUSTER_CPUS" | tee "$OUT/${OUT_NAME:-offload}.md"

@@ -132,17 +132,7 @@ impl Primary {
             sync.etlmd = Some(etlmd);
         }
         self.log.write(sync.clone().into()).await?;
-        // Documents go in an entry of their own: a proxy whose store got a
-        // newer map out of band (a joining proxy's first map) skips older
-        // metadata entries, and must not skip documents with them.
-        if !docs.is_empty() {
-            self.log
-                .write(Change {
-                    sync: MetaSync::default(),
-                    docs,
-                })
-                .await?;
-        }
+        self.write_docs(docs).await?;
         // Office does not wait on a node that cannot be reached (it may be
         // why there is a new primary): the rest catch up through their
         // keepalives, which any proxy forwards here.
@@ -401,15 +391,24 @@ impl Primary {
     {
         let _g = self.change.lock().await;
         let (docs, out) = f(&self.meta)?;
-        if !docs.is_empty() {
-            self.log
-                .write(Change {
-                    sync: MetaSync::default(),
-                    docs,
-                })
-                .await?;
-        }
+        self.write_docs(docs).await?;
         Ok(out)
+    }
+
+    /// Commits document changes (the caller holds the metadata lock) in an
+    /// entry of their own: a proxy whose store got a newer map out of band
+    /// (a joining proxy's first map) skips older metadata entries, and must
+    /// not skip documents with them.
+    async fn write_docs(&self, docs: Vec<DocChange>) -> Result<(), ClusterError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.log
+            .write(Change {
+                sync: MetaSync::default(),
+                docs,
+            })
+            .await
     }
 
     /// Commits `sync` (a majority of proxies has it), then pushes it to

@@ -210,11 +210,6 @@ impl MetaStore {
         })
     }
 
-    /// Where this store keeps its files.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn smap(&self) -> Option<Smap> {
         self.inner.read().map(|i| i.smap.clone()).unwrap_or(None)
     }

@@ -106,35 +106,16 @@ impl Ctx {
 /// Most ETLs one pipeline chains (the first one included).
 pub const MAX_ETL_PIPELINE: usize = 8;
 
-/// A pipeline's later stages given as a list (a job's or a Get-Batch
-/// request's): the same rules as [`parse_etl_pipeline`].
+/// A pipeline's later stages (a job's or a Get-Batch request's list, or
+/// the query's, split): no empty or over-long name, at most
+/// [`MAX_ETL_PIPELINE`] ETLs in all.
 pub fn check_etl_stages(stages: &[String]) -> ApiResult<()> {
     if let Some(bad) = stages
         .iter()
         .find(|s| s.trim().is_empty() || s.len() > 64 || s.contains(','))
     {
         return Err(ApiError::bad_request(format!(
-            "etl pipeline: invalid stage name \"{bad}\""
-        )));
-    }
-    if stages.len() + 1 > MAX_ETL_PIPELINE {
-        return Err(ApiError::bad_request(format!(
-            "etl pipeline: at most {MAX_ETL_PIPELINE} ETLs in one pipeline ({} given)",
-            stages.len() + 1
-        )));
-    }
-    Ok(())
-}
-
-/// `b,c` → `[b, c]`: no empty stage, at most [`MAX_ETL_PIPELINE`] in all.
-pub fn parse_etl_pipeline(raw: Option<&str>) -> ApiResult<Vec<String>> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    let stages: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
-    if let Some(bad) = stages.iter().find(|s| s.is_empty() || s.len() > 64) {
-        return Err(ApiError::bad_request(format!(
-            "etl_pipeline \"{raw}\": invalid stage name \"{bad}\" (comma-separated ETL names)"
+            "etl_pipeline: invalid stage name \"{bad}\" (comma-separated ETL names)"
         )));
     }
     if stages.len() + 1 > MAX_ETL_PIPELINE {
@@ -143,6 +124,16 @@ pub fn parse_etl_pipeline(raw: Option<&str>) -> ApiResult<Vec<String>> {
             stages.len() + 1
         )));
     }
+    Ok(())
+}
+
+/// `b,c` → `[b, c]`, checked by [`check_etl_stages`].
+pub fn parse_etl_pipeline(raw: Option<&str>) -> ApiResult<Vec<String>> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let stages: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).collect();
+    check_etl_stages(&stages)?;
     Ok(stages)
 }
 

@@ -18,7 +18,13 @@ pub fn json_ok<T: serde::Serialize>(v: &T) -> Res {
     Ok(bytes_response(StatusCode::OK, "application/json", raw))
 }
 
-pub fn bytes_response(status: StatusCode, ctype: &'static str, raw: Vec<u8>) -> Response {
+pub fn bytes_response(
+    status: StatusCode,
+    ctype: &'static str,
+    raw: impl Into<bytes::Bytes>,
+) -> Response {
+    // A `Vec` or `Bytes` (a transform's output) goes out without a copy.
+    let raw: bytes::Bytes = raw.into();
     let len = raw.len();
     let mut r = Response::new(Body::from(raw));
     *r.status_mut() = status;

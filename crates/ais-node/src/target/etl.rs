@@ -194,7 +194,7 @@ pub async fn transform_local(
     Ok(bytes_response(
         StatusCode::OK,
         "application/octet-stream",
-        out.to_vec(),
+        out,
     ))
 }
 

@@ -294,7 +294,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
     );
     let name = core.name.clone();
     server.await.context("server task")??;
-    stop(&app);
+    stop(&app).await;
     tracing::info!(node = %name, "stopped");
     exit_if_left(&app);
     Ok(())
@@ -312,9 +312,20 @@ fn exit_if_left(app: &App) {
     }
 }
 
-fn stop(app: &App) {
-    if let App::Target(t) = app {
-        t.etl.stop_all();
+/// Stops what outlives the request tasks: a target's ETL workers; a
+/// proxy's Raft core (shut down before the handle goes, so the core never
+/// runs on without its listeners and logs spurious errors on the way out).
+async fn stop(app: &App) {
+    app.core()
+        .exiting
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    match app {
+        App::Target(t) => t.etl.stop_all(),
+        App::Proxy(p) => {
+            if let Some(cp) = p.control.get() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), cp.shutdown()).await;
+            }
+        }
     }
 }
 
@@ -334,7 +345,7 @@ async fn shutdown_signal(app: App) {
     // intra-cluster keep-alive connections would otherwise hold us up).
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        stop(&app);
+        stop(&app).await;
         tracing::info!(node = %app.core().name, "stopped");
         exit_if_left(&app);
         std::process::exit(0);

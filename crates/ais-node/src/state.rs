@@ -33,6 +33,9 @@ pub struct NodeCore {
     /// Set by `shutdown-node`/`decommission-node`: no more keepalives or
     /// rejoins, the process is about to exit.
     pub leaving: AtomicBool,
+    /// Set once the process is on its way out (SIGTERM, shutdown): what
+    /// stops from here on stops on purpose.
+    pub exiting: AtomicBool,
     /// Notified to make the node exit cleanly (as on SIGTERM).
     pub shutdown: tokio::sync::Notify,
     /// On-demand catch-ups with the primary ([`sync_now`]).
@@ -95,6 +98,7 @@ impl NodeCore {
             rpc: Rpc::new()?,
             metrics,
             leaving: AtomicBool::new(false),
+            exiting: AtomicBool::new(false),
             shutdown: tokio::sync::Notify::new(),
             sync_gate: SyncGate::default(),
             primary_seen: std::sync::Mutex::new(None),

@@ -281,9 +281,13 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
             become_follower(&p);
         }
         if rx.changed().await.is_err() {
-            // The control plane stopped (a storage failure): never act as
-            // the primary without it.
-            tracing::error!("control plane stopped: this proxy cannot be the primary");
+            // The control plane stopped: on the way out, or a storage
+            // failure. Never act as the primary without it.
+            if p.core.exiting.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!("control plane stopped: the proxy is exiting");
+            } else {
+                tracing::error!("control plane stopped: this proxy cannot be the primary");
+            }
             become_follower(&p);
             return;
         }

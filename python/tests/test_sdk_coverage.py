@@ -1053,9 +1053,6 @@ def test_etl_pipeline(
 
 # --------------------------------------------------------------------- Dsort
 
-_DSORT_REASON = "Dsort.start: proxy answers 404 'invalid URL path \"/v1/sort\" (method POST)'"
-
-
 def dsort_spec(src: Bucket, dst: Bucket, shards: int) -> DsortFramework:
     return DsortFramework(
         input_shards=DsortShardsGroup(
@@ -1084,7 +1081,6 @@ def dsort_input(bck: Bucket) -> Dict[str, bytes]:
     return records
 
 
-@xfail(_DSORT_REASON)
 def test_dsort_run(client: Client, bucket: Bucket, other: Bucket) -> None:
     records = dsort_input(bucket)
     other.create()
@@ -1101,7 +1097,6 @@ def test_dsort_run(client: Client, bucket: Bucket, other: Bucket) -> None:
     assert out == records
 
 
-@xfail(_DSORT_REASON)
 def test_dsort_abort(client: Client, bucket: Bucket, other: Bucket) -> None:
     dsort_input(bucket)
     other.create()

@@ -149,6 +149,9 @@ pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow:
 
 /// Waits for a job with a progress bar: objects and bytes done / total, errors, rate, ETA.
 pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyhow::Result<()> {
+    if crate::dsort::is_dsort_id(id) {
+        return crate::dsort::wait(client, id, timeout).await;
+    }
     let t0 = Instant::now();
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -200,7 +203,21 @@ pub async fn wait(client: &Client, id: &str, timeout: Option<Duration>) -> anyho
     }
 }
 
-pub async fn show(client: &Client, id: Option<&str>, json_out: bool) -> anyhow::Result<()> {
+pub async fn show(
+    client: &Client,
+    id: Option<&str>,
+    id2: Option<&str>,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    match (id, id2) {
+        (Some("dsort"), one) => return crate::dsort::show(client, one, json_out).await,
+        (Some(i), None) if crate::dsort::is_dsort_id(i) => {
+            return crate::dsort::show(client, Some(i), json_out).await
+        }
+        _ => {}
+    }
+    // `KIND ID`: the id says it all.
+    let id = id2.or(id);
     let list: Vec<JobStatus> = match id {
         // A job id, or (as AIStore's `ais show job KIND`) every job of a kind.
         Some(id) => match client.job_status(id).await {
@@ -327,6 +344,18 @@ pub async fn rm_cmd(client: &Client, a: RmArgs) -> anyhow::Result<()> {
             _ => bail!("usage: ais job rm --all [KIND] | --regex REGEX [KIND]"),
         };
         let removed = match &a.regex {
+            None if kind == "dsort" => {
+                let mut out = Vec::new();
+                for j in client.dsort_list().await? {
+                    if j["archived"].as_bool() == Some(true) {
+                        if let Some(id) = j["id"].as_str() {
+                            client.dsort_remove(id).await?;
+                            out.push(id.to_string());
+                        }
+                    }
+                }
+                out
+            }
             None => client.remove_jobs("", kind, true).await?,
             Some(r) => {
                 let re = regex::Regex::new(r).map_err(|e| anyhow::anyhow!("--regex: {e}"))?;
@@ -358,6 +387,9 @@ pub async fn rm_cmd(client: &Client, a: RmArgs) -> anyhow::Result<()> {
         [kind, id] => (*kind, *id),
         _ => bail!("usage: ais job rm [KIND] JOB_ID | --all [KIND] | --regex REGEX [KIND]"),
     };
+    if crate::dsort::is_dsort_id(id) && matches!(kind, "" | "dsort") {
+        return crate::dsort::remove(client, id).await;
+    }
     for id in client.remove_jobs(id, kind, false).await? {
         println!("Removed finished job {id}");
     }
@@ -366,6 +398,9 @@ pub async fn rm_cmd(client: &Client, a: RmArgs) -> anyhow::Result<()> {
 
 /// `ais job stop ID|KIND`.
 pub async fn stop(client: &Client, what: &str) -> anyhow::Result<()> {
+    if crate::dsort::is_dsort_id(what) {
+        return crate::dsort::abort(client, what).await;
+    }
     if KINDS.contains(&what) {
         client.stop_jobs_of_kind(what).await?;
         println!("{what} jobs stopped");
@@ -408,8 +443,14 @@ pub struct StartArgs {
     /// rebalance, resilver, lru, cleanup, ec-encode, mirror (make-n-copies)
     /// or blob-download.
     pub kind: String,
-    /// NODE_ID (resilver, lru: one target) or BUCKET (ec-encode).
+    /// NODE_ID (resilver, lru: one target), BUCKET (ec-encode), or for
+    /// dsort SRC_BUCKET (or the spec inline).
     pub target: Option<String>,
+    /// dsort: DST_BUCKET.
+    pub dst: Option<String>,
+    /// dsort: the JSON or YAML spec file (`-`: stdin).
+    #[arg(long, short = 'f')]
+    pub spec: Option<String>,
     /// The bucket (ec-encode).
     #[arg(long)]
     pub bucket: Option<String>,
@@ -444,6 +485,16 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
         } else {
             node = Some(t.clone());
         }
+    }
+    if a.kind == "dsort" {
+        let pos: Vec<String> = a.target.iter().chain(a.dst.iter()).cloned().collect();
+        return crate::dsort::start(client, a.spec.as_deref(), pos, a.wait).await;
+    }
+    if a.dst.is_some() || a.spec.is_some() {
+        bail!(
+            "{}: a second argument and --spec apply to dsort only",
+            a.kind
+        );
     }
     if a.kind == "blob-download" {
         let Some(t) = &a.target else {
@@ -525,6 +576,8 @@ pub async fn blob_cmd(client: &Client, a: BlobArgs) -> anyhow::Result<()> {
         StartArgs {
             kind: "blob-download".into(),
             target: Some(a.object),
+            dst: None,
+            spec: None,
             bucket: None,
             data_slices: None,
             parity_slices: None,

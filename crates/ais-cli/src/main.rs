@@ -5,6 +5,7 @@ mod archive;
 mod auth;
 mod cluster;
 mod config;
+mod dsort;
 mod etl;
 mod fmt;
 mod jobs;
@@ -99,6 +100,9 @@ enum Cmd {
     /// parallel ranges: `ais blob-download s3://B/O [--chunk-size N]
     /// [--num-workers N] [--latest] [--wait]`.
     BlobDownload(jobs::BlobArgs),
+    /// Distributed shuffle / re-shard of shards: `ais dsort [SRC_BUCKET]
+    /// [DST_BUCKET] -f SPEC.json|SPEC.yaml|-` (as `ais start dsort`).
+    Dsort(dsort::DsortArgs),
     /// Remove leftovers on every target, or one (as `ais storage cleanup`).
     SpaceCleanup {
         target_id: Option<String>,
@@ -233,6 +237,8 @@ enum JobCmd {
     /// Jobs (all, or one): progress, errors, state.
     Show {
         id: Option<String>,
+        /// With a kind first (`ais job show dsort ID`): the job id.
+        id2: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -280,9 +286,11 @@ enum ShowCmd {
         #[arg(long, short = 'j')]
         json: bool,
     },
-    /// Jobs (all, or one): progress, errors, state.
+    /// Jobs (all, or one): progress, errors, state; `dsort [ID]` for dSort.
     Job {
         id: Option<String>,
+        /// With a kind first (`ais show job dsort ID`): the job id.
+        id2: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -650,11 +658,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             JobCmd::Start(a) => jobs::start_cmd(&client, a).await,
             JobCmd::Stop(a) => jobs::stop_cmd(&client, a).await,
             JobCmd::Rm(a) => jobs::rm_cmd(&client, a).await,
-            JobCmd::Show { id, json } => jobs::show(&client, id.as_deref(), json).await,
+            JobCmd::Show { id, id2, json } => {
+                jobs::show(&client, id.as_deref(), id2.as_deref(), json).await
+            }
             JobCmd::Wait { id, timeout } => wait(&client, &id, &timeout).await,
         },
         Cmd::Start(a) => jobs::start_cmd(&client, a).await,
         Cmd::BlobDownload(a) => jobs::blob_cmd(&client, a).await,
+        Cmd::Dsort(a) => dsort::start(&client, a.spec.as_deref(), a.args, a.wait).await,
         Cmd::SpaceCleanup { target_id, wait } => {
             cluster::storage(&client, cluster::StorageCmd::Cleanup { target_id, wait }).await
         }
@@ -812,7 +823,9 @@ async fn show(client: &Client, what: ShowCmd) -> anyhow::Result<()> {
             Some(v) => views::performance(client, v).await,
             None => perf::show_performance(client, interval, json).await,
         },
-        ShowCmd::Job { id, json } => jobs::show(client, id.as_deref(), json).await,
+        ShowCmd::Job { id, id2, json } => {
+            jobs::show(client, id.as_deref(), id2.as_deref(), json).await
+        }
         ShowCmd::Rebalance { json } => cluster::show_rebalance(client, json).await,
         ShowCmd::Config {
             which,

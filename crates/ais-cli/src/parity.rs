@@ -34,9 +34,7 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("cluster remote-detach", "attaching remote AIS clusters is not supported"),
     ("config cli", "the CLI has no config file: it is configured by environment (AIS_ENDPOINT, AIS_AUTHN_TOKEN, AIS_AUTHN_TOKEN_FILE); aliases: 'ais alias'"),
     ("download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
-    ("dsort", "distributed sort/shuffle (dsort) is not implemented"),
     ("job start download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
-    ("job start dsort", "distributed sort/shuffle (dsort) is not implemented"),
     ("ml lhotse-get-batch", "Lhotse manifests are not supported; use 'ais ml get-batch'"),
     ("object promote", "promote (files on a target's own filesystem) is not supported; use 'ais put'"),
     ("performance disk", "per-disk statistics are not collected"),
@@ -48,7 +46,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("show storage disk", "per-disk statistics are not collected"),
     ("show tls", "TLS certificates are not managed by aistore-rs"),
     ("start download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
-    ("start dsort", "distributed sort/shuffle (dsort) is not implemented"),
     ("storage disk", "per-disk statistics are not collected"),
     ("storage mountpath fshc", "the filesystem health checker cannot be run by request"),
     ("storage mountpath rescan-disks", "rescanning a mountpath's disks is not implemented"),
@@ -296,9 +293,10 @@ mod tests {
         assert!(unsupported(&a("job rm download x")).is_none());
         assert_eq!(unsupported(&a("start mirror ais://b --copies 2")), None);
         assert_eq!(
-            unsupported(&a("job start dsort spec.json")).map(|u| u.0),
-            Some("job start dsort")
+            unsupported(&a("job start download http://x/a ais://b")).map(|u| u.0),
+            Some("job start download")
         );
+        assert!(unsupported(&a("job start dsort -f spec.json")).is_none());
         assert!(unsupported(&a("ls s3://b --inventory")).is_none());
         assert_eq!(
             unsupported(&a("--endpoint http://x tls show")).map(|u| u.0),

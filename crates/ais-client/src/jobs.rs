@@ -429,6 +429,44 @@ impl Client {
             .map_err(|e| crate::ClientError::Decode(e.to_string()))
     }
 
+    /// Starts a dSort job (`POST /v1/sort`) from a spec (AIStore's fields);
+    /// answers its id.
+    pub async fn dsort_start(&self, spec: &serde_json::Value) -> Result<String> {
+        let body =
+            serde_json::to_vec(spec).map_err(|e| crate::ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .request(
+                Method::POST,
+                self.url(paths::SORT),
+                Some(body.into()),
+                &[("content-type", "application/json".into())],
+            )
+            .await?;
+        crate::text(resp).await
+    }
+
+    /// A dSort job's per-target `JobInfo` (target id → info).
+    pub async fn dsort_info(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+        self.get_json(&paths::dsort("", id)).await
+    }
+
+    /// Every dSort job the cluster knows (one `JobInfo` per job).
+    pub async fn dsort_list(&self) -> Result<Vec<serde_json::Value>> {
+        self.get_json(paths::SORT).await
+    }
+
+    pub async fn dsort_abort(&self, id: &str) -> Result<()> {
+        self.bodiless(Method::DELETE, &paths::dsort("abort", id))
+            .await
+    }
+
+    pub async fn dsort_remove(&self, id: &str) -> Result<()> {
+        self.bodiless(Method::DELETE, &paths::dsort("", id)).await
+    }
+
     /// Stops a job on every target (`PUT /v1/cluster`, action `stop`).
     pub async fn stop_job(&self, id: &str) -> Result<()> {
         let act = ActMsg {

@@ -8,7 +8,7 @@
 use crate::enc;
 
 pub use ais_core::paths::{
-    BUCKETS, CLUSTER, DAEMON, DAEMON_MOUNTPATHS, ETL, HEALTH, METRICS, OBJECTS,
+    BUCKETS, CLUSTER, DAEMON, DAEMON_MOUNTPATHS, ETL, HEALTH, METRICS, OBJECTS, SORT,
 };
 
 /// `/v1/buckets?QUERY`.
@@ -24,6 +24,15 @@ pub fn bucket(name: &str) -> String {
 /// `/v1/objects/BUCKET/OBJECT` (object name escaped).
 pub fn object(bucket: &str, obj: &str) -> String {
     format!("{OBJECTS}/{bucket}/{}", enc(obj))
+}
+
+/// `/v1/sort?uuid=ID` (`what` "abort": `/v1/sort/abort?uuid=ID`).
+pub fn dsort(what: &str, id: &str) -> String {
+    if what.is_empty() {
+        format!("{SORT}?uuid={}", enc(id))
+    } else {
+        format!("{SORT}/{what}?uuid={}", enc(id))
+    }
 }
 
 /// `/v1/daemon?what=WHAT`.

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dsort;
 pub mod error;
 pub mod hrw;
 pub mod meta;

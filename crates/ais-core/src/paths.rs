@@ -36,6 +36,10 @@ pub const INT_ETL: &str = "/v1/internal/etl";
 pub const INT_NBI: &str = "/v1/internal/nbi";
 /// Offline jobs on a target: `/start`, `/ID`, `/ID/errors|abort`.
 pub const INT_JOBS: &str = "/v1/internal/jobs";
+/// dSort (AIStore's `/v1/sort`): start, status, list, abort, remove.
+pub const SORT: &str = "/v1/sort";
+/// dSort on a target: `/ID/init|records|create|fetch|abort|finish`.
+pub const INT_SORT: &str = "/v1/internal/sort";
 /// The revoked-token list, pushed by the primary to every node (auth on).
 pub const INT_AUTH_REVOKED: &str = "/v1/internal/auth/revoked";
 

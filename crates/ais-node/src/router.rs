@@ -289,6 +289,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         }
         Endpoint::ClusterSetConfig => proxy::config::set_cluster(p, ctx).await,
         Endpoint::SetPrimary(id) => proxy::role::set_primary(p, ctx, id).await,
+        Endpoint::Sort(what) => proxy::dsort::handle(p, ctx, what, body).await,
         _ => Err(ctx.unknown_path()),
     }
 }
@@ -314,6 +315,7 @@ async fn target_endpoint(t: &Arc<Target>, ctx: &Ctx, ep: Endpoint<'_>, body: Bod
         Endpoint::IntEc { bucket, obj } => target::ec::internal(t, ctx, bucket, obj, body).await,
         Endpoint::IntEtl { name, what } => target::etl::internal(t, ctx, name, what, body).await,
         Endpoint::IntJobs { id, what } => target::jobs::internal(t, ctx, id, what, body).await,
+        Endpoint::IntSort { id, what } => target::dsort::internal(t, ctx, id, what, body).await,
         Endpoint::IntS3 { what, bucket, obj } => {
             target::s3::internal(t, ctx, what, bucket, obj, body).await
         }

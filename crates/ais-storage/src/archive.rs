@@ -394,6 +394,91 @@ pub fn stream_member(
     Ok(())
 }
 
+/// Reads every file member of the shard at `path` once, in archive order,
+/// handing each (name, claimed size, its bytes as a reader) to `f`: one pass
+/// over the file whatever the format (a compressed tar is inflated once),
+/// memory bounded by `f`. An error if a member holds fewer bytes than it
+/// claims (checked after `f` has read what it wanted).
+pub fn for_each_member(
+    path: &Path,
+    kind: ArchKind,
+    mut f: impl FnMut(&str, u64, &mut dyn Read) -> io::Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(io_at("open", path))?;
+    let mut one = |name: &str, size: u64, r: &mut dyn Read| -> Result<()> {
+        let mut counted = Counted {
+            inner: r.take(size),
+            n: 0,
+        };
+        f(name, size, &mut counted).map_err(|e| match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
+                bad(path, kind, format!("member {name}: {e}"))
+            }
+            _ => StorageError::Io {
+                context: format!("extract {name} from {}", path.display()),
+                source: e,
+            },
+        })?;
+        // What `f` left unread still has to be there.
+        io::copy(&mut counted, &mut io::sink()).map_err(|e| bad(path, kind, e))?;
+        if counted.n != size {
+            return Err(bad(
+                path,
+                kind,
+                format!(
+                    "member {name} claims {size} bytes, the archive holds {}",
+                    counted.n
+                ),
+            ));
+        }
+        Ok(())
+    };
+    match kind {
+        ArchKind::Zip => {
+            let mut z =
+                zip::ZipArchive::new(io::BufReader::new(file)).map_err(|e| bad(path, kind, e))?;
+            for i in 0..z.len() {
+                let mut e = z.by_index(i).map_err(|e| bad(path, kind, e))?;
+                if !e.is_file() {
+                    continue;
+                }
+                let (name, size) = (e.name().to_string(), e.size());
+                one(&name, size, &mut e)?;
+            }
+        }
+        ArchKind::Tar | ArchKind::TarGz | ArchKind::TarLz4 => {
+            let mut a = tar::Archive::new(decompressed(file, kind));
+            for e in a.entries().map_err(|e| bad(path, kind, e))? {
+                let mut e = e.map_err(|e| bad(path, kind, e))?;
+                if !e.header().entry_type().is_file() {
+                    continue;
+                }
+                let name = e
+                    .path()
+                    .map_err(|e| bad(path, kind, e))?
+                    .to_string_lossy()
+                    .to_string();
+                let size = e.size();
+                one(&name, size, &mut e)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}
+
 /// Finds the first member `m` matches.
 pub fn find<'a>(list: &'a [Member], m: &Matcher) -> Option<&'a Member> {
     list.iter().find(|x| m.matches(&x.name))

@@ -210,6 +210,7 @@ fn is_internal(ep: &Endpoint<'_>) -> bool {
             | Endpoint::IntEc { .. }
             | Endpoint::IntEtl { .. }
             | Endpoint::IntJobs { .. }
+            | Endpoint::IntSort { .. }
             | Endpoint::IntS3 { .. }
     )
 }

@@ -251,6 +251,8 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
             vec![need(ADMIN, None, "read a node's log (admin only)")]
         }
         Endpoint::SetPrimary(_) => vec![need(ADMIN, None, "set the primary proxy (admin only)")],
+        // As AIStore: dSort reads and writes whole buckets.
+        Endpoint::Sort(_) => vec![need(ADMIN, None, "dsort (admin only)")],
         Endpoint::ClusterSetConfig
         | Endpoint::DaemonSetConfig
         | Endpoint::ReverseDaemonSetConfig => {

@@ -75,6 +75,13 @@ pub enum Endpoint<'a> {
         id: &'a str,
         what: &'a str,
     },
+    /// `/v1/internal/sort[/ID[/WHAT]]`: dSort's phases on a target.
+    IntSort {
+        id: &'a str,
+        what: &'a str,
+    },
+    /// `/v1/sort[/abort]`: dSort (proxy).
+    Sort(&'a str),
     /// `/v1/ml/moss[/BUCKET]`: Get-Batch.
     Moss(&'a str),
     /// `/metrics`: Prometheus text exposition (every node).
@@ -131,6 +138,13 @@ impl<'a> Endpoint<'a> {
             let (what, r) = split_first(r);
             let (bucket, obj) = split_first(r);
             return Self::IntS3 { what, bucket, obj };
+        }
+        if let Some(r) = sub(path, routes::INT_SORT) {
+            let (id, what) = split_first(r);
+            return Self::IntSort { id, what };
+        }
+        if let Some(r) = sub(path, routes::SORT) {
+            return Self::Sort(r);
         }
         if let Some(r) = sub(path, routes::INT_JOBS) {
             let (id, what) = split_first(r);

@@ -675,6 +675,99 @@ impl Rpc {
         self.send(to, r).await.map(drop)
     }
 
+    // --------------------------------------------------------------- dsort
+
+    /// Coordinator → target: a dSort phase (`init`, `create`, `abort`,
+    /// `finish`) with its JSON body.
+    pub async fn dsort_post<T: serde::Serialize + ?Sized>(
+        &self,
+        to: &Dest,
+        id: &str,
+        what: &str,
+        body: &T,
+    ) -> Result<(), RpcError> {
+        let r = self
+            .post(to, &format!("{}/{id}/{what}", routes::INT_SORT))
+            .json(body);
+        self.send(to, r).await.map(drop)
+    }
+
+    /// A target's view of a dSort job (`id`), or every job it knows (`""`).
+    pub async fn dsort_get<T: DeserializeOwned>(
+        &self,
+        to: &Dest,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<T, RpcError> {
+        let path = match (id, what) {
+            ("", _) => routes::INT_SORT.to_string(),
+            (id, "") => format!("{}/{id}", routes::INT_SORT),
+            (id, w) => format!("{}/{id}/{w}", routes::INT_SORT),
+        };
+        self.json(to, self.get(to, &path).timeout(timeout)).await
+    }
+
+    /// An object's bytes from the target holding it, at most `max` (small
+    /// control files such as a dSort key map).
+    pub async fn get_object_small(
+        &self,
+        to: &Dest,
+        bucket: &str,
+        obj: &str,
+        max: usize,
+    ) -> Result<bytes::Bytes, RpcError> {
+        use futures::StreamExt;
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let path = format!(
+            "{}/{}/{}",
+            routes::OBJECTS,
+            enc(bucket),
+            obj.split('/').map(enc).collect::<Vec<_>>().join("/")
+        );
+        let resp = self.send(to, self.get(to, &path)).await?;
+        let mut out = bytes::BytesMut::new();
+        let mut s = resp.bytes_stream();
+        while let Some(c) = s.next().await {
+            let c = c.map_err(|e| RpcError::decode(to, e))?;
+            if out.len() + c.len() > max {
+                return Err(RpcError::Status {
+                    node: to.name.clone(),
+                    status: reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+                    tcode: String::new(),
+                    message: format!("{bucket}/{obj} is larger than {max} bytes"),
+                });
+            }
+            out.extend_from_slice(&c);
+        }
+        Ok(out.freeze())
+    }
+
+    pub async fn dsort_remove(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
+        let r = self
+            .http
+            .delete(format!("{}{}/{id}", to.url, routes::INT_SORT));
+        self.send(to, r).await.map(drop)
+    }
+
+    /// Target → target: dSort records, as a tar stream (no overall timeout:
+    /// a batch of large records takes what it takes; reads stay bounded by
+    /// the connection's idle limits).
+    pub async fn dsort_fetch(
+        &self,
+        to: &Dest,
+        id: &str,
+        rids: &[u32],
+    ) -> Result<reqwest::Response, RpcError> {
+        let r = self
+            .post(to, &format!("{}/{id}/fetch", routes::INT_SORT))
+            .timeout(Duration::from_secs(3600))
+            .json(rids);
+        self.send(to, r).await
+    }
+
     pub async fn job_abort(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
         let path = format!("{}/{id}/abort", routes::INT_JOBS);
         self.send(to, self.post(to, &path)).await.map(drop)

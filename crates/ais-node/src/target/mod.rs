@@ -8,6 +8,7 @@
 pub mod append;
 pub mod archive;
 pub mod batch;
+pub mod dsort;
 pub mod ec;
 pub mod etl;
 pub mod internal;
@@ -74,6 +75,8 @@ pub struct Target {
     pub store: Store,
     pub etl: Arc<EtlManager>,
     pub jobs: jobs::Registry,
+    /// dSort jobs ([`dsort`]).
+    pub dsorts: dsort::Dsorts,
     /// Targets that left the cluster map and have not come back (id → name):
     /// an object missing here may be on one of them, so a miss is "retry
     /// later" (503), not "does not exist" (404).
@@ -122,6 +125,7 @@ impl Target {
             store,
             etl,
             jobs: Default::default(),
+            dsorts: Default::default(),
             departed: Mutex::new(BTreeMap::new()),
             deleted: Mutex::new(std::collections::HashMap::new()),
             prev_smap: Mutex::new(None),

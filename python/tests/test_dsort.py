@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
@@ -365,3 +366,72 @@ def test_a_target_killed_mid_job_fails_it_cleanly(tmp_path: Path) -> None:
             print("visible whole shards after the kill:", seen)
             return
         pytest.fail("the job finished before a target could be killed mid-creation, three times")
+
+
+def wait_fail(client: Client, job: str) -> str:
+    res = client.dsort(job).wait(timeout=TIMEOUT, verbose=False)
+    assert not res.success, res
+    return str(res.error)
+
+
+def test_hostile_specs_names_and_archives(client: Client, endpoint: str, bucket: Bucket, dst: Bucket) -> None:
+    """One step past the spec checks: names that would leave the bucket,
+    ids that would reach other URLs, huge paddings, non-finite keys,
+    colliding or input-overwriting outputs, cross-target duplicates, and
+    damaged or oversized archive members."""
+    records = make_input(bucket, shards=4, per=6)
+    base = {
+        "input_bck": {"name": bucket.name}, "input_format": {"template": "in-{00..03}"},
+        "input_extension": ".tar", "output_bck": {"name": dst.name},
+        "output_format": "o-{000..999}", "output_shard_size": "4KiB",
+    }
+    for fmt in ("../../../../tmp/x-{0..9}", "/abs/x-{0..9}", "o-%0999999999999d-{0..1}",
+                "o-{0000000000000000000000000..1}"):
+        r = post(endpoint, {**base, "output_format": fmt})
+        assert r.status_code == 400 and "output" in r.text, (fmt, r.text)
+    for bad_id in ("../../objects/x", "srt-a/../../b", "srt-a?x=1", "x" * 10):
+        r = requests.get(f"{endpoint}/v1/sort", params={"uuid": bad_id}, timeout=30)
+        assert r.status_code == 400 and "invalid dsort job id" in r.text, (bad_id, r.text)
+        r = requests.delete(f"{endpoint}/v1/sort/abort", params={"uuid": bad_id}, timeout=30)
+        assert r.status_code == 400, r.text
+    # A key map naming outside the bucket is refused at the start.
+    ekm = bucket.object("ekm.json")
+    ekm.get_writer().put_content(json.dumps({"../../x-%d": ["img-0000"]}).encode())
+    spec = {k: v for k, v in base.items() if k != "output_format"}
+    r = post(endpoint, {**spec, "ekm_file": f"ais://{bucket.name}/ekm.json"})
+    assert r.status_code == 400, r.text
+    # Two formats of one key map that name the same shards: the job fails
+    # (never one shard overwriting another).
+    ekm.get_writer().put_content(json.dumps({"a-%d": ["img-0000"], "a-{0..9}": ["img-0001"]}).encode())
+    r = post(endpoint, {**spec, "ekm_file": f"ais://{bucket.name}/ekm.json", "ekm_missing_key": "ignore"})
+    assert r.status_code == 200, r.text
+    assert "would be named" in wait_fail(client, r.text)
+    # Into the input bucket over an input's name: refused before any write.
+    r = post(endpoint, {**base, "output_bck": {"name": bucket.name}, "output_format": "in-{00..99}"})
+    assert r.status_code == 200, r.text
+    assert "overwrite an input" in wait_fail(client, r.text)
+    assert sorted(e.name for e in bucket.list_all_objects() if e.name.startswith("in-")) == [
+        f"in-{i:02d}.tar" for i in range(4)]
+    # Non-finite content keys.
+    bucket.object("in-00.tar").get_writer().put_content(
+        make_tar([("k1.jpg", b"x"), ("k1.cls", b"inf"), ("k2.jpg", b"y"), ("k2.cls", b"2.5")]))
+    r = post(endpoint, {**base, "algorithm": {"kind": "content", "extension": ".cls", "content_key_type": "float"}})
+    assert "finite" in wait_fail(client, r.text)
+    # The same record in two shards (on whichever targets), when told to abort.
+    bucket.object("in-00.tar").get_writer().put_content(make_tar(list(records["img-0001"].items())))
+    r = post(endpoint, {**base, "duplicated_records": "abort"})
+    assert "duplicated record" in wait_fail(client, r.text)
+    # A zip member whose bytes do not match its CRC; a name too long; a
+    # member claiming more than the archive holds.
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("a.jpg", b"A" * 4000)
+    data = bytearray(zbuf.getvalue())
+    data[data.index(b"A" * 100) + 50] ^= 0xFF
+    bucket.object("z-0.zip").get_writer().put_content(bytes(data))
+    zspec = {**base, "input_format": {"template": "z-{0..0}"}, "input_extension": ".zip",
+             "output_extension": ".tar"}
+    assert "z-0.zip" in wait_fail(client, post(endpoint, zspec).text)
+    bucket.object("in-00.tar").get_writer().put_content(make_tar([("n" * 1100 + ".jpg", b"x")]))
+    assert "longer than" in wait_fail(client, post(endpoint, base).text)
+    assert not list(dst.list_all_objects()), "nothing written by a failed job"

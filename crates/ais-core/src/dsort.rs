@@ -183,6 +183,9 @@ pub struct Plan {
     pub duplicated_records: Reaction,
     pub ekm_missing_key: Reaction,
     pub ekm_malformed_line: Reaction,
+    /// The targets taking part (ids), set by the coordinator.
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 /// Input and output shard formats we read and write.
@@ -284,6 +287,24 @@ fn bck_name(field: &str, b: &BckSpec) -> Result<String, CoreError> {
         }
     }
     crate::names::Bck::validated(&b.name, None).map(|b| b.name)
+}
+
+/// A dSort job id as the nodes issue them (`srt-` and letters, digits,
+/// `-`, `_`): anything else never reaches a URL.
+pub fn check_id(id: &str) -> Result<(), CoreError> {
+    let ok = id.len() <= 64
+        && id.strip_prefix("srt-").is_some_and(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(format!(
+            "invalid dsort job id \"{id}\" (expected srt-...)"
+        )))
+    }
 }
 
 /// Most input shards one job takes.
@@ -397,7 +418,9 @@ impl RequestSpec {
                 )));
             }
             // Validate it now (a clear 400), without expanding it all.
-            expand_template(&self.output_format, MAX_TEMPLATE)?;
+            expand_template(&self.output_format, MAX_TEMPLATE)
+                .and_then(|_| check_format(self.output_format.trim(), &output_ext))
+                .map_err(|e| CoreError::invalid(format!("dsort: output_format: {e}")))?;
         }
         if shard_size == 0 {
             return Err(CoreError::invalid(
@@ -525,6 +548,7 @@ impl RequestSpec {
                 &pick(&self.ekm_malformed_line, &c.ekm_malformed_line),
                 Reaction::Abort,
             )?,
+            targets: Vec::new(),
         })
     }
 }
@@ -563,8 +587,10 @@ impl ContentKey {
                 let f: f64 = s.parse().map_err(|_| {
                     CoreError::invalid(format!("content key \"{s}\" is not a float"))
                 })?;
-                if f.is_nan() {
-                    return Err(CoreError::invalid("content key is NaN"));
+                if !f.is_finite() {
+                    return Err(CoreError::invalid(format!(
+                        "content key \"{s}\" is not a finite number"
+                    )));
                 }
                 ContentKey::Float(f)
             }
@@ -572,13 +598,19 @@ impl ContentKey {
         })
     }
 
+    /// A total order (a sort needs one): by kind first (keys of one job
+    /// are of one kind anyway), floats by `total_cmp`.
     fn cmp(&self, o: &ContentKey) -> std::cmp::Ordering {
-        use std::cmp::Ordering::Equal;
+        let rank = |k: &ContentKey| match k {
+            ContentKey::Int(_) => 0,
+            ContentKey::Float(_) => 1,
+            ContentKey::Str(_) => 2,
+        };
         match (self, o) {
             (ContentKey::Int(a), ContentKey::Int(b)) => a.cmp(b),
-            (ContentKey::Float(a), ContentKey::Float(b)) => a.partial_cmp(b).unwrap_or(Equal),
+            (ContentKey::Float(a), ContentKey::Float(b)) => a.total_cmp(b),
             (ContentKey::Str(a), ContentKey::Str(b)) => a.cmp(b),
-            _ => Equal,
+            _ => rank(self).cmp(&rank(o)),
         }
     }
 }
@@ -632,7 +664,9 @@ pub fn order(records: &mut [RecordMeta], alg: &Algorithm) {
             records.sort_by(|a, b| {
                 let k = match (&a.ckey, &b.ckey) {
                     (Some(x), Some(y)) => x.cmp(y),
-                    _ => std::cmp::Ordering::Equal,
+                    (None, None) => std::cmp::Ordering::Equal,
+                    (None, Some(_)) => std::cmp::Ordering::Less,
+                    (Some(_), None) => std::cmp::Ordering::Greater,
                 };
                 let k = if *decreasing { k.reverse() } else { k };
                 k.then_with(|| base(a, b))
@@ -669,7 +703,17 @@ pub fn nth_name(format: &str, n: usize) -> Result<String, CoreError> {
         let rest = &format[pos + 1..];
         let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
         if rest[digits.len()..].starts_with('d') {
-            let width: usize = digits.trim_start_matches('0').parse().unwrap_or(0);
+            let width: usize = digits.trim_start_matches('0').parse().unwrap_or(usize::MAX);
+            let width = if digits.trim_start_matches('0').is_empty() {
+                0
+            } else {
+                width
+            };
+            if width > MAX_WIDTH {
+                return Err(CoreError::invalid(format!(
+                    "output format \"{format}\": a width of at most {MAX_WIDTH} digits"
+                )));
+            }
             let tail = &rest[digits.len() + 1..];
             return Ok(format!("{}{n:0width$}{tail}", &format[..pos]));
         }
@@ -698,6 +742,9 @@ pub fn nth_name(format: &str, n: usize) -> Result<String, CoreError> {
         return Err(bad());
     }
     let width = parts[0].len();
+    if width > MAX_WIDTH {
+        return Err(bad());
+    }
     let a: u64 = parts[0].parse().map_err(|_| bad())?;
     let b: u64 = parts[1].parse().map_err(|_| bad())?;
     let step: u64 = match parts.get(2) {
@@ -721,6 +768,16 @@ pub fn nth_name(format: &str, n: usize) -> Result<String, CoreError> {
     ))
 }
 
+/// Widest zero-padding of a name's number (u64 has 20 digits).
+const MAX_WIDTH: usize = 20;
+
+/// An output format that names valid objects (its first name checked:
+/// the rest differ only in the number).
+pub fn check_format(format: &str, ext: &str) -> Result<(), CoreError> {
+    crate::names::validate_object_name(&with_ext(&nth_name(format, 0)?, ext))
+        .map_err(|e| CoreError::invalid(format!("output format \"{format}\": {e}")))
+}
+
 /// An output name with the shard extension (unless it has it already).
 pub fn with_ext(name: &str, ext: &str) -> String {
     if name.ends_with(ext) {
@@ -734,8 +791,8 @@ pub fn with_ext(name: &str, ext: &str) -> String {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutShard {
     pub name: String,
-    /// (holder target id, record number) in output order.
-    pub records: Vec<(String, u32)>,
+    /// (holder target id, record number, size) in output order.
+    pub records: Vec<(String, u32, u64)>,
     pub size: u64,
 }
 
@@ -754,7 +811,10 @@ pub fn layout(
             let rs = &records[r];
             Ok(OutShard {
                 name: with_ext(&nth_name(format, first + i)?, ext),
-                records: rs.iter().map(|x| (x.holder.clone(), x.rid)).collect(),
+                records: rs
+                    .iter()
+                    .map(|x| (x.holder.clone(), x.rid, x.size))
+                    .collect(),
                 size: rs.iter().map(|x| x.size).sum(),
             })
         })
@@ -893,6 +953,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("widen"));
+        assert!(nth_name("o-%0999999999999d", 0).is_err());
+        assert!(nth_name("o-{000000000000000000000000..1}", 0).is_err());
+        assert!(ContentKey::parse(b"inf", KeyType::Float).is_err());
+        assert!(ContentKey::parse(b"1e999", KeyType::Float).is_err());
         assert_eq!(with_ext("o-1", ".tar"), "o-1.tar");
         assert_eq!(with_ext("o-1.tar", ".tar"), "o-1.tar");
         assert_eq!(parse_size(&json!("1.5KiB")).unwrap(), 1536);

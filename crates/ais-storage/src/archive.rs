@@ -176,6 +176,14 @@ pub fn members(path: &Path, kind: ArchKind) -> Result<Arc<Vec<Member>>> {
 
 fn build_index(path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
     let f = std::fs::File::open(path).map_err(io_at("open", path))?;
+    index_of(f, path, kind)
+}
+
+/// The member index of an open shard (`path` names it in errors): what
+/// [`members`] caches, for a caller that must read the very file it
+/// indexed (it keeps the descriptor; a later overwrite renames a new file
+/// into place and leaves this one as it was).
+pub fn index_of(f: std::fs::File, path: &Path, kind: ArchKind) -> Result<Vec<Member>> {
     let file_len = f.metadata().map_err(io_at("stat", path))?.len();
     let mut out = Vec::new();
     match kind {
@@ -431,7 +439,17 @@ pub fn for_each_member(
                 ),
             ));
         }
-        Ok(())
+        // One read past the end: a zip member's CRC is checked there.
+        let mut past = [0u8; 1];
+        match counted.inner.into_inner().read(&mut past) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(bad(
+                path,
+                kind,
+                format!("member {name} holds more than the {size} bytes it claims"),
+            )),
+            Err(e) => Err(bad(path, kind, format!("member {name}: {e}"))),
+        }
     };
     match kind {
         ArchKind::Zip => {
@@ -461,6 +479,10 @@ pub fn for_each_member(
                 let size = e.size();
                 one(&name, size, &mut e)?;
             }
+            // The compressed stream's own trailer (its checksum) past the
+            // tar's end, within a bound (padding could inflate forever).
+            let mut rest = a.into_inner().take(1 << 20);
+            io::copy(&mut rest, &mut io::sink()).map_err(|e| bad(path, kind, e))?;
         }
     }
     Ok(())

@@ -40,7 +40,7 @@ pub async fn handle(p: &Arc<Proxy>, ctx: &Ctx, what: &str, body: Body) -> Res {
             ctx.query
                 .reject_unknown("dsort query", &["uuid", "regex", "onlyActive"])?;
             match ctx.query.get("uuid").filter(|u| !u.is_empty()) {
-                Some(id) => status(p, id).await,
+                Some(_) => status(p, uuid(ctx)?).await,
                 None => list(p, ctx).await,
             }
         }
@@ -61,10 +61,13 @@ pub async fn handle(p: &Arc<Proxy>, ctx: &Ctx, what: &str, body: Body) -> Res {
 }
 
 fn uuid(ctx: &Ctx) -> ApiResult<&str> {
-    ctx.query
+    let id = ctx
+        .query
         .get("uuid")
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::bad_request("dsort: missing job id (?uuid=)"))
+        .ok_or_else(|| ApiError::bad_request("dsort: missing job id (?uuid=)"))?;
+    ds::check_id(id)?;
+    Ok(id)
 }
 
 fn targets(p: &Proxy) -> Vec<Snode> {
@@ -121,9 +124,27 @@ async fn start(p: &Arc<Proxy>, body: Body) -> Res {
             })
             .await?;
     }
+    // Each target extracts the input shards this map says it owns (one
+    // decision, here: targets whose maps differ for a moment would extract
+    // a shard twice or not at all).
+    let mut plan = plan;
+    plan.targets = nodes.iter().map(|n| n.daemon_id.clone()).collect();
+    let src = core.bck(plan.input_bck.clone());
+    let mut assigned: HashMap<String, Vec<String>> = HashMap::new();
+    for n in &plan.inputs {
+        let owner = core
+            .owner_with(&src.obj_uname(n), |o| o.daemon_id.clone())
+            .ok_or_else(|| ApiError::unavailable("dsort: no targets in the cluster map"))?;
+        assigned.entry(owner).or_default().push(n.clone());
+    }
     let res = fan_out(&nodes, Duration::from_secs(30), |d| {
-        let (rpc, plan) = (p.core.rpc.clone(), plan.clone());
-        async move { rpc.dsort_post(&d, &plan.id, "init", &plan).await }
+        let mut mine = plan.clone();
+        mine.inputs = assigned
+            .get(&id_of(&nodes, &d))
+            .cloned()
+            .unwrap_or_default();
+        let rpc = p.core.rpc.clone();
+        async move { rpc.dsort_post(&d, &mine.id, "init", &mine).await }
     })
     .await;
     if let Some(e) = res.iter().find_map(|(_, r)| r.as_ref().err()) {
@@ -135,7 +156,13 @@ async fn start(p: &Arc<Proxy>, body: Body) -> Res {
     let p2 = p.clone();
     tokio::spawn(async move {
         let id = plan.id.clone();
-        match drive(&p2, &plan, &nodes, ekm).await {
+        // Driven in its own task: a panic there is an error here, and the
+        // job is aborted everywhere rather than left hanging.
+        let (p3, nodes2) = (p2.clone(), nodes.clone());
+        let res = tokio::spawn(async move { drive(&p3, &plan, &nodes2, ekm).await })
+            .await
+            .unwrap_or_else(|e| Err(ApiError::internal(format!("dsort coordinator: {e}"))));
+        match res {
             Ok(n) => tracing::info!(job = %id, shards = n, "dsort: finished"),
             Err(e) => {
                 tracing::warn!(job = %id, error = %e, "dsort: failed");
@@ -169,19 +196,27 @@ async fn drive(p: &Arc<Proxy>, plan: &Plan, nodes: &[Snode], ekm: Option<Ekm>) -
         }
         all.extend(metas);
     }
-    let shards = match &ekm {
-        Some(ekm) => ekm.layout(plan, all)?,
-        None => {
-            ds::order(&mut all, &plan.algorithm);
-            ds::layout(
-                &all,
-                plan.shard_size,
-                &plan.output_format,
-                &plan.output_ext,
-                0,
-            )?
-        }
-    };
+    let plan2 = plan.clone();
+    let shards = tokio::task::spawn_blocking(move || -> ApiResult<Vec<OutShard>> {
+        check_duplicates(&plan2, &all)?;
+        let shards = match &ekm {
+            Some(ekm) => ekm.layout(&plan2, all)?,
+            None => {
+                ds::order(&mut all, &plan2.algorithm);
+                ds::layout(
+                    &all,
+                    plan2.shard_size,
+                    &plan2.output_format,
+                    &plan2.output_ext,
+                    0,
+                )?
+            }
+        };
+        check_names(&plan2, &shards)?;
+        Ok(shards)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
     let count = shards.len();
     let dst = p.core.bck(plan.output_bck.clone());
     let mut per: BTreeMap<String, Vec<OutShard>> = nodes
@@ -226,6 +261,57 @@ async fn drive(p: &Arc<Proxy>, plan: &Plan, nodes: &[Snode], ekm: Option<Ekm>) -
     Ok(count)
 }
 
+/// Records sharing a key in different shards (AIStore's
+/// `duplicated_records`; "ignore" keeps both).
+fn check_duplicates(plan: &Plan, all: &[RecordMeta]) -> ApiResult<()> {
+    if plan.duplicated_records == Reaction::Ignore {
+        return Ok(());
+    }
+    let mut seen: HashMap<&str, &str> = HashMap::with_capacity(all.len());
+    for r in all.iter() {
+        if let Some(other) = seen.insert(&r.key, &r.shard) {
+            let msg = format!(
+                "dsort: duplicated record \"{}\" in {other} and {}",
+                r.key, r.shard
+            );
+            if plan.duplicated_records == Reaction::Abort {
+                return Err(ApiError::bad_request(msg));
+            }
+            tracing::warn!(job = %plan.id, "{msg}");
+        }
+    }
+    Ok(())
+}
+
+/// Every output name valid and distinct, and (into the input bucket) none
+/// of them an input: a job that fails midway never leaves an input shard
+/// overwritten with its records not yet elsewhere.
+fn check_names(plan: &Plan, shards: &[OutShard]) -> ApiResult<()> {
+    let mut names = std::collections::HashSet::with_capacity(shards.len());
+    let inputs: std::collections::HashSet<&str> = if plan.input_bck == plan.output_bck {
+        plan.inputs.iter().map(String::as_str).collect()
+    } else {
+        Default::default()
+    };
+    for s in shards {
+        ais_core::names::validate_object_name(&s.name)
+            .map_err(|e| ApiError::bad_request(format!("dsort: output shard name: {e}")))?;
+        if !names.insert(s.name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "dsort: two output shards would be named {} (output formats overlap)",
+                s.name
+            )));
+        }
+        if inputs.contains(s.name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "dsort: output shard {} would overwrite an input shard of the same bucket; write into another bucket or use other names",
+                s.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn id_of(nodes: &[Snode], d: &Dest) -> String {
     nodes
         .iter()
@@ -248,6 +334,8 @@ async fn wait_for(
     done: impl Fn(&Value) -> bool,
 ) -> ApiResult<()> {
     let mut missed: HashMap<String, u32> = HashMap::new();
+    // Short jobs end soon after they can; long ones cost a poll per POLL.
+    let mut pause = Duration::from_millis(10);
     loop {
         let in_map = targets(p);
         for n in nodes {
@@ -308,7 +396,8 @@ async fn wait_for(
         if all {
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(POLL);
     }
 }
 
@@ -359,9 +448,31 @@ async fn per_target(p: &Proxy, id: &str) -> ApiResult<BTreeMap<String, Value>> {
     Ok(out)
 }
 
-/// `GET /v1/sort?uuid=ID`: AIStore's map of target id → `JobInfo`.
+/// `GET /v1/sort?uuid=ID`: AIStore's map of target id → `JobInfo`. A
+/// target of the job that does not answer (gone, restarted) is an error
+/// unless the job is over (aborted): its part is unknown, never "done".
 async fn status(p: &Proxy, id: &str) -> Res {
-    crate::http::json_ok(&per_target(p, id).await?)
+    let all = per_target(p, id).await?;
+    let aborted = all.values().any(|v| v["aborted"].as_bool() == Some(true));
+    if !aborted {
+        let missing: Vec<String> = all
+            .values()
+            .filter_map(|v| v["targets"].as_array())
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter(|t| !all.contains_key(*t))
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::unavailable(format!(
+                "dsort job {id}: target(s) {} of the job do not answer (or lost the job); its state is unknown",
+                missing.join(", ")
+            )));
+        }
+    }
+    crate::http::json_ok(&all)
 }
 
 /// `GET /v1/sort[?regex=][&onlyActive=true]`: one `JobInfo` per job.
@@ -515,8 +626,12 @@ pub struct Ekm {
     patterns: Vec<(regex::Regex, usize)>,
 }
 
-/// Most patterns a key map may hold.
+/// Most entries a key map may hold.
 const MAX_EKM_ENTRIES: usize = 1_000_000;
+/// Most output formats a key map may name.
+const MAX_EKM_FORMATS: usize = 100_000;
+/// Most patterns (each checked against every record not named exactly).
+const MAX_EKM_PATTERNS: usize = 256;
 
 /// Reads `ekm_file` from this cluster: `ais://BUCKET/OBJ`, or this
 /// cluster's object URL (`http://PROXY/v1/objects/BUCKET/OBJ`, as the SDK's
@@ -558,18 +673,40 @@ async fn load_ekm(p: &Proxy, plan: &Plan) -> ApiResult<Ekm> {
         .get_object_small(&Dest::from(&owner), bucket, obj, MAX_SPEC)
         .await
         .map_err(|e| ApiError::from(e).context(format!("dsort: read ekm_file {u}")))?;
-    parse_ekm(&raw, &plan.ekm_sep, plan.ekm_malformed_line)
+    let (sep, malformed, ext) = (
+        plan.ekm_sep.clone(),
+        plan.ekm_malformed_line,
+        plan.output_ext.clone(),
+    );
+    tokio::task::spawn_blocking(move || parse_ekm(&raw, &sep, malformed, &ext))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
-fn parse_ekm(raw: &[u8], sep: &str, malformed: Reaction) -> ApiResult<Ekm> {
+fn parse_ekm(raw: &[u8], sep: &str, malformed: Reaction, ext: &str) -> ApiResult<Ekm> {
     let mut formats: Vec<String> = Vec::new();
-    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut pairs: Vec<(String, usize)> = Vec::new();
+    let mut format_of = |f: String, formats: &mut Vec<String>| -> ApiResult<usize> {
+        if let Some(i) = index.get(&f) {
+            return Ok(*i);
+        }
+        if formats.len() >= MAX_EKM_FORMATS {
+            return Err(ApiError::bad_request(format!(
+                "dsort: ekm_file names more than {MAX_EKM_FORMATS} output formats"
+            )));
+        }
+        index.insert(f.clone(), formats.len());
+        formats.push(f);
+        Ok(formats.len() - 1)
+    };
     let text = std::str::from_utf8(raw)
         .map_err(|_| ApiError::bad_request("dsort: ekm_file is not UTF-8"))?;
     if text.trim_start().starts_with('{') {
         let m: serde_json::Map<String, Value> = serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("dsort: ekm_file: {e}")))?;
         for (fmt, keys) in m {
+            let fi = format_of(fmt.clone(), &mut formats)?;
             let keys = keys.as_array().ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "dsort: ekm_file: \"{fmt}\" must map to a list of record names"
@@ -581,10 +718,12 @@ fn parse_ekm(raw: &[u8], sep: &str, malformed: Reaction) -> ApiResult<Ekm> {
                         "dsort: ekm_file: \"{fmt}\": record names are strings"
                     ))
                 })?;
-                pairs.push((k.to_string(), fmt.clone()));
-            }
-            if !formats.contains(&fmt) {
-                formats.push(fmt);
+                pairs.push((k.to_string(), fi));
+                if pairs.len() > MAX_EKM_ENTRIES {
+                    return Err(ApiError::bad_request(format!(
+                        "dsort: ekm_file has more than {MAX_EKM_ENTRIES} entries"
+                    )));
+                }
             }
         }
     } else {
@@ -594,11 +733,13 @@ fn parse_ekm(raw: &[u8], sep: &str, malformed: Reaction) -> ApiResult<Ekm> {
             }
             match line.split_once(sep) {
                 Some((k, f)) if !k.trim().is_empty() && !f.trim().is_empty() => {
-                    let f = f.trim().to_string();
-                    if !formats.contains(&f) {
-                        formats.push(f.clone());
+                    let fi = format_of(f.trim().to_string(), &mut formats)?;
+                    pairs.push((k.trim().to_string(), fi));
+                    if pairs.len() > MAX_EKM_ENTRIES {
+                        return Err(ApiError::bad_request(format!(
+                            "dsort: ekm_file has more than {MAX_EKM_ENTRIES} entries"
+                        )));
                     }
-                    pairs.push((k.trim().to_string(), f));
                 }
                 _ => {
                     let msg = format!(
@@ -612,34 +753,28 @@ fn parse_ekm(raw: &[u8], sep: &str, malformed: Reaction) -> ApiResult<Ekm> {
             }
         }
     }
-    if pairs.len() > MAX_EKM_ENTRIES {
-        return Err(ApiError::bad_request(format!(
-            "dsort: ekm_file has more than {MAX_EKM_ENTRIES} entries"
-        )));
-    }
     for f in &formats {
-        // Each format must be able to name its first shard.
-        ds::nth_name(f, 0)?;
+        // Each format must name valid objects.
+        ds::check_format(f, ext)?;
     }
     let mut exact = HashMap::new();
     let mut patterns = Vec::new();
-    for (k, f) in pairs {
-        let fi = formats.iter().position(|x| *x == f).unwrap_or(0);
+    for (k, fi) in pairs {
         let literal = !k.chars().any(|c| "[]()*+?^$|\\{}".contains(c));
         if literal {
             exact.insert(ds::record_key(&k).to_string(), fi);
             exact.insert(k, fi);
         } else {
             let re = regex::RegexBuilder::new(&format!("^(?:{k})$"))
-                .size_limit(1 << 20)
+                .size_limit(64 << 10)
                 .build()
                 .map_err(|e| {
                     ApiError::bad_request(format!("dsort: ekm_file pattern \"{k}\": {e}"))
                 })?;
-            if patterns.len() >= 10_000 {
-                return Err(ApiError::bad_request(
-                    "dsort: ekm_file has more than 10000 patterns",
-                ));
+            if patterns.len() >= MAX_EKM_PATTERNS {
+                return Err(ApiError::bad_request(format!(
+                    "dsort: ekm_file has more than {MAX_EKM_PATTERNS} patterns (name records, or use fewer, broader patterns)"
+                )));
             }
             patterns.push((re, fi));
         }
@@ -703,16 +838,31 @@ mod tests {
             br#"{"cats-%d": ["cat_0.txt", "cat_1"], "dogs-{0..9}": ["dog_[0-9]+"]}"#,
             "\t",
             Reaction::Abort,
+            ".tar",
         )
         .unwrap();
         assert_eq!(e.format_of("cat_0"), Some(0));
         assert_eq!(e.format_of("cat_1"), Some(0));
         assert_eq!(e.format_of("dog_17"), Some(1));
         assert_eq!(e.format_of("dog_x"), None);
-        let e = parse_ekm(b"a.jpg x-%d\nb y-%d\n", " ", Reaction::Abort).unwrap();
+        let e = parse_ekm(b"a.jpg x-%d\nb y-%d\n", " ", Reaction::Abort, ".tar").unwrap();
         assert_eq!(e.format_of("a"), Some(0));
         assert_eq!(e.format_of("b"), Some(1));
-        assert!(parse_ekm(b"no-separator-here\n", " ", Reaction::Abort).is_err());
-        assert!(parse_ekm(b"no-separator-here\n", " ", Reaction::Ignore).is_ok());
+        assert!(parse_ekm(b"no-separator-here\n", " ", Reaction::Abort, ".tar").is_err());
+        assert!(parse_ekm(b"no-separator-here\n", " ", Reaction::Ignore, ".tar").is_ok());
+        let e = parse_ekm(
+            br#"{"../../etc/x-%d": ["a"]}"#,
+            "\t",
+            Reaction::Abort,
+            ".tar",
+        );
+        assert!(e.is_err());
+        let e = parse_ekm(
+            br#"{"x-%0999999999999d": ["a"]}"#,
+            "\t",
+            Reaction::Abort,
+            ".tar",
+        );
+        assert!(e.is_err());
     }
 }

@@ -26,7 +26,7 @@ use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,15 @@ const MAX_KEPT: usize = 256;
 pub const FETCH_BATCH: usize = 512;
 /// Largest content-key member read (`algorithm.extension`).
 const MAX_CONTENT_KEY: u64 = 4096;
+/// Most records one target extracts for one job (their index is in memory
+/// here and, as metadata, on the coordinator).
+const MAX_RECORDS: usize = 2_000_000;
+/// Longest member name.
+const MAX_NAME: usize = 1024;
+/// Most bytes of records built into a shard between two writes of it.
+const BATCH_BYTES: u64 = 16 << 20;
+/// A job the coordinator stopped driving for this long is aborted.
+const IDLE_NS: i64 = 600 * 1_000_000_000;
 
 pub struct Job {
     plan: Plan,
@@ -49,15 +58,27 @@ pub struct Job {
     state: Mutex<State>,
     /// Record number → where its members are.
     records: Mutex<Vec<Local>>,
-    spills: Mutex<Vec<PathBuf>>,
+    /// Where records are read from: the input shards themselves (an
+    /// uncompressed tar, kept open: an overwrite of the object leaves this
+    /// file as it was) or spill files (compressed inputs, inflated once).
+    sources: Mutex<Vec<Source>>,
+    /// When the coordinator last spoke (ns): a job it stopped driving is
+    /// aborted by its watchdog.
+    touched: std::sync::atomic::AtomicI64,
 }
 
-/// A member in a spill file: (name, offset, length).
+struct Source {
+    file: Arc<std::fs::File>,
+    /// A spill file to remove with the job.
+    spill: Option<PathBuf>,
+}
+
+/// A member in a source: (name, offset, length).
 type Spilled = (String, u64, u64);
 
-/// A record's members in a spill file.
+/// A record's members in one of the job's sources.
 struct Local {
-    spill: usize,
+    src: usize,
     members: Vec<Spilled>,
 }
 
@@ -153,9 +174,11 @@ impl Job {
     }
 
     fn remove_spills(&self) {
-        if let Ok(mut s) = self.spills.lock() {
-            for p in s.drain(..) {
-                let _ = std::fs::remove_file(p);
+        if let Ok(mut s) = self.sources.lock() {
+            for src in s.drain(..) {
+                if let Some(p) = src.spill {
+                    let _ = std::fs::remove_file(p);
+                }
             }
         }
         if let Ok(mut r) = self.records.lock() {
@@ -220,6 +243,8 @@ impl Job {
             },
             "aborted": aborted,
             "archived": s.archived,
+            // The job's targets: a status missing one of them is unknown.
+            "targets": p.targets,
         })
     }
 }
@@ -245,6 +270,12 @@ fn not_found(t: &Target, id: &str) -> ApiError {
 /// the other targets (record fetches).
 pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Body) -> Res {
     ctx.query.reject_unknown("dsort", &[])?;
+    if !id.is_empty() {
+        ais_core::dsort::check_id(id)?;
+        if let Some(j) = t.dsorts.get(id) {
+            j.touched.store(ais_core::now_ns(), Ordering::Relaxed);
+        }
+    }
     let m = &ctx.method;
     match (what, m) {
         ("", &Method::GET) if id.is_empty() => {
@@ -392,7 +423,8 @@ fn init(t: &Arc<Target>, plan: Plan) -> ApiResult<()> {
         aborted: AtomicBool::new(false),
         state: Mutex::new(State::default()),
         records: Mutex::new(Vec::new()),
-        spills: Mutex::new(Vec::new()),
+        sources: Mutex::new(Vec::new()),
+        touched: std::sync::atomic::AtomicI64::new(ais_core::now_ns()),
     });
     {
         let mut m = t
@@ -427,6 +459,31 @@ fn init(t: &Arc<Target>, plan: Plan) -> ApiResult<()> {
     if let Ok(mut s) = job.state.lock() {
         s.extraction.begin();
     }
+    // The watchdog: a coordinator that died (or lost this target) leaves
+    // no job running here, nor its spills.
+    let watched = Arc::downgrade(&job);
+    let node = t.core.name.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            let Some(j) = watched.upgrade() else { return };
+            let archived = j.state.lock().map(|s| s.archived).unwrap_or(true);
+            if archived {
+                return;
+            }
+            if ais_core::now_ns() - j.touched.load(Ordering::Relaxed) > IDLE_NS {
+                j.fail(format!(
+                    "{node}: the coordinating proxy stopped driving the job"
+                ));
+                j.remove_spills();
+                if let Ok(mut s) = j.state.lock() {
+                    s.archived = true;
+                    s.finish_ns = ais_core::now_ns();
+                }
+                return;
+            }
+        }
+    });
     let t = t.clone();
     tokio::spawn(async move {
         match extract_all(&t, &job).await {
@@ -437,7 +494,8 @@ fn init(t: &Arc<Target>, plan: Plan) -> ApiResult<()> {
                     s.extraction.end();
                 }
             }
-            Ok(_) => {}
+            // Aborted meanwhile: what the extraction left goes too.
+            Ok(_) => job.remove_spills(),
             Err(e) => {
                 job.fail(format!("{}: {e}", t.core.name));
                 job.remove_spills();
@@ -452,16 +510,8 @@ async fn extract_all(t: &Arc<Target>, job: &Arc<Job>) -> ApiResult<Vec<RecordMet
     use futures::StreamExt;
     let plan = &job.plan;
     let bck = t.core.bck(plan.input_bck.clone());
-    let mine: Vec<String> = plan
-        .inputs
-        .iter()
-        .filter(|n| {
-            t.core
-                .owner_with(&bck.obj_uname(n), |o| o.daemon_id == t.core.id)
-                .unwrap_or(false)
-        })
-        .cloned()
-        .collect();
+    // The coordinator sent this target the input shards it owns.
+    let mine: Vec<String> = plan.inputs.clone();
     if let Ok(mut s) = job.state.lock() {
         s.shards_total = mine.len() as u64;
     }
@@ -482,6 +532,12 @@ async fn extract_all(t: &Arc<Target>, job: &Arc<Job>) -> ApiResult<Vec<RecordMet
         let Some(metas) = r? else {
             continue;
         };
+        if out.len() + metas.len() > MAX_RECORDS {
+            return Err(ApiError::bad_request(format!(
+                "dsort: more than {MAX_RECORDS} records on {} (split the job)",
+                t.core.name
+            )));
+        }
         for m in metas {
             if let Some(other) = seen.insert(m.key.clone(), name.clone()) {
                 let msg = format!("duplicated record \"{}\" in {other} and {name}", m.key);
@@ -500,8 +556,12 @@ async fn extract_all(t: &Arc<Target>, job: &Arc<Job>) -> ApiResult<Vec<RecordMet
     Ok(out)
 }
 
-/// One input shard into a spill file; `None` when it is missing and the
-/// spec says to go on.
+/// Indexes one input shard's records; `None` when it is missing and the
+/// spec says to go on. The shard is read as a GET would (checksum
+/// verified, healed from a mirror or rebuilt from erasure-coded parts): a
+/// damaged input fails the job, never becomes a good-looking output. An
+/// uncompressed tar is read in place; other formats are inflated once into
+/// a spill file.
 async fn extract_one(
     t: &Arc<Target>,
     job: &Arc<Job>,
@@ -514,27 +574,24 @@ async fn extract_one(
         .ok_or_else(|| {
             ApiError::bad_request(format!("{name}: not a shard ({})", plan.input_ext))
         })?;
-    if t.store.head(bck, name).await.is_err() {
-        let msg = format!("input shard {}/{name} does not exist", bck.cname());
-        return match plan.missing_shards {
-            Reaction::Abort => Err(ApiError::NotFound(msg)),
-            Reaction::Warn => {
-                job.warn(msg);
-                Ok(None)
-            }
-            Reaction::Ignore => Ok(None),
-        };
+    match t.verified_source(bck, name).await {
+        Ok(_) => {}
+        Err(ApiError::ObjectNotFound { .. }) | Err(ApiError::NotFound(_)) => {
+            let msg = format!("input shard {}/{name} does not exist", bck.cname());
+            return match plan.missing_shards {
+                Reaction::Abort => Err(ApiError::NotFound(msg)),
+                Reaction::Warn => {
+                    job.warn(msg);
+                    Ok(None)
+                }
+                Reaction::Ignore => Ok(None),
+            };
+        }
+        Err(e) => return Err(e),
     }
     let src = t.store.obj_path(bck, name);
-    let spill = t.store.work_file(bck, name, &format!("dsort-{}", plan.id));
-    let spill_idx = {
-        let mut s = job
-            .spills
-            .lock()
-            .map_err(|_| ApiError::internal("poisoned"))?;
-        s.push(spill.clone());
-        s.len() - 1
-    };
+    let spill = (kind != ArchKind::Tar)
+        .then(|| t.store.work_file(bck, name, &format!("dsort-{}", plan.id)));
     let content = match &plan.algorithm {
         Algorithm::Content {
             extension,
@@ -545,93 +602,128 @@ async fn extract_one(
     };
     let (node, cname) = (t.core.name.clone(), format!("{}/{name}", bck.cname()));
     let job2 = job.clone();
-    type Extracted = (Vec<Local>, Vec<(String, u64, Option<ContentKey>)>, u64);
-    let (locals, keys, bytes) = tokio::task::spawn_blocking(move || -> ApiResult<Extracted> {
-        let io = |e: std::io::Error| ApiError::internal(format!("{node}: spill {cname}: {e}"));
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&spill)
-            .map_err(io)?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
-        let mut off = 0u64;
-        let mut by_key: HashMap<String, usize> = HashMap::new();
-        let mut locals: Vec<Local> = Vec::new();
-        let mut keys: Vec<(String, u64, Option<ContentKey>)> = Vec::new();
-        let mut bad_key: Option<String> = None;
-        archive::for_each_member(&src, kind, |mname, _size, r| {
-            if job2.aborted() {
-                return Err(std::io::Error::other("aborted"));
-            }
-            let key = ais_core::dsort::record_key(mname).to_string();
-            let i = *by_key.entry(key.clone()).or_insert_with(|| {
-                locals.push(Local {
-                    spill: spill_idx,
-                    members: Vec::new(),
-                });
-                keys.push((key, 0, None));
-                locals.len() - 1
-            });
-            let mut ck: Option<Vec<u8>> = None;
-            let n = match &content {
-                Some((ext, _)) if mname.ends_with(ext.as_str()) => {
-                    let mut buf = Vec::new();
-                    let n = r.take(MAX_CONTENT_KEY + 1).read_to_end(&mut buf)? as u64;
-                    w.write_all(&buf)?;
-                    let rest = std::io::copy(r, &mut w)?;
-                    ck = Some(buf);
-                    n + rest
-                }
-                _ => std::io::copy(r, &mut w)?,
-            };
-            locals[i].members.push((mname.to_string(), off, n));
-            keys[i].1 += n;
-            if let (Some(raw), Some((_, ty))) = (ck, &content) {
-                if raw.len() as u64 > MAX_CONTENT_KEY {
-                    bad_key.get_or_insert(format!(
-                        "{mname}: content key longer than {MAX_CONTENT_KEY} bytes"
-                    ));
-                } else {
-                    match ContentKey::parse(&raw, *ty) {
-                        Ok(k) => keys[i].2 = Some(k),
-                        Err(e) => {
-                            bad_key.get_or_insert(format!("{mname}: {e}"));
+    type Extracted = (
+        Source,
+        Vec<Vec<Spilled>>,
+        Vec<(String, u64, Option<ContentKey>)>,
+        u64,
+    );
+    let (source, groups, keys, bytes) =
+        tokio::task::spawn_blocking(move || -> ApiResult<Extracted> {
+            let io =
+                |e: std::io::Error| ApiError::internal(format!("{node}: extract {cname}: {e}"));
+            let bad = |m: String| ApiError::bad_request(format!("{cname}: {m}"));
+            let mut idx = Index::new(content.as_ref().map(|c| c.0.clone()));
+            let source = match &spill {
+                None => {
+                    // In place: the index of the file we keep open.
+                    let f = std::fs::File::open(&src).map_err(io)?;
+                    let list = archive::index_of(f.try_clone().map_err(io)?, &src, kind)
+                        .map_err(|e| bad(e.to_string()))?;
+                    for m in list.iter() {
+                        if job2.aborted() {
+                            return Err(ApiError::Conflict("aborted".into()));
                         }
+                        let off = m
+                            .data_offset
+                            .ok_or_else(|| bad(format!("member {} has no offset", m.name)))?;
+                        idx.add(&m.name, off, m.size).map_err(bad)?;
+                    }
+                    Source {
+                        file: Arc::new(f),
+                        spill: None,
                     }
                 }
+                Some(path) => {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                        .map_err(io)?;
+                    // Registered before anything is written: an abort removes it.
+                    let source = Source {
+                        file: Arc::new(f.try_clone().map_err(io)?),
+                        spill: Some(path.clone()),
+                    };
+                    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+                    let mut off = 0u64;
+                    let mut bad_entry: Option<String> = None;
+                    archive::for_each_member(&src, kind, |mname, size, r| {
+                        if job2.aborted() {
+                            return Err(std::io::Error::other("aborted"));
+                        }
+                        if let Err(e) = idx.add(mname, off, size) {
+                            bad_entry.get_or_insert(e);
+                            return Err(std::io::Error::other("refused"));
+                        }
+                        let n = std::io::copy(r, &mut w)?;
+                        off += n;
+                        Ok(())
+                    })
+                    .map_err(|e| bad(bad_entry.take().unwrap_or_else(|| e.to_string())))?;
+                    // Temporary: never flushed to the disk on purpose.
+                    w.flush().map_err(io)?;
+                    source
+                }
+            };
+            // Content keys: the (small) members named by the algorithm.
+            if let Some((ext, ty)) = &content {
+                for (i, members) in idx.groups.iter().enumerate() {
+                    let Some((mname, off, len)) =
+                        members.iter().find(|m| m.0.ends_with(ext.as_str()))
+                    else {
+                        return Err(bad(format!(
+                            "record \"{}\" has no {ext} member to sort by (algorithm kind content)",
+                            idx.keys[i].0
+                        )));
+                    };
+                    if *len > MAX_CONTENT_KEY {
+                        return Err(bad(format!(
+                            "{mname}: content key longer than {MAX_CONTENT_KEY} bytes"
+                        )));
+                    }
+                    let raw = read_member(&source.file, *off, *len, mname).map_err(io)?;
+                    idx.keys[i].2 = Some(
+                        ContentKey::parse(&raw, *ty).map_err(|e| bad(format!("{mname}: {e}")))?,
+                    );
+                }
             }
-            off += n;
-            Ok(())
+            let bytes = idx.bytes;
+            Ok((source, idx.groups, idx.keys, bytes))
         })
-        .map_err(|e| ApiError::bad_request(format!("{cname}: {e}")))?;
-        w.flush().map_err(io)?;
-        w.get_ref().sync_data().map_err(io)?;
-        if let Some(e) = bad_key {
-            return Err(ApiError::bad_request(format!("{cname}: {e}")));
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    if job.aborted() {
+        // The abort may have missed this source: it goes now.
+        if let Some(p) = &source.spill {
+            let _ = std::fs::remove_file(p);
         }
-        Ok((locals, keys, off))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    if let Algorithm::Content { extension, .. } = &plan.algorithm {
-        if let Some((k, _, _)) = keys.iter().find(|k| k.2.is_none()) {
-            return Err(ApiError::bad_request(format!(
-                "{}/{name}: record \"{k}\" has no {extension} member to sort by (algorithm kind content)",
-                bck.cname()
-            )));
-        }
+        return Ok(Some(Vec::new()));
     }
+    let src_idx = {
+        let mut s = job
+            .sources
+            .lock()
+            .map_err(|_| ApiError::internal("poisoned"))?;
+        s.push(source);
+        s.len() - 1
+    };
     let mut recs = job
         .records
         .lock()
         .map_err(|_| ApiError::internal("poisoned"))?;
     let first = recs.len();
-    if first + locals.len() > u32::MAX as usize {
-        return Err(ApiError::bad_request(
-            "dsort: too many records on one target",
-        ));
+    if first + groups.len() > MAX_RECORDS {
+        return Err(ApiError::bad_request(format!(
+            "dsort: more than {MAX_RECORDS} records on {} (split the job)",
+            t.core.name
+        )));
     }
-    recs.extend(locals);
+    recs.extend(groups.into_iter().map(|members| Local {
+        src: src_idx,
+        members,
+    }));
     drop(recs);
     if let Ok(mut s) = job.state.lock() {
         s.extracted_bytes += bytes;
@@ -651,8 +743,62 @@ async fn extract_one(
     ))
 }
 
-/// Where record `rid`'s members are: (spill path, members).
-fn locate(job: &Job, rid: u32) -> ApiResult<(PathBuf, Vec<Spilled>)> {
+/// One shard's records as they are indexed: members grouped by key, in
+/// order of first appearance, with the limits every record obeys.
+struct Index {
+    by_key: HashMap<String, usize>,
+    groups: Vec<Vec<Spilled>>,
+    keys: Vec<(String, u64, Option<ContentKey>)>,
+    bytes: u64,
+    _content_ext: Option<String>,
+}
+
+impl Index {
+    fn new(content_ext: Option<String>) -> Index {
+        Index {
+            by_key: HashMap::new(),
+            groups: Vec::new(),
+            keys: Vec::new(),
+            bytes: 0,
+            _content_ext: content_ext,
+        }
+    }
+
+    fn add(&mut self, name: &str, off: u64, size: u64) -> Result<(), String> {
+        if name.len() > MAX_NAME {
+            return Err(format!("a member name longer than {MAX_NAME} bytes"));
+        }
+        if size > archive::max_member_inmem() {
+            return Err(format!(
+                "member {name} is {size} bytes, more than dSort moves at once ({} bytes, AIS_MAX_MEMBER_INMEM)",
+                archive::max_member_inmem()
+            ));
+        }
+        if self.groups.len() >= MAX_RECORDS {
+            return Err(format!("more than {MAX_RECORDS} records in one shard"));
+        }
+        let key = ais_core::dsort::record_key(name).to_string();
+        let i = match self.by_key.get(&key) {
+            Some(i) => *i,
+            None => {
+                self.by_key.insert(key.clone(), self.groups.len());
+                self.groups.push(Vec::new());
+                self.keys.push((key, 0, None));
+                self.groups.len() - 1
+            }
+        };
+        if self.groups[i].iter().any(|m| m.0 == name) {
+            return Err(format!("member {name} appears twice"));
+        }
+        self.groups[i].push((name.to_string(), off, size));
+        self.keys[i].1 += size;
+        self.bytes += size;
+        Ok(())
+    }
+}
+
+/// Where record `rid`'s members are: (its source, members).
+fn locate(job: &Job, rid: u32) -> ApiResult<(Arc<std::fs::File>, Vec<Spilled>)> {
     let recs = job
         .records
         .lock()
@@ -660,27 +806,28 @@ fn locate(job: &Job, rid: u32) -> ApiResult<(PathBuf, Vec<Spilled>)> {
     let r = recs
         .get(rid as usize)
         .ok_or_else(|| ApiError::NotFound(format!("dsort job {}: no record {rid}", job.plan.id)))?;
-    let spills = job
-        .spills
+    let sources = job
+        .sources
         .lock()
         .map_err(|_| ApiError::internal("poisoned"))?;
-    let p = spills
-        .get(r.spill)
-        .cloned()
-        .ok_or_else(|| ApiError::Conflict(format!("dsort job {}: spills removed", job.plan.id)))?;
-    Ok((p, r.members.clone()))
+    let f = sources
+        .get(r.src)
+        .map(|s| s.file.clone())
+        .ok_or_else(|| ApiError::Conflict(format!("dsort job {}: sources removed", job.plan.id)))?;
+    Ok((f, r.members.clone()))
 }
 
-/// Reads one member from a spill file (at most the in-memory member limit).
-fn read_member(f: &mut std::fs::File, off: u64, len: u64, name: &str) -> std::io::Result<Vec<u8>> {
+/// Reads one member from a source (positioned reads: a shared descriptor),
+/// at most the in-memory member limit.
+fn read_member(f: &std::fs::File, off: u64, len: u64, name: &str) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
     if len > archive::max_member_inmem() {
         return Err(std::io::Error::other(format!(
             "member {name} is {len} bytes, more than dSort holds in memory at once (AIS_MAX_MEMBER_INMEM)"
         )));
     }
-    f.seek(SeekFrom::Start(off))?;
     let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf)?;
+    f.read_exact_at(&mut buf, off)?;
     Ok(buf)
 }
 
@@ -724,16 +871,9 @@ fn fetch(t: &Arc<Target>, job: &Arc<Job>, rids: Vec<u32>) -> Res {
         let run = || -> std::io::Result<()> {
             let w = std::io::BufWriter::with_capacity(256 << 10, ChanWriter(tx.clone()));
             let mut b = tar::Builder::new(w);
-            let mut files: HashMap<PathBuf, std::fs::File> = HashMap::new();
-            for (rid, (path, members)) in located {
-                if !files.contains_key(&path) {
-                    files.insert(path.clone(), std::fs::File::open(&path)?);
-                }
-                let f = files
-                    .get_mut(&path)
-                    .ok_or_else(|| std::io::Error::other("spill"))?;
+            for (rid, (f, members)) in located {
                 for (name, off, len) in members {
-                    let data = read_member(f, off, len, &name)?;
+                    let data = read_member(&f, off, len, &name)?;
                     let mut h = tar::Header::new_gnu();
                     h.set_size(len);
                     h.set_mode(0o644);
@@ -760,10 +900,11 @@ fn fetch(t: &Arc<Target>, job: &Arc<Job>, rids: Vec<u32>) -> Res {
     Ok(r)
 }
 
-/// A shard being built: the archive writer and its spool file.
+/// A shard being built: the archive writer and what it produced since the
+/// last write of the shard (tar formats), or its spool file (zip).
 struct Building {
     w: archive::Writer,
-    out: std::io::BufWriter<std::fs::File>,
+    pending: Vec<u8>,
     bytes: u64,
 }
 
@@ -771,7 +912,11 @@ impl Building {
     fn add(&mut self, name: &str, data: &[u8]) -> std::io::Result<()> {
         self.w.add(name, data)?;
         let chunk = self.w.take();
-        self.out.write_all(&chunk)?;
+        if self.pending.is_empty() {
+            self.pending = chunk;
+        } else {
+            self.pending.extend_from_slice(&chunk);
+        }
         self.bytes += data.len() as u64;
         Ok(())
     }
@@ -801,23 +946,50 @@ impl Drop for Spool {
     }
 }
 
+/// Where a shard's bytes go: straight into the object's writer (tar
+/// formats: stored like a PUT, visible only once whole), or a spool file
+/// that is then stored (zip writes need to seek).
+enum Sink {
+    Object(Box<ais_storage::PutWriter>),
+    Spool(PathBuf, Spool),
+}
+
 async fn create_one(t: &Arc<Target>, job: &Arc<Job>, shard: OutShard) -> ApiResult<()> {
     let plan = &job.plan;
     let dst = t.core.bck(plan.output_bck.clone());
+    ais_core::names::validate_object_name(&shard.name)?;
     let kind = ArchKind::of(&format!("x{}", plan.output_ext))
         .ok_or_else(|| ApiError::bad_request(format!("output extension {}", plan.output_ext)))?;
-    let spool = t
-        .store
-        .work_file(&dst, &shard.name, &format!("dsort-{}-out", plan.id));
-    let _guard = Spool(spool.clone());
     let io = |e: std::io::Error| {
         ApiError::internal(format!("{}: build {}: {e}", t.core.name, shard.name))
     };
-    let file = std::fs::File::create(&spool).map_err(io)?;
-    let out = std::io::BufWriter::with_capacity(1 << 20, file.try_clone().map_err(io)?);
-    let w = archive::Writer::new(kind.out_fmt(), Some(file)).map_err(io)?;
-    let mut b = Building { w, out, bytes: 0 };
-    // Runs of consecutive records from one holder, fetched together.
+    let serr = |e| crate::error::storage(&t.core.name, &dst, &shard.name, e);
+    let _write = t.check_writable(&dst)?;
+    let (w, mut sink) = if kind == ArchKind::Zip {
+        let path = t
+            .store
+            .work_file(&dst, &shard.name, &format!("dsort-{}-out", plan.id));
+        let file = std::fs::File::create(&path).map_err(io)?;
+        let guard = Spool(path.clone());
+        (
+            archive::Writer::new(kind.out_fmt(), Some(file)).map_err(io)?,
+            Sink::Spool(path, guard),
+        )
+    } else {
+        (
+            archive::Writer::new(kind.out_fmt(), None).map_err(io)?,
+            Sink::Object(Box::new(
+                super::objects::writer(t, &dst, &shard.name).await?,
+            )),
+        )
+    };
+    let mut b = Building {
+        w,
+        pending: Vec::new(),
+        bytes: 0,
+    };
+    // Runs of consecutive records from one holder, fetched together, at
+    // most BATCH_BYTES (or one record) in memory at a time.
     let mut i = 0;
     let recs = &shard.records;
     while i < recs.len() {
@@ -825,8 +997,13 @@ async fn create_one(t: &Arc<Target>, job: &Arc<Job>, shard: OutShard) -> ApiResu
             return Ok(());
         }
         let holder = recs[i].0.clone();
-        let mut j = i;
-        while j < recs.len() && recs[j].0 == holder && j - i < FETCH_BATCH {
+        let (mut j, mut acc) = (i, 0u64);
+        while j < recs.len()
+            && recs[j].0 == holder
+            && j - i < FETCH_BATCH
+            && (j == i || acc + recs[j].2 <= BATCH_BYTES)
+        {
+            acc += recs[j].2;
             j += 1;
         }
         let rids: Vec<u32> = recs[i..j].iter().map(|r| r.1).collect();
@@ -836,16 +1013,9 @@ async fn create_one(t: &Arc<Target>, job: &Arc<Job>, shard: OutShard) -> ApiResu
                 located.push(locate(job, *rid)?);
             }
             tokio::task::spawn_blocking(move || -> std::io::Result<Building> {
-                let mut files: HashMap<PathBuf, std::fs::File> = HashMap::new();
-                for (path, members) in located {
-                    if !files.contains_key(&path) {
-                        files.insert(path.clone(), std::fs::File::open(&path)?);
-                    }
-                    let f = files
-                        .get_mut(&path)
-                        .ok_or_else(|| std::io::Error::other("spill"))?;
+                for (f, members) in located {
                     for (name, off, len) in members {
-                        let data = read_member(f, off, len, &name)?;
+                        let data = read_member(&f, off, len, &name)?;
                         b.add(&name, &data)?;
                     }
                 }
@@ -857,27 +1027,43 @@ async fn create_one(t: &Arc<Target>, job: &Arc<Job>, shard: OutShard) -> ApiResu
         } else {
             fetch_from(t, job, &holder, rids, b).await?
         };
+        let chunk = std::mem::take(&mut b.pending);
+        if let Sink::Object(w) = &mut sink {
+            w.write(&chunk).await.map_err(serr)?;
+        }
         i = j;
     }
-    let b = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
-        let Building { w, mut out, bytes } = b;
-        let last = w.finish()?;
-        out.write_all(&last)?;
-        out.flush()?;
-        Ok(bytes)
+    let (last, bytes) = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, u64)> {
+        let Building { w, bytes, .. } = b;
+        Ok((w.finish()?, bytes))
     })
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?
     .map_err(io)?;
+    // Nothing is stored for a job stopped meanwhile (the writer's temp file
+    // goes with it).
     if job.aborted() {
         return Ok(());
     }
-    super::jobs::put_to_owner(t, &dst.name, &shard.name, None, &spool, Default::default())
-        .await
-        .map_err(|e| e.context(format!("store {}/{}", dst.cname(), shard.name)))?;
+    match sink {
+        Sink::Object(mut w) => {
+            w.write(&last).await.map_err(serr)?;
+            if t.commit_or_forward(&dst, &shard.name, *w, Default::default(), true)
+                .await?
+                .is_ok()
+            {
+                super::ec::protect(t, &dst, &shard.name).await?;
+            }
+        }
+        Sink::Spool(path, _guard) => {
+            super::jobs::put_to_owner(t, &dst.name, &shard.name, None, &path, Default::default())
+                .await
+                .map_err(|e| e.context(format!("store {}/{}", dst.cname(), shard.name)))?;
+        }
+    }
     if let Ok(mut s) = job.state.lock() {
         s.created += 1;
-        s.created_bytes += b;
+        s.created_bytes += bytes;
     }
     Ok(())
 }
@@ -914,7 +1100,7 @@ async fn fetch_from(
     tokio::task::spawn_blocking(move || -> ApiResult<Building> {
         let bad = |m: String| ApiError::internal(format!("dsort: records from {from}: {m}"));
         let mut a = tar::Archive::new(reader);
-        let mut want = rids.iter().peekable();
+        let mut want = rids.iter();
         let mut current: Option<u32> = None;
         for e in a.entries().map_err(|e| bad(e.to_string()))? {
             let mut e = e.map_err(|e| bad(e.to_string()))?;

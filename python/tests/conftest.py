@@ -36,7 +36,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # No auth here: host-network ETLs (network: true, runtime.command
         # servers) need the operator's consent.
         "AIS_ETL_ALLOW_HOST_NETWORK": "1",
+        # What `promote` may read (test_promote.py).
+        "AIS_PROMOTE_ROOTS": str(tmp_path_factory.getbasetemp() / "promote-root"),
     }
+    (tmp_path_factory.getbasetemp() / "promote-root").mkdir(exist_ok=True)
     # A generous keepalive timeout: on a loaded 2-core machine a 2 s one
     # dropped healthy targets from the map (no test here needs fast detection).
     c = Cluster(base_dir=base, num_targets=NUM_TARGETS, keepalive_timeout=6.0, env=env)
@@ -48,6 +51,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.stop()  # raises if something survived SIGKILL
         left = [n for n in nodes if n.proc.poll() is None]
         assert not left, f"nodes left running: {[n.proc.pid for n in left]}"
+
+
+@pytest.fixture(scope="session")
+def promote_root(cluster: Cluster) -> str:
+    """The directory the session cluster's targets promote from."""
+    return cluster.env["AIS_PROMOTE_ROOTS"]
 
 
 @pytest.fixture(scope="session")

@@ -163,12 +163,6 @@ LOCAL_PROPERTIES = {
 COVERED = "covered"
 NA = "n/a"
 
-# Why ClusterManager.register/update/delete do not apply.
-_NA_PROMOTE = (
-    "promote copies files from a target's host filesystem (AIS 4.x: below "
-    "/var/lib/ais/promote) into a bucket; aistore-rs does not take host files (PUT them). "
-    "Intended error: 501 'promote ... is not supported by aistore-rs'"
-)
 
 # "Class.method" -> (COVERED, test) or (NA, test that asserts the user's error, reason)
 COVERAGE: Dict[str, Tuple[str, ...]] = {
@@ -229,7 +223,7 @@ COVERAGE: Dict[str, Tuple[str, ...]] = {
     "Object.get_url": (COVERED, "test_object_urls"),
     "Object.get_writer": (COVERED, "test_writer_put_content"),
     "Object.multipart_upload": (COVERED, "test_multipart_upload_complete"),
-    "Object.promote": (NA, "test_na_object_promote", _NA_PROMOTE),
+    "Object.promote": (COVERED, "test_object_promote"),
     "Object.delete": (COVERED, "test_object_delete"),
     "Object.copy": (COVERED, "test_object_copy"),
     "Object.blob_download": (COVERED, "test_remote_object_blob_download"),
@@ -732,10 +726,17 @@ def test_object_copy(bucket: Bucket, other: Bucket) -> None:
     assert get(other, "dst") == b"copy me"
 
 
-def test_na_object_promote(bucket: Bucket, tmp_path: Path) -> None:
-    (tmp_path / "f.txt").write_bytes(b"host file")
-    st, msg = status_of(lambda: bucket.object("promoted").promote(str(tmp_path / "f.txt")))
-    assert st == 501 and "not supported" in msg and "promote" in msg, (st, msg)
+def test_object_promote(client: Client, bucket: Bucket, promote_root: str, tmp_path: Path) -> None:
+    src = Path(promote_root) / f"cov-{bucket.name}.txt"
+    src.write_bytes(b"host file")
+    job = bucket.object("promoted").promote(str(src))
+    assert job
+    wait_job(client, job)
+    assert get(bucket, "promoted") == b"host file"
+    # Outside the operator's roots: refused.
+    (tmp_path / "f.txt").write_bytes(b"x")
+    st, msg = status_of(lambda: bucket.object("no").promote(str(tmp_path / "f.txt")))
+    assert st == 403 and "AIS_PROMOTE_ROOTS" in msg, (st, msg)
 
 
 # --------------------------------------------- ObjectReader / ObjectFileReader

@@ -508,6 +508,11 @@ enum LogCmd {
 
 #[derive(Subcommand, Debug)]
 enum ObjectCmd {
+    /// PROMOTE files and directories under the targets' promote roots
+    /// (AIS_PROMOTE_ROOTS, default /var/lib/ais/promote) into a bucket:
+    /// `ais object promote /var/lib/ais/promote/dir ais://b/prefix/ -r`.
+    /// Symbolic links are not promoted.
+    Promote(objects::PromoteArgs),
     /// Download an object (as `ais get`).
     Get(objects::GetArgs),
     /// List objects (as `ais ls`).
@@ -712,6 +717,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Put(a) => objects::put(&client, a).await,
         Cmd::Get(a) => objects::get(&client, a).await,
         Cmd::Object { cmd } => match cmd {
+            ObjectCmd::Promote(a) => objects::promote(&client, a).await,
             ObjectCmd::Get(a) => objects::get(&client, a).await,
             ObjectCmd::Ls(a) => objects::ls(&client, a).await,
             ObjectCmd::Put(a) => objects::put(&client, a).await,

@@ -1006,3 +1006,60 @@ pub async fn cat(client: &Client, object: &str, query: &[(&str, &str)]) -> anyho
     save(resp, "-").await?;
     Ok(())
 }
+
+/// `ais object promote FILE|DIRECTORY BUCKET[/OBJECT_NAME_or_PREFIX]`.
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// A file or directory below a target's promote root (absolute path).
+    pub src: String,
+    /// ais://BUCKET[/OBJECT_NAME or PREFIX/]
+    pub dst: String,
+    /// Promote subdirectories too.
+    #[arg(long, short = 'r')]
+    pub recursive: bool,
+    /// Overwrite objects that exist (skipped otherwise).
+    #[arg(long, short = 'o')]
+    pub overwrite_dst: bool,
+    /// Delete each source file once it is stored.
+    #[arg(long)]
+    pub delete_src: bool,
+    /// Each target promotes the whole source as it sees it (no file-share
+    /// detection).
+    #[arg(long)]
+    pub not_file_share: bool,
+    /// The one target to carry out the whole operation.
+    #[arg(long)]
+    pub target_id: Option<String>,
+    /// Wait for the job.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+pub async fn promote(client: &Client, a: PromoteArgs) -> anyhow::Result<()> {
+    let (bck, obj) = Bck::parse_uri(&a.dst).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `ais://b/prefix/` keeps its slash (the prefix of a directory's objects).
+    let obj = if a.dst.ends_with('/') && !obj.is_empty() && !obj.ends_with('/') {
+        format!("{obj}/")
+    } else {
+        obj
+    };
+    let id = client
+        .promote(
+            &bck.name,
+            &a.src,
+            &obj,
+            a.target_id.as_deref().unwrap_or(""),
+            a.recursive,
+            a.overwrite_dst,
+            a.delete_src,
+            a.not_file_share,
+        )
+        .await?;
+    println!("PROMOTE {} => {}[{id}]", a.src, a.dst);
+    if a.wait {
+        crate::jobs::wait(client, &id, None).await
+    } else {
+        println!("To monitor the progress, run 'ais show job {id}' or 'ais wait {id}'");
+        Ok(())
+    }
+}

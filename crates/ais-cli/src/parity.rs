@@ -36,7 +36,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("job start download", "the downloader (HTTP, Hugging Face, cloud sources) is not implemented"),
     ("ml lhotse-get-batch", "Lhotse manifests are not supported; use 'ais ml get-batch'"),
-    ("object promote", "promote (files on a target's own filesystem) is not supported; use 'ais put'"),
     ("performance disk", "per-disk statistics are not collected"),
     ("performance intra-data", "intra-cluster data traffic is not measured"),
     ("show performance disk", "per-disk statistics are not collected"),

@@ -429,6 +429,35 @@ impl Client {
             .map_err(|e| crate::ClientError::Decode(e.to_string()))
     }
 
+    /// AIStore's `promote`: files below a target's promote root into
+    /// `bucket` (object `obj`, or the prefix `obj/` for a directory);
+    /// answers the job id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn promote(
+        &self,
+        bucket: &str,
+        src: &str,
+        obj: &str,
+        target_id: &str,
+        recursive: bool,
+        overwrite: bool,
+        delete_src: bool,
+        not_file_share: bool,
+    ) -> Result<String> {
+        let act = ActMsg {
+            action: "promote".into(),
+            name: src.into(),
+            value: json!({
+                "tid": target_id, "src": src, "obj": obj, "rcr": recursive,
+                "ovw": overwrite, "dls": delete_src, "notshr": not_file_share,
+            }),
+        };
+        let resp = self
+            .action(Method::POST, &paths::bucket_objects(bucket), &act)
+            .await?;
+        crate::text(resp).await
+    }
+
     /// Starts a dSort job (`POST /v1/sort`) from a spec (AIStore's fields);
     /// answers its id.
     pub async fn dsort_start(&self, spec: &serde_json::Value) -> Result<String> {

@@ -21,6 +21,11 @@ pub fn bucket(name: &str) -> String {
     format!("{BUCKETS}/{name}")
 }
 
+/// `/v1/objects/BUCKET` (bucket-level object actions: promote).
+pub fn bucket_objects(bucket: &str) -> String {
+    format!("{OBJECTS}/{bucket}")
+}
+
 /// `/v1/objects/BUCKET/OBJECT` (object name escaped).
 pub fn object(bucket: &str, obj: &str) -> String {
     format!("{OBJECTS}/{bucket}/{}", enc(obj))

@@ -107,6 +107,14 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                 || matches!(action, "mpt-upload" | "mpt-complete")
             {
                 need(PUT, Some(&b), "PUT objects (multipart upload)")
+            } else if action == "promote" {
+                // Reads the targets' own filesystems: as AIStore's
+                // admin-level permission.
+                need(
+                    ADMIN,
+                    None,
+                    "promote files from targets' filesystems (admin only)",
+                )
             } else if action == "blob-download" {
                 // Into the cache, as a cold GET would.
                 need(GET, Some(&b), "GET objects (blob download)")

@@ -573,6 +573,137 @@ pub async fn start_blob_download(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     Ok(text_ok(&launch_on(p, spec, vec![owner], |_| false).await?))
 }
 
+/// `POST /v1/objects/B` with `promote` (AIStore's `PromoteArgs`: `src`,
+/// `obj`, `tid`, `rcr`, `ovw`, `dls`, `notshr`): files under an operator's
+/// promote root on the targets become objects of B (`target::promote`).
+/// With `tid` one target does it all; otherwise, when every target sees the
+/// same files (a file share), each takes the ones it owns; else each takes
+/// what it sees. Answers the job id.
+pub async fn start_promote(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct PromoteArgs {
+        #[serde(default)]
+        tid: String,
+        #[serde(default)]
+        src: String,
+        #[serde(default)]
+        obj: String,
+        #[serde(default)]
+        rcr: bool,
+        #[serde(default)]
+        ovw: bool,
+        #[serde(default)]
+        dls: bool,
+        #[serde(default)]
+        notshr: bool,
+    }
+    let a: PromoteArgs = serde_json::from_value(msg.value.clone())
+        .map_err(|e| ApiError::bad_request(format!("malformed promote message: {e}")))?;
+    let src = if a.src.is_empty() {
+        msg.name.clone()
+    } else {
+        a.src.clone()
+    };
+    if src.is_empty() || (!msg.name.is_empty() && msg.name != src) {
+        return Err(ApiError::bad_request(
+            "promote: the source path (\"src\", and the message's name) is required and must agree",
+        ));
+    }
+    // (Each target checks it against its promote roots too.)
+    if !src.starts_with('/')
+        || std::path::Path::new(&src)
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(ApiError::bad_request(format!(
+            "promote: source \"{src}\" must be an absolute path without \"..\""
+        )));
+    }
+    if !a.obj.is_empty() {
+        ais_core::names::validate_object_name(a.obj.trim_end_matches('/'))?;
+    }
+    let props = p.core.bucket_props(bck)?;
+    if props.provider != "ais" {
+        return Err(ApiError::bad_request(format!(
+            "promote: {} is a remote bucket; promote into an ais:// bucket",
+            bck.cname()
+        )));
+    }
+    let all = p.core.targets();
+    let targets = if a.tid.is_empty() {
+        all
+    } else {
+        vec![all
+            .into_iter()
+            .find(|t| t.daemon_id == a.tid)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("promote: no target {} in the cluster", a.tid))
+            })?]
+    };
+    if targets.is_empty() {
+        return Err(ApiError::unavailable(
+            "the cluster has no storage targets yet",
+        ));
+    }
+    // File-share detection, as AIStore's: every target lists the source;
+    // the same names and sizes everywhere → split by ownership.
+    let share = if a.notshr || targets.len() < 2 {
+        false
+    } else {
+        let args = serde_json::json!({"src": src, "obj": a.obj, "rcr": a.rcr});
+        let res = crate::rpc::fan_out(&targets, Duration::from_secs(120), |d| {
+            let (rpc, args) = (p.core.rpc.clone(), args.clone());
+            async move { rpc.promote_scan(&d, &args).await }
+        })
+        .await;
+        let mut views = Vec::new();
+        for (n, r) in res {
+            match r {
+                Ok(v) => views.push((
+                    v["n"].as_u64().unwrap_or(0),
+                    v["hash"].as_str().unwrap_or("").to_string(),
+                )),
+                // Not there at all on a target: not a share.
+                Err(crate::rpc::RpcError::Status { status, .. })
+                    if status == StatusCode::NOT_FOUND =>
+                {
+                    views.push((0, n.daemon_id.clone()))
+                }
+                Err(e) => return Err(ApiError::from(e).context("promote")),
+            }
+        }
+        views.iter().all(|v| *v == views[0] && v.0 > 0)
+    };
+    let ext = [
+        ("src", src.clone()),
+        ("obj", a.obj.clone()),
+        ("rcr", a.rcr.to_string()),
+        ("ovw", a.ovw.to_string()),
+        ("dls", a.dls.to_string()),
+        ("share", share.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let tcb = TcbMsg {
+        ext,
+        coer: true,
+        ..Default::default()
+    };
+    let spec = JobSpec {
+        id: format!("promote-{}", ais_core::gen_id(10)),
+        kind: crate::rpc::types::JOB_PROMOTE.into(),
+        src: bck.name.clone(),
+        dst: bck.name.clone(),
+        msg: tcb,
+        skip_unchanged: false,
+        archive: None,
+        smap: None,
+    };
+    Ok(text_ok(&launch_on(p, spec, targets, |_| false).await?))
+}
+
 /// `DELETE /v1/buckets/B` with `delete-listrange`: the objects named, those
 /// a template expands to, or those under a prefix, deleted by one job (each
 /// target deletes what it holds, in parallel); answers the job id. An empty

@@ -34,11 +34,9 @@ pub async fn object(p: &Proxy, ctx: &Ctx, bucket: &str, obj: &str, body: Body) -
             let bck = ctx.bck(bucket)?;
             return match msg.action.as_str() {
                 "blob-download" => super::jobs::start_blob_download(p, &bck, msg).await,
-                "promote" => Err(ApiError::NotImplemented(
-                    "promote (files on a target's host into a bucket) is not supported by aistore-rs".into(),
-                )),
+                "promote" => super::jobs::start_promote(p, &bck, msg).await,
                 other => Err(ApiError::bad_request(format!(
-                    "unsupported action \"{other}\" for POST of /v1/objects/{} (supported: blob-download; other actions name the object in the path)",
+                    "unsupported action \"{other}\" for POST of /v1/objects/{} (supported: blob-download, promote; other actions name the object in the path)",
                     bck.name
                 ))),
             };

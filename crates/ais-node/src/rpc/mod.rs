@@ -768,6 +768,15 @@ impl Rpc {
         self.send(to, r).await
     }
 
+    /// What a promote would take from a target: (files, hash of names).
+    pub async fn promote_scan(&self, to: &Dest, args: &Value) -> Result<Value, RpcError> {
+        let r = self
+            .post(to, &format!("{}/promote-scan", routes::INT_JOBS))
+            .timeout(Duration::from_secs(120))
+            .json(args);
+        self.json(to, r).await
+    }
+
     pub async fn job_abort(&self, to: &Dest, id: &str) -> Result<(), RpcError> {
         let path = format!("{}/{id}/abort", routes::INT_JOBS);
         self.send(to, self.post(to, &path)).await.map(drop)

@@ -37,6 +37,8 @@ pub const JOB_CLEANUP: &str = "cleanup";
 /// parallel ranges on its owner; `msg.objnames[0]`, `msg.num_workers`,
 /// `msg.ext["chunk-size"]`, `msg.ext["latest-ver"]`).
 pub const JOB_BLOB_DOWNLOAD: &str = "blob-download";
+/// Files on targets' filesystems into a bucket (`target::promote`).
+pub const JOB_PROMOTE: &str = "promote";
 
 /// Job kind of `make-n-copies`: a scrub after the bucket's mirror copies
 /// were set (missing copies made, extra ones removed).

@@ -46,6 +46,8 @@ const MAX_CONTENT_KEY: u64 = 4096;
 const MAX_RECORDS: usize = 2_000_000;
 /// Longest member name.
 const MAX_NAME: usize = 1024;
+/// Most members of one record (files sharing a key).
+const MAX_MEMBERS: usize = 1024;
 /// Most bytes of records built into a shard between two writes of it.
 const BATCH_BYTES: u64 = 16 << 20;
 /// A job the coordinator stopped driving for this long is aborted.
@@ -627,7 +629,8 @@ async fn extract_one(
                         let off = m
                             .data_offset
                             .ok_or_else(|| bad(format!("member {} has no offset", m.name)))?;
-                        idx.add(&m.name, off, m.size).map_err(bad)?;
+                        idx.add(&m.name, off, m.size)
+                            .map_err(|e| bad(e.to_string()))?;
                     }
                     Source {
                         file: Arc::new(f),
@@ -654,7 +657,7 @@ async fn extract_one(
                             return Err(std::io::Error::other("aborted"));
                         }
                         if let Err(e) = idx.add(mname, off, size) {
-                            bad_entry.get_or_insert(e);
+                            bad_entry.get_or_insert(e.to_string());
                             return Err(std::io::Error::other("refused"));
                         }
                         let n = std::io::copy(r, &mut w)?;
@@ -764,18 +767,19 @@ impl Index {
         }
     }
 
-    fn add(&mut self, name: &str, off: u64, size: u64) -> Result<(), String> {
+    fn add(&mut self, name: &str, off: u64, size: u64) -> ApiResult<()> {
+        let refuse = |m: String| Err(ApiError::bad_request(m));
         if name.len() > MAX_NAME {
-            return Err(format!("a member name longer than {MAX_NAME} bytes"));
+            return refuse(format!("a member name longer than {MAX_NAME} bytes"));
         }
         if size > archive::max_member_inmem() {
-            return Err(format!(
+            return refuse(format!(
                 "member {name} is {size} bytes, more than dSort moves at once ({} bytes, AIS_MAX_MEMBER_INMEM)",
                 archive::max_member_inmem()
             ));
         }
         if self.groups.len() >= MAX_RECORDS {
-            return Err(format!("more than {MAX_RECORDS} records in one shard"));
+            return refuse(format!("more than {MAX_RECORDS} records in one shard"));
         }
         let key = ais_core::dsort::record_key(name).to_string();
         let i = match self.by_key.get(&key) {
@@ -787,8 +791,14 @@ impl Index {
                 self.groups.len() - 1
             }
         };
+        if self.groups[i].len() >= MAX_MEMBERS {
+            return refuse(format!(
+                "record \"{}\" has more than {MAX_MEMBERS} members",
+                self.keys[i].0
+            ));
+        }
         if self.groups[i].iter().any(|m| m.0 == name) {
-            return Err(format!("member {name} appears twice"));
+            return refuse(format!("member {name} appears twice"));
         }
         self.groups[i].push((name.to_string(), off, size));
         self.keys[i].1 += size;

@@ -239,6 +239,17 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
             }
             Ok(empty(StatusCode::OK))
         }
+        (Method::POST, "promote-scan", "") => {
+            // What a promote would take from here (file-share detection).
+            let v: Value = read_json(body, 1 << 20, "promote scan").await?;
+            let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
+            let (src, obj, rcr) = (s("src"), s("obj"), v["rcr"].as_bool().unwrap_or(false));
+            let (n, hash) =
+                tokio::task::spawn_blocking(move || super::promote::scan(&src, &obj, rcr))
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))??;
+            json_ok(&serde_json::json!({"n": n, "hash": hash}))
+        }
         (Method::GET, "", "") => {
             let all: Vec<Value> = t.jobs.all().iter().map(|j| j.snap(&t.core.id)).collect();
             json_ok(&all)
@@ -316,6 +327,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
                 Ok(())
             }
             ARCHIVE => super::archive::run_job(&t, &j).await,
+            crate::rpc::types::JOB_PROMOTE => super::promote::run(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB | crate::rpc::types::JOB_MAKE_N_COPIES => match run(&t, &j).await {
                 // Then the bucket's erasure-coded parts.
@@ -1212,7 +1224,7 @@ async fn scrub_one(t: &Target, job: &TargetJob, name: &str, size: u64) -> ApiRes
 }
 
 /// Attributes of a destination object on its owner target, if it exists.
-async fn dst_attrs(t: &Target, dst: &str, name: &str) -> Option<ObjAttrs> {
+pub(super) async fn dst_attrs(t: &Target, dst: &str, name: &str) -> Option<ObjAttrs> {
     let dbck = t.core.bck(dst);
     let owner = t.core.owner(&dbck.obj_uname(name))?;
     if owner.daemon_id == t.core.id {

@@ -18,6 +18,7 @@ pub mod lru;
 pub mod nbi;
 pub mod objects;
 pub mod placement;
+pub mod promote;
 pub mod remote;
 pub mod resilver;
 pub mod s3;

@@ -7,6 +7,7 @@ followed or read; nothing outside the root is reachable."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import time
 import uuid
@@ -111,6 +112,17 @@ def test_nothing_outside_the_root_and_no_links(client: Client, endpoint: str, bu
     r = post(str(tree / "pipe"))
     assert r.status_code == 400 and "regular file" in r.text, r.text
     assert objects(bucket) == {}
+    # A hard link to a file outside the root, and a device node: skipped,
+    # never read (the device's driver is never even opened).
+    secret = tree.parent.parent / f"outside-{uuid.uuid4().hex[:6]}.txt"
+    secret.write_bytes(b"secret")
+    os.link(secret, tree / "hard.txt")
+    os.mknod(tree / "dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    r = post(str(tree), rcr=True)
+    assert r.status_code == 200, r.text
+    status = wait_job(client, r.text)
+    got = objects(bucket)
+    assert sorted(got) == ["a.txt", "b.bin", "sub/c.txt"] and b"secret" not in got.values(), (got.keys(), status)
 
 
 def test_cli_promote(endpoint: str, client: Client, bucket: Bucket, tree: Path) -> None:

@@ -180,6 +180,21 @@ def test_listing_pages_over_the_backend_with_cached_flags(rcluster: Cluster, s3:
     out = ais(rcluster, "ls", f"s3://{remote}", "--cached")
     assert out.returncode == 0, out.stderr
     assert sorted(out.stdout.split()[2::2]) == sorted(list(objs)[:10])
+    # NOT_CACHED, the strict opposite: what only the backend has (pages may
+    # come out short, the SDK follows the token).
+    from aistore.sdk.list_object_flag import ListObjectFlag
+
+    rest = [e.name for e in bck.list_objects_iter(prefix="p/", page_size=40, flags=[ListObjectFlag.NOT_CACHED])]
+    assert rest == sorted(list(objs)[10:])
+    both = [ListObjectFlag.CACHED, ListObjectFlag.NOT_CACHED]
+    r = requests.get(f"{rcluster.url}/v1/buckets/{remote}", params={"provider": "aws"},
+                     json={"action": "list", "value": {"flags": str(ListObjectFlag.join_flags(both))}}, timeout=HTTP)
+    assert r.status_code == 400 and "exclude" in r.text, r.text
+    # An ais:// bucket holds all it has: nothing is "not cached".
+    local = Client(rcluster.url).bucket(f"nc-{remote}").create()
+    local.object("x").get_writer().put_content(b"x")
+    assert list(local.list_objects_iter(flags=[ListObjectFlag.NOT_CACHED])) == []
+    local.delete()
 
 
 def test_prefetch_makes_every_later_read_warm(rcluster: Cluster, s3: S3Server, remote: str) -> None:
@@ -635,3 +650,34 @@ def test_an_inventory_missing_a_targets_share_is_never_listed_partially(rcluster
     while any(p.exists() for p in left) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(p.exists() for p in left), left
+
+
+def test_copy_with_sync_follows_deletions_at_the_backend(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """`copy(sync=True)` of an s3:// bucket: what was deleted in S3 goes from
+    the destination too (and only that)."""
+    objs = fill(s3, remote, 10, prefix="s/")
+    client = Client(rcluster.url)
+    src = client.bucket(remote, provider="aws")
+    dst = client.bucket(f"sync-{remote}")
+
+    def copy(**kw) -> None:
+        job = src.copy(dst, **kw)
+        deadline = time.monotonic() + 60
+        while True:
+            st = requests.get(f"{rcluster.url}/v1/cluster", params={"what": "status"}, json={"ID": job}, timeout=HTTP).json()
+            if st.get("end_time"):
+                assert not st.get("err"), st
+                return
+            assert time.monotonic() < deadline, st
+            time.sleep(0.1)
+
+    try:
+        copy()
+        assert sorted(e.name for e in dst.list_all_objects()) == sorted(objs)
+        gone = sorted(objs)[:3]
+        for k in gone:
+            s3.s3.delete_object(Bucket=remote, Key=k)
+        copy(sync=True)
+        assert sorted(e.name for e in dst.list_all_objects()) == sorted(set(objs) - set(gone))
+    finally:
+        dst.delete(missing_ok=True)

@@ -170,6 +170,7 @@ pub async fn run(client: &Client, cmd: EtlCmd) -> anyhow::Result<()> {
             // AIStore's inspect: a dry-run transform of the bucket onto
             // itself that goes on past errors.
             let sel = crate::jobs::SelectArgs {
+                sync: false,
                 dst: src.clone(),
                 src,
                 prefix,

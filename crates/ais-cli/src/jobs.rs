@@ -28,6 +28,10 @@ pub struct SelectArgs {
     /// Change extensions: "{jpg:png}" or "{jpg:png, txt:md}".
     #[arg(long, default_value = "")]
     pub ext: String,
+    /// (bucket cp) Also delete from the destination the objects the source
+    /// no longer has.
+    #[arg(long)]
+    pub sync: bool,
     /// Prefix added to every destination name.
     #[arg(long, default_value = "")]
     pub prepend: String,
@@ -85,6 +89,7 @@ pub async fn start(client: &Client, etl: Option<&str>, a: SelectArgs) -> anyhow:
     let src = parse_bucket(&a.src)?;
     let dst = parse_bucket(&a.dst)?;
     let msg = BucketJobMsg {
+        sync: a.sync,
         coer: a.cont_on_err,
         dry_run: a.dry_run,
         ext: if a.ext.is_empty() {

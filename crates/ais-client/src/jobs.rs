@@ -45,6 +45,9 @@ pub struct BucketJobMsg {
     /// Only objects named by this template, e.g. `shard-{0000..0999}.tar`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub template: String,
+    /// Copy only: also delete from the destination what the source lost.
+    #[serde(rename = "synchronize", skip_serializing_if = "is_false")]
+    pub sync: bool,
 }
 
 /// A job's cluster-wide status (`GET /v1/cluster?what=status`). Fields are

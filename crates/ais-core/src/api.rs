@@ -523,6 +523,14 @@ pub struct TcbMsg {
     /// `etl_pipeline=[...]`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub pipeline: Vec<String>,
+    /// Copy only: afterwards, delete the destination's copies of objects
+    /// that no longer exist at the source (AIStore's `synchronize`).
+    #[serde(
+        default,
+        rename = "synchronize",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub sync: bool,
 }
 
 fn ext_map<'de, D: Deserializer<'de>>(

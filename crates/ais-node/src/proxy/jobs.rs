@@ -291,6 +291,13 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
             super::etl::check_usable(p, s)?;
         }
     }
+    if tcb.sync && (etl || !tcb.ext.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "{}: synchronize applies to a plain bucket copy (no transform, no ext renaming): \
+             only then does each destination name tell its source",
+            msg.action
+        )));
+    }
     if !etl && !tcb.pipeline.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{}: an ETL pipeline applies to a transform (etl-bck) only",

@@ -15,6 +15,9 @@ use axum::http::{header, StatusCode};
 
 /// List flag: only objects present in the cluster (remote buckets).
 const LSO_CACHED: u64 = 1;
+/// List flag: only objects at the backend the cluster does not hold (the
+/// strict opposite of [`LSO_CACHED`]).
+const LSO_NOT_CACHED: u64 = 1 << 9;
 
 pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let core = &p.core;
@@ -39,6 +42,11 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
              cluster holds only: add the cached flag",
             bck.cname()
         )));
+    }
+    if msg.flags & LSO_CACHED != 0 && msg.flags & LSO_NOT_CACHED != 0 {
+        return Err(ApiError::bad_request(
+            "list flags cached and not-cached exclude each other",
+        ));
     }
     let props = PropSet::parse(&msg.props)?;
     let page_size = if msg.pagesize == 0 || msg.pagesize > MAX_PAGE_SIZE {
@@ -141,9 +149,23 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
             let (entries, t) =
                 super::remote::list_page(&bprops, bck, &msg.prefix, &after, page_size, local)
                     .await?;
-            merged = entries.into_iter().map(|e| (e, true)).collect();
+            merged = entries
+                .into_iter()
+                // Not cached: what the backend has and the cluster does not
+                // (a page may come out shorter, or empty, with a token).
+                .filter(|e| {
+                    msg.flags & LSO_NOT_CACHED == 0
+                        || e.flags & ais_core::api::ENTRY_FLAG_CACHED == 0
+                })
+                .map(|e| (e, true))
+                .collect();
             token = t;
         }
+    }
+    if (bprops.provider == "ais" || nbi) && msg.flags & LSO_NOT_CACHED != 0 {
+        // An ais:// bucket holds every object it has: none is "not cached".
+        merged.clear();
+        token.clear();
     }
     let uuid = if msg.uuid.is_empty() {
         ais_core::gen_id(10)

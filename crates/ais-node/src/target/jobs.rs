@@ -10,7 +10,7 @@ use crate::error::{self, ApiError, ApiResult};
 use crate::http::{empty, json_ok, read_json, Ctx, Res};
 use crate::rpc::types::{JobSpec, ObjErr};
 use crate::rpc::Dest;
-use ais_core::api::{expand_template, PropSet, MAX_TEMPLATE};
+use ais_core::api::{expand_template, PropSet, TcbMsg, MAX_TEMPLATE};
 use ais_core::meta::ObjAttrs;
 use ais_core::Bck;
 use axum::body::Body;
@@ -334,6 +334,10 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
                 Ok(()) => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
                 e => e,
             },
+            "copy-bck" if j.spec.msg.sync => match run(&t, &j).await {
+                Ok(()) if !j.aborted.load(Ordering::Relaxed) => sync_deletions(&t, &j).await,
+                e => e,
+            },
             _ => run(&t, &j).await,
         };
         // make-n-copies made what fits; fewer mountpaths than copies is
@@ -576,6 +580,100 @@ async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
         .buffer_unordered(workers);
         while s.next().await.is_some() {}
     }
+    Ok(())
+}
+
+/// `copy-bck` with `synchronize`: the destination's objects this target
+/// owns that a copy made (`made-by: copy`) and whose source no longer
+/// exists (a definite "not found" at the source's owner, or at the
+/// backend for a remote source; any doubt keeps the object) are deleted.
+async fn sync_deletions(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
+    let spec = &job.spec;
+    let (src, dst) = (t.core.bck(spec.src.clone()), t.core.bck(spec.dst.clone()));
+    let remote = super::remote::backend_of(t, &src)?;
+    let walk = JobSpec {
+        id: spec.id.clone(),
+        kind: "sync-walk".into(),
+        src: spec.dst.clone(),
+        dst: spec.dst.clone(),
+        msg: TcbMsg {
+            prefix: format!("{}{}", spec.msg.prepend, spec.msg.prefix),
+            ..Default::default()
+        },
+        skip_unchanged: false,
+        archive: None,
+        smap: None,
+    };
+    let mut c = Cursor::new(&walk)?;
+    let mut deleted = 0u64;
+    while let Some(page) = c.next(t, &walk).await? {
+        for (name, _) in page {
+            if job.aborted.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let owned = t
+                .core
+                .owner(&dst.obj_uname(&name))
+                .is_some_and(|o| o.daemon_id == t.core.id);
+            let Some(src_name) = name.strip_prefix(spec.msg.prepend.as_str()) else {
+                continue;
+            };
+            if !owned || !src_name.starts_with(spec.msg.prefix.as_str()) {
+                continue;
+            }
+            let made_by_copy = t
+                .store
+                .head(&dst, &name)
+                .await
+                .is_ok_and(|i| i.attrs.custom.get(MD_BY).map(String::as_str) == Some("copy"));
+            if !made_by_copy {
+                continue;
+            }
+            // A definite answer or none: (Ok(gone), Err(why not known)).
+            let gone: Result<bool, String> = match &remote {
+                Some(r) => r
+                    .head_object(crate::backend::http(), src_name)
+                    .await
+                    .map(|a| a.is_none())
+                    .map_err(|e| e.to_string()),
+                None => match t.core.owner(&src.obj_uname(src_name)) {
+                    None => Ok(false),
+                    Some(o) if o.daemon_id == t.core.id => Ok(matches!(
+                        t.store.head(&src, src_name).await,
+                        Err(ais_storage::StorageError::NotFound)
+                    )),
+                    Some(o) => t
+                        .core
+                        .rpc
+                        .obj_attrs(&Dest::from(&o), &spec.src, src_name)
+                        .await
+                        .map(|a| a.is_none())
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            let cname = format!("{}/{name}", dst.cname());
+            match gone {
+                Ok(true) => {
+                    t.mark_deleted(&dst.obj_uname(&name), true);
+                    match t.store.delete(&dst, &name).await {
+                        Ok(()) | Err(ais_storage::StorageError::NotFound) => deleted += 1,
+                        Err(e) => job.record(&cname, &error::storage(&t.core.name, &dst, &name, e)),
+                    }
+                    if t.core.bucket_props(&dst).is_ok_and(|p| p.ec.enabled) {
+                        let _ = super::delete_elsewhere(t, &dst, &name).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => job.record(
+                    &cname,
+                    &ApiError::unavailable(format!(
+                        "synchronize: source of {name} not checked (kept): {e}"
+                    )),
+                ),
+            }
+        }
+    }
+    tracing::info!(job = %spec.id, deleted, "synchronize: removed what the source no longer has");
     Ok(())
 }
 

@@ -630,12 +630,12 @@ async fn sync_deletions(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> 
                 continue;
             }
             // A definite answer or none: (Ok(gone), Err(why not known)).
-            let gone: Result<bool, String> = match &remote {
+            let gone: ApiResult<bool> = match &remote {
                 Some(r) => r
                     .head_object(crate::backend::http(), src_name)
                     .await
                     .map(|a| a.is_none())
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| ApiError::unavailable(e.to_string())),
                 None => match t.core.owner(&src.obj_uname(src_name)) {
                     None => Ok(false),
                     Some(o) if o.daemon_id == t.core.id => Ok(matches!(
@@ -648,7 +648,7 @@ async fn sync_deletions(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> 
                         .obj_attrs(&Dest::from(&o), &spec.src, src_name)
                         .await
                         .map(|a| a.is_none())
-                        .map_err(|e| e.to_string()),
+                        .map_err(ApiError::from),
                 },
             };
             let cname = format!("{}/{name}", dst.cname());

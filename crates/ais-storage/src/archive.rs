@@ -269,14 +269,9 @@ fn tar_members<R: Read>(
 ) -> Result<()> {
     for (i, e) in entries.enumerate() {
         let mut e = e.map_err(|e| bad(path, kind, e))?;
-        if !e.header().entry_type().is_file() {
+        let Some(name) = file_entry_name(&e, path, kind)? else {
             continue;
-        }
-        let name = e
-            .path()
-            .map_err(|e| bad(path, kind, e))?
-            .to_string_lossy()
-            .to_string();
+        };
         let size = e.size();
         let data_offset = seekable.then(|| e.raw_file_position());
         if !seekable {
@@ -301,6 +296,24 @@ fn tar_members<R: Read>(
         });
     }
     Ok(())
+}
+
+/// A tar entry's name when it is a file (directories, links and the like
+/// are not members).
+fn file_entry_name<R: Read>(
+    e: &tar::Entry<'_, R>,
+    path: &Path,
+    kind: ArchKind,
+) -> Result<Option<String>> {
+    if !e.header().entry_type().is_file() {
+        return Ok(None);
+    }
+    Ok(Some(
+        e.path()
+            .map_err(|e| bad(path, kind, e))?
+            .to_string_lossy()
+            .to_string(),
+    ))
 }
 
 /// The tar stream of a (possibly compressed) tar shard.
@@ -468,14 +481,9 @@ pub fn for_each_member(
             let mut a = tar::Archive::new(decompressed(file, kind));
             for e in a.entries().map_err(|e| bad(path, kind, e))? {
                 let mut e = e.map_err(|e| bad(path, kind, e))?;
-                if !e.header().entry_type().is_file() {
+                let Some(name) = file_entry_name(&e, path, kind)? else {
                     continue;
-                }
-                let name = e
-                    .path()
-                    .map_err(|e| bad(path, kind, e))?
-                    .to_string_lossy()
-                    .to_string();
+                };
                 let size = e.size();
                 one(&name, size, &mut e)?;
             }

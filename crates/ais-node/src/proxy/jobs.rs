@@ -695,20 +695,10 @@ pub async fn start_promote(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     .collect();
     let tcb = TcbMsg {
         ext,
-        coer: true,
         ..Default::default()
     };
-    let spec = JobSpec {
-        id: format!("promote-{}", ais_core::gen_id(10)),
-        kind: crate::rpc::types::JOB_PROMOTE.into(),
-        src: bck.name.clone(),
-        dst: bck.name.clone(),
-        msg: tcb,
-        skip_unchanged: false,
-        archive: None,
-        smap: None,
-    };
-    Ok(text_ok(&launch_on(p, spec, targets, |_| false).await?))
+    let kind = crate::rpc::types::JOB_PROMOTE;
+    bucket_job_on(p, bck, kind, kind, tcb, targets).await
 }
 
 /// `DELETE /v1/buckets/B` with `delete-listrange`: the objects named, those

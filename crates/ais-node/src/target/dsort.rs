@@ -171,6 +171,17 @@ impl Job {
         }
     }
 
+    /// The job is over here: its spills go, its state stays for queries.
+    fn archive(&self) {
+        self.remove_spills();
+        if let Ok(mut s) = self.state.lock() {
+            s.archived = true;
+            if s.finish_ns == 0 {
+                s.finish_ns = ais_core::now_ns();
+            }
+        }
+    }
+
     fn aborted(&self) -> bool {
         self.aborted.load(Ordering::Relaxed)
     }
@@ -392,25 +403,12 @@ pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Bo
                     s.errors.insert(0, why.clone());
                 }
                 j.fail(why);
-                j.remove_spills();
-                if let Ok(mut s) = j.state.lock() {
-                    s.archived = true;
-                    if s.finish_ns == 0 {
-                        s.finish_ns = ais_core::now_ns();
-                    }
-                }
+                j.archive();
             }
             Ok(crate::http::empty(StatusCode::OK))
         }
         ("finish", &Method::POST) => {
-            let j = t.dsorts.get(id).ok_or_else(|| not_found(t, id))?;
-            j.remove_spills();
-            if let Ok(mut s) = j.state.lock() {
-                s.archived = true;
-                if s.finish_ns == 0 {
-                    s.finish_ns = ais_core::now_ns();
-                }
-            }
+            t.dsorts.get(id).ok_or_else(|| not_found(t, id))?.archive();
             Ok(crate::http::empty(StatusCode::OK))
         }
         _ => Err(ctx.unknown_path()),
@@ -477,11 +475,7 @@ fn init(t: &Arc<Target>, plan: Plan) -> ApiResult<()> {
                 j.fail(format!(
                     "{node}: the coordinating proxy stopped driving the job"
                 ));
-                j.remove_spills();
-                if let Ok(mut s) = j.state.lock() {
-                    s.archived = true;
-                    s.finish_ns = ais_core::now_ns();
-                }
+                j.archive();
                 return;
             }
         }

@@ -36,6 +36,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         # No auth here: host-network ETLs (network: true, runtime.command
         # servers) need the operator's consent.
         "AIS_ETL_ALLOW_HOST_NETWORK": "1",
+        # The downloader may fetch from the tests' loopback HTTP servers
+        # (test_download.py); other private addresses stay refused.
+        "AIS_DOWNLOAD_ALLOW": "127.0.0.1",
         # What `promote` may read (test_promote.py).
         "AIS_PROMOTE_ROOTS": str(tmp_path_factory.getbasetemp() / "promote-root"),
     }

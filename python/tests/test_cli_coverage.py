@@ -126,12 +126,12 @@ def _check_unsupported(row: Tuple[str, str, str]) -> Optional[str]:
 
 def test_every_unsupported_command_fails_with_its_error() -> None:
     rows = [r for r in ROWS if r[1].startswith("unsupported")]
-    assert len(rows) > 50
+    assert len(rows) > 40
     with ThreadPoolExecutor(8) as ex:
         problems = [p for p in ex.map(_check_unsupported, rows) if p]
     assert not problems, "\n".join(problems)
     # `--help` does not hide it either.
-    p = run(["start", "download", "--help"])
+    p = run(["cluster", "remote-attach", "--help"])
     assert p.returncode != 0 and NOT_SUPPORTED in p.stderr.decode()
 
 
@@ -424,8 +424,8 @@ def test_alias_search_completion_version(cluster: Cluster, bucket: Bucket, tmp_p
     assert "x1" not in cli(cluster, "alias", env=env)[0]
     out, _ = cli(cluster, "search", "multipart")
     assert "ais object multipart-upload complete" in out and "ais mpu abort" in out, out
-    out, _ = cli(cluster, "search", "download")
-    assert "ais start download" in out and "not supported" in out, out
+    out, _ = cli(cluster, "search", "remote-attach")
+    assert "ais cluster remote-attach" in out and "not supported" in out, out
     out, _ = cli(cluster, "search", "dsort")
     assert "ais start dsort" in out and "not supported" not in out, out
     for shell, marker in (("bash", "complete -F"), ("zsh", "#compdef ais")):

@@ -491,6 +491,24 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
             node = Some(t.clone());
         }
     }
+    if a.kind == "download" {
+        let (Some(src), Some(dst)) = (a.target.clone(), a.dst.clone()) else {
+            bail!("usage: ais start download SRC_URL ais://BUCKET[/OBJECT_NAME|/SUBDIR/]");
+        };
+        return crate::download::start(
+            client,
+            crate::download::DownloadArgs {
+                src,
+                dst,
+                description: String::new(),
+                timeout: String::new(),
+                limit_connections: 0,
+                object_list: None,
+                wait: a.wait,
+            },
+        )
+        .await;
+    }
     if a.kind == "dsort" {
         let pos: Vec<String> = a.target.iter().chain(a.dst.iter()).cloned().collect();
         return crate::dsort::start(client, a.spec.as_deref(), pos, a.wait).await;

@@ -5,6 +5,7 @@ mod archive;
 mod auth;
 mod cluster;
 mod config;
+mod download;
 mod dsort;
 mod etl;
 mod fmt;
@@ -103,6 +104,10 @@ enum Cmd {
     /// Distributed shuffle / re-shard of shards: `ais dsort [SRC_BUCKET]
     /// [DST_BUCKET] -f SPEC.json|SPEC.yaml|-` (as `ais start dsort`).
     Dsort(dsort::DsortArgs),
+    /// Download HTTP(S) links into a bucket: `ais download URL ais://B[/NAME]`,
+    /// a range `ais download "http://h/d/shard-{000..099}.tar" ais://B/SUBDIR/`,
+    /// or a list `--object-list FILE` (as `ais start download`).
+    Download(download::DownloadArgs),
     /// Remove leftovers on every target, or one (as `ais storage cleanup`).
     SpaceCleanup {
         target_id: Option<String>,
@@ -670,6 +675,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Cmd::Start(a) => jobs::start_cmd(&client, a).await,
         Cmd::BlobDownload(a) => jobs::blob_cmd(&client, a).await,
+        Cmd::Download(a) => download::start(&client, a).await,
         Cmd::Dsort(a) => dsort::start(&client, a.spec.as_deref(), a.args, a.wait).await,
         Cmd::SpaceCleanup { target_id, wait } => {
             cluster::storage(&client, cluster::StorageCmd::Cleanup { target_id, wait }).await

@@ -461,6 +461,26 @@ impl Client {
         crate::text(resp).await
     }
 
+    /// Starts a download (`POST /v1/download`, AIStore's `DlBody`); answers
+    /// its job id.
+    pub async fn download_start(&self, body: &serde_json::Value) -> Result<String> {
+        let raw =
+            serde_json::to_vec(body).map_err(|e| crate::ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .request(
+                Method::POST,
+                self.url("/v1/download"),
+                Some(raw.into()),
+                &[("content-type", "application/json".into())],
+            )
+            .await?;
+        let v: serde_json::Value = crate::json(resp).await?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| crate::ClientError::Decode(format!("no job id in {v}")))
+    }
+
     /// Starts a dSort job (`POST /v1/sort`) from a spec (AIStore's fields);
     /// answers its id.
     pub async fn dsort_start(&self, spec: &serde_json::Value) -> Result<String> {

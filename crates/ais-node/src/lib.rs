@@ -18,6 +18,7 @@ pub mod config;
 pub mod cred;
 pub mod error;
 pub mod http;
+pub mod links;
 pub mod logring;
 pub mod metrics;
 pub mod proxy;

@@ -290,6 +290,7 @@ async fn proxy_endpoint(p: &Arc<Proxy>, ctx: &Ctx, ep: Endpoint<'_>, body: Body)
         Endpoint::ClusterSetConfig => proxy::config::set_cluster(p, ctx).await,
         Endpoint::SetPrimary(id) => proxy::role::set_primary(p, ctx, id).await,
         Endpoint::Sort(what) => proxy::dsort::handle(p, ctx, what, body).await,
+        Endpoint::Download(what) => proxy::download::handle(p, ctx, what, body).await,
         _ => Err(ctx.unknown_path()),
     }
 }

@@ -142,15 +142,26 @@ fn stop_maintenance(rt: &tokio::runtime::Runtime, url: &str, sid: &str) -> ais_c
     j
 }
 
-/// Every name reads back with its content.
+/// Every name reads back with its content. A 503 ("retry shortly": a
+/// target missed keepalives on a starved host) is retried for a while, as
+/// a client should; any other error, or wrong bytes, fails.
 fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names: &[String]) {
     rt.block_on(async {
         let cl = Client::new(url);
         for n in names {
-            let got = cl
-                .get(bucket, n)
-                .await
-                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let got = loop {
+                match cl.get(bucket, n).await {
+                    Ok(b) => break b,
+                    Err(e)
+                        if e.to_string().contains("retry")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => panic!("{n}: {e}"),
+                }
+            };
             assert_eq!(got.as_ref(), content(n).as_slice(), "{n}");
         }
     });

@@ -261,6 +261,8 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
         Endpoint::SetPrimary(_) => vec![need(ADMIN, None, "set the primary proxy (admin only)")],
         // As AIStore: dSort reads and writes whole buckets.
         Endpoint::Sort(_) => vec![need(ADMIN, None, "dsort (admin only)")],
+        // The nodes connect where a download names: admins only.
+        Endpoint::Download(_) => vec![need(ADMIN, None, "download (admin only)")],
         Endpoint::ClusterSetConfig
         | Endpoint::DaemonSetConfig
         | Endpoint::ReverseDaemonSetConfig => {

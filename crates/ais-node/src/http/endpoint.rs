@@ -82,6 +82,8 @@ pub enum Endpoint<'a> {
     },
     /// `/v1/sort[/abort]`: dSort (proxy).
     Sort(&'a str),
+    /// `/v1/download[/abort|/remove]`: the downloader (proxy).
+    Download(&'a str),
     /// `/v1/ml/moss[/BUCKET]`: Get-Batch.
     Moss(&'a str),
     /// `/metrics`: Prometheus text exposition (every node).
@@ -181,6 +183,7 @@ impl<'a> Endpoint<'a> {
             ("daemon", _) => Self::Daemon,
             ("metasync", r) if r.starts_with("raft/") => Self::Raft(&r[5..]),
             ("metasync", _) => Self::Metasync,
+            ("download", r) => Self::Download(r),
             ("ml", r) => match split_first(r) {
                 ("moss", b) if !b.contains('/') => Self::Moss(b),
                 _ => Self::Unknown,

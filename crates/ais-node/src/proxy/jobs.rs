@@ -1030,6 +1030,33 @@ async fn interrupted(p: &Proxy, clean: &mut Option<String>) -> bool {
     }
 }
 
+/// [`launch`], answering the id itself.
+pub(super) async fn launch_all(p: &Proxy, spec: JobSpec) -> ApiResult<String> {
+    launch_on(p, spec, p.core.targets(), |_| false).await
+}
+
+/// Stops job `id` everywhere (an error names the targets it may still run on).
+pub(super) async fn stop_one(p: &Proxy, id: &str) -> ApiResult<()> {
+    stop_outcome(id, stop_job(p, id).await)
+}
+
+/// Forgets finished job `id` (as `remove-job`).
+pub(super) async fn remove_one(p: &Proxy, id: &str) -> ApiResult<()> {
+    remove_jobs(p, json!({ "id": id })).await.map(drop)
+}
+
+/// The ids of the registered jobs whose ids start with `kind-`.
+pub(super) async fn ids_of_kind(p: &Proxy, kind: &str) -> Vec<String> {
+    let mut ids: Vec<String> = p
+        .jobs
+        .ids()
+        .into_iter()
+        .filter(|i| i.starts_with(&format!("{kind}-")))
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Registers a job and starts it on every target; answers its id.
 pub(super) async fn launch(p: &Proxy, spec: JobSpec) -> Res {
     let targets = p.core.targets();

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod buckets;
 pub mod cluster;
 pub mod config;
+pub mod download;
 pub mod dsort;
 pub mod etl;
 pub mod forward;

@@ -37,6 +37,8 @@ pub const JOB_CLEANUP: &str = "cleanup";
 /// parallel ranges on its owner; `msg.objnames[0]`, `msg.num_workers`,
 /// `msg.ext["chunk-size"]`, `msg.ext["latest-ver"]`).
 pub const JOB_BLOB_DOWNLOAD: &str = "blob-download";
+/// Objects fetched from HTTP(S) links into a bucket (`target::download`).
+pub const JOB_DOWNLOAD: &str = "download";
 /// Files on targets' filesystems into a bucket (`target::promote`).
 pub const JOB_PROMOTE: &str = "promote";
 

@@ -328,6 +328,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
             }
             ARCHIVE => super::archive::run_job(&t, &j).await,
             crate::rpc::types::JOB_PROMOTE => super::promote::run(&t, &j).await,
+            crate::rpc::types::JOB_DOWNLOAD => super::download::run(&t, &j).await,
             EC_ENCODE => super::ec::repair_bucket(&t, &t.core.bck(j.spec.src.clone()), &j).await,
             SCRUB | crate::rpc::types::JOB_MAKE_N_COPIES => match run(&t, &j).await {
                 // Then the bucket's erasure-coded parts.

@@ -8,6 +8,7 @@
 pub mod append;
 pub mod archive;
 pub mod batch;
+pub mod download;
 pub mod dsort;
 pub mod ec;
 pub mod etl;

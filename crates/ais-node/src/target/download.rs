@@ -1,0 +1,205 @@
+//! The downloader (AIStore's `/v1/download`) on a target: objects fetched
+//! from HTTP(S) URLs into a bucket, each by the target that owns its name,
+//! streamed into the object's writer (stored whole or not at all: a body
+//! shorter or longer than its `Content-Length` is refused), with retries.
+//!
+//! Users name the URLs, so the nodes guard where they connect
+//! (`crate::links`): the name is resolved once, checked, and the connection
+//! pinned to that address (no second lookup to rebind); redirects are not
+//! followed; the cluster's credentials are never sent.
+
+use super::jobs::TargetJob;
+use super::Target;
+use crate::error::{self, ApiError, ApiResult};
+use crate::links::{base_name, check_url, resolve, MAX_LINKS};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Attempts per object (transient failures: connection, 5xx, 429).
+const ATTEMPTS: u32 = 3;
+
+/// The (object name, URL) pairs of a download job: `ext["template"]` (a
+/// range; names: `subdir` + the URL's last path element) or `ext["u:NAME"]`.
+fn pairs(job: &TargetJob) -> ApiResult<Vec<(String, String)>> {
+    let ext = &job.spec.msg.ext;
+    if let Some(t) = ext.get("template") {
+        let subdir = ext.get("subdir").cloned().unwrap_or_default();
+        let urls = ais_core::api::expand_template(t, MAX_LINKS)?;
+        return urls
+            .into_iter()
+            .map(|u| Ok((format!("{subdir}{}", base_name(&u)?), u)))
+            .collect();
+    }
+    Ok(ext
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("u:").map(|n| (n.to_string(), v.clone())))
+        .collect())
+}
+
+/// The `download` job here: the pairs whose objects this target owns.
+pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
+    use futures::StreamExt;
+    let spec = &job.spec;
+    let bck = t.core.bck(spec.dst.clone());
+    let timeout = spec
+        .msg
+        .ext
+        .get("timeout")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(300);
+    let conns = spec
+        .msg
+        .ext
+        .get("connections")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(8);
+    let mine: Vec<(String, String)> = pairs(job)?
+        .into_iter()
+        .filter(|(n, _)| {
+            t.core
+                .owner_with(&bck.obj_uname(n), |o| o.daemon_id == t.core.id)
+                .unwrap_or(false)
+        })
+        .collect();
+    job.set_total(mine.len() as u64, 0);
+    let mut work = futures::stream::iter(mine.into_iter().map(|(name, url)| {
+        let (t, job, bck) = (t.clone(), job.clone(), bck.clone());
+        async move {
+            if job.aborted.load(Ordering::Relaxed) {
+                return;
+            }
+            let cname = format!("{}/{name}", bck.cname());
+            match one(&t, &job, &bck, &name, &url, Duration::from_secs(timeout)).await {
+                Ok(n) => job.done_one(n),
+                Err(e) => job.record(&format!("{cname} ({url})"), &e),
+            }
+        }
+    }))
+    .buffer_unordered(conns);
+    while work.next().await.is_some() {}
+    Ok(())
+}
+
+/// One object, with retries of transient failures.
+async fn one(
+    t: &Arc<Target>,
+    job: &Arc<TargetJob>,
+    bck: &ais_core::Bck,
+    name: &str,
+    url: &str,
+    timeout: Duration,
+) -> ApiResult<u64> {
+    ais_core::names::validate_object_name(name)?;
+    let parsed = check_url(url)?;
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
+        }
+        if job.aborted.load(Ordering::Relaxed) {
+            return Err(ApiError::Conflict("aborted".into()));
+        }
+        match fetch(t, job, bck, name, &parsed, timeout).await {
+            Ok(n) => return Ok(n),
+            Err((e, retry)) => {
+                if !retry {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| ApiError::internal("download: no attempt made")))
+}
+
+/// One attempt: `Err((error, retryable))`.
+async fn fetch(
+    t: &Arc<Target>,
+    job: &Arc<TargetJob>,
+    bck: &ais_core::Bck,
+    name: &str,
+    url: &reqwest::Url,
+    timeout: Duration,
+) -> Result<u64, (ApiError, bool)> {
+    let addr = resolve(url).await.map_err(|e| (e, false))?;
+    let host = url
+        .host_str()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    // Pinned to the address checked; no redirects (a hop could lead
+    // anywhere); the cluster's own credentials are never sent.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(host, addr)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| (ApiError::internal(e.to_string()), false))?;
+    let resp = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| (ApiError::unavailable(format!("download {url}: {e}")), true))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let retry = status.is_server_error() || status.as_u16() == 429;
+        return Err((
+            ApiError::bad_request(format!("download {url}: the server answered {status}")),
+            retry,
+        ));
+    }
+    let expect = resp.content_length();
+    let serr = |e| (error::storage(&t.core.name, bck, name, e), false);
+    let _write = t.check_writable(bck).map_err(|e| (e, false))?;
+    let mut w = super::objects::writer(t, bck, name)
+        .await
+        .map_err(|e| (e, false))?;
+    let mut got = 0u64;
+    let mut body = resp.bytes_stream();
+    use futures::StreamExt;
+    while let Some(chunk) = body.next().await {
+        if job.aborted.load(Ordering::Relaxed) {
+            return Err((ApiError::Conflict("aborted".into()), false));
+        }
+        let chunk = chunk.map_err(|e| {
+            (
+                ApiError::unavailable(format!("download {url}: cut short: {e}")),
+                true,
+            )
+        })?;
+        got += chunk.len() as u64;
+        if expect.is_some_and(|n| got > n) {
+            return Err((
+                ApiError::bad_request(format!(
+                    "download {url}: more bytes than its Content-Length"
+                )),
+                false,
+            ));
+        }
+        w.write(&chunk).await.map_err(serr)?;
+    }
+    if expect.is_some_and(|n| got != n) {
+        return Err((
+            ApiError::unavailable(format!(
+                "download {url}: {got} of {} bytes arrived",
+                expect.unwrap_or(0)
+            )),
+            true,
+        ));
+    }
+    let mut custom = std::collections::BTreeMap::new();
+    custom.insert("source".to_string(), url.to_string());
+    if t.commit_or_forward(bck, name, w, custom, true)
+        .await
+        .map_err(|e| (e, false))?
+        .is_ok()
+    {
+        super::ec::protect(t, bck, name)
+            .await
+            .map_err(|e| (e, false))?;
+    }
+    Ok(got)
+}

@@ -23,6 +23,12 @@ from ais_cluster import default_bin_dir
 AIS = str(default_bin_dir() / "ais")
 FILES: Dict[str, bytes] = {f"/d/r-{i}.bin": os.urandom(1000 + i * 5000) for i in range(6)}
 FILES["/d/big.bin"] = os.urandom(3 << 20)
+# 100 files for a template download.
+for _i in range(100):
+    FILES[f"/h/f-{_i:03d}.dat"] = os.urandom(100 + _i * 37)
+# Paths that fail on their first request (then work), and always.
+ATTEMPTS: Dict[str, int] = {}
+LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -37,6 +43,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"x" * 400)
             self.wfile.flush()
             self.close_connection = True
+            return
+        if self.path.startswith(("/flaky/", "/always/")):
+            with LOCK:
+                ATTEMPTS[self.path] = ATTEMPTS.get(self.path, 0) + 1
+                n = ATTEMPTS[self.path]
+            if self.path.startswith("/always/") or n % 2 == 1:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = self.path.encode() * 50
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         if self.path == "/redirect":
             self.send_response(302)
@@ -112,6 +133,30 @@ def test_single_multi_and_range_downloads(endpoint: str, bucket: Bucket, web: st
     r = requests.delete(f"{endpoint}/v1/download/remove", json={"id": st["id"]}, timeout=30)
     assert r.status_code == 200, r.text
     assert requests.get(f"{endpoint}/v1/download", params={"id": st["id"]}, timeout=30).status_code == 404
+
+
+def test_a_hundred_files_by_template_and_a_flaky_server(endpoint: str, bucket: Bucket, web: str) -> None:
+    job = start(endpoint, {"type": "range", "bucket": {"name": bucket.name},
+                           "template": f"{web}/h/f-{{000..099}}.dat", "description": "hundred"})
+    # A job with progress, as any job (`ais show job`).
+    seen = requests.get(f"{endpoint}/v1/cluster", params={"what": "status"}, json={"ID": job}, timeout=30).json()
+    assert seen["kind"] == "download", seen
+    st = wait(endpoint, job)
+    assert (st["total"], st["finished_cnt"], st["errors_cnt"]) == (100, 100, 0), st
+    for i in range(100):
+        assert get(bucket, f"f-{i:03d}.dat") == FILES[f"/h/f-{i:03d}.dat"], i
+    # A server failing every other request: retried, all stored; one
+    # failing always: its links reported, one error each.
+    links = {f"fl-{i}": f"{web}/flaky/{i}" for i in range(10)}
+    links.update({f"al-{i}": f"{web}/always/{i}" for i in range(3)})
+    st = wait(endpoint, start(endpoint, {"type": "multi", "bucket": {"name": bucket.name}, "objects": links}))
+    assert (st["finished_cnt"], st["errors_cnt"]) == (10, 3), st
+    assert all("503" in e["error"] for e in st["errors"]), st["errors"]
+    assert sorted(e["name"].split(" ")[0].split("/")[-1] for e in st["errors"]) == ["al-0", "al-1", "al-2"]
+    for i in range(10):
+        assert get(bucket, f"fl-{i}") == f"/flaky/{i}".encode() * 50
+        assert ATTEMPTS[f"/flaky/{i}"] == 2
+    assert all(ATTEMPTS[f"/always/{i}"] == 3 for i in range(3))
 
 
 def test_failures_are_listed_and_nothing_partial_is_stored(endpoint: str, bucket: Bucket, web: str) -> None:

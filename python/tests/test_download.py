@@ -194,6 +194,10 @@ def test_requests_are_checked(endpoint: str, bucket: Bucket, web: str) -> None:
     ):
         r = post(body)
         assert r.status_code == 400 and why in r.text, (body, r.text)
+    r = post({"type": "single", "link": "https://example.com/x.bin"})
+    assert r.status_code == 501 and "https" in r.text, r.text
+    r = post({"type": "single", "link": f"{web}/x", "timeout": "1000h"})
+    assert r.status_code == 400 and "timeout" in r.text, r.text
     r = post({"type": "backend", "prefix": "x"})
     assert r.status_code == 501 and "prefetch" in r.text, r.text
     r = requests.post(f"{endpoint}/v1/download", json={"type": "single", "bucket": {"name": "no-such-b"},

@@ -641,10 +641,10 @@ pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> 
         }
         let mut next = Vec::with_capacity(out.len() * count);
         for p in &out {
-            let mut i = a;
-            while i <= b {
+            // By index: `a + k * step` never passes `b` (no wrap-around).
+            for k in 0..count as u64 {
+                let i = a + k * step;
                 next.push(format!("{p}{lit}{i:0width$}"));
-                i += step;
             }
         }
         out = next;
@@ -656,6 +656,14 @@ pub fn expand_template(t: &str, limit: usize) -> Result<Vec<String>, CoreError> 
 #[cfg(test)]
 mod tcb_tests {
     use super::*;
+
+    #[test]
+    fn templates_at_the_top_of_u64_end() {
+        let v = expand_template("x{18446744073709551614..18446744073709551615}", 10).unwrap();
+        assert_eq!(v, ["x18446744073709551614", "x18446744073709551615"]);
+        let v = expand_template("x{0..18446744073709551615..9223372036854775808}", 10).unwrap();
+        assert_eq!(v.len(), 2);
+    }
 
     #[test]
     fn templates_are_bounded_in_bytes_too() {

@@ -142,9 +142,10 @@ fn stop_maintenance(rt: &tokio::runtime::Runtime, url: &str, sid: &str) -> ais_c
     j
 }
 
-/// Every name reads back with its content. A 503 ("retry shortly": a
-/// target missed keepalives on a starved host) is retried for a while, as
-/// a client should; any other error, or wrong bytes, fails.
+/// Every name reads back with its content. Only the proxy's 503 for a
+/// target that missed keepalives on a starved host is retried (for a while,
+/// as a client should); a misplaced object ("left the cluster", any other
+/// error) or wrong bytes fail.
 fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names: &[String]) {
     rt.block_on(async {
         let cl = Client::new(url);
@@ -154,7 +155,7 @@ fn assert_readable(rt: &tokio::runtime::Runtime, url: &str, bucket: &str, names:
                 match cl.get(bucket, n).await {
                     Ok(b) => break b,
                     Err(e)
-                        if e.to_string().contains("retry")
+                        if e.to_string().contains("is not responding (no keepalive")
                             && std::time::Instant::now() < deadline =>
                     {
                         tokio::time::sleep(Duration::from_millis(250)).await;

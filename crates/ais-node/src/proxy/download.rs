@@ -187,9 +187,10 @@ async fn start(p: &Proxy, body: Body) -> Res {
     } else {
         ais_core::config::parse_duration(&b.timeout)
             .map(|d| d.as_secs().max(1))
+            .filter(|s| *s <= 7 * 24 * 3600)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "download: invalid timeout \"{}\" (e.g. 30s, 5m)",
+                    "download: invalid timeout \"{}\" (e.g. 30s, 5m; at most a week)",
                     b.timeout
                 ))
             })?

@@ -18,6 +18,18 @@ use std::time::Duration;
 
 /// Attempts per object (transient failures: connection, 5xx, 429).
 const ATTEMPTS: u32 = 3;
+/// A server silent this long mid-body is given up on (and retried).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// The largest object a download stores (`AIS_DOWNLOAD_MAX_SIZE`, bytes;
+/// default 1 TiB): a server claiming or sending more is refused.
+fn max_object_size() -> u64 {
+    std::env::var("AIS_DOWNLOAD_MAX_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1 << 40)
+}
 
 /// The (object name, URL) pairs of a download job: `ext["template"]` (a
 /// range; names: `subdir` + the URL's last path element) or `ext["u:NAME"]`.
@@ -42,12 +54,13 @@ pub async fn run(t: &Arc<Target>, job: &Arc<TargetJob>) -> ApiResult<()> {
     use futures::StreamExt;
     let spec = &job.spec;
     let bck = t.core.bck(spec.dst.clone());
+    // Per link, the whole transfer (a silent server is dropped sooner: IDLE).
     let timeout = spec
         .msg
         .ext
         .get("timeout")
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(300);
+        .unwrap_or(24 * 3600);
     let conns = spec
         .msg
         .ext
@@ -133,6 +146,9 @@ async fn fetch(
     // anywhere); the cluster's own credentials are never sent.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // Never through a proxy from the environment: it would resolve the
+        // name again, past the check.
+        .no_proxy()
         .resolve(host, addr)
         .connect_timeout(Duration::from_secs(10))
         .timeout(timeout)
@@ -152,6 +168,16 @@ async fn fetch(
         ));
     }
     let expect = resp.content_length();
+    let cap = max_object_size();
+    if expect.is_some_and(|n| n > cap) {
+        return Err((
+            ApiError::bad_request(format!(
+                "download {url}: {} bytes, more than the {cap} this cluster downloads into one object (AIS_DOWNLOAD_MAX_SIZE)",
+                expect.unwrap_or(0)
+            )),
+            false,
+        ));
+    }
     let serr = |e| (error::storage(&t.core.name, bck, name, e), false);
     let _write = t.check_writable(bck).map_err(|e| (e, false))?;
     let mut w = super::objects::writer(t, bck, name)
@@ -160,10 +186,33 @@ async fn fetch(
     let mut got = 0u64;
     let mut body = resp.bytes_stream();
     use futures::StreamExt;
-    while let Some(chunk) = body.next().await {
+    // Read in waits of at most a second: an abort is seen within one, and a
+    // server silent for IDLE is dropped (whatever the whole-request timeout).
+    let mut idle = Duration::ZERO;
+    loop {
         if job.aborted.load(Ordering::Relaxed) {
             return Err((ApiError::Conflict("aborted".into()), false));
         }
+        let chunk = match tokio::time::timeout(Duration::from_secs(1), body.next()).await {
+            Err(_) => {
+                idle += Duration::from_secs(1);
+                if idle >= IDLE {
+                    return Err((
+                        ApiError::unavailable(format!(
+                            "download {url}: no data for {}s",
+                            IDLE.as_secs()
+                        )),
+                        true,
+                    ));
+                }
+                continue;
+            }
+            Ok(None) => break,
+            Ok(Some(c)) => {
+                idle = Duration::ZERO;
+                c
+            }
+        };
         let chunk = chunk.map_err(|e| {
             (
                 ApiError::unavailable(format!("download {url}: cut short: {e}")),
@@ -171,6 +220,14 @@ async fn fetch(
             )
         })?;
         got += chunk.len() as u64;
+        if got > cap {
+            return Err((
+                ApiError::bad_request(format!(
+                    "download {url}: more than the {cap} bytes this cluster downloads into one object (AIS_DOWNLOAD_MAX_SIZE)"
+                )),
+                false,
+            ));
+        }
         if expect.is_some_and(|n| got > n) {
             return Err((
                 ApiError::bad_request(format!(

@@ -46,6 +46,8 @@ pub struct TargetJob {
     pub(super) total_bytes: AtomicU64,
     pub(super) counted: AtomicBool,
     errors: Mutex<Vec<ObjErr>>,
+    /// Objects that failed (all of them; `errors` keeps the first ones).
+    failed: AtomicU64,
 }
 
 /// The jobs this target runs or ran (the last [`MAX_KEPT_JOBS`] finished),
@@ -146,7 +148,7 @@ impl TargetJob {
         let end = self.ended_ns.load(Ordering::Relaxed);
         let err = self.err.lock().map(|e| e.clone()).unwrap_or_default();
         let bck = |name: &str| json!({"name": name, "provider": "ais", "namespace": {"uuid": "", "name": ""}});
-        let errors = self.errors.lock().map(|e| e.len()).unwrap_or(0);
+        let errors = self.failed.load(Ordering::Relaxed);
         json!({
             "id": self.spec.id,
             "kind": self.spec.kind,
@@ -190,6 +192,11 @@ impl TargetJob {
     }
 
     pub(super) fn record(&self, obj: &str, e: &ApiError) {
+        let n = self.failed.fetch_add(1, Ordering::Relaxed);
+        // The first MAX_JOB_ERRORS are kept (and logged); the rest counted.
+        if n >= MAX_JOB_ERRORS {
+            return;
+        }
         tracing::warn!(job = %self.spec.id, object = %obj, error = %e, "job: object failed");
         if let Ok(mut errs) = self.errors.lock() {
             errs.push(ObjErr {
@@ -200,6 +207,9 @@ impl TargetJob {
         }
     }
 }
+
+/// Failed objects a job keeps by name (the rest are counted).
+const MAX_JOB_ERRORS: u64 = 1000;
 
 /// `/v1/internal/jobs[/ID[/WHAT]]`.
 pub async fn internal(t: &Arc<Target>, ctx: &Ctx, id: &str, what: &str, body: Body) -> Res {
@@ -306,6 +316,7 @@ pub fn start_local(t: &Arc<Target>, spec: JobSpec) -> Arc<TargetJob> {
         total_bytes: AtomicU64::new(0),
         counted: AtomicBool::new(false),
         errors: Mutex::new(Vec::new()),
+        failed: AtomicU64::new(0),
     });
     t.jobs.insert(job.clone());
     let (t, j) = (t.clone(), job.clone());
@@ -393,7 +404,7 @@ impl TargetJob {
         self.record(obj, e);
     }
     pub fn error_count(&self) -> usize {
-        self.errors.lock().map(|e| e.len()).unwrap_or(0)
+        self.failed.load(Ordering::Relaxed) as usize
     }
 }
 

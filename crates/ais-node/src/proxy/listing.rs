@@ -79,6 +79,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         props: &props_q,
         flags: msg.flags,
         inv: &inv,
+        smap: smap.version,
     };
     let flagged = NODE_FLAG_MAINTENANCE | NODE_FLAG_DECOMMISSION;
     let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {

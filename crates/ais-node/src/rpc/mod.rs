@@ -260,6 +260,7 @@ impl Rpc {
     ) -> Result<TargetPage, RpcError> {
         let limit = q.limit.to_string();
         let flags = q.flags.to_string();
+        let smap = q.smap.to_string();
         let req = self
             .get(to, &format!("{}/{bucket}", routes::INT_LIST))
             .query(&[
@@ -269,6 +270,7 @@ impl Rpc {
                 ("props", q.props),
                 ("flags", flags.as_str()),
                 ("inv", q.inv),
+                ("smap", smap.as_str()),
             ]);
         self.json(to, req).await
     }

@@ -129,6 +129,9 @@ pub struct ListQuery<'a> {
     pub flags: u64,
     /// With `LSO_NBI`: the inventory to read (empty: the bucket's only one).
     pub inv: &'a str,
+    /// The version of the cluster map the proxy lists by: a target behind
+    /// it catches up first (it would not know who left yet).
+    pub smap: u64,
 }
 
 /// Job kind: a native bucket inventory of a remote bucket, each target

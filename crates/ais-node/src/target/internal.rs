@@ -18,6 +18,22 @@ pub async fn list(t: &std::sync::Arc<Target>, ctx: &Ctx, bucket: &str) -> Res {
     ctx.expect_method(&[Method::GET])?;
     let bck = t.core.bck(bucket);
     t.core.bucket_props(&bck)?;
+    // The proxy lists by its map: one that dropped a silent target may be
+    // newer than this target's, which would not know yet that the target
+    // left (and answer as if its share were all there was).
+    if let Some(want) = ctx.query.get("smap").and_then(|v| v.parse::<u64>().ok()) {
+        let mine = || t.core.meta.with_smap(|s| s.map(|s| s.version).unwrap_or(0));
+        if mine() < want {
+            let _ = crate::state::sync_now(t).await;
+            if mine() < want {
+                return Err(ApiError::unavailable(format!(
+                    "{}: its cluster map (v{}) is behind the proxy's (v{want}); retry",
+                    t.core.name,
+                    mine()
+                )));
+            }
+        }
+    }
     // A target that left the map without being decommissioned may hold
     // objects of this bucket: a listing without them would be a silent
     // partial answer (a GET of one is a 503 for the same reason).

@@ -435,3 +435,22 @@ def test_hostile_specs_names_and_archives(client: Client, endpoint: str, bucket:
     bucket.object("in-00.tar").get_writer().put_content(make_tar([("n" * 1100 + ".jpg", b"x")]))
     assert "longer than" in wait_fail(client, post(endpoint, base).text)
     assert not list(dst.list_all_objects()), "nothing written by a failed job"
+
+
+def test_a_missing_input_shard_is_said(client: Client, endpoint: str, bucket: Bucket, dst: Bucket) -> None:
+    """A missing input shard is a warning in the job by default (never a
+    silent 'done'), and fails the job with missing_shards: abort."""
+    records = make_input(bucket, shards=3, per=4)
+    spec = {
+        "input_bck": {"name": bucket.name}, "input_format": {"template": "in-{00..03}"},
+        "input_extension": ".tar", "output_bck": {"name": dst.name},
+        "output_format": "o-{000..999}", "output_shard_size": "4KiB",
+    }
+    job = post(endpoint, spec).text
+    res = client.dsort(job).wait(timeout=TIMEOUT, verbose=False)
+    assert res.success, res
+    warnings = [w for i in client.dsort(job).get_job_info().values() for w in (i.metrics.warnings or [])]
+    assert any("in-03.tar" in w and "does not exist" in w for w in warnings), warnings
+    check_whole(outputs(dst), records)
+    job = post(endpoint, {**spec, "missing_shards": "abort"}).text
+    assert "in-03.tar" in wait_fail(client, job)

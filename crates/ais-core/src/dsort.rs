@@ -531,7 +531,10 @@ impl RequestSpec {
             missing_shards: reaction(
                 "missing_shards",
                 &pick(&self.missing_shards, &c.missing_shards),
-                Reaction::Ignore,
+                // Said in the job's warnings by default: a job that skipped
+                // an input never looks like one that read them all
+                // ("ignore" stays available, as AIStore's default).
+                Reaction::Warn,
             )?,
             duplicated_records: reaction(
                 "duplicated_records",

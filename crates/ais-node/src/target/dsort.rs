@@ -609,7 +609,7 @@ async fn extract_one(
             let io =
                 |e: std::io::Error| ApiError::internal(format!("{node}: extract {cname}: {e}"));
             let bad = |m: String| ApiError::bad_request(format!("{cname}: {m}"));
-            let mut idx = Index::new(content.as_ref().map(|c| c.0.clone()));
+            let mut idx = Index::default();
             let source = match &spill {
                 None => {
                     // In place: the index of the file we keep open.
@@ -742,25 +742,15 @@ async fn extract_one(
 
 /// One shard's records as they are indexed: members grouped by key, in
 /// order of first appearance, with the limits every record obeys.
+#[derive(Default)]
 struct Index {
     by_key: HashMap<String, usize>,
     groups: Vec<Vec<Spilled>>,
     keys: Vec<(String, u64, Option<ContentKey>)>,
     bytes: u64,
-    _content_ext: Option<String>,
 }
 
 impl Index {
-    fn new(content_ext: Option<String>) -> Index {
-        Index {
-            by_key: HashMap::new(),
-            groups: Vec::new(),
-            keys: Vec::new(),
-            bytes: 0,
-            _content_ext: content_ext,
-        }
-    }
-
     fn add(&mut self, name: &str, off: u64, size: u64) -> ApiResult<()> {
         let refuse = |m: String| Err(ApiError::bad_request(m));
         if name.len() > MAX_NAME {

@@ -525,7 +525,14 @@ pub async fn start_cmd(client: &Client, a: StartArgs) -> anyhow::Result<()> {
         };
         let (bck, obj) = crate::objects::parse_object(t)?;
         let id = client
-            .blob_download(&bck.name, &obj, a.chunk_size, a.num_workers, a.latest)
+            .blob_download(
+                &bck.name,
+                &bck.provider,
+                &obj,
+                a.chunk_size,
+                a.num_workers,
+                a.latest,
+            )
             .await?;
         println!("Started blob-download[{id}] of {}/{obj}", bck.cname());
         return follow(client, &id, a.wait).await;

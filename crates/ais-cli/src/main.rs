@@ -605,7 +605,7 @@ fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::with_token(&cli.endpoint, ais_client::auth::saved_token().as_deref());
-    // `s3://B` arguments: the cluster adds a remote bucket on first use (if
+    // `s3://B` (`gs://B`, `az://B`) arguments: the cluster adds a remote bucket on first use (if
     // its backend has it); after that every command addresses it by name.
     if !matches!(
         cli.cmd,
@@ -614,15 +614,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     ) {
         for arg in std::env::args().skip(1) {
-            if let Some(name) = arg
-                .strip_prefix("s3://")
-                .and_then(|r| r.split('/').next())
-                .filter(|n| !n.is_empty())
-            {
-                client
-                    .add_remote_bucket(name, "aws")
-                    .await
-                    .with_context(|| format!("s3://{name}"))?;
+            for (scheme, provider) in [("s3://", "aws"), ("gs://", "gcp"), ("az://", "azure")] {
+                if let Some(name) = arg
+                    .strip_prefix(scheme)
+                    .and_then(|r| r.split('/').next())
+                    .filter(|n| !n.is_empty())
+                {
+                    client
+                        .add_remote_bucket(name, provider)
+                        .await
+                        .with_context(|| format!("{scheme}{name}"))?;
+                }
             }
         }
     }

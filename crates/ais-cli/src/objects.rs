@@ -316,7 +316,7 @@ pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> a
     let (bck, obj) = Bck::parse_uri(&a.bucket).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !bck.is_remote() {
         bail!(
-            "{} is not a remote bucket (expected s3://BUCKET)",
+            "{} is not a remote bucket (expected s3://, gs:// or az://BUCKET)",
             bck.cname()
         );
     }
@@ -325,12 +325,19 @@ pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> a
         names.push(obj);
     }
     if evict && names.is_empty() && a.prefix.is_empty() && a.template.is_empty() {
-        client.evict_bucket(&bck.name).await?;
+        client.evict_bucket(&bck.name, &bck.provider).await?;
         println!("evicted {}", bck.cname());
         return Ok(());
     }
     let id = client
-        .prefetch_or_evict(&bck.name, evict, &names, &a.template, &a.prefix)
+        .prefetch_or_evict(
+            &bck.name,
+            &bck.provider,
+            evict,
+            &names,
+            &a.template,
+            &a.prefix,
+        )
         .await?;
     let what = if evict { "evict" } else { "prefetch" };
     println!("{what} {}: job {id}", bck.cname());
@@ -346,7 +353,7 @@ pub async fn prefetch_or_evict(client: &Client, a: RemoteArgs, evict: bool) -> a
 fn is_provider_only(b: &str) -> bool {
     matches!(
         b.trim_end_matches('/').trim_end_matches(':'),
-        "ais" | "s3" | "aws"
+        "ais" | "s3" | "aws" | "gs" | "gcp" | "az" | "azure"
     )
 }
 

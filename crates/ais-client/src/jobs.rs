@@ -133,6 +133,7 @@ impl Client {
     pub async fn prefetch_or_evict(
         &self,
         bucket: &str,
+        provider: &str,
         evict: bool,
         names: &[String],
         template: &str,
@@ -148,7 +149,7 @@ impl Client {
             name: String::new(),
             value: serde_json::json!({"objnames": names, "template": template, "prefix": prefix}),
         };
-        let path = format!("{}?provider=aws", paths::bucket(bucket));
+        let path = format!("{}?provider={provider}", paths::bucket(bucket));
         let method = if evict { Method::DELETE } else { Method::POST };
         let resp = self.action(method, &path, &act).await?;
         crate::text(resp).await
@@ -222,8 +223,8 @@ impl Client {
 
     /// Removes the remote bucket `bucket` and every cached copy of its
     /// objects from the cluster (`evict-remote-bck`); the backend keeps it.
-    pub async fn evict_bucket(&self, bucket: &str) -> Result<()> {
-        let path = format!("{}?provider=aws", paths::bucket(bucket));
+    pub async fn evict_bucket(&self, bucket: &str, provider: &str) -> Result<()> {
+        let path = format!("{}?provider={provider}", paths::bucket(bucket));
         self.action(Method::DELETE, &path, &ActMsg::new("evict-remote-bck"))
             .await
             .map(drop)
@@ -244,6 +245,7 @@ impl Client {
     pub async fn blob_download(
         &self,
         bucket: &str,
+        provider: &str,
         obj: &str,
         chunk_size: Option<u64>,
         num_workers: Option<i64>,
@@ -261,7 +263,7 @@ impl Client {
             name: obj.into(),
             value,
         };
-        let path = format!("/v1/objects/{bucket}?provider=aws");
+        let path = format!("/v1/objects/{bucket}?provider={provider}");
         let resp = self.action(Method::POST, &path, &act).await?;
         crate::text(resp).await
     }

@@ -41,10 +41,11 @@ impl Bck {
 
     /// Canonical name used in messages: `ais://name`.
     pub fn cname(&self) -> String {
-        let scheme = if self.provider == PROVIDER_AWS {
-            "s3"
-        } else {
-            &self.provider
+        let scheme = match self.provider.as_str() {
+            PROVIDER_AWS => "s3",
+            PROVIDER_GCP => "gs",
+            PROVIDER_AZURE => "az",
+            p => p,
         };
         format!("{scheme}://{}", self.name)
     }
@@ -113,16 +114,28 @@ impl Bck {
 
 /// Amazon S3 and S3-compatible backends (`s3://` buckets), AIStore's name.
 pub const PROVIDER_AWS: &str = "aws";
+/// Google Cloud Storage (`gs://` buckets), AIStore's name.
+pub const PROVIDER_GCP: &str = "gcp";
+/// Azure Blob Storage (`az://` buckets), AIStore's name.
+pub const PROVIDER_AZURE: &str = "azure";
+
+/// Whether `p` (normalized) is a cloud provider whose buckets the cluster
+/// caches.
+pub fn is_cloud_provider(p: &str) -> bool {
+    matches!(p, PROVIDER_AWS | PROVIDER_GCP | PROVIDER_AZURE)
+}
 
 pub fn normalize_provider(p: &str) -> Result<String, CoreError> {
     match p {
         "" | "ais" => Ok("ais".into()),
         "aws" | "s3" => Ok(PROVIDER_AWS.into()),
-        "gcp" | "gs" | "azure" | "az" | "oci" | "ht" => Err(CoreError::Unsupported(format!(
-            "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets and fronts s3:// ones"
+        "gcp" | "gs" => Ok(PROVIDER_GCP.into()),
+        "azure" | "az" => Ok(PROVIDER_AZURE.into()),
+        "oci" | "ht" => Err(CoreError::Unsupported(format!(
+            "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets and fronts s3://, gs:// and az:// ones"
         ))),
         other => Err(CoreError::invalid(format!(
-            "invalid provider \"{other}\" (expected \"ais\" or \"aws\"/\"s3\")"
+            "invalid provider \"{other}\" (expected \"ais\", \"aws\"/\"s3\", \"gcp\"/\"gs\" or \"azure\"/\"az\")"
         ))),
     }
 }
@@ -258,9 +271,15 @@ mod tests {
         let (b4, o4) = Bck::parse_uri("ais://imagenet/train/a.jpg").unwrap();
         assert_eq!((b4.name.as_str(), o4.as_str()), ("imagenet", "train/a.jpg"));
         assert!(matches!(
-            Bck::parse_uri("gs://x").unwrap_err(),
+            Bck::parse_uri("ht://x").unwrap_err(),
             CoreError::Unsupported(_)
         ));
+        for (uri, provider, cname) in [("gs://x/o", "gcp", "gs://x"), ("az://x", "azure", "az://x")]
+        {
+            let (b, _) = Bck::parse_uri(uri).unwrap();
+            assert_eq!((b.provider.as_str(), b.cname().as_str()), (provider, cname));
+            assert!(b.is_remote());
+        }
         let (s3, _) = Bck::parse_uri("s3://x/o").unwrap();
         assert_eq!(
             (s3.provider.as_str(), s3.cname()),

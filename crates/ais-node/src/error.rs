@@ -248,7 +248,9 @@ impl From<crate::backend::BackendError> for ApiError {
     fn from(e: crate::backend::BackendError) -> Self {
         use crate::backend::BackendError::*;
         match &e {
-            NoEndpoint(_) | BadEndpoint(..) => ApiError::BadRequest(e.to_string()),
+            NoEndpoint(_) | BadEndpoint(..) | BadName(..) => ApiError::BadRequest(e.to_string()),
+            // The node has no such store configured.
+            NoConfig(_) => ApiError::NotImplemented(e.to_string()),
             Unreachable(..) => ApiError::Unavailable(e.to_string()),
             Status { status: 403, .. } => ApiError::Forbidden(e.to_string()),
             Status { status: 404, .. } => ApiError::NotFound(e.to_string()),

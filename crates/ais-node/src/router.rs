@@ -30,13 +30,18 @@ impl App {
     }
 }
 
-/// AIStore's "easy URL" of an `s3://` bucket (`/aws/B[/O]`) as the native
-/// request it stands for (`/v1/buckets/B` or `/v1/objects/B/O` with
-/// `provider=aws`); `None` for every other path. A `provider` in the query
-/// other than aws is a 400 (the path says aws).
+/// AIStore's "easy URL" of a remote bucket (`/aws/B[/O]`, `/gs/...`,
+/// `/gcp/...`, `/az/...`, `/azure/...`) as the native request it stands
+/// for (`/v1/buckets/B` or `/v1/objects/B/O` with that `provider`); `None`
+/// for every other path. A `provider` in the query other than the path's
+/// is a 400.
 fn easy_url(ctx: &Ctx) -> crate::error::ApiResult<Option<Ctx>> {
-    let Some(rest) = ctx.path.strip_prefix("/aws/") else {
+    let Some((head, rest)) = ctx.path.strip_prefix('/').and_then(|p| p.split_once('/')) else {
         return Ok(None);
+    };
+    let provider = match head {
+        "aws" | "gs" | "gcp" | "az" | "azure" => ais_core::names::normalize_provider(head)?,
+        _ => return Ok(None),
     };
     let native = match rest.split_once('/') {
         Some((b, o)) if !b.is_empty() && !o.is_empty() => format!("/v1/objects/{b}/{o}"),
@@ -46,15 +51,17 @@ fn easy_url(ctx: &Ctx) -> crate::error::ApiResult<Option<Ctx>> {
         _ => return Ok(None),
     };
     let raw_query = match ctx.query.get("provider") {
-        Some("aws" | "s3") => ctx.raw_query.clone(),
+        Some(p) if ais_core::names::normalize_provider(p).ok().as_ref() == Some(&provider) => {
+            ctx.raw_query.clone()
+        }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "{}: provider=\"{other}\" contradicts the path (an s3:// bucket)",
+                "{}: provider=\"{other}\" contradicts the path (a {provider} bucket)",
                 ctx.path
             )))
         }
-        None if ctx.raw_query.is_empty() => "provider=aws".to_string(),
-        None => format!("{}&provider=aws", ctx.raw_query),
+        None if ctx.raw_query.is_empty() => format!("provider={provider}"),
+        None => format!("{}&provider={provider}", ctx.raw_query),
     };
     Ok(Some(Ctx {
         method: ctx.method.clone(),

@@ -155,8 +155,15 @@ fn bad_input_gets_clear_errors_and_writes_nothing() {
         400
     );
     assert_eq!(err(&url, "GET", "/v1/nonsense", b"").0, 404);
+    // gs:// and az:// with no store configured on the node: 501, saying what to set.
+    let (st, v) = err(&url, "POST", "/v1/buckets/nocloud?provider=gcp", create);
+    assert_eq!(st, 501, "{v}");
+    assert!(msg(&v).contains("GOOGLE_APPLICATION_CREDENTIALS"), "{v}");
+    let (st, v) = err(&url, "POST", "/v1/buckets/nocloud?provider=az", create);
+    assert_eq!(st, 501, "{v}");
+    assert!(msg(&v).contains("AZURE_STORAGE_ACCOUNT"), "{v}");
     assert_eq!(
-        err(&url, "POST", "/v1/buckets/good?provider=gcp", create).0,
+        err(&url, "POST", "/v1/buckets/good?provider=ht", create).0,
         501
     );
     // s3:// buckets: a name taken by an ais:// bucket, and no backend configured.

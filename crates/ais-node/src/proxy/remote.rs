@@ -1,9 +1,9 @@
-//! `s3://` buckets on the proxy: added to the BMD on first use once the
+//! Remote (`s3://`, `gs://`, `az://`) buckets on the proxy: added to the BMD on first use once the
 //! backend confirms the bucket exists (as AIStore adds cloud buckets), and
 //! listed from the backend with each entry's cached state in the cluster.
 
 use super::Proxy;
-use crate::backend::{self, S3Bucket};
+use crate::backend::{self, Remote};
 use crate::error::{ApiError, ApiResult};
 use ais_core::api::{LsoEntry, ENTRY_FLAG_CACHED};
 use ais_core::meta::BucketProps;
@@ -38,12 +38,12 @@ pub async fn add(p: &Proxy, bck: &Bck, patch: &serde_json::Value) -> ApiResult<B
         ..remote_defaults(p)
     };
     props.apply_patch(patch)?;
-    let remote = S3Bucket::new(&bck.name, &props)?;
+    let remote = Remote::new(&bck.name, &props)?;
     if !remote.head_bucket(backend::http()).await? {
         return Err(ApiError::Peer {
             status: axum::http::StatusCode::NOT_FOUND,
             tcode: "ErrRemoteBckNotFound".into(),
-            message: format!("aws bucket \"{}\" does not exist", bck.cname()),
+            message: format!("{} bucket \"{}\" does not exist", bck.provider, bck.cname()),
         });
     }
     let added = props.clone();
@@ -69,7 +69,7 @@ pub async fn list_page(
     page_size: usize,
     local: Vec<LsoEntry>,
 ) -> ApiResult<(Vec<LsoEntry>, String)> {
-    let remote = S3Bucket::new(&bck.name, props)?;
+    let remote = Remote::new(&bck.name, props)?;
     let (entries, next) = remote
         .list_page(backend::http(), prefix, after, None, page_size.min(1000))
         .await?;

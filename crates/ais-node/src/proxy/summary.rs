@@ -133,7 +133,7 @@ async fn compute(p: &Proxy, bck: &Bck, ask: &Ask) -> ApiResult<Value> {
     }
     let (mut remote_objs, mut remote_bytes) = (0u64, 0u64);
     if ask.remote && props.provider != "ais" {
-        let b = crate::backend::S3Bucket::new(&bck.name, &props)?;
+        let b = crate::backend::Remote::new(&bck.name, &props)?;
         let mut after = String::new();
         loop {
             let (page, next) = b

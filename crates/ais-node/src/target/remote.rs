@@ -1,4 +1,4 @@
-//! `s3://` buckets on a target: the cluster caches the backend's objects.
+//! Remote (`s3://`, `gs://`, `az://`) buckets on a target: the cluster caches the backend's objects.
 //! A cold GET on the owner streams the object from the backend to the
 //! client and into the cache at once (committed only when whole); later
 //! GETs are local. With `validate_warm_get`, a warm GET first asks the
@@ -8,7 +8,7 @@
 //! (ETL, Get-Batch, jobs, HEAD) get missing objects through [`recover`].
 
 use super::Target;
-use crate::backend::{self, RemoteAttrs, S3Bucket, MD_ETAG, MD_LAST_MODIFIED};
+use crate::backend::{self, Remote, RemoteAttrs, MD_ETAG, MD_LAST_MODIFIED};
 use crate::error::{self, ApiError, ApiResult};
 use crate::http::Res;
 use ais_core::Bck;
@@ -25,17 +25,17 @@ pub fn is_remote_bucket(t: &Target, bck: &Bck) -> bool {
     t.core.meta.with_bmd(|b| {
         b.buckets
             .get(&bck.name)
-            .is_some_and(|p| p.provider == ais_core::names::PROVIDER_AWS)
+            .is_some_and(|p| ais_core::names::is_cloud_provider(&p.provider))
     })
 }
 
 /// The bucket's backend if it is a remote bucket; `None` for an `ais://` one.
-pub fn backend_of(t: &Target, bck: &Bck) -> ApiResult<Option<S3Bucket>> {
+pub fn backend_of(t: &Target, bck: &Bck) -> ApiResult<Option<Remote>> {
     if !is_remote_bucket(t, bck) {
         return Ok(None);
     }
     let props = t.core.bucket_props(bck)?;
-    Ok(Some(S3Bucket::new(&bck.name, &props)?))
+    Ok(Some(Remote::new(&bck.name, &props)?))
 }
 
 fn custom_of(a: &RemoteAttrs) -> BTreeMap<String, String> {
@@ -70,13 +70,13 @@ pub async fn recover(t: &Target, bck: &Bck, obj: &str, e: &StorageError) -> ApiR
 
 /// Copies the object from the backend into the cache (whole, then
 /// committed). `Ok(false)`: the backend does not have it.
-pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiResult<bool> {
+pub async fn fetch(t: &Target, remote: &Remote, bck: &Bck, obj: &str) -> ApiResult<bool> {
     let Some((attrs, resp)) = remote.get_object(backend::http(), obj).await? else {
         return Ok(false);
     };
     let serr = |e| error::storage(&t.core.name, bck, obj, e);
     let mut w = super::objects::writer(t, bck, obj).await?;
-    let mut body = resp.bytes_stream();
+    let mut body = resp;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::unavailable(format!(
@@ -119,7 +119,7 @@ pub async fn fetch(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> ApiRe
 /// early (its Content-Length is never met: no partial object is served as
 /// whole) and caches nothing; a client that hangs up does not stop the
 /// caching.
-pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -> Res {
+pub async fn cold_get(t: &Arc<Target>, remote: Remote, bck: &Bck, obj: &str) -> Res {
     let Some((attrs, resp)) = remote.get_object(backend::http(), obj).await? else {
         return Err(ApiError::object_not_found(&t.core.name, bck, obj));
     };
@@ -133,7 +133,7 @@ pub async fn cold_get(t: &Arc<Target>, remote: S3Bucket, bck: &Bck, obj: &str) -
     let (t2, bck2, obj2) = (t.clone(), bck.clone(), obj.to_string());
     let custom = custom_of(&attrs);
     tokio::spawn(async move {
-        let mut body = resp.bytes_stream();
+        let mut body = resp;
         let mut client = true;
         // The last chunk is held back until the copy is committed: when a
         // client has the whole object, the cluster has it too.
@@ -194,7 +194,7 @@ pub enum Warm {
 /// Compares the cached copy's ETag with the backend's (one HEAD there).
 pub async fn validate(
     t: &Target,
-    remote: &S3Bucket,
+    remote: &Remote,
     bck: &Bck,
     obj: &str,
     custom: &BTreeMap<String, String>,
@@ -214,7 +214,7 @@ pub async fn validate(
 }
 
 /// HEAD of an object the cluster does not hold: the backend's attributes.
-pub async fn head(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> Res {
+pub async fn head(t: &Target, remote: &Remote, bck: &Bck, obj: &str) -> Res {
     let Some(a) = remote.head_object(backend::http(), obj).await? else {
         return Err(ApiError::object_not_found(&t.core.name, bck, obj));
     };
@@ -241,7 +241,7 @@ pub async fn head(t: &Target, remote: &S3Bucket, bck: &Bck, obj: &str) -> Res {
 /// ETag) only after the backend acknowledged the object.
 pub async fn put_through(
     t: &Target,
-    remote: S3Bucket,
+    remote: Remote,
     bck: &Bck,
     obj: &str,
     len: u64,
@@ -252,9 +252,9 @@ pub async fn put_through(
     let mut w = super::objects::writer(t, bck, obj).await?;
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
     let key = obj.to_string();
-    let up = tokio::spawn(async move {
+    let mut up = tokio::spawn(async move {
         remote
-            .put_object(backend::http(), &key, reqwest::Body::wrap_stream(rx), len)
+            .put_object(backend::http(), &key, rx.boxed(), len)
             .await
     });
     let mut stream = body.into_data_stream();
@@ -273,7 +273,11 @@ pub async fn put_through(
         };
         w.write(&chunk).await.map_err(serr)?;
         if tx.send(Ok(chunk)).await.is_err() {
-            break; // The backend ended the upload: its answer says why.
+            // The backend ended the upload early: its answer says why.
+            if let Ok(Err(e)) = (&mut up).await {
+                return Err(e.into());
+            }
+            break;
         }
     }
     if received.is_ok() && w.written() != len {
@@ -322,8 +326,7 @@ pub async fn push(t: &Target, bck: &Bck, obj: &str) -> ApiResult<()> {
         |e: std::io::Error| ApiError::internal(format!("{}: {}: {e}", t.core.name, path.display()));
     let file = tokio::fs::File::open(&path).await.map_err(io)?;
     let len = file.metadata().await.map_err(io)?.len();
-    let body =
-        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).boxed();
     if let Err(e) = remote.put_object(backend::http(), obj, body, len).await {
         let _ = t.store.delete(bck, obj).await;
         return Err(e.into());

@@ -1,5 +1,5 @@
-//! Remote backends of `s3://` buckets: an S3 (or S3-compatible) endpoint
-//! that holds the bucket's objects; the cluster caches them. Requests are
+//! The `s3://` backend: an S3 (or S3-compatible) endpoint that holds the
+//! bucket's objects; the cluster caches them. Requests are
 //! presigned with SigV4 by `rusty-s3` (sans-IO) and sent with the node's
 //! `reqwest` client, bodies streamed both ways.
 //!
@@ -8,61 +8,10 @@
 //! `AWS_REGION` (default `us-east-1`). Credentials: `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY` (unsigned requests without them).
 
+use super::{BackendError, RemoteAttrs, RemoteEntry, Result};
 use ais_core::meta::BucketProps;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::time::Duration;
-
-/// What a remote call can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    #[error("no S3 endpoint configured for s3://{0} (set the bucket's extra.aws.endpoint or the node's AIS_S3_ENDPOINT)")]
-    NoEndpoint(String),
-    #[error("invalid S3 endpoint \"{0}\": {1}")]
-    BadEndpoint(String, String),
-    #[error("S3 backend {0} unreachable: {1}")]
-    Unreachable(String, String),
-    #[error("S3 backend {url}: {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
-    #[error("S3 backend: malformed listing: {0}")]
-    Listing(String),
-}
-
-impl BackendError {
-    /// The remote's HTTP status, if it answered.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            BackendError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, BackendError>;
-
-/// A remote object's identity as the backend reports it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RemoteAttrs {
-    pub size: u64,
-    /// Without quotes.
-    pub etag: String,
-    pub last_modified: String,
-}
-
-/// One listed remote object.
-#[derive(Debug, Clone)]
-pub struct RemoteEntry {
-    pub name: String,
-    pub size: u64,
-    pub etag: String,
-}
-
-/// Custom-metadata keys a cached copy keeps of its remote original.
-pub const MD_ETAG: &str = "remote.etag";
-pub const MD_LAST_MODIFIED: &str = "remote.last_modified";
 
 /// Presigned URLs are used at once; this only bounds clock skew.
 const SIGN_FOR: Duration = Duration::from_secs(600);
@@ -161,17 +110,23 @@ impl S3Bucket {
         &self,
         http: &reqwest::Client,
         key: &str,
-    ) -> Result<Option<(RemoteAttrs, reqwest::Response)>> {
+    ) -> Result<Option<(RemoteAttrs, super::ByteStream)>> {
+        use futures::{StreamExt, TryStreamExt};
         let url = self
             .bucket
             .get_object(self.creds.as_ref(), key)
             .sign(SIGN_FOR);
+        let endpoint = self.endpoint.clone();
         Ok(self.send(http.get(url)).await?.map(|r| {
             let mut a = attrs_of(r.headers());
             if let Some(n) = r.content_length() {
                 a.size = n;
             }
-            (a, r)
+            let body = r
+                .bytes_stream()
+                .map_err(move |e| BackendError::Unreachable(endpoint.clone(), e.to_string()))
+                .boxed();
+            (a, body)
         }))
     }
 
@@ -187,7 +142,6 @@ impl S3Bucket {
         (start, end, total): (u64, u64, u64),
         etag: &str,
     ) -> Result<Option<bytes::Bytes>> {
-        use futures::StreamExt;
         let url = self
             .bucket
             .get_object(self.creds.as_ref(), key)
@@ -226,16 +180,10 @@ impl S3Bucket {
             )));
         }
         let len = end - start + 1;
-        let mut out = bytes::BytesMut::with_capacity(len as usize);
-        let mut body = r.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| self.unreachable(e))?;
-            if out.len() as u64 + chunk.len() as u64 > len {
-                return Err(bad(format!("more than the {len} bytes asked for")));
-            }
-            out.extend_from_slice(&chunk);
+        match super::read_at_most(r.bytes_stream(), len, |e| self.unreachable(e)).await? {
+            Some(b) => Ok(Some(b)),
+            None => Err(bad(format!("more than the {len} bytes asked for"))),
         }
-        Ok(Some(out.freeze()))
     }
 
     /// Uploads `len` bytes of `body` as `key`; the new ETag.
@@ -243,9 +191,10 @@ impl S3Bucket {
         &self,
         http: &reqwest::Client,
         key: &str,
-        body: reqwest::Body,
+        body: super::BodyStream,
         len: u64,
     ) -> Result<RemoteAttrs> {
+        let body = reqwest::Body::wrap_stream(body);
         let url = self
             .bucket
             .put_object(self.creds.as_ref(), key)
@@ -348,16 +297,4 @@ fn s3_message(body: &str) -> String {
         (Some(c), None) => c,
         _ => body.chars().take(200).collect(),
     }
-}
-
-/// The HTTP client for remote backends (no cluster credentials on it).
-pub fn http() -> &'static reqwest::Client {
-    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    C.get_or_init(|| {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_default()
-    })
 }

@@ -18,7 +18,7 @@ import requests
 from aistore.sdk import Client
 from aistore.sdk.bucket import Bucket
 
-from ais_cluster import default_bin_dir
+from ais_cluster import Cluster, default_bin_dir
 
 AIS = str(default_bin_dir() / "ais")
 FILES: Dict[str, bytes] = {f"/d/r-{i}.bin": os.urandom(1000 + i * 5000) for i in range(6)}
@@ -194,8 +194,8 @@ def test_requests_are_checked(endpoint: str, bucket: Bucket, web: str) -> None:
     ):
         r = post(body)
         assert r.status_code == 400 and why in r.text, (body, r.text)
-    r = post({"type": "single", "link": "https://example.com/x.bin"})
-    assert r.status_code == 501 and "https" in r.text, r.text
+    r = post({"type": "single", "link": "ftp://example.com/x.bin"})
+    assert r.status_code == 400 and "https" in r.text, r.text
     r = post({"type": "single", "link": f"{web}/x", "timeout": "1000h"})
     assert r.status_code == 400 and "timeout" in r.text, r.text
     r = post({"type": "backend", "prefix": "x"})
@@ -228,3 +228,63 @@ def test_cli_download(endpoint: str, bucket: Bucket, web: str, tmp_path) -> None
     ais("wait", job)
     assert get(bucket, "r-4.bin") == FILES["/d/r-4.bin"]
     assert job in ais("show", "job", job)
+
+
+def ca_and_server_cert(d, name: str):
+    """A certificate authority and a server certificate it signed for
+    localhost / 127.0.0.1 (openssl): (CA certificate, server certificate,
+    server key)."""
+    ca_key, ca, key, csr, cert, ext = (d / f"{name}-{x}" for x in ("ca.key", "ca.pem", "key", "csr", "pem", "ext"))
+
+    def sh(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    sh("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+       "-subj", f"/CN={name} test CA")
+    sh("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    sh("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+       "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
+
+
+def https_server(cert, key) -> http.server.ThreadingHTTPServer:
+    import ssl
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_https_links_are_verified_against_the_system_and_operator_cas(tmp_path) -> None:
+    """https links: fetched when the server's certificate chains to a root
+    the node trusts (the system's, plus the operator's AIS_DOWNLOAD_CA);
+    a server with any other certificate is a per-link error, nothing stored."""
+    trusted = ca_and_server_cert(tmp_path, "trusted")
+    other = ca_and_server_cert(tmp_path, "other")
+    good, bad = https_server(*trusted[1:]), https_server(*other[1:])
+    c = Cluster(base_dir=tmp_path / "c", num_targets=2,
+                env={"AIS_DOWNLOAD_ALLOW": "127.0.0.1", "AIS_DOWNLOAD_CA": str(trusted[0])})
+    try:
+        c.start()
+        b = Client(c.url).bucket("tls").create()
+        g, o = good.server_address[1], bad.server_address[1]
+        st = wait(c.url, start(c.url, {"type": "multi", "bucket": {"name": "tls"}, "objects": {
+            "by-name": f"https://localhost:{g}/d/r-1.bin",
+            "by-ip": f"https://127.0.0.1:{g}/d/big.bin",
+            "untrusted": f"https://localhost:{o}/d/r-2.bin",
+            "plain-to-tls": f"http://localhost:{g}/d/r-3.bin",
+        }}))
+        assert (st["finished_cnt"], st["errors_cnt"]) == (2, 2), st["errors"]
+        assert get(b, "by-name") == FILES["/d/r-1.bin"] and get(b, "by-ip") == FILES["/d/big.bin"]
+        errs = {e["name"].split(" ")[0].split("/")[-1]: e["error"] for e in st["errors"]}
+        assert set(errs) == {"untrusted", "plain-to-tls"}, errs
+        assert "certificate" in errs["untrusted"].lower() or "unknownissuer" in errs["untrusted"].lower(), errs
+        assert {e.name for e in b.list_all_objects()} == {"by-name", "by-ip"}
+    finally:
+        c.stop()
+        good.shutdown()
+        bad.shutdown()

@@ -80,17 +80,10 @@ pub fn check_url(u: &str) -> ApiResult<reqwest::Url> {
     let url = reqwest::Url::parse(u)
         .map_err(|e| ApiError::bad_request(format!("download: invalid URL \"{u}\": {e}")))?;
     match url.scheme() {
-        "http" => {}
-        // The nodes' HTTP client is built without TLS (nothing else they
-        // fetch needs it); said plainly rather than failing per link.
-        "https" => {
-            return Err(ApiError::NotImplemented(format!(
-                "download: \"{u}\": https links are not supported by aistore-rs yet (its HTTP client has no TLS); use an http link or put the objects"
-            )))
-        }
+        "http" | "https" => {}
         _ => {
             return Err(ApiError::bad_request(format!(
-                "download: \"{u}\": only http links are downloaded"
+                "download: \"{u}\": only http and https links are downloaded"
             )))
         }
     }
@@ -196,7 +189,8 @@ mod tests {
             assert!(public(a.parse().unwrap()), "{a}");
         }
         assert!(check_url("file:///etc/passwd").is_err());
-        assert!(check_url("https://example.com/x").is_err());
+        assert!(check_url("https://example.com/x").is_ok());
+        assert!(check_url("ftp://example.com/x").is_err());
         assert!(check_url("http://user:pw@example.com/x").is_err());
         assert_eq!(base_name("http://h/a/b%20c.tar?x=1").unwrap(), "b c.tar");
         assert!(base_name("http://h/a/").is_err());

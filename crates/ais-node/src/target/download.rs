@@ -127,6 +127,37 @@ async fn one(
     Err(last.unwrap_or_else(|| ApiError::internal("download: no attempt made")))
 }
 
+/// The operator's extra certificate authorities for https links
+/// (`AIS_DOWNLOAD_CA`: a PEM file of one or more certificates, read once),
+/// trusted on top of the system's roots; none when unset.
+fn operator_cas() -> ApiResult<&'static [reqwest::Certificate]> {
+    static CAS: std::sync::OnceLock<Option<Vec<reqwest::Certificate>>> = std::sync::OnceLock::new();
+    let loaded = CAS.get_or_init(|| {
+        let Some(path) = std::env::var_os("AIS_DOWNLOAD_CA").filter(|p| !p.is_empty()) else {
+            return Some(Vec::new());
+        };
+        let read = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()));
+        match read {
+            Ok(v) if !v.is_empty() => Some(v),
+            Ok(_) => {
+                tracing::error!(path = ?path, "AIS_DOWNLOAD_CA holds no certificate");
+                None
+            }
+            Err(e) => {
+                tracing::error!(path = ?path, error = %e, "AIS_DOWNLOAD_CA could not be read");
+                None
+            }
+        }
+    });
+    loaded.as_deref().ok_or_else(|| {
+        ApiError::internal(
+            "https downloads are off on this node: its AIS_DOWNLOAD_CA could not be read (see its log)",
+        )
+    })
+}
+
 /// One attempt: `Err((error, retryable))`.
 async fn fetch(
     t: &Arc<Target>,
@@ -144,7 +175,13 @@ async fn fetch(
         .trim_end_matches(']');
     // Pinned to the address checked; no redirects (a hop could lead
     // anywhere); the cluster's own credentials are never sent.
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if url.scheme() == "https" {
+        for c in operator_cas().map_err(|e| (e, false))? {
+            builder = builder.add_root_certificate(c.clone());
+        }
+    }
+    let client = builder
         .redirect(reqwest::redirect::Policy::none())
         // Never through a proxy from the environment: it would resolve the
         // name again, past the check.
@@ -154,11 +191,21 @@ async fn fetch(
         .timeout(timeout)
         .build()
         .map_err(|e| (ApiError::internal(e.to_string()), false))?;
-    let resp = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|e| (ApiError::unavailable(format!("download {url}: {e}")), true))?;
+    let resp = client.get(url.clone()).send().await.map_err(|e| {
+        // reqwest's own text is "error sending request"; the cause
+        // (refused, a certificate not trusted, ...) is in its sources.
+        let mut why = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            src = s.source();
+        }
+        (
+            ApiError::unavailable(format!("download {url}: {why}")),
+            true,
+        )
+    })?;
     let status = resp.status();
     if !status.is_success() {
         let retry = status.is_server_error() || status.as_u16() == 429;

@@ -196,8 +196,8 @@ async fn route(app: &App, ctx: &Ctx, body: Body) -> Res {
         (Endpoint::Raft(kind), App::Proxy(p)) => {
             proxy::role::raft_message(p, ctx, kind, body).await
         }
-        (Endpoint::Provider(p), _) => Err(ApiError::NotImplemented(format!(
-            "provider \"{p}\" is not supported: aistore-rs stores ais:// buckets only"
+        (Endpoint::Provider(p), _) => Err(ApiError::bad_request(format!(
+            "easy URL /{p}/ names no bucket: use /{p}/BUCKET or /{p}/BUCKET/OBJECT"
         ))),
         (_, App::Proxy(p)) => proxy_endpoint(p, ctx, ep, body).await,
         (_, App::Target(t)) => target_endpoint(t, ctx, ep, body).await,

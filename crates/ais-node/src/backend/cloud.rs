@@ -22,6 +22,7 @@ use super::{BackendError, BodyStream, ByteStream, RemoteAttrs, RemoteEntry, Resu
 use ais_core::names::{PROVIDER_AZURE, PROVIDER_GCP};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, PutPayload, WriteMultipart};
 use std::collections::HashMap;
@@ -35,12 +36,35 @@ const PART: u64 = 8 << 20;
 /// Parts of one upload in flight at once (memory: `PART` x this).
 const PARTS_IN_FLIGHT: usize = 4;
 
+/// Bytes all uploads of this node may hold in memory at once, in MiB
+/// (a single PUT holds its body, a multipart one its parts in flight);
+/// uploads past it wait for room.
+const UPLOAD_BUDGET_MIB: u32 = 512;
+
+fn upload_budget() -> &'static tokio::sync::Semaphore {
+    static S: tokio::sync::Semaphore =
+        tokio::sync::Semaphore::const_new(UPLOAD_BUDGET_MIB as usize);
+    &S
+}
+
 /// Clients kept at most (one per bucket); past it the cache starts over.
 const MAX_CLIENTS: usize = 4096;
+
+/// A bucket's client: objects, and listing by pages with the store's own
+/// tokens (the same instance behind both).
+#[derive(Clone)]
+struct Store {
+    objects: Arc<dyn ObjectStore>,
+    pages: Arc<dyn PaginatedListStore>,
+    /// Azure lists from a marker only; GCS from a name too.
+    is_azure: bool,
+}
 
 /// One `gs://` or `az://` bucket.
 pub struct CloudBucket {
     store: Arc<dyn ObjectStore>,
+    pages: Arc<dyn PaginatedListStore>,
+    is_azure: bool,
     /// `gs://name` / `az://name`, for messages.
     cname: String,
 }
@@ -56,6 +80,21 @@ fn client_options() -> object_store::ClientOptions {
         .with_allow_http(true)
 }
 
+/// Every bucket's client sends through the one HTTP client of the remote
+/// backends (`super::http()`: shared connections, a connect timeout and a
+/// read timeout, so a stalled store fails a request instead of holding it).
+#[derive(Debug)]
+struct SharedHttp;
+
+impl object_store::client::HttpConnector for SharedHttp {
+    fn connect(
+        &self,
+        _: &object_store::ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        Ok(object_store::client::HttpClient::new(super::http().clone()))
+    }
+}
+
 fn retry() -> object_store::RetryConfig {
     object_store::RetryConfig {
         max_retries: 2,
@@ -64,12 +103,13 @@ fn retry() -> object_store::RetryConfig {
     }
 }
 
-fn build(provider: &str, bucket: &str, cname: &str) -> Result<Arc<dyn ObjectStore>> {
+fn build(provider: &str, bucket: &str, cname: &str) -> Result<Store> {
     let bad = |e: object_store::Error| BackendError::NoConfig(format!("{cname}: {e}"));
     if provider == PROVIDER_GCP {
         let mut b = object_store::gcp::GoogleCloudStorageBuilder::new()
             .with_bucket_name(bucket)
             .with_client_options(client_options())
+            .with_http_connector(SharedHttp)
             .with_retry(retry());
         if let Some(host) = env("STORAGE_EMULATOR_HOST") {
             let base = if host.contains("://") {
@@ -93,13 +133,21 @@ fn build(provider: &str, bucket: &str, cname: &str) -> Result<Arc<dyn ObjectStor
                  Google Cloud VM, or STORAGE_EMULATOR_HOST for an emulator)"
             )));
         }
-        return Ok(Arc::new(b.build().map_err(bad)?));
+        let s = Arc::new(b.build().map_err(bad)?);
+        return Ok(Store {
+            objects: s.clone(),
+            pages: s,
+            is_azure: false,
+        });
     }
     let mut b = object_store::azure::MicrosoftAzureBuilder::new()
         .with_container_name(bucket)
         .with_client_options(client_options())
+        .with_http_connector(SharedHttp)
         .with_retry(retry());
-    if let Some(key) = crate::secrets::get("AZURE_STORAGE_KEY").filter(|k| !k.trim().is_empty()) {
+    let key = crate::secrets::get("AZURE_STORAGE_KEY").filter(|k| !k.trim().is_empty());
+    let has_key = key.is_some();
+    if let Some(key) = key {
         b = b.with_access_key(key);
     }
     let account = env("AZURE_STORAGE_ACCOUNT");
@@ -110,7 +158,7 @@ fn build(provider: &str, bucket: &str, cname: &str) -> Result<Arc<dyn ObjectStor
             b = b.with_account(a);
         }
     } else {
-        let a = account.ok_or_else(|| {
+        let a = account.filter(|_| has_key).ok_or_else(|| {
             BackendError::NoConfig(format!(
                 "no Azure storage account configured for {cname} (set the node's \
                  AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY, or AZURITE_BLOB_STORAGE_URL \
@@ -122,7 +170,12 @@ fn build(provider: &str, bucket: &str, cname: &str) -> Result<Arc<dyn ObjectStor
             b = b.with_endpoint(url);
         }
     }
-    Ok(Arc::new(b.build().map_err(bad)?))
+    let s = Arc::new(b.build().map_err(bad)?);
+    Ok(Store {
+        objects: s.clone(),
+        pages: s,
+        is_azure: true,
+    })
 }
 
 /// The status an `object_store` error stands for (a remote that answered),
@@ -139,11 +192,15 @@ fn status_of(e: &object_store::Error) -> Option<u16> {
         _ => {
             // Listing errors arrive wrapped as generic ones: the status is
             // only in the text.
+            // Only the store's answer counts, never a name quoted in the
+            // text (a key may contain anything).
             let text = e.to_string();
-            [404u16, 403, 401].into_iter().find(|s| {
-                text.contains(&format!("status code: {s} "))
-                    || text.contains(&format!("status {s} "))
-            })
+            if text.contains("invalid path") || text.contains("InvalidPath") {
+                return None;
+            }
+            [404u16, 403, 401]
+                .into_iter()
+                .find(|s| text.contains(&format!("Server returned non-2xx status code: {s} ")))
         }
     }
 }
@@ -161,7 +218,7 @@ impl CloudBucket {
             "gs"
         };
         let cname = format!("{scheme}://{bucket}");
-        static CLIENTS: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+        static CLIENTS: OnceLock<Mutex<HashMap<String, Store>>> = OnceLock::new();
         let clients = CLIENTS.get_or_init(Default::default);
         let cached = clients
             .lock()
@@ -182,7 +239,12 @@ impl CloudBucket {
                 s
             }
         };
-        Ok(Self { store, cname })
+        Ok(Self {
+            store: store.objects,
+            pages: store.pages,
+            is_azure: store.is_azure,
+            cname,
+        })
     }
 
     fn err(&self, what: &str, e: object_store::Error) -> BackendError {
@@ -319,6 +381,15 @@ impl CloudBucket {
                 format!("PUT {key}: the body failed ({e}); nothing was stored"),
             )
         };
+        let mib = if len <= PART {
+            len.div_ceil(1 << 20).max(1)
+        } else {
+            (PART >> 20) * (PARTS_IN_FLIGHT as u64 + 1)
+        };
+        let _room = upload_budget()
+            .acquire_many(mib.min(UPLOAD_BUDGET_MIB as u64) as u32)
+            .await
+            .map_err(|_| BackendError::NoConfig("upload budget closed".into()))?;
         let result = if len <= PART {
             let buf = super::read_at_most(&mut body, len, failed)
                 .await?
@@ -388,9 +459,14 @@ impl CloudBucket {
     }
 
     /// Up to `max` names starting with `prefix` after `start_after`, in
-    /// order; `Some` token when there may be more. The stores list by
-    /// whole path segments, so the listing starts at the prefix's
-    /// directory and names are matched here.
+    /// order; `Some` (the last name) when there may be more. The store is
+    /// asked by pages with the raw prefix: GCS starts after the name itself;
+    /// Azure only from its own marker, which is remembered here for the
+    /// name a page ended on, so a listing paged in order costs one store
+    /// page per page. Without a marker (another node served the last page,
+    /// or it was forgotten) Azure is read from the start of the prefix, at
+    /// most `MAX_SCAN_PAGES` store pages per call: past that the call ends
+    /// with the last name seen (a short page; the next call resumes there).
     pub async fn list_page(
         &self,
         prefix: &str,
@@ -398,48 +474,91 @@ impl CloudBucket {
         max: usize,
     ) -> Result<(Vec<RemoteEntry>, Option<String>)> {
         let max = max.clamp(1, 1000);
-        let dir = prefix.rfind('/').map(|i| &prefix[..i]).unwrap_or("");
-        let dir = if dir.is_empty() {
+        let mut token = if self.is_azure && !start_after.is_empty() {
+            markers::take(&self.cname, prefix, start_after)
+        } else {
             None
-        } else {
-            match Path::parse(dir) {
-                Ok(p) if p.as_ref() == dir => Some(p),
-                // No stored name can start with it.
-                _ => return Ok((Vec::new(), None)),
-            }
         };
-        // Names before the prefix are skipped by the store where it can.
-        let from = if start_after > prefix {
-            start_after
-        } else {
-            ""
-        };
-        let offset = Path::parse(from)
-            .ok()
-            .filter(|p| !from.is_empty() && p.as_ref() == from);
-        let mut stream = match &offset {
-            Some(o) => self.store.list_with_offset(dir.as_ref(), o),
-            None => self.store.list(dir.as_ref()),
-        };
-        let mut out = Vec::new();
-        while let Some(m) = stream.next().await {
-            let m = m.map_err(|e| self.err("list", e))?;
-            let name = m.location.as_ref();
-            if name <= start_after || !name.starts_with(prefix) {
-                if name > prefix && !name.starts_with(prefix) {
-                    break; // In order: nothing later matches.
+        let mut out: Vec<RemoteEntry> = Vec::new();
+        let mut last_seen = String::new();
+        for _ in 0..MAX_SCAN_PAGES {
+            let opts = PaginatedListOptions {
+                offset: (!self.is_azure && !start_after.is_empty())
+                    .then(|| start_after.to_string()),
+                max_keys: Some(max - out.len()),
+                page_token: token.take(),
+                ..Default::default()
+            };
+            let page = self
+                .pages
+                .list_paginated((!prefix.is_empty()).then_some(prefix), opts)
+                .await
+                .map_err(|e| self.err("list", e))?;
+            for m in page.result.objects {
+                let name = m.location.as_ref();
+                last_seen = name.to_string();
+                if name <= start_after || !name.starts_with(prefix) {
+                    continue;
                 }
-                continue;
+                out.push(RemoteEntry {
+                    name: name.to_string(),
+                    size: m.size,
+                    etag: unquoted(m.e_tag.as_deref()),
+                });
             }
-            if out.len() == max {
-                return Ok((out, Some(name.to_string())));
+            match page.page_token {
+                None => return Ok((out, None)),
+                Some(next) if out.len() >= max || out.len() > max / 2 => {
+                    // Ends on a whole store page: its marker continues it.
+                    if self.is_azure {
+                        markers::put(&self.cname, prefix, &last_seen, next);
+                    }
+                    return Ok((out, Some(last_seen)));
+                }
+                Some(next) => token = Some(next),
             }
-            out.push(RemoteEntry {
-                name: name.to_string(),
-                size: m.size,
-                etag: unquoted(m.e_tag.as_deref()),
-            });
         }
-        Ok((out, None))
+        // Scanned enough for one call: a short page, resumable where it stopped.
+        if self.is_azure {
+            if let Some(next) = token {
+                markers::put(&self.cname, prefix, &last_seen, next);
+            }
+        }
+        Ok((out, (!last_seen.is_empty()).then_some(last_seen)))
+    }
+}
+
+/// Store pages one listing call reads at most (each up to 1000 names).
+const MAX_SCAN_PAGES: usize = 64;
+
+/// Azure's listing markers, by (bucket, prefix, the last name of the page
+/// they continue); bounded, forgotten when full.
+mod markers {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    const MAX: usize = 10_000;
+    type Key = (String, String, String);
+
+    fn map() -> &'static Mutex<HashMap<Key, String>> {
+        static M: OnceLock<Mutex<HashMap<Key, String>>> = OnceLock::new();
+        M.get_or_init(Default::default)
+    }
+
+    pub fn take(bucket: &str, prefix: &str, after: &str) -> Option<String> {
+        let key = (bucket.to_string(), prefix.to_string(), after.to_string());
+        map().lock().ok()?.remove(&key)
+    }
+
+    pub fn put(bucket: &str, prefix: &str, after: &str, marker: String) {
+        if let Ok(mut m) = map().lock() {
+            if m.len() >= MAX {
+                m.clear();
+            }
+            m.insert(
+                (bucket.to_string(), prefix.to_string(), after.to_string()),
+                marker,
+            );
+        }
     }
 }

@@ -23,7 +23,7 @@ pub enum BackendError {
     BadEndpoint(String, String),
     #[error("backend {0} unreachable: {1}")]
     Unreachable(String, String),
-    #[error("S3 backend {url}: {status}: {body}")]
+    #[error("remote backend {url}: {status}: {body}")]
     Status {
         url: String,
         status: u16,
@@ -211,6 +211,9 @@ pub fn http() -> &'static reqwest::Client {
     C.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            // Idle limit per read: a store gone silent mid-request fails it
+            // (retried where safe) instead of holding it forever.
+            .read_timeout(Duration::from_secs(120))
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default()

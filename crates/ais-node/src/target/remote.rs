@@ -288,11 +288,19 @@ pub async fn put_through(
         )));
     }
     if let Err(e) = received {
-        // The backend must not keep a short object: fail its upload too.
+        // The backend must not keep a short object: fail its upload too,
+        // and let it clean up (a multipart upload is aborted there) rather
+        // than killing it mid-way.
         let _ = tx
             .send(Err(std::io::Error::other("client body failed")))
             .await;
-        up.abort();
+        drop(tx);
+        if tokio::time::timeout(std::time::Duration::from_secs(30), &mut up)
+            .await
+            .is_err()
+        {
+            up.abort();
+        }
         return Err(e);
     }
     drop(tx);

@@ -174,8 +174,11 @@ impl Remote {
         body: BodyStream,
         len: u64,
     ) -> Result<RemoteAttrs> {
+        let _ = http;
         match self {
-            Remote::S3(b) => b.put_object(http, key, body, len).await,
+            // A streamed upload: no read timeout (the answer comes only
+            // after the whole body, however long that takes to send).
+            Remote::S3(b) => b.put_object(upload_http(), key, body, len).await,
             Remote::Cloud(b) => b.put_object(key, body, len).await,
         }
     }
@@ -211,9 +214,24 @@ pub fn http() -> &'static reqwest::Client {
     C.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            // Idle limit per read: a store gone silent mid-request fails it
-            // (retried where safe) instead of holding it forever.
+            // A store that does not answer within 2 min, or goes silent
+            // that long mid-body, fails the request (retried where safe)
+            // instead of holding it forever. Streamed uploads use
+            // `upload_http` (their answer comes after the whole body).
             .read_timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_default()
+    })
+}
+
+/// [`http`] without the read timeout, for streamed uploads (S3 answers
+/// only once the whole body has arrived).
+fn upload_http() -> &'static reqwest::Client {
+    static C: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default()

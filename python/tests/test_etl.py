@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import tarfile
 import json
 import os
 import random
@@ -1232,7 +1233,7 @@ def test_init_unknown_runtime(cluster: Cluster, runtime: str) -> None:
 
 @pytest.mark.parametrize(
     "comm,why",
-    [("ws://", 'communication type "ws://" is not supported'), ("tcp://", 'invalid communication type "tcp://"')],
+    [("hrev://", 'communication type "hrev://" is not supported'), ("tcp://", 'invalid communication type "tcp://"')],
 )
 def test_init_bad_comm_type(cluster: Cluster, comm: str, why: str, tmp_path: Path) -> None:
     name = unique_etl("comm")
@@ -1664,6 +1665,91 @@ def test_runtime_command_hpull_reads_back_through_target(cluster: Cluster, src, 
         assert requests.get(f"{base}/{token}/{other}", timeout=HTTP_TIMEOUT).status_code == 401
 
 
+WS_SERVER = '''\
+import os
+from aistore.sdk.etl.webserver.fastapi_server import FastAPIServer
+
+
+class Upper(FastAPIServer):
+    def transform(self, data, path, etl_args):
+        if data.startswith(b"fail"):
+            raise ValueError("cannot handle this object")
+        return b"WS:" + data.upper() + b"|" + path.encode() + b"|" + etl_args.encode()
+
+
+Upper(host="127.0.0.1", port=int(os.environ["PORT"])).start()
+'''
+
+
+def test_runtime_command_ws_with_the_sdk_fastapi_server(cluster: Cluster, client: Client, src, etls: List[str], server_dir: Path) -> None:
+    """ws://: the SDK's own FastAPIServer as the transformer, driven over
+    persistent websockets (its /ws protocol), inline, in Get-Batch and in an
+    offline job; a transform error comes back per object."""
+    name = unique_etl("cmd-ws")
+    etls.append(name)
+    server = server_dir / "server.py"
+    server.write_text(WS_SERVER)
+    server.chmod(0o644)
+    msg = {
+        "name": name,
+        "communication": "ws://",
+        "init_timeout": "2m",
+        "obj_timeout": "20s",
+        "runtime": {"image": "example/transformer:latest", "command": [sys.executable, str(server)]},
+    }
+    r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
+    assert r.status_code == 200, r.text
+    for _ in range(2):  # the second round reuses the open websockets
+        for obj, data in src.items():
+            r = etl_get(cluster.url, src.bucket, obj, name, args="k=v")
+            assert r.status_code == 200, r.text
+            assert r.content == b"WS:" + data.upper() + f"|{src.bucket}/{obj}|k=v".encode()
+    bck = client.bucket(src.bucket)
+    bck.object("fail-ws").get_writer().put_content(b"fail me")
+    r = etl_get(cluster.url, src.bucket, "fail-ws", name)
+    assert r.status_code >= 400 and "cannot handle this object" in r.text, r.text
+    # Get-Batch, each item through the transformer.
+    names = sorted(src)[:6]
+    r = requests.get(
+        f"{cluster.url}/v1/ml/moss/{src.bucket}",
+        params={"etl_name": name},
+        json={"in": [{"objname": n} for n in names], "onob": True},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert r.status_code == 200, r.text
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tf:
+        got = {m.name: tf.extractfile(m).read() for m in tf.getmembers() if m.isfile()}
+    assert got == {n: b"WS:" + src[n].upper() + f"|{src.bucket}/{n}|".encode() for n in names}
+    # A later pipeline stage too (it takes the bytes the stage before gave).
+    from aistore.sdk.etl import ETLConfig
+
+    first = unique_etl("ws-first")
+    etls.append(first)
+    must_init(cluster.url, first, "def transform(data):\n    return data[::-1]\n")
+    obj = sorted(src)[0]
+    got = bck.object(obj).get_reader(etl=ETLConfig(client.etl(first) >> client.etl(name))).read_all()
+    assert got == b"WS:" + src[obj][::-1].upper() + f"|{src.bucket}/{obj}|".encode()
+    # The SDK's init_class(comm_type="ws") with its FastAPIServer: the
+    # class's transform runs in the target's persistent workers.
+    from aistore.sdk.etl.webserver.fastapi_server import FastAPIServer
+
+    cls_name = unique_etl("cls-ws")
+    etls.append(cls_name)
+
+    @client.etl(cls_name).init_class(comm_type="ws")
+    class Reverse(FastAPIServer):
+        def transform(self, data, path, etl_args):
+            return data[::-1]
+
+    assert bck.object(obj).get_reader(etl=ETLConfig(cls_name)).read_all() == src[obj][::-1]
+    dst = client.bucket(unique_bucket_name("ws-dst"))
+    job = bck.transform(etl_name=name, to_bck=dst, prefix_filter="obj-")
+    client.job(job_id=job).wait(timeout=120)
+    out = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
+    assert out == {k: b"WS:" + v.upper() + f"|{src.bucket}/{k}|".encode() for k, v in src.items()}
+    dst.delete(missing_ok=True)
+
+
 def test_runtime_command_failures(cluster: Cluster, etls: List[str], tmp_path: Path) -> None:
     # A command that exits at once: init fails with its output, nothing left behind.
     name = unique_etl("cmd-dies")
@@ -1726,7 +1812,6 @@ def test_sdk_pipelines_inline_batch_and_offline(cluster: Cluster, client: Client
     that holds the object, bytes handed from one to the next. A failing
     stage is named; an unknown stage is a 404; a pipeline without a first
     ETL, or longer than 8, is a 400 (never ignored)."""
-    import tarfile
 
     url = cluster.url
     a, b, bad = unique_etl("pipe-a"), unique_etl("pipe-b"), unique_etl("pipe-x")

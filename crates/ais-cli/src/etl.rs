@@ -104,7 +104,7 @@ pub struct InitCodeArgs {
     /// python3 (the host's interpreter) or python3.N.
     #[arg(long, default_value = "python3")]
     runtime: String,
-    /// io:// (stdin→stdout script), hpush:// or hpull://.
+    /// io:// (stdin→stdout script), hpush://, hpull:// or ws://.
     #[arg(long = "comm-type", default_value = "hpush://")]
     comm_type: String,
     /// How long to wait for every target to be ready.
@@ -278,9 +278,11 @@ async fn init_code(client: &Client, a: InitCodeArgs) -> anyhow::Result<()> {
         Some(f) => std::fs::read(f).with_context(|| format!("cannot read --deps-file {f}"))?,
         None => Vec::new(),
     };
-    if !a.comm_type.contains("://") && !["io", "hpush", "hpull"].contains(&a.comm_type.as_str()) {
+    if !a.comm_type.contains("://")
+        && !["io", "hpush", "hpull", "ws"].contains(&a.comm_type.as_str())
+    {
         bail!(
-            "invalid --comm-type \"{}\" (expected io://, hpush:// or hpull://)",
+            "invalid --comm-type \"{}\" (expected io://, hpush://, hpull:// or ws://)",
             a.comm_type
         );
     }

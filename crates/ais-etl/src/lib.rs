@@ -277,7 +277,10 @@ impl EtlRuntime {
     /// Whether [`EtlRuntime::transform_bytes`] can be used (worker pools);
     /// a `runtime.command` server reads its input by path or URL itself.
     pub fn takes_bytes(&self) -> bool {
-        matches!(self.backend, Backend::Pool(_))
+        match &self.backend {
+            Backend::Pool(_) => true,
+            Backend::Server(s) => s.takes_bytes(),
+        }
     }
 
     /// Runs the transform on bytes (objects not on local disk).
@@ -288,10 +291,16 @@ impl EtlRuntime {
         args: &str,
     ) -> Result<Bytes, EtlError> {
         let t0 = Instant::now();
-        let Backend::Pool(pool) = &self.backend else {
-            return Err(EtlError::Internal(
-                "byte input is not supported for runtime.command ETLs".into(),
-            ));
+        let pool = match &self.backend {
+            Backend::Pool(pool) => pool,
+            Backend::Server(s) => {
+                let (bucket, obj) = split_cname(obj_name);
+                let res = s
+                    .call_bytes(bucket, obj, data.to_vec(), args, self.spec.obj_timeout)
+                    .await;
+                self.account(obj_name, data.len() as u64, t0, &res);
+                return res;
+            }
         };
         let res = match &self.batcher {
             Some(b) => {
@@ -819,6 +828,7 @@ impl EtlManager {
                         format!("etl {} server", spec.name),
                     ),
                     sandbox: Some(Arc::new(sb)),
+                    max_output: limits.output,
                 };
                 let srv = server::CommandServer::start(&cfg, &log).await?;
                 log.line(&format!(

@@ -29,7 +29,16 @@ pub struct ServerCfg {
     pub tracker: Tracker,
     /// The OS sandbox the server runs in (host network).
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+    /// The largest answer taken from the server (`ws://` messages).
+    pub max_output: Option<u64>,
 }
+
+type WsConn =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Idle websockets kept open to one server (more are opened while more
+/// exchanges run at once, and closed after).
+const MAX_IDLE_WS: usize = 32;
 
 pub struct CommandServer {
     /// Killed (with its process group) and forgotten on stop or drop.
@@ -40,6 +49,10 @@ pub struct CommandServer {
     comm: Comm,
     /// Read-back tokens of the hpull requests in flight: token -> uname.
     tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// `ws://`: open websockets not in use (each carries one exchange at a
+    /// time, as the server's protocol is request, then answer).
+    ws_idle: std::sync::Mutex<Vec<WsConn>>,
+    max_output: Option<u64>,
 }
 
 /// Removes a read-back token when its request ends (also on a timeout or
@@ -100,6 +113,8 @@ impl CommandServer {
             http,
             comm: cfg.comm,
             tokens: Default::default(),
+            ws_idle: Default::default(),
+            max_output: cfg.max_output,
         };
         let deadline = Instant::now() + cfg.ready_timeout;
         loop {
@@ -151,9 +166,52 @@ impl CommandServer {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
+        if self.comm != Comm::Hpull {
+            let data = tokio::fs::read(path)
+                .await
+                .map_err(|e| EtlError::Internal(format!("read {path}: {e}")))?;
+            return self.call_bytes(bucket, obj, data, args, timeout).await;
+        }
+        self.send(bucket, obj, None, args, timeout).await
+    }
+
+    /// Whether the server takes an object's bytes from the target
+    /// (`hpull` servers read it back by name instead).
+    pub fn takes_bytes(&self) -> bool {
+        self.comm != Comm::Hpull
+    }
+
+    /// Transforms `data` (the bytes of `bucket/obj`): hpush, io or ws.
+    pub async fn call_bytes(
+        &self,
+        bucket: &str,
+        obj: &str,
+        data: Vec<u8>,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, EtlError> {
+        match self.comm {
+            Comm::Ws => self.call_ws(bucket, obj, data, args, timeout).await,
+            Comm::Hpull => Err(EtlError::Internal(
+                "an hpull transformer reads objects back by name, not bytes".into(),
+            )),
+            Comm::Hpush | Comm::Io => self.send(bucket, obj, Some(data), args, timeout).await,
+        }
+    }
+
+    /// One HTTP exchange: hpush (`data`: PUT it) or hpull (`None`: the
+    /// server GETs the object back with a token for this request).
+    async fn send(
+        &self,
+        bucket: &str,
+        obj: &str,
+        data: Option<Vec<u8>>,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, EtlError> {
         let mut _token = None;
-        let req = match self.comm {
-            Comm::Hpull => {
+        let req = match data {
+            None => {
                 let uname = format!("ais/@#/{bucket}/{obj}");
                 // A token for this object and this request: the server (host
                 // network, readable environment) holds no standing credential.
@@ -165,10 +223,7 @@ impl CommandServer {
                 _token = Some(TokenGuard(self, token));
                 self.http.get(url).query(&[("etl_args", args)])
             }
-            Comm::Hpush | Comm::Io => {
-                let data = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| EtlError::Internal(format!("read {path}: {e}")))?;
+            Some(data) => {
                 let url = format!("{}/{bucket}/{}", self.base, escape_path(obj));
                 self.http.put(url).query(&[("etl_args", args)]).body(data)
             }
@@ -197,6 +252,82 @@ impl CommandServer {
                 trace: String::new(),
             })
         }
+    }
+
+    /// One `ws://` exchange (the SDK's FastAPIServer `/ws` protocol): a
+    /// binary JSON control message (`path`, `etl_args`; no `fqn`: the
+    /// server cannot read the store), the object as one binary message;
+    /// the answer is the output (binary) or an error (text). A websocket
+    /// that failed or timed out is closed, never reused.
+    async fn call_ws(
+        &self,
+        bucket: &str,
+        obj: &str,
+        data: Vec<u8>,
+        args: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, EtlError> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let idle = self.ws_idle.lock().ok().and_then(|mut v| v.pop());
+        let died = |what: String| {
+            EtlError::WorkerDied(match self.exited() {
+                Some(st) => format!("transformer server exited ({st})"),
+                None => what,
+            })
+        };
+        let mut ws = match idle {
+            Some(ws) => ws,
+            None => {
+                let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+                let max = self.max_output.map(|m| m as usize);
+                cfg.max_message_size = max.or(cfg.max_message_size);
+                cfg.max_frame_size = max.or(cfg.max_frame_size);
+                let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
+                match tokio::time::timeout(
+                    timeout,
+                    tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
+                )
+                .await
+                {
+                    Err(_) => return Err(EtlError::Timeout(timeout)),
+                    Ok(Err(e)) => return Err(died(format!("transformer websocket: {e}"))),
+                    Ok(Ok((ws, _))) => ws,
+                }
+            }
+        };
+        let ctrl = serde_json::json!({"path": format!("{bucket}/{obj}"), "etl_args": args});
+        let exchange = async {
+            ws.send(Message::Binary(ctrl.to_string().into_bytes().into()))
+                .await?;
+            ws.send(Message::Binary(data.into())).await?;
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => return Ok(Ok(b)),
+                    Some(Ok(Message::Text(t))) => return Ok(Err(t.to_string())),
+                    Some(Ok(Message::Close(_))) | None => {
+                        return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)
+                    }
+                    Some(Ok(_)) => continue, // ping, pong
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+        };
+        let answer = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => return Err(EtlError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(died(format!("transformer websocket: {e}"))),
+            Ok(Ok(a)) => a,
+        };
+        if let Ok(mut v) = self.ws_idle.lock() {
+            if v.len() < MAX_IDLE_WS {
+                v.push(ws);
+            }
+        }
+        answer.map_err(|text| EtlError::Transform {
+            etype: "transformer".into(),
+            emsg: text.trim().to_string(),
+            trace: String::new(),
+        })
     }
 
     pub fn pid(&self) -> u32 {

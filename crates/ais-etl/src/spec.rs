@@ -13,6 +13,11 @@ pub enum Comm {
     Io,
     Hpush,
     Hpull,
+    /// AIStore's `ws://`: one persistent websocket per exchange in flight
+    /// to a `runtime.command` server's `/ws` (the SDK's FastAPIServer
+    /// protocol); for Python code and `init_class` ETLs, whose workers
+    /// already hold a persistent channel to the target, the same as hpush.
+    Ws,
 }
 
 impl Comm {
@@ -21,6 +26,7 @@ impl Comm {
             Comm::Io => "io://",
             Comm::Hpush => "hpush://",
             Comm::Hpull => "hpull://",
+            Comm::Ws => "ws://",
         }
     }
 }
@@ -279,11 +285,12 @@ pub fn parse_comm(raw: &str) -> Result<Comm, EtlError> {
         "" | "hpush" => Ok(Comm::Hpush),
         "hpull" => Ok(Comm::Hpull),
         "io" => Ok(Comm::Io),
-        "ws" | "hrev" => Err(EtlError::Invalid(format!(
-            "communication type \"{raw}\" is not supported (supported: io://, hpush://, hpull://)"
+        "ws" => Ok(Comm::Ws),
+        "hrev" => Err(EtlError::Invalid(format!(
+            "communication type \"{raw}\" is not supported (supported: io://, hpush://, hpull://, ws://)"
         ))),
         _ => Err(EtlError::Invalid(format!(
-            "invalid communication type \"{raw}\" (expected io://, hpush:// or hpull://)"
+            "invalid communication type \"{raw}\" (expected io://, hpush://, hpull:// or ws://)"
         ))),
     }
 }
@@ -605,8 +612,14 @@ mod tests {
             .to_string()
             .contains("cannot run image"));
         assert!(EtlSpec::from_json(&json!({"name":"Bad_Name","code":b("x")})).is_err());
+        assert!(matches!(
+            EtlSpec::from_json(&json!({"name":"good-name","code":b("x"),"communication":"ws://"}))
+                .unwrap()
+                .comm,
+            Comm::Ws
+        ));
         assert!(EtlSpec::from_json(
-            &json!({"name":"good-name","code":b("x"),"communication":"ws://"})
+            &json!({"name":"good-name","code":b("x"),"communication":"hrev://"})
         )
         .is_err());
         assert!(

@@ -271,8 +271,8 @@ pub async fn run_stages(
         let rt = runtime(t, name).await?;
         if !rt.takes_bytes() {
             return Err(ApiError::bad_request(format!(
-                "etl pipeline stage {} ({name}) is a runtime.command ETL: it reads its input \
-                 from the object itself, so it can only be a pipeline's first stage",
+                "etl pipeline stage {} ({name}) is an hpull:// runtime.command ETL: it reads its \
+                 input back from the object itself, so it can only be a pipeline's first stage",
                 i + 2
             )));
         }

@@ -452,8 +452,9 @@ impl Target {
     }
 
     /// Transforms one local object with `rt`, its input verified first and
-    /// read once: a worker pool gets the verified bytes; a `runtime.command`
-    /// server, which reads its input itself, gets a verified object.
+    /// read once: a worker pool (or an hpush/ws server) gets the verified
+    /// bytes; an hpull server, which reads its input itself, a verified
+    /// object.
     /// Outer error: the object; inner: the transform.
     pub async fn transform_verified(
         &self,

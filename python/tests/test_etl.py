@@ -1742,12 +1742,91 @@ def test_runtime_command_ws_with_the_sdk_fastapi_server(cluster: Cluster, client
             return data[::-1]
 
     assert bck.object(obj).get_reader(etl=ETLConfig(cls_name)).read_all() == src[obj][::-1]
+
     dst = client.bucket(unique_bucket_name("ws-dst"))
     job = bck.transform(etl_name=name, to_bck=dst, prefix_filter="obj-")
     client.job(job_id=job).wait(timeout=120)
     out = {e.name: dst.object(e.name).get_reader().read_all() for e in dst.list_all_objects()}
     assert out == {k: b"WS:" + v.upper() + f"|{src.bucket}/{k}|".encode() for k, v in src.items()}
     dst.delete(missing_ok=True)
+
+FQN_SERVER = '''\
+import os
+from aistore.sdk.etl.webserver.fastapi_server import FastAPIServer
+
+
+class ByPath(FastAPIServer):
+    def transform(self, data, path, etl_args):
+        assert isinstance(data, str), type(data)
+        with open(data, "rb") as f:
+            return data.encode() + b"|" + f.read()[::-1]
+
+
+ByPath(host="127.0.0.1", port=int(os.environ["PORT"])).start()
+'''
+
+
+@pytest.mark.parametrize("comm", ["hpush://", "ws://"])
+def test_runtime_command_direct_file_access_names_a_private_copy(cluster: Cluster, src, etls: List[str], server_dir: Path, comm: str) -> None:
+    """A transformer server with the SDK's direct_file_access
+    (ETL_DIRECT_FQN=true) is handed a file path (etl_fqn / the ws message's
+    fqn) to a private copy in its own work dir, removed after the
+    exchange; never a path into the store."""
+    name = unique_etl("cmd-fqn")
+    etls.append(name)
+    server = server_dir / "server.py"
+    server.write_text(FQN_SERVER)
+    server.chmod(0o644)
+    msg = {
+        "name": name,
+        "communication": comm,
+        "init_timeout": "2m",
+        "obj_timeout": "20s",
+        "runtime": {"image": "example/transformer:latest", "command": [sys.executable, str(server)],
+                    "env": [{"name": "ETL_DIRECT_FQN", "value": "true"}]},
+    }
+    r = requests.put(f"{cluster.url}/v1/etl", json=msg, timeout=HTTP_TIMEOUT * 3)
+    assert r.status_code == 200, r.text
+    for obj in sorted(src)[:4]:
+        r = etl_get(cluster.url, src.bucket, obj, name)
+        assert r.status_code == 200, r.text
+        where, body = r.content.split(b"|", 1)
+        assert body == src[obj][::-1]
+        copy = Path(where.decode())
+        assert f"/etl/work/{name}." in str(copy) and not copy.exists(), copy
+        for t in cluster.targets:
+            for mp in t.mpaths:
+                assert not str(copy).startswith(str(mp)), (copy, mp)
+
+
+def test_init_class_direct_file_access_gets_a_private_copy(cluster: Cluster, client: Client, src, etls: List[str]) -> None:
+    """The SDK's init_class(direct_file_access=True): the class's transform
+    is given a file path, as in AIStore, but to a private copy in the
+    worker's own space, never a path into the store (and gone after)."""
+    from aistore.sdk.etl import ETLConfig
+    from aistore.sdk.etl.webserver.fastapi_server import FastAPIServer
+
+    name = unique_etl("cls-fqn")
+    etls.append(name)
+
+    @client.etl(name).init_class(direct_file_access=True)
+    class ByPath(FastAPIServer):
+        def transform(self, data, path, etl_args):
+            assert isinstance(data, str), type(data)
+            with open(data, "rb") as f:
+                body = f.read()
+            return data.encode() + b"|" + body[::-1]
+
+    bck = client.bucket(src.bucket)
+    for obj in sorted(src)[:4]:
+        out = bck.object(obj).get_reader(etl=ETLConfig(name)).read_all()
+        where, body = out.split(b"|", 1)
+        assert body == src[obj][::-1]
+        copy = Path(where.decode())
+        assert not copy.exists(), copy  # removed once transformed
+        for t in cluster.targets:
+            for mp in t.mpaths:
+                assert not str(copy).startswith(str(mp)), (copy, mp)
 
 
 def test_runtime_command_failures(cluster: Cluster, etls: List[str], tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 //! local process per target and driven with AIStore's transformer contract
 //! (`GET /health` readiness; hpush = `PUT /<bucket>/<object>` with the object
 //! as body, hpull = `GET /<escaped uname>`, the server reading the object
-//! back from `AIS_TARGET_URL` — no `etl_fqn`: a sandboxed server cannot
-//! read the store; `etl_args` in the query). The server learns its port from `PORT` / `AIS_ETL_PORT`
+//! back from `AIS_TARGET_URL` — `etl_fqn` only ever names a private copy in
+//! the server's work dir (the SDK's `direct_file_access`): a sandboxed
+//! server cannot read the store; `etl_args` in the query; `ws://` = the
+//! SDK FastAPIServer's `/ws` protocol over persistent websockets). The server learns its port from `PORT` / `AIS_ETL_PORT`
 //! (containers used a fixed 8000; several targets share this host) and the
 //! target's object endpoint from `AIS_TARGET_URL`.
 
@@ -45,6 +47,10 @@ pub struct CommandServer {
     proc: std::sync::Mutex<Proc>,
     pid: u32,
     base: String,
+    /// The SDK's `direct_file_access` (`ETL_DIRECT_FQN=true` in the spec's
+    /// env): the server is given a file to read (`etl_fqn`), a private copy
+    /// the node writes into the server's work dir, never a store path.
+    direct_fqn: Option<std::path::PathBuf>,
     http: reqwest::Client,
     comm: Comm,
     /// Read-back tokens of the hpull requests in flight: token -> uname.
@@ -53,6 +59,30 @@ pub struct CommandServer {
     /// time, as the server's protocol is request, then answer).
     ws_idle: std::sync::Mutex<Vec<WsConn>>,
     max_output: Option<u64>,
+}
+
+/// A private copy of an object in the server's work dir (`direct_fqn`),
+/// removed when the exchange ends. Written beneath the directory the node
+/// made, never through anything the server planted there.
+struct PrivateCopy(std::path::PathBuf);
+
+impl PrivateCopy {
+    async fn new(workdir: &std::path::Path, data: Vec<u8>) -> Result<Self, EtlError> {
+        let name = format!(".ais-obj-{}", ais_core::gen_id(16));
+        let (dir, rel) = (workdir.to_path_buf(), std::path::PathBuf::from(&name));
+        tokio::task::spawn_blocking(move || crate::untrusted::write_beneath(&dir, &rel, &data))
+            .await
+            .map_err(|e| EtlError::Internal(e.to_string()))?
+            .map_err(|e| EtlError::Internal(format!("private copy for the transformer: {e}")))?;
+        Ok(Self(workdir.join(name)))
+    }
+}
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        // unlink never follows a link the server may have put in its place.
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Removes a read-back token when its request ends (also on a timeout or
@@ -110,6 +140,11 @@ impl CommandServer {
             proc: std::sync::Mutex::new(proc),
             pid,
             base,
+            direct_fqn: cfg
+                .env
+                .iter()
+                .any(|(k, v)| k == "ETL_DIRECT_FQN" && matches!(v.trim(), "true" | "1" | "yes"))
+                .then(|| std::path::PathBuf::from(&cfg.workdir)),
             http,
             comm: cfg.comm,
             tokens: Default::default(),
@@ -210,6 +245,7 @@ impl CommandServer {
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
         let mut _token = None;
+        let mut _copy = None;
         let req = match data {
             None => {
                 let uname = format!("ais/@#/{bucket}/{obj}");
@@ -225,7 +261,18 @@ impl CommandServer {
             }
             Some(data) => {
                 let url = format!("{}/{bucket}/{}", self.base, escape_path(obj));
-                self.http.put(url).query(&[("etl_args", args)]).body(data)
+                match &self.direct_fqn {
+                    Some(dir) => {
+                        let copy = PrivateCopy::new(dir, data).await?;
+                        let fqn = copy.0.to_string_lossy().to_string();
+                        _copy = Some(copy);
+                        self.http
+                            .put(url)
+                            .query(&[("etl_args", args), ("etl_fqn", &fqn)])
+                            .body(Vec::new())
+                    }
+                    None => self.http.put(url).query(&[("etl_args", args)]).body(data),
+                }
             }
         };
         let resp = match tokio::time::timeout(timeout, req.send()).await {
@@ -255,8 +302,9 @@ impl CommandServer {
     }
 
     /// One `ws://` exchange (the SDK's FastAPIServer `/ws` protocol): a
-    /// binary JSON control message (`path`, `etl_args`; no `fqn`: the
-    /// server cannot read the store), the object as one binary message;
+    /// binary JSON control message (`path`, `etl_args`; `fqn` only of a
+    /// private copy: the server cannot read the store), the object as one
+    /// binary message (none with `fqn`);
     /// the answer is the output (binary) or an error (text). A websocket
     /// that failed or timed out is closed, never reused.
     async fn call_ws(
@@ -296,11 +344,21 @@ impl CommandServer {
                 }
             }
         };
-        let ctrl = serde_json::json!({"path": format!("{bucket}/{obj}"), "etl_args": args});
+        let mut ctrl = serde_json::json!({"path": format!("{bucket}/{obj}"), "etl_args": args});
+        let (copy, data) = match &self.direct_fqn {
+            Some(dir) => {
+                let copy = PrivateCopy::new(dir, data).await?;
+                ctrl["fqn"] = copy.0.to_string_lossy().into();
+                (Some(copy), None)
+            }
+            None => (None, Some(data)),
+        };
         let exchange = async {
             ws.send(Message::Binary(ctrl.to_string().into_bytes().into()))
                 .await?;
-            ws.send(Message::Binary(data.into())).await?;
+            if let Some(data) = data {
+                ws.send(Message::Binary(data.into())).await?;
+            }
             loop {
                 match ws.next().await {
                     Some(Ok(Message::Binary(b))) => return Ok(Ok(b)),
@@ -318,6 +376,7 @@ impl CommandServer {
             Ok(Err(e)) => return Err(died(format!("transformer websocket: {e}"))),
             Ok(Ok(a)) => a,
         };
+        drop(copy);
         if let Ok(mut v) = self.ws_idle.lock() {
             if v.len() < MAX_IDLE_WS {
                 v.push(ws);

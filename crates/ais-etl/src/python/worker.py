@@ -317,6 +317,14 @@ def main() -> None:
         return
     if mode == "class" and callable(getattr(inst, "transform_batch", None)):
         batch_fn = inst.transform_batch
+    # The SDK's direct_file_access (ETL_DIRECT_FQN): the class's transform
+    # takes a file path. It gets a private copy, never a path into the store.
+    if mode == "class":
+        direct = getattr(inst, "direct_fqn", None)
+        if direct is None:
+            direct = os.environ.get("ETL_DIRECT_FQN", "").strip().lower() in ("1", "true", "yes")
+        arg_fqn = arg_fqn or bool(direct)
+    by_path = arg_fqn and mode in ("func", "class")
     _send(
         sock,
         {
@@ -325,7 +333,7 @@ def main() -> None:
             "ready": True,
             "pid": os.getpid(),
             "python": sys.version.split()[0],
-            "batch": batch_fn is not None and not (arg_fqn and mode == "func"),
+            "batch": batch_fn is not None and not by_path,
         },
     )
     while True:
@@ -336,12 +344,12 @@ def main() -> None:
         except EOFError:
             return
         if "batch" in req:
-            _serve_batch(sock, req, call, batch_fn, arg_fqn and mode == "func")
+            _serve_batch(sock, req, call, batch_fn, by_path)
             continue
         path = req.get("path") or ""
         tmp = None
         try:
-            if arg_fqn and mode == "func":
+            if by_path:
                 # A private copy in the worker's own temp dir: the store is out of reach.
                 import tempfile
 

@@ -681,3 +681,72 @@ def test_copy_with_sync_follows_deletions_at_the_backend(rcluster: Cluster, s3: 
         assert sorted(e.name for e in dst.list_all_objects()) == sorted(set(objs) - set(gone))
     finally:
         dst.delete(missing_ok=True)
+
+
+def test_backend_bck_makes_an_ais_bucket_front_a_remote_one(rcluster: Cluster, s3: S3Server, remote: str) -> None:
+    """AIStore's backend_bck: an ais:// bucket tied to an s3:// bucket
+    lists, reads (cold, then cached), writes through to and deletes from
+    the remote one; prefetch and evict work on it; bad backends are
+    refused by name; clearing it leaves what the cluster holds."""
+    objs = fill(s3, remote, 12, prefix="v/")
+    client = Client(rcluster.url)
+    name = f"view-{remote}"
+    view = client.bucket(name).create()
+    url = f"{rcluster.url}/v1/buckets/{name}"
+
+    def set_backend(value: dict) -> requests.Response:
+        return requests.patch(url, json={"action": "set-bprops", "value": {"backend_bck": value}}, timeout=HTTP)
+
+    try:
+        for bad, status, why in (
+            ({"name": f"no-such-{remote}", "provider": "aws"}, 404, "does not exist"),
+            ({"name": remote, "provider": "ais"}, 400, "cloud bucket"),
+            ({"name": "", "provider": "aws"}, 400, "without a bucket name"),
+            ({"name": remote, "provider": "aws", "namespace": {"uuid": "other", "name": ""}}, 501, "remote AIS"),
+            ({"name": remote, "provider": "aws", "bogus": 1}, 400, "bogus"),
+        ):
+            r = set_backend(bad)
+            assert r.status_code == status and why in r.text, (bad, r.text)
+        r = requests.patch(f"{rcluster.url}/v1/buckets/{remote}", params={"provider": "aws"},
+                           json={"action": "set-bprops", "value": {"backend_bck": {"name": remote, "provider": "aws"}}}, timeout=HTTP)
+        assert r.status_code == 400 and "ais:// buckets" in r.text, r.text
+        r = set_backend({"name": remote, "provider": "s3"})
+        assert r.status_code == 200, r.text
+        out = ais(rcluster, "bucket", "props", "set", f"ais://{name}", f"backend_bck=s3://{remote}")
+        assert out.returncode == 0, out.stderr
+        props = requests.head(url, timeout=HTTP).headers
+        assert json.loads(props["Ais-Bucket-Props"])["backend_bck"] == {"name": remote, "provider": "aws", "namespace": {"uuid": "", "name": ""}}
+        # Listing: the backend's names, cached flags as a remote bucket's.
+        assert [e.name for e in view.list_all_objects()] == sorted(objs)
+        for k, v in objs.items():
+            assert view.object(k).get_reader().read_all() == v
+        assert cached(rcluster.url, remote) == set()  # cached under the ais:// name, not the s3:// one
+        held = [e.name for e in view.list_objects_iter(props="name,cached") if e.flags & (1 << 6)]
+        assert held == sorted(objs)
+        # Write-through and delete reach the remote bucket.
+        view.object("v/new").get_writer().put_content(b"written through the view")
+        assert s3.s3.get_object(Bucket=remote, Key="v/new")["Body"].read() == b"written through the view"
+        view.object("v/0000").delete()
+        with pytest.raises(s3.s3.exceptions.NoSuchKey):
+            s3.s3.get_object(Bucket=remote, Key="v/0000")
+        # Evict, then prefetch, through the ais:// name (REST: the SDK
+        # checks the provider on its side and refuses ais:// for these).
+        def job(method: str, action: str, names: list) -> None:
+            r = requests.request(method, url, json={"action": action, "value": {"objnames": names}}, timeout=HTTP)
+            assert r.status_code == 200, r.text
+            client.job(job_id=r.text).wait(timeout=60)
+
+        job("DELETE", "evict-listrange", ["v/0001", "v/0002"])
+        held = {e.name for e in view.list_objects_iter(props="name,cached") if e.flags & (1 << 6)}
+        assert "v/0001" not in held and "v/0003" in held
+        job("POST", "prefetch-listrange", ["v/0001"])
+        # Cleared (the CLI's backend_bck=none): an ais:// bucket again,
+        # holding what it cached.
+        out = ais(rcluster, "bucket", "props", "set", f"ais://{name}", "backend_bck=none")
+        assert out.returncode == 0, out.stderr
+        local = {e.name for e in view.list_all_objects()}
+        assert "v/0001" in local and "v/0002" not in local and "v/0000" not in local, local
+        r = requests.post(url, json={"action": "prefetch-listrange", "value": {"objnames": ["v/0002"]}}, timeout=HTTP)
+        assert r.status_code == 400 and "backend_bck" in r.text, r.text
+    finally:
+        view.delete(missing_ok=True)

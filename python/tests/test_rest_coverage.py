@@ -322,11 +322,7 @@ def _reset_bprops(url: str, b: str) -> None:
     assert props["mirror"]["enabled"] is False
 
 
-unsupported(
-    "tie an ais:// bucket to a remote backend (backend_bck)", 400, "unknown bucket property",
-    "PATCH", "/v1/buckets/{b}",
-    {"action": "set-bprops", "value": {"backend_bck": {"name": "cloud_bucket", "provider": "gcp"}}},
-)
+elsewhere("tie an ais:// bucket to a remote backend (backend_bck)", "test_remote_ops")
 
 
 elsewhere("prefetch a list of objects", "test_remote_ops")
@@ -550,6 +546,12 @@ def test_remote_ops(rcluster: Cluster, s3: S3Server, remote: str) -> None:  # no
     job = ok(call(url, "DELETE", f"/v1/buckets/{remote}?provider=aws", {"action": "evict-listrange", "value": {"template": "__tst/test-{0000..0005}"}})).text
     assert not wait_job(url, job)["err"]
     ok(call(url, "DELETE", f"/v1/buckets/{remote}?provider=aws", {"action": "evict-remote-bck"}))
+    # backend_bck: an ais:// bucket whose objects are the s3:// bucket's.
+    view = f"view-{remote}"
+    ok(call(url, "POST", f"/v1/buckets/{view}", {"action": "create-bck"}))
+    ok(call(url, "PATCH", f"/v1/buckets/{view}", {"action": "set-bprops", "value": {"backend_bck": {"name": remote, "provider": "aws"}}}))
+    assert ok(call(url, "GET", f"/v1/objects/{view}/{keys[1]}")).content == objs[keys[1]]
+    ok(call(url, "DELETE", f"/v1/buckets/{view}", {"action": "destroy-bck"}))
 
 
 def test_cluster_shutdown(tmp_path) -> None:

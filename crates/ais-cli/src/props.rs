@@ -18,6 +18,23 @@ pub fn patch(kvs: &[String]) -> Result<Value> {
             bail!("invalid property name \"{k}\"");
         }
         let v = v.trim();
+        if keys == ["backend_bck"] {
+            // AIStore's `backend_bck=gs://b` (`none` clears it).
+            let val = if v.is_empty() || v == "none" {
+                serde_json::json!({"name": "", "provider": ""})
+            } else {
+                let (b, obj) =
+                    ais_core::Bck::parse_uri(v).map_err(|e| anyhow::anyhow!("backend_bck: {e}"))?;
+                if !obj.is_empty() || !v.contains("://") {
+                    bail!(
+                        "backend_bck: expected a bucket such as s3://BUCKET (or none), not \"{v}\""
+                    );
+                }
+                serde_json::json!({"name": b.name, "provider": b.provider})
+            };
+            root.insert("backend_bck".into(), val);
+            continue;
+        }
         let val = match v {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
@@ -136,6 +153,15 @@ mod tests {
             serde_json::json!({"mirror": {"enabled": true}})
         );
         assert!(patch_or_json(&["[1]".into()]).is_err());
+        assert_eq!(
+            patch(&["backend_bck=gs://b".into()]).unwrap(),
+            serde_json::json!({"backend_bck": {"name": "b", "provider": "gcp"}})
+        );
+        assert_eq!(
+            patch(&["backend_bck=none".into()]).unwrap(),
+            serde_json::json!({"backend_bck": {"name": "", "provider": ""}})
+        );
+        assert!(patch(&["backend_bck=b".into()]).is_err());
         assert_eq!(
             patch_or_json(&["ec.enabled".into(), "true".into()]).unwrap(),
             serde_json::json!({"ec": {"enabled": true}})

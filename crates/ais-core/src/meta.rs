@@ -309,6 +309,23 @@ pub struct BucketProps {
     /// it takes no writes until the move is over. Only the rename sets it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub renaming: String,
+    /// An `ais://` bucket's remote backend (AIStore's `backend_bck`): its
+    /// objects are the remote bucket's, cached here as a remote bucket's
+    /// are. Empty name: none.
+    #[serde(default)]
+    pub backend_bck: BackendBck,
+}
+
+/// AIStore's `backend_bck`: the remote bucket behind an `ais://` one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BackendBck {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub provider: String,
+    /// Remote AIS clusters are not supported: only the empty namespace.
+    #[serde(default)]
+    pub namespace: crate::names::Namespace,
 }
 
 /// `write_policy`: `data` is `immediate` (default; `""` means the same: a
@@ -362,6 +379,7 @@ impl Default for BucketProps {
             extra: ExtraConf::default(),
             write_policy: WritePolicyConf::default(),
             renaming: String::new(),
+            backend_bck: BackendBck::default(),
         }
     }
 }
@@ -419,6 +437,7 @@ impl BucketProps {
         let mut next: BucketProps = serde_json::from_value(cur)
             .map_err(|e| CoreError::invalid(format!("invalid bucket properties: {e}")))?;
         next.renaming = self.renaming.clone();
+        next.check_backend_bck()?;
         if !CKSUM_TYPES.contains(&next.checksum.kind.as_str()) {
             return Err(CoreError::invalid(format!(
                 "checksum type \"{}\" is not supported (supported: {})",
@@ -477,6 +496,48 @@ impl BucketProps {
 }
 
 /// Keys of `patch` (dotted) that `cur` does not have.
+impl BucketProps {
+    /// Whether the bucket's objects live at a remote backend: a cloud
+    /// bucket, or an `ais://` bucket with a `backend_bck`.
+    pub fn is_remote_backed(&self) -> bool {
+        crate::names::is_cloud_provider(&self.provider) || !self.backend_bck.name.is_empty()
+    }
+
+    /// `backend_bck` as set: empty, or a valid cloud bucket (its provider
+    /// normalized) behind an `ais://` bucket.
+    fn check_backend_bck(&mut self) -> Result<(), CoreError> {
+        let b = &mut self.backend_bck;
+        if b.name.is_empty() {
+            if !b.provider.is_empty() && b.provider != "ais" {
+                return Err(CoreError::invalid(
+                    "backend_bck: a provider without a bucket name (clear both to remove the backend)",
+                ));
+            }
+            *b = BackendBck::default();
+            return Ok(());
+        }
+        if !b.namespace.uuid.is_empty() || !b.namespace.name.is_empty() {
+            return Err(CoreError::Unsupported(
+                "backend_bck: remote AIS clusters (a namespace) are not supported".into(),
+            ));
+        }
+        crate::names::validate_bucket_name(&b.name)?;
+        b.provider = crate::names::normalize_provider(&b.provider)?;
+        if !crate::names::is_cloud_provider(&b.provider) {
+            return Err(CoreError::invalid(format!(
+                "backend_bck must be a cloud bucket (s3://, gs://, az://), not provider \"{}\"",
+                b.provider
+            )));
+        }
+        if self.provider != "ais" {
+            return Err(CoreError::invalid(
+                "backend_bck is for ais:// buckets (a remote bucket is its own backend)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn unknown_keys(
     cur: &serde_json::Value,
     patch: &serde_json::Value,

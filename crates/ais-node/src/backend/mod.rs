@@ -117,6 +117,20 @@ impl Remote {
         }
     }
 
+    /// The remote behind bucket `name` with `props`: the bucket itself at
+    /// its provider's store, or an `ais://` bucket's `backend_bck`.
+    pub fn for_bucket(name: &str, props: &BucketProps) -> Result<Self> {
+        let b = &props.backend_bck;
+        if b.name.is_empty() {
+            return Self::new(name, props);
+        }
+        let behind = BucketProps {
+            provider: b.provider.clone(),
+            ..props.clone()
+        };
+        Self::new(&b.name, &behind)
+    }
+
     /// Whether the bucket exists there.
     pub async fn head_bucket(&self, http: &reqwest::Client) -> Result<bool> {
         match self {

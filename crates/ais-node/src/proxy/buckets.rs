@@ -357,9 +357,32 @@ async fn set_props(
     patch: &serde_json::Value,
     reset: bool,
 ) -> ApiResult<bool> {
+    // A remote bucket not in use yet is added first (its backend has it).
+    super::remote::props(p, bck).await?;
     let targets = p.core.targets().len();
     let defaults = p.core.config.current().bucket_defaults();
     let mut turned_on = false;
+    if !reset && patch.get("backend_bck").is_some() {
+        // A backend must exist there before objects are looked for in it.
+        let mut probe = p.core.bucket_props(bck)?;
+        probe.apply_patch(patch)?;
+        let b = &probe.backend_bck;
+        if !b.name.is_empty() {
+            let remote = crate::backend::Remote::for_bucket(&bck.name, &probe)?;
+            if !remote.head_bucket(crate::backend::http()).await? {
+                return Err(ApiError::Peer {
+                    status: StatusCode::NOT_FOUND,
+                    tcode: "ErrRemoteBckNotFound".into(),
+                    message: format!(
+                        "backend_bck of {}: {} bucket \"{}\" does not exist",
+                        bck.cname(),
+                        b.provider,
+                        b.name
+                    ),
+                });
+            }
+        }
+    }
     p.primary()?
         .update_bmd(|bmd| {
             let props = bmd
@@ -375,6 +398,7 @@ async fn set_props(
                     bid: std::mem::take(&mut next.bid),
                     created: std::mem::take(&mut next.created),
                     renaming: std::mem::take(&mut next.renaming),
+                    backend_bck: std::mem::take(&mut next.backend_bck),
                     ..defaults.clone()
                 };
             } else {

@@ -490,9 +490,9 @@ async fn end_move(p: &Proxy, src: &Bck, dst: &Bck, done: bool) {
 /// prefix) fetched into the cluster, or their cached copies removed.
 pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res {
     let props = super::remote::props(p, bck).await?;
-    if props.provider == "ais" {
+    if !props.is_remote_backed() {
         return Err(ApiError::bad_request(format!(
-            "{}: {} is an ais:// bucket; this is for remote (s3://) buckets",
+            "{}: {} is an ais:// bucket without a backend_bck; this is for remote (s3://, gs://, az://) buckets",
             msg.action,
             bck.cname()
         )));
@@ -511,9 +511,9 @@ pub async fn start_remote(p: &Proxy, bck: &Bck, msg: ActMsg, kind: &str) -> Res 
 /// as a job; answers its id.
 pub async fn start_blob_download(p: &Proxy, bck: &Bck, msg: ActMsg) -> Res {
     let props = super::remote::props(p, bck).await?;
-    if props.provider == "ais" {
+    if !props.is_remote_backed() {
         return Err(ApiError::bad_request(format!(
-            "blob-download: {} is an ais:// bucket; blob download fetches from a remote (s3://) bucket's backend",
+            "blob-download: {} is an ais:// bucket without a backend_bck; blob download fetches from a remote bucket's backend",
             bck.cname()
         )));
     }

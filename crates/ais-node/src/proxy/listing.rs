@@ -32,7 +32,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if bprops.provider != "ais"
+    if bprops.is_remote_backed()
         && !nbi
         && msg.flags & ais_core::api::LSO_NO_RECURSION != 0
         && msg.flags & LSO_CACHED == 0
@@ -135,7 +135,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     } else {
         String::new()
     };
-    if bprops.provider != "ais" && !nbi {
+    if bprops.is_remote_backed() && !nbi {
         let bck = &Bck {
             provider: bprops.provider.clone(),
             ..bck.clone()
@@ -163,7 +163,7 @@ pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
             token = t;
         }
     }
-    if (bprops.provider == "ais" || nbi) && msg.flags & LSO_NOT_CACHED != 0 {
+    if (!bprops.is_remote_backed() || nbi) && msg.flags & LSO_NOT_CACHED != 0 {
         // An ais:// bucket holds every object it has: none is "not cached".
         merged.clear();
         token.clear();

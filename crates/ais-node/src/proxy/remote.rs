@@ -69,7 +69,7 @@ pub async fn list_page(
     page_size: usize,
     local: Vec<LsoEntry>,
 ) -> ApiResult<(Vec<LsoEntry>, String)> {
-    let remote = Remote::new(&bck.name, props)?;
+    let remote = Remote::for_bucket(&bck.name, props)?;
     let (entries, next) = remote
         .list_page(backend::http(), prefix, after, None, page_size.min(1000))
         .await?;

@@ -132,8 +132,8 @@ async fn compute(p: &Proxy, bck: &Bck, ask: &Ask) -> ApiResult<Value> {
         all.held.min = 0;
     }
     let (mut remote_objs, mut remote_bytes) = (0u64, 0u64);
-    if ask.remote && props.provider != "ais" {
-        let b = crate::backend::Remote::new(&bck.name, &props)?;
+    if ask.remote && props.is_remote_backed() {
+        let b = crate::backend::Remote::for_bucket(&bck.name, &props)?;
         let mut after = String::new();
         loop {
             let (page, next) = b

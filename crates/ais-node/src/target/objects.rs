@@ -95,7 +95,7 @@ async fn get(t: &Arc<Target>, ctx: &Ctx, bck: &Bck, obj: &str, props: &BucketPro
     // backend (ranges fetch it whole first, below); a warm copy is checked
     // against the backend when the bucket asks for it.
     let ranged = ctx.headers.contains_key(header::RANGE);
-    if foreign.is_none() && ais_core::names::is_cloud_provider(&props.provider) {
+    if foreign.is_none() && props.is_remote_backed() {
         if let Some(remote) = super::remote::backend_of(t, bck)? {
             match store.head(bck, obj).await {
                 Err(StorageError::NotFound) if !ranged => {

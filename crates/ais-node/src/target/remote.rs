@@ -25,7 +25,7 @@ pub fn is_remote_bucket(t: &Target, bck: &Bck) -> bool {
     t.core.meta.with_bmd(|b| {
         b.buckets
             .get(&bck.name)
-            .is_some_and(|p| ais_core::names::is_cloud_provider(&p.provider))
+            .is_some_and(|p| p.is_remote_backed())
     })
 }
 
@@ -35,7 +35,7 @@ pub fn backend_of(t: &Target, bck: &Bck) -> ApiResult<Option<Remote>> {
         return Ok(None);
     }
     let props = t.core.bucket_props(bck)?;
-    Ok(Some(Remote::new(&bck.name, &props)?))
+    Ok(Some(Remote::for_bucket(&bck.name, &props)?))
 }
 
 fn custom_of(a: &RemoteAttrs) -> BTreeMap<String, String> {

@@ -484,6 +484,41 @@ def test_bulk_delete_needs_object_deletes_not_bucket_destroy(acluster, admin):
         b.delete()
 
 
+def test_backend_bck_needs_the_rights_on_the_backend_bucket(acluster, admin):
+    """Naming a backend (backend_bck) hands the bucket's users the remote
+    bucket's objects: a user who may change only its own bucket's props is
+    refused (403) for a bucket it has no rights on, before anything is looked
+    up."""
+    import requests
+
+    url = acluster.url
+    authn = AuthNClient(url, token=AuthNClient(url).login("admin", ADMIN_PW))
+    mine = admin.bucket(unique_bucket_name("bb-mine")).create()
+    try:
+        authn.role_manager().create(
+            "bb-owner", "own one bucket", cluster_alias="local",
+            perms=[AccessAttr.GET, AccessAttr.OBJ_HEAD, AccessAttr.OBJ_LIST, AccessAttr.BCK_HEAD, AccessAttr.PUT,
+                   AccessAttr.OBJ_DELETE, AccessAttr.PATCH],
+            bucket_name=mine.name,
+        )
+        authn.user_manager().create("bb-user", ["bb-owner"], "bb-pw")
+        tok = AuthNClient(url).login("bb-user", "bb-pw")
+        h = {"Authorization": f"Bearer {tok}"}
+        body = {"action": "set-bprops", "value": {"backend_bck": {"name": "someone-elses", "provider": "aws"}}}
+        r = requests.patch(f"{url}/v1/buckets/{mine.name}", json=body, headers=h, timeout=30)
+        assert r.status_code == 403 and "someone-elses" in r.text, r.text
+        # Its own bucket's other props it may still change.
+        r = requests.patch(f"{url}/v1/buckets/{mine.name}", json={"action": "set-bprops", "value": {"access": "0"}},
+                           headers=h, timeout=30)
+        assert r.status_code != 403, r.text
+    finally:
+        try:
+            authn.user_manager().delete("bb-user")
+        except (AISError, AuthNError):
+            pass
+        mine.delete()
+
+
 def test_node_logs_are_for_admins_only(acluster, admin):
     """A node's log names every bucket's objects (and may quote a backend's
     URLs): a user who may see the cluster but is not an admin gets 403."""

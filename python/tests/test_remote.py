@@ -714,6 +714,11 @@ def test_backend_bck_makes_an_ais_bucket_front_a_remote_one(rcluster: Cluster, s
         assert r.status_code == 200, r.text
         out = ais(rcluster, "bucket", "props", "set", f"ais://{name}", f"backend_bck=s3://{remote}")
         assert out.returncode == 0, out.stderr
+        # Another backend is not switched to under the cached copies.
+        other = f"other-{remote}"
+        s3.s3.create_bucket(Bucket=other)
+        r = set_backend({"name": other, "provider": "aws"})
+        assert r.status_code == 409 and "clear backend_bck first" in r.text, r.text
         props = requests.head(url, timeout=HTTP).headers
         assert json.loads(props["Ais-Bucket-Props"])["backend_bck"] == {"name": remote, "provider": "aws", "namespace": {"uuid": "", "name": ""}}
         # Listing: the backend's names, cached flags as a remote bucket's.
@@ -729,6 +734,20 @@ def test_backend_bck_makes_an_ais_bucket_front_a_remote_one(rcluster: Cluster, s
         view.object("v/0000").delete()
         with pytest.raises(s3.s3.exceptions.NoSuchKey):
             s3.s3.get_object(Bucket=remote, Key="v/0000")
+        # A copy of it is a bucket of the cluster's own: nothing written
+        # back to the backend, and a fronting bucket is no destination.
+        dst = client.bucket(f"copy-{remote}")
+        try:
+            client.job(job_id=view.copy(dst, prefix_filter="v/00")).wait(timeout=60)
+            props = json.loads(requests.head(f"{rcluster.url}/v1/buckets/{dst.name}", timeout=HTTP).headers["Ais-Bucket-Props"])
+            assert props["backend_bck"]["name"] == "", props
+            r = requests.post(f"{rcluster.url}/v1/buckets/{dst.name}", params={"bck_to": f"ais/@#/{name}/"},
+                              json={"action": "copy-bck", "value": {}}, timeout=HTTP)
+            assert r.status_code == 400 and "backend_bck" in r.text, r.text
+            dst.object("v/0003").get_writer().put_content(b"only in the copy")
+            assert s3.s3.get_object(Bucket=remote, Key="v/0003")["Body"].read() == objs["v/0003"]
+        finally:
+            dst.delete(missing_ok=True)
         # Evict, then prefetch, through the ais:// name (REST: the SDK
         # checks the provider on its side and refuses ais:// for these).
         def job(method: str, action: str, names: list) -> None:
@@ -748,5 +767,8 @@ def test_backend_bck_makes_an_ais_bucket_front_a_remote_one(rcluster: Cluster, s
         assert "v/0001" in local and "v/0002" not in local and "v/0000" not in local, local
         r = requests.post(url, json={"action": "prefetch-listrange", "value": {"objnames": ["v/0002"]}}, timeout=HTTP)
         assert r.status_code == 400 and "backend_bck" in r.text, r.text
+        # What it holds now would be taken for a backend's objects: refused.
+        r = set_backend({"name": remote, "provider": "aws"})
+        assert r.status_code == 409 and "empty bucket" in r.text, r.text
     finally:
         view.delete(missing_ok=True)

@@ -42,6 +42,10 @@ type WsConn =
 /// exchanges run at once, and closed after).
 const MAX_IDLE_WS: usize = 32;
 
+/// An idle websocket older than this is not reused (servers ping idle
+/// ones and close those that do not answer; nothing reads them while idle).
+const WS_IDLE_MAX: Duration = Duration::from_secs(10);
+
 pub struct CommandServer {
     /// Killed (with its process group) and forgotten on stop or drop.
     proc: std::sync::Mutex<Proc>,
@@ -57,29 +61,53 @@ pub struct CommandServer {
     tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// `ws://`: open websockets not in use (each carries one exchange at a
     /// time, as the server's protocol is request, then answer).
-    ws_idle: std::sync::Mutex<Vec<WsConn>>,
+    ws_idle: std::sync::Mutex<Vec<(Instant, WsConn)>>,
     max_output: Option<u64>,
 }
 
 /// A private copy of an object in the server's work dir (`direct_fqn`),
 /// removed when the exchange ends. Written beneath the directory the node
 /// made, never through anything the server planted there.
-struct PrivateCopy(std::path::PathBuf);
+struct PrivateCopy(
+    std::path::PathBuf,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl PrivateCopy {
     async fn new(workdir: &std::path::Path, data: Vec<u8>) -> Result<Self, EtlError> {
+        use std::sync::atomic::Ordering;
         let name = format!(".ais-obj-{}", ais_core::gen_id(16));
-        let (dir, rel) = (workdir.to_path_buf(), std::path::PathBuf::from(&name));
-        tokio::task::spawn_blocking(move || crate::untrusted::write_beneath(&dir, &rel, &data))
-            .await
-            .map_err(|e| EtlError::Internal(e.to_string()))?
-            .map_err(|e| EtlError::Internal(format!("private copy for the transformer: {e}")))?;
-        Ok(Self(workdir.join(name)))
+        // The guard first: a write that fails half-way (the work dir is
+        // size-capped) is removed, and so is one that finishes after its
+        // request was cancelled (the writer sees the guard gone).
+        let gone = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let copy = Self(workdir.join(&name), gone.clone());
+        let (dir, rel, path) = (
+            workdir.to_path_buf(),
+            std::path::PathBuf::from(&name),
+            copy.0.clone(),
+        );
+        let written = tokio::task::spawn_blocking(move || {
+            let r = crate::untrusted::write_beneath(&dir, &rel, &data);
+            if gone.load(Ordering::SeqCst) {
+                let _ = std::fs::remove_file(&path);
+            }
+            r
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(copy),
+            Ok(Err(e)) => Err(EtlError::Internal(format!(
+                "private copy for the transformer: {e}"
+            ))),
+            Err(e) => Err(EtlError::Internal(e.to_string())),
+        }
     }
 }
 
 impl Drop for PrivateCopy {
     fn drop(&mut self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
         // unlink never follows a link the server may have put in its place.
         let _ = std::fs::remove_file(&self.0);
     }
@@ -143,7 +171,7 @@ impl CommandServer {
             direct_fqn: cfg
                 .env
                 .iter()
-                .any(|(k, v)| k == "ETL_DIRECT_FQN" && matches!(v.trim(), "true" | "1" | "yes"))
+                .any(|(k, v)| k == "ETL_DIRECT_FQN" && parse_bool(v))
                 .then(|| std::path::PathBuf::from(&cfg.workdir)),
             http,
             comm: cfg.comm,
@@ -286,10 +314,28 @@ impl CommandServer {
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
-        let body = tokio::time::timeout(timeout, resp.bytes())
+        // Read by chunks up to the output cap: the server is user code.
+        let max = self.max_output.unwrap_or(u64::MAX);
+        let read = async {
+            use futures::StreamExt;
+            let mut body = bytes::BytesMut::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    EtlError::WorkerDied(format!("reading transformer response: {e}"))
+                })?;
+                if body.len() as u64 + chunk.len() as u64 > max {
+                    return Err(EtlError::Limit(format!(
+                        "the transformer answered more than {max} bytes (AIS_ETL_MAX_OUTPUT)"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body.freeze())
+        };
+        let body = tokio::time::timeout(timeout, read)
             .await
-            .map_err(|_| EtlError::Timeout(timeout))?
-            .map_err(|e| EtlError::WorkerDied(format!("reading transformer response: {e}")))?;
+            .map_err(|_| EtlError::Timeout(timeout))??;
         if status.is_success() {
             Ok(body)
         } else {
@@ -315,77 +361,77 @@ impl CommandServer {
         args: &str,
         timeout: Duration,
     ) -> Result<Bytes, EtlError> {
-        use futures::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
-        let idle = self.ws_idle.lock().ok().and_then(|mut v| v.pop());
-        let died = |what: String| {
-            EtlError::WorkerDied(match self.exited() {
-                Some(st) => format!("transformer server exited ({st})"),
-                None => what,
-            })
-        };
-        let mut ws = match idle {
-            Some(ws) => ws,
-            None => {
-                let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
-                let max = self.max_output.map(|m| m as usize);
-                cfg.max_message_size = max.or(cfg.max_message_size);
-                cfg.max_frame_size = max.or(cfg.max_frame_size);
-                let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
-                match tokio::time::timeout(
-                    timeout,
-                    tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
-                )
-                .await
-                {
-                    Err(_) => return Err(EtlError::Timeout(timeout)),
-                    Ok(Err(e)) => return Err(died(format!("transformer websocket: {e}"))),
-                    Ok(Ok((ws, _))) => ws,
-                }
-            }
-        };
         let mut ctrl = serde_json::json!({"path": format!("{bucket}/{obj}"), "etl_args": args});
-        let (copy, data) = match &self.direct_fqn {
+        let (_copy, data) = match &self.direct_fqn {
             Some(dir) => {
                 let copy = PrivateCopy::new(dir, data).await?;
                 ctrl["fqn"] = copy.0.to_string_lossy().into();
                 (Some(copy), None)
             }
-            None => (None, Some(data)),
+            None => (None, Some(Bytes::from(data))),
         };
-        let exchange = async {
-            ws.send(Message::Binary(ctrl.to_string().into_bytes().into()))
-                .await?;
-            if let Some(data) = data {
-                ws.send(Message::Binary(data.into())).await?;
-            }
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Binary(b))) => return Ok(Ok(b)),
-                    Some(Ok(Message::Text(t))) => return Ok(Err(t.to_string())),
-                    Some(Ok(Message::Close(_))) | None => {
-                        return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)
-                    }
-                    Some(Ok(_)) => continue, // ping, pong
-                    Some(Err(e)) => return Err(e),
-                }
-            }
+        let ctrl = Bytes::from(ctrl.to_string().into_bytes());
+        // An idle socket the server may have closed meanwhile: if it fails,
+        // once more on a fresh one.
+        let idle = self.take_idle_ws();
+        let reused = idle.is_some();
+        let mut ws = match idle {
+            Some(ws) => ws,
+            None => self.connect_ws(timeout).await?,
         };
-        let answer = match tokio::time::timeout(timeout, exchange).await {
+        let mut answer = tokio::time::timeout(timeout, ws_exchange(&mut ws, &ctrl, &data)).await;
+        if reused && matches!(answer, Ok(Err(_))) {
+            ws = self.connect_ws(timeout).await?;
+            answer = tokio::time::timeout(timeout, ws_exchange(&mut ws, &ctrl, &data)).await;
+        }
+        let answer = match answer {
             Err(_) => return Err(EtlError::Timeout(timeout)),
-            Ok(Err(e)) => return Err(died(format!("transformer websocket: {e}"))),
+            Ok(Err(e)) => return Err(self.died(format!("transformer websocket: {e}"))),
             Ok(Ok(a)) => a,
         };
-        drop(copy);
         if let Ok(mut v) = self.ws_idle.lock() {
             if v.len() < MAX_IDLE_WS {
-                v.push(ws);
+                v.push((Instant::now(), ws));
             }
         }
-        answer.map_err(|text| EtlError::Transform {
-            etype: "transformer".into(),
-            emsg: text.trim().to_string(),
-            trace: String::new(),
+        answer
+    }
+
+    /// An idle websocket used recently enough to be still open (servers
+    /// close idle ones, e.g. uvicorn after a missed ping); older ones are
+    /// dropped.
+    fn take_idle_ws(&self) -> Option<WsConn> {
+        let mut v = self.ws_idle.lock().ok()?;
+        while let Some((at, ws)) = v.pop() {
+            if at.elapsed() < WS_IDLE_MAX {
+                return Some(ws);
+            }
+        }
+        None
+    }
+
+    async fn connect_ws(&self, timeout: Duration) -> Result<WsConn, EtlError> {
+        let mut cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        let max = self.max_output.map(|m| m as usize);
+        cfg.max_message_size = max.or(cfg.max_message_size);
+        cfg.max_frame_size = max.or(cfg.max_frame_size);
+        let url = format!("{}/ws", self.base.replacen("http://", "ws://", 1));
+        match tokio::time::timeout(
+            timeout,
+            tokio_tungstenite::connect_async_with_config(url, Some(cfg), true),
+        )
+        .await
+        {
+            Err(_) => Err(EtlError::Timeout(timeout)),
+            Ok(Err(e)) => Err(self.died(format!("transformer websocket: {e}"))),
+            Ok(Ok((ws, _))) => Ok(ws),
+        }
+    }
+
+    fn died(&self, what: String) -> EtlError {
+        EtlError::WorkerDied(match self.exited() {
+            Some(st) => format!("transformer server exited ({st})"),
+            None => what,
         })
     }
 
@@ -409,6 +455,48 @@ impl CommandServer {
     /// SIGKILL to the server's process group now; forgets it in the registry.
     pub fn stop(&self) {
         self.proc.lock().unwrap_or_else(|e| e.into_inner()).kill();
+    }
+}
+
+/// The SDK's `parse_bool` (Go's `cos.ParseBool`): what its servers take
+/// for true, the node must too.
+fn parse_bool(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "t" | "true" | "y" | "yes" | "on"
+    )
+}
+
+/// One request, one answer on `ws`: the control message, the object's
+/// bytes (none when the server reads a private copy); the output (binary)
+/// or the server's error (text).
+async fn ws_exchange(
+    ws: &mut WsConn,
+    ctrl: &Bytes,
+    data: &Option<Bytes>,
+) -> Result<Result<Bytes, EtlError>, tokio_tungstenite::tungstenite::Error> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::Binary(ctrl.clone())).await?;
+    if let Some(data) = data {
+        ws.send(Message::Binary(data.clone())).await?;
+    }
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => return Ok(Ok(b)),
+            Some(Ok(Message::Text(t))) => {
+                return Ok(Err(EtlError::Transform {
+                    etype: "transformer".into(),
+                    emsg: t.trim().to_string(),
+                    trace: String::new(),
+                }))
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)
+            }
+            Some(Ok(_)) => continue, // ping, pong
+            Some(Err(e)) => return Err(e),
+        }
     }
 }
 

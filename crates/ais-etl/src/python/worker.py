@@ -353,7 +353,9 @@ def main() -> None:
                 # A private copy in the worker's own temp dir: the store is out of reach.
                 import tempfile
 
-                fd, tmp = tempfile.mkstemp(prefix="obj-", suffix="-" + os.path.basename(path))
+                # The name's tail keeps its extension; bounded (a long name
+                # must not make the file name too long).
+                fd, tmp = tempfile.mkstemp(prefix="obj-", suffix="-" + os.path.basename(path)[-64:])
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                 data = tmp

@@ -84,6 +84,25 @@ fn need(bits: u64, bucket: Option<&str>, what: impl Into<String>) -> Need {
     }
 }
 
+/// Naming a backend (`backend_bck`) hands the bucket's users that remote
+/// bucket's objects (read, write, delete, list): only for a caller who
+/// holds those rights on it.
+fn backend_needs(msg: &serde_json::Value) -> Option<Need> {
+    let name = msg
+        .get("value")?
+        .get("backend_bck")?
+        .get("name")?
+        .as_str()?
+        .trim();
+    (!name.is_empty()).then(|| {
+        need(
+            ACCESS_RW,
+            Some(name),
+            "use the bucket as another's backend (backend_bck)",
+        )
+    })
+}
+
 /// What `ctx` needs. Bucket control messages (small JSON) are read to learn
 /// the action; the body is handed back re-wrapped.
 pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Vec<Need>, Body)> {
@@ -162,7 +181,11 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                     let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
                     let action = msg.get("action").and_then(|a| a.as_str()).unwrap_or("");
                     let needs = match action {
-                        "create-bck" => vec![need(CREATE_BUCKET, Some(&b), "create bucket")],
+                        "create-bck" => {
+                            let mut v = vec![need(CREATE_BUCKET, Some(&b), "create bucket")];
+                            v.extend(backend_needs(&msg));
+                            v
+                        }
                         "move-bck" => vec![need(MOVE_BUCKET, Some(&b), "move bucket")],
                         a if a.starts_with("copy-") || a.starts_with("etl-") => {
                             let mut v =
@@ -203,7 +226,13 @@ pub async fn required(ctx: &Ctx, ep: &Endpoint<'_>, body: Body) -> ApiResult<(Ve
                     v.push(need(PUT, Some(&dst), "PUT objects (archive)"));
                     return Ok((v, Body::from(raw)));
                 }
-                _ => vec![need(PATCH, Some(&b), "set bucket properties")],
+                _ => {
+                    let raw = read_body(body, 16 << 20).await?;
+                    let msg: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+                    let mut v = vec![need(PATCH, Some(&b), "set bucket properties")];
+                    v.extend(backend_needs(&msg));
+                    return Ok((v, Body::from(raw)));
+                }
             }
         }
         Endpoint::Moss(bucket) => {

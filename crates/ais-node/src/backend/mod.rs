@@ -124,9 +124,12 @@ impl Remote {
         if b.name.is_empty() {
             return Self::new(name, props);
         }
+        // The backend's store from the node's configuration only: never
+        // an endpoint from the ais:// bucket's own props (its owner could
+        // point the cluster anywhere).
         let behind = BucketProps {
             provider: b.provider.clone(),
-            ..props.clone()
+            ..BucketProps::default()
         };
         Self::new(&b.name, &behind)
     }

@@ -325,6 +325,21 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
         ..p.core.config.current().bucket_defaults()
     };
     props.apply_patch(&msg.value)?;
+    if !props.backend_bck.name.is_empty() {
+        let remote = crate::backend::Remote::for_bucket(&bck.name, &props)?;
+        if !remote.head_bucket(crate::backend::http()).await? {
+            return Err(ApiError::Peer {
+                status: StatusCode::NOT_FOUND,
+                tcode: "ErrRemoteBckNotFound".into(),
+                message: format!(
+                    "backend_bck of {}: {} bucket \"{}\" does not exist",
+                    bck.cname(),
+                    props.backend_bck.provider,
+                    props.backend_bck.name
+                ),
+            });
+        }
+    }
     let targets = p.core.targets().len();
     if props.ec.enabled && props.ec.targets_needed() > targets {
         return Err(ApiError::bad_request(format!(
@@ -364,10 +379,30 @@ async fn set_props(
     let mut turned_on = false;
     if !reset && patch.get("backend_bck").is_some() {
         // A backend must exist there before objects are looked for in it.
-        let mut probe = p.core.bucket_props(bck)?;
+        let now = p.core.bucket_props(bck)?;
+        let mut probe = now.clone();
         probe.apply_patch(patch)?;
         let b = &probe.backend_bck;
-        if !b.name.is_empty() {
+        if !b.name.is_empty() && *b != now.backend_bck {
+            // Cached copies are the backend's objects: a bucket switched
+            // to another backend would serve the old one's as the new
+            // one's, and local objects would be taken for cached ones.
+            if !now.backend_bck.name.is_empty() {
+                return Err(ApiError::Conflict(format!(
+                    "{} fronts {}://{} already: clear backend_bck first (backend_bck=none), \
+                     then set it on the empty bucket",
+                    bck.cname(),
+                    now.backend_bck.provider,
+                    now.backend_bck.name
+                )));
+            }
+            if super::listing::holds_objects(p, bck).await? {
+                return Err(ApiError::Conflict(format!(
+                    "backend_bck can be set on an empty bucket only: {} holds objects (they \
+                     would be taken for the backend's)",
+                    bck.cname()
+                )));
+            }
             let remote = crate::backend::Remote::for_bucket(&bck.name, &probe)?;
             if !remote.head_bucket(crate::backend::http()).await? {
                 return Err(ApiError::Peer {

@@ -314,9 +314,14 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
     }
     let primary = p.primary()?;
     let dst_existed = core.meta.with_bmd(|b| b.buckets.contains_key(&dst.name));
-    if dst.is_remote() || core.bck(dst.name.clone()).is_remote() {
+    let dst_backed = core
+        .meta
+        .with_bmd(|b| b.buckets.get(&dst.name).map(|p| p.is_remote_backed()))
+        .unwrap_or(false);
+    if dst.is_remote() || core.bck(dst.name.clone()).is_remote() || dst_backed {
         return Err(ApiError::bad_request(format!(
-            "{}: the destination {} is a remote bucket; copy or transform into an ais:// bucket",
+            "{}: the destination {} is a remote bucket (or fronts one: backend_bck); copy or \
+             transform into an ais:// bucket of the cluster's own",
             msg.action,
             dst.cname()
         )));
@@ -326,6 +331,8 @@ pub async fn start(p: &Proxy, ctx: &Ctx, src: &Bck, msg: ActMsg) -> Res {
         // A copy of a remote bucket is a bucket of the cluster's own.
         props.provider = "ais".into();
         props.extra = Default::default();
+        // Nor does it write through to the source's backend.
+        props.backend_bck = Default::default();
         props.bid = ais_core::gen_id(10);
         props.created = ais_core::now_ns().to_string();
         primary

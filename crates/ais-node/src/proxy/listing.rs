@@ -19,6 +19,34 @@ const LSO_CACHED: u64 = 1;
 /// strict opposite of [`LSO_CACHED`]).
 const LSO_NOT_CACHED: u64 = 1 << 9;
 
+/// Whether any target holds an object of `bck` (a target that does not
+/// answer is an error: the answer must be sure).
+pub async fn holds_objects(p: &Proxy, bck: &Bck) -> crate::error::ApiResult<bool> {
+    let core = &p.core;
+    let smap = core
+        .meta
+        .smap()
+        .ok_or_else(|| ApiError::unavailable("no cluster map yet"))?;
+    let targets: Vec<_> = smap.tmap.values().cloned().collect();
+    let props_q = PropSet::parse("name")?.to_query();
+    let q = ListQuery {
+        prefix: "",
+        after: "",
+        limit: 1,
+        props: &props_q,
+        flags: 0,
+        inv: "",
+        smap: smap.version,
+    };
+    let results = fan_out(&targets, CONTROL_TIMEOUT, |t| {
+        let q = &q;
+        async move { core.rpc.list_page(&t, &bck.name, q).await }
+    })
+    .await;
+    let pages = all_ok(&format!("listing {}", bck.cname()), results)?;
+    Ok(pages.iter().any(|(_, page)| !page.entries.is_empty()))
+}
+
 pub async fn list_objects(p: &Proxy, ctx: &Ctx, bck: &Bck, msg: LsoMsg) -> Res {
     let core = &p.core;
     let bprops = super::remote::props(p, bck).await?;

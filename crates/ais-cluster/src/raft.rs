@@ -77,7 +77,7 @@ openraft::declare_raft_types!(
 );
 
 type Raft = openraft::Raft<TypeConfig>;
-type NodeId = u64;
+pub type NodeId = u64;
 type SErr = StorageError<NodeId>;
 
 /// A proxy's Raft id: the digest of its daemon id (the same the cluster
@@ -209,10 +209,15 @@ fn next_versions(meta: &MetaStore, sync: &MetaSync) -> bool {
 /// How Raft messages reach another proxy: `kind` is `append`, `vote` or
 /// `snapshot`, `body` and the answer are JSON.
 pub trait RaftTransport: Send + Sync + 'static {
+    /// `to`: the member the message is for (append, vote, snapshot): a
+    /// process now at that address that is not it refuses the message
+    /// (another cluster's node, or a restarted one, must not answer for
+    /// it: its term would unseat the leader).
     fn call<'a>(
         &'a self,
         url: &'a str,
         kind: &'static str,
+        to: Option<NodeId>,
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<u8>, ClusterError>>;
@@ -732,7 +737,7 @@ impl Peer {
         let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let raw = self
             .transport
-            .call(&self.url, kind, body, option.hard_ttl())
+            .call(&self.url, kind, Some(self.target), body, option.hard_ttl())
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let res: Result<Resp, E> =
@@ -968,8 +973,19 @@ impl ControlPlane {
     /// Answers a Raft message from another proxy (`kind` as in
     /// [`RaftTransport::call`]); the answer is JSON of
     /// `Result<response, RaftError>`.
-    pub async fn handle(&self, kind: &str, body: &[u8]) -> Result<Vec<u8>, ClusterError> {
+    pub async fn handle(
+        &self,
+        kind: &str,
+        to: Option<NodeId>,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClusterError> {
         let bad = |e: serde_json::Error| ClusterError::Refused(format!("raft {kind}: {e}"));
+        if matches!(kind, "append" | "vote" | "snapshot") && to != Some(self.me) {
+            return Err(ClusterError::Refused(format!(
+                "raft {kind} for member {to:?} reached proxy {} (member {}): not addressed to it",
+                self.node.daemon_id, self.me
+            )));
+        }
         let out = match kind {
             "append" => {
                 let req: AppendEntriesRequest<TypeConfig> =
@@ -1117,6 +1133,7 @@ impl ControlPlane {
                 .call(
                     &n.url,
                     "hold",
+                    None,
                     ask(hold.as_millis() as u64),
                     Duration::from_secs(2),
                 )
@@ -1143,7 +1160,7 @@ impl ControlPlane {
                 .map(|n| n.url.clone())
                 .unwrap_or_else(|| to.url().to_string());
             self.transport
-                .call(&url, "campaign", ask(0), Duration::from_secs(5))
+                .call(&url, "campaign", None, ask(0), Duration::from_secs(5))
                 .await?;
             let mut m = self.raft.metrics();
             let deadline = tokio::time::Instant::now() + lease * 2;
@@ -1172,7 +1189,7 @@ impl ControlPlane {
             for n in &others {
                 let _ = self
                     .transport
-                    .call(&n.url, "hold", ask(0), Duration::from_secs(2))
+                    .call(&n.url, "hold", None, ask(0), Duration::from_secs(2))
                     .await;
             }
         }
@@ -1247,7 +1264,7 @@ impl Replicator for ControlPlane {
                 // must never share a seat).
                 let still = self
                     .transport
-                    .call(&old.url, "whoami", Vec::new(), Duration::from_secs(2))
+                    .call(&old.url, "whoami", None, Vec::new(), Duration::from_secs(2))
                     .await
                     .ok()
                     .and_then(|raw| serde_json::from_slice::<String>(&raw).ok());

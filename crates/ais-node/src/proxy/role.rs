@@ -297,7 +297,13 @@ async fn follow_leadership(p: Arc<Proxy>, cp: Arc<ControlPlane>) {
 /// `POST /v1/metasync/raft/KIND`: a Raft message from another proxy.
 pub async fn raft_message(p: &Arc<Proxy>, ctx: &Ctx, kind: &str, body: axum::body::Body) -> Res {
     ctx.expect_method(&[Method::POST])?;
-    ctx.query.reject_unknown("raft message", &[])?;
+    ctx.query.reject_unknown("raft message", &["to"])?;
+    let to = match ctx.query.get("to") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("raft {kind}: invalid member id \"{v}\""))
+        })?),
+    };
     let cp = p
         .control
         .get()
@@ -305,7 +311,7 @@ pub async fn raft_message(p: &Arc<Proxy>, ctx: &Ctx, kind: &str, body: axum::bod
     let raw = axum::body::to_bytes(body, 64 << 20)
         .await
         .map_err(|e| ApiError::bad_request(format!("raft {kind}: {e}")))?;
-    let out = cp.handle(kind, &raw).await?;
+    let out = cp.handle(kind, to, &raw).await?;
     axum::response::Response::builder()
         .status(StatusCode::OK)
         .header(axum::http::header::CONTENT_TYPE, "application/json")

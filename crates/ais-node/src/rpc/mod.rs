@@ -877,6 +877,7 @@ impl ais_cluster::RaftTransport for Rpc {
         &'a self,
         url: &'a str,
         kind: &'static str,
+        member: Option<ais_cluster::raft::NodeId>,
         body: Vec<u8>,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Vec<u8>, ais_cluster::ClusterError>> {
@@ -885,8 +886,12 @@ impl ais_cluster::RaftTransport for Rpc {
                 name: format!("proxy {url}"),
                 url: url.to_string(),
             };
+            let path = match member {
+                Some(m) => format!("{}/raft/{kind}?to={m}", routes::METASYNC),
+                None => format!("{}/raft/{kind}", routes::METASYNC),
+            };
             let req = self
-                .post(&to, &format!("{}/raft/{kind}", routes::METASYNC))
+                .post(&to, &path)
                 .timeout(timeout.clamp(Duration::from_millis(50), Duration::from_secs(30)))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);

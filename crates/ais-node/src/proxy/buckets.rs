@@ -326,19 +326,7 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
     };
     props.apply_patch(&msg.value)?;
     if !props.backend_bck.name.is_empty() {
-        let remote = crate::backend::Remote::for_bucket(&bck.name, &props)?;
-        if !remote.head_bucket(crate::backend::http()).await? {
-            return Err(ApiError::Peer {
-                status: StatusCode::NOT_FOUND,
-                tcode: "ErrRemoteBckNotFound".into(),
-                message: format!(
-                    "backend_bck of {}: {} bucket \"{}\" does not exist",
-                    bck.cname(),
-                    props.backend_bck.provider,
-                    props.backend_bck.name
-                ),
-            });
-        }
+        backend_exists(bck, &props).await?;
     }
     let targets = p.core.targets().len();
     if props.ec.enabled && props.ec.targets_needed() > targets {
@@ -366,6 +354,24 @@ async fn create(p: &Proxy, bck: &Bck, msg: &ActMsg) -> Res {
 /// Applies a props patch (or a reset) to B; true if erasure coding was
 /// switched on by it. Erasure coding needs `data + parity + 1` active
 /// targets (the owner and one per slice): refused otherwise.
+/// 404 unless the remote bucket `props.backend_bck` names exists there.
+async fn backend_exists(bck: &Bck, props: &BucketProps) -> ApiResult<()> {
+    let remote = crate::backend::Remote::for_bucket(&bck.name, props)?;
+    if remote.head_bucket(crate::backend::http()).await? {
+        return Ok(());
+    }
+    Err(ApiError::Peer {
+        status: StatusCode::NOT_FOUND,
+        tcode: "ErrRemoteBckNotFound".into(),
+        message: format!(
+            "backend_bck of {}: {} bucket \"{}\" does not exist",
+            bck.cname(),
+            props.backend_bck.provider,
+            props.backend_bck.name
+        ),
+    })
+}
+
 async fn set_props(
     p: &Proxy,
     bck: &Bck,
@@ -403,19 +409,7 @@ async fn set_props(
                     bck.cname()
                 )));
             }
-            let remote = crate::backend::Remote::for_bucket(&bck.name, &probe)?;
-            if !remote.head_bucket(crate::backend::http()).await? {
-                return Err(ApiError::Peer {
-                    status: StatusCode::NOT_FOUND,
-                    tcode: "ErrRemoteBckNotFound".into(),
-                    message: format!(
-                        "backend_bck of {}: {} bucket \"{}\" does not exist",
-                        bck.cname(),
-                        b.provider,
-                        b.name
-                    ),
-                });
-            }
+            backend_exists(bck, &probe).await?;
         }
     }
     p.primary()?
